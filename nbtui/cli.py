@@ -1,0 +1,110 @@
+"""The command line: argparse subcommands, one module each under nbtui/commands/.
+
+Errors end as one plain line on stderr with the contract's exit code, never a traceback
+and never a token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Optional, Sequence
+
+from nbtui import __version__
+from nbtui.errors import EXIT_FAILED, EXIT_USAGE, NbtuiError
+
+# name -> (module under nbtui.commands, one-line help). Each module has
+# add_arguments(parser) and run(args) -> int.
+COMMANDS = {
+    "servers": ("servers", "list, add, remove and test Jupyter servers"),
+    "ls": ("ls", "list every kernel of every server (a table, or --json)"),
+}
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    g = parser.add_argument_group("global options")
+    g.add_argument("--config", metavar="PATH", default=d(None),
+                   help="config.toml to use (or its folder); also NBTUI_CONFIG")
+    g.add_argument("--no-discover", action="store_true", default=d(False),
+                   help="do not discover local running servers")
+    g.add_argument("--readonly", action="store_true", default=d(False),
+                   help="turn off every action that changes a kernel")
+    g.add_argument("--theme", metavar="NAME", default=d(None), help="TUI theme")
+    g.add_argument("--refresh", metavar="SECONDS", type=_positive_float, default=d(None),
+                   help="TUI refresh interval (default 2)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be above 0")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(EXIT_USAGE, f"nbtui: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="nbtui",
+        description="Every Jupyter kernel on every server: usage, GPU memory, orphans, console.",
+    )
+    parser.add_argument("--version", action="version", version=f"nbtui {__version__}")
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _global_options(p, suppress=True)
+        importlib.import_module(f"nbtui.commands.{module}").add_arguments(p)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command is None:
+        from nbtui.commands.tui import run as run_tui
+
+        return run_tui(args)
+    module, _ = COMMANDS[args.command]
+    return importlib.import_module(f"nbtui.commands.{module}").run(args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args) or 0
+    except NbtuiError as e:
+        _error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output closed early (`nbtui ls | head`): not an error of ours.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except Exception as e:  # the last line of defence: one line, no traceback, no token
+        if os.environ.get("NBTUI_DEBUG"):
+            raise
+        _error(f"internal error: {type(e).__name__}: {e} (set NBTUI_DEBUG=1 for a traceback)")
+        return EXIT_FAILED
+
+
+def _error(message: str) -> None:
+    from nbtui.secrets import redact
+
+    text = redact(message).strip().splitlines() or ["error"]
+    print("nbtui: " + "\n  ".join(text[:2]), file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

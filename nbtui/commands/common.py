@@ -1,0 +1,57 @@
+"""What several subcommands share: loading the config and opening the fleet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Iterable
+
+from nbtui import config as config_mod
+from nbtui.errors import NotFound
+from nbtui.fleet import Fleet
+
+
+def load_config(args: argparse.Namespace) -> config_mod.Config:
+    return config_mod.load(getattr(args, "config", None))
+
+
+def discover_enabled(args: argparse.Namespace, config: config_mod.Config) -> bool:
+    return not getattr(args, "no_discover", False) and config.settings.discover
+
+
+def check_names(fleet: Fleet, names: Iterable[str]) -> None:
+    unknown = [n for n in names if n not in fleet.names]
+    if unknown:
+        known = ", ".join(fleet.names) or "none"
+        raise NotFound(f"unknown server {', '.join(unknown)} (known: {known})")
+
+
+def host_view(config: config_mod.Config):
+    """The local host's usage view (psutil + NVML), or None where it is not available."""
+    try:
+        from nbtui.host.view import LocalHost
+    except ImportError:
+        return None
+    return LocalHost(config.settings)
+
+
+def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None,
+               only: Iterable[str] = (), with_host: bool = True) -> Fleet:
+    config = config or load_config(args)
+    fleet = Fleet.from_config(
+        config, discover_local=discover_enabled(args, config),
+        host=host_view(config) if with_host else None,
+    )
+    only = list(only)
+    if only:
+        check_names(fleet, only)
+        fleet = Fleet([fleet.config_of(n) for n in only], config.settings,
+                      stale_files=fleet.stale_files, host=fleet.host)
+    return fleet
+
+
+def print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+

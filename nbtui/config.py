@@ -1,0 +1,286 @@
+"""config.toml (the user's, read only) and servers.toml (nbtui's, written atomically)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from nbtui.errors import ConfigError, UsageError
+from nbtui.units import parse_duration
+
+TOKEN_SOURCES = ("keyring", "env", "cmd", "none")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+
+
+def config_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The folder holding config.toml and servers.toml.
+
+    ``--config PATH`` (or ``NBTUI_CONFIG``) names config.toml itself or its folder.
+    """
+    explicit = explicit or os.environ.get("NBTUI_CONFIG")
+    if explicit:
+        p = Path(explicit).expanduser()
+        if p.suffix == ".toml" or (p.exists() and p.is_file()):
+            return p.parent
+        return p
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("nbtui"))
+
+
+def state_dir() -> Path:
+    """Where nbtui keeps history and the audit log (``NBTUI_STATE_DIR`` overrides)."""
+    env = os.environ.get("NBTUI_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("nbtui"))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    url: str
+    token_source: str = "keyring"  # keyring | env | cmd | none | discovered
+    token_env: Optional[str] = None
+    token_cmd: Optional[str] = None
+    ca_bundle: Optional[str] = None
+    insecure_http: bool = False
+    timeout: Optional[float] = None
+    source: str = "config"  # config | discovered | hub
+    # Only for discovered servers: the token their runtime file carries. Never written.
+    token: Optional[str] = field(default=None, repr=False, compare=False)
+    pid: Optional[int] = None
+    root_dir: Optional[str] = None
+
+    def to_toml(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url, "token": self.token_source}
+        for key in ("token_env", "token_cmd", "ca_bundle", "timeout"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.insecure_http:
+            out["insecure_http"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    """config.toml, validated, with defaults."""
+
+    refresh: float = 2.0
+    timeout: float = 5.0
+    theme: str = "nbtui-dark"
+    discover: bool = True
+    orphan_idle: float = 3600.0
+    cull_idle: Optional[float] = None
+    cull_gpu_only: bool = False
+    cull_orphans: bool = False
+    path: Optional[Path] = None
+
+
+@dataclass
+class Config:
+    folder: Path
+    settings: Settings
+    servers: dict[str, ServerConfig]
+
+    @property
+    def servers_path(self) -> Path:
+        return self.folder / "servers.toml"
+
+
+def _line_of(text: str, table: str | None, key: str) -> Optional[int]:
+    """Best-effort line number of ``key`` inside ``[table]`` (TOML gives none for values)."""
+    in_table = table is None
+    header = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
+    for i, line in enumerate(text.splitlines(), 1):
+        m = header.match(line)
+        if m:
+            in_table = table is not None and m.group(1).replace('"', "") == table
+            continue
+        if in_table and re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", line):
+            return i
+    return None
+
+
+def _load_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+class _Checker:
+    def __init__(self, path: Path, text: str):
+        self.path, self.text = path, text
+
+    def fail(self, table: str | None, key: str, problem: str) -> None:
+        line = _line_of(self.text, table, key)
+        where = f"{self.path}" + (f", line {line}" if line else "")
+        dotted = f"{table}.{key}" if table else key
+        raise ConfigError(f"{where}: {dotted}: {problem}")
+
+    def number(self, data: dict, table: str | None, key: str, default: float, lo: float = 0.0) -> float:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= lo:
+            self.fail(table, key, f"expected a number above {lo:g}, got {value!r}")
+        return float(value)
+
+    def boolean(self, data: dict, table: str | None, key: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(table, key, f"expected true or false, got {value!r}")
+        return value
+
+    def string(self, data: dict, table: str | None, key: str, default: Optional[str]) -> Optional[str]:
+        value = data.get(key, default)
+        if value is not None and not isinstance(value, str):
+            self.fail(table, key, f"expected a string, got {value!r}")
+        return value
+
+    def duration(self, data: dict, table: str | None, key: str, default: Optional[float]) -> Optional[float]:
+        if key not in data:
+            return default
+        try:
+            return parse_duration(data[key])
+        except UsageError as e:
+            self.fail(table, key, str(e))
+        return None  # pragma: no cover
+
+    def unknown(self, data: dict, table: str | None, allowed: set[str]) -> None:
+        for key in data:
+            if key not in allowed:
+                self.fail(table, key, f"unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def load_settings(folder: Path) -> Settings:
+    path = folder / "config.toml"
+    data, text = _load_toml(path)
+    c = _Checker(path, text)
+    c.unknown(data, None, {"refresh", "timeout", "theme", "discover", "orphans", "cull"})
+    orphans = data.get("orphans", {})
+    cull = data.get("cull", {})
+    for table, value in (("orphans", orphans), ("cull", cull)):
+        if not isinstance(value, dict):
+            c.fail(None, table, "expected a table")
+    c.unknown(orphans, "orphans", {"idle"})
+    c.unknown(cull, "cull", {"idle", "gpu_only", "orphans"})
+    return Settings(
+        refresh=c.number(data, None, "refresh", 2.0),
+        timeout=c.number(data, None, "timeout", 5.0),
+        theme=c.string(data, None, "theme", "nbtui-dark") or "nbtui-dark",
+        discover=c.boolean(data, None, "discover", True),
+        orphan_idle=c.duration(orphans, "orphans", "idle", 3600.0) or 0.0,
+        cull_idle=c.duration(cull, "cull", "idle", None),
+        cull_gpu_only=c.boolean(cull, "cull", "gpu_only", False),
+        cull_orphans=c.boolean(cull, "cull", "orphans", False),
+        path=path,
+    )
+
+
+def validate_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"bad server URL {url!r}: expected http(s)://HOST[:PORT][/PATH]")
+    if parts.query or parts.fragment:
+        raise UsageError("server URL must not carry a query or fragment (tokens never go in URLs)")
+    return url if url.endswith("/") else url + "/"
+
+
+def load_servers(folder: Path) -> dict[str, ServerConfig]:
+    path = folder / "servers.toml"
+    data, text = _load_toml(path)
+    c = _Checker(path, text)
+    c.unknown(data, None, {"servers"})
+    table = data.get("servers", {})
+    if not isinstance(table, dict):
+        c.fail(None, "servers", "expected a table of servers")
+    allowed = {"url", "token", "token_env", "token_cmd", "ca_bundle", "insecure_http", "timeout"}
+    out: dict[str, ServerConfig] = {}
+    for name, entry in table.items():
+        tname = f"servers.{name}"
+        if not NAME_RE.match(name):
+            c.fail("servers", name, "a server name is letters, digits, '.', '_' or '-'")
+        if not isinstance(entry, dict):
+            c.fail("servers", name, "expected a table")
+        c.unknown(entry, tname, allowed)
+        url = c.string(entry, tname, "url", None)
+        if not url:
+            c.fail(tname, "url", "missing")
+        try:
+            url = validate_url(url)
+        except UsageError as e:
+            c.fail(tname, "url", str(e))
+        source = c.string(entry, tname, "token", "keyring")
+        if source not in TOKEN_SOURCES:
+            c.fail(tname, "token", f"expected one of {', '.join(TOKEN_SOURCES)}, got {source!r}")
+        cfg = ServerConfig(
+            name=name,
+            url=url,
+            token_source=source,
+            token_env=c.string(entry, tname, "token_env", None),
+            token_cmd=c.string(entry, tname, "token_cmd", None),
+            ca_bundle=c.string(entry, tname, "ca_bundle", None),
+            insecure_http=c.boolean(entry, tname, "insecure_http", False),
+            timeout=c.number(entry, tname, "timeout", 5.0) if "timeout" in entry else None,
+        )
+        if source == "env" and not cfg.token_env:
+            c.fail(tname, "token_env", "missing (token = \"env\" needs the variable's name)")
+        if source == "cmd" and not cfg.token_cmd:
+            c.fail(tname, "token_cmd", "missing (token = \"cmd\" needs a command)")
+        out[name] = cfg
+    return out
+
+
+def load(explicit: str | os.PathLike | None = None) -> Config:
+    folder = config_dir(explicit)
+    return Config(folder=folder, settings=load_settings(folder), servers=load_servers(folder))
+
+
+def save_servers(config: Config) -> None:
+    """Write servers.toml atomically (temp file + os.replace), mode 0600."""
+    import tomli_w
+
+    config.folder.mkdir(parents=True, exist_ok=True)
+    body = {"servers": {n: s.to_toml() for n, s in sorted(config.servers.items())}}
+    data = tomli_w.dumps(body)
+    fd, tmp = tempfile.mkstemp(prefix=".servers.", suffix=".toml", dir=config.folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("# Written by nbtui (`nbtui servers add/remove`). Tokens live in the keyring.\n")
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, config.servers_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def with_server(config: Config, server: ServerConfig) -> Config:
+    servers = dict(config.servers)
+    servers[server.name] = server
+    return replace(config, servers=servers)

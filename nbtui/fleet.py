@@ -1,0 +1,267 @@
+"""Reads every server concurrently and merges what it learns into one immutable Snapshot.
+
+A server that is down, hung or refusing the token costs at most its own timeout and
+never holds back the others: each server's read is bounded on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Optional, Protocol
+
+from nbtui import model, orphans
+from nbtui.config import Config, ServerConfig, Settings
+from nbtui.jupyter import own
+from nbtui.jupyter.discovery import Discovery, discover, is_same_server_url
+from nbtui.jupyter.rest import ServerClient, ServerError, is_loopback
+from nbtui.secrets import TokenError, redact, resolve
+
+_STATUS_OF_KIND = {
+    "unreachable": model.UNREACHABLE,
+    "timeout": model.TIMEOUT,
+    "auth-failed": model.AUTH_FAILED,
+    "token": model.AUTH_FAILED,
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def parse_time(value) -> Optional[dt.datetime]:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def normalize_state(value) -> str:
+    return value if isinstance(value, str) and value in model.KERNEL_STATES else "unknown"
+
+
+def join_kernels(
+    server: str, raw_kernels: list[dict], raw_sessions: list[dict], now: dt.datetime
+) -> list[model.Kernel]:
+    """Kernels of one server joined with the sessions that reference them."""
+    sessions: dict[str, model.Session] = {}
+    for s in raw_sessions:
+        kid = (s.get("kernel") or {}).get("id") if isinstance(s.get("kernel"), dict) else None
+        if not isinstance(kid, str):
+            continue
+        path = s.get("path") or (s.get("notebook") or {}).get("path") or ""
+        sessions.setdefault(
+            kid,
+            model.Session(
+                id=str(s.get("id", "")),
+                path=str(path),
+                name=str(s.get("name") or str(path).rsplit("/", 1)[-1]),
+                type=str(s.get("type") or "notebook"),
+            ),
+        )
+    out = []
+    for k in raw_kernels:
+        kid = k["id"]
+        last = parse_time(k.get("last_activity"))
+        conns = k.get("connections")
+        out.append(
+            model.Kernel(
+                server=server,
+                kernel_id=kid,
+                kernel_name=str(k.get("name") or "?"),
+                state=normalize_state(k.get("execution_state")),
+                connections=conns if isinstance(conns, int) and not isinstance(conns, bool) else None,
+                last_activity=last,
+                idle_seconds=max(0.0, (now - last).total_seconds()) if last else None,
+                session=sessions.get(kid),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class HostSample:
+    """What the host view adds to a snapshot (see nbtui.host)."""
+
+    usage: dict = field(default_factory=dict)  # kernel key -> model.Usage
+    processes: tuple = ()
+    unattributed_gpu: tuple = ()
+    gpus: tuple = ()
+    gpu_note: Optional[str] = None
+
+
+class HostView(Protocol):
+    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel]) -> HostSample: ...
+
+
+@dataclass
+class _Server:
+    config: ServerConfig
+    client: Optional[ServerClient] = None
+    version: Optional[str] = None
+    setup_error: Optional[ServerError] = None
+
+
+def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -> list[ServerConfig]:
+    """Configured servers plus discovered ones that are not configured already."""
+    out = list(configured)
+    if found:
+        for d in found.servers:
+            match = next((c for c in out if is_same_server_url(c.url, d.url)), None)
+            if match is None:
+                out.append(d)
+            elif match.source == "config" and match.pid is None:
+                # Known from both: keep the user's name, learn the local PID.
+                out[out.index(match)] = replace(match, pid=d.pid, root_dir=d.root_dir)
+    return out
+
+
+class Fleet:
+    """Keeps one client per server and produces snapshots on demand."""
+
+    def __init__(
+        self,
+        servers: list[ServerConfig],
+        settings: Settings | None = None,
+        *,
+        stale_files: tuple[str, ...] = (),
+        host: HostView | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ):
+        self.settings = settings or Settings()
+        self.stale_files = stale_files
+        self.host = host
+        self.clock = clock
+        self._servers = {s.name: _Server(s) for s in servers}
+
+    @classmethod
+    def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (), host=None) -> "Fleet":
+        found = discover() if discover_local and config.settings.discover else None
+        servers = merge_servers(config.servers.values(), found)
+        only = list(only)
+        if only:
+            servers = [s for s in servers if s.name in only]
+        return cls(servers, config.settings, stale_files=found.stale if found else (), host=host)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._servers)
+
+    def config_of(self, name: str) -> ServerConfig:
+        return self._servers[name].config
+
+    def client(self, name: str) -> ServerClient:
+        """The server's client, created on first use (raises ServerError if it cannot be)."""
+        entry = self._servers[name]
+        if entry.client is None:
+            c = entry.config
+            try:
+                token = resolve(c)
+            except TokenError as e:
+                raise ServerError(c.name, "token", str(e).removeprefix(f"server {c.name}: ")) from None
+            entry.client = ServerClient(
+                c.name, c.url, token,
+                timeout=c.timeout or self.settings.timeout,
+                ca_bundle=c.ca_bundle, insecure_http=c.insecure_http,
+            )
+        return entry.client
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(s.client.aclose() for s in self._servers.values() if s.client), return_exceptions=True)
+        for s in self._servers.values():
+            s.client = None
+
+    async def __aenter__(self) -> "Fleet":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _info(self, entry: _Server, **kw) -> model.ServerInfo:
+        c = entry.config
+        local = c.pid is not None or is_loopback(c.url)
+        return model.ServerInfo(
+            name=c.name, url=c.url, source=c.source, version=entry.version,
+            pid=c.pid, root_dir=c.root_dir, local=local, **kw,
+        )
+
+    async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
+        name = entry.config.name
+        timeout = entry.config.timeout or self.settings.timeout
+        try:
+            client = self.client(name)
+            calls = [client.timed_kernels(), client.sessions()]
+            if entry.version is None:
+                calls.append(client.version())
+            results = await asyncio.wait_for(asyncio.gather(*calls), timeout + 0.25)
+        except asyncio.TimeoutError:
+            return self._info(entry, status=model.TIMEOUT, error_kind="timeout",
+                              error=f"server {name}: timed out after {timeout:g} s"), []
+        except ServerError as e:
+            return self._failed(entry, e), []
+        (raw_kernels, latency), raw_sessions = results[0], results[1]
+        if len(results) > 2:
+            entry.version = results[2]
+        kernels = join_kernels(name, raw_kernels, raw_sessions, now)
+        return self._info(entry, latency_ms=round(latency, 1)), kernels
+
+    def _failed(self, entry: _Server, e: ServerError) -> model.ServerInfo:
+        return self._info(
+            entry,
+            status=_STATUS_OF_KIND.get(e.kind, model.ERROR),
+            error_kind="auth-failed" if e.kind == "token" else e.kind,
+            error=redact(str(e)),
+        )
+
+    async def snapshot(self) -> model.Snapshot:
+        now = self.clock()
+        results = await asyncio.gather(*(self._read_one(e, now) for e in self._servers.values()))
+        servers = [r[0] for r in results]
+        kernels = [k for r in results for k in r[1]]
+        sample = HostSample()
+        if self.host is not None:
+            sample = self.host.sample(servers, kernels)
+            servers = [replace(s, usage_source=_source_for(s, sample)) for s in servers]
+        threshold = self.settings.orphan_idle
+        kernels = [
+            replace(
+                k,
+                usage=sample.usage.get(k.key),
+                orphan_reasons=orphans.kernel_reasons(
+                    k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id)
+                ),
+            )
+            for k in kernels
+        ]
+        kernels.sort(key=sort_key)
+        return model.Snapshot(
+            generated_at=now,
+            servers=tuple(servers),
+            kernels=tuple(kernels),
+            processes=tuple(sample.processes),
+            unattributed_gpu=tuple(sample.unattributed_gpu),
+            gpus=tuple(sample.gpus),
+            gpu_note=sample.gpu_note,
+            stale_files=self.stale_files,
+            idle_threshold=threshold,
+        )
+
+
+def sort_key(k: model.Kernel):
+    """By server, then the longest idle first (unknown idle last)."""
+    return (k.server, -(k.idle_seconds if k.idle_seconds is not None else -1.0), k.kernel_id)
+
+
+def _source_for(server: model.ServerInfo, sample: HostSample) -> Optional[str]:
+    sources = {u.source for key, u in sample.usage.items() if key.startswith(server.name + ":")}
+    return next(iter(sources)) if len(sources) == 1 else (None if not sources else "mixed")
+

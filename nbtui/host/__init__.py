@@ -1,0 +1,1 @@
+"""What the operating system knows: processes (psutil) and GPUs (NVML)."""

@@ -1,0 +1,1 @@
+"""Talking to Jupyter: REST, kernel channels, discovery of local servers."""

@@ -1,0 +1,111 @@
+"""Local running Jupyter servers, from the runtime files they announce themselves in."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import psutil
+
+from nbtui.config import ServerConfig
+from nbtui.secrets import remember
+
+
+def runtime_dir() -> Path:
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return Path(jupyter_runtime_dir())
+
+
+@dataclass(frozen=True)
+class Discovery:
+    servers: tuple[ServerConfig, ...]
+    stale: tuple[str, ...]  # runtime files whose process is gone
+    unreadable: tuple[str, ...] = ()
+
+
+def pid_alive(pid: int, not_after: float | None = None) -> bool:
+    """True if ``pid`` runs and (given ``not_after``) started no later than that time.
+
+    A process started after the file was written reuses the PID of the one that wrote it.
+    """
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return not_after is None or p.create_time() <= not_after + 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def _name_for(info: dict, pid: int) -> str:
+    return f"local-{info.get('port') or pid}"
+
+
+def discover(directory: Optional[Path] = None) -> Discovery:
+    directory = directory or runtime_dir()
+    servers: list[ServerConfig] = []
+    stale: list[str] = []
+    unreadable: list[str] = []
+    try:
+        files = sorted(list(directory.glob("jpserver-*.json")) + list(directory.glob("nbserver-*.json")))
+    except OSError:
+        return Discovery((), ())
+    seen_urls: set[str] = set()
+    for path in files:
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            mtime = path.stat().st_mtime
+            pid = int(info["pid"])
+            url = str(info["url"])
+        except (OSError, ValueError, KeyError, TypeError):
+            unreadable.append(str(path))
+            continue
+        if not pid_alive(pid, mtime):
+            stale.append(str(path))
+            continue
+        if not url.endswith("/"):
+            url += "/"
+        base_url = info.get("base_url") or "/"
+        if base_url != "/" and not url.endswith(base_url):
+            url = url.rstrip("/") + base_url
+        if url in seen_urls:
+            continue
+        seen_urls.add(url)
+        servers.append(
+            ServerConfig(
+                name=_name_for(info, pid),
+                url=url,
+                token_source="discovered",
+                source="discovered",
+                token=remember(info.get("token") or None),
+                pid=pid,
+                root_dir=info.get("root_dir") or info.get("notebook_dir"),
+            )
+        )
+    return Discovery(tuple(servers), tuple(stale), tuple(unreadable))
+
+
+def kernel_connection_files(directory: Optional[Path] = None) -> list[Path]:
+    directory = directory or runtime_dir()
+    try:
+        return sorted(directory.glob("kernel-*.json"))
+    except OSError:
+        return []
+
+
+def is_same_server_url(a_url: str, b_url: str) -> bool:
+    """Whether two URLs name the same server (localhost and 127.0.0.1 are one)."""
+    from urllib.parse import urlsplit
+
+    def norm(u: str):
+        p = urlsplit(u)
+        host = p.hostname or ""
+        if host in ("localhost", "::1", "0.0.0.0") or host.startswith("127."):
+            host = "loopback"
+        return (p.scheme, host, p.port or (443 if p.scheme == "https" else 80), p.path.rstrip("/"))
+
+    return norm(a_url) == norm(b_url)
+

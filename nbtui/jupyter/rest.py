@@ -1,0 +1,242 @@
+"""A Jupyter Server REST client (httpx), with short typed errors that name the server."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from typing import Any, Optional
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from nbtui.errors import EXIT_PARTIAL, NbtuiError
+from nbtui.secrets import redact
+
+UNREACHABLE = "unreachable"
+TIMEOUT = "timeout"
+AUTH_FAILED = "auth-failed"
+NOT_JUPYTER = "not-jupyter"
+SERVER_ERROR = "server-error"
+NOT_FOUND = "not-found"
+INSECURE = "insecure"
+TOKEN = "token"
+
+
+class ServerError(NbtuiError):
+    """A server could not be read; ``kind`` says how, the message names the server."""
+
+    exit_code = EXIT_PARTIAL
+
+    def __init__(self, server: str, kind: str, detail: str):
+        self.server, self.kind, self.detail = server, kind, redact(detail)
+        super().__init__(f"server {server}: {self.detail}")
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(name: str, url: str, has_token: bool, insecure_http: bool) -> None:
+    """Refuse to send a token in clear text to a host that is not this machine."""
+    if has_token and urlsplit(url).scheme == "http" and not is_loopback(url) and not insecure_http:
+        raise ServerError(
+            name, INSECURE,
+            "refusing to send a token over plain http to a remote host; use https, "
+            "or add the server with --insecure-http",
+        )
+
+
+class ServerClient:
+    """One keep-alive HTTP client per server. Use as an async context manager."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        token: Optional[str] = None,
+        *,
+        timeout: float = 5.0,
+        ca_bundle: Optional[str] = None,
+        insecure_http: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.name = name
+        self.url = url if url.endswith("/") else url + "/"
+        self.timeout = timeout
+        check_transport(name, self.url, bool(token), insecure_http)
+        headers = {"Accept": "application/json", "User-Agent": "nbtui"}
+        if token:
+            headers["Authorization"] = f"token {token}"
+        self._token = token
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            verify=ca_bundle if ca_bundle else True,
+            follow_redirects=False,
+            transport=transport,
+            trust_env=not is_loopback(self.url),
+        )
+
+    @property
+    def token(self) -> Optional[str]:
+        return self._token
+
+    async def __aenter__(self) -> "ServerClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- the one place requests are made -------------------------------------------------
+
+    async def request(self, method: str, path: str, *, json_body: Any = None, expect_json: bool = True) -> Any:
+        path = path.lstrip("/")
+        try:
+            r = await self._http.request(method, path, json=json_body)
+        except httpx.TimeoutException:
+            raise ServerError(self.name, TIMEOUT, f"timed out after {self.timeout:g} s ({self.url})") from None
+        except httpx.ConnectError as e:
+            raise ServerError(self.name, UNREACHABLE, f"unreachable ({self.url}): {_reason(e)}") from None
+        except httpx.HTTPError as e:
+            raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
+        return self._check(r, path, expect_json)
+
+    def _check(self, r: httpx.Response, path: str, expect_json: bool) -> Any:
+        if r.status_code in (401, 403):
+            raise ServerError(self.name, AUTH_FAILED, f"token refused (HTTP {r.status_code}) at {self.url}")
+        if r.is_redirect:
+            where = r.headers.get("location", "")
+            if "login" in where:
+                raise ServerError(self.name, AUTH_FAILED, f"asks for a login (redirect to {urlsplit(where).path}); a token is needed")
+            raise ServerError(self.name, NOT_JUPYTER, f"redirects /{path} to {where.split('?')[0]}: not a Jupyter API")
+        if r.status_code == 404:
+            if _is_json(r):
+                raise ServerError(self.name, NOT_FOUND, f"not found: /{path}")
+            raise ServerError(self.name, NOT_JUPYTER, f"/{path} not found: not a Jupyter server at {self.url}")
+        if r.status_code >= 500:
+            raise ServerError(self.name, SERVER_ERROR, f"server error HTTP {r.status_code} on /{path}")
+        if r.status_code >= 400:
+            raise ServerError(self.name, SERVER_ERROR, f"HTTP {r.status_code} on /{path}: {_message(r)}")
+        if not expect_json or r.status_code == 204 or not r.content:
+            return None
+        if not _is_json(r):
+            kind = "an HTML page" if "html" in r.headers.get("content-type", "") else "no JSON"
+            raise ServerError(self.name, NOT_JUPYTER, f"answered /{path} with {kind}: not a Jupyter server API")
+        try:
+            return r.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ServerError(self.name, NOT_JUPYTER, f"answered /{path} with malformed JSON") from None
+
+    # -- API --------------------------------------------------------------------------------
+
+    async def version(self) -> Optional[str]:
+        data = await self.request("GET", "api")
+        return data.get("version") if isinstance(data, dict) else None
+
+    async def status(self) -> dict:
+        return await self.request("GET", "api/status")
+
+    async def kernels(self) -> list[dict]:
+        data = await self.request("GET", "api/kernels")
+        if not isinstance(data, list):
+            raise ServerError(self.name, NOT_JUPYTER, "answered /api/kernels with something other than a list")
+        return [k for k in data if isinstance(k, dict) and isinstance(k.get("id"), str)]
+
+    async def sessions(self) -> list[dict]:
+        data = await self.request("GET", "api/sessions")
+        if not isinstance(data, list):
+            raise ServerError(self.name, NOT_JUPYTER, "answered /api/sessions with something other than a list")
+        return [s for s in data if isinstance(s, dict)]
+
+    async def timed_kernels(self) -> tuple[list[dict], float]:
+        t0 = time.perf_counter()
+        kernels = await self.kernels()
+        return kernels, (time.perf_counter() - t0) * 1000
+
+    async def kernel(self, kernel_id: str) -> dict:
+        return await self.request("GET", f"api/kernels/{quote(kernel_id)}")
+
+    async def kernelspecs(self) -> dict:
+        return await self.request("GET", "api/kernelspecs")
+
+    async def me(self) -> dict:
+        return await self.request("GET", "api/me")
+
+    async def interrupt(self, kernel_id: str) -> None:
+        await self.request("POST", f"api/kernels/{quote(kernel_id)}/interrupt", expect_json=False)
+
+    async def restart(self, kernel_id: str) -> dict:
+        return await self.request("POST", f"api/kernels/{quote(kernel_id)}/restart")
+
+    async def shutdown(self, kernel_id: str) -> None:
+        await self.request("DELETE", f"api/kernels/{quote(kernel_id)}", expect_json=False)
+
+    async def start_kernel(self, name: Optional[str] = None, path: Optional[str] = None) -> dict:
+        body: dict[str, Any] = {}
+        if name:
+            body["name"] = name
+        if path:
+            body["path"] = path
+        return await self.request("POST", "api/kernels", json_body=body)
+
+    async def create_session(
+        self, path: str, *, kernel_id: Optional[str] = None, kernel_name: Optional[str] = None,
+        type: str = "notebook", name: Optional[str] = None,
+    ) -> dict:
+        kernel: dict[str, Any] = {}
+        if kernel_id:
+            kernel["id"] = kernel_id
+        if kernel_name:
+            kernel["name"] = kernel_name
+        body = {"path": path, "type": type, "name": name or path.rsplit("/", 1)[-1], "kernel": kernel}
+        return await self.request("POST", "api/sessions", json_body=body)
+
+    async def delete_session(self, session_id: str) -> None:
+        await self.request("DELETE", f"api/sessions/{quote(session_id)}", expect_json=False)
+
+    async def contents_exists(self, path: str) -> bool:
+        try:
+            await self.request("GET", f"api/contents/{quote(path)}?content=0")
+        except ServerError as e:
+            if e.kind == NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def ws_url(self, path: str) -> str:
+        base = self.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        return base + path.lstrip("/")
+
+
+def _is_json(r: httpx.Response) -> bool:
+    return "json" in r.headers.get("content-type", "")
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        data = r.json()
+        return str(data.get("message") or data.get("reason") or "")[:200]
+    except Exception:
+        return ""
+
+
+def _reason(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS certificate not trusted (use --ca-bundle)"
+    return text.splitlines()[0][:160]

@@ -1,0 +1,160 @@
+"""A snapshot as the CLI contract's JSON, and as a table that fits the terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from typing import Any, Iterable, Optional
+
+from nbtui.model import GpuUse, Kernel, Process, ServerInfo, Snapshot
+from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
+
+
+def iso(t: Optional[dt.datetime]) -> Optional[str]:
+    if t is None:
+        return None
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def gpu_json(g: GpuUse) -> dict[str, Any]:
+    return {"index": g.index, "uuid": g.uuid, "memory_bytes": g.memory_bytes, "sm_percent": g.sm_percent}
+
+
+def server_json(s: ServerInfo) -> dict[str, Any]:
+    return {
+        "name": s.name, "url": s.url, "source": s.source, "status": s.status, "error": s.error,
+        "error_kind": s.error_kind, "version": s.version, "latency_ms": s.latency_ms,
+        "pid": s.pid, "local": s.local, "usage_source": s.usage_source,
+    }
+
+
+def kernel_json(k: Kernel) -> dict[str, Any]:
+    u = k.usage
+    return {
+        "server": k.server,
+        "kernel_id": k.kernel_id,
+        "kernel_name": k.kernel_name,
+        "state": k.state,
+        "connections": k.connections,
+        "last_activity": iso(k.last_activity),
+        "idle_seconds": None if k.idle_seconds is None else round(k.idle_seconds, 1),
+        "session": None if k.session is None else {
+            "id": k.session.id, "path": k.session.path, "type": k.session.type, "name": k.session.name,
+        },
+        "pid": u.pid if u else None,
+        "host": u.host if u else None,
+        "cpu_percent": u.cpu_percent if u else None,
+        "memory_bytes": u.memory_bytes if u else None,
+        "gpu_memory_bytes": u.gpu_memory_bytes if u else None,
+        "gpu_percent": u.gpu_percent if u else None,
+        "gpus": [gpu_json(g) for g in u.gpus] if u else [],
+        "usage_source": u.source if u else None,
+        "orphan_reasons": list(k.orphan_reasons),
+    }
+
+
+def process_json(p: Process) -> dict[str, Any]:
+    return {
+        "pid": p.pid, "user": p.user, "cmdline": p.cmdline, "create_time": p.create_time,
+        "notebook": p.notebook, "kernel_id": p.kernel_id, "server_pid": p.server_pid,
+        "cpu_percent": p.cpu_percent, "memory_bytes": p.memory_bytes,
+        "gpu_memory_bytes": p.gpu_memory_bytes, "gpus": [gpu_json(g) for g in p.gpus],
+        "orphan_reasons": list(p.orphan_reasons),
+    }
+
+
+def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, Any]:
+    kernels = [k for k in snap.kernels if k.orphan_reasons or not orphans_only]
+    processes = [p for p in snap.processes if p.orphan_reasons or not orphans_only]
+    return {
+        "generated_at": iso(snap.generated_at),
+        "servers": [server_json(s) for s in snap.servers],
+        "kernels": [kernel_json(k) for k in kernels],
+        "processes": [process_json(p) for p in processes],
+        "unattributed_gpu": [
+            {"gpu_index": u.gpu_index, "pid": u.pid, "memory_bytes": u.memory_bytes} for u in snap.unattributed_gpu
+        ],
+        "gpus": [
+            {"index": g.index, "uuid": g.uuid, "name": g.name, "memory_used": g.memory_used,
+             "memory_total": g.memory_total, "utilization": g.utilization,
+             "idle_kernel_memory": g.idle_kernel_memory}
+            for g in snap.gpus
+        ],
+        "gpu_note": snap.gpu_note,
+        "stale_files": list(snap.stale_files),
+    }
+
+
+# -- the human table ------------------------------------------------------------------------
+
+ORPHAN_MARK = "!"
+
+
+def kernel_row(k: Kernel) -> dict[str, str]:
+    u = k.usage
+    return {
+        "server": k.server,
+        "kernel": k.kernel_id[:8],
+        "notebook": k.session.path if k.session else "(no session)",
+        "state": k.state,
+        "conn": "—" if k.connections is None else str(k.connections),
+        "idle": human_duration(k.idle_seconds),
+        "cpu": human_percent(u.cpu_percent if u else None),
+        "mem": human_bytes(u.memory_bytes if u else None),
+        "gpu": human_bytes(u.gpu_memory_bytes if u else None),
+        "gpu%": human_percent(u.gpu_percent if u else None),
+        "!": ORPHAN_MARK if k.orphan_reasons else "",
+    }
+
+
+# (key, title, width, right-aligned); the notebook column takes what is left.
+COLUMNS = [
+    ("server", "SERVER", 0, False),  # sized to the names
+    ("kernel", "KERNEL", 8, False),
+    ("notebook", "NOTEBOOK", 0, False),
+    ("state", "STATE", 8, False),
+    ("conn", "C", 1, True),
+    ("idle", "IDLE", 6, True),
+    ("cpu", "CPU", 4, True),
+    ("mem", "MEM", 6, True),
+    ("gpu", "GPU", 6, True),
+    ("gpu%", "GPU%", 4, True),
+    ("!", "!", 1, False),
+]
+
+
+def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> list[str]:
+    kernels = list(kernels)
+    width = width or shutil.get_terminal_size((80, 24)).columns
+    server_w = min(14, max([6] + [len(k.server) for k in kernels]))
+    widths = {key: (server_w if key == "server" else w) for key, _, w, _ in COLUMNS}
+    fixed = sum(widths.values()) + len(COLUMNS) - 1
+    nb = max(12, width - fixed)
+
+    def fmt(values: dict[str, str]) -> str:
+        cells = []
+        for key, _title, _w, right in COLUMNS:
+            w = widths[key] or nb
+            text = middle_truncate(values[key], w)
+            cells.append(text.rjust(w) if right else text.ljust(w))
+        return " ".join(cells).rstrip()
+
+    lines = [fmt({key: title for key, title, _, _ in COLUMNS})]
+    lines += [fmt(kernel_row(k)) for k in kernels]
+    return lines
+
+
+def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
+    idle_over = sum(1 for k in kernels if (k.idle_seconds or 0) >= 3600)
+    orphaned = sum(1 for k in kernels if k.orphan_reasons)
+    ok = sum(1 for s in snap.servers if s.ok)
+    line = (
+        f"{len(kernels)} kernel{'s' if len(kernels) != 1 else ''}, {idle_over} idle over 1h, "
+        f"{orphaned} orphaned; {ok}/{len(snap.servers)} servers read"
+    )
+    out = [line]
+    for s in snap.failed_servers:
+        out.append(f"not read: {s.error or s.name + ': ' + s.status}")
+    if not snap.servers:
+        out.append("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
+    return out

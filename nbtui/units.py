@@ -1,0 +1,69 @@
+"""Parsing and formatting of durations, sizes and long text."""
+
+from __future__ import annotations
+
+import re
+
+from nbtui.errors import UsageError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+DURATION_FORMS = "a number with a unit: 90s, 30m, 2h, 1d"
+
+
+def parse_duration(text: str | int | float, what: str = "duration") -> float:
+    """Seconds in ``text`` (``90s``, ``30m``, ``2h``, ``1d``); UsageError otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise UsageError(f"bad {what} {str(text)!r}: expected {DURATION_FORMS}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def human_duration(seconds: float | None) -> str:
+    """``45s``, ``3m``, ``2h10m``, ``4d`` (or an em dash for unknown)."""
+    if seconds is None:
+        return "—"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    d, h = divmod(s // 3600, 24)
+    return f"{d}d{h}h" if h and d < 10 else f"{d}d"
+
+
+def human_bytes(n: int | float | None) -> str:
+    """``512B``, ``40M``, ``1.5G`` (binary units), or an em dash for unknown."""
+    if n is None:
+        return "—"
+    n = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(n) < 1024 or unit == "T":
+            if unit in ("B", "K", "M"):
+                return f"{n:.0f}{unit}"
+            return f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}P"  # pragma: no cover
+
+
+def human_percent(p: float | None) -> str:
+    return "—" if p is None else f"{p:.0f}%"
+
+
+def middle_truncate(text: str, width: int) -> str:
+    """Shorten ``text`` to ``width`` cells by cutting its middle (paths keep both ends)."""
+    if width <= 0:
+        return ""
+    if len(text) <= width:
+        return text
+    if width <= 3:
+        return text[:width]
+    keep = width - 1
+    head = keep // 2
+    tail = keep - head
+    return text[:head] + "…" + text[-tail:]

@@ -1,0 +1,78 @@
+"""Fixtures: real Jupyter servers, an isolated nbtui config, and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.jupyter import JupyterServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Every test gets its own nbtui config/state folders and Jupyter runtime dir."""
+    cfg = tmp_path / "nbtui-config"
+    cfg.mkdir()
+    monkeypatch.setenv("NBTUI_CONFIG", str(cfg))
+    monkeypatch.setenv("NBTUI_STATE_DIR", str(tmp_path / "nbtui-state"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime-empty"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    yield
+
+
+@pytest.fixture
+def config_dir() -> Path:
+    return Path(os.environ["NBTUI_CONFIG"])
+
+
+@pytest.fixture
+def jupyter_factory(tmp_path_factory):
+    """Start real Jupyter servers: ``jupyter_factory(name=..., extra_args=...)``."""
+    started: list[JupyterServer] = []
+
+    def make(name: str = "srv", **kw) -> JupyterServer:
+        server = JupyterServer(tmp_path_factory.mktemp(f"jupyter-{name}"), name=name, **kw)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def jupyter(jupyter_factory) -> JupyterServer:
+    return jupyter_factory("srv")
+
+
+@pytest.fixture(scope="module")
+def shared_jupyter(tmp_path_factory):
+    """One server for a whole module, for tests that only read."""
+    server = JupyterServer(tmp_path_factory.mktemp("jupyter-shared"), name="shared").start()
+    yield server
+    server.stop()
+
+
+def run_nbtui(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 60):
+    """Run the real `nbtui` command line in a subprocess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "nbtui", *args], input=input, capture_output=True, text=True,
+        env=full_env, timeout=timeout, cwd=ROOT,
+    )
+
+
+def add_server(name: str, server: JupyterServer, *extra: str):
+    """`nbtui servers add` through an env var token (no keyring needed)."""
+    var = f"NBTUI_TEST_TOKEN_{name.upper().replace('-', '_')}"
+    os.environ[var] = server.token
+    r = run_nbtui("servers", "add", name, server.url, "--token-env", var, *extra)
+    assert r.returncode == 0, r.stderr
+    return r
