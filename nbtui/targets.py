@@ -1,0 +1,84 @@
+"""TARGET on the command line: `SERVER:KERNEL`, `KERNEL` (a unique id prefix) or `pid:N`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from nbtui.errors import EXIT_PARTIAL, NbtuiError, NotFound, UsageError
+from nbtui.model import Kernel, Snapshot
+
+
+@dataclass(frozen=True)
+class KernelTarget:
+    kernel: Kernel
+
+    @property
+    def server(self) -> str:
+        return self.kernel.server
+
+    @property
+    def kernel_id(self) -> str:
+        return self.kernel.kernel_id
+
+    def __str__(self) -> str:
+        return f"{self.server}:{self.kernel_id}"
+
+
+@dataclass(frozen=True)
+class PidTarget:
+    pid: int
+
+    def __str__(self) -> str:
+        return f"pid:{self.pid}"
+
+
+Target = Union[KernelTarget, PidTarget]
+
+
+def parse_pid(text: str) -> int | None:
+    if not text.startswith("pid:"):
+        return None
+    try:
+        pid = int(text[4:])
+    except ValueError:
+        raise UsageError(f"bad target {text!r}: pid:N needs a number") from None
+    if pid <= 0:
+        raise UsageError(f"bad target {text!r}: a PID is a positive number")
+    return pid
+
+
+def _describe(k: Kernel) -> str:
+    where = k.session.path if k.session else "no session"
+    return f"{k.server}:{k.kernel_id[:8]} ({where})"
+
+
+def resolve(snapshot: Snapshot, text: str) -> Target:
+    """The one thing ``text`` names in ``snapshot``; NotFound (exit 3) lists candidates."""
+    text = text.strip()
+    if not text:
+        raise UsageError("empty target")
+    pid = parse_pid(text)
+    if pid is not None:
+        return PidTarget(pid)
+    server, _, prefix = text.rpartition(":")
+    kernels = list(snapshot.kernels)
+    if server:
+        names = {s.name for s in snapshot.servers}
+        if server not in names:
+            raise NotFound(f"unknown server {server!r} in target {text!r} (known: {', '.join(sorted(names)) or 'none'})")
+        info = next(s for s in snapshot.servers if s.name == server)
+        if not info.ok:
+            raise NbtuiError(f"cannot resolve {text!r}: {info.error or info.status}", EXIT_PARTIAL)
+        kernels = [k for k in kernels if k.server == server]
+    if not prefix:
+        raise UsageError(f"bad target {text!r}: expected SERVER:KERNEL, KERNEL or pid:N")
+    matches = [k for k in kernels if k.kernel_id == prefix] or [k for k in kernels if k.kernel_id.startswith(prefix)]
+    if len(matches) == 1:
+        return KernelTarget(matches[0])
+    if not matches:
+        unread = [s.name for s in snapshot.servers if not s.ok]
+        hint = f"; not read: {', '.join(unread)}" if unread and not server else ""
+        raise NotFound(f"no kernel matches {text!r}{hint}")
+    listed = ", ".join(_describe(k) for k in matches[:8]) + (" …" if len(matches) > 8 else "")
+    raise NotFound(f"{text!r} is ambiguous: {len(matches)} kernels match: {listed}")
