@@ -1,0 +1,64 @@
+"""A yes/no confirmation for actions that change or destroy something.
+
+``ConfirmScreen(title, lines, yes_label)`` is a ``ModalScreen[bool]``: it dismisses with
+True only when the user picks the yes button (or presses ``y``); escape, ``n`` and the
+default focus (on No) answer False, so a stray enter never destroys anything.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical {
+        width: auto; min-width: 40; max-width: 90%; height: auto; max-height: 90%;
+        border: thick $error; background: $surface; padding: 0 1;
+    }
+    ConfirmScreen #confirm-title { text-style: bold; width: 100%; margin-bottom: 1; }
+    ConfirmScreen #confirm-lines { width: 100%; height: auto; max-height: 16; overflow-y: auto; }
+    ConfirmScreen Horizontal { height: auto; width: 100%; align: right middle; margin-top: 1; }
+    ConfirmScreen Button { margin-left: 2; min-width: 10; }
+    """
+
+    BINDINGS = [
+        Binding("escape,n", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes"),
+        Binding("left,right,tab,shift+tab", "switch", "Switch", show=False),
+    ]
+
+    def __init__(self, title: str, lines: Iterable[str] = (), yes_label: str = "Yes") -> None:
+        super().__init__()
+        self.title_text = title
+        self.lines = list(lines)
+        self.yes_label = yes_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, id="confirm-title", markup=False)
+            yield Static("\n".join(self.lines), id="confirm-lines", markup=False)
+            with Horizontal():
+                yield Button("No", id="no", variant="primary")
+                yield Button(self.yes_label, id="yes", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_switch(self) -> None:
+        no, yes = self.query_one("#no", Button), self.query_one("#yes", Button)
+        (yes if self.focused is no else no).focus()
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
