@@ -62,9 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _global_options(p, suppress=True)
         importlib.import_module(f"nbtui.commands.{module}").add_arguments(p)
+        for leaf in _leaves(p):
+            _global_options(leaf, suppress=True)
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser):
+    """The parser itself and every nested subcommand parser (global flags go on each)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _leaves(child)
 
 
 def _run(args: argparse.Namespace) -> int:
