@@ -75,6 +75,7 @@ class ServerClient:
         if token:
             headers["Authorization"] = f"token {token}"
         self._token = token
+        self.ca_bundle = ca_bundle  # the kernel websocket (channels.py) verifies TLS with it too
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers=headers,
@@ -233,7 +234,8 @@ def _message(r: httpx.Response) -> str:
 
 def _reason(e: Exception) -> str:
     text = str(e) or type(e).__name__
-    if "Connection refused" in text or "Errno 111" in text:
+    causes = f"{text} {e.__cause__!r} {e.__context__!r}"
+    if "Connection refused" in causes or "Errno 111" in causes or "All connection attempts failed" in text:
         return "connection refused"
     if "Name or service not known" in text or "nodename nor servname" in text:
         return "unknown host"
