@@ -170,7 +170,7 @@ def _test(args) -> int:
                       f"{n} kernel{'s' if n != 1 else ''}, user {user or '?'}, "
                       f"usage: {s.usage_source or 'none'}")
             else:
-                print(f"{s.name}: {s.status}: {s.error}")
+                print(f"{s.name}: {s.status}: " + (s.error or "").removeprefix(f"server {s.name}: "))
         if snap.gpu_note:
             print(f"GPU: {snap.gpu_note}")
     return EXIT_PARTIAL if snap.failed_servers else EXIT_OK
