@@ -108,7 +108,7 @@ class ServerClient:
         except httpx.TimeoutException:
             raise ServerError(self.name, TIMEOUT, f"timed out after {self.timeout:g} s ({self.url})") from None
         except httpx.ConnectError as e:
-            raise ServerError(self.name, UNREACHABLE, f"unreachable ({self.url}): {_reason(e)}") from None
+            raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
         except httpx.HTTPError as e:
             raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
         return self._check(r, path, expect_json)
