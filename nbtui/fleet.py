@@ -140,6 +140,7 @@ class Fleet:
         self.host = host
         self.clock = clock
         self._servers = {s.name: _Server(s) for s in servers}
+        self.notebooks = orphans.NotebookCache()  # notebook-missing, at most once a minute per path
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (), host=None) -> "Fleet":
@@ -212,7 +213,16 @@ class Fleet:
         if len(results) > 2:
             entry.version = results[2]
         kernels = join_kernels(name, raw_kernels, raw_sessions, now)
+        # notebook-missing: part of this server's own bounded read, at most once a minute per path
+        await self.notebooks.refresh(
+            ((name, k.session.path) for k in kernels if orphans.session_checkable(k)), self._notebook_exists
+        )
         return self._info(entry, latency_ms=round(latency, 1)), kernels
+
+    async def _notebook_exists(self, server: str, path: str) -> bool:
+        """Whether a session's file exists, bounded by the server's own timeout."""
+        timeout = self._servers[server].config.timeout or self.settings.timeout
+        return await asyncio.wait_for(self.client(server).contents_exists(path), timeout + 0.25)
 
     def _failed(self, entry: _Server, e: ServerError) -> model.ServerInfo:
         return self._info(
@@ -237,7 +247,8 @@ class Fleet:
                 k,
                 usage=sample.usage.get(k.key),
                 orphan_reasons=orphans.kernel_reasons(
-                    k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id)
+                    k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id),
+                    notebook_exists=self.notebooks.get(k.server, k.session.path) if orphans.session_checkable(k) else None,
                 ),
             )
             for k in kernels

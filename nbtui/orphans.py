@@ -6,9 +6,13 @@ server-gone, kernel-gone.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+import asyncio
+import re
+import time
+from typing import Awaitable, Callable, Iterable, Optional
 
-from nbtui.model import Kernel
+from nbtui.model import GpuUse, Kernel, Process
+from nbtui.units import human_bytes, human_duration
 
 NO_SESSION = "no-session"
 DISCONNECTED_IDLE = "disconnected-idle"
@@ -58,3 +62,147 @@ def process_reasons(*, server_alive: Optional[bool], kernel_alive: Optional[bool
     if kernel_alive is False:
         reasons.append(KERNEL_GONE)
     return tuple(reasons)
+
+
+# -- notebook-missing: a per-path cache, checked at most once a minute ------------------------
+
+NOTEBOOK_CHECK_TTL = 60.0
+CHECKED_SESSION_TYPES = ("notebook", "file")
+
+
+class NotebookCache:
+    """Whether each session's file exists, per (server, path), refreshed at most every ``ttl``.
+
+    ``check(server, path)`` is the only way it learns (a ``GET /api/contents/<path>?content=0``
+    in the fleet); a check that fails leaves the answer unknown (None) until the next one is due.
+    """
+
+    def __init__(self, ttl: float = NOTEBOOK_CHECK_TTL, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.clock = clock
+        self._known: dict[tuple[str, str], tuple[float, Optional[bool]]] = {}
+
+    def get(self, server: str, path: str) -> Optional[bool]:
+        entry = self._known.get((server, path))
+        return entry[1] if entry else None
+
+    def due(self, server: str, path: str) -> bool:
+        entry = self._known.get((server, path))
+        return entry is None or self.clock() - entry[0] >= self.ttl
+
+    async def refresh(
+        self, wanted: Iterable[tuple[str, str]], check: Callable[[str, str], Awaitable[bool]]
+    ) -> int:
+        """Check every wanted (server, path) that is due, concurrently; returns how many were."""
+        due = sorted({w for w in wanted if self.due(*w)})
+        if not due:
+            return 0
+        answers = await asyncio.gather(*(check(s, p) for s, p in due), return_exceptions=True)
+        now = self.clock()
+        for key, answer in zip(due, answers):
+            self._known[key] = (now, answer if isinstance(answer, bool) else None)
+        return len(due)
+
+
+def session_checkable(kernel: Kernel) -> bool:
+    """Whether a kernel's session names a file worth checking (not a console's pseudo path)."""
+    s = kernel.session
+    return s is not None and bool(s.path) and s.type in CHECKED_SESSION_TYPES
+
+
+# -- stale runtime files ------------------------------------------------------------------------
+
+_KERNEL_FILE = re.compile(r"kernel-([0-9A-Za-z-]+)\.json$")
+
+
+def kernel_file_id(path: str) -> Optional[str]:
+    m = _KERNEL_FILE.search(path.replace("\\", "/").rsplit("/", 1)[-1])
+    return m.group(1) if m else None
+
+
+def stale_kernel_files(
+    files: Iterable[str], *, live_kernel_ids: Iterable[str], referenced: Iterable[str]
+) -> tuple[str, ...]:
+    """Kernel connection files that nothing uses any more.
+
+    A file is stale when no live kernel of a reachable server has its id and no running
+    process names the file on its command line (``referenced``: file names or paths).
+    """
+    live = set(live_kernel_ids)
+    names = {r.replace("\\", "/").rsplit("/", 1)[-1] for r in referenced}
+    out = []
+    for f in files:
+        kid = kernel_file_id(f)
+        if kid is None or kid in live:
+            continue
+        if f.replace("\\", "/").rsplit("/", 1)[-1] in names:
+            continue
+        out.append(f)
+    return tuple(sorted(out))
+
+
+# -- explanations, built from the same data as the reasons --------------------------------------
+
+REASON_TEXT = {
+    NO_SESSION: "no session (no notebook or console) refers to it",
+    DISCONNECTED_IDLE: "no client connected and idle for {idle}",
+    NOTEBOOK_MISSING: "its notebook {path} no longer exists on the server",
+    SERVER_GONE: "its Jupyter server{server} is gone",
+    KERNEL_GONE: "its kernel{kernel} is gone",
+}
+
+
+def _gpu_text(gpu_bytes: Optional[int], gpus: Iterable[GpuUse]) -> Optional[str]:
+    gpus = [g for g in gpus if g.memory_bytes]
+    if gpus:
+        parts = [f"{human_bytes(g.memory_bytes)} on GPU {g.index}" for g in gpus]
+        return "holds " + ", ".join(parts)
+    if gpu_bytes:
+        return f"holds {human_bytes(gpu_bytes)} of GPU memory"
+    return None
+
+
+def explain_kernel(kernel: Kernel) -> str:
+    """One line for the user: why this kernel is listed as an orphan, and what it holds."""
+    if not kernel.orphan_reasons:
+        return ""
+    where = kernel.session.path if kernel.session else "no session"
+    parts = []
+    for r in kernel.orphan_reasons:
+        if r == DISCONNECTED_IDLE:
+            parts.append(REASON_TEXT[r].format(idle=human_duration(kernel.idle_seconds)))
+        elif r == NOTEBOOK_MISSING:
+            parts.append(REASON_TEXT[r].format(path=where))
+        else:
+            parts.append(REASON_TEXT.get(r, r))
+    text = f"kernel {kernel.kernel_id[:8]} ({where}) on server {kernel.server}: " + "; ".join(parts)
+    u = kernel.usage
+    held = _gpu_text(u.gpu_memory_bytes, u.gpus) if u else None
+    if held:
+        text += f"; {held}"
+    return text
+
+
+def explain_process(p: Process) -> str:
+    """``child of kernel 80442938 (gpu.ipynb) on server pid 420, which is gone; holds 1.5G on GPU 0``."""
+    is_kernel = bool(p.kernel_id) and f"kernel-{p.kernel_id}.json" in p.cmdline
+    if p.kernel_id:
+        text = f"{'kernel' if is_kernel else 'child of kernel'} {p.kernel_id[:8]}"
+    else:
+        text = "Jupyter process"
+    if p.notebook:
+        text += f" ({p.notebook})"
+    if p.server_pid is not None:
+        text += f" on server pid {p.server_pid}"
+        if SERVER_GONE in p.orphan_reasons:
+            text += ", which is gone"
+    elif SERVER_GONE in p.orphan_reasons:
+        text += "; its server is gone"
+    if KERNEL_GONE in p.orphan_reasons:
+        text += "; no server lists this kernel" if is_kernel else "; the kernel is gone"
+    held = _gpu_text(p.gpu_memory_bytes, p.gpus)
+    if held:
+        text += f"; {held}"
+    elif p.memory_bytes:
+        text += f"; holds {human_bytes(p.memory_bytes)} of memory"
+    return text

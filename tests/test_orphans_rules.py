@@ -1,0 +1,132 @@
+"""The orphan rules are plain functions: table-driven tests, no servers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from nbtui import orphans
+from nbtui.model import GpuUse, Kernel, Process, Session, Usage
+
+NB = Session(id="s1", path="work/gpu.ipynb", name="gpu.ipynb", type="notebook")
+CONSOLE = Session(id="s2", path="console-1-abc", name="", type="console")
+
+
+def kernel(session=NB, connections=0, idle=7200.0, state="idle", usage=None, reasons=()):
+    return Kernel(server="gpu1", kernel_id="80442938-aaaa-bbbb-cccc-000000000001", kernel_name="python3",
+                  state=state, connections=connections, last_activity=dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc),
+                  idle_seconds=idle, session=session, usage=usage, orphan_reasons=reasons)
+
+
+@pytest.mark.parametrize("k, own, exists, expected", [
+    (kernel(), 0, True, ("disconnected-idle",)),
+    (kernel(idle=10.0), 0, True, ()),
+    (kernel(connections=1), 0, True, ()),
+    (kernel(connections=1), 1, True, ("disconnected-idle",)),  # nbtui's own socket is nobody
+    (kernel(state="busy"), 0, True, ()),
+    (kernel(session=None, idle=1.0), 0, None, ("no-session",)),
+    (kernel(session=None), 0, None, ("no-session", "disconnected-idle")),
+    (kernel(idle=1.0), 0, False, ("notebook-missing",)),
+    (kernel(idle=1.0), 0, None, ()),  # unknown is never a reason
+    (kernel(connections=None), 0, True, ()),
+    (kernel(idle=None), 0, True, ()),
+])
+def test_kernel_reasons(k, own, exists, expected):
+    assert orphans.kernel_reasons(k, idle_threshold=3600, own_connections=own, notebook_exists=exists) == expected
+
+
+@pytest.mark.parametrize("server_alive, kernel_alive, expected", [
+    (False, False, ("server-gone", "kernel-gone")),
+    (False, None, ("server-gone",)),
+    (True, False, ("kernel-gone",)),
+    (True, True, ()),
+    (None, None, ()),
+])
+def test_process_reasons(server_alive, kernel_alive, expected):
+    assert orphans.process_reasons(server_alive=server_alive, kernel_alive=kernel_alive) == expected
+
+
+@pytest.mark.parametrize("session, checkable", [(NB, True), (None, False), (CONSOLE, False),
+                                                 (Session("s", "", "", "notebook"), False),
+                                                 (Session("s", "a.py", "a.py", "file"), True)])
+def test_session_checkable(session, checkable):
+    assert orphans.session_checkable(kernel(session=session)) is checkable
+
+
+@pytest.mark.parametrize("files, live, referenced, expected", [
+    (["/r/kernel-a1.json", "/r/kernel-b2.json"], [], ["kernel-b2.json"], ("/r/kernel-a1.json",)),
+    (["/r/kernel-a1.json"], ["a1"], [], ()),
+    (["/r/kernel-a1.json"], [], ["/other/dir/kernel-a1.json"], ()),
+    (["/r/jpserver-12.json", "/r/kernel-x.json"], [], [], ("/r/kernel-x.json",)),
+    ([], ["a"], ["b"], ()),
+])
+def test_stale_kernel_files(files, live, referenced, expected):
+    assert orphans.stale_kernel_files(files, live_kernel_ids=live, referenced=referenced) == expected
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+async def test_notebook_cache_checks_each_path_at_most_once_a_minute():
+    clock = Clock()
+    cache = orphans.NotebookCache(clock=clock)
+    calls = []
+
+    async def check(server, path):
+        calls.append((server, path))
+        if path == "broken.ipynb":
+            raise TimeoutError("slow server")
+        return path != "gone.ipynb"
+
+    wanted = [("a", "x.ipynb"), ("a", "gone.ipynb"), ("a", "x.ipynb"), ("b", "broken.ipynb")]
+    assert await cache.refresh(wanted, check) == 3
+    assert cache.get("a", "x.ipynb") is True
+    assert cache.get("a", "gone.ipynb") is False
+    assert cache.get("b", "broken.ipynb") is None  # a failed check is unknown, not missing
+    assert cache.get("a", "never.ipynb") is None
+    clock.t += 59
+    assert await cache.refresh(wanted, check) == 0
+    clock.t += 1
+    assert await cache.refresh(wanted, check) == 3
+    assert len(calls) == 6
+
+
+GPU = (GpuUse(index=0, uuid="GPU-1", memory_bytes=1536 * 1024 ** 2),)
+
+
+@pytest.mark.parametrize("proc, expected", [
+    (Process(pid=464, user="ana", cmdline="python -c work", create_time=1.0, notebook="gpu.ipynb",
+             kernel_id="80442938-1111", server_pid=420, gpu_memory_bytes=1536 * 1024 ** 2, gpus=GPU,
+             orphan_reasons=("server-gone",)),
+     "child of kernel 80442938 (gpu.ipynb) on server pid 420, which is gone; holds 1.5G on GPU 0"),
+    (Process(pid=463, user="ana", cmdline="python -m ipykernel_launcher -f /r/kernel-80442938-1111.json",
+             create_time=1.0, notebook="gpu.ipynb", kernel_id="80442938-1111", server_pid=420,
+             memory_bytes=50 * 1024 ** 2, orphan_reasons=("server-gone", "kernel-gone")),
+     "kernel 80442938 (gpu.ipynb) on server pid 420, which is gone; no server lists this kernel; holds 50M of memory"),
+    (Process(pid=5, user=None, cmdline="x", create_time=1.0, server_pid=None, kernel_id="abcdef12-3",
+             orphan_reasons=("kernel-gone",)),
+     "child of kernel abcdef12; the kernel is gone"),
+    (Process(pid=5, user=None, cmdline="x", create_time=1.0, orphan_reasons=()), "Jupyter process"),
+])
+def test_explain_process(proc, expected):
+    assert orphans.explain_process(proc) == expected
+
+
+@pytest.mark.parametrize("k, expected", [
+    (kernel(reasons=("disconnected-idle",)),
+     "kernel 80442938 (work/gpu.ipynb) on server gpu1: no client connected and idle for 2h"),
+    (kernel(session=None, reasons=("no-session",),
+            usage=Usage(source="local", gpu_memory_bytes=2 * 1024 ** 3, gpus=(GpuUse(1, "G", 2 * 1024 ** 3),))),
+     "kernel 80442938 (no session) on server gpu1: no session (no notebook or console) refers to it; holds 2.0G on GPU 1"),
+    (kernel(reasons=("notebook-missing",)),
+     "kernel 80442938 (work/gpu.ipynb) on server gpu1: its notebook work/gpu.ipynb no longer exists on the server"),
+    (kernel(reasons=()), ""),
+])
+def test_explain_kernel(k, expected):
+    assert orphans.explain_kernel(k) == expected
