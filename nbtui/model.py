@@ -38,6 +38,7 @@ class ServerInfo:
     root_dir: Optional[str] = None
     local: bool = False  # its kernels run on this host
     usage_source: Optional[str] = None  # local | extension | None
+    usage_note: Optional[str] = None  # why its kernels have no usage, when they have none
 
     @property
     def ok(self) -> bool:
@@ -133,6 +134,7 @@ class GpuDevice:
     memory_total: Optional[int]
     utilization: Optional[float]
     idle_kernel_memory: Optional[int] = None  # held by kernels idle past the threshold
+    host: Optional[str] = None  # the host it is on (set for GPUs a server extension reported)
 
 
 @dataclass(frozen=True)
