@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import socket
 import ssl
 import struct
@@ -104,8 +105,7 @@ def encode_v1(channel: str, msg: dict) -> bytes:
 
 def decode_v1(data: bytes) -> tuple[str, dict]:
     n = int.from_bytes(data[:8], "little")
-    offsets = list(struct.unpack_from(f"<{n}Q", data, 8))
-    offsets.append(len(data))
+    offsets = list(struct.unpack_from(f"<{n}Q", data, 8))  # the last is the end
     channel = data[offsets[0]:offsets[1]].decode("utf-8", "replace")
     parts = [data[offsets[i]:offsets[i + 1]] for i in range(1, len(offsets) - 1)]
     msg = {
@@ -229,7 +229,9 @@ class KernelChannels:
     transport = "?"
 
     def __init__(self, *, session: Optional[Session] = None):
-        self.session = session or Session(key=b"", username="nbtui")
+        # Over the websocket the server signs (it alone has the kernel's key); a local
+        # random key keeps Session from warning that signing is off.
+        self.session = session or Session(key=secrets.token_hex(16).encode(), username="nbtui")
         self._pending: dict[str, _Pending] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self.state = "unknown"  # the kernel's execution_state as last seen
