@@ -5,10 +5,23 @@ Each re-checks its target right before acting and writes one audit line.
 
 from __future__ import annotations
 
-from nbtui import audit
+import asyncio
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Optional
+
+from nbtui import audit, orphans
+from nbtui.config import state_dir
+from nbtui.errors import NbtuiError, NotFound
 from nbtui.fleet import Fleet
-from nbtui.jupyter.rest import ServerError
-from nbtui.model import Kernel
+from nbtui.host import signals
+from nbtui.host.signals import Fate, Ident
+from nbtui.jupyter import own
+from nbtui.jupyter.rest import NOT_FOUND, ServerError
+from nbtui.model import Kernel, Process, Snapshot
+from nbtui.targets import PidTarget
+from nbtui.units import human_bytes, middle_truncate
 
 
 def kernel_audit_target(k: Kernel) -> dict:
@@ -44,3 +57,357 @@ async def restart_kernel(fleet: Fleet, k: Kernel) -> None:
         audit.record("restart", target, f"failed: {e}")
         raise
     audit.record("restart", target, "ok")
+
+
+# -- kill and cull ------------------------------------------------------------------------------
+
+KERNEL = "kernel"
+PROCESS = "process"
+DEFAULT_GRACE = 5.0
+CULL_CONCURRENCY = 8
+SHUTDOWN_TIMEOUT = 30.0  # the server's own shutdown wait (5 s by default) and kill come first
+
+
+@dataclass(frozen=True)
+class Step:
+    """One planned removal: a kernel through its server, or a local process tree."""
+
+    kind: str  # kernel | process
+    target: str  # SERVER:KERNEL or pid:N
+    kernel: Optional[Kernel] = None
+    process: Optional[Ident] = None  # the process named by pid:N, as listed
+    children: tuple[Ident, ...] = ()  # local descendants that may outlive the kernel / die with it
+    listed: Optional[Process] = None  # the leftover process as the snapshot listed it
+    refusal: Optional[str] = None
+    reasons: tuple[str, ...] = ()
+    explanation: str = ""
+
+    @property
+    def notebook(self) -> Optional[str]:
+        if self.kernel is not None and self.kernel.session is not None:
+            return self.kernel.session.path
+        return self.listed.notebook if self.listed else None
+
+    @property
+    def memory_bytes(self) -> Optional[int]:
+        if self.kernel is not None:
+            return self.kernel.usage.memory_bytes if self.kernel.usage else None
+        return self.listed.memory_bytes if self.listed else None
+
+    @property
+    def gpu_memory_bytes(self) -> Optional[int]:
+        if self.kernel is not None:
+            return self.kernel.usage.gpu_memory_bytes if self.kernel.usage else None
+        return self.listed.gpu_memory_bytes if self.listed else None
+
+    @property
+    def owner(self) -> Optional[str]:
+        return self.process.user if self.process else (self.listed.user if self.listed else None)
+
+    def audit_target(self) -> dict:
+        if self.kernel is not None:
+            out = kernel_audit_target(self.kernel)
+        else:
+            out = {"server": None, "kernel_id": self.listed.kernel_id if self.listed else None,
+                   "notebook": self.notebook, "pid": self.process.pid if self.process else None,
+                   "memory_bytes": self.memory_bytes, "gpu_memory_bytes": self.gpu_memory_bytes}
+        if self.process is not None:
+            out.update(user=self.process.user, create_time=self.process.create_time, cmdline=self.process.cmdline)
+        out["children"] = [c.pid for c in self.children]
+        return out
+
+    def json(self) -> dict:
+        return {
+            "kind": self.kind, "target": self.target, "notebook": self.notebook,
+            "kernel_id": self.kernel.kernel_id if self.kernel else (self.listed.kernel_id if self.listed else None),
+            "server": self.kernel.server if self.kernel else None,
+            "pid": self.process.pid if self.process else (
+                self.kernel.usage.pid if self.kernel and self.kernel.usage else None),
+            "user": self.owner,
+            "memory_bytes": self.memory_bytes, "gpu_memory_bytes": self.gpu_memory_bytes,
+            "children": [{"pid": c.pid, "user": c.user, "cmdline": c.cmdline} for c in self.children],
+            "reasons": list(self.reasons), "explanation": self.explanation, "refused": self.refusal,
+        }
+
+    def describe(self) -> str:
+        """One line of the plan: what goes, what it frees, who owns it."""
+        if self.kind == KERNEL:
+            k = self.kernel
+            text = f"kernel {k.server}:{k.kernel_id[:8]} ({self.notebook or 'no session'})"
+        else:
+            p = self.process
+            text = f"pid {p.pid} ({p.user or 'owner unknown'}) {middle_truncate(p.cmdline, 60)}"
+            if self.notebook:
+                text += f" [{self.notebook}]"
+        frees = [f"{human_bytes(self.memory_bytes)} memory" if self.memory_bytes else None,
+                 f"{human_bytes(self.gpu_memory_bytes)} GPU" if self.gpu_memory_bytes else None]
+        frees = [f for f in frees if f]
+        if frees:
+            text += "; frees " + ", ".join(frees)
+        if self.children:
+            noun = "child process" if len(self.children) == 1 else "child processes"
+            pids = ", ".join(str(c.pid) for c in self.children[:6]) + (" …" if len(self.children) > 6 else "")
+            verb = "signalled if they outlive it" if self.kind == KERNEL else "signalled too"
+            text += f"; {len(self.children)} {noun} ({pids}) {verb}"
+        if self.refusal:
+            text += f" — REFUSED: {self.refusal}"
+        return text
+
+
+@dataclass
+class Outcome:
+    step: Step
+    result: str  # ok | gone | refused: … | failed: …
+    fates: list[Fate] = field(default_factory=list)
+    server_error: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("ok", "gone") and all(f.ok for f in self.fates)
+
+    def describe(self) -> str:
+        s = self.step
+        text = f"{s.target}: {self.result}"
+        if self.result == "ok":
+            frees = [f"{human_bytes(s.memory_bytes)} memory" if s.memory_bytes else None,
+                     f"{human_bytes(s.gpu_memory_bytes)} GPU" if s.gpu_memory_bytes else None]
+            frees = [f for f in frees if f]
+            if frees:
+                text += " (freed " + ", ".join(frees) + ")"
+        if self.fates:
+            text += "; " + ", ".join(f"pid {f.pid} {f.fate}" for f in self.fates)
+        return text
+
+    def json(self) -> dict:
+        return {"target": self.step.target, "result": self.result, "ok": self.ok,
+                "processes": [f.json() for f in self.fates]}
+
+
+def _local(snapshot: Snapshot, server: str) -> bool:
+    info = next((s for s in snapshot.servers if s.name == server), None)
+    return bool(info and info.local)
+
+
+def _server_pids(snapshot: Snapshot) -> set[int]:
+    return {s.pid for s in snapshot.servers if s.pid is not None}
+
+
+def plan_kernel(snapshot: Snapshot, k: Kernel) -> Step:
+    """Shut a kernel down through its server; on a local server, note its process tree too."""
+    children: tuple[Ident, ...] = ()
+    proc = None
+    refusal = None
+    if _local(snapshot, k.server):
+        pid = k.usage.pid if k.usage and k.usage.pid else None
+        proc = signals.identify(pid) if pid else signals.find_kernel_process(k.kernel_id)
+        if proc is not None:
+            protected = signals.ancestors_of_self()
+            if proc.pid in protected:
+                refusal = "nbtui itself runs inside this kernel"
+            children = tuple(c for c in signals.descendants(proc.pid) if signals.refusal(
+                c, explicit=False, server_pids=_server_pids(snapshot), protected=protected) is None)
+    return Step(KERNEL, f"{k.server}:{k.kernel_id}", kernel=k, children=children, reasons=k.orphan_reasons,
+                explanation=orphans.explain_kernel(k), process=proc, refusal=refusal)
+
+
+def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
+                 protected: Optional[set[int]] = None) -> Step:
+    """Signal a local process and its descendants; identity from the listing when there is one."""
+    listed = next((p for p in snapshot.processes if p.pid == pid), None)
+    now = signals.identify(pid)
+    if listed is not None:
+        ident = Ident(pid, listed.create_time, listed.user, listed.cmdline)
+    elif now is not None:
+        ident = now
+    else:
+        raise NotFound(f"no process with PID {pid} on this host")
+    protected = signals.ancestors_of_self() if protected is None else protected
+    refusal = signals.refusal(ident, explicit=explicit, server_pids=_server_pids(snapshot), protected=protected)
+    if refusal is None and not signals.same_process(ident, now):
+        refusal = "the PID now belongs to another program (create time or owner changed since it was listed)"
+    children: list[Ident] = []
+    if refusal is None:
+        for c in signals.descendants(pid):
+            if signals.refusal(c, explicit=False, server_pids=_server_pids(snapshot), protected=protected) is None:
+                children.append(c)
+    kernel = next((k for k in snapshot.kernels if k.usage and k.usage.pid == pid), None)
+    return Step(PROCESS, f"pid:{pid}", process=ident, children=tuple(children), listed=listed, kernel=None,
+                refusal=refusal, reasons=listed.orphan_reasons if listed else (kernel.orphan_reasons if kernel else ()),
+                explanation=orphans.explain_process(listed) if listed else (
+                    orphans.explain_kernel(kernel) if kernel else ""))
+
+
+def plan_kill(snapshot: Snapshot, targets) -> list[Step]:
+    """Steps for resolved targets (nbtui.targets): kernels and pid:N, in the order given."""
+    protected = signals.ancestors_of_self()
+    steps: list[Step] = []
+    seen: set[str] = set()
+    for t in targets:
+        step = plan_process(snapshot, t.pid, protected=protected) if isinstance(t, PidTarget) \
+            else plan_kernel(snapshot, t.kernel)
+        if step.target not in seen:
+            seen.add(step.target)
+            steps.append(step)
+    return steps
+
+
+async def _kill_kernel(fleet: Fleet, step: Step) -> tuple[Outcome, list[Ident]]:
+    """Shut the kernel down through its server; returns the outcome and the local survivors."""
+    k = step.kernel
+    client = fleet.client(k.server)
+    try:
+        await recheck_kernel(fleet, k)
+    except ServerError as e:
+        if e.kind == NOT_FOUND:
+            return Outcome(step, "gone"), _survivors(step)
+        return Outcome(step, f"failed: {e}", server_error=True), []
+    try:
+        await client.shutdown(k.kernel_id, timeout=max(client.timeout, SHUTDOWN_TIMEOUT))
+    except ServerError as e:
+        if e.kind == NOT_FOUND:
+            return Outcome(step, "gone"), _survivors(step)
+        try:  # a kernel that ignored shutdown: did the server's own timeout remove it after all?
+            await recheck_kernel(fleet, k)
+        except ServerError as again:
+            if again.kind == NOT_FOUND:
+                return Outcome(step, "ok"), _survivors(step)
+        return Outcome(step, f"failed: {e}", server_error=e.kind != "server-error"), []
+    return Outcome(step, "ok"), _survivors(step)
+
+
+def _survivors(step: Step) -> list[Ident]:
+    """The kernel's process and descendants that still run (the GPU-holding leftovers)."""
+    tree = ([step.process] if step.process else []) + list(step.children)
+    return [i for i in tree if signals.same_process(i, signals.identify(i.pid))]
+
+
+async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = DEFAULT_GRACE,
+                  action: str = "kill", concurrency: int = CULL_CONCURRENCY,
+                  signal_leftovers: bool = True) -> list[Outcome]:
+    """Carry out planned steps: kernels concurrently (bounded), then every process tree in one
+    SIGTERM / grace / SIGKILL pass. Each step is re-checked right before acting and audited."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+    outcomes: dict[int, Outcome] = {}
+    leftovers: dict[int, list[Ident]] = {}
+
+    async def one_kernel(i: int, step: Step) -> None:
+        async with gate:
+            outcome, left = await _kill_kernel(fleet, step)
+        outcomes[i] = outcome
+        leftovers[i] = left
+
+    kernel_jobs = [one_kernel(i, s) for i, s in enumerate(steps) if s.kind == KERNEL and not s.refusal]
+    for i, s in enumerate(steps):
+        if s.kind == KERNEL and s.refusal:
+            outcomes[i] = Outcome(s, f"refused: {s.refusal}")
+        elif s.kind == PROCESS:
+            if s.refusal:
+                outcomes[i] = Outcome(s, f"refused: {s.refusal}")
+            else:
+                leftovers[i] = [s.process, *s.children]
+    process_steps = [i for i, s in enumerate(steps) if s.kind == PROCESS and not s.refusal]
+    # Process trees do not wait for the servers: both go at once.
+    proc_fates = asyncio.create_task(asyncio.to_thread(
+        signals.terminate, [p for i in process_steps for p in leftovers[i]], grace))
+    await asyncio.gather(*kernel_jobs)
+    kernel_left = [p for i, s in enumerate(steps) if s.kind == KERNEL for p in leftovers.get(i, [])]
+    kernel_fates = {}
+    if kernel_left and signal_leftovers:
+        kernel_fates = {f.pid: f for f in await asyncio.to_thread(signals.terminate, kernel_left, grace)}
+    fates = {f.pid: f for f in await proc_fates}
+    for i in process_steps:
+        tree = [fates[p.pid] for p in leftovers[i]]
+        root = tree[0]
+        result = "gone" if root.fate == signals.ALREADY_GONE else (
+            "ok" if root.ok else (root.fate if root.fate.startswith("refused") else f"failed: {root.fate}"))
+        outcomes[i] = Outcome(steps[i], result, tree)
+    for i, s in enumerate(steps):
+        if s.kind == KERNEL and i in outcomes:
+            outcomes[i].fates = [kernel_fates[p.pid] for p in leftovers.get(i, []) if p.pid in kernel_fates]
+    ordered = [outcomes[i] for i in range(len(steps))]
+    for o in ordered:
+        audit.record(action, o.step.audit_target(), o.result,
+                     processes=[f.json() for f in o.fates], reasons=list(o.step.reasons))
+    return ordered
+
+
+# -- cull: select by policy ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CullPolicy:
+    idle: Optional[float] = None  # idle kernels past it, no client connected
+    gpu_only: bool = False  # only what holds GPU memory
+    orphans: bool = False  # every kernel and process with a reason
+    servers: tuple[str, ...] = ()
+
+    @property
+    def selects_anything(self) -> bool:
+        return self.idle is not None or self.orphans
+
+
+def cull_selects_kernel(k: Kernel, policy: CullPolicy) -> bool:
+    if policy.servers and k.server not in policy.servers:
+        return False
+    chosen = False
+    if policy.idle is not None and k.idle_seconds is not None and k.connections is not None:
+        others = k.connections - own.count(k.server, k.kernel_id)
+        chosen = others <= 0 and k.state != "busy" and k.idle_seconds >= policy.idle
+    if policy.orphans and k.orphan_reasons:
+        chosen = True
+    if chosen and policy.gpu_only:
+        chosen = bool(k.usage and k.usage.gpu_memory_bytes)
+    return chosen
+
+
+def cull_selects_process(p: Process, policy: CullPolicy) -> bool:
+    if not policy.orphans or not p.orphan_reasons or policy.servers:
+        return False
+    return bool(p.gpu_memory_bytes) if policy.gpu_only else True
+
+
+def plan_cull(snapshot: Snapshot, policy: CullPolicy) -> list[Step]:
+    """Kernels of readable servers and leftover processes that the policy selects.
+
+    A process already in a selected kernel's tree goes with that kernel, not twice.
+    """
+    readable = {s.name for s in snapshot.servers if s.ok}
+    steps = [plan_kernel(snapshot, k) for k in snapshot.kernels
+             if k.server in readable and cull_selects_kernel(k, policy)]
+    covered = {c.pid for s in steps for c in (([s.process] if s.process else []) + list(s.children))}
+    protected = signals.ancestors_of_self()
+    for p in snapshot.processes:
+        if p.pid in covered or not cull_selects_process(p, policy):
+            continue
+        try:
+            step = plan_process(snapshot, p.pid, explicit=False, protected=protected)
+        except NotFound:
+            continue  # gone since it was listed: nothing to cull
+        steps.append(step)
+        covered.update(c.pid for c in step.children)
+    return steps
+
+
+class CullBusy(NbtuiError):
+    """Another cull holds the lock."""
+
+
+@contextmanager
+def cull_lock():
+    """One cull at a time on this host, across processes (an flock on the state folder)."""
+    import fcntl
+
+    path = state_dir() / "cull.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise CullBusy(f"another nbtui cull is running (pid {holder}); try again when it ends") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)

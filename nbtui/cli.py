@@ -20,6 +20,10 @@ from nbtui.errors import EXIT_FAILED, EXIT_USAGE, NbtuiError
 COMMANDS = {
     "servers": ("servers", "list, add, remove and test Jupyter servers"),
     "ls": ("ls", "list every kernel of every server (a table, or --json)"),
+    "kill": ("kill", "kill kernels (through their server) and local processes (pid:N)"),
+    "cull": ("cull", "remove idle and orphaned kernels and leftover processes by policy"),
+    "exec": ("exec", "run code in a kernel headless (streams as they arrive; --json)"),
+    "console": ("console", "open the TUI straight on a kernel's console"),
 }
 
 

@@ -101,12 +101,14 @@ class ServerClient:
 
     # -- the one place requests are made -------------------------------------------------
 
-    async def request(self, method: str, path: str, *, json_body: Any = None, expect_json: bool = True) -> Any:
+    async def request(self, method: str, path: str, *, json_body: Any = None, expect_json: bool = True,
+                      timeout: Optional[float] = None) -> Any:
         path = path.lstrip("/")
+        extra = {"timeout": httpx.Timeout(timeout)} if timeout else {}
         try:
-            r = await self._http.request(method, path, json=json_body)
+            r = await self._http.request(method, path, json=json_body, **extra)
         except httpx.TimeoutException:
-            raise ServerError(self.name, TIMEOUT, f"timed out after {self.timeout:g} s ({self.url})") from None
+            raise ServerError(self.name, TIMEOUT, f"timed out after {timeout or self.timeout:g} s ({self.url})") from None
         except httpx.ConnectError as e:
             raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
         except httpx.HTTPError as e:
@@ -180,8 +182,9 @@ class ServerClient:
     async def restart(self, kernel_id: str) -> dict:
         return await self.request("POST", f"api/kernels/{quote(kernel_id)}/restart")
 
-    async def shutdown(self, kernel_id: str) -> None:
-        await self.request("DELETE", f"api/kernels/{quote(kernel_id)}", expect_json=False)
+    async def shutdown(self, kernel_id: str, timeout: Optional[float] = None) -> None:
+        """DELETE the kernel; ``timeout`` leaves room for the server's own shutdown wait."""
+        await self.request("DELETE", f"api/kernels/{quote(kernel_id)}", expect_json=False, timeout=timeout)
 
     async def start_kernel(self, name: Optional[str] = None, path: Optional[str] = None) -> dict:
         body: dict[str, Any] = {}

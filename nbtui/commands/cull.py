@@ -1,0 +1,91 @@
+"""nbtui cull: remove idle and orphaned kernels and leftover processes by policy (cron-safe)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from nbtui import actions
+from nbtui.commands.common import load_config, open_fleet, print_json
+from nbtui.commands.kill import _grace, confirm, exit_code, print_plan
+from nbtui.errors import EXIT_OK, EXIT_PARTIAL
+from nbtui.units import human_bytes, parse_duration
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--idle", metavar="DURATION", help="idle kernels past DURATION (90s, 30m, 2h, 1d) with no client")
+    p.add_argument("--gpu-only", action="store_true", help="only what holds GPU memory")
+    p.add_argument("--orphans", action="store_true", help="every kernel and process with an orphan reason")
+    p.add_argument("--server", action="append", default=[], metavar="NAME", help="only this server (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="act without asking (needed without a terminal)")
+    p.add_argument("--grace", type=_grace, default=actions.DEFAULT_GRACE, metavar="SECONDS",
+                   help="seconds between SIGTERM and SIGKILL for local processes (default 5)")
+    p.add_argument("--json", action="store_true", help="the plan and the results as one JSON object")
+
+
+def policy_from(args, settings) -> actions.CullPolicy:
+    """Selection flags (--idle, --orphans) replace config.toml [cull]; without them, [cull] applies."""
+    s = settings
+    if args.idle is not None or args.orphans:
+        idle = parse_duration(args.idle, "--idle") if args.idle is not None else None
+        orphans_ = bool(args.orphans)
+    else:
+        idle, orphans_ = s.cull_idle, s.cull_orphans
+    gpu_only = bool(args.gpu_only) or s.cull_gpu_only
+    return actions.CullPolicy(idle=idle, gpu_only=gpu_only, orphans=orphans_, servers=tuple(args.server))
+
+
+def plan_table(steps: list[actions.Step]) -> list[str]:
+    lines = []
+    mem = sum(s.memory_bytes or 0 for s in steps)
+    gpu = sum(s.gpu_memory_bytes or 0 for s in steps)
+    lines.append(f"{len(steps)} to cull; frees {human_bytes(mem) if mem else '—'} memory, "
+                 f"{human_bytes(gpu) if gpu else '—'} GPU (where measured)")
+    return lines
+
+
+async def _cull(args) -> int:
+    config = load_config(args)
+    policy = policy_from(args, config.settings)
+    fleet = open_fleet(args, config, only=args.server)
+    with actions.cull_lock():
+        async with fleet:
+            snap = await fleet.snapshot()
+            unread = [s for s in snap.servers if not s.ok]
+            for s in unread:
+                print(f"nbtui: not read: {s.error or s.name}", file=sys.stderr)
+            steps = actions.plan_cull(snap, policy) if policy.selects_anything else []
+            code_read = EXIT_PARTIAL if unread else EXIT_OK
+            if not steps:
+                if args.json:
+                    print_json({"dry_run": args.dry_run, "plan": [], "results": []})
+                else:
+                    print("nothing to cull")
+                return code_read
+            if not args.json:
+                print_plan(steps, "would cull" if args.dry_run else "cull")
+                for line in plan_table(steps):
+                    print(line)
+            if args.dry_run:
+                if args.json:
+                    print_json({"dry_run": True, "plan": [s.json() for s in steps], "results": []})
+                return code_read
+            if not confirm(f"Cull {len(steps)}?", args.yes):
+                if args.json:
+                    print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": []})
+                print("nothing culled", file=sys.stderr)
+                return 1
+            outcomes = await actions.execute(fleet, steps, grace=args.grace, action="cull")
+    if args.json:
+        print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": [o.json() for o in outcomes]})
+    else:
+        for o in outcomes:
+            print(o.describe())
+    code = exit_code(outcomes)
+    return EXIT_PARTIAL if unread and code == EXIT_OK else code
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_cull(args))

@@ -1,0 +1,92 @@
+"""nbtui kill TARGET...: shut kernels down through their servers, signal local process trees."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from nbtui import actions, targets
+from nbtui.commands.common import open_fleet, print_json
+from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="SERVER:KERNEL, KERNEL (unique id prefix) or pid:N")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask (needed without a terminal)")
+    p.add_argument("--grace", type=_grace, default=actions.DEFAULT_GRACE, metavar="SECONDS",
+                   help="seconds between SIGTERM and SIGKILL for local processes (default 5)")
+    p.add_argument("--json", action="store_true", help="the plan and the results as one JSON object")
+
+
+def _grace(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0 or value > 3600:
+        raise argparse.ArgumentTypeError("expected 0 to 3600 seconds")
+    return value
+
+
+def confirm(question: str, yes: bool) -> bool:
+    """--yes, or a "y" typed on a terminal; without either, a usage error (exit 2)."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("refusing to act without confirmation: pass --yes (no terminal to ask on)")
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def print_plan(steps: list[actions.Step], verb: str) -> None:
+    for s in steps:
+        print(f"{verb} {s.describe()}")
+        if s.explanation:
+            print(f"    {s.explanation}")
+
+
+def exit_code(outcomes: list[actions.Outcome]) -> int:
+    if any(o.server_error for o in outcomes):
+        return EXIT_PARTIAL
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
+async def _kill(args) -> int:
+    fleet = open_fleet(args)
+    async with fleet:
+        snap = await fleet.snapshot()
+        resolved = [targets.resolve(snap, t) for t in args.targets]
+        steps = actions.plan_kill(snap, resolved)
+        refused = EXIT_FAILED if any(s.refusal for s in steps) else EXIT_OK
+        if args.json and args.dry_run:
+            print_json({"dry_run": True, "plan": [s.json() for s in steps], "results": []})
+            return refused
+        if not args.json:
+            print_plan(steps, "would kill" if args.dry_run else "kill")
+        if args.dry_run:
+            return refused
+        acting = [s for s in steps if not s.refusal]
+        if acting:
+            owners = sorted({s.owner for s in acting if s.owner and s.owner != actions.signals.current_user()})
+            whose = f" (owned by {', '.join(owners)})" if owners else ""
+            if not confirm(f"Kill {len(acting)} target{'s' if len(acting) != 1 else ''}{whose}?", args.yes):
+                print("nothing killed", file=sys.stderr)
+                return EXIT_FAILED
+        outcomes = await actions.execute(fleet, steps, grace=args.grace, action="kill")
+    if args.json:
+        print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": [o.json() for o in outcomes]})
+    else:
+        for o in outcomes:
+            print(o.describe())
+    return exit_code(outcomes)
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_kill(args))

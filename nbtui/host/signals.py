@@ -1,0 +1,229 @@
+"""Signalling local process trees safely: identity, protection, SIGTERM, grace, SIGKILL.
+
+A process is named by its identity (PID, create time, owner) taken when it was listed;
+right before each signal the identity is read again, and a PID that now belongs to
+another program is refused, never signalled.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import psutil
+
+# Fates of one PID, as reported to the user and in the audit log.
+EXITED = "exited after SIGTERM"
+KILLED = "killed with SIGKILL"
+ALREADY_GONE = "already gone"
+SURVIVED = "survived SIGKILL"
+DENIED = "permission denied"
+
+_SERVER_MARKERS = ("jupyter_server", "jupyter-server", "jupyter-lab", "jupyterlab", "jupyter-notebook",
+                   "notebook.app", "jupyterhub", "jupyter_server.serverapp", "jupyter-labhub", "jupyterhub-singleuser")
+
+
+@dataclass(frozen=True)
+class Ident:
+    """Who a process is: a PID alone can be reused, a (PID, create time) pair cannot."""
+
+    pid: int
+    create_time: float
+    user: Optional[str]
+    cmdline: str
+    ppid: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Fate:
+    pid: int
+    user: Optional[str]
+    cmdline: str
+    fate: str
+
+    @property
+    def ok(self) -> bool:
+        return self.fate in (EXITED, KILLED, ALREADY_GONE)
+
+    def json(self) -> dict:
+        return {"pid": self.pid, "user": self.user, "cmdline": self.cmdline, "fate": self.fate}
+
+
+def _ident(p: psutil.Process) -> Optional[Ident]:
+    try:
+        with p.oneshot():
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return None
+            create = p.create_time()
+            ppid = p.ppid()
+            try:
+                user = p.username()
+            except (psutil.AccessDenied, KeyError):
+                user = None
+            try:
+                cmd = " ".join(p.cmdline()) or p.name()
+            except (psutil.AccessDenied, psutil.ZombieProcess):
+                cmd = p.name()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        return Ident(p.pid, 0.0, None, "?")
+    return Ident(p.pid, create, user, cmd, ppid)
+
+
+def identify(pid: int) -> Optional[Ident]:
+    """The process now running as ``pid``, or None (no such process, or a zombie)."""
+    try:
+        return _ident(psutil.Process(pid))
+    except (psutil.NoSuchProcess, ValueError):
+        return None
+
+
+def same_process(expected: Ident, now: Optional[Ident]) -> bool:
+    if now is None:
+        return False
+    if abs(now.create_time - expected.create_time) > 0.01:
+        return False
+    return expected.user is None or now.user is None or now.user == expected.user
+
+
+def descendants(pid: int) -> list[Ident]:
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return []
+    return [i for i in (_ident(k) for k in kids) if i is not None]
+
+
+def find_kernel_process(kernel_id: str) -> Optional[Ident]:
+    """The local process whose command line names the kernel's connection file."""
+    needle = f"kernel-{kernel_id}.json"
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = p.info.get("cmdline") or []
+        except psutil.Error:
+            continue
+        if any(needle in a for a in cmd):
+            ident = _ident(p)
+            if ident is not None:
+                return ident
+    return None
+
+
+def ancestors_of_self() -> set[int]:
+    out: set[int] = set()
+    try:
+        p = psutil.Process(os.getpid()).parent()
+        while p is not None and p.pid not in out:
+            out.add(p.pid)
+            p = p.parent()
+    except psutil.Error:
+        pass
+    return out
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.geteuid())
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def looks_like_server(ident: Ident, server_pids: Iterable[int] = ()) -> bool:
+    if ident.pid in set(server_pids):
+        return True
+    cmd = ident.cmdline.lower()
+    return any(m in cmd for m in _SERVER_MARKERS) and "ipykernel" not in cmd
+
+
+def refusal(ident: Ident, *, explicit: bool, server_pids: Iterable[int] = (),
+            protected: Optional[set[int]] = None) -> Optional[str]:
+    """Why nbtui must not signal this process (None: it may)."""
+    if ident.pid == 1:
+        return "PID 1 is never signalled"
+    if ident.pid == os.getpid():
+        return "that is nbtui itself"
+    if ident.pid in (protected if protected is not None else ancestors_of_self()):
+        return "that is nbtui's parent (or one of its ancestors)"
+    me = current_user()
+    if ident.user is not None and ident.user != me and not is_root():
+        return f"owned by {ident.user}, and nbtui runs as {me} (not root)"
+    if ident.user is None and not is_root():
+        return "its owner cannot be read"
+    if looks_like_server(ident, server_pids) and not explicit:
+        return f"PID {ident.pid} is a Jupyter server; name it as pid:{ident.pid} to kill it"
+    return None
+
+
+def _gone_or_other(expected: Ident) -> bool:
+    return not same_process(expected, identify(expected.pid))
+
+
+def terminate(targets: Iterable[Ident], grace: float = 5.0, *, kill_wait: float = 1.0,
+              poll: float = 0.05) -> list[Fate]:
+    """SIGTERM every target, wait up to ``grace`` seconds, SIGKILL what remains; each PID's fate.
+
+    Each target's identity is re-read right before each signal: a PID that now belongs
+    to another program (or is gone) is never signalled.
+    """
+    targets = list(dict((t.pid, t) for t in targets).values())
+    fates: dict[int, str] = {}
+    termed: list[Ident] = []
+    for t in targets:
+        now = identify(t.pid)
+        if now is None:
+            fates[t.pid] = ALREADY_GONE
+        elif not same_process(t, now):
+            fates[t.pid] = "refused: the PID now belongs to another program (create time or owner changed)"
+        else:
+            fates[t.pid] = _signal(t.pid, signal.SIGTERM) or ""
+            if not fates[t.pid]:
+                termed.append(t)
+    left = _wait(termed, grace, poll)
+    for t in termed:
+        if t not in left:
+            fates[t.pid] = EXITED
+    killed = []
+    for t in left:
+        if _gone_or_other(t):
+            fates[t.pid] = EXITED
+            continue
+        err = _signal(t.pid, signal.SIGKILL)
+        if err:
+            fates[t.pid] = err
+        else:
+            killed.append(t)
+    still = _wait(killed, kill_wait, poll)
+    for t in killed:
+        fates[t.pid] = SURVIVED if t in still else KILLED
+    return [Fate(t.pid, t.user, t.cmdline, fates[t.pid]) for t in targets]
+
+
+def _signal(pid: int, sig: int) -> Optional[str]:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return None  # it went on its own; the wait sees it gone
+    except PermissionError:
+        return f"failed: {DENIED}"
+    return None
+
+
+def _wait(procs: list[Ident], timeout: float, poll: float) -> list[Ident]:
+    deadline = time.monotonic() + timeout
+    left = list(procs)
+    while left:
+        left = [t for t in left if not _gone_or_other(t)]
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(poll)
+    return left
+
