@@ -1,0 +1,167 @@
+"""nbtui exec TARGET [CODE | -]: run code in a kernel headless.
+
+Streams go to stdout/stderr as they arrive, results to stdout, a traceback to stderr
+(ANSI colours only on a terminal). Exit 1 if the code raised, 5 on --timeout (after
+interrupting the kernel). --json prints one object with the outputs in nbformat's shapes.
+The websocket is closed before exit, so the kernel's `connections` is not left raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Optional
+
+from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, UsageError
+from nbtui.jupyter.outputs import Outputs, binary_label, clean_text, output_of, plain_text, strip_ansi
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="TARGET", help="SERVER:KERNEL, or a kernel id prefix unique across the fleet")
+    p.add_argument("code", metavar="CODE", nargs="?", default="-", help="code to run; '-' or nothing reads it from stdin")
+    p.add_argument("--timeout", metavar="SECONDS", type=_seconds, default=None,
+                   help="interrupt the kernel and exit 5 after this long")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the outputs (nbformat shapes)")
+
+
+def _seconds(text: str) -> float:
+    from nbtui.units import parse_duration
+
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text, "timeout")
+        except UsageError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be above 0")
+    return value
+
+
+def read_code(code: str) -> str:
+    if code != "-":
+        return code
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no code given: pass CODE, or pipe it in with '-'")
+    return sys.stdin.read()
+
+
+async def resolve_kernel(args: argparse.Namespace):
+    """The fleet (open) and the Kernel that TARGET names; the caller closes the fleet."""
+    from nbtui.commands.common import open_fleet
+    from nbtui.targets import KernelTarget, resolve
+
+    server, sep, _ = args.target.strip().rpartition(":")
+    only = [server] if sep and server and server != "pid" else []
+    fleet = open_fleet(args, only=only, with_host=False)
+    try:
+        target = resolve(await fleet.snapshot(), args.target)
+        if not isinstance(target, KernelTarget):
+            raise UsageError(f"{args.command} needs a kernel (SERVER:KERNEL or a kernel id), not {target}")
+    except BaseException:
+        await fleet.aclose()
+        raise
+    return fleet, target.kernel
+
+
+class _Printer:
+    """Writes outputs to the terminal as they arrive."""
+
+    def __init__(self) -> None:
+        self.color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+    def write(self, stream, text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    def output(self, out: dict) -> None:
+        kind = out["output_type"]
+        if kind == "stream":
+            self.write(sys.stderr if out["name"] == "stderr" else sys.stdout, out["text"])
+        elif kind in ("execute_result", "display_data"):
+            text = plain_text(out["data"])
+            if text is None:
+                text = out["data"].get("text/markdown") or binary_label(out["data"]) or f"[{', '.join(out['data'])}]"
+            self.write(sys.stdout, clean_text(text).rstrip("\n") + "\n")
+        elif kind == "error":
+            tb = "\n".join(out["traceback"]) or f"{out['ename']}: {out['evalue']}"
+            self.write(sys.stderr, (tb if self.color else strip_ansi(tb)).rstrip("\n") + "\n")
+
+
+async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_json: bool) -> tuple[int, dict]:
+    from nbtui import actions
+    from nbtui.jupyter.channels import ChannelError, WebsocketChannels, msg_type
+
+    printer = None if as_json else _Printer()
+    outputs = Outputs()
+    result = {"server": kernel.server, "kernel_id": kernel.kernel_id, "status": None,
+              "execution_count": None, "outputs": outputs.items}
+    asked_input = False
+    channels = WebsocketChannels(fleet.client(kernel.server), kernel.kernel_id, reconnect=False)
+    await channels.connect()
+    try:
+        ex = await channels.execute(code, allow_stdin=False)
+
+        async def drain() -> None:
+            nonlocal asked_input
+            async for msg in ex:
+                mt = msg_type(msg)
+                if mt == "input_request":  # a kernel that asks although we said it may not
+                    asked_input = True
+                    await channels.input_reply("", msg)
+                    continue
+                if as_json:
+                    outputs.add(msg)
+                else:
+                    out = output_of(msg)
+                    if out is not None:
+                        printer.output(out)
+
+        try:
+            await asyncio.wait_for(drain(), timeout)
+        except asyncio.TimeoutError:
+            await actions.interrupt_kernel(fleet, kernel)
+            try:  # let the interrupted cell finish so the kernel is free again
+                await asyncio.wait_for(ex.wait(), 5)
+            except (asyncio.TimeoutError, ChannelError):
+                ex.cancel()
+            result["status"] = "timeout"
+            return EXIT_TIMEOUT, result
+        except ChannelError as e:
+            result["status"] = "unknown"
+            result["error"] = str(e)
+            if not as_json:
+                print(f"nbtui: {e}", file=sys.stderr)
+            return EXIT_FAILED, result
+    finally:
+        await channels.close()
+    reply = ex.reply["content"] if ex.reply else {}
+    result["status"] = reply.get("status")
+    result["execution_count"] = reply.get("execution_count")
+    if reply.get("ename") == "StdinNotImplementedError" or asked_input:
+        note = "the code asked for input(), which `nbtui exec` cannot answer; use `nbtui console`"
+        result["error"] = note
+        if not as_json:
+            print(f"nbtui: {note}", file=sys.stderr)
+    return (EXIT_OK if reply.get("status") == "ok" else EXIT_FAILED), result
+
+
+async def _main(args: argparse.Namespace, code: str) -> int:
+    from nbtui.commands.common import print_json
+
+    fleet, kernel = await resolve_kernel(args)
+    async with fleet:
+        code_, result = await run_code(fleet, kernel, code, timeout=args.timeout, as_json=args.json)
+    if args.json:
+        print_json(result)
+    elif code_ == EXIT_TIMEOUT:
+        print(f"nbtui: timed out after {args.timeout:g} s; the kernel was interrupted", file=sys.stderr)
+    return code_
+
+
+def run(args: argparse.Namespace) -> int:
+    code = read_code(args.code)
+    return asyncio.run(_main(args, code))
