@@ -1,0 +1,33 @@
+"""`nbtui` with no subcommand: the fleet screen on every configured and discovered server."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional
+
+from nbtui.commands.common import load_config, open_fleet
+from nbtui.errors import EXIT_OK
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:  # no options of its own
+    pass
+
+
+def run(args: argparse.Namespace, *, fleet=None, config=None,
+        open_console: Optional[tuple[str, str]] = None) -> int:
+    """Open the TUI; ``fleet`` and ``open_console`` let other commands (demo, console) reuse it."""
+    config = config or load_config(args)
+    fleet = fleet or open_fleet(args, config)
+    from nbtui.tui.app import NbtuiApp  # textual only loads when the screen opens
+
+    app = NbtuiApp(
+        fleet,
+        settings=config.settings,
+        readonly=bool(getattr(args, "readonly", False)),
+        theme=getattr(args, "theme", None),
+        refresh=getattr(args, "refresh", None),
+        config_folder=config.folder,
+        open_console=open_console,
+    )
+    app.run()
+    return EXIT_OK

@@ -1,0 +1,182 @@
+"""The nbtui Textual app: themes, the refresh loop, and the screens.
+
+Data comes only from ``fleet.snapshot()``, read on a thread of its own every
+``refresh`` seconds (one read at a time; a slow server delays nothing but itself).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from nbtui.config import Settings
+from nbtui.model import Snapshot
+from nbtui.secrets import redact
+from nbtui.tui import themes as theme_files
+from nbtui.tui.fleet_screen import FleetScreen, HelpScreen, PlaceholderConsole
+from nbtui.tui.runner import SnapshotRunner
+
+
+class NbtuiApp(App):
+    TITLE = "nbtui"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(
+        self,
+        fleet: Any,
+        *,
+        settings: Settings | None = None,
+        readonly: bool = False,
+        theme: str | None = None,
+        refresh: float | None = None,
+        config_folder: Path | None = None,
+        open_console: Optional[tuple[str, str]] = None,
+        live: bool = True,
+    ):
+        super().__init__()
+        self.fleet = fleet  # actions and consoles use it on this loop
+        self.settings = settings or getattr(fleet, "settings", None) or Settings()
+        self.readonly = readonly
+        self.interval = refresh or self.settings.refresh
+        self.initial_console = open_console
+        self.live = live
+        self.snapshot: Optional[Snapshot] = None
+        self.snapshots_seen = 0
+        self.theme_errors: list[str] = []
+        self._runner: Optional[SnapshotRunner] = None
+        self._reading = False
+        self._again = False
+        self._timer = None
+        self.started_at = time.monotonic()
+        self.first_rows_at: Optional[float] = None
+        self._register_themes(config_folder, theme or self.settings.theme)
+
+    # -- themes --------------------------------------------------------------------------
+
+    def _register_themes(self, config_folder: Path | None, wanted: str) -> None:
+        loaded, errors = theme_files.load_all(config_folder)
+        self.theme_errors = errors
+        for t in loaded:
+            self.register_theme(t)
+        names = set(self.available_themes)
+        if wanted in names:
+            self.theme = wanted
+        else:
+            if wanted:
+                self.theme_errors.append(
+                    f"unknown theme {wanted!r} (known: {', '.join(sorted(t.name for t in loaded))}); "
+                    f"using {theme_files.DEFAULT_THEME}")
+            if theme_files.DEFAULT_THEME in names:
+                self.theme = theme_files.DEFAULT_THEME
+
+    def watch_theme(self, theme: str) -> None:
+        screen = self.fleet_screen
+        if screen is not None and screen.is_mounted:
+            screen.render_rows(restyle=True)
+            screen.render_summary()
+
+    # -- screens -------------------------------------------------------------------------
+
+    @property
+    def fleet_screen(self) -> Optional[FleetScreen]:
+        for s in self.screen_stack:
+            if isinstance(s, FleetScreen):
+                return s
+        return None
+
+    def on_mount(self) -> None:
+        self.push_screen(FleetScreen(readonly=self.readonly))
+        for line in self.theme_errors:
+            self.notify(line, severity="warning", timeout=8)
+        self._runner = SnapshotRunner(self.fleet)
+        self.refresh_now()
+        if self.initial_console:
+            self.open_console(*self.initial_console)
+
+    def open_console(self, server: str, kernel_id: str) -> None:
+        try:
+            module = importlib.import_module("nbtui.tui.console")
+            screen: Screen = module.ConsoleScreen(self.fleet, server, kernel_id)
+        except ImportError:
+            screen = PlaceholderConsole(server, kernel_id)
+        self.push_screen(screen)
+
+    def action_help(self) -> None:
+        screen = self.fleet_screen
+        if screen is None or isinstance(self.screen, HelpScreen):
+            return
+        notes = [
+            "Kernels marked with space are the targets of i and r; otherwise the one under the cursor.",
+            "! marks an orphan (see the detail pane for why). — means nobody measured it.",
+        ]
+        if self.readonly:
+            notes.append("READONLY: actions that change a kernel are off.")
+        self.push_screen(HelpScreen(screen.help_keys(), notes))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        fleet = self.fleet_screen
+        if fleet is not None:
+            for title, help_text, callback in fleet.palette_commands():
+                yield SystemCommand(title, help_text, callback)
+        yield SystemCommand("Change theme", "Pick another colour theme", self.action_change_theme)
+        yield SystemCommand("Help", "Every key on one screen (?)", self.action_help)
+        for cmd in super().get_system_commands(screen):
+            if cmd.title not in ("Theme",):
+                yield cmd
+
+    # -- refresh loop --------------------------------------------------------------------
+
+    def refresh_now(self) -> None:
+        """Read every server now (or right after the read in flight)."""
+        if self._reading:
+            self._again = True
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._reading = True
+        self.run_worker(self._read(), group="refresh", exit_on_error=False)
+
+    async def _read(self) -> None:
+        try:
+            assert self._runner is not None
+            snap = await self._runner.snapshot()
+        except Exception as e:  # the screen stays; say why in one line
+            self.notify(f"refresh failed: {redact(str(e)) or type(e).__name__}", severity="error", timeout=4)
+        else:
+            self.apply_snapshot(snap)
+        finally:
+            self._reading = False
+        if self._again:
+            self._again = False
+            self.refresh_now()
+        elif self.live and self.is_running:
+            self._timer = self.set_timer(self.interval, self.refresh_now)
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        self.snapshot = snap
+        self.snapshots_seen += 1
+        screen = self.fleet_screen
+        if screen is not None:
+            screen.apply_snapshot(snap)
+            if self.first_rows_at is None and screen.table.order:
+                self.first_rows_at = time.monotonic()
+
+    async def action_quit(self) -> None:
+        self.exit()
+
+    def on_unmount(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None

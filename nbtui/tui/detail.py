@@ -1,0 +1,128 @@
+"""The detail pane: everything known about the selected kernel, with usage sparklines."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Optional
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Static
+
+from nbtui.model import Kernel, ServerInfo
+from nbtui.report import iso
+from nbtui.units import human_bytes, human_duration, human_percent
+
+HISTORY = 60  # samples kept per kernel for the sparklines
+
+
+class History:
+    """A short usage history per kernel: (cpu %, memory bytes, GPU memory bytes)."""
+
+    def __init__(self, length: int = HISTORY):
+        self.length = length
+        self._data: dict[str, deque] = {}
+
+    def add(self, kernels) -> None:
+        alive = set()
+        for k in kernels:
+            alive.add(k.key)
+            u = k.usage
+            if u is None:
+                continue
+            self._data.setdefault(k.key, deque(maxlen=self.length)).append(
+                (u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes))
+        for key in [k for k in self._data if k not in alive]:
+            del self._data[key]
+
+    def series(self, key: str, index: int) -> list[Optional[float]]:
+        """The samples of one measure, oldest first; None where it was unknown."""
+        data = [s[index] for s in self._data.get(key, ())]
+        return [] if all(v is None for v in data) else [None if v is None else float(v) for v in data]
+
+
+def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold red") -> Text:
+    t = Text()
+
+    def row(label: str, value: str, style: str = "") -> None:
+        t.append(f"{label:<9}", style="bold")
+        t.append(value + "\n", style=style)
+
+    row("kernel", k.kernel_id)
+    row("server", f"{k.server}  {server.url if server else '—'}")
+    if k.session:
+        row("notebook", k.session.path or "—")
+        row("session", f"{k.session.id}  ({k.session.type})")
+    else:
+        row("notebook", "(no session)")
+    row("spec", k.kernel_name)
+    conns = "—" if k.connections is None else k.connections
+    row("state", f"{k.state} · {conns} conn · idle {human_duration(k.idle_seconds)}")
+    row("active", iso(k.last_activity) or "—")
+    u = k.usage
+    if u is None:
+        row("usage", "— (no usage source for this server)")
+    else:
+        row("process", f"pid {u.pid if u.pid is not None else '—'} on {u.host or '—'}  (source {u.source})")
+        row("usage", f"CPU {human_percent(u.cpu_percent)}  MEM {human_bytes(u.memory_bytes)}  "
+                     f"GPU {human_bytes(u.gpu_memory_bytes)}  GPU% {human_percent(u.gpu_percent)}")
+        for g in u.gpus:
+            row("", f"GPU {g.index} {g.uuid[:12]}  {human_bytes(g.memory_bytes)}  {human_percent(g.sm_percent)}")
+        children = [p for p in u.pids if p != u.pid]
+        if children:
+            shown = ", ".join(str(p) for p in children[:8]) + (" …" if len(children) > 8 else "")
+            row("children", f"{len(children)}: {shown}")
+        if u.note:
+            row("note", u.note, "italic")
+    if k.orphan_reasons:
+        row("orphan", ", ".join(k.orphan_reasons), error_style)
+    return t
+
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[Optional[float]], width: int, top: Optional[float] = None) -> str:
+    """The last ``width`` values as block characters scaled 0..top (a gap where unknown)."""
+    values = values[-width:] if width > 0 else []
+    known = [v for v in values if v is not None]
+    top = max([top or 0.0] + known)
+    out = []
+    for v in values:
+        if v is None:
+            out.append(" ")
+        elif top <= 0:
+            out.append(BLOCKS[1])
+        else:
+            out.append(BLOCKS[max(1, min(8, round(v / top * 8)))])
+    return "".join(out)
+
+
+class DetailPane(VerticalScroll):
+    DEFAULT_CSS = """
+    DetailPane { padding: 0 1; border-left: vkey $panel; }
+    DetailPane #detail-text { height: auto; }
+    DetailPane #detail-spark { height: auto; margin-top: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="detail-text")
+        yield Static("", id="detail-spark")
+
+    def show(self, k: Optional[Kernel], server: Optional[ServerInfo], history: History,
+             error_style: str = "bold red") -> None:
+        text = self.query_one("#detail-text", Static)
+        if k is None:
+            text.update("No kernel selected.")
+            self.query_one("#detail-spark", Static).update("")
+            return
+        text.update(describe(k, server, error_style))
+        width = max(8, self.size.width - 13)
+        lines = []
+        for i, (label, fmt, top) in enumerate((("CPU", human_percent, 100.0), ("MEM", human_bytes, None),
+                                               ("GPU", human_bytes, None))):
+            data = history.series(k.key, i)
+            last = fmt(data[-1]) if data and data[-1] is not None else "—"
+            lines.append(f"{label:<4}{last:>6} {spark(data, width, top) if data else ''}")
+        self.query_one("#detail-spark", Static).update("\n".join(lines))

@@ -1,0 +1,52 @@
+"""Fleet snapshots on a thread of their own, so reading 20 servers never stalls the screen.
+
+The runner owns a private copy of the fleet (its HTTP clients live on the runner's event
+loop); the screen keeps the original for actions and consoles on its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Awaitable, Callable
+
+from nbtui.fleet import Fleet
+from nbtui.model import Snapshot
+
+
+def _private_copy(fleet: Any) -> Any:
+    if isinstance(fleet, Fleet):
+        return Fleet([fleet.config_of(n) for n in fleet.names], fleet.settings,
+                     stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
+    return fleet  # anything else with ``async snapshot()`` (a recorded snapshot in tests)
+
+
+class SnapshotRunner:
+    def __init__(self, fleet: Any):
+        self.fleet = _private_copy(fleet)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="nbtui-fleet", daemon=True)
+        self._thread.start()
+
+    def _submit(self, make: Callable[[], Awaitable[Any]]) -> "asyncio.Future[Any]":
+        async def call():
+            return await make()
+
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), self._loop))
+
+    async def snapshot(self) -> Snapshot:
+        return await self._submit(self.fleet.snapshot)
+
+    def close(self, timeout: float = 3.0) -> None:
+        if not self._loop.is_running():
+            return
+        aclose = getattr(self.fleet, "aclose", None)
+        if aclose is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(aclose(), self._loop).result(timeout)
+            except Exception:
+                pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._loop.close()
