@@ -76,3 +76,18 @@ def add_server(name: str, server: JupyterServer, *extra: str):
     r = run_nbtui("servers", "add", name, server.url, "--token-env", var, *extra)
     assert r.returncode == 0, r.stderr
     return r
+
+
+@pytest.fixture
+def snap_compare(snap_compare, monkeypatch):
+    """pytest-textual-snapshot's fixture, storing SVGs under the top-level snapshots/ folder
+    (snapshots/<test module>/<test>.svg); update them with --snapshot-update."""
+    import pytest_textual_snapshot as pts
+
+    class TopLevelSVG(pts.SVGImageExtension):
+        @classmethod
+        def dirname(cls, *, test_location) -> str:
+            return str(ROOT / "snapshots" / test_location.basename)
+
+    monkeypatch.setattr(pts, "SVGImageExtension", TopLevelSVG)
+    return snap_compare
