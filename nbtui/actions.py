@@ -322,8 +322,10 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
             "ok" if root.ok else (root.fate if root.fate.startswith("refused") else f"failed: {root.fate}"))
         outcomes[i] = Outcome(steps[i], result, tree)
     for i, s in enumerate(steps):
-        if s.kind == KERNEL and i in outcomes:
-            outcomes[i].fates = [kernel_fates[p.pid] for p in leftovers.get(i, []) if p.pid in kernel_fates]
+        if s.kind == KERNEL and i in outcomes and outcomes[i].result in ("ok", "gone"):
+            tree = ([s.process] if s.process else []) + list(s.children)
+            outcomes[i].fates = [kernel_fates.get(p.pid) or Fate(p.pid, p.user, p.cmdline, signals.WENT_WITH_KERNEL)
+                                 for p in tree if p.pid in kernel_fates or p not in leftovers.get(i, [])]
     ordered = [outcomes[i] for i in range(len(steps))]
     for o in ordered:
         audit.record(action, o.step.audit_target(), o.result,

@@ -22,6 +22,7 @@ KILLED = "killed with SIGKILL"
 ALREADY_GONE = "already gone"
 SURVIVED = "survived SIGKILL"
 DENIED = "permission denied"
+WENT_WITH_KERNEL = "exited with its kernel"
 
 _SERVER_MARKERS = ("jupyter_server", "jupyter-server", "jupyter-lab", "jupyterlab", "jupyter-notebook",
                    "notebook.app", "jupyterhub", "jupyter_server.serverapp", "jupyter-labhub", "jupyterhub-singleuser")
@@ -47,7 +48,7 @@ class Fate:
 
     @property
     def ok(self) -> bool:
-        return self.fate in (EXITED, KILLED, ALREADY_GONE)
+        return self.fate in (EXITED, KILLED, ALREADY_GONE, WENT_WITH_KERNEL)
 
     def json(self) -> dict:
         return {"pid": self.pid, "user": self.user, "cmdline": self.cmdline, "fate": self.fate}

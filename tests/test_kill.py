@@ -1,0 +1,236 @@
+"""Kill and cull against real servers, real kernels and real leftover processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from nbtui import actions, audit
+from nbtui.config import ServerConfig, Settings
+from nbtui.fleet import Fleet
+from nbtui.host import signals
+from nbtui.model import Process, Snapshot
+from nbtui.targets import PidTarget
+from tests.conftest import run_nbtui
+from tests.jupyter import wait_for
+
+SLEEPER = "import time; time.sleep(600)"
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
+
+
+def discovered_env(server) -> dict:
+    return {"JUPYTER_RUNTIME_DIR": str(server.runtime_dir)}
+
+
+def name_of(server) -> str:
+    return f"local-{server.port}"
+
+
+def fleet_of(*servers) -> Fleet:
+    return Fleet([ServerConfig(name=name_of(s), url=s.url, token_source="discovered", source="discovered",
+                               token=s.token, pid=s.pid) for s in servers], Settings())
+
+
+def spawn_child(server, kernel_id: str, code: str = SLEEPER, own_session: bool = False) -> int:
+    """A process started by the kernel (as a DataLoader worker or a subprocess would be).
+
+    ``own_session``: it leaves the kernel's process group, so the server's shutdown misses it.
+    """
+    reply = server.run_code(kernel_id, "import subprocess, sys\n"
+                                       f"_child = subprocess.Popen([sys.executable, '-c', {code!r}], "
+                                       f"start_new_session={own_session})\n"
+                                       "open('child.pid', 'w').write(str(_child.pid))")
+    assert reply["content"]["status"] == "ok", reply
+    return int(wait_for(lambda: (server.root_dir / "child.pid").read_text(), 10, what="child pid"))
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def audit_lines() -> list[dict]:
+    path = audit.audit_path()
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def stray():
+    """Plain local processes for the pid:N tests, killed at teardown whatever happens."""
+    procs: list[subprocess.Popen] = []
+
+    def make(code: str = SLEEPER) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        if "ready" in code:
+            assert p.stdout.readline().strip() == "ready"
+        return p
+
+    yield make
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(10)
+
+
+@pytest.mark.parametrize("own_session, fate", [
+    (False, signals.WENT_WITH_KERNEL),  # the server's shutdown takes the kernel's process group
+    (True, signals.EXITED),  # a child in its own session outlives the kernel: nbtui signals it
+])
+def test_kill_kernel_shuts_it_down_and_signals_its_leftover_child(jupyter, own_session, fate):
+    kid = jupyter.create_session("work/a.ipynb")["kernel"]["id"]
+    child = spawn_child(jupyter, kid, own_session=own_session)
+    r = run_nbtui("kill", f"{name_of(jupyter)}:{kid[:8]}", "--yes", "--grace", "2", env=discovered_env(jupyter))
+    assert r.returncode == 0, r.stderr
+    assert kid not in {k["id"] for k in jupyter.kernels()}
+    wait_for(lambda: gone(child), 10, what="the kernel's child to be gone")
+    assert f"pid {child} {fate}" in r.stdout, r.stdout
+    [line] = audit_lines()
+    assert line["action"] == "kill" and line["result"] == "ok"
+    assert line["target"]["kernel_id"] == kid and line["target"]["notebook"] == "work/a.ipynb"
+    assert line["target"]["children"] == [child]
+    assert {p["pid"]: p["fate"] for p in line["processes"]}[child] == fate
+    assert jupyter.token not in audit.audit_path().read_text()
+
+
+def test_server_killed_hard_leaves_a_child_that_kill_pid_frees(jupyter):
+    kid = jupyter.create_session("gpu.ipynb")["kernel"]["id"]
+    child = spawn_child(jupyter, kid)
+    kernel_pid = jupyter.kernel_pid(kid)
+    jupyter.kill_hard()
+    wait_for(lambda: gone(kernel_pid), 30, what="the kernel to exit after its server")
+    assert not gone(child)
+    env = discovered_env(jupyter)
+    listing = run_nbtui("ls", "--orphans", "--json", env=env)
+    assert listing.returncode in (0, 4), listing.stderr
+    procs = {p["pid"]: p for p in json.loads(listing.stdout)["processes"]}
+    if procs:  # the host view lists leftovers once it exists (the usage issue)
+        assert procs[child]["notebook"].endswith("gpu.ipynb")
+        assert set(procs[child]["orphan_reasons"]) & {"server-gone", "kernel-gone"}
+    r = run_nbtui("kill", f"pid:{child}", "--yes", env=env)
+    assert r.returncode == 0, r.stderr
+    assert gone(child)
+    assert f"pid {child} exited after SIGTERM" in r.stdout
+    [line] = audit_lines()
+    assert line["target"]["pid"] == child and line["result"] == "ok"
+
+
+def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(stray):
+    p = stray(STUBBORN)
+    r = run_nbtui("kill", f"pid:{p.pid}", "--yes", "--grace", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert p.wait(5) == -9
+    assert f"pid {p.pid} killed with SIGKILL" in r.stdout
+
+
+def test_kill_refuses_a_pid_reused_by_another_program(stray):
+    p = stray()
+    real = signals.identify(p.pid)
+    # As listed earlier: same PID, but another process (another create time).
+    listed = Process(pid=p.pid, user=real.user, cmdline="python train.py", create_time=real.create_time - 100)
+    snap = Snapshot(generated_at=None, processes=(listed,))
+    [step] = actions.plan_kill(snap, [PidTarget(p.pid)])
+    assert step.refusal and "another program" in step.refusal
+    # ... and the act re-checks too, in case the PID changes hands after planning.
+    fates = signals.terminate([signals.Ident(p.pid, real.create_time - 100, real.user, "x")], grace=0.2)
+    assert fates[0].fate.startswith("refused") and not fates[0].ok
+    assert p.poll() is None
+
+
+def test_without_yes_or_terminal_nothing_is_killed(stray):
+    p = stray()
+    r = run_nbtui("kill", f"pid:{p.pid}", input="y\n")
+    assert r.returncode == 2 and "--yes" in r.stderr
+    assert p.poll() is None and not audit_lines()
+
+
+@pytest.mark.parametrize("pid_of, why", [
+    (lambda: 1, "PID 1"),
+    (os.getpid, "ancestors"),  # the test runner is nbtui's parent here
+])
+def test_protected_processes_are_refused(pid_of, why):
+    r = run_nbtui("kill", f"pid:{pid_of()}", "--yes")
+    assert r.returncode == 1 and why in r.stdout, (r.stdout, r.stderr)
+
+
+def test_missing_pid_is_not_found():
+    r = run_nbtui("kill", "pid:999999999", "--yes")
+    assert r.returncode == 3 and "no process" in r.stderr
+
+
+def test_dry_run_changes_nothing(jupyter, stray):
+    kid = jupyter.start_kernel()
+    p = stray()
+    env = discovered_env(jupyter)
+    before = sorted(k["id"] for k in jupyter.kernels())
+    r = run_nbtui("kill", f"{name_of(jupyter)}:{kid}", f"pid:{p.pid}", "--dry-run", env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"would kill kernel {name_of(jupyter)}:{kid[:8]}" in r.stdout and f"would kill pid {p.pid}" in r.stdout
+    c = run_nbtui("cull", "--idle", "0s", "--dry-run", "--json", env=env)
+    assert c.returncode == 0, c.stderr
+    assert [s["kernel_id"] for s in json.loads(c.stdout)["plan"]] == [kid]
+    assert sorted(k["id"] for k in jupyter.kernels()) == before
+    assert p.poll() is None and not audit_lines()
+
+
+def test_cull_orphans_takes_missing_notebooks_and_sessionless_kernels(jupyter):
+    jupyter.write_notebook("keep.ipynb")
+    jupyter.write_notebook("lost.ipynb")
+    keep = jupyter.create_session("keep.ipynb")["kernel"]["id"]
+    lost = jupyter.create_session("lost.ipynb")["kernel"]["id"]
+    bare = jupyter.start_kernel()
+    (jupyter.root_dir / "lost.ipynb").unlink()
+    env = discovered_env(jupyter)
+    ls = json.loads(run_nbtui("ls", "--orphans", "--json", env=env).stdout)
+    assert {k["kernel_id"]: k["orphan_reasons"] for k in ls["kernels"]} == {
+        lost: ["notebook-missing"], bare: ["no-session"]}
+    r = run_nbtui("cull", "--orphans", "--yes", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert sorted(x["target"] for x in out["results"]) == sorted(f"{name_of(jupyter)}:{k}" for k in (lost, bare))
+    assert all(x["ok"] for x in out["results"])
+    assert {k["id"] for k in jupyter.kernels()} == {keep}
+    assert {line["target"]["kernel_id"] for line in audit_lines()} == {lost, bare}
+    assert all(line["action"] == "cull" for line in audit_lines())
+    assert jupyter.token not in r.stdout
+    again = run_nbtui("cull", "--orphans", "--yes", env=env)  # idempotent: nothing left to do
+    assert again.returncode == 0 and again.stdout.strip() == "nothing to cull"
+
+
+def test_two_culls_never_race(jupyter):
+    kid = jupyter.start_kernel()
+    with actions.cull_lock():
+        r = run_nbtui("cull", "--idle", "0s", "--yes", env=discovered_env(jupyter))
+    assert r.returncode == 1 and "another nbtui cull is running" in r.stderr
+    assert kid in {k["id"] for k in jupyter.kernels()}
+
+
+def test_cull_usage_errors_and_nothing_selected():
+    r = run_nbtui("cull", "--idle", "2hrs")
+    assert r.returncode == 2 and "90s, 30m, 2h, 1d" in r.stderr
+    r = run_nbtui("cull")
+    assert r.returncode == 0 and r.stdout.strip() == "nothing to cull"
+
+
+async def test_a_server_going_down_mid_cull_spares_the_rest(jupyter_factory):
+    a, b = jupyter_factory("a"), jupyter_factory("b")
+    ka, kb = a.start_kernel(), b.start_kernel()
+    async with fleet_of(a, b) as fleet:
+        snap = await fleet.snapshot()
+        steps = actions.plan_cull(snap, actions.CullPolicy(idle=0.0))
+        assert sorted(s.kernel.kernel_id for s in steps) == sorted([ka, kb])
+        a.kill_hard()
+        outcomes = await actions.execute(fleet, steps, grace=1)
+    by_kernel = {o.step.kernel.kernel_id: o for o in outcomes}
+    assert by_kernel[kb].ok and kb not in {k["id"] for k in b.kernels()}
+    assert not by_kernel[ka].ok and by_kernel[ka].server_error
+    assert by_kernel[ka].result.startswith("failed: server local-")
+    assert [line["result"] for line in audit_lines()] == [o.result for o in outcomes]
