@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Optional, Protocol
 
 from nbtui import model, orphans
 from nbtui.config import Config, ServerConfig, Settings
+from nbtui.host import wire
 from nbtui.jupyter import own
 from nbtui.jupyter.discovery import Discovery, discover, is_same_server_url
 from nbtui.jupyter.rest import ServerClient, ServerError, is_loopback
@@ -107,6 +109,11 @@ class _Server:
     client: Optional[ServerClient] = None
     version: Optional[str] = None
     setup_error: Optional[ServerError] = None
+    # The nbtui server extension (usage of kernels on the server's host): the last answer,
+    # why there is none, and when to ask again after it was absent or failed.
+    ext_result: Optional[tuple] = None
+    ext_note: Optional[str] = None
+    ext_retry_at: float = 0.0
 
 
 def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -> list[ServerConfig]:
@@ -198,6 +205,9 @@ class Fleet:
     async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
         name = entry.config.name
         timeout = entry.config.timeout or self.settings.timeout
+        entry.ext_result = None
+        # A server on another host: its usage comes from its extension, asked alongside.
+        ext = None if self._info(entry).local else asyncio.ensure_future(self._read_extension(entry))
         try:
             client = self.client(name)
             calls = [client.timed_kernels(), client.sessions()]
@@ -205,10 +215,16 @@ class Fleet:
                 calls.append(client.version())
             results = await asyncio.wait_for(asyncio.gather(*calls), timeout + 0.25)
         except asyncio.TimeoutError:
+            if ext:
+                ext.cancel()
             return self._info(entry, status=model.TIMEOUT, error_kind="timeout",
                               error=f"server {name}: timed out after {timeout:g} s"), []
         except ServerError as e:
+            if ext:
+                ext.cancel()
             return self._failed(entry, e), []
+        if ext:
+            await ext
         (raw_kernels, latency), raw_sessions = results[0], results[1]
         if len(results) > 2:
             entry.version = results[2]
@@ -218,6 +234,27 @@ class Fleet:
             ((name, k.session.path) for k in kernels if orphans.session_checkable(k)), self._notebook_exists
         )
         return self._info(entry, latency_ms=round(latency, 1)), kernels
+
+    async def _read_extension(self, entry: _Server) -> None:
+        """Ask the server's nbtui extension for usage (bounded by the server's timeout);
+        absent or broken, it is asked again only after EXTENSION_RETRY seconds."""
+        if entry.ext_retry_at > time.monotonic():
+            return
+        timeout = entry.config.timeout or self.settings.timeout
+        try:
+            data = await asyncio.wait_for(
+                self.client(entry.config.name).nbtui_usage(self.settings.orphan_idle), timeout + 0.25)
+            entry.ext_result = wire.load(entry.config.name, data)
+            entry.ext_note = None
+            return
+        except asyncio.TimeoutError:
+            entry.ext_note = f"the nbtui extension did not answer within {timeout:g} s"
+        except ServerError as e:
+            entry.ext_note = ("no nbtui extension on the server (install nbtui beside jupyter_server there)"
+                              if e.kind in ("not-found", "not-jupyter") else f"nbtui extension: {e.detail}")
+        except wire.WireError as e:
+            entry.ext_note = str(e)
+        entry.ext_retry_at = time.monotonic() + EXTENSION_RETRY
 
     async def _notebook_exists(self, server: str, path: str) -> bool:
         """Whether a session's file exists, bounded by the server's own timeout."""
@@ -234,13 +271,22 @@ class Fleet:
 
     async def snapshot(self) -> model.Snapshot:
         now = self.clock()
-        results = await asyncio.gather(*(self._read_one(e, now) for e in self._servers.values()))
+        # A host view that needs two samples for CPU % takes the first now, and the
+        # server reads run during the interval it asks for.
+        prime = getattr(self.host, "prime", None)
+        wait = prime() if prime else 0.0
+        results, _ = await asyncio.gather(
+            asyncio.gather(*(self._read_one(e, now) for e in self._servers.values())),
+            asyncio.sleep(wait or 0.0),
+        )
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]
         sample = HostSample()
         if self.host is not None:
             sample = self.host.sample(servers, kernels)
-            servers = [replace(s, usage_source=_source_for(s, sample)) for s in servers]
+        sample = await self._merge_extensions(servers, kernels, sample)
+        servers = [replace(s, usage_source=_source_for(s, sample), usage_note=self._usage_note(s, kernels, sample))
+                   for s in servers]
         threshold = self.settings.orphan_idle
         kernels = [
             replace(
@@ -265,6 +311,40 @@ class Fleet:
             stale_files=self.stale_files,
             idle_threshold=threshold,
         )
+
+    async def _merge_extensions(self, servers, kernels, sample: HostSample) -> HostSample:
+        """Usage from the servers' extensions for kernels the local host does not cover
+        (local usage wins); GPUs of other hosts join the summary once each (by UUID)."""
+        missing = {k.server for k in kernels if k.key not in sample.usage}
+        later = [self._servers[s.name] for s in servers
+                 if s.ok and s.local and s.name in missing and self._servers[s.name].ext_result is None]
+        # Loopback servers whose kernels are not here (an SSH tunnel): ask them now.
+        await asyncio.gather(*(self._read_extension(e) for e in later))
+        usage, gpus = dict(sample.usage), list(sample.gpus)
+        uuids = {g.uuid for g in gpus}
+        for s in servers:
+            result = self._servers[s.name].ext_result if s.ok else None
+            if not result:
+                continue
+            ext_usage, devices, _note = result
+            for key, u in ext_usage.items():
+                usage.setdefault(key, u)
+            for d in devices:
+                if d.uuid not in uuids:
+                    uuids.add(d.uuid)
+                    gpus.append(d)
+        return replace(sample, usage=usage, gpus=tuple(gpus))
+
+    def _usage_note(self, s: model.ServerInfo, kernels, sample: HostSample) -> Optional[str]:
+        if not s.ok or all(k.key in sample.usage for k in kernels if k.server == s.name):
+            return None
+        entry = self._servers[s.name]
+        if entry.ext_note:
+            return entry.ext_note
+        return "kernel processes not found on this host" if s.local else None
+
+
+EXTENSION_RETRY = 60.0  # seconds before asking an absent or failing extension again
 
 
 def sort_key(k: model.Kernel):

@@ -24,7 +24,7 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
     return {
         "name": s.name, "url": s.url, "source": s.source, "status": s.status, "error": s.error,
         "error_kind": s.error_kind, "version": s.version, "latency_ms": s.latency_ms,
-        "pid": s.pid, "local": s.local, "usage_source": s.usage_source,
+        "pid": s.pid, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
     }
 
 
@@ -77,7 +77,7 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
         "gpus": [
             {"index": g.index, "uuid": g.uuid, "name": g.name, "memory_used": g.memory_used,
              "memory_total": g.memory_total, "utilization": g.utilization,
-             "idle_kernel_memory": g.idle_kernel_memory}
+             "idle_kernel_memory": g.idle_kernel_memory, "host": g.host}
             for g in snap.gpus
         ],
         "gpu_note": snap.gpu_note,

@@ -176,6 +176,11 @@ class ServerClient:
     async def me(self) -> dict:
         return await self.request("GET", "api/me")
 
+    async def nbtui_usage(self, idle_after: float = 3600.0) -> dict:
+        """The nbtui server extension's usage report (see nbtui.serverext); NOT_FOUND or
+        NOT_JUPYTER when the server has no such extension."""
+        return await self.request("GET", f"api/nbtui/usage?idle={idle_after:g}")
+
     async def interrupt(self, kernel_id: str) -> None:
         await self.request("POST", f"api/kernels/{quote(kernel_id)}/interrupt", expect_json=False)
 

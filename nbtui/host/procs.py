@@ -1,0 +1,256 @@
+"""Local processes through psutil: kernels, their process trees, Jupyter leftovers.
+
+Nothing here talks to a kernel. A kernel's process is the one whose command line names
+its connection file (``kernel-<id>.json``); Jupyter processes also carry
+``JPY_SESSION_NAME`` (the notebook) and ``JPY_PARENT_PID`` (the server that launched
+them) in their environment, which their children inherit.
+
+A process is known by (pid, create time): a PID that comes back with another create
+time is another process, and nothing measured for the old one is kept.
+
+Memory is RSS (resident set size), summed over a tree; shared pages count once per
+process, so a tree's sum can exceed what freeing it would return.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Optional
+
+import psutil
+
+_CONN_FILE = re.compile(r"kernel-([0-9A-Za-z][0-9A-Za-z_.-]*?)\.json")
+_ERRORS = (psutil.Error, OSError, ValueError)
+
+Ident = tuple[int, float]  # (pid, create_time)
+
+
+def kernel_id_in(cmdline: Iterable[str]) -> Optional[str]:
+    """The kernel id of a connection file named on a command line, if one is."""
+    for arg in cmdline:
+        m = _CONN_FILE.search(arg)
+        if m:
+            return m.group(1)
+    return None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What does not change in a process's life (read once per pid and create time)."""
+
+    cmdline: tuple[str, ...]
+    user: Optional[str]
+    kernel_id: Optional[str]  # from a connection file on its own command line
+    session_name: Optional[str] = None  # JPY_SESSION_NAME
+    jpy_parent_pid: Optional[int] = None  # JPY_PARENT_PID
+    environ_readable: bool = True
+
+    @property
+    def jupyter_env(self) -> bool:
+        return self.session_name is not None or self.jpy_parent_pid is not None
+
+
+@dataclass
+class Proc:
+    pid: int
+    ppid: int
+    create_time: float
+    facts: Facts
+
+    @property
+    def ident(self) -> Ident:
+        return (self.pid, self.create_time)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One process's use at one sample; None where it could not be measured."""
+
+    cpu_percent: Optional[float]
+    memory_bytes: Optional[int]
+
+
+@dataclass
+class Scan:
+    """Every visible process at one moment, as a forest."""
+
+    procs: dict[int, Proc]
+    time: float  # time.time() of the scan
+    children: dict[int, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.children:
+            for p in self.procs.values():
+                if p.ppid in self.procs and p.ppid != p.pid:
+                    self.children.setdefault(p.ppid, []).append(p.pid)
+
+    def tree(self, pid: int) -> list[int]:
+        """``pid`` and all its descendants (empty if ``pid`` is not here)."""
+        if pid not in self.procs:
+            return []
+        out, todo, seen = [], [pid], set()
+        while todo:
+            p = todo.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            out.append(p)
+            todo.extend(self.children.get(p, ()))
+        return out
+
+    def ancestors(self, pid: int) -> Iterator[Proc]:
+        seen = {pid}
+        p = self.procs.get(pid)
+        while p is not None and p.ppid in self.procs and p.ppid not in seen:
+            seen.add(p.ppid)
+            p = self.procs[p.ppid]
+            yield p
+
+    def kernel_roots(self) -> dict[str, int]:
+        """kernel id -> the topmost process naming its connection file (oldest on a tie)."""
+        found: dict[str, Proc] = {}
+        for p in self.procs.values():
+            kid = p.facts.kernel_id
+            if kid is None:
+                continue
+            parent = self.procs.get(p.ppid)
+            if parent is not None and parent.facts.kernel_id == kid:
+                continue  # a wrapper (conda run, a launcher) carries it too: keep the top
+            if kid not in found or p.create_time < found[kid].create_time:
+                found[kid] = p
+        return {kid: p.pid for kid, p in found.items()}
+
+    def jupyter_pids(self) -> set[int]:
+        """Kernels, processes with Jupyter's variables in their environment, and their descendants."""
+        seeds = [p.pid for p in self.procs.values() if p.facts.kernel_id is not None or p.facts.jupyter_env]
+        out: set[int] = set()
+        for pid in seeds:
+            if pid not in out:
+                out.update(self.tree(pid))
+        return out
+
+    def kernel_id_of(self, pid: int) -> Optional[str]:
+        """The kernel a process belongs to: from its own command line or an ancestor's."""
+        p = self.procs.get(pid)
+        if p is None:
+            return None
+        if p.facts.kernel_id:
+            return p.facts.kernel_id
+        return next((a.facts.kernel_id for a in self.ancestors(pid) if a.facts.kernel_id), None)
+
+    def alive(self, pid: int, born_before: Optional[float] = None) -> bool:
+        """Whether ``pid`` runs here (and, given ``born_before``, was created no later than that)."""
+        p = self.procs.get(pid)
+        if p is None:
+            return False
+        return born_before is None or p.create_time <= born_before + 1.0
+
+
+def _read_facts(p: psutil.Process) -> Facts:
+    try:
+        cmdline = tuple(p.cmdline())
+    except _ERRORS:
+        cmdline = ()
+    try:
+        user: Optional[str] = p.username()
+    except _ERRORS:
+        user = None
+    kid = kernel_id_in(cmdline)
+    try:
+        env = p.environ()
+    except _ERRORS:
+        return Facts(cmdline, user, kid, environ_readable=False)
+    parent = env.get("JPY_PARENT_PID")
+    try:
+        parent_pid = int(parent) if parent else None
+    except ValueError:
+        parent_pid = None
+    return Facts(cmdline, user, kid, env.get("JPY_SESSION_NAME") or None, parent_pid)
+
+
+class ProcessTable:
+    """Scans the host's processes; keeps facts and CPU baselines across scans."""
+
+    def __init__(self):
+        self._facts: dict[Ident, Facts] = {}
+        self._handles: dict[Ident, psutil.Process] = {}
+        self._cpu: dict[Ident, tuple[float, float]] = {}  # ident -> (cpu seconds, monotonic time)
+        self._last_measure: Optional[float] = None  # time.time() of the last measure()
+
+    def scan(self) -> Scan:
+        procs: dict[int, Proc] = {}
+        handles: dict[Ident, psutil.Process] = {}
+        for p in psutil.process_iter(["ppid", "create_time", "status"]):
+            ppid, ctime = p.info.get("ppid"), p.info.get("create_time")
+            if ppid is None or ctime is None or p.info.get("status") == psutil.STATUS_ZOMBIE:
+                continue  # gone, dead, or not ours to read
+            ident = (p.pid, ctime)
+            facts = self._facts.get(ident)
+            if facts is None:
+                facts = _read_facts(p)
+            procs[p.pid] = Proc(p.pid, ppid, ctime, facts)
+            handles[ident] = self._handles.get(ident, p)
+        self._facts = {i: procs[i[0]].facts for i in handles}
+        self._handles = handles
+        self._cpu = {i: v for i, v in self._cpu.items() if i in handles}
+        return Scan(procs, time.time())
+
+    def measure(self, scan: Scan, pids: Iterable[int]) -> dict[int, Stat]:
+        """CPU % (since the previous measure, or since birth for a process born after it)
+        and RSS of each pid; CPU % is None for a process with no earlier baseline."""
+        now_mono, now_wall = time.monotonic(), time.time()
+        previous = self._last_measure
+        out: dict[int, Stat] = {}
+        for pid in pids:
+            proc = scan.procs.get(pid)
+            if proc is None:
+                continue
+            handle = self._handles.get(proc.ident)
+            if handle is None:
+                continue
+            try:
+                with handle.oneshot():
+                    t = handle.cpu_times()
+                    rss = handle.memory_info().rss
+            except _ERRORS:
+                out[pid] = Stat(None, None)
+                continue
+            cpu = t.user + t.system
+            base = self._cpu.get(proc.ident)
+            pct: Optional[float] = None
+            if base is not None:
+                elapsed = now_mono - base[1]
+                if elapsed > 0:
+                    pct = max(0.0, (cpu - base[0]) / elapsed * 100.0)
+            elif previous is not None and proc.create_time >= previous:
+                # Born since the last measure: its whole life is the interval.
+                life = now_wall - proc.create_time
+                if life > 0.05:
+                    pct = max(0.0, cpu / life * 100.0)
+            self._cpu[proc.ident] = (cpu, now_mono)
+            out[pid] = Stat(None if pct is None else round(pct, 1), int(rss))
+        self._last_measure = now_wall
+        return out
+
+
+def uses_nvidia(pid: int) -> Optional[bool]:
+    """Whether a process has an NVIDIA device open (None: cannot tell, e.g. not ours to read).
+
+    Used to confirm that a PID reported by NVML is this process and not a namesake from
+    another PID namespace.
+    """
+    base = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return None
+    for name in names:
+        try:
+            if os.readlink(f"{base}/{name}").startswith("/dev/nvidia"):
+                return True
+        except OSError:
+            continue
+    return False

@@ -1,0 +1,207 @@
+"""The local host's view of a fleet: usage of every kernel found here, leftover Jupyter
+processes, unattributed GPU memory and the GPU summary. Zero contact with any kernel.
+
+One ``LocalHost`` lives as long as the view (the TUI keeps it across refreshes): CPU %
+needs two samples of the same process. A one-shot command calls ``prime()`` before it
+reads the servers, and waits the interval it returns, so its CPU % is measured rather
+than a meaningless 0.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional
+
+from nbtui import model, orphans
+from nbtui.config import Settings
+from nbtui.fleet import HostSample
+from nbtui.host import gpu as gpu_mod
+from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, uses_nvidia
+
+LOCAL = "local"
+# The shortest interval a CPU % is measured over: psutil's CPU times tick every 10 ms.
+MIN_CPU_INTERVAL = 0.25
+FIRST_SAMPLE_NOTE = "cpu: measured from the next refresh (needs two samples)"
+
+
+@dataclass(frozen=True)
+class TreeUsage:
+    """Usage of one process tree, before it is tied to a kernel key."""
+
+    pid: int
+    pids: tuple[int, ...]
+    cpu_percent: Optional[float]
+    memory_bytes: Optional[int]
+    gpu: gpu_mod.TreeGpu
+    note: Optional[str]
+
+    def usage(self, source: str, host: Optional[str]) -> model.Usage:
+        return model.Usage(
+            source=source, pid=self.pid, host=host, cpu_percent=self.cpu_percent,
+            memory_bytes=self.memory_bytes, gpu_memory_bytes=self.gpu.memory_bytes,
+            gpu_percent=self.gpu.percent, gpus=self.gpu.gpus, pids=self.pids, note=self.note,
+        )
+
+
+def _sum(values: Iterable[Optional[float]]):
+    values = list(values)
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values)
+
+
+class LocalHost:
+    """psutil + NVML on this machine. ``sample()`` is what the fleet calls each refresh."""
+
+    def __init__(self, settings: Settings | None = None, *, nvml: gpu_mod.Nvml | None = None,
+                 table: ProcessTable | None = None, hostname: Optional[str] = None):
+        self.settings = settings or Settings()
+        self.table = table or ProcessTable()
+        self.nvml = nvml or gpu_mod.Nvml()
+        self.hostname = hostname or socket.gethostname()
+        self._primed = False
+        self._nvidia: dict[Ident, bool] = {}  # NVML PID confirmed as this local process
+        self._kernel_of: dict[Ident, str] = {}  # processes seen in a kernel's tree, for after it dies
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    def prime(self) -> float:
+        """Take CPU baselines of every Jupyter process; returns how long to wait before
+        ``sample()`` for a measured CPU % (0 once primed)."""
+        if self._primed:
+            return 0.0
+        scan = self.table.scan()
+        self.table.measure(scan, scan.jupyter_pids())
+        self._primed = True
+        return MIN_CPU_INTERVAL
+
+    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel]) -> HostSample:
+        scan = self.table.scan()
+        roots = scan.kernel_roots()
+        idle_after = self.settings.orphan_idle
+        by_key: dict[str, int] = {}
+        idle_keys: set[str] = set()
+        for k in kernels:
+            pid = roots.get(k.kernel_id)
+            if pid is not None:
+                by_key[k.key] = pid
+                if k.idle_seconds is not None and k.idle_seconds >= idle_after and k.state != "busy":
+                    idle_keys.add(k.key)
+        in_kernels = {p for pid in by_key.values() for p in scan.tree(pid)}
+        leftover = sorted(scan.jupyter_pids() - in_kernels)
+        stats = self.table.measure(scan, in_kernels | set(leftover))
+        first = not self._primed
+        self._primed = True
+        reading = self.nvml.read()
+        by_pid = self._local_gpu_pids(scan, gpu_mod.per_pid(reading))
+        trees = {key: self._tree(scan, pid, stats, reading, by_pid, first) for key, pid in by_key.items()}
+        for key, t in trees.items():
+            kid = key.split(":", 1)[1]
+            for p in t.pids:
+                self._kernel_of[scan.procs[p].ident] = kid
+        live = {p.ident for p in scan.procs.values()}
+        self._kernel_of = {i: k for i, k in self._kernel_of.items() if i in live}
+        processes = self._leftovers(scan, leftover, stats, reading, by_pid, servers, kernels)
+        attributed = in_kernels | set(leftover)
+        return HostSample(
+            usage={key: t.usage(LOCAL, self.hostname) for key, t in trees.items()},
+            processes=tuple(processes),
+            unattributed_gpu=gpu_mod.unattributed(reading, attributed & set(by_pid)),
+            gpus=gpu_mod.devices(reading, [trees[k].pids for k in idle_keys], host=self.hostname),
+            gpu_note=reading.note,
+        )
+
+    def kernel_trees(self, kernel_pids: Mapping[str, Optional[int]], idle: Iterable[str] = ()):
+        """Usage of the given kernels (kernel id -> PID, None: find it by its connection
+        file), for the server extension: (usage by kernel id, GPU devices, GPU note)."""
+        scan = self.table.scan()
+        roots = scan.kernel_roots()
+        found: dict[str, int] = {}
+        for kid, pid in kernel_pids.items():
+            if pid is not None and pid in scan.procs:
+                own = scan.procs[pid].facts.kernel_id
+                if own is None or own == kid:  # not a PID reused by another kernel
+                    found[kid] = pid
+                    continue
+            if kid in roots:
+                found[kid] = roots[kid]
+        pids = {p for pid in found.values() for p in scan.tree(pid)}
+        stats = self.table.measure(scan, pids)
+        first = not self._primed
+        self._primed = True
+        reading = self.nvml.read()
+        by_pid = self._local_gpu_pids(scan, gpu_mod.per_pid(reading))
+        trees = {kid: self._tree(scan, pid, stats, reading, by_pid, first) for kid, pid in found.items()}
+        idle = set(idle)
+        devices = gpu_mod.devices(reading, [t.pids for kid, t in trees.items() if kid in idle])
+        return trees, devices, reading.note
+
+    # -- pieces -----------------------------------------------------------------------------
+
+    def _local_gpu_pids(self, scan: Scan, by_pid: dict) -> dict:
+        """Keep NVML's PIDs that are processes here: same PID, and (where we can look) an
+        NVIDIA device open. A PID from another namespace is never guessed onto a process."""
+        out = {}
+        for pid, uses in by_pid.items():
+            proc = scan.procs.get(pid)
+            if proc is None:
+                continue
+            ok = self._nvidia.get(proc.ident)
+            if ok is None:
+                ok = uses_nvidia(pid) is not False
+                self._nvidia[proc.ident] = ok
+            if ok:
+                out[pid] = uses
+        live = {p.ident for p in scan.procs.values()}
+        self._nvidia = {i: v for i, v in self._nvidia.items() if i in live}
+        return out
+
+    def _tree(self, scan: Scan, pid: int, stats: dict[int, Stat], reading, by_pid, first: bool) -> TreeUsage:
+        pids = scan.tree(pid)
+        mine = [stats.get(p, Stat(None, None)) for p in pids]
+        cpu = _sum(s.cpu_percent for s in mine)
+        mem = _sum(s.memory_bytes for s in mine)
+        notes = []
+        if cpu is None:
+            notes.append(FIRST_SAMPLE_NOTE if first or stats.get(pid, Stat(None, 0)).cpu_percent is None
+                         else "cpu: a process of the tree could not be read")
+        if reading.note:
+            notes.append("gpu: " + reading.note)
+        return TreeUsage(
+            pid=pid, pids=tuple(pids), cpu_percent=None if cpu is None else round(cpu, 1),
+            memory_bytes=None if mem is None else int(mem),
+            gpu=gpu_mod.tree_gpu(reading, [p for p in pids if p in by_pid], by_pid),
+            note="; ".join(notes) or None,
+        )
+
+    def _leftovers(self, scan: Scan, pids: list[int], stats, reading, by_pid, servers, kernels) -> list[model.Process]:
+        live_servers = {s.pid: s for s in servers if s.ok and s.pid is not None}
+        listed = {(s_name, kid) for s_name, kid in ((k.server, k.kernel_id) for k in kernels)}
+        listed_ids = {kid for _, kid in listed}
+        out = []
+        for pid in pids:
+            proc = scan.procs[pid]
+            chain = [proc, *scan.ancestors(pid)]
+            session = next((p.facts.session_name for p in chain if p.facts.session_name), None)
+            server_pid = next((p.facts.jpy_parent_pid for p in chain if p.facts.jpy_parent_pid), None)
+            root = next((p for p in chain if p.facts.kernel_id), None)
+            kernel_id = root.facts.kernel_id if root else self._kernel_of.get(proc.ident)
+            server_alive = None if server_pid is None else scan.alive(server_pid, born_before=proc.create_time)
+            if root is None:
+                # A Jupyter process with no kernel above it: the kernel that started it is gone.
+                kernel_alive: Optional[bool] = False
+            elif server_alive and server_pid in live_servers:
+                kernel_alive = root.facts.kernel_id in listed_ids
+            else:
+                kernel_alive = None  # its server was not read: nobody can say
+            stat = stats.get(pid, Stat(None, None))
+            g = gpu_mod.tree_gpu(reading, [pid] if pid in by_pid else [], by_pid)
+            out.append(model.Process(
+                pid=pid, user=proc.facts.user, cmdline=" ".join(proc.facts.cmdline),
+                create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
+                server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
+                gpu_memory_bytes=g.memory_bytes, gpus=g.gpus,
+                orphan_reasons=orphans.process_reasons(server_alive=server_alive, kernel_alive=kernel_alive),
+            ))
+        return out

@@ -1,0 +1,110 @@
+"""A Jupyter Server extension: ``GET /api/nbtui/usage``, the server host's view of its kernels.
+
+Read-only, behind jupyter_server's own authentication and authorisation (``kernels``,
+``read``). For each kernel the server manages: its PID (from the kernel manager's
+provisioner), the CPU, memory and GPU use of its whole process tree, and the host's
+GPU summary, measured with psutil and NVML on the server's host. It never sends the
+kernel a message, so it never moves ``last_activity``.
+
+Enabled by the ``jupyter_server_config.d/nbtui.json`` file installed with nbtui;
+``jupyter server extension disable nbtui`` turns it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+import time
+
+from nbtui import __version__
+from nbtui.host.wire import PATH
+
+DEFAULT_IDLE = 3600.0
+
+
+class _State:
+    """One LocalHost for the server's life (CPU % needs the previous sample)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._host = None
+
+    def report(self, kernel_pids: dict, idle: list) -> dict:
+        from nbtui.host import wire
+        from nbtui.host.view import MIN_CPU_INTERVAL, LocalHost
+
+        with self._lock:
+            if self._host is None:
+                self._host = LocalHost()
+            host = self._host
+            trees, devices, note = host.kernel_trees(kernel_pids, idle)
+            if any(t.cpu_percent is None for t in trees.values()):
+                # A kernel seen for the first time: measure its CPU over a short interval
+                # (in this worker thread, never on the server's event loop).
+                time.sleep(MIN_CPU_INTERVAL)
+                trees, devices, note = host.kernel_trees(kernel_pids, idle)
+        return wire.dump(host.hostname, __version__, {k: trees.get(k) for k in kernel_pids}, devices, note)
+
+
+def _pid_of(km) -> int | None:
+    prov = getattr(km, "provisioner", None)
+    pid = getattr(prov, "pid", None)
+    if isinstance(pid, int) and pid > 0:
+        return pid
+    proc = getattr(prov, "process", None) or getattr(km, "kernel", None)
+    pid = getattr(proc, "pid", None)
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+def _handler_class():
+    from jupyter_server.auth.decorator import authorized
+    from jupyter_server.base.handlers import APIHandler
+    from tornado import web
+
+    class UsageHandler(APIHandler):
+        auth_resource = "kernels"
+
+        @web.authenticated
+        @authorized
+        async def get(self):
+            try:
+                idle_after = float(self.get_argument("idle", str(DEFAULT_IDLE)))
+            except ValueError:
+                raise web.HTTPError(400, "idle: expected seconds") from None
+            mkm = self.kernel_manager
+            now = dt.datetime.now(dt.timezone.utc)
+            kernel_pids, idle = {}, []
+            for kid in list(mkm.list_kernel_ids()):
+                try:
+                    km = mkm.get_kernel(kid)
+                except KeyError:
+                    continue  # shut down meanwhile
+                kernel_pids[kid] = _pid_of(km)
+                last = getattr(km, "last_activity", None)
+                if isinstance(last, dt.datetime) and getattr(km, "execution_state", None) != "busy":
+                    if last.tzinfo is None:
+                        last = last.replace(tzinfo=dt.timezone.utc)
+                    if (now - last).total_seconds() >= idle_after:
+                        idle.append(kid)
+            state: _State = self.settings["nbtui_usage_state"]
+            body = await asyncio.get_running_loop().run_in_executor(None, state.report, kernel_pids, idle)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(body))
+
+    return UsageHandler
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    from jupyter_server.utils import url_path_join
+
+    web_app = serverapp.web_app
+    web_app.settings["nbtui_usage_state"] = _State()
+    route = url_path_join(web_app.settings.get("base_url", "/"), PATH)
+    web_app.add_handlers(".*$", [(route, _handler_class())])
+    serverapp.log.info("nbtui: usage at /%s", PATH)
+
+
+# Older jupyter_server / notebook look for this name.
+load_jupyter_server_extension = _load_jupyter_server_extension
