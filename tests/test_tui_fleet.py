@@ -1,0 +1,231 @@
+"""The fleet screen against real Jupyter servers, through App.run_test()."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from nbtui.config import ServerConfig, Settings
+from nbtui.fleet import Fleet
+from nbtui.tui.app import NbtuiApp
+from nbtui.tui.confirm import ConfirmScreen
+from nbtui.tui.fleet_screen import FleetScreen
+from tests.jupyter import JupyterServer
+
+
+def server_config(name: str, server: JupyterServer) -> ServerConfig:
+    return ServerConfig(name=name, url=server.url, token_source="discovered", token=server.token, timeout=2.0)
+
+
+def make_app(*servers: tuple[str, JupyterServer], **kw) -> NbtuiApp:
+    fleet = Fleet([server_config(n, s) for n, s in servers], Settings(timeout=2.0))
+    return NbtuiApp(fleet, refresh=kw.pop("refresh", 0.3), **kw)
+
+
+async def until(pilot, predicate, timeout: float = 20.0, what: str = "condition"):
+    """Let the app run until ``predicate()`` is true, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def rows(app: NbtuiApp) -> list[str]:
+    return app.fleet_screen.table.order
+
+
+@pytest.fixture(scope="module")
+def two_servers(tmp_path_factory):
+    a = JupyterServer(tmp_path_factory.mktemp("tui-a"), name="a").start()
+    b = JupyterServer(tmp_path_factory.mktemp("tui-b"), name="b").start()
+    a.write_notebook("work/train.ipynb")
+    ids = {
+        "train": a.create_session("work/train.ipynb")["kernel"]["id"],
+        "bare": a.start_kernel(),
+        "b1": b.create_session("b/analysis.ipynb")["kernel"]["id"],
+    }
+    yield a, b, ids
+    a.stop()
+    b.stop()
+
+
+async def test_rows_appear_then_follow_the_servers(two_servers):
+    a, b, ids = two_servers
+    app = make_app(("a", a), ("b", b))
+    async with app.run_test(size=(120, 30)) as pilot:
+        want = {f"a:{ids['train']}", f"a:{ids['bare']}", f"b:{ids['b1']}"}
+        await until(pilot, lambda: set(rows(app)) == want, what="the three kernels")
+        screen = app.fleet_screen
+        assert screen.table.get_row(f"b:{ids['b1']}")[1].startswith("b")
+
+        new = a.start_kernel()
+        try:
+            await until(pilot, lambda: f"a:{new}" in rows(app), what="a new kernel to appear")
+        finally:
+            a.shutdown_kernel(new)
+        await until(pilot, lambda: f"a:{new}" not in rows(app), what="a shut-down kernel to go")
+        assert set(rows(app)) == want
+
+
+async def test_cursor_stays_on_its_kernel_when_rows_move(two_servers):
+    a, b, ids = two_servers
+    app = make_app(("a", a), ("b", b))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 3, what="rows")
+        screen = app.fleet_screen
+        screen.sort_by("idle")  # longest idle first
+        await pilot.pause()
+        top = rows(app)[0]
+        screen.table.move_cursor(row=0)
+        await pilot.pause()
+        assert screen.selected_kernel.key == top
+        server = a if top.startswith("a:") else b
+        server.run_code(top.split(":", 1)[1], "x = 1")  # now the least idle: it moves down
+        await until(pilot, lambda: rows(app)[0] != top, what="the rows to reorder")
+        assert screen.selected_kernel.key == top
+        assert screen.table.cursor_row == rows(app).index(top) != 0
+
+
+async def test_filter_and_sort(two_servers):
+    a, b, ids = two_servers
+    app = make_app(("a", a), ("b", b))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 3, what="rows")
+        await pilot.press("slash", *"train")
+        await until(pilot, lambda: rows(app) == [f"a:{ids['train']}"], what="the filter")
+        await pilot.press("enter")  # keep the filter, back to the table
+        await pilot.pause(0.5)  # refreshes keep it
+        assert rows(app) == [f"a:{ids['train']}"]
+        await pilot.press("escape")
+        await until(pilot, lambda: len(rows(app)) == 3, what="the filter to clear")
+
+        await pilot.press("slash", *"python3 analysis")  # every word must match (spec, path)
+        await until(pilot, lambda: rows(app) == [f"b:{ids['b1']}"], what="server filter")
+        await pilot.press("escape")
+        await until(pilot, lambda: len(rows(app)) == 3, what="the filter to clear")
+
+        screen = app.fleet_screen
+        screen.sort_by("server", reverse=True)
+        await pilot.pause()
+        assert rows(app)[0].startswith("b:")
+        await pilot.press("S")  # reverse again: A-Z
+        await until(pilot, lambda: rows(app)[-1].startswith("b:"), what="reversed sort")
+        assert "SERVER▲" in str(screen.table.columns["server"].label) or "SERVER▼" in str(
+            screen.table.columns["server"].label)
+
+        await pilot.press("o")  # only orphans: no session (bare), notebook missing (b1)
+        await until(pilot, lambda: set(rows(app)) == {f"a:{ids['bare']}", f"b:{ids['b1']}"}, what="orphans only")
+        await pilot.press("o")
+        await until(pilot, lambda: len(rows(app)) == 3, what="every kernel again")
+
+
+async def test_marks_details_and_console(two_servers):
+    a, b, ids = two_servers
+    app = make_app(("a", a), ("b", b))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 3, what="rows")
+        screen = app.fleet_screen
+        first, second = rows(app)[:2]
+        await pilot.press("space", "space")
+        assert [k.key for k in screen.marked_kernels] == [first, second]
+        assert [k.key for k in screen.targets()] == [first, second]
+        await pilot.pause(0.8)  # marks survive refreshes
+        assert screen.marked_keys == {first, second}
+        screen.clear_marks()
+        assert screen.targets() == [screen.selected_kernel]
+
+        assert not screen.has_class("details")  # 80 columns: details start hidden
+        await pilot.press("d")
+        assert screen.has_class("details") and screen.has_class("narrow")
+        text = str(screen.query_one("#detail-text").render())
+        assert screen.selected_kernel.kernel_id in text
+
+        await pilot.press("question_mark")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HelpScreen", what="help")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, what="back from help")
+
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is not screen, what="the console screen")
+
+
+async def test_restart_asks_first_and_readonly_turns_it_off(two_servers, tmp_path):
+    a, b, ids = two_servers
+    app = make_app(("a", a), ("b", b))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 3, what="rows")
+        screen = app.fleet_screen
+        assert screen.select(f"b:{ids['b1']}")
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("enter")  # the default answer is no
+        await until(pilot, lambda: app.screen is screen, what="the confirmation to close")
+        audit = Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl"
+        assert not audit.exists()
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: audit.exists(), what="the audit line")
+        line = json.loads(audit.read_text().splitlines()[-1])
+        assert line["action"] == "restart" and line["target"]["kernel_id"] == ids["b1"]
+        assert line["result"] == "ok"
+
+    app = make_app(("a", a), ("b", b), readonly=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 3, what="rows")
+        screen = app.fleet_screen
+        assert screen.check_action("restart", ()) is None  # shown, disabled
+        assert screen.check_action("interrupt", ()) is None
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert app.screen is screen
+        assert "READONLY" in str(screen.query_one("#summary").render())
+
+
+async def test_a_server_that_dies_and_comes_back(jupyter_factory):
+    a = jupyter_factory("a")
+    b = jupyter_factory("b")
+    ka, kb = a.start_kernel(), b.start_kernel()
+    app = make_app(("a", a), ("b", b))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: set(rows(app)) == {f"a:{ka}", f"b:{kb}"}, what="rows")
+        b.stop()
+        await until(pilot, lambda: app.snapshot and not app.snapshot.servers[1].ok, what="b marked down")
+        assert app.snapshot.servers[1].status in ("unreachable", "timeout")
+        assert rows(app) == [f"a:{ka}"]
+        strip = str(app.fleet_screen.query_one("#servers").render())
+        assert "✗ b" in strip and "● a" in strip
+        b.start()
+        kb2 = b.start_kernel()
+        await until(pilot, lambda: f"b:{kb2}" in rows(app), timeout=30, what="b to come back")
+        assert app.snapshot.servers[1].ok
+
+
+async def test_no_servers_says_what_to_do():
+    app = NbtuiApp(Fleet([]), refresh=0.3)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await until(pilot, lambda: app.snapshot is not None, what="a snapshot")
+        await pilot.pause()
+        text = str(app.fleet_screen.query_one("#empty").render())
+        assert "nbtui servers add" in text and "nbtui demo" in text
+
+
+async def test_bad_theme_file_is_reported_and_default_used(config_dir):
+    themes = config_dir / "themes"
+    themes.mkdir()
+    (themes / "broken.toml").write_text('name = "broken"\nprimary = "not-a-colour"\n')
+    (themes / "mine.toml").write_text('name = "mine"\nprimary = "#336699"\ndark = true\n')
+    app = NbtuiApp(Fleet([]), theme="broken", config_folder=config_dir)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.theme == "nbtui-dark"
+        assert any("broken.toml" in e and "primary" in e for e in app.theme_errors)
+        assert "mine" in app.available_themes
+        assert len(app.theme_errors) == 2  # the bad file, and the unknown name asked for
