@@ -18,6 +18,7 @@ from nbtui.errors import EXIT_FAILED, EXIT_USAGE, NbtuiError
 # name -> (module under nbtui.commands, one-line help). Each module has
 # add_arguments(parser) and run(args) -> int.
 COMMANDS = {
+    "demo": ("demo", "start a throwaway local Jupyter server with sample kernels and open the TUI on it"),
     "servers": ("servers", "list, add, remove and test Jupyter servers"),
     "ls": ("ls", "list every kernel of every server (a table, or --json)"),
     "kill": ("kill", "kill kernels (through their server) and local processes (pid:N)"),
