@@ -11,6 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from nbtui.model import Kernel, ServerInfo
+from nbtui.orphans import explain_kernel
 from nbtui.report import iso
 from nbtui.units import human_bytes, human_duration, human_percent
 
@@ -77,6 +78,7 @@ def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold r
             row("note", u.note, "italic")
     if k.orphan_reasons:
         row("orphan", ", ".join(k.orphan_reasons), error_style)
+        row("why", explain_kernel(k).split(": ", 1)[-1])
     return t
 
 

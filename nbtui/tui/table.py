@@ -12,7 +12,7 @@ from textual.widgets.data_table import RowKey
 from nbtui.model import Kernel
 from nbtui.tui.rows import Column, cells
 
-Styler = Callable[[str, str], object]  # (column key, text) -> renderable
+Styler = Callable[[str, str, bool], object]  # (column key, text, orphan row) -> renderable
 
 
 class KernelTable(DataTable):
@@ -24,6 +24,7 @@ class KernelTable(DataTable):
         self.nb_width = 20
         self._text: dict[str, tuple[str, ...]] = {}  # row key -> plain cells
         self._order: list[str] = []
+        self._orphan: dict[str, bool] = {}  # row key -> styled as an orphan
 
     # -- layout --------------------------------------------------------------------------
 
@@ -31,6 +32,7 @@ class KernelTable(DataTable):
         """Replace the columns (a resize across a breakpoint); rows are re-added by the next apply."""
         self.clear(columns=True)
         self._text.clear()
+        self._orphan.clear()
         self._order = []
         self.layout_columns = list(columns)
         self.nb_width = nb_width
@@ -68,22 +70,26 @@ class KernelTable(DataTable):
         for key in gone:
             self.remove_row(key)
             del self._text[key]
+            self._orphan.pop(key, None)
         # The table's own order now: what stayed, then what add_row appends.
         current = [k for k in self._order if k in self._text] if gone else list(self._order)
         cols = self.layout_columns
         for k in kernels:
             new = cells(k, cols, self.nb_width, k.key in marked)
             old = self._text.get(k.key)
+            orphan = bool(k.orphan_reasons)
+            flip = self._orphan.get(k.key, orphan) != orphan  # the whole row restyles
             if old is None:
-                self.add_row(*(style(c.key, v) for c, v in zip(cols, new)), key=k.key)
+                self.add_row(*(style(c.key, v, orphan) for c, v in zip(cols, new)), key=k.key)
                 current.append(k.key)
                 written += len(new)
-            elif old != new or restyle:
+            elif old != new or restyle or flip:
                 for c, a, b in zip(cols, old, new):
-                    if a != b or restyle:
-                        self.update_cell(k.key, c.key, style(c.key, b))
+                    if a != b or restyle or flip:
+                        self.update_cell(k.key, c.key, style(c.key, b, orphan))
                         written += 1
             self._text[k.key] = new
+            self._orphan[k.key] = orphan
         order = [k.key for k in kernels]
         if order != current:
             self._reorder(order)

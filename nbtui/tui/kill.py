@@ -1,0 +1,221 @@
+"""Kill and cull on the fleet screen: the plan in a confirmation (default no), then nbtui.actions.
+
+``kill_kernels(screen, kernels)`` is what ``k`` runs; ``CullScreen`` is the "Cull…" dialog
+(policy in, plan confirmed, then acted on under the same lock as ``nbtui cull``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Iterable, Optional
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static
+
+from nbtui import actions
+from nbtui.host.signals import current_user
+from nbtui.errors import NbtuiError
+from nbtui.model import Kernel, Snapshot
+from nbtui.secrets import redact
+from nbtui.tui.confirm import ConfirmScreen
+from nbtui.units import DURATION_FORMS, human_bytes, human_duration, middle_truncate, parse_duration
+
+MAX_STEPS = 8
+
+
+def frees(steps: Iterable[actions.Step]) -> str:
+    """``1.2G memory, 4.0G GPU`` (what is measured), or an empty string."""
+    steps = list(steps)
+    mem = sum(s.memory_bytes or 0 for s in steps)
+    gpu = sum(s.gpu_memory_bytes or 0 for s in steps)
+    parts = [f"{human_bytes(mem)} memory" if mem else "", f"{human_bytes(gpu)} GPU" if gpu else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def step_lines(s: actions.Step, me: str) -> list[str]:
+    """A step as a few short lines: what, why, what it frees, whose, its children."""
+    if s.kind == actions.KERNEL:
+        k = s.kernel
+        lines = [f"• kernel {k.server}:{k.kernel_id[:8]}  {s.notebook or '(no session)'}"]
+        why = s.explanation.split(": ", 1)[-1] if s.explanation else ""
+    else:
+        p = s.process
+        lines = [f"• pid {p.pid}  {middle_truncate(p.cmdline, 60)}"]
+        why = s.explanation
+    if why:
+        lines.append(f"    {why}")
+    freed = frees([s])
+    if freed:
+        lines.append(f"    frees {freed}")
+    if s.owner and s.owner != me:
+        lines.append(f"    owned by {s.owner}")
+    if s.children:
+        pids = ", ".join(str(c.pid) for c in s.children[:6]) + (" …" if len(s.children) > 6 else "")
+        when = "if they outlive the kernel" if s.kind == actions.KERNEL else "too"
+        lines.append(f"    + {len(s.children)} child process{'es' if len(s.children) != 1 else ''} "
+                     f"({pids}), signalled {when}")
+    if s.refusal:
+        lines.append(f"    REFUSED: {s.refusal}")
+    return lines
+
+
+def plan_lines(steps: list[actions.Step], me: Optional[str] = None) -> list[str]:
+    """What the confirmation lists: each target, why, whose, its children, and the total freed."""
+    me = me or current_user()
+    lines: list[str] = []
+    for s in steps[:MAX_STEPS]:
+        lines += step_lines(s, me)
+    if len(steps) > MAX_STEPS:
+        lines.append(f"… and {len(steps) - MAX_STEPS} more")
+    total = frees(s for s in steps if not s.refusal)
+    lines += ["", f"In all: frees {total}." if total else "In all: what it frees was not measured.",
+              "Default is No."]
+    return lines
+
+
+class KillConfirm(ConfirmScreen):
+    """The confirmation, wide enough for a plan."""
+
+    DEFAULT_CSS = """
+    KillConfirm > Vertical { width: 96; }
+    """
+
+
+def result_message(outcomes: list[actions.Outcome]) -> tuple[str, bool]:
+    """One notification: what was killed and freed, and what failed."""
+    done = [o for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
+    text = f"killed {len(done)}"
+    freed = frees(o.step for o in done if o.result == "ok")
+    if freed:
+        text += f", freed {freed}"
+    if failed:
+        text += f"; {len(failed)} not: " + "; ".join(redact(o.describe()) for o in failed[:3])
+    return text, bool(failed)
+
+
+async def _plan(snapshot: Snapshot, kernels: list[Kernel]) -> list[actions.Step]:
+    # psutil reads: off the UI loop
+    return await asyncio.to_thread(lambda: [actions.plan_kernel(snapshot, k) for k in kernels])
+
+
+def kill_kernels(screen, kernels: list[Kernel]) -> None:
+    """Plan, confirm and kill; the rows go away on the refresh that follows."""
+    snapshot = screen.snapshot
+    if snapshot is None or not kernels:
+        return
+
+    async def flow() -> None:
+        app = screen.app
+        steps = await _plan(snapshot, kernels)
+        n = len(steps)
+        title = f"Kill {n} kernel{'s' if n != 1 else ''}?"
+        if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Kill")):
+            return
+        outcomes = await actions.execute(app.fleet, steps, action="kill")
+        text, bad = result_message(outcomes)
+        app.notify(text, severity="error" if bad else "information", timeout=6)
+        if hasattr(screen, "marked_keys"):
+            screen.marked_keys -= {o.step.kernel.key for o in outcomes if o.ok and o.step.kernel}
+        app.refresh_now()
+
+    screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
+
+
+class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
+    """The cull policy: idle past a duration, orphans, GPU only. Dismisses with the policy or None."""
+
+    DEFAULT_CSS = """
+    CullScreen { align: center middle; }
+    CullScreen > Vertical { width: 64; max-width: 95%; height: auto; border: thick $warning;
+                            background: $surface; padding: 0 1; }
+    CullScreen #cull-title { text-style: bold; margin-bottom: 1; }
+    CullScreen Input { width: 100%; }
+    CullScreen #cull-error { color: $error; height: auto; }
+    CullScreen Horizontal { height: auto; align: right middle; margin-top: 1; }
+    CullScreen Button { margin-left: 2; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, defaults: actions.CullPolicy):
+        super().__init__()
+        self.defaults = defaults
+
+    def compose(self) -> ComposeResult:
+        d = self.defaults
+        with Vertical():
+            yield Static("Cull kernels and leftover processes", id="cull-title")
+            yield Label(f"Idle longer than ({DURATION_FORMS}; empty: any idle time is no rule)")
+            yield Input(value=human_duration(d.idle) if d.idle is not None else "", id="cull-idle",
+                        placeholder="e.g. 2h")
+            yield Checkbox("Every orphan (kernels and processes with a reason)", d.orphans, id="cull-orphans")
+            yield Checkbox("Only what holds GPU memory", d.gpu_only, id="cull-gpu")
+            yield Static("", id="cull-error")
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button("Show plan", id="plan", variant="warning")
+
+    def on_mount(self) -> None:
+        self.query_one("#cull-idle", Input).focus()
+
+    def policy(self) -> actions.CullPolicy:
+        text = self.query_one("#cull-idle", Input).value.strip()
+        idle = parse_duration(text, "idle time") if text else None
+        return actions.CullPolicy(idle=idle, orphans=self.query_one("#cull-orphans", Checkbox).value,
+                                  gpu_only=self.query_one("#cull-gpu", Checkbox).value,
+                                  servers=self.defaults.servers)
+
+    def _submit(self) -> None:
+        try:
+            self.dismiss(self.policy())
+        except NbtuiError as e:
+            self.query_one("#cull-error", Static).update(str(e))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "plan":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def cull(screen) -> None:
+    """The "Cull…" palette command: policy, plan, confirmation, then act under the cull lock."""
+    app = screen.app
+    s = app.settings
+    defaults = actions.CullPolicy(idle=s.cull_idle if s.cull_idle is not None else s.orphan_idle,
+                                  orphans=s.cull_orphans, gpu_only=s.cull_gpu_only)
+
+    async def flow() -> None:
+        policy = await app.push_screen_wait(CullScreen(defaults))
+        snapshot = screen.snapshot
+        if policy is None or snapshot is None:
+            return
+        steps = await asyncio.to_thread(actions.plan_cull, snapshot, policy) if policy.selects_anything else []
+        if not steps:
+            app.notify("nothing to cull", timeout=4)
+            return
+        title = f"Cull {len(steps)}?"
+        if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Cull")):
+            return
+        try:
+            with actions.cull_lock():
+                outcomes = await actions.execute(app.fleet, steps, action="cull")
+        except actions.CullBusy as e:
+            app.notify(str(e), severity="warning", timeout=6)
+            return
+        text, bad = result_message(outcomes)
+        app.notify(text.replace("killed", "culled", 1), severity="error" if bad else "information", timeout=6)
+        app.refresh_now()
+
+    screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)

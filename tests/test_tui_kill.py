@@ -1,0 +1,115 @@
+"""Kill and cull on the fleet screen, against a real server, through App.run_test()."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from textual.app import App
+
+from nbtui import audit
+from nbtui.config import ServerConfig, Settings
+from nbtui.fleet import Fleet
+from nbtui.model import GpuUse, Kernel, ServerInfo, Session, Snapshot, Usage
+from nbtui import actions
+from nbtui.tui.app import NbtuiApp
+from nbtui.tui.confirm import ConfirmScreen
+from nbtui.tui.kill import CullScreen, KillConfirm, plan_lines
+
+
+def make_app(server, **kw) -> NbtuiApp:
+    fleet = Fleet([ServerConfig(name="srv", url=server.url, token_source="discovered", token=server.token,
+                                timeout=2.0)], Settings(timeout=2.0))
+    return NbtuiApp(fleet, refresh=0.3, **kw)
+
+
+async def until(pilot, predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def lines_of(screen: ConfirmScreen) -> str:
+    return "\n".join(screen.lines)
+
+
+async def test_k_confirms_with_the_plan_and_kills_only_on_yes(jupyter):
+    jupyter.write_notebook("keep.ipynb")
+    keep = jupyter.create_session("keep.ipynb")["kernel"]["id"]
+    bare = jupyter.start_kernel()
+    app = make_app(jupyter)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = app.fleet_screen
+        await until(pilot, lambda: len(screen.table.order) == 2, what="both kernels")
+        assert screen.select(f"srv:{bare}")
+        await until(pilot, lambda: screen.selected_kernel and screen.selected_kernel.orphan_reasons,
+                    what="the orphan under the cursor")
+        await pilot.press("k")
+        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, what="the modal")
+        assert modal.title_text == "Kill 1 kernel?"
+        assert f"kernel srv:{bare[:8]}  (no session)" in lines_of(modal)
+        assert "no session (no notebook or console) refers to it" in lines_of(modal)
+        await pilot.press("enter")  # the default is No
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="the modal to close")
+        assert {k["id"] for k in jupyter.kernels()} == {keep, bare}
+        assert not audit.audit_path().exists()
+
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the modal again")
+        await pilot.press("y")
+        await until(pilot, lambda: f"srv:{bare}" not in screen.table.order, what="the row to go")
+        assert {k["id"] for k in jupyter.kernels()} == {keep}
+        notes = [n.message for n in app._notifications]
+        assert any(m.startswith("killed 1") for m in notes), notes
+
+
+async def test_cull_from_the_palette_takes_what_the_policy_selects(jupyter):
+    jupyter.write_notebook("keep.ipynb")
+    keep = jupyter.create_session("keep.ipynb")["kernel"]["id"]
+    bare = jupyter.start_kernel()
+    app = make_app(jupyter)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = app.fleet_screen
+        await until(pilot, lambda: len(screen.table.order) == 2, what="both kernels")
+        screen.action_cull()
+        dialog = await until(pilot, lambda: isinstance(app.screen, CullScreen) and app.screen, what="the dialog")
+        dialog.query_one("#cull-idle").value = "2hrs"
+        await pilot.press("enter")
+        await until(pilot, lambda: "90s, 30m, 2h, 1d" in str(dialog.query_one("#cull-error").render()),
+                    what="the accepted forms")
+        dialog.query_one("#cull-idle").value = ""
+        await pilot.click("#cull-orphans")
+        await pilot.click("#plan")
+        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, what="the plan")
+        assert modal.title_text == "Cull 1?" and bare[:8] in lines_of(modal) and keep[:8] not in lines_of(modal)
+        await pilot.press("y")
+        await until(pilot, lambda: f"srv:{bare}" not in screen.table.order, what="the culled row to go")
+    assert {k["id"] for k in jupyter.kernels()} == {keep}
+    assert [line for line in audit.audit_path().read_text().splitlines() if '"cull"' in line]
+
+
+def _recorded_step() -> actions.Step:
+    """A kernel on a remote server as a recorded snapshot shows it (no local processes)."""
+    now = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.timezone.utc)
+    k = Kernel(server="gpu1", kernel_id="80442938-5f1c-4c3e-9a57-0d1f3b2a9c11", kernel_name="python3",
+               state="idle", connections=0, last_activity=now - dt.timedelta(hours=5), idle_seconds=5 * 3600.0,
+               session=Session("s1", "ana/train-resnet.ipynb", "train-resnet.ipynb", "notebook"),
+               usage=Usage(source="extension", pid=4531, memory_bytes=3 * 1024 ** 3,
+                           gpu_memory_bytes=12 * 1024 ** 3, gpus=(GpuUse(0, "GPU-1", 12 * 1024 ** 3),)),
+               orphan_reasons=("disconnected-idle",))
+    snap = Snapshot(generated_at=now, servers=(ServerInfo("gpu1", "https://gpu1:8888/", "config"),), kernels=(k,))
+    return actions.plan_kernel(snap, k)
+
+
+class _Modal(App):
+    def on_mount(self) -> None:
+        steps = [_recorded_step()]
+        self.push_screen(KillConfirm("Kill 1 kernel?", plan_lines(steps, me="ana"), "Kill"))
+
+
+def test_kill_confirmation_snapshot(snap_compare):
+    assert snap_compare(_Modal(), terminal_size=(100, 20))
