@@ -79,9 +79,8 @@ def add_server(name: str, server: JupyterServer, *extra: str):
 
 
 @pytest.fixture
-def snap_compare(snap_compare, monkeypatch):
-    """pytest-textual-snapshot's fixture, storing SVGs under the top-level snapshots/ folder
-    (snapshots/<test module>/<test>.svg); update them with --snapshot-update."""
+def _top_level_svg(monkeypatch):
+    # Patched before the plugin's snap_compare is set up (it picks the extension class then).
     import pytest_textual_snapshot as pts
 
     class TopLevelSVG(pts.SVGImageExtension):
@@ -90,4 +89,10 @@ def snap_compare(snap_compare, monkeypatch):
             return str(ROOT / "snapshots" / test_location.basename)
 
     monkeypatch.setattr(pts, "SVGImageExtension", TopLevelSVG)
+
+
+@pytest.fixture
+def snap_compare(_top_level_svg, snap_compare):
+    """pytest-textual-snapshot's fixture, storing SVGs under the top-level snapshots/ folder
+    (snapshots/<test module>/<test>.svg); update them with --snapshot-update."""
     return snap_compare
