@@ -27,12 +27,13 @@ from typing import Optional
 from nbtui.errors import EXIT_OK, NbtuiError, UsageError
 
 NEEDS = "nbtui demo needs Jupyter Server and ipykernel: pip install 'nbtui[server]'"
-BUSY_CODE = "import time\nwhile True:\n    sum(i * i for i in range(20000))\n    time.sleep(0.2)\n"
+BUSY_CODE = "import time\nwhile True:\n    sum(i * i for i in range(300000))\n    time.sleep(0.2)\n"
 MEMORY_CODE = "data = b'x' * (96 * 2**20)  # 96 MiB that nobody uses any more\n"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--keep-open", action="store_true", help=argparse.SUPPRESS)  # tests: no TUI
+    # For tests of the cleanup: set everything up, print one JSON line, wait for a signal.
+    p.add_argument("--no-tui", action="store_true", help=argparse.SUPPRESS)
 
 
 def _free_port() -> int:
@@ -194,7 +195,11 @@ class DemoServer:
 
 def _check_extra() -> None:
     for module in ("jupyter_server", "ipykernel"):
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # ValueError: blocked in sys.modules
+            found = False
+        if not found:
             raise UsageError(NEEDS)
 
 
@@ -226,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
                             source="config", pid=demo.proc.pid, root_dir=str(demo.root))
         fleet = Fleet([mine] + [others.config_of(n) for n in others.names], config.settings,
                       stale_files=others.stale_files, host=others.host)
-        if getattr(args, "keep_open", False):  # for tests: no TUI, wait for a signal
+        if getattr(args, "no_tui", False):
             filler.join()
             print(json.dumps({"url": demo.url, "pid": demo.proc.pid, "base": str(demo.base)}), flush=True)
             while True:
