@@ -12,13 +12,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nbtui.commands.exec import resolve_kernel
+    from nbtui.commands.tui import run as run_tui
 
     async def find():
         fleet, kernel = await resolve_kernel(args)
         await fleet.aclose()
         return kernel
 
-    kernel = asyncio.run(find())  # bad targets end here, before the screen opens
-    from nbtui.tui.console_app import run_console
-
-    return run_console(args, kernel.server, kernel.kernel_id)
+    kernel = asyncio.run(find())  # a bad target ends here, with its exit code, before any screen
+    return run_tui(args, open_console=(kernel.server, kernel.kernel_id))

@@ -1,0 +1,215 @@
+"""The console's output log: bounded, line-based, styled lazily, with a live current cell.
+
+Lines are kept as they arrive (raw text with the kernel's ANSI colours, or styled
+``Text``/pre-rendered ``Strip``s) in a bounded deque: only the newest ``max_lines`` stay,
+and a first line says how many were dropped, so memory and frame time stay flat however
+much a kernel prints. A line becomes segments only when it is drawn.
+
+The current cell's outputs start at a known line; ``clear_output`` and
+``update_display_data`` redraw from there, and ``\\r`` rewrites the open line in place
+(progress bars redraw one line, as in a terminal).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Union
+
+from rich.console import RenderableType
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+Line = Union[str, Text, Strip]
+DEFAULT_MAX_LINES = 5000
+
+
+class OutputView(ScrollView, can_focus=True):
+    DEFAULT_CSS = """
+    OutputView { height: 1fr; background: $surface; overflow-x: auto; overflow-y: auto; }
+    """
+
+    def __init__(self, max_lines: int = DEFAULT_MAX_LINES, **kw):
+        super().__init__(**kw)
+        self.max_lines = max_lines
+        self._lines: deque[Line] = deque()
+        self._first = 0  # absolute index of _lines[0]; lines before it were dropped
+        self._widest = 0
+        self._cache: dict[int, Strip] = {}
+        self._open = False  # the last line is an open stream line (no newline yet)
+        self._cr = False  # the open line ended with '\r': the next text replaces it
+        self.cell_start = 0  # absolute index where the current cell's outputs begin
+        self.lines_received = 0  # every line ever appended (for the benchmark and tests)
+
+    # -- reading (tests, snapshots) ------------------------------------------------------
+
+    @property
+    def dropped(self) -> int:
+        return self._first
+
+    @property
+    def end(self) -> int:
+        return self._first + len(self._lines)
+
+    def plain_lines(self) -> list[str]:
+        from nbtui.jupyter.outputs import strip_ansi
+
+        out = []
+        for item in self._lines:
+            if isinstance(item, str):
+                out.append(strip_ansi(item))
+            elif isinstance(item, Text):
+                out.append(item.plain)
+            else:
+                out.append("".join(s.text for s in item))
+        return out
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _push(self, items: list[Line]) -> None:
+        if not items:
+            return
+        self.lines_received += len(items)
+        if len(items) >= self.max_lines:
+            skip = len(items) - self.max_lines
+            self._first += len(self._lines) + skip
+            self._lines.clear()
+            items = items[skip:]
+            self._cache.clear()
+        else:
+            over = len(self._lines) + len(items) - self.max_lines
+            if over > 0:
+                for _ in range(over):
+                    self._lines.popleft()
+                self._first += over
+        self._lines.extend(items)
+        widest = max((len(i) if isinstance(i, str) else i.cell_len if isinstance(i, Text) else i.cell_length
+                      for i in items), default=0)
+        if widest > self._widest:
+            self._widest = widest
+        self._changed()
+
+    def write(self, line: Line) -> None:
+        self.close_line()
+        self._push([line])
+
+    def write_lines(self, lines: list[Line]) -> None:
+        self.close_line()
+        self._push(list(lines))
+
+    def write_renderable(self, renderable: RenderableType) -> None:
+        """Render something rich (markdown) at the current width and append its lines."""
+        width = max(20, (self.size.width or 80) - 2)
+        console = self.app.console
+        options = console.options.update(width=width, height=None)
+        lines = console.render_lines(renderable, options, pad=False)
+        self.write_lines([Strip(Segment.simplify(line)) for line in lines])
+
+    def close_line(self) -> None:
+        self._open = False
+        self._cr = False
+
+    def stream(self, text: str) -> None:
+        """Append stream text: newlines end lines, ``\\r`` rewrites the open line."""
+        if not text:
+            return
+        segments = text.split("\n")
+        ends_open = not text.endswith("\n")
+        if not ends_open:
+            segments.pop()
+        if len(segments) > self.max_lines + 1:  # only the tail can stay on screen
+            self._first += len(segments) - self.max_lines - 1
+            self.lines_received += len(segments) - self.max_lines - 1
+            segments = segments[-self.max_lines - 1:]
+            self.close_line()  # the open line was completed by a line now dropped
+        items: list[Line] = []
+        for i, seg in enumerate(segments):
+            if i == 0 and self._open and self._lines:
+                cur = self._lines.pop()
+                self.lines_received -= 1
+                self._cache.pop(self.end, None)
+                seg = seg if self._cr else (cur if isinstance(cur, str) else "") + seg
+            if "\r" in seg:
+                self._cr = seg.endswith("\r")
+                parts = [p for p in seg.split("\r") if p]
+                seg = parts[-1] if parts else ""
+            else:
+                self._cr = False
+            items.append(seg)
+        self._push(items)
+        self._open = ends_open
+        if not ends_open:
+            self._cr = False
+
+    def truncate(self, absolute: int) -> None:
+        """Drop every line from absolute index ``absolute`` on (a cell being redrawn)."""
+        keep = max(0, absolute - self._first)
+        while len(self._lines) > keep:
+            self._lines.pop()
+        self._cache.clear()
+        self.close_line()
+        self._changed()
+
+    def clear(self) -> None:
+        self._lines.clear()
+        self._first = 0
+        self._widest = 0
+        self._cache.clear()
+        self.cell_start = 0
+        self.close_line()
+        self._changed()
+
+    def _changed(self) -> None:
+        follow = self.is_vertical_scroll_end or self.scroll_y >= self.max_scroll_y - 1
+        rows = len(self._lines) + (1 if self._first else 0)
+        self.virtual_size = Size(self._widest + 1, rows)
+        if follow:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+        self.refresh()
+
+    # -- drawing -------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        row = scroll_y + y
+        width = self.scrollable_content_region.width
+        style = self.rich_style
+        if self._first:
+            if row == 0:
+                text = Text(f"⋯ {self._first:,} earlier lines not kept (the newest {self.max_lines:,} are)",
+                            style="italic dim")
+                return Strip(text.render(self.app.console)).crop_extend(scroll_x, scroll_x + width, style)
+            row -= 1
+        if row >= len(self._lines) or row < 0:
+            return Strip.blank(width, style)
+        key = self._first + row
+        strip = self._cache.get(key)
+        if strip is None:
+            strip = self._to_strip(self._lines[row])
+            if len(self._cache) > 4000:
+                self._cache.clear()
+            self._cache[key] = strip
+        return strip.crop_extend(scroll_x, scroll_x + width, style)
+
+    def _to_strip(self, item: Line) -> Strip:
+        if isinstance(item, Strip):
+            return item
+        if isinstance(item, str):
+            text = Text.from_ansi(item, end="") if "\x1b" in item else Text(item, end="")
+        else:
+            text = item
+        if "\t" in text.plain:
+            text = text.copy()
+            text.expand_tabs(8)
+        segments = [s for s in text.render(self.app.console) if s.text != "\n"]
+        return Strip(segments)
+
+    def on_resize(self) -> None:
+        self._cache.clear()
+
+
+def styled(text: str, style: str | Style) -> Text:
+    return Text(text, style=style, end="")
