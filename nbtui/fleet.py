@@ -285,8 +285,8 @@ class Fleet:
         if self.host is not None:
             sample = self.host.sample(servers, kernels)
         sample = await self._merge_extensions(servers, kernels, sample)
-        servers = [replace(s, usage_source=_source_for(s, sample), usage_note=self._usage_note(s, kernels, sample))
-                   for s in servers]
+        servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
+                           usage_note=self._usage_note(s, kernels, sample)) for s in servers]
         threshold = self.settings.orphan_idle
         kernels = [
             replace(
@@ -334,6 +334,17 @@ class Fleet:
                     uuids.add(d.uuid)
                     gpus.append(d)
         return replace(sample, usage=usage, gpus=tuple(gpus))
+
+    def _quiet_source(self, s: model.ServerInfo) -> Optional[str]:
+        """The usage source of a server with no kernels measured: its extension if it
+        answered, local if the server's own process runs here (and a host view is on)."""
+        if not s.ok:
+            return None
+        if self._servers[s.name].ext_result is not None:
+            return wire.EXTENSION
+        if self.host is not None and s.pid is not None:
+            return "local"
+        return None
 
     def _usage_note(self, s: model.ServerInfo, kernels, sample: HostSample) -> Optional[str]:
         if not s.ok or all(k.key in sample.usage for k in kernels if k.server == s.name):

@@ -145,6 +145,18 @@ async def _none():
     return None
 
 
+_USAGE_WORDS = {
+    "local": "local (psutil/NVML on this host)",
+    "extension": "extension (nbtui on the server's host)",
+    "mixed": "mixed (local and extension)",
+}
+
+
+def _usage_words(s) -> str:
+    words = _USAGE_WORDS.get(s.usage_source, s.usage_source) if s.usage_source else "none"
+    return f"{words} — {s.usage_note}" if s.usage_note else words
+
+
 def _test(args) -> int:
     config = load_config(args)
     fleet = open_fleet(args, config)
@@ -168,7 +180,7 @@ def _test(args) -> int:
                 n = sum(1 for k in snap.kernels if k.server == s.name)
                 print(f"{s.name}: ok, Jupyter Server {s.version or '?'}, {s.latency_ms:.0f} ms, "
                       f"{n} kernel{'s' if n != 1 else ''}, user {user or '?'}, "
-                      f"usage: {s.usage_source or 'none'}")
+                      f"usage: {_usage_words(s)}")
             else:
                 print(f"{s.name}: {s.status}: " + (s.error or "").removeprefix(f"server {s.name}: "))
         if snap.gpu_note:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 from nbtui import model, orphans
 from nbtui.config import Settings
@@ -55,12 +55,14 @@ class LocalHost:
     """psutil + NVML on this machine. ``sample()`` is what the fleet calls each refresh."""
 
     def __init__(self, settings: Settings | None = None, *, nvml: gpu_mod.Nvml | None = None,
-                 table: ProcessTable | None = None, hostname: Optional[str] = None):
+                 table: ProcessTable | None = None, hostname: Optional[str] = None,
+                 gpu_pid_check: Callable[[int], Optional[bool]] = uses_nvidia):
         self.settings = settings or Settings()
         self.table = table or ProcessTable()
         self.nvml = nvml or gpu_mod.Nvml()
         self.hostname = hostname or socket.gethostname()
         self._primed = False
+        self._gpu_pid_check = gpu_pid_check
         self._nvidia: dict[Ident, bool] = {}  # NVML PID confirmed as this local process
         self._kernel_of: dict[Ident, str] = {}  # processes seen in a kernel's tree, for after it dies
 
@@ -149,7 +151,7 @@ class LocalHost:
                 continue
             ok = self._nvidia.get(proc.ident)
             if ok is None:
-                ok = uses_nvidia(pid) is not False
+                ok = self._gpu_pid_check(pid) is not False
                 self._nvidia[proc.ident] = ok
             if ok:
                 out[pid] = uses
