@@ -27,9 +27,9 @@ class NbtuiApp(App):
     TITLE = "nbtui"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
+        Binding("q", "quit", "Quit", show=False),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
-        Binding("question_mark", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
     ]
 
     def __init__(

@@ -105,6 +105,8 @@ class FleetScreen(Screen):
     """
 
     BINDINGS = [
+        Binding("question_mark", "app.help", "Help"),  # first: the footer cuts from the right
+        Binding("q", "app.quit", "Quit"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter"),
         Binding("s", "sort", "Sort"),
@@ -178,7 +180,7 @@ class FleetScreen(Screen):
             yield KernelTable(id="kernels")
             yield Static("", id="empty")
             yield DetailPane(id="detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._relayout()
@@ -199,8 +201,8 @@ class FleetScreen(Screen):
         self.set_class(narrow, "narrow")
         self.set_class(height < 22, "short")
         self.set_class(details, "details")
-        columns = rows.visible_columns(width)
         side = 52 if details and not narrow else 0
+        columns = rows.visible_columns(width - side)
         nb = rows.notebook_width(columns, width, side)
         layout = (tuple(c.key for c in columns), nb)
         if layout != self._layout:
@@ -302,15 +304,13 @@ class FleetScreen(Screen):
         idle = [k for k in ks if k.idle_seconds is not None and k.idle_seconds >= snap.idle_threshold]
         gpu_known = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
         t.append(f"  servers {up}/{len(snap.servers)}", style="" if up == len(snap.servers) else "bold")
-        t.append(f" · kernels {len(ks)} · busy {busy} · idle>{_short(snap.idle_threshold)} {len(idle)}")
-        t.append(f" · idle GPU {human_bytes(sum(gpu_known)) if gpu_known else '—'}")
         shown = len(self.table.order)
-        if self.filter_text or self.orphans_only:
-            t.append(f" · showing {shown}")
-            if self.orphans_only:
-                t.append(" orphans")
-            if self.filter_text:
-                t.append(f" /{self.filter_text}")
+        filtered = bool(self.filter_text or self.orphans_only)
+        count = f"{shown}/{len(ks)} kernels shown" if filtered else f"{len(ks)} kernel{'s' if len(ks) != 1 else ''}"
+        t.append(f" · {count}" + (" (orphans)" if self.orphans_only else ""), style="bold" if filtered else "")
+        t.append(f" · {busy} busy"
+                 f" · {len(idle)} idle >{_short(snap.idle_threshold)}")
+        t.append(f" · idle GPU {human_bytes(sum(gpu_known)) if gpu_known else '—'}")
         if self.marked_keys:
             t.append(f" · marked {len(self.marked_keys)}", style="bold")
             frees = _frees(self.marked_kernels)
@@ -556,7 +556,7 @@ class FleetScreen(Screen):
             if isinstance(b, Binding):
                 what = b.description + (" (off: readonly)" if self.readonly and b.action in MUTATING else "")
                 keys.append((_key_label(b.key), what))
-        keys += [("?", "this help"), ("ctrl+p", "command palette (themes too)"), ("q", "quit")]
+        keys += [("ctrl+p", "command palette (themes too)")]
         return keys
 
 

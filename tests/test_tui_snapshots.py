@@ -1,0 +1,164 @@
+"""SVG snapshots of the fleet screen, fed with recorded snapshots (fixed ids and times).
+
+Stored in snapshots/test_tui_snapshots/; after an intended change to the screen, look at
+them and update with `pytest tests/test_tui_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from nbtui.config import Settings
+from nbtui.model import GpuUse, Kernel, ServerInfo, Session, Snapshot, Usage
+from nbtui.tui.app import NbtuiApp
+
+T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
+GiB = 2**30
+
+
+def _k(server, kid, path, state="idle", idle=60.0, conns=1, usage=None, reasons=(), name="python3"):
+    session = None if path is None else Session(id="5e55" + kid[:4], path=path, name=path.rsplit("/", 1)[-1],
+                                                 type="notebook")
+    return Kernel(server=server, kernel_id=kid, kernel_name=name, state=state, connections=conns,
+                  last_activity=None if idle is None else T0 - dt.timedelta(seconds=idle),
+                  idle_seconds=idle, session=session, usage=usage, orphan_reasons=tuple(reasons))
+
+
+def _u(pid, cpu, mem, gpu=None, gpu_pct=None, children=()):
+    gpus = () if gpu is None else (GpuUse(0, "GPU-6f1e2c3a-0000", gpu, gpu_pct),)
+    return Usage(source="local", pid=pid, host="gpu1", cpu_percent=cpu, memory_bytes=mem,
+                 gpu_memory_bytes=gpu, gpu_percent=gpu_pct, gpus=gpus, pids=(pid, *children))
+
+
+def recorded(step: int = 0) -> Snapshot:
+    """Two servers up, one down; busy, idle, orphaned and odd kernels."""
+    servers = (
+        ServerInfo("gpu1", "http://127.0.0.1:8888/", "config", version="2.21.1", latency_ms=3.2, local=True,
+                   usage_source="local"),
+        ServerInfo("lab", "https://lab.example.org/", "config", version="2.14.0", latency_ms=41.0),
+        ServerInfo("old-box", "http://10.0.0.7:8888/", "config", status="unreachable", error_kind="unreachable",
+                   error="server old-box: cannot connect to http://10.0.0.7:8888/: connection refused"),
+    )
+    cpu = [12.0, 48.0, 95.0, 60.0][step % 4]
+    kernels = (
+        _k("gpu1", "80442938-1a2b-4c3d-9e8f-000000000001", "ana/train-resnet.ipynb", "busy", 2, 1,
+           _u(4531, cpu, 3 * GiB + step * 50 * 2**20, 10 * GiB, 87.0, (4540, 4541, 4542))),
+        _k("gpu1", "1f00dd11-aaaa-4bbb-8ccc-000000000002", "bob/eda.ipynb", "idle", 3 * 3600 + 600, 0,
+           _u(4600, 0.0, 900 * 2**20, 4 * GiB, 0.0), ["disconnected-idle"]),
+        _k("gpu1", "2c2c2c2c-bbbb-4ccc-8ddd-000000000003", None, "starting", 4 * 86400, 0,
+           _u(4700, 0.0, 51 * 2**20), ["no-session", "disconnected-idle"]),
+        _k("lab", "3d3d3d3d-cccc-4ddd-8eee-000000000004",
+           "projects/very/long/path/that/goes/on/and/on/experiments/2026/ablation-final-v7.ipynb", "idle", 300),
+        _k("lab", "4e4e4e4e-dddd-4eee-8fff-000000000005", "données/étude-über-naïve.ipynb", "unknown", None,
+           None),
+        _k("lab", "5f5f5f5f-eeee-4fff-8000-000000000006", "reports/weekly.ipynb", "idle", 45, 2, name="ir"),
+    )
+    return Snapshot(generated_at=T0, servers=servers, kernels=kernels, idle_threshold=3600.0)
+
+
+class Recorded:
+    """Stands in for the fleet: each read returns the next recorded snapshot."""
+
+    def __init__(self, snapshots):
+        self.snapshots = list(snapshots)
+        self.reads = 0
+        self.settings = Settings()
+
+    async def snapshot(self):
+        snap = self.snapshots[min(self.reads, len(self.snapshots) - 1)]
+        self.reads += 1
+        return snap
+
+
+def app_with(snapshots=None, **kw) -> NbtuiApp:
+    return NbtuiApp(Recorded(snapshots or [recorded(i) for i in range(4)]), live=False, **kw)
+
+
+async def settle(pilot) -> None:
+    """Read every recorded snapshot (for the sparklines), then let the screen settle."""
+    app = pilot.app
+    fleet = app.fleet
+    while fleet.reads < len(fleet.snapshots) or app.snapshots_seen < len(fleet.snapshots):
+        if not app._reading:
+            app.refresh_now()
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+@pytest.fixture
+def colour(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def test_fleet_two_servers_one_down(snap_compare, colour):
+    assert snap_compare(app_with(), terminal_size=(110, 24), run_before=settle)
+
+
+def test_fleet_80x24(snap_compare, colour):
+    assert snap_compare(app_with(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_fleet_filter_active(snap_compare, colour):
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("slash", *"gpu1 idle", "enter")
+        await pilot.pause()
+
+    assert snap_compare(app_with(), terminal_size=(80, 24), run_before=run)
+
+
+def test_fleet_details_open(snap_compare, colour):
+    assert snap_compare(app_with(), terminal_size=(140, 32), run_before=settle)
+
+
+def test_fleet_details_below_when_narrow(snap_compare, colour):
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("down", "d")
+        await pilot.pause()
+
+    assert snap_compare(app_with(), terminal_size=(80, 30), run_before=run)
+
+
+def test_help_screen(snap_compare, colour):
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(app_with(), terminal_size=(80, 24), run_before=run)
+
+
+def test_light_theme(snap_compare, colour):
+    assert snap_compare(app_with(theme="nbtui-light"), terminal_size=(110, 24), run_before=settle)
+
+
+def test_high_contrast_theme(snap_compare, colour):
+    assert snap_compare(app_with(theme="nbtui-high-contrast"), terminal_size=(110, 24), run_before=settle)
+
+
+def test_no_color_readonly(snap_compare):
+    # NO_COLOR is set by the test harness: the screen must still read (marks, state, orphans).
+    assert snap_compare(app_with(readonly=True), terminal_size=(80, 24), run_before=settle)
+
+
+def test_tiny_terminal_degrades(snap_compare, colour):
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("d", "question_mark")  # details and help at 60x20: no crash
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+
+    assert snap_compare(app_with(), terminal_size=(60, 20), run_before=run)
+
+
+def test_every_server_down(snap_compare, colour):
+    down = Snapshot(generated_at=T0, servers=tuple(
+        ServerInfo(n, f"http://10.0.0.{i}:8888/", "config", status=s, error_kind=s, error=f"server {n}: {e}")
+        for i, (n, s, e) in enumerate([("a", "unreachable", "connection refused"),
+                                       ("b", "timeout", "timed out after 5 s"),
+                                       ("c", "auth-failed", "token refused (403)")])))
+    assert snap_compare(app_with([down]), terminal_size=(80, 24), run_before=settle)
