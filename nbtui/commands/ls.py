@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from nbtui import report
 from nbtui.commands.common import open_fleet, print_json
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL
+from nbtui.secrets import redact
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", action="append", default=[], metavar="NAME", help="only this server (repeatable)")
     p.add_argument("--orphans", action="store_true", help="only kernels and processes with an orphan reason")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (see CLI.md)")
+    p.add_argument("--probe", action="store_true",
+                   help="ask kernels that no other usage source covers through their control channel "
+                        "(usage_request); this resets their idle time")
+    p.epilog = ("CPU is percent of one core, summed over the kernel's process tree; MEM is resident "
+                "memory (RSS) summed over the tree; GPU is GPU memory summed over the tree and all GPUs; "
+                "GPU% is SM utilisation summed likewise. A dash is unknown, never zero.")
 
 
 async def _snapshot(args):
     fleet = open_fleet(args, only=args.server)
     async with fleet:
-        return await fleet.snapshot()
+        snap = await fleet.snapshot()
+        if getattr(args, "probe", False):
+            from nbtui.jupyter.probe import probe_missing
+
+            snap, errors = await probe_missing(fleet, snap, timeout=fleet.settings.timeout)
+            for line in errors:
+                print(f"nbtui: {redact(line)}", file=sys.stderr)
+        return snap
 
 
 def run(args: argparse.Namespace) -> int:
