@@ -251,16 +251,22 @@ def plan_kill(snapshot: Snapshot, targets) -> list[Step]:
     return steps
 
 
-async def _kill_kernel(fleet: Fleet, step: Step) -> tuple[Outcome, list[Ident]]:
+async def _live_kernels(fleet: Fleet, server: str) -> set[str] | ServerError:
+    """The re-check right before acting: one listing per server, shared by its kernels."""
+    try:
+        return {k["id"] for k in await fleet.client(server).kernels()}
+    except ServerError as e:
+        return e
+
+
+async def _kill_kernel(fleet: Fleet, step: Step, live: set[str] | ServerError) -> tuple[Outcome, list[Ident]]:
     """Shut the kernel down through its server; returns the outcome and the local survivors."""
     k = step.kernel
     client = fleet.client(k.server)
-    try:
-        await recheck_kernel(fleet, k)
-    except ServerError as e:
-        if e.kind == NOT_FOUND:
-            return Outcome(step, "gone"), _survivors(step)
-        return Outcome(step, f"failed: {e}", server_error=True), []
+    if isinstance(live, ServerError):
+        return Outcome(step, f"failed: {live}", server_error=True), []
+    if k.kernel_id not in live:
+        return Outcome(step, "gone"), _survivors(step)
     try:
         await client.shutdown(k.kernel_id, timeout=max(client.timeout, SHUTDOWN_TIMEOUT))
     except ServerError as e:
@@ -290,9 +296,12 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     outcomes: dict[int, Outcome] = {}
     leftovers: dict[int, list[Ident]] = {}
 
+    servers = sorted({s.kernel.server for s in steps if s.kind == KERNEL and not s.refusal})
+    listings = dict(zip(servers, await asyncio.gather(*(_live_kernels(fleet, n) for n in servers))))
+
     async def one_kernel(i: int, step: Step) -> None:
         async with gate:
-            outcome, left = await _kill_kernel(fleet, step)
+            outcome, left = await _kill_kernel(fleet, step, listings[step.kernel.server])
         outcomes[i] = outcome
         leftovers[i] = left
 
@@ -413,3 +422,36 @@ def cull_lock():
         yield
     finally:
         os.close(fd)
+
+
+# -- rebind, adopt, migrate (nbtui/migrate/) ---------------------------------------------
+
+
+async def rebind_kernel(fleet: Fleet, k: Kernel, path: str, *, dry_run: bool = False) -> Optional[dict]:
+    """Give a session-less kernel a notebook session on its server (re-checked, audited)."""
+    from nbtui.migrate import rebind
+
+    path = rebind.clean_path(path)
+    target = kernel_audit_target(k)
+    client = fleet.client(k.server)
+    if dry_run:
+        await rebind.check(client, k.kernel_id, path)
+        return None
+    try:
+        session = await rebind.rebind(client, k.kernel_id, path)
+    except NbtuiError as e:
+        audit.record("rebind", target, f"failed: {e}", notebook=path)
+        raise
+    audit.record("rebind", target, "ok", notebook=path, session_id=session.get("id"))
+    return session
+
+
+def migration_for(fleet: Fleet, k: Kernel, opts, progress=None):
+    """A Migration (nbtui/migrate/move.py) of server kernel ``k``; ``await m.run()`` moves it."""
+    from nbtui.migrate.move import Migration, ServerSource
+
+    if opts.to not in fleet.names:
+        raise NotFound(f"unknown server {opts.to!r} (known: {', '.join(fleet.names) or 'none'})")
+    source = ServerSource(fleet.client(k.server), k.kernel_id, k.kernel_name,
+                          k.session.path if k.session else None)
+    return Migration(source, fleet.client(opts.to), opts, progress)

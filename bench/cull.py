@@ -1,0 +1,117 @@
+"""Benchmark: culling idle kernels with nbtui vs. a hand-written one-request-at-a-time script.
+
+Both run in the same run, on the same real Jupyter server, each on its own batch of
+freshly started idle kernels (default 40). Also checks that a leftover process ignoring
+SIGTERM is gone within grace + 1 s. Prints as its last line:
+
+    bench cull: nbtui A s vs sequential-httpx B s, ratio R (goal <= 0.5)
+
+Usage: python bench/cull.py [--kernels 40] [--grace 1] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.jupyter import JupyterServer, wait_for  # noqa: E402
+
+STUBBORN = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(600)")
+
+
+def start_kernels(server: JupyterServer, n: int) -> list[str]:
+    """Start ``n`` kernels and wait until each answers (so both sides cull ready kernels)."""
+    from jupyter_client import BlockingKernelClient
+
+    ids = [server.start_kernel() for _ in range(n)]
+    for kid in ids:
+        kc = BlockingKernelClient(connection_file=str(server.connection_file(kid)))
+        kc.load_connection_file()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+        finally:
+            kc.stop_channels()
+    return ids
+
+
+def peer(server: JupyterServer, ids: list[str]) -> float:
+    """What a hand-written script does: one DELETE after the other."""
+    t0 = time.perf_counter()
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=60) as c:
+        for kid in ids:
+            c.delete(f"api/kernels/{kid}").raise_for_status()
+    return time.perf_counter() - t0
+
+
+def nbtui(env: dict, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "nbtui", *args], env=env, capture_output=True, text=True,
+                       cwd=ROOT, timeout=600)
+    return time.perf_counter() - t0, r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kernels", type=int, default=40)
+    ap.add_argument("--grace", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=2, help="rounds, alternating who goes first (best of each)")
+    opts = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="nbtui-bench-cull-"))
+    server = JupyterServer(base / "jupyter", name="bench").start()
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(server.runtime_dir), NBTUI_CONFIG=str(base / "cfg"),
+               NBTUI_STATE_DIR=str(base / "state"), NO_COLOR="1")
+    stubborn = None
+    peers, ours = [], []
+    try:
+        for round_ in range(opts.rounds):  # alternate who goes first; the best of each counts
+            for side in (("peer", "nbtui") if round_ % 2 == 0 else ("nbtui", "peer")):
+                ids = start_kernels(server, opts.kernels)
+                if side == "peer":
+                    peers.append(peer(server, ids))
+                    assert not server.kernels(), "the peer left kernels behind"
+                    continue
+                t, r = nbtui(env, "cull", "--idle", "0s", "--yes")
+                if r.returncode != 0:
+                    print(r.stdout[-2000:], r.stderr[-2000:], sep="\n")
+                    raise SystemExit(f"nbtui cull exited {r.returncode}")
+                left = server.kernels()
+                assert not left, f"nbtui left {len(left)} kernels"
+                ours.append(t)
+            print(f"round {round_ + 1}: culled {opts.kernels} idle kernels: nbtui {ours[-1]:.2f} s "
+                  f"(process start included), sequential httpx {peers[-1]:.2f} s", flush=True)
+        t_nbtui, t_peer = min(ours), min(peers)
+
+        stubborn = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True)
+        assert stubborn.stdout.readline().strip() == "ready"
+        t0 = time.perf_counter()
+        _, r = nbtui(env, "kill", f"pid:{stubborn.pid}", "--yes", "--grace", str(opts.grace))
+        wait_for(lambda: stubborn.poll() is not None, 30, 0.01, "the stubborn process to go")
+        t_gone = time.perf_counter() - t0
+        ok = r.returncode == 0 and t_gone <= opts.grace + 1.0
+        print(f"a process ignoring SIGTERM: gone in {t_gone:.2f} s with --grace {opts.grace:g} "
+              f"(limit {opts.grace + 1:g} s, nbtui start included): {'ok' if ok else 'TOO SLOW'}; "
+              f"{r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr.strip()}")
+    finally:
+        if stubborn is not None and stubborn.poll() is None:
+            stubborn.kill()
+            stubborn.wait()
+        server.stop()
+    ratio = t_nbtui / t_peer
+    print(f"bench cull: nbtui {t_nbtui:.2f} s vs sequential-httpx {t_peer:.2f} s, ratio {ratio:.2f} (goal <= 0.5)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
