@@ -243,10 +243,12 @@ class ConsoleScreen(Screen):
         view = self.view
         if event.kind == "status":
             self._set_state(event.data)
-            if event.data == "restarting" and not self.running:
-                view.write(styled("⚠ the kernel is restarting: its variables are gone", "bold yellow"))
+            if event.data == "restarting":
+                if not self.running:
+                    view.write(styled("⚠ the kernel is restarting: its variables are gone", "bold yellow"))
                 self.count = 0
                 self._render_prompt()
+                self._wait_for_kernel()
             elif event.data == "dead":
                 view.write(styled("✗ the kernel died and could not be restarted", "bold red"))
         elif event.kind == "disconnected":
@@ -261,6 +263,23 @@ class ConsoleScreen(Screen):
         elif event.kind == "gone":
             self._set_state("dead", "gone")
             view.write(styled(f"✗ the kernel is gone ({event.data}); the server no longer has it", "bold red"))
+
+    @work(group="console-wait", exclusive=True, exit_on_error=False)
+    async def _wait_for_kernel(self) -> None:
+        """After a restart, ask until the fresh kernel answers (its status says idle then)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120
+        while self.channels is not None and loop.time() < deadline:
+            try:
+                await self.channels.kernel_info(timeout=2)
+                break
+            except Exception:
+                await asyncio.sleep(0.5)
+        else:
+            return
+        if self.state in ("restarting", "starting"):
+            self._set_state("idle")
+        self.view.write(styled("✓ the kernel is back (a fresh one: its variables are gone)", "green"))
 
     @work(group="console-reconnect", exclusive=True, exit_on_error=False)
     async def _after_reconnect(self) -> None:

@@ -181,7 +181,7 @@ class OutputView(ScrollView, can_focus=True):
             if row == 0:
                 text = Text(f"⋯ {self._first:,} earlier lines not kept (the newest {self.max_lines:,} are)",
                             style="italic dim")
-                return Strip(text.render(self.app.console)).crop_extend(scroll_x, scroll_x + width, style)
+                return Strip(text.render(self.app.console)).crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
             row -= 1
         if row >= len(self._lines) or row < 0:
             return Strip.blank(width, style)
@@ -192,7 +192,7 @@ class OutputView(ScrollView, can_focus=True):
             if len(self._cache) > 4000:
                 self._cache.clear()
             self._cache[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, style)
+        return strip.crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
 
     def _to_strip(self, item: Line) -> Strip:
         if isinstance(item, Strip):
