@@ -199,7 +199,7 @@ class JupyterServer:
 
         kc = BlockingKernelClient(connection_file=str(self.connection_file(kernel_id)))
         kc.load_connection_file()
-        kc.start_channels()
+        kc.start_channels(hb=False)  # a slow first heartbeat reads as 'kernel died' under load
         try:
             kc.wait_for_ready(timeout=timeout)
             return kc.execute_interactive(code, timeout=timeout, output_hook=lambda msg: None)
@@ -212,7 +212,7 @@ class JupyterServer:
 
         kc = BlockingKernelClient(connection_file=str(self.connection_file(kernel_id)))
         kc.load_connection_file()
-        kc.start_channels()
+        kc.start_channels(hb=False)  # a slow first heartbeat reads as 'kernel died' under load
         try:
             kc.wait_for_ready(timeout=60)
             msg_id = kc.execute(code)

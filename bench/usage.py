@@ -1,0 +1,129 @@
+"""Benchmark: the CPU cost of one local usage sample (psutil + NVML where present) for 50
+kernels, against the CPU cost of one plain `GET /api/kernels` on the same server (client
+and server CPU together); and the two usage targets of issue 3: a spinning kernel shows
+~100 % within two refreshes, one that allocated 500 MB shows >= 500 MB.
+
+Run from the repository root: `python bench/usage.py`. Starts a real Jupyter server
+with 50 real kernels on loopback in a temporary folder and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nbtui.config import ServerConfig  # noqa: E402
+from nbtui.fleet import Fleet  # noqa: E402
+from nbtui.host.view import LocalHost  # noqa: E402
+from tests.jupyter import JupyterServer, wait_for  # noqa: E402
+
+KERNELS = int(os.environ.get("BENCH_KERNELS", "50"))
+RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+LIMIT_MS = 50.0
+REFRESH = 2.0  # the TUI's default refresh interval
+
+
+def cpu_ms(fn) -> float:
+    t0 = time.process_time()
+    fn()
+    return (time.process_time() - t0) * 1000
+
+
+def get_kernels_cost(server: JupyterServer, n: int = 200) -> float:
+    """Mean CPU of one GET /api/kernels: this client's and the server process's (over
+    ``n`` requests, since the server's CPU times tick in 10 ms steps)."""
+    proc = psutil.Process(server.pid)
+    with httpx.Client(headers=server.headers) as client:
+        client.get(server.url + "api/kernels").raise_for_status()  # warm the connection
+        s0 = sum(proc.cpu_times()[:2])
+        c0 = time.process_time()
+        for _ in range(n):
+            client.get(server.url + "api/kernels").raise_for_status()
+        c1 = time.process_time()
+        s1 = sum(proc.cpu_times()[:2])
+    return (c1 - c0 + s1 - s0) * 1000 / n
+
+
+async def usage_targets(server: JupyterServer, cfg: ServerConfig) -> tuple[list, int, float]:
+    """CPU % of a spinning kernel at two refreshes, its memory, and psutil's own figure
+    for the same process over the same time (the ground truth on a shared machine)."""
+    kid = server.start_kernel()
+    server.run_code(kid, "_block = bytearray(500 * 1024 * 1024)")
+    server.start_code(kid, "while True: pass")
+    proc = psutil.Process(server.kernel_pid(kid))
+    cpus = []
+    async with Fleet([cfg], host=LocalHost()) as fleet:
+        t0, c0 = time.monotonic(), sum(proc.cpu_times()[:2])
+        for i in range(2):
+            if i:
+                await asyncio.sleep(REFRESH)
+            snap = await fleet.snapshot()
+            u = next(k for k in snap.kernels if k.kernel_id == kid).usage
+            cpus.append(u.cpu_percent)
+            mem = u.memory_bytes
+        truth = (sum(proc.cpu_times()[:2]) - c0) / (time.monotonic() - t0) * 100
+    server.shutdown_kernel(kid)
+    return cpus, mem, truth
+
+
+def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="nbtui-bench-usage-"))
+    server = JupyterServer(base / "srv", name="srv").start()
+    try:
+        ids = [server.start_kernel() for _ in range(KERNELS)]
+        for kid in ids:
+            server.kernel_pid(kid)
+        cfg = ServerConfig(name="srv", url=server.url, token_source="discovered", source="discovered",
+                           token=server.token, pid=server.pid, timeout=30.0)
+
+        async def listed():
+            async with Fleet([cfg]) as fleet:
+                snap = await fleet.snapshot()
+            return list(snap.servers), list(snap.kernels)
+
+        servers, kernels = asyncio.run(listed())
+        host = LocalHost()
+        host.prime()
+        time.sleep(0.3)
+        first = host.sample(servers, kernels)
+        found = sum(1 for k in kernels if k.key in first.usage)
+        assert found == KERNELS, f"only {found}/{KERNELS} kernels found locally"
+        wait_for(lambda: all(first.usage[k.key].memory_bytes for k in kernels), 5, 0.1, "memory figures")
+        samples = []
+        for _ in range(RUNS):
+            samples.append(cpu_ms(lambda: host.sample(servers, kernels)))
+            time.sleep(0.05)
+        nbtui_ms = statistics.median(samples)
+        peer_ms = get_kernels_cost(server)
+        cpus, mem, truth = asyncio.run(usage_targets(server, cfg))
+        procs = len(psutil.pids())
+        print(f"usage sample, {KERNELS} kernels ({procs} processes on the host): median {nbtui_ms:.1f} ms CPU, "
+              f"max {max(samples):.1f} ms ({RUNS} runs); limit {LIMIT_MS:.0f} ms: "
+              f"{'ok' if nbtui_ms <= LIMIT_MS else 'OVER'}")
+        print(f"GET /api/kernels ({KERNELS} kernels): mean {peer_ms:.1f} ms CPU (client + server, 200 requests)")
+        print(f"spinning kernel: CPU {', '.join(f'{c:.0f}%' if c is not None else 'unknown' for c in cpus)} "
+              f"at refresh 1, 2 ({REFRESH:g} s apart; target ~100% within two); "
+              f"psutil read directly over the same time: {truth:.0f}% (what the shared CPUs gave it)")
+        print(f"kernel that allocated 500 MB: {mem / 1024**2:.0f} MiB (target >= 500 MB: "
+              f"{'ok' if mem >= 500 * 10**6 else 'NO'})")
+        goal = LIMIT_MS / peer_ms
+        print(f"goal: the {LIMIT_MS:.0f} ms limit in units of this run's GET /api/kernels")
+        print(f"bench usage: nbtui {nbtui_ms:.1f} ms vs GET /api/kernels {peer_ms:.1f} ms, "
+              f"ratio {nbtui_ms / peer_ms:.2f} (goal <= {goal:.1f})")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
