@@ -25,6 +25,8 @@ COMMANDS = {
     "cull": ("cull", "remove idle and orphaned kernels and leftover processes by policy"),
     "exec": ("exec", "run code in a kernel headless (streams as they arrive; --json)"),
     "console": ("console", "open the TUI straight on a kernel's console"),
+    "rebind": ("rebind", "give a kernel that has no session a notebook session on its server"),
+    "migrate": ("migrate", "move a kernel's variables into a new kernel on another server"),
 }
 
 

@@ -67,3 +67,17 @@ def middle_truncate(text: str, width: int) -> str:
     head = keep // 2
     tail = keep - head
     return text[:head] + "…" + text[-tail:]
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+SIZE_FORMS = "bytes, or a number with a unit: 512M, 2G, 1.5GiB"
+
+
+def parse_bytes(text: str | int, what: str = "size") -> int:
+    """Bytes in ``text`` (``1048576``, ``512M``, ``2G``, ``1.5GiB``; binary units); UsageError otherwise."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    m = _SIZE.match(str(text))
+    if not m:
+        raise UsageError(f"bad {what} {str(text)!r}: expected {SIZE_FORMS}")
+    return int(float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_"))

@@ -118,11 +118,23 @@ def decode_v1(data: bytes) -> tuple[str, dict]:
     return channel, msg
 
 
-def encode_json(channel: str, msg: dict) -> str:
+def encode_json(channel: str, msg: dict) -> str | bytes:
     out = {k: msg[k] for k in ("header", "parent_header", "metadata", "content")}
     out["channel"] = channel
     out["buffers"] = []
+    if msg.get("buffers"):
+        return encode_json_binary(out, msg["buffers"])
     return json.dumps(out, default=json_default)
+
+
+def encode_json_binary(msg: dict, buffers) -> bytes:
+    """The legacy protocol's binary frame: a message with binary buffers (migrate uses it)."""
+    parts = [pack(msg), *(memoryview(b).cast("B") for b in buffers)]
+    offsets, at = [], 4 * (len(parts) + 1)
+    for part in parts:
+        offsets.append(at)
+        at += len(part)
+    return b"".join([struct.pack("!" + "I" * (len(parts) + 1), len(parts), *offsets), *parts])
 
 
 def decode_json(data: str | bytes) -> tuple[str, dict]:
@@ -332,6 +344,19 @@ class KernelChannels:
             "stop_on_error": stop_on_error,
         }
         return await self.send_request("execute_request", content)
+
+    async def execute_buffers(self, code: str, buffers: list) -> Execution:
+        """A silent execute request that carries binary ``buffers``; the code reads them
+        from its parent message (``get_ipython().kernel.get_parent()["buffers"]``).
+        Used by migrate to hand a payload to a kernel without base64."""
+        content = {
+            "code": code, "silent": True, "store_history": False, "user_expressions": {},
+            "allow_stdin": False, "stop_on_error": True,
+        }
+        msg = self._new("execute_request", content)
+        msg["buffers"] = list(buffers)
+        pending = await self._start("shell", msg, wants_all=True)
+        return Execution(self, pending, "shell")
 
     async def input_reply(self, value: str, request: dict) -> None:
         """Answer an ``input_request`` (``request`` is that message)."""

@@ -1,0 +1,551 @@
+"""Move a kernel's user namespace into a new kernel on another server.
+
+The order keeps the user's work safe:
+
+1. preflight, changing nothing: the target server answers and has the kernel spec, the
+   notebook path has no session there, the source is a Python kernel and not busy;
+2. inventory of the source (user names, types, serialised sizes, what cannot move);
+3. a new kernel on the target; every movable name is serialised in the source, carried
+   through nbtui in chunks of at most ``chunk_bytes`` (binary buffers, one chunk read
+   ahead), checksummed (CRC-32) on both ends and deserialised in the target;
+4. verification: every moved name present in the target with the expected type and the
+   same checksum;
+5. a notebook session on the target bound to the new kernel;
+6. only then, unless ``keep_source``, the source is re-checked and shut down.
+
+Anything failing before 5 leaves the source as it was (our hidden helper removed) and
+shuts the half-made target kernel down. nbtui never unpickles; the payload never touches
+its disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+from nbtui import audit
+from nbtui.errors import NbtuiError, NotFound, UsageError
+from nbtui.jupyter.channels import ChannelError, KernelChannels, WebsocketChannels
+from nbtui.jupyter.rest import ServerClient, ServerError
+from nbtui.migrate.agent import SERIALIZERS
+from nbtui.migrate.remote import Agent, AgentError
+from nbtui.units import human_bytes
+
+CHUNK_BYTES = 8 << 20
+MAX_BYTES = 1 << 30
+
+
+class MigrationFailed(NbtuiError):
+    """The move was aborted; the source is untouched (exit 1)."""
+
+
+@dataclass
+class Progress:
+    stage: str  # inventory | start | transfer | verify | bind | shutdown | done
+    done: int = 0  # bytes carried so far
+    total: int = 0  # bytes to carry
+    name: Optional[str] = None
+    note: Optional[str] = None
+
+
+@dataclass
+class Entry:
+    name: str
+    type: str
+    size: Optional[int] = None
+    status: str = "move"  # move | import | skip
+    reason: Optional[str] = None
+    serializer: Optional[str] = None
+    gpu: list[str] = field(default_factory=list)
+    gpu_libs: list[str] = field(default_factory=list)
+    module: Optional[str] = None
+    verified: bool = False
+    note: Optional[str] = None  # e.g. "cuda:0 -> cpu (2 tensors)"
+
+
+@dataclass
+class Report:
+    source: dict
+    target: dict
+    dry_run: bool = False
+    entries: list[Entry] = field(default_factory=list)
+    bytes: int = 0
+    seconds: float = 0.0
+    source_shut_down: bool = False
+    source_kept_reason: Optional[str] = None
+    serializers: dict = field(default_factory=dict)  # source / target: available
+
+    @property
+    def moved(self) -> list[Entry]:
+        return [e for e in self.entries if e.status == "move"]
+
+    @property
+    def skipped(self) -> list[Entry]:
+        return [e for e in self.entries if e.status == "skip"]
+
+    @property
+    def imported(self) -> list[Entry]:
+        return [e for e in self.entries if e.status == "import"]
+
+    def to_json(self) -> dict:
+        def one(e: Entry) -> dict:
+            return {k: v for k, v in asdict(e).items() if k not in ("status", "gpu_libs", "verified")}
+
+        return {
+            "dry_run": self.dry_run,
+            "source": self.source,
+            "target": self.target,
+            "moved": [one(e) | {"verified": e.verified} for e in self.moved],
+            "imported": [{"name": e.name, "module": e.module} for e in self.imported],
+            "skipped": [{"name": e.name, "type": e.type, "size": e.size, "reason": e.reason} for e in self.skipped],
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "source_shut_down": self.source_shut_down,
+            "source_kept_reason": self.source_kept_reason,
+            "serializers": self.serializers,
+        }
+
+
+@dataclass
+class Options:
+    to: str
+    kernel_name: Optional[str] = None
+    notebook: Optional[str] = None
+    keep_source: bool = False
+    dry_run: bool = False
+    max_bytes: Optional[int] = MAX_BYTES
+    wait: bool = False
+    chunk_bytes: int = CHUNK_BYTES
+    serializers: tuple[str, ...] = SERIALIZERS  # tried in this order, per name
+    wait_timeout: float = 3600.0
+
+
+# -- the source: a kernel on a server, or a local kernel known by its connection file ----
+
+
+class Source:
+    """What migrate needs of the kernel it moves from."""
+
+    kernel_name: Optional[str] = None
+    notebook: Optional[str] = None
+    server: Optional[str] = None
+
+    def describe(self) -> dict:
+        raise NotImplementedError
+
+    def channels(self) -> KernelChannels:
+        raise NotImplementedError
+
+    async def state(self) -> str:
+        """idle | busy | starting | … | gone"""
+        raise NotImplementedError
+
+    async def shutdown(self) -> None:
+        raise NotImplementedError
+
+
+class ServerSource(Source):
+    def __init__(self, client: ServerClient, kernel_id: str, kernel_name: str, notebook: Optional[str]):
+        self.client = client
+        self.server = client.name
+        self.kernel_id = kernel_id
+        self.kernel_name = kernel_name
+        self.notebook = notebook
+
+    def describe(self) -> dict:
+        return {"server": self.server, "kernel_id": self.kernel_id, "kernel_name": self.kernel_name,
+                "notebook": self.notebook}
+
+    def channels(self) -> KernelChannels:
+        return WebsocketChannels(self.client, self.kernel_id, reconnect=False)
+
+    async def state(self) -> str:
+        try:
+            model = await self.client.kernel(self.kernel_id)
+        except ServerError as e:
+            if e.kind == "not-found":
+                return "gone"
+            raise
+        return str(model.get("execution_state") or "unknown")
+
+    async def shutdown(self) -> None:
+        await self.client.shutdown(self.kernel_id)
+
+
+# -- the move ----------------------------------------------------------------------------
+
+
+class Migration:
+    """One move, from preflight to shutdown. ``run()`` returns the Report."""
+
+    def __init__(self, source: Source, target: ServerClient, opts: Options,
+                 progress: Optional[Callable[[Progress], None]] = None):
+        self.source = source
+        self.target = target
+        self.opts = opts
+        self._progress = progress or (lambda p: None)
+        self.report = Report(source=source.describe(), target={"server": target.name}, dry_run=opts.dry_run)
+        self.target_kernel: Optional[str] = None
+        self._src: Optional[Agent] = None
+        self._dst: Optional[Agent] = None
+        self._src_ch: Optional[KernelChannels] = None
+        self._dst_ch: Optional[KernelChannels] = None
+        self._src_count: Optional[int] = None
+        self._done = False
+        self._elapsed = 0.0
+
+    def progress(self, stage: str, **kw) -> None:
+        try:
+            self._progress(Progress(stage, **kw))
+        except Exception:
+            pass
+
+    # -- preflight ------------------------------------------------------------------------
+
+    def notebook_path(self) -> str:
+        path = self.opts.notebook or self.source.notebook
+        if not path:
+            raise UsageError("the source kernel has no notebook session: name one for the target with --notebook PATH")
+        return path.lstrip("/")
+
+    async def preflight(self) -> tuple[str, str]:
+        """(kernel spec name, notebook path) on the target, or an error; changes nothing."""
+        path = self.notebook_path()
+        name = self.opts.kernel_name or self.source.kernel_name
+        try:
+            specs = await self.target.kernelspecs()
+        except ServerError as e:
+            raise MigrationFailed(f"target {e}; nothing was changed") from None
+        available = sorted((specs.get("kernelspecs") or {}).keys())
+        if not name:
+            name = specs.get("default")
+        if name not in available:
+            raise MigrationFailed(f"server {self.target.name} has no kernel spec {name!r} "
+                                  f"(it has: {', '.join(available) or 'none'}); pick one with --kernel NAME")
+        sessions = await self.target.sessions()
+        taken = [s for s in sessions if str(s.get("path") or "").lstrip("/") == path]
+        if taken:
+            kid = ((taken[0].get("kernel") or {}).get("id") or "?")[:8]
+            raise MigrationFailed(f"{path} already has a session on {self.target.name} (kernel {kid}); "
+                                  "name another notebook with --notebook PATH")
+        await self._check_idle()
+        return name, path
+
+    async def _check_idle(self) -> None:
+        state = await self.source.state()
+        if state == "gone":
+            raise NotFound("the source kernel is gone")
+        if state != "busy":
+            return
+        if not self.opts.wait:
+            raise MigrationFailed("the source kernel is busy running code; try again when it is idle, or pass --wait")
+        self.progress("wait", note="waiting for the source kernel to finish what it runs")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.opts.wait_timeout
+        while state == "busy":
+            if loop.time() > deadline:
+                raise MigrationFailed(f"the source kernel stayed busy for {self.opts.wait_timeout:g} s")
+            await asyncio.sleep(0.5)
+            state = await self.source.state()
+        if state == "gone":
+            raise NotFound("the source kernel went away while nbtui waited")
+
+    # -- steps ----------------------------------------------------------------------------
+
+    async def _open_source(self) -> Agent:
+        ch = self.source.channels()
+        self._src_ch = ch
+        try:
+            await ch.connect()
+            info = await ch.kernel_info(timeout=30)
+        except (ServerError, ChannelError) as e:
+            raise MigrationFailed(f"cannot reach the source kernel: {e}") from None
+        lang = ((info.get("language_info") or {}).get("name") or "").lower()
+        if lang != "python":
+            raise MigrationFailed(f"the source kernel runs {lang or 'an unknown language'}, not Python: "
+                                  "nbtui can only move the namespace of a Python (IPython) kernel")
+        agent = Agent(ch, "source")
+        await agent.install()
+        self._src = agent
+        return agent
+
+    async def inventory(self) -> list[Entry]:
+        src = self._src or await self._open_source()
+        probe = await src.one("probe")
+        self.report.serializers["source"] = probe.get("serializers")
+        self._src_count = probe.get("execution_count")
+        sers = [s for s in self.opts.serializers if s in (probe.get("serializers") or [])]
+        data = await src.one("inventory", sers, self.opts.max_bytes)
+        entries = [Entry(**{k: v for k, v in e.items() if k in Entry.__dataclass_fields__}) for e in data["names"]]
+        self.report.entries = entries
+        return entries
+
+    async def prepare(self) -> Report:
+        """Preflight and inventory (the plan); changes nothing but a hidden helper in the source."""
+        t0 = time.perf_counter()
+        try:
+            kernel_name, path = await self.preflight()
+            self.progress("inventory")
+            await self.inventory()
+            self.report.target.update(kernel_name=kernel_name, notebook=path)
+        except BaseException as e:
+            await self._abort(e)
+            await self._close()
+            raise
+        finally:
+            self._elapsed += time.perf_counter() - t0
+            self.report.seconds = self._elapsed
+        return self.report
+
+    async def execute(self) -> Report:
+        """Move what ``prepare`` planned; then bind, verify and (unless kept) shut the source down."""
+        t0 = time.perf_counter()
+        try:
+            await self._move(self.report.target["kernel_name"], self.report.target["notebook"], self.report.entries)
+            await self._finish()
+        except BaseException as e:
+            await self._abort(e)
+            raise
+        finally:
+            await self._close()
+            self._elapsed += time.perf_counter() - t0
+            self.report.seconds = self._elapsed
+        self.progress("done", done=self.report.bytes, total=self.report.bytes)
+        return self.report
+
+    async def cancel(self) -> None:
+        """After ``prepare``, when the user says no: remove the helper, close connections."""
+        await self._close()
+
+    async def run(self) -> Report:
+        await self.prepare()
+        if self.opts.dry_run:
+            await self.cancel()
+            return self.report
+        return await self.execute()
+
+    async def _move(self, kernel_name: str, path: str, entries: list[Entry]) -> None:
+        self.progress("start", note=f"starting a {kernel_name} kernel on {self.target.name}")
+        try:
+            model = await self.target.start_kernel(kernel_name)
+        except ServerError as e:
+            raise MigrationFailed(f"could not start a kernel on {self.target.name}: {e.detail}") from None
+        self.target_kernel = model["id"]
+        self.report.target["kernel_id"] = self.target_kernel
+        ch = WebsocketChannels(self.target, self.target_kernel, reconnect=False)
+        self._dst_ch = ch
+        await ch.connect()
+        await ch.kernel_info(timeout=60)
+        dst = Agent(ch, "target")
+        await dst.install()
+        self._dst = dst
+        libs = sorted({lib for e in entries for lib in e.gpu_libs})
+        probe = await dst.one("probe", libs)
+        self.report.serializers["target"] = probe.get("serializers")
+        keep_on_gpu = [lib for lib, ok in (probe.get("gpu") or {}).items() if ok]
+        taken = set(probe.get("names") or ())
+        both = [s for s in self.opts.serializers
+                if s in (probe.get("serializers") or []) and s in (self.report.serializers.get("source") or [])]
+        for e in entries:
+            if e.status != "skip" and e.name in taken:
+                e.status, e.reason = "skip", "already defined in the target kernel (by IPython or a startup file)"
+            elif e.status == "move" and e.serializer not in both:
+                e.status, e.reason = "skip", (f"needs {e.serializer}, which the target kernel does not have")
+
+        movers = [e for e in entries if e.status == "move"]
+        total = sum(e.size or 0 for e in movers)
+        done = 0
+        src = self._src
+        assert src is not None
+        chunk = max(1, int(self.opts.chunk_bytes))
+        for e in movers:
+            self.progress("transfer", done=done, total=total, name=e.name)
+            try:
+                head = await src.one("pack", e.name, both, keep_on_gpu)
+            except AgentError as err:  # e.g. it changed since the inventory
+                e.status, e.reason = "skip", str(err).removeprefix("the source kernel raised ")
+                continue
+            sizes = [int(n) for n in head["sizes"]]
+            e.size, e.serializer, e.type = sum(sizes), head["serializer"], head["type"]
+            if head.get("gpu"):
+                e.gpu = head["gpu"]
+                e.note = f"{', '.join(sorted(set(head['gpu'])))} -> cpu ({len(head['gpu'])} tensor(s)); the target has no GPU for it"
+            if self.opts.max_bytes is not None and e.size > self.opts.max_bytes:
+                await src.call("sent", e.name)
+                e.status, e.reason = "skip", f"{e.size} bytes serialised, over --max-bytes {self.opts.max_bytes}"
+                continue
+            await dst.call("expect", e.name, e.serializer, sizes)
+            await self._carry(src, dst, e.name, sizes, chunk, done, total)
+            done += e.size
+            sent = await src.one("sent", e.name)
+            got = await dst.one("load", e.name)
+            if got.get("error"):
+                raise MigrationFailed(f"{e.name} could not be restored in the target kernel: {got['error']}")
+            if not got.get("complete") or got.get("crcs") != sent.get("crcs"):
+                raise MigrationFailed(f"{e.name} arrived damaged (checksums differ)")
+            if got.get("type") != e.type:
+                raise MigrationFailed(f"{e.name} arrived as {got.get('type')}, not {e.type}")
+            self.report.bytes += e.size
+        self.progress("transfer", done=done, total=total)
+
+        modules = {e.name: e.module for e in entries if e.status == "import"}
+        if modules:
+            imported = (await dst.one("import_modules", modules)).get("imports") or {}
+            for e in entries:
+                if e.status == "import" and imported.get(e.name):
+                    e.status, e.reason = "skip", f"module {e.module} cannot be imported in the target: {imported[e.name]}"
+
+        self.progress("verify")
+        present = (await dst.one("commit")).get("present") or {}
+        for e in entries:
+            if e.status == "move":
+                if present.get(e.name) != e.type:
+                    raise MigrationFailed(f"verification failed: {e.name} is {present.get(e.name) or 'missing'} "
+                                          f"in the target, expected {e.type}")
+                e.verified = True
+            elif e.status == "import" and present.get(e.name) is None:
+                raise MigrationFailed(f"verification failed: module {e.name} is missing in the target")
+
+        self.progress("bind", note=f"notebook session {path} on {self.target.name}")
+        try:
+            session = await self.target.create_session(path, kernel_id=self.target_kernel)
+        except ServerError as e:
+            raise MigrationFailed(f"could not bind {path} to the new kernel: {e.detail}") from None
+        if ((session.get("kernel") or {}).get("id")) != self.target_kernel:
+            raise MigrationFailed(f"{path} got a session of another kernel on {self.target.name} (a session appeared there meanwhile)")
+        self.report.target["session_id"] = session.get("id")
+
+    async def _carry(self, src: Agent, dst: Agent, name: str, sizes: list[int], chunk: int,
+                     done: int, total: int) -> None:
+        """Copy one name's parts, chunk by chunk, reading the next chunk while writing one."""
+        reads = [(part, off, min(chunk, size - off)) for part, size in enumerate(sizes) for off in range(0, size, chunk)]
+
+        async def fetch(i: int) -> list:
+            part, off, n = reads[i]
+            results = await src.call("read", name, part, off, n)
+            if not results or not results[-1][1]:
+                raise MigrationFailed(f"the source kernel sent no bytes for {name} (part {part} at {off})")
+            return results[-1][1]
+
+        ahead: Optional[asyncio.Task] = asyncio.ensure_future(fetch(0)) if reads else None
+        try:
+            for i, (part, off, n) in enumerate(reads):
+                assert ahead is not None
+                buffers = await ahead
+                ahead = asyncio.ensure_future(fetch(i + 1)) if i + 1 < len(reads) else None
+                await dst.call("write", name, part, off, buffers=buffers)
+                del buffers
+                done += n
+                self.progress("transfer", done=done, total=total, name=name)
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+                try:
+                    await ahead
+                except BaseException:
+                    pass
+
+    async def _finish(self) -> None:
+        """After a verified, bound move: shut the source down unless asked not to."""
+        self._done = True
+        audit.record("migrate", self.report.source, "ok", to=self.report.target,
+                     moved=[e.name for e in self.report.moved], bytes=self.report.bytes)
+        if self.opts.keep_source:
+            self.report.source_kept_reason = "--keep-source"
+            return
+        self.progress("shutdown")
+        src = self._src
+        assert src is not None
+        try:
+            count = (await src.one("probe", timeout=30)).get("execution_count")
+            await src.uninstall()
+            state = await self.source.state()
+        except (ServerError, ChannelError, NbtuiError) as e:
+            self.report.source_kept_reason = f"could not re-check the source: {e}"
+            return
+        if state == "gone":
+            self.report.source_kept_reason = "the source kernel was already gone"
+            return
+        if state == "busy" or count != self._src_count:
+            self.report.source_kept_reason = "the source ran code during the move; it was kept so nothing is lost"
+            audit.record("migrate-shutdown", self.report.source, "refused: the source changed during the move")
+            return
+        try:
+            await self.source.shutdown()
+        except (ServerError, ChannelError) as e:
+            self.report.source_kept_reason = f"shutting the source down failed: {e}"
+            audit.record("migrate-shutdown", self.report.source, f"failed: {e}")
+            return
+        self.report.source_shut_down = True
+        audit.record("migrate-shutdown", self.report.source, "ok")
+
+    async def _abort(self, error: BaseException) -> None:
+        """Leave the source as it was and remove the half-made target kernel."""
+        if self._done:  # moved and bound: the target holds the work now
+            return
+        if self._src is not None:
+            await self._src.uninstall()
+        if self.target_kernel is not None:
+            await self._remove_target()
+        reason = str(error) or type(error).__name__
+        if not isinstance(error, (UsageError, NotFound)) and not self.opts.dry_run:
+            audit.record("migrate", self.report.source, f"aborted: {reason}", to=self.report.target)
+
+    async def _remove_target(self, timeout: float = 30.0) -> None:
+        """Shut the half-made target kernel down; a kernel the server is restarting (it died)
+        answers 500 until the restart settles, so retry until it is gone."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await self.target.shutdown(self.target_kernel)
+                return
+            except ServerError as e:
+                if e.kind == "not-found":
+                    return
+                if loop.time() > deadline:
+                    audit.record("migrate-cleanup", {"server": self.target.name, "kernel_id": self.target_kernel},
+                                 f"failed: {e.detail}")
+                    return
+            except Exception:
+                return
+            await asyncio.sleep(0.5)
+
+    async def _close(self) -> None:
+        for agent in (self._src, self._dst):
+            if agent is not None:
+                await agent.uninstall()
+        for ch in (self._src_ch, self._dst_ch):
+            if ch is not None:
+                try:
+                    await ch.close()
+                except Exception:
+                    pass
+
+
+def plan_lines(report: Report) -> list[str]:
+    """The inventory and plan as lines of text."""
+    src, dst = report.source, report.target
+    where = src.get("server") or f"pid {src.get('pid')}"
+    lines = [f"plan: {where}:{(src.get('kernel_id') or '')[:8]} "
+             f"({src.get('notebook') or 'no session'}) -> {dst.get('server')} "
+             f"[{dst.get('kernel_name') or '?'}] as {dst.get('notebook') or '?'}"]
+    width = max([len(e.name) for e in report.entries] + [4])
+    for e in report.entries:
+        size = human_bytes(e.size) if e.size is not None else "—"
+        if e.status == "move":
+            what = f"move   via {e.serializer}" + (f"; {e.note or ', '.join(e.gpu) + ' -> cpu'}" if e.gpu else "")
+        elif e.status == "import":
+            what = f"import {e.module}"
+        else:
+            what = f"skip   {e.reason}"
+        lines.append(f"  {e.name:<{width}}  {e.type[:28]:<28}  {size:>7}  {what}")
+    if not report.entries:
+        lines.append("  (no user variables)")
+    moved = report.moved
+    total = sum(e.size or 0 for e in moved)
+    lines.append(f"{len(moved)} to move ({human_bytes(total)}), {len(report.imported)} module(s) to import, "
+                 f"{len(report.skipped)} skipped")
+    return lines

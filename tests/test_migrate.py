@@ -1,0 +1,263 @@
+"""Rebind and move against two real Jupyter servers with real ipykernel kernels.
+
+Server "src" holds the kernels to move; server "dst" receives them. Both run kernels
+with tests/migrate_stub on PYTHONPATH (a GPU-tensor stand-in, a non-Python kernel), and
+dst has an IPython startup file that defines ``shared`` (a name that collides).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from nbtui.jupyter.rest import ServerClient
+from nbtui.migrate.move import Migration, MigrationFailed, Options, ServerSource
+from tests.conftest import run_nbtui
+from tests.jupyter import JupyterServer, wait_for
+
+STUB = Path(__file__).resolve().parent / "migrate_stub"
+
+
+def _server(base: Path, name: str, startup: str | None = None) -> JupyterServer:
+    ipydir = base / "ipython"
+    (ipydir / "profile_default" / "startup").mkdir(parents=True)
+    if startup:
+        (ipydir / "profile_default" / "startup" / "00-site.py").write_text(startup)
+    env = {"PYTHONPATH": os.pathsep.join([str(STUB), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           "IPYTHONDIR": str(ipydir)}
+    server = JupyterServer(base, name=name, env=env)
+    spec = base / "data" / "kernels" / "echo"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "echo_kernel", "-f", "{connection_file}"],
+        "display_name": "Echo", "language": "echo"}))
+    return server.start()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    src = _server(tmp_path_factory.mktemp("mig-src"), "src")
+    dst = _server(tmp_path_factory.mktemp("mig-dst"), "dst", startup="shared = 'defined by a startup file'\n")
+    yield src, dst
+    src.stop()
+    dst.stop()
+
+
+@pytest.fixture
+def servers(pair, config_dir):
+    """The pair, configured for the CLI; every kernel is shut down after the test."""
+    src, dst = pair
+    lines = []
+    for s in (src, dst):
+        var = f"NBTUI_TEST_TOKEN_MIG_{s.name.upper()}"
+        os.environ[var] = s.token
+        lines += [f"[servers.{s.name}]", f'url = "{s.url}"', 'token = "env"', f'token_env = "{var}"', ""]
+    (config_dir / "servers.toml").write_text("\n".join(lines))
+    yield src, dst
+    for s in (src, dst):
+        for k in s.kernels():
+            try:
+                s.shutdown_kernel(k["id"])
+            except Exception:
+                pass
+
+
+def value(server: JupyterServer, kernel_id: str, expr: str, setup: str = "") -> str:
+    """repr of ``expr`` evaluated in the kernel (over ZMQ, not through nbtui)."""
+    from jupyter_client import BlockingKernelClient
+
+    kc = BlockingKernelClient(connection_file=str(server.connection_file(kernel_id)))
+    kc.load_connection_file()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply = kc.execute_interactive(setup, user_expressions={"v": expr}, timeout=60, output_hook=lambda m: None)
+    finally:
+        kc.stop_channels()
+    result = reply["content"]["user_expressions"]["v"]
+    assert result["status"] == "ok", result
+    return result["data"]["text/plain"]
+
+
+NAMESPACE = r"""
+import os, threading, zlib
+import gpustub
+data = bytearray(os.urandom(3 << 20))
+data_crc = zlib.crc32(data)
+small = {"a": [1, 2.5, "three"], "b": (None, True)}
+shared = "from the source"
+gpu = gpustub.FakeTensor(b"weights" * 1000, "cuda:0")
+nested = {"layer": gpustub.FakeTensor(b"bias", "cuda:1")}
+class Point:
+    def __init__(self, x): self.x = x
+pt = Point(7)
+square = lambda v: v * v
+fh = open(os.devnull)
+lock = threading.Lock()
+gen = (i for i in range(3))
+huge = bytes(6 << 20)
+"""
+
+
+def _migrate(*args: str):
+    return run_nbtui("migrate", *args, "--yes", "--json", timeout=120)
+
+
+def test_move_verifies_names_skips_the_rest_and_shuts_the_source(servers, tmp_path):
+    src, dst = servers
+    sess = src.create_session("work/train.ipynb")
+    kid = sess["kernel"]["id"]
+    src.run_code(kid, NAMESPACE)
+
+    r = _migrate(f"src:{kid[:8]}", "--to", "dst", "--max-bytes", "4M", "--chunk-bytes", "1M")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    moved = {m["name"]: m for m in report["moved"]}
+    skipped = {s["name"]: s["reason"] for s in report["skipped"]}
+    assert {"data", "data_crc", "small", "gpu", "nested", "pt", "square"} <= set(moved)
+    assert all(m["verified"] for m in moved.values())
+    assert moved["data"]["serializer"] == "pickle" and moved["data"]["size"] > 3 << 20
+    assert moved["pt"]["serializer"] in ("dill", "cloudpickle")  # defined in the notebook: by value
+    assert "cuda:0 -> cpu" in moved["gpu"]["note"] and "cuda:1" in moved["nested"]["note"]
+    assert "open file" in skipped["fh"] and "lock" in skipped["lock"] and "generator" in skipped["gen"]
+    assert "--max-bytes" in skipped["huge"]
+    assert "already defined in the target" in skipped["shared"]
+    assert {"name": "os", "module": "os"} in report["imported"]
+    assert report["source_shut_down"] is True
+    assert "transfer" in r.stderr  # progress on stderr
+
+    # The target kernel holds the work, bound to the same notebook path.
+    new = report["target"]["kernel_id"]
+    assert [s for s in dst.api("GET", "api/sessions").json() if s["kernel"]["id"] == new][0]["path"] == "work/train.ipynb"
+    assert value(dst, new, "zlib.crc32(data) == data_crc", "import zlib") == "True"
+    assert value(dst, new, "small") == "{'a': [1, 2.5, 'three'], 'b': (None, True)}"
+    assert value(dst, new, "(str(gpu.device), gpu.data[:7], str(nested['layer'].device))") == "('cpu', b'weights', 'cpu')"
+    assert value(dst, new, "(pt.x, square(4), os.sep)") == "(7, 16, '/')"
+    assert value(dst, new, "shared") == "'defined by a startup file'"
+    assert value(dst, new, "[n for n in dir() if 'nbtui' in n]") == "[]"  # no helper left behind
+    wait_for(lambda: kid not in {k["id"] for k in src.kernels()}, 30, what="the source to be shut down")
+
+    audit = [json.loads(line) for line in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
+    assert [a["action"] for a in audit] == ["migrate", "migrate-shutdown"]
+    assert audit[0]["result"] == "ok" and audit[1]["target"]["kernel_id"] == kid
+    assert src.token not in r.stdout + r.stderr and dst.token not in r.stdout + r.stderr
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(servers):
+    src, dst = servers
+    kid = src.create_session("dry.ipynb")["kernel"]["id"]
+    src.run_code(kid, "import threading\nx = list(range(10))\nlock = threading.Lock()")
+    before = {k["id"] for k in dst.kernels()}
+    r = run_nbtui("migrate", kid, "--to", "dst", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "plan: src:" in r.stdout and "dry.ipynb" in r.stdout
+    assert any(line.split()[:1] == ["x"] and "move" in line for line in r.stdout.splitlines())
+    assert any(line.split()[:1] == ["lock"] and "skip" in line and "lock" in line for line in r.stdout.splitlines())
+    assert {k["id"] for k in dst.kernels()} == before
+    assert value(src, kid, "(x[-1], '_nbtui_migrate' in dir())") == "(9, False)"
+
+
+async def test_plain_pickle_moves_what_it_can(servers):
+    """Without dill or cloudpickle, notebook-defined functions and classes are skipped with the reason."""
+    src, dst = servers
+    kid = src.create_session("pickle.ipynb")["kernel"]["id"]
+    src.run_code(kid, "class P: pass\np = P()\nf = lambda: 1\nnums = bytearray(b'x' * 100)\nd = {'k': 1}")
+    async with ServerClient("src", src.url, src.token) as a, ServerClient("dst", dst.url, dst.token) as b:
+        m = Migration(ServerSource(a, kid, "python3", "pickle.ipynb"), b,
+                      Options(to="dst", serializers=("pickle",), keep_source=True))
+        report = await m.run()
+    moved = {e.name for e in report.moved}
+    skipped = {e.name: e.reason for e in report.skipped}
+    assert moved == {"nums", "d"}
+    assert "defined in the notebook" in skipped["f"] and "dill or cloudpickle" in skipped["p"]
+    assert report.source_shut_down is False and report.source_kept_reason == "--keep-source"
+    assert value(src, kid, "(d, '_nbtui_migrate' in dir())") == "({'k': 1}, False)"
+
+
+async def test_target_kernel_dying_mid_transfer_leaves_the_source_untouched(servers):
+    src, dst = servers
+    kid = src.create_session("dies.ipynb")["kernel"]["id"]
+    src.run_code(kid, "blob = bytearray(8 << 20)\nblob[-1] = 7")
+    killed = []
+
+    def progress(p):
+        if p.stage == "transfer" and p.done and not killed:  # after the first chunk landed
+            pid = dst.kernel_pid(m.target_kernel)
+            os.kill(pid, 9)
+            killed.append(m.target_kernel)
+
+    async with ServerClient("src", src.url, src.token) as a, ServerClient("dst", dst.url, dst.token) as b:
+        m = Migration(ServerSource(a, kid, "python3", "dies.ipynb"), b,
+                      Options(to="dst", chunk_bytes=1 << 20), progress)
+        with pytest.raises(Exception) as err:
+            await m.run()
+    assert killed, "the target kernel was never killed"
+    assert "died" in str(err.value) or "restarted" in str(err.value) or "dropped" in str(err.value)
+    wait_for(lambda: killed[0] not in {k["id"] for k in dst.kernels()}, 30, what="the target kernel to be removed")
+    assert value(src, kid, "(len(blob), blob[-1], '_nbtui_migrate' in dir())") == "(8388608, 7, False)"
+    assert kid in {k["id"] for k in src.kernels()}
+    assert not [s for s in dst.api("GET", "api/sessions").json() if s["path"] == "dies.ipynb"]
+
+
+def test_refusals_change_nothing(servers, config_dir):
+    src, dst = servers
+    kid = src.create_session("taken.ipynb")["kernel"]["id"]
+    other = dst.create_session("taken.ipynb")["kernel"]["id"]
+    before = {k["id"] for k in dst.kernels()}
+
+    r = _migrate(kid, "--to", "dst")  # the notebook path already has a session on dst
+    assert r.returncode == 1 and "taken.ipynb already has a session on dst" in r.stderr and other[:8] in r.stderr
+
+    r = _migrate(kid, "--to", "dst", "--notebook", "x.ipynb", "--kernel", "nope")
+    assert r.returncode == 1 and "no kernel spec 'nope'" in r.stderr and "python3" in r.stderr
+
+    r = _migrate(kid, "--to", "nowhere")
+    assert r.returncode == 3 and "unknown server 'nowhere'" in r.stderr
+
+    echo = src.api("POST", "api/kernels", json={"name": "echo"}).json()["id"]
+    r = _migrate(echo, "--to", "dst", "--notebook", "e.ipynb")
+    assert r.returncode == 1 and "runs echo, not Python" in r.stderr
+
+    src.start_code(kid, "import time; time.sleep(3)")
+    wait_for(lambda: src.api("GET", f"api/kernels/{kid}").json()["execution_state"] == "busy", 10, what="busy")
+    r = _migrate(kid, "--to", "dst", "--notebook", "y.ipynb")
+    assert r.returncode == 1 and "busy" in r.stderr and "--wait" in r.stderr
+    r = run_nbtui("migrate", kid, "--to", "dst", "--notebook", "y.ipynb", "--wait", "--dry-run", timeout=60)
+    assert r.returncode == 0 and "plan:" in r.stdout
+
+    # A dead target server: refused before anything changes.
+    with open(config_dir / "servers.toml", "a") as f:
+        f.write('[servers.down]\nurl = "http://127.0.0.1:9/"\ntoken = "env"\ntoken_env = "NBTUI_TEST_TOKEN_MIG_SRC"\n')
+    r = _migrate(kid, "--to", "down", "--notebook", "z.ipynb")
+    assert r.returncode == 1 and "connection refused" in r.stderr and "nothing was changed" in r.stderr
+
+    assert {k["id"] for k in dst.kernels()} == before
+    assert kid in {k["id"] for k in src.kernels()}
+    assert "Traceback" not in r.stderr
+
+
+def test_rebind_binds_a_sessionless_kernel_and_refuses_a_taken_path(servers):
+    src, _ = servers
+    kid = src.start_kernel()
+    src.run_code(kid, "state = 41 + 1")
+    other = src.create_session("busy.ipynb")["kernel"]["id"]
+
+    r = run_nbtui("rebind", f"src:{kid}", "--notebook", "busy.ipynb")
+    assert r.returncode == 1 and "busy.ipynb already has a session" in r.stderr and other[:8] in r.stderr
+
+    r = run_nbtui("rebind", f"src:{kid}", "--notebook", "/found/again.ipynb", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    sessions = [s for s in src.api("GET", "api/sessions").json() if s["kernel"]["id"] == kid]
+    assert [s["path"] for s in sessions] == ["found/again.ipynb"] and out["session_id"] == sessions[0]["id"]
+    assert value(src, kid, "state") == "42"  # same kernel, state intact
+    assert other in {k["id"] for k in src.kernels()}
+
+    r = run_nbtui("rebind", f"src:{kid}", "--notebook", "third.ipynb")
+    assert r.returncode == 1 and "already has a session (found/again.ipynb)" in r.stderr
+    audit = [json.loads(line)["result"] for line in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
+    assert audit[0].startswith("failed") and audit[1] == "ok"
