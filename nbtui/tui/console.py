@@ -105,6 +105,7 @@ class ConsoleScreen(Screen):
     ConsoleScreen { layout: vertical; }
     ConsoleScreen #console-head { height: 1; background: $panel; padding: 0 1; }
     ConsoleScreen OutputView { height: 1fr; }
+    ConsoleScreen #console-bottom { height: auto; }
     ConsoleScreen #console-input-row { height: auto; max-height: 12; border-top: hkey $panel; }
     ConsoleScreen #console-prompt { width: auto; min-width: 9; color: $success; text-style: bold; }
     ConsoleScreen CodeInput { height: auto; max-height: 11; min-height: 1; border: none; padding: 0; }

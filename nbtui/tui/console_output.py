@@ -86,8 +86,7 @@ class OutputView(ScrollView, can_focus=True):
                     self._lines.popleft()
                 self._first += over
         self._lines.extend(items)
-        widest = max((len(i) if isinstance(i, str) else i.cell_len if isinstance(i, Text) else i.cell_length
-                      for i in items), default=0)
+        widest = max((_width(i) for i in items), default=0)
         if widest > self._widest:
             self._widest = widest
         self._changed()
@@ -209,6 +208,16 @@ class OutputView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._cache.clear()
+
+
+def _width(item: Line) -> int:
+    if isinstance(item, str):
+        if "\x1b" in item:
+            from nbtui.jupyter.outputs import strip_ansi
+
+            return len(strip_ansi(item))
+        return len(item)
+    return item.cell_len if isinstance(item, Text) else item.cell_length
 
 
 def styled(text: str, style: str | Style) -> Text:
