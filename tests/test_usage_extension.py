@@ -150,3 +150,34 @@ def test_wire_fields_of_the_wrong_type_are_unknown_never_made_up():
     assert (u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes, u.gpu_percent, u.gpus, u.pids, u.host) == (
         None, None, None, None, (), (), None)
     assert devices == () and note is None
+
+
+
+async def test_server_named_by_a_host_name_gets_the_extension_and_local_still_wins(jupyter_factory):
+    """A server nbtui must treat as remote (no PID, a host name rather than a loopback
+    address): its extension is read alongside its kernels; where the kernel is found on
+    this host after all (kernel ids, never host names, decide), local wins."""
+    import socket
+
+    from nbtui.host.view import LocalHost
+
+    name = socket.gethostname()
+    try:
+        if socket.gethostbyname(name) != "127.0.0.1":
+            pytest.skip("this host's name does not resolve to 127.0.0.1")
+    except OSError:
+        pytest.skip("this host's name does not resolve")
+    # Requests that name the host (not localhost) are refused unless remote access is allowed.
+    jupyter = jupyter_factory("named", extra_args=("--ServerApp.allow_remote_access=True",))
+    kid = jupyter.start_kernel()
+    far = ServerConfig(name="named", url=f"http://{name}:{jupyter.port}/", token_source="discovered",
+                       token=jupyter.token, timeout=10.0, insecure_http=True)
+    async with Fleet([far], host=None) as fleet:
+        snap = await fleet.snapshot()
+    assert snap.servers[0].ok and not snap.servers[0].local
+    assert next(k for k in snap.kernels if k.kernel_id == kid).usage.source == "extension"
+    async with Fleet([far], host=LocalHost()) as fleet:
+        snap = await fleet.snapshot()
+    u = next(k for k in snap.kernels if k.kernel_id == kid).usage
+    assert u.source == "local" and u.pid == jupyter.kernel_pid(kid)
+    assert snap.servers[0].usage_source == "local"
