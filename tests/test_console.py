@@ -307,3 +307,22 @@ async def test_unknown_kernel_says_so(shared_jupyter):
         await until(pilot, lambda: "cannot connect" in text(s), 20, "the error line")
         assert "no such kernel" in text(s)
         await pilot.press("escape")
+
+
+async def test_kernel_of_another_language(shared_jupyter):
+    from tests.echo_kernel import install
+
+    install(shared_jupyter)  # the server reads kernel specs when asked
+    kid = shared_jupyter.start_kernel("echo")
+    app = ConsoleApp(shared_jupyter, kid)
+    async with app.run_test(size=(80, 30)) as pilot:
+        s = await ready(pilot)
+        assert s.language == "text" and s.code_input.language is None  # plain text input
+        await run(pilot, s, "hello there")
+        assert lines(s)[-1] == "HELLO THERE"
+        await type_code(pilot, s, "abc")
+        await pilot.press("tab")  # no completions: nothing breaks
+        await pilot.pause(0.2)
+        assert s.code_input.text == "abc"
+        await run(pilot, s, "second")
+    assert json.loads(history_path("echo").read_text())[-2:] == ["hello there", "second"]

@@ -210,7 +210,7 @@ class ConsoleScreen(Screen):
             info = {}
         lang = (info.get("language_info") or {}).get("name") or "?"
         self.language = lang
-        self.kernel_name = self._kernel_name()
+        self.kernel_name = await self._kernel_name(client)
         self.history = History(self.kernel_name)
         editor = self.code_input
         if lang in editor.available_languages:
@@ -226,12 +226,13 @@ class ConsoleScreen(Screen):
         self._render_prompt()
         self.ready.set()
 
-    def _kernel_name(self) -> str:
-        snap = getattr(self.app, "snapshot", None)
-        for k in getattr(snap, "kernels", ()) or ():
-            if k.server == self.server_name and k.kernel_id == self.kernel_id:
-                return k.kernel_name
-        return self.kernel_name if self.kernel_name != "?" else "python3"
+    async def _kernel_name(self, client) -> str:
+        """The kernel spec's name (history is kept per spec)."""
+        try:
+            name = (await client.kernel(self.kernel_id)).get("name")
+        except Exception:
+            name = None
+        return name if isinstance(name, str) and name else self._kernel().kernel_name
 
     def _kernel(self) -> Kernel:
         snap = getattr(self.app, "snapshot", None)
