@@ -156,7 +156,7 @@ class Fleet:
         only = list(only)
         if only:
             servers = [s for s in servers if s.name in only]
-        return cls(servers, config.settings, stale_files=found.stale if found else (), host=host)
+        return cls(servers, config.settings, stale_files=_stale_files(found), host=host)
 
     @property
     def names(self) -> list[str]:
@@ -356,6 +356,24 @@ class Fleet:
 
 
 EXTENSION_RETRY = 60.0  # seconds before asking an absent or failing extension again
+
+
+def _stale_files(found: Discovery | None) -> tuple[str, ...]:
+    """Runtime files left behind: server files whose process is dead (discovery), and
+    kernel connection files that no running process names."""
+    if found is None:
+        return ()
+    from nbtui.host.signals import running_kernel_ids
+    from nbtui.jupyter.discovery import kernel_connection_files
+
+    files = [str(f) for f in kernel_connection_files()]
+    if not files:
+        return tuple(found.stale)
+    try:
+        running = running_kernel_ids()
+    except Exception:  # the host cannot be read: say nothing about kernel files
+        return tuple(found.stale)
+    return tuple(found.stale) + orphans.stale_kernel_files(files, live_kernel_ids=(), running_kernel_ids=running)
 
 
 def sort_key(k: model.Kernel):

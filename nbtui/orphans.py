@@ -121,24 +121,15 @@ def kernel_file_id(path: str) -> Optional[str]:
 
 
 def stale_kernel_files(
-    files: Iterable[str], *, live_kernel_ids: Iterable[str], referenced: Iterable[str]
+    files: Iterable[str], *, live_kernel_ids: Iterable[str], running_kernel_ids: Iterable[str]
 ) -> tuple[str, ...]:
     """Kernel connection files that nothing uses any more.
 
     A file is stale when no live kernel of a reachable server has its id and no running
-    process names the file on its command line (``referenced``: file names or paths).
+    local process names it on its command line (``running_kernel_ids``).
     """
-    live = set(live_kernel_ids)
-    names = {r.replace("\\", "/").rsplit("/", 1)[-1] for r in referenced}
-    out = []
-    for f in files:
-        kid = kernel_file_id(f)
-        if kid is None or kid in live:
-            continue
-        if f.replace("\\", "/").rsplit("/", 1)[-1] in names:
-            continue
-        out.append(f)
-    return tuple(sorted(out))
+    keep = set(live_kernel_ids) | set(running_kernel_ids)
+    return tuple(sorted(f for f in files if (kid := kernel_file_id(f)) is not None and kid not in keep))
 
 
 # -- explanations, built from the same data as the reasons --------------------------------------

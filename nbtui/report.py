@@ -144,6 +144,40 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> lis
     return lines
 
 
+def orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool = True,
+                 width: Optional[int] = None) -> list[str]:
+    """Why each orphan is one (kernels, with ``with_kernels``), every leftover local process
+    with where it came from, and the stale runtime files; wrapped to the terminal's width."""
+    import textwrap
+
+    width = width or shutil.get_terminal_size((80, 24)).columns
+    return [w for line in _orphan_lines(snap, kernels, with_kernels)
+            for w in textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False)]
+
+
+def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool) -> list[str]:
+    from nbtui.orphans import explain_kernel, explain_process
+
+    out = []
+    if with_kernels:
+        out += [f"! {explain_kernel(k)}" for k in kernels if k.orphan_reasons]
+    left = [p for p in snap.processes if p.orphan_reasons]
+    if left:
+        out.append(f"leftover processes ({len(left)}); free one with `nbtui kill pid:N`:")
+        for p in left:
+            out.append(f"  pid {p.pid} ({p.user or '?'}): {explain_process(p)} [{', '.join(p.orphan_reasons)}]")
+    unsure = len(snap.processes) - len(left)
+    if unsure:
+        out.append(f"{unsure} other Jupyter process{'es' if unsure != 1 else ''} outside the listed kernels, "
+                   f"of servers not read (see `nbtui ls --json`)")
+    if snap.stale_files:
+        names = ", ".join(f.replace("\\", "/").rsplit("/", 1)[-1] for f in snap.stale_files[:3])
+        more = " …" if len(snap.stale_files) > 3 else ""
+        out.append(f"{len(snap.stale_files)} stale runtime file{'s' if len(snap.stale_files) != 1 else ''} "
+                   f"(their processes are gone; safe to delete): {names}{more}")
+    return out
+
+
 def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     idle_over = sum(1 for k in kernels if (k.idle_seconds or 0) >= 3600)
     orphaned = sum(1 for k in kernels if k.orphan_reasons)

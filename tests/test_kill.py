@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -111,16 +112,25 @@ def test_server_killed_hard_leaves_a_child_that_kill_pid_frees(jupyter):
     env = discovered_env(jupyter)
     listing = run_nbtui("ls", "--orphans", "--json", env=env)
     assert listing.returncode in (0, 4), listing.stderr
-    procs = {p["pid"]: p for p in json.loads(listing.stdout)["processes"]}
-    if procs:  # the host view lists leftovers once it exists (the usage issue)
-        assert procs[child]["notebook"].endswith("gpu.ipynb")
-        assert set(procs[child]["orphan_reasons"]) & {"server-gone", "kernel-gone"}
+    data = json.loads(listing.stdout)
+    procs = {p["pid"]: p for p in data["processes"]}
+    assert procs[child]["notebook"].endswith("gpu.ipynb")
+    assert procs[child]["kernel_id"] in (kid, None)  # nothing in the child names its dead kernel
+    assert procs[child]["server_pid"] == jupyter.pid
+    assert set(procs[child]["orphan_reasons"]) == {"server-gone", "kernel-gone"}
+    stale = {Path(f).name for f in data["stale_files"]}
+    assert {f"jpserver-{jupyter.pid}.json", f"kernel-{kid}.json"} <= stale
+    human = run_nbtui("ls", "--orphans", env={**env, "COLUMNS": "400"}).stdout
+    assert f"pid {child} (" in human and f"gpu.ipynb) on server pid {jupyter.pid}, which is gone" in human, human
     r = run_nbtui("kill", f"pid:{child}", "--yes", env=env)
     assert r.returncode == 0, r.stderr
     assert gone(child)
     assert f"pid {child} exited after SIGTERM" in r.stdout
     [line] = audit_lines()
     assert line["target"]["pid"] == child and line["result"] == "ok"
+    assert line["target"]["notebook"].endswith("gpu.ipynb")
+    after = json.loads(run_nbtui("ls", "--orphans", "--json", env=env).stdout)
+    assert child not in {p["pid"] for p in after["processes"]}
 
 
 def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(stray):

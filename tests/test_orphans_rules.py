@@ -54,15 +54,15 @@ def test_session_checkable(session, checkable):
     assert orphans.session_checkable(kernel(session=session)) is checkable
 
 
-@pytest.mark.parametrize("files, live, referenced, expected", [
-    (["/r/kernel-a1.json", "/r/kernel-b2.json"], [], ["kernel-b2.json"], ("/r/kernel-a1.json",)),
+@pytest.mark.parametrize("files, live, running, expected", [
+    (["/r/kernel-a1.json", "/r/kernel-b2.json"], [], ["b2"], ("/r/kernel-a1.json",)),
     (["/r/kernel-a1.json"], ["a1"], [], ()),
-    (["/r/kernel-a1.json"], [], ["/other/dir/kernel-a1.json"], ()),
     (["/r/jpserver-12.json", "/r/kernel-x.json"], [], [], ("/r/kernel-x.json",)),
+    (["/r/kernel-b-1.json", "/r/kernel-a.json"], [], [], ("/r/kernel-a.json", "/r/kernel-b-1.json")),
     ([], ["a"], ["b"], ()),
 ])
-def test_stale_kernel_files(files, live, referenced, expected):
-    assert orphans.stale_kernel_files(files, live_kernel_ids=live, referenced=referenced) == expected
+def test_stale_kernel_files(files, live, running, expected):
+    assert orphans.stale_kernel_files(files, live_kernel_ids=live, running_kernel_ids=running) == expected
 
 
 class Clock:

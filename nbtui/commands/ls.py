@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         kernels = [k for k in snap.kernels if k.orphan_reasons or not args.orphans]
         for line in report.kernels_table(kernels):
             print(line)
+        for line in report.orphan_lines(snap, kernels, with_kernels=args.orphans):
+            print(line)
         for line in report.summary_lines(snap, kernels):
             print(line)
     return EXIT_PARTIAL if snap.failed_servers else EXIT_OK

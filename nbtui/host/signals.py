@@ -101,18 +101,18 @@ def descendants(pid: int) -> list[Ident]:
 
 
 def find_kernel_process(kernel_id: str) -> Optional[Ident]:
-    """The local process whose command line names the kernel's connection file."""
-    needle = f"kernel-{kernel_id}.json"
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            cmd = p.info.get("cmdline") or []
-        except psutil.Error:
-            continue
-        if any(needle in a for a in cmd):
-            ident = _ident(p)
-            if ident is not None:
-                return ident
-    return None
+    """The local process of a kernel (the one naming its connection file), found by a scan."""
+    from nbtui.host.procs import ProcessTable
+
+    pid = ProcessTable().scan().kernel_roots().get(kernel_id)
+    return identify(pid) if pid is not None else None
+
+
+def running_kernel_ids() -> set[str]:
+    """Kernel ids whose connection file a running local process names."""
+    from nbtui.host.procs import ProcessTable
+
+    return set(ProcessTable().scan().kernel_roots())
 
 
 def ancestors_of_self() -> set[int]:
