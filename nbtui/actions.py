@@ -455,3 +455,39 @@ def migration_for(fleet: Fleet, k: Kernel, opts, progress=None):
     source = ServerSource(fleet.client(k.server), k.kernel_id, k.kernel_name,
                           k.session.path if k.session else None)
     return Migration(source, fleet.client(opts.to), opts, progress)
+
+
+def local_migration_for(fleet: Fleet, pid: int, opts, progress=None):
+    """A Migration of a live local kernel known by its process (its server gone)."""
+    from nbtui.migrate import adopt
+    from nbtui.migrate.move import LocalSource, Migration
+
+    if opts.to not in fleet.names:
+        raise NotFound(f"unknown server {opts.to!r} (known: {', '.join(fleet.names) or 'none'})")
+    return Migration(LocalSource(adopt.find(pid)), fleet.client(opts.to), opts, progress)
+
+
+async def adopt_kernel(fleet: Fleet, pid: int, server: str, connection_dir=None, *,
+                       dry_run: bool = False) -> Optional[str]:
+    """Make server ``server`` (on this host) list the live local kernel ``pid`` through its
+    external_connection_dir; returns the id the server gave it (audited)."""
+    from pathlib import Path
+
+    from nbtui.migrate import adopt
+
+    lk = await adopt.check(pid)
+    if server not in fleet.names:
+        raise NotFound(f"unknown server {server!r} (known: {', '.join(fleet.names) or 'none'})")
+    client = fleet.client(server)
+    directory = Path(connection_dir) if connection_dir else adopt.external_connection_dir(
+        fleet.config_of(server).pid, client.url)
+    if dry_run:
+        return None
+    target = lk.describe() | {"to": server, "connection_dir": str(directory)}
+    try:
+        new_id = await adopt.place(client, lk, directory)
+    except NbtuiError as e:
+        audit.record("adopt", target, f"failed: {e}")
+        raise
+    audit.record("adopt", target, "ok", kernel_id=new_id)
+    return new_id

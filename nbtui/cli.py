@@ -27,6 +27,7 @@ COMMANDS = {
     "console": ("console", "open the TUI straight on a kernel's console"),
     "rebind": ("rebind", "give a kernel that has no session a notebook session on its server"),
     "migrate": ("migrate", "move a kernel's variables into a new kernel on another server"),
+    "adopt": ("adopt", "reach a live local kernel whose server is gone (ZMQ; or list it on a local server)"),
 }
 
 

@@ -174,6 +174,57 @@ class ServerSource(Source):
         await self.client.shutdown(self.kernel_id)
 
 
+class LocalSource(Source):
+    """A local kernel known by its process and connection file (adopted: its server is gone)."""
+
+    def __init__(self, lk):  # lk: nbtui.migrate.adopt.LocalKernel
+        self.lk = lk
+        self.kernel_name = lk.kernel_name
+        self.notebook = None  # JPY_SESSION_NAME is a path on this host, not on a server: --notebook
+
+    def describe(self) -> dict:
+        d = self.lk.describe()
+        return {"server": None, "kernel_id": d["kernel_id"], "kernel_name": d["kernel_name"], "pid": d["pid"],
+                "notebook": d["notebook"], "connection_file": d["connection_file"]}
+
+    def channels(self) -> KernelChannels:
+        from nbtui.jupyter.channels import ZmqChannels
+
+        return ZmqChannels(self.lk.connection_file)
+
+    async def state(self) -> str:
+        from nbtui.host import signals
+
+        return "idle" if signals.same_process(self.lk.ident, signals.identify(self.lk.pid)) else "gone"
+
+    async def shutdown(self) -> None:
+        """A shutdown_request on the control channel, then wait for the process to exit."""
+        import psutil
+
+        from nbtui.host import signals
+
+        if not signals.same_process(self.lk.ident, signals.identify(self.lk.pid)):
+            return
+        ch = self.channels()
+        try:
+            await ch.connect()
+            await ch.request("shutdown_request", {"restart": False}, channel="control", timeout=10)
+        finally:
+            await ch.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while loop.time() < deadline:
+            if not signals.same_process(self.lk.ident, signals.identify(self.lk.pid)):
+                return
+            try:
+                if psutil.Process(self.lk.pid).status() == psutil.STATUS_ZOMBIE:
+                    return
+            except psutil.Error:
+                return
+            await asyncio.sleep(0.1)
+        raise ChannelError(f"pid {self.lk.pid} did not exit after its shutdown request")
+
+
 # -- the move ----------------------------------------------------------------------------
 
 
@@ -207,7 +258,10 @@ class Migration:
     def notebook_path(self) -> str:
         path = self.opts.notebook or self.source.notebook
         if not path:
-            raise UsageError("the source kernel has no notebook session: name one for the target with --notebook PATH")
+            was = self.report.source.get("notebook")
+            hint = f" (on this host it was {was})" if was else ""
+            raise UsageError(f"the source kernel has no notebook session on a server{hint}: "
+                             "name the notebook's path on the target with --notebook PATH")
         return path.lstrip("/")
 
     async def preflight(self) -> tuple[str, str]:
@@ -490,7 +544,7 @@ class Migration:
         if self.target_kernel is not None:
             await self._remove_target()
         reason = str(error) or type(error).__name__
-        if not isinstance(error, (UsageError, NotFound)) and not self.opts.dry_run:
+        if self.target_kernel is not None:  # a refusal in preflight changed nothing: no audit line
             audit.record("migrate", self.report.source, f"aborted: {reason}", to=self.report.target)
 
     async def _remove_target(self, timeout: float = 30.0) -> None:
