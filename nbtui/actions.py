@@ -220,10 +220,12 @@ def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
     elif now is not None:
         ident = now
     else:
-        raise NotFound(f"no process with PID {pid} on this host")
+        ident = signals.zombie(pid)  # exited, not yet reaped: already gone, not "not found"
+        if ident is None:
+            raise NotFound(f"no process with PID {pid} on this host")
     protected = signals.ancestors_of_self() if protected is None else protected
     refusal = signals.refusal(ident, explicit=explicit, server_pids=_server_pids(snapshot), protected=protected)
-    if refusal is None and not signals.same_process(ident, now):
+    if refusal is None and now is not None and not signals.same_process(ident, now):
         refusal = "the PID now belongs to another program (create time or owner changed since it was listed)"
     children: list[Ident] = []
     if refusal is None:

@@ -244,3 +244,25 @@ async def test_a_server_going_down_mid_cull_spares_the_rest(jupyter_factory):
     assert not by_kernel[ka].ok and by_kernel[ka].server_error
     assert by_kernel[ka].result.startswith("failed: server local-")
     assert [line["result"] for line in audit_lines()] == [o.result for o in outcomes]
+
+
+def test_a_process_that_exited_but_was_not_reaped_is_already_gone(stray):
+    p = stray("import sys; sys.exit(0)")
+    wait_for(lambda: psutil.Process(p.pid).status() == psutil.STATUS_ZOMBIE, 10, what="a zombie")
+    r = run_nbtui("kill", f"pid:{p.pid}", "--yes")
+    assert r.returncode == 0 and f"pid:{p.pid}: gone" in r.stdout, (r.stdout, r.stderr)
+
+
+def test_a_listed_process_that_vanished_before_the_act_is_reported_gone(stray):
+    p = stray()
+    real = signals.identify(p.pid)
+    listed = Process(pid=p.pid, user=real.user, cmdline=real.cmdline, create_time=real.create_time)
+    [step] = actions.plan_kill(Snapshot(generated_at=None, processes=(listed,)), [PidTarget(p.pid)])
+    assert step.refusal is None
+    p.kill()
+    p.wait(10)
+    import asyncio
+
+    [outcome] = asyncio.run(actions.execute(None, [step], grace=0.5))
+    assert outcome.result == "gone" and outcome.ok
+    assert audit_lines()[-1]["result"] == "gone"

@@ -84,6 +84,17 @@ def identify(pid: int) -> Optional[Ident]:
         return None
 
 
+def zombie(pid: int) -> Optional[Ident]:
+    """A process that has exited but was not reaped yet (it holds nothing any more)."""
+    try:
+        p = psutil.Process(pid)
+        if p.status() != psutil.STATUS_ZOMBIE:
+            return None
+        return Ident(pid, p.create_time(), None, "<defunct>", None)
+    except (psutil.Error, ValueError):
+        return None
+
+
 def same_process(expected: Ident, now: Optional[Ident]) -> bool:
     if now is None:
         return False
