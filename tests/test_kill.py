@@ -266,3 +266,21 @@ def test_a_listed_process_that_vanished_before_the_act_is_reported_gone(stray):
     [outcome] = asyncio.run(actions.execute(None, [step], grace=0.5))
     assert outcome.result == "gone" and outcome.ok
     assert audit_lines()[-1]["result"] == "gone"
+
+
+def test_a_terminal_answer_confirms_default_no(stray):
+    import pty
+
+    p = stray()
+    for answer, alive in (("n\n", True), ("y\n", False)):
+        master, slave = pty.openpty()
+        try:
+            os.write(master, answer.encode())
+            r = subprocess.run([sys.executable, "-m", "nbtui", "kill", f"pid:{p.pid}"], stdin=slave,
+                               capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+        finally:
+            os.close(master)
+            os.close(slave)
+        assert "Kill 1 target? [y/N]" in r.stderr
+        assert (p.poll() is None) == alive, (answer, r.stdout, r.stderr)
+        assert r.returncode == (1 if alive else 0)

@@ -130,3 +130,29 @@ def test_explain_process(proc, expected):
 ])
 def test_explain_kernel(k, expected):
     assert orphans.explain_kernel(k) == expected
+
+
+from nbtui.host.signals import Ident, looks_like_server, refusal  # noqa: E402
+
+SERVER_CMD = "/usr/bin/python3 -m jupyter_server --ServerApp.port=8888"
+
+
+@pytest.mark.parametrize("ident, explicit, me, root, why", [
+    (Ident(1, 1.0, "root", "/sbin/init"), True, "root", True, "PID 1"),
+    (Ident(4000, 1.0, "ana", "python work.py"), True, "ana", False, None),
+    (Ident(4000, 1.0, "bob", "python work.py"), True, "ana", False, "owned by bob, and nbtui runs as ana"),
+    (Ident(4000, 1.0, "bob", "python work.py"), True, "root", True, None),  # root may; the prompt names bob
+    (Ident(4000, 1.0, None, "?"), True, "ana", False, "owner cannot be read"),
+    (Ident(4000, 1.0, "ana", SERVER_CMD), False, "ana", False, "is a Jupyter server; name it as pid:4000"),
+    (Ident(4000, 1.0, "ana", SERVER_CMD), True, "ana", False, None),  # asked for by pid: explicitly
+    (Ident(4000, 1.0, "ana", "python -m ipykernel_launcher -f kernel-1.json"), False, "ana", False, None),
+    (Ident(777, 1.0, "ana", "bash"), True, "ana", False, "parent"),  # 777 is in protected below
+])
+def test_refusal(ident, explicit, me, root, why):
+    got = refusal(ident, explicit=explicit, protected={777}, me=me, root=root)
+    assert (got is None) if why is None else (why in got), got
+
+
+def test_a_server_is_known_by_its_pid_too():
+    assert looks_like_server(Ident(5, 1.0, "ana", "python my_launcher.py"), server_pids=[5])
+    assert not looks_like_server(Ident(5, 1.0, "ana", "python my_launcher.py"), server_pids=[6])

@@ -157,18 +157,21 @@ def looks_like_server(ident: Ident, server_pids: Iterable[int] = ()) -> bool:
 
 
 def refusal(ident: Ident, *, explicit: bool, server_pids: Iterable[int] = (),
-            protected: Optional[set[int]] = None) -> Optional[str]:
-    """Why nbtui must not signal this process (None: it may)."""
+            protected: Optional[set[int]] = None, me: Optional[str] = None,
+            root: Optional[bool] = None) -> Optional[str]:
+    """Why nbtui must not signal this process (None: it may). ``me``/``root``: who nbtui
+    runs as (read from the OS when not given)."""
     if ident.pid == 1:
         return "PID 1 is never signalled"
     if ident.pid == os.getpid():
         return "that is nbtui itself"
     if ident.pid in (protected if protected is not None else ancestors_of_self()):
         return "that is nbtui's parent (or one of its ancestors)"
-    me = current_user()
-    if ident.user is not None and ident.user != me and not is_root():
+    me = me or current_user()
+    root = is_root() if root is None else root
+    if ident.user is not None and ident.user != me and not root:
         return f"owned by {ident.user}, and nbtui runs as {me} (not root)"
-    if ident.user is None and not is_root():
+    if ident.user is None and not root:
         return "its owner cannot be read"
     if looks_like_server(ident, server_pids) and not explicit:
         return f"PID {ident.pid} is a Jupyter server; name it as pid:{ident.pid} to kill it"
