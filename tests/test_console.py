@@ -326,3 +326,18 @@ async def test_kernel_of_another_language(shared_jupyter):
         assert s.code_input.text == "abc"
         await run(pilot, s, "second")
     assert json.loads(history_path("echo").read_text())[-2:] == ["hello there", "second"]
+
+
+async def test_ten_megabytes_in_one_message(shared_jupyter, kernel_id):
+    app = ConsoleApp(shared_jupyter, kernel_id)
+    async with app.run_test(size=(80, 30)) as pilot:
+        s = await ready(pilot)
+        await run(pilot, s, "'y' * 10_000_000", timeout=60)  # one 10 MB execute_result
+        out = lines(s)
+        assert out[-1].startswith("Out[") and "more characters not shown" in out[-1]
+        assert len(out[-1]) < 30_000
+        # 10 MB of stdout: a stock server drops it past its rate limit and says so
+        await run(pilot, s, "print('x' * 10_000_000)", timeout=60)
+        assert "IOPub data rate exceeded" in cell(s) or "more characters not shown" in cell(s)
+        await run(pilot, s, "'still here'")
+        assert lines(s)[-1].endswith("'still here'")

@@ -112,3 +112,27 @@ def test_bad_targets(target, shared_jupyter):
     r = exec_("pid:1", "1")
     assert r.returncode == 2 and "needs a kernel" in r.stderr
     assert "Traceback" not in r.stderr and shared_jupyter.token not in r.stderr + r.stdout
+
+
+def test_ctrl_c_interrupts_the_kernel_and_closes(target, shared_jupyter, kernel_id):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    p = subprocess.Popen([sys.executable, "-m", "nbtui", "--no-discover", "exec", target,
+                          "import time; print('started', flush=True); time.sleep(100)"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ))
+    try:
+        assert p.stdout.readline() == "started\n"
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 130
+    finally:
+        if p.poll() is None:
+            p.kill()
+    r = exec_(target, "'idle again'", "--timeout", "20")  # the sleep was interrupted, not left running
+    assert r.returncode == 0 and r.stdout == "'idle again'\n"
+    wait_for(lambda: next(k for k in shared_jupyter.kernels() if k["id"] == kernel_id)["connections"] == 0, 10,
+             what="connections back to 0")

@@ -130,6 +130,12 @@ async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_jso
                 ex.cancel()
             result["status"] = "timeout"
             return EXIT_TIMEOUT, result
+        except asyncio.CancelledError:  # ctrl+c: do not leave the code running in the kernel
+            try:
+                await asyncio.wait_for(actions.interrupt_kernel(fleet, kernel), 3)
+            except BaseException:
+                pass
+            raise
         except ChannelError as e:
             result["status"] = "unknown"
             result["error"] = str(e)

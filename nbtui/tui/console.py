@@ -30,7 +30,7 @@ from nbtui.jupyter.channels import (
 from nbtui.jupyter.outputs import Outputs, binary_label, clean_text, plain_text
 from nbtui.model import Kernel
 from nbtui.secrets import redact
-from nbtui.tui.console_output import OutputView, styled
+from nbtui.tui.console_output import OutputView, cut_line, styled
 
 STATE_STYLE = {
     "idle": "bold green", "busy": "bold yellow", "starting": "bold cyan", "restarting": "bold cyan",
@@ -476,7 +476,7 @@ class ConsoleScreen(Screen):
         else:
             lines.append(Text(f"[{', '.join(data) or 'empty output'}]", style="italic", end=""))
         if prefix is not None and lines:
-            first = lines[0]
+            first = cut_line(lines[0]) if isinstance(lines[0], str) else lines[0]
             joined = prefix.copy()
             joined.append_text(Text.from_ansi(first, end="") if isinstance(first, str) else first)
             lines[0] = joined

@@ -25,6 +25,13 @@ from textual.strip import Strip
 
 Line = Union[str, Text, Strip]
 DEFAULT_MAX_LINES = 5000
+MAX_LINE_CHARS = 20_000  # longer lines are cut for display (a 10 MB line must not freeze a frame)
+
+
+def cut_line(line: str) -> str:
+    if len(line) <= MAX_LINE_CHARS:
+        return line
+    return line[:MAX_LINE_CHARS] + f"\x1b[2m … ({len(line) - MAX_LINE_CHARS:,} more characters not shown)\x1b[0m"
 
 
 class OutputView(ScrollView, can_focus=True):
@@ -72,6 +79,14 @@ class OutputView(ScrollView, can_focus=True):
     def _push(self, items: list[Line]) -> None:
         if not items:
             return
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                if len(item) > MAX_LINE_CHARS:
+                    items[i] = cut_line(item)
+            elif isinstance(item, Text) and len(item) > MAX_LINE_CHARS + 200:
+                cut = item[:MAX_LINE_CHARS]
+                cut.append(f" … ({len(item) - MAX_LINE_CHARS:,} more characters not shown)", style="dim")
+                items[i] = cut
         self.lines_received += len(items)
         if len(items) >= self.max_lines:
             skip = len(items) - self.max_lines
@@ -137,7 +152,7 @@ class OutputView(ScrollView, can_focus=True):
                 seg = parts[-1] if parts else ""
             else:
                 self._cr = False
-            items.append(seg)
+            items.append(seg if len(seg) <= MAX_LINE_CHARS else cut_line(seg))
         self._push(items)
         self._open = ends_open
         if not ends_open:
