@@ -20,6 +20,7 @@ from nbtui.host.signals import Fate, Ident
 from nbtui.jupyter import own
 from nbtui.jupyter.rest import NOT_FOUND, ServerError
 from nbtui.model import Kernel, Process, Snapshot
+from nbtui.secrets import redact_cmdline
 from nbtui.targets import PidTarget
 from nbtui.units import human_bytes, middle_truncate
 
@@ -123,7 +124,7 @@ class Step:
             "server": self.kernel.server if self.kernel else None,
             "pid": self.process.pid if self.process else (
                 self.kernel.usage.pid if self.kernel and self.kernel.usage else None),
-            "user": self.owner,
+            "user": self.owner, "cmdline": self.process.cmdline if self.process else None,
             "memory_bytes": self.memory_bytes, "gpu_memory_bytes": self.gpu_memory_bytes,
             "children": [{"pid": c.pid, "user": c.user, "cmdline": c.cmdline} for c in self.children],
             "reasons": list(self.reasons), "explanation": self.explanation, "refused": self.refusal,
@@ -216,7 +217,7 @@ def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
     listed = next((p for p in snapshot.processes if p.pid == pid), None)
     now = signals.identify(pid)
     if listed is not None:
-        ident = Ident(pid, listed.create_time, listed.user, listed.cmdline)
+        ident = Ident(pid, listed.create_time, listed.user, redact_cmdline(listed.cmdline))
     elif now is not None:
         ident = now
     else:

@@ -7,6 +7,7 @@ any text before that text is shown, logged or written.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 
@@ -32,6 +33,15 @@ def redact(text: str) -> str:
         if token in text:
             text = text.replace(token, "***")
     return text
+
+
+_SECRET_ARG = re.compile(r"(?i)((?:token|password|secret)[\w.-]*(?:=|\s+))(\S+)")
+
+
+def redact_cmdline(cmdline: str) -> str:
+    """A process's command line with token/password/secret arguments (``--X.token=…``,
+    ``--token …``) and every known token replaced by ``***``."""
+    return redact(_SECRET_ARG.sub(lambda m: m.group(1) + "***", cmdline))
 
 
 def _no_backend_message() -> str:

@@ -284,3 +284,20 @@ def test_a_terminal_answer_confirms_default_no(stray):
         assert "Kill 1 target? [y/N]" in r.stderr
         assert (p.poll() is None) == alive, (answer, r.stdout, r.stderr)
         assert r.returncode == (1 if alive else 0)
+
+
+def test_a_server_named_by_pid_is_killed_with_its_kernels_and_no_token_is_written(jupyter):
+    kid = jupyter.start_kernel()
+    kernel_pid = jupyter.kernel_pid(kid)
+    env = discovered_env(jupyter)
+    assert jupyter.token in " ".join(psutil.Process(jupyter.pid).cmdline())
+    r = run_nbtui("kill", f"pid:{jupyter.pid}", "--yes", "--json", "--grace", "2", env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    [result] = out["results"]
+    assert result["ok"] and {p["pid"] for p in result["processes"]} >= {jupyter.pid, kernel_pid}
+    assert "--IdentityProvider.token=***" in out["plan"][0]["cmdline"]
+    assert jupyter.token not in r.stdout + r.stderr
+    assert jupyter.token not in audit.audit_path().read_text()
+    wait_for(lambda: gone(kernel_pid), 10, what="the server's kernel to go")
+    jupyter.proc.wait(10)

@@ -52,6 +52,8 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
 
 
 def print_json(data) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    """One JSON document on stdout, with every token nbtui knows scrubbed."""
+    from nbtui.secrets import redact
+
+    sys.stdout.write(redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 

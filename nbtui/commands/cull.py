@@ -10,6 +10,7 @@ from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
 from nbtui.commands.kill import _grace, confirm, exit_code, print_plan
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL
+from nbtui.secrets import redact
 from nbtui.units import human_bytes, parse_duration
 
 
@@ -82,7 +83,7 @@ async def _cull(args) -> int:
         print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": [o.json() for o in outcomes]})
     else:
         for o in outcomes:
-            print(o.describe())
+            print(redact(o.describe()))
     code = exit_code(outcomes)
     return EXIT_PARTIAL if unread and code == EXIT_OK else code
 

@@ -9,6 +9,7 @@ import sys
 from nbtui import actions, targets
 from nbtui.commands.common import open_fleet, print_json
 from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
+from nbtui.secrets import redact
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,9 +48,9 @@ def confirm(question: str, yes: bool) -> bool:
 
 def print_plan(steps: list[actions.Step], verb: str) -> None:
     for s in steps:
-        print(f"{verb} {s.describe()}")
+        print(redact(f"{verb} {s.describe()}"))
         if s.explanation:
-            print(f"    {s.explanation}")
+            print(redact(f"    {s.explanation}"))
 
 
 def exit_code(outcomes: list[actions.Outcome]) -> int:
@@ -84,7 +85,7 @@ async def _kill(args) -> int:
         print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": [o.json() for o in outcomes]})
     else:
         for o in outcomes:
-            print(o.describe())
+            print(redact(o.describe()))
     return exit_code(outcomes)
 
 

@@ -16,6 +16,8 @@ from typing import Iterable, Optional
 
 import psutil
 
+from nbtui.secrets import redact_cmdline
+
 # Fates of one PID, as reported to the user and in the audit log.
 EXITED = "exited after SIGTERM"
 KILLED = "killed with SIGKILL"
@@ -66,7 +68,7 @@ def _ident(p: psutil.Process) -> Optional[Ident]:
             except (psutil.AccessDenied, KeyError):
                 user = None
             try:
-                cmd = " ".join(p.cmdline()) or p.name()
+                cmd = redact_cmdline(" ".join(p.cmdline()) or p.name())
             except (psutil.AccessDenied, psutil.ZombieProcess):
                 cmd = p.name()
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
