@@ -86,7 +86,9 @@ def stray():
     (False, signals.WENT_WITH_KERNEL),  # the server's shutdown takes the kernel's process group
     (True, signals.EXITED),  # a child in its own session outlives the kernel: nbtui signals it
 ])
-def test_kill_kernel_shuts_it_down_and_signals_its_leftover_child(jupyter, own_session, fate):
+def test_kill_kernel_shuts_it_down_and_signals_its_leftover_child(shared_jupyter, own_session, fate):
+    jupyter = shared_jupyter
+    (jupyter.root_dir / "child.pid").unlink(missing_ok=True)
     kid = jupyter.create_session("work/a.ipynb")["kernel"]["id"]
     child = spawn_child(jupyter, kid, own_session=own_session)
     r = run_nbtui("kill", f"{name_of(jupyter)}:{kid[:8]}", "--yes", "--grace", "2", env=discovered_env(jupyter))
@@ -176,7 +178,8 @@ def test_missing_pid_is_not_found():
     assert r.returncode == 3 and "no process" in r.stderr
 
 
-def test_dry_run_changes_nothing(jupyter, stray):
+def test_dry_run_changes_nothing(shared_jupyter, stray):
+    jupyter = shared_jupyter
     kid = jupyter.start_kernel()
     p = stray()
     env = discovered_env(jupyter)
@@ -186,7 +189,7 @@ def test_dry_run_changes_nothing(jupyter, stray):
     assert f"would kill kernel {name_of(jupyter)}:{kid[:8]}" in r.stdout and f"would kill pid {p.pid}" in r.stdout
     c = run_nbtui("cull", "--idle", "0s", "--dry-run", "--json", env=env)
     assert c.returncode == 0, c.stderr
-    assert [s["kernel_id"] for s in json.loads(c.stdout)["plan"]] == [kid]
+    assert kid in [s["kernel_id"] for s in json.loads(c.stdout)["plan"]]
     assert sorted(k["id"] for k in jupyter.kernels()) == before
     assert p.poll() is None and not audit_lines()
 
@@ -215,7 +218,8 @@ def test_cull_orphans_takes_missing_notebooks_and_sessionless_kernels(jupyter):
     assert again.returncode == 0 and again.stdout.strip() == "nothing to cull"
 
 
-def test_two_culls_never_race(jupyter):
+def test_two_culls_never_race(shared_jupyter):
+    jupyter = shared_jupyter
     kid = jupyter.start_kernel()
     with actions.cull_lock():
         r = run_nbtui("cull", "--idle", "0s", "--yes", env=discovered_env(jupyter))
