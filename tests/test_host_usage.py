@@ -273,24 +273,52 @@ def test_kernel_id_in_command_lines():
     assert kernel_id_in(["python", "-m", "ipykernel_launcher", "-f", "/r/kernel-80442938-5a2b.json"]) == "80442938-5a2b"
     assert kernel_id_in(["python", "--f=/r/kernel-abc.json"]) == "abc"
     assert kernel_id_in(["python", "kernel.json"]) is None
+    assert kernel_id_in(["jupyter-console", "--existing", "/r/kernel-abc.json"]) is None
+    assert kernel_id_in(["jupyter-console", "--existing=/r/kernel-abc.json"]) is None
     assert kernel_id_in([]) is None
 
 
 def test_leftover_reasons_from_a_recorded_forest():
-    """A child whose kernel and server are gone; a child whose server lives but kernel died;
-    a kernel of a server nbtui did not read (no reason: nobody can say)."""
+    """Which leftover is an orphan, and why, from a recorded process forest (no guessing:
+    where nobody can tell, no reason is given)."""
+    from nbtui.model import ServerInfo, Session
+
     host = LocalHost(nvml=Recorded(GpuReading(note="no GPU")))
-    conn = "/r/kernel-k2.json"
     scan = Scan({
         1: _proc(1, 0),
-        420: _proc(420, 1, ctime=50.0, cmd=("jupyter-server",)),
+        420: _proc(420, 1, ctime=10.0, cmd=("jupyter-server",)),
+        777: _proc(777, 1, ctime=10.0, cmd=("jupyter-server", "--other-user")),
+        502: _proc(502, 420, cmd=("python", "-f", "/r/kernel-k2.json"), parent=420),
+        503: _proc(503, 420, ctime=100.0, cmd=("python", "-f", "/r/kernel-k3.json"), parent=420, session="/w/c.ipynb"),
+        506: _proc(506, 420, cmd=("python", "-f", "/r/kernel-k9.json"), parent=420),
         500: _proc(500, 1, cmd=("python", "-c", "x"), session="/w/a.ipynb", parent=333),
         501: _proc(501, 1, cmd=("python", "-c", "y"), session="/w/b.ipynb", parent=420),
-        502: _proc(502, 420, cmd=("python", "-f", conn), parent=420),
+        504: _proc(504, 1, ctime=200.0, cmd=("nohup", "train"), session="/w/c.ipynb", parent=420),
+        505: _proc(505, 1, ctime=50.0, cmd=("worker",), session="/w/c.ipynb", parent=420),
+        507: _proc(507, 1, cmd=("worker",), session="/w/d.ipynb", parent=777),
     }, time=0.0)
-    procs = {p.pid: p for p in host._leftovers(scan, [500, 501, 502], {}, GpuReading(), {}, [], [])}
+    servers = [ServerInfo(name="s", url="http://127.0.0.1:1/", source="discovered", pid=420)]
+
+    def kernel(kid, path=None):
+        return Kernel(server="s", kernel_id=kid, kernel_name="python3", state="idle", connections=0,
+                      last_activity=None, idle_seconds=None,
+                      session=Session(id="x", path=path, name=path, type="notebook") if path else None)
+
+    kernels = [kernel("k2"), kernel("k3", "c.ipynb")]
+    pids = [500, 501, 502, 504, 505, 506, 507]
+    procs = {p.pid: p for p in host._leftovers(scan, pids, {}, GpuReading(), {}, servers, kernels)}
+    # Its server and its kernel are gone.
     assert procs[500].orphan_reasons == ("server-gone", "kernel-gone")
     assert procs[500].notebook == "/w/a.ipynb" and procs[500].server_pid == 333
+    # Its server lives and lists no kernel for its notebook.
     assert procs[501].orphan_reasons == ("kernel-gone",)
+    # A kernel process its live, read server does not list.
+    assert procs[506].orphan_reasons == ("kernel-gone",) and procs[506].kernel_id == "k9"
     assert procs[502].orphan_reasons == () and procs[502].kernel_id == "k2"
+    # Same notebook as a live kernel: younger than it, maybe let go by it (nohup): unknown;
+    # older than it, it belonged to a kernel before a restart: gone.
+    assert procs[504].orphan_reasons == ()
+    assert procs[505].orphan_reasons == ("kernel-gone",)
+    # Its server lives but was not read: nobody can say.
+    assert procs[507].orphan_reasons == ()
     assert procs[500].cpu_percent is None and procs[500].memory_bytes is None  # not measured: unknown

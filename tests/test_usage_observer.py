@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import psutil
 import pytest
 
 from nbtui.config import ServerConfig
@@ -35,18 +36,30 @@ def kernel_fields(server) -> dict:
 
 
 def settled(server):
-    """The kernels' fields once they stop moving (the last execution's messages have landed)."""
-    before = {}
+    """The kernels' fields once they stop moving: every kernel process done starting (its
+    CPU time flat for a second; a kernel's start-up publishes a message that moves
+    last_activity) and the fields unchanged over the same second."""
+    before: tuple = ()
+
+    def state():
+        fields = kernel_fields(server)
+        cpu = {}
+        for kid in fields:
+            try:
+                cpu[kid] = sum(psutil.Process(server.kernel_pid(kid)).cpu_times()[:2])
+            except psutil.Error:
+                cpu[kid] = None
+        return fields, cpu
 
     def same():
         nonlocal before
-        now = kernel_fields(server)
+        now = state()
         stable = now == before
         before = now
         return stable
 
-    wait_for(same, 30, 0.5, "kernel fields to settle")
-    return before
+    wait_for(same, 60, 1.0, "kernels to finish starting and their fields to settle")
+    return before[0]
 
 
 async def test_twenty_polls_leave_last_activity_and_connections_alone(jupyter):

@@ -29,11 +29,17 @@ Ident = tuple[int, float]  # (pid, create_time)
 
 
 def kernel_id_in(cmdline: Iterable[str]) -> Optional[str]:
-    """The kernel id of a connection file named on a command line, if one is."""
+    """The kernel id of a connection file named on a command line, if one is.
+
+    A client attached to a kernel (``jupyter console --existing kernel-<id>.json``) names
+    the file too, but is not the kernel: it does not count.
+    """
+    previous = ""
     for arg in cmdline:
         m = _CONN_FILE.search(arg)
-        if m:
+        if m and previous != "--existing" and not arg.startswith("--existing="):
             return m.group(1)
+        previous = arg
     return None
 
 

@@ -44,6 +44,29 @@ class TreeUsage:
         )
 
 
+def _orphan_kernel_alive(scan: Scan, proc, kernel_id, session, server_alive, server, kernels, roots) -> Optional[bool]:
+    """Whether the kernel that started a Jupyter process with no kernel above it lives.
+
+    Usually it is gone (the process was reparented when its kernel died). But a live
+    kernel of the same id (a restart keeps the id) or the same notebook that is OLDER than
+    the process may have started it and let it go (``nohup … &``): nobody can say (None).
+    A live one younger than the process is a restart: the process's own kernel is gone.
+    """
+    candidates = []
+    if kernel_id is not None:
+        candidates.append(kernel_id)
+    elif session and server is not None:
+        candidates += [k.kernel_id for k in kernels if k.server == server.name and k.session
+                       and (session == k.session.path or session.endswith("/" + k.session.path.lstrip("/")))]
+    elif server_alive and server is None:
+        return None  # its server lives but was not read: its kernels are unknown
+    for kid in candidates:
+        root = roots.get(kid)
+        if root is not None and scan.procs[root].create_time <= proc.create_time:
+            return None
+    return False
+
+
 def _sum(values: Iterable[Optional[float]]):
     values = list(values)
     if not values or any(v is None for v in values):
@@ -179,8 +202,8 @@ class LocalHost:
 
     def _leftovers(self, scan: Scan, pids: list[int], stats, reading, by_pid, servers, kernels) -> list[model.Process]:
         live_servers = {s.pid: s for s in servers if s.ok and s.pid is not None}
-        listed = {(s_name, kid) for s_name, kid in ((k.server, k.kernel_id) for k in kernels)}
-        listed_ids = {kid for _, kid in listed}
+        listed_ids = {k.kernel_id for k in kernels}
+        roots = scan.kernel_roots()
         out = []
         for pid in pids:
             proc = scan.procs[pid]
@@ -191,8 +214,9 @@ class LocalHost:
             kernel_id = root.facts.kernel_id if root else self._kernel_of.get(proc.ident)
             server_alive = None if server_pid is None else scan.alive(server_pid, born_before=proc.create_time)
             if root is None:
-                # A Jupyter process with no kernel above it: the kernel that started it is gone.
-                kernel_alive: Optional[bool] = False
+                server = live_servers.get(server_pid) if server_alive else None
+                kernel_alive: Optional[bool] = _orphan_kernel_alive(
+                    scan, proc, kernel_id, session, server_alive, server, kernels, roots)
             elif server_alive and server_pid in live_servers:
                 kernel_alive = root.facts.kernel_id in listed_ids
             else:
