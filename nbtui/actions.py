@@ -148,7 +148,9 @@ class Step:
         if self.children:
             noun = "child process" if len(self.children) == 1 else "child processes"
             pids = ", ".join(str(c.pid) for c in self.children[:6]) + (" …" if len(self.children) > 6 else "")
-            verb = "signalled if they outlive it" if self.kind == KERNEL else "signalled too"
+            one = len(self.children) == 1
+            verb = (("signalled if it outlives the kernel" if one else "signalled if they outlive the kernel")
+                    if self.kind == KERNEL else "signalled too")
             text += f"; {len(self.children)} {noun} ({pids}) {verb}"
         if self.refusal:
             text += f" — REFUSED: {self.refusal}"
@@ -336,8 +338,10 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     for i, s in enumerate(steps):
         if s.kind == KERNEL and i in outcomes and outcomes[i].result in ("ok", "gone"):
             tree = ([s.process] if s.process else []) + list(s.children)
-            outcomes[i].fates = [kernel_fates.get(p.pid) or Fate(p.pid, p.user, p.cmdline, signals.WENT_WITH_KERNEL)
-                                 for p in tree if p.pid in kernel_fates or p not in leftovers.get(i, [])]
+            outcomes[i].fates = [
+                kernel_fates.get(p.pid) or Fate(p.pid, p.user, p.cmdline,
+                                                signals.SHUT_DOWN if p is s.process else signals.WENT_WITH_KERNEL)
+                for p in tree if p.pid in kernel_fates or p not in leftovers.get(i, [])]
     ordered = [outcomes[i] for i in range(len(steps))]
     for o in ordered:
         audit.record(action, o.step.audit_target(), o.result,

@@ -100,7 +100,8 @@ def test_kill_kernel_shuts_it_down_and_signals_its_leftover_child(shared_jupyter
     assert line["action"] == "kill" and line["result"] == "ok"
     assert line["target"]["kernel_id"] == kid and line["target"]["notebook"] == "work/a.ipynb"
     assert line["target"]["children"] == [child]
-    assert {p["pid"]: p["fate"] for p in line["processes"]}[child] == fate
+    fates = {p["pid"]: p["fate"] for p in line["processes"]}
+    assert fates[child] == fate and fates[line["target"]["pid"]] == signals.SHUT_DOWN
     assert jupyter.token not in audit.audit_path().read_text()
 
 

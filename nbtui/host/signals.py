@@ -25,6 +25,7 @@ ALREADY_GONE = "already gone"
 SURVIVED = "survived SIGKILL"
 DENIED = "permission denied"
 WENT_WITH_KERNEL = "exited with its kernel"
+SHUT_DOWN = "shut down by its server"
 
 _SERVER_MARKERS = ("jupyter_server", "jupyter-server", "jupyter-lab", "jupyterlab", "jupyter-notebook",
                    "notebook.app", "jupyterhub", "jupyter_server.serverapp", "jupyter-labhub", "jupyterhub-singleuser")
@@ -50,7 +51,7 @@ class Fate:
 
     @property
     def ok(self) -> bool:
-        return self.fate in (EXITED, KILLED, ALREADY_GONE, WENT_WITH_KERNEL)
+        return self.fate in (EXITED, KILLED, ALREADY_GONE, WENT_WITH_KERNEL, SHUT_DOWN)
 
     def json(self) -> dict:
         return {"pid": self.pid, "user": self.user, "cmdline": self.cmdline, "fate": self.fate}
