@@ -13,7 +13,7 @@ import signal
 import psutil
 import pytest
 
-from nbtui.config import ServerConfig
+from nbtui.config import ServerConfig, Settings
 from nbtui.fleet import Fleet
 from nbtui.host import gpu
 from nbtui.host.gpu import DeviceSample, GpuReading, ProcMemory, ProcUtil
@@ -137,6 +137,10 @@ async def test_recorded_gpu_samples_attribute_to_real_trees(shared_jupyter):
         assert {(x.pid, x.memory_bytes) for x in snap.unattributed_gpu} == {(other, 7 * MB), (ghost, 11 * MB)}
         assert snap.gpus[0].memory_total == 80 * 1024 * MB and snap.gpu_note is None
         assert snap.gpus[0].idle_kernel_memory == 0  # the kernel was just used
+        # With an idle threshold it has passed, its whole tree's GPU memory counts as idle.
+        idle_host = LocalHost(Settings(orphan_idle=0.001), nvml=Recorded(reading), gpu_pid_check=lambda pid: None)
+        snap = await snapshot(server, idle_host)
+        assert snap.gpus[0].idle_kernel_memory == (2566 + 1542) * MB
 
         # The same PIDs, but the processes here have no NVIDIA device open: NVML speaks of
         # namesakes in another PID namespace. Never guessed onto the kernel.

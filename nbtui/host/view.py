@@ -67,6 +67,11 @@ def _orphan_kernel_alive(scan: Scan, proc, kernel_id, session, server_alive, ser
     return False
 
 
+def _on_gpu(pids: Iterable[int], by_pid) -> list[int]:
+    """The PIDs of a tree that NVML reports and that are confirmed as these processes."""
+    return [p for p in pids if p in by_pid]
+
+
 def _sum(values: Iterable[Optional[float]]):
     values = list(values)
     if not values or any(v is None for v in values):
@@ -133,7 +138,7 @@ class LocalHost:
             usage={key: t.usage(LOCAL, self.hostname) for key, t in trees.items()},
             processes=tuple(processes),
             unattributed_gpu=gpu_mod.unattributed(reading, attributed & set(by_pid)),
-            gpus=gpu_mod.devices(reading, [trees[k].pids for k in idle_keys], host=self.hostname),
+            gpus=gpu_mod.devices(reading, [_on_gpu(trees[k].pids, by_pid) for k in idle_keys], host=self.hostname),
             gpu_note=reading.note,
         )
 
@@ -159,7 +164,8 @@ class LocalHost:
         by_pid = self._local_gpu_pids(scan, gpu_mod.per_pid(reading))
         trees = {kid: self._tree(scan, pid, stats, reading, by_pid, first) for kid, pid in found.items()}
         idle = set(idle)
-        devices = gpu_mod.devices(reading, [t.pids for kid, t in trees.items() if kid in idle])
+        devices = gpu_mod.devices(reading, [_on_gpu(t.pids, by_pid) for kid, t in trees.items() if kid in idle],
+                                  host=self.hostname)
         return trees, devices, reading.note
 
     # -- pieces -----------------------------------------------------------------------------
