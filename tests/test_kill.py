@@ -206,7 +206,8 @@ def test_cull_orphans_takes_missing_notebooks_and_sessionless_kernels(jupyter):
     ls = json.loads(run_nbtui("ls", "--orphans", "--json", env=env).stdout)
     assert {k["kernel_id"]: k["orphan_reasons"] for k in ls["kernels"]} == {
         lost: ["notebook-missing"], bare: ["no-session"]}
-    r = run_nbtui("cull", "--orphans", "--yes", "--json", env=env)
+    # --server: this server's kernels only (leftover processes of other tests on this host stay out)
+    r = run_nbtui("cull", "--orphans", "--server", name_of(jupyter), "--yes", "--json", env=env)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert sorted(x["target"] for x in out["results"]) == sorted(f"{name_of(jupyter)}:{k}" for k in (lost, bare))
@@ -215,7 +216,7 @@ def test_cull_orphans_takes_missing_notebooks_and_sessionless_kernels(jupyter):
     assert {line["target"]["kernel_id"] for line in audit_lines()} == {lost, bare}
     assert all(line["action"] == "cull" for line in audit_lines())
     assert jupyter.token not in r.stdout
-    again = run_nbtui("cull", "--orphans", "--yes", env=env)  # idempotent: nothing left to do
+    again = run_nbtui("cull", "--orphans", "--server", name_of(jupyter), "--yes", env=env)  # idempotent
     assert again.returncode == 0 and again.stdout.strip() == "nothing to cull"
 
 

@@ -113,3 +113,45 @@ class _Modal(App):
 
 def test_kill_confirmation_snapshot(snap_compare):
     assert snap_compare(_Modal(), terminal_size=(100, 20))
+
+
+class OnlyFrom:
+    """The real host view, scoped to one (crashed) server's processes: other tests' leftovers
+    on this shared machine are none of this test's business."""
+
+    def __init__(self, host, server_pid: int):
+        self.host, self.server_pid = host, server_pid
+
+    def sample(self, servers, kernels):
+        from dataclasses import replace
+
+        s = self.host.sample(servers, kernels)
+        return replace(s, processes=tuple(p for p in s.processes if p.server_pid == self.server_pid))
+
+
+async def test_leftovers_of_a_crashed_server_are_counted_and_killed_from_the_palette(jupyter_factory):
+    import psutil
+
+    from nbtui.host.view import LocalHost
+    from tests.test_kill import gone, spawn_child
+    from tests.jupyter import wait_for
+
+    crashed = jupyter_factory("crashed")
+    kid = crashed.create_session("gpu.ipynb")["kernel"]["id"]
+    child = spawn_child(crashed, kid)
+    kernel_pid = crashed.kernel_pid(kid)
+    crashed.kill_hard()
+    wait_for(lambda: gone(kernel_pid), 30, what="the kernel to follow its server")
+    fleet = Fleet([], Settings(timeout=2.0), host=OnlyFrom(LocalHost(Settings()), crashed.pid))
+    app = NbtuiApp(fleet, refresh=0.3)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = app.fleet_screen
+        await until(pilot, lambda: screen.snapshot and any(p.pid == child for p in screen.snapshot.processes),
+                    what="the leftover child listed")
+        assert "leftover" in str(screen.query_one("#summary").render())
+        screen.action_kill_leftovers()
+        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, what="the modal")
+        assert f"• pid {child}" in lines_of(modal) and "gpu.ipynb" in lines_of(modal)
+        await pilot.press("y")
+        await until(pilot, lambda: gone(child), what="the child to be gone")
+    assert not psutil.pid_exists(child) or gone(child)

@@ -31,7 +31,7 @@ from nbtui.tui.table import KernelTable
 from nbtui.units import human_bytes, middle_truncate
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
-MUTATING = {"interrupt", "restart", "kill", "cull", "migrate"}
+MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers"}
 # Actions that need a kernel under the cursor (or marked).
 NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate"}
 WIDE = 120  # at least this wide: details sit beside the table and start open
@@ -311,6 +311,11 @@ class FleetScreen(Screen):
         t.append(f" · {busy} busy"
                  f" · {len(idle)} idle >{_short(snap.idle_threshold)}")
         t.append(f" · idle GPU {human_bytes(sum(gpu_known)) if gpu_known else '—'}")
+        left = [p for p in snap.processes if p.orphan_reasons]
+        if left:
+            held = sum(p.gpu_memory_bytes or 0 for p in left)
+            t.append(f" · {len(left)} leftover" + (f" ({human_bytes(held)} GPU)" if held else ""),
+                     style=f"bold {self.app.current_theme.error or ''}")
         if self.marked_keys:
             t.append(f" · marked {len(self.marked_keys)}", style="bold")
             frees = _frees(self.marked_kernels)
@@ -501,6 +506,14 @@ class FleetScreen(Screen):
 
         kill_kernels(self, self.targets())
 
+    def action_kill_leftovers(self) -> None:
+        if self.readonly:
+            self.notify("readonly: kill is off", severity="warning")
+            return
+        from nbtui.tui.kill import kill_leftovers
+
+        kill_leftovers(self)
+
     def action_cull(self) -> None:
         if self.readonly:
             self.notify("readonly: cull is off", severity="warning")
@@ -547,6 +560,8 @@ class FleetScreen(Screen):
                 ("Kill kernel…", "Shut down the marked or selected kernels and their leftovers (k)",
                  self.action_kill),
                 ("Cull…", "Remove idle or orphaned kernels and leftover processes by policy", self.action_cull),
+                ("Kill leftover processes…", "Free what crashed servers' kernels left running (their GPU "
+                 "memory too), after a confirmation", self.action_kill_leftovers),
             ]
         return cmds
 

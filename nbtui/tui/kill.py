@@ -125,6 +125,45 @@ def kill_kernels(screen, kernels: list[Kernel]) -> None:
     screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
 
 
+def leftovers(snapshot: Optional[Snapshot]) -> list:
+    """Local processes left over (with a reason), as the snapshot lists them."""
+    return [p for p in snapshot.processes if p.orphan_reasons] if snapshot else []
+
+
+def kill_leftovers(screen) -> None:
+    """Every leftover local process (a crashed server's kernel children): plan, confirm, kill."""
+    snapshot = screen.snapshot
+    procs = leftovers(snapshot)
+    app = screen.app
+    if not procs:
+        app.notify("no leftover processes", timeout=3)
+        return
+
+    def plan() -> list[actions.Step]:
+        steps = []
+        for p in procs:
+            try:
+                steps.append(actions.plan_process(snapshot, p.pid, explicit=False))
+            except NbtuiError:
+                continue  # gone since the snapshot
+        return steps
+
+    async def flow() -> None:
+        steps = await asyncio.to_thread(plan)
+        if not steps:
+            app.notify("no leftover processes", timeout=3)
+            return
+        title = f"Kill {len(steps)} leftover process{'es' if len(steps) != 1 else ''}?"
+        if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Kill")):
+            return
+        outcomes = await actions.execute(app.fleet, steps, action="kill")
+        text, bad = result_message(outcomes)
+        app.notify(text, severity="error" if bad else "information", timeout=6)
+        app.refresh_now()
+
+    screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
+
+
 class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
     """The cull policy: idle past a duration, orphans, GPU only. Dismisses with the policy or None."""
 
