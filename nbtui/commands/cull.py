@@ -9,7 +9,7 @@ import sys
 from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
 from nbtui.commands.kill import _grace, confirm, exit_code, print_plan
-from nbtui.errors import EXIT_OK, EXIT_PARTIAL
+from nbtui.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
 from nbtui.units import human_bytes, parse_duration
 
@@ -89,4 +89,6 @@ async def _cull(args) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "readonly", False) and not args.dry_run:
+        raise UsageError("--readonly: cull is off (--dry-run still shows the plan)")
     return asyncio.run(_cull(args))

@@ -90,4 +90,6 @@ async def _kill(args) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "readonly", False) and not args.dry_run:
+        raise UsageError("--readonly: kill is off (--dry-run still shows the plan)")
     return asyncio.run(_kill(args))
