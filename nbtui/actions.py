@@ -163,6 +163,7 @@ class Outcome:
     result: str  # ok | gone | refused: … | failed: …
     fates: list[Fate] = field(default_factory=list)
     server_error: bool = False
+    audit_error: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -344,8 +345,11 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
                 for p in tree if p.pid in kernel_fates or p not in leftovers.get(i, [])]
     ordered = [outcomes[i] for i in range(len(steps))]
     for o in ordered:
-        audit.record(action, o.step.audit_target(), o.result,
-                     processes=[f.json() for f in o.fates], reasons=list(o.step.reasons))
+        try:
+            audit.record(action, o.step.audit_target(), o.result,
+                         processes=[f.json() for f in o.fates], reasons=list(o.step.reasons))
+        except OSError as e:  # what was done is done: say the log failed, never hide the result
+            o.audit_error = f"could not write the audit log {audit.audit_path()}: {e.strerror or e}"
     return ordered
 
 

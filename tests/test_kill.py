@@ -307,3 +307,12 @@ def test_a_server_named_by_pid_is_killed_with_its_kernels_and_no_token_is_writte
     assert jupyter.token not in audit.audit_path().read_text()
     wait_for(lambda: gone(kernel_pid), 10, what="the server's kernel to go")
     jupyter.proc.wait(10)
+
+
+def test_an_unwritable_audit_log_is_reported_and_the_kill_still_counts(stray, tmp_path):
+    p = stray()
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    r = run_nbtui("kill", f"pid:{p.pid}", "--yes", env={"NBTUI_STATE_DIR": str(blocker / "state")})
+    assert r.returncode == 0 and p.poll() is not None
+    assert "could not write the audit log" in r.stderr

@@ -84,6 +84,8 @@ async def _cull(args) -> int:
     else:
         for o in outcomes:
             print(redact(o.describe()))
+    for line in sorted({o.audit_error for o in outcomes if o.audit_error}):
+        print(f"nbtui: {redact(line)}", file=sys.stderr)
     code = exit_code(outcomes)
     return EXIT_PARTIAL if unread and code == EXIT_OK else code
 

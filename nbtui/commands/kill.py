@@ -86,6 +86,8 @@ async def _kill(args) -> int:
     else:
         for o in outcomes:
             print(redact(o.describe()))
+    for line in sorted({o.audit_error for o in outcomes if o.audit_error}):
+        print(f"nbtui: {redact(line)}", file=sys.stderr)
     return exit_code(outcomes)
 
 

@@ -94,7 +94,10 @@ def result_message(outcomes: list[actions.Outcome]) -> tuple[str, bool]:
         text += f", freed {freed}"
     if failed:
         text += f"; {len(failed)} not: " + "; ".join(redact(o.describe()) for o in failed[:3])
-    return text, bool(failed)
+    audit_errors = sorted({o.audit_error for o in outcomes if o.audit_error})
+    if audit_errors:
+        text += f"; {redact(audit_errors[0])}"
+    return text, bool(failed or audit_errors)
 
 
 async def _plan(snapshot: Snapshot, kernels: list[Kernel]) -> list[actions.Step]:
