@@ -60,7 +60,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"nbtui: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Optional[Sequence[str]] = None, *, lazy: bool = False) -> argparse.ArgumentParser:
+    """The full parser; with ``lazy``, only the commands named in ``argv`` import their
+    module (the others keep their help line), so `nbtui` itself starts fast."""
+    named = set(sys.argv[1:] if argv is None else argv)
     parser = _Parser(
         prog="nbtui",
         description="Every Jupyter kernel on every server: usage, GPU memory, orphans, console.",
@@ -70,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(f"nbtui.commands.{module}").add_arguments(p)
+        if not lazy or name in named:
+            importlib.import_module(f"nbtui.commands.{module}").add_arguments(p)
         for leaf in _leaves(p):
             _global_options(leaf, suppress=True)
     return parser
@@ -95,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv, lazy=True).parse_args(argv)
     try:
         return _run(args) or 0
     except NbtuiError as e:

@@ -18,16 +18,24 @@ def run(args: argparse.Namespace, *, fleet=None, config=None,
     """Open the TUI; ``fleet`` and ``open_console`` let other commands (demo, console) reuse it."""
     config = config or load_config(args)
     fleet = fleet or open_fleet(args, config)
-    from nbtui.tui.app import NbtuiApp  # textual only loads when the screen opens
+    from nbtui.tui.runner import SnapshotRunner  # no textual: the first read starts now,
 
-    app = NbtuiApp(
-        fleet,
-        settings=config.settings,
-        readonly=bool(getattr(args, "readonly", False)),
-        theme=getattr(args, "theme", None),
-        refresh=getattr(args, "refresh", None),
-        config_folder=config.folder,
-        open_console=open_console,
-    )
-    app.run()
+    runner = SnapshotRunner(fleet)
+    runner.prefetch()
+    try:
+        from nbtui.tui.app import NbtuiApp  # while textual loads
+
+        app = NbtuiApp(
+            fleet,
+            settings=config.settings,
+            readonly=bool(getattr(args, "readonly", False)),
+            theme=getattr(args, "theme", None),
+            refresh=getattr(args, "refresh", None),
+            config_folder=config.folder,
+            open_console=open_console,
+            runner=runner,
+        )
+        app.run()
+    finally:
+        runner.close()
     return EXIT_OK

@@ -43,6 +43,7 @@ class NbtuiApp(App):
         config_folder: Path | None = None,
         open_console: Optional[tuple[str, str]] = None,
         live: bool = True,
+        runner: Optional[SnapshotRunner] = None,
     ):
         super().__init__()
         self.fleet = fleet  # actions and consoles use it on this loop
@@ -54,7 +55,7 @@ class NbtuiApp(App):
         self.snapshot: Optional[Snapshot] = None
         self.snapshots_seen = 0
         self.theme_errors: list[str] = []
-        self._runner: Optional[SnapshotRunner] = None
+        self._runner: Optional[SnapshotRunner] = runner  # may hold a read started before the app
         self._reading = False
         self._again = False
         self._timer = None
@@ -99,7 +100,8 @@ class NbtuiApp(App):
         self.push_screen(FleetScreen(readonly=self.readonly))
         for line in self.theme_errors:
             self.notify(line, severity="warning", timeout=8)
-        self._runner = SnapshotRunner(self.fleet)
+        if self._runner is None:
+            self._runner = SnapshotRunner(self.fleet)
         self.refresh_now()
         if self.initial_console:
             self.open_console(*self.initial_console)

@@ -7,8 +7,9 @@ loop); the screen keeps the original for actions and consoles on its own loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
 
 from nbtui.fleet import Fleet
 from nbtui.model import Snapshot
@@ -27,15 +28,22 @@ class SnapshotRunner:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nbtui-fleet", daemon=True)
         self._thread.start()
+        self._pending: Optional[concurrent.futures.Future] = None
 
-    def _submit(self, make: Callable[[], Awaitable[Any]]) -> "asyncio.Future[Any]":
+    def _submit(self, make: Callable[[], Awaitable[Any]]) -> "concurrent.futures.Future[Any]":
         async def call():
             return await make()
 
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), self._loop))
+        return asyncio.run_coroutine_threadsafe(call(), self._loop)
+
+    def prefetch(self) -> None:
+        """Start the first read now (before the screen exists); the next snapshot() gets it."""
+        if self._pending is None:
+            self._pending = self._submit(self.fleet.snapshot)
 
     async def snapshot(self) -> Snapshot:
-        return await self._submit(self.fleet.snapshot)
+        pending, self._pending = self._pending, None
+        return await asyncio.wrap_future(pending or self._submit(self.fleet.snapshot))
 
     def close(self, timeout: float = 3.0) -> None:
         if not self._loop.is_running():
