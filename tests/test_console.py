@@ -146,6 +146,11 @@ async def test_enter_runs_only_complete_code(shared_jupyter, kernel_id):
         await type_code(pilot, s, "x = 1")
         await pilot.press("ctrl+j")  # forces a new line even though the code is complete
         assert s.code_input.text == "x = 1\n"
+        await type_code(pilot, s, "def f(x):")
+        await pilot.press("enter", *"return x")  # typed on before the kernel answered
+        await until(pilot, lambda: s.code_input.text == "def f(x):\n    return x", what="keys after the break")
+        await pilot.press("escape")  # back to where the console came from
+        assert not isinstance(app.screen, type(s))
 
 
 async def test_history_walk_persist_and_search(shared_jupyter, kernel_id):

@@ -47,9 +47,9 @@ def test_console_mixed_outputs(snap_compare, colour, shared_jupyter):
         screen.view.clear()  # the banner names versions; the outputs are what this shows
         for code in (MIXED, "def load(path):\n    raise FileNotFoundError(path)\nload('data.csv')"):
             screen.code_input.text = code
-            screen.run_code(code)
-            await _until(pilot, lambda: screen.running)
-            await _until(pilot, lambda: not screen.running and screen.state == "idle")
+            await screen.run_code(code).wait()
+            await _until(pilot, lambda: screen.state == "idle")
+        screen.code_input.cursor_blink = False  # a blinking cursor would make the picture flaky
         screen.code_input.text = "df.describe()"
         screen.code_input.cursor_location = (0, 13)
         await pilot.pause(0.1)

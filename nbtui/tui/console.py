@@ -54,6 +54,9 @@ class CodeInput(TextArea):
             self.back = back
 
     async def _on_key(self, event) -> None:
+        if event.key == "escape":  # the screen's (back); TextArea would move the focus away
+            event.prevent_default()  # not TextArea's handler, but still bubbles to the bindings
+            return
         if event.key == "enter":
             event.prevent_default()
             event.stop()
@@ -72,7 +75,7 @@ class CodeInput(TextArea):
                 event.stop()
                 self.post_message(self.Complete())
                 return
-        await super()._on_key(event)
+        # anything else: TextArea._on_key runs next (Textual calls each class's handler)
 
     def newline(self, indent: Optional[str] = None) -> None:
         row, col = self.cursor_location
@@ -344,9 +347,13 @@ class ConsoleScreen(Screen):
             return
         last_line = code.rsplit("\n", 1)[-1]
         if "\n" not in code or last_line.strip():
+            where = self.code_input.cursor_location
             status, indent = await self._completeness(code)
             if status == "incomplete":
-                self.code_input.newline(indent)
+                # keys typed while we asked go on the new line, after the break
+                self.code_input.insert("\n" + (indent if indent is not None else ""), where)
+                return
+            if self.code_input.text != code:  # typed on meanwhile: not what was checked
                 return
         self.code_input.text = ""
         if self.history is not None:
