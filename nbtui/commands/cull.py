@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
+from typing import Optional
 
 from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
-from nbtui.commands.kill import _grace, confirm, exit_code, print_plan
+from nbtui.commands.kill import _grace, confirm, exit_code
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
-from nbtui.units import human_bytes, parse_duration
+from nbtui.units import human_bytes, human_duration, middle_truncate, parse_duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,13 +40,42 @@ def policy_from(args, settings) -> actions.CullPolicy:
     return actions.CullPolicy(idle=idle, gpu_only=gpu_only, orphans=orphans_, servers=tuple(args.server))
 
 
-def plan_table(steps: list[actions.Step]) -> list[str]:
-    lines = []
-    mem = sum(s.memory_bytes or 0 for s in steps)
-    gpu = sum(s.gpu_memory_bytes or 0 for s in steps)
-    lines.append(f"{len(steps)} to cull; frees {human_bytes(mem) if mem else '—'} memory, "
-                 f"{human_bytes(gpu) if gpu else '—'} GPU (where measured)")
-    return lines
+def _why(s: actions.Step) -> str:
+    if s.reasons:
+        return ",".join(s.reasons)
+    k = s.kernel
+    return f"idle {human_duration(k.idle_seconds)}" if k is not None else "—"
+
+
+def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[str]:
+    """The plan as a table that fits the terminal: what goes, why, what it frees, whose."""
+    width = width or shutil.get_terminal_size((80, 24)).columns
+    rows = []
+    for s in steps:
+        if s.kind == actions.KERNEL:
+            target, what = f"{s.kernel.server}:{s.kernel.kernel_id[:8]}", s.notebook or "(no session)"
+        else:
+            target, what = f"pid:{s.process.pid}", s.notebook or s.process.cmdline
+        if s.refusal:
+            what = f"REFUSED: {s.refusal}"
+        rows.append((target, what, _why(s), human_bytes(s.memory_bytes), human_bytes(s.gpu_memory_bytes),
+                     s.owner or "—"))
+    head = ("TARGET", "NOTEBOOK / COMMAND", "WHY", "MEM", "GPU", "OWNER")
+    tw = min(24, max(len(head[0]), *(len(r[0]) for r in rows)))
+    yw = min(26, max(len(head[2]), *(len(r[2]) for r in rows)))
+    ow = min(10, max(len(head[5]), *(len(r[5]) for r in rows)))
+    ww = max(12, width - (tw + yw + 6 + 6 + ow + 5))
+
+    def fmt(r) -> str:
+        return " ".join((middle_truncate(r[0], tw).ljust(tw), middle_truncate(r[1], ww).ljust(ww),
+                         middle_truncate(r[2], yw).ljust(yw), r[3].rjust(6), r[4].rjust(6),
+                         middle_truncate(r[5], ow))).rstrip()
+
+    mem = sum(s.memory_bytes or 0 for s in steps if not s.refusal)
+    gpu = sum(s.gpu_memory_bytes or 0 for s in steps if not s.refusal)
+    return [fmt(head), *(fmt(r) for r in rows),
+            f"{len(steps)} to cull; frees {human_bytes(mem) if mem else '—'} memory, "
+            f"{human_bytes(gpu) if gpu else '—'} GPU (where measured)"]
 
 
 async def _cull(args) -> int:
@@ -66,9 +97,8 @@ async def _cull(args) -> int:
                     print("nothing to cull")
                 return code_read
             if not args.json:
-                print_plan(steps, "would cull" if args.dry_run else "cull")
                 for line in plan_table(steps):
-                    print(line)
+                    print(redact(line))
             if args.dry_run:
                 if args.json:
                     print_json({"dry_run": True, "plan": [s.json() for s in steps], "results": []})
