@@ -240,6 +240,26 @@ async def test_interrupt_a_sleep(shared_jupyter, kernel_id):
         assert "KeyboardInterrupt" in text(s)
 
 
+async def test_ctrl_c_interrupts_in_the_app_even_while_asking(shared_jupyter, kernel_id):
+    from nbtui.tui.app import NbtuiApp
+
+    fleet = Fleet([ServerConfig("srv", shared_jupyter.url, token_source="discovered", token=shared_jupyter.token)],
+                  Settings())
+    app = NbtuiApp(fleet, live=False, open_console=("srv", kernel_id))
+    async with app.run_test(size=(80, 30)) as pilot:
+        s = await until(pilot, lambda: isinstance(app.screen, ConsoleScreen) and app.screen, what="the console")
+        await ready(pilot)
+        await type_code(pilot, s, "answer = input('never answered: ')")
+        await pilot.press("enter")
+        await until(pilot, lambda: s.has_class("asking"), what="the input prompt")
+        await pilot.press("ctrl+c")  # the app's quit key: in the console it interrupts
+        await until(pilot, lambda: not s.running, 10, "the interrupt to end input()")
+        assert "KeyboardInterrupt" in text(s) and app.is_running and not s.has_class("asking")
+        await type_code(pilot, s, "draft")
+        await pilot.press("ctrl+c")  # idle: clears the input, like IPython
+        assert s.code_input.text == "" and app.is_running
+
+
 async def test_restart_with_confirmation_and_death(jupyter):
     kid = jupyter.start_kernel()
     app = ConsoleApp(jupyter, kid)

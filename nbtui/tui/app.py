@@ -28,7 +28,7 @@ class NbtuiApp(App):
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
         Binding("q", "quit", "Quit", show=False),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "ctrl_c", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", show=False),
     ]
 
@@ -174,6 +174,13 @@ class NbtuiApp(App):
             screen.apply_snapshot(snap)
             if self.first_rows_at is None and screen.table.order:
                 self.first_rows_at = time.monotonic()
+
+    async def action_ctrl_c(self) -> None:
+        """Quit, unless the screen takes ctrl+c itself (the console interrupts its kernel)."""
+        take = getattr(self.screen, "take_ctrl_c", None)
+        if take is not None and take():
+            return
+        await self.action_quit()
 
     async def action_quit(self) -> None:
         self.exit()

@@ -4,7 +4,7 @@ Output log above (bounded), input below (highlighted when the kernel speaks Pyth
 enter runs complete code (``is_complete_request``) and adds a line otherwise; ctrl+j
 always adds a line; up/down walk the history (per kernel spec, in the state folder);
 ctrl+r searches it; tab completes in a popup; f1 shows help on the object at the cursor;
-ctrl+g interrupts; f5 restarts (after a confirmation); escape goes back.
+ctrl+g (or ctrl+c) interrupts; f5 restarts (after a confirmation); escape goes back.
 """
 
 from __future__ import annotations
@@ -339,7 +339,7 @@ class ConsoleScreen(Screen):
             self.notify("not connected to the kernel", severity="warning")
             return
         if self.running:
-            self.notify("the kernel is still running the last input (ctrl+g interrupts)", severity="warning")
+            self.notify("the kernel is still running the last input (ctrl+c interrupts)", severity="warning")
             return
         if getattr(self.app, "readonly", False):
             self.notify("readonly: running code is off", severity="warning")
@@ -505,6 +505,8 @@ class ConsoleScreen(Screen):
             value = await self._stdin_future
         finally:
             self._hide_stdin()
+        if value is None:  # interrupted while asking: the kernel gets KeyboardInterrupt instead
+            return
         self.view.stream(prompt)
         self.view.stream(("•" * 8 if content.get("password") else value) + "\n")
         await self.channels.input_reply(value, msg)
@@ -640,13 +642,23 @@ class ConsoleScreen(Screen):
 
     # -- actions ------------------------------------------------------------------------
 
+    def take_ctrl_c(self) -> bool:
+        """ctrl+c (the app asks first): interrupt a running input, else clear the input line."""
+        if self.running:
+            self.action_interrupt()
+        elif self.has_class("asking") or self.has_class("searching") or self.has_class("completing"):
+            self.action_back()
+        else:
+            self.code_input.text = ""
+        return True
+
     def action_back(self) -> None:
         if self.has_class("completing"):
             self._end_complete()
         elif self.has_class("searching"):
             self._end_search()
         elif self.has_class("asking"):
-            self.notify("the kernel waits for input: answer it, or ctrl+g to interrupt", severity="warning")
+            self.notify("the kernel waits for input: answer it, or ctrl+c to interrupt", severity="warning")
         else:
             self.app.pop_screen()
 
@@ -662,6 +674,8 @@ class ConsoleScreen(Screen):
         if getattr(self.app, "readonly", False):
             self.notify("readonly: interrupt is off", severity="warning")
             return
+        if self._stdin_future is not None and not self._stdin_future.done():
+            self._stdin_future.set_result(None)  # stop waiting for an answer the kernel won't need
         try:
             await actions.interrupt_kernel(self.fleet, self._kernel())
         except Exception as e:
