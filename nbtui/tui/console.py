@@ -223,7 +223,7 @@ class ConsoleScreen(Screen):
         view.write(styled(f"Connected to {self.server_name}:{self.kernel_id[:8]} — {lang} ({impl})", "bold"))
         if banner:
             view.write(styled(banner[0], "dim"))
-        view.write(styled("enter runs · ctrl+j new line · tab completes · f1 help · ctrl+g interrupt", "dim"))
+        view.write(styled("enter runs · ctrl+j new line · tab completes · f1 help · ctrl+c interrupts", "dim"))
         self._set_state(channels.state if channels.state != "unknown" else "idle")
         self._render_prompt()
         self.ready.set()
