@@ -316,3 +316,17 @@ def test_an_unwritable_audit_log_is_reported_and_the_kill_still_counts(stray, tm
     r = run_nbtui("kill", f"pid:{p.pid}", "--yes", env={"NBTUI_STATE_DIR": str(blocker / "state")})
     assert r.returncode == 0 and p.poll() is not None
     assert "could not write the audit log" in r.stderr
+
+
+def test_a_kernel_that_ignores_shutdown_goes_after_the_servers_own_timeout(jupyter_factory):
+    srv = jupyter_factory("deaf", extra_args=("--KernelManager.shutdown_wait_time=1",))
+    kid = srv.start_kernel()
+    reply = srv.run_code(kid, "async def _deaf(*a, **k):\n    pass\n"
+                              "k = get_ipython().kernel\nk.control_handlers['shutdown_request'] = _deaf\n"
+                              "k.shell_handlers['shutdown_request'] = _deaf")
+    assert reply["content"]["status"] == "ok"
+    kernel_pid = srv.kernel_pid(kid)
+    r = run_nbtui("kill", f"{name_of(srv)}:{kid}", "--yes", env=discovered_env(srv))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert f"pid {kernel_pid} shut down by its server" in r.stdout
+    assert kid not in {k["id"] for k in srv.kernels()} and gone(kernel_pid)
