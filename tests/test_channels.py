@@ -50,8 +50,11 @@ async def test_execute_streams_result_and_reply(client, kernel_id, protocol):
         ex = await ch.execute("import sys; print('out'); print('err', file=sys.stderr); 6*7")
         got = await outputs(ex)
         kinds = [msg_type(m) for m in got]
-        assert kinds[-1] == "execute_reply" and ex.reply["content"]["status"] == "ok"
-        streams = {m["content"]["name"]: m["content"]["text"] for m in got if msg_type(m) == "stream"}
+        assert "execute_reply" in kinds and ex.reply["content"]["status"] == "ok"  # shell and iopub race
+        streams: dict = {}
+        for m in got:  # a stream may come in several messages
+            if msg_type(m) == "stream":
+                streams[m["content"]["name"]] = streams.get(m["content"]["name"], "") + m["content"]["text"]
         assert streams == {"stdout": "out\n", "stderr": "err\n"}
         result = next(m for m in got if msg_type(m) == "execute_result")
         assert result["content"]["data"]["text/plain"] == "42"
@@ -105,9 +108,9 @@ async def test_input_request_is_answered(client, kernel_id):
 
 async def test_interrupt_stops_a_sleep(client, kernel_id):
     async with WebsocketChannels(client, kernel_id) as ch:
-        ex = await ch.execute("import time; time.sleep(100)")
+        ex = await ch.execute("import time; print('sleeping', flush=True); time.sleep(100)")
         async for m in ex:
-            if msg_type(m) == "execute_input":
+            if msg_type(m) == "stream":  # inside the cell, so the interrupt lands in the sleep
                 await client.interrupt(kernel_id)
                 break
         reply = await asyncio.wait_for(ex.wait(), 10)
@@ -116,9 +119,9 @@ async def test_interrupt_stops_a_sleep(client, kernel_id):
 
 async def test_control_interrupt_and_usage(client, kernel_id):
     async with WebsocketChannels(client, kernel_id) as ch:
-        ex = await ch.execute("import time; time.sleep(100)")
+        ex = await ch.execute("import time; print('sleeping', flush=True); time.sleep(100)")
         async for m in ex:
-            if msg_type(m) == "execute_input":
+            if msg_type(m) == "stream":  # inside the cell, so the interrupt lands in the sleep
                 usage = await ch.usage()  # answers while the shell is busy
                 assert usage["pid"] == shared_pid(client, kernel_id, usage)
                 await ch.interrupt()  # control channel
@@ -171,7 +174,10 @@ async def test_unknown_kernel_and_bad_token(client, shared_jupyter):
 
 async def test_request_timeout_is_timed_out(client, kernel_id):
     async with WebsocketChannels(client, kernel_id) as ch:
-        ex = await ch.execute("import time; time.sleep(100)")
+        ex = await ch.execute("import time; print('sleeping', flush=True); time.sleep(100)")
+        async for m in ex:
+            if msg_type(m) == "stream":
+                break
         with pytest.raises(TimedOut):
             await ch.request("kernel_info_request", {}, timeout=0.5)  # the shell is busy
         await client.interrupt(kernel_id)

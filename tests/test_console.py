@@ -232,9 +232,9 @@ async def test_interrupt_a_sleep(shared_jupyter, kernel_id):
     app = ConsoleApp(shared_jupyter, kernel_id)
     async with app.run_test(size=(80, 30)) as pilot:
         s = await ready(pilot)
-        await type_code(pilot, s, "import time; time.sleep(100)")
+        await type_code(pilot, s, "import time; print('sleeping', flush=True); time.sleep(100)")
         await pilot.press("enter")
-        await until(pilot, lambda: s.running and s.state == "busy", what="busy")
+        await until(pilot, lambda: s.running and lines(s)[-1] == "sleeping", what="the sleep to start")
         await pilot.press("ctrl+g")
         await until(pilot, lambda: not s.running, 10, "the interrupt to stop the sleep")
         assert "KeyboardInterrupt" in text(s)
