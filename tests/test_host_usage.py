@@ -79,7 +79,7 @@ async def test_spinning_allocating_kernel_shows_cpu_and_memory(shared_jupyter):
 
             async def spinning():
                 u = kernel_of(await fleet.snapshot(), kid).usage
-                return u.cpu_percent >= 70
+                return u.cpu_percent >= 40  # idle reads ~0; a busy shared machine may halve it
 
             # A shared 2-core machine may starve it for a moment: poll with a deadline.
             for _ in range(60):
@@ -87,7 +87,7 @@ async def test_spinning_allocating_kernel_shows_cpu_and_memory(shared_jupyter):
                     break
                 await asyncio.sleep(0.3)
             else:
-                pytest.fail("a spinning kernel never showed >= 70% CPU in 60 refreshes")
+                pytest.fail("a spinning kernel never showed >= 40% CPU in 60 refreshes")
     finally:
         server.shutdown_kernel(kid)
 
