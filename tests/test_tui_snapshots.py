@@ -6,6 +6,7 @@ them and update with `pytest tests/test_tui_snapshots.py --snapshot-update`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -162,3 +163,27 @@ def test_every_server_down(snap_compare, colour):
                                        ("b", "timeout", "timed out after 5 s"),
                                        ("c", "auth-failed", "token refused (403)")])))
     assert snap_compare(app_with([down]), terminal_size=(80, 24), run_before=settle)
+
+
+async def test_a_cell_changed_in_place_is_repainted():
+    """Cells updated in place (no full re-render) still reach the screen, and only they change."""
+    first = recorded(0)
+    k0 = first.kernels[3]
+    second = dataclasses.replace(first, kernels=(*first.kernels[:3], dataclasses.replace(k0, state="busy"),
+                                                 *first.kernels[4:]))
+    app = app_with([first, second])
+    async with app.run_test(size=(110, 24)) as pilot:
+        await settle(pilot)
+        table = app.fleet_screen.table
+        app.apply_snapshot(first)
+        await pilot.pause()
+        row = table.order.index(k0.key) + 1  # line 0 is the header
+        before = [table.render_line(y).text for y in range(len(table.order) + 1)]
+        assert " idle " in before[row]
+        written = app.fleet_screen.render_rows()
+        assert written == 0
+        app.apply_snapshot(second)
+        await pilot.pause()
+        after = [table.render_line(y).text for y in range(len(table.order) + 1)]
+        assert " busy " in after[row] and " idle " not in after[row]
+        assert [a for i, a in enumerate(after) if i != row] == [b for i, b in enumerate(before) if i != row]

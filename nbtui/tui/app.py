@@ -153,11 +153,11 @@ class NbtuiApp(App):
     async def _read(self) -> None:
         try:
             assert self._runner is not None
-            snap = await self._runner.snapshot()
+            snap, index = await self._runner.read()
         except Exception as e:  # the screen stays; say why in one line
             self.notify(f"refresh failed: {redact(str(e)) or type(e).__name__}", severity="error", timeout=4)
         else:
-            self.apply_snapshot(snap)
+            self.apply_snapshot(snap, index)
         finally:
             self._reading = False
         if self._again:
@@ -166,12 +166,14 @@ class NbtuiApp(App):
         elif self.live and self.is_running:
             self._timer = self.set_timer(self.interval, self.refresh_now)
 
-    def apply_snapshot(self, snap: Snapshot) -> None:
+    def apply_snapshot(self, snap: Snapshot, index: Optional[dict] = None) -> None:
         self.snapshot = snap
         self.snapshots_seen += 1
         screen = self.fleet_screen
         if screen is not None:
-            screen.apply_snapshot(snap)
+            if self._runner is not None:
+                screen.history = self._runner.history
+            screen.apply_snapshot(snap, index)
             if self.first_rows_at is None and screen.table.order:
                 self.first_rows_at = time.monotonic()
 

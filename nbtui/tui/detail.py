@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Optional
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Static
+
 
 from nbtui.model import Kernel, ServerInfo
 from nbtui.orphans import explain_kernel
 from nbtui.report import iso
+from nbtui.tui.history import History
+from nbtui.tui.textline import TextLines
 from nbtui.units import human_bytes, human_duration, human_percent
 
-HISTORY = 60  # samples kept per kernel for the sparklines
-
-
-class History:
-    """A short usage history per kernel: (cpu %, memory bytes, GPU memory bytes)."""
-
-    def __init__(self, length: int = HISTORY):
-        self.length = length
-        self._data: dict[str, deque] = {}
-
-    def add(self, kernels) -> None:
-        alive = set()
-        for k in kernels:
-            alive.add(k.key)
-            u = k.usage
-            if u is None:
-                continue
-            self._data.setdefault(k.key, deque(maxlen=self.length)).append(
-                (u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes))
-        for key in [k for k in self._data if k not in alive]:
-            del self._data[key]
-
-    def series(self, key: str, index: int) -> list[Optional[float]]:
-        """The samples of one measure, oldest first; None where it was unknown."""
-        data = [s[index] for s in self._data.get(key, ())]
-        return [] if all(v is None for v in data) else [None if v is None else float(v) for v in data]
 
 
 def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold red") -> Text:
@@ -109,17 +84,18 @@ class DetailPane(VerticalScroll):
     """
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="detail-text")
-        yield Static("", id="detail-spark")
+        yield TextLines("", id="detail-text")
+        yield TextLines("", id="detail-spark")
 
     def show(self, k: Optional[Kernel], server: Optional[ServerInfo], history: History,
              error_style: str = "bold red") -> None:
-        text = self.query_one("#detail-text", Static)
+        text = self.query_one("#detail-text", TextLines)
+        spark_lines = self.query_one("#detail-spark", TextLines)
         if k is None:
-            text.update("No kernel selected.")
-            self.query_one("#detail-spark", Static).update("")
+            text.show(Text("No kernel selected."))
+            spark_lines.show(Text(""))
             return
-        text.update(describe(k, server, error_style))
+        text.show(describe(k, server, error_style))
         width = max(8, self.size.width - 13)
         lines = []
         for i, (label, fmt, top) in enumerate((("CPU", human_percent, 100.0), ("MEM", human_bytes, None),
@@ -127,4 +103,4 @@ class DetailPane(VerticalScroll):
             data = history.series(k.key, i)
             last = fmt(data[-1]) if data and data[-1] is not None else "—"
             lines.append(f"{label:<4}{last:>6} {spark(data, width, top) if data else ''}")
-        self.query_one("#detail-spark", Static).update("\n".join(lines))
+        spark_lines.show(Text("\n".join(lines)))

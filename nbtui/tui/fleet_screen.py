@@ -26,8 +26,10 @@ from nbtui.model import Kernel, Snapshot
 from nbtui.secrets import redact
 from nbtui.tui import rows
 from nbtui.tui.confirm import ConfirmScreen
-from nbtui.tui.detail import DetailPane, History
+from nbtui.tui.detail import DetailPane
+from nbtui.tui.history import History
 from nbtui.tui.table import KernelTable
+from nbtui.tui.textline import TextLines
 from nbtui.units import human_bytes, middle_truncate
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
@@ -135,6 +137,7 @@ class FleetScreen(Screen):
         self.show_details: Optional[bool] = None  # None: decided by the width
         self._by_key: dict[str, Kernel] = {}
         self._layout: tuple = ()
+        self._theme = None
 
     # -- what others reach ---------------------------------------------------------------
 
@@ -173,8 +176,8 @@ class FleetScreen(Screen):
     # -- layout --------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static("nbtui", id="summary")
-        yield Static("", id="servers")
+        yield TextLines("nbtui", id="summary")
+        yield TextLines("", id="servers")
         yield Input(placeholder="filter: server, id, path, spec, state (escape clears)", id="filter")
         with Horizontal(id="body"):
             yield KernelTable(id="kernels")
@@ -219,12 +222,14 @@ class FleetScreen(Screen):
 
     # -- data ----------------------------------------------------------------------------
 
-    def apply_snapshot(self, snap: Snapshot) -> None:
-        """Show a new snapshot (called on the UI thread by the app after each read)."""
+    def apply_snapshot(self, snap: Snapshot, index: Optional[dict[str, Kernel]] = None) -> None:
+        """Show a new snapshot (on the UI thread). ``index`` (kernels by key) and the usage
+        history come from the runner's thread when the app reads; otherwise they are made here."""
         self.snapshot = snap
-        self._by_key = {k.key: k for k in snap.kernels}
+        self._by_key = index if index is not None else {k.key: k for k in snap.kernels}
         self.marked_keys &= self._by_key.keys()
-        self.history.add(snap.kernels)
+        if index is None:
+            self.history.add(snap.kernels)
         self.render_all()
 
     def render_all(self) -> None:
@@ -244,6 +249,7 @@ class FleetScreen(Screen):
     def render_rows(self, restyle: bool = False) -> int:
         kernels = self.visible_kernels()
         with self.app.batch_update():
+            self._theme = self.app.current_theme  # looked up once per refresh, not per cell
             written = self.table.apply(kernels, self.marked_keys, self._style, restyle=restyle)
             if self.has_class("empty") != (not kernels):
                 self.refresh_bindings()
@@ -253,7 +259,7 @@ class FleetScreen(Screen):
         return written
 
     def _style(self, column: str, text: str, orphan: bool = False):
-        theme = self.app.current_theme
+        theme = self._theme or self.app.current_theme
         style = f"italic {theme.error or ''}" if orphan and column in ("kernel", "notebook") else ""
         if column == "state":
             if text == "busy":
@@ -296,7 +302,7 @@ class FleetScreen(Screen):
             t.append("  READONLY", style="bold reverse")
         if snap is None:
             t.append("  reading…")
-            self.query_one("#summary", Static).update(t)
+            self.query_one("#summary", TextLines).show(t)
             return
         up = sum(1 for s in snap.servers if s.ok)
         ks = snap.kernels
@@ -321,8 +327,8 @@ class FleetScreen(Screen):
             frees = _frees(self.marked_kernels)
             if frees:
                 t.append(f" ({frees})", style="bold")
-        self.query_one("#summary", Static).update(t)
-        self.query_one("#servers", Static).update(self._servers_text(snap))
+        self.query_one("#summary", TextLines).show(t)
+        self.query_one("#servers", TextLines).show(self._servers_text(snap))
 
     def _servers_text(self, snap: Snapshot) -> Text:
         theme = self.app.current_theme

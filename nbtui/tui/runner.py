@@ -12,7 +12,8 @@ import threading
 from typing import Any, Awaitable, Callable, Optional
 
 from nbtui.fleet import Fleet
-from nbtui.model import Snapshot
+from nbtui.model import Kernel, Snapshot
+from nbtui.tui.history import History
 
 
 def _private_copy(fleet: Any) -> Any:
@@ -29,6 +30,7 @@ class SnapshotRunner:
         self._thread = threading.Thread(target=self._loop.run_forever, name="nbtui-fleet", daemon=True)
         self._thread.start()
         self._pending: Optional[concurrent.futures.Future] = None
+        self.history = History()
 
     def _submit(self, make: Callable[[], Awaitable[Any]]) -> "concurrent.futures.Future[Any]":
         async def call():
@@ -36,14 +38,24 @@ class SnapshotRunner:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop)
 
+    async def _read(self) -> tuple[Snapshot, dict[str, Kernel]]:
+        snap = await self.fleet.snapshot()
+        # Work over every kernel happens here, not on the UI thread.
+        self.history.add(snap.kernels)
+        return snap, {k.key: k for k in snap.kernels}
+
     def prefetch(self) -> None:
-        """Start the first read now (before the screen exists); the next snapshot() gets it."""
+        """Start the first read now (before the screen exists); the next read gets it."""
         if self._pending is None:
-            self._pending = self._submit(self.fleet.snapshot)
+            self._pending = self._submit(self._read)
+
+    async def read(self) -> tuple[Snapshot, dict[str, Kernel]]:
+        """A snapshot, and its kernels by key."""
+        pending, self._pending = self._pending, None
+        return await asyncio.wrap_future(pending or self._submit(self._read))
 
     async def snapshot(self) -> Snapshot:
-        pending, self._pending = self._pending, None
-        return await asyncio.wrap_future(pending or self._submit(self.fleet.snapshot))
+        return (await self.read())[0]
 
     def close(self, timeout: float = 3.0) -> None:
         if not self._loop.is_running():

@@ -6,11 +6,13 @@ from typing import Callable, Iterable, Optional
 
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
+from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
 from nbtui.model import Kernel
 from nbtui.tui.rows import Column, cells
+from nbtui.units import human_duration
 
 Styler = Callable[[str, str, bool], object]  # (column key, text, orphan row) -> renderable
 
@@ -25,6 +27,7 @@ class KernelTable(DataTable):
         self._text: dict[str, tuple[str, ...]] = {}  # row key -> plain cells
         self._order: list[str] = []
         self._orphan: dict[str, bool] = {}  # row key -> styled as an orphan
+        self._sig: dict[str, tuple] = {}  # row key -> (what its cells depend on, its cells)
 
     # -- layout --------------------------------------------------------------------------
 
@@ -33,6 +36,7 @@ class KernelTable(DataTable):
         self.clear(columns=True)
         self._text.clear()
         self._orphan.clear()
+        self._sig.clear()
         self._order = []
         self.layout_columns = list(columns)
         self.nb_width = nb_width
@@ -61,44 +65,97 @@ class KernelTable(DataTable):
         return self._order[self.cursor_row]
 
     def apply(self, kernels: Iterable[Kernel], marked: set[str], style: Styler, restyle: bool = False) -> int:
-        """Make the rows show ``kernels`` in this order; return how many cells were written."""
+        """Make the rows show ``kernels`` in this order; return how many cells were written.
+
+        Cells are recomputed only for kernels whose state, usage, session or marks changed
+        (the idle time, which moves every refresh, is the one cell formatted each time), and
+        written straight into the table with one repaint at the end.
+        """
         cursor_key = self.key_at_cursor()
         kernels = list(kernels)
-        wanted = {k.key for k in kernels}
+        keys = [k.key for k in kernels]
+        wanted = set(keys)
         written = 0
-        gone = [k for k in self._text if k not in wanted]
+        gone = [key for key in self._text if key not in wanted]
         for key in gone:
             self.remove_row(key)
             del self._text[key]
             self._orphan.pop(key, None)
+            self._sig.pop(key, None)
         # The table's own order now: what stayed, then what add_row appends.
-        current = [k for k in self._order if k in self._text] if gone else list(self._order)
+        current = [key for key in self._order if key in self._text] if gone else list(self._order)
         cols = self.layout_columns
-        for k in kernels:
-            new = cells(k, cols, self.nb_width, k.key in marked)
-            old = self._text.get(k.key)
+        idle_at = next((i for i, c in enumerate(cols) if c.key == "idle"), None)
+        data = self._data
+        changed: set[str] = set()
+        for key, k in zip(keys, kernels):
+            is_marked = key in marked
+            sig = (k.state, k.connections, k.kernel_name, k.session, k.usage, k.orphan_reasons, is_marked)
+            cached = self._sig.get(key)
+            if cached is not None and cached[0] == sig:
+                new = cached[1]
+                if idle_at is not None:
+                    idle = human_duration(k.idle_seconds)
+                    if new[idle_at] != idle:
+                        new = new[:idle_at] + (idle,) + new[idle_at + 1:]
+            else:
+                new = cells(k, cols, self.nb_width, is_marked)
+            self._sig[key] = (sig, new)
+            old = self._text.get(key)
             orphan = bool(k.orphan_reasons)
-            flip = self._orphan.get(k.key, orphan) != orphan  # the whole row restyles
+            flip = self._orphan.get(key, orphan) != orphan  # the whole row restyles
             if old is None:
-                self.add_row(*(style(c.key, v, orphan) for c, v in zip(cols, new)), key=k.key)
-                current.append(k.key)
+                self.add_row(*(style(c.key, v, orphan) for c, v in zip(cols, new)), key=key)
+                current.append(key)
                 written += len(new)
             elif old != new or restyle or flip:
+                row = data[key]  # type: ignore[index]  # RowKey hashes and compares as its str
                 for c, a, b in zip(cols, old, new):
                     if a != b or restyle or flip:
-                        self.update_cell(k.key, c.key, style(c.key, b, orphan))
+                        row[c.key] = style(c.key, b, orphan)  # what update_cell does, minus a repaint per cell
                         written += 1
-            self._text[k.key] = new
-            self._orphan[k.key] = orphan
-        order = [k.key for k in kernels]
-        if order != current:
-            self._reorder(order)
-        self._order = order
+                changed.add(key)
+            self._text[key] = new
+            self._orphan[key] = orphan
+        moved = bool(gone) or keys != current or len(current) != len(self._order)
+        if keys != current:
+            self._reorder(keys)
+        elif changed:
+            self._repaint_rows(changed, everything=moved)
+        self._order = keys
         if cursor_key is not None and cursor_key in self._text:
-            index = order.index(cursor_key)
+            index = keys.index(cursor_key)
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False)
         return written
+
+    def _repaint_rows(self, rows: set[str], everything: bool = False) -> None:
+        """Repaint after cells changed in place: only these rows' cached renders are dropped,
+        so a refresh that changes 1 % of the cells re-renders about 1 % of the visible rows.
+        (DataTable.update_cell instead bumps a counter that re-renders every visible cell.)"""
+        names = ("_cell_render_cache", "_row_render_cache", "_row_renderable_cache", "_line_cache")
+        caches = [getattr(self, n, None) for n in names]
+        if everything or any(c is None or not hasattr(c, "keys") for c in caches):
+            self._update_count += 1
+            self.refresh()
+            return
+        cells_cache, rows_cache, renderables_cache, lines_cache = caches
+        for cache in (cells_cache, rows_cache):  # keyed by (row key, …)
+            for key in [k for k in list(cache.keys()) if getattr(k[0], "value", k[0]) in rows]:
+                cache.discard(key)
+        indices = {self._row_locations.get(RowKey(r)) for r in rows}
+        for key in [k for k in list(renderables_cache.keys()) if k[1] in indices]:  # (count, row index)
+            renderables_cache.discard(key)
+        # Every row is one line high: a row's virtual y is its index below the header.
+        top = self.header_height if self.show_header else 0
+        ys = {i + top for i in indices if i is not None}
+        for key in [k for k in list(lines_cache.keys()) if k[0] in ys]:  # (y, x1, x2, …)
+            lines_cache.discard(key)
+        window = self.window_region
+        width = max(self.size.width, 1)
+        for y in sorted(ys):
+            if window.y <= y < window.bottom:  # repaint only the changed rows that are visible
+                self.refresh(Region(0, y, width, 1).translate(-self.scroll_offset))
 
     def _reorder(self, keys: list[str]) -> None:
         # What DataTable.sort does, with the order given rather than computed from cells.

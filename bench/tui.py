@@ -1,0 +1,225 @@
+"""Benchmark: the fleet screen, as a new user meets it and at fleet scale.
+
+Run from the repository root: `python bench/tui.py` (needs tmux for the first part).
+
+1. Start to first populated table: the real `nbtui` in tmux on one real local server
+   with 10 kernels, from process start to the first kernel row in `capture-pane`.
+2. 5,000 kernels over 20 servers (generated REST data, served by a child process): the
+   UI-thread cost of one refresh where 1 % of the cells change (cells updated in place),
+   against rebuilding the table from scratch in the same run; and the RSS of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SERVERS, PER_SERVER = 20, 250
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+
+
+# -- part 1: start to first row, in a real terminal ---------------------------------------
+
+def start_to_first_row(base: Path) -> list[float]:
+    from tests.jupyter import JupyterServer
+
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        raise SystemExit("bench tui needs tmux for the start-to-first-row measure")
+    server = JupyterServer(base / "srv", name="srv").start()
+    try:
+        ids = [server.start_kernel() for _ in range(10)]
+        cfg = base / "cfg"
+        cfg.mkdir()
+        (cfg / "servers.toml").write_text(
+            f'[servers.srv]\nurl = "{server.url}"\ntoken = "env"\ntoken_env = "BENCH_TUI_TOKEN"\n')
+        sock = str(base / "tmux.sock")
+        env = dict(os.environ, NBTUI_CONFIG=str(cfg), BENCH_TUI_TOKEN=server.token,
+                   JUPYTER_RUNTIME_DIR=str(base / "none"), TERM="xterm-256color")
+        env.pop("NO_COLOR", None)
+        needles = {i[:8] for i in ids}
+        times = []
+        for _ in range(RUNS + 1):  # the first run warms the file cache
+            subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True)
+            t0 = time.perf_counter()
+            r = subprocess.run([tmux, "-S", sock, "new-session", "-d", "-x", "100", "-y", "30", "-s", "b",
+                                f"{sys.executable} -m nbtui --no-discover"], env=env, capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(f"tmux failed: {r.stderr.strip()}")
+            while True:
+                screen = subprocess.run([tmux, "-S", sock, "capture-pane", "-p", "-t", "b"],
+                                        capture_output=True, text=True).stdout
+                if any(n in screen for n in needles):
+                    times.append(time.perf_counter() - t0)
+                    break
+                if time.perf_counter() - t0 > 30:
+                    raise SystemExit("no kernel row within 30 s:\n" + screen)
+                time.sleep(0.01)
+        subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True)
+        return times[1:]
+    finally:
+        server.stop()
+
+
+# -- part 2: a generated fleet ------------------------------------------------------------
+
+def serve(n_servers: int, per_server: int) -> None:
+    """Child process: n fake Jupyter REST APIs on loopback; prints their ports, serves forever."""
+    rng = random.Random(7)
+    now = time.time()
+    ports = []
+    for s in range(n_servers):
+        kernels, sessions = [], []
+        for i in range(per_server):
+            kid = f"{s:04x}{i:04x}-{rng.getrandbits(16):04x}-4000-8000-{rng.getrandbits(48):012x}"
+            t = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(now - rng.randint(0, 5 * 86400)))
+            kernels.append({"id": kid, "name": "python3", "last_activity": t,
+                            "execution_state": rng.choice(["idle", "idle", "idle", "busy"]),
+                            "connections": rng.randint(0, 2)})
+            if i % 5:
+                path = f"team{s}/user{i % 17}/project-{i}/notebook-{i}.ipynb"
+                sessions.append({"id": f"s-{kid}", "path": path, "name": path.rsplit('/', 1)[-1],
+                                 "type": "notebook", "kernel": {"id": kid}})
+        bodies = {"/api/kernels": json.dumps(kernels).encode(), "/api/sessions": json.dumps(sessions).encode(),
+                  "/api": b'{"version": "2.21.1"}', "/api/status": b"{}",
+                  "/api/contents": b'{"type": "notebook", "name": "n.ipynb"}'}
+
+        class Handler(BaseHTTPRequestHandler):
+            data = bodies
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                if path.startswith("/api/contents/"):  # the fleet's notebook-missing check
+                    path = "/api/contents"
+                body = self.data.get(path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        ports.append(httpd.server_address[1])
+    print(json.dumps(ports), flush=True)
+    sys.stdin.read()  # until the parent closes it
+
+
+def changed(snap, share: float, rng: random.Random):
+    """The same snapshot with about ``share`` of the table's cells changed (state, CPU, MEM)."""
+    from nbtui.model import Usage
+
+    kernels = list(snap.kernels)
+    n_cells = len(kernels) * 11
+    for i in rng.sample(range(len(kernels)), max(1, int(n_cells * share / 3))):  # 3 cells each
+        k = kernels[i]
+        kernels[i] = dataclasses.replace(
+            k, state="busy" if k.state != "busy" else "idle",
+            usage=Usage(source="local", cpu_percent=rng.uniform(1, 99), memory_bytes=rng.randint(2**20, 2**34)))
+    return dataclasses.replace(snap, kernels=tuple(kernels))
+
+
+async def fleet_scale(ports: list[int]) -> dict:
+    import psutil
+
+    from nbtui.config import ServerConfig, Settings
+    from nbtui.fleet import Fleet
+    from nbtui.tui.app import NbtuiApp
+
+    fleet = Fleet([ServerConfig(name=f"s{i:02d}", url=f"http://127.0.0.1:{p}/", token_source="none")
+                   for i, p in enumerate(ports)], Settings(timeout=10))
+    app = NbtuiApp(fleet, live=False)
+    out: dict = {}
+    async with app.run_test(size=(160, 50)) as pilot:
+        t0 = time.perf_counter()
+        while app.snapshot is None:
+            await pilot.pause(0.01)
+        out["first_read_s"] = time.perf_counter() - t0
+        await pilot.pause()
+        base = app.snapshot
+        assert len(base.kernels) == SERVERS * PER_SERVER, len(base.kernels)
+        screen = app.fleet_screen
+        rng = random.Random(1)
+        variants, snap = [], base
+        for _ in range(RUNS * 4):  # each one 1 % of cells away from the one before
+            snap = changed(snap, 0.01, rng)
+            # The kernels-by-key index and the usage history are built on the runner's
+            # thread in the app; here too, outside the timed UI work.
+            index = {k.key: k for k in snap.kernels}
+            app._runner.history.add(snap.kernels)
+            variants.append((snap, index))
+
+        incremental, rebuild = [], []
+        for snap, index in variants:
+            t = time.perf_counter()
+            screen.apply_snapshot(snap, index)  # what the UI thread does on each refresh
+            await pilot.pause()  # and the repaint that follows
+            incremental.append(time.perf_counter() - t)
+        for snap, index in variants[:RUNS]:
+            t = time.perf_counter()
+            screen.table.set_layout(screen.table.layout_columns, screen.table.nb_width, screen._labels())
+            screen.apply_snapshot(snap, index)  # every row added again
+            await pilot.pause()
+            rebuild.append(time.perf_counter() - t)
+        out["incremental_ms"] = statistics.median(incremental) * 1000
+        out["rebuild_ms"] = statistics.median(rebuild) * 1000
+        out["rss_mb"] = psutil.Process().memory_info().rss / 2**20
+        out["rows"] = len(screen.table.order)
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), int(sys.argv[3]))
+        return
+    base = Path(tempfile.mkdtemp(prefix="nbtui-bench-tui-"))
+    try:
+        starts = start_to_first_row(base)
+        child = subprocess.Popen([sys.executable, __file__, "--serve", str(SERVERS), str(PER_SERVER)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            ports = json.loads(child.stdout.readline())
+            scale = asyncio.run(fleet_scale(ports))
+        finally:
+            child.stdin.close()
+            child.wait(10)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    start = statistics.median(starts)
+    n = SERVERS * PER_SERVER
+    print(f"tui start to first row, 1 server x 10 kernels, tmux 100x30: median {start * 1000:.0f} ms "
+          f"(runs: {', '.join(f'{t * 1000:.0f}' for t in starts)})")
+    print(f"tui {n} kernels over {SERVERS} servers: first read {scale['first_read_s'] * 1000:.0f} ms "
+          f"(off the UI thread), {scale['rows']} rows")
+    print(f"bench tui-start: nbtui {start:.2f} s vs limit 1.00 s, ratio {start:.2f} (goal <= 1)")
+    print(f"bench tui-rss: nbtui {scale['rss_mb']:.0f} MB at {n} kernels vs limit 250 MB, "
+          f"ratio {scale['rss_mb'] / 250:.2f} (goal <= 1)")
+    print(f"bench tui-refresh-ms: nbtui {scale['incremental_ms']:.1f} ms per refresh (1 % of cells changed) "
+          f"vs limit 30 ms, ratio {scale['incremental_ms'] / 30:.2f} (goal <= 1)")
+    print(f"bench tui-refresh: nbtui {scale['incremental_ms']:.1f} ms (cells updated in place) vs table rebuilt "
+          f"from scratch {scale['rebuild_ms']:.1f} ms, ratio {scale['incremental_ms'] / scale['rebuild_ms']:.2f} "
+          f"(goal <= 0.25)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""A short usage history per kernel, for the detail pane's sparklines.
+
+Fed on the snapshot runner's thread (it loops over every kernel); read on the UI thread
+for one kernel at a time (``series`` copies a deque in one C call, safe across threads).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Optional
+
+HISTORY = 60  # samples kept per kernel
+
+
+class History:
+    """A short usage history per kernel: (cpu %, memory bytes, GPU memory bytes)."""
+
+    def __init__(self, length: int = HISTORY):
+        self.length = length
+        self._data: dict[str, deque] = {}
+
+    def add(self, kernels) -> None:
+        alive = set()
+        for k in kernels:
+            alive.add(k.key)
+            u = k.usage
+            if u is None:
+                continue
+            self._data.setdefault(k.key, deque(maxlen=self.length)).append(
+                (u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes))
+        for key in [k for k in list(self._data) if k not in alive]:
+            del self._data[key]
+
+    def series(self, key: str, index: int) -> list[Optional[float]]:
+        """The samples of one measure, oldest first; None where it was unknown."""
+        data = [s[index] for s in tuple(self._data.get(key, ()))]
+        return [] if all(v is None for v in data) else [None if v is None else float(v) for v in data]
