@@ -34,15 +34,30 @@ def start_kernels(server: JupyterServer, n: int) -> list[str]:
     """Start ``n`` kernels and wait until each answers (so both sides cull ready kernels)."""
     from jupyter_client import BlockingKernelClient
 
-    ids = [server.start_kernel() for _ in range(n)]
-    for kid in ids:
+    def ready(kid: str) -> bool:
         kc = BlockingKernelClient(connection_file=str(server.connection_file(kid)))
         kc.load_connection_file()
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=120)
+            return True
+        except RuntimeError:  # died while starting (a loaded machine): replace it
+            return False
         finally:
             kc.stop_channels()
+
+    ids = [server.start_kernel() for _ in range(n)]
+    for i, kid in enumerate(ids):
+        for _ in range(3):
+            if ready(ids[i]):
+                break
+            try:
+                server.shutdown_kernel(ids[i])
+            except Exception:
+                pass
+            ids[i] = server.start_kernel()
+        else:
+            raise SystemExit("kernels keep dying while they start")
     return ids
 
 

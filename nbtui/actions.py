@@ -208,10 +208,24 @@ def plan_kernel(snapshot: Snapshot, k: Kernel) -> Step:
             protected = signals.ancestors_of_self()
             if proc.pid in protected:
                 refusal = "nbtui itself runs inside this kernel"
-            children = tuple(c for c in signals.descendants(proc.pid) if signals.refusal(
+            children = tuple(c for c in _kernel_children(k, proc) if signals.refusal(
                 c, explicit=False, server_pids=_server_pids(snapshot), protected=protected) is None)
     return Step(KERNEL, f"{k.server}:{k.kernel_id}", kernel=k, children=children, reasons=k.orphan_reasons,
                 explanation=orphans.explain_kernel(k), process=proc, refusal=refusal)
+
+
+def _kernel_children(k: Kernel, proc: Ident) -> list[Ident]:
+    """The kernel's descendants: from the snapshot's tree when it has one (each still a child
+    of a process of that tree), else read from the host."""
+    tree = set(k.usage.pids) if k.usage and k.usage.pid == proc.pid and k.usage.pids else set()
+    if not tree:
+        return signals.descendants(proc.pid)
+    out = []
+    for pid in sorted(tree - {proc.pid}):
+        ident = signals.identify(pid)
+        if ident is not None and ident.ppid in tree:
+            out.append(ident)
+    return out
 
 
 def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
