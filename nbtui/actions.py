@@ -310,8 +310,10 @@ def _survivors(step: Step) -> list[Ident]:
 async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = DEFAULT_GRACE,
                   action: str = "kill", concurrency: int = CULL_CONCURRENCY,
                   signal_leftovers: bool = True) -> list[Outcome]:
-    """Carry out planned steps: kernels concurrently (bounded), then every process tree in one
-    SIGTERM / grace / SIGKILL pass. Each step is re-checked right before acting and audited."""
+    """Carry out planned steps. Kernels are shut down through their servers, ``concurrency`` at
+    a time, and then their local survivors are signalled; meanwhile the pid:N process trees get
+    one SIGTERM / grace / SIGKILL pass. Each step is re-checked right before acting (a server's
+    kernel list; a PID's create time and owner) and audited, one line each."""
     gate = asyncio.Semaphore(max(1, concurrency))
     outcomes: dict[int, Outcome] = {}
     leftovers: dict[int, list[Ident]] = {}
