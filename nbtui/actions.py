@@ -262,9 +262,15 @@ def plan_kill(snapshot: Snapshot, targets) -> list[Step]:
     protected = signals.ancestors_of_self()
     steps: list[Step] = []
     seen: set[str] = set()
+    readable = {s.name for s in snapshot.servers if s.ok}
     for t in targets:
-        step = plan_process(snapshot, t.pid, protected=protected) if isinstance(t, PidTarget) \
-            else plan_kernel(snapshot, t.kernel)
+        if isinstance(t, PidTarget):
+            # A live kernel's own process goes through its server (a bare signal would only
+            # make the server restart it).
+            k = next((k for k in snapshot.kernels if k.server in readable and k.usage and k.usage.pid == t.pid), None)
+            step = plan_kernel(snapshot, k) if k is not None else plan_process(snapshot, t.pid, protected=protected)
+        else:
+            step = plan_kernel(snapshot, t.kernel)
         if step.target not in seen:
             seen.add(step.target)
             steps.append(step)

@@ -329,3 +329,13 @@ def test_a_kernel_that_ignores_shutdown_goes_after_the_servers_own_timeout(jupyt
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert f"pid {kernel_pid} shut down by its server" in r.stdout
     assert kid not in {k["id"] for k in srv.kernels()} and gone(kernel_pid)
+
+
+def test_pid_of_a_live_kernel_goes_through_its_server(shared_jupyter):
+    jupyter = shared_jupyter
+    kid = jupyter.start_kernel()
+    kernel_pid = jupyter.kernel_pid(kid)
+    r = run_nbtui("kill", f"pid:{kernel_pid}", "--yes", env=discovered_env(jupyter))
+    assert r.returncode == 0, r.stderr
+    assert f"kill kernel {name_of(jupyter)}:{kid[:8]}" in r.stdout  # not a bare signal the server would undo
+    assert kid not in {k["id"] for k in jupyter.kernels()} and gone(kernel_pid)
