@@ -61,6 +61,15 @@ class OutputView(ScrollView, can_focus=True):
     def end(self) -> int:
         return self._first + len(self._lines)
 
+    def last_line(self) -> str | None:
+        """The newest line as plain text (None when there is none)."""
+        if not self._lines:
+            return None
+        item = self._lines[-1]
+        if isinstance(item, str):
+            return item
+        return item.plain if isinstance(item, Text) else "".join(s.text for s in item)
+
     def plain_lines(self) -> list[str]:
         from nbtui.jupyter.outputs import strip_ansi
 
