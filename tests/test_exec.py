@@ -136,3 +136,21 @@ def test_ctrl_c_interrupts_the_kernel_and_closes(target, shared_jupyter, kernel_
     assert r.returncode == 0 and r.stdout == "'idle again'\n"
     wait_for(lambda: next(k for k in shared_jupyter.kernels() if k["id"] == kernel_id)["connections"] == 0, 10,
              what="connections back to 0")
+
+
+def test_console_bad_target_exits_before_any_screen(target):
+    r = run_nbtui("--no-discover", "console", "gpu1:ffffffff")
+    assert r.returncode == 3 and "no kernel matches" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_exec_does_not_import_textual(target):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys; from nbtui import cli; rc = cli.main(['--no-discover', 'exec', %r, '1']); "
+            "assert rc == 0, rc; print('textual' in sys.modules)" % target)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False"
