@@ -54,9 +54,10 @@ def step_lines(s: actions.Step, me: str) -> list[str]:
         lines.append(f"    owned by {s.owner}")
     if s.children:
         pids = ", ".join(str(c.pid) for c in s.children[:6]) + (" …" if len(s.children) > 6 else "")
-        when = "if they outlive the kernel" if s.kind == actions.KERNEL else "too"
-        lines.append(f"    + {len(s.children)} child process{'es' if len(s.children) != 1 else ''} "
-                     f"({pids}), signalled {when}")
+        one = len(s.children) == 1
+        when = ("if it outlives the kernel" if one else "if they outlive the kernel") \
+            if s.kind == actions.KERNEL else "too"
+        lines.append(f"    + {len(s.children)} child process{'' if one else 'es'} ({pids}), signalled {when}")
     if s.refusal:
         lines.append(f"    REFUSED: {s.refusal}")
     return lines
@@ -79,9 +80,10 @@ def plan_lines(steps: list[actions.Step], me: Optional[str] = None) -> list[str]
 class KillConfirm(ConfirmScreen):
     """The confirmation, wide enough for a plan."""
 
-    DEFAULT_CSS = """
-    KillConfirm > Vertical { width: 96; }
-    """
+    def on_mount(self) -> None:
+        super().on_mount()
+        longest = max([len(self.title_text), *(len(line) for line in self.lines)])
+        self.query_one(Vertical).styles.width = longest + 4  # padding and border; max-width still holds
 
 
 def result_message(outcomes: list[actions.Outcome]) -> tuple[str, bool]:
