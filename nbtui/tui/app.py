@@ -97,11 +97,11 @@ class NbtuiApp(App):
         return None
 
     def on_mount(self) -> None:
+        if self._runner is None:
+            self._runner = SnapshotRunner(self.fleet)
         self.push_screen(FleetScreen(readonly=self.readonly))
         for line in self.theme_errors:
             self.notify(line, severity="warning", timeout=8)
-        if self._runner is None:
-            self._runner = SnapshotRunner(self.fleet)
         self.refresh_now()
         if self.initial_console:
             self.open_console(*self.initial_console)
@@ -153,11 +153,11 @@ class NbtuiApp(App):
     async def _read(self) -> None:
         try:
             assert self._runner is not None
-            snap, index = await self._runner.read()
+            read = await self._runner.read()
         except Exception as e:  # the screen stays; say why in one line
             self.notify(f"refresh failed: {redact(str(e)) or type(e).__name__}", severity="error", timeout=4)
         else:
-            self.apply_snapshot(snap, index)
+            self.apply_snapshot(read.snapshot, read.index, read.cells)
         finally:
             self._reading = False
         if self._again:
@@ -166,14 +166,14 @@ class NbtuiApp(App):
         elif self.live and self.is_running:
             self._timer = self.set_timer(self.interval, self.refresh_now)
 
-    def apply_snapshot(self, snap: Snapshot, index: Optional[dict] = None) -> None:
+    def apply_snapshot(self, snap: Snapshot, index: Optional[dict] = None, cells: Optional[tuple] = None) -> None:
         self.snapshot = snap
         self.snapshots_seen += 1
         screen = self.fleet_screen
         if screen is not None:
             if self._runner is not None:
                 screen.history = self._runner.history
-            screen.apply_snapshot(snap, index)
+            screen.apply_snapshot(snap, index, cells)
             if self.first_rows_at is None and screen.table.order:
                 self.first_rows_at = time.monotonic()
 

@@ -138,6 +138,7 @@ class FleetScreen(Screen):
         self._by_key: dict[str, Kernel] = {}
         self._layout: tuple = ()
         self._theme = None
+        self._cells: Optional[tuple] = None  # the runner's cells for the snapshot on screen
 
     # -- what others reach ---------------------------------------------------------------
 
@@ -211,6 +212,9 @@ class FleetScreen(Screen):
         if layout != self._layout:
             self._layout = layout
             self.table.set_layout(columns, nb, self._labels())
+            runner = getattr(self.app, "_runner", None)
+            if runner is not None:  # the next reads compute cells for this layout
+                runner.layout = (columns, nb)
 
     def _labels(self) -> dict[str, str]:
         if self.sort_key is None:
@@ -222,10 +226,13 @@ class FleetScreen(Screen):
 
     # -- data ----------------------------------------------------------------------------
 
-    def apply_snapshot(self, snap: Snapshot, index: Optional[dict[str, Kernel]] = None) -> None:
-        """Show a new snapshot (on the UI thread). ``index`` (kernels by key) and the usage
-        history come from the runner's thread when the app reads; otherwise they are made here."""
+    def apply_snapshot(self, snap: Snapshot, index: Optional[dict[str, Kernel]] = None,
+                       cells: Optional[tuple] = None) -> None:
+        """Show a new snapshot (on the UI thread). ``index`` (kernels by key), the usage
+        history and the rows' ``cells`` come from the runner's thread when the app reads;
+        otherwise they are made here."""
         self.snapshot = snap
+        self._cells = cells
         self._by_key = index if index is not None else {k.key: k for k in snap.kernels}
         self.marked_keys &= self._by_key.keys()
         if index is None:
@@ -250,7 +257,7 @@ class FleetScreen(Screen):
         kernels = self.visible_kernels()
         with self.app.batch_update():
             self._theme = self.app.current_theme  # looked up once per refresh, not per cell
-            written = self.table.apply(kernels, self.marked_keys, self._style, restyle=restyle)
+            written = self.table.apply(kernels, self.marked_keys, self._style, restyle=restyle, pre=self._cells)
             if self.has_class("empty") != (not kernels):
                 self.refresh_bindings()
             self.set_class(not kernels, "empty")

@@ -95,6 +95,59 @@ def cells(k: Kernel, columns: list[Column], nb_width: int, marked: bool) -> tupl
     return tuple(out)
 
 
+Layout = tuple  # (column keys, notebook width): what a row's cells depend on besides the kernel
+
+
+def layout_of(columns: list[Column], nb_width: int) -> Layout:
+    return (tuple(c.key for c in columns), nb_width)
+
+
+class CellCache:
+    """Every kernel's cells (unmarked) for one layout, recomputed only for kernels whose
+    state, usage, session or orphan reasons changed; the idle cell is re-formatted each time.
+
+    Pure Python: the snapshot runner fills one on its own thread, the table keeps another.
+    """
+
+    def __init__(self) -> None:
+        self.layout: Optional[Layout] = None
+        self._sig: dict[str, tuple] = {}
+
+    def rows(self, kernels, columns: list[Column], nb_width: int) -> tuple[Layout, dict[str, tuple[str, ...]]]:
+        layout = layout_of(columns, nb_width)
+        if layout != self.layout:
+            self._sig.clear()
+            self.layout = layout
+        idle_at = next((i for i, c in enumerate(columns) if c.key == "idle"), None)
+        out: dict[str, tuple[str, ...]] = {}
+        sigs = self._sig
+        for k in kernels:
+            key = k.key
+            sig = (k.state, k.connections, k.kernel_name, k.session, k.usage, k.orphan_reasons)
+            cached = sigs.get(key)
+            if cached is not None and cached[0] == sig:
+                new = cached[1]
+                if idle_at is not None:
+                    idle = human_duration(k.idle_seconds)
+                    if new[idle_at] != idle:
+                        new = new[:idle_at] + (idle,) + new[idle_at + 1:]
+            else:
+                new = cells(k, columns, nb_width, False)
+            sigs[key] = (sig, new)
+            out[key] = new
+        if len(sigs) > len(out):
+            for key in [key for key in sigs if key not in out]:
+                del sigs[key]
+        return layout, out
+
+
+def with_mark(row: tuple[str, ...], columns: list[Column]) -> tuple[str, ...]:
+    """An unmarked row's cells with the mark shown."""
+    if columns and columns[0].key == "flags":
+        return (MARK + row[0][1:],) + row[1:]
+    return row
+
+
 def path_cell(path: str, width: int) -> str:
     """A path cut to ``width``, keeping the file name whole where it fits."""
     if len(path) <= width:

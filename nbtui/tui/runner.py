@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 from nbtui.fleet import Fleet
 from nbtui.model import Kernel, Snapshot
 from nbtui.tui.history import History
+from nbtui.tui.rows import CellCache, Column
 
 
 def _private_copy(fleet: Any) -> Any:
@@ -21,6 +23,13 @@ def _private_copy(fleet: Any) -> Any:
         return Fleet([fleet.config_of(n) for n in fleet.names], fleet.settings,
                      stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
     return fleet  # anything else with ``async snapshot()`` (a recorded snapshot in tests)
+
+
+@dataclass(frozen=True)
+class Read:
+    snapshot: Snapshot
+    index: dict[str, Kernel]
+    cells: Optional[tuple] = None  # (layout, {key: cells}) from rows.CellCache
 
 
 class SnapshotRunner:
@@ -31,6 +40,9 @@ class SnapshotRunner:
         self._thread.start()
         self._pending: Optional[concurrent.futures.Future] = None
         self.history = History()
+        self._cells = CellCache()
+        # (columns, notebook width) of the table, set by the screen; read on this thread.
+        self.layout: Optional[tuple[list[Column], int]] = None
 
     def _submit(self, make: Callable[[], Awaitable[Any]]) -> "concurrent.futures.Future[Any]":
         async def call():
@@ -38,24 +50,27 @@ class SnapshotRunner:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop)
 
-    async def _read(self) -> tuple[Snapshot, dict[str, Kernel]]:
+    async def _read(self) -> Read:
         snap = await self.fleet.snapshot()
-        # Work over every kernel happens here, not on the UI thread.
+        # Work over every kernel happens here, not on the UI thread: the usage history,
+        # the index by key, and every row's cells for the table's current layout.
         self.history.add(snap.kernels)
-        return snap, {k.key: k for k in snap.kernels}
+        layout = self.layout
+        cells = self._cells.rows(snap.kernels, *layout) if layout else None
+        return Read(snap, {k.key: k for k in snap.kernels}, cells)
 
     def prefetch(self) -> None:
         """Start the first read now (before the screen exists); the next read gets it."""
         if self._pending is None:
             self._pending = self._submit(self._read)
 
-    async def read(self) -> tuple[Snapshot, dict[str, Kernel]]:
-        """A snapshot, and its kernels by key."""
+    async def read(self) -> Read:
+        """A snapshot, its kernels by key, and (once the table said its layout) their cells."""
         pending, self._pending = self._pending, None
         return await asyncio.wrap_future(pending or self._submit(self._read))
 
     async def snapshot(self) -> Snapshot:
-        return (await self.read())[0]
+        return (await self.read()).snapshot
 
     def close(self, timeout: float = 3.0) -> None:
         if not self._loop.is_running():

@@ -11,8 +11,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
 from nbtui.model import Kernel
-from nbtui.tui.rows import Column, cells
-from nbtui.units import human_duration
+from nbtui.tui.rows import CellCache, Column, Layout, cells, layout_of, with_mark
 
 Styler = Callable[[str, str, bool], object]  # (column key, text, orphan row) -> renderable
 
@@ -27,7 +26,7 @@ class KernelTable(DataTable):
         self._text: dict[str, tuple[str, ...]] = {}  # row key -> plain cells
         self._order: list[str] = []
         self._orphan: dict[str, bool] = {}  # row key -> styled as an orphan
-        self._sig: dict[str, tuple] = {}  # row key -> (what its cells depend on, its cells)
+        self._cells = CellCache()  # used when the runner's cells are not for this layout
 
     # -- layout --------------------------------------------------------------------------
 
@@ -36,7 +35,6 @@ class KernelTable(DataTable):
         self.clear(columns=True)
         self._text.clear()
         self._orphan.clear()
-        self._sig.clear()
         self._order = []
         self.layout_columns = list(columns)
         self.nb_width = nb_width
@@ -64,12 +62,13 @@ class KernelTable(DataTable):
             return None
         return self._order[self.cursor_row]
 
-    def apply(self, kernels: Iterable[Kernel], marked: set[str], style: Styler, restyle: bool = False) -> int:
+    def apply(self, kernels: Iterable[Kernel], marked: set[str], style: Styler, restyle: bool = False,
+              pre: Optional[tuple[Layout, dict[str, tuple[str, ...]]]] = None) -> int:
         """Make the rows show ``kernels`` in this order; return how many cells were written.
 
-        Cells are recomputed only for kernels whose state, usage, session or marks changed
-        (the idle time, which moves every refresh, is the one cell formatted each time), and
-        written straight into the table with one repaint at the end.
+        ``pre`` is every kernel's cells computed off the UI thread (by the snapshot runner)
+        for a layout; used when it is this table's layout. Changed cells are written in
+        place and only the changed visible rows are repainted.
         """
         cursor_key = self.key_at_cursor()
         kernels = list(kernels)
@@ -81,26 +80,20 @@ class KernelTable(DataTable):
             self.remove_row(key)
             del self._text[key]
             self._orphan.pop(key, None)
-            self._sig.pop(key, None)
         # The table's own order now: what stayed, then what add_row appends.
         current = [key for key in self._order if key in self._text] if gone else list(self._order)
         cols = self.layout_columns
-        idle_at = next((i for i, c in enumerate(cols) if c.key == "idle"), None)
+        if pre is None or pre[0] != layout_of(cols, self.nb_width):
+            pre = self._cells.rows(kernels, cols, self.nb_width)
+        computed = pre[1]
         data = self._data
         changed: set[str] = set()
         for key, k in zip(keys, kernels):
-            is_marked = key in marked
-            sig = (k.state, k.connections, k.kernel_name, k.session, k.usage, k.orphan_reasons, is_marked)
-            cached = self._sig.get(key)
-            if cached is not None and cached[0] == sig:
-                new = cached[1]
-                if idle_at is not None:
-                    idle = human_duration(k.idle_seconds)
-                    if new[idle_at] != idle:
-                        new = new[:idle_at] + (idle,) + new[idle_at + 1:]
-            else:
-                new = cells(k, cols, self.nb_width, is_marked)
-            self._sig[key] = (sig, new)
+            new = computed.get(key)
+            if new is None:  # not in the runner's snapshot (a test feeding kernels directly)
+                new = cells(k, cols, self.nb_width, False)
+            if key in marked:
+                new = with_mark(new, cols)
             old = self._text.get(key)
             orphan = bool(k.orphan_reasons)
             flip = self._orphan.get(key, orphan) != orphan  # the whole row restyles
