@@ -119,7 +119,7 @@ class NbtuiApp(App):
         if screen is None or isinstance(self.screen, HelpScreen):
             return
         notes = [
-            "Kernels marked with space are the targets of i and r; otherwise the one under the cursor.",
+            "Kernels marked with space are the targets of i, r and k; otherwise the one under the cursor.",
             "! marks an orphan (see the detail pane for why). — means nobody measured it.",
         ]
         if self.readonly:

@@ -83,7 +83,7 @@ class HelpScreen(ModalScreen[None]):
 
 def _key_label(key: str) -> str:
     names = {"slash": "/", "question_mark": "?", "space": "space", "escape": "escape",
-             "enter": "enter", "ctrl+p": "ctrl+p"}
+             "enter": "enter"}
     return ",".join(names.get(k, k) for k in key.split(","))
 
 
@@ -100,14 +100,15 @@ class FleetScreen(Screen):
     FleetScreen #empty { display: none; width: 1fr; height: 1fr; padding: 1 2; }
     FleetScreen.empty #empty { display: block; }
     FleetScreen.empty KernelTable { display: none; }
-    FleetScreen DetailPane { display: none; width: 52; height: 1fr; }
+    FleetScreen DetailPane { display: none; width: 52; height: 1fr; scrollbar-size-vertical: 1; }
     FleetScreen.details DetailPane { display: block; }
     FleetScreen.narrow DetailPane { width: 1fr; height: 9; border-left: none; border-top: hkey $panel; }
     FleetScreen.short.narrow DetailPane { display: none; }
     """
 
     BINDINGS = [
-        Binding("question_mark", "app.help", "Help"),  # first: the footer cuts from the right
+        # First: the footer cuts from the right at 80 columns (every key is in ? and ctrl+p).
+        Binding("question_mark", "app.help", "Help"),
         Binding("q", "app.quit", "Quit"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter"),
@@ -184,7 +185,7 @@ class FleetScreen(Screen):
             yield KernelTable(id="kernels")
             yield Static("", id="empty")
             yield DetailPane(id="detail")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # its right-docked hint garbles at 80 columns
 
     def on_mount(self) -> None:
         self._relayout()
@@ -502,7 +503,8 @@ class FleetScreen(Screen):
                  for k in targets[:12]]
         if len(targets) > 12:
             lines.append(f"… and {len(targets) - 12} more")
-        lines += ["", "Their variables and state are lost."]
+        lines += ["", "Its variables and state are lost." if len(targets) == 1 else
+                  "Their variables and state are lost."]
         title = f"Restart {len(targets)} kernel{'s' if len(targets) != 1 else ''}?"
 
         def answered(yes: bool | None) -> None:
@@ -584,7 +586,7 @@ class FleetScreen(Screen):
             if isinstance(b, Binding):
                 what = b.description + (" (off: readonly)" if self.readonly and b.action in MUTATING else "")
                 keys.append((_key_label(b.key), what))
-        keys += [("ctrl+p", "command palette (themes too)")]
+        keys.insert(3, ("ctrl+p", "command palette: every action, and Change theme"))
         return keys
 
 
