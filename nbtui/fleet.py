@@ -114,6 +114,9 @@ class _Server:
     ext_result: Optional[tuple] = None
     ext_note: Optional[str] = None
     ext_retry_at: float = 0.0
+    # notebook-missing checks of this server still running from an earlier read
+    nb_task: Optional[asyncio.Future] = None
+    nb_limit: Optional[asyncio.Semaphore] = None
 
 
 def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -> list[ServerConfig]:
@@ -182,6 +185,9 @@ class Fleet:
         return entry.client
 
     async def aclose(self) -> None:
+        for s in self._servers.values():
+            if s.nb_task is not None and not s.nb_task.done():
+                s.nb_task.cancel()
         await asyncio.gather(*(s.client.aclose() for s in self._servers.values() if s.client), return_exceptions=True)
         for s in self._servers.values():
             s.client = None
@@ -229,10 +235,7 @@ class Fleet:
         if len(results) > 2:
             entry.version = results[2]
         kernels = join_kernels(name, raw_kernels, raw_sessions, now)
-        # notebook-missing: part of this server's own bounded read, at most once a minute per path
-        await self.notebooks.refresh(
-            ((name, k.session.path) for k in kernels if orphans.session_checkable(k)), self._notebook_exists
-        )
+        await self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
 
     async def _read_extension(self, entry: _Server) -> None:
@@ -256,10 +259,29 @@ class Fleet:
             entry.ext_note = str(e)
         entry.ext_retry_at = time.monotonic() + EXTENSION_RETRY
 
+    async def _check_notebooks(self, entry: _Server, kernels: list[model.Kernel]) -> None:
+        """notebook-missing: check due paths (at most once a minute each), a few at a time.
+
+        A read waits NOTEBOOK_WAIT for them at most; checks still running then finish in
+        the background and count from the next snapshot on, so thousands of sessions
+        never hold back the first screen.
+        """
+        if entry.nb_task is None or entry.nb_task.done():
+            wanted = [(k.server, k.session.path) for k in kernels if orphans.session_checkable(k)]
+            entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(wanted, self._notebook_exists))
+        try:
+            await asyncio.wait_for(asyncio.shield(entry.nb_task), NOTEBOOK_WAIT)
+        except asyncio.TimeoutError:
+            pass
+
     async def _notebook_exists(self, server: str, path: str) -> bool:
         """Whether a session's file exists, bounded by the server's own timeout."""
-        timeout = self._servers[server].config.timeout or self.settings.timeout
-        return await asyncio.wait_for(self.client(server).contents_exists(path), timeout + 0.25)
+        entry = self._servers[server]
+        timeout = entry.config.timeout or self.settings.timeout
+        if entry.nb_limit is None:
+            entry.nb_limit = asyncio.Semaphore(NOTEBOOK_CONCURRENCY)
+        async with entry.nb_limit:
+            return await asyncio.wait_for(self.client(server).contents_exists(path), timeout + 0.25)
 
     def _failed(self, entry: _Server, e: ServerError) -> model.ServerInfo:
         return self._info(
@@ -356,6 +378,8 @@ class Fleet:
 
 
 EXTENSION_RETRY = 60.0  # seconds before asking an absent or failing extension again
+NOTEBOOK_WAIT = 0.5  # seconds a read waits for notebook checks before leaving them running
+NOTEBOOK_CONCURRENCY = 8  # contents requests in flight per server
 
 
 def _stale_files(found: Discovery | None) -> tuple[str, ...]:

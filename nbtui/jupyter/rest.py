@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
+import ssl
 import time
 from typing import Any, Optional
 from urllib.parse import quote, urlsplit
@@ -53,6 +55,13 @@ def check_transport(name: str, url: str, has_token: bool, insecure_http: bool) -
         )
 
 
+@functools.lru_cache(maxsize=None)
+def tls_context(ca_bundle: Optional[str] = None) -> ssl.SSLContext:
+    """One verifying TLS context per CA bundle (building one costs ~50 ms), shared by all
+    HTTP clients and kernel websockets."""
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+
+
 class ServerClient:
     """One keep-alive HTTP client per server. Use as an async context manager."""
 
@@ -80,7 +89,7 @@ class ServerClient:
             base_url=self.url,
             headers=headers,
             timeout=httpx.Timeout(timeout),
-            verify=ca_bundle if ca_bundle else True,
+            verify=tls_context(ca_bundle),
             follow_redirects=False,
             transport=transport,
             trust_env=not is_loopback(self.url),
