@@ -42,6 +42,17 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+async def until(pilot, predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"):
+    """Let a Textual app under ``run_test()`` run until ``predicate()`` is true, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
 class JupyterServer:
     """One real jupyter_server process."""
 

@@ -14,6 +14,7 @@ from nbtui.fleet import Fleet
 from nbtui.history import history_path
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.tui.console import ConsoleScreen
+from tests.jupyter import until
 
 
 class ConsoleApp(App):
@@ -30,15 +31,6 @@ class ConsoleApp(App):
     async def on_unmount(self) -> None:
         await self.fleet.aclose()
 
-
-async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 async def ready(pilot) -> ConsoleScreen:

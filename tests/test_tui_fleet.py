@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from nbtui.fleet import Fleet
 from nbtui.tui.app import NbtuiApp
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.tui.fleet_screen import FleetScreen
-from tests.jupyter import JupyterServer
+from tests.jupyter import JupyterServer, until
 
 
 def server_config(name: str, server: JupyterServer) -> ServerConfig:
@@ -25,16 +24,6 @@ def make_app(*servers: tuple[str, JupyterServer], **kw) -> NbtuiApp:
     fleet = Fleet([server_config(n, s) for n, s in servers], Settings(timeout=2.0))
     return NbtuiApp(fleet, refresh=kw.pop("refresh", 0.3), **kw)
 
-
-async def until(pilot, predicate, timeout: float = 20.0, what: str = "condition"):
-    """Let the app run until ``predicate()`` is true, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def rows(app: NbtuiApp) -> list[str]:

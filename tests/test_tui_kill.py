@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 from textual.app import App
 
@@ -15,6 +14,7 @@ from nbtui import actions
 from nbtui.tui.app import NbtuiApp
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.tui.kill import CullScreen, KillConfirm, plan_lines
+from tests.jupyter import until
 
 
 def make_app(server, **kw) -> NbtuiApp:
@@ -22,15 +22,6 @@ def make_app(server, **kw) -> NbtuiApp:
                                 timeout=2.0)], Settings(timeout=2.0))
     return NbtuiApp(fleet, refresh=0.3, **kw)
 
-
-async def until(pilot, predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def lines_of(screen: ConfirmScreen) -> str:
@@ -134,7 +125,7 @@ async def test_leftovers_of_a_crashed_server_are_counted_and_killed_from_the_pal
 
     from nbtui.host.view import LocalHost
     from tests.test_kill import gone, spawn_child
-    from tests.jupyter import wait_for
+    from tests.jupyter import wait_for, until
 
     crashed = jupyter_factory("crashed")
     kid = crashed.create_session("gpu.ipynb")["kernel"]["id"]
