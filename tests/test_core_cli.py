@@ -10,7 +10,6 @@ from pathlib import Path
 
 import keyring
 import keyring.backend
-import pytest
 
 from nbtui import cli
 from tests.conftest import ROOT, add_server, run_nbtui

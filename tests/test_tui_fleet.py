@@ -12,7 +12,6 @@ from nbtui.config import ServerConfig, Settings
 from nbtui.fleet import Fleet
 from nbtui.tui.app import NbtuiApp
 from nbtui.tui.confirm import ConfirmScreen
-from nbtui.tui.fleet_screen import FleetScreen
 from tests.jupyter import JupyterServer, until
 
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
-from nbtui.commands.kill import _grace, confirm, exit_code
+from nbtui.commands.kill import _grace, confirm, exit_code, report
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
 from nbtui.units import human_bytes, human_duration, middle_truncate, parse_duration
@@ -109,13 +109,7 @@ async def _cull(args) -> int:
                 print("nothing culled", file=sys.stderr)
                 return 1
             outcomes = await actions.execute(fleet, steps, grace=args.grace, action="cull")
-    if args.json:
-        print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": [o.json() for o in outcomes]})
-    else:
-        for o in outcomes:
-            print(redact(o.describe()))
-    for line in sorted({o.audit_error for o in outcomes if o.audit_error}):
-        print(f"nbtui: {redact(line)}", file=sys.stderr)
+    report(args, steps, outcomes)
     code = exit_code(outcomes)
     return EXIT_PARTIAL if unread and code == EXIT_OK else code
 

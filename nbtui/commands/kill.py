@@ -81,6 +81,12 @@ async def _kill(args) -> int:
                 print("nothing killed", file=sys.stderr)
                 return EXIT_FAILED
         outcomes = await actions.execute(fleet, steps, grace=args.grace, action="kill")
+    report(args, steps, outcomes)
+    return exit_code(outcomes)
+
+
+def report(args, steps, outcomes) -> None:
+    """What was done, as JSON or a line per target; audit-log trouble on stderr."""
     if args.json:
         print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": [o.json() for o in outcomes]})
     else:
@@ -88,7 +94,6 @@ async def _kill(args) -> int:
             print(redact(o.describe()))
     for line in sorted({o.audit_error for o in outcomes if o.audit_error}):
         print(f"nbtui: {redact(line)}", file=sys.stderr)
-    return exit_code(outcomes)
 
 
 def run(args: argparse.Namespace) -> int:
