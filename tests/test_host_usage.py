@@ -15,7 +15,6 @@ import pytest
 
 from nbtui.config import ServerConfig, Settings
 from nbtui.fleet import Fleet
-from nbtui.host import gpu
 from nbtui.host.gpu import DeviceSample, GpuReading, ProcMemory, ProcUtil
 from nbtui.host.procs import Facts, Proc, Scan, kernel_id_in
 from nbtui.host.view import LocalHost
