@@ -127,7 +127,7 @@ def test_move_verifies_names_skips_the_rest_and_shuts_the_source(servers, tmp_pa
     assert "--max-bytes" in skipped["huge"]
     assert "already defined in the target" in skipped["shared"]
     assert {"name": "os", "module": "os"} in report["imported"]
-    assert report["source_shut_down"] is True
+    assert report["source_shut_down"] is True, report["source_kept_reason"]
     assert "transfer" in r.stderr  # progress on stderr
 
     # The target kernel holds the work, bound to the same notebook path.
@@ -168,7 +168,7 @@ async def test_plain_pickle_moves_what_it_can(servers):
     src.run_code(kid, "class P: pass\np = P()\nf = lambda: 1\nnums = bytearray(b'x' * 100)\nd = {'k': 1}")
     async with ServerClient("src", src.url, src.token) as a, ServerClient("dst", dst.url, dst.token) as b:
         m = Migration(ServerSource(a, kid, "python3", "pickle.ipynb"), b,
-                      Options(to="dst", serializers=("pickle",), keep_source=True))
+                      Options(to="dst", serializers=("pickle",), keep_source=True, transport="websocket"))
         report = await m.run()
     moved = {e.name for e in report.moved}
     skipped = {e.name: e.reason for e in report.skipped}
@@ -178,7 +178,8 @@ async def test_plain_pickle_moves_what_it_can(servers):
     assert value(src, kid, "(d, '_nbtui_migrate' in dir())") == "({'k': 1}, False)"
 
 
-async def test_target_kernel_dying_mid_transfer_leaves_the_source_untouched(servers):
+@pytest.mark.parametrize("transport", ["auto", "websocket"])  # ZMQ to local kernels, or through the servers
+async def test_target_kernel_dying_mid_transfer_leaves_the_source_untouched(servers, transport):
     src, dst = servers
     kid = src.create_session("dies.ipynb")["kernel"]["id"]
     src.run_code(kid, "blob = bytearray(8 << 20)\nblob[-1] = 7")
@@ -192,7 +193,7 @@ async def test_target_kernel_dying_mid_transfer_leaves_the_source_untouched(serv
 
     async with ServerClient("src", src.url, src.token) as a, ServerClient("dst", dst.url, dst.token) as b:
         m = Migration(ServerSource(a, kid, "python3", "dies.ipynb"), b,
-                      Options(to="dst", chunk_bytes=1 << 20), progress)
+                      Options(to="dst", chunk_bytes=1 << 20, transport=transport), progress)
         with pytest.raises(Exception) as err:
             await m.run()
     assert killed, "the target kernel was never killed"
@@ -261,3 +262,19 @@ def test_rebind_binds_a_sessionless_kernel_and_refuses_a_taken_path(servers):
     assert r.returncode == 1 and "already has a session (found/again.ipynb)" in r.stderr
     audit = [json.loads(line)["result"] for line in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
     assert audit[0].startswith("failed") and audit[1] == "ok"
+
+
+def test_binary_frames_round_trip_in_fragments():
+    from jupyter_client.session import Session
+
+    from nbtui.jupyter.channels import decode_json, decode_v1, encode_json_fragments, encode_v1_fragments
+
+    msg = Session(key=b"").msg("execute_request", {"code": "_nbtui_migrate.write('x', 1, 0)"})
+    payload = os.urandom(2_500_000)
+    msg["buffers"] = [memoryview(payload)]
+    for encode, decode in ((encode_v1_fragments, decode_v1), (encode_json_fragments, decode_json)):
+        frags = encode("shell", msg)
+        assert len(frags) == 4 and max(len(f) for f in frags[1:]) <= 1 << 20  # head + 1 MiB slices
+        channel, back = decode(b"".join(frags))
+        assert channel == "shell" and back["content"]["code"] == msg["content"]["code"]
+        assert [bytes(b) for b in back["buffers"]] == [payload]

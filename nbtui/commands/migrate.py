@@ -10,7 +10,7 @@ import time
 from nbtui import actions, targets
 from nbtui.commands.common import open_fleet, print_json
 from nbtui.errors import EXIT_OK, UsageError
-from nbtui.migrate.move import CHUNK_BYTES, MAX_BYTES, Options, Progress, plan_lines
+from nbtui.migrate import CHUNK_BYTES, MAX_BYTES
 from nbtui.units import human_bytes, parse_bytes
 
 
@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before shutting the source down")
     p.add_argument("--json", action="store_true", help="the report as one JSON object")
     p.add_argument("--chunk-bytes", type=_size, default=CHUNK_BYTES, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--transport", choices=("auto", "websocket"), default="auto", help=argparse.SUPPRESS)
 
 
 def _size(text: str) -> int:
@@ -51,7 +52,7 @@ class StderrProgress:
         self._last_draw = 0.0
         self._open = False
 
-    def __call__(self, p: Progress) -> None:
+    def __call__(self, p) -> None:  # p: nbtui.migrate.move.Progress
         if p.stage == "transfer" and p.total:
             pct = int(p.done * 100 / p.total)
             if self.tty:
@@ -85,11 +86,14 @@ class StderrProgress:
 
 
 async def _migrate(args) -> int:
+    from nbtui.migrate.move import Options, plan_lines
+
     if getattr(args, "readonly", False):
         raise UsageError("--readonly is set: migrate would change kernels")
     opts = Options(to=args.to, kernel_name=args.kernel, notebook=args.notebook, keep_source=args.keep_source,
-                   dry_run=args.dry_run, max_bytes=args.max_bytes, wait=args.wait, chunk_bytes=args.chunk_bytes)
-    fleet = open_fleet(args)
+                   dry_run=args.dry_run, max_bytes=args.max_bytes, wait=args.wait, chunk_bytes=args.chunk_bytes,
+                   transport=args.transport, eager_start=args.yes or args.keep_source)
+    fleet = open_fleet(args, with_host=False)  # no usage needed: resolve the target, act
     async with fleet:
         snap = await fleet.snapshot()
         target = targets.resolve(snap, args.target)

@@ -103,38 +103,70 @@ def encode_v1(channel: str, msg: dict) -> bytes:
     return b"".join([head, chan, *parts])
 
 
+FRAGMENT = 1 << 20  # binary buffers go out in websocket fragments of this size
+
+
+def encode_v1_fragments(channel: str, msg: dict, fragment: int = FRAGMENT) -> list:
+    """``encode_v1`` as websocket fragments: the head, then each buffer in slices of at most
+    ``fragment`` bytes, uncopied (a large payload is never joined into one frame)."""
+    buffers = [memoryview(b).cast("B") for b in msg.get("buffers") or ()]
+    parts = [pack(msg["header"]), pack(msg["parent_header"]), pack(msg["metadata"]), pack(msg["content"])]
+    chan = channel.encode()
+    offsets = [8 * (1 + 1 + len(parts) + len(buffers) + 1)]
+    offsets.append(offsets[-1] + len(chan))
+    for p in [*parts, *buffers]:
+        offsets.append(offsets[-1] + len(p))
+    head = struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets)
+    return [b"".join([head, chan, *parts]), *_slices(buffers, fragment)]
+
+
+def _slices(buffers, fragment: int) -> list:
+    return [b[i:i + fragment] for b in buffers for i in range(0, len(b), fragment)]
+
+
 def decode_v1(data: bytes) -> tuple[str, dict]:
     n = int.from_bytes(data[:8], "little")
     offsets = list(struct.unpack_from(f"<{n}Q", data, 8))  # the last is the end
     channel = data[offsets[0]:offsets[1]].decode("utf-8", "replace")
-    parts = [data[offsets[i]:offsets[i + 1]] for i in range(1, len(offsets) - 1)]
+    parts = [data[offsets[i]:offsets[i + 1]] for i in range(1, min(5, len(offsets) - 1))]
+    view = memoryview(data)  # buffers are views of the frame, not copies
     msg = {
         "header": _loads(parts[0]) if len(parts) > 0 else {},
         "parent_header": _loads(parts[1]) if len(parts) > 1 else {},
         "metadata": _loads(parts[2]) if len(parts) > 2 else {},
         "content": _loads(parts[3]) if len(parts) > 3 else {},
-        "buffers": parts[4:],
+        "buffers": [view[offsets[i]:offsets[i + 1]] for i in range(5, len(offsets) - 1)],
     }
     return channel, msg
 
 
 def encode_json(channel: str, msg: dict) -> str | bytes:
+    if msg.get("buffers"):
+        return b"".join(encode_json_fragments(channel, msg))
     out = {k: msg[k] for k in ("header", "parent_header", "metadata", "content")}
     out["channel"] = channel
     out["buffers"] = []
-    if msg.get("buffers"):
-        return encode_json_binary(out, msg["buffers"])
     return json.dumps(out, default=json_default)
 
 
-def encode_json_binary(msg: dict, buffers) -> bytes:
-    """The legacy protocol's binary frame: a message with binary buffers (migrate uses it)."""
-    parts = [pack(msg), *(memoryview(b).cast("B") for b in buffers)]
+def encode_json_fragments(channel: str, msg: dict) -> list:
+    out = {k: msg[k] for k in ("header", "parent_header", "metadata", "content")}
+    out["channel"] = channel
+    out["buffers"] = []
+    return encode_json_binary(out, msg.get("buffers") or ())
+
+
+def encode_json_binary(msg: dict, buffers, fragment: int = FRAGMENT) -> list:
+    """The legacy protocol's binary message with binary buffers, as websocket fragments
+    (migrate uses it); the buffers are sliced, not copied."""
+    views = [memoryview(b).cast("B") for b in buffers]
+    parts = [pack(msg), *views]
     offsets, at = [], 4 * (len(parts) + 1)
     for part in parts:
         offsets.append(at)
         at += len(part)
-    return b"".join([struct.pack("!" + "I" * (len(parts) + 1), len(parts), *offsets), *parts])
+    head = struct.pack("!" + "I" * (len(parts) + 1), len(parts), *offsets) + parts[0]
+    return [head, *_slices(views, fragment)]
 
 
 def decode_json(data: str | bytes) -> tuple[str, dict]:
@@ -503,7 +535,10 @@ class WebsocketChannels(KernelChannels):
         ws = self._ws
         if ws is None:
             raise ConnectionLost("not connected to the kernel")
-        frame = encode_v1(channel, msg) if self.subprotocol == V1 else encode_json(channel, msg)
+        if msg.get("buffers"):  # a fragmented binary message: no joined copy of the payload
+            frame = (encode_v1_fragments if self.subprotocol == V1 else encode_json_fragments)(channel, msg)
+        else:
+            frame = encode_v1(channel, msg) if self.subprotocol == V1 else encode_json(channel, msg)
         try:
             await ws.send(frame)
         except ConnectionClosed:
@@ -619,7 +654,11 @@ class ZmqChannels(KernelChannels):
     async def _pump(self, name: str, channel) -> None:
         while True:
             try:
-                msg = await channel.get_msg()
+                # Zero-copy receive: binary buffers stay views of the ZMQ frames (migrate
+                # forwards payload chunks without copying them).
+                frames = await channel.socket.recv_multipart(copy=False)
+                _, parts = self.session.feed_identities(frames, copy=False)
+                msg = self.session.deserialize(parts, content=True, copy=False)
             except asyncio.CancelledError:
                 raise
             except Exception:

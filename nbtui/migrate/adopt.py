@@ -241,3 +241,22 @@ async def place(client: ServerClient, lk: LocalKernel, directory: Path, timeout:
     dest.unlink(missing_ok=True)
     raise NbtuiError(f"{client.name} did not list the kernel within {timeout:g} s; is it running with "
                      f"--ServerApp.allow_external_kernels=True and external_connection_dir={directory}?")
+
+
+def local_connection_file(kernel_id: str) -> Optional[tuple[str, signals.Ident]]:
+    """(connection file, process) of kernel ``kernel_id`` if its process runs on this host and
+    the file its command line names is readable, else None."""
+    needle = f"kernel-{kernel_id}.json"
+    for p in psutil.process_iter(["cmdline"]):
+        cmdline = p.info.get("cmdline") or ()
+        if not any(needle in arg for arg in cmdline) or "ipykernel" not in " ".join(cmdline):
+            continue
+        try:
+            cwd = p.cwd()
+        except psutil.Error:
+            cwd = None
+        path = connection_file_in(cmdline, cwd)
+        ident = signals.identify(p.pid)
+        if path and ident and os.access(path, os.R_OK):
+            return path, ident
+    return None

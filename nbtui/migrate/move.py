@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 from nbtui import audit
 from nbtui.errors import NbtuiError, NotFound, UsageError
 from nbtui.jupyter.channels import ChannelError, KernelChannels, WebsocketChannels
-from nbtui.jupyter.rest import ServerClient, ServerError
+from nbtui.jupyter.rest import ServerClient, ServerError, is_loopback
+from nbtui.migrate import CHUNK_BYTES, MAX_BYTES
 from nbtui.migrate.agent import SERIALIZERS
 from nbtui.migrate.remote import Agent, AgentError
 from nbtui.units import human_bytes
 
-CHUNK_BYTES = 8 << 20
-MAX_BYTES = 1 << 30
 
 
 class MigrationFailed(NbtuiError):
@@ -118,11 +118,57 @@ class Options:
     max_bytes: Optional[int] = MAX_BYTES
     wait: bool = False
     chunk_bytes: int = CHUNK_BYTES
+    window: int = 1  # reads in flight ahead of the chunk being forwarded
+    write_window: int = 0  # writes sent before the oldest one's answer is awaited (0: each is awaited)
+    transport: str = "auto"  # auto (ZMQ to kernels on this host) | websocket (always through the servers)
+    eager_start: bool = False  # start the target kernel beside the inventory (no confirmation to wait for)
     serializers: tuple[str, ...] = SERIALIZERS  # tried in this order, per name
     wait_timeout: float = 3600.0
 
 
 # -- the source: a kernel on a server, or a local kernel known by its connection file ----
+
+
+def kernel_channels(client: ServerClient, kernel_id: str, transport: str = "auto") -> KernelChannels:
+    """A kernel's channels for a migration. ``auto``: straight over ZMQ where the kernel runs
+    on this host and its connection file is readable (the payload still goes through nbtui,
+    but skips both servers' websockets, ~4x faster), else through its server's websocket."""
+    if transport == "auto" and is_loopback(client.url):
+        from nbtui.migrate.adopt import local_connection_file
+
+        found = local_connection_file(kernel_id)
+        if found:
+            return zmq_channels(*found)
+    return WebsocketChannels(client, kernel_id, reconnect=False)
+
+
+def zmq_channels(path: str, ident) -> KernelChannels:
+    """ZMQ channels to a local kernel, with ``alive()``: over ZMQ nobody reports a kernel's
+    death (a server does, through its websocket), so migrate watches the process."""
+    from nbtui.host import signals
+    from nbtui.jupyter.channels import ZmqChannels
+
+    ch = ZmqChannels(path)
+    ch.alive = lambda: signals.same_process(ident, signals.identify(ident.pid))  # type: ignore[attr-defined]
+    return ch
+
+
+async def ready(ch: KernelChannels, timeout: float) -> None:
+    """Wait until a request's whole round trip (reply and idle on iopub) comes back: over ZMQ,
+    iopub messages sent before the subscription settles are lost (the slow joiner)."""
+    from nbtui.errors import TimedOut
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        ex = await ch.execute("", silent=True, store_history=False, allow_stdin=False)
+        try:
+            await asyncio.wait_for(ex.wait(), 2.0)
+            return
+        except asyncio.TimeoutError:
+            ex.cancel()
+            if loop.time() > deadline:
+                raise TimedOut(f"the kernel did not answer within {timeout:g} s") from None
 
 
 class Source:
@@ -158,8 +204,8 @@ class ServerSource(Source):
         return {"server": self.server, "kernel_id": self.kernel_id, "kernel_name": self.kernel_name,
                 "notebook": self.notebook}
 
-    def channels(self) -> KernelChannels:
-        return WebsocketChannels(self.client, self.kernel_id, reconnect=False)
+    def channels(self, transport: str = "websocket") -> KernelChannels:
+        return kernel_channels(self.client, self.kernel_id, transport)
 
     async def state(self) -> str:
         try:
@@ -187,10 +233,8 @@ class LocalSource(Source):
         return {"server": None, "kernel_id": d["kernel_id"], "kernel_name": d["kernel_name"], "pid": d["pid"],
                 "notebook": d["notebook"], "connection_file": d["connection_file"]}
 
-    def channels(self) -> KernelChannels:
-        from nbtui.jupyter.channels import ZmqChannels
-
-        return ZmqChannels(self.lk.connection_file)
+    def channels(self, transport: str = "auto") -> KernelChannels:
+        return zmq_channels(self.lk.connection_file, self.lk.ident)
 
     async def state(self) -> str:
         from nbtui.host import signals
@@ -246,6 +290,7 @@ class Migration:
         self._src_count: Optional[int] = None
         self._done = False
         self._elapsed = 0.0
+        self._starting: Optional[asyncio.Future] = None
 
     def progress(self, stage: str, **kw) -> None:
         try:
@@ -309,10 +354,11 @@ class Migration:
     # -- steps ----------------------------------------------------------------------------
 
     async def _open_source(self) -> Agent:
-        ch = self.source.channels()
+        ch = self.source.channels(self.opts.transport)
         self._src_ch = ch
         try:
             await ch.connect()
+            await ready(ch, 30)
             info = await ch.kernel_info(timeout=30)
         except (ServerError, ChannelError) as e:
             raise MigrationFailed(f"cannot reach the source kernel: {e}") from None
@@ -341,6 +387,8 @@ class Migration:
         t0 = time.perf_counter()
         try:
             kernel_name, path = await self.preflight()
+            if self.opts.eager_start and not self.opts.dry_run:  # no question will be asked: overlap
+                self._starting = asyncio.ensure_future(self._start_target(kernel_name))
             self.progress("inventory")
             await self.inventory()
             self.report.target.update(kernel_name=kernel_name, notebook=path)
@@ -371,6 +419,8 @@ class Migration:
 
     async def cancel(self) -> None:
         """After ``prepare``, when the user says no: remove the helper, close connections."""
+        if self._starting is not None:
+            await self._abort(MigrationFailed("cancelled"))
         await self._close()
 
     async def run(self) -> Report:
@@ -380,7 +430,8 @@ class Migration:
             return self.report
         return await self.execute()
 
-    async def _move(self, kernel_name: str, path: str, entries: list[Entry]) -> None:
+    async def _start_target(self, kernel_name: str) -> Agent:
+        """A new kernel on the target, connected, with the agent installed."""
         self.progress("start", note=f"starting a {kernel_name} kernel on {self.target.name}")
         try:
             model = await self.target.start_kernel(kernel_name)
@@ -388,13 +439,20 @@ class Migration:
             raise MigrationFailed(f"could not start a kernel on {self.target.name}: {e.detail}") from None
         self.target_kernel = model["id"]
         self.report.target["kernel_id"] = self.target_kernel
-        ch = WebsocketChannels(self.target, self.target_kernel, reconnect=False)
+        ch = kernel_channels(self.target, self.target_kernel, self.opts.transport)
         self._dst_ch = ch
         await ch.connect()
-        await ch.kernel_info(timeout=60)
+        await ready(ch, 60)
         dst = Agent(ch, "target")
         await dst.install()
         self._dst = dst
+        return dst
+
+    async def _move(self, kernel_name: str, path: str, entries: list[Entry]) -> None:
+        if self._starting is not None:  # started beside the inventory
+            dst = await self._starting
+        else:
+            dst = await self._start_target(kernel_name)
         libs = sorted({lib for e in entries for lib in e.gpu_libs})
         probe = await dst.one("probe", libs)
         self.report.serializers["target"] = probe.get("serializers")
@@ -473,33 +531,34 @@ class Migration:
 
     async def _carry(self, src: Agent, dst: Agent, name: str, sizes: list[int], chunk: int,
                      done: int, total: int) -> None:
-        """Copy one name's parts, chunk by chunk, reading the next chunk while writing one."""
+        """Copy one name's parts chunk by chunk, as a pipeline: the next read is asked for as
+        soon as a chunk arrives, and each chunk is handed to the target without waiting for
+        the previous write's answer (a kernel runs requests in order). nbtui holds at most
+        the chunk it forwards and the one arriving (``window`` reads ahead)."""
         reads = [(part, off, min(chunk, size - off)) for part, size in enumerate(sizes) for off in range(0, size, chunk)]
-
-        async def fetch(i: int) -> list:
-            part, off, n = reads[i]
-            results = await src.call("read", name, part, off, n)
-            if not results or not results[-1][1]:
-                raise MigrationFailed(f"the source kernel sent no bytes for {name} (part {part} at {off})")
-            return results[-1][1]
-
-        ahead: Optional[asyncio.Task] = asyncio.ensure_future(fetch(0)) if reads else None
+        window = max(1, self.opts.window)
+        pending_reads: deque = deque()
+        pending_writes: deque = deque()
         try:
+            for i in range(min(window, len(reads))):
+                pending_reads.append(await src.start("read", name, *reads[i]))
             for i, (part, off, n) in enumerate(reads):
-                assert ahead is not None
-                buffers = await ahead
-                ahead = asyncio.ensure_future(fetch(i + 1)) if i + 1 < len(reads) else None
-                await dst.call("write", name, part, off, buffers=buffers)
-                del buffers
+                results = await pending_reads.popleft().result()
+                if not results or not results[-1][1]:
+                    raise MigrationFailed(f"the source kernel sent no bytes for {name} (part {part} at {off})")
+                if i + window < len(reads):
+                    pending_reads.append(await src.start("read", name, *reads[i + window]))
+                pending_writes.append(await dst.start("write", name, part, off, buffers=results[-1][1]))
+                del results
+                while len(pending_writes) > self.opts.write_window:
+                    await pending_writes.popleft().result()
                 done += n
                 self.progress("transfer", done=done, total=total, name=name)
+            while pending_writes:
+                await pending_writes.popleft().result()
         finally:
-            if ahead is not None and not ahead.done():
-                ahead.cancel()
-                try:
-                    await ahead
-                except BaseException:
-                    pass
+            for c in (*pending_reads, *pending_writes):
+                c.cancel()
 
     async def _finish(self) -> None:
         """After a verified, bound move: shut the source down unless asked not to."""
@@ -522,7 +581,9 @@ class Migration:
         if state == "gone":
             self.report.source_kept_reason = "the source kernel was already gone"
             return
-        if state == "busy" or count != self._src_count:
+        # Our probe queues behind any cell the user started meanwhile, and a cell that ran
+        # moved the count: the count alone tells (a REST "busy" may be stale).
+        if count != self._src_count:
             self.report.source_kept_reason = "the source ran code during the move; it was kept so nothing is lost"
             audit.record("migrate-shutdown", self.report.source, "refused: the source changed during the move")
             return
@@ -539,6 +600,11 @@ class Migration:
         """Leave the source as it was and remove the half-made target kernel."""
         if self._done:  # moved and bound: the target holds the work now
             return
+        if self._starting is not None and not self._starting.done():
+            try:
+                await self._starting  # let it finish, so its kernel can be removed
+            except BaseException:
+                pass
         if self._src is not None:
             await self._src.uninstall()
         if self.target_kernel is not None:

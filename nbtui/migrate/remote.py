@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from nbtui.errors import NbtuiError, TimedOut
-from nbtui.jupyter.channels import KernelChannels, msg_type
+from nbtui.jupyter.channels import KernelChannels, KernelDied, msg_type
 from nbtui.migrate import agent as _agent
 
 COMM_ID = _agent.COMM_ID
@@ -35,6 +35,58 @@ def _install_code() -> str:
     return f"exec(compile({code!r}, '<nbtui-migrate-agent>', 'exec'), {{'__name__': 'nbtui_migrate_agent'}})"
 
 
+def _code(method: str, args: Sequence[Any]) -> str:
+    return f"{NAME}.{method}({', '.join(repr(a) for a in args)})"
+
+
+class Call:
+    """One request to the agent, sent; ``result()`` drains it."""
+
+    def __init__(self, agent: "Agent", ex):
+        self.agent = agent
+        self.ex = ex
+
+    async def result(self, timeout: Optional[float] = None) -> list[tuple[dict, list]]:
+        """The agent's answers as (JSON, buffers); AgentError if it raised, TimedOut."""
+        ex, results = self.ex, []
+
+        async def drain() -> None:
+            async for msg in ex:
+                if msg_type(msg) == "comm_msg":
+                    content = msg.get("content") or {}
+                    if content.get("comm_id") == COMM_ID:
+                        results.append((content.get("data") or {}, list(msg.get("buffers") or ())))
+
+        limit = timeout or self.agent.timeout
+        label = self.agent.label
+        alive = getattr(self.agent.channels, "alive", None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        task = asyncio.ensure_future(drain())
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=min(1.0, max(0.0, deadline - loop.time())))
+                if task.done():
+                    break
+                if alive is not None and not alive():
+                    raise KernelDied(f"the {label} kernel died", "dead")
+                if loop.time() >= deadline:
+                    raise TimedOut(f"the {label} kernel did not answer within {limit:g} s")
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                ex.cancel()
+        reply = (ex.reply or {}).get("content") or {}
+        if reply.get("status") != "ok":
+            ename, evalue = reply.get("ename") or "error", reply.get("evalue") or ""
+            raise AgentError(f"the {label} kernel raised {ename}: {evalue}".strip()[:400])
+        return results
+
+    def cancel(self) -> None:
+        self.ex.cancel()
+
+
 class Agent:
     """Calls into the agent of one kernel."""
 
@@ -46,36 +98,23 @@ class Agent:
 
     async def _run(self, code: str, buffers: Optional[Sequence[Any]] = None,
                    timeout: Optional[float] = None) -> list[tuple[dict, list]]:
+        return await (await self._start(code, buffers)).result(timeout)
+
+    async def _start(self, code: str, buffers: Optional[Sequence[Any]] = None) -> "Call":
         ch = self.channels
         if buffers:
             ex = await ch.execute_buffers(code, list(buffers))
         else:
             ex = await ch.execute(code, silent=True, store_history=False, allow_stdin=False)
-        results: list[tuple[dict, list]] = []
+        return Call(self, ex)
 
-        async def drain() -> None:
-            async for msg in ex:
-                if msg_type(msg) == "comm_msg":
-                    content = msg.get("content") or {}
-                    if content.get("comm_id") == COMM_ID:
-                        results.append((content.get("data") or {}, list(msg.get("buffers") or ())))
-
-        limit = timeout or self.timeout
-        try:
-            await asyncio.wait_for(drain(), limit)
-        except asyncio.TimeoutError:
-            ex.cancel()
-            raise TimedOut(f"the {self.label} kernel did not answer within {limit:g} s") from None
-        reply = (ex.reply or {}).get("content") or {}
-        if reply.get("status") != "ok":
-            ename, evalue = reply.get("ename") or "error", reply.get("evalue") or ""
-            raise AgentError(f"the {self.label} kernel raised {ename}: {evalue}".strip()[:400])
-        return results
+    async def start(self, method: str, *args: Any, buffers: Optional[Sequence[Any]] = None) -> "Call":
+        """Send a call without waiting for it (calls run in the order sent); ``await call.result()``."""
+        return await self._start(_code(method, args), buffers)
 
     async def call(self, method: str, *args: Any, buffers: Optional[Sequence[Any]] = None,
                    timeout: Optional[float] = None) -> list[tuple[dict, list]]:
-        code = f"{NAME}.{method}({', '.join(repr(a) for a in args)})"
-        return await self._run(code, buffers, timeout)
+        return await self._run(_code(method, args), buffers, timeout)
 
     async def one(self, method: str, *args: Any, timeout: Optional[float] = None) -> dict:
         """Call and return the single JSON answer."""
