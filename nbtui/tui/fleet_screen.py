@@ -33,9 +33,9 @@ from nbtui.tui.textline import TextLines
 from nbtui.units import human_bytes, middle_truncate
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
-MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers"}
+MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind"}
 # Actions that need a kernel under the cursor (or marked).
-NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate"}
+NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate", "rebind"}
 WIDE = 120  # at least this wide: details sit beside the table and start open
 
 
@@ -122,7 +122,8 @@ class FleetScreen(Screen):
         Binding("r", "restart", "Restart"),
         Binding("k", "kill", "Kill"),
         Binding("R", "refresh", "Refresh", show=False),
-        # m (migrate) belongs to the migrate issue; cull is in the palette ("Cull…").
+        Binding("m", "migrate", "Migrate"),
+        # cull and rebind are in the palette ("Cull…", "Rebind to a notebook…").
     ]
 
     def __init__(self, readonly: bool = False):
@@ -537,6 +538,37 @@ class FleetScreen(Screen):
 
         cull(self)
 
+    def action_migrate(self) -> None:
+        if self.readonly:
+            self.notify("readonly: migrate is off", severity="warning")
+            return
+        k = self.selected_kernel
+        if k is None:
+            return
+        from nbtui.tui.migrate import MigrateScreen
+
+        servers = [s.name for s in (self.snapshot.servers if self.snapshot else ()) if s.ok]
+        self.app.push_screen(MigrateScreen(k, servers or [k.server]))
+
+    def action_rebind(self) -> None:
+        if self.readonly:
+            self.notify("readonly: rebind is off", severity="warning")
+            return
+        k = self.selected_kernel
+        if k is None:
+            return
+        if k.session is not None:
+            self.notify(f"{k.server}:{k.kernel_id[:8]} already has a session ({k.session.path})", severity="warning")
+            return
+        from nbtui.tui.migrate import RebindScreen
+
+        def bound(path: Optional[str]) -> None:
+            if path:
+                self.notify(f"bound {path} to {k.server}:{k.kernel_id[:8]}", timeout=4)
+                self.app.refresh_now()
+
+        self.app.push_screen(RebindScreen(k), bound)
+
     @work(group="actions")
     async def _run_action(self, name: str, act: Callable, targets: Iterable[Kernel]) -> None:
         done, failed = 0, []
@@ -577,6 +609,10 @@ class FleetScreen(Screen):
                 ("Cull…", "Remove idle or orphaned kernels and leftover processes by policy", self.action_cull),
                 ("Kill leftover processes…", "Free what crashed servers' kernels left running (their GPU "
                  "memory too), after a confirmation", self.action_kill_leftovers),
+                ("Migrate kernel…", "Move the selected kernel's variables into a new kernel on another "
+                 "server, then free the source (m)", self.action_migrate),
+                ("Rebind to a notebook…", "Give the selected kernel, which no session references, a "
+                 "notebook session so JupyterLab can reopen it", self.action_rebind),
             ]
         return cmds
 

@@ -1,0 +1,86 @@
+"""Migrate and rebind from the fleet screen (m, the palette) against real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from nbtui.config import ServerConfig, Settings
+from nbtui.fleet import Fleet
+from nbtui.tui.app import NbtuiApp
+from nbtui.tui.confirm import ConfirmScreen
+from nbtui.tui.migrate import MigrateScreen, RebindScreen
+from textual.widgets import Button, Input, ProgressBar, Static
+from tests.jupyter import until
+
+
+def _app(*servers) -> NbtuiApp:
+    configs = [ServerConfig(name=s.name, url=s.url, token_source="discovered", token=s.token, timeout=2.0)
+               for s in servers]
+    return NbtuiApp(Fleet(configs, Settings(timeout=2.0)), refresh=0.3)
+
+
+def _text(app, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
+    a, b = jupyter_factory("a"), jupyter_factory("b")
+    kid = a.create_session("work/m.ipynb")["kernel"]["id"]
+    a.run_code(kid, "import threading\nweights = bytearray(range(256)) * 40000\nlock = threading.Lock()")
+    app = _app(a, b)
+    async with app.run_test(size=(120, 34)) as pilot:
+        screen = app.fleet_screen
+        await until(pilot, lambda: screen.select(f"a:{kid}"), what="the kernel's row")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateScreen), what="the migrate dialog")
+        assert app.screen.query_one("#mig-notebook", Input).value == "work/m.ipynb"
+        await pilot.click("#mig-plan-button")
+        await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, what="the plan")
+        plan = _text(app, "#mig-plan-text")
+        assert "weights" in plan and "lock" in plan and "skip" in plan and "-> b" in plan
+        assert {k["id"] for k in b.kernels()} == set()  # nothing started before Move is confirmed
+
+        await pilot.click("#mig-move")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, MigrateScreen) and app.screen.done, timeout=60,
+                    what="the move to finish")
+        status = _text(app, "#mig-status")
+        assert "moved and verified 1 name" in status and "source kernel shut down" in status, status
+        bar = app.screen.query_one("#mig-progress", ProgressBar)
+        assert bar.percentage == 1.0
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, what="the dialog to close")
+
+    new = [k["id"] for k in b.kernels()]
+    assert len(new) == 1 and kid not in {k["id"] for k in a.kernels()}
+    reply = b.run_code(new[0], "assert len(weights) == 256 * 40000 and weights[300] == 44")
+    assert reply["content"]["status"] == "ok"
+    actions = [json.loads(x)["action"] for x in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
+    assert actions == ["migrate", "migrate-shutdown"]
+
+
+async def test_rebind_from_the_palette_and_readonly(jupyter_factory):
+    a = jupyter_factory("a")
+    kid = a.start_kernel()
+    app = _app(a)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.fleet_screen
+        await until(pilot, lambda: screen.select(f"a:{kid}"), what="the kernel's row")
+        screen.action_rebind()
+        await until(pilot, lambda: isinstance(app.screen, RebindScreen), what="the rebind dialog")
+        await pilot.press(*"found.ipynb", "enter")
+        await until(pilot, lambda: app.screen is screen, what="the dialog to close")
+        sessions = a.api("GET", "api/sessions").json()
+        assert [(s["path"], s["kernel"]["id"]) for s in sessions] == [("found.ipynb", kid)]
+
+    app = NbtuiApp(app.fleet, refresh=0.3, readonly=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.fleet_screen
+        await until(pilot, lambda: screen.select(f"a:{kid}"), what="the kernel's row")
+        await pilot.press("m")
+        await pilot.pause(0.2)
+        assert app.screen is screen
+        assert not any("Migrate" in title for title, _, _ in screen.palette_commands())
