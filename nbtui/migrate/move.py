@@ -30,7 +30,7 @@ from nbtui import audit
 from nbtui.errors import NbtuiError, NotFound, UsageError
 from nbtui.jupyter.channels import ChannelError, KernelChannels, WebsocketChannels
 from nbtui.jupyter.rest import ServerClient, ServerError, is_loopback
-from nbtui.migrate import CHUNK_BYTES, MAX_BYTES
+from nbtui.migrate import CHUNK_BYTES_WEBSOCKET, CHUNK_BYTES_ZMQ, MAX_BYTES
 from nbtui.migrate.agent import SERIALIZERS
 from nbtui.migrate.remote import Agent, AgentError
 from nbtui.units import human_bytes
@@ -76,6 +76,7 @@ class Report:
     source_shut_down: bool = False
     source_kept_reason: Optional[str] = None
     serializers: dict = field(default_factory=dict)  # source / target: available
+    chunk_bytes: Optional[int] = None  # payload bytes per message, as used
 
     @property
     def moved(self) -> list[Entry]:
@@ -105,6 +106,7 @@ class Report:
             "source_shut_down": self.source_shut_down,
             "source_kept_reason": self.source_kept_reason,
             "serializers": self.serializers,
+            "chunk_bytes": self.chunk_bytes,
         }
 
 
@@ -117,7 +119,7 @@ class Options:
     dry_run: bool = False
     max_bytes: Optional[int] = MAX_BYTES
     wait: bool = False
-    chunk_bytes: int = CHUNK_BYTES
+    chunk_bytes: Optional[int] = None  # default: 16 MiB over ZMQ, 8 MiB where a websocket is on the way
     window: int = 1  # reads in flight ahead of the chunk being forwarded
     write_window: int = 0  # writes sent before the oldest one's answer is awaited (0: each is awaited)
     transport: str = "auto"  # auto (ZMQ to kernels on this host) | websocket (always through the servers)
@@ -160,13 +162,15 @@ async def ready(ch: KernelChannels, timeout: float) -> None:
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    wait = 0.2  # short first: a lost idle must not cost seconds; longer for a kernel still starting
     while True:
         ex = await ch.execute("", silent=True, store_history=False, allow_stdin=False)
         try:
-            await asyncio.wait_for(ex.wait(), 2.0)
+            await asyncio.wait_for(ex.wait(), wait)
             return
         except asyncio.TimeoutError:
             ex.cancel()
+            wait = min(wait * 2, 2.0)
             if loop.time() > deadline:
                 raise TimedOut(f"the kernel did not answer within {timeout:g} s") from None
 
@@ -313,9 +317,12 @@ class Migration:
         """(kernel spec name, notebook path) on the target, or an error; changes nothing."""
         path = self.notebook_path()
         name = self.opts.kernel_name or self.source.kernel_name
-        try:
-            specs = await self.target.kernelspecs()
+        try:  # the target's specs and sessions, and the source's state, at once
+            specs, sessions, state = await asyncio.gather(
+                self.target.kernelspecs(), self.target.sessions(), self.source.state())
         except ServerError as e:
+            if e.server != self.target.name:
+                raise
             raise MigrationFailed(f"target {e}; nothing was changed") from None
         available = sorted((specs.get("kernelspecs") or {}).keys())
         if not name:
@@ -323,17 +330,15 @@ class Migration:
         if name not in available:
             raise MigrationFailed(f"server {self.target.name} has no kernel spec {name!r} "
                                   f"(it has: {', '.join(available) or 'none'}); pick one with --kernel NAME")
-        sessions = await self.target.sessions()
         taken = [s for s in sessions if str(s.get("path") or "").lstrip("/") == path]
         if taken:
             kid = ((taken[0].get("kernel") or {}).get("id") or "?")[:8]
             raise MigrationFailed(f"{path} already has a session on {self.target.name} (kernel {kid}); "
                                   "name another notebook with --notebook PATH")
-        await self._check_idle()
+        await self._check_idle(state)
         return name, path
 
-    async def _check_idle(self) -> None:
-        state = await self.source.state()
+    async def _check_idle(self, state: str) -> None:
         if state == "gone":
             raise NotFound("the source kernel is gone")
         if state != "busy":
@@ -406,7 +411,7 @@ class Migration:
         t0 = time.perf_counter()
         try:
             await self._move(self.report.target["kernel_name"], self.report.target["notebook"], self.report.entries)
-            await self._finish()
+            await asyncio.gather(self._finish(), self._release_target())
         except BaseException as e:
             await self._abort(e)
             raise
@@ -471,7 +476,8 @@ class Migration:
         done = 0
         src = self._src
         assert src is not None
-        chunk = max(1, int(self.opts.chunk_bytes))
+        chunk = self.chunk_bytes()
+        self.report.chunk_bytes = chunk
         for e in movers:
             self.progress("transfer", done=done, total=total, name=e.name)
             try:
@@ -528,6 +534,11 @@ class Migration:
         if ((session.get("kernel") or {}).get("id")) != self.target_kernel:
             raise MigrationFailed(f"{path} got a session of another kernel on {self.target.name} (a session appeared there meanwhile)")
         self.report.target["session_id"] = session.get("id")
+
+    def chunk_bytes(self) -> int:
+        websocket = any(isinstance(ch, WebsocketChannels) for ch in (self._src_ch, self._dst_ch))
+        bound = CHUNK_BYTES_WEBSOCKET if websocket else CHUNK_BYTES_ZMQ
+        return max(1, min(int(self.opts.chunk_bytes or bound), CHUNK_BYTES_WEBSOCKET if websocket else 1 << 62))
 
     async def _carry(self, src: Agent, dst: Agent, name: str, sizes: list[int], chunk: int,
                      done: int, total: int) -> None:
@@ -612,6 +623,16 @@ class Migration:
         reason = str(error) or type(error).__name__
         if self.target_kernel is not None:  # a refusal in preflight changed nothing: no audit line
             audit.record("migrate", self.report.source, f"aborted: {reason}", to=self.report.target)
+
+    async def _release_target(self) -> None:
+        """Remove the agent from the (verified, bound) target and close its channels."""
+        if self._dst is not None:
+            await self._dst.uninstall()
+        if self._dst_ch is not None:
+            try:
+                await self._dst_ch.close()
+            except Exception:
+                pass
 
     async def _remove_target(self, timeout: float = 30.0) -> None:
         """Shut the half-made target kernel down; a kernel the server is restarting (it died)
