@@ -15,7 +15,7 @@ kernel's start:
 
 Rounds alternate the two routes (BENCH_ROUNDS, default 3); medians are compared.
 nbtui's memory: its peak RSS (``wait4``) moving the 256 MiB namespace minus its peak
-moving a namespace of small objects only, against the bound of 2 x the largest chunk.
+moving a namespace of small objects only, against the bound of 2 x the largest chunk (the report's ``chunk_bytes``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 from tests.jupyter import JupyterServer  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-CHUNK = 8 << 20  # nbtui's default chunk (nbtui/migrate/move.py CHUNK_BYTES)
 
 SMALL = """
 config = {"lr": 3e-4, "layers": [512, 256, 10], "name": "resnet-ish"}
@@ -109,6 +108,7 @@ def main() -> None:
             assert report["bytes"] >= BIG_BYTES and report["source_shut_down"], report
             ours.append(dt)
             peaks.append(rss)
+            chunk = report["chunk_bytes"]
             b.shutdown_kernel(report["target"]["kernel_id"])
 
             kid = a.start_kernel()
@@ -131,9 +131,9 @@ def main() -> None:
               f"(ZMQ to both local kernels), manual dill.dump_module/load_module {' '.join(f'{t:.2f}' for t in theirs)} s")
         print(f"through both servers' websockets (--transport websocket, as with remote servers): "
               f"{' '.join(f'{t:.2f}' for t in via_ws)} s, median {ws_s:.2f} s, {ws_s / manual_s:.2f} x manual")
-        print(f"bench migrate-memory: nbtui {extra / 2**20:.1f} MiB vs limit {2 * CHUNK / 2**20:.0f} MiB, "
-              f"ratio {extra / (2 * CHUNK):.2f} (goal <= 1.0) [peak RSS {max(peaks) / 2**20:.0f} MiB, "
-              f"baseline {base_rss / 2**20:.0f} MiB, payload {BIG_BYTES / 2**20:.0f} MiB, chunk {CHUNK / 2**20:.0f} MiB]")
+        print(f"bench migrate-memory: nbtui {extra / 2**20:.1f} MiB vs limit {2 * chunk / 2**20:.0f} MiB, "
+              f"ratio {extra / (2 * chunk):.2f} (goal <= 1.0) [peak RSS {max(peaks) / 2**20:.0f} MiB, "
+              f"baseline {base_rss / 2**20:.0f} MiB, payload {BIG_BYTES / 2**20:.0f} MiB, chunk {chunk / 2**20:.0f} MiB]")
         print(f"bench migrate: nbtui {nbtui_s:.2f} s vs dill-manual {manual_s:.2f} s, "
               f"ratio {nbtui_s / manual_s:.2f} (goal <= 1.5)")
     finally:

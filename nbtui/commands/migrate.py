@@ -10,7 +10,7 @@ import time
 from nbtui import actions, targets
 from nbtui.commands.common import open_fleet, print_json
 from nbtui.errors import EXIT_OK, UsageError
-from nbtui.migrate import CHUNK_BYTES, MAX_BYTES
+from nbtui.migrate import MAX_BYTES
 from nbtui.units import human_bytes, parse_bytes
 
 
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the inventory and the plan; change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before shutting the source down")
     p.add_argument("--json", action="store_true", help="the report as one JSON object")
-    p.add_argument("--chunk-bytes", type=_size, default=CHUNK_BYTES, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--chunk-bytes", type=_size, default=None, metavar="N", help=argparse.SUPPRESS)
     p.add_argument("--transport", choices=("auto", "websocket"), default="auto", help=argparse.SUPPRESS)
 
 
