@@ -86,7 +86,7 @@ class StderrProgress:
 
 
 async def _migrate(args) -> int:
-    from nbtui.migrate.move import Options, plan_lines
+    from nbtui.migrate.move import Options, keeps_source, plan_lines
 
     if getattr(args, "readonly", False):
         raise UsageError("--readonly is set: migrate would change kernels")
@@ -115,7 +115,7 @@ async def _migrate(args) -> int:
             from nbtui.commands.kill import confirm
 
             try:
-                ok = opts.keep_source or confirm(
+                ok = opts.keep_source or keeps_source(report) or confirm(
                     f"Move {len(report.moved)} name(s) to {opts.to}, then shut the source kernel down?", args.yes)
             except BaseException:
                 await migration.cancel()

@@ -32,6 +32,11 @@ class Refused(Exception):
     """An object that must not (or cannot) move to another kernel; the message says why."""
 
 
+class ProcessBound(Refused):
+    """An object that only means something in this process (open file, lock, generator …):
+    leaving it behind loses no data."""
+
+
 def _type_name(obj):
     t = type(obj)
     mod = t.__module__
@@ -123,7 +128,7 @@ class _Rules:
     def _rule(self, obj):
         why = _refusal(obj)
         if why:
-            raise Refused(why)
+            raise ProcessBound(why)
         if self.by_reference and isinstance(obj, (type, types.FunctionType)) and getattr(obj, "__module__", None) == "__main__":
             raise Refused(f"{getattr(obj, '__qualname__', obj)!s} is defined in the notebook: plain pickle "
                           "stores it by reference (dill or cloudpickle in both kernels would carry it)")
@@ -315,10 +320,10 @@ class Agent:
                 p.count_only = counting
                 p.dump(value)
                 return ser, p, sink, oob
+            except ProcessBound:
+                raise  # no serializer will move an open file or a lock
             except Refused as e:
                 reasons.append(str(e))
-                if "defined in the notebook" not in str(e):
-                    break  # no serializer will move an open file or a lock
             except RecursionError:
                 reasons.append(f"{ser}: too deeply nested")
             except Exception as e:
@@ -334,7 +339,8 @@ class Agent:
         for name in self._user_names():
             value = self.ip.user_ns[name]
             entry = {"name": name, "type": _type_name(value), "size": None, "status": "move",
-                     "reason": None, "serializer": None, "gpu": [], "gpu_libs": [], "module": None}
+                     "reason": None, "serializer": None, "gpu": [], "gpu_libs": [], "module": None,
+                     "process_bound": False}
             names.append(entry)
             if isinstance(value, types.ModuleType):
                 entry.update(status="import", module=value.__name__)
@@ -342,7 +348,7 @@ class Agent:
             try:
                 ser, p, sink, oob = self._serialize(value, serializers, (), True)
             except Refused as e:
-                entry.update(status="skip", reason=str(e))
+                entry.update(status="skip", reason=str(e), process_bound=isinstance(e, ProcessBound))
                 continue
             entry["serializer"] = ser
             entry["size"] = sink.n + sum(memoryview(b).nbytes for b in oob) + p.gpu_bytes

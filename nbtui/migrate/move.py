@@ -63,6 +63,7 @@ class Entry:
     module: Optional[str] = None
     verified: bool = False
     note: Optional[str] = None  # e.g. "cuda:0 -> cpu (2 tensors)"
+    process_bound: bool = False  # an open file, a lock …: leaving it behind loses no data
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Report:
 
     def to_json(self) -> dict:
         def one(e: Entry) -> dict:
-            return {k: v for k, v in asdict(e).items() if k not in ("status", "gpu_libs", "verified")}
+            return {k: v for k, v in asdict(e).items() if k not in ("status", "gpu_libs", "verified", "process_bound")}
 
         return {
             "dry_run": self.dry_run,
@@ -579,6 +580,14 @@ class Migration:
         if self.opts.keep_source:
             self.report.source_kept_reason = "--keep-source"
             return
+        left = [e.name for e in self.report.skipped if not e.process_bound]
+        if keeps_source(self.report):  # data that did not move (too big, collided, no serializer): do not lose it
+            shown = ", ".join(left[:5]) + (" …" if len(left) > 5 else "")
+            self.report.source_kept_reason = (f"{len(left)} skipped name(s) hold data that did not move ({shown}); "
+                                              "the source was kept so nothing is lost")
+            if self._src is not None:
+                await self._src.uninstall()
+            return
         self.progress("shutdown")
         src = self._src
         assert src is not None
@@ -689,4 +698,11 @@ def plan_lines(report: Report) -> list[str]:
     total = sum(e.size or 0 for e in moved)
     lines.append(f"{len(moved)} to move ({human_bytes(total)}), {len(report.imported)} module(s) to import, "
                  f"{len(report.skipped)} skipped")
+    if keeps_source(report):
+        lines.append("the source kernel will be kept: skipped names hold data that would not move")
     return lines
+
+
+def keeps_source(report: Report) -> bool:
+    """Whether the plan leaves data behind, so the source is kept after the move."""
+    return any(not e.process_bound for e in report.skipped)
