@@ -21,7 +21,7 @@ from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, uses_nvidia
 
 LOCAL = "local"
 # The shortest interval a CPU % is measured over: psutil's CPU times tick every 10 ms.
-MIN_CPU_INTERVAL = 0.25
+MIN_CPU_INTERVAL = 0.15
 FIRST_SAMPLE_NOTE = "cpu: measured from the next refresh (needs two samples)"
 
 
@@ -102,9 +102,10 @@ class LocalHost:
         if self._primed:
             return 0.0
         scan = self.table.scan()
-        self.table.measure(scan, scan.jupyter_pids())
+        pids = scan.jupyter_pids()
+        self.table.measure(scan, pids)
         self._primed = True
-        return MIN_CPU_INTERVAL
+        return MIN_CPU_INTERVAL if pids else 0.0
 
     def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel]) -> HostSample:
         scan = self.table.scan()
