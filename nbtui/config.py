@@ -200,7 +200,9 @@ def load_settings(folder: Path) -> Settings:
 def validate_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"bad server URL {url!r}: expected http(s)://HOST[:PORT][/PATH]")
+        # Echo it without query, fragment or user:password (a pasted `?token=…` stays out).
+        shown = re.sub(r"(//)[^/@]*@", r"\1", re.split(r"[?#]", url, maxsplit=1)[0])
+        raise UsageError(f"bad server URL {shown!r}: expected http(s)://HOST[:PORT][/PATH]")
     if parts.query or parts.fragment:
         raise UsageError("server URL must not carry a query or fragment (tokens never go in URLs)")
     return url if url.endswith("/") else url + "/"

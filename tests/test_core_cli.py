@@ -127,6 +127,14 @@ def test_servers_add_without_keyring_backend_says_what_to_use():
     assert "secret-token-123" not in r.stderr + r.stdout
 
 
+def test_bad_url_error_does_not_echo_a_pasted_token():
+    r = run_nbtui("servers", "add", "x", "localhost:8888/lab?token=pasted-secret-42", "--no-token")
+    assert r.returncode == 2 and "bad server URL" in r.stderr and "localhost:8888/lab" in r.stderr
+    assert "pasted-secret-42" not in r.stderr + r.stdout
+    r = run_nbtui("servers", "add", "x", "ftp://me:pw-secret-43@h/", "--no-token")
+    assert r.returncode == 2 and "pw-secret-43" not in r.stderr + r.stdout
+
+
 def test_token_over_plain_http_to_remote_host_is_refused():
     r = run_nbtui("servers", "add", "far", "http://jupyter.example.org:8888/", "--token-env", "T")
     assert r.returncode != 0 and "https" in r.stderr and "--insecure-http" in r.stderr
