@@ -104,6 +104,13 @@ def test_control_characters_and_bad_utf8(target):
     assert "\x00" not in r.stdout
 
 
+def test_readonly_refuses_to_run_code(target):
+    r = exec_(target, "readonly_probe = 1", "--readonly")
+    assert r.returncode == 2 and "--readonly" in r.stderr and "Traceback" not in r.stderr
+    r = exec_(target, "print('readonly_probe' in globals())")
+    assert r.returncode == 0 and r.stdout == "False\n"
+
+
 def test_bad_targets(target, shared_jupyter):
     r = exec_("gpu1:ffffffff", "1")
     assert r.returncode == 3 and "no kernel matches" in r.stderr
