@@ -102,6 +102,7 @@ def test_demo_stops_server_and_kernels_on_sigterm(tmp_path):
         kernels = httpx.get(info["url"] + "api/kernels", headers={"Authorization": f"token {token}"}).json()
         assert len(kernels) == 4
         assert any(k["execution_state"] == "busy" for k in kernels)
+        assert not any(token in a for a in psutil.Process(info["pid"]).cmdline())  # `ps` shows it to all
         tree = [info["pid"]] + [c.pid for c in psutil.Process(info["pid"]).children(recursive=True)]
         assert len(tree) >= 5
         proc.send_signal(signal.SIGTERM)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from nbtui.errors import EXIT_OK, NbtuiError, UsageError
+from nbtui.secrets import remember
 
 NEEDS = "nbtui demo needs Jupyter Server and ipykernel: pip install 'nbtui[server]'"
 BUSY_CODE = "import time\nwhile True:\n    sum(i * i for i in range(300000))\n    time.sleep(0.2)\n"
@@ -59,7 +60,7 @@ class DemoServer:
         for d in (self.root, self.runtime, self.base / "config", self.base / "data"):
             d.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
-        self.token = secrets.token_hex(24)
+        self.token = remember(secrets.token_hex(24))
         self.url = f"http://127.0.0.1:{self.port}/"
         self.proc: Optional[subprocess.Popen] = None
         self.kernel_pids: dict[int, float] = {}
@@ -70,7 +71,9 @@ class DemoServer:
     def env(self) -> dict:
         env = dict(os.environ)
         env.update({"JUPYTER_RUNTIME_DIR": str(self.runtime), "JUPYTER_CONFIG_DIR": str(self.base / "config"),
-                    "JUPYTER_DATA_DIR": str(self.base / "data"), "JUPYTER_PLATFORM_DIRS": "1"})
+                    "JUPYTER_DATA_DIR": str(self.base / "data"), "JUPYTER_PLATFORM_DIRS": "1",
+                    # In the environment, not the command line: `ps` shows every user a command line.
+                    "JUPYTER_TOKEN": self.token})
         return env
 
     def start(self, timeout: float = 60.0) -> None:
@@ -78,8 +81,7 @@ class DemoServer:
 
         args = [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={self.port}",
                 "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.root_dir={self.root}", "--ServerApp.open_browser=False",
-                f"--IdentityProvider.token={self.token}"]
+                f"--ServerApp.root_dir={self.root}", "--ServerApp.open_browser=False"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--allow-root")
         log = open(self.base / "server.log", "ab")
