@@ -198,8 +198,12 @@ def load_settings(folder: Path) -> Settings:
 
 
 def validate_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises for a port out of range
+    except ValueError:  # `http://[::1` (an unclosed IPv6 bracket), port 99999
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         # Echo it without query, fragment or user:password (a pasted `?token=…` stays out).
         shown = re.sub(r"(//)[^/@]*@", r"\1", re.split(r"[?#]", url, maxsplit=1)[0])
         raise UsageError(f"bad server URL {shown!r}: expected http(s)://HOST[:PORT][/PATH]")

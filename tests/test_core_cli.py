@@ -133,6 +133,9 @@ def test_bad_url_error_does_not_echo_a_pasted_token():
     assert "pasted-secret-42" not in r.stderr + r.stdout
     r = run_nbtui("servers", "add", "x", "ftp://me:pw-secret-43@h/", "--no-token")
     assert r.returncode == 2 and "pw-secret-43" not in r.stderr + r.stdout
+    for url in ("http://[::1", "http://h:99999/"):
+        r = run_nbtui("servers", "add", "x", url, "--no-token")
+        assert r.returncode == 2 and "bad server URL" in r.stderr and "internal error" not in r.stderr
 
 
 def test_token_over_plain_http_to_remote_host_is_refused():
