@@ -138,6 +138,13 @@ def test_bad_url_error_does_not_echo_a_pasted_token():
         assert r.returncode == 2 and "bad server URL" in r.stderr and "internal error" not in r.stderr
 
 
+def test_servers_add_refuses_a_timeout_that_servers_toml_would_refuse(config_dir):
+    r = run_nbtui("servers", "add", "x", "http://127.0.0.1:9/", "--timeout", "0", "--no-token")
+    assert r.returncode == 2 and "--timeout" in r.stderr
+    r = run_nbtui("--no-discover", "servers", "list")
+    assert r.returncode == 0 and "no servers" in r.stdout
+
+
 def test_token_over_plain_http_to_remote_host_is_refused():
     r = run_nbtui("servers", "add", "far", "http://jupyter.example.org:8888/", "--token-env", "T")
     assert r.returncode != 0 and "https" in r.stderr and "--insecure-http" in r.stderr

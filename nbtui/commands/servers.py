@@ -92,6 +92,9 @@ def _add(args) -> int:
     if args.name in config.servers and not args.replace:
         raise UsageError(f"server {args.name} exists already in {config.servers_path} (use --replace)")
     url = config_mod.validate_url(args.url)
+    if args.timeout is not None and not 0 < args.timeout < float("inf"):
+        # servers.toml refuses it on load: saved, it would break every later command
+        raise UsageError(f"bad --timeout {args.timeout:g}: expected a number of seconds above 0")
     source, token = _read_token(args)
     server = config_mod.ServerConfig(
         name=args.name, url=url, token_source=source, token_env=args.token_env, token_cmd=args.token_cmd,
