@@ -426,13 +426,6 @@ class FleetScreen(Screen):
         self.render_all()
         self.refresh_bindings()
 
-    def set_filter(self, text: str) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = text
-        box.set_class(bool(text), "active")
-        self.filter_text = text.strip()
-        self.render_all()
-
     def action_sort(self) -> None:
         cycle = rows.SORT_CYCLE
         self.sort_key = cycle[0] if self.sort_key not in cycle else (
