@@ -50,7 +50,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value <= 0:
+    if not 0 < value < float("inf"):  # `nan` too
         raise argparse.ArgumentTypeError("must be above 0")
     return value
 

@@ -145,6 +145,13 @@ def test_servers_add_refuses_a_timeout_that_servers_toml_would_refuse(config_dir
     assert r.returncode == 0 and "no servers" in r.stdout
 
 
+def test_nan_seconds_are_refused():
+    for args in (["--refresh", "nan", "ls"], ["kill", "pid:1", "--grace", "nan", "--dry-run"],
+                 ["exec", "x:y", "1", "--timeout", "nan"]):
+        r = run_nbtui(*args)
+        assert r.returncode == 2 and "argument --" in r.stderr, (args, r.stderr)
+
+
 def test_token_over_plain_http_to_remote_host_is_refused():
     r = run_nbtui("servers", "add", "far", "http://jupyter.example.org:8888/", "--token-env", "T")
     assert r.returncode != 0 and "https" in r.stderr and "--insecure-http" in r.stderr

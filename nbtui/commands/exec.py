@@ -36,7 +36,7 @@ def _seconds(text: str) -> float:
             value = parse_duration(text, "timeout")
         except UsageError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
-    if value <= 0:
+    if not value > 0:  # `nan` too
         raise argparse.ArgumentTypeError("must be above 0")
     return value
 

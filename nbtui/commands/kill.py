@@ -26,7 +26,7 @@ def _grace(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value < 0 or value > 3600:
+    if not 0 <= value <= 3600:  # `nan` too: it would make the SIGKILL wait endless
         raise argparse.ArgumentTypeError("expected 0 to 3600 seconds")
     return value
 
