@@ -141,7 +141,7 @@ class _Checker:
 
     def number(self, data: dict, table: str | None, key: str, default: float, lo: float = 0.0) -> float:
         value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= lo:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > lo:  # nan too
             self.fail(table, key, f"expected a number above {lo:g}, got {value!r}")
         return float(value)
 

@@ -14,6 +14,8 @@ DURATION_FORMS = "a number with a unit: 90s, 30m, 2h, 1d"
 def parse_duration(text: str | int | float, what: str = "duration") -> float:
     """Seconds in ``text`` (``90s``, ``30m``, ``2h``, ``1d``); UsageError otherwise."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if not float(text) >= 0:  # a negative or NaN number from TOML
+            raise UsageError(f"bad {what} {text!r}: expected seconds, 0 or more, or {DURATION_FORMS}")
         return float(text)
     m = _DURATION.match(str(text))
     if not m:

@@ -102,6 +102,17 @@ def test_unknown_key_in_servers_toml(config_dir):
     assert r.returncode == 2 and "tokn" in r.stderr and "unknown key" in r.stderr
 
 
+def test_nan_and_negative_numbers_in_config_files_are_refused(config_dir):
+    (config_dir / "servers.toml").write_text('[servers.a]\nurl = "http://127.0.0.1:9/"\ntoken = "none"\ntimeout = nan\n')
+    r = run_nbtui("--no-discover", "ls")
+    assert r.returncode == 2 and "servers.a.timeout" in r.stderr and "internal error" not in r.stderr
+    (config_dir / "servers.toml").unlink()
+    for body, key in (("[orphans]\nidle = nan\n", "orphans.idle"), ("[cull]\nidle = -5\n", "cull.idle")):
+        (config_dir / "config.toml").write_text(body)
+        r = run_nbtui("--no-discover", "ls")
+        assert r.returncode == 2 and key in r.stderr, r.stderr
+
+
 # -- servers add / list / remove ----------------------------------------------------------------
 
 
