@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from nbtui import __version__
 from nbtui.errors import EXIT_FAILED, EXIT_USAGE, NbtuiError
+from nbtui.units import seconds_arg
 
 # name -> (module under nbtui.commands, one-line help). Each module has
 # add_arguments(parser) and run(args) -> int.
@@ -41,18 +42,9 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--readonly", action="store_true", default=d(False),
                    help="turn off every action that changes a kernel")
     g.add_argument("--theme", metavar="NAME", default=d(None), help="TUI theme")
-    g.add_argument("--refresh", metavar="SECONDS", type=_positive_float, default=d(None),
+    g.add_argument("--refresh", metavar="SECONDS", type=seconds_arg("--refresh"), default=d(None),
                    help="TUI refresh interval (default 2)")
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < float("inf"):  # `nan` too
-        raise argparse.ArgumentTypeError("must be above 0")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):

@@ -172,8 +172,18 @@ class _Checker:
                 self.fail(table, key, f"unknown key (known: {', '.join(sorted(allowed))})")
 
 
-def load_settings(folder: Path) -> Settings:
-    path = folder / "config.toml"
+def settings_path(explicit: str | os.PathLike | None = None) -> Path:
+    """config.toml: the file ``--config``/``NBTUI_CONFIG`` names (any *.toml name), else
+    config.toml in the config folder."""
+    explicit = explicit or os.environ.get("NBTUI_CONFIG")
+    if explicit:
+        p = Path(explicit).expanduser()
+        if p.suffix == ".toml" or p.is_file():
+            return p
+    return config_dir(explicit) / "config.toml"
+
+
+def load_settings(path: Path) -> Settings:
     data, text = _load_toml(path)
     c = _Checker(path, text)
     c.unknown(data, None, {"refresh", "timeout", "theme", "discover", "orphans", "cull"})
@@ -259,7 +269,7 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
 
 def load(explicit: str | os.PathLike | None = None) -> Config:
     folder = config_dir(explicit)
-    return Config(folder=folder, settings=load_settings(folder), servers=load_servers(folder))
+    return Config(folder=folder, settings=load_settings(settings_path(explicit)), servers=load_servers(folder))
 
 
 def save_servers(config: Config) -> None:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from nbtui.secrets import redact
 from nbtui.config import state_dir
 
 MAX_ENTRIES = 1000
@@ -55,7 +56,7 @@ class History:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".history.", dir=self.path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.entries, f, ensure_ascii=False)
+                json.dump([redact(e) for e in self.entries], f, ensure_ascii=False)  # never a token on disk
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
         except OSError:

@@ -23,6 +23,28 @@ def parse_duration(text: str | int | float, what: str = "duration") -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def seconds_arg(what: str = "seconds", *, zero_ok: bool = False, most: float = float("inf")):
+    """An argparse type: a number of seconds or a duration (``90s``, ``2m``), above 0
+    (or 0 with ``zero_ok``) and at most ``most``; ``nan`` and ``inf`` are refused."""
+    import argparse
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                value = parse_duration(text, what)
+            except UsageError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+        low_ok = value >= 0 if zero_ok else value > 0
+        if not (low_ok and value <= most and value < float("inf")):  # `nan` fails every comparison
+            bound = f"{'0' if zero_ok else 'above 0'} to {most:g}" if most < float("inf") else ("0 or more" if zero_ok else "above 0")
+            raise argparse.ArgumentTypeError(f"expected {bound} seconds, got {text!r}")
+        return value
+
+    return parse
+
+
 def human_duration(seconds: float | None) -> str:
     """``45s``, ``3m``, ``2h10m``, ``4d`` (or an em dash for unknown)."""
     if seconds is None:

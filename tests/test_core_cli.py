@@ -332,3 +332,21 @@ def test_discovery_finds_local_server_and_reports_stale_files(jupyter, tmp_path)
     add_server("mine", jupyter)
     r, out = ls_json(env=env)
     assert [(s["name"], s["source"]) for s in out["servers"]] == [("mine", "config")]
+
+
+def test_config_flag_reads_the_named_file(tmp_path):
+    cfg = tmp_path / "elsewhere"
+    cfg.mkdir()
+    (cfg / "gpu.toml").write_text("refresh = -1\n")
+    (cfg / "config.toml").write_text("refresh = 2\n")
+    r = run_nbtui("--config", str(cfg / "gpu.toml"), "ls")
+    assert r.returncode == 2 and "gpu.toml" in r.stderr and "refresh" in r.stderr
+    r = run_nbtui("ls", "--config", str(cfg))  # a folder: its config.toml
+    assert r.returncode == 0, r.stderr
+
+
+def test_seconds_flags_refuse_nan_and_out_of_range():
+    for args in (("kill", "pid:1", "--grace", "nan"), ("cull", "--grace", "5000"),
+                 ("exec", "x", "--timeout", "0"), ("--refresh", "inf", "ls")):
+        r = run_nbtui(*args)
+        assert r.returncode == 2 and "seconds" in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)

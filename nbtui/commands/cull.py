@@ -10,7 +10,7 @@ from typing import Optional
 
 from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
-from nbtui.commands.kill import _grace, confirm, exit_code, report
+from nbtui.commands.kill import GRACE, confirm, exit_code, report
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
 from nbtui.units import human_bytes, human_duration, middle_truncate, parse_duration
@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", action="append", default=[], metavar="NAME", help="only this server (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="act without asking (needed without a terminal)")
-    p.add_argument("--grace", type=_grace, default=actions.DEFAULT_GRACE, metavar="SECONDS",
+    p.add_argument("--grace", type=GRACE, default=actions.DEFAULT_GRACE, metavar="SECONDS",
                    help="seconds between SIGTERM and SIGKILL for local processes (default 5)")
     p.add_argument("--json", action="store_true", help="the plan and the results as one JSON object")
 

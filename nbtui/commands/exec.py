@@ -15,30 +15,17 @@ import sys
 from typing import Optional
 
 from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, UsageError
+from nbtui.units import seconds_arg
 from nbtui.jupyter.outputs import Outputs, binary_label, clean_text, output_of, plain_text, strip_ansi
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="SERVER:KERNEL, or a kernel id prefix unique across the fleet")
     p.add_argument("code", metavar="CODE", nargs="?", default="-", help="code to run; '-' or nothing reads it from stdin")
-    p.add_argument("--timeout", metavar="SECONDS", type=_seconds, default=None,
+    p.add_argument("--timeout", metavar="SECONDS", type=seconds_arg("--timeout"), default=None,
                    help="interrupt the kernel and exit 5 after this long")
     p.add_argument("--json", action="store_true", help="print one JSON object with the outputs (nbformat shapes)")
 
-
-def _seconds(text: str) -> float:
-    from nbtui.units import parse_duration
-
-    try:
-        value = float(text)
-    except ValueError:
-        try:
-            value = parse_duration(text, "timeout")
-        except UsageError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    if not value > 0:  # `nan` too
-        raise argparse.ArgumentTypeError("must be above 0")
-    return value
 
 
 def read_code(code: str) -> str:

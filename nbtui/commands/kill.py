@@ -10,25 +10,20 @@ from nbtui import actions, targets
 from nbtui.commands.common import open_fleet, print_json
 from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
+from nbtui.units import seconds_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="TARGET", help="SERVER:KERNEL, KERNEL (unique id prefix) or pid:N")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask (needed without a terminal)")
-    p.add_argument("--grace", type=_grace, default=actions.DEFAULT_GRACE, metavar="SECONDS",
+    p.add_argument("--grace", type=GRACE, default=actions.DEFAULT_GRACE, metavar="SECONDS",
                    help="seconds between SIGTERM and SIGKILL for local processes (default 5)")
     p.add_argument("--json", action="store_true", help="the plan and the results as one JSON object")
 
 
-def _grace(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 <= value <= 3600:  # `nan` too: it would make the SIGKILL wait endless
-        raise argparse.ArgumentTypeError("expected 0 to 3600 seconds")
-    return value
+
+GRACE = seconds_arg("--grace", zero_ok=True, most=3600)  # nan would make the SIGKILL wait endless
 
 
 def confirm(question: str, yes: bool) -> bool:
