@@ -6,7 +6,6 @@ update with `pytest tests/test_console_snapshot.py --snapshot-update`.
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from nbtui.config import ServerConfig, Settings
 from nbtui.fleet import Fleet
 from nbtui.tui.app import NbtuiApp
 from nbtui.tui.console import ConsoleScreen
+from tests.jupyter import until
 
 KERNEL_ID = "5eed0000-c0de-4c0d-8e00-000000000042"
 
@@ -42,13 +42,13 @@ def test_console_mixed_outputs(snap_compare, colour, shared_jupyter):
     app = NbtuiApp(fleet, live=False, open_console=("gpu1", KERNEL_ID))
 
     async def run_before(pilot) -> None:
-        screen = await _until(pilot, lambda: isinstance(pilot.app.screen, ConsoleScreen) and pilot.app.screen)
-        await _until(pilot, screen.ready.is_set)
+        screen = await until(pilot, lambda: isinstance(pilot.app.screen, ConsoleScreen) and pilot.app.screen)
+        await until(pilot, screen.ready.is_set)
         screen.view.clear()  # the banner names versions; the outputs are what this shows
         for code in (MIXED, "def load(path):\n    raise FileNotFoundError(path)\nload('data.csv')"):
             screen.code_input.text = code
             await screen.run_code(code).wait()
-            await _until(pilot, lambda: screen.state == "idle")
+            await until(pilot, lambda: screen.state == "idle")
         screen.code_input.cursor_blink = False  # a blinking cursor would make the picture flaky
         screen.code_input.text = "df.describe()"
         screen.code_input.cursor_location = (0, 13)
@@ -56,12 +56,3 @@ def test_console_mixed_outputs(snap_compare, colour, shared_jupyter):
 
     assert snap_compare(app, terminal_size=(90, 50), run_before=run_before)
 
-
-async def _until(pilot, predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError("timed out")
