@@ -75,6 +75,7 @@ def start_to_first_row(base: Path) -> list[float]:
                     subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True)
                     break
                 if time.perf_counter() - t0 > 30:
+                    subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True)
                     raise SystemExit("no kernel row within 30 s:\n" + screen)
                 time.sleep(0.01)
         return times[1:]
