@@ -220,9 +220,6 @@ class ServerClient:
         body = {"path": path, "type": type, "name": name or path.rsplit("/", 1)[-1], "kernel": kernel}
         return await self.request("POST", "api/sessions", json_body=body)
 
-    async def delete_session(self, session_id: str) -> None:
-        await self.request("DELETE", f"api/sessions/{quote(session_id)}", expect_json=False)
-
     async def contents_exists(self, path: str) -> bool:
         try:
             await self.request("GET", f"api/contents/{quote(path)}?content=0")

@@ -107,6 +107,17 @@ async def _plan(snapshot: Snapshot, kernels: list[Kernel]) -> list[actions.Step]
     return await asyncio.to_thread(lambda: [actions.plan_kernel(snapshot, k) for k in kernels])
 
 
+async def _confirm_and_kill(app, title: str, steps: list[actions.Step]):
+    """Show the plan (default no); on yes act, say what was freed, read again. None if declined."""
+    if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Kill")):
+        return None
+    outcomes = await actions.execute(app.fleet, steps, action="kill")
+    text, bad = result_message(outcomes)
+    app.notify(text, severity="error" if bad else "information", timeout=6)
+    app.refresh_now()
+    return outcomes
+
+
 def kill_kernels(screen, kernels: list[Kernel]) -> None:
     """Plan, confirm and kill; the rows go away on the refresh that follows."""
     snapshot = screen.snapshot
@@ -117,15 +128,9 @@ def kill_kernels(screen, kernels: list[Kernel]) -> None:
         app = screen.app
         steps = await _plan(snapshot, kernels)
         n = len(steps)
-        title = f"Kill {n} kernel{'s' if n != 1 else ''}?"
-        if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Kill")):
-            return
-        outcomes = await actions.execute(app.fleet, steps, action="kill")
-        text, bad = result_message(outcomes)
-        app.notify(text, severity="error" if bad else "information", timeout=6)
-        if hasattr(screen, "marked_keys"):
+        outcomes = await _confirm_and_kill(app, f"Kill {n} kernel{'s' if n != 1 else ''}?", steps)
+        if outcomes and hasattr(screen, "marked_keys"):
             screen.marked_keys -= {o.step.kernel.key for o in outcomes if o.ok and o.step.kernel}
-        app.refresh_now()
 
     screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
 
@@ -158,13 +163,7 @@ def kill_leftovers(screen) -> None:
         if not steps:
             app.notify("no leftover processes", timeout=3)
             return
-        title = f"Kill {len(steps)} leftover process{'es' if len(steps) != 1 else ''}?"
-        if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Kill")):
-            return
-        outcomes = await actions.execute(app.fleet, steps, action="kill")
-        text, bad = result_message(outcomes)
-        app.notify(text, severity="error" if bad else "information", timeout=6)
-        app.refresh_now()
+        await _confirm_and_kill(app, f"Kill {len(steps)} leftover process{'es' if len(steps) != 1 else ''}?", steps)
 
     screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
 
