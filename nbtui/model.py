@@ -39,6 +39,15 @@ class ServerInfo:
     local: bool = False  # its kernels run on this host
     usage_source: Optional[str] = None  # local | extension | None
     usage_note: Optional[str] = None  # why its kernels have no usage, when they have none
+    # A single-user server reached through a JupyterHub (source "hub"): the hub's name,
+    # the user, the named server ("" for the default one), a spawn/stop in progress
+    # ("spawn" | "stop" | None), and the hub's own timestamps.
+    hub: Optional[str] = None
+    user: Optional[str] = None
+    server_name: Optional[str] = None
+    pending: Optional[str] = None
+    started: Optional[_dt.datetime] = None
+    hub_last_activity: Optional[_dt.datetime] = None
 
     @property
     def ok(self) -> bool:
@@ -91,11 +100,30 @@ class Kernel:
     session: Optional[Session] = None
     usage: Optional[Usage] = None
     orphan_reasons: tuple[str, ...] = ()
+    user: Optional[str] = None  # owner: of its process (local), the hub user (hub), else None
 
     @property
     def key(self) -> str:
         """Identity across refreshes and servers."""
         return f"{self.server}:{self.kernel_id}"
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """A Jupyter terminal (terminado) of a server: its shell and everything it started."""
+
+    server: str
+    name: str
+    last_activity: Optional[_dt.datetime]
+    idle_seconds: Optional[float]
+    pid: Optional[int] = None  # its shell, when the host (or the extension) can tell
+    user: Optional[str] = None
+    usage: Optional[Usage] = None  # the shell's whole process tree
+    orphan_reasons: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"terminal:{self.server}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -124,6 +152,33 @@ class UnattributedGpu:
 
 
 @dataclass(frozen=True)
+class OtherGpuHolder:
+    """A process holding GPU memory that is no kernel, terminal or Jupyter leftover."""
+
+    pid: int
+    user: Optional[str]
+    command: str
+    memory_bytes: Optional[int]
+
+
+@dataclass(frozen=True)
+class GpuLedger:
+    """Who holds one GPU's used memory; the parts sum to NVML's ``memory_used``.
+
+    ``unassigned`` is what NVML counts as used but assigns to no process (the driver's
+    own reservations, contexts of processes it does not list).
+    """
+
+    kernels: int = 0
+    terminals: int = 0
+    leftovers: int = 0
+    other: int = 0
+    unattributed: int = 0
+    unassigned: int = 0
+    others: tuple[OtherGpuHolder, ...] = ()  # the "other" part, by process
+
+
+@dataclass(frozen=True)
 class GpuDevice:
     """Host summary of one GPU."""
 
@@ -135,6 +190,7 @@ class GpuDevice:
     utilization: Optional[float]
     idle_kernel_memory: Optional[int] = None  # held by kernels idle past the threshold
     host: Optional[str] = None  # the host it is on (set for GPUs a server extension reported)
+    ledger: Optional[GpuLedger] = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +200,7 @@ class Snapshot:
     generated_at: _dt.datetime
     servers: tuple[ServerInfo, ...] = ()
     kernels: tuple[Kernel, ...] = ()
+    terminals: tuple[Terminal, ...] = ()
     processes: tuple[Process, ...] = ()
     unattributed_gpu: tuple[UnattributedGpu, ...] = ()
     gpus: tuple[GpuDevice, ...] = ()

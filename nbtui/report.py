@@ -6,7 +6,7 @@ import datetime as dt
 import shutil
 from typing import Any, Iterable, Optional
 
-from nbtui.model import GpuUse, Kernel, Process, ServerInfo, Snapshot
+from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
 
 
@@ -25,6 +25,8 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
         "name": s.name, "url": s.url, "source": s.source, "status": s.status, "error": s.error,
         "error_kind": s.error_kind, "version": s.version, "latency_ms": s.latency_ms,
         "pid": s.pid, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
+        "hub": s.hub, "user": s.user, "server_name": s.server_name, "pending": s.pending,
+        "started": iso(s.started), "hub_last_activity": iso(s.hub_last_activity),
     }
 
 
@@ -49,7 +51,37 @@ def kernel_json(k: Kernel) -> dict[str, Any]:
         "gpu_percent": u.gpu_percent if u else None,
         "gpus": [gpu_json(g) for g in u.gpus] if u else [],
         "usage_source": u.source if u else None,
+        "user": k.user,
         "orphan_reasons": list(k.orphan_reasons),
+    }
+
+
+def terminal_json(t: Terminal) -> dict[str, Any]:
+    u = t.usage
+    return {
+        "server": t.server, "name": t.name, "last_activity": iso(t.last_activity),
+        "idle_seconds": None if t.idle_seconds is None else round(t.idle_seconds, 1),
+        "pid": t.pid, "user": t.user,
+        "cpu_percent": u.cpu_percent if u else None,
+        "memory_bytes": u.memory_bytes if u else None,
+        "gpu_memory_bytes": u.gpu_memory_bytes if u else None,
+        "gpus": [gpu_json(g) for g in u.gpus] if u else [],
+        "orphan_reasons": list(t.orphan_reasons),
+    }
+
+
+def gpu_device_json(g: GpuDevice) -> dict[str, Any]:
+    led = g.ledger
+    return {
+        "index": g.index, "uuid": g.uuid, "name": g.name, "memory_used": g.memory_used,
+        "memory_total": g.memory_total, "utilization": g.utilization,
+        "idle_kernel_memory": g.idle_kernel_memory, "host": g.host,
+        "ledger": None if led is None else {
+            "kernels": led.kernels, "terminals": led.terminals, "leftovers": led.leftovers,
+            "other": led.other, "unattributed": led.unattributed, "unassigned": led.unassigned,
+            "others": [{"pid": o.pid, "user": o.user, "command": o.command, "memory_bytes": o.memory_bytes}
+                       for o in led.others],
+        },
     }
 
 
@@ -65,21 +97,18 @@ def process_json(p: Process) -> dict[str, Any]:
 
 def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, Any]:
     kernels = [k for k in snap.kernels if k.orphan_reasons or not orphans_only]
+    terminals = [t for t in snap.terminals if t.orphan_reasons or not orphans_only]
     processes = [p for p in snap.processes if p.orphan_reasons or not orphans_only]
     return {
         "generated_at": iso(snap.generated_at),
         "servers": [server_json(s) for s in snap.servers],
         "kernels": [kernel_json(k) for k in kernels],
+        "terminals": [terminal_json(t) for t in terminals],
         "processes": [process_json(p) for p in processes],
         "unattributed_gpu": [
             {"gpu_index": u.gpu_index, "pid": u.pid, "memory_bytes": u.memory_bytes} for u in snap.unattributed_gpu
         ],
-        "gpus": [
-            {"index": g.index, "uuid": g.uuid, "name": g.name, "memory_used": g.memory_used,
-             "memory_total": g.memory_total, "utilization": g.utilization,
-             "idle_kernel_memory": g.idle_kernel_memory, "host": g.host}
-            for g in snap.gpus
-        ],
+        "gpus": [gpu_device_json(g) for g in snap.gpus],
         "gpu_note": snap.gpu_note,
         "stale_files": list(snap.stale_files),
     }

@@ -1,0 +1,91 @@
+"""Outside strings made safe to show: the one place that decides what reaches a terminal.
+
+Whatever a server answers, a process carries or a file is named is hostile until shown as
+plain text. Three renderings, each a pure function:
+
+- ``visible(s)``: for human output (CLI tables, messages, TUI cells, metric labels).
+  Control characters (C0, DEL, C1) and the Unicode characters that reorder or hide text
+  (bidi overrides and isolates, zero-width and invisible format characters, line and
+  paragraph separators) become visible escapes (``\\x1b``, ``\\n``, ``\\u202e``); a newline
+  never splits a row. Printable text, markup-looking brackets included, is unchanged:
+  the TUI shows it as ``rich.text.Text``, never parsed as markup.
+- ``sgr_only(s)``: for a kernel's output written to a terminal (``nbtui exec``): keeps
+  colours and styles (SGR, ``ESC [ … m``) and plain ``\\n``, ``\\r``, ``\\t``; drops every
+  other escape sequence (cursor moves, clears, titles, OSC 52 clipboard writes, DCS …)
+  and every other control character.
+- ``one_line(s, limit)``: ``visible`` and cut to ``limit`` characters with an ellipsis,
+  for labels that must stay short (metric label values, dialog titles).
+
+JSON output keeps the exact strings: JSON's own escaping suffices there.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Characters that reorder or hide text without being control characters:
+# bidi marks, embeddings, overrides and isolates; zero-width and invisible format
+# characters; line/paragraph separators; the BOM; interlinear annotation; tag characters.
+_INVISIBLE = (
+    "\u00ad\u061c\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
+    "\ufeff\ufff9-\ufffb"
+    "\U000e0000-\U000e007f"
+)
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(m: re.Match[str]) -> str:
+    ch = m.group(0)
+    named = _NAMED.get(ch)
+    if named:
+        return named
+    code = ord(ch)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def visible(value: object) -> str:
+    """``value`` as one line of plain text: unsafe characters as visible escapes."""
+    s = value if isinstance(value, str) else str(value)
+    return _UNSAFE.sub(_escape, s) if _UNSAFE.search(s) else s
+
+
+def one_line(value: object, limit: int = 200) -> str:
+    """``visible(value)`` cut to at most ``limit`` characters (an ellipsis marks the cut)."""
+    s = visible(value)
+    return s if len(s) <= limit else s[: max(0, limit - 1)] + "…"
+
+
+# ESC-introduced sequences, per ECMA-48: CSI (ESC [ params intermediates final),
+# OSC/DCS/SOS/PM/APC strings (ended by BEL or ST), and two-character escapes.
+_SEQUENCE = re.compile(
+    r"""
+    \x1b\[ (?P<csi_params>[0-?]*) (?P<csi_inter>[ -/]*) (?P<csi_final>[@-~])
+  | \x9b   (?P<c1_params>[0-?]*)  [ -/]* (?P<c1_final>[@-~])
+  | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]) .*? (?:\x07|\x1b\\|\x9c|$)
+  | \x1b [ -/]* [0-~]?
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_OTHER_CONTROLS = re.compile(f"[\x00-\x08\x0b-\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9f{_INVISIBLE}]")
+
+
+def _keep_sgr(m: re.Match[str]) -> str:
+    if m.group("csi_final") == "m" and not m.group("csi_inter"):
+        params = m.group("csi_params")
+        if all(c.isdigit() or c in ";:" for c in params):
+            return m.group(0)
+    return ""
+
+
+def sgr_only(s: str) -> str:
+    """Terminal output with colours kept and every other sequence and control removed."""
+    if "\x1b" not in s and not _OTHER_CONTROLS.search(s):
+        return s
+    return _OTHER_CONTROLS.sub("", _SEQUENCE.sub(_keep_sgr, s))
