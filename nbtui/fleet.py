@@ -291,14 +291,26 @@ class Fleet:
             error=redact(str(e)),
         )
 
-    async def snapshot(self) -> model.Snapshot:
+    async def snapshot(self, on_server: Optional[Callable] = None) -> model.Snapshot:
+        """Every server read; ``on_server(info, kernels)`` is called as each one answers
+        (before usage and orphan rules), so a view can show it without waiting for the rest."""
         now = self.clock()
         # A host view that needs two samples for CPU % takes the first now, and the
         # server reads run during the interval it asks for.
         prime = getattr(self.host, "prime", None)
         wait = prime() if prime else 0.0
+
+        async def read_one(e: _Server):
+            r = await self._read_one(e, now)
+            if on_server is not None:
+                try:
+                    on_server(r[0], r[1])
+                except Exception:  # a view's trouble never fails the read
+                    pass
+            return r
+
         results, _ = await asyncio.gather(
-            asyncio.gather(*(self._read_one(e, now) for e in self._servers.values())),
+            asyncio.gather(*(read_one(e) for e in self._servers.values())),
             asyncio.sleep(wait or 0.0),
         )
         servers = [r[0] for r in results]

@@ -152,25 +152,31 @@ COLUMNS = [
 ]
 
 
-def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> list[str]:
-    kernels = list(kernels)
+def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None, *,
+                  snapshot: Optional[Snapshot] = None, orphans_only: bool = False) -> list[str]:
+    """The human table: one row per holder (the kernels given; with ``snapshot`` also its
+    terminals and, below them, its leftover processes), with the columns the width rule of
+    ``nbtui.columns`` keeps (the same rule as the fleet screen's)."""
+    from nbtui import columns as cols
+    from nbtui import table_rows as tr
+
     width = width or shutil.get_terminal_size((80, 24)).columns
-    server_w = min(14, max([6] + [len(k.server) for k in kernels]))
-    widths = {key: (server_w if key == "server" else w) for key, _, w, _ in COLUMNS}
-    fixed = sum(widths.values()) + len(COLUMNS) - 1
-    nb = max(12, width - fixed)
+    rows = [tr.kernel_row(k) for k in kernels]
+    if snapshot is not None:
+        by_pid = {s.pid: s.name for s in snapshot.servers if s.pid is not None}
+        rows += [tr.terminal_row(t) for t in snapshot.terminals if t.orphan_reasons or not orphans_only]
+        rows += [tr.process_row(p, by_pid.get(p.server_pid, "")) for p in snapshot.processes if p.orphan_reasons]
+    natural = {c.key: max([len(c.title)] + [len(tr.text(r, c.key)) for r in rows]) for c in cols.COLUMNS}
+    layout = cols.fit(width - 1, natural)  # the last cell of a line never touches the edge
 
-    def fmt(values: dict[str, str]) -> str:
-        cells = []
-        for key, _title, _w, right in COLUMNS:
-            w = widths[key] or nb
-            text = middle_truncate(values[key], w)
-            cells.append(text.rjust(w) if right else text.ljust(w))
-        return " ".join(cells).rstrip()
+    def line(cells_: list[str]) -> str:
+        return " ".join(cells_).rstrip()
 
-    lines = [fmt({key: title for key, title, _, _ in COLUMNS})]
-    lines += [fmt(kernel_row(k)) for k in kernels]
-    return lines
+    head = [c.title.rjust(w) if c.key in tr.RIGHT else c.title.ljust(w) for c, w in layout]
+    out = [line(head)]
+    for r in rows:
+        out.append(line([v.ljust(w) for v, (c, w) in zip(tr.cells(r, layout), layout)]))
+    return out
 
 
 def orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool = True,

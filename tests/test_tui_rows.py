@@ -1,62 +1,104 @@
-"""Pure pieces of the fleet screen: cells, paths, filter words, sort order, cell cache."""
+"""Pure pieces of the fleet table: the width rule, cells, paths, filter words, sort order,
+the cell cache; rows of every kind (kernels, terminals, leftover processes)."""
 
 import subprocess
 import sys
 
-from nbtui.model import Kernel, Session, Usage
+from nbtui import columns, table_rows as tr
+from nbtui.model import Kernel, Process, Session, Terminal, Usage
 from nbtui.tui import rows
 from tests.conftest import ROOT
 
 
-def k(kid, path=None, idle=None, cpu=None, state="idle", server="s"):
+def k(kid, path=None, idle=None, cpu=None, state="idle", server="s", user=None):
     return Kernel(server, kid, "python3", state, 0, None, idle,
                   Session("x", path, path.rsplit("/", 1)[-1], "notebook") if path else None,
-                  Usage("local", cpu_percent=cpu) if cpu is not None else None)
+                  Usage("local", cpu_percent=cpu) if cpu is not None else None, user=user)
+
+
+def r(*a, **kw):
+    return tr.kernel_row(k(*a, **kw))
 
 
 def test_path_cell_keeps_the_file_name():
     assert rows.path_cell("a/b.ipynb", 20) == "a/b.ipynb"
     assert rows.path_cell("projects/deep/nested/train.ipynb", 20) == "project…/train.ipynb"
     assert rows.path_cell("projects/deep/nested/train.ipynb", 12) == "…train.ipynb"
+    assert rows.path_cell("work/vision/resnet-finetune.ipynb", 23) == "…/resnet-finetune.ipynb"
     assert len(rows.path_cell("x/" + "é" * 50 + ".ipynb", 16)) == 16
+    assert columns.cut_name("hub/alice/gpu-large", 12) == "h…/gpu-large"
+
+
+def test_the_width_rule():
+    natural = {"server": len("hub/alice/gpu-large")}
+    at80 = columns.fit(80, natural, reserve=2)
+    keys = columns.keys_of(at80)
+    assert keys == ("flags", "server", "kernel", "notebook", "state", "idle", "mem", "gpu")
+    assert dict((c.key, w) for c, w in at80)["notebook"] >= columns.NOTEBOOK_AT_80
+    assert columns.width_of(at80) <= 78
+    at120 = columns.keys_of(columns.fit(120, natural, reserve=2))
+    assert {"user", "pid", "gpu%"} <= set(at120)
+    at200 = columns.fit(200, natural, reserve=2)
+    assert columns.is_full(at200)
+    widths = dict((c.key, w) for c, w in at200)
+    assert widths["notebook"] <= 60 and widths["server"] <= 24  # nothing eats the rest
+    assert widths["server"] == len("hub/alice/gpu-large")
+    # ls knows its rows: a short notebook column stays short
+    tight = dict((c.key, w) for c, w in columns.fit(200, {"notebook": 14, "server": 4, "reason": 0}))
+    assert tight["notebook"] == 14 and tight["server"] == 8
 
 
 def test_unknown_is_a_dash_and_sorts_last_both_ways():
-    ks = [k("a", idle=None, cpu=None), k("b", idle=10, cpu=5.0), k("c", idle=99, cpu=1.0)]
-    cols = rows.visible_columns(200)
-    cells = rows.cells(ks[0], cols, 20, marked=True)
+    ks = [r("a", idle=None, cpu=None), r("b", idle=10, cpu=5.0), r("c", idle=99, cpu=1.0)]
+    layout = rows.layout_for(200)
+    cells = rows.cells(ks[0], layout, marked=True)
     assert cells[0] == rows.MARK + " "  # marked, not an orphan
-    by = dict(zip([c.key for c in cols], cells))
-    assert by["idle"] == by["cpu"] == by["mem"] == by["gpu"] == "—"
-    assert [x.kernel_id for x in rows.order(ks, "idle", False)] == ["c", "b", "a"]
-    assert [x.kernel_id for x in rows.order(ks, "idle", True)] == ["b", "c", "a"]
-    assert [x.kernel_id for x in rows.order(ks, "cpu", False)] == ["b", "c", "a"]
-    assert [x.kernel_id for x in rows.order(ks, None, False)] == ["a", "b", "c"]
+    by = dict(zip([c.key for c, _ in layout], cells))
+    assert by["idle"].strip() == by["cpu"].strip() == by["mem"].strip() == by["gpu"].strip() == "—"
+    ids = lambda xs: [x.item.kernel_id for x in xs]  # noqa: E731
+    assert ids(rows.order(ks, "idle", False)) == ["c", "b", "a"]
+    assert ids(rows.order(ks, "idle", True)) == ["b", "c", "a"]
+    assert ids(rows.order(ks, "cpu", False)) == ["b", "c", "a"]
+    assert ids(rows.order(ks, None, False)) == ["a", "b", "c"]
 
 
 def test_filter_words_all_match_any_field():
-    x = k("80442938", "ana/train.ipynb", state="busy", server="gpu1")
+    x = r("80442938", "ana/train.ipynb", state="busy", server="gpu1", user="ana")
     assert rows.matches(x, "gpu1 train")
     assert rows.matches(x, "BUSY 8044")
+    assert rows.matches(x, "ana kernel")
     assert not rows.matches(x, "gpu1 eda")
-    assert rows.matches(k("z"), "no session")
+    assert rows.matches(r("z"), "no session")
+
+
+def test_every_kind_is_a_row():
+    p = Process(4711, "bob", "python train.py", 1.0, notebook="/home/bob/gpu.ipynb", server_pid=420,
+                gpu_memory_bytes=2**30, orphan_reasons=("server-gone",))
+    t = Terminal("gpu1", "3", None, 60.0, pid=512, user="ana", usage=Usage("local", memory_bytes=2**20))
+    left, term = tr.process_row(p), tr.terminal_row(t)
+    assert (left.kind, left.key, left.ident, left.user) == (tr.LEFTOVER, "pid:4711", "pid:4711", "bob")
+    assert tr.text(left, "server") == "(gone)" and tr.text(left, "reason") == "server-gone"
+    assert (term.kind, term.key, term.ident, term.pid, term.mem) == (tr.TERMINAL, "terminal:gpu1/3", "term:3",
+                                                                     512, 2**20)
+    assert tr.order([term, left], "gpu", False)[0] is left
+    assert tr.text(tr.process_row(Process(9, None, "x\x1b[2J", 1.0)), "notebook") == "x\\x1b[2J"
 
 
 def test_cell_cache_recomputes_only_what_changed():
-    cols = rows.visible_columns(120)
+    layout = rows.layout_for(120)
     cache = rows.CellCache()
-    a, b = k("a", "x.ipynb", idle=30, cpu=1.0), k("b", "y.ipynb", idle=30, cpu=1.0)
-    layout, first = cache.rows([a, b], cols, 20)
-    b2 = k("b", "y.ipynb", idle=90, cpu=50.0)
-    a2 = k("a", "x.ipynb", idle=95, cpu=1.0)  # only the idle time moved
-    _, second = cache.rows([a2, b2], cols, 20)
-    idle = [c.key for c in cols].index("idle")
-    cpu = [c.key for c in cols].index("cpu")
-    assert first["s:a"][idle] == "30s" and second["s:a"][idle] == "1m" and second["s:a"][cpu] == "1%"
-    assert second["s:b"][cpu] == "50%"
-    assert rows.cells(b2, cols, 20, False) == second["s:b"]
-    assert rows.with_mark(second["s:b"], cols)[0] == rows.MARK + " "
-    assert layout == rows.layout_of(cols, 20)
+    a, b = r("a", "x.ipynb", idle=30, cpu=1.0), r("b", "y.ipynb", idle=30, cpu=1.0)
+    key, first = cache.rows([a, b], layout)
+    b2 = r("b", "y.ipynb", idle=90, cpu=50.0)
+    a2 = r("a", "x.ipynb", idle=95, cpu=1.0)  # only the idle time moved
+    _, second = cache.rows([a2, b2], layout)
+    idle = [c.key for c, _ in layout].index("idle")
+    cpu = [c.key for c, _ in layout].index("cpu")
+    assert first["s:a"][idle].strip() == "30s" and second["s:a"][idle].strip() == "1m"
+    assert second["s:a"][cpu].strip() == "1%" and second["s:b"][cpu].strip() == "50%"
+    assert rows.cells(b2, layout, False) == second["s:b"]
+    assert rows.with_mark(second["s:b"], layout)[0] == rows.MARK + " "
+    assert key == rows.layout_of(layout)
 
 
 def test_the_first_read_starts_before_textual_loads():

@@ -12,7 +12,7 @@ import datetime as dt
 import pytest
 
 from nbtui.config import Settings
-from nbtui.model import GpuUse, Kernel, ServerInfo, Session, Snapshot, Usage
+from nbtui.model import GpuUse, Kernel, Process, ServerInfo, Session, Snapshot, Terminal, Usage
 from nbtui.tui.app import NbtuiApp
 
 T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
@@ -57,6 +57,37 @@ def recorded(step: int = 0) -> Snapshot:
         _k("lab", "5f5f5f5f-eeee-4fff-8000-000000000006", "reports/weekly.ipynb", "idle", 45, 2, name="ir"),
     )
     return Snapshot(generated_at=T0, servers=servers, kernels=kernels, idle_threshold=3600.0)
+
+
+HUB = "hub/alice/gpu-large"
+LONG = "projects/vision/2026/experiments/ablations/resnet-finetune.ipynb"
+
+
+def holders() -> Snapshot:
+    """Every kind of holder with its owner: kernels on a hub-style server with a long name
+    and a long notebook path, an orphan, a terminal job, and a crashed server's leftover."""
+    base = recorded(0)
+    hub = ServerInfo(HUB, "http://127.0.0.1:8000/user/alice/gpu-large/", "hub", version="2.21.1",
+                     latency_ms=7.0, hub="hub", user="alice", server_name="gpu-large")
+    kernels = (
+        dataclasses.replace(base.kernels[0], user="ana"),
+        dataclasses.replace(base.kernels[1], user="bob"),
+        _k(HUB, "6a6a6a6a-ffff-4aaa-8bbb-000000000007", LONG, "idle", 2 * 3600, 0,
+           _u(5100, 0.0, 2 * GiB, 6 * GiB, 0.0), ["disconnected-idle"]),
+        dataclasses.replace(_k(HUB, "7b7b7b7b-1111-4ccc-8ddd-000000000008", "scratch.ipynb", "busy", 1, 1),
+                            user="alice"),
+        base.kernels[3],
+    )
+    kernels = tuple(k if k.user or k.server != HUB else dataclasses.replace(k, user="alice") for k in kernels)
+    terminal = Terminal("gpu1", "1", T0 - dt.timedelta(seconds=900), 900.0, pid=4800, user="ana",
+                        usage=_u(4800, 98.0, 5 * GiB, 12 * GiB, 99.0, (4801,)))
+    leftover = Process(4711, "bob", "python -c 'import torch; train()'", 1764150000.0,
+                       notebook="/home/bob/gpu.ipynb", kernel_id="80442938-dead", server_pid=420,
+                       cpu_percent=0.0, memory_bytes=700 * 2**20, gpu_memory_bytes=1542 * 2**20,
+                       gpus=(GpuUse(0, "GPU-6f1e2c3a-0000", 1542 * 2**20, 0.0),),
+                       orphan_reasons=("server-gone",))
+    return dataclasses.replace(base, servers=(base.servers[0], hub, base.servers[1], base.servers[2]),
+                               kernels=kernels, terminals=(terminal,), processes=(leftover,))
 
 
 class Recorded:
@@ -187,3 +218,68 @@ async def test_a_cell_changed_in_place_is_repainted():
         after = [table.render_line(y).text for y in range(len(table.order) + 1)]
         assert " busy " in after[row] and " idle " not in after[row]
         assert [a for i, a in enumerate(after) if i != row] == [b for i, b in enumerate(before) if i != row]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 35), (200, 50)], ids=["80x24", "120x35", "200x50"])
+def test_fleet_every_holder(snap_compare, colour, size):
+    """Kernels, a terminal and a leftover in one table; at 80 columns every row keeps
+    SERVER, KERNEL, NOTEBOOK (file name whole), STATE, IDLE, MEM and GPU."""
+    assert snap_compare(app_with([holders()]), terminal_size=size, run_before=settle)
+
+
+async def test_every_holder_is_a_row_with_its_owner_at_each_width():
+    for size in ((80, 24), (120, 35), (200, 50)):
+        app = app_with([holders()])
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            screen = app.fleet_screen
+            table = screen.table
+            keys = [c.key for c in table.layout_columns]
+            assert {"server", "kernel", "notebook", "state", "idle", "mem", "gpu"} <= set(keys), (size, keys)
+            assert "terminal:gpu1/1" in table.order and "pid:4711" in table.order
+            lines = [table.render_line(y).text for y in range(len(table.order) + 1)]
+            text = "\n".join(lines)
+            assert "…/resnet-finetune.ipynb" in text or LONG in text, text
+            assert "pid:4711" in text and "term:1" in text
+            if size[0] >= 120:
+                assert {"user", "pid", "gpu%"} <= set(keys)
+                assert " bob " in text and " alice " in text
+            if size[0] >= 200:
+                assert "reason" in keys and "server-gone" in text
+            # o keeps the leftover (an orphan) and drops what is not one
+            await pilot.press("o")
+            await pilot.pause()
+            assert "pid:4711" in table.order and "terminal:gpu1/1" not in table.order
+            await pilot.press("o", "s")  # sorted by idle, then GPU: the terminal job's 12G leads
+            await pilot.press("s")
+            await pilot.pause()
+            assert screen.sort_key == "gpu" and table.order[0] == "terminal:gpu1/1"
+
+
+async def test_keys_home_end_escape_and_unmark_all():
+    app = app_with([holders()])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.fleet_screen
+        table = screen.table
+        await pilot.press("end")
+        assert table.cursor_row == len(table.order) - 1
+        await pilot.press("home")
+        assert table.cursor_row == 0
+        await pilot.press("space", "space")
+        assert len(screen.marked_keys) == 2
+        await pilot.press("escape")
+        assert not screen.marked_keys
+        await pilot.press("space", "space", "u")
+        assert not screen.marked_keys
+
+
+async def test_readonly_keys_say_so_once():
+    app = app_with([holders()], readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("k", "k", "m", "i", "r")
+        await pilot.pause()
+        notes = [n.message for n in app._notifications]
+        for what in ("kill", "migrate", "interrupt", "restart"):
+            assert notes.count(f"readonly: {what} is off") == 1, notes

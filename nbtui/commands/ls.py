@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(report.snapshot_json(snap, orphans_only=args.orphans))
     else:
         kernels = [k for k in snap.kernels if k.orphan_reasons or not args.orphans]
-        for line in report.kernels_table(kernels):
+        for line in report.kernels_table(kernels, snapshot=snap, orphans_only=args.orphans):
             print(line)
         for line in report.orphan_lines(snap, kernels, with_kernels=args.orphans):
             print(line)

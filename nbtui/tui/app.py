@@ -99,7 +99,9 @@ class NbtuiApp(App):
     def on_mount(self) -> None:
         if self._runner is None:
             self._runner = SnapshotRunner(self.fleet)
-        self.push_screen(FleetScreen(readonly=self.readonly))
+        screen = FleetScreen(readonly=self.readonly)
+        screen.waiting = self._runner.waiting_names()  # drawn at once: every server "reading…"
+        self.push_screen(screen)
         for line in self.theme_errors:
             self.notify(line, severity="warning", timeout=8)
         self.refresh_now()
@@ -119,8 +121,10 @@ class NbtuiApp(App):
         if screen is None or isinstance(self.screen, HelpScreen):
             return
         notes = [
-            "Kernels marked with space are the targets of i, r and k; otherwise the one under the cursor.",
-            "! marks an orphan (see the detail pane for why). — means nobody measured it.",
+            "Rows are kernels, terminals (term:NAME) and leftover processes (pid:N) of crashed servers.",
+            "Marked rows (space) are the targets of i, r and k (k frees any kind); otherwise the one "
+            "under the cursor. escape or u clears the marks.",
+            "! marks an orphan (the REASON column or the detail pane says why). — means nobody measured it.",
         ]
         if self.readonly:
             notes.append("READONLY: actions that change a kernel are off.")
@@ -153,11 +157,11 @@ class NbtuiApp(App):
     async def _read(self) -> None:
         try:
             assert self._runner is not None
-            read = await self._runner.read()
+            async for read in self._runner.reads():  # each server as it answers, then the whole read
+                self.apply_snapshot(read.snapshot, read.index, read.cells, rows=read.rows,
+                                    waiting=read.waiting, partial=read.partial)
         except Exception as e:  # the screen stays; say why in one line
             self.notify(f"refresh failed: {redact(str(e)) or type(e).__name__}", severity="error", timeout=4)
-        else:
-            self.apply_snapshot(read.snapshot, read.index, read.cells)
         finally:
             self._reading = False
         if self._again:
@@ -166,14 +170,18 @@ class NbtuiApp(App):
         elif self.live and self.is_running:
             self._timer = self.set_timer(self.interval, self.refresh_now)
 
-    def apply_snapshot(self, snap: Snapshot, index: Optional[dict] = None, cells: Optional[tuple] = None) -> None:
-        self.snapshot = snap
-        self.snapshots_seen += 1
+    def apply_snapshot(self, snap: Snapshot, index: Optional[dict] = None, cells: Optional[tuple] = None, *,
+                       rows: Optional[list] = None, waiting: tuple = (), partial: bool = False) -> None:
+        """Show a snapshot; ``partial``: some servers have not answered yet (their rows, or
+        the last read's, follow), so it is not counted as a read."""
         screen = self.fleet_screen
+        if not partial:
+            self.snapshot = snap
+            self.snapshots_seen += 1
         if screen is not None:
             if self._runner is not None:
                 screen.history = self._runner.history
-            screen.apply_snapshot(snap, index, cells)
+            screen.apply_snapshot(snap, index, cells, rows, waiting)
             if self.first_rows_at is None and screen.table.order:
                 self.first_rows_at = time.monotonic()
 

@@ -9,8 +9,11 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 
 
+from nbtui import table_rows as tr
 from nbtui.model import Kernel, ServerInfo
-from nbtui.orphans import explain_kernel
+from nbtui.orphans import explain_kernel, explain_process
+from nbtui.table_rows import Row
+from nbtui.text import visible
 from nbtui.report import iso
 from nbtui.tui.history import History
 from nbtui.tui.textline import TextLines
@@ -18,12 +21,76 @@ from nbtui.units import human_bytes, human_duration, human_percent
 
 
 
+def _rower(t: Text):
+    def row(label: str, value: object, style: str = "") -> None:
+        t.append(f"{label:<9}", style="bold")
+        t.append(visible(value) + "\n", style=style)  # outside strings: plain, escapes visible
+    return row
+
+
+def describe_row(r: Row, server: Optional[ServerInfo], error_style: str = "bold red") -> Text:
+    """What the pane says about a row of any kind: what the kind is, then its facts."""
+    if r.kind == tr.KERNEL:
+        return describe(r.item, server, error_style)
+    t = Text()
+    row = _rower(t)
+    if r.kind == tr.TERMINAL:
+        term = r.item
+        t.append("A Jupyter terminal: a shell of the server and every job started in it "
+                 "(a job lives on after its tab closes). k ends it through the server, then "
+                 "what survives of its jobs.\n\n", style="italic")
+        row("terminal", f"{term.server}/{term.name}")
+        row("server", f"{term.server}  {server.url if server else '—'}")
+        row("user", term.user or "—")
+        row("idle", f"{human_duration(term.idle_seconds)} · active {iso(term.last_activity) or '—'}")
+        _usage_rows(row, term.usage, term.pid)
+    else:
+        p = r.item
+        if r.kind == tr.LEFTOVER:
+            t.append("A leftover process: it belongs to Jupyter (a kernel's child or a kernel "
+                     "whose server is gone) but no live kernel holds it; it keeps its memory "
+                     "until it is freed. k signals it and its children, after a confirmation.\n\n",
+                     style="italic")
+        else:
+            t.append("A Jupyter process outside every listed kernel, most likely of a server that "
+                     "could not be read; not an orphan until that server is read.\n\n", style="italic")
+        row("pid", f"{p.pid}  (user {p.user or '—'})")
+        row("command", p.cmdline or "—")
+        row("notebook", p.notebook or "—")
+        row("kernel", p.kernel_id or "—")
+        row("server", (f"{r.server} (pid {p.server_pid})" if r.server else
+                       f"pid {p.server_pid}" if p.server_pid is not None else "—"))
+        row("usage", f"CPU {human_percent(p.cpu_percent)}  MEM {human_bytes(p.memory_bytes)}  "
+                     f"GPU {human_bytes(p.gpu_memory_bytes)}")
+        for g in p.gpus:
+            row("", f"GPU {g.index} {g.uuid[:12]}  {human_bytes(g.memory_bytes)}  {human_percent(g.sm_percent)}")
+        if p.orphan_reasons:
+            row("orphan", ", ".join(p.orphan_reasons), error_style)
+            row("why", explain_process(p))
+        return t
+    if r.reasons:
+        row("orphan", ", ".join(r.reasons), error_style)
+    return t
+
+
+def _usage_rows(row, u, pid=None) -> None:
+    if u is None:
+        row("process", f"pid {pid if pid is not None else '—'}")
+        row("usage", "— (not measured)")
+        return
+    row("process", f"pid {u.pid if u.pid is not None else pid if pid is not None else '—'} on {u.host or '—'}"
+                   f"  (source {u.source})")
+    row("usage", f"CPU {human_percent(u.cpu_percent)}  MEM {human_bytes(u.memory_bytes)}  "
+                 f"GPU {human_bytes(u.gpu_memory_bytes)}  GPU% {human_percent(u.gpu_percent)}")
+    children = [p for p in u.pids if p != u.pid]
+    if children:
+        shown = ", ".join(str(p) for p in children[:8]) + (" …" if len(children) > 8 else "")
+        row("children", f"{len(children)}: {shown}")
+
+
 def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold red") -> Text:
     t = Text()
-
-    def row(label: str, value: str, style: str = "") -> None:
-        t.append(f"{label:<9}", style="bold")
-        t.append(value + "\n", style=style)
+    row = _rower(t)
 
     row("kernel", k.kernel_id)
     row("server", f"{k.server}  {server.url if server else '—'}")
@@ -33,6 +100,8 @@ def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold r
     else:
         row("notebook", "(no session)")
     row("spec", k.kernel_name)
+    if k.user:
+        row("user", k.user)
     conns = "—" if k.connections is None else k.connections
     row("state", f"{k.state} · {conns} conn · idle {human_duration(k.idle_seconds)}")
     row("active", iso(k.last_activity) or "—")
@@ -87,15 +156,22 @@ class DetailPane(VerticalScroll):
         yield TextLines("", id="detail-text")
         yield TextLines("", id="detail-spark")
 
-    def show(self, k: Optional[Kernel], server: Optional[ServerInfo], history: History,
+    def show(self, r, server: Optional[ServerInfo], history: History,
              error_style: str = "bold red") -> None:
+        """``r``: a table row (any kind) or a Kernel."""
         text = self.query_one("#detail-text", TextLines)
         spark_lines = self.query_one("#detail-spark", TextLines)
-        if k is None:
-            text.show(Text("No kernel selected."))
+        if isinstance(r, Kernel):
+            r = tr.kernel_row(r)
+        if r is None:
+            text.show(Text("Nothing selected."))
             spark_lines.show(Text(""))
             return
-        text.show(describe(k, server, error_style))
+        text.show(describe_row(r, server, error_style))
+        if r.kind != tr.KERNEL:
+            spark_lines.show(Text(""))
+            return
+        k = r.item
         width = max(8, self.size.width - 13)
         lines = []
         for i, (label, fmt, top) in enumerate((("CPU", human_percent, 100.0), ("MEM", human_bytes, None),

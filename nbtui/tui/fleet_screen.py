@@ -1,9 +1,12 @@
-"""The fleet screen: every kernel of every server, live, filterable, sortable.
+"""The fleet screen: every holder of every server (kernels, terminals, leftover
+processes) in one live table, filterable, sortable.
 
 Reaching it from outside (other screens, bulk actions):
+  ``screen.selected_row``      the row under the cursor (``nbtui.table_rows.Row``), any kind
   ``screen.selected_kernel``   the kernel under the cursor (None when there is none)
-  ``screen.marked_kernels``    kernels marked with space that are still in the snapshot
-  ``screen.targets()``         the marked kernels, else the selected one
+  ``screen.marked_rows`` / ``screen.marked_kernels``  marked rows / the kernels among them
+  ``screen.targets()``         the marked kernels, else the selected one (i, r, m act on these)
+  ``screen.target_rows()``     the marked rows, else the selected one (k acts on these)
   ``screen.marked_keys`` / ``screen.clear_marks()``
   ``screen.snapshot``          the snapshot on screen; ``app.refresh_now()`` reads again
 Actions that change a kernel are named in MUTATING; ``--readonly`` disables them.
@@ -18,13 +21,18 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from nbtui import actions
+from nbtui import columns as cols
+from nbtui import table_rows as tr
 from nbtui.model import Kernel, Snapshot
 from nbtui.secrets import redact
+from nbtui.text import visible
 from nbtui.tui import rows
+from nbtui.tui.fleet_header import server_lines, summary_text
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.tui.detail import DetailPane
 from nbtui.tui.history import History
@@ -34,9 +42,10 @@ from nbtui.units import human_bytes, middle_truncate
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
 MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind"}
-# Actions that need a kernel under the cursor (or marked).
+# Actions that need a row under the cursor (or marked).
 NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate", "rebind"}
-WIDE = 120  # at least this wide: details sit beside the table and start open
+SIDE = 52  # the detail pane's width beside the table
+TALL = 34  # at least this tall: details start open below a table that cannot keep them beside
 
 
 class PlaceholderConsole(Screen):
@@ -107,22 +116,24 @@ class FleetScreen(Screen):
     """
 
     BINDINGS = [
-        # First: the footer cuts from the right at 80 columns (every key is in ? and ctrl+p).
-        Binding("question_mark", "app.help", "Help"),
-        Binding("q", "app.quit", "Quit"),
-        Binding("slash", "filter", "Filter"),
-        Binding("escape", "clear_filter", "Clear filter"),
-        Binding("s", "sort", "Sort"),
-        Binding("S", "reverse", "Reverse", show=False),
+        # Ranked: the footer cuts from the right, so the keys that act come first and fit
+        # at 80 columns (every key is in ? and ctrl+p).
+        Binding("k", "kill", "Kill"),
+        Binding("m", "migrate", "Migrate"),
         Binding("enter", "console", "Console"),
-        Binding("d", "details", "Details"),
-        Binding("o", "orphans", "Orphans"),
+        Binding("question_mark", "app.help", "Help"),
         Binding("space", "mark", "Mark"),
+        Binding("slash", "filter", "Filter"),
+        Binding("o", "orphans", "Orphans"),
+        Binding("s", "sort", "Sort"),
+        Binding("d", "details", "Details"),
         Binding("i", "interrupt", "Interrupt"),
         Binding("r", "restart", "Restart"),
-        Binding("k", "kill", "Kill"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("escape", "escape", "Clear filter/marks", show=False),
+        Binding("u", "unmark_all", "Unmark all", show=False),
+        Binding("S", "reverse", "Reverse", show=False),
         Binding("R", "refresh", "Refresh", show=False),
-        Binding("m", "migrate", "Migrate"),
         # cull and rebind are in the palette ("Cull…", "Rebind to a notebook…").
     ]
 
@@ -137,10 +148,13 @@ class FleetScreen(Screen):
         self.marked_keys: set[str] = set()
         self.history = History()
         self.show_details: Optional[bool] = None  # None: decided by the width
-        self._by_key: dict[str, Kernel] = {}
+        self._by_key: dict[str, tr.Row] = {}
+        self._rows: list[tr.Row] = []
         self._layout: tuple = ()
         self._theme = None
         self._cells: Optional[tuple] = None  # the runner's cells for the snapshot on screen
+        self._said: dict[str, float] = {}  # readonly refusals on screen, by action
+        self.waiting: tuple[str, ...] = ()  # servers whose first answer has not come yet
 
     # -- what others reach ---------------------------------------------------------------
 
@@ -149,20 +163,37 @@ class FleetScreen(Screen):
         return self.query_one(KernelTable)
 
     @property
-    def selected_kernel(self) -> Optional[Kernel]:
+    def selected_row(self) -> Optional[tr.Row]:
         key = self.table.key_at_cursor()
         return self._by_key.get(key) if key else None
 
     @property
+    def selected_kernel(self) -> Optional[Kernel]:
+        r = self.selected_row
+        return r.kernel if r is not None else None
+
+    @property
+    def marked_rows(self) -> list[tr.Row]:
+        return [self._by_key[k] for k in self.table.order if k in self.marked_keys and k in self._by_key]
+
+    @property
     def marked_kernels(self) -> list[Kernel]:
-        return [self._by_key[k] for k in self.table.order if k in self.marked_keys]
+        return [r.kernel for r in self.marked_rows if r.kernel is not None]
 
     def targets(self) -> list[Kernel]:
-        marked = self.marked_kernels
-        if marked:
-            return marked
+        """Kernels to act on (i, r, m): the marked ones, else the one under the cursor."""
+        if self.marked_keys:
+            return self.marked_kernels
         k = self.selected_kernel
         return [k] if k else []
+
+    def target_rows(self) -> list[tr.Row]:
+        """Rows of any kind to act on (k): the marked ones, else the one under the cursor."""
+        marked = self.marked_rows
+        if marked:
+            return marked
+        r = self.selected_row
+        return [r] if r else []
 
     def clear_marks(self) -> None:
         self.marked_keys.clear()
@@ -184,7 +215,7 @@ class FleetScreen(Screen):
         yield Input(placeholder="filter: server, id, path, spec, state (escape clears)", id="filter")
         with Horizontal(id="body"):
             yield KernelTable(id="kernels")
-            yield Static("", id="empty")
+            yield Static("", id="empty", markup=False)
             yield DetailPane(id="detail")
         yield Footer(compact=True, show_command_palette=False)  # its right-docked hint garbles at 80 columns
 
@@ -197,48 +228,71 @@ class FleetScreen(Screen):
         self._relayout()
         self.render_all()
 
+    def _natural(self) -> dict[str, int]:
+        """What the layout knows of the data: the longest server name (it changes rarely)."""
+        snap = self.snapshot
+        names = [len(visible(s.name)) for s in snap.servers] if snap is not None else []
+        return {"server": max(names)} if names else {}
+
+    def _beside(self, width: int) -> bool:
+        """Details fit beside the table only where the table keeps its full column set."""
+        return cols.is_full(rows.layout_for(width - SIDE, self._natural()))
+
     def _details_visible(self) -> bool:
-        return self.show_details if self.show_details is not None else self.size.width >= WIDE
+        if self.show_details is not None:
+            return self.show_details
+        width, height = self.size.width or 80, self.size.height or 24
+        return self._beside(width) or height >= TALL
 
     def _relayout(self) -> None:
         width, height = self.size.width or 80, self.size.height or 24
-        narrow = width < WIDE
+        narrow = not self._beside(width)
         details = self._details_visible()
         self.set_class(narrow, "narrow")
         self.set_class(height < 22, "short")
         self.set_class(details, "details")
-        side = 52 if details and not narrow else 0
-        columns = rows.visible_columns(width - side)
-        nb = rows.notebook_width(columns, width, side)
-        layout = (tuple(c.key for c in columns), nb)
-        if layout != self._layout:
-            self._layout = layout
-            self.table.set_layout(columns, nb, self._labels())
+        side = SIDE if details and not narrow else 0
+        layout = rows.layout_for(width - side, self._natural())
+        if rows.layout_of(layout) != self._layout:
+            try:
+                table = self.table
+            except NoMatches:  # not composed yet: on_mount lays it out
+                return
+            table.set_layout(layout, self._labels())
+            self._layout = rows.layout_of(layout)
             runner = getattr(self.app, "_runner", None)
             if runner is not None:  # the next reads compute cells for this layout
-                runner.layout = (columns, nb)
+                runner.layout = layout
 
     def _labels(self) -> dict[str, str]:
         if self.sort_key is None:
             return {}
         c = rows.BY_KEY[self.sort_key]
-        numeric = self.sort_key in ("conn", "idle", "cpu", "mem", "gpu", "gpu%")
+        numeric = self.sort_key in tr.NUMERIC
         down = numeric != self.sort_reverse
         return {c.key: c.title + ("▼" if down else "▲")}
 
     # -- data ----------------------------------------------------------------------------
 
-    def apply_snapshot(self, snap: Snapshot, index: Optional[dict[str, Kernel]] = None,
-                       cells: Optional[tuple] = None) -> None:
-        """Show a new snapshot (on the UI thread). ``index`` (kernels by key), the usage
-        history and the rows' ``cells`` come from the runner's thread when the app reads;
-        otherwise they are made here."""
+    def apply_snapshot(self, snap: Snapshot, index: Optional[dict] = None,
+                       cells: Optional[tuple] = None, table_rows: Optional[list] = None,
+                       waiting: tuple[str, ...] = ()) -> None:
+        """Show a new snapshot (on the UI thread). The rows, ``index`` (rows by key), the
+        usage history and the rows' ``cells`` come from the runner's thread when the app
+        reads; otherwise they are made here. ``waiting``: servers not answered yet."""
+        servers_before = self.snapshot.servers if self.snapshot is not None else ()
         self.snapshot = snap
+        self.waiting = tuple(waiting)
         self._cells = cells
-        self._by_key = index if index is not None else {k.key: k for k in snap.kernels}
+        self._rows = table_rows if table_rows is not None else tr.rows_of(snap)
+        if index is None or (index and not isinstance(next(iter(index.values())), tr.Row)):
+            index = {r.key: r for r in self._rows}
+        self._by_key = index
         self.marked_keys &= self._by_key.keys()
-        if index is None:
+        if table_rows is None:
             self.history.add(snap.kernels)
+        if tuple(s.name for s in servers_before) != tuple(s.name for s in snap.servers):
+            self._relayout()  # the longest server name may have changed
         self.render_all()
 
     def render_all(self) -> None:
@@ -247,16 +301,18 @@ class FleetScreen(Screen):
             self.render_summary()
             self.render_detail()
 
-    def visible_kernels(self) -> list[Kernel]:
-        snap = self.snapshot
-        if snap is None:
+    def visible_rows(self) -> list[tr.Row]:
+        if self.snapshot is None:
             return []
-        ks = [k for k in snap.kernels
-              if (not self.orphans_only or k.orphan_reasons) and rows.matches(k, self.filter_text)]
-        return rows.order(ks, self.sort_key, self.sort_reverse)
+        rs = [r for r in self._rows
+              if (not self.orphans_only or r.reasons) and tr.matches(r, self.filter_text)]
+        return tr.order(rs, self.sort_key, self.sort_reverse)
+
+    def visible_kernels(self) -> list[Kernel]:
+        return [r.kernel for r in self.visible_rows() if r.kernel is not None]
 
     def render_rows(self, restyle: bool = False) -> int:
-        kernels = self.visible_kernels()
+        kernels = self.visible_rows()
         with self.app.batch_update():
             self._theme = self.app.current_theme  # looked up once per refresh, not per cell
             written = self.table.apply(kernels, self.marked_keys, self._style, restyle=restyle, pre=self._cells)
@@ -268,6 +324,7 @@ class FleetScreen(Screen):
         return written
 
     def _style(self, column: str, text: str, orphan: bool = False):
+        """A cell as plain Text (its text was made visible by the row; never markup)."""
         theme = self._theme or self.app.current_theme
         style = f"italic {theme.error or ''}" if orphan and column in ("kernel", "notebook") else ""
         if column == "state":
@@ -279,14 +336,14 @@ class FleetScreen(Screen):
             style = f"bold {theme.error or ''}"
         elif column == "gpu" and text != rows.DASH:
             style = f"bold {theme.accent or ''}"
-        if rows.BY_KEY[column].right:
-            return Text(text + " ", style=style, justify="right")
-        return Text(text, style=style) if style else text
+        elif column == "reason" and text:
+            style = theme.error or ""
+        return Text(text, style=style)  # numbers come right-aligned in their width
 
     def _empty_message(self) -> str:
         snap = self.snapshot
         if snap is None:
-            return "Reading the servers…"
+            return "Reading the servers… (each one's rows appear as it answers)"
         if not snap.servers:
             return ("No Jupyter servers yet.\n\n"
                     "  nbtui servers add NAME URL --token-env VAR    add one\n"
@@ -294,83 +351,42 @@ class FleetScreen(Screen):
                     "Servers running on this machine are found by themselves (unless --no-discover).")
         if not any(s.ok for s in snap.servers):
             return "No server could be read (see above). R reads again now."
-        if not snap.kernels:
+        if not self._rows:
             n = sum(1 for s in snap.servers if s.ok)
+            if self.waiting:
+                return f"No kernels yet on {n} server{'s' if n != 1 else ''}; still reading {len(self.waiting)}…"
             return f"No kernels on {n} server{'s' if n != 1 else ''}."
         if self.filter_text:
-            return f"No kernel matches {self.filter_text!r}. escape clears the filter."
+            return f"Nothing matches {visible(self.filter_text)!r}. escape clears the filter."
         if self.orphans_only:
-            return "No orphaned kernels. o shows every kernel."
+            return "No orphans (kernels, terminals or leftover processes). o shows every row."
         return "No kernels."
 
     def render_summary(self) -> None:
         snap = self.snapshot
-        t = Text()
-        t.append("nbtui", style="bold")
-        if self.readonly:
-            t.append("  READONLY", style="bold reverse")
-        if snap is None:
-            t.append("  reading…")
-            self.query_one("#summary", TextLines).show(t)
-            return
-        up = sum(1 for s in snap.servers if s.ok)
-        ks = snap.kernels
-        busy = sum(1 for k in ks if k.state == "busy")
-        idle = [k for k in ks if k.idle_seconds is not None and k.idle_seconds >= snap.idle_threshold]
-        gpu_known = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
-        t.append(f"  servers {up}/{len(snap.servers)}", style="" if up == len(snap.servers) else "bold")
-        shown = len(self.table.order)
-        filtered = bool(self.filter_text or self.orphans_only)
-        count = f"{shown}/{len(ks)} kernels shown" if filtered else f"{len(ks)} kernel{'s' if len(ks) != 1 else ''}"
-        t.append(f" · {count}" + (" (orphans)" if self.orphans_only else ""), style="bold" if filtered else "")
-        t.append(f" · {busy} busy"
-                 f" · {len(idle)} idle >{_short(snap.idle_threshold)}")
-        t.append(f" · idle GPU {human_bytes(sum(gpu_known)) if gpu_known else '—'}")
-        left = [p for p in snap.processes if p.orphan_reasons]
-        if left:
-            held = sum(p.gpu_memory_bytes or 0 for p in left)
-            t.append(f" · {len(left)} leftover" + (f" ({human_bytes(held)} GPU)" if held else ""),
-                     style=f"bold {self.app.current_theme.error or ''}")
-        if self.marked_keys:
-            t.append(f" · marked {len(self.marked_keys)}", style="bold")
-            frees = _frees(self.marked_kernels)
-            if frees:
-                t.append(f" ({frees})", style="bold")
-        self.query_one("#summary", TextLines).show(t)
-        self.query_one("#servers", TextLines).show(self._servers_text(snap))
-
-    def _servers_text(self, snap: Snapshot) -> Text:
+        width = max(20, (self.size.width or 80) - 2)
         theme = self.app.current_theme
-        t = Text(no_wrap=False, overflow="ellipsis")
-        ok = [s for s in snap.servers if s.ok]
-        bad = [s for s in snap.servers if not s.ok]
-        for i, s in enumerate(ok):
-            if i:
-                t.append("   ")
-            t.append("● ", style=theme.success or "")
-            t.append(s.name, style="bold")
-            extra = " ".join(x for x in (s.version and f"v{s.version}",
-                                         s.latency_ms is not None and f"{s.latency_ms:.0f}ms") if x)
-            t.append(f" {extra}" if extra else "")
-        width = max(20, (self.size.width or 80) - 4)
-        for s in bad:
-            if len(t):
-                t.append("\n")
-            t.append("✗ ", style=f"bold {theme.error or ''}")
-            t.append(s.name, style="bold")
-            line = f" {s.status}: {redact(s.error or '')}" if s.error else f" {s.status}"
-            t.append(middle_truncate(line.replace("\n", " "), max(10, width - len(s.name) - 2)))
-        return t
+        shown = len(self.table.order)
+        total = len(self._rows)
+        marked = self.marked_rows
+        t = summary_text(snap, width, theme=theme, readonly=self.readonly, shown=shown, total=total,
+                         filtered=bool(self.filter_text or self.orphans_only), orphans_only=self.orphans_only,
+                         marked=len(self.marked_keys), frees=_frees(marked), waiting=self.waiting)
+        self.query_one("#summary", TextLines).show(t)
+        if snap is not None or self.waiting:
+            shown_snap = snap if snap is not None else Snapshot(generated_at=None)  # type: ignore[arg-type]
+            self.query_one("#servers", TextLines).show(
+                server_lines(shown_snap, width, theme=theme, waiting=self.waiting))
 
     def render_detail(self) -> None:
         if not self.has_class("details"):
             return
-        k = self.selected_kernel
+        r = self.selected_row
         server = None
-        if k is not None and self.snapshot is not None:
-            server = next((s for s in self.snapshot.servers if s.name == k.server), None)
+        if r is not None and self.snapshot is not None:
+            server = next((s for s in self.snapshot.servers if s.name == r.server), None)
         theme = self.app.current_theme
-        self.query_one(DetailPane).show(k, server, self.history, f"bold {theme.error or 'red'}")
+        self.query_one(DetailPane).show(r, server, self.history, f"bold {theme.error or 'red'}")
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -384,12 +400,24 @@ class FleetScreen(Screen):
     # -- keys ----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in MUTATING and self.readonly:
-            return None  # shown, greyed out
+        # Under --readonly the acting keys still run, to say "readonly: … is off".
         if action in NEEDS_KERNEL and not self.table.order:
             return False
         if action == "clear_filter" and not self.filter_text:
             return False
+        return True
+
+    def refuse_readonly(self, what: str) -> bool:
+        """Under --readonly: say "readonly: WHAT is off" once (not again while it is on
+        screen) and return True; otherwise False."""
+        if not self.readonly:
+            return False
+        import time
+
+        now = time.monotonic()
+        if now - self._said.get(what, -10.0) > 4.0:
+            self._said[what] = now
+            self.notify(f"readonly: {what} is off", severity="warning", timeout=4)
         return True
 
     def action_filter(self) -> None:
@@ -416,6 +444,21 @@ class FleetScreen(Screen):
         if event.key == "escape" and box.has_focus:
             event.stop()
             self.action_clear_filter()
+
+    def action_escape(self) -> None:
+        """escape: clear the filter; with no filter, clear the marks."""
+        if self.filter_text or self.query_one("#filter", Input).has_class("active"):
+            self.action_clear_filter()
+        elif self.marked_keys:
+            self.action_unmark_all()
+
+    def action_unmark_all(self) -> None:
+        if not self.marked_keys:
+            return
+        n = len(self.marked_keys)
+        self.clear_marks()
+        self.render_summary()
+        self.notify(f"unmarked {n}", timeout=1.5)
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -477,18 +520,23 @@ class FleetScreen(Screen):
         k = self.selected_kernel
         if k is not None:
             self.app.open_console(k.server, k.kernel_id)
+        else:
+            self._not_a_kernel("a console")
+
+    def _not_a_kernel(self, what: str) -> None:
+        r = self.selected_row
+        if r is not None and r.kernel is None:
+            self.notify(f"{what} needs a kernel; this row is a {r.kind} (k frees it)", timeout=3)
 
     def action_interrupt(self) -> None:
-        if self.readonly:
-            self.notify("readonly: interrupt is off", severity="warning")
+        if self.refuse_readonly("interrupt"):
             return
         targets = self.targets()
         if targets:
             self._run_action("interrupt", actions.interrupt_kernel, targets)
 
     def action_restart(self) -> None:
-        if self.readonly:
-            self.notify("readonly: restart is off", severity="warning")
+        if self.refuse_readonly("restart"):
             return
         targets = self.targets()
         if not targets:
@@ -508,35 +556,32 @@ class FleetScreen(Screen):
         self.app.push_screen(ConfirmScreen(title, lines, "Restart"), answered)
 
     def action_kill(self) -> None:
-        if self.readonly:
-            self.notify("readonly: kill is off", severity="warning")
+        if self.refuse_readonly("kill"):
             return
-        from nbtui.tui.kill import kill_kernels
+        from nbtui.tui.kill import kill_rows
 
-        kill_kernels(self, self.targets())
+        kill_rows(self, self.target_rows())
 
     def action_kill_leftovers(self) -> None:
-        if self.readonly:
-            self.notify("readonly: kill is off", severity="warning")
+        if self.refuse_readonly("kill"):
             return
         from nbtui.tui.kill import kill_leftovers
 
         kill_leftovers(self)
 
     def action_cull(self) -> None:
-        if self.readonly:
-            self.notify("readonly: cull is off", severity="warning")
+        if self.refuse_readonly("cull"):
             return
         from nbtui.tui.kill import cull
 
         cull(self)
 
     def action_migrate(self) -> None:
-        if self.readonly:
-            self.notify("readonly: migrate is off", severity="warning")
+        if self.refuse_readonly("migrate"):
             return
         k = self.selected_kernel
         if k is None:
+            self._not_a_kernel("migrate")
             return
         from nbtui.tui.migrate import MigrateScreen
 
@@ -544,8 +589,7 @@ class FleetScreen(Screen):
         self.app.push_screen(MigrateScreen(k, servers or [k.server]))
 
     def action_rebind(self) -> None:
-        if self.readonly:
-            self.notify("readonly: rebind is off", severity="warning")
+        if self.refuse_readonly("rebind"):
             return
         k = self.selected_kernel
         if k is None:
@@ -625,8 +669,8 @@ def _short(seconds: float) -> str:
     return human_duration(seconds)
 
 
-def _frees(kernels: list[Kernel]) -> str:
-    """What killing these kernels would free, where measured: ``1.2G mem 4.0G GPU``."""
-    mem = sum(k.usage.memory_bytes or 0 for k in kernels if k.usage)
-    gpu = sum(k.usage.gpu_memory_bytes or 0 for k in kernels if k.usage)
+def _frees(marked: list[tr.Row]) -> str:
+    """What killing these rows would free, where measured: ``1.2G mem 4.0G GPU``."""
+    mem = sum(r.mem or 0 for r in marked)
+    gpu = sum(r.gpu or 0 for r in marked)
     return " ".join(x for x in (f"{human_bytes(mem)} mem" if mem else "", f"{human_bytes(gpu)} GPU" if gpu else "") if x)

@@ -135,6 +135,60 @@ def kill_kernels(screen, kernels: list[Kernel]) -> None:
     screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
 
 
+def kill_rows(screen, rows: list) -> None:
+    """``k`` on the table: rows of any kind (kernels, leftover processes, terminals) in one
+    plan, one confirmation (default no), then nbtui.actions; the rows go on the refresh."""
+    from nbtui import table_rows as tr
+
+    snapshot = screen.snapshot
+    if snapshot is None or not rows:
+        return
+    app = screen.app
+    plan_terminal = getattr(actions, "plan_terminal", None)
+    if any(r.kind == tr.TERMINAL for r in rows) and plan_terminal is None:
+        app.notify("ending a terminal is not in this build of nbtui; its processes are "
+                   "listed in the detail pane (k on their pid rows)", severity="warning", timeout=6)
+        rows = [r for r in rows if r.kind != tr.TERMINAL]
+        if not rows:
+            return
+
+    def plan() -> list[tuple[str, actions.Step]]:
+        out = []
+        for r in rows:
+            try:
+                if r.kind == tr.KERNEL:
+                    out.append((r.key, actions.plan_kernel(snapshot, r.item)))
+                elif r.kind == tr.TERMINAL:
+                    out.append((r.key, plan_terminal(snapshot, r.item)))
+                else:
+                    out.append((r.key, actions.plan_process(snapshot, r.item.pid, explicit=False)))
+            except NbtuiError as e:
+                app.call_from_thread(app.notify, f"{r.ident}: {redact(str(e))}", severity="warning", timeout=5)
+        return out
+
+    async def flow() -> None:
+        keyed = await asyncio.to_thread(plan)
+        if not keyed:
+            return
+        kinds = sorted({r.kind for r in rows})
+        n = len(keyed)
+        if kinds == [tr.KERNEL]:
+            what = f"{n} kernel{'s' if n != 1 else ''}"
+        elif kinds in ([tr.LEFTOVER], [tr.PROCESS], [tr.LEFTOVER, tr.PROCESS]):
+            what = f"{n} leftover process{'es' if n != 1 else ''}"
+        elif kinds == [tr.TERMINAL]:
+            what = f"{n} terminal{'s' if n != 1 else ''}"
+        else:
+            what = str(n)
+        outcomes = await _confirm_and_kill(app, f"Kill {what}?", [s for _, s in keyed])
+        if outcomes and hasattr(screen, "marked_keys"):
+            ok = {id(o.step) for o in outcomes if o.ok}
+            done = {key for key, s in keyed if id(s) in ok}
+            screen.marked_keys -= done
+
+    screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
+
+
 def leftovers(snapshot: Optional[Snapshot]) -> list:
     """Local processes left over (with a reason), as the snapshot lists them."""
     return [p for p in snapshot.processes if p.orphan_reasons] if snapshot else []

@@ -2,20 +2,32 @@
 
 The runner owns a private copy of the fleet (its HTTP clients live on the runner's event
 loop); the screen keeps the original for actions and consoles on its own loop.
+
+A read streams: as each server answers, a partial read (that server's kernels, with the
+usage of the last whole snapshot where there was one) is handed to the screen, so the
+first rows appear as soon as the first server answers and a hung server never holds back
+the others; the whole snapshot (usage sampled, orphan rules applied) follows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
+import inspect
 import threading
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
-from nbtui.fleet import Fleet
-from nbtui.model import Kernel, Snapshot
+from nbtui import table_rows as tr
+from nbtui.fleet import Fleet, sort_key
+from nbtui.model import Kernel, ServerInfo, Snapshot
 from nbtui.tui.history import History
-from nbtui.tui.rows import CellCache, Column
+from nbtui.tui.rows import CellCache, Layout
+
+# On a read after the first, partial rows are shown only once the read has taken this
+# long (a slow or hung server); a quick read shows its whole snapshot at once.
+PARTIAL_AFTER = 0.5
 
 
 def _private_copy(fleet: Any) -> Any:
@@ -28,8 +40,57 @@ def _private_copy(fleet: Any) -> Any:
 @dataclass(frozen=True)
 class Read:
     snapshot: Snapshot
-    index: dict[str, Kernel]
+    index: dict[str, tr.Row]  # rows by key
     cells: Optional[tuple] = None  # (layout, {key: cells}) from rows.CellCache
+    rows: Optional[list] = None  # every row of the snapshot (nbtui.table_rows), in fleet order
+    waiting: tuple[str, ...] = ()  # servers that have not answered (a first read in progress)
+    partial: bool = False  # more of this read is coming
+
+
+class _Job:
+    """One read in flight: partial reads as servers answer, then the whole one. Filled
+    on the runner's thread, read on the UI's loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.items: list[Read] = []
+        self.done = False
+        self.error: Optional[BaseException] = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    def put(self, item: Optional[Read] = None, *, done: bool = False,
+            error: Optional[BaseException] = None) -> None:
+        with self._lock:
+            if item is not None:
+                self.items.append(item)
+            self.done = self.done or done
+            self.error = error or self.error
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            try:
+                loop.call_soon_threadsafe(_wake, fut)
+            except RuntimeError:  # that loop is closed
+                pass
+
+    async def latest_after(self, seen: int) -> tuple[int, Optional[Read]]:
+        """The newest read past the first ``seen`` (skipping ones superseded meanwhile);
+        (seen, None) when the job is over."""
+        while True:
+            with self._lock:
+                if len(self.items) > seen:
+                    return len(self.items), self.items[-1]
+                if self.done:
+                    if self.error is not None:
+                        raise self.error
+                    return seen, None
+                fut = asyncio.get_running_loop().create_future()
+                self._waiters.append((asyncio.get_running_loop(), fut))
+            await fut
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class SnapshotRunner:
@@ -38,11 +99,16 @@ class SnapshotRunner:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nbtui-fleet", daemon=True)
         self._thread.start()
-        self._pending: Optional[concurrent.futures.Future] = None
+        self._pending: Optional[_Job] = None
+        self._last: Optional[Snapshot] = None  # the last whole snapshot
         self.history = History()
         self._cells = CellCache()
-        # (columns, notebook width) of the table, set by the screen; read on this thread.
-        self.layout: Optional[tuple[list[Column], int]] = None
+        # The table's layout (nbtui.columns), set by the screen; read on this thread.
+        self.layout: Optional[Layout] = None
+        try:
+            self._streams = "on_server" in inspect.signature(self.fleet.snapshot).parameters
+        except (TypeError, ValueError):
+            self._streams = False
 
     def _submit(self, make: Callable[[], Awaitable[Any]]) -> "concurrent.futures.Future[Any]":
         async def call():
@@ -50,24 +116,120 @@ class SnapshotRunner:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop)
 
-    async def _read(self) -> Read:
-        snap = await self.fleet.snapshot()
-        # Work over every kernel happens here, not on the UI thread: the usage history,
-        # the index by key, and every row's cells for the table's current layout.
-        self.history.add(snap.kernels)
+    def _start(self) -> _Job:
+        job = _Job()
+        self._submit(lambda: self._read(job))
+        return job
+
+    def _finish(self, snap: Snapshot, waiting: tuple[str, ...] = (), partial: bool = False) -> Read:
+        """Work over every row happens here, not on the UI thread: the rows, the index by
+        key, and every row's cells for the table's current layout."""
+        rows = tr.rows_of(snap)
         layout = self.layout
-        cells = self._cells.rows(snap.kernels, *layout) if layout else None
-        return Read(snap, {k.key: k for k in snap.kernels}, cells)
+        cells = self._cells.rows(rows, layout) if layout else None
+        return Read(snap, {r.key: r for r in rows}, cells, rows, waiting, partial)
+
+    async def _read(self, job: _Job) -> None:
+        prev = self._last
+        names = list(getattr(self.fleet, "names", ()) or ())
+        answered: dict[str, tuple[ServerInfo, list[Kernel]]] = {}
+        state = {"open": prev is None, "final": False}
+
+        def emit() -> None:
+            if state["final"] or not answered:
+                return
+            snap, waiting = self._partial(prev, answered, names)
+            job.put(self._finish(snap, waiting, partial=True))
+
+        def on_server(info: ServerInfo, kernels: list[Kernel]) -> None:
+            answered[info.name] = (info, list(kernels))
+            if state["open"]:
+                emit()
+
+        def open_partials() -> None:
+            state["open"] = True
+            emit()
+
+        timer = None if prev is None else self._loop.call_later(PARTIAL_AFTER, open_partials)
+        try:
+            if self._streams:
+                snap = await self.fleet.snapshot(on_server=on_server)
+            else:
+                snap = await self.fleet.snapshot()
+            state["final"] = True
+            self.history.add(snap.kernels)
+            self._last = snap
+            job.put(self._finish(snap), done=True)
+        except BaseException as e:  # the screen says why in one line
+            state["final"] = True
+            job.put(done=True, error=e if isinstance(e, Exception) else RuntimeError("read cancelled"))
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _partial(self, prev: Optional[Snapshot], answered: dict, names: list[str]):
+        """A snapshot of what has answered so far: their kernels (with the last whole
+        snapshot's usage and orphan reasons, where it had them), and the last snapshot's
+        servers and kernels for the rest; the names of servers never read yet."""
+        prev_servers = {s.name: s for s in prev.servers} if prev else {}
+        prev_kernels = {k.key: k for k in prev.kernels} if prev else {}
+        servers, kernels, waiting = [], [], []
+        for name in names or list(answered):
+            if name in answered:
+                info, ks = answered[name]
+                old = prev_servers.get(name)
+                if old is not None and info.ok:
+                    info = dataclasses.replace(info, usage_source=old.usage_source, usage_note=old.usage_note)
+                servers.append(info)
+                for k in ks:
+                    was = prev_kernels.get(k.key)
+                    if was is not None:
+                        k = dataclasses.replace(k, usage=was.usage, orphan_reasons=was.orphan_reasons, user=was.user)
+                    kernels.append(k)
+            elif name in prev_servers:
+                servers.append(prev_servers[name])
+                kernels += [k for k in prev.kernels if k.server == name]
+            else:
+                waiting.append(name)
+        kernels.sort(key=sort_key)
+        if prev is not None:
+            snap = dataclasses.replace(prev, servers=tuple(servers), kernels=tuple(kernels))
+        else:
+            settings = getattr(self.fleet, "settings", None)
+            snap = Snapshot(generated_at=_now(), servers=tuple(servers), kernels=tuple(kernels),
+                            idle_threshold=getattr(settings, "orphan_idle", 3600.0))
+        return snap, tuple(waiting)
 
     def prefetch(self) -> None:
         """Start the first read now (before the screen exists); the next read gets it."""
         if self._pending is None:
-            self._pending = self._submit(self._read)
+            self._pending = self._start()
+
+    def waiting_names(self) -> tuple[str, ...]:
+        """Every server of the fleet (before any answer: all of them are waited for)."""
+        return tuple(getattr(self.fleet, "names", ()) or ())
+
+    async def reads(self):
+        """The reads of one refresh as they come: partial ones (each server as it answers,
+        superseded ones skipped), then the whole one, last."""
+        job, self._pending = self._pending, None
+        job = job or self._start()
+        seen = 0
+        while True:
+            seen, item = await job.latest_after(seen)
+            if item is None:
+                return
+            yield item
+            if not item.partial:
+                return
 
     async def read(self) -> Read:
-        """A snapshot, its kernels by key, and (once the table said its layout) their cells."""
-        pending, self._pending = self._pending, None
-        return await asyncio.wrap_future(pending or self._submit(self._read))
+        """The whole read: snapshot, rows by key, and (once the table said its layout) their cells."""
+        last = None
+        async for item in self.reads():
+            last = item
+        assert last is not None
+        return last
 
     async def snapshot(self) -> Snapshot:
         return (await self.read()).snapshot
@@ -85,3 +247,9 @@ class SnapshotRunner:
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)

@@ -1,4 +1,4 @@
-"""The kernel table: rows keyed by kernel, updated in place cell by cell."""
+"""The fleet table: rows keyed by holder (kernel, terminal, process), updated in place cell by cell."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Callable, Iterable, Optional
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
 from textual.geometry import Region
+from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
-from nbtui.model import Kernel
-from nbtui.tui.rows import CellCache, Column, Layout, cells, layout_of, with_mark
+from nbtui.tui.rows import CellCache, Layout, Row, cells, layout_of, with_mark
 
 Styler = Callable[[str, str, bool], object]  # (column key, text, orphan row) -> renderable
 
@@ -19,10 +19,15 @@ Styler = Callable[[str, str, bool], object]  # (column key, text, orphan row) ->
 class KernelTable(DataTable):
     """A DataTable that knows its rows' plain text, so a refresh touches only what changed."""
 
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Console"),  # shown first in the footer (the screen opens it)
+        Binding("home", "first_row", "First row", show=False),
+        Binding("end", "last_row", "Last row", show=False),
+    ]
+
     def __init__(self, **kw):
         super().__init__(cursor_type="row", zebra_stripes=False, cell_padding=0, **kw)
-        self.layout_columns: list[Column] = []
-        self.nb_width = 20
+        self.col_layout: Layout = ()
         self._text: dict[str, tuple[str, ...]] = {}  # row key -> plain cells
         self._order: list[str] = []
         self._orphan: dict[str, bool] = {}  # row key -> styled as an orphan
@@ -30,24 +35,34 @@ class KernelTable(DataTable):
 
     # -- layout --------------------------------------------------------------------------
 
-    def set_layout(self, columns: list[Column], nb_width: int, labels: dict[str, str]) -> None:
+    @property
+    def layout_columns(self) -> list:
+        return [c for c, _ in self.col_layout]
+
+    def action_first_row(self) -> None:
+        if self._order:
+            self.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if self._order:
+            self.move_cursor(row=len(self._order) - 1, animate=False)
+
+    def set_layout(self, layout: Layout, labels: dict[str, str]) -> None:
         """Replace the columns (a resize across a breakpoint); rows are re-added by the next apply."""
         self.clear(columns=True)
         self._text.clear()
         self._orphan.clear()
         self._order = []
-        self.layout_columns = list(columns)
-        self.nb_width = nb_width
-        for c in columns:
-            width = (nb_width if c.key == "notebook" else c.width) + 1  # one space of gap
-            label = _label(labels.get(c.key, c.title), c.right)
-            self.add_column(label, width=width, key=c.key)
+        self.col_layout = tuple(layout)
+        for c, w in self.col_layout:
+            label = _label(labels.get(c.key, c.title), c.right, w)
+            self.add_column(label, width=w + 1, key=c.key)  # one space of gap
 
     def set_labels(self, labels: dict[str, str]) -> None:
-        for c in self.layout_columns:
+        for c, w in self.col_layout:
             col = self.columns.get(c.key)  # type: ignore[call-overload]
             if col is not None:
-                col.label = _label(labels.get(c.key, c.title), c.right)
+                col.label = _label(labels.get(c.key, c.title), c.right, w)
         self._update_count += 1
         self.refresh()
 
@@ -62,11 +77,12 @@ class KernelTable(DataTable):
             return None
         return self._order[self.cursor_row]
 
-    def apply(self, kernels: Iterable[Kernel], marked: set[str], style: Styler, restyle: bool = False,
-              pre: Optional[tuple[Layout, dict[str, tuple[str, ...]]]] = None) -> int:
-        """Make the rows show ``kernels`` in this order; return how many cells were written.
+    def apply(self, kernels: Iterable[Row], marked: set[str], style: Styler, restyle: bool = False,
+              pre: Optional[tuple[tuple, dict[str, tuple[str, ...]]]] = None) -> int:
+        """Make the rows show ``kernels`` (rows of any kind) in this order; return how many
+        cells were written.
 
-        ``pre`` is every kernel's cells computed off the UI thread (by the snapshot runner)
+        ``pre`` is every row's cells computed off the UI thread (by the snapshot runner)
         for a layout; used when it is this table's layout. Changed cells are written in
         place and only the changed visible rows are repainted.
         """
@@ -83,19 +99,19 @@ class KernelTable(DataTable):
         # The table's own order now: what stayed, then what add_row appends.
         current = [key for key in self._order if key in self._text] if gone else list(self._order)
         cols = self.layout_columns
-        if pre is None or pre[0] != layout_of(cols, self.nb_width):
-            pre = self._cells.rows(kernels, cols, self.nb_width)
+        if pre is None or pre[0] != layout_of(self.col_layout):
+            pre = self._cells.rows(kernels, self.col_layout)
         computed = pre[1]
         data = self._data
         changed: set[str] = set()
         for key, k in zip(keys, kernels):
             new = computed.get(key)
-            if new is None:  # not in the runner's snapshot (a test feeding kernels directly)
-                new = cells(k, cols, self.nb_width, False)
+            if new is None:  # not in the runner's snapshot (a test feeding rows directly)
+                new = cells(k, self.col_layout, False)
             if key in marked:
-                new = with_mark(new, cols)
+                new = with_mark(new, self.col_layout)
             old = self._text.get(key)
-            orphan = bool(k.orphan_reasons)
+            orphan = bool(k.reasons)
             flip = self._orphan.get(key, orphan) != orphan  # the whole row restyles
             if old is None:
                 self.add_row(*(style(c.key, v, orphan) for c, v in zip(cols, new)), key=key)
@@ -157,5 +173,5 @@ class KernelTable(DataTable):
         self.refresh()
 
 
-def _label(title: str, right: bool) -> Text:
-    return Text(title + " ", justify="right") if right else Text(title)
+def _label(title: str, right: bool, width: int = 0) -> Text:
+    return Text(title.rjust(width)) if right else Text(title)

@@ -1,0 +1,150 @@
+"""The fleet screen's summary line and servers strip, fitted to the width.
+
+At 80 columns they keep their key words: the summary shortens its parts (and drops the
+least important) instead of losing its end; an error line keeps the server's name, the
+kind of failure and the URL, drops the repeated ``server NAME:`` prefix and cuts only
+the detail. Every outside string is shown as plain ``Text`` through ``visible``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.text import Text
+
+from nbtui.model import ServerInfo, Snapshot
+from nbtui.secrets import redact
+from nbtui.text import visible
+from nbtui.units import human_bytes, human_duration, middle_truncate
+
+# (text, short text or None to drop, style, rank): rank 0 is kept longest.
+Part = tuple[str, Optional[str], str, int]
+
+
+def fit_parts(head: list[tuple[str, str]], parts: list[Part], width: int, sep: str = " · ") -> Text:
+    """``head`` whole, then the parts joined by ``sep``; when too wide, the lowest-ranked
+    parts take their short form first, then are dropped, until the line fits."""
+    parts = list(parts)
+
+    def length(ps) -> int:
+        return sum(len(t) for t, _ in head) + sum(len(sep) + len(p[0]) for p in ps) + (2 if ps else 0)
+
+    ranks = sorted({p[3] for p in parts if p[3] > 0}, reverse=True)
+    for rank in ranks:  # first the short forms, least important first
+        if length(parts) <= width:
+            break
+        parts = [(p[1], p[1], p[2], p[3]) if p[3] == rank and p[1] is not None else p for p in parts]
+    for rank in ranks:  # then drop parts, least important first
+        if length(parts) <= width:
+            break
+        parts = [p for p in parts if p[3] != rank]
+    if length(parts) > width:  # last, the key words' own short forms
+        parts = [(p[1], p[1], p[2], p[3]) if p[1] is not None else p for p in parts]
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for text, style in head:
+        t.append(text, style=style)
+    for i, (text, _short, style, _rank) in enumerate(parts):
+        t.append("  " if i == 0 else sep)
+        t.append(text, style=style)
+    return t
+
+
+def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool, shown: int, total: int,
+                 filtered: bool, orphans_only: bool, marked: int, frees: str, waiting: tuple[str, ...] = ()
+                 ) -> Text:
+    head = [("nbtui", "bold")]
+    if readonly:
+        head.append(("  READONLY", "bold reverse"))
+    if snap is None:
+        return fit_parts(head, [("reading the servers…", "reading…", "", 0)], width)
+    error = theme.error or ""
+    up = sum(1 for s in snap.servers if s.ok)
+    n_servers = len(snap.servers) + len([w for w in waiting if w not in {s.name for s in snap.servers}])
+    ks = snap.kernels
+    busy = sum(1 for k in ks if k.state == "busy")
+    idle = [k for k in ks if k.idle_seconds is not None and k.idle_seconds >= snap.idle_threshold]
+    gpu_known = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
+    terms = len(getattr(snap, "terminals", ()))
+    left = [p for p in snap.processes if p.orphan_reasons]
+    parts: list[Part] = [
+        (f"servers {up}/{n_servers}", f"{up}/{n_servers} srv", "" if up == n_servers else "bold", 0)]
+    if waiting:
+        parts.append((f"reading {len(waiting)}…", None, "italic", 1))
+    if filtered:
+        parts.append((f"{shown}/{total} shown" + (" (orphans)" if orphans_only else ""), f"{shown}/{total}", "bold", 0))
+    parts.append((f"{len(ks)} kernel{'s' if len(ks) != 1 else ''}", f"{len(ks)} k", "", 0))
+    if terms:
+        parts.append((f"{terms} terminal{'s' if terms != 1 else ''}", f"{terms} term", "", 2))
+    parts.append((f"{busy} busy", None, "", 4))
+    parts.append((f"{len(idle)} idle >{human_duration(snap.idle_threshold)}",
+                  f"{len(idle)} idle>{human_duration(snap.idle_threshold)}", "", 2))
+    parts.append((f"idle GPU {human_bytes(sum(gpu_known)) if gpu_known else '—'}",
+                  f"idle GPU {human_bytes(sum(gpu_known))}" if gpu_known else None, "", 3))
+    if left:
+        held = sum(p.gpu_memory_bytes or 0 for p in left)
+        parts.append((f"{len(left)} leftover" + (f" ({human_bytes(held)} GPU)" if held else ""),
+                      f"{len(left)} leftover", f"bold {error}", 1))
+    if marked:
+        parts.append((f"marked {marked}" + (f" ({frees})" if frees else ""), f"marked {marked}", "bold", 0))
+    return fit_parts(head, parts, width)
+
+
+def _detail(s: ServerInfo) -> str:
+    """The error without what the line says already: the ``server NAME:`` prefix and the URL."""
+    text = redact(s.error or "").replace("\n", " ").strip()
+    prefix = f"server {s.name}: "
+    if text.startswith(prefix):
+        text = text[len(prefix):]
+    for url in sorted({s.url, s.url.rstrip("/")}, key=len, reverse=True):
+        if url:
+            text = text.replace(f" to {url}", "").replace(f" at {url}", "").replace(url, "")
+    text = text.replace(" :", ":").replace("  ", " ").strip(" :")
+    return text
+
+
+def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] = ()) -> Text:
+    """One line of the servers that answered, then one line per server that did not."""
+    t = Text(no_wrap=False, overflow="ellipsis")
+    ok = [s for s in snap.servers if s.ok]
+    bad = [s for s in snap.servers if not s.ok]
+    for i, s in enumerate(ok):
+        if i:
+            t.append("   ")
+        t.append("● ", style=theme.success or "")
+        t.append(visible(s.name), style="bold")
+        extra = " ".join(x for x in (s.version and f"v{visible(s.version)}",
+                                     s.latency_ms is not None and f"{s.latency_ms:.0f}ms") if x)
+        t.append(f" {extra}" if extra else "")
+    known = {s.name for s in snap.servers}
+    for i, name in enumerate(w for w in waiting if w not in known):
+        if len(t):
+            t.append("   ")
+        t.append("◌ ", style=theme.warning or "")
+        t.append(visible(name), style="bold")
+        t.append(" reading…", style="italic")
+    for s in bad:
+        if len(t):
+            t.append("\n")
+        t.append_text(error_line(s, width, theme))
+    return t
+
+
+def error_line(s: ServerInfo, width: int, theme) -> Text:
+    """``✗ NAME KIND URL: detail``, the detail cut first (then the URL's middle)."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    name = visible(s.name)
+    kind = s.error_kind or s.status
+    t.append("✗ ", style=f"bold {theme.error or ''}")
+    t.append(name, style="bold")
+    t.append(f" {visible(kind)}", style=f"bold {theme.error or ''}")
+    used = 2 + len(name) + 1 + len(kind)
+    url = visible(s.url)
+    room = width - used - 1
+    url = middle_truncate(url, max(12, min(len(url), room - 12 if room > 30 else room)))
+    t.append(f" {url}")
+    used += 1 + len(url)
+    detail = visible(_detail(s))
+    if detail and width - used - 2 >= 8:
+        room = width - used - 2
+        t.append(": " + (detail if len(detail) <= room else detail[: room - 1] + "…"))
+    return t
