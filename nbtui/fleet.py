@@ -298,7 +298,10 @@ class Fleet:
         # A host view that needs two samples for CPU % takes the first now, and the
         # server reads run during the interval it asks for.
         prime = getattr(self.host, "prime", None)
-        wait = prime() if prime else 0.0
+
+        async def primed() -> None:  # the process scan runs beside the first requests
+            wait = await asyncio.to_thread(prime) if prime else 0.0
+            await asyncio.sleep(wait or 0.0)
 
         async def read_one(e: _Server):
             r = await self._read_one(e, now)
@@ -311,7 +314,7 @@ class Fleet:
 
         results, _ = await asyncio.gather(
             asyncio.gather(*(read_one(e) for e in self._servers.values())),
-            asyncio.sleep(wait or 0.0),
+            primed(),
         )
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]

@@ -34,7 +34,7 @@ class Row:
     kind: str
     key: str  # identity across refreshes: `server:kernel_id`, `terminal:server/name`, `pid:N`
     server: str  # the server's name; for a process, the live server it came from, or ""
-    ident: str  # what the KERNEL column says: `80442938`, `term:1`, `pid:4711`
+    ident: str  # what the KERNEL column says: `80442938`, `term:1`, a process's PID `4711`
     notebook: str  # the notebook path, `(no session)`, `(terminal)`, a leftover's command
     state: str
     idle_seconds: Optional[float]
@@ -77,20 +77,22 @@ def process_row(p: Process, server: str = "") -> Row:
     known = [g.sm_percent for g in p.gpus if g.sm_percent is not None]
     if known:
         gpu_pct = sum(known)
-    return Row(kind, f"pid:{p.pid}", server, f"pid:{p.pid}", p.notebook or p.cmdline or "(process)",
+    return Row(kind, f"pid:{p.pid}", server, str(p.pid), p.notebook or p.cmdline or "(process)",
                kind, None, None, "process", p.user, p.pid, p.cpu_percent, p.memory_bytes, p.gpu_memory_bytes,
                gpu_pct, tuple(p.orphan_reasons), p)
 
 
-def rows_of(snap: Optional[Snapshot]) -> list[Row]:
-    """Kernels (the fleet's order), then terminals, then local Jupyter processes outside them."""
+def rows_of(snap: Optional[Snapshot], others: bool = False) -> list[Row]:
+    """Kernels (the fleet's order), then terminals, then leftover processes; with
+    ``others`` also the Jupyter processes outside every listed kernel that are no orphan
+    (kernels of servers not read: on a shared host, every other user's)."""
     if snap is None:
         return []
     by_pid = {s.pid: s.name for s in snap.servers if s.pid is not None}
     out = [kernel_row(k) for k in snap.kernels]
     out += [terminal_row(t) for t in getattr(snap, "terminals", ())]
     out += [process_row(p, by_pid.get(p.server_pid, "") if p.server_pid is not None else "")
-            for p in snap.processes]
+            for p in snap.processes if others or p.orphan_reasons]
     return out
 
 

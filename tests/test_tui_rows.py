@@ -76,7 +76,7 @@ def test_every_kind_is_a_row():
                 gpu_memory_bytes=2**30, orphan_reasons=("server-gone",))
     t = Terminal("gpu1", "3", None, 60.0, pid=512, user="ana", usage=Usage("local", memory_bytes=2**20))
     left, term = tr.process_row(p), tr.terminal_row(t)
-    assert (left.kind, left.key, left.ident, left.user) == (tr.LEFTOVER, "pid:4711", "pid:4711", "bob")
+    assert (left.kind, left.key, left.ident, left.user) == (tr.LEFTOVER, "pid:4711", "4711", "bob")
     assert tr.text(left, "server") == "(gone)" and tr.text(left, "reason") == "server-gone"
     assert (term.kind, term.key, term.ident, term.pid, term.mem) == (tr.TERMINAL, "terminal:gpu1/3", "term:3",
                                                                      512, 2**20)

@@ -240,7 +240,7 @@ async def test_every_holder_is_a_row_with_its_owner_at_each_width():
             lines = [table.render_line(y).text for y in range(len(table.order) + 1)]
             text = "\n".join(lines)
             assert "…/resnet-finetune.ipynb" in text or LONG in text, text
-            assert "pid:4711" in text and "term:1" in text
+            assert " 4711 " in text and "term:1" in text
             if size[0] >= 120:
                 assert {"user", "pid", "gpu%"} <= set(keys)
                 assert " bob " in text and " alice " in text

@@ -182,7 +182,8 @@ class NbtuiApp(App):
             if self._runner is not None:
                 screen.history = self._runner.history
             screen.apply_snapshot(snap, index, cells, rows, waiting)
-            if self.first_rows_at is None and screen.table.order:
+            if self.first_rows_at is None and screen.is_mounted and screen.query("KernelTable") \
+                    and screen.table.order:
                 self.first_rows_at = time.monotonic()
 
     async def action_ctrl_c(self) -> None:

@@ -25,7 +25,6 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from nbtui import actions
 from nbtui import columns as cols
 from nbtui import table_rows as tr
 from nbtui.model import Kernel, Snapshot
@@ -291,6 +290,10 @@ class FleetScreen(Screen):
         self.marked_keys &= self._by_key.keys()
         if table_rows is None:
             self.history.add(snap.kernels)
+        try:
+            self.table
+        except NoMatches:  # not composed yet: on_mount lays out and renders what is here
+            return
         if tuple(s.name for s in servers_before) != tuple(s.name for s in snap.servers):
             self._relayout()  # the longest server name may have changed
         self.render_all()
@@ -437,7 +440,7 @@ class FleetScreen(Screen):
     def _filter_done(self, event: Input.Submitted) -> None:
         if not event.value.strip():
             self.query_one("#filter", Input).remove_class("active")
-        self.table.focus()
+        self.app.set_focus(self.table)  # now, not later: keys typed next go to the table
 
     def on_key(self, event) -> None:
         box = self.query_one("#filter", Input)
@@ -533,6 +536,8 @@ class FleetScreen(Screen):
             return
         targets = self.targets()
         if targets:
+            from nbtui import actions  # on first use: not on the way to the first paint
+
             self._run_action("interrupt", actions.interrupt_kernel, targets)
 
     def action_restart(self) -> None:
@@ -551,6 +556,8 @@ class FleetScreen(Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
+                from nbtui import actions
+
                 self._run_action("restart", actions.restart_kernel, targets)
 
         self.app.push_screen(ConfirmScreen(title, lines, "Restart"), answered)

@@ -9,17 +9,19 @@ from __future__ import annotations
 import asyncio
 from typing import Iterable, Optional
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.widgets import Button, Input, Static
 
 from nbtui import actions
 from nbtui.host.signals import current_user
 from nbtui.errors import NbtuiError
 from nbtui.model import Kernel, Snapshot
 from nbtui.secrets import redact
+from nbtui.tui.checkbox import BoxCheckbox as Checkbox
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.units import DURATION_FORMS, human_bytes, human_duration, middle_truncate, parse_duration
 
@@ -232,6 +234,7 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
     CullScreen #cull-title { text-style: bold; margin-bottom: 1; }
     CullScreen Input { width: 100%; }
     CullScreen #cull-error { color: $error; height: auto; }
+    CullScreen .field { width: 100%; height: auto; }
     CullScreen Horizontal { height: auto; align: right middle; margin-top: 1; }
     CullScreen Button { margin-left: 2; }
     """
@@ -245,7 +248,8 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
         d = self.defaults
         with Vertical():
             yield Static("Cull kernels and leftover processes", id="cull-title")
-            yield Label(f"Idle longer than ({DURATION_FORMS}; empty: any idle time is no rule)")
+            yield Static(f"Idle longer than ({DURATION_FORMS}; empty: idle time is no rule)",
+                         classes="field", markup=False)
             yield Input(value=human_duration(d.idle) if d.idle is not None else "", id="cull-idle",
                         placeholder="e.g. 2h")
             yield Checkbox("Every orphan (kernels and processes with a reason)", d.orphans, id="cull-orphans")
@@ -260,7 +264,7 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
 
     def policy(self) -> actions.CullPolicy:
         text = self.query_one("#cull-idle", Input).value.strip()
-        idle = parse_duration(text, "idle time") if text else None
+        idle = parse_duration(text, "\"Idle longer than\" value") if text else None
         return actions.CullPolicy(idle=idle, orphans=self.query_one("#cull-orphans", Checkbox).value,
                                   gpu_only=self.query_one("#cull-gpu", Checkbox).value,
                                   servers=self.defaults.servers)
@@ -269,7 +273,7 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
         try:
             self.dismiss(self.policy())
         except NbtuiError as e:
-            self.query_one("#cull-error", Static).update(str(e))
+            self.query_one("#cull-error", Static).update(Text(str(e)))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -19,18 +19,36 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
+from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
 from nbtui import actions
 from nbtui.model import Kernel
 from nbtui.secrets import redact
+from nbtui.tui.checkbox import BoxCheckbox as Checkbox
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.units import human_bytes
 
 
+# The CLI's flags in the core's messages, as the dialog's own fields.
+FIELD_WORDS = (
+    ("--notebook PATH", "the Notebook field"),
+    ("--notebook", "the Notebook field"),
+    ("--kernel NAME", "a kernel spec the target has (`nbtui migrate --kernel NAME`)"),
+    ("--keep-source", "\"Keep the source kernel running\""),
+    ("--max-bytes", "the size limit ([migrate] max_bytes)"),
+    ("--to", "To server"),
+)
+
+
+def field_words(text: str) -> str:
+    for flag, field in FIELD_WORDS:
+        text = text.replace(flag, field)
+    return text
+
+
 def _line(e: BaseException) -> str:
     text = redact(str(e)).strip().splitlines()
-    return text[0] if text else type(e).__name__
+    return field_words(text[0]) if text else type(e).__name__
 
 
 class MigrateScreen(ModalScreen[Optional[dict]]):
@@ -48,7 +66,8 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
     MigrateScreen Select { width: 1fr; }
     MigrateScreen Input { width: 1fr; }
     MigrateScreen #mig-plan { height: auto; max-height: 12; border: round $panel; }
-    MigrateScreen #mig-progress { width: 100%; margin-top: 1; }
+    MigrateScreen #mig-progress { width: 100%; margin-top: 1; display: none; }
+    MigrateScreen #mig-progress.started { display: block; }
     MigrateScreen #mig-status { width: 100%; height: auto; }
     MigrateScreen #mig-status.error { color: $error; }
     MigrateScreen #mig-buttons { height: auto; width: 100%; align: right middle; }
@@ -222,6 +241,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         self.done = True
         self.report = report
         bar = self.query_one("#mig-progress", ProgressBar)
+        bar.add_class("started")
         bar.update(total=max(report.bytes, 1), progress=max(report.bytes, 1))
         t = report.target
         lines = [f"moved and verified {len(report.moved)} name(s) ({human_bytes(report.bytes)} in "
@@ -229,7 +249,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
                  f"bound to {t.get('notebook')}"]
         lines += [f"{e.name}: {e.note}" for e in report.moved if e.note]
         lines.append("source kernel shut down" if report.source_shut_down
-                     else f"source kernel kept: {report.source_kept_reason}")
+                     else f"source kernel kept: {field_words(str(report.source_kept_reason))}")
         self.status("\n".join(lines))
         self.query_one("#mig-close", Button).focus()
         self.app.refresh_now()
@@ -237,6 +257,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
     def _progress(self, p) -> None:
         bar = self.query_one("#mig-progress", ProgressBar)
         if p.stage == "transfer" and p.total:
+            bar.add_class("started")  # nothing shows until the transfer starts
             bar.update(total=p.total, progress=p.done)
             self.status(f"moving {p.name or ''}: {human_bytes(p.done)} of {human_bytes(p.total)}")
         elif p.stage not in ("transfer", "done"):

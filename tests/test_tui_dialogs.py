@@ -1,0 +1,89 @@
+"""The migrate and cull dialogs read without colour: checkboxes are `[x]` / `[ ]` in
+every shipped theme, the 16-colour (ANSI) theme and under NO_COLOR; the progress bar is
+hidden until a transfer starts; errors name the dialog's own fields.
+
+SVGs in snapshots/test_tui_dialogs/ (update with --snapshot-update after an intended change).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nbtui import actions
+from nbtui.tui.checkbox import OFF, ON
+from nbtui.tui.kill import CullScreen
+from nbtui.tui.migrate import MigrateScreen, field_words
+from tests.test_tui_snapshots import app_with, holders, settle
+
+THEMES = ["nbtui-dark", "nbtui-light", "nbtui-high-contrast", "textual-ansi"]  # the last: 16 colours
+
+
+@pytest.fixture
+def colour(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def _migrate(keep: bool):
+    async def run(pilot):
+        await settle(pilot)
+        app = pilot.app
+        k = app.fleet_screen.snapshot.kernels[0]
+        await app.push_screen(MigrateScreen(k, ["gpu1", "hub/alice/gpu-large", "lab"]))
+        await pilot.pause()
+        app.screen.query_one("#mig-keep").value = keep
+        await pilot.pause()
+    return run
+
+
+async def _cull(pilot):
+    await settle(pilot)
+    app = pilot.app
+    await app.push_screen(CullScreen(actions.CullPolicy(idle=3600.0, orphans=True, gpu_only=False)))
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["on", "off"])
+@pytest.mark.parametrize("theme", THEMES)
+def test_migrate_dialog(snap_compare, colour, theme, keep):
+    assert snap_compare(app_with([holders()], theme=theme), terminal_size=(100, 30), run_before=_migrate(keep))
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_cull_dialog_one_box_on_one_off(snap_compare, colour, theme):
+    assert snap_compare(app_with([holders()], theme=theme), terminal_size=(80, 24), run_before=_cull)
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["on", "off"])
+def test_migrate_dialog_no_color(snap_compare, keep):
+    assert snap_compare(app_with([holders()]), terminal_size=(100, 30), run_before=_migrate(keep))
+
+
+def test_cull_dialog_no_color(snap_compare):
+    assert snap_compare(app_with([holders()]), terminal_size=(80, 24), run_before=_cull)
+
+
+async def test_boxes_say_on_and_off_in_text_and_the_bar_waits_for_the_transfer():
+    app = app_with([holders()])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _cull(pilot)
+        text = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        assert f"{ON} Every orphan" in text and f"{OFF} Only what holds GPU memory" in text
+        assert "empty: idle time is no rule)" in text  # the label wraps, never cut at 80
+        app.screen.query_one("#cull-idle").value = "2hrs"
+        app.screen._submit()
+        await pilot.pause()
+        error = str(app.screen.query_one("#cull-error").render())
+        assert '"Idle longer than" value' in error and "90s, 30m, 2h, 1d" in error
+        app.pop_screen()
+        await pilot.pause()
+        await _migrate(False)(pilot)
+        bar = app.screen.query_one("#mig-progress")
+        assert not bar.display  # nothing until the transfer starts
+        text = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        assert f"{OFF} Keep the source kernel running" in text
+
+
+def test_errors_name_the_dialog_fields():
+    assert field_words("name the notebook's path on the target with --notebook PATH") == \
+        "name the notebook's path on the target with the Notebook field"
+    assert "Keep the source" in field_words("--keep-source")

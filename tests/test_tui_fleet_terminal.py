@@ -1,0 +1,82 @@
+"""The fleet screen in a real terminal (tmux, 80x24): the acting keys are on the first
+screen, and a leftover process of a SIGKILLed server is a row that `o` keeps and `k`
+frees after the confirmation."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from tests.jupyter import wait_for
+from tests.test_kill import gone, spawn_child
+from tests.test_tui_terminal import TMUX, Tmux, _quote
+
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+
+
+def _env(config_dir, runtime_dir) -> dict:
+    return {"NBTUI_CONFIG": str(config_dir), "NBTUI_STATE_DIR": os.environ["NBTUI_STATE_DIR"],
+            "JUPYTER_RUNTIME_DIR": str(runtime_dir), "TERM": "xterm-256color"}
+
+
+def test_the_acting_keys_are_on_the_first_screen_at_80x24(tmp_path, config_dir, jupyter):
+    jupyter.write_notebook("work/vision/resnet-finetune.ipynb")
+    kid = jupyter.create_session("work/vision/resnet-finetune.ipynb")["kernel"]["id"]
+    term = Tmux(tmp_path)
+    term.start(f"{_quote(sys.executable)} -m nbtui", _env(config_dir, jupyter.runtime_dir))
+    try:
+        wait_for(lambda: kid[:8] in term.screen(), 60, 0.1, "the kernel row")
+        try:
+            screen = wait_for(lambda: "k Kill" in term.screen() and term.screen(), 10, 0.1, "the keys")
+        except Exception:
+            raise AssertionError(term.screen())
+        lines = screen.splitlines()
+        assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
+        footer = "\n".join(lines[-3:])
+        for key in ("k Kill", "m Migrate", "Console", "? Help"):
+            assert key in footer, footer
+        row = next(line for line in lines if kid[:8] in line)
+        assert "resnet-finetune.ipynb" in row and "idle" in row or "starting" in row, row
+        term.keys("q")
+        wait_for(lambda: "EXIT=0" in term.screen(), 30, 0.2, "nbtui to quit")
+    finally:
+        term.kill()
+
+
+def test_a_leftover_of_a_killed_server_is_a_row_kept_by_o_and_freed_by_k(tmp_path, config_dir, jupyter_factory):
+    crashed = jupyter_factory("crashed")
+    kid = crashed.create_session("gpu.ipynb")["kernel"]["id"]
+    child = spawn_child(crashed, kid)
+    kernel_pid = crashed.kernel_pid(kid)
+    crashed.kill_hard()
+    wait_for(lambda: gone(kernel_pid), 30, what="the kernel to follow its server")
+    term = Tmux(tmp_path)
+    term.start(f"{_quote(sys.executable)} -m nbtui", _env(config_dir, crashed.runtime_dir))
+    try:
+        mine = lambda line: f" {child} " in line and "leftover" in line  # noqa: E731
+        wait_for(lambda: any(mine(line) for line in term.screen().splitlines()), 60, 0.1, "the leftover's row")
+        # Other leftovers of this shared machine may be rows too: filter to ours (its PID).
+        term.keys("/")
+        wait_for(lambda: "filter:" in term.screen(), 20, 0.1, "the filter box")
+        term.keys("-l", str(child))
+        wait_for(lambda: "1/1 shown" in term.screen() or "/1 shown" in term.screen(), 20, 0.1, "the filter applied")
+        term.keys("Enter")
+        row = wait_for(lambda: next((line for line in term.screen().splitlines() if mine(line)), None),
+                       20, 0.1, "the filtered row")
+        assert "leftover" in row and "gpu.ipynb" in row and row.lstrip().startswith("!"), row
+        term.keys("o")
+        wait_for(lambda: "(orphans)" in term.screen() and any(mine(x) for x in term.screen().splitlines()),
+                 20, 0.1, "o to keep the leftover")
+        term.keys("k")
+        modal = wait_for(lambda: "Kill 1 leftover process?" in term.screen() and term.screen(), 30, 0.1,
+                         "the confirmation")
+        assert f"pid {child}" in modal
+        assert not gone(child)
+        term.keys("y")
+        wait_for(lambda: gone(child), 30, 0.1, "the leftover to be freed")
+        wait_for(lambda: not any(mine(x) for x in term.screen().splitlines()), 30, 0.2, "its row to go")
+        term.keys("q")
+    finally:
+        term.kill()
