@@ -64,6 +64,10 @@ class ServerConfig:
     token: Optional[str] = field(default=None, repr=False, compare=False)
     pid: Optional[int] = None
     root_dir: Optional[str] = None
+    # A JupyterHub (servers add --hub): its users' servers are read, not the URL itself.
+    hub: bool = False
+    route: str = "auto"  # hub only: auto | direct | proxy (how users' servers are reached)
+    proxy_interval: Optional[float] = None  # hub only: seconds between reads through the proxy
 
     def to_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {"url": self.url, "token": self.token_source}
@@ -73,6 +77,12 @@ class ServerConfig:
                 out[key] = value
         if self.insecure_http:
             out["insecure_http"] = True
+        if self.hub:
+            out["hub"] = True
+            if self.route != "auto":
+                out["route"] = self.route
+            if self.proxy_interval is not None:
+                out["proxy_interval"] = f"{self.proxy_interval:g}s"
         return out
 
 
@@ -230,7 +240,8 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
     table = data.get("servers", {})
     if not isinstance(table, dict):
         c.fail(None, "servers", "expected a table of servers")
-    allowed = {"url", "token", "token_env", "token_cmd", "ca_bundle", "insecure_http", "timeout"}
+    allowed = {"url", "token", "token_env", "token_cmd", "ca_bundle", "insecure_http", "timeout",
+               "hub", "route", "proxy_interval"}
     out: dict[str, ServerConfig] = {}
     for name, entry in table.items():
         tname = f"servers.{name}"
@@ -258,7 +269,14 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
             ca_bundle=c.string(entry, tname, "ca_bundle", None),
             insecure_http=c.boolean(entry, tname, "insecure_http", False),
             timeout=c.number(entry, tname, "timeout", 5.0) if "timeout" in entry else None,
+            hub=c.boolean(entry, tname, "hub", False),
+            route=c.string(entry, tname, "route", "auto") or "auto",
+            proxy_interval=c.duration(entry, tname, "proxy_interval", None),
         )
+        if cfg.route not in ("auto", "direct", "proxy"):
+            c.fail(tname, "route", f"expected auto, direct or proxy, got {cfg.route!r}")
+        if not cfg.hub and ("route" in entry or "proxy_interval" in entry):
+            c.fail(tname, "route" if "route" in entry else "proxy_interval", "only for a hub (hub = true)")
         if source == "env" and not cfg.token_env:
             c.fail(tname, "token_env", "missing (token = \"env\" needs the variable's name)")
         if source == "cmd" and not cfg.token_cmd:

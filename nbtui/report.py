@@ -27,6 +27,7 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
         "pid": s.pid, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
         "hub": s.hub, "user": s.user, "server_name": s.server_name, "pending": s.pending,
         "started": iso(s.started), "hub_last_activity": iso(s.hub_last_activity),
+        "route": s.route, "route_note": s.route_note,
     }
 
 

@@ -13,6 +13,7 @@ from nbtui.commands.common import check_names, load_config, open_fleet, print_js
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, NotFound, UsageError
 from nbtui.jupyter.discovery import discover
 from nbtui.report import server_json
+from nbtui.text import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("--insecure-http", action="store_true", help="allow a token over plain http to a remote host")
     add.add_argument("--timeout", type=float, metavar="SECONDS", help="this server's timeout (default 5)")
     add.add_argument("--replace", action="store_true", help="replace a server of that name")
+    add.add_argument("--hub", action="store_true",
+                     help="a JupyterHub: read every user's servers with one token (a service token with a role)")
+    add.add_argument("--route", choices=("auto", "direct", "proxy"),
+                     help="hub only: reach users' servers at their internal targets (direct), through the "
+                          "hub's proxy (marks them active), or direct where reachable (auto, the default)")
+    add.add_argument("--proxy-interval", metavar="DURATION",
+                     help="hub only: read a server through the proxy at most this often (default 15m)")
     rm = sub.add_parser("remove", help="forget a server and its keyring token")
     rm.add_argument("name")
     test = sub.add_parser("test", help="reachability, auth, version and latency of each server")
@@ -95,10 +103,21 @@ def _add(args) -> int:
     if args.timeout is not None and not 0 < args.timeout < float("inf"):
         # servers.toml refuses it on load: saved, it would break every later command
         raise UsageError(f"bad --timeout {args.timeout:g}: expected a number of seconds above 0")
+    if not args.hub and (args.route or args.proxy_interval):
+        raise UsageError("--route and --proxy-interval are for a hub: add --hub")
+    interval = None
+    if args.proxy_interval is not None:
+        from nbtui.units import parse_duration
+
+        interval = parse_duration(args.proxy_interval, "--proxy-interval")
+        if not interval > 0:
+            raise UsageError("bad --proxy-interval: expected a duration above 0, e.g. 15m")
+    hub_version = None if args.hub else _detect_hub(url, args.ca_bundle)
     source, token = _read_token(args)
     server = config_mod.ServerConfig(
         name=args.name, url=url, token_source=source, token_env=args.token_env, token_cmd=args.token_cmd,
         ca_bundle=args.ca_bundle, insecure_http=args.insecure_http, timeout=args.timeout,
+        hub=args.hub, route=args.route or "auto", proxy_interval=interval,
     )
     from nbtui.jupyter.rest import check_transport
 
@@ -108,8 +127,22 @@ def _add(args) -> int:
     elif args.replace:
         secrets.keyring_delete(args.name)
     config_mod.save_servers(config_mod.with_server(config, server))
-    print(f"added {args.name} ({url}); token: {source}; try `nbtui servers test {args.name}`")
+    kind = " as a JupyterHub" if args.hub else ""
+    print(f"added {args.name} ({url}){kind}; token: {source}; try `nbtui servers test {args.name}`")
+    if hub_version:
+        print(f"{url} answers as JupyterHub {visible(hub_version)}: to see every user's servers, add it "
+              f"with --hub (nbtui servers add {args.name} {url} --hub --replace …)")
     return EXIT_OK
+
+
+def _detect_hub(url: str, ca_bundle) -> str | None:
+    """The JupyterHub version if ``url``'s hub/api answers as a hub (a 2 s look), else None."""
+    from nbtui.jupyter.hub import detect
+
+    try:
+        return asyncio.run(detect(url, timeout=2.0, ca_bundle=ca_bundle))
+    except Exception:  # the add itself never fails on the look
+        return None
 
 
 def _remove(args) -> int:

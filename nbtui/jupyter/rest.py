@@ -111,9 +111,11 @@ class ServerClient:
     # -- the one place requests are made -------------------------------------------------
 
     async def request(self, method: str, path: str, *, json_body: Any = None, expect_json: bool = True,
-                      timeout: Optional[float] = None) -> Any:
+                      timeout: Optional[float] = None, headers: Optional[dict] = None) -> Any:
         path = path.lstrip("/")
-        extra = {"timeout": httpx.Timeout(timeout)} if timeout else {}
+        extra: dict[str, Any] = {"timeout": httpx.Timeout(timeout)} if timeout else {}
+        if headers:
+            extra["headers"] = headers
         try:
             r = await self._http.request(method, path, json=json_body, **extra)
         except httpx.TimeoutException:
