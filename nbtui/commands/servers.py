@@ -97,6 +97,8 @@ def _add(args) -> int:
     config = load_config(args)
     if not config_mod.NAME_RE.match(args.name):
         raise UsageError(f"bad server name {args.name!r}: letters, digits, '.', '_' or '-', up to 40")
+    if args.name in ("pid", "terminal", "server"):
+        raise UsageError(f"bad server name {args.name!r}: pid, terminal and server are reserved (TARGET forms)")
     if args.name in config.servers and not args.replace:
         raise UsageError(f"server {args.name} exists already in {config.servers_path} (use --replace)")
     url = config_mod.validate_url(args.url)
@@ -172,13 +174,28 @@ async def _probe(fleet, name):
 
 async def _test_all(fleet, names):
     snap = await fleet.snapshot()
-    users = await asyncio.gather(*(_probe(fleet, s.name) if s.ok else _none() for s in snap.servers))
+    # A hub's users' servers are the hub's users (no extra request through the proxy).
+    users = await asyncio.gather(*(_probe(fleet, s.name) if s.ok and s.hub is None else _none(s.user)
+                                   for s in snap.servers))
     await fleet.aclose()
     return snap, users
 
 
-async def _none():
-    return None
+async def _none(value=None):
+    return value
+
+
+def _hub_facts(fleet, s) -> dict | None:
+    """Scopes of a hub row's token and what each missing one costs (None for other rows)."""
+    if s.source != "hub" or s.user is not None or s.name not in fleet.names:
+        return None
+    from nbtui.jupyter.hub import missing_scopes
+
+    hub = fleet.hub_of(s.name)
+    scopes = hub.scopes or []
+    return {"token_owner": {"kind": hub.kind, "name": hub.owner}, "scopes": sorted(scopes) if hub.scopes is not None else None,
+            "missing_scopes": [{"scope": sc, "held": held, "cost": cost} for sc, held, cost in missing_scopes(scopes)]
+            if hub.scopes is not None else []}
 
 
 _USAGE_WORDS = {
@@ -191,6 +208,23 @@ _USAGE_WORDS = {
 def _usage_words(s) -> str:
     words = _USAGE_WORDS.get(s.usage_source, s.usage_source) if s.usage_source else "none"
     return f"{words} — {s.usage_note}" if s.usage_note else words
+
+
+def _print_hub(snap, s, facts) -> None:
+    mine = [x for x in snap.servers if x.hub == s.name and x.user is not None]
+    proxied = [x for x in mine if x.route == "proxy"]
+    owner = facts["token_owner"]
+    who = f"{owner['kind'] or 'token'} {visible(owner['name'] or '?')}"
+    print(f"{visible(s.name)}: ok, JupyterHub {visible(s.version or '?')}, {s.latency_ms:.0f} ms, "
+          f"{len(mine)} user server{'s' if len(mine) != 1 else ''}"
+          f" ({len(mine) - len(proxied)} direct, {len(proxied)} through the proxy), token of {who}")
+    print(f"  scopes: {visible(', '.join(facts['scopes'] or []) or 'none')}")
+    for m in facts["missing_scopes"]:
+        what = "missing scope" if m["held"] == "missing" else "scope held only for some users:"
+        print(f"  {what} {m['scope']}: {m['cost']}")
+    if proxied:
+        print(f"  {len(proxied)} server{'s' if len(proxied) != 1 else ''} "
+              f"{visible(proxied[0].route_note or 'read through the proxy')}")
 
 
 def _test(args) -> int:
@@ -206,19 +240,27 @@ def _test(args) -> int:
             d = server_json(s)
             d["user"] = user
             d["kernels"] = sum(1 for k in snap.kernels if k.server == s.name)
+            d.update(_hub_facts(fleet, s) or {})
             out.append(d)
         print_json({"servers": out, "gpu_note": snap.gpu_note})
     else:
         if not snap.servers:
             print("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
         for s, user in zip(snap.servers, users):
-            if s.ok:
+            facts = _hub_facts(fleet, s)
+            if facts is not None and s.ok:
+                _print_hub(snap, s, facts)
+            elif s.ok and s.pending:
+                print(f"{visible(s.name)}: {s.pending} pending (the hub is "
+                      f"{'starting' if s.pending == 'spawn' else 'stopping'} it)")
+            elif s.ok:
                 n = sum(1 for k in snap.kernels if k.server == s.name)
-                print(f"{s.name}: ok, Jupyter Server {s.version or '?'}, {s.latency_ms:.0f} ms, "
-                      f"{n} kernel{'s' if n != 1 else ''}, user {user or '?'}, "
-                      f"usage: {_usage_words(s)}")
+                route = f", route: {s.route}" if s.route else ""
+                print(f"{visible(s.name)}: ok, Jupyter Server {visible(s.version or '?')}, {s.latency_ms:.0f} ms, "
+                      f"{n} kernel{'s' if n != 1 else ''}, user {visible(user or '?')}, "
+                      f"usage: {_usage_words(s)}{route}")
             else:
-                print(f"{s.name}: {s.status}: " + (s.error or "").removeprefix(f"server {s.name}: "))
+                print(f"{visible(s.name)}: {s.status}: " + (s.error or "").removeprefix(f"server {s.name}: "))
         if snap.gpu_note:
             print(f"GPU: {snap.gpu_note}")
     return EXIT_PARTIAL if snap.failed_servers else EXIT_OK
