@@ -683,11 +683,12 @@ async def stop_servers(fleet: Fleet, steps: list[ServerStep], *, action: str = "
         except OSError as e:  # no audit line, no action
             return ServerOutcome(step, f"refused: could not write the audit log {audit.audit_path()}: {e.strerror or e}",
                                  audit_error=f"could not write the audit log {audit.audit_path()}: {e.strerror or e}")
-        try:
-            await hub.stop_server(s.user, s.server_name or "")
+        try:  # the hub answers when the spawner stopped it, or 202 after its slow_stop_timeout (10 s)
+            await hub.stop_server(s.user, s.server_name or "", timeout=max(hub.timeout, SHUTDOWN_TIMEOUT))
         except ServerError as e:
-            result = "gone" if e.kind == NOT_FOUND else f"failed: {e}"
-            return _audited(action, step, ServerOutcome(step, result, server_error=e.kind != NOT_FOUND))
+            if e.kind != "timeout":  # a slow stop goes on at the hub: wait for it below
+                result = "gone" if e.kind == NOT_FOUND else f"failed: {e}"
+                return _audited(action, step, ServerOutcome(step, result, server_error=e.kind != NOT_FOUND))
         deadline = asyncio.get_running_loop().time() + wait
         while True:  # the hub answers 202 while the spawner stops it: wait until it is gone
             try:

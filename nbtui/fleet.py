@@ -211,6 +211,7 @@ class Fleet:
                 timeout=c.timeout or self.settings.timeout,
                 ca_bundle=c.ca_bundle, insecure_http=c.insecure_http,
                 transport=self._hubs[entry.hub].transport() if entry.hub else None,
+                no_track_activity=entry.hub is not None,
             )
         return entry.client
 

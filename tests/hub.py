@@ -132,8 +132,9 @@ class Hub:
             raise RuntimeError(f"jupyterhub exited with {self.proc.returncode}; log: {self.log_path}")
         return httpx.get(self.url + "hub/api", timeout=2).status_code == 200
 
-    def api(self, method: str, path: str, token: Optional[str] = None, **kw) -> httpx.Response:
-        headers = {"Authorization": f"token {token or self.token}"}
+    def api(self, method: str, path: str, token: Optional[str] = None, headers: Optional[dict] = None,
+            **kw) -> httpx.Response:
+        headers = {"Authorization": f"token {token or self.token}", **(headers or {})}
         return httpx.request(method, self.url + "hub/api/" + path.lstrip("/"), headers=headers, timeout=30, **kw)
 
     def user(self, name: str) -> dict:

@@ -177,10 +177,10 @@ class HubClient(ServerClient):
         data = await self.request("GET", f"hub/api/users/{quote(name, safe='')}")
         return data if isinstance(data, dict) else {}
 
-    async def stop_server(self, user: str, server_name: str = "") -> None:
+    async def stop_server(self, user: str, server_name: str = "", timeout: Optional[float] = None) -> None:
         path = f"hub/api/users/{quote(user, safe='')}/" + (
             f"servers/{quote(server_name, safe='')}" if server_name else "server")
-        await self.request("DELETE", path, expect_json=False)
+        await self.request("DELETE", path, expect_json=False, timeout=timeout)
 
 
 class _SharedTransport(httpx.AsyncBaseTransport):

@@ -75,8 +75,12 @@ class ServerClient:
         ca_bundle: Optional[str] = None,
         insecure_http: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        no_track_activity: bool = False,
     ):
         self.name = name
+        # A hub user's server counts every authenticated API request as activity and reports it
+        # to the hub: nbtui's reads ask it not to (``?no_track_activity=1``).
+        self.no_track_activity = no_track_activity
         self.url = url if url.endswith("/") else url + "/"
         self.timeout = timeout
         check_transport(name, self.url, bool(token), insecure_http)
@@ -112,7 +116,9 @@ class ServerClient:
 
     async def request(self, method: str, path: str, *, json_body: Any = None, expect_json: bool = True,
                       timeout: Optional[float] = None, headers: Optional[dict] = None) -> Any:
-        path = path.lstrip("/")
+        path = shown = path.lstrip("/")
+        if self.no_track_activity and method == "GET":
+            path += ("&" if "?" in path else "?") + "no_track_activity=1"
         extra: dict[str, Any] = {"timeout": httpx.Timeout(timeout)} if timeout else {}
         if headers:
             extra["headers"] = headers
@@ -124,7 +130,7 @@ class ServerClient:
             raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
         except httpx.HTTPError as e:
             raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
-        return self._check(r, path, expect_json)
+        return self._check(r, shown, expect_json)
 
     def _check(self, r: httpx.Response, path: str, expect_json: bool) -> Any:
         if r.status_code in (401, 403):
