@@ -57,7 +57,7 @@ def _list(args) -> int:
     rows = []
     for name in fleet.names:
         c = fleet.config_of(name)
-        rows.append({"name": c.name, "url": c.url, "source": c.source,
+        rows.append({"name": c.name, "url": c.url, "source": "hub" if c.hub else c.source,
                      "token": c.token_source if c.source == "config" else "runtime file",
                      "pid": c.pid, "root_dir": c.root_dir})
     stale = list(found.stale) if found else []
