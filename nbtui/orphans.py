@@ -45,6 +45,11 @@ def kernel_reasons(
     return tuple(reasons)
 
 
+def is_idle(kernel: Kernel, threshold: float) -> bool:
+    """Idle past ``threshold`` seconds and not busy (unknown idle time is not idle)."""
+    return kernel.idle_seconds is not None and kernel.idle_seconds >= threshold and kernel.state != "busy"
+
+
 def orphans_only(kernels: Iterable[Kernel]) -> tuple[Kernel, ...]:
     return tuple(k for k in kernels if k.orphan_reasons)
 
