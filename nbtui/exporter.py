@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator, Optional
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString as _go
 
 from nbtui import model, orphans
 from nbtui.fleet import Fleet
@@ -329,32 +330,91 @@ def _gpu_families(snap: model.Snapshot, hostname: str) -> Iterator:
     yield from (info, used, total, util, idle, parts)
 
 
+KERNEL_FAMILIES = (  # name, help; the labels are server and kernel_id (+ the ones named)
+    ("nbtui_kernel_info", "A kernel; descriptive labels, value 1."),
+    ("nbtui_kernel_memory_bytes", "Memory (RSS) of the kernel's process tree."),
+    ("nbtui_kernel_cpu_ratio", "CPU of the kernel's process tree, in cores (1 = one core busy)."),
+    ("nbtui_kernel_gpu_memory_bytes", "GPU memory of the kernel's process tree on one GPU."),
+    ("nbtui_kernel_idle_seconds", "Seconds since the kernel's last activity."),
+)
+
+
 def _kernel_families(kernels: Iterable[model.Kernel]) -> Iterator:
     keys = ["server", "kernel_id"]
-    info = GaugeMetricFamily("nbtui_kernel_info", "A kernel; descriptive labels, value 1.",
-                             labels=keys + ["notebook", "user", "kernel_name"])
-    mem = GaugeMetricFamily("nbtui_kernel_memory_bytes", "Memory (RSS) of the kernel's process tree.", labels=keys)
-    cpu = GaugeMetricFamily("nbtui_kernel_cpu_ratio", "CPU of the kernel's process tree, in cores (1 = one core busy).",
-                            labels=keys)
-    gpu = GaugeMetricFamily("nbtui_kernel_gpu_memory_bytes", "GPU memory of the kernel's process tree on one GPU.",
-                            labels=keys + ["gpu"])
-    idle = GaugeMetricFamily("nbtui_kernel_idle_seconds", "Seconds since the kernel's last activity.", labels=keys)
+    (n_info, h_info), (n_mem, h_mem), (n_cpu, h_cpu), (n_gpu, h_gpu), (n_idle, h_idle) = KERNEL_FAMILIES
+    info = GaugeMetricFamily(n_info, h_info, labels=keys + ["notebook", "user", "kernel_name"])
+    mem = GaugeMetricFamily(n_mem, h_mem, labels=keys)
+    cpu = GaugeMetricFamily(n_cpu, h_cpu, labels=keys)
+    gpu = GaugeMetricFamily(n_gpu, h_gpu, labels=keys + ["gpu"])
+    idle = GaugeMetricFamily(n_idle, h_idle, labels=keys)
     for k in kernels:
         key = [label(k.server), label(k.kernel_id)]
         info.add_metric(key + [label(k.session.path if k.session else ""), label(k.user), label(k.kernel_name)], 1.0)
+        u = k.usage
+        if u is not None:
+            if u.memory_bytes is not None:
+                mem.add_metric(key, float(u.memory_bytes))
+            if u.cpu_percent is not None:
+                cpu.add_metric(key, u.cpu_percent / 100)
+            for g in u.gpus:
+                if g.memory_bytes is not None:
+                    gpu.add_metric(key + [str(g.index)], float(g.memory_bytes))
         if k.idle_seconds is not None:
             idle.add_metric(key, float(k.idle_seconds))
-        u = k.usage
-        if u is None:
-            continue
-        if u.memory_bytes is not None:
-            mem.add_metric(key, float(u.memory_bytes))
-        if u.cpu_percent is not None:
-            cpu.add_metric(key, u.cpu_percent / 100)
-        for g in u.gpus:
-            if g.memory_bytes is not None:
-                gpu.add_metric(key + [str(g.index)], float(g.memory_bytes))
     yield from (info, mem, cpu, gpu, idle)
+
+
+def _esc(value: str) -> str:
+    """A label value as the text format quotes it (prometheus_client's own escaping)."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+class KernelLines:
+    """The per-kernel part of the text exposition, written directly and byte for byte as
+    prometheus_client's ``generate_latest`` writes ``_kernel_families`` (a test holds the
+    two equal): at 5,000 kernels the generic path costs more than the fleet read itself.
+    The label part of each kernel is kept from one rendering to the next."""
+
+    def __init__(self):
+        self._ids: dict[tuple[str, str], str] = {}
+        self._info: dict[tuple, str] = {}
+
+    def render(self, kernels: Iterable[model.Kernel]) -> str:
+        ids_cache, info_cache = self._ids, self._info
+        ids_now: dict[tuple[str, str], str] = {}
+        info_now: dict[tuple, str] = {}
+        info, mem, cpu, gpu, idle = [], [], [], [], []
+        for k in kernels:
+            key = (k.server, k.kernel_id)
+            ids = ids_now.get(key) or ids_cache.get(key)
+            if ids is None:
+                ids = f'kernel_id="{_esc(label(k.kernel_id))}",server="{_esc(label(k.server))}"'
+            ids_now[key] = ids
+            ikey = (k.server, k.kernel_id, k.session.path if k.session else "", k.user, k.kernel_name)
+            line = info_cache.get(ikey)
+            if line is None:
+                line = (f'nbtui_kernel_info{{kernel_id="{_esc(label(k.kernel_id))}",'
+                        f'kernel_name="{_esc(label(k.kernel_name))}",notebook="{_esc(label(ikey[2]))}",'
+                        f'server="{_esc(label(k.server))}",user="{_esc(label(k.user))}"}} 1.0\n')
+            info_now[ikey] = line
+            info.append(line)
+            u = k.usage
+            if u is not None:
+                if u.memory_bytes is not None:
+                    mem.append(f"nbtui_kernel_memory_bytes{{{ids}}} {_go(float(u.memory_bytes))}\n")
+                if u.cpu_percent is not None:
+                    cpu.append(f"nbtui_kernel_cpu_ratio{{{ids}}} {_go(u.cpu_percent / 100)}\n")
+                for g in u.gpus:
+                    if g.memory_bytes is not None:
+                        gpu.append(f'nbtui_kernel_gpu_memory_bytes{{gpu="{g.index}",{ids}}} {_go(float(g.memory_bytes))}\n')
+            if k.idle_seconds is not None:
+                idle.append(f"nbtui_kernel_idle_seconds{{{ids}}} {_go(float(k.idle_seconds))}\n")
+        self._ids, self._info = ids_now, info_now  # only kernels that still exist stay
+        out = []
+        for (name, doc), lines in zip(KERNEL_FAMILIES, (info, mem, cpu, gpu, idle)):
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
+            out.extend(lines)
+        return "".join(out)
 
 
 class SnapshotCollector:
@@ -398,10 +458,12 @@ class Rendering:
         return self.gz_head + c.compress(tail) + c.flush()
 
 
-def render(state: State, per_kernel: bool) -> Rendering:
+def render(state: State, per_kernel: bool, kernel_lines: Optional[KernelLines] = None) -> Rendering:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: state, per_kernel=per_kernel, with_age=False))
+    registry.register(SnapshotCollector(lambda: state, per_kernel=False, with_age=False))
     body = generate_latest(registry)
+    if per_kernel:  # the per-kernel families come last in the collector's order too
+        body += (kernel_lines or KernelLines()).render(state.snapshot.kernels).encode("utf-8")
     gz = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     return Rendering(state, body, gz.compress(body), gz)
 
@@ -432,6 +494,7 @@ class Exporter:
         self.per_kernel = per_kernel
         self.log = log
         self.tracker = Tracker()
+        self.kernel_lines = KernelLines()
         self.hostname = socket.gethostname()
         self.rendering: Optional[Rendering] = None
         self.refreshes = 0
@@ -481,7 +544,7 @@ class Exporter:
             self.tracker.add(snap, dict(getattr(self.fleet, "read_seconds", {})))
             self.refreshes += 1
             state = self._state(snap, time.monotonic() - t0)
-            self.rendering = render(state, self.per_kernel)
+            self.rendering = render(state, self.per_kernel, self.kernel_lines)
         except Exception as e:  # keep serving the last snapshot; say why
             self.errors += 1
             from nbtui.secrets import redact

@@ -384,3 +384,22 @@ def test_port_in_use_is_one_line_and_exit_1():
         port = s.getsockname()[1]
         r = run_nbtui("--no-discover", "exporter", "--listen", f"127.0.0.1:{port}", timeout=60)
     assert r.returncode == 1 and "cannot listen on" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_the_direct_per_kernel_lines_equal_prometheus_clients_own_rendering():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    evil = 'x"}\n\x1b\\y\u202e'
+    ks = [kernel("gpu1", "k1", session=evil, user=evil,
+                 usage=model.Usage("local", memory_bytes=2**40 + 1, cpu_percent=12.5,
+                                   gpus=(model.GpuUse(0, "a", 3 * 2**30), model.GpuUse(1, "b", None)))),
+          kernel('s"\\2', "k2", session=None, usage=model.Usage("extension", cpu_percent=None)),
+          kernel("gpu1", "k3", usage=None)]
+    ks.append(model.Kernel(server="gpu1", kernel_id="k4", kernel_name="ir", state="starting", connections=None,
+                           last_activity=None, idle_seconds=None))
+    e = exp.Exporter(Recorded(snapshot(ks)), per_kernel=True)
+    for _ in range(2):  # the second time from the kept label parts
+        asyncio.run(e.refresh_once())
+        reg = CollectorRegistry()
+        reg.register(exp.SnapshotCollector(lambda: e.rendering.state, per_kernel=True, with_age=False))
+        assert e.rendering.body == generate_latest(reg)
