@@ -19,6 +19,7 @@ when there is nothing to sum (0) or at least one part is known.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import sys
 import threading
@@ -30,7 +31,7 @@ from typing import Callable, Iterable, Iterator, Optional
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
-from prometheus_client.utils import floatToGoString as _go
+from prometheus_client.utils import floatToGoString
 
 from nbtui import model, orphans
 from nbtui.fleet import Fleet
@@ -46,10 +47,30 @@ RESTART_STATES = ("restarting", "dead")
 HOLDERS = ("kernels", "terminals", "leftovers", "other", "unattributed", "unassigned")
 KERNEL_REASONS = (orphans.NO_SESSION, orphans.DISCONNECTED_IDLE, orphans.NOTEBOOK_MISSING)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_INF = float("inf")
+
+
+@functools.lru_cache(maxsize=1 << 16)  # the same names and paths come back every refresh
+def _label(value: str) -> str:
+    return one_line(value, LABEL_LIMIT)
 
 
 def label(value: object) -> str:
-    return "" if value is None else one_line(value, LABEL_LIMIT)
+    if value is None:
+        return ""
+    return _label(value if isinstance(value, str) else str(value))
+
+
+def _go(d: float) -> str:
+    """A sample value as prometheus_client writes it (``floatToGoString``), finite ones inline."""
+    if d != d or d in (_INF, -_INF):
+        return floatToGoString(d)
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return s
 
 
 def is_idle(kernel: model.Kernel, threshold: float) -> bool:
@@ -376,40 +397,42 @@ class KernelLines:
     The label part of each kernel is kept from one rendering to the next."""
 
     def __init__(self):
-        self._ids: dict[tuple[str, str], str] = {}
-        self._info: dict[tuple, str] = {}
+        # (server, kernel id) -> (its descriptive labels, its info line, its key labels)
+        self._kept: dict[tuple[str, str], tuple[tuple, str, str]] = {}
+
+    @staticmethod
+    def _labels(k: model.Kernel, about: tuple) -> tuple[str, str]:
+        kid, srv = _esc(label(k.kernel_id)), _esc(label(k.server))
+        info = (f'nbtui_kernel_info{{kernel_id="{kid}",kernel_name="{_esc(label(about[2]))}",'
+                f'notebook="{_esc(label(about[0]))}",server="{srv}",user="{_esc(label(about[1]))}"}} 1.0\n')
+        return info, f'kernel_id="{kid}",server="{srv}"'
 
     def render(self, kernels: Iterable[model.Kernel]) -> str:
-        ids_cache, info_cache = self._ids, self._info
-        ids_now: dict[tuple[str, str], str] = {}
-        info_now: dict[tuple, str] = {}
+        kept, now = self._kept, {}
         info, mem, cpu, gpu, idle = [], [], [], [], []
+        go = _go
         for k in kernels:
             key = (k.server, k.kernel_id)
-            ids = ids_now.get(key) or ids_cache.get(key)
-            if ids is None:
-                ids = f'kernel_id="{_esc(label(k.kernel_id))}",server="{_esc(label(k.server))}"'
-            ids_now[key] = ids
-            ikey = (k.server, k.kernel_id, k.session.path if k.session else "", k.user, k.kernel_name)
-            line = info_cache.get(ikey)
-            if line is None:
-                line = (f'nbtui_kernel_info{{kernel_id="{_esc(label(k.kernel_id))}",'
-                        f'kernel_name="{_esc(label(k.kernel_name))}",notebook="{_esc(label(ikey[2]))}",'
-                        f'server="{_esc(label(k.server))}",user="{_esc(label(k.user))}"}} 1.0\n')
-            info_now[ikey] = line
+            s = k.session
+            about = (s.path if s is not None else "", k.user, k.kernel_name)
+            entry = kept.get(key)
+            if entry is None or entry[0] != about:
+                entry = (about, *self._labels(k, about))
+            now[key] = entry
+            _, line, ids = entry
             info.append(line)
             u = k.usage
             if u is not None:
                 if u.memory_bytes is not None:
-                    mem.append(f"nbtui_kernel_memory_bytes{{{ids}}} {_go(float(u.memory_bytes))}\n")
+                    mem.append(f"nbtui_kernel_memory_bytes{{{ids}}} {go(float(u.memory_bytes))}\n")
                 if u.cpu_percent is not None:
-                    cpu.append(f"nbtui_kernel_cpu_ratio{{{ids}}} {_go(u.cpu_percent / 100)}\n")
+                    cpu.append(f"nbtui_kernel_cpu_ratio{{{ids}}} {go(u.cpu_percent / 100)}\n")
                 for g in u.gpus:
                     if g.memory_bytes is not None:
-                        gpu.append(f'nbtui_kernel_gpu_memory_bytes{{gpu="{g.index}",{ids}}} {_go(float(g.memory_bytes))}\n')
+                        gpu.append(f'nbtui_kernel_gpu_memory_bytes{{gpu="{g.index}",{ids}}} {go(float(g.memory_bytes))}\n')
             if k.idle_seconds is not None:
-                idle.append(f"nbtui_kernel_idle_seconds{{{ids}}} {_go(float(k.idle_seconds))}\n")
-        self._ids, self._info = ids_now, info_now  # only kernels that still exist stay
+                idle.append(f"nbtui_kernel_idle_seconds{{{ids}}} {go(float(k.idle_seconds))}\n")
+        self._kept = now  # only kernels that still exist stay
         out = []
         for (name, doc), lines in zip(KERNEL_FAMILIES, (info, mem, cpu, gpu, idle)):
             out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
