@@ -184,8 +184,14 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
     for s in servers:
         up.add_metric([label(s.name)], 1.0 if s.ok else 0.0)
         info.add_metric([label(s.name), label(s.version), label(s.source)], 1.0)
+    error = GaugeMetricFamily("nbtui_server_error", "Why the last read of the server failed (1 per failed server).",
+                              labels=["server", "kind"])
+    for s in servers:
+        if not s.ok:
+            error.add_metric([label(s.name), label(s.error_kind or s.status)], 1.0)
     yield up
     yield info
+    yield error
 
     kernels = GaugeMetricFamily("nbtui_kernels", "Kernels of the server by execution state.",
                                 labels=["server", "state"])

@@ -97,6 +97,7 @@ def test_fleet_series_units_and_unknowns():
     body = scrape_of(snap)
 
     assert samples(body, "nbtui_up") == {L(server="gpu1"): 1.0, L(server="down"): 0.0}
+    assert samples(body, "nbtui_server_error") == {L(server="down", kind="timeout"): 1.0}
     assert samples(body, "nbtui_server_info")[L(server="gpu1", version="2.21.1", source="config")] == 1.0
     k = samples(body, "nbtui_kernels")
     assert k[L(server="gpu1", state="idle")] == 2 and k[L(server="gpu1", state="busy")] == 1
@@ -352,19 +353,32 @@ def test_plain_http_paths(serving):
     ("tls_server_config: {cert_file: x\n", "not valid YAML"),
     ("tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n", "cannot load"),
 ])
-def test_bad_web_config_is_one_line_and_exit_2(tmp_path, text, message):
+def test_bad_web_config_names_the_file_and_the_key(tmp_path, text, message):
+    from nbtui.errors import UsageError
+
     cfg = tmp_path / "web.yml"
     cfg.write_text(text)
+    with pytest.raises(UsageError) as e:
+        webconfig.load_web_config(str(cfg))
+    assert message in str(e.value) and str(cfg) in str(e.value) and e.value.exit_code == 2
+
+
+def test_bad_web_config_and_listen_on_the_command_line_are_one_line_and_exit_2(tmp_path):
+    cfg = tmp_path / "web.yml"
+    cfg.write_text("tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  cipher_suites: [x]\n")
     r = run_nbtui("--no-discover", "exporter", "--web-config", str(cfg), timeout=60)
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    assert message in r.stderr and len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in r.stderr
-    assert str(cfg) in r.stderr
-
-
-@pytest.mark.parametrize("listen", ["9877", "127.0.0.1:99999", "::1:9877", "host:port"])
-def test_bad_listen_is_exit_2(listen):
-    r = run_nbtui("--no-discover", "exporter", "--listen", listen, timeout=60)
+    assert r.returncode == 2 and "cipher_suites is not supported" in r.stderr and str(cfg) in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in r.stderr
+    r = run_nbtui("--no-discover", "exporter", "--listen", "::1:9877", timeout=60)
     assert r.returncode == 2 and "--listen" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("listen", ["9877", "127.0.0.1:99999", "::1:9877", "host:port", "127.0.0.1:"])
+def test_bad_listen_is_a_usage_error(listen):
+    from nbtui.errors import UsageError
+
+    with pytest.raises(UsageError, match="--listen"):
+        webconfig.parse_listen(listen)
 
 
 def test_listen_parsing():
@@ -403,3 +417,29 @@ def test_the_direct_per_kernel_lines_equal_prometheus_clients_own_rendering():
         reg = CollectorRegistry()
         reg.register(exp.SnapshotCollector(lambda: e.rendering.state, per_kernel=True, with_age=False))
         assert e.rendering.body == generate_latest(reg)
+
+
+def test_sigterm_stops_it_cleanly_with_exit_0(tmp_path):
+    import os
+    import signal
+    import sys
+    import time
+
+    log = tmp_path / "log"
+    proc = subprocess.Popen([sys.executable, "-m", "nbtui", "--no-discover", "exporter", "--listen", "127.0.0.1:0"],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        from tests.jupyter import wait_for
+
+        line = wait_for(lambda: "serving http" in log.read_text() and log.read_text(), timeout=60, what="serving")
+        assert "no servers configured or discovered" in wait_for(lambda: "no servers" in log.read_text() and log.read_text(),
+                                                                 timeout=30, what="the no-servers line")
+        url = line.split("serving ", 1)[1].split()[0]
+        assert httpx.get(url, timeout=10).status_code == 200
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert "Traceback" not in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -28,7 +28,8 @@ class _Stop(Exception):
     pass
 
 
-def _stop(signum, frame):
+def _stop_once(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM during the cleanup is no error
     raise _Stop()
 
 
@@ -48,13 +49,29 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise NbtuiError(f"cannot listen on {args.listen or exp.DEFAULT_LISTEN}: {e.strerror or e}",
                          EXIT_FAILED) from None
+    previous = signal.signal(signal.SIGTERM, _stop_once)
+    try:
+        _announce(httpd, host, web, fleet.names, refresh, args.per_kernel)
+        exporter.start()
+        httpd.serve_forever(poll_interval=0.5)
+    except (_Stop, KeyboardInterrupt):
+        pass
+    finally:
+        httpd.server_close()
+        exporter.stop()
+        signal.signal(signal.SIGTERM, previous)
+    return EXIT_OK
+
+
+def _announce(httpd, host: str, web, names: list[str], refresh: float, per_kernel: bool) -> None:
+    from nbtui import webconfig
+
     bound_host, bound_port = httpd.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     scheme = "https" if web.tls is not None else "http"
-    names = fleet.names
     print(f"nbtui exporter: serving {scheme}://{shown}:{bound_port}/metrics "
           f"({len(names)} server{'s' if len(names) != 1 else ''}, refresh {refresh:g} s"
-          f"{', per kernel' if args.per_kernel else ''}{', basic auth' if web.users else ''})",
+          f"{', per kernel' if per_kernel else ''}{', basic auth' if web.users else ''})",
           file=sys.stderr, flush=True)
     if not webconfig.is_loopback_host(host) and not web.secured:
         print(f"nbtui exporter: {host} is not loopback and there is no --web-config: anyone who can reach "
@@ -62,14 +79,3 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         print("nbtui exporter: no servers configured or discovered (see `nbtui servers add`)",
               file=sys.stderr, flush=True)
-    previous = signal.signal(signal.SIGTERM, _stop)
-    exporter.start()
-    try:
-        httpd.serve_forever(poll_interval=0.5)
-    except (_Stop, KeyboardInterrupt):
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        httpd.server_close()
-        exporter.stop()
-    return EXIT_OK
