@@ -289,6 +289,11 @@ async def _kill_terminal(fleet: Fleet, step: Step) -> tuple[Outcome, list[Ident]
     if step.process is not None and not signals.same_process(step.process, signals.identify(step.process.pid)):
         # Its shell is another process now: the terminal was replaced; act on nothing local.
         step = replace(step, process=None, children=())
+    try:  # the audit line goes first: what is about to be ended, and whose
+        audit.record("kill-terminal", step.audit_target(), "acting", reasons=list(step.reasons))
+    except OSError as e:
+        return Outcome(step, f"failed: could not write the audit log {audit.audit_path()} before acting: "
+                             f"{e.strerror or e}"), []
     try:
         await client.delete_terminal(t.name, timeout=max(client.timeout, SHUTDOWN_TIMEOUT))
     except ServerError as e:

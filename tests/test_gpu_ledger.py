@@ -148,3 +148,41 @@ def test_an_idle_terminal_holding_gpu_memory_is_reported_like_an_idle_kernel():
     idle = Terminal("s", "1", T0, 7200.0, pid=5, usage=held, orphan_reasons=(orphans.TERMINAL_IDLE,))
     assert orphans.explain_terminal(idle) == (
         "terminal s/1 (shell pid 5): a terminal idle for 2h whose processes hold GPU memory; holds 1.0G of GPU memory")
+
+
+# -- cull --gpu-idle ----------------------------------------------------------------------------
+
+
+def test_cull_gpu_idle_selects_kernels_terminals_and_leftovers_idle_that_long():
+    from nbtui import actions
+    from nbtui.model import ServerInfo, Snapshot
+
+    held = dict(gpu_memory_bytes=GIB, gpu_percent=0.0)
+    k_idle = Kernel("far", "k-idle", "python3", "idle", 1, T0, 10.0, usage=Usage("extension", pid=1, **held),
+                    gpu_idle_seconds=3600.0)
+    k_busy = Kernel("far", "k-busy", "python3", "idle", 1, T0, 10.0, usage=Usage("extension", pid=2, **held),
+                    gpu_idle_seconds=0.0)
+    k_unknown = Kernel("far", "k-new", "python3", "idle", 1, T0, 10.0, usage=Usage("extension", pid=3, **held))
+    term = Terminal("far", "1", T0, 10.0, pid=9, usage=Usage("extension", pid=9, **held), gpu_idle_seconds=2000.0)
+    snap = Snapshot(generated_at=T0, servers=(ServerInfo("far", "http://gpu1:8888/", "config"),),
+                    kernels=(k_idle, k_busy, k_unknown), terminals=(term,))
+    policy = actions.CullPolicy(gpu_idle=1800.0)
+    assert policy.selects_anything
+    plan = actions.plan_cull(snap, policy)
+    assert [s.target for s in plan] == ["far:k-idle", "terminal:far/1"]
+    assert plan[1].kind == actions.TERMINAL and plan[1].process is None  # not this host's: the server ends it
+    assert "terminal far/1" in plan[1].describe()
+    proc = Process(77, "ana", "python job.py", 1000.0, gpu_memory_bytes=GIB, gpu_idle_seconds=1900.0)
+    assert actions.cull_selects_process(proc, policy)
+    assert not actions.cull_selects_process(proc, actions.CullPolicy(gpu_idle=7200.0))
+    assert not actions.cull_selects_terminal(term, actions.CullPolicy(idle=1.0))  # --idle alone: never a terminal
+
+
+def test_cull_gpu_idle_on_a_host_without_gpu_says_so_and_culls_nothing():
+    from tests.conftest import run_nbtui
+
+    r = run_nbtui("cull", "--gpu-idle", "30m", "--dry-run", "--no-discover")
+    assert r.returncode == 0, r.stderr
+    assert "nothing holds GPU memory" in r.stderr and "nothing to cull" in r.stdout
+    bad = run_nbtui("cull", "--gpu-idle", "soon", "--dry-run", "--no-discover")
+    assert bad.returncode == 2 and "--gpu-idle" in bad.stderr and "Traceback" not in bad.stderr

@@ -124,10 +124,30 @@ async def test_two_new_shells_on_a_host_with_no_extension_are_not_guessed(tmp_pa
         open_terminal(server)
         open_terminal(server)
         wait_for(lambda: len([c for c in psutil.Process(server.pid).children()]) >= 2, 20, 0.1, "two shells")
-        async with Fleet([local_cfg(server, "noext")], host=LocalHost()) as fleet:
+        host = LocalHost()
+        async with Fleet([local_cfg(server, "noext")], host=host) as fleet:
             snap = await fleet.snapshot()
-        assert len(snap.terminals) == 2
-        assert all(t.pid is None and t.usage is None and "cannot be told apart" in t.note for t in snap.terminals)
+            assert len(snap.terminals) == 2
+            assert all(t.pid is None and t.usage is None and "cannot be told apart" in t.note for t in snap.terminals)
+            # One goes: one terminal and one shell left, so that shell is known to be its.
+            gone = snap.terminals[0].name
+            server.api("DELETE", f"api/terminals/{gone}")
+            wait_for(lambda: len(psutil.Process(server.pid).children()) == 1, 20, 0.1, "one shell")
+            snap = await fleet.snapshot()
+        assert [t.name for t in snap.terminals] != [gone] and len(snap.terminals) == 1
+        t = snap.terminals[0]
+        assert t.pid == psutil.Process(server.pid).children()[0].pid and t.usage.source == "local"
+    finally:
+        server.stop()
+
+
+async def test_a_server_with_terminals_off_keeps_its_kernels(tmp_path_factory):
+    server = JupyterServer(tmp_path_factory.mktemp("jupyter-noterm"), name="noterm",
+                           extra_args=("--ServerApp.terminals_enabled=False",)).start()
+    try:
+        async with Fleet([local_cfg(server, "noterm")]) as fleet:
+            snap = await fleet.snapshot()
+        assert snap.servers[0].ok and snap.terminals == ()
     finally:
         server.stop()
 
@@ -152,7 +172,9 @@ def test_kill_terminal_ends_the_terminal_and_its_surviving_job(term_server):
     wait_for(lambda: not job.is_running() or job.status() == psutil.STATUS_ZOMBIE, 15, 0.1, "the job to end")
     audit = (os.environ["NBTUI_STATE_DIR"] + "/audit.jsonl")
     lines = [json.loads(x) for x in open(audit, encoding="utf-8")]
-    assert lines[-1]["target"]["terminal"] == name and lines[-1]["result"] == "ok"
+    assert [(x["action"], x["result"]) for x in lines[-2:]] == [("kill-terminal", "acting"), ("kill", "ok")]
+    assert lines[-1]["target"]["terminal"] == name and lines[-2]["target"]["pid"] == lines[-1]["target"]["pid"]
+    assert job.pid in lines[-2]["target"]["children"]
 
     gone = run_nbtui("kill", target, "--yes")
     assert gone.returncode == 3 and "no terminal" in gone.stderr
