@@ -311,7 +311,8 @@ def _survivors_after(step: Step, wait: float = 3.0) -> list[Ident]:
     deadline = time.monotonic() + wait
     left = _survivors(step)
     while left and time.monotonic() < deadline:
-        if step.process is not None and step.process not in left and not any(c.ppid == step.process.pid for c in left):
+        shell = step.process.pid if step.process is not None else None
+        if step.process not in left and not any((signals.identify(c.pid) or c).ppid == shell for c in left):
             break  # the shell is gone, what is left was reparented: it will not go by itself
         time.sleep(0.1)
         left = _survivors(step)

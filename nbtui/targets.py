@@ -113,15 +113,15 @@ def resolve_terminal(snapshot: Snapshot, text: str) -> TerminalTarget:
     rest = text[len("terminal:"):]
     server, _, name = rest.rpartition("/")
     if not server or not name:
-        raise UsageError(f"bad target {visible(text)!r}: expected terminal:SERVER/NAME")
+        raise UsageError(f"bad target '{visible(text)}': expected terminal:SERVER/NAME")
     info = next((s for s in snapshot.servers if s.name == server), None)
     if info is None:
         names = ", ".join(sorted(s.name for s in snapshot.servers)) or "none"
-        raise NotFound(f"unknown server {visible(server)!r} in target {visible(text)!r} (known: {names})")
+        raise NotFound(f"unknown server '{visible(server)}' in target '{visible(text)}' (known: {names})")
     if not info.ok:
-        raise NbtuiError(f"cannot resolve {visible(text)!r}: {info.error or info.status}", EXIT_PARTIAL)
+        raise NbtuiError(f"cannot resolve '{visible(text)}': {info.error or info.status}", EXIT_PARTIAL)
     t = next((t for t in snapshot.terminals if t.server == server and t.name == name), None)
     if t is None:
         listed = ", ".join(t.name for t in snapshot.terminals if t.server == server) or "none"
-        raise NotFound(f"no terminal {visible(name)!r} on server {server} (its terminals: {visible(listed)})")
+        raise NotFound(f"no terminal '{visible(name)}' on server {server} (its terminals: {visible(listed)})")
     return TerminalTarget(t)

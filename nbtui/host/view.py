@@ -88,6 +88,12 @@ def ledger_kinds(scan: Scan, by_pid, in_kernels, in_terminals, leftovers):
     return kinds, names
 
 
+def _looks_like_server(cmdline) -> bool:
+    from nbtui.jupyter.everyone import _is_server
+
+    return _is_server(cmdline)
+
+
 def _session_leader(pid: int) -> bool:
     try:
         return os.getsid(pid) == pid
@@ -132,6 +138,10 @@ class LocalHost:
             return 0.0
         scan = self.table.scan()
         pids = scan.jupyter_pids()
+        # Terminals' shells and jobs carry no Jupyter variables: everything under a server.
+        for p in scan.procs.values():
+            if _looks_like_server(p.facts.cmdline):
+                pids.update(scan.tree(p.pid))
         self.table.measure(scan, pids)
         self._primed = True
         return MIN_CPU_INTERVAL if pids else 0.0
