@@ -186,3 +186,18 @@ def test_cull_gpu_idle_on_a_host_without_gpu_says_so_and_culls_nothing():
     assert "nothing holds GPU memory" in r.stderr and "nothing to cull" in r.stdout
     bad = run_nbtui("cull", "--gpu-idle", "soon", "--dry-run", "--no-discover")
     assert bad.returncode == 2 and "--gpu-idle" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_extension_terminals_and_owners_trust_nothing():
+    body = {"nbtui_usage": 1, "hostname": "gpu1", "kernels": {"k1": {"pid": 5, "user": "ana"}, "k2": {"user": 7}},
+            "terminals": {"1": {"pid": 40, "pids": [40, 41, "x"], "memory_bytes": 10, "user": "bob", "clients": 2},
+                          "2": {"pid": None, "clients": -1}, "3": "garbage", 4: {"pid": 1}},
+            "gpus": []}
+    extra = wire.load_extra("far", body)
+    assert extra.users == {"k1": "ana"}
+    t1 = extra.terminals["1"]
+    assert (t1.pid, t1.user, t1.clients, t1.usage.pids, t1.usage.source, t1.usage.host) == (
+        40, "bob", 2, (40, 41), "extension", "gpu1")
+    assert extra.terminals["2"] == wire.ExtTerminal(None, None, None, None)
+    assert set(extra.terminals) == {"1", "2"}
+    assert wire.load_extra("far", {"nbtui_usage": 1, "kernels": {}}) == wire.Extra({}, {})  # an older extension
