@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from nbtui import audit, orphans
@@ -19,9 +19,10 @@ from nbtui.host import signals
 from nbtui.host.signals import Fate, Ident
 from nbtui.jupyter import own
 from nbtui.jupyter.rest import NOT_FOUND, ServerError
-from nbtui.model import Kernel, Process, ServerInfo, Snapshot
+from nbtui.model import Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.secrets import redact_cmdline
-from nbtui.targets import PidTarget
+from nbtui.targets import PidTarget, TerminalTarget
+from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, middle_truncate
 
 
@@ -64,8 +65,10 @@ async def restart_kernel(fleet: Fleet, k: Kernel) -> None:
 
 KERNEL = "kernel"
 PROCESS = "process"
+TERMINAL = "terminal"
 DEFAULT_GRACE = 5.0
 CULL_CONCURRENCY = 8
+WENT_WITH_TERMINAL = "exited with its terminal"
 SHUTDOWN_TIMEOUT = 30.0  # the server's own shutdown wait (5 s by default) and kill come first
 
 
@@ -79,6 +82,7 @@ class Step:
     process: Optional[Ident] = None  # the process named by pid:N, as listed
     children: tuple[Ident, ...] = ()  # local descendants that may outlive the kernel / die with it
     listed: Optional[Process] = None  # the leftover process as the snapshot listed it
+    terminal: Optional[Terminal] = None  # the terminal (kind terminal), as the snapshot listed it
     refusal: Optional[str] = None
     reasons: tuple[str, ...] = ()
     explanation: str = ""
@@ -93,12 +97,16 @@ class Step:
     def memory_bytes(self) -> Optional[int]:
         if self.kernel is not None:
             return self.kernel.usage.memory_bytes if self.kernel.usage else None
+        if self.terminal is not None:
+            return self.terminal.usage.memory_bytes if self.terminal.usage else None
         return self.listed.memory_bytes if self.listed else None
 
     @property
     def gpu_memory_bytes(self) -> Optional[int]:
         if self.kernel is not None:
             return self.kernel.usage.gpu_memory_bytes if self.kernel.usage else None
+        if self.terminal is not None:
+            return self.terminal.usage.gpu_memory_bytes if self.terminal.usage else None
         return self.listed.gpu_memory_bytes if self.listed else None
 
     @property
@@ -108,6 +116,10 @@ class Step:
     def audit_target(self) -> dict:
         if self.kernel is not None:
             out = kernel_audit_target(self.kernel)
+        elif self.terminal is not None:
+            out = {"server": self.terminal.server, "terminal": self.terminal.name, "kernel_id": None,
+                   "notebook": None, "pid": self.process.pid if self.process else None,
+                   "memory_bytes": self.memory_bytes, "gpu_memory_bytes": self.gpu_memory_bytes}
         else:
             out = {"server": None, "kernel_id": self.listed.kernel_id if self.listed else None,
                    "notebook": self.notebook, "pid": self.process.pid if self.process else None,
@@ -121,7 +133,8 @@ class Step:
         return {
             "kind": self.kind, "target": self.target, "notebook": self.notebook,
             "kernel_id": self.kernel.kernel_id if self.kernel else (self.listed.kernel_id if self.listed else None),
-            "server": self.kernel.server if self.kernel else None,
+            "server": self.kernel.server if self.kernel else (self.terminal.server if self.terminal else None),
+            "terminal": self.terminal.name if self.terminal else None,
             "pid": self.process.pid if self.process else (
                 self.kernel.usage.pid if self.kernel and self.kernel.usage else None),
             "user": self.owner, "cmdline": self.process.cmdline if self.process else None,
@@ -135,6 +148,13 @@ class Step:
         if self.kind == KERNEL:
             k = self.kernel
             text = f"kernel {k.server}:{k.kernel_id[:8]} ({self.notebook or 'no session'})"
+        elif self.kind == TERMINAL:
+            t = self.terminal
+            text = f"terminal {t.server}/{visible(t.name)}"
+            if self.process is not None:
+                text += f" (shell pid {self.process.pid}, {self.process.user or 'owner unknown'})"
+            else:
+                text += " (its shell is not known here: only the server ends it)"
         else:
             p = self.process
             text = f"pid {p.pid} ({p.user or 'owner unknown'}) {middle_truncate(p.cmdline, 60)}"
@@ -149,8 +169,9 @@ class Step:
             noun = "child process" if len(self.children) == 1 else "child processes"
             pids = ", ".join(str(c.pid) for c in self.children[:6]) + (" …" if len(self.children) > 6 else "")
             one = len(self.children) == 1
-            verb = (("signalled if it outlives the kernel" if one else "signalled if they outlive the kernel")
-                    if self.kind == KERNEL else "signalled too")
+            what = "the terminal" if self.kind == TERMINAL else "the kernel"
+            verb = ((f"signalled if it outlives {what}" if one else f"signalled if they outlive {what}")
+                    if self.kind in (KERNEL, TERMINAL) else "signalled too")
             text += f"; {len(self.children)} {noun} ({pids}) {verb}"
         if self.refusal:
             text += f" — REFUSED: {self.refusal}"
@@ -228,6 +249,76 @@ def _kernel_children(k: Kernel, proc: Ident) -> list[Ident]:
     return out
 
 
+def plan_terminal(snapshot: Snapshot, t: Terminal, protected: Optional[set[int]] = None) -> Step:
+    """End a terminal through its server; its shell's local descendants (the jobs that
+    outlive a closed terminal) are signalled if they survive it."""
+    proc = None
+    children: tuple[Ident, ...] = ()
+    refusal = None
+    if t.pid is not None and _local(snapshot, t.server) and _here(t.usage):
+        proc = signals.identify(t.pid)
+        if proc is not None:
+            protected = signals.ancestors_of_self() if protected is None else protected
+            if proc.pid in protected:
+                refusal = "nbtui itself runs inside this terminal"
+            tree = set(t.usage.pids)
+            children = tuple(c for c in signals.descendants(proc.pid) if (not tree or c.pid in tree) and signals.refusal(
+                c, explicit=False, server_pids=_server_pids(snapshot), protected=protected) is None)
+    return Step(TERMINAL, f"terminal:{t.server}/{t.name}", terminal=t, process=proc, children=children,
+                refusal=refusal, reasons=t.orphan_reasons, explanation=orphans.explain_terminal(t))
+
+
+def _here(u) -> bool:
+    """Whether a usage's PIDs are this host's: measured here, or by the server's extension on
+    a host of this name (a loopback URL can be an SSH tunnel to another host)."""
+    import socket
+
+    return u is not None and (u.source == "local" or (u.source == "extension" and u.host == socket.gethostname()))
+
+
+async def _kill_terminal(fleet: Fleet, step: Step) -> tuple[Outcome, list[Ident]]:
+    """Re-check the terminal on its server, DELETE it, and return the local survivors."""
+    t = step.terminal
+    client = fleet.client(t.server)
+    try:
+        await client.terminal(t.name)
+    except ServerError as e:
+        if e.kind == NOT_FOUND:
+            return Outcome(step, "gone"), _survivors(step)
+        return Outcome(step, f"failed: {e}", server_error=True), []
+    if step.process is not None and not signals.same_process(step.process, signals.identify(step.process.pid)):
+        # Its shell is another process now: the terminal was replaced; act on nothing local.
+        step = replace(step, process=None, children=())
+    try:  # the audit line goes first: what is about to be ended, and whose
+        audit.record("kill-terminal", step.audit_target(), "acting", reasons=list(step.reasons))
+    except OSError as e:
+        return Outcome(step, f"failed: could not write the audit log {audit.audit_path()} before acting: "
+                             f"{e.strerror or e}"), []
+    try:
+        await client.delete_terminal(t.name, timeout=max(client.timeout, SHUTDOWN_TIMEOUT))
+    except ServerError as e:
+        if e.kind == NOT_FOUND:
+            return Outcome(step, "gone"), _survivors(step)
+        return Outcome(step, f"failed: {e}", server_error=e.kind != "server-error"), []
+    return Outcome(step, "ok"), await asyncio.to_thread(_survivors_after, step)
+
+
+def _survivors_after(step: Step, wait: float = 3.0) -> list[Ident]:
+    """The shell's tree still running a moment after the server ended the terminal (the
+    shell itself goes with SIGHUP; a `nohup` job does not)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    left = _survivors(step)
+    while left and time.monotonic() < deadline:
+        shell = step.process.pid if step.process is not None else None
+        if step.process not in left and not any((signals.identify(c.pid) or c).ppid == shell for c in left):
+            break  # the shell is gone, what is left was reparented: it will not go by itself
+        time.sleep(0.1)
+        left = _survivors(step)
+    return left
+
+
 def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
                  protected: Optional[set[int]] = None) -> Step:
     """Signal a local process and its descendants; identity from the listing when there is one."""
@@ -264,7 +355,9 @@ def plan_kill(snapshot: Snapshot, targets) -> list[Step]:
     seen: set[str] = set()
     readable = {s.name for s in snapshot.servers if s.ok}
     for t in targets:
-        if isinstance(t, PidTarget):
+        if isinstance(t, TerminalTarget):
+            step = plan_terminal(snapshot, t.terminal, protected)
+        elif isinstance(t, PidTarget):
             # A live kernel's own process goes through its server (a bare signal would only
             # make the server restart it).
             k = next((k for k in snapshot.kernels if k.server in readable and k.usage and k.usage.pid == t.pid), None)
@@ -333,9 +426,17 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
         outcomes[i] = outcome
         leftovers[i] = left
 
+    async def one_terminal(i: int, step: Step) -> None:
+        async with gate:
+            outcome, left = await _kill_terminal(fleet, step)
+        steps[i] = outcome.step  # re-checked: its shell may have been dropped
+        outcomes[i] = outcome
+        leftovers[i] = left
+
     kernel_jobs = [one_kernel(i, s) for i, s in enumerate(steps) if s.kind == KERNEL and not s.refusal]
+    kernel_jobs += [one_terminal(i, s) for i, s in enumerate(steps) if s.kind == TERMINAL and not s.refusal]
     for i, s in enumerate(steps):
-        if s.kind == KERNEL and s.refusal:
+        if s.kind in (KERNEL, TERMINAL) and s.refusal:
             outcomes[i] = Outcome(s, f"refused: {s.refusal}")
         elif s.kind == PROCESS:
             if s.refusal:
@@ -347,7 +448,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     proc_fates = asyncio.create_task(asyncio.to_thread(
         signals.terminate, [p for i in process_steps for p in leftovers[i]], grace))
     await asyncio.gather(*kernel_jobs)
-    kernel_left = [p for i, s in enumerate(steps) if s.kind == KERNEL for p in leftovers.get(i, [])]
+    kernel_left = [p for i, s in enumerate(steps) if s.kind in (KERNEL, TERMINAL) for p in leftovers.get(i, [])]
     kernel_fates = {}
     if kernel_left and signal_leftovers:
         kernel_fates = {f.pid: f for f in await asyncio.to_thread(signals.terminate, kernel_left, grace)}
@@ -359,11 +460,12 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
             "ok" if root.ok else (root.fate if root.fate.startswith("refused") else f"failed: {root.fate}"))
         outcomes[i] = Outcome(steps[i], result, tree)
     for i, s in enumerate(steps):
-        if s.kind == KERNEL and i in outcomes and outcomes[i].result in ("ok", "gone"):
+        if s.kind in (KERNEL, TERMINAL) and i in outcomes and outcomes[i].result in ("ok", "gone"):
             tree = ([s.process] if s.process else []) + list(s.children)
+            went = signals.WENT_WITH_KERNEL if s.kind == KERNEL else WENT_WITH_TERMINAL
             outcomes[i].fates = [
                 kernel_fates.get(p.pid) or Fate(p.pid, p.user, p.cmdline,
-                                                signals.SHUT_DOWN if p is s.process else signals.WENT_WITH_KERNEL)
+                                                signals.SHUT_DOWN if p is s.process else went)
                 for p in tree if p.pid in kernel_fates or p not in leftovers.get(i, [])]
     ordered = [outcomes[i] for i in range(len(steps))]
     for o in ordered:
@@ -384,10 +486,15 @@ class CullPolicy:
     gpu_only: bool = False  # only what holds GPU memory
     orphans: bool = False  # every kernel and process with a reason
     servers: tuple[str, ...] = ()
+    gpu_idle: Optional[float] = None  # holding GPU memory at 0 % SM this long (needs history)
 
     @property
     def selects_anything(self) -> bool:
-        return self.idle is not None or self.orphans
+        return self.idle is not None or self.orphans or self.gpu_idle is not None
+
+
+def _gpu_idle_past(seconds: Optional[float], policy: CullPolicy) -> bool:
+    return policy.gpu_idle is not None and seconds is not None and seconds >= policy.gpu_idle
 
 
 def cull_selects_kernel(k: Kernel, policy: CullPolicy) -> bool:
@@ -400,15 +507,29 @@ def cull_selects_kernel(k: Kernel, policy: CullPolicy) -> bool:
         chosen = others <= 0 and k.state != "busy" and k.idle_seconds >= policy.idle
     if policy.orphans and k.orphan_reasons:
         chosen = True
+    if _gpu_idle_past(k.gpu_idle_seconds, policy):
+        chosen = True
     if chosen and policy.gpu_only:
         chosen = bool(k.usage and k.usage.gpu_memory_bytes)
     return chosen
 
 
 def cull_selects_process(p: Process, policy: CullPolicy) -> bool:
-    if not policy.orphans or not p.orphan_reasons or policy.servers:
+    if policy.servers:
+        return False
+    if not ((policy.orphans and p.orphan_reasons) or _gpu_idle_past(p.gpu_idle_seconds, policy)):
         return False
     return bool(p.gpu_memory_bytes) if policy.gpu_only else True
+
+
+def cull_selects_terminal(t: Terminal, policy: CullPolicy) -> bool:
+    """A terminal goes by --orphans (terminal-idle, gpu-idle) or --gpu-idle; --idle alone
+    never selects one (nobody can tell whether someone watches it)."""
+    if policy.servers and t.server not in policy.servers:
+        return False
+    if not ((policy.orphans and t.orphan_reasons) or _gpu_idle_past(t.gpu_idle_seconds, policy)):
+        return False
+    return bool(t.usage and t.usage.gpu_memory_bytes) if policy.gpu_only else True
 
 
 def plan_cull(snapshot: Snapshot, policy: CullPolicy) -> list[Step]:
@@ -419,8 +540,10 @@ def plan_cull(snapshot: Snapshot, policy: CullPolicy) -> list[Step]:
     readable = {s.name for s in snapshot.servers if s.ok}
     steps = [plan_kernel(snapshot, k) for k in snapshot.kernels
              if k.server in readable and cull_selects_kernel(k, policy)]
-    covered = {c.pid for s in steps for c in (([s.process] if s.process else []) + list(s.children))}
     protected = signals.ancestors_of_self()
+    steps += [plan_terminal(snapshot, t, protected) for t in snapshot.terminals
+              if t.server in readable and cull_selects_terminal(t, policy)]
+    covered = {c.pid for s in steps for c in (([s.process] if s.process else []) + list(s.children))}
     for p in snapshot.processes:
         if p.pid in covered or not cull_selects_process(p, policy):
             continue

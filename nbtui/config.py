@@ -95,6 +95,7 @@ class Settings:
     theme: str = "nbtui-dark"
     discover: bool = True
     orphan_idle: float = 3600.0
+    orphan_gpu_idle: float = 1800.0  # [orphans] gpu_idle: 0 % SM while holding GPU memory this long
     cull_idle: Optional[float] = None
     cull_gpu_only: bool = False
     cull_orphans: bool = False
@@ -202,7 +203,7 @@ def load_settings(path: Path) -> Settings:
     for table, value in (("orphans", orphans), ("cull", cull)):
         if not isinstance(value, dict):
             c.fail(None, table, "expected a table")
-    c.unknown(orphans, "orphans", {"idle"})
+    c.unknown(orphans, "orphans", {"idle", "gpu_idle"})
     c.unknown(cull, "cull", {"idle", "gpu_only", "orphans"})
     return Settings(
         refresh=c.number(data, None, "refresh", 2.0),
@@ -210,6 +211,7 @@ def load_settings(path: Path) -> Settings:
         theme=c.string(data, None, "theme", "nbtui-dark") or "nbtui-dark",
         discover=c.boolean(data, None, "discover", True),
         orphan_idle=c.duration(orphans, "orphans", "idle", 3600.0) or 0.0,
+        orphan_gpu_idle=c.duration(orphans, "orphans", "gpu_idle", 1800.0) or 0.0,
         cull_idle=c.duration(cull, "cull", "idle", None),
         cull_gpu_only=c.boolean(cull, "cull", "gpu_only", False),
         cull_orphans=c.boolean(cull, "cull", "orphans", False),

@@ -1,5 +1,5 @@
-"""TARGET on the command line: `SERVER:KERNEL`, `KERNEL` (a unique id prefix), `pid:N`, or
-`server:HUB/USER[/SERVER]` (a hub user's whole server)."""
+"""TARGET on the command line: `SERVER:KERNEL`, `KERNEL` (a unique id prefix), `pid:N`,
+`terminal:SERVER/NAME` or `server:HUB/USER[/SERVER]` (a hub user's whole server)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from nbtui.errors import EXIT_PARTIAL, NbtuiError, NotFound, UsageError
-from nbtui.model import Kernel, ServerInfo, Snapshot
+from nbtui.model import Kernel, ServerInfo, Snapshot, Terminal
 from nbtui.text import visible
 
 
@@ -36,16 +36,39 @@ class PidTarget:
 
 
 @dataclass(frozen=True)
+class TerminalTarget:
+    """``terminal:SERVER/NAME``: a Jupyter terminal and everything that runs in it."""
+
+    terminal: Terminal
+
+    @property
+    def server(self) -> str:
+        return self.terminal.server
+
+    @property
+    def kernel(self) -> Kernel:
+        # Commands that act on kernels (rebind, migrate) reach for this: a clear refusal.
+        raise UsageError(f"{self} is a terminal: this command needs a kernel (SERVER:KERNEL or KERNEL)")
+
+    def __str__(self) -> str:
+        return f"terminal:{self.terminal.server}/{self.terminal.name}"
+
+
+@dataclass(frozen=True)
 class ServerTarget:
     """A hub user's single-user server, stopped through its hub."""
 
     server: ServerInfo
 
+    @property
+    def kernel(self) -> Kernel:
+        raise UsageError(f"{self} is a whole server: this command needs a kernel (SERVER:KERNEL or KERNEL)")
+
     def __str__(self) -> str:
         return f"server:{self.server.name}"
 
 
-Target = Union[KernelTarget, PidTarget, ServerTarget]
+Target = Union[KernelTarget, PidTarget, TerminalTarget, ServerTarget]
 
 
 def resolve_server(snapshot: Snapshot, text: str) -> ServerTarget:
@@ -96,6 +119,8 @@ def resolve(snapshot: Snapshot, text: str) -> Target:
     pid = parse_pid(text)
     if pid is not None:
         return PidTarget(pid)
+    if text.startswith("terminal:"):
+        return resolve_terminal(snapshot, text)
     if text.startswith("server:"):
         return resolve_server(snapshot, text)
     server, _, prefix = text.rpartition(":")
@@ -119,3 +144,24 @@ def resolve(snapshot: Snapshot, text: str) -> Target:
         raise NotFound(f"no kernel matches {text!r}{hint}")
     listed = ", ".join(_describe(k) for k in matches[:8]) + (" …" if len(matches) > 8 else "")
     raise NotFound(f"{text!r} is ambiguous: {len(matches)} kernels match: {listed}")
+
+
+def resolve_terminal(snapshot: Snapshot, text: str) -> TerminalTarget:
+    """``terminal:SERVER/NAME`` (a hub server's name holds slashes: the name is after the last)."""
+    from nbtui.text import visible
+
+    rest = text[len("terminal:"):]
+    server, _, name = rest.rpartition("/")
+    if not server or not name:
+        raise UsageError(f"bad target '{visible(text)}': expected terminal:SERVER/NAME")
+    info = next((s for s in snapshot.servers if s.name == server), None)
+    if info is None:
+        names = ", ".join(sorted(s.name for s in snapshot.servers)) or "none"
+        raise NotFound(f"unknown server '{visible(server)}' in target '{visible(text)}' (known: {names})")
+    if not info.ok:
+        raise NbtuiError(f"cannot resolve '{visible(text)}': {info.error or info.status}", EXIT_PARTIAL)
+    t = next((t for t in snapshot.terminals if t.server == server and t.name == name), None)
+    if t is None:
+        listed = ", ".join(t.name for t in snapshot.terminals if t.server == server) or "none"
+        raise NotFound(f"no terminal '{visible(name)}' on server {server} (its terminals: {visible(listed)})")
+    return TerminalTarget(t)

@@ -51,8 +51,10 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
     only = list(only)
     if only:
         check_names(fleet, only)
+        untrusted = fleet.untrusted_files
         fleet = Fleet([fleet.config_of(n) for n in dict.fromkeys(_top(n) for n in only)], config.settings,
                       stale_files=fleet.stale_files, host=fleet.host)
+        fleet.untrusted_files = untrusted
     return fleet
 
 

@@ -184,6 +184,21 @@ class ServerClient:
         kernels = await self.kernels()
         return kernels, (time.perf_counter() - t0) * 1000
 
+    async def terminals(self) -> list[dict]:
+        """``GET /api/terminals``: ``[{"name", "last_activity"}]``; NOT_FOUND / NOT_JUPYTER
+        when the server has terminals off (no terminado)."""
+        data = await self.request("GET", "api/terminals")
+        if not isinstance(data, list):
+            raise ServerError(self.name, NOT_JUPYTER, "answered /api/terminals with something other than a list")
+        return [t for t in data if isinstance(t, dict) and isinstance(t.get("name"), str) and t["name"]]
+
+    async def terminal(self, name: str) -> dict:
+        return await self.request("GET", f"api/terminals/{quote(name, safe='')}")
+
+    async def delete_terminal(self, name: str, timeout: Optional[float] = None) -> None:
+        """End a terminal through its server (terminado sends its shell SIGHUP, then more)."""
+        await self.request("DELETE", f"api/terminals/{quote(name, safe='')}", expect_json=False, timeout=timeout)
+
     async def kernel(self, kernel_id: str) -> dict:
         return await self.request("GET", f"api/kernels/{quote(kernel_id)}")
 
