@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import re
 import sys
 
 from nbtui import config as config_mod
@@ -13,6 +14,7 @@ from nbtui.commands.common import check_names, load_config, open_fleet, print_js
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, NotFound, UsageError
 from nbtui.jupyter.discovery import discover
 from nbtui.report import server_json
+from nbtui.text import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -133,8 +135,28 @@ async def _probe(fleet, name):
         me = await client.me()
     except ServerError:
         return None
-    ident = (me or {}).get("identity") or {}
-    return ident.get("username") or ident.get("name")
+    return identity_name((me or {}).get("identity") or {})
+
+
+_ANONYMOUS = re.compile(r"^[0-9a-f]{32}$")
+
+
+def identity_name(ident: dict) -> str:
+    """Who the server says we are, stable across calls. A plain Jupyter Server with token
+    auth makes up a new anonymous user (a random id, "Anonymous <moon>") for every request:
+    that is no one, so it reads "anonymous"."""
+    username = ident.get("username")
+    name = ident.get("name") or ""
+    if not isinstance(username, str) or not username or (
+            _ANONYMOUS.match(username) and str(name).startswith("Anonymous ")):
+        return "anonymous"
+    return username
+
+
+def identity(user: str | None, token_source: str) -> str:
+    """`name (token auth)`: the identity and how nbtui proves it."""
+    auth = "no auth" if token_source == "none" else "token auth"
+    return f"{visible(user) if user else '?'} ({auth})"
 
 
 async def _test_all(fleet, names):
@@ -171,7 +193,8 @@ def _test(args) -> int:
         out = []
         for s, user in zip(snap.servers, users):
             d = server_json(s)
-            d["user"] = user
+            d["user"] = None if user == "anonymous" else user
+            d["identity"] = identity(user, fleet.config_of(s.name).token_source) if s.ok else None
             d["kernels"] = sum(1 for k in snap.kernels if k.server == s.name)
             out.append(d)
         print_json({"servers": out, "gpu_note": snap.gpu_note})
@@ -182,7 +205,7 @@ def _test(args) -> int:
             if s.ok:
                 n = sum(1 for k in snap.kernels if k.server == s.name)
                 print(f"{s.name}: ok, Jupyter Server {s.version or '?'}, {s.latency_ms:.0f} ms, "
-                      f"{n} kernel{'s' if n != 1 else ''}, user {user or '?'}, "
+                      f"{n} kernel{'s' if n != 1 else ''}, as {identity(user, fleet.config_of(s.name).token_source)}, "
                       f"usage: {_usage_words(s)}")
             else:
                 print(f"{s.name}: {s.status}: " + (s.error or "").removeprefix(f"server {s.name}: "))
