@@ -55,8 +55,7 @@ def _quote(s: str) -> str:
 def test_nbtui_demo_in_a_real_terminal(tmp_path, config_dir):
     term = Tmux(tmp_path)
     env = {"NBTUI_CONFIG": str(config_dir), "NBTUI_STATE_DIR": os.environ["NBTUI_STATE_DIR"],
-           "JUPYTER_RUNTIME_DIR": os.environ["JUPYTER_RUNTIME_DIR"], "TERM": "xterm-256color",
-           "TMPDIR": str(tmp_path)}  # the demo's folder (and so its processes' command lines) is ours
+           "JUPYTER_RUNTIME_DIR": os.environ["JUPYTER_RUNTIME_DIR"], "TERM": "xterm-256color"}
     term.start(f"{_quote(sys.executable)} -m nbtui demo", env)
     try:
         screen = wait_for(lambda: "busy-loop.ipynb" in term.screen() and "train.ipynb" in term.screen()
@@ -70,7 +69,7 @@ def test_nbtui_demo_in_a_real_terminal(tmp_path, config_dir):
                  "the filter to hide the other rows")
         term.keys("Escape")
         wait_for(lambda: "train.ipynb" in term.screen(), 20, 0.2, "the filter to clear")
-        pids = _demo_pids(str(tmp_path))
+        pids = _demo_pids()
         assert pids, "no demo server process found"
         term.keys("C-c")
         final = wait_for(lambda: "EXIT=" in term.screen() and term.screen(), 30, 0.2, "nbtui to exit")
@@ -81,12 +80,12 @@ def test_nbtui_demo_in_a_real_terminal(tmp_path, config_dir):
         term.kill()
 
 
-def _demo_pids(marker: str) -> list[int]:
-    """This test's demo server and kernels (their folder is under the test's own TMPDIR)."""
+def _demo_pids() -> list[int]:
+    """The demo's jupyter server and kernels (their folders are nbtui-demo-*)."""
     out = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if any(marker in a and "nbtui-demo-" in a for a in p.info["cmdline"] or ()):
+            if any("nbtui-demo-" in a for a in p.info["cmdline"] or ()):
                 out.append(p.info["pid"])
         except (psutil.Error, TypeError):
             pass
