@@ -34,8 +34,9 @@ MEMORY_CODE = "data = b'x' * (96 * 2**20)  # 96 MiB that nobody uses any more\n"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # For tests of the cleanup: set everything up, print one JSON line, wait for a signal.
-    p.add_argument("--no-tui", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-tui", action="store_true",
+                   help="no TUI: start the server and kernels, print one JSON line (url, pid, base folder) "
+                        "and run until SIGTERM, SIGINT or SIGHUP (for scripts and tests)")
 
 
 def _free_port() -> int:
