@@ -186,18 +186,13 @@ class DemoServer:
             t.join(90)
         if errors:
             raise errors[0]
-        def execute(*a) -> None:
+        # One after the other: jupyter_client's blocking clients do not share well across threads.
+        for path, code, wait in (("demo/train.ipynb", MEMORY_CODE, True), ("demo/busy-loop.ipynb", BUSY_CODE, False)):
             try:
-                self._execute(*a)
+                self._execute(ids[path], code, wait)
             except Exception:  # that kernel shows as it is; a traceback would tear the screen
                 pass
-
-        runs = [threading.Thread(target=execute, args=(ids["demo/train.ipynb"], MEMORY_CODE, True), daemon=True),
-                threading.Thread(target=execute, args=(ids["demo/busy-loop.ipynb"], BUSY_CODE, False), daemon=True)]
-        for t in runs:
-            t.start()
-        for t in runs:
-            t.join(90)
+            self.on_progress()
         self.populated = True
         self.on_progress()
 
