@@ -207,7 +207,7 @@ class DemoServer:
             return
         kc = BlockingKernelClient(connection_file=str(conn))
         kc.load_connection_file()
-        kc.start_channels()
+        kc.start_channels(hb=False)  # a heartbeat missed while the kernel starts would read "died"
         try:
             kc.wait_for_ready(timeout=60)
             if wait:
