@@ -192,8 +192,10 @@ def _named_file_exists(explicit: str | os.PathLike | None) -> None:
     p = Path(named).expanduser()
     if p.suffix == ".toml" and not p.is_file():
         how = "--config" if explicit else "NBTUI_CONFIG"
-        why = "is a folder, not a file" if p.is_dir() else "does not exist"
-        raise ConfigError(f"config file {p} ({how}) {why}")
+        if p.is_dir():
+            raise ConfigError(f"config file {p} ({how}) is a folder, not a file")
+        hint = "; create it, or name its folder to run on defaults" if p.parent.is_dir() else ""
+        raise ConfigError(f"config file {p} ({how}) does not exist{hint}")
 
 
 def load_settings(path: Path) -> Settings:
