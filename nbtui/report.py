@@ -121,13 +121,13 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
 ORPHAN_MARK = "!"
 
 
-def kernel_row(k: Kernel) -> dict[str, str]:
+def kernel_row(k: Kernel, short_state: bool = False) -> dict[str, str]:
     u = k.usage
     return {
         "server": k.server,
         "kernel": k.kernel_id[:8],
         "notebook": k.session.path if k.session else "(no session)",
-        "state": state_text(k),
+        "state": state_text(k, short_state),
         "conn": "—" if k.connections is None else str(k.connections),
         "idle": human_duration(k.idle_seconds),
         "cpu": human_percent(u.cpu_percent if u else None),
@@ -159,7 +159,8 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> lis
     width = width or shutil.get_terminal_size((80, 24)).columns
     server_w = min(14, max([6] + [len(k.server) for k in kernels]))
     widths = {key: (server_w if key == "server" else w) for key, _, w, _ in COLUMNS}
-    widths["state"] = max([widths["state"]] + [len(state_text(k)) for k in kernels])
+    short = width < 100  # at 80 columns the notebook's file name keeps the room
+    widths["state"] = max([widths["state"]] + [len(state_text(k, short)) for k in kernels])
     fixed = sum(widths.values()) + len(COLUMNS) - 1
     nb = max(12, width - fixed)
 
@@ -172,7 +173,7 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> lis
         return " ".join(cells).rstrip()
 
     lines = [fmt({key: title for key, title, _, _ in COLUMNS})]
-    lines += [fmt(kernel_row(k)) for k in kernels]
+    lines += [fmt(kernel_row(k, short)) for k in kernels]
     return lines
 
 

@@ -24,6 +24,9 @@ def never_used(k: Kernel) -> Optional[bool]:
     return k.connections == 0 and k.idle_seconds >= NEVER_USED_AFTER
 
 
-def state_text(k: Kernel) -> str:
-    """The state as shown: `starting · never used` for a kernel nobody has used, else the state."""
-    return f"{k.state} · {NEVER_USED}" if never_used(k) else k.state
+def state_text(k: Kernel, short: bool = False) -> str:
+    """The state as shown: `starting · never used` for a kernel nobody has used (``short``:
+    `never used`, for a narrow column), else the state."""
+    if never_used(k):
+        return NEVER_USED if short else f"{k.state} · {NEVER_USED}"
+    return k.state

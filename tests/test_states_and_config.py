@@ -22,6 +22,7 @@ def test_starting_for_a_minute_with_no_client_reads_never_used():
     assert state_text(_kernel(state="idle")) == "idle" and never_used(_kernel(state="idle")) is False
     assert never_used(_kernel(idle=None)) is None  # cannot tell is not "no"
     assert "starting · never used" in "\n".join(kernels_table([_kernel()], width=120))
+    assert " never used " in kernels_table([_kernel()], width=80)[1]  # narrow: the file name keeps the room
 
 
 def test_a_missing_config_file_is_a_usage_error(tmp_path):
