@@ -35,7 +35,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("user", "USER", 8, priority=1),
     Column("pid", "PID", 7, right=True, priority=2),
     Column("spec", "SPEC", 8, priority=8),
-    Column("state", "STATE", 8),
+    Column("state", "STATE", 8, grow=21, comfort=21),  # `starting · never used`; `never used` when cut
     Column("conn", "C", 2, right=True, priority=7),
     Column("idle", "IDLE", 6, right=True),
     Column("cpu", "CPU", 4, right=True, priority=4),
@@ -48,6 +48,7 @@ BY_KEY = {c.key: c for c in COLUMNS}
 # What the notebook column needs before anything is cut from the server column:
 # `…/resnet-finetune.ipynb` whole.
 NOTEBOOK_AT_80 = 23
+STATE_SHORT = 10  # `never used`: the state of a kernel nobody used, in a narrow column
 
 Layout = tuple  # ((Column, width), ...) in display order
 
@@ -78,9 +79,10 @@ def fit(width: int, natural: Optional[Mapping[str, int]] = None, *, gap: int = 1
     # then the server name, then the notebook again, down to their smallest widths.
     if used() > avail and "notebook" in widths:
         widths["notebook"] = max(BY_KEY["notebook"].width, min(widths["notebook"], want(BY_KEY["notebook"], NOTEBOOK_AT_80)))
-    for key in ("server", "notebook"):
+    floor = {"state": want(BY_KEY["state"], STATE_SHORT)}  # `never used` stays whole
+    for key in ("server", "state", "notebook"):
         if used() > avail and key in widths:
-            widths[key] = max(BY_KEY[key].width, widths[key] - (used() - avail))
+            widths[key] = max(floor.get(key, BY_KEY[key].width), widths[key] - (used() - avail))
 
     # Optional columns, in their order, while they fit beside the flexible columns at
     # their comfortable widths (never at the cost of the notebook or server column).
@@ -93,7 +95,7 @@ def fit(width: int, natural: Optional[Mapping[str, int]] = None, *, gap: int = 1
             widths[c.key] = w
 
     # What is left widens the flexible columns (notebook first), each up to its cap.
-    for key in ("notebook", "server", "reason"):
+    for key in ("notebook", "server", "state", "reason"):
         if key in widths:
             c = BY_KEY.get(key) or next(c for c in columns if c.key == key)
             room = avail - used()

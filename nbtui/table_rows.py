@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Union
 
 from nbtui.columns import Layout, cut_name, cut_path
 from nbtui.model import Kernel, Process, Snapshot, Terminal
+from nbtui.states import state_text
 from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
 
@@ -127,7 +128,7 @@ def _raw(r: Row, key: str) -> str:
     if key == "spec":
         return r.spec
     if key == "state":
-        return r.state
+        return state_text(r.item) if r.kind == KERNEL else r.state  # `starting · never used`
     if key == "conn":
         return DASH if r.connections is None else str(r.connections)
     if key == "idle":
@@ -158,6 +159,8 @@ def cell(r: Row, key: str, width: int, marked: bool = False) -> str:
         return cut_path(t, width) if r.kind in (KERNEL, TERMINAL) or "/" in t.split(" ", 1)[0] else middle_truncate(t, width)
     if key == "server":
         return cut_name(t, width)
+    if key == "state" and len(t) > width and r.kind == KERNEL:
+        t = state_text(r.item, short=True)  # `never used` in a narrow column
     if key == "reason" and len(t) > width and len(r.reasons) > 1:
         short = f"{visible(r.reasons[0])} +{len(r.reasons) - 1}"
         return short if len(short) <= width else middle_truncate(short, width)

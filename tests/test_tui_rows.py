@@ -30,7 +30,7 @@ def test_path_cell_keeps_the_file_name():
 
 
 def test_the_width_rule():
-    natural = {"server": len("hub/alice/gpu-large")}
+    natural = {"server": len("hub/alice/gpu-large"), "state": columns.STATE_SHORT}  # what the TUI passes
     at80 = columns.fit(80, natural, reserve=2)
     keys = columns.keys_of(at80)
     assert keys == ("flags", "server", "kernel", "notebook", "state", "idle", "mem", "gpu")
@@ -85,7 +85,7 @@ def test_every_kind_is_a_row():
 
 
 def test_cell_cache_recomputes_only_what_changed():
-    layout = rows.layout_for(120)
+    layout = rows.layout_for(160)
     cache = rows.CellCache()
     a, b = r("a", "x.ipynb", idle=30, cpu=1.0), r("b", "y.ipynb", idle=30, cpu=1.0)
     key, first = cache.rows([a, b], layout)

@@ -107,14 +107,14 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
     t = Text(no_wrap=False, overflow="ellipsis")
     ok = [s for s in snap.servers if s.ok]
     bad = [s for s in snap.servers if not s.ok]
-    for i, s in enumerate(ok):
+    from nbtui.tui.hub import strip_entries
+
+    for i, (name, extra) in enumerate(strip_entries(ok)):  # a hub's many servers: one count
         if i:
             t.append("   ")
         t.append("● ", style=theme.success or "")
-        t.append(visible(s.name), style="bold")
-        extra = " ".join(x for x in (s.version and f"v{visible(s.version)}",
-                                     s.latency_ms is not None and f"{s.latency_ms:.0f}ms") if x)
-        t.append(f" {extra}" if extra else "")
+        t.append(visible(name), style="bold")
+        t.append(f" {visible(extra)}" if extra else "")
     known = {s.name for s in snap.servers}
     for i, name in enumerate(w for w in waiting if w not in known):
         if len(t):

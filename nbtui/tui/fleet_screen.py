@@ -231,7 +231,8 @@ class FleetScreen(Screen):
         """What the layout knows of the data: the longest server name (it changes rarely)."""
         snap = self.snapshot
         names = [len(visible(s.name)) for s in snap.servers] if snap is not None else []
-        return {"server": max(names)} if names else {}
+        # The state column: `never used` at most (the detail pane says `starting · never used`).
+        return {"server": max(names), "state": cols.STATE_SHORT} if names else {"state": cols.STATE_SHORT}
 
     def _beside(self, width: int) -> bool:
         """Details fit beside the table only where the table keeps its full column set."""
@@ -583,6 +584,14 @@ class FleetScreen(Screen):
 
         cull(self)
 
+    def action_stop_server(self) -> None:
+        if self.readonly:
+            self.notify("readonly: stopping servers is off", severity="warning")
+            return
+        from nbtui.tui.hub import stop_server
+
+        stop_server(self)
+
     def action_migrate(self) -> None:
         if self.refuse_readonly("migrate"):
             return
@@ -657,6 +666,8 @@ class FleetScreen(Screen):
                  "server, then free the source (m)", self.action_migrate),
                 ("Rebind to a notebook…", "Give the selected kernel, which no session references, a "
                  "notebook session so JupyterLab can reopen it", self.action_rebind),
+                ("Stop hub server…", "Stop the selected kernel's single-user server through its JupyterHub, "
+                 "after a confirmation", self.action_stop_server),
             ]
         return cmds
 

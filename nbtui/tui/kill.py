@@ -43,6 +43,9 @@ def step_lines(s: actions.Step, me: str) -> list[str]:
         k = s.kernel
         lines = [f"• kernel {k.server}:{k.kernel_id[:8]}  {s.notebook or '(no session)'}"]
         why = s.explanation.split(": ", 1)[-1] if s.explanation else ""
+    elif s.kind == actions.TERMINAL:
+        lines = [f"• {s.target}" + (f"  (shell pid {s.process.pid})" if s.process else "")]
+        why = s.explanation
     else:
         p = s.process
         lines = [f"• pid {p.pid}  {middle_truncate(p.cmdline, 60)}"]
@@ -146,13 +149,6 @@ def kill_rows(screen, rows: list) -> None:
     if snapshot is None or not rows:
         return
     app = screen.app
-    plan_terminal = getattr(actions, "plan_terminal", None)
-    if any(r.kind == tr.TERMINAL for r in rows) and plan_terminal is None:
-        app.notify("ending a terminal is not in this build of nbtui; its processes are "
-                   "listed in the detail pane (k on their pid rows)", severity="warning", timeout=6)
-        rows = [r for r in rows if r.kind != tr.TERMINAL]
-        if not rows:
-            return
 
     def plan() -> list[tuple[str, actions.Step]]:
         out = []
@@ -161,7 +157,7 @@ def kill_rows(screen, rows: list) -> None:
                 if r.kind == tr.KERNEL:
                     out.append((r.key, actions.plan_kernel(snapshot, r.item)))
                 elif r.kind == tr.TERMINAL:
-                    out.append((r.key, plan_terminal(snapshot, r.item)))
+                    out.append((r.key, actions.plan_terminal(snapshot, r.item)))
                 else:
                     out.append((r.key, actions.plan_process(snapshot, r.item.pid, explicit=False)))
             except NbtuiError as e:

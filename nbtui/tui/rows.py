@@ -61,7 +61,7 @@ class CellCache:
         sigs = self._sig
         for r in rows:
             key = r.key
-            sig = (r.kind, r.server, r.state, r.connections, r.spec, r.notebook, r.user, r.pid, r.cpu, r.mem,
+            sig = (r.kind, r.server, tr.text(r, "state"), r.connections, r.spec, r.notebook, r.user, r.pid, r.cpu, r.mem,
                    r.gpu, r.gpu_percent, r.reasons)
             cached = sigs.get(key)
             if cached is not None and cached[0] == sig:
