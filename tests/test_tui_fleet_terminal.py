@@ -61,7 +61,12 @@ def test_a_leftover_of_a_killed_server_is_a_row_kept_by_o_and_freed_by_k(tmp_pat
         term.keys("/")
         wait_for(lambda: "filter:" in term.screen(), 20, 0.1, "the filter box")
         term.keys("-l", str(child))
-        wait_for(lambda: "1/1 shown" in term.screen() or "/1 shown" in term.screen(), 20, 0.1, "the filter applied")
+        try:
+            wait_for(lambda: all(mine(x) for x in term.screen().splitlines() if " leftover " in x)
+                     and any(x.strip() == str(child) for x in term.screen().splitlines()[:4]), 20, 0.1,
+                     "the filter applied")
+        except TimeoutError:
+            raise AssertionError(term.screen())
         term.keys("Enter")
         row = wait_for(lambda: next((line for line in term.screen().splitlines() if mine(line)), None),
                        20, 0.1, "the filtered row")

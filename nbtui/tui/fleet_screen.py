@@ -65,6 +65,13 @@ class PlaceholderConsole(Screen):
         yield Footer()
 
 
+class EmptyNote(Static, can_focus=True):
+    """What the screen says instead of an empty table; focusable, so the footer keeps the
+    screen's keys while there are no rows."""
+
+    DEFAULT_CSS = "EmptyNote:focus { background: $surface; }"
+
+
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -214,7 +221,7 @@ class FleetScreen(Screen):
         yield Input(placeholder="filter: server, id, path, spec, state (escape clears)", id="filter")
         with Horizontal(id="body"):
             yield KernelTable(id="kernels")
-            yield Static("", id="empty", markup=False)
+            yield EmptyNote("", id="empty", markup=False)
             yield DetailPane(id="detail")
         yield Footer(compact=True, show_command_palette=False)  # its right-docked hint garbles at 80 columns
 
@@ -323,6 +330,14 @@ class FleetScreen(Screen):
             if self.has_class("empty") != (not kernels):
                 self.refresh_bindings()
             self.set_class(not kernels, "empty")
+            # A hidden table leaves the footer blank: the empty note holds focus meanwhile.
+            note = self.query_one("#empty", Static)
+            if not kernels and (self.table.has_focus or self.focused is None):
+                self.set_focus(note)
+                self.call_after_refresh(self.refresh_bindings)
+            elif kernels and (note.has_focus or self.focused is None):
+                self.set_focus(self.table)
+                self.call_after_refresh(self.refresh_bindings)
             if not kernels:
                 self.query_one("#empty", Static).update(self._empty_message())
         return written
