@@ -174,7 +174,8 @@ class SnapshotRunner:
         prev_servers = {s.name: s for s in prev.servers} if prev else {}
         prev_kernels = {k.key: k for k in prev.kernels} if prev else {}
         servers, kernels, waiting = [], [], []
-        for name in names or list(answered):
+        order = list(names) + [n for n in answered if n not in names]  # a hub's user servers join as read
+        for name in order:
             if name in answered:
                 info, ks = answered[name]
                 old = prev_servers.get(name)
