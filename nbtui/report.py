@@ -7,9 +7,8 @@ import shutil
 from typing import Any, Iterable, Optional
 
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
-from nbtui.states import never_used, state_text
+from nbtui.states import never_used
 from nbtui.text import visible
-from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
 
 
 def iso(t: Optional[dt.datetime]) -> Optional[str]:
@@ -126,42 +125,6 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
 
 
 # -- the human table ------------------------------------------------------------------------
-
-ORPHAN_MARK = "!"
-
-
-def kernel_row(k: Kernel, short_state: bool = False) -> dict[str, str]:
-    u = k.usage
-    return {
-        "server": k.server,
-        "kernel": k.kernel_id[:8],
-        "notebook": k.session.path if k.session else "(no session)",
-        "state": state_text(k, short_state),
-        "conn": "—" if k.connections is None else str(k.connections),
-        "idle": human_duration(k.idle_seconds),
-        "cpu": human_percent(u.cpu_percent if u else None),
-        "mem": human_bytes(u.memory_bytes if u else None),
-        "gpu": human_bytes(u.gpu_memory_bytes if u else None),
-        "gpu%": human_percent(u.gpu_percent if u else None),
-        "!": ORPHAN_MARK if k.orphan_reasons else "",
-    }
-
-
-# (key, title, width, right-aligned); the notebook column takes what is left.
-COLUMNS = [
-    ("server", "SERVER", 0, False),  # sized to the names
-    ("kernel", "KERNEL", 8, False),
-    ("notebook", "NOTEBOOK", 0, False),
-    ("state", "STATE", 8, False),
-    ("conn", "C", 1, True),
-    ("idle", "IDLE", 6, True),
-    ("cpu", "CPU", 4, True),
-    ("mem", "MEM", 6, True),
-    ("gpu", "GPU", 6, True),
-    ("gpu%", "GPU%", 4, True),
-    ("!", "!", 1, False),
-]
-
 
 def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None, *,
                   snapshot: Optional[Snapshot] = None, orphans_only: bool = False) -> list[str]:

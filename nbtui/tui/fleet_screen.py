@@ -37,7 +37,7 @@ from nbtui.tui.detail import DetailPane
 from nbtui.tui.history import History
 from nbtui.tui.table import KernelTable
 from nbtui.tui.textline import TextLines
-from nbtui.units import human_bytes, middle_truncate
+from nbtui.units import human_bytes
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
 MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind"}
