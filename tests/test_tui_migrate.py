@@ -34,7 +34,8 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
         screen = app.fleet_screen
         await until(pilot, lambda: screen.select(f"a:{kid}"), what="the kernel's row")
         await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MigrateScreen), what="the migrate dialog")
+        await until(pilot, lambda: isinstance(app.screen, MigrateScreen) and app.screen.query("#mig-notebook"),
+                    what="the migrate dialog")  # composed, not only pushed (a loaded machine)
         assert app.screen.query_one("#mig-notebook", Input).value == "work/m.ipynb"
         await pilot.click("#mig-plan-button")
         await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, what="the plan")
