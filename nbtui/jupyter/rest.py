@@ -78,8 +78,12 @@ class ServerClient:
         ca_bundle: Optional[str] = None,
         insecure_http: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        no_track_activity: bool = False,
     ):
         self.name = name
+        # A hub user's server counts every authenticated API request as activity and reports it
+        # to the hub: nbtui's reads ask it not to (``?no_track_activity=1``).
+        self.no_track_activity = no_track_activity
         self.url = url if url.endswith("/") else url + "/"
         self.timeout = timeout
         check_transport(name, self.url, bool(token), insecure_http)
@@ -114,9 +118,13 @@ class ServerClient:
     # -- the one place requests are made -------------------------------------------------
 
     async def request(self, method: str, path: str, *, json_body: Any = None, expect_json: bool = True,
-                      timeout: Optional[float] = None) -> Any:
-        path = path.lstrip("/")
-        extra = {"timeout": httpx.Timeout(timeout)} if timeout else {}
+                      timeout: Optional[float] = None, headers: Optional[dict] = None) -> Any:
+        path = shown = path.lstrip("/")
+        if self.no_track_activity and method == "GET":
+            path += ("&" if "?" in path else "?") + "no_track_activity=1"
+        extra: dict[str, Any] = {"timeout": httpx.Timeout(timeout)} if timeout else {}
+        if headers:
+            extra["headers"] = headers
         try:
             r = await self._http.request(method, path, json=json_body, **extra)
         except httpx.TimeoutException:
@@ -125,7 +133,7 @@ class ServerClient:
             raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
         except httpx.HTTPError as e:
             raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
-        return self._check(r, path, expect_json)
+        return self._check(r, shown, expect_json)
 
     def _check(self, r: httpx.Response, path: str, expect_json: bool) -> Any:
         if r.status_code in (401, 403):
@@ -178,6 +186,21 @@ class ServerClient:
         t0 = time.perf_counter()
         kernels = await self.kernels()
         return kernels, (time.perf_counter() - t0) * 1000
+
+    async def terminals(self) -> list[dict]:
+        """``GET /api/terminals``: ``[{"name", "last_activity"}]``; NOT_FOUND / NOT_JUPYTER
+        when the server has terminals off (no terminado)."""
+        data = await self.request("GET", "api/terminals")
+        if not isinstance(data, list):
+            raise ServerError(self.name, NOT_JUPYTER, "answered /api/terminals with something other than a list")
+        return [t for t in data if isinstance(t, dict) and isinstance(t.get("name"), str) and t["name"]]
+
+    async def terminal(self, name: str) -> dict:
+        return await self.request("GET", f"api/terminals/{quote(name, safe='')}")
+
+    async def delete_terminal(self, name: str, timeout: Optional[float] = None) -> None:
+        """End a terminal through its server (terminado sends its shell SIGHUP, then more)."""
+        await self.request("DELETE", f"api/terminals/{quote(name, safe='')}", expect_json=False, timeout=timeout)
 
     async def kernel(self, kernel_id: str) -> dict:
         return await self.request("GET", f"api/kernels/{quote(kernel_id)}")
