@@ -226,6 +226,9 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     out = [line]
     for s in snap.failed_servers:
         out.append(f"not read: {s.error or s.name + ': ' + s.status}")
+    held = [k.usage for k in kernels if k.usage and k.usage.gpu_memory_bytes]
+    if held and all(k.gpu_idle_seconds is None for k in kernels if k.usage and k.usage.gpu_memory_bytes):
+        out.append("gpu-idle: unknown from one read (it needs history: the TUI and `nbtui exporter` keep it)")
     for f in snap.untrusted_files:
         out.append(f"not trusted, not contacted: {visible(f)}")
     if not snap.servers:
