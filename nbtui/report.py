@@ -193,11 +193,13 @@ def orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool =
 
 
 def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool) -> list[str]:
-    from nbtui.orphans import explain_kernel, explain_process
+    from nbtui.orphans import explain_kernel, explain_process, explain_terminal
 
     out = []
     if with_kernels:
         out += [f"! {explain_kernel(k)}" for k in kernels if k.orphan_reasons]
+        out += [f"! {explain_terminal(t)}; free it with `nbtui kill terminal:{visible(t.server)}/{visible(t.name)}`"
+                for t in snap.terminals if t.orphan_reasons]
     left = [p for p in snap.processes if p.orphan_reasons]
     if left:
         out.append(f"leftover processes ({len(left)}); free one with `nbtui kill pid:N`:")
