@@ -184,7 +184,9 @@ def test_kill_terminal_ends_the_terminal_and_its_surviving_job(term_server):
 
 async def test_ledger_accounts_for_every_holder_with_real_processes(term_server):
     """Recorded NVML figures on real PIDs: a kernel, a terminal's job, a Jupyter leftover,
-    a program that is not Jupyter, a PID of another namespace; the parts sum to used."""
+    a program that is not Jupyter, a PID of another namespace; the parts sum to used. The
+    server has several terminals by now, new to this host view: their shells are named by
+    the extension, confirmed here, and the job counts as its terminal's."""
     import subprocess
     import sys
 
