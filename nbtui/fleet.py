@@ -136,6 +136,11 @@ class _Server:
     # notebook-missing checks of this server still running from an earlier read
     nb_task: Optional[asyncio.Future] = None
     nb_limit: Optional[asyncio.Semaphore] = None
+    # A user's server of a hub (nbtui.jupyter.hub): the hub's name, its facts for ServerInfo,
+    # and the last read through the hub's proxy (monotonic time, info, kernels).
+    hub: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+    proxy_read: Optional[tuple] = None
 
 
 def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -> list[ServerConfig]:
@@ -169,7 +174,10 @@ class Fleet:
         self.untrusted_files: tuple[str, ...] = ()  # other users' runtime files discovery did not trust
         self.host = host
         self.clock = clock
-        self._servers = {s.name: _Server(s) for s in servers}
+        from nbtui.jupyter import hub as hub_mod
+
+        self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
+        self._servers = {s.name: _Server(s) for s in servers if not s.hub}
         self.notebooks = orphans.NotebookCache()  # notebook-missing, at most once a minute per path
         self.gpu_idle = orphans.GpuIdleTracker(self.settings.orphan_gpu_idle)  # gpu-idle needs history
 
@@ -186,14 +194,35 @@ class Fleet:
 
     @property
     def names(self) -> list[str]:
-        return list(self._servers)
+        """Configured and discovered servers and hubs (not the hubs' users' servers)."""
+        return [n for n, e in self._servers.items() if e.hub is None] + list(self._hubs)
 
     def config_of(self, name: str) -> ServerConfig:
-        return self._servers[name].config
+        if name in self._hubs:
+            return self._hubs[name].config
+        return self._entry(name).config
+
+    def hub_of(self, name: str):
+        """The HubSource of hub ``name`` (KeyError if it is none)."""
+        return self._hubs[name]
+
+    def _entry(self, name: str) -> _Server:
+        """A server's entry; a hub user's server the hub listed (here or in another fleet of
+        this process) is taken on at first use."""
+        entry = self._servers.get(name)
+        if entry is None:
+            hub, _, _rest = name.partition("/")
+            from nbtui.jupyter.hub import LAST_LISTED
+
+            child = LAST_LISTED.get(hub, {}).get(name) if hub in self._hubs else None
+            if child is None:
+                raise KeyError(name)
+            entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
+        return entry
 
     def client(self, name: str) -> ServerClient:
         """The server's client, created on first use (raises ServerError if it cannot be)."""
-        entry = self._servers[name]
+        entry = self._entry(name)
         if entry.client is None:
             c = entry.config
             try:
@@ -204,6 +233,8 @@ class Fleet:
                 c.name, c.url, token,
                 timeout=c.timeout or self.settings.timeout,
                 ca_bundle=c.ca_bundle, insecure_http=c.insecure_http,
+                transport=self._hubs[entry.hub].transport() if entry.hub else None,
+                no_track_activity=entry.hub is not None,
             )
         return entry.client
 
@@ -214,6 +245,7 @@ class Fleet:
         await asyncio.gather(*(s.client.aclose() for s in self._servers.values() if s.client), return_exceptions=True)
         for s in self._servers.values():
             s.client = None
+        await asyncio.gather(*(h.aclose() for h in self._hubs.values()), return_exceptions=True)
 
     async def __aenter__(self) -> "Fleet":
         return self
@@ -228,10 +260,17 @@ class Fleet:
         local = c.pid is not None or is_loopback(c.url)
         return model.ServerInfo(
             name=c.name, url=c.url, source=c.source, version=entry.version,
-            pid=c.pid, root_dir=c.root_dir, local=local, **kw,
+            pid=c.pid, root_dir=c.root_dir, local=local, **{**entry.extra, **kw},
         )
 
     async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
+        if entry.hub is not None:  # a hub user's server: bounded per hub, pending, proxy interval
+            from nbtui.jupyter import hub as hub_mod
+
+            return await hub_mod.read_user_server(self, entry, now)
+        return await self._read_server(entry, now)
+
+    async def _read_server(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
         name = entry.config.name
         timeout = entry.config.timeout or self.settings.timeout
         entry.ext_result = None
@@ -337,6 +376,11 @@ class Fleet:
         # server reads run during the interval it asks for.
         prime = getattr(self.host, "prime", None)
         wait = prime() if prime else 0.0
+        hub_rows = []
+        if self._hubs:
+            from nbtui.jupyter import hub as hub_mod
+
+            hub_rows = await hub_mod.expand(self)
         results, _ = await asyncio.gather(
             asyncio.gather(*(self._read_one(e, now) for e in self._servers.values())),
             asyncio.sleep(wait or 0.0),
@@ -376,7 +420,7 @@ class Fleet:
         kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, sample.processes)
         return model.Snapshot(
             generated_at=now,
-            servers=tuple(servers),
+            servers=tuple(hub_rows + servers),
             kernels=tuple(kernels),
             terminals=tuple(terminals),
             processes=tuple(processes),

@@ -48,6 +48,10 @@ class ServerInfo:
     pending: Optional[str] = None
     started: Optional[_dt.datetime] = None
     hub_last_activity: Optional[_dt.datetime] = None
+    # How a hub user's server is read: "direct" (its internal target: moves no timestamp) or
+    # "proxy" (through the hub's proxy, which marks it active), and why when not direct.
+    route: Optional[str] = None
+    route_note: Optional[str] = None
 
     @property
     def ok(self) -> bool:

@@ -142,7 +142,7 @@ def stale_kernel_files(
 REASON_TEXT = {
     NO_SESSION: "no session (no notebook or console) refers to it",
     DISCONNECTED_IDLE: "no client connected and idle for {idle}",
-    NOTEBOOK_MISSING: "its notebook {path} no longer exists on the server",
+    NOTEBOOK_MISSING: "no notebook file at {path} on the server",  # it may never have existed
     SERVER_GONE: "its Jupyter server{server} is gone",
     KERNEL_GONE: "its kernel{kernel} is gone",
 }

@@ -7,6 +7,7 @@ import shutil
 from typing import Any, Iterable, Optional
 
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
+from nbtui.states import never_used, state_text
 from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
 
@@ -28,6 +29,7 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
         "pid": s.pid, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
         "hub": s.hub, "user": s.user, "server_name": s.server_name, "pending": s.pending,
         "started": iso(s.started), "hub_last_activity": iso(s.hub_last_activity),
+        "route": s.route, "route_note": s.route_note,
     }
 
 
@@ -38,6 +40,7 @@ def kernel_json(k: Kernel) -> dict[str, Any]:
         "kernel_id": k.kernel_id,
         "kernel_name": k.kernel_name,
         "state": k.state,
+        "never_used": never_used(k),
         "connections": k.connections,
         "last_activity": iso(k.last_activity),
         "idle_seconds": None if k.idle_seconds is None else round(k.idle_seconds, 1),
@@ -127,13 +130,13 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
 ORPHAN_MARK = "!"
 
 
-def kernel_row(k: Kernel) -> dict[str, str]:
+def kernel_row(k: Kernel, short_state: bool = False) -> dict[str, str]:
     u = k.usage
     return {
         "server": k.server,
         "kernel": k.kernel_id[:8],
         "notebook": k.session.path if k.session else "(no session)",
-        "state": k.state,
+        "state": state_text(k, short_state),
         "conn": "—" if k.connections is None else str(k.connections),
         "idle": human_duration(k.idle_seconds),
         "cpu": human_percent(u.cpu_percent if u else None),
@@ -165,6 +168,8 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> lis
     width = width or shutil.get_terminal_size((80, 24)).columns
     server_w = min(14, max([6] + [len(k.server) for k in kernels]))
     widths = {key: (server_w if key == "server" else w) for key, _, w, _ in COLUMNS}
+    short = width < 100  # at 80 columns the notebook's file name keeps the room
+    widths["state"] = max([widths["state"]] + [len(state_text(k, short)) for k in kernels])
     fixed = sum(widths.values()) + len(COLUMNS) - 1
     nb = max(12, width - fixed)
 
@@ -177,7 +182,7 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> lis
         return " ".join(cells).rstrip()
 
     lines = [fmt({key: title for key, title, _, _ in COLUMNS})]
-    lines += [fmt(kernel_row(k)) for k in kernels]
+    lines += [fmt(kernel_row(k, short)) for k in kernels]
     return lines
 
 

@@ -1,5 +1,5 @@
-"""TARGET on the command line: `SERVER:KERNEL`, `KERNEL` (a unique id prefix), `pid:N` or
-`terminal:SERVER/NAME`."""
+"""TARGET on the command line: `SERVER:KERNEL`, `KERNEL` (a unique id prefix), `pid:N`,
+`terminal:SERVER/NAME` or `server:HUB/USER[/SERVER]` (a hub user's whole server)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Union
 
 from nbtui.errors import EXIT_PARTIAL, NbtuiError, NotFound, UsageError
-from nbtui.model import Kernel, Snapshot, Terminal
+from nbtui.model import Kernel, ServerInfo, Snapshot, Terminal
+from nbtui.text import visible
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,44 @@ class TerminalTarget:
         return f"terminal:{self.terminal.server}/{self.terminal.name}"
 
 
-Target = Union[KernelTarget, PidTarget, TerminalTarget]
+@dataclass(frozen=True)
+class ServerTarget:
+    """A hub user's single-user server, stopped through its hub."""
+
+    server: ServerInfo
+
+    @property
+    def kernel(self) -> Kernel:
+        raise UsageError(f"{self} is a whole server: this command needs a kernel (SERVER:KERNEL or KERNEL)")
+
+    def __str__(self) -> str:
+        return f"server:{self.server.name}"
+
+
+Target = Union[KernelTarget, PidTarget, TerminalTarget, ServerTarget]
+
+
+def resolve_server(snapshot: Snapshot, text: str) -> ServerTarget:
+    """``server:HUB/USER[/SERVER]``: a user's server that a hub lists."""
+    name = text[len("server:"):].strip().rstrip("/")
+    if not name:
+        raise UsageError(f"bad target {text!r}: expected server:HUB/USER or server:HUB/USER/SERVER")
+    users = [s for s in snapshot.servers if s.source == "hub" and s.user is not None]
+    match = next((s for s in users if s.name == name), None)
+    if match is not None:
+        return ServerTarget(match)
+    known = next((s for s in snapshot.servers if s.name == name), None)
+    if known is not None and known.source == "hub":
+        raise UsageError(f"bad target {text!r}: {name} is a hub; name one of its users' servers, "
+                         f"server:{name}/USER[/SERVER]")
+    if known is not None:
+        raise UsageError(f"bad target {text!r}: server:NAME stops a hub user's server; {name} is no hub's")
+    hub = name.partition("/")[0]
+    row = next((s for s in snapshot.servers if s.name == hub and s.source == "hub"), None)
+    if row is not None and not row.ok:
+        raise NbtuiError(f"cannot resolve {text!r}: {row.error or row.status}", EXIT_PARTIAL)
+    listed = ", ".join(visible(s.name) for s in users[:8]) + (" …" if len(users) > 8 else "")
+    raise NotFound(f"no hub user's server {visible(name)!r} (listed: {listed or 'none'})")
 
 
 def parse_pid(text: str) -> int | None:
@@ -83,6 +121,8 @@ def resolve(snapshot: Snapshot, text: str) -> Target:
         return PidTarget(pid)
     if text.startswith("terminal:"):
         return resolve_terminal(snapshot, text)
+    if text.startswith("server:"):
+        return resolve_server(snapshot, text)
     server, _, prefix = text.rpartition(":")
     kernels = list(snapshot.kernels)
     if server:

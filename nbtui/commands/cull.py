@@ -10,9 +10,10 @@ from typing import Optional
 
 from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
-from nbtui.commands.kill import GRACE, confirm, exit_code, report
+from nbtui.commands.kill import GRACE, confirm, execute_all, exit_code, report
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
+from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, middle_truncate, parse_duration
 
 
@@ -23,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what holds GPU memory at 0%% SM for DURATION; cull watches the GPUs that long first "
                         "(gpu-idle needs history)")
     p.add_argument("--orphans", action="store_true", help="every kernel and process with an orphan reason")
+    p.add_argument("--servers", action="store_true",
+                   help="stop hub users' servers whose hub last_activity is older than --idle (as "
+                        "jupyterhub-idle-culler does), instead of culling kernels")
     p.add_argument("--server", action="append", default=[], metavar="NAME", help="only this server (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="act without asking (needed without a terminal)")
@@ -81,6 +85,13 @@ def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[s
     width = width or shutil.get_terminal_size((80, 24)).columns
     rows = []
     for s in steps:
+        if s.kind == actions.SERVER:
+            target, what = s.target, f"{len(s.kernels)} kernel{'s' if len(s.kernels) != 1 else ''}"
+            if s.refusal:
+                what = f"REFUSED: {s.refusal}"
+            rows.append((visible(target), what, s.explanation.replace("no activity on the hub for ", "idle ")
+                         or "—", human_bytes(s.memory_bytes), human_bytes(s.gpu_memory_bytes), visible(s.owner or "—")))
+            continue
         if s.kind == actions.KERNEL:
             target, what = f"{s.kernel.server}:{s.kernel.kernel_id[:8]}", s.notebook or "(no session)"
         elif s.kind == actions.TERMINAL:
@@ -122,7 +133,10 @@ async def _cull(args) -> int:
             unread = [s for s in snap.servers if not s.ok]
             for s in unread:
                 print(f"nbtui: not read: {s.error or s.name}", file=sys.stderr)
-            steps = actions.plan_cull(snap, policy) if policy.selects_anything else []
+            if args.servers:
+                steps = actions.plan_cull_servers(snap, policy.idle, policy.servers)
+            else:
+                steps = actions.plan_cull(snap, policy) if policy.selects_anything else []
             code_read = EXIT_PARTIAL if unread else EXIT_OK
             if not steps:
                 if args.json:
@@ -142,13 +156,20 @@ async def _cull(args) -> int:
                     print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": []})
                 print("nothing culled", file=sys.stderr)
                 return 1
-            outcomes = await actions.execute(fleet, steps, grace=args.grace, action="cull")
+            outcomes = await execute_all(fleet, steps, grace=args.grace, action="cull")
     report(args, steps, outcomes)
     code = exit_code(outcomes)
     return EXIT_PARTIAL if unread and code == EXIT_OK else code
 
 
+def _check_servers_flags(args) -> None:
+    if args.servers and (args.idle is None or args.orphans or args.gpu_only):
+        raise UsageError("cull --servers needs --idle DURATION (the hub's last_activity) and takes no "
+                         "--orphans or --gpu-only")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_servers_flags(args)
     if getattr(args, "readonly", False) and not args.dry_run:
         raise UsageError("--readonly: cull is off (--dry-run still shows the plan)")
     return asyncio.run(_cull(args))
