@@ -87,6 +87,25 @@ def _known_sum(values: Iterable[Optional[float]]) -> Optional[float]:
     return float(sum(known))
 
 
+class _Sum:
+    """A sum of the known values; None when there were values and none was known."""
+
+    __slots__ = ("n", "known", "total")
+
+    def __init__(self):
+        self.n = self.known = 0
+        self.total = 0.0
+
+    def add(self, v) -> None:
+        self.n += 1
+        if v is not None:
+            self.known += 1
+            self.total += v
+
+    def value(self) -> Optional[float]:
+        return None if self.n and not self.known else float(self.total)
+
+
 class TimedFleet(Fleet):
     """A fleet that also records how long each server's read took (for the histogram)."""
 
@@ -209,25 +228,34 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
                              labels=["server"])
     kgpu = GaugeMetricFamily("nbtui_kernels_gpu_memory_bytes", "GPU memory held by all kernels of the server (known ones).",
                              labels=["server"])
-    for s in ok:
-        ks = by_server.get(s.name, [])
+    for s in ok:  # one pass over each server's kernels
         name = label(s.name)
         counts = dict.fromkeys(model.KERNEL_STATES, 0)
         types: dict[str, int] = {}
-        for k in ks:
+        n_idle = 0
+        sums = [_Sum(), _Sum(), _Sum(), _Sum()]  # idle memory, idle GPU, all memory, all GPU
+        for k in by_server.get(s.name, ()):
             counts[k.state] = counts.get(k.state, 0) + 1
             if k.session is not None:
-                t = label(k.session.type)
-                types[t] = types.get(t, 0) + 1
+                types[k.session.type] = types.get(k.session.type, 0) + 1
+            u = k.usage
+            mem, gmem = (u.memory_bytes, u.gpu_memory_bytes) if u is not None else (None, None)
+            sums[2].add(mem)
+            sums[3].add(gmem)
+            if is_idle(k, threshold):
+                n_idle += 1
+                sums[0].add(mem)
+                sums[1].add(gmem)
         for st, n in counts.items():
             kernels.add_metric([name, label(st)], float(n))
-        for t, n in sorted(types.items()):
+        by_type: dict[str, int] = {}
+        for t, n in types.items():  # two raw types may read the same once sanitised
+            by_type[label(t)] = by_type.get(label(t), 0) + n
+        for t, n in sorted(by_type.items()):
             sessions.add_metric([name, t], float(n))
-        idle_ks = [k for k in ks if is_idle(k, threshold)]
-        idle.add_metric([name], float(len(idle_ks)))
-        for fam, ks_, attr in ((idle_mem, idle_ks, "memory_bytes"), (idle_gpu, idle_ks, "gpu_memory_bytes"),
-                               (kmem, ks, "memory_bytes"), (kgpu, ks, "gpu_memory_bytes")):
-            v = _known_sum(getattr(k.usage, attr) if k.usage else None for k in ks_)
+        idle.add_metric([name], float(n_idle))
+        for fam, total in zip((idle_mem, idle_gpu, kmem, kgpu), sums):
+            v = total.value()
             if v is not None:
                 fam.add_metric([name], v)
     yield from (kernels, sessions, idle, idle_mem, idle_gpu, kmem, kgpu)
@@ -404,14 +432,16 @@ class KernelLines:
 
     def __init__(self):
         # (server, kernel id) -> (its descriptive labels, its info line, its key labels)
-        self._kept: dict[tuple[str, str], tuple[tuple, str, str]] = {}
+        self._kept: dict[tuple[str, str], tuple] = {}
 
     @staticmethod
-    def _labels(k: model.Kernel, about: tuple) -> tuple[str, str]:
+    def _labels(k: model.Kernel, about: tuple) -> tuple:
         kid, srv = _esc(label(k.kernel_id)), _esc(label(k.server))
         info = (f'nbtui_kernel_info{{kernel_id="{kid}",kernel_name="{_esc(label(about[2]))}",'
                 f'notebook="{_esc(label(about[0]))}",server="{srv}",user="{_esc(label(about[1]))}"}} 1.0\n')
-        return info, f'kernel_id="{kid}",server="{srv}"'
+        ids = f'kernel_id="{kid}",server="{srv}"'
+        return (info, ids, f"nbtui_kernel_memory_bytes{{{ids}}} ", f"nbtui_kernel_cpu_ratio{{{ids}}} ",
+                f"nbtui_kernel_idle_seconds{{{ids}}} ")
 
     def render(self, kernels: Iterable[model.Kernel]) -> str:
         kept, now = self._kept, {}
@@ -425,19 +455,19 @@ class KernelLines:
             if entry is None or entry[0] != about:
                 entry = (about, *self._labels(k, about))
             now[key] = entry
-            _, line, ids = entry
+            _, line, ids, p_mem, p_cpu, p_idle = entry
             info.append(line)
             u = k.usage
             if u is not None:
                 if u.memory_bytes is not None:
-                    mem.append(f"nbtui_kernel_memory_bytes{{{ids}}} {go(float(u.memory_bytes))}\n")
+                    mem.append(f"{p_mem}{go(float(u.memory_bytes))}\n")
                 if u.cpu_percent is not None:
-                    cpu.append(f"nbtui_kernel_cpu_ratio{{{ids}}} {go(u.cpu_percent / 100)}\n")
+                    cpu.append(f"{p_cpu}{go(u.cpu_percent / 100)}\n")
                 for g in u.gpus:
                     if g.memory_bytes is not None:
                         gpu.append(f'nbtui_kernel_gpu_memory_bytes{{gpu="{g.index}",{ids}}} {go(float(g.memory_bytes))}\n')
             if k.idle_seconds is not None:
-                idle.append(f"nbtui_kernel_idle_seconds{{{ids}}} {go(float(k.idle_seconds))}\n")
+                idle.append(f"{p_idle}{go(float(k.idle_seconds))}\n")
         self._kept = now  # only kernels that still exist stay
         out = []
         for (name, doc), lines in zip(KERNEL_FAMILIES, (info, mem, cpu, gpu, idle)):
