@@ -73,11 +73,6 @@ def _go(d: float) -> str:
     return s
 
 
-def is_idle(kernel: model.Kernel, threshold: float) -> bool:
-    """Idle past the threshold, by the one rule `ls`, the TUI and the host view use."""
-    return orphans.is_idle(kernel, threshold)
-
-
 def _known_sum(values: Iterable[Optional[float]]) -> Optional[float]:
     """Sum of the known values; 0 for no values; None when there are values and none is known."""
     values = list(values)
@@ -85,25 +80,6 @@ def _known_sum(values: Iterable[Optional[float]]) -> Optional[float]:
     if values and not known:
         return None
     return float(sum(known))
-
-
-class _Sum:
-    """A sum of the known values; None when there were values and none was known."""
-
-    __slots__ = ("n", "known", "total")
-
-    def __init__(self):
-        self.n = self.known = 0
-        self.total = 0.0
-
-    def add(self, v) -> None:
-        self.n += 1
-        if v is not None:
-            self.known += 1
-            self.total += v
-
-    def value(self) -> Optional[float]:
-        return None if self.n and not self.known else float(self.total)
 
 
 class TimedFleet(Fleet):
@@ -233,19 +209,24 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
         counts = dict.fromkeys(model.KERNEL_STATES, 0)
         types: dict[str, int] = {}
         n_idle = 0
-        sums = [_Sum(), _Sum(), _Sum(), _Sum()]  # idle memory, idle GPU, all memory, all GPU
+        # idle memory, idle GPU, all memory, all GPU: [sum of known, how many known, how many]
+        sums = [[0.0, 0, 0], [0.0, 0, 0], [0.0, 0, 0], [0.0, 0, 0]]
+        idle_now = orphans.is_idle  # the idle rule `ls`, the TUI and cull share
         for k in by_server.get(s.name, ()):
             counts[k.state] = counts.get(k.state, 0) + 1
             if k.session is not None:
                 types[k.session.type] = types.get(k.session.type, 0) + 1
             u = k.usage
             mem, gmem = (u.memory_bytes, u.gpu_memory_bytes) if u is not None else (None, None)
-            sums[2].add(mem)
-            sums[3].add(gmem)
-            if is_idle(k, threshold):
+            idle_k = idle_now(k, threshold)
+            if idle_k:
                 n_idle += 1
-                sums[0].add(mem)
-                sums[1].add(gmem)
+            for i, v in ((0, mem), (1, gmem), (2, mem), (3, gmem)) if idle_k else ((2, mem), (3, gmem)):
+                acc = sums[i]
+                acc[2] += 1
+                if v is not None:
+                    acc[0] += v
+                    acc[1] += 1
         for st, n in counts.items():
             kernels.add_metric([name, label(st)], float(n))
         by_type: dict[str, int] = {}
@@ -254,10 +235,9 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
         for t, n in sorted(by_type.items()):
             sessions.add_metric([name, t], float(n))
         idle.add_metric([name], float(n_idle))
-        for fam, total in zip((idle_mem, idle_gpu, kmem, kgpu), sums):
-            v = total.value()
-            if v is not None:
-                fam.add_metric([name], v)
+        for fam, (total, known, n) in zip((idle_mem, idle_gpu, kmem, kgpu), sums):
+            if known or not n:  # unknown when there were kernels and none was measured
+                fam.add_metric([name], float(total))
     yield from (kernels, sessions, idle, idle_mem, idle_gpu, kmem, kgpu)
 
     thr = GaugeMetricFamily("nbtui_idle_threshold_seconds", "Idle time past which a kernel counts as idle.")
