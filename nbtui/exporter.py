@@ -211,7 +211,7 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
         n_idle = 0
         # idle memory, idle GPU, all memory, all GPU: [sum of known, how many known, how many]
         sums = [[0.0, 0, 0], [0.0, 0, 0], [0.0, 0, 0], [0.0, 0, 0]]
-        idle_now = orphans.is_idle  # the idle rule `ls`, the TUI and cull share
+        idle_now = orphans.is_idle  # the one idle rule (past the threshold, not busy)
         for k in by_server.get(s.name, ()):
             counts[k.state] = counts.get(k.state, 0) + 1
             if k.session is not None:
