@@ -6,7 +6,8 @@ Run from the repository root: `python bench/exporter.py`.
 process):
 
 1. The real `nbtui exporter --per-kernel` as a subprocess: the wall time of a scrape
-   (as Prometheus asks: gzip; and plain), after its first refresh, and its RSS.
+   (as Prometheus asks: gzip; and plain), from the request to the last byte received
+   (the client's own decompression not counted), after its first refresh, and its RSS.
 2. The background refresh against the TUI's refresh, on the same servers in the same
    process: CPU time (all threads) of one steady-state refresh, the exporter's
    (`Exporter.refresh_once`: every server read, restarts counted, the exposition rendered
@@ -74,11 +75,11 @@ def scrape_part(ports: list[int], base: Path) -> dict:
         sizes = {}
         for i in range(SCRAPES):
             for enc in walls:
-                t = time.perf_counter()
-                r = client.get(url, headers={"Accept-Encoding": enc})
-                _ = r.content
+                t = time.perf_counter()  # request to the last byte, as sent (not decompressed here)
+                with client.stream("GET", url, headers={"Accept-Encoding": enc}) as r:
+                    got = sum(len(chunk) for chunk in r.iter_raw())
                 walls[enc].append(time.perf_counter() - t)
-                sizes[enc] = int(r.headers["content-length"])
+                sizes[enc] = got
             time.sleep(0.02)
         rss = psutil.Process(proc.pid).memory_info().rss / 2**20
         return {"first_s": first_s, "series": n_info, "rss_mb": rss, "sizes": sizes,
