@@ -211,7 +211,8 @@ async def test_ledger_accounts_for_every_holder_with_real_processes(term_server)
         async with Fleet([local_cfg(term_server)], host=host) as fleet:
             snap = await _snapshot_until(
                 fleet, lambda s: any(t.name == name and t.pid for t in s.terminals)
-                and any(p.pid == left.pid for p in s.processes), "every holder")
+                and any(p.pid == left.pid for p in s.processes)
+                and any(k.kernel_id == kid and k.usage and k.usage.pid == kpid for k in s.kernels), "every holder")
         led = snap.gpus[0].ledger
         assert (led.kernels, led.terminals, led.leftovers, led.other, led.unattributed) == (
             3000 * MB, 2000 * MB, 1000 * MB, 500 * MB, 100 * MB)
