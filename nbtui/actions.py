@@ -445,8 +445,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     async def one_terminal(i: int, step: Step) -> None:
         async with gate:
             outcome, left = await _kill_terminal(fleet, step)
-        steps[i] = outcome.step  # re-checked: its shell may have been dropped
-        outcomes[i] = outcome
+        outcomes[i] = outcome  # its step is the re-checked one: its shell may have been dropped
         leftovers[i] = left
 
     kernel_jobs = [one_kernel(i, s) for i, s in enumerate(steps) if s.kind == KERNEL and not s.refusal]
@@ -477,6 +476,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
         outcomes[i] = Outcome(steps[i], result, tree)
     for i, s in enumerate(steps):
         if s.kind in (KERNEL, TERMINAL) and i in outcomes and outcomes[i].result in ("ok", "gone"):
+            s = outcomes[i].step
             tree = ([s.process] if s.process else []) + list(s.children)
             went = signals.WENT_WITH_KERNEL if s.kind == KERNEL else WENT_WITH_TERMINAL
             outcomes[i].fates = [
