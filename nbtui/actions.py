@@ -370,6 +370,22 @@ def plan_kill(snapshot: Snapshot, targets) -> list[Step]:
     return steps
 
 
+def plan_rows(snapshot: Snapshot, rows) -> list[Step]:
+    """Steps for rows of the fleet table (what `k` acts on): a Kernel, a Terminal or a
+    leftover Process of ``snapshot``, each planned as its TARGET would be."""
+    from nbtui.targets import KernelTarget
+
+    targets = []
+    for r in rows:
+        if isinstance(r, Terminal):
+            targets.append(TerminalTarget(r))
+        elif isinstance(r, Process):
+            targets.append(PidTarget(r.pid))
+        else:
+            targets.append(KernelTarget(r))
+    return plan_kill(snapshot, targets)
+
+
 async def _live_kernels(fleet: Fleet, server: str) -> set[str] | ServerError:
     """The re-check right before acting: one listing per server, shared by its kernels."""
     try:

@@ -194,6 +194,21 @@ def settings_path(explicit: str | os.PathLike | None = None) -> Path:
     return config_dir(explicit) / "config.toml"
 
 
+def _named_file_exists(explicit: str | os.PathLike | None) -> None:
+    """A config file named by ``--config``/``NBTUI_CONFIG`` that is not there is a usage
+    error (a typo must not run on defaults); a folder without config.toml is a fresh one."""
+    named = explicit or os.environ.get("NBTUI_CONFIG")
+    if not named:
+        return
+    p = Path(named).expanduser()
+    if p.suffix == ".toml" and not p.is_file():
+        how = "--config" if explicit else "NBTUI_CONFIG"
+        if p.is_dir():
+            raise ConfigError(f"config file {p} ({how}) is a folder, not a file")
+        hint = "; create it, or name its folder to run on defaults" if p.parent.is_dir() else ""
+        raise ConfigError(f"config file {p} ({how}) does not exist{hint}")
+
+
 def load_settings(path: Path) -> Settings:
     data, text = _load_toml(path)
     c = _Checker(path, text)
@@ -288,6 +303,7 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
 
 
 def load(explicit: str | os.PathLike | None = None) -> Config:
+    _named_file_exists(explicit)
     folder = config_dir(explicit)
     return Config(folder=folder, settings=load_settings(settings_path(explicit)), servers=load_servers(folder))
 

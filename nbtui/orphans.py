@@ -142,7 +142,7 @@ def stale_kernel_files(
 REASON_TEXT = {
     NO_SESSION: "no session (no notebook or console) refers to it",
     DISCONNECTED_IDLE: "no client connected and idle for {idle}",
-    NOTEBOOK_MISSING: "its notebook {path} no longer exists on the server",
+    NOTEBOOK_MISSING: "no notebook file at {path} on the server",  # it may never have existed
     SERVER_GONE: "its Jupyter server{server} is gone",
     KERNEL_GONE: "its kernel{kernel} is gone",
 }
@@ -278,7 +278,9 @@ def explain_terminal(t) -> str:
     for r in t.orphan_reasons:
         secs = t.gpu_idle_seconds if r == GPU_IDLE else t.idle_seconds
         parts.append(REASON_TEXT.get(r, r).format(idle=human_duration(secs)) if r in REASON_TEXT else r)
-    text = f"terminal {t.server}/{t.name}" + (f" (shell pid {t.pid})" if t.pid else "")
+    from nbtui.text import visible
+
+    text = f"terminal {visible(t.server)}/{visible(t.name)}" + (f" (shell pid {t.pid})" if t.pid else "")
     if parts:
         text += ": " + "; ".join(parts)
     u = t.usage

@@ -7,6 +7,7 @@ import shutil
 from typing import Any, Iterable, Optional
 
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
+from nbtui.states import never_used, state_text
 from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
 
@@ -39,6 +40,7 @@ def kernel_json(k: Kernel) -> dict[str, Any]:
         "kernel_id": k.kernel_id,
         "kernel_name": k.kernel_name,
         "state": k.state,
+        "never_used": never_used(k),
         "connections": k.connections,
         "last_activity": iso(k.last_activity),
         "idle_seconds": None if k.idle_seconds is None else round(k.idle_seconds, 1),
@@ -128,13 +130,13 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
 ORPHAN_MARK = "!"
 
 
-def kernel_row(k: Kernel) -> dict[str, str]:
+def kernel_row(k: Kernel, short_state: bool = False) -> dict[str, str]:
     u = k.usage
     return {
         "server": k.server,
         "kernel": k.kernel_id[:8],
         "notebook": k.session.path if k.session else "(no session)",
-        "state": k.state,
+        "state": state_text(k, short_state),
         "conn": "—" if k.connections is None else str(k.connections),
         "idle": human_duration(k.idle_seconds),
         "cpu": human_percent(u.cpu_percent if u else None),
@@ -166,6 +168,8 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> lis
     width = width or shutil.get_terminal_size((80, 24)).columns
     server_w = min(14, max([6] + [len(k.server) for k in kernels]))
     widths = {key: (server_w if key == "server" else w) for key, _, w, _ in COLUMNS}
+    short = width < 100  # at 80 columns the notebook's file name keeps the room
+    widths["state"] = max([widths["state"]] + [len(state_text(k, short)) for k in kernels])
     fixed = sum(widths.values()) + len(COLUMNS) - 1
     nb = max(12, width - fixed)
 
@@ -178,7 +182,7 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> lis
         return " ".join(cells).rstrip()
 
     lines = [fmt({key: title for key, title, _, _ in COLUMNS})]
-    lines += [fmt(kernel_row(k)) for k in kernels]
+    lines += [fmt(kernel_row(k, short)) for k in kernels]
     return lines
 
 
@@ -194,11 +198,13 @@ def orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool =
 
 
 def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool) -> list[str]:
-    from nbtui.orphans import explain_kernel, explain_process
+    from nbtui.orphans import explain_kernel, explain_process, explain_terminal
 
     out = []
     if with_kernels:
         out += [f"! {explain_kernel(k)}" for k in kernels if k.orphan_reasons]
+        out += [f"! {explain_terminal(t)}; free it with `nbtui kill terminal:{visible(t.server)}/{visible(t.name)}`"
+                for t in snap.terminals if t.orphan_reasons]
     left = [p for p in snap.processes if p.orphan_reasons]
     if left:
         out.append(f"leftover processes ({len(left)}); free one with `nbtui kill pid:N`:")
@@ -227,6 +233,9 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     out = [line]
     for s in snap.failed_servers:
         out.append(f"not read: {s.error or s.name + ': ' + s.status}")
+    held = [k.usage for k in kernels if k.usage and k.usage.gpu_memory_bytes]
+    if held and all(k.gpu_idle_seconds is None for k in kernels if k.usage and k.usage.gpu_memory_bytes):
+        out.append("gpu-idle: unknown from one read (it needs history: the TUI and `nbtui exporter` keep it)")
     for f in snap.untrusted_files:
         out.append(f"not trusted, not contacted: {visible(f)}")
     if not snap.servers:

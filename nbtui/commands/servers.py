@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import re
 import sys
 
 from nbtui import config as config_mod
@@ -168,8 +169,28 @@ async def _probe(fleet, name):
         me = await client.me()
     except ServerError:
         return None
-    ident = (me or {}).get("identity") or {}
-    return ident.get("username") or ident.get("name")
+    return identity_name((me or {}).get("identity") or {})
+
+
+_ANONYMOUS = re.compile(r"^[0-9a-f]{32}$")
+
+
+def identity_name(ident: dict) -> str:
+    """Who the server says we are, stable across calls. A plain Jupyter Server with token
+    auth makes up a new anonymous user (a random id, "Anonymous <moon>") for every request:
+    that is no one, so it reads "anonymous"."""
+    username = ident.get("username")
+    name = ident.get("name") or ""
+    if not isinstance(username, str) or not username or (
+            _ANONYMOUS.match(username) and str(name).startswith("Anonymous ")):
+        return "anonymous"
+    return username
+
+
+def identity(user: str | None, token_source: str) -> str:
+    """`name (token auth)`: the identity and how nbtui proves it."""
+    auth = "no auth" if token_source == "none" else "token auth"
+    return f"{visible(user) if user else '?'} ({auth})"
 
 
 async def _test_all(fleet, names):
@@ -241,7 +262,8 @@ def _test(args) -> int:
         out = []
         for s, user in zip(snap.servers, users):
             d = server_json(s)
-            d["user"] = user
+            d["user"] = None if user == "anonymous" else user
+            d["identity"] = identity(user, fleet.config_of(s.name).token_source) if s.ok else None
             d["kernels"] = sum(1 for k in snap.kernels if k.server == s.name)
             d.update(_hub_facts(fleet, s) or {})
             out.append(d)
@@ -260,7 +282,7 @@ def _test(args) -> int:
                 n = sum(1 for k in snap.kernels if k.server == s.name)
                 route = f", route: {s.route}" if s.route else ""
                 print(f"{visible(s.name)}: ok, Jupyter Server {visible(s.version or '?')}, {s.latency_ms:.0f} ms, "
-                      f"{n} kernel{'s' if n != 1 else ''}, user {visible(user or '?')}, "
+                      f"{n} kernel{'s' if n != 1 else ''}, as {visible(identity(user, fleet.config_of(s.name).token_source))}, "
                       f"usage: {_usage_words(s)}{route}")
             else:
                 print(f"{visible(s.name)}: {s.status}: " + (s.error or "").removeprefix(f"server {s.name}: "))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import json
@@ -23,6 +24,8 @@ SERVER_ERROR = "server-error"
 NOT_FOUND = "not-found"
 INSECURE = "insecure"
 TOKEN = "token"
+TOO_BIG = "too-big"
+MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
 
 
 class ServerError(NbtuiError):
@@ -251,6 +254,55 @@ class ServerClient:
                 return False
             raise
         return True
+
+    # -- contents (migrate and rebind bring the notebook file along) ----------------------
+
+    async def contents(self, path: str, *, max_bytes: int = MAX_CONTENTS_BYTES,
+                       timeout: Optional[float] = None) -> dict:
+        """A file's model with its content (``GET /api/contents/PATH``). The answer is read
+        streaming and refused past ``max_bytes``; the whole read is bounded by ``timeout``
+        (default: the server's timeout, at least 30 s). NOT_FOUND when there is no such file."""
+        limit = timeout or max(self.timeout, 30.0)
+        where = f"api/contents/{quote(path)}"
+
+        async def read() -> httpx.Response:
+            async with self._http.stream("GET", where, params={"content": "1"},
+                                         timeout=httpx.Timeout(limit)) as r:
+                declared = r.headers.get("content-length") or ""
+                if r.status_code == 200 and declared.isdigit() and int(declared) > max_bytes:
+                    raise ServerError(self.name, TOO_BIG, f"/{where} is {int(declared)} bytes, over {max_bytes}")
+                body = bytearray()
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ServerError(self.name, TOO_BIG, f"/{where} is over {max_bytes} bytes")
+                return httpx.Response(r.status_code, headers=r.headers, content=bytes(body), request=r.request)
+
+        r = await self._bounded(read(), limit)
+        model = self._check(r, where, True)
+        if not isinstance(model, dict) or "content" not in model:
+            raise ServerError(self.name, NOT_JUPYTER, f"answered /{where} with no file model")
+        return model
+
+    async def save_contents(self, path: str, model: dict, *, timeout: Optional[float] = None) -> dict:
+        """``PUT /api/contents/PATH`` with ``{type, format, content}`` (a directory: only its type)."""
+        body = {k: model[k] for k in ("type", "format", "content") if k in model}
+        limit = timeout or max(self.timeout, 30.0)
+        return await self._bounded(
+            self.request("PUT", f"api/contents/{quote(path)}", json_body=body, timeout=limit), limit)
+
+    async def _bounded(self, work, limit: float):
+        """One network exchange bounded as a whole, with the errors of ``request``."""
+        try:
+            return await asyncio.wait_for(work, limit)
+        except asyncio.TimeoutError:
+            raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({self.url})") from None
+        except httpx.TimeoutException:
+            raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({self.url})") from None
+        except httpx.ConnectError as e:
+            raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
+        except httpx.HTTPError as e:
+            raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
 
     def ws_url(self, path: str) -> str:
         base = self.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
