@@ -370,6 +370,22 @@ def plan_kill(snapshot: Snapshot, targets) -> list[Step]:
     return steps
 
 
+def plan_rows(snapshot: Snapshot, rows) -> list[Step]:
+    """Steps for rows of the fleet table (what `k` acts on): a Kernel, a Terminal or a
+    leftover Process of ``snapshot``, each planned as its TARGET would be."""
+    from nbtui.targets import KernelTarget
+
+    targets = []
+    for r in rows:
+        if isinstance(r, Terminal):
+            targets.append(TerminalTarget(r))
+        elif isinstance(r, Process):
+            targets.append(PidTarget(r.pid))
+        else:
+            targets.append(KernelTarget(r))
+    return plan_kill(snapshot, targets)
+
+
 async def _live_kernels(fleet: Fleet, server: str) -> set[str] | ServerError:
     """The re-check right before acting: one listing per server, shared by its kernels."""
     try:
@@ -429,8 +445,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     async def one_terminal(i: int, step: Step) -> None:
         async with gate:
             outcome, left = await _kill_terminal(fleet, step)
-        steps[i] = outcome.step  # re-checked: its shell may have been dropped
-        outcomes[i] = outcome
+        outcomes[i] = outcome  # its step is the re-checked one: its shell may have been dropped
         leftovers[i] = left
 
     kernel_jobs = [one_kernel(i, s) for i, s in enumerate(steps) if s.kind == KERNEL and not s.refusal]
@@ -461,6 +476,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
         outcomes[i] = Outcome(steps[i], result, tree)
     for i, s in enumerate(steps):
         if s.kind in (KERNEL, TERMINAL) and i in outcomes and outcomes[i].result in ("ok", "gone"):
+            s = outcomes[i].step
             tree = ([s.process] if s.process else []) + list(s.children)
             went = signals.WENT_WITH_KERNEL if s.kind == KERNEL else WENT_WITH_TERMINAL
             outcomes[i].fates = [

@@ -391,7 +391,14 @@ class Fleet:
         sample = HostSample()
         if self.host is not None:
             sample = self.host.sample(servers, kernels, terminals)
-        sample = await self._merge_extensions(servers, kernels, sample, terminals)
+        merged = await self._merge_extensions(servers, kernels, sample, terminals)
+        hinted = holders.shell_hints(terminals, sample.terminals, merged.terminals) if self.host is not None else None
+        if hinted:
+            # Shells the host could not tell apart, named by the server's extension: the host
+            # checks each (a session-leading child of that server) and samples again, so the
+            # terminals' jobs count as theirs, not as leftovers or other processes.
+            merged = await self._merge_extensions(servers, kernels, self.host.sample(servers, kernels, hinted), hinted)
+        sample = merged
         servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
                            usage_note=self._usage_note(s, kernels, sample)) for s in servers]
         threshold = self.settings.orphan_idle

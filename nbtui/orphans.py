@@ -278,7 +278,9 @@ def explain_terminal(t) -> str:
     for r in t.orphan_reasons:
         secs = t.gpu_idle_seconds if r == GPU_IDLE else t.idle_seconds
         parts.append(REASON_TEXT.get(r, r).format(idle=human_duration(secs)) if r in REASON_TEXT else r)
-    text = f"terminal {t.server}/{t.name}" + (f" (shell pid {t.pid})" if t.pid else "")
+    from nbtui.text import visible
+
+    text = f"terminal {visible(t.server)}/{visible(t.name)}" + (f" (shell pid {t.pid})" if t.pid else "")
     if parts:
         text += ": " + "; ".join(parts)
     u = t.usage

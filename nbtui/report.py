@@ -198,11 +198,13 @@ def orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool =
 
 
 def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool) -> list[str]:
-    from nbtui.orphans import explain_kernel, explain_process
+    from nbtui.orphans import explain_kernel, explain_process, explain_terminal
 
     out = []
     if with_kernels:
         out += [f"! {explain_kernel(k)}" for k in kernels if k.orphan_reasons]
+        out += [f"! {explain_terminal(t)}; free it with `nbtui kill terminal:{visible(t.server)}/{visible(t.name)}`"
+                for t in snap.terminals if t.orphan_reasons]
     left = [p for p in snap.processes if p.orphan_reasons]
     if left:
         out.append(f"leftover processes ({len(left)}); free one with `nbtui kill pid:N`:")
@@ -231,6 +233,9 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     out = [line]
     for s in snap.failed_servers:
         out.append(f"not read: {s.error or s.name + ': ' + s.status}")
+    held = [k.usage for k in kernels if k.usage and k.usage.gpu_memory_bytes]
+    if held and all(k.gpu_idle_seconds is None for k in kernels if k.usage and k.usage.gpu_memory_bytes):
+        out.append("gpu-idle: unknown from one read (it needs history: the TUI and `nbtui exporter` keep it)")
     for f in snap.untrusted_files:
         out.append(f"not trusted, not contacted: {visible(f)}")
     if not snap.servers:

@@ -185,7 +185,7 @@ class LocalHost:
         for t in terminals:
             pid, note = shells.get(t.key, (None, None))
             if pid is None:
-                filled.append(replace(t, note=note))
+                filled.append(replace(t, pid=None, note=note))  # a hint not confirmed here is dropped
                 continue
             tree = self._tree(scan, pid, stats, reading, by_pid, first, pids=term_trees[t.key])
             filled.append(replace(t, pid=pid, user=tree.user, usage=tree.usage(LOCAL, self.hostname)))
@@ -311,6 +311,11 @@ class LocalHost:
                 if ident is not None and ident[0] in cands:
                     out[t.key] = (ident[0], None)
                     cands.discard(ident[0])
+                elif t.pid is not None and t.pid in cands:
+                    # Named by the server (its extension) and confirmed here: its own shell.
+                    self._shell_of[t.key] = scan.procs[t.pid].ident
+                    out[t.key] = (t.pid, None)
+                    cands.discard(t.pid)
                 else:
                     left.append(t)
             if len(left) == 1 and len(cands) == 1:

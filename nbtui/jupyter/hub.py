@@ -206,7 +206,7 @@ class Child:
 
     config: ServerConfig
     server: HubServer
-    route: str  # direct | proxy
+    route: Optional[str]  # direct | proxy | None (pending: nothing to read)
     note: Optional[str]
     proxy_url: str
 
@@ -342,7 +342,9 @@ class HubSource:
         target = (routes or {}).get(s.path) if routes is not None else None
         route, note, url = PROXY, None, proxy_url
         interval = _human(self.proxy_interval)
-        if hub.route == PROXY:
+        if s.pending or not s.ready:
+            route = None  # nothing to read yet (a spawn or stop in progress): no route to speak of
+        elif hub.route == PROXY:
             note = PROXY_NOTE.format(interval=interval) + " (route = proxy in servers.toml)"
         elif routes is None:
             note = PROXY_NOTE.format(interval=interval) + "; the token lacks scope proxy (the route table)"
@@ -377,15 +379,6 @@ async def detect(url: str, *, timeout: float = 3.0, ca_bundle: Optional[str] = N
         return None
     finally:
         await client.aclose()
-
-
-def proxied(child: Child) -> bool:
-    return child.route == PROXY
-
-
-def with_route(child: Child, route: str, note: Optional[str]) -> Child:
-    return replace(child, route=route, note=note,
-                   config=replace(child.config, url=child.proxy_url) if route == PROXY else child.config)
 
 
 # -- the fleet's hook (nbtui.fleet calls these) -----------------------------------------------
