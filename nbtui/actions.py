@@ -13,7 +13,7 @@ from typing import Optional
 
 from nbtui import audit, orphans
 from nbtui.config import state_dir
-from nbtui.errors import NbtuiError, NotFound
+from nbtui.errors import NbtuiError, NotFound, UsageError
 from nbtui.fleet import Fleet
 from nbtui.host import signals
 from nbtui.host.signals import Fate, Ident
@@ -37,6 +37,37 @@ def kernel_audit_target(k: Kernel) -> dict:
     }
 
 
+# -- readonly: the one gate ------------------------------------------------------------------
+
+
+class Readonly(UsageError):
+    """An action refused because nbtui runs ``--readonly`` (exit 2).
+
+    ``str()`` is the CLI's line; ``short`` the TUI's notice. Every caller renders it; none
+    decides readonly itself.
+    """
+
+    def __init__(self, what: str, *, plan: bool = False):
+        self.what = what
+        super().__init__(f"--readonly: {what} is off" + (" (--dry-run still shows the plan)" if plan else ""))
+
+    @property
+    def short(self) -> str:
+        return f"readonly: {self.what} is off"
+
+
+def require_writable(subject: object, what: str, *, dry_run: bool = False, plan: bool = False) -> None:
+    """Raise Readonly if ``subject`` (a Fleet, the CLI's arguments, the TUI app: anything
+    with a ``readonly`` flag) is read-only and this is not a dry run.
+
+    The actions below call it with their fleet before they act, whoever calls them; a view
+    calls it early too (before it reads servers or asks for a confirmation), with ``plan``
+    where ``--dry-run`` exists.
+    """
+    if getattr(subject, "readonly", False) and not dry_run:
+        raise Readonly(what, plan=plan)
+
+
 async def recheck_kernel(fleet: Fleet, k: Kernel) -> None:
     """Raise ServerError (kind not-found) if the kernel is no longer on its server."""
     await fleet.client(k.server).kernel(k.kernel_id)
@@ -44,12 +75,14 @@ async def recheck_kernel(fleet: Fleet, k: Kernel) -> None:
 
 async def interrupt_kernel(fleet: Fleet, k: Kernel) -> None:
     """Interrupt (SIGINT or interrupt_request, as the kernel spec says) through the server."""
+    require_writable(fleet, "interrupt")
     await recheck_kernel(fleet, k)
     await fleet.client(k.server).interrupt(k.kernel_id)
 
 
 async def restart_kernel(fleet: Fleet, k: Kernel) -> None:
     """Restart a kernel (its variables are lost): re-checked, audited."""
+    require_writable(fleet, "restart")
     target = kernel_audit_target(k)
     try:
         await recheck_kernel(fleet, k)
@@ -320,6 +353,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     a time, and then their local survivors are signalled; meanwhile the pid:N process trees get
     one SIGTERM / grace / SIGKILL pass. Each step is re-checked right before acting (a server's
     kernel list; a PID's create time and owner) and audited, one line each."""
+    require_writable(fleet, action, plan=True)
     gate = asyncio.Semaphore(max(1, concurrency))
     outcomes: dict[int, Outcome] = {}
     leftovers: dict[int, list[Ident]] = {}
@@ -396,7 +430,7 @@ def cull_selects_kernel(k: Kernel, policy: CullPolicy) -> bool:
     chosen = False
     if policy.idle is not None and k.idle_seconds is not None and k.connections is not None:
         others = k.connections - own.count(k.server, k.kernel_id)
-        chosen = others <= 0 and k.state != "busy" and k.idle_seconds >= policy.idle
+        chosen = others <= 0 and orphans.kernel_is_idle(k, policy.idle)
     if policy.orphans and k.orphan_reasons:
         chosen = True
     if chosen and policy.gpu_only:
@@ -464,6 +498,7 @@ async def rebind_kernel(fleet: Fleet, k: Kernel, path: str, *, dry_run: bool = F
     """Give a session-less kernel a notebook session on its server (re-checked, audited)."""
     from nbtui.migrate import rebind
 
+    require_writable(fleet, "rebind", dry_run=dry_run)
     path = rebind.clean_path(path)
     target = kernel_audit_target(k)
     client = fleet.client(k.server)
@@ -483,6 +518,7 @@ def migration_for(fleet: Fleet, k: Kernel, opts, progress=None):
     """A Migration (nbtui/migrate/move.py) of server kernel ``k``; ``await m.run()`` moves it."""
     from nbtui.migrate.move import Migration, ServerSource
 
+    require_writable(fleet, "migrate", dry_run=bool(getattr(opts, "dry_run", False)))
     if opts.to not in fleet.names:
         raise NotFound(f"unknown server {opts.to!r} (known: {', '.join(fleet.names) or 'none'})")
     source = ServerSource(fleet.client(k.server), k.kernel_id, k.kernel_name,
@@ -495,6 +531,7 @@ def local_migration_for(fleet: Fleet, pid: int, opts, progress=None):
     from nbtui.migrate import adopt
     from nbtui.migrate.move import LocalSource, Migration
 
+    require_writable(fleet, "migrate", dry_run=bool(getattr(opts, "dry_run", False)))
     if opts.to not in fleet.names:
         raise NotFound(f"unknown server {opts.to!r} (known: {', '.join(fleet.names) or 'none'})")
     return Migration(LocalSource(adopt.find(pid)), fleet.client(opts.to), opts, progress)
@@ -508,6 +545,7 @@ async def adopt_kernel(fleet: Fleet, pid: int, server: str, connection_dir=None,
 
     from nbtui.migrate import adopt
 
+    require_writable(fleet, "adopt --to", dry_run=dry_run)
     lk = await adopt.check(pid)
     if server not in fleet.names:
         raise NotFound(f"unknown server {server!r} (known: {', '.join(fleet.names) or 'none'})")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Optional, Protocol
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Optional
 
 from nbtui import model, orphans
 from nbtui.config import Config, ServerConfig, Settings
@@ -19,6 +19,7 @@ from nbtui.jupyter import own
 from nbtui.jupyter.discovery import Discovery, discover, is_same_server_url
 from nbtui.jupyter.rest import ServerClient, ServerError, is_loopback
 from nbtui.secrets import TokenError, redact, resolve
+from nbtui.sources import HostSample, HostView
 
 _STATUS_OF_KIND = {
     "unreachable": model.UNREACHABLE,
@@ -88,21 +89,6 @@ def join_kernels(
     return out
 
 
-@dataclass(frozen=True)
-class HostSample:
-    """What the host view adds to a snapshot (see nbtui.host)."""
-
-    usage: dict = field(default_factory=dict)  # kernel key -> model.Usage
-    processes: tuple = ()
-    unattributed_gpu: tuple = ()
-    gpus: tuple = ()
-    gpu_note: Optional[str] = None
-
-
-class HostView(Protocol):
-    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel]) -> HostSample: ...
-
-
 @dataclass
 class _Server:
     config: ServerConfig
@@ -149,6 +135,7 @@ class Fleet:
         self.stale_files = stale_files
         self.host = host
         self.clock = clock
+        self.readonly = False  # --readonly: nbtui.actions.require_writable refuses every action
         self._servers = {s.name: _Server(s) for s in servers}
         self.notebooks = orphans.NotebookCache()  # notebook-missing, at most once a minute per path
 
@@ -326,7 +313,7 @@ class Fleet:
             generated_at=now,
             servers=tuple(servers),
             kernels=tuple(kernels),
-            processes=tuple(sample.processes),
+            processes=orphans.judge_processes(sample.processes, sample.facts),
             unattributed_gpu=tuple(sample.unattributed_gpu),
             gpus=tuple(sample.gpus),
             gpu_note=sample.gpu_note,
@@ -406,6 +393,6 @@ def sort_key(k: model.Kernel):
 
 
 def _source_for(server: model.ServerInfo, sample: HostSample) -> Optional[str]:
-    sources = {u.source for key, u in sample.usage.items() if key.startswith(server.name + ":")}
+    sources = {u.source for key, u in sample.usage.items() if model.split_kernel_key(key)[0] == server.name}
     return next(iter(sources)) if len(sources) == 1 else (None if not sources else "mixed")
 

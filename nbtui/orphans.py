@@ -1,7 +1,9 @@
 """Pure rules: what in a fleet snapshot is left over, and why.
 
 Reason names are the CLI contract's: no-session, disconnected-idle, notebook-missing,
-server-gone, kernel-gone.
+server-gone, kernel-gone. Sources report facts (a host view: is a process's server alive,
+is its kernel); every reason, kernel and process, is decided here, and ``is_idle`` is the
+one idle rule that orphans, cull, the GPU summary, ``ls`` and the TUI all count by.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Awaitable, Callable, Iterable, Optional
+from dataclasses import dataclass, replace
+from typing import Awaitable, Callable, Iterable, Mapping, Optional
 
 from nbtui.model import GpuUse, Kernel, Process
 from nbtui.units import human_bytes, human_duration
@@ -19,6 +22,19 @@ DISCONNECTED_IDLE = "disconnected-idle"
 NOTEBOOK_MISSING = "notebook-missing"
 SERVER_GONE = "server-gone"
 KERNEL_GONE = "kernel-gone"
+
+
+def is_idle(idle_seconds: Optional[float], state: Optional[str], threshold: float) -> bool:
+    """The one idle rule: idle for a known time at or past ``threshold``, and not busy.
+
+    Unknown idle time is never idle. Orphans (``disconnected-idle``), cull, the GPU
+    summary's idle memory, ``ls``'s summary and the TUI's all count by it.
+    """
+    return idle_seconds is not None and idle_seconds >= threshold and state != "busy"
+
+
+def kernel_is_idle(kernel: Kernel, threshold: float) -> bool:
+    return is_idle(kernel.idle_seconds, kernel.state, threshold)
 
 
 def kernel_reasons(
@@ -38,7 +54,7 @@ def kernel_reasons(
         reasons.append(NO_SESSION)
     if kernel.connections is not None and kernel.idle_seconds is not None:
         others = kernel.connections - own_connections
-        if others <= 0 and kernel.idle_seconds >= idle_threshold and kernel.state != "busy":
+        if others <= 0 and kernel_is_idle(kernel, idle_threshold):
             reasons.append(DISCONNECTED_IDLE)
     if kernel.session is not None and notebook_exists is False:
         reasons.append(NOTEBOOK_MISSING)
@@ -62,6 +78,29 @@ def process_reasons(*, server_alive: Optional[bool], kernel_alive: Optional[bool
     if kernel_alive is False:
         reasons.append(KERNEL_GONE)
     return tuple(reasons)
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    """What a host knows of a leftover Jupyter process; None: nobody can say.
+
+    ``server_alive``: whether the server that launched it (JPY_PARENT_PID or its runtime
+    file) still runs; ``kernel_alive``: whether the kernel it belongs to still runs and a
+    reachable server lists it.
+    """
+
+    server_alive: Optional[bool] = None
+    kernel_alive: Optional[bool] = None
+
+
+def judge_processes(processes: Iterable[Process], facts: Mapping[int, ProcessFacts]) -> tuple[Process, ...]:
+    """The processes with their orphan reasons, from the host's facts (by PID)."""
+    out = []
+    for p in processes:
+        f = facts.get(p.pid)
+        reasons = process_reasons(server_alive=f.server_alive, kernel_alive=f.kernel_alive) if f else ()
+        out.append(replace(p, orphan_reasons=reasons) if reasons != p.orphan_reasons else p)
+    return tuple(out)
 
 
 # -- notebook-missing: a per-path cache, checked at most once a minute ------------------------

@@ -48,6 +48,7 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
         check_names(fleet, only)
         fleet = Fleet([fleet.config_of(n) for n in only], config.settings,
                       stale_files=fleet.stale_files, host=fleet.host)
+    fleet.readonly = bool(getattr(args, "readonly", False))
     return fleet
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
 from nbtui.commands.kill import GRACE, confirm, exit_code, report
-from nbtui.errors import EXIT_OK, EXIT_PARTIAL, UsageError
+from nbtui.errors import EXIT_OK, EXIT_PARTIAL
 from nbtui.secrets import redact
 from nbtui.units import human_bytes, human_duration, middle_truncate, parse_duration
 
@@ -115,6 +115,5 @@ async def _cull(args) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "readonly", False) and not args.dry_run:
-        raise UsageError("--readonly: cull is off (--dry-run still shows the plan)")
+    actions.require_writable(args, "cull", dry_run=args.dry_run, plan=True)
     return asyncio.run(_cull(args))

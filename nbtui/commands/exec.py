@@ -156,7 +156,8 @@ async def _main(args: argparse.Namespace, code: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "readonly", False):
-        raise UsageError("--readonly is set: exec would run code in a kernel")
+    from nbtui.actions import require_writable
+
+    require_writable(args, "exec (running code)")
     code = read_code(args.code)
     return asyncio.run(_main(args, code))

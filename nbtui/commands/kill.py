@@ -92,6 +92,5 @@ def report(args, steps, outcomes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "readonly", False) and not args.dry_run:
-        raise UsageError("--readonly: kill is off (--dry-run still shows the plan)")
+    actions.require_writable(args, "kill", dry_run=args.dry_run, plan=True)
     return asyncio.run(_kill(args))

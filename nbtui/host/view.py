@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequence
 
 from nbtui import model, orphans
-from nbtui.config import Settings
-from nbtui.fleet import HostSample
 from nbtui.host import gpu as gpu_mod
 from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, uses_nvidia
+from nbtui.sources import HostSample
+
+if TYPE_CHECKING:  # the server extension loads this module: no config (nor httpx) at run time
+    from nbtui.config import Settings
 
 LOCAL = "local"
+DEFAULT_IDLE = 3600.0  # seconds; config's [orphans] idle default
 # The shortest interval a CPU % is measured over: psutil's CPU times tick every 10 ms.
 MIN_CPU_INTERVAL = 0.15
 FIRST_SAMPLE_NOTE = "cpu: measured from the next refresh (needs two samples)"
@@ -82,10 +85,10 @@ def _sum(values: Iterable[Optional[float]]):
 class LocalHost:
     """psutil + NVML on this machine. ``sample()`` is what the fleet calls each refresh."""
 
-    def __init__(self, settings: Settings | None = None, *, nvml: gpu_mod.Nvml | None = None,
+    def __init__(self, settings: Optional[Settings] = None, *, nvml: gpu_mod.Nvml | None = None,
                  table: ProcessTable | None = None, hostname: Optional[str] = None,
                  gpu_pid_check: Callable[[int], Optional[bool]] = uses_nvidia):
-        self.settings = settings or Settings()
+        self.idle_threshold = settings.orphan_idle if settings is not None else DEFAULT_IDLE
         self.table = table or ProcessTable()
         self.nvml = nvml or gpu_mod.Nvml()
         self.hostname = hostname or socket.gethostname()
@@ -107,17 +110,16 @@ class LocalHost:
         self._primed = True
         return MIN_CPU_INTERVAL if pids else 0.0
 
-    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel]) -> HostSample:
+    def sample(self, servers: Sequence[model.ServerInfo], kernels: Sequence[model.Kernel]) -> HostSample:
         scan = self.table.scan()
         roots = scan.kernel_roots()
-        idle_after = self.settings.orphan_idle
         by_key: dict[str, int] = {}
         idle_keys: set[str] = set()
         for k in kernels:
             pid = roots.get(k.kernel_id)
             if pid is not None:
                 by_key[k.key] = pid
-                if k.idle_seconds is not None and k.idle_seconds >= idle_after and k.state != "busy":
+                if orphans.kernel_is_idle(k, self.idle_threshold):
                     idle_keys.add(k.key)
         in_kernels = {p for pid in by_key.values() for p in scan.tree(pid)}
         leftover = sorted(scan.jupyter_pids() - in_kernels)
@@ -128,16 +130,17 @@ class LocalHost:
         by_pid = self._local_gpu_pids(scan, gpu_mod.per_pid(reading))
         trees = {key: self._tree(scan, pid, stats, reading, by_pid, first) for key, pid in by_key.items()}
         for key, t in trees.items():
-            kid = key.split(":", 1)[1]
+            kid = model.split_kernel_key(key)[1]
             for p in t.pids:
                 self._kernel_of[scan.procs[p].ident] = kid
         live = {p.ident for p in scan.procs.values()}
         self._kernel_of = {i: k for i, k in self._kernel_of.items() if i in live}
-        processes = self._leftovers(scan, leftover, stats, reading, by_pid, servers, kernels)
+        processes, facts = self._leftovers(scan, leftover, stats, reading, by_pid, servers, kernels)
         attributed = in_kernels | set(leftover)
         return HostSample(
             usage={key: t.usage(LOCAL, self.hostname) for key, t in trees.items()},
             processes=tuple(processes),
+            facts=facts,
             unattributed_gpu=gpu_mod.unattributed(reading, attributed & set(by_pid)),
             gpus=gpu_mod.devices(reading, [_on_gpu(trees[k].pids, by_pid) for k in idle_keys], host=self.hostname),
             gpu_note=reading.note,
@@ -207,11 +210,14 @@ class LocalHost:
             note="; ".join(notes) or None,
         )
 
-    def _leftovers(self, scan: Scan, pids: list[int], stats, reading, by_pid, servers, kernels) -> list[model.Process]:
+    def _leftovers(self, scan: Scan, pids: list[int], stats, reading, by_pid, servers, kernels,
+                   ) -> tuple[list[model.Process], dict[int, orphans.ProcessFacts]]:
+        """The leftover processes and what this host knows of each (judged by the orphan rules)."""
         live_servers = {s.pid: s for s in servers if s.ok and s.pid is not None}
         listed_ids = {k.kernel_id for k in kernels}
         roots = scan.kernel_roots()
         out = []
+        facts: dict[int, orphans.ProcessFacts] = {}
         for pid in pids:
             proc = scan.procs[pid]
             chain = [proc, *scan.ancestors(pid)]
@@ -235,6 +241,6 @@ class LocalHost:
                 create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
                 server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
                 gpu_memory_bytes=g.memory_bytes, gpus=g.gpus,
-                orphan_reasons=orphans.process_reasons(server_alive=server_alive, kernel_alive=kernel_alive),
             ))
-        return out
+            facts[pid] = orphans.ProcessFacts(server_alive=server_alive, kernel_alive=kernel_alive)
+        return out, facts

@@ -49,6 +49,8 @@ class NbtuiApp(App):
         self.fleet = fleet  # actions and consoles use it on this loop
         self.settings = settings or getattr(fleet, "settings", None) or Settings()
         self.readonly = readonly
+        if fleet is not None:
+            fleet.readonly = readonly  # the one gate: nbtui.actions.require_writable reads it
         self.interval = refresh or self.settings.refresh
         self.initial_console = open_console
         self.live = live

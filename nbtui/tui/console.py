@@ -341,8 +341,7 @@ class ConsoleScreen(Screen):
         if self.running:
             self.notify("the kernel is still running the last input (ctrl+c interrupts)", severity="warning")
             return
-        if getattr(self.app, "readonly", False):
-            self.notify("readonly: running code is off", severity="warning")
+        if self._refused("running code"):
             return
         last_line = code.rsplit("\n", 1)[-1]
         if "\n" not in code or last_line.strip():
@@ -666,13 +665,21 @@ class ConsoleScreen(Screen):
         view = self.view
         view.scroll_to(y=view.scroll_y + direction * max(1, view.size.height - 2), animate=False)
 
+    def _refused(self, what: str) -> bool:
+        """Whether readonly refuses ``what``: actions decides, the console says so."""
+        try:
+            actions.require_writable(self.app, what)
+        except actions.Readonly as e:
+            self.notify(e.short, severity="warning")
+            return True
+        return False
+
     def action_clear(self) -> None:
         self.view.clear()
 
     @work(group="console-action", exit_on_error=False)
     async def action_interrupt(self) -> None:
-        if getattr(self.app, "readonly", False):
-            self.notify("readonly: interrupt is off", severity="warning")
+        if self._refused("interrupt"):
             return
         if self._stdin_future is not None and not self._stdin_future.done():
             self._stdin_future.set_result(None)  # stop waiting for an answer the kernel won't need
@@ -684,8 +691,7 @@ class ConsoleScreen(Screen):
         self.notify("interrupt sent", timeout=1.5)
 
     def action_restart(self) -> None:
-        if getattr(self.app, "readonly", False):
-            self.notify("readonly: restart is off", severity="warning")
+        if self._refused("restart"):
             return
         from nbtui.tui.confirm import ConfirmScreen
 

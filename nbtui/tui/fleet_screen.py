@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from nbtui import actions
+from nbtui import actions, orphans
 from nbtui.model import Kernel, Snapshot
 from nbtui.secrets import redact
 from nbtui.tui import rows
@@ -316,7 +316,7 @@ class FleetScreen(Screen):
         up = sum(1 for s in snap.servers if s.ok)
         ks = snap.kernels
         busy = sum(1 for k in ks if k.state == "busy")
-        idle = [k for k in ks if k.idle_seconds is not None and k.idle_seconds >= snap.idle_threshold]
+        idle = [k for k in ks if orphans.kernel_is_idle(k, snap.idle_threshold)]
         gpu_known = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
         t.append(f"  servers {up}/{len(snap.servers)}", style="" if up == len(snap.servers) else "bold")
         shown = len(self.table.order)
@@ -479,17 +479,11 @@ class FleetScreen(Screen):
             self.app.open_console(k.server, k.kernel_id)
 
     def action_interrupt(self) -> None:
-        if self.readonly:
-            self.notify("readonly: interrupt is off", severity="warning")
-            return
         targets = self.targets()
         if targets:
             self._run_action("interrupt", actions.interrupt_kernel, targets)
 
     def action_restart(self) -> None:
-        if self.readonly:
-            self.notify("readonly: restart is off", severity="warning")
-            return
         targets = self.targets()
         if not targets:
             return
@@ -508,33 +502,21 @@ class FleetScreen(Screen):
         self.app.push_screen(ConfirmScreen(title, lines, "Restart"), answered)
 
     def action_kill(self) -> None:
-        if self.readonly:
-            self.notify("readonly: kill is off", severity="warning")
-            return
         from nbtui.tui.kill import kill_kernels
 
         kill_kernels(self, self.targets())
 
     def action_kill_leftovers(self) -> None:
-        if self.readonly:
-            self.notify("readonly: kill is off", severity="warning")
-            return
         from nbtui.tui.kill import kill_leftovers
 
         kill_leftovers(self)
 
     def action_cull(self) -> None:
-        if self.readonly:
-            self.notify("readonly: cull is off", severity="warning")
-            return
         from nbtui.tui.kill import cull
 
         cull(self)
 
     def action_migrate(self) -> None:
-        if self.readonly:
-            self.notify("readonly: migrate is off", severity="warning")
-            return
         k = self.selected_kernel
         if k is None:
             return
@@ -544,9 +526,6 @@ class FleetScreen(Screen):
         self.app.push_screen(MigrateScreen(k, servers or [k.server]))
 
     def action_rebind(self) -> None:
-        if self.readonly:
-            self.notify("readonly: rebind is off", severity="warning")
-            return
         k = self.selected_kernel
         if k is None:
             return
