@@ -11,7 +11,7 @@ Actions that change a kernel are named in MUTATING; ``--readonly`` disables them
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from rich.text import Text
 from textual import on, work
@@ -30,6 +30,9 @@ from nbtui.tui.detail import DetailPane
 from nbtui.tui.history import History
 from nbtui.tui.table import KernelTable
 from nbtui.tui.textline import TextLines
+
+if TYPE_CHECKING:
+    from nbtui.tui.app import NbtuiApp
 from nbtui.units import human_bytes, middle_truncate
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
@@ -37,24 +40,6 @@ MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers",
 # Actions that need a kernel under the cursor (or marked).
 NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate", "rebind"}
 WIDE = 120  # at least this wide: details sit beside the table and start open
-
-
-class PlaceholderConsole(Screen):
-    """Stands in for the console screen until nbtui.tui.console exists."""
-
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
-
-    def __init__(self, server: str, kernel_id: str):
-        super().__init__()
-        self.target = f"{server}:{kernel_id}"
-        self.short = f"{server}:{kernel_id[:8]}"
-
-    def compose(self) -> ComposeResult:
-        yield Static(
-            f"Console for {self.target}\n\nThe console is coming (it is being built). "
-            f"Meanwhile: nbtui exec {self.short} 'CODE'\n\n"
-            "escape goes back.", id="placeholder", markup=False)
-        yield Footer()
 
 
 class HelpScreen(ModalScreen[None]):
@@ -88,6 +73,9 @@ def _key_label(key: str) -> str:
 
 
 class FleetScreen(Screen):
+    if TYPE_CHECKING:  # the screen runs inside NbtuiApp (fleet, refresh_now, open_console)
+        app: NbtuiApp
+
     DEFAULT_CSS = """
     FleetScreen { layout: vertical; }
     FleetScreen #summary { height: 1; background: $panel; padding: 0 1; }
@@ -139,7 +127,7 @@ class FleetScreen(Screen):
         self.show_details: Optional[bool] = None  # None: decided by the width
         self._by_key: dict[str, Kernel] = {}
         self._layout: tuple = ()
-        self._theme = None
+        self._theme: Any = None  # the app's current Theme, looked up once per refresh
         self._cells: Optional[tuple] = None  # the runner's cells for the snapshot on screen
 
     # -- what others reach ---------------------------------------------------------------
