@@ -37,6 +37,11 @@ def kernel_audit_target(k: Kernel) -> dict:
     }
 
 
+def current_user() -> str:
+    """Who runs nbtui (views compare owners with it; signals are sent only here)."""
+    return signals.current_user()
+
+
 # -- readonly: the one gate ------------------------------------------------------------------
 
 
@@ -108,7 +113,7 @@ class Step:
 
     kind: str  # kernel | process
     target: str  # SERVER:KERNEL or pid:N
-    kernel: Optional[Kernel] = None
+    kernel: Optional[Kernel] = None  # set for a kernel step
     process: Optional[Ident] = None  # the process named by pid:N, as listed
     children: tuple[Ident, ...] = ()  # local descendants that may outlive the kernel / die with it
     listed: Optional[Process] = None  # the leftover process as the snapshot listed it
@@ -167,9 +172,11 @@ class Step:
         """One line of the plan: what goes, what it frees, who owns it."""
         if self.kind == KERNEL:
             k = self.kernel
+            assert k is not None
             text = f"kernel {k.server}:{k.kernel_id[:8]} ({self.notebook or 'no session'})"
         else:
             p = self.process
+            assert p is not None
             text = f"pid {p.pid} ({p.user or 'owner unknown'}) {middle_truncate(p.cmdline, 60)}"
             if self.notebook:
                 text += f" [{self.notebook}]"
@@ -177,7 +184,7 @@ class Step:
                  f"{human_bytes(self.gpu_memory_bytes)} GPU" if self.gpu_memory_bytes else None]
         frees = [f for f in frees if f]
         if frees:
-            text += "; frees " + ", ".join(frees)
+            text += "; frees " + ", ".join(f for f in frees if f)
         if self.children:
             noun = "child process" if len(self.children) == 1 else "child processes"
             pids = ", ".join(str(c.pid) for c in self.children[:6]) + (" …" if len(self.children) > 6 else "")
@@ -210,7 +217,7 @@ class Outcome:
                      f"{human_bytes(s.gpu_memory_bytes)} GPU" if s.gpu_memory_bytes else None]
             frees = [f for f in frees if f]
             if frees:
-                text += " (freed " + ", ".join(frees) + ")"
+                text += " (freed " + ", ".join(f for f in frees if f) + ")"
         if self.fates:
             text += "; " + ", ".join(f"pid {f.pid} {f.fate}" for f in self.fates)
         return text
@@ -271,9 +278,10 @@ def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
     elif now is not None:
         ident = now
     else:
-        ident = signals.zombie(pid)  # exited, not yet reaped: already gone, not "not found"
-        if ident is None:
+        gone = signals.zombie(pid)  # exited, not yet reaped: already gone, not "not found"
+        if gone is None:
             raise NotFound(f"no process with PID {pid} on this host")
+        ident = gone
     protected = signals.ancestors_of_self() if protected is None else protected
     refusal = signals.refusal(ident, explicit=explicit, server_pids=_server_pids(snapshot), protected=protected)
     if refusal is None and now is not None and not signals.same_process(ident, now):
@@ -321,6 +329,7 @@ async def _live_kernels(fleet: Fleet, server: str) -> set[str] | ServerError:
 async def _kill_kernel(fleet: Fleet, step: Step, live: set[str] | ServerError) -> tuple[Outcome, list[Ident]]:
     """Shut the kernel down through its server; returns the outcome and the local survivors."""
     k = step.kernel
+    assert k is not None
     client = fleet.client(k.server)
     if isinstance(live, ServerError):
         return Outcome(step, f"failed: {live}", server_error=True), []
@@ -358,10 +367,13 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     outcomes: dict[int, Outcome] = {}
     leftovers: dict[int, list[Ident]] = {}
 
-    servers = sorted({s.kernel.server for s in steps if s.kind == KERNEL and not s.refusal})
-    listings = dict(zip(servers, await asyncio.gather(*(_live_kernels(fleet, n) for n in servers))))
+    servers = sorted({s.kernel.server for s in steps if s.kind == KERNEL and s.kernel and not s.refusal})
+    if servers and fleet is None:
+        raise ValueError("kernel steps need the fleet")
+    listings = dict(zip(servers, await asyncio.gather(*(_live_kernels(fleet, n) for n in servers))))  # type: ignore[arg-type]
 
     async def one_kernel(i: int, step: Step) -> None:
+        assert fleet is not None and step.kernel is not None
         async with gate:
             outcome, left = await _kill_kernel(fleet, step, listings[step.kernel.server])
         outcomes[i] = outcome
@@ -375,6 +387,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
             if s.refusal:
                 outcomes[i] = Outcome(s, f"refused: {s.refusal}")
             else:
+                assert s.process is not None
                 leftovers[i] = [s.process, *s.children]
     process_steps = [i for i, s in enumerate(steps) if s.kind == PROCESS and not s.refusal]
     # Process trees do not wait for the servers: both go at once.
@@ -394,11 +407,11 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
         outcomes[i] = Outcome(steps[i], result, tree)
     for i, s in enumerate(steps):
         if s.kind == KERNEL and i in outcomes and outcomes[i].result in ("ok", "gone"):
-            tree = ([s.process] if s.process else []) + list(s.children)
+            went = ([s.process] if s.process else []) + list(s.children)
             outcomes[i].fates = [
                 kernel_fates.get(p.pid) or Fate(p.pid, p.user, p.cmdline,
                                                 signals.SHUT_DOWN if p is s.process else signals.WENT_WITH_KERNEL)
-                for p in tree if p.pid in kernel_fates or p not in leftovers.get(i, [])]
+                for p in went if p.pid in kernel_fates or p not in leftovers.get(i, [])]
     ordered = [outcomes[i] for i in range(len(steps))]
     for o in ordered:
         try:

@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from nbtui import model, orphans
 from nbtui.config import Config, ServerConfig, Settings
@@ -203,7 +203,7 @@ class Fleet:
         ext = None if self._info(entry).local else asyncio.ensure_future(self._read_extension(entry))
         try:
             client = self.client(name)
-            calls = [client.timed_kernels(), client.sessions()]
+            calls: list[Awaitable[Any]] = [client.timed_kernels(), client.sessions()]
             if entry.version is None:
                 calls.append(client.version())
             results = await asyncio.wait_for(asyncio.gather(*calls), timeout + 0.25)
@@ -254,7 +254,8 @@ class Fleet:
         never hold back the first screen.
         """
         if entry.nb_task is None or entry.nb_task.done():
-            wanted = [(k.server, k.session.path) for k in kernels if orphans.session_checkable(k)]
+            wanted = [(k.server, k.session.path) for k in kernels
+                      if k.session is not None and orphans.session_checkable(k)]
             entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(wanted, self._notebook_exists))
         try:
             await asyncio.wait_for(asyncio.shield(entry.nb_task), NOTEBOOK_WAIT)
@@ -303,7 +304,8 @@ class Fleet:
                 usage=sample.usage.get(k.key),
                 orphan_reasons=orphans.kernel_reasons(
                     k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id),
-                    notebook_exists=self.notebooks.get(k.server, k.session.path) if orphans.session_checkable(k) else None,
+                    notebook_exists=(self.notebooks.get(k.server, k.session.path)
+                                     if k.session is not None and orphans.session_checkable(k) else None),
                 ),
             )
             for k in kernels

@@ -52,10 +52,12 @@ def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[s
     width = width or shutil.get_terminal_size((80, 24)).columns
     rows = []
     for s in steps:
-        if s.kind == actions.KERNEL:
+        if s.kind == actions.KERNEL and s.kernel is not None:
             target, what = f"{s.kernel.server}:{s.kernel.kernel_id[:8]}", s.notebook or "(no session)"
-        else:
+        elif s.process is not None:
             target, what = f"pid:{s.process.pid}", s.notebook or s.process.cmdline
+        else:
+            target, what = s.target, s.notebook or ""
         if s.refusal:
             what = f"REFUSED: {s.refusal}"
         rows.append((target, what, _why(s), human_bytes(s.memory_bytes), human_bytes(s.gpu_memory_bytes),

@@ -160,6 +160,8 @@ class DemoServer:
     def _remember_kernels(self) -> None:
         import psutil
 
+        if self.proc is None:
+            return
         try:
             for p in psutil.Process(self.proc.pid).children(recursive=True):
                 try:
@@ -226,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"nbtui demo: starting a throwaway Jupyter server on {demo.url} …", file=sys.stderr, flush=True)
         demo.start()
+        assert demo.proc is not None
         filler = threading.Thread(target=_populate_quietly, args=(demo,), daemon=True)
         filler.start()
         others = open_fleet(args, config)

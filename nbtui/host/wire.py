@@ -31,7 +31,7 @@ def _gpu(g: model.GpuUse) -> dict:
 def dump(hostname: str, version: str, kernels: Mapping[str, Any], devices: Iterable[model.GpuDevice],
          gpu_note: Optional[str]) -> dict:
     """``kernels``: kernel id -> a TreeUsage (nbtui.host.view), or None when its process is not found."""
-    out_kernels = {}
+    out_kernels: dict[str, dict[str, Any]] = {}
     for kid, t in kernels.items():
         if t is None:
             out_kernels[kid] = {"pid": None, "note": "kernel process not found on the server's host"}
@@ -108,7 +108,8 @@ def load(server: str, data: Any) -> tuple[dict[str, model.Usage], tuple[model.Gp
             note=_str(k.get("note")),
         )
     devices = []
-    for d in data.get("gpus") if isinstance(data.get("gpus"), list) else []:
+    raw_gpus = data.get("gpus")
+    for d in raw_gpus if isinstance(raw_gpus, list) else []:
         if not isinstance(d, dict) or _int(d.get("index")) is None or not isinstance(d.get("uuid"), str):
             continue
         devices.append(model.GpuDevice(

@@ -113,7 +113,7 @@ class ServerClient:
     async def request(self, method: str, path: str, *, json_body: Any = None, expect_json: bool = True,
                       timeout: Optional[float] = None) -> Any:
         path = path.lstrip("/")
-        extra = {"timeout": httpx.Timeout(timeout)} if timeout else {}
+        extra: dict[str, Any] = {"timeout": httpx.Timeout(timeout)} if timeout else {}
         try:
             r = await self._http.request(method, path, json=json_body, **extra)
         except httpx.TimeoutException:

@@ -186,7 +186,7 @@ class Source:
     def describe(self) -> dict:
         raise NotImplementedError
 
-    def channels(self) -> KernelChannels:
+    def channels(self, transport: str = "auto") -> KernelChannels:
         raise NotImplementedError
 
     async def state(self) -> str:
@@ -648,6 +648,8 @@ class Migration:
         answers 500 until the restart settles, so retry until it is gone."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if self.target_kernel is None:
+            return
         while True:
             try:
                 await self.target.shutdown(self.target_kernel)
