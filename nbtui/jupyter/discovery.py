@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,6 +26,8 @@ class Discovery:
     servers: tuple[ServerConfig, ...]
     stale: tuple[str, ...]  # runtime files whose process is gone
     unreadable: tuple[str, ...] = ()
+    # Other users' runtime files nbtui (as root) did not trust, each "path: why"; never contacted.
+    untrusted: tuple[str, ...] = ()
 
 
 def pid_alive(pid: int, not_after: float | None = None) -> bool:
@@ -40,15 +44,34 @@ def pid_alive(pid: int, not_after: float | None = None) -> bool:
         return False
 
 
+MAX_RUNTIME_FILE = 64 * 1024
+
+
+def _read_no_follow(path: Path) -> str:
+    """The file's text, opened without following a link and without blocking on a pipe
+    swapped in after the check."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        return os.read(fd, MAX_RUNTIME_FILE + 1).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def _name_for(info: dict, pid: int) -> str:
     return f"local-{info.get('port') or pid}"
 
 
-def discover(directory: Optional[Path] = None) -> Discovery:
+def discover(directory: Optional[Path] = None, *, check=None) -> Discovery:
+    """The servers whose runtime files lie in ``directory`` (default: this user's runtime
+    folder). ``check(path, info, pid, mtime)``, given, returns why a file is not trusted
+    (None: trusted); an untrusted file is reported, never contacted."""
     directory = directory or runtime_dir()
     servers: list[ServerConfig] = []
     stale: list[str] = []
     unreadable: list[str] = []
+    untrusted: list[str] = []
     try:
         files = sorted(list(directory.glob("jpserver-*.json")) + list(directory.glob("nbserver-*.json")))
     except OSError:
@@ -56,8 +79,14 @@ def discover(directory: Optional[Path] = None) -> Discovery:
     seen_urls: set[str] = set()
     for path in files:
         try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-            mtime = path.stat().st_mtime
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RUNTIME_FILE:
+                # A pipe would block the read, a link may point anywhere, a huge file is no
+                # runtime file: none is read.
+                unreadable.append(str(path))
+                continue
+            info = json.loads(_read_no_follow(path))
+            mtime = st.st_mtime
             pid = int(info["pid"])
             url = str(info["url"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -65,6 +94,10 @@ def discover(directory: Optional[Path] = None) -> Discovery:
             continue
         if not pid_alive(pid, mtime):
             stale.append(str(path))
+            continue
+        why = check(path, info, pid, mtime) if check is not None else None
+        if why is not None:
+            untrusted.append(f"{path}: {why}")
             continue
         if not url.endswith("/"):
             url += "/"
@@ -85,7 +118,18 @@ def discover(directory: Optional[Path] = None) -> Discovery:
                 root_dir=info.get("root_dir") or info.get("notebook_dir"),
             )
         )
-    return Discovery(tuple(servers), tuple(stale), tuple(unreadable))
+    return Discovery(tuple(servers), tuple(stale), tuple(unreadable), tuple(untrusted))
+
+
+def discover_host() -> Discovery:
+    """This user's servers; as root also every other user's (see nbtui.jupyter.everyone)."""
+    import os
+
+    if os.geteuid() != 0 or os.environ.get("NBTUI_ROOT_DISCOVERY", "1") == "0":
+        return discover()
+    from nbtui.jupyter.everyone import discover_everyone
+
+    return discover_everyone()
 
 
 def kernel_connection_files(directory: Optional[Path] = None) -> list[Path]:

@@ -14,9 +14,9 @@ the model and the orphan rules' fact types, nothing that talks to a network.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Protocol, Sequence
+from typing import Iterable, Mapping, Optional, Protocol, Sequence
 
-from nbtui.model import GpuDevice, Kernel, Process, ServerInfo, UnattributedGpu, Usage
+from nbtui.model import GpuDevice, Kernel, Process, ServerInfo, Terminal, UnattributedGpu, Usage
 from nbtui.orphans import ProcessFacts
 
 __all__ = ["HostSample", "HostView", "ProcessFacts"]
@@ -32,6 +32,8 @@ class HostSample:
     unattributed_gpu: tuple[UnattributedGpu, ...] = ()
     gpus: tuple[GpuDevice, ...] = ()
     gpu_note: Optional[str] = None
+    terminals: Mapping[str, Terminal] = field(default_factory=dict)  # terminal key -> its row, shell and usage filled
+    users: Mapping[str, Optional[str]] = field(default_factory=dict)  # kernel key -> the owner of its process
 
 
 class HostView(Protocol):
@@ -42,4 +44,5 @@ class HostView(Protocol):
         ``sample()`` for measured figures (0 when nothing needs waiting)."""
         ...
 
-    def sample(self, servers: Sequence[ServerInfo], kernels: Sequence[Kernel]) -> HostSample: ...
+    def sample(self, servers: Sequence[ServerInfo], kernels: Sequence[Kernel],
+               terminals: Iterable[Terminal] = ()) -> HostSample: ...

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 from nbtui.units import human_bytes, middle_truncate
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
-MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind"}
+MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind", "stop_server"}
 # Actions that need a kernel under the cursor (or marked).
 NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate", "rebind"}
 WIDE = 120  # at least this wide: details sit beside the table and start open
@@ -332,20 +332,21 @@ class FleetScreen(Screen):
         t = Text(no_wrap=False, overflow="ellipsis")
         ok = [s for s in snap.servers if s.ok]
         bad = [s for s in snap.servers if not s.ok]
-        for i, s in enumerate(ok):
+        from nbtui.text import visible
+        from nbtui.tui.hub import strip_entries
+
+        for i, (name, extra) in enumerate(strip_entries(ok)):  # a hub's many servers: one count
             if i:
                 t.append("   ")
             t.append("● ", style=theme.success or "")
-            t.append(s.name, style="bold")
-            extra = " ".join(x for x in (s.version and f"v{s.version}",
-                                         s.latency_ms is not None and f"{s.latency_ms:.0f}ms") if x)
+            t.append(name, style="bold")
             t.append(f" {extra}" if extra else "")
         width = max(20, (self.size.width or 80) - 4)
         for s in bad:
             if len(t):
                 t.append("\n")
             t.append("✗ ", style=f"bold {theme.error or ''}")
-            t.append(s.name, style="bold")
+            t.append(visible(s.name), style="bold")
             line = f" {s.status}: {redact(s.error or '')}" if s.error else f" {s.status}"
             t.append(middle_truncate(line.replace("\n", " "), max(10, width - len(s.name) - 2)))
         return t
@@ -504,6 +505,11 @@ class FleetScreen(Screen):
 
         cull(self)
 
+    def action_stop_server(self) -> None:
+        from nbtui.tui.hub import stop_server
+
+        stop_server(self)
+
     def action_migrate(self) -> None:
         k = self.selected_kernel
         if k is None:
@@ -573,6 +579,8 @@ class FleetScreen(Screen):
                  "server, then free the source (m)", self.action_migrate),
                 ("Rebind to a notebook…", "Give the selected kernel, which no session references, a "
                  "notebook session so JupyterLab can reopen it", self.action_rebind),
+                ("Stop hub server…", "Stop the selected kernel's single-user server through its JupyterHub, "
+                 "after a confirmation", self.action_stop_server),
             ]
         return cmds
 
