@@ -234,7 +234,7 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
         types: dict[str, int] = {}
         n_idle = 0
         idle_m, idle_g, all_mem, all_gpu = _Sum(), _Sum(), _Sum(), _Sum()
-        idle_now = orphans.is_idle  # the one idle rule (past the threshold, not busy)
+        idle_now = orphans.kernel_is_idle  # the one idle rule (past the threshold, not busy)
         for k in by_server.get(s.name, ()):
             counts[k.state] = counts.get(k.state, 0) + 1
             if k.session is not None:

@@ -6,6 +6,7 @@ import datetime as dt
 import shutil
 from typing import Any, Iterable, Optional
 
+from nbtui.orphans import kernel_is_idle
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.states import never_used, state_text
 from nbtui.text import visible
@@ -223,11 +224,12 @@ def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool)
 
 
 def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
-    idle_over = sum(1 for k in kernels if (k.idle_seconds or 0) >= 3600)
+    idle_over = sum(1 for k in kernels if kernel_is_idle(k, snap.idle_threshold))
     orphaned = sum(1 for k in kernels if k.orphan_reasons)
     ok = sum(1 for s in snap.servers if s.ok)
     line = (
-        f"{len(kernels)} kernel{'s' if len(kernels) != 1 else ''}, {idle_over} idle over 1h, "
+        f"{len(kernels)} kernel{'s' if len(kernels) != 1 else ''}, {idle_over} idle over "
+        f"{human_duration(snap.idle_threshold)}, "
         f"{orphaned} orphaned; {ok}/{len(snap.servers)} servers read"
     )
     out = [line]

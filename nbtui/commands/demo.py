@@ -112,6 +112,7 @@ class DemoServer:
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, headers=self.headers, timeout=1) as c:
             while time.monotonic() < deadline and not self.stopping:
+                assert self.proc is not None  # launched
                 if self.proc.poll() is not None:
                     raise NbtuiError(f"the demo server exited with {self.proc.returncode}: {self._last_log_line()}")
                 try:
@@ -365,6 +366,7 @@ def run(args: argparse.Namespace) -> int:
         from nbtui.commands.common import open_fleet
 
         others = open_fleet(args, config)
+        assert demo.proc is not None  # launched
         mine = config_mod.ServerConfig(name=DEMO, url=demo.url, token_source="discovered", token=demo.token,
                             source="config", pid=demo.proc.pid, root_dir=str(demo.root))
         fleet = _demo_fleet(demo, [mine] + [others.config_of(n) for n in others.names], config.settings,

@@ -120,7 +120,7 @@ def parse_users(hub: str, users: list) -> list[HubServer]:
             if not isinstance(path, str) or not path.startswith("/"):
                 path = f"/user/{quote(u['name'], safe='')}/" + (f"{quote(sname, safe='')}/" if sname else "")
             pending = s.get("pending") if s.get("pending") in ("spawn", "stop") else None
-            state = s.get("state") if isinstance(s.get("state"), dict) else {}
+            state: dict = s["state"] if isinstance(s.get("state"), dict) else {}
             pid = state.get("pid")
             out.append(HubServer(
                 hub=hub, user=u["name"], server_name=sname, path=path if path.endswith("/") else path + "/",
@@ -340,7 +340,8 @@ class HubSource:
         hub = self.config
         proxy_url = _origin(hub.url) + s.path
         target = (routes or {}).get(s.path) if routes is not None else None
-        route, note, url = PROXY, None, proxy_url
+        route: Optional[str] = PROXY
+        note, url = None, proxy_url
         interval = _human(self.proxy_interval)
         if s.pending or not s.ready:
             route = None  # nothing to read yet (a spawn or stop in progress): no route to speak of
