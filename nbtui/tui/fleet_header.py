@@ -12,6 +12,7 @@ from typing import Optional
 
 from rich.text import Text
 
+from nbtui import orphans
 from nbtui.model import ServerInfo, Snapshot
 from nbtui.secrets import redact
 from nbtui.text import visible
@@ -62,7 +63,7 @@ def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool,
     n_servers = len(snap.servers) + len([w for w in waiting if w not in {s.name for s in snap.servers}])
     ks = snap.kernels
     busy = sum(1 for k in ks if k.state == "busy")
-    idle = [k for k in ks if k.idle_seconds is not None and k.idle_seconds >= snap.idle_threshold]
+    idle = [k for k in ks if orphans.kernel_is_idle(k, snap.idle_threshold)]  # the one idle rule
     gpu_known = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
     terms = len(getattr(snap, "terminals", ()))
     left = [p for p in snap.processes if p.orphan_reasons]

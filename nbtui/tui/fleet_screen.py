@@ -14,7 +14,7 @@ Actions that change a kernel are named in MUTATING; ``--readonly`` disables them
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from rich.text import Text
 from textual import on, work
@@ -37,32 +37,17 @@ from nbtui.tui.detail import DetailPane
 from nbtui.tui.history import History
 from nbtui.tui.table import KernelTable
 from nbtui.tui.textline import TextLines
+
+if TYPE_CHECKING:
+    from nbtui.tui.app import NbtuiApp
 from nbtui.units import human_bytes
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
-MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind"}
+MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind", "stop_server"}
 # Actions that need a row under the cursor (or marked).
 NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate", "rebind"}
 SIDE = 52  # the detail pane's width beside the table
 TALL = 34  # at least this tall: details start open below a table that cannot keep them beside
-
-
-class PlaceholderConsole(Screen):
-    """Stands in for the console screen until nbtui.tui.console exists."""
-
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
-
-    def __init__(self, server: str, kernel_id: str):
-        super().__init__()
-        self.target = f"{server}:{kernel_id}"
-        self.short = f"{server}:{kernel_id[:8]}"
-
-    def compose(self) -> ComposeResult:
-        yield Static(
-            f"Console for {self.target}\n\nThe console is coming (it is being built). "
-            f"Meanwhile: nbtui exec {self.short} 'CODE'\n\n"
-            "escape goes back.", id="placeholder", markup=False)
-        yield Footer()
 
 
 class EmptyNote(Static, can_focus=True):
@@ -103,6 +88,9 @@ def _key_label(key: str) -> str:
 
 
 class FleetScreen(Screen):
+    if TYPE_CHECKING:  # the screen runs inside NbtuiApp (fleet, refresh_now, open_console)
+        app: NbtuiApp
+
     DEFAULT_CSS = """
     FleetScreen { layout: vertical; }
     FleetScreen #summary { height: 1; background: $panel; padding: 0 1; }
@@ -157,7 +145,7 @@ class FleetScreen(Screen):
         self._by_key: dict[str, tr.Row] = {}
         self._rows: list[tr.Row] = []
         self._layout: tuple = ()
-        self._theme = None
+        self._theme: Any = None  # the app's current Theme, looked up once per refresh
         self._cells: Optional[tuple] = None  # the runner's cells for the snapshot on screen
         self._said: dict[str, float] = {}  # readonly refusals on screen, by action
         self.waiting: tuple[str, ...] = ()  # servers whose first answer has not come yet
@@ -427,17 +415,21 @@ class FleetScreen(Screen):
         return True
 
     def refuse_readonly(self, what: str) -> bool:
-        """Under --readonly: say "readonly: WHAT is off" once (not again while it is on
-        screen) and return True; otherwise False."""
-        if not self.readonly:
-            return False
-        import time
+        """Whether the readonly gate (nbtui.actions.require_writable) refuses ``what``; if it
+        does, say its "readonly: WHAT is off" once (not again while that line is on screen)."""
+        from nbtui import actions  # on the first acting key: not on the way to the first paint
 
-        now = time.monotonic()
-        if now - self._said.get(what, -10.0) > 4.0:
-            self._said[what] = now
-            self.notify(f"readonly: {what} is off", severity="warning", timeout=4)
-        return True
+        try:
+            actions.require_writable(self.app, what)
+        except actions.Readonly as e:
+            import time
+
+            now = time.monotonic()
+            if now - self._said.get(what, -10.0) > 4.0:
+                self._said[what] = now
+                self.notify(e.short, severity="warning", timeout=4)
+            return True
+        return False
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -600,9 +592,6 @@ class FleetScreen(Screen):
         cull(self)
 
     def action_stop_server(self) -> None:
-        if self.readonly:
-            self.notify("readonly: stopping servers is off", severity="warning")
-            return
         from nbtui.tui.hub import stop_server
 
         stop_server(self)
