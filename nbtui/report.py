@@ -10,6 +10,7 @@ from nbtui.orphans import kernel_is_idle
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.states import never_used
 from nbtui.text import visible
+from nbtui.units import human_duration
 
 
 def iso(t: Optional[dt.datetime]) -> Optional[str]:

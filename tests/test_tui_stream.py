@@ -27,9 +27,9 @@ class Hung:
     async def snapshot(self, on_server=None):
         self.reads += 1
         fast = Kernel("fast", f"k{self.reads}", "python3", "idle", 0, None, 5.0)
+        release = self.release = asyncio.Event()
         on_server(ServerInfo("fast", "http://f/", "config"), [fast])
-        self.release = asyncio.Event()
-        await self.release.wait()
+        await release.wait()
         slow = Kernel("slow", "s1", "python3", "busy", 1, None, 1.0)
         return Snapshot(T0, servers=(ServerInfo("fast", "http://f/", "config"), ServerInfo("slow", "http://s/", "config")),
                         kernels=(dataclasses.replace(fast, usage=Usage("local", memory_bytes=2**20)), slow))
