@@ -22,6 +22,7 @@ from nbtui.jupyter.rest import NOT_FOUND, ServerError
 from nbtui.model import Kernel, Process, Snapshot
 from nbtui.secrets import redact_cmdline
 from nbtui.targets import PidTarget
+from nbtui.text import visible
 from nbtui.units import human_bytes, middle_truncate
 
 
@@ -131,7 +132,11 @@ class Step:
         }
 
     def describe(self) -> str:
-        """One line of the plan: what goes, what it frees, who owns it."""
+        """One line of the plan: what goes, what it frees, who owns it (outside strings shown
+        through ``visible``: a line never splits, no control code reaches a terminal)."""
+        return visible(self._describe())
+
+    def _describe(self) -> str:
         if self.kind == KERNEL:
             k = self.kernel
             text = f"kernel {k.server}:{k.kernel_id[:8]} ({self.notebook or 'no session'})"
@@ -170,6 +175,9 @@ class Outcome:
         return self.result in ("ok", "gone") and all(f.ok for f in self.fates)
 
     def describe(self) -> str:
+        return visible(self._describe())
+
+    def _describe(self) -> str:
         s = self.step
         text = f"{s.target}: {self.result}"
         if self.result == "ok":

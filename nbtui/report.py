@@ -7,6 +7,7 @@ import shutil
 from typing import Any, Iterable, Optional
 
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
+from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
 
 
@@ -122,9 +123,9 @@ ORPHAN_MARK = "!"
 def kernel_row(k: Kernel) -> dict[str, str]:
     u = k.usage
     return {
-        "server": k.server,
-        "kernel": k.kernel_id[:8],
-        "notebook": k.session.path if k.session else "(no session)",
+        "server": visible(k.server),
+        "kernel": visible(k.kernel_id[:8]),
+        "notebook": visible(k.session.path) if k.session else "(no session)",
         "state": k.state,
         "conn": "—" if k.connections is None else str(k.connections),
         "idle": human_duration(k.idle_seconds),
@@ -181,7 +182,7 @@ def orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool =
 
     width = width or shutil.get_terminal_size((80, 24)).columns
     return [w for line in _orphan_lines(snap, kernels, with_kernels)
-            for w in textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False)]
+            for w in textwrap.wrap(visible(line), width, subsequent_indent="    ", break_on_hyphens=False)]
 
 
 def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool) -> list[str]:
@@ -217,7 +218,7 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     )
     out = [line]
     for s in snap.failed_servers:
-        out.append(f"not read: {s.error or s.name + ': ' + s.status}")
+        out.append(f"not read: {visible(s.error or s.name + ': ' + s.status)}")
     if not snap.servers:
         out.append("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
     return out

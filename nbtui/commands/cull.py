@@ -10,6 +10,7 @@ from typing import Optional
 
 from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
+from nbtui.text import visible
 from nbtui.commands.kill import GRACE, confirm, exit_code, report
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
@@ -58,8 +59,8 @@ def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[s
             target, what = f"pid:{s.process.pid}", s.notebook or s.process.cmdline
         if s.refusal:
             what = f"REFUSED: {s.refusal}"
-        rows.append((target, what, _why(s), human_bytes(s.memory_bytes), human_bytes(s.gpu_memory_bytes),
-                     s.owner or "—"))
+        rows.append((visible(target), visible(what), visible(_why(s)), human_bytes(s.memory_bytes),
+                     human_bytes(s.gpu_memory_bytes), visible(s.owner or "—")))
     head = ("TARGET", "NOTEBOOK / COMMAND", "WHY", "MEM", "GPU", "OWNER")
     tw = min(24, max(len(head[0]), *(len(r[0]) for r in rows)))
     yw = min(26, max(len(head[2]), *(len(r[2]) for r in rows)))
@@ -87,7 +88,7 @@ async def _cull(args) -> int:
             snap = await fleet.snapshot()
             unread = [s for s in snap.servers if not s.ok]
             for s in unread:
-                print(f"nbtui: not read: {s.error or s.name}", file=sys.stderr)
+                print(f"nbtui: not read: {visible(s.error or s.name)}", file=sys.stderr)
             steps = actions.plan_cull(snap, policy) if policy.selects_anything else []
             code_read = EXIT_PARTIAL if unread else EXIT_OK
             if not steps:

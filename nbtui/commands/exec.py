@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", metavar="SECONDS", type=seconds_arg("--timeout"), default=None,
                    help="interrupt the kernel and exit 5 after this long")
     p.add_argument("--json", action="store_true", help="print one JSON object with the outputs (nbformat shapes)")
+    p.add_argument("--raw", action="store_true",
+                   help="write the kernel's output to a terminal as it is (default: colours kept, "
+                        "cursor moves, clears, titles and clipboard writes dropped)")
 
 
 
@@ -57,10 +60,16 @@ async def resolve_kernel(args: argparse.Namespace):
 class _Printer:
     """Writes outputs to the terminal as they arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, raw: bool = False) -> None:
         self.color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+        self.raw = raw
 
     def write(self, stream, text: str) -> None:
+        from nbtui.text import raw_stream, sgr_only
+
+        stream = raw_stream(stream)  # the kernel's own output: sgr_only, not visible escapes
+        if not self.raw and stream.isatty():
+            text = sgr_only(text)
         stream.write(text)
         stream.flush()
 
@@ -78,11 +87,12 @@ class _Printer:
             self.write(sys.stderr, (tb if self.color else strip_ansi(tb)).rstrip("\n") + "\n")
 
 
-async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_json: bool) -> tuple[int, dict]:
+async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_json: bool,
+                   raw: bool = False) -> tuple[int, dict]:
     from nbtui import actions
     from nbtui.jupyter.channels import ChannelError, WebsocketChannels, msg_type
 
-    printer = None if as_json else _Printer()
+    printer = None if as_json else _Printer(raw)
     outputs = Outputs()
     result = {"server": kernel.server, "kernel_id": kernel.kernel_id, "status": None,
               "execution_count": None, "outputs": outputs.items}
@@ -147,7 +157,8 @@ async def _main(args: argparse.Namespace, code: str) -> int:
 
     fleet, kernel = await resolve_kernel(args)
     async with fleet:
-        code_, result = await run_code(fleet, kernel, code, timeout=args.timeout, as_json=args.json)
+        code_, result = await run_code(fleet, kernel, code, timeout=args.timeout, as_json=args.json,
+                                        raw=getattr(args, "raw", False))
     if args.json:
         print_json(result)
     elif code_ == EXIT_TIMEOUT:

@@ -8,6 +8,7 @@ import sys
 
 from nbtui import actions, targets
 from nbtui.commands.common import open_fleet, print_json
+from nbtui.text import visible
 from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
 from nbtui.units import seconds_arg
@@ -45,7 +46,7 @@ def print_plan(steps: list[actions.Step], verb: str) -> None:
     for s in steps:
         print(redact(f"{verb} {s.describe()}"))
         if s.explanation:
-            print(redact(f"    {s.explanation}"))
+            print(redact(f"    {visible(s.explanation)}"))
 
 
 def exit_code(outcomes: list[actions.Outcome]) -> int:

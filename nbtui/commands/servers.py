@@ -13,6 +13,7 @@ from nbtui.commands.common import check_names, load_config, open_fleet, print_js
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, NotFound, UsageError
 from nbtui.jupyter.discovery import discover
 from nbtui.report import server_json
+from nbtui.text import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,9 +61,10 @@ def _list(args) -> int:
         print("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
     for r in rows:
         extra = f"pid {r['pid']}" if r["pid"] else ""
-        print(f"{r['name']:<16} {r['source']:<10} {r['url']:<36} token: {r['token']:<12} {extra}".rstrip())
+        print(f"{visible(r['name']):<16} {r['source']:<10} {visible(r['url']):<36} token: {r['token']:<12} "
+              f"{extra}".rstrip())
     for path in stale:
-        print(f"stale runtime file (its server is gone): {path}")
+        print(f"stale runtime file (its server is gone): {visible(path)}")
     return EXIT_OK
 
 
@@ -181,11 +183,11 @@ def _test(args) -> int:
         for s, user in zip(snap.servers, users):
             if s.ok:
                 n = sum(1 for k in snap.kernels if k.server == s.name)
-                print(f"{s.name}: ok, Jupyter Server {s.version or '?'}, {s.latency_ms:.0f} ms, "
-                      f"{n} kernel{'s' if n != 1 else ''}, user {user or '?'}, "
-                      f"usage: {_usage_words(s)}")
+                print(f"{visible(s.name)}: ok, Jupyter Server {visible(s.version or '?')}, {s.latency_ms:.0f} ms, "
+                      f"{n} kernel{'s' if n != 1 else ''}, user {visible(user or '?')}, "
+                      f"usage: {visible(_usage_words(s))}")
             else:
-                print(f"{s.name}: {s.status}: " + (s.error or "").removeprefix(f"server {s.name}: "))
+                print(f"{visible(s.name)}: {s.status}: " + visible((s.error or "").removeprefix(f"server {s.name}: ")))
         if snap.gpu_note:
-            print(f"GPU: {snap.gpu_note}")
+            print(f"GPU: {visible(snap.gpu_note)}")
     return EXIT_PARTIAL if snap.failed_servers else EXIT_OK

@@ -30,6 +30,7 @@ from nbtui.jupyter.channels import (
 from nbtui.jupyter.outputs import Outputs, binary_label, clean_text, plain_text
 from nbtui.model import Kernel
 from nbtui.secrets import redact
+from nbtui.text import visible
 from nbtui.tui.console_output import OutputView, cut_line, styled
 
 STATE_STYLE = {
@@ -314,14 +315,14 @@ class ConsoleScreen(Screen):
         if not self.is_mounted:
             return
         head = Text()
-        head.append(f" {self.server_name}:{self.kernel_id[:8]} ", style="bold reverse")
+        head.append(visible(f" {self.server_name}:{self.kernel_id[:8]} "), style="bold reverse")
         k = self._kernel()
         if k.session is not None:
-            head.append(f"  {k.session.path}")
-        head.append(f"  {self.kernel_name}  ")
+            head.append(visible(f"  {k.session.path}"))
+        head.append(visible(f"  {self.kernel_name}  "))
         head.append(f"● {self.state}", style=STATE_STYLE.get(self.state, "dim"))
         if self.note and self.state == "disconnected":
-            head.append(f"  {self.note}"[:60], style="dim")
+            head.append(visible(f"  {self.note}")[:60], style="dim")
         self.query_one("#console-head", Static).update(head)
 
     def _render_prompt(self, running: Optional[int] = None) -> None:

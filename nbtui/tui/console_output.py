@@ -19,6 +19,8 @@ from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+
+from nbtui.tui.safe import ansi
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -221,7 +223,7 @@ class OutputView(ScrollView, can_focus=True):
         if isinstance(item, Strip):
             return item
         if isinstance(item, str):
-            text = Text.from_ansi(item, end="") if "\x1b" in item else Text(item, end="")
+            text = ansi(item, end="")  # colours kept; moves, clears, titles, OSC 52 dropped
         else:
             text = item
         if "\t" in text.plain:

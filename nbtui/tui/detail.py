@@ -13,6 +13,7 @@ from nbtui.model import Kernel, ServerInfo
 from nbtui.orphans import explain_kernel
 from nbtui.report import iso
 from nbtui.tui.history import History
+from nbtui.text import visible
 from nbtui.tui.textline import TextLines
 from nbtui.units import human_bytes, human_duration, human_percent
 
@@ -23,7 +24,7 @@ def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold r
 
     def row(label: str, value: str, style: str = "") -> None:
         t.append(f"{label:<9}", style="bold")
-        t.append(value + "\n", style=style)
+        t.append(visible(value) + "\n", style=style)
 
     row("kernel", k.kernel_id)
     row("server", f"{k.server}  {server.url if server else '—'}")

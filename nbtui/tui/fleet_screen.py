@@ -25,6 +25,8 @@ from nbtui import actions
 from nbtui.model import Kernel, Snapshot
 from nbtui.secrets import redact
 from nbtui.tui import rows
+from nbtui.text import visible
+from nbtui.tui.safe import add, plain
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.tui.detail import DetailPane
 from nbtui.tui.history import History
@@ -184,7 +186,7 @@ class FleetScreen(Screen):
         yield Input(placeholder="filter: server, id, path, spec, state (escape clears)", id="filter")
         with Horizontal(id="body"):
             yield KernelTable(id="kernels")
-            yield Static("", id="empty")
+            yield Static("", id="empty", markup=False)
             yield DetailPane(id="detail")
         yield Footer(compact=True, show_command_palette=False)  # its right-docked hint garbles at 80 columns
 
@@ -280,8 +282,8 @@ class FleetScreen(Screen):
         elif column == "gpu" and text != rows.DASH:
             style = f"bold {theme.accent or ''}"
         if rows.BY_KEY[column].right:
-            return Text(text + " ", style=style, justify="right")
-        return Text(text, style=style) if style else text
+            return plain(text + " ", style=style, justify="right")
+        return plain(text, style=style)  # never a str: DataTable parses a str cell as markup
 
     def _empty_message(self) -> str:
         snap = self.snapshot
@@ -348,7 +350,7 @@ class FleetScreen(Screen):
             if i:
                 t.append("   ")
             t.append("● ", style=theme.success or "")
-            t.append(s.name, style="bold")
+            add(t, s.name, style="bold")
             extra = " ".join(x for x in (s.version and f"v{s.version}",
                                          s.latency_ms is not None and f"{s.latency_ms:.0f}ms") if x)
             t.append(f" {extra}" if extra else "")
@@ -357,9 +359,9 @@ class FleetScreen(Screen):
             if len(t):
                 t.append("\n")
             t.append("✗ ", style=f"bold {theme.error or ''}")
-            t.append(s.name, style="bold")
+            add(t, s.name, style="bold")
             line = f" {s.status}: {redact(s.error or '')}" if s.error else f" {s.status}"
-            t.append(middle_truncate(line.replace("\n", " "), max(10, width - len(s.name) - 2)))
+            add(t, middle_truncate(visible(line.replace("\n", " ")), max(10, width - len(s.name) - 2)))
         return t
 
     def render_detail(self) -> None:

@@ -20,6 +20,7 @@ from nbtui.host.signals import current_user
 from nbtui.errors import NbtuiError
 from nbtui.model import Kernel, Snapshot
 from nbtui.secrets import redact
+from nbtui.text import visible
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.units import DURATION_FORMS, human_bytes, human_duration, middle_truncate, parse_duration
 
@@ -60,7 +61,7 @@ def step_lines(s: actions.Step, me: str) -> list[str]:
         lines.append(f"    + {len(s.children)} child process{'' if one else 'es'} ({pids}), signalled {when}")
     if s.refusal:
         lines.append(f"    REFUSED: {s.refusal}")
-    return lines
+    return [visible(line) for line in lines]
 
 
 def plan_lines(steps: list[actions.Step], me: Optional[str] = None) -> list[str]:
@@ -196,7 +197,7 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
                         placeholder="e.g. 2h")
             yield Checkbox("Every orphan (kernels and processes with a reason)", d.orphans, id="cull-orphans")
             yield Checkbox("Only what holds GPU memory", d.gpu_only, id="cull-gpu")
-            yield Static("", id="cull-error")
+            yield Static("", id="cull-error", markup=False)
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button("Show plan", id="plan", variant="warning")
