@@ -35,12 +35,15 @@ def redact(text: str) -> str:
     return text
 
 
-_SECRET_ARG = re.compile(r"(?i)((?:token|password|secret)[\w.-]*(?:=|\s+))(\S+)")
+_SECRET_ARG = re.compile(
+    r"(?i)((?:token|passw(?:or)?d|secret|api[_-]?key|access[_-]?key|authorization)[\w.-]*"
+    r"(?:\s*[:=]\s*|\s+))((?:(?:token|bearer|basic)\s+)?[^\s'\"]+)")
 
 
 def redact_cmdline(cmdline: str) -> str:
-    """A process's command line with token/password/secret arguments (``--X.token=…``,
-    ``--token …``) and every known token replaced by ``***``."""
+    """A process's command line with secret arguments and every known token replaced by
+    ``***``: ``--X.token=…``, ``--token …``, ``--password …``, ``api_key=…``,
+    ``Authorization: token …`` (the same scrub on screen, in JSON, plans and the audit log)."""
     return redact(_SECRET_ARG.sub(lambda m: m.group(1) + "***", cmdline))
 
 

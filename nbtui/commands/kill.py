@@ -49,7 +49,12 @@ def print_plan(steps: list[actions.Step], verb: str) -> None:
             print(redact(f"    {visible(s.explanation)}"))
 
 
+EXIT_INTERRUPTED = 130
+
+
 def exit_code(outcomes: list[actions.Outcome]) -> int:
+    if any(o.interrupted for o in outcomes):
+        return EXIT_INTERRUPTED
     if any(o.server_error for o in outcomes):
         return EXIT_PARTIAL
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
@@ -90,6 +95,9 @@ def report(args, steps, outcomes) -> None:
             print(redact(o.describe()))
     for line in sorted({o.audit_error for o in outcomes if o.audit_error}):
         print(f"nbtui: {redact(line)}", file=sys.stderr)
+    if any(o.interrupted for o in outcomes):
+        print("nbtui: interrupted (ctrl+c): nothing more was signalled, no SIGKILL sent; "
+              "what was done is above and in the audit log", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

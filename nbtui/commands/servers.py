@@ -88,9 +88,20 @@ def _read_token(args) -> tuple[str, str | None]:
 
 
 def _add(args) -> int:
+    folder = config_mod.config_dir(getattr(args, "config", None))
+    config_mod.validate_url(args.url)  # refused before anything is read or locked
+    with config_mod.servers_lock(folder):
+        return _add_locked(args)
+
+
+def _add_locked(args) -> int:
     config = load_config(args)
-    if not config_mod.NAME_RE.match(args.name):
-        raise UsageError(f"bad server name {args.name!r}: letters, digits, '.', '_' or '-', up to 40")
+    problem = config_mod.name_problem(args.name)
+    if problem:
+        raise UsageError(f"bad server name {visible(args.name)!r}: {problem}")
+    bad_ca = config_mod.check_ca_bundle(args.ca_bundle)
+    if bad_ca:
+        raise UsageError(f"bad --ca-bundle: {bad_ca}")
     if args.name in config.servers and not args.replace:
         raise UsageError(f"server {args.name} exists already in {config.servers_path} (use --replace)")
     url = config_mod.validate_url(args.url)
@@ -115,6 +126,11 @@ def _add(args) -> int:
 
 
 def _remove(args) -> int:
+    with config_mod.servers_lock(config_mod.config_dir(getattr(args, "config", None))):
+        return _remove_locked(args)
+
+
+def _remove_locked(args) -> int:
     config = load_config(args)
     if args.name not in config.servers:
         known = ", ".join(config.servers) or "none"

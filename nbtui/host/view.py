@@ -18,6 +18,7 @@ from nbtui.config import Settings
 from nbtui.fleet import HostSample
 from nbtui.host import gpu as gpu_mod
 from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, uses_nvidia
+from nbtui.secrets import redact_cmdline
 
 LOCAL = "local"
 # The shortest interval a CPU % is measured over: psutil's CPU times tick every 10 ms.
@@ -231,7 +232,7 @@ class LocalHost:
             stat = stats.get(pid, Stat(None, None))
             g = gpu_mod.tree_gpu(reading, [pid] if pid in by_pid else [], by_pid)
             out.append(model.Process(
-                pid=pid, user=proc.facts.user, cmdline=" ".join(proc.facts.cmdline),
+                pid=pid, user=proc.facts.user, cmdline=redact_cmdline(" ".join(proc.facts.cmdline)),
                 create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
                 server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
                 gpu_memory_bytes=g.memory_bytes, gpus=g.gpus,

@@ -36,11 +36,28 @@ class ServerError(NbtuiError):
 
 
 def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+    """Whether ``url``'s host is this machine: a loopback address, or a name that resolves
+    to loopback addresses ONLY (a `localhost` that /etc/hosts points elsewhere is not)."""
+    return _host_is_loopback(urlsplit(url).hostname or "")
+
+
+@functools.lru_cache(maxsize=256)
+def _host_is_loopback(host: str) -> bool:
+    if not host:
+        return False
     try:
         return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addrs = {i[4][0].split("%", 1)[0] for i in infos}
+    try:
+        return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
     except ValueError:
         return False
 
