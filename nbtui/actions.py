@@ -214,8 +214,10 @@ def plan_kernel(snapshot: Snapshot, k: Kernel) -> Step:
     proc = None
     refusal = None
     if _local(snapshot, k.server):
+        # Only a process the host view confirmed as this server's kernel (usage.pid): never
+        # one found by the kernel id alone, which a lying server can name (issue 10).
         pid = k.usage.pid if k.usage and k.usage.pid else None
-        proc = signals.identify(pid) if pid else signals.find_kernel_process(k.kernel_id)
+        proc = signals.identify(pid) if pid else None
         if proc is not None:
             protected = signals.ancestors_of_self()
             if proc.pid in protected:

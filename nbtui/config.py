@@ -101,6 +101,7 @@ class Settings:
     cull_gpu_only: bool = False
     cull_orphans: bool = False
     path: Optional[Path] = None
+    max_body: int = 64 << 20  # a server's answer above this is that server's error (`max_body = "64M"`)
 
 
 @dataclass
@@ -208,6 +209,19 @@ class _Checker:
             self.fail(table, key, str(e))
         return None  # pragma: no cover
 
+    def size(self, data: dict, table: str | None, key: str, default: int) -> int:
+        from nbtui.units import parse_bytes
+
+        if key not in data:
+            return default
+        try:
+            value = parse_bytes(data[key], key)
+        except (UsageError, ValueError, OverflowError) as e:
+            self.fail(table, key, str(e) if isinstance(e, UsageError) else "expected a size like 64M")
+        if value < 1024:
+            self.fail(table, key, f"expected at least 1K, got {value}")
+        return value
+
     def unknown(self, data: dict, table: str | None, allowed: set[str]) -> None:
         for key in data:
             if key not in allowed:
@@ -228,7 +242,7 @@ def settings_path(explicit: str | os.PathLike | None = None) -> Path:
 def load_settings(path: Path) -> Settings:
     data, text = _load_toml(path)
     c = _Checker(path, text)
-    c.unknown(data, None, {"refresh", "timeout", "theme", "discover", "orphans", "cull"})
+    c.unknown(data, None, {"refresh", "timeout", "theme", "discover", "orphans", "cull", "max_body"})
     orphans = data.get("orphans", {})
     cull = data.get("cull", {})
     for table, value in (("orphans", orphans), ("cull", cull)):
@@ -243,6 +257,7 @@ def load_settings(path: Path) -> Settings:
         discover=c.boolean(data, None, "discover", True),
         orphan_idle=c.duration(orphans, "orphans", "idle", 3600.0) or 0.0,
         cull_idle=c.duration(cull, "cull", "idle", None),
+        max_body=c.size(data, None, "max_body", 64 << 20),
         cull_gpu_only=c.boolean(cull, "cull", "gpu_only", False),
         cull_orphans=c.boolean(cull, "cull", "orphans", False),
         path=path,

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from typing import Optional
 
 from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, UsageError
@@ -97,8 +98,22 @@ async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_jso
     result = {"server": kernel.server, "kernel_id": kernel.kernel_id, "status": None,
               "execution_count": None, "outputs": outputs.items}
     asked_input = False
-    channels = WebsocketChannels(fleet.client(kernel.server), kernel.kernel_id, reconnect=False)
-    await channels.connect()
+    from nbtui.jupyter.rest import TIMEOUT, ServerError
+
+    started = time.monotonic()
+    # --timeout covers connecting too: a websocket that never upgrades is a timeout (exit 5).
+    channels = WebsocketChannels(fleet.client(kernel.server), kernel.kernel_id, reconnect=False,
+                                 open_timeout=timeout)
+    try:
+        await channels.connect()
+    except ServerError as e:
+        if e.kind != TIMEOUT or timeout is None:
+            raise
+        result["status"] = "timeout"
+        result["error"] = str(e)
+        return EXIT_TIMEOUT, result
+    if timeout is not None:
+        timeout = max(0.01, timeout - (time.monotonic() - started))
     try:
         ex = await channels.execute(code, allow_stdin=False)
 
@@ -161,6 +176,8 @@ async def _main(args: argparse.Namespace, code: str) -> int:
                                         raw=getattr(args, "raw", False))
     if args.json:
         print_json(result)
+    elif code_ == EXIT_TIMEOUT and result.get("error"):  # never connected: nothing ran
+        print(f"nbtui: timed out after {args.timeout:g} s: {result['error']}", file=sys.stderr)
     elif code_ == EXIT_TIMEOUT:
         print(f"nbtui: timed out after {args.timeout:g} s; the kernel was interrupted", file=sys.stderr)
     return code_

@@ -151,8 +151,11 @@ async def _probe(fleet, name):
         me = await client.me()
     except ServerError:
         return None
-    ident = (me or {}).get("identity") or {}
-    return ident.get("username") or ident.get("name")
+    ident = me.get("identity") if isinstance(me, dict) else None
+    if not isinstance(ident, dict):
+        return None
+    user = ident.get("username") or ident.get("name")
+    return user if isinstance(user, str) else None
 
 
 async def _test_all(fleet, names):

@@ -17,7 +17,7 @@ from nbtui import model, orphans
 from nbtui.config import Settings
 from nbtui.fleet import HostSample
 from nbtui.host import gpu as gpu_mod
-from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, uses_nvidia
+from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pid, uses_nvidia
 from nbtui.secrets import redact_cmdline
 
 LOCAL = "local"
@@ -94,6 +94,7 @@ class LocalHost:
         self._gpu_pid_check = gpu_pid_check
         self._nvidia: dict[Ident, bool] = {}  # NVML PID confirmed as this local process
         self._kernel_of: dict[Ident, str] = {}  # processes seen in a kernel's tree, for after it dies
+        self._listeners: dict[str, Ident] = {}  # server URL -> the process listening on its port
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -114,12 +115,10 @@ class LocalHost:
         idle_after = self.settings.orphan_idle
         by_key: dict[str, int] = {}
         idle_keys: set[str] = set()
+        notes = self._attribute(scan, roots, servers, kernels, by_key)
         for k in kernels:
-            pid = roots.get(k.kernel_id)
-            if pid is not None:
-                by_key[k.key] = pid
-                if k.idle_seconds is not None and k.idle_seconds >= idle_after and k.state != "busy":
-                    idle_keys.add(k.key)
+            if k.key in by_key and k.idle_seconds is not None and k.idle_seconds >= idle_after and k.state != "busy":
+                idle_keys.add(k.key)
         in_kernels = {p for pid in by_key.values() for p in scan.tree(pid)}
         leftover = sorted(scan.jupyter_pids() - in_kernels)
         stats = self.table.measure(scan, in_kernels | set(leftover))
@@ -136,8 +135,10 @@ class LocalHost:
         self._kernel_of = {i: k for i, k in self._kernel_of.items() if i in live}
         processes = self._leftovers(scan, leftover, stats, reading, by_pid, servers, kernels)
         attributed = in_kernels | set(leftover)
+        usage = {key: t.usage(LOCAL, self.hostname) for key, t in trees.items()}
+        usage.update({key: model.Usage(source=LOCAL, host=self.hostname, note=note) for key, note in notes.items()})
         return HostSample(
-            usage={key: t.usage(LOCAL, self.hostname) for key, t in trees.items()},
+            usage=usage,
             processes=tuple(processes),
             unattributed_gpu=gpu_mod.unattributed(reading, attributed & set(by_pid)),
             gpus=gpu_mod.devices(reading, [_on_gpu(trees[k].pids, by_pid) for k in idle_keys], host=self.hostname),
@@ -169,6 +170,62 @@ class LocalHost:
         devices = gpu_mod.devices(reading, [_on_gpu(t.pids, by_pid) for kid, t in trees.items() if kid in idle],
                                   host=self.hostname)
         return trees, devices, reading.note
+
+    # -- attribution ------------------------------------------------------------------------
+
+    def _server_pid(self, scan: Scan, s: model.ServerInfo) -> Optional[int]:
+        """The server's process: as discovered, else the one listening on its loopback port."""
+        if s.pid is not None:
+            return s.pid
+        if not s.local:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            port = urlsplit(s.url).port
+        except ValueError:
+            return None
+        cached = self._listeners.get(s.url)
+        if cached is not None and cached[0] in scan.procs and scan.procs[cached[0]].ident == cached:
+            return cached[0]
+        pid = listening_pid(port)
+        if pid is not None and pid in scan.procs:
+            self._listeners[s.url] = scan.procs[pid].ident
+        return pid
+
+    def _attribute(self, scan: Scan, roots: dict[str, int], servers: list[model.ServerInfo],
+                   kernels: list[model.Kernel], by_key: dict[str, int]) -> dict[str, str]:
+        """Fill ``by_key`` (kernel key -> its root PID) with what the host confirms: the
+        process descends from that server's process or its connection file lies in that
+        server's runtime folder. A server listing another server's kernel id gets nothing
+        (a lying server cannot steer usage, kill or cull onto another's kernel); returns the
+        note for each kernel the host could not tie to its server."""
+        info = {s.name: s for s in servers}
+        claims: dict[str, list[model.Kernel]] = {}
+        for k in kernels:
+            if k.kernel_id in roots and k.server in info and info[k.server].local:
+                claims.setdefault(k.kernel_id, []).append(k)
+        notes: dict[str, str] = {}
+        for kid, claimants in claims.items():
+            pid = roots[kid]
+            confirmed = [k for k in claimants
+                         if scan.belongs_to_server(pid, self._server_pid(scan, info[k.server]))]
+            if len(confirmed) == 1:
+                by_key[confirmed[0].key] = pid
+            owner = confirmed[0].server if len(confirmed) == 1 else None
+            for k in claimants:
+                if k.key in by_key:
+                    continue
+                if owner is not None:
+                    notes[k.key] = (f"kernel id also listed by {owner}, whose process it is: "
+                                    f"not attributed to {k.server}")
+                elif len(claimants) > 1:
+                    notes[k.key] = (f"kernel id listed by {', '.join(c.server for c in claimants)}; "
+                                    f"the host confirms none: not attributed")
+                else:
+                    notes[k.key] = ("a local process names this kernel id, but the host cannot tie it to "
+                                    f"{k.server}'s process: not attributed")
+        return notes
 
     # -- pieces -----------------------------------------------------------------------------
 
