@@ -178,14 +178,14 @@ class ServerClient:
     def _check(self, r: httpx.Response, body: bytes, path: str, expect_json: bool) -> Any:
         if r.status_code in (401, 403):
             raise ServerError(self.name, AUTH_FAILED, f"token refused (HTTP {r.status_code}) at {self.url}")
+        if r.is_redirect and urlsplit(r.headers.get("location", "")).scheme not in ("", "http", "https"):
+            raise ServerError(self.name, NOT_JUPYTER, f"redirects /{path} to another scheme "
+                              f"({urlsplit(r.headers.get('location', '')).scheme}:): refused")
         if r.is_redirect:
             where = r.headers.get("location", "")
             if "login" in where:
                 raise ServerError(self.name, AUTH_FAILED, f"asks for a login (redirect to {urlsplit(where).path}); a token is needed")
             raise ServerError(self.name, NOT_JUPYTER, f"redirects /{path} to {where.split('?')[0]}: not a Jupyter API")
-        if r.is_redirect and urlsplit(r.headers.get("location", "")).scheme not in ("", "http", "https"):
-            raise ServerError(self.name, NOT_JUPYTER, f"redirects /{path} to another scheme "
-                              f"({urlsplit(r.headers.get('location', '')).scheme}:): refused")
         if r.status_code == 404:
             if _is_json(r):
                 raise ServerError(self.name, NOT_FOUND, f"not found: /{path}")
