@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from nbtui.model import Kernel
+from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
 
 DASH = "—"
@@ -68,13 +69,13 @@ def cells(k: Kernel, columns: list[Column], nb_width: int, marked: bool) -> tupl
         if key == "flags":
             v = (MARK if marked else " ") + (ORPHAN if k.orphan_reasons else " ")
         elif key == "server":
-            v = middle_truncate(k.server, c.width)
+            v = middle_truncate(visible(k.server), c.width)
         elif key == "kernel":
             v = k.kernel_id[:8]
         elif key == "notebook":
-            v = path_cell(k.session.path, nb_width) if k.session else "(no session)"
+            v = path_cell(visible(k.session.path), nb_width) if k.session else "(no session)"
         elif key == "spec":
-            v = middle_truncate(k.kernel_name, c.width)
+            v = middle_truncate(visible(k.kernel_name), c.width)
         elif key == "state":
             v = k.state
         elif key == "conn":
