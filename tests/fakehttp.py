@@ -76,6 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._json({"identity": {"username": srv.user}})  # type: ignore[attr-defined]
                 else:
                     self._json({"version": "2.21.0"})
+            elif mode == "evil400":  # an error message full of escapes
+                self._json({"message": "bad \x1b]0;pwned\x07\x1b[2J [red]x[/]"}, 400)
             elif mode == "scheme":
                 self.send_response(302)
                 self.send_header("Location", "file:///etc/shadow")

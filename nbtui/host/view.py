@@ -208,8 +208,13 @@ class LocalHost:
         notes: dict[str, str] = {}
         for kid, claimants in claims.items():
             pid = roots[kid]
-            confirmed = [k for k in claimants
-                         if scan.belongs_to_server(pid, self._server_pid(scan, info[k.server]))]
+            server_pids = {k.key: self._server_pid(scan, info[k.server]) for k in claimants}
+            # The nearest server process above the kernel is its server (a server may itself
+            # run under another program that also listens on a port).
+            nearest = next((a.pid for a in scan.ancestors(pid) if a.pid in server_pids.values()), None)
+            confirmed = [k for k in claimants if nearest is not None and server_pids[k.key] == nearest]
+            if not confirmed:  # no claimant's process is above it: its connection file decides
+                confirmed = [k for k in claimants if scan.belongs_to_server(pid, server_pids[k.key])]
             if len(confirmed) == 1:
                 by_key[confirmed[0].key] = pid
             owner = confirmed[0].server if len(confirmed) == 1 else None

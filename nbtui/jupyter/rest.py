@@ -205,7 +205,8 @@ class ServerClient:
 
     async def version(self) -> Optional[str]:
         data = await self.request("GET", "api")
-        return data.get("version") if isinstance(data, dict) else None
+        version = data.get("version") if isinstance(data, dict) else None
+        return version if isinstance(version, str) else None
 
     async def status(self) -> dict:
         return await self.request("GET", "api/status")
