@@ -8,6 +8,9 @@ Run from the repository root: `python bench/tui.py` (needs tmux for the first pa
    UI-thread cost (CPU time of that thread) of one refresh where 1 % of the cells change
    (cells updated in place),
    against rebuilding the table from scratch in the same run; and the RSS of the process.
+3. `nbtui demo` in tmux, from Enter to its first notebook row on screen, against a bare
+   jupyter_server's start to its first answer (`/api/status`), runs interleaved in the same
+   run (the demo has to start such a server and kernels before a row can exist).
 """
 
 from __future__ import annotations
@@ -81,6 +84,106 @@ def start_to_first_row(base: Path) -> list[float]:
         return times[1:]
     finally:
         server.stop()
+
+
+# -- part 3: `nbtui demo` against a bare jupyter_server ------------------------------------
+
+DEMO_RUNS = int(os.environ.get("BENCH_DEMO_RUNS", "3"))
+
+
+def _marked(marker: str) -> list[int]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(marker in a for a in p.info["cmdline"] or ()):
+                out.append(p.info["pid"])
+        except (psutil.Error, TypeError):
+            pass
+    return out
+
+
+def bare_server_start(base: Path) -> float:
+    """Start to first answer of a plain jupyter_server, configured as the demo's is."""
+    import secrets
+
+    import httpx
+
+    from tests.jupyter import free_port
+
+    root = Path(tempfile.mkdtemp(prefix="bare-", dir=base))
+    for d in ("root", "runtime", "config", "data"):
+        (root / d).mkdir()
+    port, token = free_port(), secrets.token_hex(24)
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(root / "runtime"), JUPYTER_CONFIG_DIR=str(root / "config"),
+               JUPYTER_DATA_DIR=str(root / "data"), JUPYTER_PLATFORM_DIRS="1", JUPYTER_TOKEN=token)
+    args = [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root / 'root'}", "--ServerApp.open_browser=False"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--allow-root")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:
+        with httpx.Client(headers={"Authorization": f"token {token}"}, timeout=1) as c:
+            while time.perf_counter() - t0 < 60:
+                try:
+                    if c.get(f"http://127.0.0.1:{port}/api/status").status_code == 200:
+                        return time.perf_counter() - t0
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.01)
+        raise SystemExit("the bare jupyter_server did not answer within 60 s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def demo_first_row(base: Path) -> float:
+    """`nbtui demo` in tmux: Enter to the first notebook row on screen. Then the terminal is
+    closed (SIGHUP) and the run waits until the demo's own processes are gone."""
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        raise SystemExit("bench tui needs tmux for the demo measure")
+    mine = Path(tempfile.mkdtemp(prefix="demo-", dir=base))  # the demo's folder lands here: our marker
+    cfg = mine / "cfg"
+    cfg.mkdir()
+    env = dict(os.environ, NBTUI_CONFIG=str(cfg), TMPDIR=str(mine), JUPYTER_RUNTIME_DIR=str(mine / "none"),
+               NBTUI_STATE_DIR=str(mine / "state"), TERM="xterm-256color")
+    env.pop("NO_COLOR", None)
+    sock = str(mine / "tmux.sock")
+    t0 = time.perf_counter()
+    r = subprocess.run([tmux, "-S", sock, "new-session", "-d", "-x", "100", "-y", "30", "-s", "b",
+                        f"{sys.executable} -m nbtui demo --no-discover"], env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"tmux failed: {r.stderr.strip()}")
+    try:
+        while True:
+            screen = subprocess.run([tmux, "-S", sock, "capture-pane", "-p", "-t", "b"],
+                                    capture_output=True, text=True).stdout
+            if ".ipynb" in screen:
+                return time.perf_counter() - t0
+            if time.perf_counter() - t0 > 90:
+                raise SystemExit("no demo notebook row within 90 s:\n" + screen)
+            time.sleep(0.01)
+    finally:
+        subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True)
+        deadline = time.perf_counter() + 30
+        while _marked(str(mine)) and time.perf_counter() < deadline:
+            time.sleep(0.1)
+
+
+def demo_vs_bare(base: Path) -> tuple[list[float], list[float]]:
+    demo, bare = [], []
+    bare_server_start(base)  # warm the file cache for both
+    for _ in range(DEMO_RUNS):  # interleaved: both see the same load
+        bare.append(bare_server_start(base))
+        demo.append(demo_first_row(base))
+    return demo, bare
 
 
 # -- part 2: a generated fleet ------------------------------------------------------------
@@ -207,6 +310,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="nbtui-bench-tui-"))
     try:
         starts = start_to_first_row(base)
+        demo_times, bare_times = demo_vs_bare(base)
         child = subprocess.Popen([sys.executable, __file__, "--serve", str(SERVERS), str(PER_SERVER)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
@@ -225,6 +329,11 @@ def main() -> None:
     print(f"tui {n} kernels over {SERVERS} servers: first read {scale['first_read_s'] * 1000:.0f} ms "
           f"(with one notebook check per session), next read {scale['second_read_s'] * 1000:.0f} ms "
           f"(both off the UI thread), {scale['rows']} rows")
+    demo_t, bare_t = statistics.median(demo_times), statistics.median(bare_times)
+    print(f"demo first notebook row, tmux 100x30 (runs: {', '.join(f'{t:.2f}' for t in demo_times)} s) vs a bare "
+          f"jupyter_server's first answer (runs: {', '.join(f'{t:.2f}' for t in bare_times)} s), interleaved")
+    print(f"bench demo-first-row: nbtui {demo_t:.2f} s vs jupyter_server {bare_t:.2f} s, "
+          f"ratio {demo_t / bare_t:.2f} (goal <= 1.4)")
     print(f"bench tui-start: nbtui {start:.2f} s vs limit 1.00 s, ratio {start:.2f} (goal <= 1)")
     print(f"bench tui-rss: nbtui {scale['rss_mb']:.0f} MB at {n} kernels vs limit 250 MB, "
           f"ratio {scale['rss_mb'] / 250:.2f} (goal <= 1)")

@@ -1,7 +1,9 @@
 """Benchmark: the CPU cost of one local usage sample (psutil + NVML where present) for 50
 kernels, against the CPU cost of one plain `GET /api/kernels` on the same server (client
 and server CPU together); and the two usage targets of issue 3: a spinning kernel shows
-~100 % within two refreshes, one that allocated 500 MB shows >= 500 MB.
+~100 % within two refreshes, one that allocated 500 MB shows >= 500 MB. Last: the same
+sample with 20 terminals and 50 leftover processes as well, against the 50 kernels alone
+(issue 12: <= 1.5 x).
 
 Run from the repository root: `python bench/usage.py`. Starts a real Jupyter server
 with 50 real kernels on loopback in a temporary folder and stops it at the end.
@@ -106,6 +108,7 @@ def main() -> None:
             time.sleep(0.05)
         nbtui_ms = statistics.median(samples)
         peer_ms = get_kernels_cost(server)
+        holders_ms, holders_note = holders_cost(server, servers, kernels)
         cpus, mem, truth = asyncio.run(usage_targets(server, cfg))
         procs = len(psutil.pids())
         print(f"usage sample, {KERNELS} kernels ({procs} processes on the host): median {nbtui_ms:.1f} ms CPU, "
@@ -121,8 +124,54 @@ def main() -> None:
         print(f"goal: the {LIMIT_MS:.0f} ms limit in units of this run's GET /api/kernels")
         print(f"bench usage: nbtui {nbtui_ms:.1f} ms vs GET /api/kernels {peer_ms:.1f} ms, "
               f"ratio {nbtui_ms / peer_ms:.2f} (goal <= {goal:.1f})")
+        print(holders_note)
+        print(f"bench usage-holders: nbtui {KERNELS} kernels + {TERMINALS} terminals + {LEFTOVERS} leftovers "
+              f"{holders_ms:.1f} ms vs {KERNELS} kernels alone {nbtui_ms:.1f} ms, "
+              f"ratio {holders_ms / nbtui_ms:.2f} (goal <= {HOLDERS_GOAL:g})")
     finally:
+        for p in _spawned:
+            p.kill()
+            p.wait()
         server.stop()
+
+
+TERMINALS = int(os.environ.get("BENCH_TERMINALS", "20"))
+LEFTOVERS = int(os.environ.get("BENCH_LEFTOVERS", "50"))
+HOLDERS_GOAL = 1.5
+_spawned: list = []
+
+
+def holders_cost(server: JupyterServer, servers, kernels) -> tuple[float, str]:
+    """The same sample with terminals and leftovers too: TERMINALS real terminals (opened one
+    at a time, as a user does, each shell tied as it appears) and LEFTOVERS processes that
+    carry a Jupyter environment of a dead server. Median CPU ms of a sample, and a summary."""
+    import subprocess
+
+    from nbtui.fleet import terminals_of, utcnow
+
+    host = LocalHost()
+    for _ in range(TERMINALS):
+        server.api("POST", "api/terminals")
+        terms = terminals_of("srv", server.api("GET", "api/terminals").json(), utcnow())
+        wait_for(lambda: all(t.pid is not None for t in host.sample(servers, kernels, terms).terminals.values()),
+                 30, 0.05, "the new terminal's shell")
+    env = dict(os.environ, JPY_SESSION_NAME="/tmp/gone.ipynb", JPY_PARENT_PID="1")
+    for _ in range(LEFTOVERS):
+        _spawned.append(subprocess.Popen(["sleep", "3600"], env=env))
+    host.prime()
+    time.sleep(0.3)
+    first = host.sample(servers, kernels, terms)
+    assert sum(1 for k in kernels if k.key in first.usage) == KERNELS
+    tied = sum(1 for t in first.terminals.values() if t.pid is not None)
+    left = sum(1 for p in first.processes if p.pid in {q.pid for q in _spawned})
+    assert tied == TERMINALS and left == LEFTOVERS, (tied, left)
+    samples = []
+    for _ in range(RUNS):
+        samples.append(cpu_ms(lambda: host.sample(servers, kernels, terms)))
+        time.sleep(0.05)
+    return statistics.median(samples), (
+        f"usage sample with holders: {KERNELS} kernels, {tied} terminals tied to their shells, "
+        f"{left} leftovers: median {statistics.median(samples):.1f} ms CPU, max {max(samples):.1f} ms ({RUNS} runs)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from nbtui import audit, orphans
@@ -21,11 +21,11 @@ from nbtui.host import signals
 from nbtui.host.signals import Fate, Ident
 from nbtui.jupyter import own
 from nbtui.jupyter.rest import NOT_FOUND, ServerError
-from nbtui.model import Kernel, Process, Snapshot
+from nbtui.model import Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.secrets import redact_cmdline
-from nbtui.targets import PidTarget
+from nbtui.targets import PidTarget, TerminalTarget
 from nbtui.text import visible
-from nbtui.units import human_bytes, middle_truncate
+from nbtui.units import human_bytes, human_duration, middle_truncate
 
 
 def kernel_audit_target(k: Kernel) -> dict:
@@ -68,8 +68,10 @@ async def restart_kernel(fleet: Fleet, k: Kernel) -> None:
 
 KERNEL = "kernel"
 PROCESS = "process"
+TERMINAL = "terminal"
 DEFAULT_GRACE = 5.0
 CULL_CONCURRENCY = 8
+WENT_WITH_TERMINAL = "exited with its terminal"
 SHUTDOWN_TIMEOUT = 30.0  # the server's own shutdown wait (5 s by default) and kill come first
 
 
@@ -83,6 +85,7 @@ class Step:
     process: Optional[Ident] = None  # the process named by pid:N, as listed
     children: tuple[Ident, ...] = ()  # local descendants that may outlive the kernel / die with it
     listed: Optional[Process] = None  # the leftover process as the snapshot listed it
+    terminal: Optional[Terminal] = None  # the terminal (kind terminal), as the snapshot listed it
     refusal: Optional[str] = None
     reasons: tuple[str, ...] = ()
     explanation: str = ""
@@ -97,12 +100,16 @@ class Step:
     def memory_bytes(self) -> Optional[int]:
         if self.kernel is not None:
             return self.kernel.usage.memory_bytes if self.kernel.usage else None
+        if self.terminal is not None:
+            return self.terminal.usage.memory_bytes if self.terminal.usage else None
         return self.listed.memory_bytes if self.listed else None
 
     @property
     def gpu_memory_bytes(self) -> Optional[int]:
         if self.kernel is not None:
             return self.kernel.usage.gpu_memory_bytes if self.kernel.usage else None
+        if self.terminal is not None:
+            return self.terminal.usage.gpu_memory_bytes if self.terminal.usage else None
         return self.listed.gpu_memory_bytes if self.listed else None
 
     @property
@@ -112,6 +119,10 @@ class Step:
     def audit_target(self) -> dict:
         if self.kernel is not None:
             out = kernel_audit_target(self.kernel)
+        elif self.terminal is not None:
+            out = {"server": self.terminal.server, "terminal": self.terminal.name, "kernel_id": None,
+                   "notebook": None, "pid": self.process.pid if self.process else None,
+                   "memory_bytes": self.memory_bytes, "gpu_memory_bytes": self.gpu_memory_bytes}
         else:
             out = {"server": None, "kernel_id": self.listed.kernel_id if self.listed else None,
                    "notebook": self.notebook, "pid": self.process.pid if self.process else None,
@@ -125,7 +136,8 @@ class Step:
         return {
             "kind": self.kind, "target": self.target, "notebook": self.notebook,
             "kernel_id": self.kernel.kernel_id if self.kernel else (self.listed.kernel_id if self.listed else None),
-            "server": self.kernel.server if self.kernel else None,
+            "server": self.kernel.server if self.kernel else (self.terminal.server if self.terminal else None),
+            "terminal": self.terminal.name if self.terminal else None,
             "pid": self.process.pid if self.process else (
                 self.kernel.usage.pid if self.kernel and self.kernel.usage else None),
             "user": self.owner, "cmdline": self.process.cmdline if self.process else None,
@@ -143,6 +155,13 @@ class Step:
         if self.kind == KERNEL:
             k = self.kernel
             text = f"kernel {k.server}:{k.kernel_id[:8]} ({self.notebook or 'no session'})"
+        elif self.kind == TERMINAL:
+            t = self.terminal
+            text = f"terminal {t.server}/{visible(t.name)}"
+            if self.process is not None:
+                text += f" (shell pid {self.process.pid}, {self.process.user or 'owner unknown'})"
+            else:
+                text += " (its shell is not known here: only the server ends it)"
         else:
             p = self.process
             text = f"pid {p.pid} ({p.user or 'owner unknown'}) {middle_truncate(p.cmdline, 60)}"
@@ -157,8 +176,9 @@ class Step:
             noun = "child process" if len(self.children) == 1 else "child processes"
             pids = ", ".join(str(c.pid) for c in self.children[:6]) + (" …" if len(self.children) > 6 else "")
             one = len(self.children) == 1
-            verb = (("signalled if it outlives the kernel" if one else "signalled if they outlive the kernel")
-                    if self.kind == KERNEL else "signalled too")
+            what = "the terminal" if self.kind == TERMINAL else "the kernel"
+            verb = ((f"signalled if it outlives {what}" if one else f"signalled if they outlive {what}")
+                    if self.kind in (KERNEL, TERMINAL) else "signalled too")
             text += f"; {len(self.children)} {noun} ({pids}) {verb}"
         if self.refusal:
             text += f" — REFUSED: {self.refusal}"
@@ -242,6 +262,76 @@ def _kernel_children(k: Kernel, proc: Ident) -> list[Ident]:
     return out
 
 
+def plan_terminal(snapshot: Snapshot, t: Terminal, protected: Optional[set[int]] = None) -> Step:
+    """End a terminal through its server; its shell's local descendants (the jobs that
+    outlive a closed terminal) are signalled if they survive it."""
+    proc = None
+    children: tuple[Ident, ...] = ()
+    refusal = None
+    if t.pid is not None and _local(snapshot, t.server) and _here(t.usage):
+        proc = signals.identify(t.pid)
+        if proc is not None:
+            protected = signals.ancestors_of_self() if protected is None else protected
+            if proc.pid in protected:
+                refusal = "nbtui itself runs inside this terminal"
+            tree = set(t.usage.pids)
+            children = tuple(c for c in signals.descendants(proc.pid) if (not tree or c.pid in tree) and signals.refusal(
+                c, explicit=False, server_pids=_server_pids(snapshot), protected=protected) is None)
+    return Step(TERMINAL, f"terminal:{t.server}/{t.name}", terminal=t, process=proc, children=children,
+                refusal=refusal, reasons=t.orphan_reasons, explanation=orphans.explain_terminal(t))
+
+
+def _here(u) -> bool:
+    """Whether a usage's PIDs are this host's: measured here, or by the server's extension on
+    a host of this name (a loopback URL can be an SSH tunnel to another host)."""
+    import socket
+
+    return u is not None and (u.source == "local" or (u.source == "extension" and u.host == socket.gethostname()))
+
+
+async def _kill_terminal(fleet: Fleet, step: Step) -> tuple[Outcome, list[Ident]]:
+    """Re-check the terminal on its server, DELETE it, and return the local survivors."""
+    t = step.terminal
+    client = fleet.client(t.server)
+    try:
+        await client.terminal(t.name)
+    except ServerError as e:
+        if e.kind == NOT_FOUND:
+            return Outcome(step, "gone"), _survivors(step)
+        return Outcome(step, f"failed: {e}", server_error=True), []
+    if step.process is not None and not signals.same_process(step.process, signals.identify(step.process.pid)):
+        # Its shell is another process now: the terminal was replaced; act on nothing local.
+        step = replace(step, process=None, children=())
+    try:  # the audit line goes first: what is about to be ended, and whose
+        audit.record("kill-terminal", step.audit_target(), "acting", reasons=list(step.reasons))
+    except OSError as e:
+        return Outcome(step, f"failed: could not write the audit log {audit.audit_path()} before acting: "
+                             f"{e.strerror or e}"), []
+    try:
+        await client.delete_terminal(t.name, timeout=max(client.timeout, SHUTDOWN_TIMEOUT))
+    except ServerError as e:
+        if e.kind == NOT_FOUND:
+            return Outcome(step, "gone"), _survivors(step)
+        return Outcome(step, f"failed: {e}", server_error=e.kind != "server-error"), []
+    return Outcome(step, "ok"), await asyncio.to_thread(_survivors_after, step)
+
+
+def _survivors_after(step: Step, wait: float = 3.0) -> list[Ident]:
+    """The shell's tree still running a moment after the server ended the terminal (the
+    shell itself goes with SIGHUP; a `nohup` job does not)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    left = _survivors(step)
+    while left and time.monotonic() < deadline:
+        shell = step.process.pid if step.process is not None else None
+        if step.process not in left and not any((signals.identify(c.pid) or c).ppid == shell for c in left):
+            break  # the shell is gone, what is left was reparented: it will not go by itself
+        time.sleep(0.1)
+        left = _survivors(step)
+    return left
+
+
 def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
                  protected: Optional[set[int]] = None) -> Step:
     """Signal a local process and its descendants; identity from the listing when there is one."""
@@ -278,7 +368,9 @@ def plan_kill(snapshot: Snapshot, targets) -> list[Step]:
     seen: set[str] = set()
     readable = {s.name for s in snapshot.servers if s.ok}
     for t in targets:
-        if isinstance(t, PidTarget):
+        if isinstance(t, TerminalTarget):
+            step = plan_terminal(snapshot, t.terminal, protected)
+        elif isinstance(t, PidTarget):
             # A live kernel's own process goes through its server (a bare signal would only
             # make the server restart it).
             k = next((k for k in snapshot.kernels if k.server in readable and k.usage and k.usage.pid == t.pid), None)
@@ -352,9 +444,17 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
         outcomes[i] = outcome
         leftovers[i] = left
 
+    async def one_terminal(i: int, step: Step) -> None:
+        async with gate:
+            outcome, left = await _kill_terminal(fleet, step)
+        steps[i] = outcome.step  # re-checked: its shell may have been dropped
+        outcomes[i] = outcome
+        leftovers[i] = left
+
     kernel_jobs = [one_kernel(i, s) for i, s in enumerate(steps) if s.kind == KERNEL and not s.refusal]
+    kernel_jobs += [one_terminal(i, s) for i, s in enumerate(steps) if s.kind == TERMINAL and not s.refusal]
     for i, s in enumerate(steps):
-        if s.kind == KERNEL and s.refusal:
+        if s.kind in (KERNEL, TERMINAL) and s.refusal:
             outcomes[i] = Outcome(s, f"refused: {s.refusal}")
         elif s.kind == PROCESS:
             if s.refusal:
@@ -373,7 +473,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     kernel_fates: dict = {}
     try:
         await asyncio.gather(*kernel_jobs)
-        kernel_left = [p for i, s in enumerate(steps) if s.kind == KERNEL for p in leftovers.get(i, [])]
+        kernel_left = [p for i, s in enumerate(steps) if s.kind in (KERNEL, TERMINAL) for p in leftovers.get(i, [])]
         if kernel_left and signal_leftovers:
             kernel_job = pool.submit(signals.terminate, kernel_left, grace, stop=stop)
             kernel_fates = {f.pid: f for f in await asyncio.wrap_future(kernel_job)}
@@ -396,11 +496,12 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
                                   else f"failed: {root.fate}"))
         outcomes[i] = Outcome(steps[i], result, tree, interrupted=interrupted)
     for i, s in enumerate(steps):
-        if s.kind == KERNEL and i in outcomes and outcomes[i].result in ("ok", "gone"):
+        if s.kind in (KERNEL, TERMINAL) and i in outcomes and outcomes[i].result in ("ok", "gone"):
             tree = ([s.process] if s.process else []) + list(s.children)
+            went = signals.WENT_WITH_KERNEL if s.kind == KERNEL else WENT_WITH_TERMINAL
             outcomes[i].fates = [
                 kernel_fates.get(p.pid) or Fate(p.pid, p.user, p.cmdline,
-                                                signals.SHUT_DOWN if p is s.process else signals.WENT_WITH_KERNEL)
+                                                signals.SHUT_DOWN if p is s.process else went)
                 for p in tree if p.pid in kernel_fates or p not in leftovers.get(i, [])]
     ordered = [outcomes[i] for i in range(len(steps))]
     for o in ordered:
@@ -430,14 +531,20 @@ class CullPolicy:
     gpu_only: bool = False  # only what holds GPU memory
     orphans: bool = False  # every kernel and process with a reason
     servers: tuple[str, ...] = ()
+    gpu_idle: Optional[float] = None  # holding GPU memory at 0 % SM this long (needs history)
 
     @property
     def selects_anything(self) -> bool:
-        return self.idle is not None or self.orphans
+        return self.idle is not None or self.orphans or self.gpu_idle is not None
+
+
+def _gpu_idle_past(seconds: Optional[float], policy: CullPolicy) -> bool:
+    return policy.gpu_idle is not None and seconds is not None and seconds >= policy.gpu_idle
 
 
 def cull_selects_kernel(k: Kernel, policy: CullPolicy) -> bool:
-    if policy.servers and k.server not in policy.servers:
+    # --server HUB covers its users' servers HUB/USER[/SERVER] (a configured name holds no "/")
+    if policy.servers and k.server not in policy.servers and k.server.partition("/")[0] not in policy.servers:
         return False
     chosen = False
     if policy.idle is not None and k.idle_seconds is not None and k.connections is not None:
@@ -445,15 +552,29 @@ def cull_selects_kernel(k: Kernel, policy: CullPolicy) -> bool:
         chosen = others <= 0 and k.state != "busy" and k.idle_seconds >= policy.idle
     if policy.orphans and k.orphan_reasons:
         chosen = True
+    if _gpu_idle_past(k.gpu_idle_seconds, policy):
+        chosen = True
     if chosen and policy.gpu_only:
         chosen = bool(k.usage and k.usage.gpu_memory_bytes)
     return chosen
 
 
 def cull_selects_process(p: Process, policy: CullPolicy) -> bool:
-    if not policy.orphans or not p.orphan_reasons or policy.servers:
+    if policy.servers:
+        return False
+    if not ((policy.orphans and p.orphan_reasons) or _gpu_idle_past(p.gpu_idle_seconds, policy)):
         return False
     return bool(p.gpu_memory_bytes) if policy.gpu_only else True
+
+
+def cull_selects_terminal(t: Terminal, policy: CullPolicy) -> bool:
+    """A terminal goes by --orphans (terminal-idle, gpu-idle) or --gpu-idle; --idle alone
+    never selects one (nobody can tell whether someone watches it)."""
+    if policy.servers and t.server not in policy.servers:
+        return False
+    if not ((policy.orphans and t.orphan_reasons) or _gpu_idle_past(t.gpu_idle_seconds, policy)):
+        return False
+    return bool(t.usage and t.usage.gpu_memory_bytes) if policy.gpu_only else True
 
 
 def plan_cull(snapshot: Snapshot, policy: CullPolicy) -> list[Step]:
@@ -464,8 +585,10 @@ def plan_cull(snapshot: Snapshot, policy: CullPolicy) -> list[Step]:
     readable = {s.name for s in snapshot.servers if s.ok}
     steps = [plan_kernel(snapshot, k) for k in snapshot.kernels
              if k.server in readable and cull_selects_kernel(k, policy)]
-    covered = {c.pid for s in steps for c in (([s.process] if s.process else []) + list(s.children))}
     protected = signals.ancestors_of_self()
+    steps += [plan_terminal(snapshot, t, protected) for t in snapshot.terminals
+              if t.server in readable and cull_selects_terminal(t, policy)]
+    covered = {c.pid for s in steps for c in (([s.process] if s.process else []) + list(s.children))}
     for p in snapshot.processes:
         if p.pid in covered or not cull_selects_process(p, policy):
             continue
@@ -573,3 +696,194 @@ async def adopt_kernel(fleet: Fleet, pid: int, server: str, connection_dir=None,
         raise
     audit.record("adopt", target, "ok", kernel_id=new_id)
     return new_id
+
+
+# -- stop a hub user's server (server:HUB/USER[/SERVER], cull --servers) --------------------
+
+SERVER = "server"
+STOP_WAIT = 30.0  # seconds to wait for the hub to finish stopping a server
+
+
+@dataclass(frozen=True)
+class ServerStep:
+    """Stop one user's single-user server through its hub (its kernels go with it)."""
+
+    target: str  # server:HUB/USER[/SERVER]
+    server: ServerInfo
+    kernels: tuple[Kernel, ...] = ()
+    refusal: Optional[str] = None
+    reasons: tuple[str, ...] = ()
+    explanation: str = ""
+    idle_after: Optional[float] = None  # cull --servers: the threshold re-checked before acting
+    kind: str = SERVER
+
+    @property
+    def owner(self) -> Optional[str]:
+        return self.server.user
+
+    @property
+    def memory_bytes(self) -> Optional[int]:
+        values = [k.usage.memory_bytes for k in self.kernels if k.usage and k.usage.memory_bytes]
+        return sum(values) if values else None
+
+    @property
+    def gpu_memory_bytes(self) -> Optional[int]:
+        values = [k.usage.gpu_memory_bytes for k in self.kernels if k.usage and k.usage.gpu_memory_bytes]
+        return sum(values) if values else None
+
+    @property
+    def notebook(self) -> Optional[str]:
+        return None
+
+    def audit_target(self) -> dict:
+        s = self.server
+        return {"server": s.name, "hub": s.hub, "user": s.user, "server_name": s.server_name,
+                "started": s.started.isoformat() if s.started else None,
+                "hub_last_activity": s.hub_last_activity.isoformat() if s.hub_last_activity else None,
+                "kernels": [k.kernel_id for k in self.kernels],
+                "memory_bytes": self.memory_bytes, "gpu_memory_bytes": self.gpu_memory_bytes}
+
+    def json(self) -> dict:
+        s = self.server
+        return {"kind": SERVER, "target": self.target, "server": s.name, "hub": s.hub, "user": s.user,
+                "server_name": s.server_name, "kernels": len(self.kernels),
+                "hub_last_activity": self.audit_target()["hub_last_activity"],
+                "memory_bytes": self.memory_bytes, "gpu_memory_bytes": self.gpu_memory_bytes,
+                "reasons": list(self.reasons), "explanation": self.explanation, "refused": self.refusal}
+
+    def describe(self) -> str:
+        from nbtui.text import visible
+
+        n = len(self.kernels)
+        text = f"server {visible(self.server.name)} of user {visible(self.server.user)} ({n} kernel{'s' if n != 1 else ''})"
+        frees = [f"{human_bytes(self.memory_bytes)} memory" if self.memory_bytes else None,
+                 f"{human_bytes(self.gpu_memory_bytes)} GPU" if self.gpu_memory_bytes else None]
+        frees = [f for f in frees if f]
+        if frees:
+            text += "; frees " + ", ".join(frees)
+        if self.refusal:
+            text += f" — REFUSED: {self.refusal}"
+        return text
+
+
+@dataclass
+class ServerOutcome:
+    step: ServerStep
+    result: str  # ok | gone | stopping | refused: … | failed: …
+    server_error: bool = False
+    audit_error: Optional[str] = None
+    fates: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("ok", "gone", "stopping")
+
+    def describe(self) -> str:
+        from nbtui.text import visible
+
+        return f"{visible(self.step.target)}: {self.result}"
+
+    def json(self) -> dict:
+        return {"target": self.step.target, "result": self.result, "ok": self.ok, "processes": []}
+
+
+def plan_stop_server(snapshot: Snapshot, server: ServerInfo, *, reasons: tuple[str, ...] = (),
+                     explanation: str = "", idle_after: Optional[float] = None) -> ServerStep:
+    refusal = None
+    if server.pending == "stop":
+        refusal = "the hub is stopping it already"
+    elif server.pending == "spawn":
+        refusal = "it is still starting (pending spawn)"
+    kernels = tuple(k for k in snapshot.kernels if k.server == server.name)
+    return ServerStep(f"server:{server.name}", server, kernels, refusal, reasons, explanation, idle_after)
+
+
+def plan_cull_servers(snapshot: Snapshot, idle: float, only: tuple[str, ...] = ()) -> list[ServerStep]:
+    """Hub users' servers whose hub last_activity is older than ``idle`` (what
+    jupyterhub-idle-culler does); unknown activity is never idle."""
+    now = snapshot.generated_at
+    steps = []
+    for s in snapshot.servers:
+        if s.source != "hub" or s.user is None or s.pending or s.hub_last_activity is None:
+            continue
+        if only and s.name not in only and s.hub not in only:
+            continue
+        idle_for = (now - s.hub_last_activity).total_seconds()
+        if idle_for >= idle:
+            steps.append(plan_stop_server(snapshot, s, reasons=("server-idle",), idle_after=idle,
+                                          explanation=f"no activity on the hub for {human_duration(idle_for)}"))
+    return steps
+
+
+def _hub_server_now(user_model: dict, server_name: str) -> Optional[dict]:
+    servers = user_model.get("servers") if isinstance(user_model, dict) else None
+    s = servers.get(server_name) if isinstance(servers, dict) else None
+    return s if isinstance(s, dict) else None
+
+
+async def stop_servers(fleet: Fleet, steps: list[ServerStep], *, action: str = "stop",
+                       wait: float = STOP_WAIT) -> list[ServerOutcome]:
+    """Stop each server through its hub: re-checked right before (still listed, the same
+    start, still idle for a cull), an audit line before acting and one with the result."""
+    from nbtui.fleet import parse_time
+
+    async def one(step: ServerStep) -> ServerOutcome:
+        s = step.server
+        if step.refusal:
+            return _audited(action, step, ServerOutcome(step, f"refused: {step.refusal}"))
+        try:
+            hub = fleet.hub_of(s.hub).client()
+            now = _hub_server_now(await hub.user(s.user), s.server_name or "")
+        except (KeyError, ServerError) as e:
+            return _audited(action, step, ServerOutcome(step, f"failed: {e}", server_error=True))
+        if now is None:
+            return _audited(action, step, ServerOutcome(step, "gone"))
+        started, last = parse_time(now.get("started")), parse_time(now.get("last_activity"))
+        refusal = None
+        if s.started is not None and started != s.started:
+            refusal = "it was restarted since it was listed"
+        elif now.get("pending") == "stop":
+            refusal = "the hub is stopping it already"
+        elif step.idle_after is not None and (last is None or (
+                _utcnow() - last).total_seconds() < step.idle_after):
+            refusal = "it was active again since it was listed"
+        if refusal:
+            return _audited(action, step, ServerOutcome(step, f"refused: {refusal}"))
+        try:
+            audit.record(action, step.audit_target(), "requested")
+        except OSError as e:  # no audit line, no action
+            return ServerOutcome(step, f"refused: could not write the audit log {audit.audit_path()}: {e.strerror or e}",
+                                 audit_error=f"could not write the audit log {audit.audit_path()}: {e.strerror or e}")
+        try:  # the hub answers when the spawner stopped it, or 202 after its slow_stop_timeout (10 s)
+            await hub.stop_server(s.user, s.server_name or "", timeout=max(hub.timeout, SHUTDOWN_TIMEOUT))
+        except ServerError as e:
+            if e.kind != "timeout":  # a slow stop goes on at the hub: wait for it below
+                result = "gone" if e.kind == NOT_FOUND else f"failed: {e}"
+                return _audited(action, step, ServerOutcome(step, result, server_error=e.kind != NOT_FOUND))
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:  # the hub answers 202 while the spawner stops it: wait until it is gone
+            try:
+                if _hub_server_now(await hub.user(s.user), s.server_name or "") is None:
+                    return _audited(action, step, ServerOutcome(step, "ok"))
+            except ServerError as e:
+                if e.kind == NOT_FOUND:
+                    return _audited(action, step, ServerOutcome(step, "ok"))
+            if asyncio.get_running_loop().time() >= deadline:
+                return _audited(action, step, ServerOutcome(step, "stopping"))
+            await asyncio.sleep(0.5)
+
+    return list(await asyncio.gather(*(one(s) for s in steps)))
+
+
+def _audited(action: str, step: ServerStep, outcome: ServerOutcome) -> ServerOutcome:
+    try:
+        audit.record(action, step.audit_target(), outcome.result, reasons=list(step.reasons))
+    except OSError as e:
+        outcome.audit_error = f"could not write the audit log {audit.audit_path()}: {e.strerror or e}"
+    return outcome
+
+
+def _utcnow():
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.timezone.utc)

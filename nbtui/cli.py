@@ -29,6 +29,7 @@ COMMANDS = {
     "rebind": ("rebind", "give a kernel that has no session a notebook session on its server"),
     "migrate": ("migrate", "move a kernel's variables into a new kernel on another server"),
     "adopt": ("adopt", "reach a live local kernel whose server is gone (ZMQ; or list it on a local server)"),
+    "exporter": ("exporter", "serve the fleet as Prometheus metrics (default 127.0.0.1:9877)"),
 }
 
 

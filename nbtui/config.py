@@ -76,6 +76,10 @@ class ServerConfig:
     token: Optional[str] = field(default=None, repr=False, compare=False)
     pid: Optional[int] = None
     root_dir: Optional[str] = None
+    # A JupyterHub (servers add --hub): its users' servers are read, not the URL itself.
+    hub: bool = False
+    route: str = "auto"  # hub only: auto | direct | proxy (how users' servers are reached)
+    proxy_interval: Optional[float] = None  # hub only: seconds between reads through the proxy
 
     def to_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {"url": self.url, "token": self.token_source}
@@ -85,6 +89,12 @@ class ServerConfig:
                 out[key] = value
         if self.insecure_http:
             out["insecure_http"] = True
+        if self.hub:
+            out["hub"] = True
+            if self.route != "auto":
+                out["route"] = self.route
+            if self.proxy_interval is not None:
+                out["proxy_interval"] = f"{self.proxy_interval:g}s"
         return out
 
 
@@ -97,6 +107,7 @@ class Settings:
     theme: str = "nbtui-dark"
     discover: bool = True
     orphan_idle: float = 3600.0
+    orphan_gpu_idle: float = 1800.0  # [orphans] gpu_idle: 0 % SM while holding GPU memory this long
     cull_idle: Optional[float] = None
     cull_gpu_only: bool = False
     cull_orphans: bool = False
@@ -239,6 +250,21 @@ def settings_path(explicit: str | os.PathLike | None = None) -> Path:
     return config_dir(explicit) / "config.toml"
 
 
+def _named_file_exists(explicit: str | os.PathLike | None) -> None:
+    """A config file named by ``--config``/``NBTUI_CONFIG`` that is not there is a usage
+    error (a typo must not run on defaults); a folder without config.toml is a fresh one."""
+    named = explicit or os.environ.get("NBTUI_CONFIG")
+    if not named:
+        return
+    p = Path(named).expanduser()
+    if p.suffix == ".toml" and not p.is_file():
+        how = "--config" if explicit else "NBTUI_CONFIG"
+        if p.is_dir():
+            raise ConfigError(f"config file {p} ({how}) is a folder, not a file")
+        hint = "; create it, or name its folder to run on defaults" if p.parent.is_dir() else ""
+        raise ConfigError(f"config file {p} ({how}) does not exist{hint}")
+
+
 def load_settings(path: Path) -> Settings:
     data, text = _load_toml(path)
     c = _Checker(path, text)
@@ -248,7 +274,7 @@ def load_settings(path: Path) -> Settings:
     for table, value in (("orphans", orphans), ("cull", cull)):
         if not isinstance(value, dict):
             c.fail(None, table, "expected a table")
-    c.unknown(orphans, "orphans", {"idle"})
+    c.unknown(orphans, "orphans", {"idle", "gpu_idle"})
     c.unknown(cull, "cull", {"idle", "gpu_only", "orphans"})
     return Settings(
         refresh=c.number(data, None, "refresh", 2.0),
@@ -256,6 +282,7 @@ def load_settings(path: Path) -> Settings:
         theme=c.string(data, None, "theme", "nbtui-dark") or "nbtui-dark",
         discover=c.boolean(data, None, "discover", True),
         orphan_idle=c.duration(orphans, "orphans", "idle", 3600.0) or 0.0,
+        orphan_gpu_idle=c.duration(orphans, "orphans", "gpu_idle", 1800.0) or 0.0,
         cull_idle=c.duration(cull, "cull", "idle", None),
         max_body=c.size(data, None, "max_body", 64 << 20),
         cull_gpu_only=c.boolean(cull, "cull", "gpu_only", False),
@@ -291,7 +318,8 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
     table = data.get("servers", {})
     if not isinstance(table, dict):
         c.fail(None, "servers", "expected a table of servers")
-    allowed = {"url", "token", "token_env", "token_cmd", "ca_bundle", "insecure_http", "timeout"}
+    allowed = {"url", "token", "token_env", "token_cmd", "ca_bundle", "insecure_http", "timeout",
+               "hub", "route", "proxy_interval"}
     out: dict[str, ServerConfig] = {}
     for name, entry in table.items():
         tname = f"servers.{name}"
@@ -320,10 +348,17 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
             ca_bundle=c.string(entry, tname, "ca_bundle", None),
             insecure_http=c.boolean(entry, tname, "insecure_http", False),
             timeout=c.number(entry, tname, "timeout", 5.0) if "timeout" in entry else None,
+            hub=c.boolean(entry, tname, "hub", False),
+            route=c.string(entry, tname, "route", "auto") or "auto",
+            proxy_interval=c.duration(entry, tname, "proxy_interval", None),
         )
         bad_ca = check_ca_bundle(cfg.ca_bundle)
         if bad_ca:
             c.fail(tname, "ca_bundle", bad_ca)
+        if cfg.route not in ("auto", "direct", "proxy"):
+            c.fail(tname, "route", f"expected auto, direct or proxy, got {cfg.route!r}")
+        if not cfg.hub and ("route" in entry or "proxy_interval" in entry):
+            c.fail(tname, "route" if "route" in entry else "proxy_interval", "only for a hub (hub = true)")
         if source == "env" and not cfg.token_env:
             c.fail(tname, "token_env", "missing (token = \"env\" needs the variable's name)")
         if source == "cmd" and not cfg.token_cmd:
@@ -333,6 +368,7 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
 
 
 def load(explicit: str | os.PathLike | None = None) -> Config:
+    _named_file_exists(explicit)
     folder = config_dir(explicit)
     return Config(folder=folder, settings=load_settings(settings_path(explicit)), servers=load_servers(folder))
 

@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Optional, Protocol
 
-from nbtui import model, orphans
+from nbtui import holders, model, orphans
 from nbtui.config import Config, ServerConfig, Settings
 from nbtui.host import wire
 from nbtui.jupyter import own
-from nbtui.jupyter.discovery import Discovery, discover, is_same_server_url
+from nbtui.jupyter.discovery import Discovery, discover, discover_host, is_same_server_url
 from nbtui.jupyter.rest import ServerClient, ServerError, is_loopback
 from nbtui.secrets import TokenError, redact, resolve
 
@@ -43,6 +43,19 @@ def parse_time(value) -> Optional[dt.datetime]:
     except ValueError:
         return None
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+TIMEOUT_KIND = "timeout"
+
+
+def terminals_of(server: str, raw: list[dict], now: dt.datetime) -> list[model.Terminal]:
+    """Terminal rows of one server from ``GET /api/terminals``."""
+    out = []
+    for t in raw:
+        last = parse_time(t.get("last_activity"))
+        out.append(model.Terminal(server=server, name=str(t["name"])[:200], last_activity=last,
+                                  idle_seconds=max(0.0, (now - last).total_seconds()) if last else None))
+    return out
 
 
 def normalize_state(value) -> str:
@@ -97,10 +110,13 @@ class HostSample:
     unattributed_gpu: tuple = ()
     gpus: tuple = ()
     gpu_note: Optional[str] = None
+    terminals: dict = field(default_factory=dict)  # terminal key -> model.Terminal, shell and usage filled
+    users: dict = field(default_factory=dict)  # kernel key -> the owner of its process
 
 
 class HostView(Protocol):
-    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel]) -> HostSample: ...
+    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel],
+               terminals: Iterable[model.Terminal] = ()) -> HostSample: ...
 
 
 @dataclass
@@ -114,9 +130,17 @@ class _Server:
     ext_result: Optional[tuple] = None
     ext_note: Optional[str] = None
     ext_retry_at: float = 0.0
+    ext_extra: Optional[wire.Extra] = None  # terminals, owners and ledgers from the extension
+    terminals: tuple = ()  # model.Terminal rows of the last read
+    terminal_note: Optional[str] = None  # why its terminals are unknown
     # notebook-missing checks of this server still running from an earlier read
     nb_task: Optional[asyncio.Future] = None
     nb_limit: Optional[asyncio.Semaphore] = None
+    # A user's server of a hub (nbtui.jupyter.hub): the hub's name, its facts for ServerInfo,
+    # and the last read through the hub's proxy (monotonic time, info, kernels).
+    hub: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+    proxy_read: Optional[tuple] = None
 
 
 def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -> list[ServerConfig]:
@@ -147,30 +171,58 @@ class Fleet:
     ):
         self.settings = settings or Settings()
         self.stale_files = stale_files
+        self.untrusted_files: tuple[str, ...] = ()  # other users' runtime files discovery did not trust
         self.host = host
         self.clock = clock
-        self._servers = {s.name: _Server(s) for s in servers}
+        from nbtui.jupyter import hub as hub_mod
+
+        self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
+        self._servers = {s.name: _Server(s) for s in servers if not s.hub}
         self.notebooks = orphans.NotebookCache()  # notebook-missing, at most once a minute per path
+        self.gpu_idle = orphans.GpuIdleTracker(self.settings.orphan_gpu_idle)  # gpu-idle needs history
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (), host=None) -> "Fleet":
-        found = discover() if discover_local and config.settings.discover else None
+        found = discover_host() if discover_local and config.settings.discover else None
         servers = merge_servers(config.servers.values(), found)
         only = list(only)
         if only:
             servers = [s for s in servers if s.name in only]
-        return cls(servers, config.settings, stale_files=_stale_files(found), host=host)
+        fleet = cls(servers, config.settings, stale_files=_stale_files(found), host=host)
+        fleet.untrusted_files = found.untrusted if found else ()
+        return fleet
 
     @property
     def names(self) -> list[str]:
-        return list(self._servers)
+        """Configured and discovered servers and hubs (not the hubs' users' servers)."""
+        return [n for n, e in self._servers.items() if e.hub is None] + list(self._hubs)
 
     def config_of(self, name: str) -> ServerConfig:
-        return self._servers[name].config
+        if name in self._hubs:
+            return self._hubs[name].config
+        return self._entry(name).config
+
+    def hub_of(self, name: str):
+        """The HubSource of hub ``name`` (KeyError if it is none)."""
+        return self._hubs[name]
+
+    def _entry(self, name: str) -> _Server:
+        """A server's entry; a hub user's server the hub listed (here or in another fleet of
+        this process) is taken on at first use."""
+        entry = self._servers.get(name)
+        if entry is None:
+            hub, _, _rest = name.partition("/")
+            from nbtui.jupyter.hub import LAST_LISTED
+
+            child = LAST_LISTED.get(hub, {}).get(name) if hub in self._hubs else None
+            if child is None:
+                raise KeyError(name)
+            entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
+        return entry
 
     def client(self, name: str) -> ServerClient:
         """The server's client, created on first use (raises ServerError if it cannot be)."""
-        entry = self._servers[name]
+        entry = self._entry(name)
         if entry.client is None:
             c = entry.config
             try:
@@ -182,6 +234,8 @@ class Fleet:
                 timeout=c.timeout or self.settings.timeout,
                 ca_bundle=c.ca_bundle, insecure_http=c.insecure_http,
                 max_body=self.settings.max_body,
+                transport=self._hubs[entry.hub].transport() if entry.hub else None,
+                no_track_activity=entry.hub is not None,
             )
         return entry.client
 
@@ -213,6 +267,7 @@ class Fleet:
         await asyncio.gather(*(s.client.aclose() for s in self._servers.values() if s.client), return_exceptions=True)
         for s in self._servers.values():
             s.client = None
+        await asyncio.gather(*(h.aclose() for h in self._hubs.values()), return_exceptions=True)
 
     async def __aenter__(self) -> "Fleet":
         return self
@@ -227,18 +282,27 @@ class Fleet:
         local = c.pid is not None or is_loopback(c.url)
         return model.ServerInfo(
             name=c.name, url=c.url, source=c.source, version=entry.version,
-            pid=c.pid, root_dir=c.root_dir, local=local, **kw,
+            pid=c.pid, root_dir=c.root_dir, local=local, **{**entry.extra, **kw},
         )
 
     async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
+        if entry.hub is not None:  # a hub user's server: bounded per hub, pending, proxy interval
+            from nbtui.jupyter import hub as hub_mod
+
+            return await hub_mod.read_user_server(self, entry, now)
+        return await self._read_server(entry, now)
+
+    async def _read_server(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
         name = entry.config.name
         timeout = entry.config.timeout or self.settings.timeout
         entry.ext_result = None
+        entry.ext_extra = None
+        entry.terminals = ()
         # A server on another host: its usage comes from its extension, asked alongside.
         ext = None if self._info(entry).local else asyncio.ensure_future(self._read_extension(entry))
         try:
             client = await self.aclient(name)
-            calls = [client.timed_kernels(), client.sessions()]
+            calls = [client.timed_kernels(), client.sessions(), self._read_terminals(entry, now)]
             if entry.version is None:
                 calls.append(client.version())
             results = await asyncio.wait_for(asyncio.gather(*calls), timeout + 0.25)
@@ -254,8 +318,8 @@ class Fleet:
         if ext:
             await ext
         (raw_kernels, latency), raw_sessions = results[0], results[1]
-        if len(results) > 2:
-            entry.version = results[2]
+        if len(results) > 3:
+            entry.version = results[3]
         try:
             kernels = join_kernels(name, raw_kernels, raw_sessions, now)
         except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
@@ -263,6 +327,20 @@ class Fleet:
                                                    "/api/kernels with fields of the wrong types")), []
         await self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
+
+    async def _read_terminals(self, entry: _Server, now: dt.datetime) -> None:
+        """The server's terminals (``GET /api/terminals``); a server with terminals off, or
+        one that fails this read alone, has none known (said in ``terminal_note``)."""
+        try:
+            raw = await self.client(entry.config.name).terminals()
+        except ServerError as e:
+            if e.kind in (TIMEOUT_KIND, "unreachable", "auth-failed"):
+                raise  # the server itself is not readable: the read fails as a whole
+            entry.terminal_note = "terminals: " + (
+                "off on this server" if e.kind in ("not-found", "not-jupyter") else e.detail)
+            return
+        entry.terminal_note = None
+        entry.terminals = tuple(terminals_of(entry.config.name, raw, now))
 
     async def _read_extension(self, entry: _Server) -> None:
         """Ask the server's nbtui extension for usage (bounded by the server's timeout);
@@ -274,6 +352,7 @@ class Fleet:
             data = await asyncio.wait_for(
                 self.client(entry.config.name).nbtui_usage(self.settings.orphan_idle), timeout + 0.25)
             entry.ext_result = wire.load(entry.config.name, data)
+            entry.ext_extra = wire.load_extra(entry.config.name, data)
             entry.ext_note = None
             return
         except asyncio.TimeoutError:
@@ -323,23 +402,31 @@ class Fleet:
         # server reads run during the interval it asks for.
         prime = getattr(self.host, "prime", None)
         wait = prime() if prime else 0.0
+        hub_rows = []
+        if self._hubs:
+            from nbtui.jupyter import hub as hub_mod
+
+            hub_rows = await hub_mod.expand(self)
         results, _ = await asyncio.gather(
             asyncio.gather(*(self._read_one(e, now) for e in self._servers.values())),
             asyncio.sleep(wait or 0.0),
         )
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]
+        terminals = [t for s in servers if s.ok for t in self._servers[s.name].terminals]
         sample = HostSample()
         if self.host is not None:
-            sample = self.host.sample(servers, kernels)
-        sample = await self._merge_extensions(servers, kernels, sample)
+            sample = self.host.sample(servers, kernels, terminals)
+        sample = await self._merge_extensions(servers, kernels, sample, terminals)
         servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
                            usage_note=self._usage_note(s, kernels, sample)) for s in servers]
         threshold = self.settings.orphan_idle
+        owners = holders.owners(servers, sample.users)
         kernels = [
             replace(
                 k,
                 usage=sample.usage.get(k.key),
+                user=owners(k.key, k.server),
                 orphan_reasons=orphans.kernel_reasons(
                     k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id),
                     notebook_exists=self.notebooks.get(k.server, k.session.path) if orphans.session_checkable(k) else None,
@@ -348,32 +435,42 @@ class Fleet:
             for k in kernels
         ]
         kernels.sort(key=sort_key)
+        terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
+        kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, sample.processes)
         return model.Snapshot(
             generated_at=now,
-            servers=tuple(servers),
+            servers=tuple(hub_rows + servers),
             kernels=tuple(kernels),
-            processes=tuple(sample.processes),
+            terminals=tuple(terminals),
+            processes=tuple(processes),
             unattributed_gpu=tuple(sample.unattributed_gpu),
             gpus=tuple(sample.gpus),
             gpu_note=sample.gpu_note,
             stale_files=self.stale_files,
+            untrusted_files=self.untrusted_files,
             idle_threshold=threshold,
         )
 
-    async def _merge_extensions(self, servers, kernels, sample: HostSample) -> HostSample:
+    async def _merge_extensions(self, servers, kernels, sample: HostSample, terminals=()) -> HostSample:
         """Usage from the servers' extensions for kernels the local host does not cover
         (local usage wins); GPUs of other hosts join the summary once each (by UUID)."""
         missing = {k.server for k in kernels if k.key not in sample.usage}
+        missing |= {t.server for t in terminals if sample.terminals.get(t.key) is None
+                    or sample.terminals[t.key].pid is None}
         later = [self._servers[s.name] for s in servers
                  if s.ok and s.local and s.name in missing and self._servers[s.name].ext_result is None]
         # Loopback servers whose kernels are not here (an SSH tunnel): ask them now.
         await asyncio.gather(*(self._read_extension(e) for e in later))
         usage, gpus = dict(sample.usage), list(sample.gpus)
         uuids = {g.uuid for g in gpus}
+        terms, users = dict(sample.terminals), dict(sample.users)
         for s in servers:
             result = self._servers[s.name].ext_result if s.ok else None
             if not result:
                 continue
+            extra = self._servers[s.name].ext_extra
+            if extra is not None:
+                holders.merge_extension(terms, users, usage, terminals, s.name, extra)
             ext_usage, devices, _note = result
             for key, u in ext_usage.items():
                 usage.setdefault(key, u)
@@ -381,7 +478,7 @@ class Fleet:
                 if d.uuid not in uuids:
                     uuids.add(d.uuid)
                     gpus.append(d)
-        return replace(sample, usage=usage, gpus=tuple(gpus))
+        return replace(sample, usage=usage, gpus=tuple(gpus), terminals=terms, users=users)
 
     def _quiet_source(self, s: model.ServerInfo) -> Optional[str]:
         """The usage source of a server with no kernels measured: its extension if it

@@ -48,6 +48,10 @@ class ServerInfo:
     pending: Optional[str] = None
     started: Optional[_dt.datetime] = None
     hub_last_activity: Optional[_dt.datetime] = None
+    # How a hub user's server is read: "direct" (its internal target: moves no timestamp) or
+    # "proxy" (through the hub's proxy, which marks it active), and why when not direct.
+    route: Optional[str] = None
+    route_note: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -101,6 +105,7 @@ class Kernel:
     usage: Optional[Usage] = None
     orphan_reasons: tuple[str, ...] = ()
     user: Optional[str] = None  # owner: of its process (local), the hub user (hub), else None
+    gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
 
     @property
     def key(self) -> str:
@@ -120,6 +125,9 @@ class Terminal:
     user: Optional[str] = None
     usage: Optional[Usage] = None  # the shell's whole process tree
     orphan_reasons: tuple[str, ...] = ()
+    note: Optional[str] = None  # why its shell (and so its usage) is unknown, when it is
+    clients: Optional[int] = None  # open websockets (from the server extension; None: unknown)
+    gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
 
     @property
     def key(self) -> str:
@@ -142,6 +150,8 @@ class Process:
     gpu_memory_bytes: Optional[int] = None
     gpus: tuple[GpuUse, ...] = ()
     orphan_reasons: tuple[str, ...] = ()
+    gpu_percent: Optional[float] = None  # SM %, summed over its GPUs
+    gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,9 @@ class GpuLedger:
     unattributed: int = 0
     unassigned: int = 0
     others: tuple[OtherGpuHolder, ...] = ()  # the "other" part, by process
+    # Set when NVML's per-process figures exceed its used total (the GPU changed between
+    # the two NVML calls): ``unassigned`` is then 0 and the parts sum to more than used.
+    note: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +219,7 @@ class Snapshot:
     gpus: tuple[GpuDevice, ...] = ()
     gpu_note: Optional[str] = None  # why there is no GPU data, when there is none
     stale_files: tuple[str, ...] = ()  # runtime files whose process is dead
+    untrusted_files: tuple[str, ...] = ()  # other users' runtime files not trusted ("path: why"), never contacted
     idle_threshold: float = 3600.0
     notes: tuple[str, ...] = field(default=())
 

@@ -45,6 +45,11 @@ def kernel_reasons(
     return tuple(reasons)
 
 
+def is_idle(kernel: Kernel, threshold: float) -> bool:
+    """Idle past ``threshold`` seconds and not busy (unknown idle time is not idle)."""
+    return kernel.idle_seconds is not None and kernel.idle_seconds >= threshold and kernel.state != "busy"
+
+
 def orphans_only(kernels: Iterable[Kernel]) -> tuple[Kernel, ...]:
     return tuple(k for k in kernels if k.orphan_reasons)
 
@@ -137,7 +142,7 @@ def stale_kernel_files(
 REASON_TEXT = {
     NO_SESSION: "no session (no notebook or console) refers to it",
     DISCONNECTED_IDLE: "no client connected and idle for {idle}",
-    NOTEBOOK_MISSING: "its notebook {path} no longer exists on the server",
+    NOTEBOOK_MISSING: "no notebook file at {path} on the server",  # it may never have existed
     SERVER_GONE: "its Jupyter server{server} is gone",
     KERNEL_GONE: "its kernel{kernel} is gone",
 }
@@ -164,6 +169,8 @@ def explain_kernel(kernel: Kernel) -> str:
             parts.append(REASON_TEXT[r].format(idle=human_duration(kernel.idle_seconds)))
         elif r == NOTEBOOK_MISSING:
             parts.append(REASON_TEXT[r].format(path=where))
+        elif r == GPU_IDLE:
+            parts.append(REASON_TEXT[r].format(idle=human_duration(kernel.gpu_idle_seconds)))
         else:
             parts.append(REASON_TEXT.get(r, r))
     text = f"kernel {kernel.kernel_id[:8]} ({where}) on server {kernel.server}: " + "; ".join(parts)
@@ -194,6 +201,88 @@ def explain_process(p: Process) -> str:
     held = _gpu_text(p.gpu_memory_bytes, p.gpus)
     if held:
         text += f"; {held}"
+        if GPU_IDLE in p.orphan_reasons:
+            text += f" at 0 % SM for {human_duration(p.gpu_idle_seconds)}"
     elif p.memory_bytes:
         text += f"; holds {human_bytes(p.memory_bytes)} of memory"
+    return text
+
+
+# -- terminals and gpu-idle (holders beyond kernels) -----------------------------------------
+
+TERMINAL_IDLE = "terminal-idle"
+GPU_IDLE = "gpu-idle"
+REASON_TEXT[TERMINAL_IDLE] = "a terminal idle for {idle} whose processes hold GPU memory"
+REASON_TEXT[GPU_IDLE] = "holds GPU memory at 0 % SM utilisation for {idle}"
+
+
+def terminal_reasons(terminal, *, idle_threshold: float) -> tuple[str, ...]:
+    """A terminal idle past the threshold (no input or output) with a GPU-holding job is
+    reported like an idle kernel. Unknown idle or unknown GPU memory is never a reason."""
+    u = terminal.usage
+    if terminal.idle_seconds is not None and terminal.idle_seconds >= idle_threshold and u and u.gpu_memory_bytes:
+        return (TERMINAL_IDLE,)
+    return ()
+
+
+class GpuIdleTracker:
+    """gpu-idle needs history: per holder (a kernel, a terminal, a leftover process by PID
+    and create time), since when it has held GPU memory with 0 % SM in every sample seen.
+
+    ``seconds`` is None (unknown) until two samples agree, so a one-shot read never guesses;
+    a sample with SM above 0, or with SM or memory unknown, starts the count again.
+    """
+
+    def __init__(self, threshold: float = 1800.0):
+        self.threshold = threshold
+        self._since: dict[str, tuple[float, int]] = {}  # key -> (first all-zero sample, samples)
+
+    def observe(self, key: str, at: float, gpu_bytes: Optional[int], sm_percent: Optional[float]) -> Optional[float]:
+        if not gpu_bytes or sm_percent is None:
+            self._since.pop(key, None)
+            return None
+        if sm_percent > 0:
+            self._since.pop(key, None)
+            return 0.0
+        first, count = self._since.get(key, (at, 0))
+        self._since[key] = (first, count + 1)
+        return None if count + 1 < 2 else max(0.0, at - first)
+
+    def apply(self, now, kernels, terminals, processes):
+        """The rows with ``gpu_idle_seconds`` and, past the threshold, the gpu-idle reason."""
+        from dataclasses import replace
+
+        at = now.timestamp()
+        seen: set[str] = set()
+
+        def mark(row, key, gpu_bytes, sm):
+            seen.add(key)
+            secs = self.observe(key, at, gpu_bytes, sm)
+            reasons = row.orphan_reasons
+            if secs is not None and secs >= self.threshold and GPU_IDLE not in reasons:
+                reasons = reasons + (GPU_IDLE,)
+            return replace(row, gpu_idle_seconds=secs, orphan_reasons=reasons)
+
+        ks = [mark(k, k.key, k.usage.gpu_memory_bytes if k.usage else None, k.usage.gpu_percent if k.usage else None)
+              for k in kernels]
+        ts = [mark(t, t.key, t.usage.gpu_memory_bytes if t.usage else None, t.usage.gpu_percent if t.usage else None)
+              for t in terminals]
+        ps = [mark(p, f"pid:{p.pid}:{p.create_time}", p.gpu_memory_bytes, p.gpu_percent) for p in processes]
+        self._since = {k: v for k, v in self._since.items() if k in seen}
+        return ks, ts, ps
+
+
+def explain_terminal(t) -> str:
+    """One line: why a terminal is listed, and what it holds."""
+    parts = []
+    for r in t.orphan_reasons:
+        secs = t.gpu_idle_seconds if r == GPU_IDLE else t.idle_seconds
+        parts.append(REASON_TEXT.get(r, r).format(idle=human_duration(secs)) if r in REASON_TEXT else r)
+    text = f"terminal {t.server}/{t.name}" + (f" (shell pid {t.pid})" if t.pid else "")
+    if parts:
+        text += ": " + "; ".join(parts)
+    u = t.usage
+    held = _gpu_text(u.gpu_memory_bytes, u.gpus) if u else None
+    if held:
+        text += f"; {held}"
     return text

@@ -7,6 +7,7 @@ import shutil
 from typing import Any, Iterable, Optional
 
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
+from nbtui.states import never_used, state_text
 from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
 
@@ -28,6 +29,7 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
         "pid": s.pid, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
         "hub": s.hub, "user": s.user, "server_name": s.server_name, "pending": s.pending,
         "started": iso(s.started), "hub_last_activity": iso(s.hub_last_activity),
+        "route": s.route, "route_note": s.route_note,
     }
 
 
@@ -38,6 +40,7 @@ def kernel_json(k: Kernel) -> dict[str, Any]:
         "kernel_id": k.kernel_id,
         "kernel_name": k.kernel_name,
         "state": k.state,
+        "never_used": never_used(k),
         "connections": k.connections,
         "last_activity": iso(k.last_activity),
         "idle_seconds": None if k.idle_seconds is None else round(k.idle_seconds, 1),
@@ -53,6 +56,7 @@ def kernel_json(k: Kernel) -> dict[str, Any]:
         "gpus": [gpu_json(g) for g in u.gpus] if u else [],
         "usage_source": u.source if u else None,
         "user": k.user,
+        "gpu_idle_seconds": k.gpu_idle_seconds,
         "orphan_reasons": list(k.orphan_reasons),
     }
 
@@ -67,6 +71,9 @@ def terminal_json(t: Terminal) -> dict[str, Any]:
         "memory_bytes": u.memory_bytes if u else None,
         "gpu_memory_bytes": u.gpu_memory_bytes if u else None,
         "gpus": [gpu_json(g) for g in u.gpus] if u else [],
+        "gpu_percent": u.gpu_percent if u else None, "host": u.host if u else None,
+        "usage_source": u.source if u else None, "clients": t.clients, "note": t.note,
+        "gpu_idle_seconds": t.gpu_idle_seconds,
         "orphan_reasons": list(t.orphan_reasons),
     }
 
@@ -80,6 +87,7 @@ def gpu_device_json(g: GpuDevice) -> dict[str, Any]:
         "ledger": None if led is None else {
             "kernels": led.kernels, "terminals": led.terminals, "leftovers": led.leftovers,
             "other": led.other, "unattributed": led.unattributed, "unassigned": led.unassigned,
+            "note": led.note,
             "others": [{"pid": o.pid, "user": o.user, "command": o.command, "memory_bytes": o.memory_bytes}
                        for o in led.others],
         },
@@ -92,6 +100,7 @@ def process_json(p: Process) -> dict[str, Any]:
         "notebook": p.notebook, "kernel_id": p.kernel_id, "server_pid": p.server_pid,
         "cpu_percent": p.cpu_percent, "memory_bytes": p.memory_bytes,
         "gpu_memory_bytes": p.gpu_memory_bytes, "gpus": [gpu_json(g) for g in p.gpus],
+        "gpu_percent": p.gpu_percent, "gpu_idle_seconds": p.gpu_idle_seconds,
         "orphan_reasons": list(p.orphan_reasons),
     }
 
@@ -112,6 +121,7 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
         "gpus": [gpu_device_json(g) for g in snap.gpus],
         "gpu_note": snap.gpu_note,
         "stale_files": list(snap.stale_files),
+        "untrusted_files": list(snap.untrusted_files),
     }
 
 
@@ -120,13 +130,13 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
 ORPHAN_MARK = "!"
 
 
-def kernel_row(k: Kernel) -> dict[str, str]:
+def kernel_row(k: Kernel, short_state: bool = False) -> dict[str, str]:
     u = k.usage
     return {
         "server": visible(k.server),
         "kernel": visible(k.kernel_id[:8]),
         "notebook": visible(k.session.path) if k.session else "(no session)",
-        "state": k.state,
+        "state": state_text(k, short_state),
         "conn": "—" if k.connections is None else str(k.connections),
         "idle": human_duration(k.idle_seconds),
         "cpu": human_percent(u.cpu_percent if u else None),
@@ -158,6 +168,8 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> lis
     width = width or shutil.get_terminal_size((80, 24)).columns
     server_w = min(14, max([6] + [len(k.server) for k in kernels]))
     widths = {key: (server_w if key == "server" else w) for key, _, w, _ in COLUMNS}
+    short = width < 100  # at 80 columns the notebook's file name keeps the room
+    widths["state"] = max([widths["state"]] + [len(state_text(k, short)) for k in kernels])
     fixed = sum(widths.values()) + len(COLUMNS) - 1
     nb = max(12, width - fixed)
 
@@ -170,7 +182,7 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None) -> lis
         return " ".join(cells).rstrip()
 
     lines = [fmt({key: title for key, title, _, _ in COLUMNS})]
-    lines += [fmt(kernel_row(k)) for k in kernels]
+    lines += [fmt(kernel_row(k, short)) for k in kernels]
     return lines
 
 
@@ -219,6 +231,8 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     out = [line]
     for s in snap.failed_servers:
         out.append(f"not read: {visible(s.error or s.name + ': ' + s.status)}")
+    for f in snap.untrusted_files:
+        out.append(f"not trusted, not contacted: {visible(f)}")
     if not snap.servers:
         out.append("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
     return out

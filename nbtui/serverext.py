@@ -31,21 +31,45 @@ class _State:
         self._lock = threading.Lock()
         self._host = None
 
-    def report(self, kernel_pids: dict, idle: list) -> dict:
+    def report(self, kernel_pids: dict, idle: list, terminals: dict | None = None) -> dict:
+        """``terminals``: terminal name -> (shell PID or None, open websockets, idle past the threshold)."""
         from nbtui.host import wire
         from nbtui.host.view import MIN_CPU_INTERVAL, LocalHost
 
+        terminals = terminals or {}
+        term_pids = {name: pid for name, (pid, _c, _i) in terminals.items()}
+        idle_terms = [name for name, (_p, _c, is_idle) in terminals.items() if is_idle]
         with self._lock:
             if self._host is None:
                 self._host = LocalHost()
             host = self._host
-            trees, devices, note = host.kernel_trees(kernel_pids, idle)
-            if any(t.cpu_percent is None for t in trees.values()):
+            trees, terms, devices, note = host.server_report(kernel_pids, idle, term_pids, idle_terms)
+            if any(t.cpu_percent is None for t in (*trees.values(), *terms.values())):
                 # A kernel seen for the first time: measure its CPU over a short interval
                 # (in this worker thread, never on the server's event loop).
                 time.sleep(MIN_CPU_INTERVAL)
-                trees, devices, note = host.kernel_trees(kernel_pids, idle)
-        return wire.dump(host.hostname, __version__, {k: trees.get(k) for k in kernel_pids}, devices, note)
+                trees, terms, devices, note = host.server_report(kernel_pids, idle, term_pids, idle_terms)
+        return wire.dump(host.hostname, __version__, {k: trees.get(k) for k in kernel_pids}, devices, note,
+                         terminals={name: (terms.get(name), c) for name, (_p, c, _i) in terminals.items()})
+
+
+def _terminals(settings, now: dt.datetime, idle_after: float) -> dict:
+    """name -> (shell PID, open websockets, idle past ``idle_after``) of the server's terminals
+    (jupyter_server_terminals' manager; none when terminals are off)."""
+    manager = settings.get("terminal_manager")
+    out = {}
+    for name, term in list(getattr(manager, "terminals", {}).items()):
+        pid = getattr(getattr(term, "ptyproc", None), "pid", None)
+        clients = getattr(term, "clients", None)
+        last = getattr(term, "last_activity", None)
+        is_idle = False
+        if isinstance(last, dt.datetime):
+            if last.tzinfo is None:
+                last = last.replace(tzinfo=dt.timezone.utc)
+            is_idle = (now - last).total_seconds() >= idle_after
+        out[str(name)] = (pid if isinstance(pid, int) and pid > 0 else None,
+                          len(clients) if isinstance(clients, list) else None, is_idle)
+    return out
 
 
 def _pid_of(km) -> int | None:
@@ -89,7 +113,8 @@ def _handler_class():
                     if (now - last).total_seconds() >= idle_after:
                         idle.append(kid)
             state: _State = self.settings["nbtui_usage_state"]
-            body = await asyncio.get_running_loop().run_in_executor(None, state.report, kernel_pids, idle)
+            terminals = _terminals(self.settings, now, idle_after)
+            body = await asyncio.get_running_loop().run_in_executor(None, state.report, kernel_pids, idle, terminals)
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps(body))
 

@@ -23,6 +23,9 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("NBTUI_STATE_DIR", str(tmp_path / "nbtui-state"))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime-empty"))
     monkeypatch.setenv("NO_COLOR", "1")
+    # As root nbtui discovers every user's servers (all the servers of tests running at the
+    # same time); a test sees only its own unless it turns this back on (tests/localuser.py).
+    monkeypatch.setenv("NBTUI_ROOT_DISCOVERY", "0")
     yield
 
 

@@ -153,7 +153,7 @@ def test_fields_of_the_wrong_types_are_no_internal_error(named):
         for args in (("ls",), ("ls", "--json"), ("servers", "test")):
             r = run_nbtui(*args, "--no-discover")
             assert r.returncode == 0 and "internal error" not in r.stderr, (args, r.stderr)
-        assert "user ?" in run_nbtui("servers", "test", "--no-discover").stdout
+        assert "as anonymous" in run_nbtui("servers", "test", "--no-discover").stdout
 
 
 def test_exec_timeout_covers_a_websocket_that_never_upgrades():

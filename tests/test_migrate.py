@@ -281,3 +281,51 @@ def test_binary_frames_round_trip_in_fragments():
         channel, back = decode(b"".join(frags))
         assert channel == "shell" and back["content"]["code"] == msg["content"]["code"]
         assert [bytes(b) for b in back["buffers"]] == [payload]
+
+
+def test_move_brings_the_notebook_file_and_leaves_no_orphan(servers):
+    """The notebook file comes along through the contents API; a different file at the
+    target is refused (nothing changed) unless --overwrite-notebook."""
+    src, dst = servers
+    nb = {"cells": [{"cell_type": "code", "source": "x = 41 + 1", "metadata": {}, "outputs": [],
+                     "execution_count": None, "id": "c1"}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (src.root_dir / "proj").mkdir(exist_ok=True)
+    (src.root_dir / "proj" / "real.ipynb").write_text(json.dumps(nb))
+    kid = src.create_session("proj/real.ipynb")["kernel"]["id"]
+    src.run_code(kid, "x = 41 + 1")
+
+    r = _migrate(f"src:{kid[:8]}", "--to", "dst")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["notebook_file"]["action"] == "copy" and report["source_shut_down"] is True
+    landed = json.loads((dst.root_dir / "proj" / "real.ipynb").read_text())
+    assert ["".join(c["source"]) for c in landed["cells"]] == ["x = 41 + 1"]  # nbformat keeps lines
+    new = report["target"]["kernel_id"]
+    ls = json.loads(run_nbtui("ls", "--json", "--server", "dst", "--no-discover").stdout)
+    assert [k["orphan_reasons"] for k in ls["kernels"] if k["kernel_id"] == new] == [[]]
+
+    # A different file already at the target path (its session gone): refused, nothing changed ...
+    dst.shutdown_kernel(new)
+    (src.root_dir / "proj" / "other.ipynb").write_text(json.dumps(dict(nb, cells=[])))
+    two = src.create_session("proj/other.ipynb")["kernel"]["id"]
+    before = {k["id"] for k in dst.kernels()}
+    r = _migrate(two, "--to", "dst", "--notebook", "proj/real.ipynb")
+    assert r.returncode == 1 and "a different file" in r.stderr and "--overwrite-notebook" in r.stderr, r.stderr
+    assert {k["id"] for k in dst.kernels()} == before and two in {k["id"] for k in src.kernels()}
+    assert json.loads((dst.root_dir / "proj" / "real.ipynb").read_text())["cells"]  # untouched
+    # ... unless asked.
+    r = _migrate(two, "--to", "dst", "--notebook", "proj/real.ipynb", "--overwrite-notebook")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["notebook_file"]["action"] == "overwrite"
+    assert json.loads((dst.root_dir / "proj" / "real.ipynb").read_text())["cells"] == []
+
+
+def test_rebind_to_a_path_with_no_file_makes_an_empty_notebook(servers):
+    src, _ = servers
+    kid = src.start_kernel()
+    r = run_nbtui("rebind", f"src:{kid}", "--notebook", "fresh/new.ipynb")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((src.root_dir / "fresh" / "new.ipynb").read_text())["cells"] == []
+    ls = json.loads(run_nbtui("ls", "--json", "--server", "src", "--no-discover").stdout)
+    assert [k["orphan_reasons"] for k in ls["kernels"] if k["kernel_id"] == kid] == [[]]

@@ -125,7 +125,7 @@ def test_explain_process(proc, expected):
             usage=Usage(source="local", gpu_memory_bytes=2 * 1024 ** 3, gpus=(GpuUse(1, "G", 2 * 1024 ** 3),))),
      "kernel 80442938 (no session) on server gpu1: no session (no notebook or console) refers to it; holds 2.0G on GPU 1"),
     (kernel(reasons=("notebook-missing",)),
-     "kernel 80442938 (work/gpu.ipynb) on server gpu1: its notebook work/gpu.ipynb no longer exists on the server"),
+     "kernel 80442938 (work/gpu.ipynb) on server gpu1: no notebook file at work/gpu.ipynb on the server"),
     (kernel(reasons=()), ""),
 ])
 def test_explain_kernel(k, expected):

@@ -113,7 +113,7 @@ class OnlyFrom:
     def __init__(self, host, server_pid: int):
         self.host, self.server_pid = host, server_pid
 
-    def sample(self, servers, kernels):
+    def sample(self, servers, kernels, terminals=()):
         from dataclasses import replace
 
         s = self.host.sample(servers, kernels)

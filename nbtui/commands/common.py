@@ -20,8 +20,13 @@ def discover_enabled(args: argparse.Namespace, config: config_mod.Config) -> boo
     return not getattr(args, "no_discover", False) and config.settings.discover
 
 
+def _top(name: str) -> str:
+    """A hub user's server HUB/USER[/SERVER] is opened through its hub HUB."""
+    return name.partition("/")[0] if "/" in name else name
+
+
 def check_names(fleet: Fleet, names: Iterable[str]) -> None:
-    unknown = [n for n in names if n not in fleet.names]
+    unknown = [n for n in names if _top(n) not in fleet.names]
     if unknown:
         known = ", ".join(fleet.names) or "none"
         raise NotFound(f"unknown server {', '.join(unknown)} (known: {known})")
@@ -46,8 +51,10 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
     only = list(only)
     if only:
         check_names(fleet, only)
-        fleet = Fleet([fleet.config_of(n) for n in only], config.settings,
+        untrusted = fleet.untrusted_files
+        fleet = Fleet([fleet.config_of(n) for n in dict.fromkeys(_top(n) for n in only)], config.settings,
                       stale_files=fleet.stale_files, host=fleet.host)
+        fleet.untrusted_files = untrusted
     return fleet
 
 

@@ -10,17 +10,23 @@ from typing import Optional
 
 from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
-from nbtui.text import visible
-from nbtui.commands.kill import GRACE, confirm, exit_code, report
+from nbtui.commands.kill import GRACE, confirm, execute_all, exit_code, report
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
+from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, middle_truncate, parse_duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle", metavar="DURATION", help="idle kernels past DURATION (90s, 30m, 2h, 1d) with no client")
     p.add_argument("--gpu-only", action="store_true", help="only what holds GPU memory")
+    p.add_argument("--gpu-idle", metavar="DURATION",
+                   help="what holds GPU memory at 0%% SM for DURATION; cull watches the GPUs that long first "
+                        "(gpu-idle needs history)")
     p.add_argument("--orphans", action="store_true", help="every kernel and process with an orphan reason")
+    p.add_argument("--servers", action="store_true",
+                   help="stop hub users' servers whose hub last_activity is older than --idle (as "
+                        "jupyterhub-idle-culler does), instead of culling kernels")
     p.add_argument("--server", action="append", default=[], metavar="NAME", help="only this server (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="act without asking (needed without a terminal)")
@@ -32,13 +38,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def policy_from(args, settings) -> actions.CullPolicy:
     """Selection flags (--idle, --orphans) replace config.toml [cull]; without them, [cull] applies."""
     s = settings
-    if args.idle is not None or args.orphans:
+    if args.idle is not None or args.orphans or getattr(args, "gpu_idle", None) is not None:
         idle = parse_duration(args.idle, "--idle") if args.idle is not None else None
         orphans_ = bool(args.orphans)
     else:
         idle, orphans_ = s.cull_idle, s.cull_orphans
     gpu_only = bool(args.gpu_only) or s.cull_gpu_only
-    return actions.CullPolicy(idle=idle, gpu_only=gpu_only, orphans=orphans_, servers=tuple(args.server))
+    gpu_idle = parse_duration(args.gpu_idle, "--gpu-idle") if getattr(args, "gpu_idle", None) is not None else None
+    return actions.CullPolicy(idle=idle, gpu_only=gpu_only, orphans=orphans_, servers=tuple(args.server),
+                              gpu_idle=gpu_idle)
+
+
+async def watch_gpu_idle(fleet, snap, policy: actions.CullPolicy, refresh: float):
+    """gpu-idle needs history a one-shot read lacks: sample every ``refresh`` seconds for
+    ``policy.gpu_idle`` (at least two samples) and return the last snapshot. Nothing to
+    watch when nothing holds GPU memory (or there is no GPU data)."""
+    import time
+
+    def holding(s) -> bool:
+        rows = [k.usage for k in s.kernels] + [t.usage for t in s.terminals]
+        return any(u and u.gpu_memory_bytes for u in rows) or any(p.gpu_memory_bytes for p in s.processes)
+
+    if not holding(snap):
+        print("nbtui: --gpu-idle: nothing holds GPU memory" + (f" ({snap.gpu_note})" if snap.gpu_note else ""),
+              file=sys.stderr)
+        return snap
+    print(f"nbtui: --gpu-idle: watching GPU use for {human_duration(policy.gpu_idle)} first "
+          f"(every {refresh:g} s; Ctrl-C stops)", file=sys.stderr)
+    end = time.monotonic() + policy.gpu_idle
+    while True:
+        await asyncio.sleep(max(0.2, min(refresh, end - time.monotonic())))
+        snap = await fleet.snapshot()
+        if time.monotonic() >= end or not holding(snap):
+            return snap
 
 
 def _why(s: actions.Step) -> str:
@@ -53,8 +85,18 @@ def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[s
     width = width or shutil.get_terminal_size((80, 24)).columns
     rows = []
     for s in steps:
+        if s.kind == actions.SERVER:
+            target, what = s.target, f"{len(s.kernels)} kernel{'s' if len(s.kernels) != 1 else ''}"
+            if s.refusal:
+                what = f"REFUSED: {s.refusal}"
+            rows.append((visible(target), what, s.explanation.replace("no activity on the hub for ", "idle ")
+                         or "—", human_bytes(s.memory_bytes), human_bytes(s.gpu_memory_bytes), visible(s.owner or "—")))
+            continue
         if s.kind == actions.KERNEL:
             target, what = f"{s.kernel.server}:{s.kernel.kernel_id[:8]}", s.notebook or "(no session)"
+        elif s.kind == actions.TERMINAL:
+            target = s.target
+            what = f"shell pid {s.process.pid}" if s.process else "(shell not known here)"
         else:
             target, what = f"pid:{s.process.pid}", s.notebook or s.process.cmdline
         if s.refusal:
@@ -86,10 +128,15 @@ async def _cull(args) -> int:
     with actions.cull_lock():
         async with fleet:
             snap = await fleet.snapshot()
+            if policy.gpu_idle is not None:
+                snap = await watch_gpu_idle(fleet, snap, policy, config.settings.refresh)
             unread = [s for s in snap.servers if not s.ok]
             for s in unread:
                 print(f"nbtui: not read: {visible(s.error or s.name)}", file=sys.stderr)
-            steps = actions.plan_cull(snap, policy) if policy.selects_anything else []
+            if args.servers:
+                steps = actions.plan_cull_servers(snap, policy.idle, policy.servers)
+            else:
+                steps = actions.plan_cull(snap, policy) if policy.selects_anything else []
             code_read = EXIT_PARTIAL if unread else EXIT_OK
             if not steps:
                 if args.json:
@@ -109,13 +156,20 @@ async def _cull(args) -> int:
                     print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": []})
                 print("nothing culled", file=sys.stderr)
                 return 1
-            outcomes = await actions.execute(fleet, steps, grace=args.grace, action="cull")
+            outcomes = await execute_all(fleet, steps, grace=args.grace, action="cull")
     report(args, steps, outcomes)
     code = exit_code(outcomes)
     return EXIT_PARTIAL if unread and code == EXIT_OK else code
 
 
+def _check_servers_flags(args) -> None:
+    if args.servers and (args.idle is None or args.orphans or args.gpu_only):
+        raise UsageError("cull --servers needs --idle DURATION (the hub's last_activity) and takes no "
+                         "--orphans or --gpu-only")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_servers_flags(args)
     if getattr(args, "readonly", False) and not args.dry_run:
         raise UsageError("--readonly: cull is off (--dry-run still shows the plan)")
     return asyncio.run(_cull(args))

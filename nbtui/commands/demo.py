@@ -21,8 +21,9 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from nbtui.errors import EXIT_OK, NbtuiError, UsageError
 from nbtui.secrets import remember
@@ -33,8 +34,9 @@ MEMORY_CODE = "data = b'x' * (96 * 2**20)  # 96 MiB that nobody uses any more\n"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # For tests of the cleanup: set everything up, print one JSON line, wait for a signal.
-    p.add_argument("--no-tui", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-tui", action="store_true",
+                   help="no TUI: start the server and kernels, print one JSON line (url, pid, base folder) "
+                        "and run until SIGTERM, SIGINT or SIGHUP (for scripts and tests)")
 
 
 def _free_port() -> int:
@@ -53,6 +55,14 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux): SIGTER
 
 
 class DemoServer:
+    """The throwaway server. Its port and token are chosen before it starts, so the TUI can
+    open on it at once; ``launch`` only forks it, ``bring_up`` (on a thread) waits for it and
+    makes the sample kernels.
+
+    Quitting is safe against whatever arrives meanwhile: ``stop`` takes no lock, and a
+    signal that comes during it calls only ``hurry`` (kill the tree, no locks, no waits).
+    """
+
     def __init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="nbtui-demo-"))
         self.root = self.base / "root"
@@ -64,8 +74,13 @@ class DemoServer:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.proc: Optional[subprocess.Popen] = None
         self.kernel_pids: dict[int, float] = {}
-        self._lock = threading.Lock()
-        self.stopped = False
+        self.up = False  # answered /api/status
+        self.populated = False
+        self.failure: Optional[str] = None  # why it did not come up
+        self.stopping = False  # set first thing in stop(); signal handlers read it
+        self.hurried = False
+        self.done = False
+        self.on_progress: Callable[[], None] = lambda: None  # the server or a kernel came up
 
     @property
     def env(self) -> dict:
@@ -76,9 +91,8 @@ class DemoServer:
                     "JUPYTER_TOKEN": self.token})
         return env
 
-    def start(self, timeout: float = 60.0) -> None:
-        import httpx
-
+    def launch(self) -> None:
+        """Fork the server (milliseconds); it answers a second or two later."""
         args = [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={self.port}",
                 "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
                 f"--ServerApp.root_dir={self.root}", "--ServerApp.open_browser=False"]
@@ -89,17 +103,42 @@ class DemoServer:
                                      stdin=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         log.close()
+
+    def wait_up(self, timeout: float = 60.0) -> None:
+        import httpx
+
+        if self.proc is None:
+            self.launch()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise NbtuiError(f"the demo server exited with {self.proc.returncode}: {self._last_log_line()}")
-            try:
-                if httpx.get(self.url + "api/status", headers=self.headers, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        with httpx.Client(base_url=self.url, headers=self.headers, timeout=1) as c:
+            while time.monotonic() < deadline and not self.stopping:
+                if self.proc.poll() is not None:
+                    raise NbtuiError(f"the demo server exited with {self.proc.returncode}: {self._last_log_line()}")
+                try:
+                    if c.get("api/status").status_code == 200:
+                        self.up = True
+                        self.on_progress()
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
+        if self.stopping:
+            raise NbtuiError("the demo is stopping")
         raise NbtuiError(f"the demo server did not answer within {timeout:g} s: {self._last_log_line()}")
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.launch()
+        self.wait_up(timeout)
+
+    def bring_up(self) -> None:
+        """On a thread: wait for the server, then make the sample kernels; never raises."""
+        try:
+            self.wait_up()
+            self.populate()
+        except Exception as e:  # the TUI shows whatever did start; the server log says why
+            if not self.stopping:
+                self.failure = str(e) if isinstance(e, NbtuiError) else f"{type(e).__name__}: {e}"
+                self.on_progress()
 
     def _last_log_line(self) -> str:
         try:
@@ -115,36 +154,60 @@ class DemoServer:
     # -- sample kernels ------------------------------------------------------------------
 
     def populate(self) -> None:
-        """A notebook that holds memory, one busy, one with no session, one whose file is gone."""
+        """A notebook that holds memory, one busy, one with no session, one whose file is gone.
+        The kernels start at once (the server starts them concurrently), each shown as it comes."""
         import httpx
 
         nb = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
         for path in ("demo/train.ipynb", "demo/busy-loop.ipynb"):
             (self.root / path).parent.mkdir(parents=True, exist_ok=True)
             (self.root / path).write_text(json.dumps(nb))
-        with httpx.Client(base_url=self.url, headers=self.headers, timeout=60) as c:
-            def session(path: str) -> str:
-                body = {"path": path, "type": "notebook", "name": path.rsplit("/", 1)[-1],
-                        "kernel": {"name": "python3"}}
-                return c.post("api/sessions", json=body).raise_for_status().json()["kernel"]["id"]
+        ids: dict[str, str] = {}
+        errors: list[BaseException] = []
 
-            train = session("demo/train.ipynb")
-            busy = session("demo/busy-loop.ipynb")
-            session("demo/deleted-last-week.ipynb")
-            c.post("api/kernels", json={"name": "python3"}).raise_for_status()
-        self._execute(train, MEMORY_CODE, wait=True)
-        self._execute(busy, BUSY_CODE, wait=False)
+        def make(path: Optional[str]) -> None:
+            try:
+                with httpx.Client(base_url=self.url, headers=self.headers, timeout=60) as c:
+                    if path is None:
+                        c.post("api/kernels", json={"name": "python3"}).raise_for_status()
+                    else:
+                        body = {"path": path, "type": "notebook", "name": path.rsplit("/", 1)[-1],
+                                "kernel": {"name": "python3"}}
+                        ids[path] = c.post("api/sessions", json=body).raise_for_status().json()["kernel"]["id"]
+                self.on_progress()
+            except BaseException as e:  # noqa: BLE001 - re-raised below on the calling thread
+                errors.append(e)
+
+        makers = [threading.Thread(target=make, args=(p,), daemon=True)
+                  for p in ("demo/train.ipynb", "demo/busy-loop.ipynb", "demo/deleted-last-week.ipynb", None)]
+        for t in makers:
+            t.start()
+        for t in makers:
+            t.join(90)
+        if errors:
+            raise errors[0]
+        # One after the other: jupyter_client's blocking clients do not share well across threads.
+        for path, code, wait in (("demo/train.ipynb", MEMORY_CODE, True), ("demo/busy-loop.ipynb", BUSY_CODE, False)):
+            try:
+                self._execute(ids[path], code, wait)
+            except Exception:  # that kernel shows as it is; a traceback would tear the screen
+                pass
+            self.on_progress()
+        self.populated = True
+        self.on_progress()
 
     def _execute(self, kernel_id: str, code: str, wait: bool) -> None:
         from jupyter_client import BlockingKernelClient
 
         conn = self.runtime / f"kernel-{kernel_id}.json"
         deadline = time.monotonic() + 30
-        while not conn.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while not conn.exists() and time.monotonic() < deadline and not self.stopping:
+            time.sleep(0.05)
+        if self.stopping:
+            return
         kc = BlockingKernelClient(connection_file=str(conn))
         kc.load_connection_file()
-        kc.start_channels()
+        kc.start_channels(hb=False)  # a heartbeat missed while the kernel starts would read "died"
         try:
             kc.wait_for_ready(timeout=60)
             if wait:
@@ -157,42 +220,79 @@ class DemoServer:
 
     # -- stopping ------------------------------------------------------------------------
 
-    def _remember_kernels(self) -> None:
+    def _tree(self) -> dict[int, float]:
+        """The server's descendants now (fresh psutil objects: no state shared with anyone)."""
         import psutil
 
+        out: dict[int, float] = {}
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return out
         try:
-            for p in psutil.Process(self.proc.pid).children(recursive=True):
+            for p in psutil.Process(proc.pid).children(recursive=True):
                 try:
-                    self.kernel_pids[p.pid] = p.create_time()
+                    out[p.pid] = p.create_time()
                 except psutil.Error:
                     pass
-        except (psutil.Error, AttributeError):
+        except psutil.Error:
             pass
+        return out
+
+    def hurry(self) -> None:
+        """Kill the server's whole tree now. Safe in a signal handler: no lock, no wait,
+        nothing the interrupted code may hold (only syscalls and fresh psutil objects)."""
+        self.hurried = True
+        proc = self.proc
+        if proc is None or proc.returncode is not None:  # not started, or already reaped
+            return
+        tree = self._tree()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is the server's
+        except OSError:
+            pass
+        _kill_verified(tree)
 
     def stop(self) -> None:
-        """Stop the server and every kernel it started; remove the folder. Idempotent."""
-        import psutil
-
-        with self._lock:
-            if self.stopped:
-                return
-            self.stopped = True
-            if self.proc is not None and self.proc.poll() is None:
-                self._remember_kernels()
-                self.proc.terminate()  # the server shuts its kernels down
+        """Stop the server and every kernel it started; remove the folder. Idempotent; a
+        signal during it (see ``hurry``) only makes it quicker."""
+        if self.done:
+            return
+        self.stopping = True
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            self.kernel_pids.update(self._tree())
+            try:
+                proc.terminate()  # the server shuts its kernels down
+            except OSError:
+                pass
+            deadline = time.monotonic() + 8
+            while proc.poll() is None and time.monotonic() < deadline and not self.hurried:
+                time.sleep(0.05)
+            if proc.poll() is None:
                 try:
-                    self.proc.wait(8)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-            for pid, created in self.kernel_pids.items():
-                try:
-                    p = psutil.Process(pid)
-                    if abs(p.create_time() - created) < 0.01:
-                        p.kill()
-                except psutil.Error:
+                    proc.kill()
+                except OSError:
                     pass
-            shutil.rmtree(self.base, ignore_errors=True)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        _kill_verified(self.kernel_pids)
+        shutil.rmtree(self.base, ignore_errors=True)
+        self.done = True
+
+
+def _kill_verified(pids: dict[int, float]) -> None:
+    """SIGKILL each PID that is still the process seen (same create time)."""
+    import psutil
+
+    for pid, created in tuple(pids.items()):
+        try:
+            p = psutil.Process(pid)
+            if abs(p.create_time() - created) < 0.01:
+                p.kill()
+        except (psutil.Error, OSError):
+            pass
 
 
 def _check_extra() -> None:
@@ -205,12 +305,42 @@ def _check_extra() -> None:
             raise UsageError(NEEDS)
 
 
+DEMO = "demo"
+
+
+def _demo_fleet(demo: DemoServer, servers, settings, **kw):
+    """The fleet, with the demo server shown as coming up (a spawn in progress, not an
+    error) until it answers, and the reason in one line if it never does."""
+    from nbtui import model
+    from nbtui.fleet import Fleet
+
+    class DemoFleet(Fleet):
+        def __init__(self, *a, **k):  # the TUI's runner makes a private copy the same way
+            super().__init__(*a, **k)
+
+        def _failed(self, entry, e):
+            info = super()._failed(entry, e)
+            if entry.config.name != DEMO or demo.up:
+                return info
+            if demo.failure:
+                return replace(info, error=f"server {DEMO}: {demo.failure}")
+            return replace(info, status=model.OK, error=None, error_kind=None, pending="spawn")
+
+    return DemoFleet(servers, settings, **kw)
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # the terminal is gone (SIGHUP): nobody to tell
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     _check_extra()
     from nbtui.commands import tui
     from nbtui.commands.common import load_config, open_fleet
     from nbtui.config import ServerConfig
-    from nbtui.fleet import Fleet
 
     config = load_config(args)
     demo = DemoServer()
@@ -218,37 +348,48 @@ def run(args: argparse.Namespace) -> int:
     previous = {}
 
     def on_signal(signum, frame):
-        demo.stop()
+        # No lock, no wait: during the quit a signal only hurries it; before, it starts it.
+        if demo.stopping:
+            demo.hurry()
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         previous[sig] = signal.signal(sig, on_signal)
     try:
-        print(f"nbtui demo: starting a throwaway Jupyter server on {demo.url} …", file=sys.stderr, flush=True)
-        demo.start()
-        filler = threading.Thread(target=_populate_quietly, args=(demo,), daemon=True)
-        filler.start()
+        _say(f"nbtui demo: starting a throwaway Jupyter server on {demo.url} …")
+        demo.launch()
+        starter = threading.Thread(target=demo.bring_up, name="nbtui-demo", daemon=True)
+        starter.start()
         others = open_fleet(args, config)
-        mine = ServerConfig(name="demo", url=demo.url, token_source="discovered", token=demo.token,
+        mine = ServerConfig(name=DEMO, url=demo.url, token_source="discovered", token=demo.token,
                             source="config", pid=demo.proc.pid, root_dir=str(demo.root))
-        fleet = Fleet([mine] + [others.config_of(n) for n in others.names], config.settings,
-                      stale_files=others.stale_files, host=others.host)
+        fleet = _demo_fleet(demo, [mine] + [others.config_of(n) for n in others.names], config.settings,
+                            stale_files=others.stale_files, host=others.host)
         if getattr(args, "no_tui", False):
-            filler.join()
+            starter.join()
+            if demo.failure:
+                raise NbtuiError(demo.failure)
             print(json.dumps({"url": demo.url, "pid": demo.proc.pid, "base": str(demo.base)}), flush=True)
             while True:
                 time.sleep(1)
-        return tui.run(args, fleet=fleet, config=config)
+
+        def watch(app) -> None:  # the screen reads again as soon as the server or a kernel is up
+            def progress() -> None:
+                try:
+                    app.call_from_thread(app.refresh_now)
+                except Exception:  # the app is not running (yet, or any more)
+                    pass
+
+            demo.on_progress = progress
+
+        return tui.run(args, fleet=fleet, config=config, on_app=watch)
     finally:
+        demo.on_progress = lambda: None
         demo.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        print("nbtui demo: server and kernels stopped", file=sys.stderr)
+        _say("nbtui demo: server and kernels stopped")
     return EXIT_OK
-
-
-def _populate_quietly(demo: DemoServer) -> None:
-    try:
-        demo.populate()
-    except Exception:  # the TUI shows whatever did start; the server log says why
-        pass

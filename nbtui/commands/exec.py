@@ -46,7 +46,7 @@ async def resolve_kernel(args: argparse.Namespace):
     from nbtui.targets import KernelTarget, resolve
 
     server, sep, _ = args.target.strip().rpartition(":")
-    only = [server] if sep and server and server != "pid" else []
+    only = [server] if sep and server and server != "pid" and not args.target.strip().startswith("terminal:") else []
     fleet = open_fleet(args, only=only, with_host=False)
     try:
         target = resolve(await fleet.snapshot(), args.target)

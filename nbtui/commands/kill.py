@@ -15,7 +15,7 @@ from nbtui.units import seconds_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", nargs="+", metavar="TARGET", help="SERVER:KERNEL, KERNEL (unique id prefix) or pid:N")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="SERVER:KERNEL, KERNEL (unique id prefix), pid:N or server:HUB/USER[/SERVER]")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask (needed without a terminal)")
     p.add_argument("--grace", type=GRACE, default=actions.DEFAULT_GRACE, metavar="SECONDS",
@@ -65,7 +65,9 @@ async def _kill(args) -> int:
     async with fleet:
         snap = await fleet.snapshot()
         resolved = [targets.resolve(snap, t) for t in args.targets]
-        steps = actions.plan_kill(snap, resolved)
+        hub_servers = list({t.server.name: t.server for t in resolved if isinstance(t, targets.ServerTarget)}.values())
+        steps = actions.plan_kill(snap, [t for t in resolved if not isinstance(t, targets.ServerTarget)])
+        steps += [actions.plan_stop_server(snap, s) for s in hub_servers]
         refused = EXIT_FAILED if any(s.refusal for s in steps) else EXIT_OK
         if args.json and args.dry_run:
             print_json({"dry_run": True, "plan": [s.json() for s in steps], "results": []})
@@ -81,9 +83,25 @@ async def _kill(args) -> int:
             if not confirm(f"Kill {len(acting)} target{'s' if len(acting) != 1 else ''}{whose}?", args.yes):
                 print("nothing killed", file=sys.stderr)
                 return EXIT_FAILED
-        outcomes = await actions.execute(fleet, steps, grace=args.grace, action="kill")
+        outcomes = await execute_all(fleet, steps, grace=args.grace, action="kill")
     report(args, steps, outcomes)
     return exit_code(outcomes)
+
+
+async def execute_all(fleet, steps, *, grace: float, action: str):
+    """Kernels and processes (actions.execute) and hub users' servers (stopped through their
+    hub) at once; outcomes in the order of the steps."""
+    servers = [s for s in steps if isinstance(s, actions.ServerStep)]
+    others = [s for s in steps if not isinstance(s, actions.ServerStep)]
+    done_others, done_servers = await asyncio.gather(
+        actions.execute(fleet, others, grace=grace, action=action) if others else _nothing(),
+        actions.stop_servers(fleet, servers, action=f"{action}-server") if servers else _nothing())
+    by_step = {id(o.step): o for o in [*done_others, *done_servers]}
+    return [by_step[id(s)] for s in steps]
+
+
+async def _nothing() -> list:
+    return []
 
 
 def report(args, steps, outcomes) -> None:

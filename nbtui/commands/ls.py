@@ -34,7 +34,20 @@ async def _snapshot(args):
             snap, errors = await probe_missing(fleet, snap, timeout=fleet.settings.timeout)
             for line in errors:
                 print(f"nbtui: {redact(line)}", file=sys.stderr)
+        return _only_hub_servers(snap, args.server)
+
+
+def _only_hub_servers(snap, names):
+    """--server HUB/USER[/SERVER] keeps that user's server (and its hub's row) of its hub."""
+    wanted = {n for n in names if "/" in n}
+    if not wanted:
         return snap
+    from dataclasses import replace
+
+    keep = {s.name for s in snap.servers if s.name in names or s.hub in names or s.name in wanted
+            or (s.user is None and any(w.partition("/")[0] == s.name for w in wanted))}
+    return replace(snap, servers=tuple(s for s in snap.servers if s.name in keep),
+                   kernels=tuple(k for k in snap.kernels if k.server in keep))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", required=True, metavar="SERVER", help="the server that gets the new kernel")
     p.add_argument("--kernel", metavar="NAME", help="kernel spec on the target (default: the source's)")
     p.add_argument("--notebook", metavar="PATH", help="notebook path of the new session (default: the source's)")
+    p.add_argument("--overwrite-notebook", action="store_true",
+                   help="copy the source's notebook file over a different file at the target path "
+                        "(without it such a move is refused)")
     p.add_argument("--keep-source", action="store_true", help="leave the source kernel running afterwards")
     p.add_argument("--max-bytes", type=_size, default=MAX_BYTES, metavar="N",
                    help=f"skip a variable whose serialised size is above N (default {human_bytes(MAX_BYTES)}; 512M, 2G …)")
@@ -92,7 +95,8 @@ async def _migrate(args) -> int:
         raise UsageError("--readonly is set: migrate would change kernels")
     opts = Options(to=args.to, kernel_name=args.kernel, notebook=args.notebook, keep_source=args.keep_source,
                    dry_run=args.dry_run, max_bytes=args.max_bytes, wait=args.wait, chunk_bytes=args.chunk_bytes,
-                   transport=args.transport, eager_start=args.yes or args.keep_source)
+                   transport=args.transport, eager_start=args.yes or args.keep_source,
+                   overwrite_notebook=args.overwrite_notebook)
     fleet = open_fleet(args, with_host=False)  # no usage needed: resolve the target, act
     async with fleet:
         snap = await fleet.snapshot()

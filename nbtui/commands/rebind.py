@@ -13,7 +13,7 @@ from nbtui.errors import EXIT_OK, UsageError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="SERVER:KERNEL or KERNEL (unique id prefix)")
     p.add_argument("--notebook", required=True, metavar="PATH",
-                   help="notebook path relative to the server's root (the file need not exist)")
+                   help="notebook path relative to the server's root (with no file there, an empty notebook is made)")
     p.add_argument("--dry-run", action="store_true", help="check everything, bind nothing")
     p.add_argument("--json", action="store_true", help="the result as one JSON object")
 

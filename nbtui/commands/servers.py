@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import re
 import sys
 
 from nbtui import config as config_mod
@@ -32,6 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("--insecure-http", action="store_true", help="allow a token over plain http to a remote host")
     add.add_argument("--timeout", type=float, metavar="SECONDS", help="this server's timeout (default 5)")
     add.add_argument("--replace", action="store_true", help="replace a server of that name")
+    add.add_argument("--hub", action="store_true",
+                     help="a JupyterHub: read every user's servers with one token (a service token with a role)")
+    add.add_argument("--route", choices=("auto", "direct", "proxy"),
+                     help="hub only: reach users' servers at their internal targets (direct), through the "
+                          "hub's proxy (marks them active), or direct where reachable (auto, the default)")
+    add.add_argument("--proxy-interval", metavar="DURATION",
+                     help="hub only: read a server through the proxy at most this often (default 15m)")
     rm = sub.add_parser("remove", help="forget a server and its keyring token")
     rm.add_argument("name")
     test = sub.add_parser("test", help="reachability, auth, version and latency of each server")
@@ -50,7 +58,7 @@ def _list(args) -> int:
     rows = []
     for name in fleet.names:
         c = fleet.config_of(name)
-        rows.append({"name": c.name, "url": c.url, "source": c.source,
+        rows.append({"name": c.name, "url": c.url, "source": "hub" if c.hub else c.source,
                      "token": c.token_source if c.source == "config" else "runtime file",
                      "pid": c.pid, "root_dir": c.root_dir})
     stale = list(found.stale) if found else []
@@ -108,10 +116,21 @@ def _add_locked(args) -> int:
     if args.timeout is not None and not 0 < args.timeout < float("inf"):
         # servers.toml refuses it on load: saved, it would break every later command
         raise UsageError(f"bad --timeout {args.timeout:g}: expected a number of seconds above 0")
+    if not args.hub and (args.route or args.proxy_interval):
+        raise UsageError("--route and --proxy-interval are for a hub: add --hub")
+    interval = None
+    if args.proxy_interval is not None:
+        from nbtui.units import parse_duration
+
+        interval = parse_duration(args.proxy_interval, "--proxy-interval")
+        if not interval > 0:
+            raise UsageError("bad --proxy-interval: expected a duration above 0, e.g. 15m")
+    hub_version = None if args.hub else _detect_hub(url, args.ca_bundle)
     source, token = _read_token(args)
     server = config_mod.ServerConfig(
         name=args.name, url=url, token_source=source, token_env=args.token_env, token_cmd=args.token_cmd,
         ca_bundle=args.ca_bundle, insecure_http=args.insecure_http, timeout=args.timeout,
+        hub=args.hub, route=args.route or "auto", proxy_interval=interval,
     )
     from nbtui.jupyter.rest import check_transport
 
@@ -121,8 +140,22 @@ def _add_locked(args) -> int:
     elif args.replace:
         secrets.keyring_delete(args.name)
     config_mod.save_servers(config_mod.with_server(config, server))
-    print(f"added {args.name} ({url}); token: {source}; try `nbtui servers test {args.name}`")
+    kind = " as a JupyterHub" if args.hub else ""
+    print(f"added {args.name} ({url}){kind}; token: {source}; try `nbtui servers test {args.name}`")
+    if hub_version:
+        print(f"{url} answers as JupyterHub {visible(hub_version)}: to see every user's servers, add it "
+              f"with --hub (nbtui servers add {args.name} {url} --hub --replace …)")
     return EXIT_OK
+
+
+def _detect_hub(url: str, ca_bundle) -> str | None:
+    """The JupyterHub version if ``url``'s hub/api answers as a hub (a 2 s look), else None."""
+    from nbtui.jupyter.hub import detect
+
+    try:
+        return asyncio.run(detect(url, timeout=2.0, ca_bundle=ca_bundle))
+    except Exception:  # the add itself never fails on the look
+        return None
 
 
 def _remove(args) -> int:
@@ -151,22 +184,55 @@ async def _probe(fleet, name):
         me = await client.me()
     except ServerError:
         return None
-    ident = me.get("identity") if isinstance(me, dict) else None
-    if not isinstance(ident, dict):
-        return None
-    user = ident.get("username") or ident.get("name")
-    return user if isinstance(user, str) else None
+    ident = me.get("identity") if isinstance(me, dict) else None  # a server may answer any shape
+    return identity_name(ident if isinstance(ident, dict) else {})
+
+
+_ANONYMOUS = re.compile(r"^[0-9a-f]{32}$")
+
+
+def identity_name(ident: dict) -> str:
+    """Who the server says we are, stable across calls. A plain Jupyter Server with token
+    auth makes up a new anonymous user (a random id, "Anonymous <moon>") for every request:
+    that is no one, so it reads "anonymous"."""
+    username = ident.get("username")
+    name = ident.get("name") or ""
+    if not isinstance(username, str) or not username or (
+            _ANONYMOUS.match(username) and str(name).startswith("Anonymous ")):
+        return "anonymous"
+    return username
+
+
+def identity(user: str | None, token_source: str) -> str:
+    """`name (token auth)`: the identity and how nbtui proves it."""
+    auth = "no auth" if token_source == "none" else "token auth"
+    return f"{visible(user) if user else '?'} ({auth})"
 
 
 async def _test_all(fleet, names):
     snap = await fleet.snapshot()
-    users = await asyncio.gather(*(_probe(fleet, s.name) if s.ok else _none() for s in snap.servers))
+    # A hub's users' servers are the hub's users (no extra request through the proxy).
+    users = await asyncio.gather(*(_probe(fleet, s.name) if s.ok and s.hub is None else _none(s.user)
+                                   for s in snap.servers))
     await fleet.aclose()
     return snap, users
 
 
-async def _none():
-    return None
+async def _none(value=None):
+    return value
+
+
+def _hub_facts(fleet, s) -> dict | None:
+    """Scopes of a hub row's token and what each missing one costs (None for other rows)."""
+    if s.source != "hub" or s.user is not None or s.name not in fleet.names:
+        return None
+    from nbtui.jupyter.hub import missing_scopes
+
+    hub = fleet.hub_of(s.name)
+    scopes = hub.scopes or []
+    return {"token_owner": {"kind": hub.kind, "name": hub.owner}, "scopes": sorted(scopes) if hub.scopes is not None else None,
+            "missing_scopes": [{"scope": sc, "held": held, "cost": cost} for sc, held, cost in missing_scopes(scopes)]
+            if hub.scopes is not None else []}
 
 
 _USAGE_WORDS = {
@@ -181,6 +247,23 @@ def _usage_words(s) -> str:
     return f"{words} — {s.usage_note}" if s.usage_note else words
 
 
+def _print_hub(snap, s, facts) -> None:
+    mine = [x for x in snap.servers if x.hub == s.name and x.user is not None]
+    proxied = [x for x in mine if x.route == "proxy"]
+    owner = facts["token_owner"]
+    who = f"{owner['kind'] or 'token'} {visible(owner['name'] or '?')}"
+    print(f"{visible(s.name)}: ok, JupyterHub {visible(s.version or '?')}, {s.latency_ms:.0f} ms, "
+          f"{len(mine)} user server{'s' if len(mine) != 1 else ''}"
+          f" ({len(mine) - len(proxied)} direct, {len(proxied)} through the proxy), token of {who}")
+    print(f"  scopes: {visible(', '.join(facts['scopes'] or []) or 'none')}")
+    for m in facts["missing_scopes"]:
+        what = "missing scope" if m["held"] == "missing" else "scope held only for some users:"
+        print(f"  {what} {m['scope']}: {m['cost']}")
+    if proxied:
+        print(f"  {len(proxied)} server{'s' if len(proxied) != 1 else ''} "
+              f"{visible(proxied[0].route_note or 'read through the proxy')}")
+
+
 def _test(args) -> int:
     config = load_config(args)
     fleet = open_fleet(args, config)
@@ -192,19 +275,28 @@ def _test(args) -> int:
         out = []
         for s, user in zip(snap.servers, users):
             d = server_json(s)
-            d["user"] = user
+            d["user"] = None if user == "anonymous" else user
+            d["identity"] = identity(user, fleet.config_of(s.name).token_source) if s.ok else None
             d["kernels"] = sum(1 for k in snap.kernels if k.server == s.name)
+            d.update(_hub_facts(fleet, s) or {})
             out.append(d)
         print_json({"servers": out, "gpu_note": snap.gpu_note})
     else:
         if not snap.servers:
             print("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
         for s, user in zip(snap.servers, users):
-            if s.ok:
+            facts = _hub_facts(fleet, s)
+            if facts is not None and s.ok:
+                _print_hub(snap, s, facts)
+            elif s.ok and s.pending:
+                print(f"{visible(s.name)}: {s.pending} pending (the hub is "
+                      f"{'starting' if s.pending == 'spawn' else 'stopping'} it)")
+            elif s.ok:
                 n = sum(1 for k in snap.kernels if k.server == s.name)
+                route = f", route: {s.route}" if s.route else ""
                 print(f"{visible(s.name)}: ok, Jupyter Server {visible(s.version or '?')}, {s.latency_ms:.0f} ms, "
-                      f"{n} kernel{'s' if n != 1 else ''}, user {visible(user or '?')}, "
-                      f"usage: {visible(_usage_words(s))}")
+                      f"{n} kernel{'s' if n != 1 else ''}, as {visible(identity(user, fleet.config_of(s.name).token_source))}, "
+                      f"usage: {visible(_usage_words(s))}{visible(route)}")
             else:
                 print(f"{visible(s.name)}: {s.status}: " + visible((s.error or "").removeprefix(f"server {s.name}: ")))
         if snap.gpu_note:

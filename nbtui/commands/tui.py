@@ -14,8 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # no options of its own
 
 
 def run(args: argparse.Namespace, *, fleet=None, config=None,
-        open_console: Optional[tuple[str, str]] = None) -> int:
-    """Open the TUI; ``fleet`` and ``open_console`` let other commands (demo, console) reuse it."""
+        open_console: Optional[tuple[str, str]] = None, on_app=None) -> int:
+    """Open the TUI; ``fleet`` and ``open_console`` let other commands (demo, console) reuse it,
+    ``on_app(app)`` runs before the app starts (the demo asks it to read again as its kernels come)."""
     config = config or load_config(args)
     fleet = fleet or open_fleet(args, config)
     from nbtui.tui.runner import SnapshotRunner  # no textual: the first read starts now,
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace, *, fleet=None, config=None,
             open_console=open_console,
             runner=runner,
         )
+        if on_app is not None:
+            on_app(app)
         app.run()
     finally:
         runner.close()

@@ -9,14 +9,16 @@ than a meaningless 0.
 
 from __future__ import annotations
 
+import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping, Optional
 
 from nbtui import model, orphans
 from nbtui.config import Settings
 from nbtui.fleet import HostSample
 from nbtui.host import gpu as gpu_mod
+from nbtui.host import ledger
 from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pid, uses_nvidia
 from nbtui.secrets import redact_cmdline
 
@@ -36,6 +38,7 @@ class TreeUsage:
     memory_bytes: Optional[int]
     gpu: gpu_mod.TreeGpu
     note: Optional[str]
+    user: Optional[str] = None  # the owner of its root process
 
     def usage(self, source: str, host: Optional[str]) -> model.Usage:
         return model.Usage(
@@ -68,6 +71,36 @@ def _orphan_kernel_alive(scan: Scan, proc, kernel_id, session, server_alive, ser
     return False
 
 
+def ledger_kinds(scan: Scan, by_pid, in_kernels, in_terminals, leftovers):
+    """Each local GPU-holding PID's ledger part, and (user, command) of the other ones."""
+    kinds: dict[int, str] = {}
+    for pid in by_pid:
+        if pid in in_kernels:
+            kinds[pid] = ledger.KERNELS
+        elif pid in in_terminals:
+            kinds[pid] = ledger.TERMINALS
+        elif pid in leftovers:
+            kinds[pid] = ledger.LEFTOVERS
+        else:
+            kinds[pid] = ledger.OTHER
+    names = {pid: (scan.procs[pid].facts.user, redact_cmdline(" ".join(scan.procs[pid].facts.cmdline)))
+             for pid, kind in kinds.items() if kind == ledger.OTHER}
+    return kinds, names
+
+
+def _looks_like_server(cmdline) -> bool:
+    from nbtui.jupyter.everyone import _is_server
+
+    return _is_server(cmdline)
+
+
+def _session_leader(pid: int) -> bool:
+    try:
+        return os.getsid(pid) == pid
+    except OSError:
+        return False
+
+
 def _on_gpu(pids: Iterable[int], by_pid) -> list[int]:
     """The PIDs of a tree that NVML reports and that are confirmed as these processes."""
     return [p for p in pids if p in by_pid]
@@ -95,6 +128,7 @@ class LocalHost:
         self._nvidia: dict[Ident, bool] = {}  # NVML PID confirmed as this local process
         self._kernel_of: dict[Ident, str] = {}  # processes seen in a kernel's tree, for after it dies
         self._listeners: dict[str, Ident] = {}  # server URL -> the process listening on its port
+        self._shell_of: dict[str, Ident] = {}  # terminal key -> its shell, once tied
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -105,11 +139,16 @@ class LocalHost:
             return 0.0
         scan = self.table.scan()
         pids = scan.jupyter_pids()
+        # Terminals' shells and jobs carry no Jupyter variables: everything under a server.
+        for p in scan.procs.values():
+            if _looks_like_server(p.facts.cmdline):
+                pids.update(scan.tree(p.pid))
         self.table.measure(scan, pids)
         self._primed = True
         return MIN_CPU_INTERVAL if pids else 0.0
 
-    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel]) -> HostSample:
+    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel],
+               terminals: Iterable[model.Terminal] = ()) -> HostSample:
         scan = self.table.scan()
         roots = scan.kernel_roots()
         idle_after = self.settings.orphan_idle
@@ -120,8 +159,14 @@ class LocalHost:
             if k.key in by_key and k.idle_seconds is not None and k.idle_seconds >= idle_after and k.state != "busy":
                 idle_keys.add(k.key)
         in_kernels = {p for pid in by_key.values() for p in scan.tree(pid)}
-        leftover = sorted(scan.jupyter_pids() - in_kernels)
-        stats = self.table.measure(scan, in_kernels | set(leftover))
+        terminals = list(terminals)
+        shells = self._shells(scan, servers, terminals, in_kernels)
+        term_trees = {key: [p for p in scan.tree(pid) if p not in in_kernels]
+                      for key, (pid, _note) in shells.items() if pid is not None}
+        in_terminals = {p for tree in term_trees.values() for p in tree}
+        # A terminal's job is the terminal's, never a leftover.
+        leftover = sorted(scan.jupyter_pids() - in_kernels - in_terminals)
+        stats = self.table.measure(scan, in_kernels | in_terminals | set(leftover))
         first = not self._primed
         self._primed = True
         reading = self.nvml.read()
@@ -134,20 +179,42 @@ class LocalHost:
         live = {p.ident for p in scan.procs.values()}
         self._kernel_of = {i: k for i, k in self._kernel_of.items() if i in live}
         processes = self._leftovers(scan, leftover, stats, reading, by_pid, servers, kernels)
-        attributed = in_kernels | set(leftover)
-        usage = {key: t.usage(LOCAL, self.hostname) for key, t in trees.items()}
+        attributed = in_kernels | in_terminals | set(leftover)
+        filled = []
+        for t in terminals:
+            pid, note = shells.get(t.key, (None, None))
+            if pid is None:
+                filled.append(replace(t, note=note))
+                continue
+            tree = self._tree(scan, pid, stats, reading, by_pid, first, pids=term_trees[t.key])
+            filled.append(replace(t, pid=pid, user=tree.user, usage=tree.usage(LOCAL, self.hostname)))
+            if t.idle_seconds is not None and t.idle_seconds >= idle_after:
+                idle_keys.add(t.key)
+                trees[t.key] = tree
+        kinds, names = ledger_kinds(scan, by_pid, in_kernels, in_terminals, set(leftover))
+        devices = gpu_mod.devices(reading, [_on_gpu(trees[k].pids, by_pid) for k in idle_keys], host=self.hostname)
+        usage = {key: t.usage(LOCAL, self.hostname) for key, t in trees.items() if key in by_key}
         usage.update({key: model.Usage(source=LOCAL, host=self.hostname, note=note) for key, note in notes.items()})
         return HostSample(
             usage=usage,
             processes=tuple(processes),
             unattributed_gpu=gpu_mod.unattributed(reading, attributed & set(by_pid)),
-            gpus=gpu_mod.devices(reading, [_on_gpu(trees[k].pids, by_pid) for k in idle_keys], host=self.hostname),
+            gpus=ledger.with_ledgers(devices, ledger.build(reading, kinds, names)),
             gpu_note=reading.note,
+            terminals={t.key: t for t in filled},
+            users={key: t.user for key, t in trees.items() if key in by_key},
         )
 
     def kernel_trees(self, kernel_pids: Mapping[str, Optional[int]], idle: Iterable[str] = ()):
         """Usage of the given kernels (kernel id -> PID, None: find it by its connection
         file), for the server extension: (usage by kernel id, GPU devices, GPU note)."""
+        trees, _terms, devices, note = self.server_report(kernel_pids, idle)
+        return trees, devices, note
+
+    def server_report(self, kernel_pids: Mapping[str, Optional[int]], idle: Iterable[str] = (),
+                      terminal_pids: Mapping[str, Optional[int]] = {}, idle_terminals: Iterable[str] = ()):
+        """``kernel_trees`` plus the trees of a server's terminals (name -> shell PID, which
+        the server knows) and each GPU's ledger: (kernel trees, terminal trees, devices, note)."""
         scan = self.table.scan()
         roots = scan.kernel_roots()
         found: dict[str, int] = {}
@@ -160,16 +227,25 @@ class LocalHost:
             if kid in roots:
                 found[kid] = roots[kid]
         pids = {p for pid in found.values() for p in scan.tree(pid)}
-        stats = self.table.measure(scan, pids)
+        shells = {name: pid for name, pid in terminal_pids.items() if pid is not None and pid in scan.procs}
+        term_pids = {name: [p for p in scan.tree(pid) if p not in pids] for name, pid in shells.items()}
+        in_terms = {p for tree in term_pids.values() for p in tree}
+        leftover = scan.jupyter_pids() - pids - in_terms
+        stats = self.table.measure(scan, pids | in_terms)
         first = not self._primed
         self._primed = True
         reading = self.nvml.read()
         by_pid = self._local_gpu_pids(scan, gpu_mod.per_pid(reading))
         trees = {kid: self._tree(scan, pid, stats, reading, by_pid, first) for kid, pid in found.items()}
-        idle = set(idle)
-        devices = gpu_mod.devices(reading, [_on_gpu(t.pids, by_pid) for kid, t in trees.items() if kid in idle],
-                                  host=self.hostname)
-        return trees, devices, reading.note
+        terms = {name: self._tree(scan, shells[name], stats, reading, by_pid, first, pids=tree)
+                 for name, tree in term_pids.items()}
+        idle, idle_terminals = set(idle), set(idle_terminals)
+        idle_trees = [_on_gpu(t.pids, by_pid) for kid, t in trees.items() if kid in idle]
+        idle_trees += [_on_gpu(t.pids, by_pid) for name, t in terms.items() if name in idle_terminals]
+        devices = gpu_mod.devices(reading, idle_trees, host=self.hostname)
+        kinds, names = ledger_kinds(scan, by_pid, pids, in_terms, leftover)
+        devices = ledger.with_ledgers(devices, ledger.build(reading, kinds, names))
+        return trees, terms, devices, reading.note
 
     # -- attribution ------------------------------------------------------------------------
 
@@ -252,8 +328,9 @@ class LocalHost:
         self._nvidia = {i: v for i, v in self._nvidia.items() if i in live}
         return out
 
-    def _tree(self, scan: Scan, pid: int, stats: dict[int, Stat], reading, by_pid, first: bool) -> TreeUsage:
-        pids = scan.tree(pid)
+    def _tree(self, scan: Scan, pid: int, stats: dict[int, Stat], reading, by_pid, first: bool,
+              pids: Optional[list[int]] = None) -> TreeUsage:
+        pids = scan.tree(pid) if pids is None else pids
         mine = [stats.get(p, Stat(None, None)) for p in pids]
         cpu = _sum(s.cpu_percent for s in mine)
         mem = _sum(s.memory_bytes for s in mine)
@@ -268,7 +345,46 @@ class LocalHost:
             memory_bytes=None if mem is None else int(mem),
             gpu=gpu_mod.tree_gpu(reading, [p for p in pids if p in by_pid], by_pid),
             note="; ".join(notes) or None,
+            user=scan.procs[pid].facts.user if pid in scan.procs else None,
         )
+
+    def _shells(self, scan: Scan, servers, terminals, in_kernels) -> dict[str, tuple[Optional[int], Optional[str]]]:
+        """terminal key -> (its shell's PID, or None and why), for terminals of servers whose
+        process runs here. A terminado shell is a child of the server that leads its own
+        session (on its pty) and is no kernel. Once a shell is tied to a terminal it stays
+        tied (by PID and create time) while it lives, so the one new shell of a new terminal
+        is known too; where several candidates remain, nothing is guessed."""
+        out: dict[str, tuple[Optional[int], Optional[str]]] = {}
+        local = {s.name: s.pid for s in servers if s.ok and s.pid is not None and s.pid in scan.procs}
+        by_server: dict[str, list] = {}
+        for t in terminals:
+            by_server.setdefault(t.server, []).append(t)
+        live = {p.ident for p in scan.procs.values()}
+        self._shell_of = {k: i for k, i in self._shell_of.items() if i in live}
+        for name, terms in by_server.items():
+            spid = local.get(name)
+            if spid is None:
+                continue
+            cands = {c for c in scan.children.get(spid, ()) if c not in in_kernels
+                     and scan.procs[c].facts.kernel_id is None and _session_leader(c)}
+            left = []
+            for t in terms:
+                ident = self._shell_of.get(t.key)
+                if ident is not None and ident[0] in cands:
+                    out[t.key] = (ident[0], None)
+                    cands.discard(ident[0])
+                else:
+                    left.append(t)
+            if len(left) == 1 and len(cands) == 1:
+                pid = cands.pop()
+                self._shell_of[left[0].key] = scan.procs[pid].ident
+                out[left[0].key] = (pid, None)
+                continue
+            for t in left:
+                out[t.key] = (None, "its shell was not found among the server's processes" if not cands else
+                              f"{len(cands)} shells of {len(left)} terminals cannot be told apart here "
+                              f"(the nbtui server extension names them)")
+        return out
 
     def _leftovers(self, scan: Scan, pids: list[int], stats, reading, by_pid, servers, kernels) -> list[model.Process]:
         live_servers = {s.pid: s for s in servers if s.ok and s.pid is not None}
@@ -297,7 +413,7 @@ class LocalHost:
                 pid=pid, user=proc.facts.user, cmdline=redact_cmdline(" ".join(proc.facts.cmdline)),
                 create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
                 server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
-                gpu_memory_bytes=g.memory_bytes, gpus=g.gpus,
+                gpu_memory_bytes=g.memory_bytes, gpus=g.gpus, gpu_percent=g.percent,
                 orphan_reasons=orphans.process_reasons(server_alive=server_alive, kernel_alive=kernel_alive),
             ))
         return out

@@ -24,6 +24,8 @@ class Discovery:
     servers: tuple[ServerConfig, ...]
     stale: tuple[str, ...]  # runtime files whose process is gone
     unreadable: tuple[str, ...] = ()
+    # Other users' runtime files nbtui (as root) did not trust, each "path: why"; never contacted.
+    untrusted: tuple[str, ...] = ()
 
 
 def pid_alive(pid: int, not_after: float | None = None) -> bool:
@@ -44,11 +46,15 @@ def _name_for(info: dict, pid: int) -> str:
     return f"local-{info.get('port') or pid}"
 
 
-def discover(directory: Optional[Path] = None) -> Discovery:
+def discover(directory: Optional[Path] = None, *, check=None) -> Discovery:
+    """The servers whose runtime files lie in ``directory`` (default: this user's runtime
+    folder). ``check(path, info, pid, mtime)``, given, returns why a file is not trusted
+    (None: trusted); an untrusted file is reported, never contacted."""
     directory = directory or runtime_dir()
     servers: list[ServerConfig] = []
     stale: list[str] = []
     unreadable: list[str] = []
+    untrusted: list[str] = []
     try:
         files = sorted(list(directory.glob("jpserver-*.json")) + list(directory.glob("nbserver-*.json")))
     except OSError:
@@ -65,6 +71,10 @@ def discover(directory: Optional[Path] = None) -> Discovery:
             continue
         if not pid_alive(pid, mtime):
             stale.append(str(path))
+            continue
+        why = check(path, info, pid, mtime) if check is not None else None
+        if why is not None:
+            untrusted.append(f"{path}: {why}")
             continue
         if not url.endswith("/"):
             url += "/"
@@ -85,7 +95,18 @@ def discover(directory: Optional[Path] = None) -> Discovery:
                 root_dir=info.get("root_dir") or info.get("notebook_dir"),
             )
         )
-    return Discovery(tuple(servers), tuple(stale), tuple(unreadable))
+    return Discovery(tuple(servers), tuple(stale), tuple(unreadable), tuple(untrusted))
+
+
+def discover_host() -> Discovery:
+    """This user's servers; as root also every other user's (see nbtui.jupyter.everyone)."""
+    import os
+
+    if os.geteuid() != 0 or os.environ.get("NBTUI_ROOT_DISCOVERY", "1") == "0":
+        return discover()
+    from nbtui.jupyter.everyone import discover_everyone
+
+    return discover_everyone()
 
 
 def kernel_connection_files(directory: Optional[Path] = None) -> list[Path]:

@@ -25,6 +25,8 @@ NOT_FOUND = "not-found"
 INSECURE = "insecure"
 TOKEN = "token"
 MAX_BODY = 64 << 20  # config.toml `max_body`
+TOO_BIG = "too-big"
+MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
 
 
 class ServerError(NbtuiError):
@@ -95,8 +97,12 @@ class ServerClient:
         insecure_http: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         max_body: int = MAX_BODY,
+        no_track_activity: bool = False,
     ):
         self.name = name
+        # A hub user's server counts every authenticated API request as activity and reports it
+        # to the hub: nbtui's reads ask it not to (``?no_track_activity=1``).
+        self.no_track_activity = no_track_activity
         self.url = url if url.endswith("/") else url + "/"
         self.timeout = timeout
         self.max_body = max_body
@@ -139,13 +145,17 @@ class ServerClient:
     # -- the one place requests are made -------------------------------------------------
 
     async def request(self, method: str, path: str, *, json_body: Any = None, expect_json: bool = True,
-                      timeout: Optional[float] = None) -> Any:
+                      timeout: Optional[float] = None, headers: Optional[dict] = None) -> Any:
         """One request, bounded AS A WHOLE by ``timeout`` (default: the server's): connect,
         headers and the body together, so a server that drips a byte a second costs no
         more than that. The body is streamed and capped at ``max_body``."""
-        path = path.lstrip("/")
+        path = shown = path.lstrip("/")
+        if self.no_track_activity and method == "GET":
+            path += ("&" if "?" in path else "?") + "no_track_activity=1"
         deadline = timeout or self.timeout
-        extra = {"timeout": httpx.Timeout(timeout)} if timeout else {}
+        extra: dict[str, Any] = {"timeout": httpx.Timeout(timeout)} if timeout else {}
+        if headers:
+            extra["headers"] = headers
         try:
             r, body = await asyncio.wait_for(self._fetch(method, path, json_body, extra), deadline)
         except asyncio.TimeoutError:
@@ -156,7 +166,7 @@ class ServerClient:
             raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
         except httpx.HTTPError as e:
             raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
-        return self._check(r, body, path, expect_json)
+        return self._check(r, body, shown, expect_json)
 
     async def _fetch(self, method: str, path: str, json_body: Any, extra: dict) -> tuple[httpx.Response, bytes]:
         request = self._http.build_request(method, path, json=json_body, **extra)
@@ -164,12 +174,12 @@ class ServerClient:
         try:
             declared = r.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_body:
-                raise ServerError(self.name, SERVER_ERROR, _too_big(path, self.max_body))
+                raise ServerError(self.name, TOO_BIG, _too_big(path.split('?', 1)[0], self.max_body))
             chunks, total = [], 0
             async for chunk in r.aiter_bytes():
                 total += len(chunk)
                 if total > self.max_body:
-                    raise ServerError(self.name, SERVER_ERROR, _too_big(path, self.max_body))
+                    raise ServerError(self.name, TOO_BIG, _too_big(path.split('?', 1)[0], self.max_body))
                 chunks.append(chunk)
         finally:
             await r.aclose()
@@ -228,6 +238,21 @@ class ServerClient:
         kernels = await self.kernels()
         return kernels, (time.perf_counter() - t0) * 1000
 
+    async def terminals(self) -> list[dict]:
+        """``GET /api/terminals``: ``[{"name", "last_activity"}]``; NOT_FOUND / NOT_JUPYTER
+        when the server has terminals off (no terminado)."""
+        data = await self.request("GET", "api/terminals")
+        if not isinstance(data, list):
+            raise ServerError(self.name, NOT_JUPYTER, "answered /api/terminals with something other than a list")
+        return [t for t in data if isinstance(t, dict) and isinstance(t.get("name"), str) and t["name"]]
+
+    async def terminal(self, name: str) -> dict:
+        return await self.request("GET", f"api/terminals/{quote(name, safe='')}")
+
+    async def delete_terminal(self, name: str, timeout: Optional[float] = None) -> None:
+        """End a terminal through its server (terminado sends its shell SIGHUP, then more)."""
+        await self.request("DELETE", f"api/terminals/{quote(name, safe='')}", expect_json=False, timeout=timeout)
+
     async def kernel(self, kernel_id: str) -> dict:
         return await self.request("GET", f"api/kernels/{quote(kernel_id)}")
 
@@ -280,6 +305,55 @@ class ServerClient:
                 return False
             raise
         return True
+
+    # -- contents (migrate and rebind bring the notebook file along) ----------------------
+
+    async def contents(self, path: str, *, max_bytes: int = MAX_CONTENTS_BYTES,
+                       timeout: Optional[float] = None) -> dict:
+        """A file's model with its content (``GET /api/contents/PATH``). The answer is read
+        streaming and refused past ``max_bytes``; the whole read is bounded by ``timeout``
+        (default: the server's timeout, at least 30 s). NOT_FOUND when there is no such file."""
+        limit = timeout or max(self.timeout, 30.0)
+        where = f"api/contents/{quote(path)}"
+
+        async def read() -> httpx.Response:
+            async with self._http.stream("GET", where, params={"content": "1"},
+                                         timeout=httpx.Timeout(limit)) as r:
+                declared = r.headers.get("content-length") or ""
+                if r.status_code == 200 and declared.isdigit() and int(declared) > max_bytes:
+                    raise ServerError(self.name, TOO_BIG, f"/{where} is {int(declared)} bytes, over {max_bytes}")
+                body = bytearray()
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ServerError(self.name, TOO_BIG, f"/{where} is over {max_bytes} bytes")
+                return httpx.Response(r.status_code, headers=r.headers, content=bytes(body), request=r.request)
+
+        r = await self._bounded(read(), limit)
+        model = self._check(r, r.content, where, True)
+        if not isinstance(model, dict) or "content" not in model:
+            raise ServerError(self.name, NOT_JUPYTER, f"answered /{where} with no file model")
+        return model
+
+    async def save_contents(self, path: str, model: dict, *, timeout: Optional[float] = None) -> dict:
+        """``PUT /api/contents/PATH`` with ``{type, format, content}`` (a directory: only its type)."""
+        body = {k: model[k] for k in ("type", "format", "content") if k in model}
+        limit = timeout or max(self.timeout, 30.0)
+        return await self._bounded(
+            self.request("PUT", f"api/contents/{quote(path)}", json_body=body, timeout=limit), limit)
+
+    async def _bounded(self, work, limit: float):
+        """One network exchange bounded as a whole, with the errors of ``request``."""
+        try:
+            return await asyncio.wait_for(work, limit)
+        except asyncio.TimeoutError:
+            raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({self.url})") from None
+        except httpx.TimeoutException:
+            raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({self.url})") from None
+        except httpx.ConnectError as e:
+            raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
+        except httpx.HTTPError as e:
+            raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
 
     def ws_url(self, path: str) -> str:
         base = self.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)

@@ -78,6 +78,7 @@ class Report:
     source_kept_reason: Optional[str] = None
     serializers: dict = field(default_factory=dict)  # source / target: available
     chunk_bytes: Optional[int] = None  # payload bytes per message, as used
+    notebook_file: Optional[dict] = None  # how the notebook file comes along (notebook.NotebookPlan)
 
     @property
     def moved(self) -> list[Entry]:
@@ -108,6 +109,7 @@ class Report:
             "source_kept_reason": self.source_kept_reason,
             "serializers": self.serializers,
             "chunk_bytes": self.chunk_bytes,
+            "notebook_file": self.notebook_file,
         }
 
 
@@ -127,6 +129,7 @@ class Options:
     eager_start: bool = False  # start the target kernel beside the inventory (no confirmation to wait for)
     serializers: tuple[str, ...] = SERIALIZERS  # tried in this order, per name
     wait_timeout: float = 3600.0
+    overwrite_notebook: bool = False  # copy the source's notebook over a different file at the target path
 
 
 # -- the source: a kernel on a server, or a local kernel known by its connection file ----
@@ -296,6 +299,7 @@ class Migration:
         self._done = False
         self._elapsed = 0.0
         self._starting: Optional[asyncio.Future] = None
+        self._notebook = None  # notebook.NotebookPlan, from preflight
 
     def progress(self, stage: str, **kw) -> None:
         try:
@@ -337,7 +341,22 @@ class Migration:
             raise MigrationFailed(f"{path} already has a session on {self.target.name} (kernel {kid}); "
                                   "name another notebook with --notebook PATH")
         await self._check_idle(state)
+        await self._plan_notebook(path)
         return name, path
+
+    async def _plan_notebook(self, path: str) -> None:
+        """How the notebook file comes along (reads only): the source's file is copied, an
+        existing different one at the target path refuses the move unless overwrite_notebook."""
+        from nbtui.migrate import notebook
+
+        src = self.source
+        try:
+            self._notebook = await notebook.plan(
+                self.target, path, source=getattr(src, "client", None), source_path=src.notebook,
+                overwrite=self.opts.overwrite_notebook)
+        except ServerError as e:
+            raise MigrationFailed(f"cannot bring the notebook file: {e}; nothing was changed") from None
+        self.report.notebook_file = self._notebook.to_json()
 
     async def _check_idle(self, state: str) -> None:
         if state == "gone":
@@ -527,6 +546,14 @@ class Migration:
             elif e.status == "import" and present.get(e.name) is None:
                 raise MigrationFailed(f"verification failed: module {e.name} is missing in the target")
 
+        if self._notebook is not None and self._notebook.action in ("copy", "overwrite", "create"):
+            from nbtui.migrate import notebook
+
+            self.progress("bind", note=self._notebook.line())
+            try:
+                await notebook.apply(self._notebook, self.target, getattr(self.source, "client", None))
+            except ServerError as e:
+                raise MigrationFailed(f"could not write the notebook file {path} on {self.target.name}: {e.detail}") from None
         self.progress("bind", note=f"notebook session {path} on {self.target.name}")
         try:
             session = await self.target.create_session(path, kernel_id=self.target_kernel)
@@ -694,6 +721,10 @@ def plan_lines(report: Report) -> list[str]:
         lines.append(f"  {e.name:<{width}}  {e.type[:28]:<28}  {size:>7}  {what}")
     if not report.entries:
         lines.append("  (no user variables)")
+    if report.notebook_file:
+        from nbtui.migrate.notebook import NotebookPlan
+
+        lines.append(NotebookPlan(**report.notebook_file).line())
     moved = report.moved
     total = sum(e.size or 0 for e in moved)
     lines.append(f"{len(moved)} to move ({human_bytes(total)}), {len(report.imported)} module(s) to import, "

@@ -1,5 +1,6 @@
 """Rebind: give a live kernel that no session references a notebook session on its own
-server, so its owner can reopen it from JupyterLab with its state intact.
+server, so its owner can reopen it from JupyterLab with its state intact. A path with no
+file gets an empty notebook (never written over a file).
 
 Only ``POST /api/sessions`` with ``kernel: {"id": …}``: ``PATCH /api/sessions`` that
 changes a session's kernel shuts the old kernel down.
@@ -43,9 +44,22 @@ async def check(client: ServerClient, kernel_id: str, path: str) -> None:
 async def rebind(client: ServerClient, kernel_id: str, path: str) -> dict:
     """Bind ``path`` to the kernel; return the new session."""
     await check(client, kernel_id, path)
+    await _notebook_file(client, path)
     session = await client.create_session(path, kernel_id=kernel_id)
     got = (session.get("kernel") or {}).get("id")
     if got != kernel_id:
         # The server hands back an existing session for a path that has one (a race).
         raise NbtuiError(f"{path} is bound to kernel {str(got)[:8]}, not {kernel_id[:8]} (a session appeared meanwhile)")
     return session
+
+
+async def _notebook_file(client: ServerClient, path: str) -> None:
+    """An empty notebook at ``path`` when there is no file (never over one): the rebound
+    kernel can then be opened from JupyterLab, and is no `notebook-missing` orphan. Where
+    the server refuses the write, the session is still made, as before."""
+    from nbtui.migrate import notebook
+
+    try:
+        await notebook.apply(await notebook.plan(client, path), client)
+    except (ServerError, notebook.NotebookConflict):
+        pass

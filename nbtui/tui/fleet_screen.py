@@ -346,13 +346,14 @@ class FleetScreen(Screen):
         t = Text(no_wrap=False, overflow="ellipsis")
         ok = [s for s in snap.servers if s.ok]
         bad = [s for s in snap.servers if not s.ok]
-        for i, s in enumerate(ok):
+        from nbtui.text import visible
+        from nbtui.tui.hub import strip_entries
+
+        for i, (name, extra) in enumerate(strip_entries(ok)):  # a hub's many servers: one count
             if i:
                 t.append("   ")
             t.append("● ", style=theme.success or "")
-            add(t, s.name, style="bold")
-            extra = " ".join(x for x in (s.version and f"v{s.version}",
-                                         s.latency_ms is not None and f"{s.latency_ms:.0f}ms") if x)
+            add(t, name, style="bold")
             t.append(f" {extra}" if extra else "")
         width = max(20, (self.size.width or 80) - 4)
         for s in bad:
@@ -533,6 +534,14 @@ class FleetScreen(Screen):
 
         cull(self)
 
+    def action_stop_server(self) -> None:
+        if self.readonly:
+            self.notify("readonly: stopping servers is off", severity="warning")
+            return
+        from nbtui.tui.hub import stop_server
+
+        stop_server(self)
+
     def action_migrate(self) -> None:
         if self.readonly:
             self.notify("readonly: migrate is off", severity="warning")
@@ -608,6 +617,8 @@ class FleetScreen(Screen):
                  "server, then free the source (m)", self.action_migrate),
                 ("Rebind to a notebook…", "Give the selected kernel, which no session references, a "
                  "notebook session so JupyterLab can reopen it", self.action_rebind),
+                ("Stop hub server…", "Stop the selected kernel's single-user server through its JupyterHub, "
+                 "after a confirmation", self.action_stop_server),
             ]
         return cmds
 

@@ -20,7 +20,7 @@ from nbtui.tui.rows import CellCache, Column
 
 def _private_copy(fleet: Any) -> Any:
     if isinstance(fleet, Fleet):
-        return Fleet([fleet.config_of(n) for n in fleet.names], fleet.settings,
+        return type(fleet)([fleet.config_of(n) for n in fleet.names], fleet.settings,
                      stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
     return fleet  # anything else with ``async snapshot()`` (a recorded snapshot in tests)
 

@@ -1,0 +1,195 @@
+"""Benchmark: `nbtui exporter --per-kernel` at fleet scale.
+
+Run from the repository root: `python bench/exporter.py`.
+
+5,000 kernels over 20 servers (the generated REST data of bench/tui.py, served by a child
+process):
+
+1. The real `nbtui exporter --per-kernel` as a subprocess: the wall time of a scrape
+   (as Prometheus asks: gzip; and plain), after its first refresh, and its RSS.
+2. The background refresh against the TUI's refresh, on the same servers in the same
+   process: CPU time (all threads) of one steady-state refresh, the exporter's
+   (`Exporter.refresh_once`: every server read, restarts counted, the exposition rendered
+   and compressed) against the TUI's (`SnapshotRunner` read: every server read, the usage
+   history, the rows' cells for a 160-column table), alternating, median of RUNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SERVERS, PER_SERVER = 20, 250
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+SCRAPES = 20
+
+
+def scrape_part(ports: list[int], base: Path) -> dict:
+    import httpx
+    import psutil
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cfg = base / "cfg"
+    cfg.mkdir()
+    (cfg / "servers.toml").write_text("".join(
+        f'[servers.s{i:02d}]\nurl = "http://127.0.0.1:{p}/"\ntoken = "none"\ntimeout = 10\n' for i, p in enumerate(ports)))
+    env = dict(os.environ, NBTUI_CONFIG=str(cfg), JUPYTER_RUNTIME_DIR=str(base / "none"),
+               NBTUI_STATE_DIR=str(base / "state"))
+    log = base / "exporter.log"
+    proc = subprocess.Popen([sys.executable, "-m", "nbtui", "--no-discover", "--refresh", "15", "exporter",
+                             "--listen", "127.0.0.1:0", "--per-kernel"], env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        t0 = time.monotonic()
+        url = None
+        while url is None:
+            for line in log.read_text().splitlines():
+                if "serving http" in line:
+                    url = line.split("serving ", 1)[1].split()[0]
+            if proc.poll() is not None or time.monotonic() - t0 > 60:
+                raise SystemExit("the exporter did not start:\n" + log.read_text())
+            time.sleep(0.05)
+        client = httpx.Client(timeout=30)
+        while True:  # until the first refresh is served
+            body = client.get(url).text
+            if "nbtui_kernel_info{" in body:
+                break
+            if time.monotonic() - t0 > 120:
+                raise SystemExit("no kernels served within 120 s")
+            time.sleep(0.1)
+        first_s = time.monotonic() - t0
+        n_info = sum(1 for f in text_string_to_metric_families(body) if f.name == "nbtui_kernel_info" for _ in f.samples)
+        walls = {"gzip": [], "identity": []}
+        sizes = {}
+        for i in range(SCRAPES):
+            for enc in walls:
+                t = time.perf_counter()
+                r = client.get(url, headers={"Accept-Encoding": enc})
+                _ = r.content
+                walls[enc].append(time.perf_counter() - t)
+                sizes[enc] = int(r.headers["content-length"])
+            time.sleep(0.02)
+        rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+        return {"first_s": first_s, "series": n_info, "rss_mb": rss, "sizes": sizes,
+                "gzip_ms": statistics.median(walls["gzip"]) * 1000,
+                "identity_ms": statistics.median(walls["identity"]) * 1000,
+                "lines": len(body.splitlines())}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def refresh_part(ports: list[int]) -> dict:
+    from nbtui.config import ServerConfig, Settings
+    from nbtui.exporter import Exporter
+    from nbtui.fleet import Fleet
+    from nbtui.tui import rows
+    from nbtui.tui.runner import SnapshotRunner
+
+    def fleet():
+        return Fleet([ServerConfig(name=f"s{i:02d}", url=f"http://127.0.0.1:{p}/", token_source="none")
+                      for i, p in enumerate(ports)], Settings(timeout=10))
+
+    exporter = Exporter(fleet(), per_kernel=True)
+    runner = SnapshotRunner(fleet())
+    columns = rows.visible_columns(160)
+    runner.layout = (columns, rows.notebook_width(columns, 160))
+    try:
+        await exporter.refresh_once()  # first reads: every session's notebook checked once
+        await runner.read()
+        # Steady state: no notebook check falls due during the runs (they are cached a
+        # minute, and a run here can outlast that on a busy machine), for both alike.
+        for f in (exporter.fleet, runner.fleet):
+            f.notebooks.ttl = float("inf")
+        mine, tui, mine_wall, tui_wall = [], [], [], []
+        for _ in range(RUNS):
+            c, w = time.process_time(), time.perf_counter()
+            await exporter.refresh_once()
+            mine.append(time.process_time() - c)
+            mine_wall.append(time.perf_counter() - w)
+            c, w = time.process_time(), time.perf_counter()
+            read = await runner.read()
+            tui.append(time.process_time() - c)
+            tui_wall.append(time.perf_counter() - w)
+        assert len(read.snapshot.kernels) == SERVERS * PER_SERVER
+        # What each adds to the same fleet read: the exporter counts and renders; the TUI's
+        # runner keeps the usage history, indexes the kernels and computes the rows' cells.
+        import dataclasses
+
+        from nbtui.exporter import State, render
+        from nbtui.tui.history import History
+        from nbtui.tui.rows import CellCache
+
+        snap = read.snapshot
+        history, cache = History(), CellCache()
+        history.add(snap.kernels)
+        cache.rows(snap.kernels, *runner.layout)
+        own, theirs = [], []
+        for _ in range(RUNS):
+            fresh = dataclasses.replace(snap, kernels=tuple(dataclasses.replace(k) for k in snap.kernels))
+            c = time.process_time()
+            exporter.tracker.add(fresh, {})
+            render(State(fresh, dict(exporter.tracker.restarts), {}, 1, 0, 1.0, "h"), True, exporter.kernel_lines)
+            own.append(time.process_time() - c)
+            c = time.process_time()
+            history.add(fresh.kernels)
+            {k.key: k for k in fresh.kernels}
+            cache.rows(fresh.kernels, *runner.layout)
+            theirs.append(time.process_time() - c)
+        assert len(exporter.rendering.state.snapshot.kernels) == SERVERS * PER_SERVER
+        return {"mine_ms": statistics.median(mine) * 1000, "tui_ms": statistics.median(tui) * 1000,
+                "mine_wall_ms": statistics.median(mine_wall) * 1000, "tui_wall_ms": statistics.median(tui_wall) * 1000,
+                "body_mb": len(exporter.rendering.body) / 2**20,
+                "own_ms": statistics.median(own) * 1000, "theirs_ms": statistics.median(theirs) * 1000}
+    finally:
+        runner.close()
+        await exporter.fleet.aclose()
+
+
+def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="nbtui-bench-exporter-"))
+    child = subprocess.Popen([sys.executable, str(ROOT / "bench" / "tui.py"), "--serve", str(SERVERS), str(PER_SERVER)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ports = json.loads(child.stdout.readline())
+        scrape = scrape_part(ports, base)
+        refresh = asyncio.run(refresh_part(ports))
+    finally:
+        child.stdin.close()
+        child.wait(10)
+        shutil.rmtree(base, ignore_errors=True)
+
+    n = SERVERS * PER_SERVER
+    print(f"exporter {n} kernels over {SERVERS} servers, --per-kernel: {scrape['series']} nbtui_kernel_info series, "
+          f"{scrape['lines']} lines, {scrape['sizes']['identity'] / 2**20:.1f} MiB plain / "
+          f"{scrape['sizes']['gzip'] / 2**20:.2f} MiB gzip; first refresh served {scrape['first_s']:.1f} s after start")
+    print(f"exporter scrape wall, median of {SCRAPES}: gzip {scrape['gzip_ms']:.1f} ms, plain {scrape['identity_ms']:.1f} ms")
+    print(f"exporter refresh (median of {RUNS}): CPU {refresh['mine_ms']:.0f} ms, wall {refresh['mine_wall_ms']:.0f} ms; "
+          f"TUI refresh: CPU {refresh['tui_ms']:.0f} ms, wall {refresh['tui_wall_ms']:.0f} ms; of which beyond the "
+          f"fleet read: exporter (count, render, compress) {refresh['own_ms']:.0f} ms, TUI runner (history, index, "
+          f"cells) {refresh['theirs_ms']:.0f} ms CPU, the TUI's UI-thread apply not counted")
+    worst = max(scrape["gzip_ms"], scrape["identity_ms"])
+    print(f"bench exporter-scrape: nbtui {worst:.1f} ms per scrape at {n} kernels vs limit 100 ms, "
+          f"ratio {worst / 100:.2f} (goal <= 1)")
+    print(f"bench exporter-rss: nbtui {scrape['rss_mb']:.0f} MB at {n} kernels vs limit 250 MB, "
+          f"ratio {scrape['rss_mb'] / 250:.2f} (goal <= 1)")
+    print(f"bench exporter-refresh: nbtui {refresh['mine_ms']:.0f} ms CPU per background refresh vs TUI refresh "
+          f"{refresh['tui_ms']:.0f} ms, ratio {refresh['mine_ms'] / refresh['tui_ms']:.2f} (goal <= 1)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,614 @@
+"""The fleet as Prometheus metrics: a collector over the latest snapshot.
+
+A background thread reads the fleet every ``refresh`` seconds (the same sources as the
+TUI: REST reads and the local host, never a kernel's channels, so no kernel's
+``last_activity`` or ``connections`` moves) and renders the exposition once per snapshot.
+A scrape never waits for a server: it answers from the last rendering, plus
+``nbtui_snapshot_age_seconds`` computed at the scrape.
+
+Metric names follow the Prometheus conventions: prefix ``nbtui_``, base units (bytes,
+seconds), ratios instead of percents, ``_total`` only on counters, descriptive strings in
+``_info`` metrics. Per-kernel series (``--per-kernel``) are keyed by ``server`` and
+``kernel_id`` (never a PID); a vanished kernel's series are gone from the next scrape.
+Every label value from outside goes through ``nbtui.text.one_line``.
+
+A value nobody measured is left out, never written as 0: a sum over kernels is written
+when there is nothing to sum (0) or at least one part is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import sys
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator, Optional
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from nbtui import model, orphans
+from nbtui.fleet import Fleet
+from nbtui.text import one_line
+
+DEFAULT_REFRESH = 15.0
+DEFAULT_LISTEN = "127.0.0.1:9877"
+LABEL_LIMIT = 200  # characters of one label value (notebook paths are cut with an ellipsis)
+# Seconds one server's read took: REST reads on loopback take milliseconds, a hung server
+# its whole timeout (5 s by default).
+READ_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RESTART_STATES = ("restarting", "dead")
+HOLDERS = ("kernels", "terminals", "leftovers", "other", "unattributed", "unassigned")
+KERNEL_REASONS = (orphans.NO_SESSION, orphans.DISCONNECTED_IDLE, orphans.NOTEBOOK_MISSING)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_INF = float("inf")
+
+
+@functools.lru_cache(maxsize=1 << 16)  # the same names and paths come back every refresh
+def _label(value: str) -> str:
+    return one_line(value, LABEL_LIMIT)
+
+
+def label(value: object) -> str:
+    if value is None:
+        return ""
+    return _label(value if isinstance(value, str) else str(value))
+
+
+def _go(d: float) -> str:
+    """A sample value as prometheus_client writes it (``floatToGoString``), finite ones inline."""
+    if d != d or d in (_INF, -_INF):
+        return floatToGoString(d)
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return s
+
+
+def is_idle(kernel: model.Kernel, threshold: float) -> bool:
+    """Idle past the threshold, by the one rule `ls`, the TUI and the host view use."""
+    return orphans.is_idle(kernel, threshold)
+
+
+def _known_sum(values: Iterable[Optional[float]]) -> Optional[float]:
+    """Sum of the known values; 0 for no values; None when there are values and none is known."""
+    values = list(values)
+    known = [v for v in values if v is not None]
+    if values and not known:
+        return None
+    return float(sum(known))
+
+
+class TimedFleet(Fleet):
+    """A fleet that also records how long each server's read took (for the histogram)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.read_seconds: dict[str, float] = {}
+
+    @classmethod
+    def of(cls, fleet: Fleet) -> "TimedFleet":
+        return cls([fleet.config_of(n) for n in fleet.names], fleet.settings,
+                   stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
+
+    async def _read_one(self, entry, now):
+        t0 = time.monotonic()
+        try:
+            return await super()._read_one(entry, now)
+        finally:
+            self.read_seconds[entry.config.name] = time.monotonic() - t0
+
+
+@dataclass
+class _Histogram:
+    buckets: list[int] = field(default_factory=lambda: [0] * len(READ_BUCKETS))
+    count: int = 0
+    total: float = 0.0
+
+    def observe(self, value: float) -> None:
+        for i, le in enumerate(READ_BUCKETS):
+            if value <= le:
+                self.buckets[i] += 1
+        self.count += 1
+        self.total += value
+
+    def family_rows(self) -> list[tuple[str, float]]:
+        return [(repr(le), float(n)) for le, n in zip(READ_BUCKETS, self.buckets)] + [("+Inf", float(self.count))]
+
+
+@dataclass(frozen=True)
+class State:
+    """What one rendering is made of: a snapshot and the counters kept across refreshes."""
+
+    snapshot: model.Snapshot
+    restarts: dict[str, int]  # server -> state changes to restarting/dead seen
+    reads: dict[str, tuple[list[tuple[str, float]], float]]  # server -> (buckets, sum)
+    refreshes: int
+    refresh_errors: int
+    refresh_seconds: float
+    hostname: str
+
+
+class Tracker:
+    """Counters across refreshes: kernel restarts and per-server read durations."""
+
+    def __init__(self):
+        self._states: dict[tuple[str, str], str] = {}  # (server, kernel id) -> last state seen
+        self.restarts: dict[str, int] = {}
+        self.reads: dict[str, _Histogram] = {}
+
+    def add(self, snap: model.Snapshot, read_seconds: dict[str, float]) -> None:
+        for s in snap.servers:
+            self.restarts.setdefault(s.name, 0)
+            took = read_seconds.get(s.name)
+            if took is None and s.latency_ms is not None:  # a fleet that does not time its reads
+                took = s.latency_ms / 1000
+            if took is not None:
+                self.reads.setdefault(s.name, _Histogram()).observe(took)
+        seen = set()
+        for k in snap.kernels:
+            key = (k.server, k.kernel_id)
+            seen.add(key)
+            before = self._states.get(key)
+            if before is not None and before != k.state and k.state in RESTART_STATES and before not in RESTART_STATES:
+                self.restarts[k.server] = self.restarts.get(k.server, 0) + 1
+            self._states[key] = k.state
+        # Forget kernels their server no longer lists; keep those of a server that failed
+        # this time, so a blip does not make their next state look like a change.
+        failed = {s.name for s in snap.servers if not s.ok}
+        for key in [key for key in self._states if key not in seen and key[0] not in failed]:
+            del self._states[key]
+
+
+def _sample_families(state: State, per_kernel: bool) -> Iterator:
+    snap = state.snapshot
+    servers = snap.servers
+    ok = [s for s in servers if s.ok]
+    by_server: dict[str, list[model.Kernel]] = {s.name: [] for s in servers}
+    for k in snap.kernels:
+        by_server.setdefault(k.server, []).append(k)
+    threshold = snap.idle_threshold
+
+    up = GaugeMetricFamily("nbtui_up", "Whether the last read of the server succeeded (1) or not (0).",
+                           labels=["server"])
+    info = GaugeMetricFamily("nbtui_server_info", "A Jupyter server nbtui reads; descriptive labels, value 1.",
+                             labels=["server", "version", "source"])
+    for s in servers:
+        up.add_metric([label(s.name)], 1.0 if s.ok else 0.0)
+        info.add_metric([label(s.name), label(s.version), label(s.source)], 1.0)
+    error = GaugeMetricFamily("nbtui_server_error", "Why the last read of the server failed (1 per failed server).",
+                              labels=["server", "kind"])
+    for s in servers:
+        if not s.ok:
+            error.add_metric([label(s.name), label(s.error_kind or s.status)], 1.0)
+    yield up
+    yield info
+    yield error
+
+    kernels = GaugeMetricFamily("nbtui_kernels", "Kernels of the server by execution state.",
+                                labels=["server", "state"])
+    sessions = GaugeMetricFamily("nbtui_sessions", "Sessions bound to a kernel of the server, by type.",
+                                 labels=["server", "type"])
+    idle = GaugeMetricFamily(
+        "nbtui_kernels_idle", "Kernels idle past the idle threshold (nbtui_idle_threshold_seconds).",
+        labels=["server"])
+    idle_mem = GaugeMetricFamily("nbtui_kernels_idle_memory_bytes",
+                                 "Memory (RSS of the process tree) held by kernels idle past the threshold.",
+                                 labels=["server"])
+    idle_gpu = GaugeMetricFamily("nbtui_kernels_idle_gpu_memory_bytes",
+                                 "GPU memory held by kernels idle past the threshold.", labels=["server"])
+    kmem = GaugeMetricFamily("nbtui_kernels_memory_bytes", "Memory held by all kernels of the server (known ones).",
+                             labels=["server"])
+    kgpu = GaugeMetricFamily("nbtui_kernels_gpu_memory_bytes", "GPU memory held by all kernels of the server (known ones).",
+                             labels=["server"])
+    for s in ok:
+        ks = by_server.get(s.name, [])
+        name = label(s.name)
+        counts = dict.fromkeys(model.KERNEL_STATES, 0)
+        types: dict[str, int] = {}
+        for k in ks:
+            counts[k.state] = counts.get(k.state, 0) + 1
+            if k.session is not None:
+                t = label(k.session.type)
+                types[t] = types.get(t, 0) + 1
+        for st, n in counts.items():
+            kernels.add_metric([name, label(st)], float(n))
+        for t, n in sorted(types.items()):
+            sessions.add_metric([name, t], float(n))
+        idle_ks = [k for k in ks if is_idle(k, threshold)]
+        idle.add_metric([name], float(len(idle_ks)))
+        for fam, ks_, attr in ((idle_mem, idle_ks, "memory_bytes"), (idle_gpu, idle_ks, "gpu_memory_bytes"),
+                               (kmem, ks, "memory_bytes"), (kgpu, ks, "gpu_memory_bytes")):
+            v = _known_sum(getattr(k.usage, attr) if k.usage else None for k in ks_)
+            if v is not None:
+                fam.add_metric([name], v)
+    yield from (kernels, sessions, idle, idle_mem, idle_gpu, kmem, kgpu)
+
+    thr = GaugeMetricFamily("nbtui_idle_threshold_seconds", "Idle time past which a kernel counts as idle.")
+    thr.add_metric([], float(threshold))
+    yield thr
+
+    # Terminals: only where the snapshot lists some (a server nobody asked has none listed).
+    terms = GaugeMetricFamily("nbtui_terminals", "Jupyter terminals of the server.", labels=["server"])
+    tmem = GaugeMetricFamily("nbtui_terminals_memory_bytes", "Memory held by the terminals' process trees.",
+                             labels=["server"])
+    t_by: dict[str, list[model.Terminal]] = {}
+    for t in snap.terminals:
+        t_by.setdefault(t.server, []).append(t)
+    for srv, ts in sorted(t_by.items()):
+        terms.add_metric([label(srv)], float(len(ts)))
+        v = _known_sum(t.usage.memory_bytes if t.usage else None for t in ts)
+        if v is not None:
+            tmem.add_metric([label(srv)], v)
+    yield terms
+    yield tmem
+
+    yield from _orphan_families(snap, ok, by_server)
+    yield from _gpu_families(snap, state.hostname)
+
+    restarts = CounterMetricFamily(
+        "nbtui_kernel_restarts", "Kernel state changes to restarting or dead seen across refreshes.",
+        labels=["server"])
+    for srv, n in sorted(state.restarts.items()):
+        restarts.add_metric([label(srv)], float(n))
+    yield restarts
+
+    reads = HistogramMetricFamily("nbtui_server_read_duration_seconds",
+                                  "Seconds one read of the server took (its kernels and sessions).",
+                                  labels=["server"])
+    for srv, (rows, total) in sorted(state.reads.items()):
+        reads.add_metric([label(srv)], rows, total)
+    yield reads
+
+    refreshes = CounterMetricFamily("nbtui_refreshes", "Fleet snapshots taken by this exporter.")
+    refreshes.add_metric([], float(state.refreshes))
+    yield refreshes
+    errors = CounterMetricFamily("nbtui_refresh_errors", "Refreshes that failed (the last snapshot stays served).")
+    errors.add_metric([], float(state.refresh_errors))
+    yield errors
+    took = GaugeMetricFamily("nbtui_refresh_duration_seconds", "Seconds the last refresh took (every server read).")
+    took.add_metric([], state.refresh_seconds)
+    yield took
+
+    if per_kernel:
+        yield from _kernel_families(snap.kernels)
+
+
+def _orphan_families(snap: model.Snapshot, ok: list[model.ServerInfo], by_server) -> Iterator:
+    count = GaugeMetricFamily("nbtui_orphans", "Orphans by reason: kernels and terminals of a server, and local "
+                              "leftover processes (server \"\", kind process). One orphan may have several reasons.",
+                              labels=["server", "kind", "reason"])
+    mem = GaugeMetricFamily("nbtui_orphans_memory_bytes", "Memory held by orphans (each counted once).",
+                            labels=["server", "kind"])
+    gpu = GaugeMetricFamily("nbtui_orphans_gpu_memory_bytes", "GPU memory held by orphans (each counted once).",
+                            labels=["server", "kind"])
+    for s in ok:
+        name = label(s.name)
+        ks = [k for k in by_server.get(s.name, []) if k.orphan_reasons]
+        reasons = dict.fromkeys(KERNEL_REASONS, 0)
+        for k in ks:
+            for r in k.orphan_reasons:
+                reasons[r] = reasons.get(r, 0) + 1
+        for r, n in reasons.items():
+            count.add_metric([name, "kernel", label(r)], float(n))
+        for fam, attr in ((mem, "memory_bytes"), (gpu, "gpu_memory_bytes")):
+            v = _known_sum(getattr(k.usage, attr) if k.usage else None for k in ks)
+            if v is not None:
+                fam.add_metric([name, "kernel"], v)
+    terms: dict[str, list[model.Terminal]] = {}
+    for t in snap.terminals:
+        if t.orphan_reasons:
+            terms.setdefault(t.server, []).append(t)
+    for srv, ts in sorted(terms.items()):
+        reasons: dict[str, int] = {}
+        for t in ts:
+            for r in t.orphan_reasons:
+                reasons[r] = reasons.get(r, 0) + 1
+        for r, n in sorted(reasons.items()):
+            count.add_metric([label(srv), "terminal", label(r)], float(n))
+        for fam, attr in ((mem, "memory_bytes"), (gpu, "gpu_memory_bytes")):
+            v = _known_sum(getattr(t.usage, attr) if t.usage else None for t in ts)
+            if v is not None:
+                fam.add_metric([label(srv), "terminal"], v)
+    procs = [p for p in snap.processes if p.orphan_reasons]
+    reasons = {}
+    for p in procs:
+        for r in p.orphan_reasons:
+            reasons[r] = reasons.get(r, 0) + 1
+    for r, n in sorted(reasons.items()):
+        count.add_metric(["", "process", label(r)], float(n))
+    for fam, attr in ((mem, "memory_bytes"), (gpu, "gpu_memory_bytes")):
+        v = _known_sum(getattr(p, attr) for p in procs)
+        if v is not None:
+            fam.add_metric(["", "process"], v)
+    yield from (count, mem, gpu)
+
+
+def _gpu_families(snap: model.Snapshot, hostname: str) -> Iterator:
+    keys = ["host", "gpu"]
+    info = GaugeMetricFamily("nbtui_gpu_info", "A GPU nbtui sees; descriptive labels, value 1.",
+                             labels=keys + ["uuid", "name"])
+    used = GaugeMetricFamily("nbtui_gpu_memory_used_bytes", "GPU memory in use (NVML).", labels=keys)
+    total = GaugeMetricFamily("nbtui_gpu_memory_total_bytes", "GPU memory in all (NVML).", labels=keys)
+    util = GaugeMetricFamily("nbtui_gpu_utilization_ratio", "GPU utilisation, 0 to 1 (NVML).", labels=keys)
+    idle = GaugeMetricFamily("nbtui_gpu_idle_kernel_memory_bytes",
+                             "GPU memory held by kernels idle past the threshold.", labels=keys)
+    parts = GaugeMetricFamily(
+        "nbtui_gpu_memory_bytes", "Who holds the GPU's used memory (the parts sum to nbtui_gpu_memory_used_bytes).",
+        labels=keys + ["holder"])
+    for d in snap.gpus:
+        k = [label(d.host or hostname), str(d.index)]
+        info.add_metric(k + [label(d.uuid), label(d.name)], 1.0)
+        for fam, v in ((used, d.memory_used), (total, d.memory_total), (idle, d.idle_kernel_memory),
+                       (util, None if d.utilization is None else d.utilization / 100)):
+            if v is not None:
+                fam.add_metric(k, float(v))
+        if d.ledger is not None:
+            for h in HOLDERS:
+                parts.add_metric(k + [h], float(getattr(d.ledger, h)))
+    yield from (info, used, total, util, idle, parts)
+
+
+KERNEL_FAMILIES = (  # name, help; the labels are server and kernel_id (+ the ones named)
+    ("nbtui_kernel_info", "A kernel; descriptive labels, value 1."),
+    ("nbtui_kernel_memory_bytes", "Memory (RSS) of the kernel's process tree."),
+    ("nbtui_kernel_cpu_ratio", "CPU of the kernel's process tree, in cores (1 = one core busy)."),
+    ("nbtui_kernel_gpu_memory_bytes", "GPU memory of the kernel's process tree on one GPU."),
+    ("nbtui_kernel_idle_seconds", "Seconds since the kernel's last activity."),
+)
+
+
+def _kernel_families(kernels: Iterable[model.Kernel]) -> Iterator:
+    keys = ["server", "kernel_id"]
+    (n_info, h_info), (n_mem, h_mem), (n_cpu, h_cpu), (n_gpu, h_gpu), (n_idle, h_idle) = KERNEL_FAMILIES
+    info = GaugeMetricFamily(n_info, h_info, labels=keys + ["notebook", "user", "kernel_name"])
+    mem = GaugeMetricFamily(n_mem, h_mem, labels=keys)
+    cpu = GaugeMetricFamily(n_cpu, h_cpu, labels=keys)
+    gpu = GaugeMetricFamily(n_gpu, h_gpu, labels=keys + ["gpu"])
+    idle = GaugeMetricFamily(n_idle, h_idle, labels=keys)
+    for k in kernels:
+        key = [label(k.server), label(k.kernel_id)]
+        info.add_metric(key + [label(k.session.path if k.session else ""), label(k.user), label(k.kernel_name)], 1.0)
+        u = k.usage
+        if u is not None:
+            if u.memory_bytes is not None:
+                mem.add_metric(key, float(u.memory_bytes))
+            if u.cpu_percent is not None:
+                cpu.add_metric(key, u.cpu_percent / 100)
+            for g in u.gpus:
+                if g.memory_bytes is not None:
+                    gpu.add_metric(key + [str(g.index)], float(g.memory_bytes))
+        if k.idle_seconds is not None:
+            idle.add_metric(key, float(k.idle_seconds))
+    yield from (info, mem, cpu, gpu, idle)
+
+
+def _esc(value: str) -> str:
+    """A label value as the text format quotes it (prometheus_client's own escaping)."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+class KernelLines:
+    """The per-kernel part of the text exposition, written directly and byte for byte as
+    prometheus_client's ``generate_latest`` writes ``_kernel_families`` (a test holds the
+    two equal): at 5,000 kernels the generic path costs more than the fleet read itself.
+    The label part of each kernel is kept from one rendering to the next."""
+
+    def __init__(self):
+        # (server, kernel id) -> (its descriptive labels, its info line, its key labels)
+        self._kept: dict[tuple[str, str], tuple[tuple, str, str]] = {}
+
+    @staticmethod
+    def _labels(k: model.Kernel, about: tuple) -> tuple[str, str]:
+        kid, srv = _esc(label(k.kernel_id)), _esc(label(k.server))
+        info = (f'nbtui_kernel_info{{kernel_id="{kid}",kernel_name="{_esc(label(about[2]))}",'
+                f'notebook="{_esc(label(about[0]))}",server="{srv}",user="{_esc(label(about[1]))}"}} 1.0\n')
+        return info, f'kernel_id="{kid}",server="{srv}"'
+
+    def render(self, kernels: Iterable[model.Kernel]) -> str:
+        kept, now = self._kept, {}
+        info, mem, cpu, gpu, idle = [], [], [], [], []
+        go = _go
+        for k in kernels:
+            key = (k.server, k.kernel_id)
+            s = k.session
+            about = (s.path if s is not None else "", k.user, k.kernel_name)
+            entry = kept.get(key)
+            if entry is None or entry[0] != about:
+                entry = (about, *self._labels(k, about))
+            now[key] = entry
+            _, line, ids = entry
+            info.append(line)
+            u = k.usage
+            if u is not None:
+                if u.memory_bytes is not None:
+                    mem.append(f"nbtui_kernel_memory_bytes{{{ids}}} {go(float(u.memory_bytes))}\n")
+                if u.cpu_percent is not None:
+                    cpu.append(f"nbtui_kernel_cpu_ratio{{{ids}}} {go(u.cpu_percent / 100)}\n")
+                for g in u.gpus:
+                    if g.memory_bytes is not None:
+                        gpu.append(f'nbtui_kernel_gpu_memory_bytes{{gpu="{g.index}",{ids}}} {go(float(g.memory_bytes))}\n')
+            if k.idle_seconds is not None:
+                idle.append(f"nbtui_kernel_idle_seconds{{{ids}}} {go(float(k.idle_seconds))}\n")
+        self._kept = now  # only kernels that still exist stay
+        out = []
+        for (name, doc), lines in zip(KERNEL_FAMILIES, (info, mem, cpu, gpu, idle)):
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
+            out.extend(lines)
+        return "".join(out)
+
+
+class SnapshotCollector:
+    """A prometheus_client collector over the latest state (``state()`` returns it, or None)."""
+
+    def __init__(self, state: Callable[[], Optional[State]], *, per_kernel: bool = False,
+                 with_age: bool = True, wall: Callable[[], float] = time.time):
+        self.state = state
+        self.per_kernel = per_kernel
+        self.with_age = with_age
+        self.wall = wall
+
+    def collect(self):
+        st = self.state()
+        if st is not None:
+            yield from _sample_families(st, self.per_kernel)
+        if self.with_age:
+            yield age_family(st, self.wall())
+
+
+def age_family(st: Optional[State], now: float) -> GaugeMetricFamily:
+    age = GaugeMetricFamily("nbtui_snapshot_age_seconds",
+                            "Seconds since the snapshot served was taken (absent before the first one).")
+    if st is not None:
+        age.add_metric([], max(0.0, now - st.snapshot.generated_at.timestamp()))
+    return age
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One state rendered once: the text exposition (without the age), and the same body
+    gzip-compressed up to a compressor that a scrape copies to add the age and finish."""
+
+    state: State
+    body: bytes
+    gz_head: bytes
+    gz: object  # a zlib compress object (gzip framing) that has taken ``body``, never flushed
+
+    def gzipped(self, tail: bytes) -> bytes:
+        c = self.gz.copy()
+        return self.gz_head + c.compress(tail) + c.flush()
+
+
+def render(state: State, per_kernel: bool, kernel_lines: Optional[KernelLines] = None) -> Rendering:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: state, per_kernel=False, with_age=False))
+    body = generate_latest(registry)
+    if per_kernel:  # the per-kernel families come last in the collector's order too
+        body += (kernel_lines or KernelLines()).render(state.snapshot.kernels).encode("utf-8")
+    gz = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return Rendering(state, body, gz.compress(body), gz)
+
+
+def scrape_tail(rendering: Optional[Rendering], now: Optional[float] = None) -> bytes:
+    """The part of a scrape computed at the scrape itself: the snapshot's age."""
+    registry = CollectorRegistry(auto_describe=False)
+    st = rendering.state if rendering else None
+    registry.register(_Fixed([age_family(st, time.time() if now is None else now)]))
+    return generate_latest(registry)
+
+
+class _Fixed:
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+class Exporter:
+    """Refreshes the fleet on its own thread and keeps the latest rendering."""
+
+    def __init__(self, fleet: Fleet, *, refresh: float = DEFAULT_REFRESH, per_kernel: bool = False,
+                 log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
+        self.fleet = TimedFleet.of(fleet) if isinstance(fleet, Fleet) and not isinstance(fleet, TimedFleet) else fleet
+        self.refresh = refresh
+        self.per_kernel = per_kernel
+        self.log = log
+        self.tracker = Tracker()
+        self.kernel_lines = KernelLines()
+        self.hostname = socket.gethostname()
+        self.rendering: Optional[Rendering] = None
+        self.refreshes = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._first = threading.Event()
+
+    # -- the refresh thread ---------------------------------------------------------------
+
+    def start(self) -> "Exporter":
+        self._thread = threading.Thread(target=self._run, name="nbtui-exporter-refresh", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_first(self, timeout: float) -> bool:
+        return self._first.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        asyncio.run(self._loop())
+
+    async def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                await self.refresh_once()
+                self._first.set()
+                rest = self.refresh - (time.monotonic() - started)
+                while rest > 0 and not self._stop.is_set():
+                    await asyncio.sleep(min(rest, 0.25))
+                    rest = self.refresh - (time.monotonic() - started)
+        finally:
+            aclose = getattr(self.fleet, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def refresh_once(self) -> Optional[Rendering]:
+        """One snapshot of every server, counted and rendered; the last one stays on failure."""
+        t0 = time.monotonic()
+        try:
+            snap = await self.fleet.snapshot()
+            self.tracker.add(snap, dict(getattr(self.fleet, "read_seconds", {})))
+            self.refreshes += 1
+            state = self._state(snap, time.monotonic() - t0)
+            self.rendering = render(state, self.per_kernel, self.kernel_lines)
+        except Exception as e:  # keep serving the last snapshot; say why
+            self.errors += 1
+            from nbtui.secrets import redact
+
+            self.log(f"nbtui exporter: refresh failed: {redact(f'{type(e).__name__}: {e}')}")
+            if self.rendering is not None:  # the same snapshot, with the error counted
+                st = self.rendering.state
+                self.rendering = render(replace(st, refresh_errors=self.errors), self.per_kernel)
+        return self.rendering
+
+    def _state(self, snap: model.Snapshot, took: float) -> State:
+        return State(
+            snapshot=snap,
+            restarts=dict(self.tracker.restarts),
+            reads={s: (h.family_rows(), h.total) for s, h in self.tracker.reads.items()},
+            refreshes=self.refreshes,
+            refresh_errors=self.errors,
+            refresh_seconds=took,
+            hostname=self.hostname,
+        )
+
+    # -- a scrape ---------------------------------------------------------------------------
+
+    def scrape(self, gzip_ok: bool = False) -> tuple[bytes, bool]:
+        """The exposition now: the latest rendering and the age (never waits for a server).
+        With gzip, the rendering's compressed body is reused: only the tail is compressed."""
+        r = self.rendering
+        tail = scrape_tail(r)
+        if r is None:
+            return tail, False
+        if gzip_ok:
+            return r.gzipped(tail), True
+        return r.body + tail, False
+
+    def collector(self) -> SnapshotCollector:
+        """A collector for a registry of one's own (renders at every collect)."""
+        return SnapshotCollector(lambda: self.rendering.state if self.rendering else None,
+                                 per_kernel=self.per_kernel)

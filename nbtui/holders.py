@@ -1,0 +1,57 @@
+"""Holders beyond kernels, joined into a snapshot: terminal rows and every row's owner.
+
+Pure functions the fleet calls after the host view (and the servers' extensions) have
+said what they know. Nothing here reads the host or the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Iterable, Mapping, Optional
+
+from nbtui import model, orphans
+
+
+def owners(servers: Iterable[model.ServerInfo], users: Mapping[str, Optional[str]]
+           ) -> Callable[[str, str], Optional[str]]:
+    """``owner(key, server)``: the owner of the row's process (local or from the server's
+    extension), else the hub user of a hub server, else None (unknown)."""
+    hub_user = {s.name: s.user for s in servers if s.hub and s.user}
+
+    def owner(key: str, server: str) -> Optional[str]:
+        return users.get(key) or hub_user.get(server)
+
+    return owner
+
+
+def terminal_rows(terminals: Iterable[model.Terminal], filled: Mapping[str, model.Terminal],
+                  owner: Callable[[str, str], Optional[str]], idle_threshold: float) -> list[model.Terminal]:
+    """The servers' terminals with what the host learnt (shell, usage, owner) and their
+    orphan reasons, sorted like kernels (server, then the longest idle first)."""
+    out = []
+    for t in terminals:
+        row = filled.get(t.key) or t
+        row = replace(row, user=row.user or owner(t.key, t.server))
+        out.append(replace(row, orphan_reasons=orphans.terminal_reasons(row, idle_threshold=idle_threshold)))
+    out.sort(key=lambda t: (t.server, -(t.idle_seconds if t.idle_seconds is not None else -1.0), t.name))
+    return out
+
+
+def merge_extension(terms: dict, users: dict, usage: dict, terminals: Iterable[model.Terminal],
+                    server: str, extra) -> None:
+    """What a server's extension says (``wire.Extra``) fills what the local host did not:
+    shells of its terminals, their usage and client count, and kernels' owners."""
+    for t in terminals:
+        if t.server != server:
+            continue
+        have = terms.get(t.key) or t
+        ext = extra.terminals.get(t.name)
+        if ext is None:
+            continue
+        if have.pid is None and ext.pid is not None:
+            have = replace(have, pid=ext.pid, user=ext.user, usage=ext.usage, note=None)
+        terms[t.key] = replace(have, clients=ext.clients)
+    for kid, user in extra.users.items():
+        key = f"{server}:{kid}"
+        if user and key not in users and usage.get(key) is not None and usage[key].source == "extension":
+            users[key] = user

@@ -1,0 +1,474 @@
+"""JupyterHub as a server source: one hub token, every user's single-user servers.
+
+A configured hub (``servers add NAME URL --hub``) expands at each read into the servers
+``HUB/USER`` (a user's default server) and ``HUB/USER/SERVER`` (a named one). Each is then
+read like any Jupyter server, by the fleet, over a pool of sockets shared by the hub's
+servers (200 servers do not open 200 sockets).
+
+Observe without disturbing: the hub's proxy marks a route active on every request it
+forwards, and the hub copies that into the user's and the server's ``last_activity`` —
+a poller reading through the proxy keeps every server alive. So a server is read at its
+internal target (the proxy's route table, scope ``proxy``) where that is reachable; where
+it is not, it is read through the proxy, said so, and no more often than the hub's
+``proxy_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from nbtui.config import ServerConfig
+from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, ServerClient, ServerError, is_loopback
+
+PAGINATION = "application/jupyterhub-pagination+json"
+MAX_PAGES = 10_000  # a hub that keeps answering "next" forever is cut off here
+SOCKETS = 16  # sockets one hub's servers share (the pool of their HTTP clients)
+CONCURRENCY = 8  # single-user servers of one hub read at once
+DIRECT, PROXY = "direct", "proxy"
+ROUTES = ("auto", DIRECT, PROXY)
+DEFAULT_PROXY_INTERVAL = 900.0  # seconds between reads of a server through the proxy
+
+# What a token lacking each scope costs nbtui (servers test prints one line per missing one).
+SCOPE_COSTS = {
+    "list:users": "the hub's users cannot be listed: no servers at all",
+    "read:users": "users' names and activity cannot be read",
+    "read:servers": "users' servers cannot be listed (the server list is empty)",
+    "access:servers": "kernels of users' servers cannot be read",
+    "admin:server_state": "no PIDs of single-user servers: local usage cannot be tied to a user's server",
+    "proxy": "no route table: kernels are read through the proxy, which marks every server active",
+    "servers": "servers cannot be stopped (server:HUB/USER targets, cull --servers)",
+}
+# A scope also counts as held when the token holds one that includes it.
+_PARENTS = {
+    "read:users": ("admin:users",), "list:users": ("admin:users",),
+    "read:servers": ("servers", "admin:users"), "admin:server_state": ("admin:users",),
+    "servers": ("admin:users",), "delete:servers": ("servers", "admin:users"),
+}
+
+PROXY_NOTE = ("read through the hub's proxy: each read marks the server active (its hub last_activity), "
+              "which keeps it from idle culling; read at most every {interval}")
+
+
+def scope_held(scopes: list[str], want: str) -> Optional[str]:
+    """"all" when the token holds ``want`` (or a scope that includes it), "some" when only
+    for some users or servers (``want!user=…``), else None."""
+    names = {s for s in scopes if isinstance(s, str)}
+    if want in names or any(p in names for p in _PARENTS.get(want, ())):
+        return "all"
+    if any(s.startswith(want + "!") for s in names):
+        return "some"
+    return None
+
+
+def missing_scopes(scopes: list[str]) -> list[tuple[str, str, str]]:
+    """(scope, "missing" | "only some", what it costs) for each scope nbtui would use."""
+    out = []
+    for scope, cost in SCOPE_COSTS.items():
+        held = scope_held(scopes, scope)
+        if scope == "servers" and held is None:
+            held = scope_held(scopes, "delete:servers")
+        if held != "all":
+            out.append((scope, "missing" if held is None else "only some", cost))
+    return out
+
+
+def _time(value) -> Optional[dt.datetime]:
+    from nbtui.fleet import parse_time
+
+    return parse_time(value)
+
+
+@dataclass(frozen=True)
+class HubServer:
+    """One user's server as the hub lists it."""
+
+    hub: str
+    user: str
+    server_name: str  # "" for the default server
+    path: str  # where the proxy serves it, e.g. /user/alice/
+    ready: bool
+    pending: Optional[str]
+    started: Optional[dt.datetime]
+    last_activity: Optional[dt.datetime]
+    pid: Optional[int] = None  # state.pid (scope admin:server_state, local spawners)
+
+    @property
+    def name(self) -> str:
+        return f"{self.hub}/{self.user}" + (f"/{self.server_name}" if self.server_name else "")
+
+
+def parse_users(hub: str, users: list) -> list[HubServer]:
+    """Users' servers from ``GET /hub/api/users`` (hostile input: anything odd is skipped)."""
+    out = []
+    for u in users:
+        if not isinstance(u, dict) or not isinstance(u.get("name"), str) or not u["name"]:
+            continue
+        servers = u.get("servers")
+        if not isinstance(servers, dict):
+            continue
+        for sname, s in servers.items():
+            if not isinstance(s, dict) or not isinstance(sname, str):
+                continue
+            path = s.get("url")
+            if not isinstance(path, str) or not path.startswith("/"):
+                path = f"/user/{quote(u['name'], safe='')}/" + (f"{quote(sname, safe='')}/" if sname else "")
+            pending = s.get("pending") if s.get("pending") in ("spawn", "stop") else None
+            state = s.get("state") if isinstance(s.get("state"), dict) else {}
+            pid = state.get("pid")
+            out.append(HubServer(
+                hub=hub, user=u["name"], server_name=sname, path=path if path.endswith("/") else path + "/",
+                ready=s.get("ready") is True, pending=pending, started=_time(s.get("started")),
+                last_activity=_time(s.get("last_activity")),
+                pid=pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None,
+            ))
+    return out
+
+
+class HubClient(ServerClient):
+    """The hub's REST API (``/hub/api``), token in the Authorization header."""
+
+    async def hub_version(self) -> Optional[str]:
+        data = await self.request("GET", "hub/api")
+        if not isinstance(data, dict) or "version" not in data:
+            raise ServerError(self.name, NOT_JUPYTER, f"{self.url}hub/api does not answer as JupyterHub")
+        return str(data["version"])
+
+    async def whoami(self) -> dict:
+        data = await self.request("GET", "hub/api/user")
+        return data if isinstance(data, dict) else {}
+
+    async def paged(self, path: str) -> list:
+        """Every item of a paginated list (a dict's items become (key, value) pairs)."""
+        items: list = []
+        offset, sep = 0, "&" if "?" in path else "?"
+        for _ in range(MAX_PAGES):
+            data = await self.request("GET", f"{path}{sep}offset={offset}", headers={"Accept": PAGINATION})
+            if not isinstance(data, dict) or "items" not in data:  # a hub before pagination: the whole list
+                return list(data.items()) if isinstance(data, dict) else (data if isinstance(data, list) else [])
+            page = data["items"]
+            items.extend(page.items() if isinstance(page, dict) else (page if isinstance(page, list) else []))
+            nxt = (data.get("_pagination") or {}).get("next") if isinstance(data.get("_pagination"), dict) else None
+            new = nxt.get("offset") if isinstance(nxt, dict) else None
+            if not isinstance(new, int) or new <= offset:
+                return items
+            offset = new
+        return items
+
+    async def users(self) -> list:
+        return await self.paged("hub/api/users?state=active")
+
+    async def routes(self) -> dict[str, str]:
+        """routespec -> internal target (``GET /hub/api/proxy``, scope ``proxy``)."""
+        out = {}
+        for spec, route in await self.paged("hub/api/proxy"):
+            target = route.get("target") if isinstance(route, dict) else None
+            if isinstance(spec, str) and isinstance(target, str) and urlsplit(target).scheme in ("http", "https"):
+                out[spec] = target
+        return out
+
+    async def user(self, name: str) -> dict:
+        data = await self.request("GET", f"hub/api/users/{quote(name, safe='')}")
+        return data if isinstance(data, dict) else {}
+
+    async def stop_server(self, user: str, server_name: str = "", timeout: Optional[float] = None) -> None:
+        path = f"hub/api/users/{quote(user, safe='')}/" + (
+            f"servers/{quote(server_name, safe='')}" if server_name else "server")
+        await self.request("DELETE", path, expect_json=False, timeout=timeout)
+
+
+class _SharedTransport(httpx.AsyncBaseTransport):
+    """One pool for all of a hub's servers: their clients close, the pool stays."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport):
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _origin(path_or_url: str) -> str:
+    return path_or_url.rstrip("/")
+
+
+@dataclass
+class Child:
+    """A user's server as a fleet server: its config (direct or proxy URL) and hub facts."""
+
+    config: ServerConfig
+    server: HubServer
+    route: str  # direct | proxy
+    note: Optional[str]
+    proxy_url: str
+
+    def extra(self) -> dict[str, Any]:
+        s = self.server
+        return {"hub": s.hub, "user": s.user, "server_name": s.server_name, "pending": s.pending,
+                "started": s.started, "hub_last_activity": s.last_activity,
+                "route": self.route, "route_note": self.note}
+
+
+# The children each hub listed last, by hub name: a second fleet of the same process (the
+# TUI's, for actions and consoles) reaches HUB/USER without listing the hub itself.
+LAST_LISTED: dict[str, dict[str, Child]] = {}
+
+
+class HubSource:
+    """Lists one hub's users' servers; the fleet reads each of them."""
+
+    def __init__(self, config: ServerConfig, default_timeout: float):
+        self.config = config
+        self.timeout = config.timeout or default_timeout
+        self._client: Optional[HubClient] = None
+        self._transport: Optional[httpx.AsyncHTTPTransport] = None
+        self.version: Optional[str] = None
+        self.scopes: Optional[list[str]] = None
+        self.kind: Optional[str] = None  # user | service (the token's owner)
+        self.owner: Optional[str] = None
+        self.unreachable: set[str] = set()  # servers whose internal target did not answer here
+        self.limit = asyncio.Semaphore(CONCURRENCY)
+        self.children: dict[str, Child] = {}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def token(self) -> Optional[str]:
+        return self.client().token
+
+    @property
+    def proxy_interval(self) -> float:
+        return self.config.proxy_interval or DEFAULT_PROXY_INTERVAL
+
+    def client(self) -> HubClient:
+        if self._client is None:
+            from nbtui.secrets import TokenError, resolve
+
+            c = self.config
+            try:
+                token = resolve(c)
+            except TokenError as e:
+                raise ServerError(c.name, "token", str(e).removeprefix(f"server {c.name}: ")) from None
+            self._client = HubClient(c.name, c.url, token, timeout=self.timeout,
+                                     ca_bundle=c.ca_bundle, insecure_http=c.insecure_http)
+        return self._client
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """The sockets this hub's servers share (bounded: SOCKETS at most)."""
+        if self._transport is None:
+            from nbtui.jupyter.rest import tls_context
+
+            self._transport = httpx.AsyncHTTPTransport(
+                verify=tls_context(self.config.ca_bundle),
+                limits=httpx.Limits(max_connections=SOCKETS, max_keepalive_connections=SOCKETS))
+        return _SharedTransport(self._transport)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
+
+    async def _list(self) -> tuple[list[HubServer], Optional[dict[str, str]], float]:
+        client = self.client()
+        t0 = time.perf_counter()
+        if self.version is None:
+            self.version = await client.hub_version()
+        if self.scopes is None:
+            me = await client.whoami()
+            scopes = me.get("scopes")
+            self.scopes = [s for s in scopes if isinstance(s, str)] if isinstance(scopes, list) else []
+            self.kind = me.get("kind") if isinstance(me.get("kind"), str) else None
+            self.owner = me.get("name") if isinstance(me.get("name"), str) else None
+        want_routes = self.config.route != PROXY and scope_held(self.scopes, "proxy") is not None
+        users_call = client.users()
+        if want_routes:
+            users, routes = await asyncio.gather(users_call, self._routes(client))
+        else:
+            users, routes = await users_call, None
+        return parse_users(self.name, users), routes, (time.perf_counter() - t0) * 1000
+
+    async def _routes(self, client: HubClient) -> Optional[dict[str, str]]:
+        try:
+            return await client.routes()
+        except ServerError as e:
+            if e.kind == AUTH_FAILED:
+                return None
+            raise
+
+    async def read(self) -> tuple[dict[str, Any], list[Child]]:
+        """The hub's own row (ServerInfo fields) and its users' servers now; bounded by the
+        hub's timeout as a whole."""
+        from nbtui import model
+        from nbtui.secrets import redact
+
+        row: dict[str, Any] = {"name": self.name, "url": self.config.url, "source": "hub", "hub": self.name,
+                               "local": is_loopback(self.config.url)}
+        try:
+            servers, routes, latency = await asyncio.wait_for(self._list(), self.timeout + 0.25)
+        except asyncio.TimeoutError:
+            row.update(status=model.TIMEOUT, error_kind="timeout",
+                       error=f"server {self.name}: timed out after {self.timeout:g} s")
+            return row, list(self.children.values())  # the last listing stays readable
+        except ServerError as e:
+            from nbtui.fleet import _STATUS_OF_KIND
+
+            row.update(status=_STATUS_OF_KIND.get(e.kind, model.ERROR),
+                       error_kind="auth-failed" if e.kind == "token" else e.kind, error=redact(str(e)))
+            if e.kind == "not-found":
+                row["error"] = f"server {self.name}: {self.config.url}hub/api/users not found: not a JupyterHub?"
+            return row, []
+        row.update(version=self.version, latency_ms=round(latency, 1))
+        children = [self._child(s, routes) for s in servers]
+        self.children = {c.config.name: c for c in children}
+        LAST_LISTED[self.name] = dict(self.children)
+        return row, children
+
+    def _child(self, s: HubServer, routes: Optional[dict[str, str]]) -> Child:
+        hub = self.config
+        proxy_url = _origin(hub.url) + s.path
+        target = (routes or {}).get(s.path) if routes is not None else None
+        route, note, url = PROXY, None, proxy_url
+        interval = _human(self.proxy_interval)
+        if hub.route == PROXY:
+            note = PROXY_NOTE.format(interval=interval) + " (route = proxy in servers.toml)"
+        elif routes is None:
+            note = PROXY_NOTE.format(interval=interval) + "; the token lacks scope proxy (the route table)"
+        elif target is None:
+            note = PROXY_NOTE.format(interval=interval) + "; the proxy has no route for it"
+        elif urlsplit(target).scheme == "http" and not is_loopback(target) and not hub.insecure_http:
+            note = (PROXY_NOTE.format(interval=interval) + "; its internal target is plain http on another "
+                    "host (servers add … --hub --insecure-http reads it there)")
+        elif s.name in self.unreachable and hub.route != DIRECT:
+            note = PROXY_NOTE.format(interval=interval) + f"; its internal target {target} did not answer from here"
+        else:
+            route, url = DIRECT, _origin(target) + s.path
+        cfg = ServerConfig(
+            name=s.name, url=url, token_source="hub", ca_bundle=hub.ca_bundle, insecure_http=hub.insecure_http,
+            timeout=hub.timeout, source="hub", token=self.client().token, pid=s.pid,
+        )
+        return Child(cfg, s, route, note, proxy_url)
+
+
+def _human(seconds: float) -> str:
+    from nbtui.units import human_duration
+
+    return human_duration(seconds)
+
+
+async def detect(url: str, *, timeout: float = 3.0, ca_bundle: Optional[str] = None) -> Optional[str]:
+    """The JupyterHub version when ``URL/hub/api`` answers as JupyterHub, else None."""
+    client = HubClient("probe", url, None, timeout=timeout, ca_bundle=ca_bundle)
+    try:
+        return await asyncio.wait_for(client.hub_version(), timeout + 0.25)
+    except (ServerError, asyncio.TimeoutError):
+        return None
+    finally:
+        await client.aclose()
+
+
+def proxied(child: Child) -> bool:
+    return child.route == PROXY
+
+
+def with_route(child: Child, route: str, note: Optional[str]) -> Child:
+    return replace(child, route=route, note=note,
+                   config=replace(child.config, url=child.proxy_url) if route == PROXY else child.config)
+
+
+# -- the fleet's hook (nbtui.fleet calls these) -----------------------------------------------
+
+
+async def expand(fleet) -> list:
+    """List every hub, then make the fleet's servers match: one entry per user's server
+    (kept across reads, so its client and sockets stay), none for servers gone. A server
+    both reached through a hub and discovered locally is kept once, under the hub's name.
+    Returns the hubs' own rows."""
+    from nbtui import model
+    from nbtui.fleet import _Server
+    from nbtui.jupyter.discovery import is_same_server_url
+
+    hubs = list(fleet._hubs.values())
+    results = await asyncio.gather(*(h.read() for h in hubs))
+    rows, closing = [], []
+    pids, urls = set(), []
+    for hub, (row, children) in zip(hubs, results):
+        rows.append(model.ServerInfo(**row))
+        names = {c.config.name for c in children}
+        for name, e in list(fleet._servers.items()):
+            if e.hub == hub.name and name not in names:
+                closing.append(e.client)
+                del fleet._servers[name]
+        for c in children:
+            e = fleet._servers.get(c.config.name)
+            if e is not None and e.hub != hub.name:
+                continue  # a configured server of that very name wins (names cannot hold "/")
+            if e is None or e.config.url != c.config.url:
+                if e is not None:
+                    closing.append(e.client)
+                e = fleet._servers[c.config.name] = _Server(c.config, hub=hub.name)
+            e.config = c.config
+            e.extra = c.extra()
+            if c.server.pid is not None:
+                pids.add(c.server.pid)
+            urls.append(c.config.url)
+    for name, e in list(fleet._servers.items()):
+        if e.hub is None and e.config.source == "discovered" and (
+                (e.config.pid is not None and e.config.pid in pids)
+                or any(is_same_server_url(e.config.url, u) for u in urls)):
+            closing.append(e.client)
+            del fleet._servers[name]
+    await asyncio.gather(*(c.aclose() for c in closing if c is not None), return_exceptions=True)
+    return rows
+
+
+async def read_user_server(fleet, entry, now: dt.datetime):
+    """Read one user's server: a pending one is a state (nothing to read); one reached
+    through the proxy is read at most every ``proxy_interval``; a direct route that does not
+    answer from here falls back to the proxy, said so."""
+    hub = fleet._hubs[entry.hub]
+    name = entry.config.name
+    child = hub.children.get(name)
+    if entry.extra.get("pending") or (child is not None and not child.server.ready):
+        return fleet._info(entry), []
+    if entry.extra.get("route") == PROXY and entry.proxy_read is not None:
+        at, info, kernels = entry.proxy_read
+        if time.monotonic() - at < hub.proxy_interval:
+            return fleet._info(entry, latency_ms=info.latency_ms), [_aged(k, now) for k in kernels]
+    async with hub.limit:
+        info, kernels = await fleet._read_server(entry, now)
+    if (info.error_kind == "unreachable" and entry.extra.get("route") == DIRECT and child is not None
+            and hub.config.route != DIRECT):
+        hub.unreachable.add(name)
+        fallback = hub._child(child.server, {child.server.path: entry.config.url})
+        hub.children[name] = fallback
+        if entry.client is not None:
+            await entry.client.aclose()
+            entry.client = None
+        entry.config, entry.extra = fallback.config, fallback.extra()
+        async with hub.limit:
+            info, kernels = await fleet._read_server(entry, now)
+    user = entry.extra.get("user")
+    kernels = [replace(k, user=user) for k in kernels]
+    if entry.extra.get("route") == PROXY and info.ok:
+        entry.proxy_read = (time.monotonic(), info, kernels)
+    return info, kernels
+
+
+def _aged(k, now: dt.datetime):
+    """A kernel read earlier, its idle time as of now."""
+    if k.last_activity is None:
+        return k
+    return replace(k, idle_seconds=max(0.0, (now - k.last_activity).total_seconds()))

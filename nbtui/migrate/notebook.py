@@ -1,0 +1,132 @@
+"""The notebook file comes along: a kernel moved (or rebound) to a path that has no file
+there would at once be an orphan (`notebook-missing`), and its owner could not open it.
+
+Only the contents API (``GET``/``PUT /api/contents/PATH``), bounded like every call. An
+existing, different file at the target path is never overwritten unless asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from nbtui.errors import NbtuiError
+from nbtui.jupyter.rest import NOT_FOUND, ServerClient, ServerError
+from nbtui.text import visible
+
+COPY = "copy"  # the source's file, to a target path that has none
+OVERWRITE = "overwrite"  # the source's file, over a different one (asked for)
+SAME = "same"  # the target already has this very file
+CREATE = "create"  # no file to bring (a local source, or rebind): an empty notebook
+KEEP = "keep"  # a file is already there (nothing of the source's to compare)
+NONE = "none"  # the source had no file either: nothing to bring
+
+EMPTY_NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+class NotebookConflict(NbtuiError):
+    """A different file is at the target path (exit 1); nothing was changed."""
+
+
+@dataclass
+class NotebookPlan:
+    action: str
+    path: str  # on the target
+    server: str  # the target
+    source_path: Optional[str] = None
+    source_server: Optional[str] = None
+    bytes: Optional[int] = None
+    model: Optional[dict] = None  # the source's file model, with content (never in JSON)
+
+    def to_json(self) -> dict:
+        return {"action": self.action, "path": self.path, "server": self.server,
+                "source_path": self.source_path, "source_server": self.source_server, "bytes": self.bytes}
+
+    def line(self) -> str:
+        src = f"{visible(self.source_path)} on {self.source_server}" if self.source_path else ""
+        dst = f"{visible(self.path)} on {self.server}"
+        size = f" ({self.bytes} bytes)" if self.bytes is not None else ""
+        return {
+            COPY: f"notebook file: copy {src} to {dst}{size}",
+            OVERWRITE: f"notebook file: copy {src} over the different file at {dst}{size} (--overwrite-notebook)",
+            SAME: f"notebook file: {dst} is already the same file",
+            CREATE: f"notebook file: none to bring; an empty notebook at {dst}",
+            KEEP: f"notebook file: {dst} exists and is kept",
+            NONE: f"notebook file: no notebook file at {src} to bring; {dst} will have none either",
+        }[self.action]
+
+
+async def _model(client: ServerClient, path: str) -> Optional[dict]:
+    try:
+        return await client.contents(path)
+    except ServerError as e:
+        if e.kind == NOT_FOUND:
+            return None
+        raise
+
+
+def _size(model: dict) -> Optional[int]:
+    size = model.get("size")
+    return size if isinstance(size, int) else None
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.get("type") == b.get("type") and a.get("content") == b.get("content")
+
+
+async def plan(target: ServerClient, path: str, *, source: Optional[ServerClient] = None,
+               source_path: Optional[str] = None, overwrite: bool = False,
+               create_empty: bool = True) -> NotebookPlan:
+    """What bringing the notebook takes; reads only. Raises NotebookConflict for a different
+    file at ``path`` unless ``overwrite``."""
+    there = await _model(target, path)
+    p = NotebookPlan(KEEP, path, target.name, source_path, source.name if source else None)
+    if source is not None and source_path:
+        mine = await _model(source, source_path)
+        if mine is None:
+            p.action = KEEP if there is not None else NONE
+            return p
+        if mine.get("type") == "directory":
+            raise NotebookConflict(f"{visible(source_path)} on {source.name} is a folder, not a notebook")
+        p.model, p.bytes = mine, _size(mine)
+        if there is None:
+            p.action = COPY
+        elif _same(mine, there):
+            p.action = SAME
+        elif overwrite and there.get("type") != "directory":
+            p.action = OVERWRITE
+        else:
+            what = "a folder" if there.get("type") == "directory" else "a different file"
+            raise NotebookConflict(
+                f"{visible(path)} on {target.name} is {what}; nothing was changed: keep it and name "
+                "another path with --notebook PATH" + ("" if what == "a folder" else
+                                                        ", or replace it with --overwrite-notebook"))
+        return p
+    if there is None and create_empty and path.endswith(".ipynb"):
+        p.action = CREATE
+    elif there is None:
+        p.action = NONE
+    return p
+
+
+async def apply(p: NotebookPlan, target: ServerClient, source: Optional[ServerClient] = None) -> None:
+    """Write what ``plan`` decided, re-checking right before that the target path is still free;
+    the source's file is read again, so a save made since the plan comes along too."""
+    if p.action not in (COPY, OVERWRITE, CREATE):
+        return
+    if source is not None and p.source_path and p.action != CREATE:
+        p.model = await _model(source, p.source_path) or p.model
+    if p.action in (COPY, CREATE) and await target.contents_exists(p.path):
+        raise NotebookConflict(f"{visible(p.path)} appeared on {target.name} meanwhile; nothing was overwritten")
+    await _folders(target, p.path)
+    model = p.model if p.action != CREATE else {"type": "notebook", "format": "json", "content": EMPTY_NOTEBOOK}
+    assert model is not None
+    await target.save_contents(p.path, model)
+
+
+async def _folders(target: ServerClient, path: str) -> None:
+    parts = path.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        folder = "/".join(parts[:i])
+        if not await target.contents_exists(folder):
+            await target.save_contents(folder, {"type": "directory"})

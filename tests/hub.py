@@ -1,0 +1,217 @@
+"""A real JupyterHub for tests and benchmarks: DummyAuthenticator, SimpleLocalProcessSpawner,
+the real configurable-http-proxy from npm, loopback ports, service tokens with roles.
+
+The proxy is installed once per machine into a folder of its own (``.cache/`` of the
+project, keyed by version); ``.ci/run`` makes sure ``node`` and ``npm`` exist.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import httpx
+import psutil
+
+from tests.jupyter import free_port, wait_for
+
+CHP_VERSION = "4.6.3"
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("NBTUI_TEST_CACHE", REPO / ".cache"))
+
+ADMIN_SCOPES = ["list:users", "read:users", "read:servers", "admin:server_state",
+                "servers", "access:servers", "proxy"]
+
+CONFIG = '''
+import os, json
+c = get_config()  # noqa: F821
+here = os.environ["HUB_DIR"]
+c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.spawner_class = "simple"
+c.Authenticator.allowed_users = set(json.loads(os.environ["HUB_USERS"]))
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['HUB_PORT']}"
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{os.environ['HUB_API_PORT']}"
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['CHP_API_PORT']}"
+c.ConfigurableHTTPProxy.command = [os.environ["CHP"]]
+c.ConfigurableHTTPProxy.pid_file = os.path.join(here, "chp.pid")
+c.JupyterHub.db_url = f"sqlite:///{here}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = os.path.join(here, "cookie_secret")
+c.JupyterHub.last_activity_interval = int(os.environ.get("HUB_ACTIVITY_INTERVAL", "3"))
+c.JupyterHub.api_page_max_limit = int(os.environ.get("HUB_PAGE_LIMIT", "200"))
+c.JupyterHub.api_page_default_limit = int(os.environ.get("HUB_PAGE_LIMIT", "200"))
+c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(here, "home", "{username}")
+c.Spawner.cmd = [os.environ["HUB_SINGLEUSER"]]
+c.Spawner.http_timeout = 60
+c.Spawner.start_timeout = 90
+c.Spawner.env_keep = ["PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL"]
+if os.geteuid() == 0:
+    c.Spawner.args = ["--allow-root"]
+tokens = json.loads(os.environ["HUB_SERVICES"])
+c.JupyterHub.services = [{"name": n, "api_token": t["token"]} for n, t in tokens.items()]
+c.JupyterHub.load_roles = [{"name": f"{n}-role", "services": [n], "scopes": t["scopes"]}
+                           for n, t in tokens.items()]
+'''
+
+
+def chp_path() -> str:
+    """configurable-http-proxy from npm, installed once into the cache folder."""
+    folder = CACHE / f"configurable-http-proxy-{CHP_VERSION}"
+    binary = folder / "node_modules" / ".bin" / "configurable-http-proxy"
+    if binary.exists():
+        return str(binary)
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise RuntimeError("node and npm are needed for the JupyterHub tests (apt-get install nodejs npm)")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".chp.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one install at a time across test processes
+        if not binary.exists():
+            tmp = Path(tempfile.mkdtemp(prefix=".chp-", dir=CACHE))
+            subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(tmp),
+                            f"configurable-http-proxy@{CHP_VERSION}"], check=True, timeout=300)
+            tmp.rename(folder)
+    return str(binary)
+
+
+class Hub:
+    """One real JupyterHub (and its proxy) in its own process group."""
+
+    def __init__(self, base: Path, users=("alice", "bob"), *, page_limit: int = 200,
+                 activity_interval: int = 3, services: Optional[dict] = None):
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        self.users = list(users)
+        self.port, self.api_port, self.chp_api_port = free_port(), free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.token = secrets.token_hex(24)
+        self.services = {"nbtui": {"token": self.token, "scopes": ADMIN_SCOPES}}
+        self.services.update(services or {})
+        (base / "jupyterhub_config.py").write_text(CONFIG)
+        bindir = Path(sys.executable).parent
+        import json
+
+        self.env = dict(os.environ)
+        self.env.update({
+            "HUB_DIR": str(base), "HUB_PORT": str(self.port), "HUB_API_PORT": str(self.api_port),
+            "CHP_API_PORT": str(self.chp_api_port), "CHP": chp_path(),
+            "HUB_USERS": json.dumps(self.users), "HUB_SERVICES": json.dumps(self.services),
+            "HUB_PAGE_LIMIT": str(page_limit), "HUB_ACTIVITY_INTERVAL": str(activity_interval),
+            "HUB_SINGLEUSER": str(bindir / "jupyterhub-singleuser"),
+            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+        })
+        self.proc: Optional[subprocess.Popen] = None
+        self.log_path = base / "hub.log"
+        self._known: dict[int, float] = {}
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"token {self.token}"}
+
+    def start(self, timeout: float = 90.0) -> "Hub":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.base / "jupyterhub_config.py")],
+            cwd=self.base, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for(self._ready, timeout, 0.2, f"jupyterhub on port {self.port} (log: {self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc and self.proc.poll() is not None:
+            raise RuntimeError(f"jupyterhub exited with {self.proc.returncode}; log: {self.log_path}")
+        return httpx.get(self.url + "hub/api", timeout=2).status_code == 200
+
+    def api(self, method: str, path: str, token: Optional[str] = None, headers: Optional[dict] = None,
+            **kw) -> httpx.Response:
+        headers = {"Authorization": f"token {token or self.token}", **(headers or {})}
+        return httpx.request(method, self.url + "hub/api/" + path.lstrip("/"), headers=headers, timeout=30, **kw)
+
+    def user(self, name: str) -> dict:
+        r = self.api("GET", f"users/{name}")
+        r.raise_for_status()
+        return r.json()
+
+    def spawn(self, user: str, server: str = "") -> None:
+        """Ask for a server (returns at once); ``wait_ready`` waits for it."""
+        path = f"users/{user}/servers/{server}" if server else f"users/{user}/server"
+        r = self.api("POST", path)
+        assert r.status_code in (201, 202, 400), (r.status_code, r.text)
+
+    def wait_ready(self, user: str, server: str = "", timeout: float = 90.0) -> dict:
+        def ready():
+            s = self.user(user)["servers"].get(server)
+            return s if s and s["ready"] else None
+
+        s = wait_for(ready, timeout, 0.3, f"server {user}/{server} ready (log: {self.log_path})")
+        self.remember_tree()
+        return s
+
+    def server_pid(self, user: str, server: str = "") -> int:
+        return self.user(user)["servers"][server]["state"]["pid"]
+
+    def user_url(self, user: str, server: str = "") -> str:
+        return self.url + f"user/{user}/" + (f"{server}/" if server else "")
+
+    def user_api(self, method: str, user: str, path: str, server: str = "", **kw) -> httpx.Response:
+        r = httpx.request(method, self.user_url(user, server) + path.lstrip("/"), headers=self.headers,
+                          timeout=30, **kw)
+        r.raise_for_status()
+        return r
+
+    def start_kernel(self, user: str, server: str = "") -> str:
+        return self.user_api("POST", user, "api/kernels", server, json={"name": "python3"}).json()["id"]
+
+    def remember_tree(self) -> None:
+        try:
+            for p in psutil.Process(self.proc.pid).children(recursive=True):
+                try:
+                    self._known[p.pid] = p.create_time()
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.remember_tree()
+        for pid in list(self._known):  # a paused single-user server cannot stop: wake it
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 10
+        for pid, created in self._known.items():
+            try:
+                p = psutil.Process(pid)
+                if abs(p.create_time() - created) < 0.01:
+                    p.kill()
+                    p.wait(max(0.1, deadline - time.monotonic()))
+            except psutil.Error:
+                pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+        self.proc = None

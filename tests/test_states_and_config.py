@@ -1,0 +1,51 @@
+"""A kernel nobody ever used reads `starting · never used`; a missing --config file is exit 2."""
+
+from __future__ import annotations
+
+from nbtui.model import Kernel
+from nbtui.report import kernel_json, kernels_table
+from nbtui.states import never_used, state_text
+from tests.conftest import run_nbtui
+
+
+def _kernel(state="starting", connections=0, idle=120.0) -> Kernel:
+    return Kernel(server="s", kernel_id="k" * 8, kernel_name="python3", state=state,
+                  connections=connections, last_activity=None, idle_seconds=idle)
+
+
+def test_starting_for_a_minute_with_no_client_reads_never_used():
+    assert state_text(_kernel()) == "starting · never used"
+    assert never_used(_kernel()) is True and kernel_json(_kernel())["never_used"] is True
+    assert kernel_json(_kernel())["state"] == "starting"  # the contract's state stays as it was
+    assert state_text(_kernel(idle=20)) == "starting"  # a kernel that is just slow to start
+    assert state_text(_kernel(connections=1)) == "starting"
+    assert state_text(_kernel(state="idle")) == "idle" and never_used(_kernel(state="idle")) is False
+    assert never_used(_kernel(idle=None)) is None  # cannot tell is not "no"
+    assert "starting · never used" in "\n".join(kernels_table([_kernel()], width=120))
+    assert " never used " in kernels_table([_kernel()], width=80)[1]  # narrow: the file name keeps the room
+
+
+def test_a_missing_config_file_is_a_usage_error(tmp_path):
+    missing = tmp_path / "nope" / "config.toml"
+    r = run_nbtui("--config", str(missing), "ls")
+    assert r.returncode == 2 and str(missing) in r.stderr and "does not exist" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run_nbtui("ls", env={"NBTUI_CONFIG": str(missing)})
+    assert r.returncode == 2 and "NBTUI_CONFIG" in r.stderr, r.stderr
+    r = run_nbtui("--config", str(tmp_path), "ls", "--json")  # a folder with no config.toml: defaults
+    assert r.returncode == 0, r.stderr
+
+
+def test_servers_test_names_one_stable_identity(shared_jupyter):
+    from tests.conftest import add_server
+
+    add_server("lab", shared_jupyter)
+    first, second = (run_nbtui("servers", "test", "lab", "--no-discover") for _ in range(2))
+    assert first.returncode == 0 and "as anonymous (token auth)" in first.stdout, first.stdout + first.stderr
+    assert first.stdout.split(" ms, ")[1] == second.stdout.split(" ms, ")[1]  # same words, every call
+    import json
+
+    r = run_nbtui("servers", "test", "lab", "--no-discover", "--json")
+    s = json.loads(r.stdout)["servers"][0]
+    assert s["identity"] == "anonymous (token auth)" and s["user"] is None
+    assert shared_jupyter.token not in r.stdout
