@@ -146,7 +146,8 @@ def test_move_verifies_names_skips_the_rest_and_keeps_a_source_with_data_left(se
     assert value(src, kid, "(len(huge), shared, '_nbtui_migrate' in dir())") == "(6291456, 'from the source', False)"
 
     audit = [json.loads(line) for line in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
-    assert [(a["action"], a["result"], a["target"]["kernel_id"]) for a in audit] == [("migrate", "ok", kid)]
+    assert [(a["action"], a["result"], a["target"]["kernel_id"]) for a in audit] == [
+        ("migrate", "intent", kid), ("migrate", "ok", kid)]
     assert src.token not in r.stdout + r.stderr and dst.token not in r.stdout + r.stderr
 
 

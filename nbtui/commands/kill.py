@@ -93,11 +93,21 @@ async def execute_all(fleet, steps, *, grace: float, action: str):
     hub) at once; outcomes in the order of the steps."""
     servers = [s for s in steps if isinstance(s, actions.ServerStep)]
     others = [s for s in steps if not isinstance(s, actions.ServerStep)]
-    done_others, done_servers = await asyncio.gather(
-        actions.execute(fleet, others, grace=grace, action=action) if others else _nothing(),
-        actions.stop_servers(fleet, servers, action=f"{action}-server") if servers else _nothing())
+    tasks = [asyncio.ensure_future(actions.execute(fleet, others, grace=grace, action=action) if others else _nothing()),
+             asyncio.ensure_future(actions.stop_servers(fleet, servers, action=f"{action}-server")
+                                   if servers else _nothing())]
+    try:
+        done_others, done_servers = await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        # ctrl+c: execute() stops escalating and returns what it did (outcomes marked
+        # interrupted); gather would drop that, so wait for each part and report it.
+        await asyncio.wait(tasks)
+        parts = [t.result() if not t.cancelled() and t.exception() is None else [] for t in tasks]
+        if not any(parts):
+            raise
+        done_others, done_servers = parts
     by_step = {id(o.step): o for o in [*done_others, *done_servers]}
-    return [by_step[id(s)] for s in steps]
+    return [by_step[id(s)] for s in steps if id(s) in by_step]
 
 
 async def _nothing() -> list:
