@@ -35,6 +35,8 @@ def env_for(name: str) -> dict:
 
 def nbtui(env, *args, input=None, timeout=90):
     t = time.monotonic()
+    # Only the servers each case adds: other sessions' servers on this host stay out.
+    args = (*args, "--no-discover") if args[:2] != ("servers", "add") else args
     r = subprocess.run([sys.executable, "-m", "nbtui", *args], env=env, capture_output=True, text=True,
                        input=input, timeout=timeout, cwd=ROOT)
     r.wall = time.monotonic() - t

@@ -29,7 +29,10 @@ RAW_CONTROL = ("\x1b", "\x07", "\u202e")
 
 
 def run_nbtui(*args, env=None, **kw):
-    """The real CLI in a wide terminal: the whole of a hostile name fits its column."""
+    """The real CLI in a wide terminal (the whole of a hostile name fits its column), on
+    the servers the test added only (other sessions' servers on this host stay out)."""
+    if args[:2] != ("servers", "add") and "--no-discover" not in args:
+        args = (*args, "--no-discover")
     return _run_nbtui(*args, env={"COLUMNS": "250", **(env or {})}, **kw)
 
 
