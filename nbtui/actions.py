@@ -15,7 +15,7 @@ from typing import Optional
 
 from nbtui import audit, orphans
 from nbtui.config import state_dir
-from nbtui.errors import NbtuiError, NotFound
+from nbtui.errors import NbtuiError, NotFound, UsageError
 from nbtui.fleet import Fleet
 from nbtui.host import signals
 from nbtui.host.signals import Fate, Ident
@@ -40,6 +40,42 @@ def kernel_audit_target(k: Kernel) -> dict:
     }
 
 
+def current_user() -> str:
+    """Who runs nbtui (views compare owners with it; signals are sent only here)."""
+    return signals.current_user()
+
+
+# -- readonly: the one gate ------------------------------------------------------------------
+
+
+class Readonly(UsageError):
+    """An action refused because nbtui runs ``--readonly`` (exit 2).
+
+    ``str()`` is the CLI's line; ``short`` the TUI's notice. Every caller renders it; none
+    decides readonly itself.
+    """
+
+    def __init__(self, what: str, *, plan: bool = False):
+        self.what = what
+        super().__init__(f"--readonly: {what} is off" + (" (--dry-run still shows the plan)" if plan else ""))
+
+    @property
+    def short(self) -> str:
+        return f"readonly: {self.what} is off"
+
+
+def require_writable(subject: object, what: str, *, dry_run: bool = False, plan: bool = False) -> None:
+    """Raise Readonly if ``subject`` (a Fleet, the CLI's arguments, the TUI app: anything
+    with a ``readonly`` flag) is read-only and this is not a dry run.
+
+    The actions below call it with their fleet before they act, whoever calls them; a view
+    calls it early too (before it reads servers or asks for a confirmation), with ``plan``
+    where ``--dry-run`` exists.
+    """
+    if getattr(subject, "readonly", False) and not dry_run:
+        raise Readonly(what, plan=plan)
+
+
 async def recheck_kernel(fleet: Fleet, k: Kernel) -> None:
     """Raise ServerError (kind not-found) if the kernel is no longer on its server."""
     await fleet.client(k.server).kernel(k.kernel_id)
@@ -47,12 +83,14 @@ async def recheck_kernel(fleet: Fleet, k: Kernel) -> None:
 
 async def interrupt_kernel(fleet: Fleet, k: Kernel) -> None:
     """Interrupt (SIGINT or interrupt_request, as the kernel spec says) through the server."""
+    require_writable(fleet, "interrupt")
     await recheck_kernel(fleet, k)
     await fleet.client(k.server).interrupt(k.kernel_id)
 
 
 async def restart_kernel(fleet: Fleet, k: Kernel) -> None:
     """Restart a kernel (its variables are lost): re-checked, audited."""
+    require_writable(fleet, "restart")
     target = kernel_audit_target(k)
     audit.intent("restart", target)  # before acting: unwritable means not started
     try:
@@ -81,7 +119,7 @@ class Step:
 
     kind: str  # kernel | process
     target: str  # SERVER:KERNEL or pid:N
-    kernel: Optional[Kernel] = None
+    kernel: Optional[Kernel] = None  # set for a kernel step
     process: Optional[Ident] = None  # the process named by pid:N, as listed
     children: tuple[Ident, ...] = ()  # local descendants that may outlive the kernel / die with it
     listed: Optional[Process] = None  # the leftover process as the snapshot listed it
@@ -154,9 +192,11 @@ class Step:
     def _describe(self) -> str:
         if self.kind == KERNEL:
             k = self.kernel
+            assert k is not None
             text = f"kernel {k.server}:{k.kernel_id[:8]} ({self.notebook or 'no session'})"
         elif self.kind == TERMINAL:
             t = self.terminal
+            assert t is not None
             text = f"terminal {t.server}/{visible(t.name)}"
             if self.process is not None:
                 text += f" (shell pid {self.process.pid}, {self.process.user or 'owner unknown'})"
@@ -164,6 +204,7 @@ class Step:
                 text += " (its shell is not known here: only the server ends it)"
         else:
             p = self.process
+            assert p is not None
             text = f"pid {p.pid} ({p.user or 'owner unknown'}) {middle_truncate(p.cmdline, 60)}"
             if self.notebook:
                 text += f" [{self.notebook}]"
@@ -171,7 +212,7 @@ class Step:
                  f"{human_bytes(self.gpu_memory_bytes)} GPU" if self.gpu_memory_bytes else None]
         frees = [f for f in frees if f]
         if frees:
-            text += "; frees " + ", ".join(frees)
+            text += "; frees " + ", ".join(f for f in frees if f)
         if self.children:
             noun = "child process" if len(self.children) == 1 else "child processes"
             pids = ", ".join(str(c.pid) for c in self.children[:6]) + (" …" if len(self.children) > 6 else "")
@@ -209,7 +250,7 @@ class Outcome:
                      f"{human_bytes(s.gpu_memory_bytes)} GPU" if s.gpu_memory_bytes else None]
             frees = [f for f in frees if f]
             if frees:
-                text += " (freed " + ", ".join(frees) + ")"
+                text += " (freed " + ", ".join(f for f in frees if f) + ")"
         if self.fates:
             text += "; " + ", ".join(f"pid {f.pid} {f.fate}" for f in self.fates)
         return text
@@ -274,7 +315,7 @@ def plan_terminal(snapshot: Snapshot, t: Terminal, protected: Optional[set[int]]
             protected = signals.ancestors_of_self() if protected is None else protected
             if proc.pid in protected:
                 refusal = "nbtui itself runs inside this terminal"
-            tree = set(t.usage.pids)
+            tree = set(t.usage.pids) if t.usage is not None else set()
             children = tuple(c for c in signals.descendants(proc.pid) if (not tree or c.pid in tree) and signals.refusal(
                 c, explicit=False, server_pids=_server_pids(snapshot), protected=protected) is None)
     return Step(TERMINAL, f"terminal:{t.server}/{t.name}", terminal=t, process=proc, children=children,
@@ -292,6 +333,7 @@ def _here(u) -> bool:
 async def _kill_terminal(fleet: Fleet, step: Step) -> tuple[Outcome, list[Ident]]:
     """Re-check the terminal on its server, DELETE it, and return the local survivors."""
     t = step.terminal
+    assert t is not None
     client = fleet.client(t.server)
     try:
         await client.terminal(t.name)
@@ -342,9 +384,10 @@ def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
     elif now is not None:
         ident = now
     else:
-        ident = signals.zombie(pid)  # exited, not yet reaped: already gone, not "not found"
-        if ident is None:
+        gone = signals.zombie(pid)  # exited, not yet reaped: already gone, not "not found"
+        if gone is None:
             raise NotFound(f"no process with PID {pid} on this host")
+        ident = gone
     protected = signals.ancestors_of_self() if protected is None else protected
     refusal = signals.refusal(ident, explicit=explicit, server_pids=_server_pids(snapshot), protected=protected)
     if refusal is None and now is not None and not signals.same_process(ident, now):
@@ -383,6 +426,22 @@ def plan_kill(snapshot: Snapshot, targets) -> list[Step]:
     return steps
 
 
+def plan_rows(snapshot: Snapshot, rows) -> list[Step]:
+    """Steps for rows of the fleet table (what `k` acts on): a Kernel, a Terminal or a
+    leftover Process of ``snapshot``, each planned as its TARGET would be."""
+    from nbtui.targets import KernelTarget
+
+    targets: list[object] = []
+    for r in rows:
+        if isinstance(r, Terminal):
+            targets.append(TerminalTarget(r))
+        elif isinstance(r, Process):
+            targets.append(PidTarget(r.pid))
+        else:
+            targets.append(KernelTarget(r))
+    return plan_kill(snapshot, targets)
+
+
 async def _live_kernels(fleet: Fleet, server: str) -> set[str] | ServerError:
     """The re-check right before acting: one listing per server, shared by its kernels."""
     try:
@@ -394,6 +453,7 @@ async def _live_kernels(fleet: Fleet, server: str) -> set[str] | ServerError:
 async def _kill_kernel(fleet: Fleet, step: Step, live: set[str] | ServerError) -> tuple[Outcome, list[Ident]]:
     """Shut the kernel down through its server; returns the outcome and the local survivors."""
     k = step.kernel
+    assert k is not None
     client = fleet.client(k.server)
     if isinstance(live, ServerError):
         return Outcome(step, f"failed: {live}", server_error=True), []
@@ -426,6 +486,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     a time, and then their local survivors are signalled; meanwhile the pid:N process trees get
     one SIGTERM / grace / SIGKILL pass. Each step is re-checked right before acting (a server's
     kernel list; a PID's create time and owner) and audited, one line each."""
+    require_writable(fleet, action, plan=True)
     gate = asyncio.Semaphore(max(1, concurrency))
     outcomes: dict[int, Outcome] = {}
     leftovers: dict[int, list[Ident]] = {}
@@ -435,20 +496,23 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
         if not s.refusal:
             audit.intent(action, s.audit_target(), reasons=list(s.reasons))
 
-    servers = sorted({s.kernel.server for s in steps if s.kind == KERNEL and not s.refusal})
-    listings = dict(zip(servers, await asyncio.gather(*(_live_kernels(fleet, n) for n in servers))))
+    servers = sorted({s.kernel.server for s in steps if s.kind == KERNEL and s.kernel and not s.refusal})
+    if servers and fleet is None:
+        raise ValueError("kernel steps need the fleet")
+    listings = dict(zip(servers, await asyncio.gather(*(_live_kernels(fleet, n) for n in servers))))  # type: ignore[arg-type]
 
     async def one_kernel(i: int, step: Step) -> None:
+        assert fleet is not None and step.kernel is not None
         async with gate:
             outcome, left = await _kill_kernel(fleet, step, listings[step.kernel.server])
         outcomes[i] = outcome
         leftovers[i] = left
 
     async def one_terminal(i: int, step: Step) -> None:
+        assert fleet is not None
         async with gate:
             outcome, left = await _kill_terminal(fleet, step)
-        steps[i] = outcome.step  # re-checked: its shell may have been dropped
-        outcomes[i] = outcome
+        outcomes[i] = outcome  # its step is the re-checked one: its shell may have been dropped
         leftovers[i] = left
 
     kernel_jobs = [one_kernel(i, s) for i, s in enumerate(steps) if s.kind == KERNEL and not s.refusal]
@@ -460,6 +524,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
             if s.refusal:
                 outcomes[i] = Outcome(s, f"refused: {s.refusal}")
             else:
+                assert s.process is not None
                 leftovers[i] = [s.process, *s.children]
     process_steps = [i for i, s in enumerate(steps) if s.kind == PROCESS and not s.refusal]
     # ctrl+c (the task is cancelled) sets ``stop``: the grace waits end at once and no
@@ -497,12 +562,13 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
         outcomes[i] = Outcome(steps[i], result, tree, interrupted=interrupted)
     for i, s in enumerate(steps):
         if s.kind in (KERNEL, TERMINAL) and i in outcomes and outcomes[i].result in ("ok", "gone"):
-            tree = ([s.process] if s.process else []) + list(s.children)
+            s = outcomes[i].step
+            gone_with = ([s.process] if s.process else []) + list(s.children)
             went = signals.WENT_WITH_KERNEL if s.kind == KERNEL else WENT_WITH_TERMINAL
             outcomes[i].fates = [
                 kernel_fates.get(p.pid) or Fate(p.pid, p.user, p.cmdline,
                                                 signals.SHUT_DOWN if p is s.process else went)
-                for p in tree if p.pid in kernel_fates or p not in leftovers.get(i, [])]
+                for p in gone_with if p.pid in kernel_fates or p not in leftovers.get(i, [])]
     ordered = [outcomes[i] for i in range(len(steps))]
     for o in ordered:
         o.interrupted = o.interrupted or interrupted
@@ -549,7 +615,7 @@ def cull_selects_kernel(k: Kernel, policy: CullPolicy) -> bool:
     chosen = False
     if policy.idle is not None and k.idle_seconds is not None and k.connections is not None:
         others = k.connections - own.count(k.server, k.kernel_id)
-        chosen = others <= 0 and k.state != "busy" and k.idle_seconds >= policy.idle
+        chosen = others <= 0 and orphans.kernel_is_idle(k, policy.idle)
     if policy.orphans and k.orphan_reasons:
         chosen = True
     if _gpu_idle_past(k.gpu_idle_seconds, policy):
@@ -634,6 +700,7 @@ async def rebind_kernel(fleet: Fleet, k: Kernel, path: str, *, dry_run: bool = F
     """Give a session-less kernel a notebook session on its server (re-checked, audited)."""
     from nbtui.migrate import rebind
 
+    require_writable(fleet, "rebind", dry_run=dry_run)
     path = rebind.clean_path(path)
     target = kernel_audit_target(k)
     client = fleet.client(k.server)
@@ -654,6 +721,7 @@ def migration_for(fleet: Fleet, k: Kernel, opts, progress=None):
     """A Migration (nbtui/migrate/move.py) of server kernel ``k``; ``await m.run()`` moves it."""
     from nbtui.migrate.move import Migration, ServerSource
 
+    require_writable(fleet, "migrate", dry_run=bool(getattr(opts, "dry_run", False)))
     if opts.to not in fleet.names:
         raise NotFound(f"unknown server {opts.to!r} (known: {', '.join(fleet.names) or 'none'})")
     source = ServerSource(fleet.client(k.server), k.kernel_id, k.kernel_name,
@@ -666,6 +734,7 @@ def local_migration_for(fleet: Fleet, pid: int, opts, progress=None):
     from nbtui.migrate import adopt
     from nbtui.migrate.move import LocalSource, Migration
 
+    require_writable(fleet, "migrate", dry_run=bool(getattr(opts, "dry_run", False)))
     if opts.to not in fleet.names:
         raise NotFound(f"unknown server {opts.to!r} (known: {', '.join(fleet.names) or 'none'})")
     return Migration(LocalSource(adopt.find(pid)), fleet.client(opts.to), opts, progress)
@@ -679,6 +748,7 @@ async def adopt_kernel(fleet: Fleet, pid: int, server: str, connection_dir=None,
 
     from nbtui.migrate import adopt
 
+    require_writable(fleet, "adopt --to", dry_run=dry_run)
     lk = await adopt.check(pid)
     if server not in fleet.names:
         raise NotFound(f"unknown server {server!r} (known: {', '.join(fleet.names) or 'none'})")
@@ -760,7 +830,7 @@ class ServerStep:
                  f"{human_bytes(self.gpu_memory_bytes)} GPU" if self.gpu_memory_bytes else None]
         frees = [f for f in frees if f]
         if frees:
-            text += "; frees " + ", ".join(frees)
+            text += "; frees " + ", ".join(f for f in frees if f)
         if self.refusal:
             text += f" — REFUSED: {self.refusal}"
         return text
@@ -827,12 +897,14 @@ async def stop_servers(fleet: Fleet, steps: list[ServerStep], *, action: str = "
     start, still idle for a cull), an audit line before acting and one with the result."""
     from nbtui.fleet import parse_time
 
+    require_writable(fleet, "stopping servers", plan=True)
+
     async def one(step: ServerStep) -> ServerOutcome:
         s = step.server
         if step.refusal:
             return _audited(action, step, ServerOutcome(step, f"refused: {step.refusal}"))
         try:
-            hub = fleet.hub_of(s.hub).client()
+            hub = fleet.hub_of(s.hub or "").client()
             now = _hub_server_now(await hub.user(s.user), s.server_name or "")
         except (KeyError, ServerError) as e:
             return _audited(action, step, ServerOutcome(step, f"failed: {e}", server_error=True))

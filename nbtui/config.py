@@ -9,7 +9,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
@@ -187,7 +187,7 @@ class _Checker:
     def __init__(self, path: Path, text: str):
         self.path, self.text = path, text
 
-    def fail(self, table: str | None, key: str, problem: str) -> None:
+    def fail(self, table: str | None, key: str, problem: str) -> NoReturn:
         line = _line_of(self.text, table, key)
         where = f"{self.path}" + (f", line {line}" if line else "")
         dotted = f"{table}.{key}" if table else key

@@ -19,7 +19,6 @@ when there is nothing to sum (0) or at least one part is known.
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 import sys
 import threading
@@ -50,15 +49,22 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _INF = float("inf")
 
 
-@functools.lru_cache(maxsize=1 << 16)  # the same names and paths come back every refresh
-def _label(value: str) -> str:
-    return one_line(value, LABEL_LIMIT)
+# The same names and paths come back every refresh: sanitise each once. A plain dict of
+# strings (no objects for the cyclic GC to walk, unlike lru_cache's nodes), emptied when full.
+_LABELS: dict[str, str] = {}
+_LABELS_MAX = 1 << 16
 
 
 def label(value: object) -> str:
     if value is None:
         return ""
-    return _label(value if isinstance(value, str) else str(value))
+    text = value if isinstance(value, str) else str(value)
+    out = _LABELS.get(text)
+    if out is None:
+        if len(_LABELS) >= _LABELS_MAX:
+            _LABELS.clear()
+        out = _LABELS[text] = one_line(text, LABEL_LIMIT)
+    return out
 
 
 def _go(d: float) -> str:
@@ -73,11 +79,6 @@ def _go(d: float) -> str:
     return s
 
 
-def is_idle(kernel: model.Kernel, threshold: float) -> bool:
-    """Idle past the threshold, by the one rule `ls`, the TUI and the host view use."""
-    return orphans.is_idle(kernel, threshold)
-
-
 def _known_sum(values: Iterable[Optional[float]]) -> Optional[float]:
     """Sum of the known values; 0 for no values; None when there are values and none is known."""
     values = list(values)
@@ -85,6 +86,20 @@ def _known_sum(values: Iterable[Optional[float]]) -> Optional[float]:
     if values and not known:
         return None
     return float(sum(known))
+
+
+class _Sum:
+    """A sum of the known values of ``n`` (``n`` counted by the caller, ``add`` per known one)."""
+
+    __slots__ = ("n", "known", "total")
+
+    def __init__(self):
+        self.n = self.known = 0
+        self.total = 0.0
+
+    def add(self, v) -> None:
+        self.known += 1
+        self.total += v
 
 
 class TimedFleet(Fleet):
@@ -96,8 +111,10 @@ class TimedFleet(Fleet):
 
     @classmethod
     def of(cls, fleet: Fleet) -> "TimedFleet":
-        return cls([fleet.config_of(n) for n in fleet.names], fleet.settings,
-                   stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
+        timed = cls([fleet.config_of(n) for n in fleet.names], fleet.settings,
+                    stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
+        timed.untrusted_files = getattr(fleet, "untrusted_files", ())
+        return timed
 
     async def _read_one(self, entry, now):
         t0 = time.monotonic()
@@ -141,7 +158,7 @@ class Tracker:
     """Counters across refreshes: kernel restarts and per-server read durations."""
 
     def __init__(self):
-        self._states: dict[tuple[str, str], str] = {}  # (server, kernel id) -> last state seen
+        self._states: dict[str, str] = {}  # kernel key (server:id) -> last state seen
         self.restarts: dict[str, int] = {}
         self.reads: dict[str, _Histogram] = {}
 
@@ -153,19 +170,21 @@ class Tracker:
                 took = s.latency_ms / 1000
             if took is not None:
                 self.reads.setdefault(s.name, _Histogram()).observe(took)
-        seen = set()
+        states, now = self._states, {}
         for k in snap.kernels:
-            key = (k.server, k.kernel_id)
-            seen.add(key)
-            before = self._states.get(key)
+            key = k.server + ":" + k.kernel_id
+            before = states.get(key)
             if before is not None and before != k.state and k.state in RESTART_STATES and before not in RESTART_STATES:
                 self.restarts[k.server] = self.restarts.get(k.server, 0) + 1
-            self._states[key] = k.state
+            now[key] = k.state
         # Forget kernels their server no longer lists; keep those of a server that failed
         # this time, so a blip does not make their next state look like a change.
-        failed = {s.name for s in snap.servers if not s.ok}
-        for key in [key for key in self._states if key not in seen and key[0] not in failed]:
-            del self._states[key]
+        failed = {s.name + ":" for s in snap.servers if not s.ok}
+        if failed:
+            for key, state in states.items():
+                if key not in now and any(key.startswith(f) for f in failed):
+                    now[key] = state
+        self._states = now
 
 
 def _sample_families(state: State, per_kernel: bool) -> Iterator:
@@ -209,27 +228,46 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
                              labels=["server"])
     kgpu = GaugeMetricFamily("nbtui_kernels_gpu_memory_bytes", "GPU memory held by all kernels of the server (known ones).",
                              labels=["server"])
-    for s in ok:
-        ks = by_server.get(s.name, [])
+    for s in ok:  # one pass over each server's kernels
         name = label(s.name)
         counts = dict.fromkeys(model.KERNEL_STATES, 0)
         types: dict[str, int] = {}
-        for k in ks:
+        n_idle = 0
+        idle_m, idle_g, all_mem, all_gpu = _Sum(), _Sum(), _Sum(), _Sum()
+        idle_now = orphans.kernel_is_idle  # the one idle rule (past the threshold, not busy)
+        for k in by_server.get(s.name, ()):
             counts[k.state] = counts.get(k.state, 0) + 1
             if k.session is not None:
-                t = label(k.session.type)
-                types[t] = types.get(t, 0) + 1
+                types[k.session.type] = types.get(k.session.type, 0) + 1
+            u = k.usage
+            mem = gmem = None
+            if u is not None:
+                mem, gmem = u.memory_bytes, u.gpu_memory_bytes
+            all_mem.n += 1
+            all_gpu.n += 1
+            if mem is not None:
+                all_mem.add(mem)
+            if gmem is not None:
+                all_gpu.add(gmem)
+            if idle_now(k, threshold):
+                n_idle += 1
+                idle_m.n += 1
+                idle_g.n += 1
+                if mem is not None:
+                    idle_m.add(mem)
+                if gmem is not None:
+                    idle_g.add(gmem)
         for st, n in counts.items():
             kernels.add_metric([name, label(st)], float(n))
-        for t, n in sorted(types.items()):
+        by_type: dict[str, int] = {}
+        for t, n in types.items():  # two raw types may read the same once sanitised
+            by_type[label(t)] = by_type.get(label(t), 0) + n
+        for t, n in sorted(by_type.items()):
             sessions.add_metric([name, t], float(n))
-        idle_ks = [k for k in ks if is_idle(k, threshold)]
-        idle.add_metric([name], float(len(idle_ks)))
-        for fam, ks_, attr in ((idle_mem, idle_ks, "memory_bytes"), (idle_gpu, idle_ks, "gpu_memory_bytes"),
-                               (kmem, ks, "memory_bytes"), (kgpu, ks, "gpu_memory_bytes")):
-            v = _known_sum(getattr(k.usage, attr) if k.usage else None for k in ks_)
-            if v is not None:
-                fam.add_metric([name], v)
+        idle.add_metric([name], float(n_idle))
+        for fam, total in ((idle_mem, idle_m), (idle_gpu, idle_g), (kmem, all_mem), (kgpu, all_gpu)):
+            if total.known or not total.n:  # unknown when there were kernels and none was measured
+                fam.add_metric([name], total.total)
     yield from (kernels, sessions, idle, idle_mem, idle_gpu, kmem, kgpu)
 
     thr = GaugeMetricFamily("nbtui_idle_threshold_seconds", "Idle time past which a kernel counts as idle.")
@@ -403,41 +441,42 @@ class KernelLines:
     The label part of each kernel is kept from one rendering to the next."""
 
     def __init__(self):
-        # (server, kernel id) -> (its descriptive labels, its info line, its key labels)
-        self._kept: dict[tuple[str, str], tuple[tuple, str, str]] = {}
+        # server:kernel id -> (notebook, user, kernel name, info line, key labels, line prefixes)
+        self._kept: dict[str, tuple] = {}
 
     @staticmethod
-    def _labels(k: model.Kernel, about: tuple) -> tuple[str, str]:
+    def _labels(k: model.Kernel, about: tuple) -> tuple:
         kid, srv = _esc(label(k.kernel_id)), _esc(label(k.server))
         info = (f'nbtui_kernel_info{{kernel_id="{kid}",kernel_name="{_esc(label(about[2]))}",'
                 f'notebook="{_esc(label(about[0]))}",server="{srv}",user="{_esc(label(about[1]))}"}} 1.0\n')
-        return info, f'kernel_id="{kid}",server="{srv}"'
+        ids = f'kernel_id="{kid}",server="{srv}"'
+        return (info, ids, f"nbtui_kernel_memory_bytes{{{ids}}} ", f"nbtui_kernel_cpu_ratio{{{ids}}} ",
+                f"nbtui_kernel_idle_seconds{{{ids}}} ")
 
     def render(self, kernels: Iterable[model.Kernel]) -> str:
         kept, now = self._kept, {}
         info, mem, cpu, gpu, idle = [], [], [], [], []
         go = _go
         for k in kernels:
-            key = (k.server, k.kernel_id)
+            key = k.server + ":" + k.kernel_id
             s = k.session
-            about = (s.path if s is not None else "", k.user, k.kernel_name)
+            path = s.path if s is not None else ""
             entry = kept.get(key)
-            if entry is None or entry[0] != about:
-                entry = (about, *self._labels(k, about))
+            if entry is None or entry[0] != path or entry[1] != k.user or entry[2] != k.kernel_name:
+                entry = (path, k.user, k.kernel_name, *self._labels(k, (path, k.user, k.kernel_name)))
             now[key] = entry
-            _, line, ids = entry
-            info.append(line)
+            info.append(entry[3])
             u = k.usage
             if u is not None:
                 if u.memory_bytes is not None:
-                    mem.append(f"nbtui_kernel_memory_bytes{{{ids}}} {go(float(u.memory_bytes))}\n")
+                    mem.append(f"{entry[5]}{go(float(u.memory_bytes))}\n")
                 if u.cpu_percent is not None:
-                    cpu.append(f"nbtui_kernel_cpu_ratio{{{ids}}} {go(u.cpu_percent / 100)}\n")
+                    cpu.append(f"{entry[6]}{go(u.cpu_percent / 100)}\n")
                 for g in u.gpus:
                     if g.memory_bytes is not None:
-                        gpu.append(f'nbtui_kernel_gpu_memory_bytes{{gpu="{g.index}",{ids}}} {go(float(g.memory_bytes))}\n')
+                        gpu.append(f'nbtui_kernel_gpu_memory_bytes{{gpu="{g.index}",{entry[4]}}} {go(float(g.memory_bytes))}\n')
             if k.idle_seconds is not None:
-                idle.append(f"nbtui_kernel_idle_seconds{{{ids}}} {go(float(k.idle_seconds))}\n")
+                idle.append(f"{entry[7]}{go(float(k.idle_seconds))}\n")
         self._kept = now  # only kernels that still exist stay
         out = []
         for (name, doc), lines in zip(KERNEL_FAMILIES, (info, mem, cpu, gpu, idle)):

@@ -10,15 +10,16 @@ import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Optional, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from nbtui import holders, model, orphans
 from nbtui.config import Config, ServerConfig, Settings
 from nbtui.host import wire
 from nbtui.jupyter import own
-from nbtui.jupyter.discovery import Discovery, discover, discover_host, is_same_server_url
+from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url
 from nbtui.jupyter.rest import ServerClient, ServerError, is_loopback
 from nbtui.secrets import TokenError, redact, resolve
+from nbtui.sources import HostSample, HostView
 
 _STATUS_OF_KIND = {
     "unreachable": model.UNREACHABLE,
@@ -101,24 +102,6 @@ def join_kernels(
     return out
 
 
-@dataclass(frozen=True)
-class HostSample:
-    """What the host view adds to a snapshot (see nbtui.host)."""
-
-    usage: dict = field(default_factory=dict)  # kernel key -> model.Usage
-    processes: tuple = ()
-    unattributed_gpu: tuple = ()
-    gpus: tuple = ()
-    gpu_note: Optional[str] = None
-    terminals: dict = field(default_factory=dict)  # terminal key -> model.Terminal, shell and usage filled
-    users: dict = field(default_factory=dict)  # kernel key -> the owner of its process
-
-
-class HostView(Protocol):
-    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel],
-               terminals: Iterable[model.Terminal] = ()) -> HostSample: ...
-
-
 @dataclass
 class _Server:
     config: ServerConfig
@@ -174,6 +157,7 @@ class Fleet:
         self.untrusted_files: tuple[str, ...] = ()  # other users' runtime files discovery did not trust
         self.host = host
         self.clock = clock
+        self.readonly = False  # --readonly: nbtui.actions.require_writable refuses every action
         from nbtui.jupyter import hub as hub_mod
 
         self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
@@ -302,7 +286,7 @@ class Fleet:
         ext = None if self._info(entry).local else asyncio.ensure_future(self._read_extension(entry))
         try:
             client = await self.aclient(name)
-            calls = [client.timed_kernels(), client.sessions(), self._read_terminals(entry, now)]
+            calls: list[Awaitable[Any]] = [client.timed_kernels(), client.sessions(), self._read_terminals(entry, now)]
             if entry.version is None:
                 calls.append(client.version())
             results = await asyncio.wait_for(asyncio.gather(*calls), timeout + 0.25)
@@ -372,7 +356,8 @@ class Fleet:
         never hold back the first screen.
         """
         if entry.nb_task is None or entry.nb_task.done():
-            wanted = [(k.server, k.session.path) for k in kernels if orphans.session_checkable(k)]
+            wanted = [(k.server, k.session.path) for k in kernels
+                      if k.session is not None and orphans.session_checkable(k)]
             entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(wanted, self._notebook_exists))
         try:
             await asyncio.wait_for(asyncio.shield(entry.nb_task), NOTEBOOK_WAIT)
@@ -417,7 +402,15 @@ class Fleet:
         sample = HostSample()
         if self.host is not None:
             sample = self.host.sample(servers, kernels, terminals)
-        sample = await self._merge_extensions(servers, kernels, sample, terminals)
+        merged = await self._merge_extensions(servers, kernels, sample, terminals)
+        hinted = holders.shell_hints(terminals, sample.terminals, merged.terminals) if self.host is not None else None
+        if hinted:
+            # Shells the host could not tell apart, named by the server's extension: the host
+            # checks each (a session-leading child of that server) and samples again, so the
+            # terminals' jobs count as theirs, not as leftovers or other processes.
+            assert self.host is not None  # hinted is None without one
+            merged = await self._merge_extensions(servers, kernels, self.host.sample(servers, kernels, hinted), hinted)
+        sample = merged
         servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
                            usage_note=self._usage_note(s, kernels, sample)) for s in servers]
         threshold = self.settings.orphan_idle
@@ -429,14 +422,16 @@ class Fleet:
                 user=owners(k.key, k.server),
                 orphan_reasons=orphans.kernel_reasons(
                     k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id),
-                    notebook_exists=self.notebooks.get(k.server, k.session.path) if orphans.session_checkable(k) else None,
+                    notebook_exists=(self.notebooks.get(k.server, k.session.path)
+                                     if k.session is not None and orphans.session_checkable(k) else None),
                 ),
             )
             for k in kernels
         ]
         kernels.sort(key=sort_key)
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
-        kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, sample.processes)
+        judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
+        kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)
         return model.Snapshot(
             generated_at=now,
             servers=tuple(hub_rows + servers),
@@ -529,6 +524,6 @@ def sort_key(k: model.Kernel):
 
 
 def _source_for(server: model.ServerInfo, sample: HostSample) -> Optional[str]:
-    sources = {u.source for key, u in sample.usage.items() if key.startswith(server.name + ":")}
+    sources = {u.source for key, u in sample.usage.items() if model.split_kernel_key(key)[0] == server.name}
     return next(iter(sources)) if len(sources) == 1 else (None if not sources else "mixed")
 

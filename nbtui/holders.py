@@ -37,6 +37,24 @@ def terminal_rows(terminals: Iterable[model.Terminal], filled: Mapping[str, mode
     return out
 
 
+def shell_hints(terminals, by_host: Mapping[str, model.Terminal], merged: Mapping[str, model.Terminal]):
+    """The terminals again, with the shell PIDs a server's extension named on this host for
+    those the local host left untied (None when there are none)."""
+    import socket
+
+    here = socket.gethostname()
+    out, any_hint = [], False
+    for t in terminals:
+        mine, ext = by_host.get(t.key), merged.get(t.key)
+        if (mine is not None and mine.pid is None and ext is not None and ext.pid is not None
+                and ext.usage is not None and ext.usage.source == "extension" and ext.usage.host == here):
+            out.append(replace(t, pid=ext.pid))
+            any_hint = True
+        else:
+            out.append(t)
+    return out if any_hint else None
+
+
 def merge_extension(terms: dict, users: dict, usage: dict, terminals: Iterable[model.Terminal],
                     server: str, extra) -> None:
     """What a server's extension says (``wire.Extra``) fills what the local host did not:

@@ -110,7 +110,19 @@ class Kernel:
     @property
     def key(self) -> str:
         """Identity across refreshes and servers."""
-        return f"{self.server}:{self.kernel_id}"
+        return kernel_key(self.server, self.kernel_id)
+
+
+def kernel_key(server: str, kernel_id: str) -> str:
+    """A kernel's identity across refreshes and servers: ``server:kernel_id`` (the one place
+    it is built; ``split_kernel_key`` the one place it is read back)."""
+    return f"{server}:{kernel_id}"
+
+
+def split_kernel_key(key: str) -> tuple[str, str]:
+    """``(server, kernel_id)`` of a ``kernel_key`` (kernel ids hold no colon)."""
+    server, _, kernel_id = key.rpartition(":")
+    return server, kernel_id
 
 
 @dataclass(frozen=True)

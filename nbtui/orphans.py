@@ -1,17 +1,21 @@
 """Pure rules: what in a fleet snapshot is left over, and why.
 
 Reason names are the CLI contract's: no-session, disconnected-idle, notebook-missing,
-server-gone, kernel-gone.
+server-gone, kernel-gone. Sources report facts (a host view: is a process's server alive,
+is its kernel); every reason, kernel and process, is decided here, and ``is_idle`` is the
+one idle rule that orphans, cull, the GPU summary, ``ls`` and the TUI all count by.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import re
 import time
-from typing import Awaitable, Callable, Iterable, Optional
+from dataclasses import dataclass, replace
+from typing import Awaitable, Callable, Iterable, Mapping, Optional, TypeVar
 
-from nbtui.model import GpuUse, Kernel, Process
+from nbtui.model import GpuUse, Kernel, Process, Terminal
 from nbtui.units import human_bytes, human_duration
 
 NO_SESSION = "no-session"
@@ -19,6 +23,19 @@ DISCONNECTED_IDLE = "disconnected-idle"
 NOTEBOOK_MISSING = "notebook-missing"
 SERVER_GONE = "server-gone"
 KERNEL_GONE = "kernel-gone"
+
+
+def is_idle(idle_seconds: Optional[float], state: Optional[str], threshold: float) -> bool:
+    """The one idle rule: idle for a known time at or past ``threshold``, and not busy.
+
+    Unknown idle time is never idle. Orphans (``disconnected-idle``), cull, the GPU
+    summary's idle memory, ``ls``'s summary and the TUI's all count by it.
+    """
+    return idle_seconds is not None and idle_seconds >= threshold and state != "busy"
+
+
+def kernel_is_idle(kernel: Kernel, threshold: float) -> bool:
+    return is_idle(kernel.idle_seconds, kernel.state, threshold)
 
 
 def kernel_reasons(
@@ -38,16 +55,11 @@ def kernel_reasons(
         reasons.append(NO_SESSION)
     if kernel.connections is not None and kernel.idle_seconds is not None:
         others = kernel.connections - own_connections
-        if others <= 0 and kernel.idle_seconds >= idle_threshold and kernel.state != "busy":
+        if others <= 0 and kernel_is_idle(kernel, idle_threshold):
             reasons.append(DISCONNECTED_IDLE)
     if kernel.session is not None and notebook_exists is False:
         reasons.append(NOTEBOOK_MISSING)
     return tuple(reasons)
-
-
-def is_idle(kernel: Kernel, threshold: float) -> bool:
-    """Idle past ``threshold`` seconds and not busy (unknown idle time is not idle)."""
-    return kernel.idle_seconds is not None and kernel.idle_seconds >= threshold and kernel.state != "busy"
 
 
 def orphans_only(kernels: Iterable[Kernel]) -> tuple[Kernel, ...]:
@@ -67,6 +79,29 @@ def process_reasons(*, server_alive: Optional[bool], kernel_alive: Optional[bool
     if kernel_alive is False:
         reasons.append(KERNEL_GONE)
     return tuple(reasons)
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    """What a host knows of a leftover Jupyter process; None: nobody can say.
+
+    ``server_alive``: whether the server that launched it (JPY_PARENT_PID or its runtime
+    file) still runs; ``kernel_alive``: whether the kernel it belongs to still runs and a
+    reachable server lists it.
+    """
+
+    server_alive: Optional[bool] = None
+    kernel_alive: Optional[bool] = None
+
+
+def judge_processes(processes: Iterable[Process], facts: Mapping[int, ProcessFacts]) -> tuple[Process, ...]:
+    """The processes with their orphan reasons, from the host's facts (by PID)."""
+    out = []
+    for p in processes:
+        f = facts.get(p.pid)
+        reasons = process_reasons(server_alive=f.server_alive, kernel_alive=f.kernel_alive) if f else ()
+        out.append(replace(p, orphan_reasons=reasons) if reasons != p.orphan_reasons else p)
+    return tuple(out)
 
 
 # -- notebook-missing: a per-path cache, checked at most once a minute ------------------------
@@ -216,13 +251,16 @@ REASON_TEXT[TERMINAL_IDLE] = "a terminal idle for {idle} whose processes hold GP
 REASON_TEXT[GPU_IDLE] = "holds GPU memory at 0 % SM utilisation for {idle}"
 
 
-def terminal_reasons(terminal, *, idle_threshold: float) -> tuple[str, ...]:
+def terminal_reasons(terminal: Terminal, *, idle_threshold: float) -> tuple[str, ...]:
     """A terminal idle past the threshold (no input or output) with a GPU-holding job is
     reported like an idle kernel. Unknown idle or unknown GPU memory is never a reason."""
     u = terminal.usage
-    if terminal.idle_seconds is not None and terminal.idle_seconds >= idle_threshold and u and u.gpu_memory_bytes:
+    if is_idle(terminal.idle_seconds, None, idle_threshold) and u and u.gpu_memory_bytes:
         return (TERMINAL_IDLE,)
     return ()
+
+
+_Row = TypeVar("_Row", Kernel, Terminal, Process)
 
 
 class GpuIdleTracker:
@@ -248,14 +286,15 @@ class GpuIdleTracker:
         self._since[key] = (first, count + 1)
         return None if count + 1 < 2 else max(0.0, at - first)
 
-    def apply(self, now, kernels, terminals, processes):
+    def apply(self, now: _dt.datetime, kernels: Iterable[Kernel], terminals: Iterable[Terminal],
+              processes: Iterable[Process]) -> tuple[list[Kernel], list[Terminal], list[Process]]:
         """The rows with ``gpu_idle_seconds`` and, past the threshold, the gpu-idle reason."""
         from dataclasses import replace
 
         at = now.timestamp()
         seen: set[str] = set()
 
-        def mark(row, key, gpu_bytes, sm):
+        def mark(row: _Row, key: str, gpu_bytes: Optional[int], sm: Optional[float]) -> _Row:
             seen.add(key)
             secs = self.observe(key, at, gpu_bytes, sm)
             reasons = row.orphan_reasons
@@ -272,13 +311,15 @@ class GpuIdleTracker:
         return ks, ts, ps
 
 
-def explain_terminal(t) -> str:
+def explain_terminal(t: Terminal) -> str:
     """One line: why a terminal is listed, and what it holds."""
     parts = []
     for r in t.orphan_reasons:
         secs = t.gpu_idle_seconds if r == GPU_IDLE else t.idle_seconds
         parts.append(REASON_TEXT.get(r, r).format(idle=human_duration(secs)) if r in REASON_TEXT else r)
-    text = f"terminal {t.server}/{t.name}" + (f" (shell pid {t.pid})" if t.pid else "")
+    from nbtui.text import visible
+
+    text = f"terminal {visible(t.server)}/{visible(t.name)}" + (f" (shell pid {t.pid})" if t.pid else "")
     if parts:
         text += ": " + "; ".join(parts)
     u = t.usage

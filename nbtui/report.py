@@ -6,6 +6,7 @@ import datetime as dt
 import shutil
 from typing import Any, Iterable, Optional
 
+from nbtui.orphans import kernel_is_idle
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.states import never_used, state_text
 from nbtui.text import visible
@@ -198,11 +199,13 @@ def orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool =
 
 
 def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool) -> list[str]:
-    from nbtui.orphans import explain_kernel, explain_process
+    from nbtui.orphans import explain_kernel, explain_process, explain_terminal
 
     out = []
     if with_kernels:
         out += [f"! {explain_kernel(k)}" for k in kernels if k.orphan_reasons]
+        out += [f"! {explain_terminal(t)}; free it with `nbtui kill terminal:{visible(t.server)}/{visible(t.name)}`"
+                for t in snap.terminals if t.orphan_reasons]
     left = [p for p in snap.processes if p.orphan_reasons]
     if left:
         out.append(f"leftover processes ({len(left)}); free one with `nbtui kill pid:N`:")
@@ -221,16 +224,20 @@ def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool)
 
 
 def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
-    idle_over = sum(1 for k in kernels if (k.idle_seconds or 0) >= 3600)
+    idle_over = sum(1 for k in kernels if kernel_is_idle(k, snap.idle_threshold))
     orphaned = sum(1 for k in kernels if k.orphan_reasons)
     ok = sum(1 for s in snap.servers if s.ok)
     line = (
-        f"{len(kernels)} kernel{'s' if len(kernels) != 1 else ''}, {idle_over} idle over 1h, "
+        f"{len(kernels)} kernel{'s' if len(kernels) != 1 else ''}, {idle_over} idle over "
+        f"{human_duration(snap.idle_threshold)}, "
         f"{orphaned} orphaned; {ok}/{len(snap.servers)} servers read"
     )
     out = [line]
     for s in snap.failed_servers:
         out.append(f"not read: {visible(s.error or s.name + ': ' + s.status)}")
+    held = [k.usage for k in kernels if k.usage and k.usage.gpu_memory_bytes]
+    if held and all(k.gpu_idle_seconds is None for k in kernels if k.usage and k.usage.gpu_memory_bytes):
+        out.append("gpu-idle: unknown from one read (it needs history: the TUI and `nbtui exporter` keep it)")
     for f in snap.untrusted_files:
         out.append(f"not trusted, not contacted: {visible(f)}")
     if not snap.servers:

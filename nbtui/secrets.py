@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import subprocess
+from typing import overload
 
 from nbtui.errors import NbtuiError, UsageError
 
@@ -21,6 +22,10 @@ class TokenError(NbtuiError):
     """The token of a server could not be had."""
 
 
+@overload
+def remember(token: str) -> str: ...
+@overload
+def remember(token: None) -> None: ...
 def remember(token: str | None) -> str | None:
     if token and len(token) >= 4:
         _known.add(token)
@@ -103,7 +108,7 @@ def run_token_cmd(cmd: str, name: str = "?", timeout: float = 30.0) -> str:
     token = out.stdout.strip().splitlines()[0].strip() if out.stdout.strip() else ""
     if not token:
         raise TokenError(f"server {name}: token command printed nothing")
-    return remember(token)  # type: ignore[return-value]
+    return remember(token)
 
 
 def resolve(server, timeout: float = 30.0) -> str | None:

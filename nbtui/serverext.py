@@ -20,6 +20,7 @@ import time
 
 from nbtui import __version__
 from nbtui.host.wire import PATH
+from nbtui.orphans import is_idle
 
 DEFAULT_IDLE = 3600.0
 
@@ -107,10 +108,10 @@ def _handler_class():
                     continue  # shut down meanwhile
                 kernel_pids[kid] = _pid_of(km)
                 last = getattr(km, "last_activity", None)
-                if isinstance(last, dt.datetime) and getattr(km, "execution_state", None) != "busy":
+                if isinstance(last, dt.datetime):
                     if last.tzinfo is None:
                         last = last.replace(tzinfo=dt.timezone.utc)
-                    if (now - last).total_seconds() >= idle_after:
+                    if is_idle((now - last).total_seconds(), getattr(km, "execution_state", None), idle_after):
                         idle.append(kid)
             state: _State = self.settings["nbtui_usage_state"]
             terminals = _terminals(self.settings, now, idle_after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from nbtui.errors import UsageError
 
@@ -23,7 +24,7 @@ def parse_duration(text: str | int | float, what: str = "duration") -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def seconds_arg(what: str = "seconds", *, zero_ok: bool = False, most: float = float("inf")):
+def seconds_arg(what: str = "seconds", *, zero_ok: bool = False, most: float = float("inf")) -> Callable[[str], float]:
     """An argparse type: a number of seconds or a duration (``90s``, ``2m``), above 0
     (or 0 with ``zero_ok``) and at most ``most``; ``nan`` and ``inf`` are refused."""
     import argparse

@@ -357,3 +357,41 @@ async def test_ten_megabytes_in_one_message(shared_jupyter, kernel_id):
         assert "IOPub data rate exceeded" in cell(s) or "more characters not shown" in cell(s)
         await run(pilot, s, "'still here'")
         assert lines(s)[-1].endswith("'still here'")
+
+
+async def test_first_completion_on_a_fresh_kernel_waits_for_it(shared_jupyter):
+    """tab right after the console opens on a kernel just started: the completion waits
+    for the kernel to be ready (it used to fail after 3 s), and keys still go in meanwhile."""
+    kid = shared_jupyter.start_kernel()
+    try:
+        app = ConsoleApp(shared_jupyter, kid)
+        async with app.run_test(size=(80, 30)) as pilot:
+            s = app.screen
+            assert isinstance(s, ConsoleScreen)
+            s.code_input.text = "import collec"
+            s.code_input.cursor_location = (0, 13)
+            await pilot.press("tab")  # before the console is connected
+            await until(pilot, lambda: s.code_input.text == "import collections", 60, what="the completion")
+            assert s.ready.is_set()
+            assert not any("completion failed" in str(n.message) for n in app._notifications)
+    finally:
+        shared_jupyter.shutdown_kernel(kid)
+
+
+async def test_stderr_is_drawn_apart_and_f2_switches_wrapping(shared_jupyter, kernel_id):
+    from nbtui.tui.console_output import STDERR_STYLE
+
+    app = ConsoleApp(shared_jupyter, kernel_id)
+    async with app.run_test(size=(60, 20)) as pilot:
+        s = await ready(pilot)
+        await run(pilot, s, "import sys; print('x' * 150); print('oops', file=sys.stderr)")
+        assert "x" * 150 in lines(s)  # one logical line, drawn over three rows
+        view = s.view
+        err = view.end - 1 - view.dropped
+        assert lines(s)[err] == "oops" and (view.dropped + err) in view._err
+        assert STDERR_STYLE.color is not None
+        assert view.wrap
+        await pilot.press("f2")
+        assert not view.wrap
+        await pilot.press("f2")
+        assert view.wrap

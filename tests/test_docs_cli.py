@@ -87,3 +87,22 @@ def test_readme_points_to_the_contract_and_names_what_users_missed():
     assert "docs/cli.md" in README and "shared folder" not in README
     for word in ("`k`", "`m`", "nbtui rebind", "nbtui adopt", "--no-token", "demo --no-tui"):
         assert word in README, f"README.md does not mention {word}"
+
+
+KEY_NAMES = {"slash": "/", "question_mark": "?"}
+
+
+def _binding_keys():
+    from nbtui.tui.app import NbtuiApp
+    from nbtui.tui.console import ConsoleScreen
+    from nbtui.tui.fleet_screen import FleetScreen
+
+    for owner in (NbtuiApp, FleetScreen, ConsoleScreen):
+        for b in owner.BINDINGS:
+            for key in b.key.split(","):
+                yield owner.__name__, KEY_NAMES.get(key.strip(), key.strip())
+
+
+@pytest.mark.parametrize("owner, key", sorted(set(_binding_keys())))
+def test_every_key_is_in_the_readme(owner, key):
+    assert f"`{key}`" in README, f"README.md does not mention the {owner} key `{key}`: add it to its keys table"

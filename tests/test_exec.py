@@ -129,9 +129,12 @@ def test_ctrl_c_interrupts_the_kernel_and_closes(target, shared_jupyter, kernel_
 
     from tests.conftest import ROOT
 
+    # The child's SIGINT is set here: a suite started as a background job (`cmd &` in a
+    # script) hands its children SIGINT ignored, and Python then installs no handler.
     p = subprocess.Popen([sys.executable, "-m", "nbtui", "--no-discover", "exec", target,
                           "import time; print('started', flush=True); time.sleep(100)"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ))
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ),
+                         preexec_fn=_default_sigint)
     try:
         assert p.stdout.readline() == "started\n"
         p.send_signal(signal.SIGINT)
@@ -139,10 +142,18 @@ def test_ctrl_c_interrupts_the_kernel_and_closes(target, shared_jupyter, kernel_
     finally:
         if p.poll() is None:
             p.kill()
+            # Never leave the module's shared kernel busy behind a failed test.
+            shared_jupyter.api("POST", f"/api/kernels/{kernel_id}/interrupt")
     r = exec_(target, "'idle again'", "--timeout", "20")  # the sleep was interrupted, not left running
     assert r.returncode == 0 and r.stdout == "'idle again'\n"
     wait_for(lambda: next(k for k in shared_jupyter.kernels() if k["id"] == kernel_id)["connections"] == 0, 10,
              what="connections back to 0")
+
+
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_console_bad_target_exits_before_any_screen(target):

@@ -443,3 +443,11 @@ def test_sigterm_stops_it_cleanly_with_exit_0(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_the_exporter_does_not_import_textual():
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import sys, nbtui.exporter, nbtui.webconfig, nbtui.commands.exporter; "
+                        "print('textual' in sys.modules)"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.stdout.strip() == "False", r.stderr

@@ -201,3 +201,31 @@ def test_extension_terminals_and_owners_trust_nothing():
     assert extra.terminals["2"] == wire.ExtTerminal(None, None, None, None)
     assert set(extra.terminals) == {"1", "2"}
     assert wire.load_extra("far", {"nbtui_usage": 1, "kernels": {}}) == wire.Extra({}, {})  # an older extension
+
+
+def test_rows_of_every_kind_are_planned_as_their_targets():
+    import subprocess
+
+    from nbtui import actions
+    from nbtui.model import ServerInfo, Snapshot
+
+    job = subprocess.Popen(["sleep", "60"])
+    try:
+        k = Kernel("far", "k1", "python3", "idle", 0, T0, 10.0)
+        t = Terminal("far", "2", T0, 10.0)
+        p = Process(job.pid, None, "sleep 60", psutil_create_time(job.pid), orphan_reasons=(orphans.SERVER_GONE,))
+        snap = Snapshot(generated_at=T0, servers=(ServerInfo("far", "http://gpu1:8888/", "config"),),
+                        kernels=(k,), terminals=(t,), processes=(p,))
+        steps = actions.plan_rows(snap, [k, t, p])
+        assert [(s.kind, s.target) for s in steps] == [
+            (actions.KERNEL, "far:k1"), (actions.TERMINAL, "terminal:far/2"), (actions.PROCESS, f"pid:{job.pid}")]
+        assert steps[2].refusal is None and steps[2].reasons == (orphans.SERVER_GONE,)
+    finally:
+        job.kill()
+        job.wait()
+
+
+def psutil_create_time(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).create_time()

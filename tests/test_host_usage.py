@@ -287,6 +287,7 @@ def test_kernel_id_in_command_lines():
 def test_leftover_reasons_from_a_recorded_forest():
     """Which leftover is an orphan, and why, from a recorded process forest (no guessing:
     where nobody can tell, no reason is given)."""
+    from nbtui import orphans
     from nbtui.model import ServerInfo, Session
 
     host = LocalHost(nvml=Recorded(GpuReading(note="no GPU")))
@@ -312,7 +313,7 @@ def test_leftover_reasons_from_a_recorded_forest():
 
     kernels = [kernel("k2"), kernel("k3", "c.ipynb")]
     pids = [500, 501, 502, 504, 505, 506, 507]
-    procs = {p.pid: p for p in host._leftovers(scan, pids, {}, GpuReading(), {}, servers, kernels)}
+    procs = {p.pid: p for p in orphans.judge_processes(*host._leftovers(scan, pids, {}, GpuReading(), {}, servers, kernels))}
     # Its server and its kernel are gone.
     assert procs[500].orphan_reasons == ("server-gone", "kernel-gone")
     assert procs[500].notebook == "/w/a.ipynb" and procs[500].server_pid == 333

@@ -68,3 +68,15 @@ def test_a_planted_file_claiming_roots_server_is_reported_never_trusted(local_us
     assert not any(s["url"] == "http://127.0.0.1:1/" for s in out["servers"])
     # root's server itself is still found, through its own (root-owned) runtime file
     assert [s["status"] for s in out["servers"] if s["url"] == jupyter.url] in ([], ["ok"])
+
+
+def test_runtime_files_that_are_pipes_links_or_huge_are_never_read(tmp_path):
+    from nbtui.jupyter.discovery import discover
+
+    os.mkfifo(tmp_path / "jpserver-1.json")  # reading it would block discovery forever
+    (tmp_path / "target.json").write_text(json.dumps({"pid": os.getpid(), "url": "http://127.0.0.1:1/"}))
+    os.symlink(tmp_path / "target.json", tmp_path / "jpserver-2.json")
+    (tmp_path / "jpserver-3.json").write_text(" " * (1 << 20) + "{}")
+    found = discover(tmp_path)
+    assert found.servers == () and sorted(found.unreadable) == sorted(
+        str(tmp_path / f"jpserver-{n}.json") for n in (1, 2, 3))

@@ -176,15 +176,39 @@ def test_kill_terminal_ends_the_terminal_and_its_surviving_job(term_server):
     assert lines[-1]["target"]["terminal"] == name and lines[-2]["target"]["pid"] == lines[-1]["target"]["pid"]
     assert job.pid in lines[-2]["target"]["children"]
 
-    gone = run_nbtui("kill", target, "--yes")
-    assert gone.returncode == 3 and "no terminal" in gone.stderr
-    bad = run_nbtui("kill", "terminal:tk", "--yes")
-    assert bad.returncode == 2 and "terminal:SERVER/NAME" in bad.stderr
+
+
+def test_terminal_targets_resolve_or_say_why():
+    import datetime as dt
+
+    from nbtui import targets
+    from nbtui.errors import NbtuiError, NotFound, UsageError
+    from nbtui.model import ServerInfo, Snapshot, Terminal
+
+    now = dt.datetime.now(dt.timezone.utc)
+    snap = Snapshot(generated_at=now, servers=(ServerInfo("hub/alice", "http://h/", "hub"),
+                                               ServerInfo("down", "http://d/", "config", status="unreachable")),
+                    terminals=(Terminal("hub/alice", "3", now, 1.0),))
+    t = targets.resolve(snap, "terminal:hub/alice/3")
+    assert isinstance(t, targets.TerminalTarget) and str(t) == "terminal:hub/alice/3"
+    with pytest.raises(UsageError, match="needs a kernel"):
+        t.kernel  # rebind, migrate: a clear refusal
+    for text, err, words in (("terminal:hub/alice/9", NotFound, "its terminals: 3"),
+                             ("terminal:nope/1", NotFound, "unknown server"),
+                             ("terminal:hub", UsageError, "terminal:SERVER/NAME"),
+                             ("terminal:down/1", NbtuiError, "cannot resolve")):
+        with pytest.raises(err, match=words):
+            targets.resolve(snap, text)
+    with pytest.raises(NotFound) as e:
+        targets.resolve(snap, "terminal:hub/alice/\x1b[2J")
+    assert "\x1b" not in str(e.value) and "'\\x1b[2J'" in str(e.value)
 
 
 async def test_ledger_accounts_for_every_holder_with_real_processes(term_server):
     """Recorded NVML figures on real PIDs: a kernel, a terminal's job, a Jupyter leftover,
-    a program that is not Jupyter, a PID of another namespace; the parts sum to used."""
+    a program that is not Jupyter, a PID of another namespace; the parts sum to used. The
+    server has several terminals by now, new to this host view: their shells are named by
+    the extension, confirmed here, and the job counts as its terminal's."""
     import subprocess
     import sys
 

@@ -43,6 +43,9 @@ class Tmux:
     def keys(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", "t", *keys)
 
+    def pane_pid(self) -> int:
+        return int(self.tmux("display-message", "-p", "-t", "t", "#{pane_pid}").strip())
+
     def kill(self) -> None:
         self.tmux("kill-server")
 
@@ -69,7 +72,7 @@ def test_nbtui_demo_in_a_real_terminal(tmp_path, config_dir):
                  "the filter to hide the other rows")
         term.keys("Escape")
         wait_for(lambda: "train.ipynb" in term.screen(), 20, 0.2, "the filter to clear")
-        pids = _demo_pids()
+        pids = _demo_pids(term.pane_pid())
         assert pids, "no demo server process found"
         term.keys("C-c")
         final = wait_for(lambda: "EXIT=" in term.screen() and term.screen(), 30, 0.2, "nbtui to exit")
@@ -80,14 +83,19 @@ def test_nbtui_demo_in_a_real_terminal(tmp_path, config_dir):
         term.kill()
 
 
-def _demo_pids() -> list[int]:
-    """The demo's jupyter server and kernels (their folders are nbtui-demo-*)."""
+def _demo_pids(root: int) -> list[int]:
+    """This test's demo server and kernels: processes under its own tmux pane (never another
+    demo on the machine) whose command line names a demo folder (nbtui-demo-*)."""
     out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
+    try:
+        tree = psutil.Process(root).children(recursive=True)
+    except psutil.Error:
+        return out
+    for p in tree:
         try:
-            if any("nbtui-demo-" in a for a in p.info["cmdline"] or ()):
-                out.append(p.info["pid"])
-        except (psutil.Error, TypeError):
+            if any("nbtui-demo-" in a for a in p.cmdline()):
+                out.append(p.pid)
+        except psutil.Error:
             pass
     return out
 

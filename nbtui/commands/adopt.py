@@ -40,8 +40,8 @@ async def _adopt(args) -> int:
 
     if args.notebook and not args.to:
         raise UsageError("--notebook needs --to SERVER")
-    if args.to and getattr(args, "readonly", False) and not args.dry_run:
-        raise UsageError("--readonly is set: adopt --to would change a server's kernels")
+    if args.to:
+        actions.require_writable(args, "adopt --to", dry_run=args.dry_run, plan=True)
     fleet = open_fleet(args)
     async with fleet:
         pid = await _pid_of(fleet, args.target)

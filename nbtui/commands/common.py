@@ -55,6 +55,7 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
         fleet = Fleet([fleet.config_of(n) for n in dict.fromkeys(_top(n) for n in only)], config.settings,
                       stale_files=fleet.stale_files, host=fleet.host)
         fleet.untrusted_files = untrusted
+    fleet.readonly = bool(getattr(args, "readonly", False))
     return fleet
 
 

@@ -170,6 +170,5 @@ def _check_servers_flags(args) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_servers_flags(args)
-    if getattr(args, "readonly", False) and not args.dry_run:
-        raise UsageError("--readonly: cull is off (--dry-run still shows the plan)")
+    actions.require_writable(args, "cull", dry_run=args.dry_run, plan=True)
     return asyncio.run(_cull(args))

@@ -112,6 +112,7 @@ class DemoServer:
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, headers=self.headers, timeout=1) as c:
             while time.monotonic() < deadline and not self.stopping:
+                assert self.proc is not None  # launched
                 if self.proc.poll() is not None:
                     raise NbtuiError(f"the demo server exited with {self.proc.returncode}: {self._last_log_line()}")
                 try:
@@ -338,11 +339,9 @@ def _say(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_extra()
-    from nbtui.commands import tui
-    from nbtui.commands.common import load_config, open_fleet
-    from nbtui.config import ServerConfig
+    from nbtui import config as config_mod
 
-    config = load_config(args)
+    config = config_mod.load(getattr(args, "config", None))  # a bad config stops us before any server
     demo = DemoServer()
     atexit.register(demo.stop)
     previous = {}
@@ -360,11 +359,15 @@ def run(args: argparse.Namespace) -> int:
         previous[sig] = signal.signal(sig, on_signal)
     try:
         _say(f"nbtui demo: starting a throwaway Jupyter server on {demo.url} …")
-        demo.launch()
+        demo.launch()  # first: the server's own start is the long pole; the TUI loads meanwhile
         starter = threading.Thread(target=demo.bring_up, name="nbtui-demo", daemon=True)
         starter.start()
+        from nbtui.commands import tui
+        from nbtui.commands.common import open_fleet
+
         others = open_fleet(args, config)
-        mine = ServerConfig(name=DEMO, url=demo.url, token_source="discovered", token=demo.token,
+        assert demo.proc is not None  # launched
+        mine = config_mod.ServerConfig(name=DEMO, url=demo.url, token_source="discovered", token=demo.token,
                             source="config", pid=demo.proc.pid, root_dir=str(demo.root))
         fleet = _demo_fleet(demo, [mine] + [others.config_of(n) for n in others.names], config.settings,
                             stale_files=others.stale_files, host=others.host)

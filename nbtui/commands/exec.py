@@ -17,7 +17,7 @@ from typing import Optional
 
 from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, UsageError
 from nbtui.units import seconds_arg
-from nbtui.jupyter.outputs import Outputs, binary_label, clean_text, output_of, plain_text, strip_ansi
+from nbtui.jupyter.outputs import binary_label, clean_text, output_of, plain_text, strip_ansi
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,22 +90,25 @@ class _Printer:
 
 async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_json: bool,
                    raw: bool = False) -> tuple[int, dict]:
-    from nbtui import actions
-    from nbtui.jupyter.channels import ChannelError, WebsocketChannels, msg_type
-
-    printer = None if as_json else _Printer(raw)
-    outputs = Outputs()
-    result = {"server": kernel.server, "kernel_id": kernel.kernel_id, "status": None,
-              "execution_count": None, "outputs": outputs.items}
-    asked_input = False
+    """Run ``code`` through the core's kernel session and print what it says (or keep it for JSON)."""
+    from nbtui.jupyter.channels import ChannelError
     from nbtui.jupyter.rest import TIMEOUT, ServerError
+    from nbtui.kernel_session import KernelSession
+
+    printer = _Printer(raw)
+    result = {"server": kernel.server, "kernel_id": kernel.kernel_id, "status": None,
+              "execution_count": None, "outputs": []}
+    session = KernelSession(fleet, kernel.server, kernel.kernel_id, reconnect=False)
+
+    def printed(msg: dict, change: str, outputs) -> None:
+        out = output_of(msg)
+        if out is not None:
+            printer.output(out)
 
     started = time.monotonic()
     # --timeout covers connecting too: a websocket that never upgrades is a timeout (exit 5).
-    channels = WebsocketChannels(fleet.client(kernel.server), kernel.kernel_id, reconnect=False,
-                                 open_timeout=timeout)
     try:
-        await channels.connect()
+        await session.open(open_timeout=timeout)
     except ServerError as e:
         if e.kind != TIMEOUT or timeout is None:
             raise
@@ -115,56 +118,28 @@ async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_jso
     if timeout is not None:
         timeout = max(0.01, timeout - (time.monotonic() - started))
     try:
-        ex = await channels.execute(code, allow_stdin=False)
-
-        async def drain() -> None:
-            nonlocal asked_input
-            async for msg in ex:
-                mt = msg_type(msg)
-                if mt == "input_request":  # a kernel that asks although we said it may not
-                    asked_input = True
-                    await channels.input_reply("", msg)
-                    continue
-                if as_json:
-                    outputs.add(msg)
-                else:
-                    out = output_of(msg)
-                    if out is not None:
-                        printer.output(out)
-
-        try:
-            await asyncio.wait_for(drain(), timeout)
-        except asyncio.TimeoutError:
-            await actions.interrupt_kernel(fleet, kernel)
-            try:  # let the interrupted cell finish so the kernel is free again
-                await asyncio.wait_for(ex.wait(), 5)
-            except (asyncio.TimeoutError, ChannelError):
-                ex.cancel()
-            result["status"] = "timeout"
-            return EXIT_TIMEOUT, result
-        except asyncio.CancelledError:  # ctrl+c: do not leave the code running in the kernel
-            try:
-                await asyncio.wait_for(actions.interrupt_kernel(fleet, kernel), 3)
-            except BaseException:
-                pass
-            raise
-        except ChannelError as e:
-            result["status"] = "unknown"
-            result["error"] = str(e)
-            if not as_json:
-                print(f"nbtui: {e}", file=sys.stderr)
-            return EXIT_FAILED, result
+        run = await session.run(code, on_output=(lambda *a: None) if as_json else printed, timeout=timeout,
+                                keep_outputs=as_json, interrupt_on_cancel=True)
+    except ChannelError as e:
+        result["status"] = "unknown"
+        result["error"] = str(e)
+        if not as_json:
+            print(f"nbtui: {e}", file=sys.stderr)
+        return EXIT_FAILED, result
     finally:
-        await channels.close()
-    reply = ex.reply["content"] if ex.reply else {}
-    result["status"] = reply.get("status")
-    result["execution_count"] = reply.get("execution_count")
-    if reply.get("ename") == "StdinNotImplementedError" or asked_input:
+        await session.close()
+    if run.outputs is not None:
+        result["outputs"] = run.outputs.items
+    result["status"] = run.status
+    if run.status == "timeout":
+        return EXIT_TIMEOUT, result
+    result["execution_count"] = run.execution_count
+    if run.asked_input:
         note = "the code asked for input(), which `nbtui exec` cannot answer; use `nbtui console`"
         result["error"] = note
         if not as_json:
             print(f"nbtui: {note}", file=sys.stderr)
-    return (EXIT_OK if reply.get("status") == "ok" else EXIT_FAILED), result
+    return (EXIT_OK if run.status == "ok" else EXIT_FAILED), result
 
 
 async def _main(args: argparse.Namespace, code: str) -> int:
@@ -184,7 +159,8 @@ async def _main(args: argparse.Namespace, code: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "readonly", False):
-        raise UsageError("--readonly is set: exec would run code in a kernel")
+    from nbtui.actions import require_writable
+
+    require_writable(args, "exec (running code)")
     code = read_code(args.code)
     return asyncio.run(_main(args, code))

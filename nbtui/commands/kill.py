@@ -66,7 +66,7 @@ async def _kill(args) -> int:
         snap = await fleet.snapshot()
         resolved = [targets.resolve(snap, t) for t in args.targets]
         hub_servers = list({t.server.name: t.server for t in resolved if isinstance(t, targets.ServerTarget)}.values())
-        steps = actions.plan_kill(snap, [t for t in resolved if not isinstance(t, targets.ServerTarget)])
+        steps: list = actions.plan_kill(snap, [t for t in resolved if not isinstance(t, targets.ServerTarget)])
         steps += [actions.plan_stop_server(snap, s) for s in hub_servers]
         refused = EXIT_FAILED if any(s.refusal for s in steps) else EXIT_OK
         if args.json and args.dry_run:
@@ -129,6 +129,5 @@ def report(args, steps, outcomes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "readonly", False) and not args.dry_run:
-        raise UsageError("--readonly: kill is off (--dry-run still shows the plan)")
+    actions.require_writable(args, "kill", dry_run=args.dry_run, plan=True)
     return asyncio.run(_kill(args))

@@ -91,8 +91,7 @@ class StderrProgress:
 async def _migrate(args) -> int:
     from nbtui.migrate.move import Options, keeps_source, plan_lines
 
-    if getattr(args, "readonly", False):
-        raise UsageError("--readonly is set: migrate would change kernels")
+    actions.require_writable(args, "migrate", dry_run=args.dry_run, plan=True)
     opts = Options(to=args.to, kernel_name=args.kernel, notebook=args.notebook, keep_source=args.keep_source,
                    dry_run=args.dry_run, max_bytes=args.max_bytes, wait=args.wait, chunk_bytes=args.chunk_bytes,
                    transport=args.transport, eager_start=args.yes or args.keep_source,

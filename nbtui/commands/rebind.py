@@ -19,8 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def _rebind(args) -> int:
-    if getattr(args, "readonly", False):
-        raise UsageError("--readonly is set: rebind would change a server's sessions")
+    actions.require_writable(args, "rebind", dry_run=args.dry_run, plan=True)
     fleet = open_fleet(args, with_host=False)  # no usage needed: resolve the target, act
     async with fleet:
         snap = await fleet.snapshot()

@@ -250,11 +250,14 @@ def _usage_words(s) -> str:
 def _print_hub(snap, s, facts) -> None:
     mine = [x for x in snap.servers if x.hub == s.name and x.user is not None]
     proxied = [x for x in mine if x.route == "proxy"]
+    direct = sum(1 for x in mine if x.route == "direct")
+    pending = sum(1 for x in mine if x.pending)
     owner = facts["token_owner"]
     who = f"{owner['kind'] or 'token'} {visible(owner['name'] or '?')}"
     print(f"{visible(s.name)}: ok, JupyterHub {visible(s.version or '?')}, {s.latency_ms:.0f} ms, "
           f"{len(mine)} user server{'s' if len(mine) != 1 else ''}"
-          f" ({len(mine) - len(proxied)} direct, {len(proxied)} through the proxy), token of {who}")
+          f" ({direct} direct, {len(proxied)} through the proxy" + (f", {pending} pending" if pending else "")
+          + f"), token of {who}")
     print(f"  scopes: {visible(', '.join(facts['scopes'] or []) or 'none')}")
     for m in facts["missing_scopes"]:
         what = "missing scope" if m["held"] == "missing" else "scope held only for some users:"

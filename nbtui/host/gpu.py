@@ -106,9 +106,9 @@ class Nvml:
         try:
             nv = self._module
             if nv is None:
-                import pynvml as nv  # nvidia-ml-py
+                import pynvml  # nvidia-ml-py
 
-                self._module = nv
+                self._module = nv = pynvml
             nv.nvmlInit()
             count = nv.nvmlDeviceGetCount()
         except ImportError:
@@ -148,7 +148,8 @@ class Nvml:
             uuid, name = self._static[i]
             try:
                 mem = nv.nvmlDeviceGetMemoryInfo(h)
-                used, total = int(mem.used), int(mem.total)
+                used: Optional[int] = int(mem.used)
+                total: Optional[int] = int(mem.total)
             except Exception as e:
                 notes.append(f"GPU {i}: {_nvml_reason(e)}")
                 if "GpuIsLost" in type(e).__name__:
@@ -285,12 +286,12 @@ def tree_gpu(reading: GpuReading, pids: Iterable[int], by_pid: Mapping[int, Mapp
         pcts = [u.sm_percent for u in uses]
         gpus.append(GpuUse(
             index=idx, uuid=uses[0].uuid,
-            memory_bytes=None if any(m is None for m in mems) else sum(mems),
-            sm_percent=None if any(p is None for p in pcts) else min(100.0, round(sum(pcts), 1)),
+            memory_bytes=None if any(m is None for m in mems) else sum(m or 0 for m in mems),
+            sm_percent=None if any(p is None for p in pcts) else min(100.0, round(sum(p or 0.0 for p in pcts), 1)),
         ))
     if any(d.index in reading.memory_unknown for d in reading.devices) and not gpus:
         return UNKNOWN_TREE
-    total_mem = None if any(g.memory_bytes is None for g in gpus) else sum(g.memory_bytes for g in gpus)
+    total_mem = None if any(g.memory_bytes is None for g in gpus) else sum(g.memory_bytes or 0 for g in gpus)
     if any(d.index in reading.memory_unknown for d in reading.devices):
         total_mem = None  # some GPU could not say who holds its memory
     if any(g.sm_percent is None for g in gpus):
@@ -298,7 +299,7 @@ def tree_gpu(reading: GpuReading, pids: Iterable[int], by_pid: Mapping[int, Mapp
     elif not gpus and reading.util_unknown:
         total_pct = None if len(reading.util_unknown) == len(reading.devices) else 0.0
     else:
-        total_pct = round(sum(g.sm_percent for g in gpus), 1)
+        total_pct = round(sum(g.sm_percent or 0.0 for g in gpus), 1)
     return TreeGpu(tuple(gpus), total_mem, total_pct)
 
 
@@ -326,7 +327,7 @@ def devices(
             idle_mem = None
         else:
             mems = [by_pid[p][d.index].memory_bytes for p in idle_pids if d.index in by_pid.get(p, {})]
-            idle_mem = None if any(m is None for m in mems) else sum(mems)
+            idle_mem = None if any(m is None for m in mems) else sum(m or 0 for m in mems)
         out.append(GpuDevice(
             index=d.index, uuid=d.uuid, name=d.name, memory_used=d.memory_used,
             memory_total=d.memory_total, utilization=d.utilization, idle_kernel_memory=idle_mem, host=host,

@@ -12,17 +12,19 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequence
 
 from nbtui import model, orphans
-from nbtui.config import Settings
-from nbtui.fleet import HostSample
 from nbtui.host import gpu as gpu_mod
 from nbtui.host import ledger
 from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pid, uses_nvidia
-from nbtui.secrets import redact_cmdline
+from nbtui.sources import HostSample
+
+if TYPE_CHECKING:  # the server extension loads this module: no config (nor httpx) at run time
+    from nbtui.config import Settings
 
 LOCAL = "local"
+DEFAULT_IDLE = 3600.0  # seconds; config's [orphans] idle default
 # The shortest interval a CPU % is measured over: psutil's CPU times tick every 10 ms.
 MIN_CPU_INTERVAL = 0.15
 FIRST_SAMPLE_NOTE = "cpu: measured from the next refresh (needs two samples)"
@@ -83,6 +85,8 @@ def ledger_kinds(scan: Scan, by_pid, in_kernels, in_terminals, leftovers):
             kinds[pid] = ledger.LEFTOVERS
         else:
             kinds[pid] = ledger.OTHER
+    from nbtui.secrets import redact_cmdline  # here, not at import: the server extension loads this module
+
     names = {pid: (scan.procs[pid].facts.user, redact_cmdline(" ".join(scan.procs[pid].facts.cmdline)))
              for pid, kind in kinds.items() if kind == ledger.OTHER}
     return kinds, names
@@ -116,10 +120,10 @@ def _sum(values: Iterable[Optional[float]]):
 class LocalHost:
     """psutil + NVML on this machine. ``sample()`` is what the fleet calls each refresh."""
 
-    def __init__(self, settings: Settings | None = None, *, nvml: gpu_mod.Nvml | None = None,
+    def __init__(self, settings: Optional[Settings] = None, *, nvml: gpu_mod.Nvml | None = None,
                  table: ProcessTable | None = None, hostname: Optional[str] = None,
                  gpu_pid_check: Callable[[int], Optional[bool]] = uses_nvidia):
-        self.settings = settings or Settings()
+        self.idle_threshold = settings.orphan_idle if settings is not None else DEFAULT_IDLE
         self.table = table or ProcessTable()
         self.nvml = nvml or gpu_mod.Nvml()
         self.hostname = hostname or socket.gethostname()
@@ -147,16 +151,15 @@ class LocalHost:
         self._primed = True
         return MIN_CPU_INTERVAL if pids else 0.0
 
-    def sample(self, servers: list[model.ServerInfo], kernels: list[model.Kernel],
+    def sample(self, servers: Sequence[model.ServerInfo], kernels: Sequence[model.Kernel],
                terminals: Iterable[model.Terminal] = ()) -> HostSample:
         scan = self.table.scan()
         roots = scan.kernel_roots()
-        idle_after = self.settings.orphan_idle
         by_key: dict[str, int] = {}
         idle_keys: set[str] = set()
         notes = self._attribute(scan, roots, servers, kernels, by_key)
         for k in kernels:
-            if k.key in by_key and k.idle_seconds is not None and k.idle_seconds >= idle_after and k.state != "busy":
+            if k.key in by_key and orphans.kernel_is_idle(k, self.idle_threshold):
                 idle_keys.add(k.key)
         in_kernels = {p for pid in by_key.values() for p in scan.tree(pid)}
         terminals = list(terminals)
@@ -173,24 +176,24 @@ class LocalHost:
         by_pid = self._local_gpu_pids(scan, gpu_mod.per_pid(reading))
         trees = {key: self._tree(scan, pid, stats, reading, by_pid, first) for key, pid in by_key.items()}
         for key, t in trees.items():
-            kid = key.split(":", 1)[1]
+            kid = model.split_kernel_key(key)[1]
             for p in t.pids:
                 self._kernel_of[scan.procs[p].ident] = kid
         live = {p.ident for p in scan.procs.values()}
         self._kernel_of = {i: k for i, k in self._kernel_of.items() if i in live}
-        processes = self._leftovers(scan, leftover, stats, reading, by_pid, servers, kernels)
+        processes, facts = self._leftovers(scan, leftover, stats, reading, by_pid, servers, kernels)
         attributed = in_kernels | in_terminals | set(leftover)
         filled = []
-        for t in terminals:
-            pid, note = shells.get(t.key, (None, None))
+        for term in terminals:
+            pid, note = shells.get(term.key, (None, None))
             if pid is None:
-                filled.append(replace(t, note=note))
+                filled.append(replace(term, pid=None, note=note))  # a hint not confirmed here is dropped
                 continue
-            tree = self._tree(scan, pid, stats, reading, by_pid, first, pids=term_trees[t.key])
-            filled.append(replace(t, pid=pid, user=tree.user, usage=tree.usage(LOCAL, self.hostname)))
-            if t.idle_seconds is not None and t.idle_seconds >= idle_after:
-                idle_keys.add(t.key)
-                trees[t.key] = tree
+            tree = self._tree(scan, pid, stats, reading, by_pid, first, pids=term_trees[term.key])
+            filled.append(replace(term, pid=pid, user=tree.user, usage=tree.usage(LOCAL, self.hostname)))
+            if orphans.is_idle(term.idle_seconds, None, self.idle_threshold):
+                idle_keys.add(term.key)
+                trees[term.key] = tree
         kinds, names = ledger_kinds(scan, by_pid, in_kernels, in_terminals, set(leftover))
         devices = gpu_mod.devices(reading, [_on_gpu(trees[k].pids, by_pid) for k in idle_keys], host=self.hostname)
         usage = {key: t.usage(LOCAL, self.hostname) for key, t in trees.items() if key in by_key}
@@ -198,6 +201,7 @@ class LocalHost:
         return HostSample(
             usage=usage,
             processes=tuple(processes),
+            facts=facts,
             unattributed_gpu=gpu_mod.unattributed(reading, attributed & set(by_pid)),
             gpus=ledger.with_ledgers(devices, ledger.build(reading, kinds, names)),
             gpu_note=reading.note,
@@ -373,6 +377,11 @@ class LocalHost:
                 if ident is not None and ident[0] in cands:
                     out[t.key] = (ident[0], None)
                     cands.discard(ident[0])
+                elif t.pid is not None and t.pid in cands:
+                    # Named by the server (its extension) and confirmed here: its own shell.
+                    self._shell_of[t.key] = scan.procs[t.pid].ident
+                    out[t.key] = (t.pid, None)
+                    cands.discard(t.pid)
                 else:
                     left.append(t)
             if len(left) == 1 and len(cands) == 1:
@@ -386,11 +395,14 @@ class LocalHost:
                               f"(the nbtui server extension names them)")
         return out
 
-    def _leftovers(self, scan: Scan, pids: list[int], stats, reading, by_pid, servers, kernels) -> list[model.Process]:
+    def _leftovers(self, scan: Scan, pids: list[int], stats, reading, by_pid, servers, kernels,
+                   ) -> tuple[list[model.Process], dict[int, orphans.ProcessFacts]]:
+        """The leftover processes and what this host knows of each (judged by the orphan rules)."""
         live_servers = {s.pid: s for s in servers if s.ok and s.pid is not None}
         listed_ids = {k.kernel_id for k in kernels}
         roots = scan.kernel_roots()
         out = []
+        facts: dict[int, orphans.ProcessFacts] = {}
         for pid in pids:
             proc = scan.procs[pid]
             chain = [proc, *scan.ancestors(pid)]
@@ -414,6 +426,6 @@ class LocalHost:
                 create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
                 server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
                 gpu_memory_bytes=g.memory_bytes, gpus=g.gpus, gpu_percent=g.percent,
-                orphan_reasons=orphans.process_reasons(server_alive=server_alive, kernel_alive=kernel_alive),
             ))
-        return out
+            facts[pid] = orphans.ProcessFacts(server_alive=server_alive, kernel_alive=kernel_alive)
+        return out, facts

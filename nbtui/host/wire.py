@@ -50,7 +50,7 @@ def dump(hostname: str, version: str, kernels: Mapping[str, Any], devices: Itera
          gpu_note: Optional[str], terminals: Optional[Mapping[str, Any]] = None) -> dict:
     """``kernels``: kernel id -> a TreeUsage (nbtui.host.view), or None when its process is not found;
     ``terminals``: terminal name -> (TreeUsage or None, open websockets or None)."""
-    out_kernels = {}
+    out_kernels: dict[str, dict[str, Any]] = {}
     for kid, t in kernels.items():
         if t is None:
             out_kernels[kid] = {"pid": None, "note": "kernel process not found on the server's host"}
@@ -157,12 +157,14 @@ def _load_ledger(raw) -> Optional[model.GpuLedger]:
     if any(v is None for v in parts.values()):
         return None
     others = []
-    for o in raw.get("others") if isinstance(raw.get("others"), list) else []:
+    raw_others = raw.get("others")
+    for o in raw_others if isinstance(raw_others, list) else []:
         if isinstance(o, dict) and _int(o.get("pid")) is not None:
             others.append(model.OtherGpuHolder(pid=o["pid"], user=_str(o.get("user"), 100),
                                                command=_str(o.get("command"), 300) or "",
                                                memory_bytes=_int(o.get("memory_bytes"))))
-    return model.GpuLedger(**parts, others=tuple(others[:50]), note=_str(raw.get("note")))
+    return model.GpuLedger(**{k: v or 0 for k, v in parts.items()}, others=tuple(others[:50]),  # none is None here
+                           note=_str(raw.get("note")))
 
 
 def load(server: str, data: Any) -> tuple[dict[str, model.Usage], tuple[model.GpuDevice, ...], Optional[str]]:
@@ -184,7 +186,8 @@ def load(server: str, data: Any) -> tuple[dict[str, model.Usage], tuple[model.Gp
             continue  # not found there: no numbers to give
         usage[f"{server}:{kid}"] = u
     devices = []
-    for d in data.get("gpus") if isinstance(data.get("gpus"), list) else []:
+    raw_gpus = data.get("gpus")
+    for d in raw_gpus if isinstance(raw_gpus, list) else []:
         if not isinstance(d, dict) or _int(d.get("index")) is None or not isinstance(d.get("uuid"), str):
             continue
         devices.append(model.GpuDevice(

@@ -160,12 +160,13 @@ def encode_json_binary(msg: dict, buffers, fragment: int = FRAGMENT) -> list:
     """The legacy protocol's binary message with binary buffers, as websocket fragments
     (migrate uses it); the buffers are sliced, not copied."""
     views = [memoryview(b).cast("B") for b in buffers]
-    parts = [pack(msg), *views]
+    first = pack(msg)
+    parts: list[bytes | memoryview] = [first, *views]
     offsets, at = [], 4 * (len(parts) + 1)
     for part in parts:
         offsets.append(at)
         at += len(part)
-    head = struct.pack("!" + "I" * (len(parts) + 1), len(parts), *offsets) + parts[0]
+    head = struct.pack("!" + "I" * (len(parts) + 1), len(parts), *offsets) + first
     return [head, *_slices(views, fragment)]
 
 
@@ -467,7 +468,7 @@ class WebsocketChannels(KernelChannels):
         self.tcp_fix = tcp_fix
         self.open_timeout = open_timeout or max(client.timeout, 10.0)
         self.subprotocol: Optional[str] = None
-        self._ws = None
+        self._ws: Any = None  # websockets' ClientConnection once open
         self._reader: Optional[asyncio.Task] = None
         self._holding: Optional[contextlib.ExitStack] = None
         self._rearm: Callable[[], None] = lambda: None
@@ -481,6 +482,7 @@ class WebsocketChannels(KernelChannels):
 
     async def _open(self) -> None:
         from websockets.asyncio.client import connect
+        from websockets.typing import Subprotocol
         from websockets.exceptions import InvalidHandshake, InvalidStatus
 
         headers = {}
@@ -496,7 +498,7 @@ class WebsocketChannels(KernelChannels):
             # accepts and never upgrades costs open_timeout, not more.
             ws = await asyncio.wait_for(connect(
                 url, additional_headers=headers, user_agent_header="nbtui",
-                subprotocols=[V1] if self.protocol in ("auto", "v1") else None,
+                subprotocols=[Subprotocol(V1)] if self.protocol in ("auto", "v1") else None,
                 compression=None, max_size=None, max_queue=256, ssl=ssl_ctx,
                 proxy=None if is_loopback(url) else True, open_timeout=self.open_timeout,
                 ping_interval=20, ping_timeout=20, close_timeout=5,
@@ -540,6 +542,7 @@ class WebsocketChannels(KernelChannels):
         ws = self._ws
         if ws is None:
             raise ConnectionLost("not connected to the kernel")
+        frame: Any
         if msg.get("buffers"):  # a fragmented binary message: no joined copy of the payload
             frame = (encode_v1_fragments if self.subprotocol == V1 else encode_json_fragments)(channel, msg)
         else:
@@ -634,7 +637,7 @@ class ZmqChannels(KernelChannels):
     def __init__(self, connection_file: str):
         super().__init__()
         self.connection_file = connection_file
-        self._kc = None
+        self._kc: Any = None  # jupyter_client's AsyncKernelClient once connected
         self._tasks: list[asyncio.Task] = []
 
     async def connect(self) -> "ZmqChannels":

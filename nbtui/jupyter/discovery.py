@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -42,6 +44,21 @@ def pid_alive(pid: int, not_after: float | None = None) -> bool:
         return False
 
 
+MAX_RUNTIME_FILE = 64 * 1024
+
+
+def _read_no_follow(path: Path) -> str:
+    """The file's text, opened without following a link and without blocking on a pipe
+    swapped in after the check."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        return os.read(fd, MAX_RUNTIME_FILE + 1).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def _name_for(info: dict, pid: int) -> str:
     return f"local-{info.get('port') or pid}"
 
@@ -62,8 +79,14 @@ def discover(directory: Optional[Path] = None, *, check=None) -> Discovery:
     seen_urls: set[str] = set()
     for path in files:
         try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-            mtime = path.stat().st_mtime
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RUNTIME_FILE:
+                # A pipe would block the read, a link may point anywhere, a huge file is no
+                # runtime file: none is read.
+                unreadable.append(str(path))
+                continue
+            info = json.loads(_read_no_follow(path))
+            mtime = st.st_mtime
             pid = int(info["pid"])
             url = str(info["url"])
         except (OSError, ValueError, KeyError, TypeError):

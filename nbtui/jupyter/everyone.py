@@ -95,7 +95,7 @@ def trust(path: Path, info: dict, pid: int, _mtime: float) -> Optional[str]:
     if not _is_server(cmdline):
         return f"process {pid} is not a Jupyter server"
     try:
-        port = int(info.get("port") or urlsplit(str(info["url"])).port)
+        port = int(info.get("port") or urlsplit(str(info["url"])).port)  # type: ignore[arg-type]  # None: TypeError below
     except (TypeError, ValueError):
         return "names no port"
     try:
@@ -119,7 +119,10 @@ def discover_everyone() -> Discovery:
         if folder == own:
             continue
         parts.append(discover(folder, check=trust))
-    servers, stale, unreadable, untrusted = [], [], [], []
+    servers: list = []
+    stale: list = []
+    unreadable: list = []
+    untrusted: list = []
     for d in parts:
         for s in d.servers:
             if not any(is_same_server_url(s.url, other.url) for other in servers):

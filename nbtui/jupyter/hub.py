@@ -120,7 +120,7 @@ def parse_users(hub: str, users: list) -> list[HubServer]:
             if not isinstance(path, str) or not path.startswith("/"):
                 path = f"/user/{quote(u['name'], safe='')}/" + (f"{quote(sname, safe='')}/" if sname else "")
             pending = s.get("pending") if s.get("pending") in ("spawn", "stop") else None
-            state = s.get("state") if isinstance(s.get("state"), dict) else {}
+            state: dict = s["state"] if isinstance(s.get("state"), dict) else {}
             pid = state.get("pid")
             out.append(HubServer(
                 hub=hub, user=u["name"], server_name=sname, path=path if path.endswith("/") else path + "/",
@@ -206,7 +206,7 @@ class Child:
 
     config: ServerConfig
     server: HubServer
-    route: str  # direct | proxy
+    route: Optional[str]  # direct | proxy | None (pending: nothing to read)
     note: Optional[str]
     proxy_url: str
 
@@ -340,9 +340,12 @@ class HubSource:
         hub = self.config
         proxy_url = _origin(hub.url) + s.path
         target = (routes or {}).get(s.path) if routes is not None else None
-        route, note, url = PROXY, None, proxy_url
+        route: Optional[str] = PROXY
+        note, url = None, proxy_url
         interval = _human(self.proxy_interval)
-        if hub.route == PROXY:
+        if s.pending or not s.ready:
+            route = None  # nothing to read yet (a spawn or stop in progress): no route to speak of
+        elif hub.route == PROXY:
             note = PROXY_NOTE.format(interval=interval) + " (route = proxy in servers.toml)"
         elif routes is None:
             note = PROXY_NOTE.format(interval=interval) + "; the token lacks scope proxy (the route table)"
@@ -377,15 +380,6 @@ async def detect(url: str, *, timeout: float = 3.0, ca_bundle: Optional[str] = N
         return None
     finally:
         await client.aclose()
-
-
-def proxied(child: Child) -> bool:
-    return child.route == PROXY
-
-
-def with_route(child: Child, route: str, note: Optional[str]) -> Child:
-    return replace(child, route=route, note=note,
-                   config=replace(child.config, url=child.proxy_url) if route == PROXY else child.config)
 
 
 # -- the fleet's hook (nbtui.fleet calls these) -----------------------------------------------
@@ -460,8 +454,7 @@ async def read_user_server(fleet, entry, now: dt.datetime):
         entry.config, entry.extra = fallback.config, fallback.extra()
         async with hub.limit:
             info, kernels = await fleet._read_server(entry, now)
-    user = entry.extra.get("user")
-    kernels = [replace(k, user=user) for k in kernels]
+    # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
     if entry.extra.get("route") == PROXY and info.ok:
         entry.proxy_read = (time.monotonic(), info, kernels)
     return info, kernels

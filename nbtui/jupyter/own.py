@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from contextlib import contextmanager
 
+from nbtui.model import kernel_key
+
 _open: Counter[str] = Counter()
 
 
 def key(server: str, kernel_id: str) -> str:
-    return f"{server}:{kernel_id}"
+    return kernel_key(server, kernel_id)
 
 
 @contextmanager

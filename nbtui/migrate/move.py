@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from nbtui import audit
 from nbtui.errors import NbtuiError, NotFound, UsageError
@@ -189,7 +189,7 @@ class Source:
     def describe(self) -> dict:
         raise NotImplementedError
 
-    def channels(self) -> KernelChannels:
+    def channels(self, transport: str = "auto") -> KernelChannels:
         raise NotImplementedError
 
     async def state(self) -> str:
@@ -299,7 +299,7 @@ class Migration:
         self._done = False
         self._elapsed = 0.0
         self._starting: Optional[asyncio.Future] = None
-        self._notebook = None  # notebook.NotebookPlan, from preflight
+        self._notebook: Any = None  # notebook.NotebookPlan, from preflight
 
     def progress(self, stage: str, **kw) -> None:
         try:
@@ -351,12 +351,12 @@ class Migration:
 
         src = self.source
         try:
-            self._notebook = await notebook.plan(
+            self._notebook = plan = await notebook.plan(
                 self.target, path, source=getattr(src, "client", None), source_path=src.notebook,
                 overwrite=self.opts.overwrite_notebook)
         except ServerError as e:
             raise MigrationFailed(f"cannot bring the notebook file: {e}; nothing was changed") from None
-        self.report.notebook_file = self._notebook.to_json()
+        self.report.notebook_file = plan.to_json()
 
     async def _check_idle(self, state: str) -> None:
         if state == "gone":
@@ -680,6 +680,8 @@ class Migration:
         answers 500 until the restart settles, so retry until it is gone."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if self.target_kernel is None:
+            return
         while True:
             try:
                 await self.target.shutdown(self.target_kernel)

@@ -6,7 +6,6 @@ Data comes only from ``fleet.snapshot()``, read on a thread of its own every
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -14,12 +13,13 @@ from typing import Any, Iterable, Optional
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.timer import Timer
 
 from nbtui.config import Settings
 from nbtui.model import Snapshot
 from nbtui.secrets import redact
 from nbtui.tui import themes as theme_files
-from nbtui.tui.fleet_screen import FleetScreen, HelpScreen, PlaceholderConsole
+from nbtui.tui.fleet_screen import FleetScreen, HelpScreen
 from nbtui.tui.runner import SnapshotRunner
 
 
@@ -49,6 +49,8 @@ class NbtuiApp(App):
         self.fleet = fleet  # actions and consoles use it on this loop
         self.settings = settings or getattr(fleet, "settings", None) or Settings()
         self.readonly = readonly
+        if fleet is not None:
+            fleet.readonly = readonly  # the one gate: nbtui.actions.require_writable reads it
         self.interval = refresh or self.settings.refresh
         self.initial_console = open_console
         self.live = live
@@ -58,7 +60,7 @@ class NbtuiApp(App):
         self._runner: Optional[SnapshotRunner] = runner  # may hold a read started before the app
         self._reading = False
         self._again = False
-        self._timer = None
+        self._timer: Optional[Timer] = None
         self.started_at = time.monotonic()
         self.first_rows_at: Optional[float] = None
         self._register_themes(config_folder, theme or self.settings.theme)
@@ -114,12 +116,9 @@ class NbtuiApp(App):
             self.open_console(*self.initial_console)
 
     def open_console(self, server: str, kernel_id: str) -> None:
-        try:
-            module = importlib.import_module("nbtui.tui.console")
-            screen: Screen = module.ConsoleScreen(self.fleet, server, kernel_id)
-        except ImportError:
-            screen = PlaceholderConsole(server, kernel_id)
-        self.push_screen(screen)
+        from nbtui.tui.console import ConsoleScreen  # on first use: the fleet screen starts without it
+
+        self.push_screen(ConsoleScreen(self.fleet, server, kernel_id))
 
     def action_help(self) -> None:
         screen = self.fleet_screen

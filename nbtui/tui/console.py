@@ -4,13 +4,14 @@ Output log above (bounded), input below (highlighted when the kernel speaks Pyth
 enter runs complete code (``is_complete_request``) and adds a line otherwise; ctrl+j
 always adds a line; up/down walk the history (per kernel spec, in the state folder);
 ctrl+r searches it; tab completes in a popup; f1 shows help on the object at the cursor;
-ctrl+g (or ctrl+c) interrupts; f5 restarts (after a confirmation); escape goes back.
+ctrl+g (or ctrl+c) interrupts; f5 restarts (after a confirmation); f2 switches long
+lines between wrapping and scrolling sideways; escape goes back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+from typing import Any, Optional
 
 from rich.markdown import Markdown
 from rich.text import Text
@@ -23,11 +24,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static, TextArea
 
 from nbtui import actions
-from nbtui.history import History
-from nbtui.jupyter.channels import (
-    ChannelError, ConnectionLost, Event, KernelDied, WebsocketChannels, msg_type,
-)
 from nbtui.jupyter.outputs import Outputs, binary_label, clean_text, plain_text
+from nbtui.kernel_session import ChannelError, ConnectionLost, Event, KernelDied, KernelSession
 from nbtui.model import Kernel
 from nbtui.secrets import redact
 from nbtui.text import visible
@@ -101,7 +99,8 @@ class CodeInput(TextArea):
 
     @property
     def cursor_offset(self) -> int:
-        return self.document.get_index_from_location(self.cursor_location)
+        doc: Any = self.document  # a Document (TextArea's text), which has the index mapping
+        return int(doc.get_index_from_location(self.cursor_location))
 
 
 class ConsoleScreen(Screen):
@@ -132,6 +131,7 @@ class ConsoleScreen(Screen):
         Binding("f1,ctrl+o", "inspect", "Help on object"),
         Binding("ctrl+r", "search", "Search history"),
         Binding("ctrl+l", "clear", "Clear", show=False),
+        Binding("f2", "toggle_wrap", "Wrap/scroll"),
         Binding("pageup", "scroll_output(-1)", "Scroll up", show=False, priority=True),
         Binding("pagedown", "scroll_output(1)", "Scroll down", show=False, priority=True),
     ]
@@ -142,12 +142,8 @@ class ConsoleScreen(Screen):
         self.server_name = server_name
         self.kernel_id = kernel_id
         self.max_lines = max_lines
-        self.channels: Optional[WebsocketChannels] = None
-        self.kernel_name = "?"
-        self.language = "python"
-        self.count: Optional[int] = None  # the kernel's last execution count
+        self.session = KernelSession(fleet, server_name, kernel_id)
         self.running = False
-        self.history: Optional[History] = None
         self.state = "connecting"
         self.note = ""
         self._stdin_future: Optional[asyncio.Future] = None
@@ -155,6 +151,31 @@ class ConsoleScreen(Screen):
         self._search_from: Optional[int] = None
         self._reconnect_reported = False
         self.ready = asyncio.Event()
+
+    # The kernel's side lives in the core's session; the screen renders it.
+    @property
+    def channels(self):  # the session's websocket (tests drop it to see a reconnect)
+        return self.session.channels
+
+    @property
+    def kernel_name(self) -> str:
+        return self.session.kernel_name
+
+    @property
+    def language(self) -> str:
+        return self.session.language
+
+    @property
+    def history(self):
+        return self.session.history
+
+    @property
+    def count(self) -> Optional[int]:
+        return self.session.count
+
+    @count.setter
+    def count(self, value: Optional[int]) -> None:
+        self.session.count = value
 
     # -- layout -------------------------------------------------------------------------
 
@@ -184,38 +205,31 @@ class ConsoleScreen(Screen):
         self._connect()
 
     def on_unmount(self) -> None:
-        if self.channels is not None:
-            channels, self.channels = self.channels, None
-            asyncio.get_running_loop().create_task(channels.close())
+        if self.session.channels is not None:
+            asyncio.get_running_loop().create_task(self.session.close())
 
     # -- connection ---------------------------------------------------------------------
 
     @work(group="console-connect", exit_on_error=False)
     async def _connect(self) -> None:
         view = self.view
+        session = self.session
         try:
-            client = self.fleet.client(self.server_name)
-            channels = WebsocketChannels(client, self.kernel_id)
-            await channels.connect()
+            await session.open()
         except Exception as e:
             self._set_state("disconnected")
             view.write(styled(f"✗ cannot connect to {self.server_name}:{self.kernel_id[:8]}: {_one_line(e)}", "bold red"))
             return
         if not self.is_attached:
-            await channels.close()
+            await session.close()
             return
-        self.channels = channels
-        channels.listen(self._on_channel_event)
+        session.listen(self._on_channel_event)
         try:
-            info = await channels.kernel_info(timeout=30)
-            self.count = await channels.execution_count(timeout=30)
+            await session.start(fallback_name=self._kernel().kernel_name)
         except Exception as e:
             view.write(styled(f"⚠ the kernel does not answer: {_one_line(e)}", "yellow"))
-            info = {}
-        lang = (info.get("language_info") or {}).get("name") or "?"
-        self.language = lang
-        self.kernel_name = await self._kernel_name(client)
-        self.history = History(self.kernel_name)
+        info = session.info
+        lang = session.language
         editor = self.code_input
         if lang in editor.available_languages:
             editor.language = lang
@@ -224,25 +238,15 @@ class ConsoleScreen(Screen):
         view.write(styled(f"Connected to {self.server_name}:{self.kernel_id[:8]} — {lang} ({impl})", "bold"))
         if banner:
             view.write(styled(banner[0], "dim"))
-        view.write(styled("enter runs · ctrl+j new line · tab completes · f1 help · ctrl+c interrupts", "dim"))
-        self._set_state(channels.state if channels.state != "unknown" else "idle")
+        view.write(styled("enter runs · ctrl+j new line · tab completes · f1 help · ctrl+c interrupts · "
+                          "f2 wraps/scrolls long lines", "dim"))
+        state = session.state
+        self._set_state(state if state != "unknown" else "idle")
         self._render_prompt()
         self.ready.set()
 
-    async def _kernel_name(self, client) -> str:
-        """The kernel spec's name (history is kept per spec)."""
-        try:
-            name = (await client.kernel(self.kernel_id)).get("name")
-        except Exception:
-            name = None
-        return name if isinstance(name, str) and name else self._kernel().kernel_name
-
     def _kernel(self) -> Kernel:
-        snap = getattr(self.app, "snapshot", None)
-        for k in getattr(snap, "kernels", ()) or ():
-            if k.server == self.server_name and k.kernel_id == self.kernel_id:
-                return k
-        return Kernel(self.server_name, self.kernel_id, self.kernel_name, self.state, None, None, None)
+        return self.session.kernel(getattr(self.app, "snapshot", None))
 
     def _on_channel_event(self, event: Event) -> None:
         view = self.view
@@ -272,15 +276,7 @@ class ConsoleScreen(Screen):
     @work(group="console-wait", exclusive=True, exit_on_error=False)
     async def _wait_for_kernel(self) -> None:
         """After a restart, ask until the fresh kernel answers (its status says idle then)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120
-        while self.channels is not None and loop.time() < deadline:
-            try:
-                await self.channels.kernel_info(timeout=2)
-                break
-            except Exception:
-                await asyncio.sleep(0.5)
-        else:
+        if not await self.session.wait_restarted():
             return
         if self.state in ("restarting", "starting"):
             self._set_state("idle")
@@ -290,18 +286,16 @@ class ConsoleScreen(Screen):
     async def _after_reconnect(self) -> None:
         if self.channels is None:
             return
-        before = self.count
         try:
-            now = await self.channels.execution_count(timeout=30)
+            before, now = await self.session.after_reconnect()
         except Exception as e:
             self.view.write(styled(f"⚠ reconnected, but the kernel does not answer: {_one_line(e)}", "yellow"))
             return
-        if before is None or now is None or now >= before:
+        if self.session.survived(before, now):
             self.view.write(styled(f"✓ reconnected: the kernel survived (execution count {now})", "bold green"))
         else:
             self.view.write(styled(f"⚠ reconnected: the kernel was restarted meanwhile (execution count {now}, "
                                    f"was {before}); its variables are gone", "bold yellow"))
-        self.count = now
         self._render_prompt()
 
     # -- header and prompt --------------------------------------------------------------
@@ -342,8 +336,7 @@ class ConsoleScreen(Screen):
         if self.running:
             self.notify("the kernel is still running the last input (ctrl+c interrupts)", severity="warning")
             return
-        if getattr(self.app, "readonly", False):
-            self.notify("readonly: running code is off", severity="warning")
+        if self._refused("running code"):
             return
         last_line = code.rsplit("\n", 1)[-1]
         if "\n" not in code or last_line.strip():
@@ -361,42 +354,30 @@ class ConsoleScreen(Screen):
         self.run_code(code)
 
     async def _completeness(self, code: str) -> tuple[str, Optional[str]]:
-        if self.language != "python" and self.channels is None:
-            return "complete", None
-        try:
-            reply = await self.channels.is_complete(code, timeout=2)
-        except Exception:
-            return "complete", None
-        return reply.get("status", "complete"), reply.get("indent")
+        return await self.session.is_complete(code)
 
     @work(group="console-exec", exit_on_error=False)
     async def run_code(self, code: str) -> None:
         view = self.view
-        channels = self.channels
         self.running = True
         self._render_prompt()
         echoed = False
-        outputs = Outputs()
-        ex = None
+
+        def started(count: Optional[int]) -> None:
+            nonlocal echoed
+            self._echo(code, count)
+            echoed = True
+
+        def output(msg: dict, change: str, outputs: Optional[Outputs]) -> None:
+            nonlocal echoed
+            if not echoed:
+                self._echo(code, None)
+                echoed = True
+            if outputs is not None:
+                self._apply(outputs, msg, change)
+
         try:
-            ex = await channels.execute(code)
-            async for msg in ex:
-                mt = msg_type(msg)
-                if mt == "execute_input":
-                    self._echo(code, msg["content"].get("execution_count"))
-                    echoed = True
-                elif mt == "input_request":
-                    await self._answer_input(msg)
-                elif mt == "execute_reply":
-                    count = msg["content"].get("execution_count")
-                    if isinstance(count, int):
-                        self.count = count
-                elif mt in ("stream", "display_data", "execute_result", "error", "clear_output",
-                            "update_display_data"):
-                    if not echoed:
-                        self._echo(code, None)
-                        echoed = True
-                    self._apply(outputs, msg)
+            await self.session.run(code, on_output=output, on_input=self._answer_input, on_started=started)
         except KernelDied as e:
             if not echoed:
                 self._echo(code, None)
@@ -409,9 +390,9 @@ class ConsoleScreen(Screen):
             view.write(styled(f"⚠ {e} (it was not re-run)", "bold yellow"))
         except ChannelError as e:
             view.write(styled(f"✗ {e}", "bold red"))
+        except actions.Readonly as e:
+            self.notify(e.short, severity="warning")
         finally:
-            if ex is not None:
-                ex.cancel()
             self._hide_stdin()
             self.running = False
             view.close_line()
@@ -431,9 +412,8 @@ class ConsoleScreen(Screen):
         view.write_lines(lines)
         view.cell_start = view.end
 
-    def _apply(self, outputs: Outputs, msg: dict) -> None:
+    def _apply(self, outputs: Outputs, msg: dict, change: str) -> None:
         view = self.view
-        change = outputs.add(msg)
         last = outputs.items[-1] if outputs.items else None
         if change == "none":
             return
@@ -454,7 +434,7 @@ class ConsoleScreen(Screen):
         view = self.view
         kind = out["output_type"]
         if kind == "stream":
-            view.stream(stream_text or "")
+            view.stream(stream_text or "", stderr=out.get("name") == "stderr")
             return
         view.close_line()
         if kind == "error":
@@ -491,7 +471,8 @@ class ConsoleScreen(Screen):
 
     # -- stdin --------------------------------------------------------------------------
 
-    async def _answer_input(self, msg: dict) -> None:
+    async def _answer_input(self, msg: dict) -> Optional[str]:
+        """The user's answer to the kernel's input() (None: interrupted while asking)."""
         content = msg.get("content") or {}
         prompt = clean_text(content.get("prompt", ""))
         box = self.query_one("#console-stdin", Input)
@@ -507,10 +488,10 @@ class ConsoleScreen(Screen):
         finally:
             self._hide_stdin()
         if value is None:  # interrupted while asking: the kernel gets KeyboardInterrupt instead
-            return
+            return None
         self.view.stream(prompt)
         self.view.stream(("•" * 8 if content.get("password") else value) + "\n")
-        await self.channels.input_reply(value, msg)
+        return value
 
     @on(Input.Submitted, "#console-stdin")
     def _stdin_submitted(self, event: Input.Submitted) -> None:
@@ -579,18 +560,26 @@ class ConsoleScreen(Screen):
     # -- completion and help -------------------------------------------------------------
 
     @on(CodeInput.Complete)
-    async def _complete(self) -> None:
-        if self.channels is None or not self.channels.connected:
-            return
+    def _complete(self) -> None:
         editor = self.code_input
-        code, pos = editor.text, editor.cursor_offset
+        self._completion(editor.text, editor.cursor_offset)
+
+    @work(group="console-complete", exclusive=True, exit_on_error=False)
+    async def _completion(self, code: str, pos: int) -> None:
+        """Completion in a worker: a kernel still starting is waited for (bounded), and
+        the screen keeps taking keys meanwhile; an answer to stale text is dropped."""
+        if not self.session.ready.is_set():
+            self.notify("completion: waiting for the kernel to be ready…", timeout=2)
         try:
-            reply = await self.channels.complete(code, pos, timeout=3)
+            await asyncio.wait_for(self.ready.wait(), 60)  # connected (or failed to)
+            got = await self.session.complete(code, pos)
         except Exception as e:
             self.notify(f"completion failed: {_one_line(e)}", severity="warning")
             return
-        matches = [m for m in reply.get("matches") or [] if isinstance(m, str)][:200]
-        start, end = reply.get("cursor_start", pos), reply.get("cursor_end", pos)
+        editor = self.code_input
+        if editor.text != code:
+            return  # typed on meanwhile: this answer is for other text
+        matches, start, end = list(got.matches), got.start, got.end
         if not matches:
             self.notify("no completions", timeout=1.5)
             return
@@ -608,7 +597,7 @@ class ConsoleScreen(Screen):
     def _insert_completion(self, text: str) -> None:
         editor = self.code_input
         start, end = self._complete_span
-        doc = editor.document
+        doc: Any = editor.document
         editor.replace(text, doc.get_location_from_index(start), doc.get_location_from_index(end))
         editor.cursor_location = doc.get_location_from_index(start + len(text))
 
@@ -627,11 +616,10 @@ class ConsoleScreen(Screen):
             return
         editor = self.code_input
         try:
-            reply = await self.channels.inspect(editor.text, editor.cursor_offset, detail_level=0, timeout=5)
+            text = await self.session.inspect(editor.text, editor.cursor_offset)
         except Exception as e:
             self.notify(f"help failed: {_one_line(e)}", severity="warning")
             return
-        text = plain_text(reply.get("data") or {}) if reply.get("found") else None
         if not text:
             self.notify("no help for the object at the cursor", timeout=2)
             return
@@ -667,26 +655,40 @@ class ConsoleScreen(Screen):
         view = self.view
         view.scroll_to(y=view.scroll_y + direction * max(1, view.size.height - 2), animate=False)
 
+    def _refused(self, what: str) -> bool:
+        """Whether readonly refuses ``what``: actions decides, the console says so."""
+        try:
+            actions.require_writable(self.app, what)
+        except actions.Readonly as e:
+            self.notify(e.short, severity="warning")
+            return True
+        return False
+
+    def action_toggle_wrap(self) -> None:
+        """Long lines: wrap at the width (the default) or scroll sideways (left/right)."""
+        view = self.view
+        view.wrap = not view.wrap
+        self.notify("long lines wrap" if view.wrap else "long lines scroll sideways (focus the output: left/right)",
+                    timeout=2)
+
     def action_clear(self) -> None:
         self.view.clear()
 
     @work(group="console-action", exit_on_error=False)
     async def action_interrupt(self) -> None:
-        if getattr(self.app, "readonly", False):
-            self.notify("readonly: interrupt is off", severity="warning")
+        if self._refused("interrupt"):
             return
         if self._stdin_future is not None and not self._stdin_future.done():
             self._stdin_future.set_result(None)  # stop waiting for an answer the kernel won't need
         try:
-            await actions.interrupt_kernel(self.fleet, self._kernel())
+            await self.session.interrupt(self._kernel())
         except Exception as e:
             self.notify(f"interrupt failed: {_one_line(e)}", severity="error")
             return
         self.notify("interrupt sent", timeout=1.5)
 
     def action_restart(self) -> None:
-        if getattr(self.app, "readonly", False):
-            self.notify("readonly: restart is off", severity="warning")
+        if self._refused("restart"):
             return
         from nbtui.tui.confirm import ConfirmScreen
 
@@ -703,12 +705,11 @@ class ConsoleScreen(Screen):
     @work(group="console-action", exit_on_error=False)
     async def _restart(self, k: Kernel) -> None:
         try:
-            await actions.restart_kernel(self.fleet, k)
+            await self.session.restart(k)
         except Exception as e:
             self.view.write(styled(f"✗ restart failed: {_one_line(e)}", "bold red"))
             return
         self.view.write(styled("✓ the kernel was restarted: its variables are gone", "bold yellow"))
-        self.count = 0
         self._render_prompt()
 
 

@@ -8,13 +8,18 @@ much a kernel prints. A line becomes segments only when it is drawn.
 The current cell's outputs start at a known line; ``clear_output`` and
 ``update_display_data`` redraw from there, and ``\\r`` rewrites the open line in place
 (progress bars redraw one line, as in a terminal).
+
+Long lines wrap at the view's width (a traceback keeps its file names); ``wrap = False``
+scrolls sideways instead. Lines the kernel wrote to stderr are drawn in their own style.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
-from typing import Union
+from typing import Iterable, Optional, Union
 
+from rich.cells import cell_len
 from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
@@ -28,6 +33,7 @@ from textual.strip import Strip
 Line = Union[str, Text, Strip]
 DEFAULT_MAX_LINES = 5000
 MAX_LINE_CHARS = 20_000  # longer lines are cut for display (a 10 MB line must not freeze a frame)
+STDERR_STYLE = Style(color="red", italic=True)  # italic: still distinct without colour
 
 
 def cut_line(line: str) -> str:
@@ -38,7 +44,9 @@ def cut_line(line: str) -> str:
 
 class OutputView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
-    OutputView { height: 1fr; background: $surface; overflow-x: auto; overflow-y: auto; }
+    OutputView { height: 1fr; background: $surface; overflow-x: hidden; overflow-y: auto;
+                 scrollbar-gutter: stable; }
+    OutputView.-scroll-sideways { overflow-x: auto; }
     """
 
     def __init__(self, max_lines: int = DEFAULT_MAX_LINES, **kw):
@@ -52,6 +60,42 @@ class OutputView(ScrollView, can_focus=True):
         self._cr = False  # the open line ended with '\r': the next text replaces it
         self.cell_start = 0  # absolute index where the current cell's outputs begin
         self.lines_received = 0  # every line ever appended (for the benchmark and tests)
+        self._err: set[int] = set()  # absolute indices of lines the kernel wrote to stderr
+        self._open_err = False  # the open stream line is stderr's
+        self._cells: deque[int] = deque()  # each line's width in cells (for wrapping)
+        self._wrap = True
+        self._wrap_width = 80  # the width the row counts below were made for
+        self._rows_total = 0  # rows every kept line takes at that width
+        self._starts: Optional[list[int]] = None  # first row of each line (built when drawn)
+
+    # -- wrapping ------------------------------------------------------------------------
+
+    @property
+    def wrap(self) -> bool:
+        """Long lines wrap at the view's width (True) or scroll sideways (False)."""
+        return self._wrap
+
+    @wrap.setter
+    def wrap(self, on: bool) -> None:
+        self._wrap = bool(on)
+        self.set_class(not self._wrap, "-scroll-sideways")
+        if not self._wrap:
+            self.scroll_to(x=0, animate=False, immediate=True)
+        self._relayout()
+
+    def _width_for_rows(self) -> int:
+        return max(1, self.scrollable_content_region.width or self.size.width or 80)
+
+    def _rows_of(self, cells: int) -> int:
+        w = self._wrap_width or 1
+        return max(1, -(-cells // w))
+
+    def _relayout(self) -> None:
+        self._wrap_width = self._width_for_rows()
+        self._rows_total = sum(self._rows_of(c) for c in self._cells)
+        self._starts = None
+        self._cache.clear()
+        self._changed()
 
     # -- reading (tests, snapshots) ------------------------------------------------------
 
@@ -87,7 +131,7 @@ class OutputView(ScrollView, can_focus=True):
 
     # -- writing -------------------------------------------------------------------------
 
-    def _push(self, items: list[Line]) -> None:
+    def _push(self, items: list[Line], err: bool = False) -> None:
         if not items:
             return
         for i, item in enumerate(items):
@@ -103,6 +147,8 @@ class OutputView(ScrollView, can_focus=True):
             skip = len(items) - self.max_lines
             self._first += len(self._lines) + skip
             self._lines.clear()
+            self._cells.clear()
+            self._rows_total = 0
             items = items[skip:]
             self._cache.clear()
         else:
@@ -110,9 +156,18 @@ class OutputView(ScrollView, can_focus=True):
             if over > 0:
                 for _ in range(over):
                     self._lines.popleft()
+                    self._rows_total -= self._rows_of(self._cells.popleft())
                 self._first += over
+        start = self._first + len(self._lines)
         self._lines.extend(items)
-        widest = max((_width(i) for i in items), default=0)
+        cells = [_width(i) for i in items]
+        self._cells.extend(cells)
+        self._rows_total += sum(self._rows_of(c) for c in cells)
+        if err:
+            self._err.update(range(start, start + len(items)))
+        if len(self._err) > 2 * self.max_lines:
+            self._err = {i for i in self._err if i >= self._first}
+        widest = max(cells, default=0)
         if widest > self._widest:
             self._widest = widest
         self._changed()
@@ -121,7 +176,7 @@ class OutputView(ScrollView, can_focus=True):
         self.close_line()
         self._push([line])
 
-    def write_lines(self, lines: list[Line]) -> None:
+    def write_lines(self, lines: Iterable[Line]) -> None:
         self.close_line()
         self._push(list(lines))
 
@@ -137,10 +192,14 @@ class OutputView(ScrollView, can_focus=True):
         self._open = False
         self._cr = False
 
-    def stream(self, text: str) -> None:
-        """Append stream text: newlines end lines, ``\\r`` rewrites the open line."""
+    def stream(self, text: str, stderr: bool = False) -> None:
+        """Append stream text: newlines end lines, ``\\r`` rewrites the open line.
+        stderr's lines are their own (never joined to stdout's) and drawn in STDERR_STYLE."""
         if not text:
             return
+        if self._open and self._open_err != stderr:
+            self.close_line()
+        self._open_err = stderr
         segments = text.split("\n")
         ends_open = not text.endswith("\n")
         if not ends_open:
@@ -154,8 +213,10 @@ class OutputView(ScrollView, can_focus=True):
         for i, seg in enumerate(segments):
             if i == 0 and self._open and self._lines:
                 cur = self._lines.pop()
+                self._rows_total -= self._rows_of(self._cells.pop())
                 self.lines_received -= 1
                 self._cache.pop(self.end, None)
+                self._err.discard(self.end)
                 seg = seg if self._cr else (cur if isinstance(cur, str) else "") + seg
             if "\r" in seg:
                 self._cr = seg.endswith("\r")
@@ -164,7 +225,7 @@ class OutputView(ScrollView, can_focus=True):
             else:
                 self._cr = False
             items.append(seg if len(seg) <= MAX_LINE_CHARS else cut_line(seg))
-        self._push(items)
+        self._push(items, err=stderr)
         self._open = ends_open
         if not ends_open:
             self._cr = False
@@ -174,12 +235,17 @@ class OutputView(ScrollView, can_focus=True):
         keep = max(0, absolute - self._first)
         while len(self._lines) > keep:
             self._lines.pop()
+            self._rows_total -= self._rows_of(self._cells.pop())
+        self._err = {i for i in self._err if i < absolute}
         self._cache.clear()
         self.close_line()
         self._changed()
 
     def clear(self) -> None:
         self._lines.clear()
+        self._cells.clear()
+        self._rows_total = 0
+        self._err.clear()
         self._first = 0
         self._widest = 0
         self._cache.clear()
@@ -189,8 +255,13 @@ class OutputView(ScrollView, can_focus=True):
 
     def _changed(self) -> None:
         follow = self.is_vertical_scroll_end or self.scroll_y >= self.max_scroll_y - 1
-        rows = len(self._lines) + (1 if self._first else 0)
-        self.virtual_size = Size(self._widest + 1, rows)
+        self._starts = None
+        if self._wrap:
+            rows = self._rows_total + (1 if self._first else 0)
+            self.virtual_size = Size(self._wrap_width or 1, rows)
+        else:
+            rows = len(self._lines) + (1 if self._first else 0)
+            self.virtual_size = Size(self._widest + 1, rows)
         if follow:
             self.scroll_end(animate=False, immediate=False, x_axis=False)
         self.refresh()
@@ -208,22 +279,41 @@ class OutputView(ScrollView, can_focus=True):
                             style="italic dim")
                 return Strip(text.render(self.app.console)).crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
             row -= 1
+        part = 0
+        if self._wrap:
+            if self._wrap_width != self._width_for_rows():
+                self._relayout()  # the width changed since: lay the rows out again
+            if self._starts is None:
+                starts, at = [], 0
+                for c in self._cells:
+                    starts.append(at)
+                    at += self._rows_of(c)
+                self._starts = starts
+            if row < 0 or row >= self._rows_total:
+                return Strip.blank(width, style)
+            line = bisect.bisect_right(self._starts, row) - 1
+            part, row = row - self._starts[line], line
         if row >= len(self._lines) or row < 0:
             return Strip.blank(width, style)
         key = self._first + row
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._to_strip(self._lines[row])
+            strip = self._to_strip(self._lines[row], key in self._err)
             if len(self._cache) > 4000:
                 self._cache.clear()
             self._cache[key] = strip
+        if self._wrap:
+            w = self._wrap_width
+            return strip.crop_extend(part * w, part * w + width, style).apply_style(style)
         return strip.crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
 
-    def _to_strip(self, item: Line) -> Strip:
+    def _to_strip(self, item: Line, err: bool = False) -> Strip:
         if isinstance(item, Strip):
             return item
         if isinstance(item, str):
             text = ansi(item, end="")  # colours kept; moves, clears, titles, OSC 52 dropped
+            if err:  # under the kernel's own colours (a span: Text.render ignores a base style)
+                text.stylize_before(STDERR_STYLE)
         else:
             text = item
         if "\t" in text.plain:
@@ -234,15 +324,20 @@ class OutputView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._cache.clear()
+        if self._wrap:
+            self._relayout()
 
 
 def _width(item: Line) -> int:
+    """The line's width in cells, as drawn (tabs at 8, wide characters twice)."""
     if isinstance(item, str):
         if "\x1b" in item:
             from nbtui.jupyter.outputs import strip_ansi
 
-            return len(strip_ansi(item))
-        return len(item)
+            item = strip_ansi(item)
+        if "\t" in item:
+            item = item.expandtabs(8)
+        return len(item) if item.isascii() else cell_len(item)
     return item.cell_len if isinstance(item, Text) else item.cell_length
 
 

@@ -11,7 +11,7 @@ Actions that change a kernel are named in MUTATING; ``--readonly`` disables them
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from rich.text import Text
 from textual import on, work
@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from nbtui import actions
+from nbtui import actions, orphans
 from nbtui.model import Kernel, Snapshot
 from nbtui.secrets import redact
 from nbtui.tui import rows
@@ -32,31 +32,16 @@ from nbtui.tui.detail import DetailPane
 from nbtui.tui.history import History
 from nbtui.tui.table import KernelTable
 from nbtui.tui.textline import TextLines
+
+if TYPE_CHECKING:
+    from nbtui.tui.app import NbtuiApp
 from nbtui.units import human_bytes, middle_truncate
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
-MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind"}
+MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind", "stop_server"}
 # Actions that need a kernel under the cursor (or marked).
 NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate", "rebind"}
 WIDE = 120  # at least this wide: details sit beside the table and start open
-
-
-class PlaceholderConsole(Screen):
-    """Stands in for the console screen until nbtui.tui.console exists."""
-
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
-
-    def __init__(self, server: str, kernel_id: str):
-        super().__init__()
-        self.target = f"{server}:{kernel_id}"
-        self.short = f"{server}:{kernel_id[:8]}"
-
-    def compose(self) -> ComposeResult:
-        yield Static(
-            f"Console for {self.target}\n\nThe console is coming (it is being built). "
-            f"Meanwhile: nbtui exec {self.short} 'CODE'\n\n"
-            "escape goes back.", id="placeholder", markup=False)
-        yield Footer()
 
 
 class HelpScreen(ModalScreen[None]):
@@ -90,6 +75,9 @@ def _key_label(key: str) -> str:
 
 
 class FleetScreen(Screen):
+    if TYPE_CHECKING:  # the screen runs inside NbtuiApp (fleet, refresh_now, open_console)
+        app: NbtuiApp
+
     DEFAULT_CSS = """
     FleetScreen { layout: vertical; }
     FleetScreen #summary { height: 1; background: $panel; padding: 0 1; }
@@ -141,7 +129,7 @@ class FleetScreen(Screen):
         self.show_details: Optional[bool] = None  # None: decided by the width
         self._by_key: dict[str, Kernel] = {}
         self._layout: tuple = ()
-        self._theme = None
+        self._theme: Any = None  # the app's current Theme, looked up once per refresh
         self._cells: Optional[tuple] = None  # the runner's cells for the snapshot on screen
 
     # -- what others reach ---------------------------------------------------------------
@@ -318,7 +306,7 @@ class FleetScreen(Screen):
         up = sum(1 for s in snap.servers if s.ok)
         ks = snap.kernels
         busy = sum(1 for k in ks if k.state == "busy")
-        idle = [k for k in ks if k.idle_seconds is not None and k.idle_seconds >= snap.idle_threshold]
+        idle = [k for k in ks if orphans.kernel_is_idle(k, snap.idle_threshold)]
         gpu_known = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
         t.append(f"  servers {up}/{len(snap.servers)}", style="" if up == len(snap.servers) else "bold")
         shown = len(self.table.order)
@@ -482,17 +470,11 @@ class FleetScreen(Screen):
             self.app.open_console(k.server, k.kernel_id)
 
     def action_interrupt(self) -> None:
-        if self.readonly:
-            self.notify("readonly: interrupt is off", severity="warning")
-            return
         targets = self.targets()
         if targets:
             self._run_action("interrupt", actions.interrupt_kernel, targets)
 
     def action_restart(self) -> None:
-        if self.readonly:
-            self.notify("readonly: restart is off", severity="warning")
-            return
         targets = self.targets()
         if not targets:
             return
@@ -511,41 +493,26 @@ class FleetScreen(Screen):
         self.app.push_screen(ConfirmScreen(title, lines, "Restart"), answered)
 
     def action_kill(self) -> None:
-        if self.readonly:
-            self.notify("readonly: kill is off", severity="warning")
-            return
         from nbtui.tui.kill import kill_kernels
 
         kill_kernels(self, self.targets())
 
     def action_kill_leftovers(self) -> None:
-        if self.readonly:
-            self.notify("readonly: kill is off", severity="warning")
-            return
         from nbtui.tui.kill import kill_leftovers
 
         kill_leftovers(self)
 
     def action_cull(self) -> None:
-        if self.readonly:
-            self.notify("readonly: cull is off", severity="warning")
-            return
         from nbtui.tui.kill import cull
 
         cull(self)
 
     def action_stop_server(self) -> None:
-        if self.readonly:
-            self.notify("readonly: stopping servers is off", severity="warning")
-            return
         from nbtui.tui.hub import stop_server
 
         stop_server(self)
 
     def action_migrate(self) -> None:
-        if self.readonly:
-            self.notify("readonly: migrate is off", severity="warning")
-            return
         k = self.selected_kernel
         if k is None:
             return
@@ -555,9 +522,6 @@ class FleetScreen(Screen):
         self.app.push_screen(MigrateScreen(k, servers or [k.server]))
 
     def action_rebind(self) -> None:
-        if self.readonly:
-            self.notify("readonly: rebind is off", severity="warning")
-            return
         k = self.selected_kernel
         if k is None:
             return

@@ -16,7 +16,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from nbtui import actions
-from nbtui.host.signals import current_user
 from nbtui.errors import NbtuiError
 from nbtui.model import Kernel, Snapshot
 from nbtui.secrets import redact
@@ -40,10 +39,12 @@ def step_lines(s: actions.Step, me: str) -> list[str]:
     """A step as a few short lines: what, why, what it frees, whose, its children."""
     if s.kind == actions.KERNEL:
         k = s.kernel
+        assert k is not None
         lines = [f"• kernel {k.server}:{k.kernel_id[:8]}  {s.notebook or '(no session)'}"]
         why = s.explanation.split(": ", 1)[-1] if s.explanation else ""
     else:
         p = s.process
+        assert p is not None
         lines = [f"• pid {p.pid}  {middle_truncate(p.cmdline, 60)}"]
         why = s.explanation
     if why:
@@ -66,7 +67,7 @@ def step_lines(s: actions.Step, me: str) -> list[str]:
 
 def plan_lines(steps: list[actions.Step], me: Optional[str] = None) -> list[str]:
     """What the confirmation lists: each target, why, whose, its children, and the total freed."""
-    me = me or current_user()
+    me = me or actions.current_user()
     lines: list[str] = []
     for s in steps[:MAX_STEPS]:
         lines += step_lines(s, me)

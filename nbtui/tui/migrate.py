@@ -12,7 +12,7 @@ source stays untouched, the half-made target kernel is removed).
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from textual import work
 from textual.app import ComposeResult
@@ -28,6 +28,9 @@ from nbtui.tui.safe import lines, message
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.units import human_bytes
 
+if TYPE_CHECKING:
+    from nbtui.tui.app import NbtuiApp
+
 
 def _line(e: BaseException) -> str:
     text = redact(str(e)).strip().splitlines()
@@ -35,6 +38,9 @@ def _line(e: BaseException) -> str:
 
 
 class MigrateScreen(ModalScreen[Optional[dict]]):
+    if TYPE_CHECKING:  # the screen runs inside NbtuiApp (fleet, refresh_now, open_console)
+        app: NbtuiApp
+
     """Dismisses with the report's JSON after a move, None otherwise."""
 
     DEFAULT_CSS = """
@@ -62,7 +68,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         super().__init__()
         self.kernel = kernel
         self.servers = servers
-        self.migration = None
+        self.migration: Any = None  # nbtui.migrate.move.Migration once planned
         self.report = None
         self.running = False
         self.done = False
@@ -264,6 +270,9 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
 
 
 class RebindScreen(ModalScreen[Optional[str]]):
+    if TYPE_CHECKING:  # the screen runs inside NbtuiApp (fleet, refresh_now, open_console)
+        app: NbtuiApp
+
     """A notebook path for a session-less kernel; dismisses with the path bound, or None."""
 
     DEFAULT_CSS = """

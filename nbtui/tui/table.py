@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
@@ -105,7 +105,7 @@ class KernelTable(DataTable):
                 row = data[key]  # type: ignore[index]  # RowKey hashes and compares as its str
                 for c, a, b in zip(cols, old, new):
                     if a != b or restyle or flip:
-                        row[c.key] = style(c.key, b, orphan)  # what update_cell does, minus a repaint per cell
+                        row[c.key] = style(c.key, b, orphan)  # type: ignore[index]  # what update_cell does, minus a repaint per cell
                         written += 1
                 changed.add(key)
             self._text[key] = new
@@ -127,7 +127,7 @@ class KernelTable(DataTable):
         so a refresh that changes 1 % of the cells re-renders about 1 % of the visible rows.
         (DataTable.update_cell instead bumps a counter that re-renders every visible cell.)"""
         names = ("_cell_render_cache", "_row_render_cache", "_row_renderable_cache", "_line_cache")
-        caches = [getattr(self, n, None) for n in names]
+        caches: list[Any] = [getattr(self, n, None) for n in names]
         if everything or any(c is None or not hasattr(c, "keys") for c in caches):
             self._update_count += 1
             self.refresh()

@@ -7,9 +7,14 @@ Shipped themes live in the package's ``themes/`` folder (the repository's top-le
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from dataclasses import fields
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 from textual.color import Color, ColorParseError
 from textual.theme import Theme

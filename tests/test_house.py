@@ -1,0 +1,77 @@
+"""The house's shape: the seams, the one idle rule and the one readonly gate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nbtui import actions, orphans
+from nbtui.model import Kernel, Process, kernel_key, split_kernel_key
+from tests.conftest import ROOT
+
+
+def test_the_server_extension_imports_no_client_side():
+    """The extension loads inside every jupyter_server: it must not pull in the fleet,
+    httpx, config, secrets or discovery."""
+    code = ("import sys, nbtui.serverext, nbtui.host.view, nbtui.host.wire; "
+            "print(sorted(m for m in ('httpx', 'nbtui.fleet', 'nbtui.config', 'nbtui.secrets', "
+            "'nbtui.jupyter.discovery', 'textual') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def _kernel(idle, state="idle", connections=0):
+    return Kernel(server="s", kernel_id="k", kernel_name="python3", state=state, connections=connections,
+                  last_activity=None, idle_seconds=idle)
+
+
+@pytest.mark.parametrize("idle, state, expected", [
+    (None, "idle", False), (59.0, "idle", False), (60.0, "idle", True), (600.0, "busy", False),
+    (600.0, "starting", True),
+])
+def test_one_idle_rule(idle, state, expected):
+    assert orphans.is_idle(idle, state, 60.0) is expected
+    assert orphans.kernel_is_idle(_kernel(idle, state), 60.0) is expected
+    # orphans and cull count by it
+    assert (orphans.DISCONNECTED_IDLE in orphans.kernel_reasons(_kernel(idle, state), idle_threshold=60.0)) is expected
+    assert actions.cull_selects_kernel(_kernel(idle, state), actions.CullPolicy(idle=60.0)) is expected
+
+
+def test_ls_summary_counts_idle_by_the_setting():
+    from nbtui.model import Snapshot
+    from nbtui.report import summary_lines
+
+    ks = [_kernel(120.0), _kernel(30.0), _kernel(7200.0, "busy")]
+    snap = Snapshot(generated_at=None, servers=(), kernels=tuple(ks), idle_threshold=60.0)
+    assert summary_lines(snap, ks)[0].startswith("3 kernels, 1 idle over 1m, ")
+
+
+def test_process_reasons_come_from_host_facts():
+    p = Process(pid=7, user=None, cmdline="x", create_time=1.0)
+    judged = orphans.judge_processes([p], {7: orphans.ProcessFacts(server_alive=False, kernel_alive=None)})
+    assert judged[0].orphan_reasons == ("server-gone",)
+    assert orphans.judge_processes([p], {})[0].orphan_reasons == ()
+
+
+def test_kernel_key_round_trip():
+    assert split_kernel_key(kernel_key("hub/alice", "8044-ab")) == ("hub/alice", "8044-ab")
+    assert _kernel(1.0).key == kernel_key("s", "k")
+
+
+class _Flagged:
+    readonly = True
+
+
+async def test_readonly_is_one_gate_in_actions():
+    with pytest.raises(actions.Readonly) as e:
+        await actions.interrupt_kernel(_Flagged(), _kernel(1.0))  # refused before any request
+    assert e.value.exit_code == 2 and e.value.short == "readonly: interrupt is off"
+    assert str(e.value) == "--readonly: interrupt is off"
+    with pytest.raises(actions.Readonly):
+        await actions.execute(_Flagged(), [], action="cull")
+    actions.require_writable(_Flagged(), "kill", dry_run=True)  # a dry run still plans
+    with pytest.raises(actions.Readonly, match="dry-run still shows the plan"):
+        actions.require_writable(_Flagged(), "kill", plan=True)
