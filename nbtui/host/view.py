@@ -105,6 +105,13 @@ def _session_leader(pid: int) -> bool:
         return False
 
 
+def _scrubbed(cmdline) -> str:
+    """A command line as shown anywhere (screen, JSON, plans, audit): secrets scrubbed."""
+    from nbtui.secrets import redact_cmdline  # here, not at import: the server extension loads this module
+
+    return redact_cmdline(" ".join(cmdline))
+
+
 def _on_gpu(pids: Iterable[int], by_pid) -> list[int]:
     """The PIDs of a tree that NVML reports and that are confirmed as these processes."""
     return [p for p in pids if p in by_pid]
@@ -422,7 +429,7 @@ class LocalHost:
             stat = stats.get(pid, Stat(None, None))
             g = gpu_mod.tree_gpu(reading, [pid] if pid in by_pid else [], by_pid)
             out.append(model.Process(
-                pid=pid, user=proc.facts.user, cmdline=redact_cmdline(" ".join(proc.facts.cmdline)),
+                pid=pid, user=proc.facts.user, cmdline=_scrubbed(proc.facts.cmdline),
                 create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
                 server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
                 gpu_memory_bytes=g.memory_bytes, gpus=g.gpus, gpu_percent=g.percent,
