@@ -42,7 +42,7 @@ def record(action: str, target: dict[str, Any], result: str, **extra: Any) -> di
     try:
         append_line(audit_path(), line)  # never through a symlink; a regular file of ours, 0600
     except UnsafeFile as e:
-        raise OSError(str(e)) from None
+        raise OSError(e.problem if e.path == str(audit_path()) else str(e)) from None
     return entry
 
 

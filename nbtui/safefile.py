@@ -23,7 +23,7 @@ class UnsafeFile(NbtuiError):
     """A state or config file that nbtui refuses to use; the message names it."""
 
     def __init__(self, path: os.PathLike | str, problem: str, exit_code: int | None = None):
-        self.path = str(path)
+        self.path, self.problem = str(path), problem
         super().__init__(f"{path}: {problem}", exit_code)
 
 
