@@ -494,8 +494,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
         assert fleet is not None
         async with gate:
             outcome, left = await _kill_terminal(fleet, step)
-        steps[i] = outcome.step  # re-checked: its shell may have been dropped
-        outcomes[i] = outcome
+        outcomes[i] = outcome  # its step is the re-checked one: its shell may have been dropped
         leftovers[i] = left
 
     kernel_jobs = [one_kernel(i, s) for i, s in enumerate(steps) if s.kind == KERNEL and not s.refusal]
@@ -527,6 +526,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
         outcomes[i] = Outcome(steps[i], result, tree)
     for i, s in enumerate(steps):
         if s.kind in (KERNEL, TERMINAL) and i in outcomes and outcomes[i].result in ("ok", "gone"):
+            s = outcomes[i].step
             gone_with = ([s.process] if s.process else []) + list(s.children)
             went = signals.WENT_WITH_KERNEL if s.kind == KERNEL else WENT_WITH_TERMINAL
             outcomes[i].fates = [

@@ -19,7 +19,6 @@ when there is nothing to sum (0) or at least one part is known.
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 import sys
 import threading
@@ -50,15 +49,22 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _INF = float("inf")
 
 
-@functools.lru_cache(maxsize=1 << 16)  # the same names and paths come back every refresh
-def _label(value: str) -> str:
-    return one_line(value, LABEL_LIMIT)
+# The same names and paths come back every refresh: sanitise each once. A plain dict of
+# strings (no objects for the cyclic GC to walk, unlike lru_cache's nodes), emptied when full.
+_LABELS: dict[str, str] = {}
+_LABELS_MAX = 1 << 16
 
 
 def label(value: object) -> str:
     if value is None:
         return ""
-    return _label(value if isinstance(value, str) else str(value))
+    text = value if isinstance(value, str) else str(value)
+    out = _LABELS.get(text)
+    if out is None:
+        if len(_LABELS) >= _LABELS_MAX:
+            _LABELS.clear()
+        out = _LABELS[text] = one_line(text, LABEL_LIMIT)
+    return out
 
 
 def _go(d: float) -> str:
@@ -105,8 +111,10 @@ class TimedFleet(Fleet):
 
     @classmethod
     def of(cls, fleet: Fleet) -> "TimedFleet":
-        return cls([fleet.config_of(n) for n in fleet.names], fleet.settings,
-                   stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
+        timed = cls([fleet.config_of(n) for n in fleet.names], fleet.settings,
+                    stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
+        timed.untrusted_files = getattr(fleet, "untrusted_files", ())
+        return timed
 
     async def _read_one(self, entry, now):
         t0 = time.monotonic()

@@ -66,14 +66,17 @@ def test_closing_the_terminal_right_after_q_leaves_nothing(tmp_path):
         assert len(_marked(str(mine))) >= 2, "the demo's server and kernels carry the test's folder"
         assert list(mine.glob("nbtui-demo-*"))
         term.keys("q")
-        term.kill()  # the terminal closes while nbtui is quitting: SIGHUP
+        # The screen is left (the TUI is gone) while the server and kernels are being stopped:
+        # then the terminal closes (SIGHUP), as when an SSH window is closed during the quit.
+        wait_for(lambda: "train.ipynb" not in term.screen(), 20, 0.05, "the TUI to leave the screen")
+        term.kill()
         wait_for(lambda: _gone(tree, str(mine), mine), 15, 0.2,
                  "no nbtui, server, kernel or folder left after the terminal closed")
     finally:
         term.kill()
-        for pid in _marked(str(mine)):
+        for pid in _marked(str(mine)) + [p for p in locals().get("tree", []) if _alive(p)]:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)  # only this test's own: its folder's, its pane's
             except OSError:
                 pass
 

@@ -339,11 +339,9 @@ def _say(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_extra()
-    from nbtui.commands import tui
-    from nbtui.commands.common import load_config, open_fleet
-    from nbtui.config import ServerConfig
+    from nbtui import config as config_mod
 
-    config = load_config(args)
+    config = config_mod.load(getattr(args, "config", None))  # a bad config stops us before any server
     demo = DemoServer()
     atexit.register(demo.stop)
     previous = {}
@@ -361,12 +359,15 @@ def run(args: argparse.Namespace) -> int:
         previous[sig] = signal.signal(sig, on_signal)
     try:
         _say(f"nbtui demo: starting a throwaway Jupyter server on {demo.url} …")
-        demo.launch()
+        demo.launch()  # first: the server's own start is the long pole; the TUI loads meanwhile
         starter = threading.Thread(target=demo.bring_up, name="nbtui-demo", daemon=True)
         starter.start()
+        from nbtui.commands import tui
+        from nbtui.commands.common import open_fleet
+
         others = open_fleet(args, config)
         assert demo.proc is not None  # launched
-        mine = ServerConfig(name=DEMO, url=demo.url, token_source="discovered", token=demo.token,
+        mine = config_mod.ServerConfig(name=DEMO, url=demo.url, token_source="discovered", token=demo.token,
                             source="config", pid=demo.proc.pid, root_dir=str(demo.root))
         fleet = _demo_fleet(demo, [mine] + [others.config_of(n) for n in others.names], config.settings,
                             stale_files=others.stale_files, host=others.host)

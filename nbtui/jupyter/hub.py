@@ -454,8 +454,7 @@ async def read_user_server(fleet, entry, now: dt.datetime):
         entry.config, entry.extra = fallback.config, fallback.extra()
         async with hub.limit:
             info, kernels = await fleet._read_server(entry, now)
-    user = entry.extra.get("user")
-    kernels = [replace(k, user=user) for k in kernels]
+    # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
     if entry.extra.get("route") == PROXY and info.ok:
         entry.proxy_read = (time.monotonic(), info, kernels)
     return info, kernels
