@@ -238,8 +238,8 @@ class ConsoleScreen(Screen):
         view.write(styled(f"Connected to {self.server_name}:{self.kernel_id[:8]} — {lang} ({impl})", "bold"))
         if banner:
             view.write(styled(banner[0], "dim"))
-        view.write(styled("enter runs · ctrl+j new line · tab completes · f1 help · ctrl+c interrupts · "
-                          "f2 wraps/scrolls long lines", "dim"))
+        view.write(styled("enter runs · ctrl+j new line · tab completes · f1 help · ctrl+c interrupts", "dim"))
+        view.write(styled("f2: long lines wrap (now) or scroll sideways", "dim"))
         state = session.state
         self._set_state(state if state != "unknown" else "idle")
         self._render_prompt()
