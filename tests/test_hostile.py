@@ -332,3 +332,17 @@ def test_another_users_hostile_leftover_reaches_roots_terminal_as_text(other_use
     assert no_raw_control(r.stdout) and "\\x1b]52;c;" in r.stdout and "their-tok" not in r.stdout
     r = run_nbtui("kill", f"pid:{pid}", "--dry-run", "--no-discover")
     assert no_raw_control(r.stdout) and other_user in r.stdout
+
+
+def test_runtime_files_of_the_wrong_shapes_are_unreadable_not_a_crash(tmp_path):
+    from nbtui.jupyter.discovery import discover
+
+    me = os.getpid()
+    (tmp_path / f"jpserver-{me}.json").write_text(json.dumps(
+        {"pid": me, "url": "http://127.0.0.1:1/", "token": 5, "base_url": ["x"], "root_dir": {"a": 1}}))
+    (tmp_path / "jpserver-2.json").write_text("[" * 100_000)
+    (tmp_path / "jpserver-3.json").write_text("[1, 2]")
+    found = discover(tmp_path)
+    [s] = found.servers
+    assert s.token is None and s.root_dir is None and s.url == "http://127.0.0.1:1/"
+    assert sorted(Path(p).name for p in found.unreadable) == ["jpserver-2.json", "jpserver-3.json"]
