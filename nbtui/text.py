@@ -22,6 +22,7 @@ JSON output keeps the exact strings: JSON's own escaping suffices there.
 from __future__ import annotations
 
 import re
+from typing import Any, TextIO
 
 # Characters that reorder or hide text without being control characters:
 # bidi marks, embeddings, overrides and isolates; zero-width and invisible format
@@ -96,18 +97,18 @@ class VisibleStream:
     line (its ``\\n`` kept), so no path that prints can put a control code on the terminal.
     JSON and ``exec --raw`` write to :func:`raw_stream` instead."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: TextIO) -> None:
         self._nbtui_raw = stream
 
     def write(self, s: str) -> int:
         self._nbtui_raw.write("\n".join(visible(part) for part in s.split("\n")))
         return len(s)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._nbtui_raw, name)
 
 
-def raw_stream(stream):
+def raw_stream(stream: Any) -> Any:
     """The stream under a :class:`VisibleStream` (or the stream itself)."""
     return getattr(stream, "_nbtui_raw", stream)
 

@@ -280,8 +280,8 @@ class LocalHost:
             self._listeners[s.url] = scan.procs[pid].ident
         return pid
 
-    def _attribute(self, scan: Scan, roots: dict[str, int], servers: list[model.ServerInfo],
-                   kernels: list[model.Kernel], by_key: dict[str, int]) -> dict[str, str]:
+    def _attribute(self, scan: Scan, roots: dict[str, int], servers: Sequence[model.ServerInfo],
+                   kernels: Sequence[model.Kernel], by_key: dict[str, int]) -> dict[str, str]:
         """Fill ``by_key`` (kernel key -> its root PID) with what the host confirms: the
         process descends from that server's process or its connection file lies in that
         server's runtime folder. A server listing another server's kernel id gets nothing

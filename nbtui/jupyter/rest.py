@@ -59,7 +59,7 @@ def _host_is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return False
-    addrs = {i[4][0].split("%", 1)[0] for i in infos}
+    addrs = {str(i[4][0]).split("%", 1)[0] for i in infos}
     try:
         return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
     except ValueError:

@@ -334,7 +334,6 @@ class FleetScreen(Screen):
         t = Text(no_wrap=False, overflow="ellipsis")
         ok = [s for s in snap.servers if s.ok]
         bad = [s for s in snap.servers if not s.ok]
-        from nbtui.text import visible
         from nbtui.tui.hub import strip_entries
 
         for i, (name, extra) in enumerate(strip_entries(ok)):  # a hub's many servers: one count
