@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Optional
@@ -90,6 +92,7 @@ async def restart_kernel(fleet: Fleet, k: Kernel) -> None:
     """Restart a kernel (its variables are lost): re-checked, audited."""
     require_writable(fleet, "restart")
     target = kernel_audit_target(k)
+    audit.intent("restart", target)  # before acting: unwritable means not started
     try:
         await recheck_kernel(fleet, k)
         await fleet.client(k.server).restart(k.kernel_id)
@@ -182,7 +185,11 @@ class Step:
         }
 
     def describe(self) -> str:
-        """One line of the plan: what goes, what it frees, who owns it."""
+        """One line of the plan: what goes, what it frees, who owns it (outside strings shown
+        through ``visible``: a line never splits, no control code reaches a terminal)."""
+        return visible(self._describe())
+
+    def _describe(self) -> str:
         if self.kind == KERNEL:
             k = self.kernel
             assert k is not None
@@ -226,12 +233,16 @@ class Outcome:
     fates: list[Fate] = field(default_factory=list)
     server_error: bool = False
     audit_error: Optional[str] = None
+    interrupted: bool = False  # ctrl+c came while it was under way
 
     @property
     def ok(self) -> bool:
         return self.result in ("ok", "gone") and all(f.ok for f in self.fates)
 
     def describe(self) -> str:
+        return visible(self._describe())
+
+    def _describe(self) -> str:
         s = self.step
         text = f"{s.target}: {self.result}"
         if self.result == "ok":
@@ -264,8 +275,10 @@ def plan_kernel(snapshot: Snapshot, k: Kernel) -> Step:
     proc = None
     refusal = None
     if _local(snapshot, k.server):
+        # Only a process the host view confirmed as this server's kernel (usage.pid): never
+        # one found by the kernel id alone, which a lying server can name (issue 10).
         pid = k.usage.pid if k.usage and k.usage.pid else None
-        proc = signals.identify(pid) if pid else signals.find_kernel_process(k.kernel_id)
+        proc = signals.identify(pid) if pid else None
         if proc is not None:
             protected = signals.ancestors_of_self()
             if proc.pid in protected:
@@ -477,6 +490,11 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     gate = asyncio.Semaphore(max(1, concurrency))
     outcomes: dict[int, Outcome] = {}
     leftovers: dict[int, list[Ident]] = {}
+    # Intent first, every step, before anything is re-checked or signalled: a log that
+    # cannot be written stops the whole action here (AuditError, exit 1, names the path).
+    for s in steps:
+        if not s.refusal:
+            audit.intent(action, s.audit_target(), reasons=list(s.reasons))
 
     servers = sorted({s.kernel.server for s in steps if s.kind == KERNEL and s.kernel and not s.refusal})
     if servers and fleet is None:
@@ -509,21 +527,39 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
                 assert s.process is not None
                 leftovers[i] = [s.process, *s.children]
     process_steps = [i for i, s in enumerate(steps) if s.kind == PROCESS and not s.refusal]
+    # ctrl+c (the task is cancelled) sets ``stop``: the grace waits end at once and no
+    # SIGKILL follows; what was done is reported and audited as interrupted.
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbtui-terminate")
     # Process trees do not wait for the servers: both go at once.
-    proc_fates = asyncio.create_task(asyncio.to_thread(
-        signals.terminate, [p for i in process_steps for p in leftovers[i]], grace))
-    await asyncio.gather(*kernel_jobs)
-    kernel_left = [p for i, s in enumerate(steps) if s.kind in (KERNEL, TERMINAL) for p in leftovers.get(i, [])]
-    kernel_fates = {}
-    if kernel_left and signal_leftovers:
-        kernel_fates = {f.pid: f for f in await asyncio.to_thread(signals.terminate, kernel_left, grace)}
-    fates = {f.pid: f for f in await proc_fates}
+    proc_job = pool.submit(signals.terminate, [p for i in process_steps for p in leftovers[i]], grace, stop=stop)
+    kernel_job = None
+    interrupted = False
+    kernel_fates: dict = {}
+    try:
+        await asyncio.gather(*kernel_jobs)
+        kernel_left = [p for i, s in enumerate(steps) if s.kind in (KERNEL, TERMINAL) for p in leftovers.get(i, [])]
+        if kernel_left and signal_leftovers:
+            kernel_job = pool.submit(signals.terminate, kernel_left, grace, stop=stop)
+            kernel_fates = {f.pid: f for f in await asyncio.wrap_future(kernel_job)}
+        fates = {f.pid: f for f in await asyncio.wrap_future(proc_job)}
+    except asyncio.CancelledError:
+        interrupted = True
+        stop.set()
+        fates = _fates_after_stop(proc_job)
+        kernel_fates = _fates_after_stop(kernel_job) if kernel_job else kernel_fates
+    finally:
+        pool.shutdown(wait=False)
+    for i, s in enumerate(steps):
+        if i not in outcomes and not s.refusal:
+            outcomes[i] = Outcome(s, "interrupted", interrupted=True)  # its server call was cut short
     for i in process_steps:
-        tree = [fates[p.pid] for p in leftovers[i]]
+        tree = [fates.get(p.pid) or Fate(p.pid, p.user, p.cmdline, signals.INTERRUPTED) for p in leftovers[i]]
         root = tree[0]
         result = "gone" if root.fate == signals.ALREADY_GONE else (
-            "ok" if root.ok else (root.fate if root.fate.startswith("refused") else f"failed: {root.fate}"))
-        outcomes[i] = Outcome(steps[i], result, tree)
+            "ok" if root.ok else (root.fate if root.fate.startswith(("refused", "interrupted"))
+                                  else f"failed: {root.fate}"))
+        outcomes[i] = Outcome(steps[i], result, tree, interrupted=interrupted)
     for i, s in enumerate(steps):
         if s.kind in (KERNEL, TERMINAL) and i in outcomes and outcomes[i].result in ("ok", "gone"):
             s = outcomes[i].step
@@ -535,12 +571,21 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
                 for p in gone_with if p.pid in kernel_fates or p not in leftovers.get(i, [])]
     ordered = [outcomes[i] for i in range(len(steps))]
     for o in ordered:
+        o.interrupted = o.interrupted or interrupted
         try:
             audit.record(action, o.step.audit_target(), o.result,
                          processes=[f.json() for f in o.fates], reasons=list(o.step.reasons))
         except OSError as e:  # what was done is done: say the log failed, never hide the result
             o.audit_error = f"could not write the audit log {audit.audit_path()}: {e.strerror or e}"
     return ordered
+
+
+def _fates_after_stop(job) -> dict:
+    """The fates a terminate() pass reached once told to stop (it returns within a poll)."""
+    try:
+        return {f.pid: f for f in job.result(timeout=10)}
+    except BaseException:
+        return {}
 
 
 # -- cull: select by policy ---------------------------------------------------------------------
@@ -631,9 +676,10 @@ def cull_lock():
     """One cull at a time on this host, across processes (an flock on the state folder)."""
     import fcntl
 
+    from nbtui.safefile import open_fd
+
     path = state_dir() / "cull.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_fd(path, os.O_RDWR | os.O_CREAT)  # never through a symlink: as root it would truncate its target
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -661,6 +707,7 @@ async def rebind_kernel(fleet: Fleet, k: Kernel, path: str, *, dry_run: bool = F
     if dry_run:
         await rebind.check(client, k.kernel_id, path)
         return None
+    audit.intent("rebind", target, notebook=path)
     try:
         session = await rebind.rebind(client, k.kernel_id, path)
     except NbtuiError as e:
@@ -711,6 +758,7 @@ async def adopt_kernel(fleet: Fleet, pid: int, server: str, connection_dir=None,
     if dry_run:
         return None
     target = lk.describe() | {"to": server, "connection_dir": str(directory)}
+    audit.intent("adopt", target)
     try:
         new_id = await adopt.place(client, lk, directory)
     except NbtuiError as e:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from nbtui.config import state_dir
+from nbtui.errors import NbtuiError
+from nbtui.safefile import UnsafeFile, append_line
 from nbtui.secrets import redact
 
 
@@ -37,11 +39,25 @@ def record(action: str, target: dict[str, Any], result: str, **extra: Any) -> di
         **extra,
     }
     line = redact(json.dumps(entry, ensure_ascii=False, default=str))
-    path = audit_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, (line + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
+        append_line(audit_path(), line)  # never through a symlink; a regular file of ours, 0600
+    except UnsafeFile as e:
+        raise OSError(e.problem if e.path == str(audit_path()) else str(e)) from None
     return entry
+
+
+class AuditError(NbtuiError):
+    """The intent line could not be written: the action does not start (exit 1)."""
+
+
+INTENT = "intent"
+
+
+def intent(action: str, target: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Record that ``action`` is about to happen, BEFORE acting; raise AuditError (one line
+    naming the log) when it cannot be written, so that nothing unaudited is done."""
+    try:
+        return record(action, target, INTENT, **extra)
+    except OSError as e:
+        raise AuditError(f"not started: cannot write the audit log {audit_path()}: "
+                         f"{e.strerror or e}") from None

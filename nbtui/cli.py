@@ -91,8 +91,25 @@ def _run(args: argparse.Namespace) -> int:
     return importlib.import_module(f"nbtui.commands.{module}").run(args)
 
 
+# Commands whose terminal belongs to Textual: they get the real streams.
+_TUI_COMMANDS = (None, "console", "demo")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser(argv, lazy=True).parse_args(argv)
+    if args.command in _TUI_COMMANDS:
+        return _main(args)
+    from nbtui.text import VisibleStream, raw_stream
+
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = VisibleStream(raw_stream(out)), VisibleStream(raw_stream(err))
+    try:
+        return _main(args)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         return _run(args) or 0
     except NbtuiError as e:
@@ -117,8 +134,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _error(message: str) -> None:
     from nbtui.secrets import redact
 
+    from nbtui.text import visible
+
     text = redact(message).strip().splitlines() or ["error"]
-    print("nbtui: " + "\n  ".join(text[:2]), file=sys.stderr)
+    print("nbtui: " + "\n  ".join(visible(t) for t in text[:2]), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

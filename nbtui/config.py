@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -21,6 +22,17 @@ from nbtui.units import parse_duration
 
 TOKEN_SOURCES = ("keyring", "env", "cmd", "none")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+# TARGET prefixes (`pid:N`, `terminal:S/N`, `server:NAME`): a server of that name would be ambiguous.
+RESERVED_NAMES = frozenset({"pid", "terminal", "server"})
+
+
+def name_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot name a server, or None."""
+    if not NAME_RE.match(name):
+        return "letters, digits, '.', '_' or '-', up to 40"
+    if name.lower() in RESERVED_NAMES:
+        return f"'{name}' is reserved (pid, terminal and server begin a TARGET)"
+    return None
 
 
 def config_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -100,6 +112,7 @@ class Settings:
     cull_gpu_only: bool = False
     cull_orphans: bool = False
     path: Optional[Path] = None
+    max_body: int = 64 << 20  # a server's answer above this is that server's error (`max_body = "64M"`)
 
 
 @dataclass
@@ -128,16 +141,46 @@ def _line_of(text: str, table: str | None, key: str) -> Optional[int]:
 
 
 def _load_toml(path: Path) -> tuple[dict[str, Any], str]:
+    from nbtui.safefile import UnsafeFile, read_text
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        text = read_text(path)  # a regular file of ours (or root's), not a FIFO, at most 1 MiB
+    except UnsafeFile as e:
+        raise ConfigError(str(e)) from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    if text is None:
         return {}, ""
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read: {e}") from None
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+_SECRET_KEY = re.compile(r"(?i)token|passw|secret|key|auth|cred")
+
+
+def _shown(key: str, value: Any) -> str:
+    """A bad value as an error message shows it: never the value of a key naming a secret
+    (`token = "abc…"` pasted where a token source belongs)."""
+    if _SECRET_KEY.search(key):
+        return f"a {type(value).__name__} (not shown: the key names a secret)"
+    return repr(value)
+
+
+def check_ca_bundle(path: Optional[str]) -> Optional[str]:
+    """Why ``path`` cannot serve as a CA bundle (one line), or None."""
+    if path is None:
+        return None
+    import ssl
+
+    if not os.path.isfile(path):
+        return f"no such file: {path}"
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError, ValueError) as e:
+        return f"not a readable PEM CA bundle: {path} ({type(e).__name__})"
+    return None
 
 
 class _Checker:
@@ -153,19 +196,19 @@ class _Checker:
     def number(self, data: dict, table: str | None, key: str, default: float, lo: float = 0.0) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > lo:  # nan too
-            self.fail(table, key, f"expected a number above {lo:g}, got {value!r}")
+            self.fail(table, key, f"expected a number above {lo:g}, got {_shown(key, value)}")
         return float(value)
 
     def boolean(self, data: dict, table: str | None, key: str, default: bool) -> bool:
         value = data.get(key, default)
         if not isinstance(value, bool):
-            self.fail(table, key, f"expected true or false, got {value!r}")
+            self.fail(table, key, f"expected true or false, got {_shown(key, value)}")
         return value
 
     def string(self, data: dict, table: str | None, key: str, default: Optional[str]) -> Optional[str]:
         value = data.get(key, default)
         if value is not None and not isinstance(value, str):
-            self.fail(table, key, f"expected a string, got {value!r}")
+            self.fail(table, key, f"expected a string, got {_shown(key, value)}")
         return value
 
     def duration(self, data: dict, table: str | None, key: str, default: Optional[float]) -> Optional[float]:
@@ -176,6 +219,19 @@ class _Checker:
         except UsageError as e:
             self.fail(table, key, str(e))
         return None  # pragma: no cover
+
+    def size(self, data: dict, table: str | None, key: str, default: int) -> int:
+        from nbtui.units import parse_bytes
+
+        if key not in data:
+            return default
+        try:
+            value = parse_bytes(data[key], key)
+        except (UsageError, ValueError, OverflowError) as e:
+            self.fail(table, key, str(e) if isinstance(e, UsageError) else "expected a size like 64M")
+        if value < 1024:
+            self.fail(table, key, f"expected at least 1K, got {value}")
+        return value
 
     def unknown(self, data: dict, table: str | None, allowed: set[str]) -> None:
         for key in data:
@@ -212,7 +268,7 @@ def _named_file_exists(explicit: str | os.PathLike | None) -> None:
 def load_settings(path: Path) -> Settings:
     data, text = _load_toml(path)
     c = _Checker(path, text)
-    c.unknown(data, None, {"refresh", "timeout", "theme", "discover", "orphans", "cull"})
+    c.unknown(data, None, {"refresh", "timeout", "theme", "discover", "orphans", "cull", "max_body"})
     orphans = data.get("orphans", {})
     cull = data.get("cull", {})
     for table, value in (("orphans", orphans), ("cull", cull)):
@@ -228,6 +284,7 @@ def load_settings(path: Path) -> Settings:
         orphan_idle=c.duration(orphans, "orphans", "idle", 3600.0) or 0.0,
         orphan_gpu_idle=c.duration(orphans, "orphans", "gpu_idle", 1800.0) or 0.0,
         cull_idle=c.duration(cull, "cull", "idle", None),
+        max_body=c.size(data, None, "max_body", 64 << 20),
         cull_gpu_only=c.boolean(cull, "cull", "gpu_only", False),
         cull_orphans=c.boolean(cull, "cull", "orphans", False),
         path=path,
@@ -246,6 +303,10 @@ def validate_url(url: str) -> str:
         raise UsageError(f"bad server URL {shown!r}: expected http(s)://HOST[:PORT][/PATH]")
     if parts.query or parts.fragment:
         raise UsageError("server URL must not carry a query or fragment (tokens never go in URLs)")
+    if "@" in parts.netloc:
+        # The password is never echoed: not even the host part is, it sits beside it.
+        raise UsageError("server URL must not carry user:password@ (credentials never go in URLs; "
+                         "give a token with --token-stdin, --token-env or --token-cmd)")
     return url if url.endswith("/") else url + "/"
 
 
@@ -262,8 +323,9 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
     out: dict[str, ServerConfig] = {}
     for name, entry in table.items():
         tname = f"servers.{name}"
-        if not NAME_RE.match(name):
-            c.fail("servers", name, "a server name is letters, digits, '.', '_' or '-'")
+        problem = name_problem(name)
+        if problem:
+            c.fail("servers", name, f"a server name: {problem}")
         if not isinstance(entry, dict):
             c.fail("servers", name, "expected a table")
         c.unknown(entry, tname, allowed)
@@ -276,7 +338,7 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
             c.fail(tname, "url", str(e))
         source = c.string(entry, tname, "token", "keyring")
         if source not in TOKEN_SOURCES:
-            c.fail(tname, "token", f"expected one of {', '.join(TOKEN_SOURCES)}, got {source!r}")
+            c.fail(tname, "token", f"expected one of {', '.join(TOKEN_SOURCES)}, got {_shown('token', source)}")
         cfg = ServerConfig(
             name=name,
             url=url,
@@ -290,6 +352,9 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
             route=c.string(entry, tname, "route", "auto") or "auto",
             proxy_interval=c.duration(entry, tname, "proxy_interval", None),
         )
+        bad_ca = check_ca_bundle(cfg.ca_bundle)
+        if bad_ca:
+            c.fail(tname, "ca_bundle", bad_ca)
         if cfg.route not in ("auto", "direct", "proxy"):
             c.fail(tname, "route", f"expected auto, direct or proxy, got {cfg.route!r}")
         if not cfg.hub and ("route" in entry or "proxy_interval" in entry):
@@ -312,7 +377,12 @@ def save_servers(config: Config) -> None:
     """Write servers.toml atomically (temp file + os.replace), mode 0600."""
     import tomli_w
 
-    config.folder.mkdir(parents=True, exist_ok=True)
+    from nbtui.safefile import UnsafeFile, ensure_dir
+
+    try:
+        ensure_dir(config.folder)
+    except UnsafeFile as e:
+        raise ConfigError(str(e)) from None
     body = {"servers": {n: s.to_toml() for n, s in sorted(config.servers.items())}}
     data = tomli_w.dumps(body)
     fd, tmp = tempfile.mkstemp(prefix=".servers.", suffix=".toml", dir=config.folder)
@@ -330,6 +400,25 @@ def save_servers(config: Config) -> None:
         except OSError:
             pass
         raise
+
+
+@contextlib.contextmanager
+def servers_lock(folder: Path):
+    """Hold servers.toml's lock (an flock beside it) for one read-modify-write: ten
+    concurrent `servers add` keep ten entries."""
+    import fcntl
+
+    from nbtui.safefile import UnsafeFile, open_fd
+
+    try:
+        fd = open_fd(folder / ".servers.lock", os.O_RDWR | os.O_CREAT)
+    except UnsafeFile as e:
+        raise ConfigError(str(e)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def with_server(config: Config, server: ServerConfig) -> Config:

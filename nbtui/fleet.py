@@ -217,10 +217,32 @@ class Fleet:
                 c.name, c.url, token,
                 timeout=c.timeout or self.settings.timeout,
                 ca_bundle=c.ca_bundle, insecure_http=c.insecure_http,
+                max_body=self.settings.max_body,
                 transport=self._hubs[entry.hub].transport() if entry.hub else None,
                 no_track_activity=entry.hub is not None,
             )
         return entry.client
+
+    async def aclient(self, name: str) -> ServerClient:
+        """``client(name)``, with a token command run off the event loop under the server's
+        own deadline: a slow `--token-cmd` delays only its server, never the others."""
+        entry = self._servers[name]
+        if entry.client is None and entry.config.token_source == "cmd" and not entry.config.token:
+            c = entry.config
+            timeout = c.timeout or self.settings.timeout
+            try:
+                token = await asyncio.wait_for(asyncio.to_thread(resolve, c, timeout), timeout + 0.25)
+            except asyncio.TimeoutError:
+                raise ServerError(c.name, "token", f"token command took over {timeout:g} s") from None
+            except TokenError as e:
+                raise ServerError(c.name, "token", str(e).removeprefix(f"server {c.name}: ")) from None
+            if entry.client is None:
+                entry.config = replace(c, token=token)
+                try:
+                    return self.client(name)
+                finally:
+                    entry.config = c
+        return self.client(name)
 
     async def aclose(self) -> None:
         for s in self._servers.values():
@@ -263,7 +285,7 @@ class Fleet:
         # A server on another host: its usage comes from its extension, asked alongside.
         ext = None if self._info(entry).local else asyncio.ensure_future(self._read_extension(entry))
         try:
-            client = self.client(name)
+            client = await self.aclient(name)
             calls: list[Awaitable[Any]] = [client.timed_kernels(), client.sessions(), self._read_terminals(entry, now)]
             if entry.version is None:
                 calls.append(client.version())
@@ -282,7 +304,11 @@ class Fleet:
         (raw_kernels, latency), raw_sessions = results[0], results[1]
         if len(results) > 3:
             entry.version = results[3]
-        kernels = join_kernels(name, raw_kernels, raw_sessions, now)
+        try:
+            kernels = join_kernels(name, raw_kernels, raw_sessions, now)
+        except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
+            return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
+                                                   "/api/kernels with fields of the wrong types")), []
         await self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
 

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from nbtui.safefile import UnsafeFile, ensure_dir, read_text
 from nbtui.secrets import redact
 from nbtui.config import state_dir
 
@@ -34,8 +35,8 @@ class History:
 
     def _load(self) -> list[str]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_text(self.path, allow_root=False) or "[]")
+        except (OSError, ValueError, UnsafeFile):
             return []
         if not isinstance(data, list):
             return []
@@ -53,13 +54,13 @@ class History:
 
     def save(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_dir(self.path.parent)
             fd, tmp = tempfile.mkstemp(prefix=".history.", dir=self.path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump([redact(e) for e in self.entries], f, ensure_ascii=False)  # never a token on disk
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
-        except OSError:
+        except (OSError, UnsafeFile):
             pass  # history is a convenience: a read-only state folder must not break the console
 
     def back(self, current: str) -> Optional[str]:

@@ -81,9 +81,11 @@ class KernelSession:
         if self.channels is not None:
             self.channels.listen(callback)
 
-    async def open(self) -> None:
-        """Open the websocket (raises ServerError / ChannelError when it cannot be)."""
-        channels = WebsocketChannels(self.fleet.client(self.server), self.kernel_id, reconnect=self.reconnect)
+    async def open(self, open_timeout: Optional[float] = None) -> None:
+        """Open the websocket (raises ServerError / ChannelError when it cannot be); the
+        handshake is bounded as a whole by ``open_timeout`` (default: the channels' own)."""
+        channels = WebsocketChannels(self.fleet.client(self.server), self.kernel_id, reconnect=self.reconnect,
+                                     open_timeout=open_timeout)
         await channels.connect()
         self.channels = channels
         for callback in self._listeners:

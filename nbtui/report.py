@@ -163,7 +163,7 @@ def orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool =
 
     width = width or shutil.get_terminal_size((80, 24)).columns
     return [w for line in _orphan_lines(snap, kernels, with_kernels)
-            for w in textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False)]
+            for w in textwrap.wrap(visible(line), width, subsequent_indent="    ", break_on_hyphens=False)]
 
 
 def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool) -> list[str]:
@@ -202,7 +202,7 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     )
     out = [line]
     for s in snap.failed_servers:
-        out.append(f"not read: {s.error or s.name + ': ' + s.status}")
+        out.append(f"not read: {visible(s.error or s.name + ': ' + s.status)}")
     held = [k.usage for k in kernels if k.usage and k.usage.gpu_memory_bytes]
     if held and all(k.gpu_idle_seconds is None for k in kernels if k.usage and k.usage.gpu_memory_bytes):
         out.append("gpu-idle: unknown from one read (it needs history: the TUI and `nbtui exporter` keep it)")

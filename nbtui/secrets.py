@@ -40,12 +40,15 @@ def redact(text: str) -> str:
     return text
 
 
-_SECRET_ARG = re.compile(r"(?i)((?:token|password|secret)[\w.-]*(?:=|\s+))(\S+)")
+_SECRET_ARG = re.compile(
+    r"(?i)((?:token|passw(?:or)?d|secret|api[_-]?key|access[_-]?key|authorization)[\w.-]*"
+    r"(?:\s*[:=]\s*|\s+))((?:(?:token|bearer|basic)\s+)?[^\s'\"]+)")
 
 
 def redact_cmdline(cmdline: str) -> str:
-    """A process's command line with token/password/secret arguments (``--X.token=…``,
-    ``--token …``) and every known token replaced by ``***``."""
+    """A process's command line with secret arguments and every known token replaced by
+    ``***``: ``--X.token=…``, ``--token …``, ``--password …``, ``api_key=…``,
+    ``Authorization: token …`` (the same scrub on screen, in JSON, plans and the audit log)."""
     return redact(_SECRET_ARG.sub(lambda m: m.group(1) + "***", cmdline))
 
 
@@ -90,16 +93,16 @@ def keyring_delete(name: str) -> None:
         pass
 
 
-def run_token_cmd(cmd: str, name: str = "?") -> str:
+def run_token_cmd(cmd: str, name: str = "?", timeout: float = 30.0) -> str:
     """Run ``cmd`` (like ``pass show jupyter/gpu1``) and return its first output line."""
     try:
         out = subprocess.run(
-            shlex.split(cmd), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+            shlex.split(cmd), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
     except (OSError, ValueError) as e:
         raise TokenError(f"server {name}: token command failed: {e.__class__.__name__}: {e}") from None
     except subprocess.TimeoutExpired:
-        raise TokenError(f"server {name}: token command took over 30 s") from None
+        raise TokenError(f"server {name}: token command took over {timeout:g} s") from None
     if out.returncode != 0:
         raise TokenError(f"server {name}: token command exited {out.returncode}")
     token = out.stdout.strip().splitlines()[0].strip() if out.stdout.strip() else ""
@@ -108,8 +111,9 @@ def run_token_cmd(cmd: str, name: str = "?") -> str:
     return remember(token)
 
 
-def resolve(server) -> str | None:
-    """The token for a :class:`nbtui.config.ServerConfig`, or None for none."""
+def resolve(server, timeout: float = 30.0) -> str | None:
+    """The token for a :class:`nbtui.config.ServerConfig`, or None for none (a token
+    command gets ``timeout`` seconds)."""
     src = server.token_source
     if server.token:
         return remember(server.token)
@@ -121,7 +125,7 @@ def resolve(server) -> str | None:
             raise TokenError(f"server {server.name}: environment variable {server.token_env} is not set")
         return remember(token)
     if src == "cmd":
-        return run_token_cmd(server.token_cmd or "", server.name)
+        return run_token_cmd(server.token_cmd or "", server.name, timeout)
     token = keyring_get(server.name)
     if token is None:
         raise TokenError(f"server {server.name}: no token in the keyring (nbtui servers add {server.name} … --replace)")

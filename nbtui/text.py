@@ -22,6 +22,7 @@ JSON output keeps the exact strings: JSON's own escaping suffices there.
 from __future__ import annotations
 
 import re
+from typing import Any, TextIO
 
 # Characters that reorder or hide text without being control characters:
 # bidi marks, embeddings, overrides and isolates; zero-width and invisible format
@@ -89,3 +90,41 @@ def sgr_only(s: str) -> str:
     if "\x1b" not in s and not _OTHER_CONTROLS.search(s):
         return s
     return _OTHER_CONTROLS.sub("", _SEQUENCE.sub(_keep_sgr, s))
+
+
+class VisibleStream:
+    """A text stream for human output: every write is shown through ``visible`` line by
+    line (its ``\\n`` kept), so no path that prints can put a control code on the terminal.
+    JSON and ``exec --raw`` write to :func:`raw_stream` instead."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._nbtui_raw = stream
+
+    def write(self, s: str) -> int:
+        self._nbtui_raw.write("\n".join(visible(part) for part in s.split("\n")))
+        return len(s)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._nbtui_raw, name)
+
+
+def raw_stream(stream: Any) -> Any:
+    """The stream under a :class:`VisibleStream` (or the stream itself)."""
+    return getattr(stream, "_nbtui_raw", stream)
+
+
+_JSON_UNSAFE = re.compile(f"[\x7f-\x9f{_INVISIBLE}]")
+
+
+def json_text(dumped: str) -> str:
+    """A JSON document (``json.dumps(..., ensure_ascii=False)``) with DEL, C1 and the
+    reordering/invisible characters written as ``\\uXXXX``: the same strings once parsed,
+    but nothing a terminal acts on (json escapes C0 itself)."""
+    def esc(m: re.Match[str]) -> str:
+        code = ord(m.group(0))
+        if code <= 0xFFFF:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+    return _JSON_UNSAFE.sub(esc, dumped)

@@ -59,7 +59,14 @@ def gone(pid: int) -> bool:
 
 def audit_lines() -> list[dict]:
     path = audit.audit_path()
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    # Every outcome line follows its intent line, written before acting (issue 10).
+    intents = [x for x in lines if x["result"] == audit.INTENT]
+    done = [x for x in lines if x["result"] != audit.INTENT]
+    assert [(x["action"], x["target"].get("pid")) for x in intents if x["action"] in ("kill", "cull")] == \
+        [(x["action"], x["target"].get("pid")) for x in done if x["action"] in ("kill", "cull")
+         and not x["result"].startswith("refused")]
+    return done
 
 
 @pytest.fixture
@@ -308,13 +315,15 @@ def test_a_server_named_by_pid_is_killed_with_its_kernels_and_no_token_is_writte
     jupyter.proc.wait(10)
 
 
-def test_an_unwritable_audit_log_is_reported_and_the_kill_still_counts(stray, tmp_path):
+def test_an_unwritable_audit_log_stops_the_kill_before_it_starts(stray, tmp_path):
+    # Issue 10: the intent line comes BEFORE acting; if it cannot be written nothing is done.
     p = stray()
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     r = run_nbtui("kill", f"pid:{p.pid}", "--yes", env={"NBTUI_STATE_DIR": str(blocker / "state")})
-    assert r.returncode == 0 and p.poll() is not None
-    assert "could not write the audit log" in r.stderr
+    assert r.returncode == 1 and p.poll() is None, r.stderr
+    [line] = r.stderr.splitlines()
+    assert "not started: cannot write the audit log" in line and str(blocker / "state") in line
 
 
 def test_a_kernel_that_ignores_shutdown_goes_after_the_servers_own_timeout(jupyter_factory):

@@ -146,7 +146,8 @@ def test_move_verifies_names_skips_the_rest_and_keeps_a_source_with_data_left(se
     assert value(src, kid, "(len(huge), shared, '_nbtui_migrate' in dir())") == "(6291456, 'from the source', False)"
 
     audit = [json.loads(line) for line in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
-    assert [(a["action"], a["result"], a["target"]["kernel_id"]) for a in audit] == [("migrate", "ok", kid)]
+    assert [(a["action"], a["result"], a["target"]["kernel_id"]) for a in audit] == [
+        ("migrate", "intent", kid), ("migrate", "ok", kid)]
     assert src.token not in r.stdout + r.stderr and dst.token not in r.stdout + r.stderr
 
 
@@ -264,7 +265,8 @@ def test_rebind_binds_a_sessionless_kernel_and_refuses_a_taken_path(servers):
     r = run_nbtui("rebind", f"src:{kid}", "--notebook", "third.ipynb")
     assert r.returncode == 1 and "already has a session (found/again.ipynb)" in r.stderr
     audit = [json.loads(line)["result"] for line in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
-    assert audit[0].startswith("failed") and audit[1] == "ok"
+    done = [a for a in audit if a != "intent"]  # each outcome follows its intent line (issue 10)
+    assert audit[0] == "intent" and done[0].startswith("failed") and done[1] == "ok"
 
 
 def test_binary_frames_round_trip_in_fragments():

@@ -54,3 +54,27 @@ def test_one_line_cuts_after_escaping():
 )
 def test_sgr_only(raw, kept):
     assert sgr_only(raw) == kept
+
+
+def test_visible_stream_escapes_every_write_and_keeps_newlines():
+    import io
+
+    from nbtui.text import VisibleStream, raw_stream
+
+    buf = io.StringIO()
+    s = VisibleStream(buf)
+    print("a\x1b]0;t\x07b", file=s)
+    s.write("x\u202ey\nz")
+    assert buf.getvalue() == "a\\x1b]0;t\\x07b\nx\\u202ey\nz"
+    assert raw_stream(s) is buf and raw_stream(buf) is buf
+
+
+def test_json_text_keeps_the_strings_and_hides_what_a_terminal_acts_on():
+    import json
+
+    from nbtui.text import json_text
+
+    value = {"p": "a\x9b2J\u202e\x7f\U000e0041 ok"}
+    out = json_text(json.dumps(value, ensure_ascii=False))
+    assert json.loads(out) == value
+    assert not any(0x7f <= ord(c) <= 0x9f or c in "\u202e\U000e0041" for c in out)

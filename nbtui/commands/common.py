@@ -62,6 +62,8 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
 def print_json(data) -> None:
     """One JSON document on stdout, with every token nbtui knows scrubbed."""
     from nbtui.secrets import redact
+    from nbtui.text import json_text, raw_stream
 
-    sys.stdout.write(redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
+    # JSON keeps the exact strings (its own escaping suffices): past the VisibleStream.
+    raw_stream(sys.stdout).write(json_text(redact(json.dumps(data, indent=2, ensure_ascii=False))) + "\n")
 

@@ -101,8 +101,8 @@ def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[s
             target, what = f"pid:{s.process.pid}", s.notebook or s.process.cmdline
         if s.refusal:
             what = f"REFUSED: {s.refusal}"
-        rows.append((target, what, _why(s), human_bytes(s.memory_bytes), human_bytes(s.gpu_memory_bytes),
-                     s.owner or "—"))
+        rows.append((visible(target), visible(what), visible(_why(s)), human_bytes(s.memory_bytes),
+                     human_bytes(s.gpu_memory_bytes), visible(s.owner or "—")))
     head = ("TARGET", "NOTEBOOK / COMMAND", "WHY", "MEM", "GPU", "OWNER")
     tw = min(24, max(len(head[0]), *(len(r[0]) for r in rows)))
     yw = min(26, max(len(head[2]), *(len(r[2]) for r in rows)))
@@ -132,7 +132,7 @@ async def _cull(args) -> int:
                 snap = await watch_gpu_idle(fleet, snap, policy, config.settings.refresh)
             unread = [s for s in snap.servers if not s.ok]
             for s in unread:
-                print(f"nbtui: not read: {s.error or s.name}", file=sys.stderr)
+                print(f"nbtui: not read: {visible(s.error or s.name)}", file=sys.stderr)
             if args.servers:
                 steps = actions.plan_cull_servers(snap, policy.idle, policy.servers)
             else:

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from typing import Optional
 
 from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, UsageError
@@ -25,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", metavar="SECONDS", type=seconds_arg("--timeout"), default=None,
                    help="interrupt the kernel and exit 5 after this long")
     p.add_argument("--json", action="store_true", help="print one JSON object with the outputs (nbformat shapes)")
+    p.add_argument("--raw", action="store_true",
+                   help="write the kernel's output to a terminal as it is (default: colours kept, "
+                        "cursor moves, clears, titles and clipboard writes dropped)")
 
 
 
@@ -57,10 +61,16 @@ async def resolve_kernel(args: argparse.Namespace):
 class _Printer:
     """Writes outputs to the terminal as they arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, raw: bool = False) -> None:
         self.color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+        self.raw = raw
 
     def write(self, stream, text: str) -> None:
+        from nbtui.text import raw_stream, sgr_only
+
+        stream = raw_stream(stream)  # the kernel's own output: sgr_only, not visible escapes
+        if not self.raw and stream.isatty():
+            text = sgr_only(text)
         stream.write(text)
         stream.flush()
 
@@ -78,12 +88,14 @@ class _Printer:
             self.write(sys.stderr, (tb if self.color else strip_ansi(tb)).rstrip("\n") + "\n")
 
 
-async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_json: bool) -> tuple[int, dict]:
+async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_json: bool,
+                   raw: bool = False) -> tuple[int, dict]:
     """Run ``code`` through the core's kernel session and print what it says (or keep it for JSON)."""
     from nbtui.jupyter.channels import ChannelError
+    from nbtui.jupyter.rest import TIMEOUT, ServerError
     from nbtui.kernel_session import KernelSession
 
-    printer = _Printer()
+    printer = _Printer(raw)
     result = {"server": kernel.server, "kernel_id": kernel.kernel_id, "status": None,
               "execution_count": None, "outputs": []}
     session = KernelSession(fleet, kernel.server, kernel.kernel_id, reconnect=False)
@@ -93,7 +105,18 @@ async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_jso
         if out is not None:
             printer.output(out)
 
-    await session.open()
+    started = time.monotonic()
+    # --timeout covers connecting too: a websocket that never upgrades is a timeout (exit 5).
+    try:
+        await session.open(open_timeout=timeout)
+    except ServerError as e:
+        if e.kind != TIMEOUT or timeout is None:
+            raise
+        result["status"] = "timeout"
+        result["error"] = str(e)
+        return EXIT_TIMEOUT, result
+    if timeout is not None:
+        timeout = max(0.01, timeout - (time.monotonic() - started))
     try:
         run = await session.run(code, on_output=(lambda *a: None) if as_json else printed, timeout=timeout,
                                 keep_outputs=as_json, interrupt_on_cancel=True)
@@ -124,9 +147,12 @@ async def _main(args: argparse.Namespace, code: str) -> int:
 
     fleet, kernel = await resolve_kernel(args)
     async with fleet:
-        code_, result = await run_code(fleet, kernel, code, timeout=args.timeout, as_json=args.json)
+        code_, result = await run_code(fleet, kernel, code, timeout=args.timeout, as_json=args.json,
+                                        raw=getattr(args, "raw", False))
     if args.json:
         print_json(result)
+    elif code_ == EXIT_TIMEOUT and result.get("error"):  # never connected: nothing ran
+        print(f"nbtui: timed out after {args.timeout:g} s: {result['error']}", file=sys.stderr)
     elif code_ == EXIT_TIMEOUT:
         print(f"nbtui: timed out after {args.timeout:g} s; the kernel was interrupted", file=sys.stderr)
     return code_

@@ -8,6 +8,7 @@ import sys
 
 from nbtui import actions, targets
 from nbtui.commands.common import open_fleet, print_json
+from nbtui.text import visible
 from nbtui.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.secrets import redact
 from nbtui.units import seconds_arg
@@ -45,10 +46,15 @@ def print_plan(steps: list[actions.Step], verb: str) -> None:
     for s in steps:
         print(redact(f"{verb} {s.describe()}"))
         if s.explanation:
-            print(redact(f"    {s.explanation}"))
+            print(redact(f"    {visible(s.explanation)}"))
+
+
+EXIT_INTERRUPTED = 130
 
 
 def exit_code(outcomes: list[actions.Outcome]) -> int:
+    if any(o.interrupted for o in outcomes):
+        return EXIT_INTERRUPTED
     if any(o.server_error for o in outcomes):
         return EXIT_PARTIAL
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
@@ -87,11 +93,21 @@ async def execute_all(fleet, steps, *, grace: float, action: str):
     hub) at once; outcomes in the order of the steps."""
     servers = [s for s in steps if isinstance(s, actions.ServerStep)]
     others = [s for s in steps if not isinstance(s, actions.ServerStep)]
-    done_others, done_servers = await asyncio.gather(
-        actions.execute(fleet, others, grace=grace, action=action) if others else _nothing(),
-        actions.stop_servers(fleet, servers, action=f"{action}-server") if servers else _nothing())
+    tasks = [asyncio.ensure_future(actions.execute(fleet, others, grace=grace, action=action) if others else _nothing()),
+             asyncio.ensure_future(actions.stop_servers(fleet, servers, action=f"{action}-server")
+                                   if servers else _nothing())]
+    try:
+        done_others, done_servers = await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        # ctrl+c: execute() stops escalating and returns what it did (outcomes marked
+        # interrupted); gather would drop that, so wait for each part and report it.
+        await asyncio.wait(tasks)
+        parts = [t.result() if not t.cancelled() and t.exception() is None else [] for t in tasks]
+        if not any(parts):
+            raise
+        done_others, done_servers = parts
     by_step = {id(o.step): o for o in [*done_others, *done_servers]}
-    return [by_step[id(s)] for s in steps]
+    return [by_step[id(s)] for s in steps if id(s) in by_step]
 
 
 async def _nothing() -> list:
@@ -107,6 +123,9 @@ def report(args, steps, outcomes) -> None:
             print(redact(o.describe()))
     for line in sorted({o.audit_error for o in outcomes if o.audit_error}):
         print(f"nbtui: {redact(line)}", file=sys.stderr)
+    if any(o.interrupted for o in outcomes):
+        print("nbtui: interrupted (ctrl+c): nothing more was signalled, no SIGKILL sent; "
+              "what was done is above and in the audit log", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

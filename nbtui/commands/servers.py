@@ -69,9 +69,10 @@ def _list(args) -> int:
         print("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
     for r in rows:
         extra = f"pid {r['pid']}" if r["pid"] else ""
-        print(f"{r['name']:<16} {r['source']:<10} {r['url']:<36} token: {r['token']:<12} {extra}".rstrip())
+        print(f"{visible(r['name']):<16} {r['source']:<10} {visible(r['url']):<36} token: {r['token']:<12} "
+              f"{extra}".rstrip())
     for path in stale:
-        print(f"stale runtime file (its server is gone): {path}")
+        print(f"stale runtime file (its server is gone): {visible(path)}")
     return EXIT_OK
 
 
@@ -95,11 +96,20 @@ def _read_token(args) -> tuple[str, str | None]:
 
 
 def _add(args) -> int:
+    folder = config_mod.config_dir(getattr(args, "config", None))
+    config_mod.validate_url(args.url)  # refused before anything is read or locked
+    with config_mod.servers_lock(folder):
+        return _add_locked(args)
+
+
+def _add_locked(args) -> int:
     config = load_config(args)
-    if not config_mod.NAME_RE.match(args.name):
-        raise UsageError(f"bad server name {args.name!r}: letters, digits, '.', '_' or '-', up to 40")
-    if args.name in ("pid", "terminal", "server"):
-        raise UsageError(f"bad server name {args.name!r}: pid, terminal and server are reserved (TARGET forms)")
+    problem = config_mod.name_problem(args.name)
+    if problem:
+        raise UsageError(f"bad server name {visible(args.name)!r}: {problem}")
+    bad_ca = config_mod.check_ca_bundle(args.ca_bundle)
+    if bad_ca:
+        raise UsageError(f"bad --ca-bundle: {bad_ca}")
     if args.name in config.servers and not args.replace:
         raise UsageError(f"server {args.name} exists already in {config.servers_path} (use --replace)")
     url = config_mod.validate_url(args.url)
@@ -149,6 +159,11 @@ def _detect_hub(url: str, ca_bundle) -> str | None:
 
 
 def _remove(args) -> int:
+    with config_mod.servers_lock(config_mod.config_dir(getattr(args, "config", None))):
+        return _remove_locked(args)
+
+
+def _remove_locked(args) -> int:
     config = load_config(args)
     if args.name not in config.servers:
         known = ", ".join(config.servers) or "none"
@@ -169,7 +184,8 @@ async def _probe(fleet, name):
         me = await client.me()
     except ServerError:
         return None
-    return identity_name((me or {}).get("identity") or {})
+    ident = me.get("identity") if isinstance(me, dict) else None  # a server may answer any shape
+    return identity_name(ident if isinstance(ident, dict) else {})
 
 
 _ANONYMOUS = re.compile(r"^[0-9a-f]{32}$")
@@ -283,9 +299,9 @@ def _test(args) -> int:
                 route = f", route: {s.route}" if s.route else ""
                 print(f"{visible(s.name)}: ok, Jupyter Server {visible(s.version or '?')}, {s.latency_ms:.0f} ms, "
                       f"{n} kernel{'s' if n != 1 else ''}, as {visible(identity(user, fleet.config_of(s.name).token_source))}, "
-                      f"usage: {_usage_words(s)}{route}")
+                      f"usage: {visible(_usage_words(s))}{visible(route)}")
             else:
-                print(f"{visible(s.name)}: {s.status}: " + (s.error or "").removeprefix(f"server {s.name}: "))
+                print(f"{visible(s.name)}: {s.status}: " + visible((s.error or "").removeprefix(f"server {s.name}: ")))
         if snap.gpu_note:
-            print(f"GPU: {snap.gpu_note}")
+            print(f"GPU: {visible(snap.gpu_note)}")
     return EXIT_PARTIAL if snap.failed_servers else EXIT_OK

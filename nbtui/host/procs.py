@@ -43,6 +43,29 @@ def kernel_id_in(cmdline: Iterable[str]) -> Optional[str]:
     return None
 
 
+def connection_folder(cmdline: Iterable[str]) -> Optional[str]:
+    """The folder of the connection file a kernel's command line names (None: a bare name)."""
+    for arg in cmdline:
+        m = _CONN_FILE.search(arg)
+        if m:
+            path = arg.split("=", 1)[-1] if arg.startswith("-") else arg
+            folder = os.path.dirname(path[: path.find(m.group(0)) + len(m.group(0))])
+            return os.path.realpath(folder) if folder else None
+    return None
+
+
+def listening_pid(port: Optional[int]) -> Optional[int]:
+    """The local process listening on TCP ``port`` (None: not found, or not ours to see)."""
+    if not port:
+        return None
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except _ERRORS:
+        return None
+    pids = {c.pid for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+    return pids.pop() if len(pids) == 1 else None
+
+
 @dataclass(frozen=True)
 class Facts:
     """What does not change in a process's life (read once per pid and create time)."""
@@ -128,6 +151,22 @@ class Scan:
             if kid not in found or p.create_time < found[kid].create_time:
                 found[kid] = p
         return {kid: p.pid for kid, p in found.items()}
+
+    def descends_from(self, pid: int, ancestor: int) -> bool:
+        """Whether ``ancestor`` is ``pid``'s parent, grandparent, …"""
+        return any(a.pid == ancestor for a in self.ancestors(pid))
+
+    def belongs_to_server(self, pid: int, server_pid: Optional[int]) -> bool:
+        """Whether the host confirms that process ``pid`` is a kernel of the server whose
+        process is ``server_pid``: it descends from that process, or the connection file on
+        its command line lies in that server's runtime folder (the folder of its
+        ``jpserver-<pid>.json``). What a server *says* never counts."""
+        if server_pid is None or server_pid not in self.procs or pid not in self.procs:
+            return False
+        if self.descends_from(pid, server_pid):
+            return True
+        folder = connection_folder(self.procs[pid].facts.cmdline)
+        return folder is not None and os.path.isfile(os.path.join(folder, f"jpserver-{server_pid}.json"))
 
     def jupyter_pids(self) -> set[int]:
         """Kernels, processes with Jupyter's variables in their environment, and their descendants."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -26,6 +27,7 @@ SURVIVED = "survived SIGKILL"
 DENIED = "permission denied"
 WENT_WITH_KERNEL = "exited with its kernel"
 SHUT_DOWN = "shut down by its server"
+INTERRUPTED = "interrupted: SIGTERM sent, no SIGKILL (ctrl+c)"
 
 _SERVER_MARKERS = ("jupyter_server", "jupyter-server", "jupyter-lab", "jupyterlab", "jupyter-notebook",
                    "notebook.app", "jupyterhub", "jupyter_server.serverapp", "jupyter-labhub", "jupyterhub-singleuser")
@@ -186,11 +188,13 @@ def _gone_or_other(expected: Ident) -> bool:
 
 
 def terminate(targets: Iterable[Ident], grace: float = 5.0, *, kill_wait: float = 1.0,
-              poll: float = 0.05) -> list[Fate]:
+              poll: float = 0.05, stop: Optional[threading.Event] = None) -> list[Fate]:
     """SIGTERM every target, wait up to ``grace`` seconds, SIGKILL what remains; each PID's fate.
 
     Each target's identity is re-read right before each signal: a PID that now belongs
-    to another program (or is gone) is never signalled.
+    to another program (or is gone) is never signalled. Once ``stop`` is set (the user
+    pressed ctrl+c) the wait ends and nothing more is signalled: what still runs is
+    ``INTERRUPTED``.
     """
     targets = list(dict((t.pid, t) for t in targets).values())
     fates: dict[int, str] = {}
@@ -205,10 +209,14 @@ def terminate(targets: Iterable[Ident], grace: float = 5.0, *, kill_wait: float 
             fates[t.pid] = _signal(t.pid, signal.SIGTERM) or ""
             if not fates[t.pid]:
                 termed.append(t)
-    left = _wait(termed, grace, poll)
+    left = _wait(termed, grace, poll, stop)
     for t in termed:
         if t not in left:
             fates[t.pid] = EXITED
+    if stop is not None and stop.is_set():
+        for t in left:
+            fates[t.pid] = EXITED if _gone_or_other(t) else INTERRUPTED
+        return [Fate(t.pid, t.user, t.cmdline, fates.get(t.pid, INTERRUPTED)) for t in targets]
     killed = []
     for t in left:
         if _gone_or_other(t):
@@ -235,13 +243,17 @@ def _signal(pid: int, sig: int) -> Optional[str]:
     return None
 
 
-def _wait(procs: list[Ident], timeout: float, poll: float) -> list[Ident]:
+def _wait(procs: list[Ident], timeout: float, poll: float,
+          stop: Optional[threading.Event] = None) -> list[Ident]:
     deadline = time.monotonic() + timeout
     left = list(procs)
     while left:
         left = [t for t in left if not _gone_or_other(t)]
-        if not left or time.monotonic() >= deadline:
+        if not left or time.monotonic() >= deadline or (stop is not None and stop.is_set()):
             break
-        time.sleep(poll)
+        if stop is not None:
+            stop.wait(poll)
+        else:
+            time.sleep(poll)
     return left
 

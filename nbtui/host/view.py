@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequenc
 from nbtui import model, orphans
 from nbtui.host import gpu as gpu_mod
 from nbtui.host import ledger
-from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, uses_nvidia
+from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pid, uses_nvidia
 from nbtui.sources import HostSample
 
 if TYPE_CHECKING:  # the server extension loads this module: no config (nor httpx) at run time
@@ -105,6 +105,13 @@ def _session_leader(pid: int) -> bool:
         return False
 
 
+def _scrubbed(cmdline) -> str:
+    """A command line as shown anywhere (screen, JSON, plans, audit): secrets scrubbed."""
+    from nbtui.secrets import redact_cmdline  # here, not at import: the server extension loads this module
+
+    return redact_cmdline(" ".join(cmdline))
+
+
 def _on_gpu(pids: Iterable[int], by_pid) -> list[int]:
     """The PIDs of a tree that NVML reports and that are confirmed as these processes."""
     return [p for p in pids if p in by_pid]
@@ -131,6 +138,7 @@ class LocalHost:
         self._gpu_pid_check = gpu_pid_check
         self._nvidia: dict[Ident, bool] = {}  # NVML PID confirmed as this local process
         self._kernel_of: dict[Ident, str] = {}  # processes seen in a kernel's tree, for after it dies
+        self._listeners: dict[str, Ident] = {}  # server URL -> the process listening on its port
         self._shell_of: dict[str, Ident] = {}  # terminal key -> its shell, once tied
 
     # -- sampling ---------------------------------------------------------------------------
@@ -156,12 +164,10 @@ class LocalHost:
         roots = scan.kernel_roots()
         by_key: dict[str, int] = {}
         idle_keys: set[str] = set()
+        notes = self._attribute(scan, roots, servers, kernels, by_key)
         for k in kernels:
-            pid = roots.get(k.kernel_id)
-            if pid is not None:
-                by_key[k.key] = pid
-                if orphans.kernel_is_idle(k, self.idle_threshold):
-                    idle_keys.add(k.key)
+            if k.key in by_key and orphans.kernel_is_idle(k, self.idle_threshold):
+                idle_keys.add(k.key)
         in_kernels = {p for pid in by_key.values() for p in scan.tree(pid)}
         terminals = list(terminals)
         shells = self._shells(scan, servers, terminals, in_kernels)
@@ -197,8 +203,10 @@ class LocalHost:
                 trees[term.key] = tree
         kinds, names = ledger_kinds(scan, by_pid, in_kernels, in_terminals, set(leftover))
         devices = gpu_mod.devices(reading, [_on_gpu(trees[k].pids, by_pid) for k in idle_keys], host=self.hostname)
+        usage = {key: t.usage(LOCAL, self.hostname) for key, t in trees.items() if key in by_key}
+        usage.update({key: model.Usage(source=LOCAL, host=self.hostname, note=note) for key, note in notes.items()})
         return HostSample(
-            usage={key: t.usage(LOCAL, self.hostname) for key, t in trees.items() if key in by_key},
+            usage=usage,
             processes=tuple(processes),
             facts=facts,
             unattributed_gpu=gpu_mod.unattributed(reading, attributed & set(by_pid)),
@@ -249,6 +257,67 @@ class LocalHost:
         kinds, names = ledger_kinds(scan, by_pid, pids, in_terms, leftover)
         devices = ledger.with_ledgers(devices, ledger.build(reading, kinds, names))
         return trees, terms, devices, reading.note
+
+    # -- attribution ------------------------------------------------------------------------
+
+    def _server_pid(self, scan: Scan, s: model.ServerInfo) -> Optional[int]:
+        """The server's process: as discovered, else the one listening on its loopback port."""
+        if s.pid is not None:
+            return s.pid
+        if not s.local:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            port = urlsplit(s.url).port
+        except ValueError:
+            return None
+        cached = self._listeners.get(s.url)
+        if cached is not None and cached[0] in scan.procs and scan.procs[cached[0]].ident == cached:
+            return cached[0]
+        pid = listening_pid(port)
+        if pid is not None and pid in scan.procs:
+            self._listeners[s.url] = scan.procs[pid].ident
+        return pid
+
+    def _attribute(self, scan: Scan, roots: dict[str, int], servers: Sequence[model.ServerInfo],
+                   kernels: Sequence[model.Kernel], by_key: dict[str, int]) -> dict[str, str]:
+        """Fill ``by_key`` (kernel key -> its root PID) with what the host confirms: the
+        process descends from that server's process or its connection file lies in that
+        server's runtime folder. A server listing another server's kernel id gets nothing
+        (a lying server cannot steer usage, kill or cull onto another's kernel); returns the
+        note for each kernel the host could not tie to its server."""
+        info = {s.name: s for s in servers}
+        claims: dict[str, list[model.Kernel]] = {}
+        for k in kernels:
+            if k.kernel_id in roots and k.server in info and info[k.server].local:
+                claims.setdefault(k.kernel_id, []).append(k)
+        notes: dict[str, str] = {}
+        for kid, claimants in claims.items():
+            pid = roots[kid]
+            server_pids = {k.key: self._server_pid(scan, info[k.server]) for k in claimants}
+            # The nearest server process above the kernel is its server (a server may itself
+            # run under another program that also listens on a port).
+            nearest = next((a.pid for a in scan.ancestors(pid) if a.pid in server_pids.values()), None)
+            confirmed = [k for k in claimants if nearest is not None and server_pids[k.key] == nearest]
+            if not confirmed:  # no claimant's process is above it: its connection file decides
+                confirmed = [k for k in claimants if scan.belongs_to_server(pid, server_pids[k.key])]
+            if len(confirmed) == 1:
+                by_key[confirmed[0].key] = pid
+            owner = confirmed[0].server if len(confirmed) == 1 else None
+            for k in claimants:
+                if k.key in by_key:
+                    continue
+                if owner is not None:
+                    notes[k.key] = (f"kernel id also listed by {owner}, whose process it is: "
+                                    f"not attributed to {k.server}")
+                elif len(claimants) > 1:
+                    notes[k.key] = (f"kernel id listed by {', '.join(c.server for c in claimants)}; "
+                                    f"the host confirms none: not attributed")
+                else:
+                    notes[k.key] = ("a local process names this kernel id, but the host cannot tie it to "
+                                    f"{k.server}'s process: not attributed")
+        return notes
 
     # -- pieces -----------------------------------------------------------------------------
 
@@ -360,7 +429,7 @@ class LocalHost:
             stat = stats.get(pid, Stat(None, None))
             g = gpu_mod.tree_gpu(reading, [pid] if pid in by_pid else [], by_pid)
             out.append(model.Process(
-                pid=pid, user=proc.facts.user, cmdline=" ".join(proc.facts.cmdline),
+                pid=pid, user=proc.facts.user, cmdline=_scrubbed(proc.facts.cmdline),
                 create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
                 server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
                 gpu_memory_bytes=g.memory_bytes, gpus=g.gpus, gpu_percent=g.percent,

@@ -37,7 +37,7 @@ from jupyter_client.session import Session
 
 from nbtui.errors import NbtuiError, TimedOut
 from nbtui.jupyter import own
-from nbtui.jupyter.rest import AUTH_FAILED, NOT_FOUND, UNREACHABLE, ServerClient, ServerError, is_loopback
+from nbtui.jupyter.rest import AUTH_FAILED, NOT_FOUND, TIMEOUT, UNREACHABLE, ServerClient, ServerError, is_loopback
 from nbtui.secrets import redact
 
 V1 = "v1.kernel.websocket.jupyter.org"
@@ -494,13 +494,15 @@ class WebsocketChannels(KernelChannels):
             ca = getattr(self.client, "ca_bundle", None)
             ssl_ctx = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
         try:
-            ws = await connect(
+            # The whole handshake (TCP, TLS, HTTP upgrade) under one deadline: a server that
+            # accepts and never upgrades costs open_timeout, not more.
+            ws = await asyncio.wait_for(connect(
                 url, additional_headers=headers, user_agent_header="nbtui",
                 subprotocols=[Subprotocol(V1)] if self.protocol in ("auto", "v1") else None,
                 compression=None, max_size=None, max_queue=256, ssl=ssl_ctx,
                 proxy=None if is_loopback(url) else True, open_timeout=self.open_timeout,
                 ping_interval=20, ping_timeout=20, close_timeout=5,
-            )
+            ), self.open_timeout)
         except InvalidStatus as e:
             code = e.response.status_code
             if code == 404:
@@ -508,7 +510,10 @@ class WebsocketChannels(KernelChannels):
             if code in (401, 403):
                 raise ServerError(self.client.name, AUTH_FAILED, f"token refused on the kernel websocket (HTTP {code})") from None
             raise ServerError(self.client.name, UNREACHABLE, f"kernel websocket refused (HTTP {code})") from None
-        except (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError) as e:
+        except (TimeoutError, asyncio.TimeoutError):
+            raise ServerError(self.client.name, TIMEOUT, f"kernel websocket: no handshake within "
+                              f"{self.open_timeout:g} s ({self._where()})") from None
+        except (OSError, InvalidHandshake) as e:
             text = redact(str(e) or type(e).__name__).splitlines()[0][:160]
             raise ServerError(self.client.name, UNREACHABLE, f"kernel websocket: {text}") from None
         self._ws = ws

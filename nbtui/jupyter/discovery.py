@@ -89,7 +89,7 @@ def discover(directory: Optional[Path] = None, *, check=None) -> Discovery:
             mtime = st.st_mtime
             pid = int(info["pid"])
             url = str(info["url"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             unreadable.append(str(path))
             continue
         if not pid_alive(pid, mtime):
@@ -101,7 +101,7 @@ def discover(directory: Optional[Path] = None, *, check=None) -> Discovery:
             continue
         if not url.endswith("/"):
             url += "/"
-        base_url = info.get("base_url") or "/"
+        base_url = info.get("base_url") if isinstance(info.get("base_url"), str) and info.get("base_url") else "/"
         if base_url != "/" and not url.endswith(base_url):
             url = url.rstrip("/") + base_url
         if url in seen_urls:
@@ -113,9 +113,10 @@ def discover(directory: Optional[Path] = None, *, check=None) -> Discovery:
                 url=url,
                 token_source="discovered",
                 source="discovered",
-                token=remember(info.get("token") or None),
+                token=remember(info.get("token") if isinstance(info.get("token"), str) else None),
                 pid=pid,
-                root_dir=info.get("root_dir") or info.get("notebook_dir"),
+                root_dir=next((d for d in (info.get("root_dir"), info.get("notebook_dir")) if isinstance(d, str) and d),
+                              None),  # a runtime file of the wrong shapes is no crash
             )
         )
     return Discovery(tuple(servers), tuple(stale), tuple(unreadable), tuple(untrusted))

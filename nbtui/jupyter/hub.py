@@ -136,9 +136,9 @@ class HubClient(ServerClient):
 
     async def hub_version(self) -> Optional[str]:
         data = await self.request("GET", "hub/api")
-        if not isinstance(data, dict) or "version" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("version"), str):
             raise ServerError(self.name, NOT_JUPYTER, f"{self.url}hub/api does not answer as JupyterHub")
-        return str(data["version"])
+        return data["version"]
 
     async def whoami(self) -> dict:
         data = await self.request("GET", "hub/api/user")

@@ -24,6 +24,7 @@ SERVER_ERROR = "server-error"
 NOT_FOUND = "not-found"
 INSECURE = "insecure"
 TOKEN = "token"
+MAX_BODY = 64 << 20  # config.toml `max_body`
 TOO_BIG = "too-big"
 MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
 
@@ -39,11 +40,28 @@ class ServerError(NbtuiError):
 
 
 def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+    """Whether ``url``'s host is this machine: a loopback address, or a name that resolves
+    to loopback addresses ONLY (a `localhost` that /etc/hosts points elsewhere is not)."""
+    return _host_is_loopback(urlsplit(url).hostname or "")
+
+
+@functools.lru_cache(maxsize=256)
+def _host_is_loopback(host: str) -> bool:
+    if not host:
+        return False
     try:
         return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addrs = {str(i[4][0]).split("%", 1)[0] for i in infos}
+    try:
+        return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
     except ValueError:
         return False
 
@@ -78,6 +96,7 @@ class ServerClient:
         ca_bundle: Optional[str] = None,
         insecure_http: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_body: int = MAX_BODY,
         no_track_activity: bool = False,
     ):
         self.name = name
@@ -86,6 +105,7 @@ class ServerClient:
         self.no_track_activity = no_track_activity
         self.url = url if url.endswith("/") else url + "/"
         self.timeout = timeout
+        self.max_body = max_body
         check_transport(name, self.url, bool(token), insecure_http)
         headers = {"Accept": "application/json", "User-Agent": "nbtui"}
         if token:
@@ -96,11 +116,18 @@ class ServerClient:
             base_url=self.url,
             headers=headers,
             timeout=httpx.Timeout(timeout),
-            verify=tls_context(ca_bundle),
+            verify=self._tls(ca_bundle),
             follow_redirects=False,
             transport=transport,
             trust_env=not is_loopback(self.url),
         )
+
+    def _tls(self, ca_bundle: Optional[str]) -> ssl.SSLContext:
+        try:
+            return tls_context(ca_bundle)
+        except (OSError, ssl.SSLError, ValueError) as e:
+            raise ServerError(self.name, UNREACHABLE,
+                              f"cannot use ca_bundle {ca_bundle}: {getattr(e, 'strerror', None) or type(e).__name__}") from None
 
     @property
     def token(self) -> Optional[str]:
@@ -119,25 +146,51 @@ class ServerClient:
 
     async def request(self, method: str, path: str, *, json_body: Any = None, expect_json: bool = True,
                       timeout: Optional[float] = None, headers: Optional[dict] = None) -> Any:
+        """One request, bounded AS A WHOLE by ``timeout`` (default: the server's): connect,
+        headers and the body together, so a server that drips a byte a second costs no
+        more than that. The body is streamed and capped at ``max_body``."""
         path = shown = path.lstrip("/")
         if self.no_track_activity and method == "GET":
             path += ("&" if "?" in path else "?") + "no_track_activity=1"
+        deadline = timeout or self.timeout
         extra: dict[str, Any] = {"timeout": httpx.Timeout(timeout)} if timeout else {}
         if headers:
             extra["headers"] = headers
         try:
-            r = await self._http.request(method, path, json=json_body, **extra)
+            r, body = await asyncio.wait_for(self._fetch(method, path, json_body, extra), deadline)
+        except asyncio.TimeoutError:
+            raise ServerError(self.name, TIMEOUT, f"timed out after {deadline:g} s ({self.url})") from None
         except httpx.TimeoutException:
-            raise ServerError(self.name, TIMEOUT, f"timed out after {timeout or self.timeout:g} s ({self.url})") from None
+            raise ServerError(self.name, TIMEOUT, f"timed out after {deadline:g} s ({self.url})") from None
         except httpx.ConnectError as e:
             raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
         except httpx.HTTPError as e:
             raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
-        return self._check(r, shown, expect_json)
+        return self._check(r, body, shown, expect_json)
 
-    def _check(self, r: httpx.Response, path: str, expect_json: bool) -> Any:
+    async def _fetch(self, method: str, path: str, json_body: Any, extra: dict) -> tuple[httpx.Response, bytes]:
+        request = self._http.build_request(method, path, json=json_body, **extra)
+        r = await self._http.send(request, stream=True)
+        try:
+            declared = r.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body:
+                raise ServerError(self.name, TOO_BIG, _too_big(path.split('?', 1)[0], self.max_body))
+            chunks, total = [], 0
+            async for chunk in r.aiter_bytes():
+                total += len(chunk)
+                if total > self.max_body:
+                    raise ServerError(self.name, TOO_BIG, _too_big(path.split('?', 1)[0], self.max_body))
+                chunks.append(chunk)
+        finally:
+            await r.aclose()
+        return r, b"".join(chunks)
+
+    def _check(self, r: httpx.Response, body: bytes, path: str, expect_json: bool) -> Any:
         if r.status_code in (401, 403):
             raise ServerError(self.name, AUTH_FAILED, f"token refused (HTTP {r.status_code}) at {self.url}")
+        if r.is_redirect and urlsplit(r.headers.get("location", "")).scheme not in ("", "http", "https"):
+            raise ServerError(self.name, NOT_JUPYTER, f"redirects /{path} to another scheme "
+                              f"({urlsplit(r.headers.get('location', '')).scheme}:): refused")
         if r.is_redirect:
             where = r.headers.get("location", "")
             if "login" in where:
@@ -150,22 +203,20 @@ class ServerClient:
         if r.status_code >= 500:
             raise ServerError(self.name, SERVER_ERROR, f"server error HTTP {r.status_code} on /{path}")
         if r.status_code >= 400:
-            raise ServerError(self.name, SERVER_ERROR, f"HTTP {r.status_code} on /{path}: {_message(r)}")
-        if not expect_json or r.status_code == 204 or not r.content:
+            raise ServerError(self.name, SERVER_ERROR, f"HTTP {r.status_code} on /{path}: {_message(body)}")
+        if not expect_json or r.status_code == 204 or not body:
             return None
         if not _is_json(r):
             kind = "an HTML page" if "html" in r.headers.get("content-type", "") else "no JSON"
             raise ServerError(self.name, NOT_JUPYTER, f"answered /{path} with {kind}: not a Jupyter server API")
-        try:
-            return r.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ServerError(self.name, NOT_JUPYTER, f"answered /{path} with malformed JSON") from None
+        return parse_json(self.name, path, body)
 
     # -- API --------------------------------------------------------------------------------
 
     async def version(self) -> Optional[str]:
         data = await self.request("GET", "api")
-        return data.get("version") if isinstance(data, dict) else None
+        version = data.get("version") if isinstance(data, dict) else None
+        return version if isinstance(version, str) else None
 
     async def status(self) -> dict:
         return await self.request("GET", "api/status")
@@ -279,7 +330,7 @@ class ServerClient:
                 return httpx.Response(r.status_code, headers=r.headers, content=bytes(body), request=r.request)
 
         r = await self._bounded(read(), limit)
-        model = self._check(r, where, True)
+        model = self._check(r, r.content, where, True)
         if not isinstance(model, dict) or "content" not in model:
             raise ServerError(self.name, NOT_JUPYTER, f"answered /{where} with no file model")
         return model
@@ -313,10 +364,27 @@ def _is_json(r: httpx.Response) -> bool:
     return "json" in r.headers.get("content-type", "")
 
 
-def _message(r: httpx.Response) -> str:
+def _too_big(path: str, limit: int) -> str:
+    from nbtui.units import human_bytes
+
+    return f"answered /{path} with more than {human_bytes(limit)} (max_body in config.toml)"
+
+
+def parse_json(server: str, path: str, body: bytes) -> Any:
+    """A server's JSON answer, or that server's error (malformed, nested too deep for the
+    parser): never an exception of the parser's own."""
     try:
-        data = r.json()
-        return str(data.get("message") or data.get("reason") or "")[:200]
+        return json.loads(body)
+    except RecursionError:
+        raise ServerError(server, NOT_JUPYTER, f"answered /{path} with JSON nested too deep") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ServerError(server, NOT_JUPYTER, f"answered /{path} with malformed JSON") from None
+
+
+def _message(body: bytes) -> str:
+    try:
+        data = parse_json("", "", body[:65536])
+        return str(data.get("message") or data.get("reason") or "")[:200] if isinstance(data, dict) else ""
     except Exception:
         return ""
 

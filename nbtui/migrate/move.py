@@ -429,6 +429,11 @@ class Migration:
     async def execute(self) -> Report:
         """Move what ``prepare`` planned; then bind, verify and (unless kept) shut the source down."""
         t0 = time.perf_counter()
+        try:  # intent before anything changes: an unwritable audit log means it does not start
+            audit.intent("migrate", self.report.source, to=self.report.target)
+        except audit.AuditError:
+            await self._close()
+            raise
         try:
             await self._move(self.report.target["kernel_name"], self.report.target["notebook"], self.report.entries)
             await asyncio.gather(self._finish(), self._release_target())

@@ -65,6 +65,13 @@ class NbtuiApp(App):
         self.first_rows_at: Optional[float] = None
         self._register_themes(config_folder, theme or self.settings.theme)
 
+    def notify(self, message: str, *, markup: bool = True, **kwargs) -> None:
+        """Every toast (the app's and every screen's, which call this) shows its text
+        literally: outside strings in it are never parsed as markup (nbtui.tui.safe)."""
+        from nbtui.tui.safe import message as safe_message
+
+        super().notify(safe_message(message), markup=False, **kwargs)
+
     # -- themes --------------------------------------------------------------------------
 
     def _register_themes(self, config_folder: Path | None, wanted: str) -> None:

@@ -15,6 +15,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from nbtui.text import visible
+from nbtui.tui.safe import lines
+
 
 class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
@@ -43,8 +46,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, id="confirm-title", markup=False)
-            yield Static("\n".join(self.lines), id="confirm-lines", markup=False)
+            yield Static(visible(self.title_text), id="confirm-title", markup=False)
+            yield Static(lines(self.lines), id="confirm-lines", markup=False)
             with Horizontal():
                 yield Button("No", id="no", variant="primary")
                 yield Button(self.yes_label, id="yes", variant="error")

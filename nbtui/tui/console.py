@@ -28,6 +28,7 @@ from nbtui.jupyter.outputs import Outputs, binary_label, clean_text, plain_text
 from nbtui.kernel_session import ChannelError, ConnectionLost, Event, KernelDied, KernelSession
 from nbtui.model import Kernel
 from nbtui.secrets import redact
+from nbtui.text import visible
 from nbtui.tui.console_output import OutputView, cut_line, styled
 
 STATE_STYLE = {
@@ -237,8 +238,8 @@ class ConsoleScreen(Screen):
         view.write(styled(f"Connected to {self.server_name}:{self.kernel_id[:8]} — {lang} ({impl})", "bold"))
         if banner:
             view.write(styled(banner[0], "dim"))
-        view.write(styled("enter runs · ctrl+j new line · tab completes · f1 help · ctrl+c interrupts · "
-                          "f2 wraps/scrolls long lines", "dim"))
+        view.write(styled("enter runs · ctrl+j new line · tab completes · f1 help · ctrl+c interrupts", "dim"))
+        view.write(styled("f2: long lines wrap (now) or scroll sideways", "dim"))
         state = session.state
         self._set_state(state if state != "unknown" else "idle")
         self._render_prompt()
@@ -308,14 +309,14 @@ class ConsoleScreen(Screen):
         if not self.is_mounted:
             return
         head = Text()
-        head.append(f" {self.server_name}:{self.kernel_id[:8]} ", style="bold reverse")
+        head.append(visible(f" {self.server_name}:{self.kernel_id[:8]} "), style="bold reverse")
         k = self._kernel()
         if k.session is not None:
-            head.append(f"  {k.session.path}")
-        head.append(f"  {self.kernel_name}  ")
+            head.append(visible(f"  {k.session.path}"))
+        head.append(visible(f"  {self.kernel_name}  "))
         head.append(f"● {self.state}", style=STATE_STYLE.get(self.state, "dim"))
         if self.note and self.state == "disconnected":
-            head.append(f"  {self.note}"[:60], style="dim")
+            head.append(visible(f"  {self.note}")[:60], style="dim")
         self.query_one("#console-head", Static).update(head)
 
     def _render_prompt(self, running: Optional[int] = None) -> None:

@@ -24,6 +24,8 @@ from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+
+from nbtui.tui.safe import ansi
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -309,7 +311,7 @@ class OutputView(ScrollView, can_focus=True):
         if isinstance(item, Strip):
             return item
         if isinstance(item, str):
-            text = Text.from_ansi(item, end="") if "\x1b" in item else Text(item, end="")
+            text = ansi(item, end="")  # colours kept; moves, clears, titles, OSC 52 dropped
             if err:  # under the kernel's own colours (a span: Text.render ignores a base style)
                 text.stylize_before(STDERR_STYLE)
         else:

@@ -32,6 +32,8 @@ from nbtui.secrets import redact
 from nbtui.text import visible
 from nbtui.tui import rows
 from nbtui.tui.fleet_header import server_lines, summary_text
+from nbtui.text import visible
+from nbtui.tui.safe import add, plain
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.tui.detail import DetailPane
 from nbtui.tui.history import History
@@ -345,7 +347,7 @@ class FleetScreen(Screen):
             style = f"bold {theme.accent or ''}"
         elif column == "reason" and text:
             style = theme.error or ""
-        return Text(text, style=style)  # numbers come right-aligned in their width
+        return plain(text, style=style)  # never a str (DataTable parses a str cell as markup); numbers come padded
 
     def _empty_message(self) -> str:
         snap = self.snapshot

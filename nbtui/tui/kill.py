@@ -21,6 +21,7 @@ from nbtui.errors import NbtuiError
 from nbtui.model import Kernel, Snapshot
 from nbtui.secrets import redact
 from nbtui.tui.checkbox import BoxCheckbox as Checkbox
+from nbtui.text import visible
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.units import DURATION_FORMS, human_bytes, human_duration, middle_truncate, parse_duration
 
@@ -66,7 +67,7 @@ def step_lines(s: actions.Step, me: str) -> list[str]:
         lines.append(f"    + {len(s.children)} child process{'' if one else 'es'} ({pids}), signalled {when}")
     if s.refusal:
         lines.append(f"    REFUSED: {s.refusal}")
-    return lines
+    return [visible(line) for line in lines]
 
 
 def plan_lines(steps: list[actions.Step], me: Optional[str] = None) -> list[str]:
@@ -251,7 +252,7 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
                         placeholder="e.g. 2h")
             yield Checkbox("Every orphan (kernels and processes with a reason)", d.orphans, id="cull-orphans")
             yield Checkbox("Only what holds GPU memory", d.gpu_only, id="cull-gpu")
-            yield Static("", id="cull-error")
+            yield Static("", id="cull-error", markup=False)
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button("Show plan", id="plan", variant="warning")

@@ -25,6 +25,7 @@ from nbtui import actions
 from nbtui.model import Kernel
 from nbtui.secrets import redact
 from nbtui.tui.checkbox import BoxCheckbox as Checkbox
+from nbtui.tui.safe import lines, message
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.units import human_bytes
 
@@ -99,7 +100,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         where = k.session.path if k.session else "no session"
         others = [s for s in self.servers if s != k.server] or self.servers
         with Vertical():
-            yield Static(f"Migrate {k.server}:{k.kernel_id[:8]} ({where}) — its variables move into a new kernel",
+            yield Static(message(f"Migrate {k.server}:{k.kernel_id[:8]} ({where}) — its variables move into a new kernel"),
                          id="mig-title", markup=False)
             with Horizontal(classes="row"):
                 yield Label("To server")
@@ -127,7 +128,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
 
     def status(self, text: str, error: bool = False) -> None:
         s = self.query_one("#mig-status", Static)
-        s.update(text)
+        s.update(message(text))
         s.set_class(error, "error")
 
     def _options(self):
@@ -199,7 +200,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
             self.status(_line(e), error=True)
             return
         self.migration = migration
-        self.query_one("#mig-plan-text", Static).update("\n".join(plan_lines(report)))
+        self.query_one("#mig-plan-text", Static).update(lines(plan_lines(report)))
         n = len(report.moved)
         self.status(f"{n} name{'s' if n != 1 else ''} to move; Move asks before anything changes")
         move = self.query_one("#mig-move", Button)
@@ -343,7 +344,7 @@ class RebindScreen(ModalScreen[Optional[str]]):
         try:
             await actions.rebind_kernel(self.app.fleet, self.kernel, path)
         except Exception as e:
-            status.update(_line(e))
+            status.update(message(_line(e)))
             status.set_class(True, "error")
             return
         self.dismiss(path.strip().lstrip("/"))

@@ -1,0 +1,100 @@
+"""Benchmark: `nbtui ls --json` over 6 healthy servers plus one hostile server (deep JSON,
+a huge body, a drip, in turn) against the 6 healthy alone, in the same run (issue 10).
+
+Goals: wall ratio <= 1.2 for each hostile kind, and peak RSS <= the body cap + 100 MB.
+The hostile server gets a 1 s timeout (a drip costs its server's timeout, by design: the
+bound is that timeout, not the drip's length). Run from the repository root:
+`python bench/hostile.py`. Starts real Jupyter servers on loopback and stops them.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fakehttp import FakeHTTP  # noqa: E402
+from tests.jupyter import JupyterServer  # noqa: E402
+
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+CAP = 64 << 20  # nbtui's default max_body
+HOSTILE_TIMEOUT = 1.0
+
+# Runs the command and prints its wall time and the peak RSS of it (the only child).
+_MEASURE = (
+    "import resource, subprocess, sys, time\n"
+    "t = time.perf_counter()\n"
+    "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
+    "dt = time.perf_counter() - t\n"
+    "print(r.returncode, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
+)
+
+
+def measure(cmd: list[str], env: dict) -> tuple[float, int]:
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    code, wall, rss = int(out[0]), float(out[1]), int(out[2])
+    if code not in (0, 4):
+        raise SystemExit(f"{' '.join(cmd)} exited {code}")
+    return wall, rss
+
+
+def runs(cmd: list[str], env: dict) -> tuple[float, int]:
+    measure(cmd, env)  # warm the file cache
+    got = [measure(cmd, env) for _ in range(RUNS)]
+    return statistics.median(w for w, _ in got), max(r for _, r in got)
+
+
+def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="nbtui-bench-hostile-"))
+    healthy: list[JupyterServer] = []
+    try:
+        cfg = base / "cfg"
+        cfg.mkdir()
+        env = dict(os.environ, NBTUI_CONFIG=str(cfg), NBTUI_STATE_DIR=str(base / "state"),
+                   JUPYTER_RUNTIME_DIR=str(base / "none"))
+        lines = []
+        for i in range(6):
+            s = JupyterServer(base / f"h{i}", name=f"h{i}").start()
+            healthy.append(s)
+            s.start_kernel()
+            env[f"BENCH_TOKEN_{i}"] = s.token
+            lines += [f"[servers.h{i}]", f'url = "{s.url}"', 'token = "env"', f'token_env = "BENCH_TOKEN_{i}"']
+        six = "\n".join(lines) + "\n"
+        (cfg / "servers.toml").write_text(six)
+        ls = [sys.executable, "-m", "nbtui", "ls", "--json", "--no-discover"]
+        alone, alone_rss = runs(ls, env)
+        print(f"6 healthy: median {alone:.2f} s, peak RSS {alone_rss / 2**20:.0f} MiB ({RUNS} runs)")
+        worst = ("", 0.0, 0.0)
+        worst_rss = 0
+        for mode in ("deep", "huge", "drip"):
+            with FakeHTTP(mode, size=600 << 20) as bad:
+                (cfg / "servers.toml").write_text(
+                    six + f'[servers.bad]\nurl = "{bad.url}"\ntoken = "none"\ntimeout = {HOSTILE_TIMEOUT}\n')
+                wall, rss = runs(ls, env)
+            ratio = wall / alone
+            worst_rss = max(worst_rss, rss)
+            print(f"6 healthy + {mode}: median {wall:.2f} s (ratio {ratio:.2f}, goal <= 1.2), "
+                  f"peak RSS {rss / 2**20:.0f} MiB (goal <= {(CAP + (100 << 20)) / 2**20:.0f} MiB)")
+            if ratio > worst[1] / max(worst[2], 1e-9) or not worst[0]:
+                worst = (mode, wall, alone)
+        print(f"peak RSS over every hostile run: {worst_rss / 2**20:.0f} MiB vs limit "
+              f"{(CAP + (100 << 20)) / 2**20:.0f} MiB (body cap {CAP >> 20} MiB + 100 MB)")
+        mode, wall, peer = worst
+        print(f"bench hostile: nbtui 6 healthy + {mode} {wall:.2f} s vs 6 healthy alone {peer:.2f} s, "
+              f"ratio {wall / peer:.2f} (goal <= 1.2)")
+    finally:
+        for s in healthy:
+            s.stop()
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""nbtui's own files, opened as root on a shared host could be attacked.
+
+Another user (or a careless script) may leave a symlink where nbtui writes its state
+(``audit.jsonl -> /etc/shadow``), a FIFO where it reads its config, or a huge file.
+So every state and config file is opened here: never through a symlink (``O_NOFOLLOW``),
+then checked on the open descriptor (a regular file, owned by this user); folders are
+created 0700 and must be real folders owned by this user; files are created 0600.
+Each refusal is one :class:`UnsafeFile` line naming the path.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from nbtui.errors import NbtuiError
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file over 1 MiB is not one a person wrote
+
+
+class UnsafeFile(NbtuiError):
+    """A state or config file that nbtui refuses to use; the message names it."""
+
+    def __init__(self, path: os.PathLike | str, problem: str, exit_code: int | None = None):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{path}: {problem}", exit_code)
+
+
+def _owner_ok(st: os.stat_result, allow_root: bool = False) -> bool:
+    euid = os.geteuid()
+    return st.st_uid == euid or (allow_root and st.st_uid == 0)
+
+
+def ensure_dir(path: os.PathLike | str) -> Path:
+    """``path`` as a folder of this user's: created 0700 (with its parents) if missing;
+    refused if it is a symlink, not a folder, or owned by someone else."""
+    p = Path(path)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        try:
+            missing = [p, *(a for a in p.parents if not os.path.lexists(a))]
+            for folder in reversed(missing):  # each one 0700 (makedirs gives only the leaf its mode)
+                try:
+                    os.mkdir(folder, 0o700)
+                except FileExistsError:
+                    pass
+            st = os.lstat(p)
+        except OSError as e:
+            raise UnsafeFile(p, f"cannot create the folder: {e.strerror or e}") from None
+    except OSError as e:
+        raise UnsafeFile(p, f"cannot read the folder: {e.strerror or e}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFile(p, "is a symlink; nbtui keeps its files only in a real folder")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeFile(p, "is not a folder")
+    if not _owner_ok(st):
+        raise UnsafeFile(p, f"is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})")
+    return p
+
+
+def _check_fd(fd: int, path, allow_root: bool = False) -> os.stat_result:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFile(path, "is not a regular file")
+    if not _owner_ok(st, allow_root):
+        raise UnsafeFile(path, f"is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})")
+    return st
+
+
+def open_fd(path: os.PathLike | str, flags: int, *, mode: int = 0o600, allow_root: bool = False) -> int:
+    """``os.open`` of a state file without following a symlink, checked as a regular file
+    of this user's. The caller closes the descriptor."""
+    p = Path(path)
+    if flags & os.O_CREAT:
+        ensure_dir(p.parent)
+    try:
+        fd = os.open(p, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+    except OSError as e:
+        if e.errno == 40:  # ELOOP: the last component is a symlink
+            raise UnsafeFile(p, "is a symlink; nbtui does not write through one") from None
+        raise
+    try:
+        _check_fd(fd, p, allow_root)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def append_line(path: os.PathLike | str, line: str) -> None:
+    """Append one line (created 0600); raises OSError / UnsafeFile when it cannot."""
+    fd = open_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        data = (line + "\n").encode("utf-8")
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write to {path}")
+    finally:
+        os.close(fd)
+
+
+def read_text(path: os.PathLike | str, limit: int = MAX_CONFIG_BYTES, *, allow_root: bool = True) -> str | None:
+    """A config or state file's text (None when missing): not through a symlink, not a
+    FIFO or device (opened non-blocking, so a FIFO cannot hang us), not over ``limit``
+    bytes, owned by this user (or, with ``allow_root``, root)."""
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == 40:
+            raise UnsafeFile(p, "is a symlink; nbtui does not read through one") from None
+        raise UnsafeFile(p, f"cannot read: {e.strerror or e}") from None
+    try:
+        st = _check_fd(fd, p, allow_root)
+        if st.st_size > limit:
+            raise UnsafeFile(p, f"is {st.st_size:,} bytes; a config file is at most {limit:,}")
+        os.set_blocking(fd, True)
+        chunks, total = [], 0
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            total += len(b)
+            if total > limit:
+                raise UnsafeFile(p, f"is over {limit:,} bytes; a config file is at most {limit:,}")
+            chunks.append(b)
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UnsafeFile(p, f"is not UTF-8 text (byte {e.start})") from None
