@@ -141,7 +141,7 @@ def kernels_table(kernels: Iterable[Kernel], width: Optional[int] = None, *,
     if snapshot is not None:
         by_pid = {s.pid: s.name for s in snapshot.servers if s.pid is not None}
         rows += [tr.terminal_row(t) for t in snapshot.terminals if t.orphan_reasons or not orphans_only]
-        rows += [tr.process_row(p, by_pid.get(p.server_pid, "")) for p in snapshot.processes if p.orphan_reasons]
+        rows += [tr.process_row(p, by_pid.get(p.server_pid, "") if p.server_pid is not None else "") for p in snapshot.processes if p.orphan_reasons]
     natural = {c.key: max([len(c.title)] + [len(tr.text(r, c.key)) for r in rows]) for c in cols.COLUMNS}
     layout = cols.fit(width - 1, natural)  # the last cell of a line never touches the edge
 

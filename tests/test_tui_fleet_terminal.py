@@ -31,7 +31,7 @@ def test_the_acting_keys_are_on_the_first_screen_at_80x24(tmp_path, config_dir, 
         try:
             screen = wait_for(lambda: "k Kill" in term.screen() and term.screen(), 10, 0.1, "the keys")
         except Exception:
-            raise AssertionError(term.screen())
+            raise AssertionError(term.screen()) from None
         lines = screen.splitlines()
         assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
         footer = "\n".join(lines[-3:])
@@ -66,7 +66,7 @@ def test_a_leftover_of_a_killed_server_is_a_row_kept_by_o_and_freed_by_k(tmp_pat
                      and any(x.strip() == str(child) for x in term.screen().splitlines()[:4]), 20, 0.1,
                      "the filter applied")
         except TimeoutError:
-            raise AssertionError(term.screen())
+            raise AssertionError(term.screen()) from None
         term.keys("Enter")
         row = wait_for(lambda: next((line for line in term.screen().splitlines() if mine(line)), None),
                        20, 0.1, "the filtered row")

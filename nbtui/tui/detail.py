@@ -16,7 +16,6 @@ from nbtui.table_rows import Row
 from nbtui.text import visible
 from nbtui.report import iso
 from nbtui.tui.history import History
-from nbtui.text import visible
 from nbtui.tui.textline import TextLines
 from nbtui.units import human_bytes, human_duration, human_percent
 

@@ -117,7 +117,7 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
         t.append(visible(name), style="bold")
         t.append(f" {visible(extra)}" if extra else "")
     known = {s.name for s in snap.servers}
-    for i, name in enumerate(w for w in waiting if w not in known):
+    for name in (w for w in waiting if w not in known):
         if len(t):
             t.append("   ")
         t.append("◌ ", style=theme.warning or "")

@@ -32,8 +32,7 @@ from nbtui.secrets import redact
 from nbtui.text import visible
 from nbtui.tui import rows
 from nbtui.tui.fleet_header import server_lines, summary_text
-from nbtui.text import visible
-from nbtui.tui.safe import add, plain
+from nbtui.tui.safe import plain
 from nbtui.tui.confirm import ConfirmScreen
 from nbtui.tui.detail import DetailPane
 from nbtui.tui.history import History

@@ -187,7 +187,7 @@ class SnapshotRunner:
                     if was is not None:
                         k = dataclasses.replace(k, usage=was.usage, orphan_reasons=was.orphan_reasons, user=was.user)
                     kernels.append(k)
-            elif name in prev_servers:
+            elif prev is not None and name in prev_servers:
                 servers.append(prev_servers[name])
                 kernels += [k for k in prev.kernels if k.server == name]
             else:

@@ -60,7 +60,7 @@ class KernelTable(DataTable):
 
     def set_labels(self, labels: dict[str, str]) -> None:
         for c, w in self.col_layout:
-            col = self.columns.get(c.key)  # type: ignore[call-overload]
+            col = self.columns.get(c.key)
             if col is not None:
                 col.label = _label(labels.get(c.key, c.title), c.right, w)
         self._update_count += 1
@@ -121,7 +121,7 @@ class KernelTable(DataTable):
                 row = data[key]  # type: ignore[index]  # RowKey hashes and compares as its str
                 for c, a, b in zip(cols, old, new):
                     if a != b or restyle or flip:
-                        row[c.key] = style(c.key, b, orphan)  # type: ignore[index]  # what update_cell does, minus a repaint per cell
+                        row[c.key] = style(c.key, b, orphan)  # what update_cell does, minus a repaint per cell
                         written += 1
                 changed.add(key)
             self._text[key] = new
