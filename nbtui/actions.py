@@ -843,6 +843,7 @@ class ServerOutcome:
     server_error: bool = False
     audit_error: Optional[str] = None
     fates: list = field(default_factory=list)
+    interrupted: bool = False  # as Outcome: a stop through the hub is one request, never cut short by ctrl+c
 
     @property
     def ok(self) -> bool:

@@ -160,7 +160,9 @@ async def test_restart_asks_first_and_readonly_turns_it_off(two_servers, tmp_pat
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")
-        await until(pilot, lambda: audit.exists(), what="the audit line")
+        # the intent line comes first (written before acting), then the outcome
+        await until(pilot, lambda: audit.exists() and len(audit.read_text().splitlines()) >= 2,
+                    what="the audit lines")
         line = json.loads(audit.read_text().splitlines()[-1])
         assert line["action"] == "restart" and line["target"]["kernel_id"] == ids["b1"]
         assert line["result"] == "ok"
