@@ -22,7 +22,7 @@ from typing import Optional
 import httpx
 import psutil
 
-from tests.jupyter import free_port, wait_for
+from tests.jupyter import PORT_ATTEMPTS, free_port, port_taken, wait_for
 
 CHP_VERSION = "4.6.3"
 REPO = Path(__file__).resolve().parent.parent
@@ -118,18 +118,51 @@ class Hub:
     def headers(self) -> dict:
         return {"Authorization": f"token {self.token}"}
 
+    def _new_ports(self) -> None:
+        self.port, self.api_port, self.chp_api_port = free_port(), free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.env.update({"HUB_PORT": str(self.port), "HUB_API_PORT": str(self.api_port),
+                         "CHP_API_PORT": str(self.chp_api_port)})
+
     def start(self, timeout: float = 90.0) -> "Hub":
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(self.base / "jupyterhub_config.py")],
-            cwd=self.base, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_for(self._ready, timeout, 0.2, f"jupyterhub on port {self.port} (log: {self.log_path})")
-        return self
+        """Start the hub and wait until it answers; a port lost to another process (parallel
+        tests) means three new ports and a fresh start, as in ``JupyterServer.start``."""
+        for attempt in range(PORT_ATTEMPTS):
+            self._log = open(self.log_path, "ab")
+            offset = self._log.tell()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub", "-f", str(self.base / "jupyterhub_config.py")],
+                cwd=self.base, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+
+            def said() -> str:
+                with open(self.log_path, "rb") as f:
+                    f.seek(offset)
+                    return f.read().decode(errors="replace")
+
+            # The hub lives on for its proxy's whole retry time when the proxy lost a port:
+            # its log says so at once.
+            wait_for(lambda: self.proc.poll() is not None or port_taken(said()) or self._ready(), timeout, 0.2,
+                     f"jupyterhub on port {self.port} (log: {self.log_path})")
+            if self.proc.poll() is None and not port_taken(said()):
+                return self
+            self._kill_group()  # the hub and the proxy it started
+            self.proc.wait(10)
+            self._log.close()
+            if attempt + 1 < PORT_ATTEMPTS and port_taken(said()):
+                self._new_ports()
+                continue
+            code, self.proc = self.proc.returncode, None
+            raise RuntimeError(f"jupyterhub exited with {code}; log: {self.log_path}")
+        raise AssertionError("unreachable")
+
+    def _kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def _ready(self) -> bool:
-        if self.proc and self.proc.poll() is not None:
-            raise RuntimeError(f"jupyterhub exited with {self.proc.returncode}; log: {self.log_path}")
         return httpx.get(self.url + "hub/api", timeout=2).status_code == 200
 
     def api(self, method: str, path: str, token: Optional[str] = None, headers: Optional[dict] = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -21,10 +22,45 @@ import httpx
 import psutil
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free right now, for a server a test starts.
+
+    Drawn at random below the kernel's ephemeral range: every outgoing connection and each
+    kernel's ZMQ ports (bound to port 0) come from that range, so a port picked there can be
+    taken again before the server binds it; at random, so that parallel workers (xdist) and a
+    second suite beside this one rarely draw the same. A server that still loses the race is
+    started again on another port (``PORT_ATTEMPTS``, ``port_taken``).
+    """
+    low, high = _ephemeral_range()
+    bottom, top = (10000, low - 1) if low > 12000 else (high + 1, 65535)
+    for _ in range(200 if bottom < top else 0):
+        port = random.randint(bottom, top)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the range is crowded: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+PORT_ATTEMPTS = 5
+_PORT_TAKEN = ("already in use", "is not available", "EADDRINUSE", "address in use")
+
+
+def port_taken(log_text: str) -> bool:
+    """Whether a server's log says it lost its port to another process (then: a new port)."""
+    return any(marker.lower() in log_text.lower() for marker in _PORT_TAKEN)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
@@ -84,22 +120,38 @@ class JupyterServer:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> "JupyterServer":
-        args = [
-            sys.executable, "-m", "jupyter_server",
-            f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={self.root_dir}",
-            f"--IdentityProvider.token={self.token}", "--ServerApp.open_browser=False",
-            "--allow-root", *self.extra_args,
-        ]
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_for(self._ready, timeout, 0.1, f"jupyter server on port {self.port} (log: {self.log_path})")
-        return self
+        """Start the server and wait until it answers; a port lost to another process between
+        ``free_port()`` and the server's bind (parallel tests) means a new port, up to
+        ``PORT_ATTEMPTS`` times (a server whose log does not say so fails at once)."""
+        for attempt in range(PORT_ATTEMPTS):
+            args = [
+                sys.executable, "-m", "jupyter_server",
+                f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+                "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={self.root_dir}",
+                f"--IdentityProvider.token={self.token}", "--ServerApp.open_browser=False",
+                "--allow-root", *self.extra_args,
+            ]
+            self._log = open(self.log_path, "ab")
+            offset = self._log.tell()
+            self.proc = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            wait_for(lambda: self.proc.poll() is not None or self._ready(), timeout, 0.1,
+                     f"jupyter server on port {self.port} (log: {self.log_path})")
+            if self.proc.poll() is None:
+                return self
+            self._log.close()
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                said = f.read().decode(errors="replace")
+            if attempt + 1 < PORT_ATTEMPTS and port_taken(said):
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}/"
+                continue
+            code, self.proc = self.proc.returncode, None
+            raise RuntimeError(f"jupyter server exited with {code}; log: {self.log_path}")
+        raise AssertionError("unreachable")
 
     def _ready(self) -> bool:
-        if self.proc and self.proc.poll() is not None:
-            raise RuntimeError(f"jupyter server exited with {self.proc.returncode}; log: {self.log_path}")
         r = httpx.get(self.url + "api/status", headers=self.headers, timeout=2)
         return r.status_code == 200
 

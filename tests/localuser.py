@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import secrets
 import shutil
 import signal
@@ -52,6 +53,18 @@ def why_not() -> Optional[str]:
     return None
 
 
+def account_tool(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run ``useradd``/``userdel``, again while another process holds the lock on the account
+    files (parallel workers, or a second suite, adding or removing their own users at once:
+    "cannot lock /etc/passwd; try again later"). Returns the last run; text output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = subprocess.run(list(args), capture_output=True, text=True, timeout=30)
+        if r.returncode == 0 or "lock" not in r.stderr.lower() or time.monotonic() > deadline:
+            return r
+        time.sleep(0.1 + random.random() * 0.4)
+
+
 class LocalUser:
     def __init__(self):
         self.name = "nbt" + secrets.token_hex(4)
@@ -65,8 +78,9 @@ class LocalUser:
     # -- lifecycle -----------------------------------------------------------------------
 
     def create(self) -> "LocalUser":
-        subprocess.run(["useradd", "-m", "-d", str(self.home), "-s", "/bin/sh", self.name],
-                       check=True, capture_output=True, timeout=30)
+        r = account_tool("useradd", "-m", "-d", str(self.home), "-s", "/bin/sh", self.name)
+        if r.returncode != 0:
+            raise subprocess.CalledProcessError(r.returncode, r.args, r.stdout, r.stderr)
         self.uid = pwd.getpwnam(self.name).pw_uid
         self.pydir.mkdir()
         site = sysconfig.get_paths()["purelib"]  # the project's venv (editable nbtui in it)
@@ -98,7 +112,7 @@ class LocalUser:
                     p.wait(5)
                 except subprocess.TimeoutExpired:
                     pass
-            subprocess.run(["userdel", "-r", "-f", self.name], capture_output=True, timeout=30)
+            account_tool("userdel", "-r", "-f", self.name)
         shutil.rmtree(self.base, ignore_errors=True)
 
     # -- running things as the user ---------------------------------------------------------
@@ -172,7 +186,7 @@ def local_user():
         user.create()
     except subprocess.CalledProcessError as e:
         user.remove()
-        pytest.skip(f"no second local user: useradd failed: {e.stderr.decode(errors='replace').strip()}")
+        pytest.skip(f"no second local user: useradd failed: {e.stderr.strip()}")
     try:
         yield user
     finally:

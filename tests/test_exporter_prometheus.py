@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT
-from tests.jupyter import JupyterServer, free_port, wait_for
+from tests.jupyter import PORT_ATTEMPTS, JupyterServer, free_port, port_taken, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
@@ -102,13 +102,19 @@ def prometheus(fleet, tmp_path_factory):
     (base / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
         f"scrape_configs:\n  - job_name: nbtui\n    static_configs:\n      - targets: ['{target}']\n")
-    port = free_port()
-    prom = Running([PROMETHEUS, f"--config.file={base / 'prometheus.yml'}", f"--storage.tsdb.path={base / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], dict(os.environ), base / "prom.log")
-    api = f"http://127.0.0.1:{port}"
+    for attempt in range(PORT_ATTEMPTS):  # a port lost to a parallel test: another port
+        port = free_port()
+        prom = Running([PROMETHEUS, f"--config.file={base / 'prometheus.yml'}", f"--storage.tsdb.path={base / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], dict(os.environ),
+                       base / f"prom-{attempt}.log")
+        api = f"http://127.0.0.1:{port}"
+        wait_for(lambda: prom.proc.poll() is not None or httpx.get(api + "/-/ready", timeout=2).status_code == 200,
+                 timeout=60, what="prometheus ready")
+        if prom.proc.poll() is None:
+            break
+        if attempt + 1 == PORT_ATTEMPTS or not port_taken(prom.text()):
+            raise RuntimeError(f"prometheus exited with {prom.proc.returncode}: {prom.text()[-2000:]}")
     try:
-        wait_for(lambda: httpx.get(api + "/-/ready", timeout=2).status_code == 200, timeout=60,
-                 what="prometheus ready")
         yield api
     finally:
         prom.stop()

@@ -22,6 +22,7 @@ from tests.conftest import ROOT, add_server
 from tests.conftest import run_nbtui as _run_nbtui
 from tests.fakehttp import FakeHTTP
 from tests.jupyter import JupyterServer, wait_for
+from tests.localuser import account_tool
 
 ESC_NAME = "evil/\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07 x.ipynb"
 HOSTILE_PATHS = ["dir[/]x.ipynb", "report [red].ipynb", ESC_NAME, "two\nlines.ipynb", "flip\u202egnp.ipynb"]
@@ -309,8 +310,7 @@ def other_user():
     if not Path("/usr/bin/python3").exists():
         pytest.skip("no /usr/bin/python3 for the other user to run")
     name = f"nbtui-t-{os.urandom(3).hex()}"
-    r = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                       capture_output=True, text=True)
+    r = account_tool("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name)
     if r.returncode != 0:
         pytest.skip(f"useradd failed: {r.stderr.strip()}")
     try:
@@ -322,7 +322,7 @@ def other_user():
                     p.kill()
                 except psutil.Error:
                     pass
-        subprocess.run(["userdel", name], capture_output=True)
+        account_tool("userdel", name)
 
 
 def test_another_users_hostile_leftover_reaches_roots_terminal_as_text(other_user, leftover):
