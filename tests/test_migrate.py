@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from nbtui.jupyter.rest import ServerClient
 from nbtui.migrate.move import Migration, MigrationFailed, Options, ServerSource
-from tests.conftest import run_nbtui
+from tests.conftest import ROOT, run_nbtui
 from tests.jupyter import JupyterServer, wait_for
 
 STUB = Path(__file__).resolve().parent / "migrate_stub"
@@ -208,6 +209,15 @@ async def test_target_kernel_dying_mid_transfer_leaves_the_source_untouched(serv
     assert not [s for s in dst.api("GET", "api/sessions").json() if s["path"] == "dies.ipynb"]
 
 
+def _nothing_changed(src: JupyterServer, dst: JupyterServer, kid: str, before: set, r) -> None:
+    assert {k["id"] for k in dst.kernels()} == before
+    assert kid in {k["id"] for k in src.kernels()}
+    assert "Traceback" not in r.stderr
+
+
+# The refusals, in three tests (each one's refusals change nothing).
+
+
 def test_refusals_change_nothing(servers, config_dir):
     src, dst = servers
     kid = src.create_session("taken.ipynb")["kernel"]["id"]
@@ -222,27 +232,55 @@ def test_refusals_change_nothing(servers, config_dir):
 
     r = _migrate(kid, "--to", "nowhere")
     assert r.returncode == 3 and "unknown server 'nowhere'" in r.stderr
+    _nothing_changed(src, dst, kid, before, r)
+
+
+def test_refusals_change_nothing_busy_or_not_python(servers, tmp_path):
+    src, dst = servers
+    kid = src.create_session("taken.ipynb")["kernel"]["id"]
+    before = {k["id"] for k in dst.kernels()}
 
     echo = src.api("POST", "api/kernels", json={"name": "echo"}).json()["id"]
     r = _migrate(echo, "--to", "dst", "--notebook", "e.ipynb")
     assert r.returncode == 1 and "runs echo, not Python" in r.stderr
 
-    src.start_code(kid, "import time; time.sleep(3)")
-    wait_for(lambda: src.api("GET", f"api/kernels/{kid}").json()["execution_state"] == "busy", 10, what="busy")
-    r = _migrate(kid, "--to", "dst", "--notebook", "y.ipynb")
-    assert r.returncode == 1 and "busy" in r.stderr and "--wait" in r.stderr
-    r = run_nbtui("migrate", kid, "--to", "dst", "--notebook", "y.ipynb", "--wait", "--dry-run", timeout=60)
-    assert r.returncode == 0 and "plan:" in r.stdout
+    # Busy until the test says so (a loaded machine cannot end a fixed busy spell early).
+    release = tmp_path / "release"
+    src.start_code(kid, f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.05)")
+    try:
+        wait_for(lambda: src.api("GET", f"api/kernels/{kid}").json()["execution_state"] == "busy", 10, what="busy")
+        r = _migrate(kid, "--to", "dst", "--notebook", "y.ipynb")
+        assert r.returncode == 1 and "busy" in r.stderr and "--wait" in r.stderr
+        err = tmp_path / "wait.err"
+        with open(err, "w") as f:
+            waiting = subprocess.Popen([sys.executable, "-m", "nbtui", "migrate", kid, "--to", "dst", "--notebook",
+                                        "y.ipynb", "--wait", "--dry-run"], stdout=subprocess.PIPE, stderr=f,
+                                       stdin=subprocess.DEVNULL, text=True, cwd=ROOT)
+        try:
+            wait_for(lambda: "waiting for the source kernel" in err.read_text(), 60, what="migrate --wait waiting")
+            release.touch()
+            out, _ = waiting.communicate(timeout=60)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait(10)
+        assert waiting.returncode == 0 and "plan:" in out
+    finally:
+        release.touch()
+    _nothing_changed(src, dst, kid, before, r)
+    assert "Traceback" not in err.read_text()
 
+
+def test_refusals_change_nothing_dead_target(servers, config_dir):
+    src, dst = servers
+    kid = src.create_session("taken.ipynb")["kernel"]["id"]
+    before = {k["id"] for k in dst.kernels()}
     # A dead target server: refused before anything changes.
     with open(config_dir / "servers.toml", "a") as f:
         f.write('[servers.down]\nurl = "http://127.0.0.1:9/"\ntoken = "env"\ntoken_env = "NBTUI_TEST_TOKEN_MIG_SRC"\n')
     r = _migrate(kid, "--to", "down", "--notebook", "z.ipynb")
     assert r.returncode == 1 and "connection refused" in r.stderr and "nothing was changed" in r.stderr
-
-    assert {k["id"] for k in dst.kernels()} == before
-    assert kid in {k["id"] for k in src.kernels()}
-    assert "Traceback" not in r.stderr
+    _nothing_changed(src, dst, kid, before, r)
 
 
 def test_rebind_binds_a_sessionless_kernel_and_refuses_a_taken_path(servers):
