@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 
 import psutil
 import pytest
@@ -20,7 +21,9 @@ from tests.jupyter import JupyterServer, wait_for
 
 MB = 1024**2
 JOB_MB = 120
-MARK = "nbtui-terminal-job"
+# Unique to this run: find_job looks at every process on the host, where a second run of the
+# suite (or another worker) may have a terminal job of the same tag.
+MARK = f"nbtui-terminal-job-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def open_terminal(server: JupyterServer) -> str:
