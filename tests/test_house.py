@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 def test_the_server_extension_imports_no_client_side():
     """The extension loads inside every jupyter_server: it must not pull in the fleet,
     httpx, config, secrets or discovery."""
-    code = ("import sys, nbtui.serverext, nbtui.host.view, nbtui.host.wire; "
+    code = ("import sys, nbtui.serverext, nbtui.host.local, nbtui.host.wire; "
             "print(sorted(m for m in ('httpx', 'nbtui.fleet', 'nbtui.config', 'nbtui.secrets', "
             "'nbtui.jupyter.discovery', 'textual') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)

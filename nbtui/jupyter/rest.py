@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from nbtui import model
 from nbtui.errors import EXIT_PARTIAL, NbtuiError
 from nbtui.secrets import redact
 
@@ -27,6 +28,13 @@ TOKEN = "token"
 MAX_BODY = 64 << 20  # config.toml `max_body`
 TOO_BIG = "too-big"
 MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
+# A read that failed with a ServerError of this kind: the server's status (else model.ERROR).
+STATUS_OF_KIND = {
+    UNREACHABLE: model.UNREACHABLE,
+    TIMEOUT: model.TIMEOUT,
+    AUTH_FAILED: model.AUTH_FAILED,
+    TOKEN: model.AUTH_FAILED,
+}
 
 
 class ServerError(NbtuiError):
