@@ -8,7 +8,7 @@ import ipaddress
 import json
 import ssl
 import time
-from typing import Any, Optional
+from typing import Any, Awaitable, Optional, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -28,6 +28,7 @@ TOKEN = "token"
 MAX_BODY = 64 << 20  # config.toml `max_body`
 TOO_BIG = "too-big"
 MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
+T = TypeVar("T")
 # A read that failed with a ServerError of this kind: the server's status (else model.ERROR).
 STATUS_OF_KIND = {
     UNREACHABLE: model.UNREACHABLE,
@@ -164,16 +165,7 @@ class ServerClient:
         extra: dict[str, Any] = {"timeout": httpx.Timeout(timeout)} if timeout else {}
         if headers:
             extra["headers"] = headers
-        try:
-            r, body = await asyncio.wait_for(self._fetch(method, path, json_body, extra), deadline)
-        except asyncio.TimeoutError:
-            raise ServerError(self.name, TIMEOUT, f"timed out after {deadline:g} s ({self.url})") from None
-        except httpx.TimeoutException:
-            raise ServerError(self.name, TIMEOUT, f"timed out after {deadline:g} s ({self.url})") from None
-        except httpx.ConnectError as e:
-            raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
-        except httpx.HTTPError as e:
-            raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
+        r, body = await self._bounded(self._fetch(method, path, json_body, extra), deadline)
         return self._check(r, body, shown, expect_json)
 
     async def _fetch(self, method: str, path: str, json_body: Any, extra: dict) -> tuple[httpx.Response, bytes]:
@@ -350,8 +342,9 @@ class ServerClient:
         return await self._bounded(
             self.request("PUT", f"api/contents/{quote(path)}", json_body=body, timeout=limit), limit)
 
-    async def _bounded(self, work, limit: float):
-        """One network exchange bounded as a whole, with the errors of ``request``."""
+    async def _bounded(self, work: Awaitable[T], limit: float) -> T:
+        """One network exchange bounded as a whole (``request`` and every read of its own),
+        its failures as this server's ServerError: timeout, unreachable."""
         try:
             return await asyncio.wait_for(work, limit)
         except asyncio.TimeoutError:
