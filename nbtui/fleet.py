@@ -17,7 +17,6 @@ from nbtui.config import Config, ServerConfig, Settings
 from nbtui.host import wire
 from nbtui.jupyter import own
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url
-from nbtui.jupyter.hub import DIRECT, PROXY
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
 from nbtui.secrets import TokenError, redact, resolve
 from nbtui.sources import HostSample, HostView
@@ -255,10 +254,12 @@ class Fleet:
 
     async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
         if entry.hub is not None:  # a hub user's server: bounded per hub, pending, proxy interval
-            return await self._read_user_server(entry, now)
+            from nbtui.jupyter import hub as hub_mod
+
+            return await hub_mod.read_user_server(self, entry, now)
         return await self._read_server(entry, now)
 
-    # -- hub users' servers (nbtui.jupyter.hub lists them; the fleet keeps an entry for each) --
+    # -- hubs (nbtui.jupyter.hub lists their users' servers; the fleet keeps an entry for each) --
 
     async def _expand_hubs(self) -> list[model.ServerInfo]:
         """List every hub, then make the fleet's servers match: one entry per user's server
@@ -297,38 +298,6 @@ class Fleet:
                 del self._servers[name]
         await asyncio.gather(*(c.aclose() for c in closing if c is not None), return_exceptions=True)
         return rows
-
-    async def _read_user_server(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
-        """Read one user's server: a pending one is a state (nothing to read); one reached
-        through the proxy is read at most every ``proxy_interval``; a direct route that does not
-        answer from here falls back to the proxy, said so."""
-        assert entry.hub is not None
-        hub = self._hubs[entry.hub]
-        name = entry.config.name
-        child = hub.children.get(name)
-        if entry.extra.get("pending") or (child is not None and not child.server.ready):
-            return self._info(entry), []
-        if entry.extra.get("route") == PROXY and entry.proxy_read is not None:
-            at, info, kernels = entry.proxy_read
-            if time.monotonic() - at < hub.proxy_interval:
-                return self._info(entry, latency_ms=info.latency_ms), [_aged(k, now) for k in kernels]
-        async with hub.limit:
-            info, kernels = await self._read_server(entry, now)
-        if (info.error_kind == "unreachable" and entry.extra.get("route") == DIRECT and child is not None
-                and hub.config.route != DIRECT):
-            hub.unreachable.add(name)
-            fallback = hub._child(child.server, {child.server.path: entry.config.url})
-            hub.children[name] = fallback
-            if entry.client is not None:
-                await entry.client.aclose()
-                entry.client = None
-            entry.config, entry.extra = fallback.config, fallback.extra()
-            async with hub.limit:
-                info, kernels = await self._read_server(entry, now)
-        # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
-        if entry.extra.get("route") == PROXY and info.ok:
-            entry.proxy_read = (time.monotonic(), info, kernels)
-        return info, kernels
 
     async def _read_server(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
         name = entry.config.name
@@ -583,13 +552,6 @@ def _stale_files(found: Discovery | None) -> tuple[str, ...]:
     except Exception:  # the host cannot be read: say nothing about kernel files
         return tuple(found.stale)
     return tuple(found.stale) + orphans.stale_kernel_files(files, live_kernel_ids=(), running_kernel_ids=running)
-
-
-def _aged(k: model.Kernel, now: dt.datetime) -> model.Kernel:
-    """A kernel read earlier, its idle time as of now."""
-    if k.last_activity is None:
-        return k
-    return replace(k, idle_seconds=max(0.0, (now - k.last_activity).total_seconds()))
 
 
 def sort_key(k: model.Kernel):

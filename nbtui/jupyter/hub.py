@@ -18,15 +18,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from nbtui.config import ServerConfig
-from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, STATUS_OF_KIND, ServerClient, ServerError, is_loopback
-from nbtui.units import parse_time
+from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, ServerClient, ServerError, is_loopback
 
 PAGINATION = "application/jupyterhub-pagination+json"
 MAX_PAGES = 10_000  # a hub that keeps answering "next" forever is cut off here
@@ -80,7 +79,9 @@ def missing_scopes(scopes: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _time(value: object) -> Optional[dt.datetime]:
+def _time(value) -> Optional[dt.datetime]:
+    from nbtui.units import parse_time
+
     return parse_time(value)
 
 
@@ -322,7 +323,9 @@ class HubSource:
                        error=f"server {self.name}: timed out after {self.timeout:g} s")
             return row, list(self.children.values())  # the last listing stays readable
         except ServerError as e:
-            row.update(status=STATUS_OF_KIND.get(e.kind, model.ERROR),
+            from nbtui.jupyter.rest import STATUS_OF_KIND as _STATUS_OF_KIND
+
+            row.update(status=_STATUS_OF_KIND.get(e.kind, model.ERROR),
                        error_kind="auth-failed" if e.kind == "token" else e.kind, error=redact(str(e)))
             if e.kind == "not-found":
                 row["error"] = f"server {self.name}: {self.config.url}hub/api/users not found: not a JupyterHub?"
@@ -377,3 +380,45 @@ async def detect(url: str, *, timeout: float = 3.0, ca_bundle: Optional[str] = N
         return None
     finally:
         await client.aclose()
+
+
+# -- the fleet's hook (nbtui.fleet calls these) -----------------------------------------------
+
+
+async def read_user_server(fleet, entry, now: dt.datetime):
+    """Read one user's server: a pending one is a state (nothing to read); one reached
+    through the proxy is read at most every ``proxy_interval``; a direct route that does not
+    answer from here falls back to the proxy, said so."""
+    hub = fleet._hubs[entry.hub]
+    name = entry.config.name
+    child = hub.children.get(name)
+    if entry.extra.get("pending") or (child is not None and not child.server.ready):
+        return fleet._info(entry), []
+    if entry.extra.get("route") == PROXY and entry.proxy_read is not None:
+        at, info, kernels = entry.proxy_read
+        if time.monotonic() - at < hub.proxy_interval:
+            return fleet._info(entry, latency_ms=info.latency_ms), [_aged(k, now) for k in kernels]
+    async with hub.limit:
+        info, kernels = await fleet._read_server(entry, now)
+    if (info.error_kind == "unreachable" and entry.extra.get("route") == DIRECT and child is not None
+            and hub.config.route != DIRECT):
+        hub.unreachable.add(name)
+        fallback = hub._child(child.server, {child.server.path: entry.config.url})
+        hub.children[name] = fallback
+        if entry.client is not None:
+            await entry.client.aclose()
+            entry.client = None
+        entry.config, entry.extra = fallback.config, fallback.extra()
+        async with hub.limit:
+            info, kernels = await fleet._read_server(entry, now)
+    # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
+    if entry.extra.get("route") == PROXY and info.ok:
+        entry.proxy_read = (time.monotonic(), info, kernels)
+    return info, kernels
+
+
+def _aged(k, now: dt.datetime):
+    """A kernel read earlier, its idle time as of now."""
+    if k.last_activity is None:
+        return k
+    return replace(k, idle_seconds=max(0.0, (now - k.last_activity).total_seconds()))

@@ -8,7 +8,7 @@ import ipaddress
 import json
 import ssl
 import time
-from typing import Any, Awaitable, Optional, TypeVar
+from typing import Any, Optional
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -28,7 +28,6 @@ TOKEN = "token"
 MAX_BODY = 64 << 20  # config.toml `max_body`
 TOO_BIG = "too-big"
 MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
-T = TypeVar("T")
 # A read that failed with a ServerError of this kind: the server's status (else model.ERROR).
 STATUS_OF_KIND = {
     UNREACHABLE: model.UNREACHABLE,
@@ -342,9 +341,8 @@ class ServerClient:
         return await self._bounded(
             self.request("PUT", f"api/contents/{quote(path)}", json_body=body, timeout=limit), limit)
 
-    async def _bounded(self, work: Awaitable[T], limit: float) -> T:
-        """One network exchange bounded as a whole (``request`` and every read of its own),
-        its failures as this server's ServerError: timeout, unreachable."""
+    async def _bounded(self, work, limit: float):
+        """One network exchange bounded as a whole, with the errors of ``request``."""
         try:
             return await asyncio.wait_for(work, limit)
         except asyncio.TimeoutError:
