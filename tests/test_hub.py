@@ -254,3 +254,37 @@ def test_kill_a_users_kernel_and_stop_a_server_through_the_hub(hub, config_dir, 
     assert [x["result"] for x in lines] == ["requested", "ok"]  # the audit line comes before the act
     assert all(x["action"] == "kill-server" and x["target"]["user"] == "bob" for x in lines)
     assert hub.token not in audit.read_text()
+
+
+async def test_k_on_a_server_row_stops_it_through_the_hub(hub, config_dir, tmp_path):
+    """The TUI: v lists every server as a row, k on a hub user's server asks, then stops it
+    through the hub (re-checked, audited before and after), and its row goes."""
+    from nbtui.tui.app import NbtuiApp
+    from nbtui.tui.confirm import ConfirmScreen
+    from nbtui.tui.servers_screen import ServersScreen
+    from tests.jupyter import until
+
+    hub.spawn("alice", "tmp")
+    await asyncio.to_thread(hub.wait_ready, "alice", "tmp")
+    _add_hub(hub)
+    audit = tmp_path / "nbtui-state" / "audit.jsonl"
+    fleet = Fleet.from_config(config_mod.load(config_dir), discover_local=False)
+    app = NbtuiApp(fleet, refresh=0.5)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await until(pilot, lambda: app.snapshot and any(s.name == "hub/alice/tmp" and s.ok
+                                                        for s in app.snapshot.servers), 60, what="alice/tmp")
+        await pilot.press("v")
+        screen = await until(pilot, lambda: isinstance(app.screen, ServersScreen) and app.screen, what="servers")
+        await until(pilot, lambda: screen.select("hub/alice/tmp"), what="alice/tmp's row")
+        await pilot.press("k")
+        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, what="the plan")
+        assert modal.title_text == "Stop hub/alice/tmp?"
+        assert not audit.exists() or "tmp" not in audit.read_text()  # nothing before the answer
+        await pilot.press("y")
+        await until(pilot, lambda: "hub/alice/tmp" not in screen._order, 60, what="the row to go")
+    await fleet.aclose()
+    assert "tmp" not in hub.user("alice")["servers"] and "" in hub.user("alice")["servers"]
+    lines = [json.loads(x) for x in audit.read_text().splitlines()]
+    assert [x["result"] for x in lines][-2:] == ["requested", "ok"]
+    assert all(x["action"] == "stop-server" and x["target"]["user"] == "alice" for x in lines[-2:])
+    assert hub.token not in audit.read_text()
