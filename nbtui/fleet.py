@@ -447,6 +447,8 @@ class Fleet:
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
         judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
         kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)
+        if self._hubs:  # a hub user's leftovers, named HUB/USER[/SERVER]
+            processes = hub_mod.name_leftovers(self, processes)
         return model.Snapshot(
             generated_at=now,
             servers=tuple(hub_rows + servers),

@@ -164,6 +164,11 @@ class Process:
     orphan_reasons: tuple[str, ...] = ()
     gpu_percent: Optional[float] = None  # SM %, summed over its GPUs
     gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
+    # Of a JupyterHub single-user server (its JUPYTERHUB_USER / _SERVER_NAME): the hub user,
+    # the named server ("" the default), and its name HUB/USER[/SERVER] where the hub is known.
+    hub_user: Optional[str] = None
+    hub_server_name: Optional[str] = None
+    hub_server: Optional[str] = None
 
 
 @dataclass(frozen=True)

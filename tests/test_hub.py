@@ -80,9 +80,9 @@ def _add_hub(hub: Hub, name: str = "hub", token: str | None = None, *extra: str)
     return r
 
 
-def _ls(*extra: str, env=None, code: int = 0) -> dict:
+def _ls(*extra: str, env=None, code: int | None = 0) -> dict:
     r = run_nbtui("ls", "--json", *extra, env=env)
-    assert r.returncode == code, r.stdout + r.stderr
+    assert code is None or r.returncode == code, r.stdout + r.stderr
     return json.loads(r.stdout)
 
 
@@ -288,3 +288,45 @@ async def test_k_on_a_server_row_stops_it_through_the_hub(hub, config_dir, tmp_p
     assert [x["result"] for x in lines][-2:] == ["requested", "ok"]
     assert all(x["action"] == "stop-server" and x["target"]["user"] == "alice" for x in lines[-2:])
     assert hub.token not in audit.read_text()
+
+
+def test_a_dead_user_servers_leftover_is_named_by_its_user(hub, config_dir):
+    """As root on the hub host: a single-user server killed, its kernel exits (ipykernel
+    polls its parent) but what the kernel started lives on; nbtui finds it as a leftover
+    named by the hub user and server (ls, ls --json, and the TUI's row)."""
+    import psutil
+
+    from nbtui.model import Process
+    from nbtui.table_rows import process_row
+
+    hub.spawn("alice", "crash")
+    hub.wait_ready("alice", "crash")
+    kid = hub.start_kernel("alice", "crash")
+    server_pid = hub.server_pid("alice", "crash")
+    _add_hub(hub)
+    code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+            "print(p.pid)")
+    r = run_nbtui("exec", f"hub/alice/crash:{kid[:8]}", code, "--no-discover")
+    assert r.returncode == 0, r.stdout + r.stderr
+    child = int(r.stdout.strip())
+    os.kill(server_pid, signal.SIGKILL)
+    try:
+        wait_for(lambda: not any(f"kernel-{kid}.json" in " ".join(p.info["cmdline"] or ())
+                                 for p in psutil.process_iter(["cmdline"])), 20, 0.2, "the kernel to follow its server")
+        data = _ls("--no-discover", code=None)  # the hub may still list the dead server: exit 4 then
+        left = {p["pid"]: p for p in data["processes"]}
+        assert child in left, [p["cmdline"] for p in data["processes"]]
+        p = left[child]
+        assert (p["hub_user"], p["hub_server_name"], p["hub_server"]) == ("alice", "crash", "hub/alice/crash")
+        assert "server-gone" in p["orphan_reasons"] and p["server_pid"] == server_pid
+        out = " ".join(run_nbtui("ls", "--no-discover", "--orphans").stdout.split())  # lines wrap at 80
+        assert f"pid {child} (alice): Jupyter process of hub user alice's server hub/alice/crash " \
+               f"(pid {server_pid}), which is gone" in out, out
+        fields = set(Process.__dataclass_fields__)
+        row = process_row(Process(**{k: v for k, v in p.items() if k in fields and k != "gpus"}))
+        assert (row.server, row.user) == ("hub/alice/crash", "alice")  # the TUI's and ls's row
+    finally:
+        try:
+            psutil.Process(child).kill()
+        except psutil.Error:
+            pass

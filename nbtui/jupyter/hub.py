@@ -460,6 +460,24 @@ async def read_user_server(fleet, entry, now: dt.datetime):
     return info, kernels
 
 
+def name_leftovers(fleet, processes) -> list:
+    """A leftover of a hub user's server (JUPYTERHUB_USER in its environment) named
+    HUB/USER[/SERVER]: under the hub that lists, or last listed, that user's server, else the
+    only hub configured; several hubs and no listing: the user alone names it."""
+    hubs = list(fleet._hubs.values())
+    out = []
+    for p in processes:
+        if p.hub_user and p.hub_server is None and hubs:
+            tail = f"/{p.hub_user}" + (f"/{p.hub_server_name}" if p.hub_server_name else "")
+            known = [h.name for h in hubs
+                     if h.name + tail in h.children or h.name + tail in LAST_LISTED.get(h.name, {})]
+            hub = known[0] if len(known) == 1 else (hubs[0].name if len(hubs) == 1 else None)
+            if hub is not None:
+                p = replace(p, hub_server=hub + tail)
+        out.append(p)
+    return out
+
+
 def _aged(k, now: dt.datetime):
     """A kernel read earlier, its idle time as of now."""
     if k.last_activity is None:
