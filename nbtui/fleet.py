@@ -158,6 +158,7 @@ class Fleet:
         self.host = host
         self.clock = clock
         self.readonly = False  # --readonly: nbtui.actions.require_writable refuses every action
+        self.acting = False  # reads for an action on a TARGET: a proxied server is read even within proxy_interval
         from nbtui.jupyter import hub as hub_mod
 
         self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}

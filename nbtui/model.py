@@ -16,6 +16,9 @@ UNREACHABLE = "unreachable"
 AUTH_FAILED = "auth-failed"
 TIMEOUT = "timeout"
 ERROR = "error"
+# Not read on purpose: a hub user's server read through the proxy by another nbtui within
+# its proxy_interval (a read there marks it active); error_kind "proxy-interval".
+SKIPPED = "skipped"
 
 # Kernel states of the CLI contract.
 KERNEL_STATES = ("idle", "busy", "starting", "restarting", "dead", "unknown")

@@ -170,12 +170,32 @@ def test_direct_reads_move_no_last_activity_the_proxy_does(hub, config_dir):
     assert moved
 
 
-def test_proxy_route_says_so_and_polls_no_more_than_its_interval(hub, config_dir):
+def test_proxy_route_says_so_and_polls_no_more_than_its_interval(hub, config_dir, tmp_path, monkeypatch):
     _add_hub(hub, "hp", None, "--route", "proxy", "--proxy-interval", "10m")
     data = _ls("--no-discover")
     alice = next(s for s in data["servers"] if s["name"] == "hp/alice")
     assert alice["route"] == "proxy" and alice["url"] == hub.user_url("alice")
     assert "marks the server active" in alice["route_note"] and "10m" in alice["route_note"]
+    assert hub.kernels["alice"] in {k["kernel_id"] for k in data["kernels"]}
+    # Across processes too: the next one-shot ls within the interval does not read it again,
+    # and says so (some servers unread: exit 4).
+    state = tmp_path / "nbtui-state" / "proxy-reads.json"
+    assert state.stat().st_mode & 0o777 == 0o600 and hub.token not in state.read_text()
+    again = _ls("--no-discover", code=4)
+    alice = next(s for s in again["servers"] if s["name"] == "hp/alice")
+    assert (alice["status"], alice["error_kind"]) == ("skipped", "proxy-interval")
+    assert "by another nbtui" in alice["error"] and "next in" in alice["error"]
+    assert not any(k["server"] == "hp/alice" for k in again["kernels"])
+    r = run_nbtui("ls", "--no-discover")
+    assert r.returncode == 4 and "not read: server hp/alice: read through the hub's proxy" in r.stdout, r.stdout
+    # A link planted at the file's name is neither read nor written through: it is replaced.
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    state.unlink()
+    state.symlink_to(target)
+    _ls("--no-discover")  # the planted file counts as no record: read once more
+    assert target.read_text() == "keep" and not state.is_symlink() and "hp/alice" not in state.read_text()
+    monkeypatch.setenv("NBTUI_STATE_DIR", str(tmp_path / "fresh-state"))  # the in-process interval below
     r = run_nbtui("servers", "test", "hp", "--no-discover")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 through the proxy" in r.stdout and r.stdout.count("marks the server active") == 1
