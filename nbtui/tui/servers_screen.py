@@ -65,6 +65,8 @@ def _state(s: ServerInfo) -> str:
         return "starting…"
     if s.pending == "stop":
         return "stopping…"
+    if s.status == "skipped":  # read through the proxy by another nbtui within proxy_interval
+        return "skipped"
     return "ok" if s.ok else (s.error_kind or s.status)
 
 
