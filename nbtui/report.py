@@ -6,7 +6,7 @@ import datetime as dt
 import shutil
 from typing import Any, Iterable, Optional
 
-from nbtui.orphans import kernel_is_idle
+from nbtui import summary
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.states import never_used
 from nbtui.text import visible
@@ -103,6 +103,7 @@ def process_json(p: Process) -> dict[str, Any]:
         "gpu_memory_bytes": p.gpu_memory_bytes, "gpus": [gpu_json(g) for g in p.gpus],
         "gpu_percent": p.gpu_percent, "gpu_idle_seconds": p.gpu_idle_seconds,
         "orphan_reasons": list(p.orphan_reasons),
+        "hub_user": p.hub_user, "hub_server_name": p.hub_server_name, "hub_server": p.hub_server,
     }
 
 
@@ -178,7 +179,7 @@ def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool)
     if left:
         out.append(f"leftover processes ({len(left)}); free one with `nbtui kill pid:N`:")
         for p in left:
-            out.append(f"  pid {p.pid} ({p.user or '?'}): {explain_process(p)} [{', '.join(p.orphan_reasons)}]")
+            out.append(f"  pid {p.pid} ({p.hub_user or p.user or '?'}): {explain_process(p)} [{', '.join(p.orphan_reasons)}]")
     unsure = len(snap.processes) - len(left)
     if unsure:
         out.append(f"{unsure} other Jupyter process{'es' if unsure != 1 else ''} outside the listed kernels, "
@@ -192,13 +193,11 @@ def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool)
 
 
 def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
-    idle_over = sum(1 for k in kernels if kernel_is_idle(k, snap.idle_threshold))
-    orphaned = sum(1 for k in kernels if k.orphan_reasons)
-    ok = sum(1 for s in snap.servers if s.ok)
+    c = summary.count(snap, kernels)  # as the TUI's summary bar counts
     line = (
-        f"{len(kernels)} kernel{'s' if len(kernels) != 1 else ''}, {idle_over} idle over "
+        f"{c.kernels} kernel{'s' if c.kernels != 1 else ''}, {c.idle} idle over "
         f"{human_duration(snap.idle_threshold)}, "
-        f"{orphaned} orphaned; {ok}/{len(snap.servers)} servers read"
+        f"{c.orphaned} orphaned; {c.servers_read}/{c.servers} servers read"
     )
     out = [line]
     for s in snap.failed_servers:

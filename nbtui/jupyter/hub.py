@@ -80,7 +80,7 @@ def missing_scopes(scopes: list[str]) -> list[tuple[str, str, str]]:
 
 
 def _time(value) -> Optional[dt.datetime]:
-    from nbtui.fleet import parse_time
+    from nbtui.units import parse_time
 
     return parse_time(value)
 
@@ -323,7 +323,7 @@ class HubSource:
                        error=f"server {self.name}: timed out after {self.timeout:g} s")
             return row, list(self.children.values())  # the last listing stays readable
         except ServerError as e:
-            from nbtui.fleet import _STATUS_OF_KIND
+            from nbtui.jupyter.rest import STATUS_OF_KIND as _STATUS_OF_KIND
 
             row.update(status=_STATUS_OF_KIND.get(e.kind, model.ERROR),
                        error_kind="auth-failed" if e.kind == "token" else e.kind, error=redact(str(e)))
@@ -385,49 +385,6 @@ async def detect(url: str, *, timeout: float = 3.0, ca_bundle: Optional[str] = N
 # -- the fleet's hook (nbtui.fleet calls these) -----------------------------------------------
 
 
-async def expand(fleet) -> list:
-    """List every hub, then make the fleet's servers match: one entry per user's server
-    (kept across reads, so its client and sockets stay), none for servers gone. A server
-    both reached through a hub and discovered locally is kept once, under the hub's name.
-    Returns the hubs' own rows."""
-    from nbtui import model
-    from nbtui.fleet import _Server
-    from nbtui.jupyter.discovery import is_same_server_url
-
-    hubs = list(fleet._hubs.values())
-    results = await asyncio.gather(*(h.read() for h in hubs))
-    rows, closing = [], []
-    pids, urls = set(), []
-    for hub, (row, children) in zip(hubs, results):
-        rows.append(model.ServerInfo(**row))
-        names = {c.config.name for c in children}
-        for name, e in list(fleet._servers.items()):
-            if e.hub == hub.name and name not in names:
-                closing.append(e.client)
-                del fleet._servers[name]
-        for c in children:
-            e = fleet._servers.get(c.config.name)
-            if e is not None and e.hub != hub.name:
-                continue  # a configured server of that very name wins (names cannot hold "/")
-            if e is None or e.config.url != c.config.url:
-                if e is not None:
-                    closing.append(e.client)
-                e = fleet._servers[c.config.name] = _Server(c.config, hub=hub.name)
-            e.config = c.config
-            e.extra = c.extra()
-            if c.server.pid is not None:
-                pids.add(c.server.pid)
-            urls.append(c.config.url)
-    for name, e in list(fleet._servers.items()):
-        if e.hub is None and e.config.source == "discovered" and (
-                (e.config.pid is not None and e.config.pid in pids)
-                or any(is_same_server_url(e.config.url, u) for u in urls)):
-            closing.append(e.client)
-            del fleet._servers[name]
-    await asyncio.gather(*(c.aclose() for c in closing if c is not None), return_exceptions=True)
-    return rows
-
-
 async def read_user_server(fleet, entry, now: dt.datetime):
     """Read one user's server: a pending one is a state (nothing to read); one reached
     through the proxy is read at most every ``proxy_interval``; a direct route that does not
@@ -441,6 +398,10 @@ async def read_user_server(fleet, entry, now: dt.datetime):
         at, info, kernels = entry.proxy_read
         if time.monotonic() - at < hub.proxy_interval:
             return fleet._info(entry, latency_ms=info.latency_ms), [_aged(k, now) for k in kernels]
+    elif entry.extra.get("route") == PROXY:
+        skipped = _read_elsewhere(fleet, entry, hub)
+        if skipped is not None:
+            return skipped, []
     async with hub.limit:
         info, kernels = await fleet._read_server(entry, now)
     if (info.error_kind == "unreachable" and entry.extra.get("route") == DIRECT and child is not None
@@ -452,12 +413,55 @@ async def read_user_server(fleet, entry, now: dt.datetime):
             await entry.client.aclose()
             entry.client = None
         entry.config, entry.extra = fallback.config, fallback.extra()
+        skipped = _read_elsewhere(fleet, entry, hub)
+        if skipped is not None:
+            return skipped, []
         async with hub.limit:
             info, kernels = await fleet._read_server(entry, now)
     # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
     if entry.extra.get("route") == PROXY and info.ok:
+        from nbtui.jupyter import proxy_reads
+
         entry.proxy_read = (time.monotonic(), info, kernels)
+        proxy_reads.record([entry.config.url])  # the interval holds across nbtui processes too
     return info, kernels
+
+
+def _read_elsewhere(fleet, entry, hub: HubSource):
+    """The server's row when another nbtui (a one-shot ``ls``, a cron job) read it through the
+    proxy within ``proxy_interval``: not read now, and said so (status skipped); else None."""
+    from nbtui import model
+    from nbtui.jupyter import proxy_reads
+
+    if fleet.acting:  # exec, kill, servers test …: what a person asked for is read
+        return None
+    at = proxy_reads.last_read(entry.config.url)
+    ago = None if at is None else time.time() - at
+    if ago is None or not 0 <= ago < hub.proxy_interval:
+        return None
+    return fleet._info(
+        entry, status=model.SKIPPED, error_kind="proxy-interval",
+        error=(f"server {entry.config.name}: read through the hub's proxy {_human(ago)} ago by another nbtui; "
+               f"read at most every {_human(hub.proxy_interval)} (each read marks it active), "
+               f"next in {_human(hub.proxy_interval - ago)}"))
+
+
+def name_leftovers(fleet, processes) -> list:
+    """A leftover of a hub user's server (JUPYTERHUB_USER in its environment) named
+    HUB/USER[/SERVER]: under the hub that lists, or last listed, that user's server, else the
+    only hub configured; several hubs and no listing: the user alone names it."""
+    hubs = list(fleet._hubs.values())
+    out = []
+    for p in processes:
+        if p.hub_user and p.hub_server is None and hubs:
+            tail = f"/{p.hub_user}" + (f"/{p.hub_server_name}" if p.hub_server_name else "")
+            known = [h.name for h in hubs
+                     if h.name + tail in h.children or h.name + tail in LAST_LISTED.get(h.name, {})]
+            hub = known[0] if len(known) == 1 else (hubs[0].name if len(hubs) == 1 else None)
+            if hub is not None:
+                p = replace(p, hub_server=hub + tail)
+        out.append(p)
+    return out
 
 
 def _aged(k, now: dt.datetime):

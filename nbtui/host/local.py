@@ -1,5 +1,6 @@
-"""The local host's view of a fleet: usage of every kernel found here, leftover Jupyter
-processes, unattributed GPU memory and the GPU summary. Zero contact with any kernel.
+"""``LocalHost``, the local host's view of a fleet (a ``nbtui.sources.HostView``): usage of
+every kernel found here, leftover Jupyter processes and the facts about them, unattributed
+GPU memory and the GPU summary. Zero contact with any kernel.
 
 One ``LocalHost`` lives as long as the view (the TUI keeps it across refreshes): CPU %
 needs two samples of the same process. A one-shot command calls ``prime()`` before it
@@ -19,6 +20,7 @@ from nbtui.host import gpu as gpu_mod
 from nbtui.host import ledger
 from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pid, uses_nvidia
 from nbtui.sources import HostSample
+from nbtui.sources.cmdline import is_jupyter_server
 
 if TYPE_CHECKING:  # the server extension loads this module: no config (nor httpx) at run time
     from nbtui.config import Settings
@@ -92,12 +94,6 @@ def ledger_kinds(scan: Scan, by_pid, in_kernels, in_terminals, leftovers):
     return kinds, names
 
 
-def _looks_like_server(cmdline) -> bool:
-    from nbtui.jupyter.everyone import _is_server
-
-    return _is_server(cmdline)
-
-
 def _session_leader(pid: int) -> bool:
     try:
         return os.getsid(pid) == pid
@@ -152,7 +148,7 @@ class LocalHost:
         pids = scan.jupyter_pids()
         # Terminals' shells and jobs carry no Jupyter variables: everything under a server.
         for p in scan.procs.values():
-            if _looks_like_server(p.facts.cmdline):
+            if is_jupyter_server(p.facts.cmdline):
                 pids.update(scan.tree(p.pid))
         self.table.measure(scan, pids)
         self._primed = True
@@ -415,6 +411,7 @@ class LocalHost:
             chain = [proc, *scan.ancestors(pid)]
             session = next((p.facts.session_name for p in chain if p.facts.session_name), None)
             server_pid = next((p.facts.jpy_parent_pid for p in chain if p.facts.jpy_parent_pid), None)
+            hub_of = next((p.facts for p in chain if p.facts.hub_user), None)  # a hub user's server's child
             root = next((p for p in chain if p.facts.kernel_id), None)
             kernel_id = root.facts.kernel_id if root else self._kernel_of.get(proc.ident)
             server_alive = None if server_pid is None else scan.alive(server_pid, born_before=proc.create_time)
@@ -433,6 +430,8 @@ class LocalHost:
                 create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
                 server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
                 gpu_memory_bytes=g.memory_bytes, gpus=g.gpus, gpu_percent=g.percent,
+                hub_user=hub_of.hub_user if hub_of else None,
+                hub_server_name=hub_of.hub_server_name if hub_of else None,
             ))
             facts[pid] = orphans.ProcessFacts(server_alive=server_alive, kernel_alive=kernel_alive)
         return out, facts
