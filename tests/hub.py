@@ -142,8 +142,12 @@ class Hub:
 
             # The hub lives on for its proxy's whole retry time when the proxy lost a port:
             # its log says so at once.
-            wait_for(lambda: self.proc.poll() is not None or port_taken(said()) or self._ready(), timeout, 0.2,
-                     f"jupyterhub on port {self.port} (log: {self.log_path})")
+            try:
+                wait_for(lambda: self.proc.poll() is not None or port_taken(said()) or self._ready(), timeout, 0.2,
+                         f"jupyterhub on port {self.port} (log: {self.log_path})")
+            except TimeoutError:  # never answered: nothing of it (its proxy included) is left behind
+                self.stop()
+                raise
             if self.proc.poll() is None and not port_taken(said()):
                 return self
             self._kill_group()  # the hub and the proxy it started

@@ -135,8 +135,12 @@ class JupyterServer:
             offset = self._log.tell()
             self.proc = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
-            wait_for(lambda: self.proc.poll() is not None or self._ready(), timeout, 0.1,
-                     f"jupyter server on port {self.port} (log: {self.log_path})")
+            try:
+                wait_for(lambda: self.proc.poll() is not None or self._ready(), timeout, 0.1,
+                         f"jupyter server on port {self.port} (log: {self.log_path})")
+            except TimeoutError:  # never answered: nothing of it is left behind
+                self.stop()
+                raise
             if self.proc.poll() is None:
                 return self
             self._log.close()
