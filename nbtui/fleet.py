@@ -140,6 +140,18 @@ def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -
     return out
 
 
+async def _all_or_none(calls: list[Awaitable[Any]]) -> list[Any]:
+    """``gather``, except that the first failure stops the other requests of the read: a
+    server whose one answer is over the cap or broken is not read on in the background."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+
+
 class Fleet:
     """Keeps one client per server and produces snapshots on demand."""
 
@@ -289,7 +301,7 @@ class Fleet:
             calls: list[Awaitable[Any]] = [client.timed_kernels(), client.sessions(), self._read_terminals(entry, now)]
             if entry.version is None:
                 calls.append(client.version())
-            results = await asyncio.wait_for(asyncio.gather(*calls), timeout + 0.25)
+            results = await asyncio.wait_for(_all_or_none(calls), timeout + 0.25)
         except asyncio.TimeoutError:
             if ext:
                 ext.cancel()

@@ -57,6 +57,18 @@ def visible(value: object) -> str:
     return _UNSAFE.sub(_escape, s) if _UNSAFE.search(s) else s
 
 
+_NAME_UNSAFE = re.compile(f"[%/:\\s\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
+
+
+def name_part(value: str) -> str:
+    """An outside name (a hub's user or server name) as ONE part of a name nbtui builds
+    (``HUB/USER/SERVER``, which begins a TARGET): ``%``, ``/``, ``:``, white space and the
+    characters ``visible`` escapes are percent-escaped (their UTF-8 bytes). So no name can
+    pose as another user's server (user ``alice/x`` is not alice's server ``x``) or split a
+    TARGET, and what is shown is what can be typed back."""
+    return _NAME_UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group(0).encode()), value)
+
+
 def one_line(value: object, limit: int = 200) -> str:
     """``visible(value)`` cut to at most ``limit`` characters (an ellipsis marks the cut)."""
     s = visible(value)

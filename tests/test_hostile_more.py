@@ -1,0 +1,185 @@
+"""Safe as root (issue 10), the cases the first 66 did not cover: the re-check before kill
+and rebind against a server that drips only then, a hostile JupyterHub, the exporter's
+labels from hostile names, GPU holders' process names. Real fake servers (tests/fakehttp.py)
+and real processes; no sleeps, every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import run_nbtui as _run_nbtui
+from tests.fakehttp import FakeHTTP
+from tests.jupyter import wait_for
+
+RAW_CONTROL = ("\x1b", "\x07", "\u202e", "\x00")
+
+
+def run_nbtui(*args, env=None, **kw):
+    if args[:2] != ("servers", "add") and "--no-discover" not in args:
+        args = (*args, "--no-discover")
+    return _run_nbtui(*args, env={"COLUMNS": "250", **(env or {})}, **kw)
+
+
+def audit_lines() -> list[dict]:
+    path = Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+# -- the re-check before acting, against a server that drips only then ---------------------------
+
+
+@pytest.fixture
+def kernel_process(tmp_path):
+    """A real local process that names kernel KID's connection file, a child of this test
+    process (which serves the fake API): the host ties it to the fake server, so a kill that
+    got past its re-check would signal it. It writes TERM to a file if it is ever signalled."""
+    kid = str(uuid.uuid4())
+    mark = tmp_path / "signalled"
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: open(sys.argv[3], 'w').write('TERM'))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(120)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, "-f", str(tmp_path / f"kernel-{kid}.json"), str(mark)],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    yield kid, p, mark
+    p.kill()
+    p.wait(10)
+
+
+def test_kill_and_rebind_meet_a_drip_at_the_recheck_end_within_its_timeout(kernel_process):
+    kid, proc, mark = kernel_process
+    timeout = 2.0
+    with FakeHTTP("drip-recheck", kernels=[kid]) as bad:
+        r = run_nbtui("servers", "add", "bad", bad.url, "--no-token", "--timeout", f"{timeout:g}")
+        assert r.returncode == 0, r.stderr
+        rows = json.loads(run_nbtui("ls", "--json").stdout)["kernels"]
+        assert [k["pid"] for k in rows] == [proc.pid]  # the host ties the process to this server's kernel
+
+        bad.httpd.listings = 0  # type: ignore[attr-defined]  # kill's own read is answered, its re-check drips
+        t0 = time.monotonic()
+        r = run_nbtui("kill", f"bad:{kid}", "--yes", "--grace", "1", timeout=60)
+        took = time.monotonic() - t0
+        assert r.returncode == 4, (r.stdout, r.stderr)
+        *plan, line = r.stdout.strip().splitlines()  # the plan, then one line for the outcome
+        assert line.startswith(f"bad:{kid}: failed: server bad: timed out after 2 s (the re-check before acting"), line
+        assert not r.stderr
+        assert took < timeout + 8, took  # nbtui's start and its first read (under load) + the drip's timeout
+        assert "GET /api/kernels" in bad.dripped and not bad.deleted  # no DELETE was ever sent
+        assert proc.poll() is None and not mark.exists()  # nothing signalled
+        results = [(a["action"], a["result"]) for a in audit_lines()]
+        assert results[0] == ("kill", "intent") and results[1][1].startswith("failed: server bad: timed out")
+
+        bad.httpd.listings = 0  # type: ignore[attr-defined]  # the next read is answered again
+        t0 = time.monotonic()
+        r = run_nbtui("rebind", f"bad:{kid}", "--notebook", "again.ipynb", timeout=60)
+        took = time.monotonic() - t0
+        assert r.returncode == 4, (r.stdout, r.stderr)
+        err = r.stderr.strip()
+        assert len(err.splitlines()) == 1 and "timed out after 2 s (the re-check before acting" in err, err
+        assert "internal error" not in err and took < timeout + 8, took
+        assert f"GET /api/kernels/{kid}" in bad.dripped and not bad.deleted
+        assert not [d for d in bad.dripped if d.startswith("POST")]  # no session was asked for
+        assert proc.poll() is None and not mark.exists()
+        results = [(a["action"], a["result"]) for a in audit_lines()]
+        assert results[-2] == ("rebind", "intent") and results[-1][1].startswith("failed: server bad: timed out")
+
+
+# -- a hostile JupyterHub ----------------------------------------------------------------------
+
+
+def _user(name: str, *servers: str, **fields) -> dict:
+    """A hub user with ready servers ("" is the default one), at JupyterHub's URLs."""
+    from urllib.parse import quote
+
+    base = f"/user/{quote(name, safe='')}/"
+    return {"name": name, "servers": {
+        s: {"name": s, "ready": True, "url": base + (f"{quote(s, safe='')}/" if s else ""),
+            "started": "2026-01-01T00:00:00Z", "last_activity": "2026-01-01T00:00:00Z", **fields}
+        for s in servers}}
+
+
+def _add_hub(url: str, timeout: float = 3.0) -> None:
+    r = run_nbtui("servers", "add", "hub", url, "--hub", "--no-token", "--route", "proxy",
+                  "--timeout", f"{timeout:g}")
+    assert r.returncode == 0, r.stderr
+
+
+ESC = "\x1b]0;pwned\x07\x1b[2J\u202e"
+
+
+def test_crafted_hub_names_cannot_pose_as_another_users_server_and_show_as_text():
+    alice, alice_x, mallory, eve = (str(uuid.uuid4()) for _ in range(4))
+    users = [_user("alice", "", "x"), _user("alice/x", ""), _user(f"eve{ESC}", ""), _user("bob:" + alice, "")]
+    kernels_at = {"/user/alice/": [alice], "/user/alice/x/": [alice_x], "/user/alice%2Fx/": [mallory],
+                  "/user/eve%1B%5D0%3Bpwned%07%1B%5B2J%E2%80%AE/": [eve]}
+    with FakeHTTP("hub", users=users, kernels_at=kernels_at) as hub:
+        _add_hub(hub.url)
+        r = run_nbtui("ls", "--json")
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)
+        by_kernel = {k["kernel_id"]: k["server"] for k in data["kernels"]}
+        # user "alice/x" is not alice's server "x"; a ":" in a name cannot split a TARGET
+        assert by_kernel == {alice: "hub/alice", alice_x: "hub/alice/x", mallory: "hub/alice%2Fx",
+                             eve: "hub/eve%1B]0;pwned%07%1B[2J%E2%80%AE"}
+        rows = {s["name"]: s for s in data["servers"]}
+        assert rows["hub/alice%2Fx"]["user"] == "alice/x" and rows["hub/bob%3A" + alice]["user"] == "bob:" + alice
+        assert rows["hub/eve%1B]0;pwned%07%1B[2J%E2%80%AE"]["user"] == f"eve{ESC}"  # JSON keeps the exact name
+
+        human = run_nbtui("ls")
+        assert human.returncode == 0 and not any(c in human.stdout + human.stderr for c in RAW_CONTROL)
+        assert "hub/alice%2Fx" in human.stdout
+
+        r = run_nbtui("kill", f"hub/alice/x:{mallory}", "--yes")  # mallory's kernel is not on alice's server
+        assert r.returncode == 3 and "no kernel matches" in r.stderr and not hub.deleted, (r.stdout, r.stderr)
+        r = run_nbtui("kill", f"hub/alice:{alice}", "--yes", "--grace", "0")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert hub.deleted == [f"/user/alice/api/kernels/{alice}"]  # alice's own, and only it
+        r = run_nbtui("kill", f"hub/bob%3A{alice}:{alice[:8]}", "--dry-run")
+        assert r.returncode == 3 and "no kernel matches" in r.stderr  # bob:ALICE-ID lists no kernel at all
+
+
+@pytest.mark.parametrize("case", ["loop", "endless", "100k", "servers-list", "huge-activity"])
+def test_a_hostile_hubs_user_list_is_one_line_or_plain_rows_within_its_timeout(case):
+    timeout = 2.0
+    kid = str(uuid.uuid4())
+    users, pages = [_user("alice", "")], "plain"
+    if case in ("loop", "endless"):
+        pages = case
+    elif case == "100k":  # each with a ready server; the hub's timeout lets the whole list arrive
+        users = [{"name": f"u{i}", "servers": {"": {"ready": True, "url": f"/user/u{i}/"}}} for i in range(100_000)]
+        timeout = 15.0
+    elif case == "servers-list":
+        users = [{"name": "bob", "servers": [{"name": "", "ready": True, "url": "/user/bob/"}]}, _user("alice", "")]
+    elif case == "huge-activity":
+        users = [_user("alice", "", last_activity="2026-01-01T00:00:00." + "1" * (4 << 20) + "Z"),
+                 _user("carol", "", started="9" * (4 << 20))]
+    with FakeHTTP("hub", users=users, pages=pages, kernels_at={"/user/alice/": [kid]}) as hub:
+        _add_hub(hub.url, timeout)
+        t0 = time.monotonic()
+        r = run_nbtui("ls", "--json", timeout=120)
+        took = time.monotonic() - t0
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+        data = json.loads(r.stdout)
+        row = next(s for s in data["servers"] if s["name"] == "hub")
+        kernels = [k["kernel_id"] for k in data["kernels"]]
+        if case == "endless":  # pages until the hub's timeout: its one error, exit 4
+            assert r.returncode == 4 and row["status"] == "timeout" and "timed out after 2 s" in row["error"]
+            assert took < timeout + 10, took
+        elif case == "100k":
+            assert r.returncode == 4 and row["error_kind"] == "too-big" and took < timeout + 10, row
+            assert "lists 100,000 users' servers, more than the 5,000 nbtui reads of one hub" in row["error"]
+        else:  # a next that loops stops at once; odd shapes and huge strings: plain rows
+            assert r.returncode == 0 and row["status"] == "ok", row
+            assert kernels == [kid]
+            assert "hub/bob" not in {s["name"] for s in data["servers"]}  # servers as a list: not a server
