@@ -9,6 +9,8 @@ re-check right before an action meets the drip, the read before it does not), an
 (a JupyterHub API whose user list is ``users``, paged as ``pages`` says: ``plain`` one
 list, ``loop`` a ``next`` that points at itself, ``endless`` a ``next`` that never ends;
 each user's server, read through the "proxy" at its ``url``, lists ``kernels_at[url]``).
+``paths`` (kernel id -> notebook path) gives ``liar`` and ``hub`` kernels sessions, any
+string at all (JSON escapes it: a lone surrogate arrives as ``\ud800``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ class _Handler(BaseHTTPRequestHandler):
             return srv.listings > 1  # type: ignore[attr-defined]
         return self.command != "GET" or path.startswith("/api/kernels/")
 
+    def _sessions(self, kernels) -> list:
+        paths = self.server.paths  # type: ignore[attr-defined]
+        return [{"id": f"s-{kid}", "path": paths[kid], "name": paths[kid].rsplit("/", 1)[-1], "type": "notebook",
+                 "kernel": {"id": kid, "name": "python3"}} for kid in kernels if kid in paths]
+
     def _hub(self, path: str) -> None:
         srv = self.server
         query = self.path.partition("?")[2]
@@ -87,7 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
                 kid = rest.rsplit("/", 1)[-1]
                 self._json({"id": kid, "name": "python3"} if kid in kernels else {"message": "no such kernel"},
                            200 if kid in kernels else 404)
-            elif rest in ("/sessions", "/terminals"):
+            elif rest == "/sessions":
+                self._json(self._sessions(kernels))
+            elif rest == "/terminals":
                 self._json([])
             else:
                 self._json({"version": "2.21.0"})
@@ -136,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
                     else:
                         self._json({"message": "no such kernel"}, 404)
                 elif path == "/api/sessions":
-                    self._json([])
+                    self._json(self._sessions(srv.kernels))  # type: ignore[attr-defined]
                 elif path == "/api/me":
                     self._json({"identity": {"username": srv.user}})  # type: ignore[attr-defined]
                 else:
@@ -206,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeHTTP:
     def __init__(self, mode: str, *, kernels=(), size: int = 600 << 20, user: str = "mallory",
-                 users=(), pages: str = "plain", kernels_at=None):
+                 users=(), pages: str = "plain", kernels_at=None, paths=None):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.mode = mode  # type: ignore[attr-defined]
         self.httpd.kernels = list(kernels)  # type: ignore[attr-defined]
@@ -218,6 +227,7 @@ class FakeHTTP:
         self.httpd.users = list(users)  # type: ignore[attr-defined]
         self.httpd.pages = pages  # type: ignore[attr-defined]
         self.httpd.users_body = None  # type: ignore[attr-defined]
+        self.httpd.paths = dict(paths or {})  # type: ignore[attr-defined]
         self.httpd.kernels_at = dict(kernels_at or {})  # type: ignore[attr-defined]
         self.httpd.dripped = []  # type: ignore[attr-defined]
         self.httpd.daemon_threads = True

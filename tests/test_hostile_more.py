@@ -183,3 +183,87 @@ def test_a_hostile_hubs_user_list_is_one_line_or_plain_rows_within_its_timeout(c
             assert r.returncode == 0 and row["status"] == "ok", row
             assert kernels == [kid]
             assert "hub/bob" not in {s["name"] for s in data["servers"]}  # servers as a list: not a server
+
+
+# -- strings no UTF-8 stream can write: lone surrogates, undecodable bytes --------------------------
+
+
+def clean_output(data: bytes) -> bool:
+    """Valid UTF-8 with no control character but the newline, no C1, nothing that reorders."""
+    text = data.decode("utf-8")  # strict: a raw \xff or \x9b byte fails here
+    return not any((ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f or c in "\u202e\u2066"
+                   for c in text)
+
+
+def test_lone_surrogates_from_a_server_and_undecodable_bytes_of_a_process_are_escapes(tmp_path):
+    kid = str(uuid.uuid4())
+    path = "a\ud800b\udc9b[2J\x1b]0;t\x07.ipynb"  # JSON carries it as \ud800 \udc9b \u001b …
+    code = "import time; print('ready', flush=True); time.sleep(120)"
+    env = {"PATH": os.environ["PATH"], "JPY_PARENT_PID": "999999"}
+    env_b = {k.encode(): v.encode() for k, v in env.items()}
+    env_b[b"JPY_SESSION_NAME"] = b"/x/\xff\x9b[2J\xc2\x9b31m.ipynb"  # not UTF-8, and 8-bit CSIs
+    p = subprocess.Popen([sys.executable.encode(), b"-c", code.encode(), b"--name=\xff\x9b]0;t\x07"], env=env_b,
+                         stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().strip() == b"ready"
+        with FakeHTTP("liar", kernels=[kid], paths={kid: path}, user="eve\ud800\x1b[2J") as bad:
+            assert run_nbtui("servers", "add", "bad", bad.url, "--no-token").returncode == 0
+            for args in (("ls",), ("ls", "--orphans"), ("ls", "--json"), ("servers", "test"),
+                         ("kill", f"bad:{kid}", "--dry-run"), ("kill", f"pid:{p.pid}", "--dry-run"),
+                         ("kill", f"bad:{kid}", "--yes")):
+                r = subprocess.run([sys.executable, "-m", "nbtui", *args, "--no-discover"], capture_output=True,
+                                   env={**os.environ, "COLUMNS": "250"}, timeout=60)
+                assert r.returncode == 0 and b"internal error" not in r.stderr, (args, r.stdout, r.stderr)
+                assert clean_output(r.stdout) and clean_output(r.stderr), (args, r.stdout)
+            data = json.loads(run_nbtui("ls", "--json").stdout)
+            assert [k["session"]["path"] for k in data["kernels"] if k["kernel_id"] == kid] == [path]  # JSON: exact
+            row = next(x for x in data["processes"] if x["pid"] == p.pid)
+            assert row["cmdline"].endswith("--name=\udcff\udc9b]0;t\x07")  # the bytes, as Python decodes them
+            assert "\\udc9b" in run_nbtui("ls", "--orphans").stdout
+            assert bad.deleted  # the kill went to the server, and was audited:
+        lines = (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_bytes()
+        assert clean_output(lines) and [json.loads(x)["target"]["notebook"] for x in lines.splitlines()] == [path, path]
+    finally:
+        p.kill()
+        p.wait(10)
+
+
+# -- the exporter's label values ------------------------------------------------------------------------
+
+
+def test_exporter_labels_from_hostile_hub_users_and_notebook_paths_are_escaped_text(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import httpx
+
+    kid = str(uuid.uuid4())
+    user = f"eve{ESC}\ud800"
+    path = 'x"} 1\nnbtui_up{server="forged"} 1\n\x1b]52;c;ZXZpbA==\x07\\\u2066.ipynb'
+    from urllib.parse import quote
+
+    base = f"/user/{quote(user, safe='', errors='surrogatepass')}/"
+    users = [{"name": user, "servers": {"": {"ready": True, "url": base}}}]
+    with FakeHTTP("hub", users=users, kernels_at={base: [kid]}, paths={kid: path}) as hub:
+        _add_hub(hub.url)
+        log = tmp_path / "log"
+        proc = subprocess.Popen([sys.executable, "-m", "nbtui", "--no-discover", "exporter", "--listen", "127.0.0.1:0",
+                                 "--per-kernel", "--refresh", "1"], stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        try:
+            line = wait_for(lambda: "serving http" in log.read_text() and log.read_text(), 60, what="serving")
+            url = line.split("serving ", 1)[1].split()[0]  # …/metrics
+            body = wait_for(lambda: (lambda b: b if b"nbtui_kernel_info{" in b else None)(httpx.get(url, timeout=10).content),
+                            60, 0.2, "a scrape with the kernel")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        assert clean_output(body)
+        info = [s for f in text_string_to_metric_families(body.decode()) for s in f.samples if s.name == "nbtui_kernel_info"]
+        assert len(info) == 1  # one kernel: the path's newline forged no second series
+        labels = info[0].labels
+        assert labels["user"] == "eve\\x1b]0;pwned\\x07\\x1b[2J\\u202e\\ud800"
+        assert labels["server"] == "hub/eve%1B]0;pwned%07%1B[2J%E2%80%AE%ED%A0%80"
+        assert labels["notebook"].startswith('x"} 1\\nnbtui_up{server="forged"} 1\\n\\x1b]52;c;')
+        ups = [s.labels["server"] for f in text_string_to_metric_families(body.decode()) for s in f.samples
+               if s.name == "nbtui_up"]
+        assert "forged" not in ups
+        assert "Traceback" not in log.read_text()

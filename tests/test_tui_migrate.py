@@ -60,7 +60,8 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
     reply = b.run_code(new[0], "assert len(weights) == 256 * 40000 and weights[300] == 44")
     assert reply["content"]["status"] == "ok"
     actions = [json.loads(x)["action"] for x in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
-    assert actions == ["migrate", "migrate", "migrate-shutdown"]  # intent, outcome, the source shut down
+    # intent, outcome; then the source's shutdown: its intent (before the re-check), its outcome
+    assert actions == ["migrate", "migrate", "migrate-shutdown", "migrate-shutdown"]
 
 
 async def test_rebind_from_the_palette_and_readonly(jupyter_factory):
