@@ -267,3 +267,35 @@ def test_exporter_labels_from_hostile_hub_users_and_notebook_paths_are_escaped_t
                if s.name == "nbtui_up"]
         assert "forged" not in ups
         assert "Traceback" not in log.read_text()
+
+
+# -- GPU holders named by a server's extension ------------------------------------------------------
+
+
+def test_gpu_holders_from_a_hostile_extension_show_as_plain_text():
+    from nbtui import model, report
+    from nbtui.host import ledger, wire
+    from nbtui.text import json_text
+
+    evil = "python \x1b]0;pwned\x07\x1b[2J\u202e\ud800 --token=s3cr3t train.py"
+    body = {"nbtui_usage": 1, "host": "far", "kernels": {}, "gpus": [{
+        "index": 0, "uuid": "GPU-\x1b[31m", "name": "H100\u202e", "memory_used": 3 << 30, "memory_total": 80 << 30,
+        "utilization": 1.0, "ledger": {"kernels": 0, "terminals": 0, "leftovers": 0, "other": 3 << 30,
+                                       "unattributed": 0, "unassigned": 0, "note": "odd \x1b[2J\ud800 note",
+                                       "others": [{"pid": 7, "user": "eve\x1b[2J", "command": evil,
+                                                   "memory_bytes": 3 << 30}]}}]}
+    _usage, devices, _note = wire.load("far", body)
+    (d,) = devices
+    text = ledger.line(d)
+    assert clean_output(text.encode()) and "\\x1b[2J" in text and "(eve\\x1b[2J)" in text
+    snap = model.Snapshot(generated_at=dt_now(), servers=(), kernels=(), gpus=devices)
+    dumped = json_text(json.dumps(report.snapshot_json(snap), ensure_ascii=False))
+    assert clean_output(dumped.encode())
+    command = json.loads(dumped)["gpus"][0]["ledger"]["others"][0]["command"]
+    assert command == evil.replace("s3cr3t", "***")  # scrubbed on this side too, else exact
+
+
+def dt_now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)
