@@ -170,7 +170,7 @@ class HubClient(ServerClient):
             if not isinstance(new, int) or new <= offset:
                 return items
             offset = new
-        return items
+        raise ServerError(self.name, NOT_JUPYTER, f"/{path}: pagination did not end after {MAX_PAGES:,} pages: not read")
 
     async def users(self) -> list:
         return await self.paged("hub/api/users?state=active")
@@ -518,7 +518,9 @@ def name_leftovers(fleet, processes) -> list:
     out = []
     for p in processes:
         if p.hub_user and p.hub_server is None and hubs:
-            tail = f"/{p.hub_user}" + (f"/{p.hub_server_name}" if p.hub_server_name else "")
+            from nbtui.text import name_part  # escaped as the hub's own names are (HubServer.name)
+
+            tail = f"/{name_part(p.hub_user)}" + (f"/{name_part(p.hub_server_name)}" if p.hub_server_name else "")
             known = [h.name for h in hubs
                      if h.name + tail in h.children or h.name + tail in LAST_LISTED.get(h.name, {})]
             hub = known[0] if len(known) == 1 else (hubs[0].name if len(hubs) == 1 else None)
