@@ -74,7 +74,7 @@ def test_kill_and_rebind_meet_a_drip_at_the_recheck_end_within_its_timeout(kerne
         *plan, line = r.stdout.strip().splitlines()  # the plan, then one line for the outcome
         assert line.startswith(f"bad:{kid}: failed: server bad: timed out after 2 s (the re-check before acting"), line
         assert not r.stderr
-        assert took < timeout + 8, took  # nbtui's start and its first read (under load) + the drip's timeout
+        assert took < timeout + 30, took  # not a speed check: unbounded, it would last the drip's 1,000 s
         assert "GET /api/kernels" in bad.dripped and not bad.deleted  # no DELETE was ever sent
         assert proc.poll() is None and not mark.exists()  # nothing signalled
         results = [(a["action"], a["result"]) for a in audit_lines()]
@@ -87,7 +87,7 @@ def test_kill_and_rebind_meet_a_drip_at_the_recheck_end_within_its_timeout(kerne
         assert r.returncode == 4, (r.stdout, r.stderr)
         err = r.stderr.strip()
         assert len(err.splitlines()) == 1 and "timed out after 2 s (the re-check before acting" in err, err
-        assert "internal error" not in err and took < timeout + 8, took
+        assert "internal error" not in err and took < timeout + 30, took  # (the drip: 1,000 s)
         assert f"GET /api/kernels/{kid}" in bad.dripped and not bad.deleted
         assert not [d for d in bad.dripped if d.startswith("POST")]  # no session was asked for
         assert proc.poll() is None and not mark.exists()
@@ -177,9 +177,9 @@ def test_a_hostile_hubs_user_list_is_one_line_or_plain_rows_within_its_timeout(c
         if case == "endless":  # pages until the hub's timeout or the most pages nbtui follows: its one error
             assert r.returncode == 4 and row["error_kind"] in ("timeout", "not-jupyter"), row
             assert ("timed out after 2 s" in row["error"] or "pagination did not end after 10,000 pages" in row["error"])
-            assert took < timeout + 10, took
+            assert took < timeout + 30, took  # not a speed check: a hang, not a slow host, fails it
         elif case == "100k":
-            assert r.returncode == 4 and row["error_kind"] == "too-big" and took < timeout + 10, row
+            assert r.returncode == 4 and row["error_kind"] == "too-big", row
             assert "lists 100,000 users' servers, more than the 5,000 nbtui reads of one hub" in row["error"]
         else:  # a next that loops stops at once; odd shapes and huge strings: plain rows
             assert r.returncode == 0 and row["status"] == "ok", row
