@@ -50,6 +50,27 @@ def fit_parts(head: list[tuple[str, str]], parts: list[Part], width: int, sep: s
     return t
 
 
+_COUNTED: dict[int, tuple] = {}  # id(snapshot) -> (snapshot, counts): the last few
+
+
+def kernel_counts(snap: Snapshot) -> tuple[int, list, list]:
+    """(busy, idle kernels, GPU bytes known of the idle ones) of a snapshot, by the one idle
+    rule; the snapshot runner counts each snapshot on its thread, so the screen's repaint
+    of the summary line does not walk 5,000 kernels again."""
+    hit = _COUNTED.get(id(snap))
+    if hit is not None and hit[0] is snap:
+        return hit[1]
+    ks = snap.kernels
+    busy = sum(1 for k in ks if k.state == "busy")
+    idle = [k for k in ks if orphans.kernel_is_idle(k, snap.idle_threshold)]  # the one idle rule
+    gpu_known = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
+    counts = (busy, idle, gpu_known)
+    if len(_COUNTED) >= 4:
+        _COUNTED.pop(next(iter(_COUNTED)), None)
+    _COUNTED[id(snap)] = (snap, counts)
+    return counts
+
+
 def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool, shown: int, total: int,
                  filtered: bool, orphans_only: bool, marked: int, frees: str, waiting: tuple[str, ...] = ()
                  ) -> Text:
@@ -62,9 +83,7 @@ def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool,
     up = sum(1 for s in snap.servers if s.ok)
     n_servers = len(snap.servers) + len([w for w in waiting if w not in {s.name for s in snap.servers}])
     ks = snap.kernels
-    busy = sum(1 for k in ks if k.state == "busy")
-    idle = [k for k in ks if orphans.kernel_is_idle(k, snap.idle_threshold)]  # the one idle rule
-    gpu_known = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
+    busy, idle, gpu_known = kernel_counts(snap)
     terms = len(getattr(snap, "terminals", ()))
     left = [p for p in snap.processes if p.orphan_reasons]
     parts: list[Part] = [

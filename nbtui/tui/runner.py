@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable, Optional
 from nbtui import table_rows as tr
 from nbtui.fleet import Fleet, sort_key
 from nbtui.model import Kernel, ServerInfo, Snapshot
+from nbtui.tui.fleet_header import kernel_counts
 from nbtui.tui.history import History
 from nbtui.tui.rows import CellCache, Layout
 
@@ -132,6 +133,7 @@ class SnapshotRunner:
         """Work over every row happens here, not on the UI thread: the rows, the index by
         key, and every row's cells for the table's current layout."""
         rows = tr.rows_of(snap)
+        kernel_counts(snap)  # the summary line's counts, here rather than on the UI thread
         layout = self.layout
         cells = self._cells.rows(rows, layout) if layout else None
         return Read(snap, {r.key: r for r in rows}, cells, rows, waiting, partial)
