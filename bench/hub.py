@@ -127,7 +127,8 @@ def main() -> None:
         for _ in range(3):
             one.start_kernel()
 
-        env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(base / "none"), BENCH_HUB_TOKEN=hub.token,
+        env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(base / "none"), NBTUI_STATE_DIR=str(base / "state"),
+                   BENCH_HUB_TOKEN=hub.token,
                    BENCH_ONE_TOKEN=one.token)
         cfg_one, cfg_hub = base / "cfg-one", base / "cfg-hub"
         cfg_one.mkdir()

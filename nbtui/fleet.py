@@ -158,6 +158,7 @@ class Fleet:
         self.host = host
         self.clock = clock
         self.readonly = False  # --readonly: nbtui.actions.require_writable refuses every action
+        self.acting = False  # reads for an action on a TARGET: a proxied server is read even within proxy_interval
         from nbtui.jupyter import hub as hub_mod
 
         self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
@@ -467,6 +468,8 @@ class Fleet:
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
         judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
         kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)
+        if self._hubs:  # a hub user's leftovers, named HUB/USER[/SERVER]
+            processes = hub_mod.name_leftovers(self, processes)
         return model.Snapshot(
             generated_at=now,
             servers=tuple(hub_rows + servers),

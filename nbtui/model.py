@@ -16,6 +16,9 @@ UNREACHABLE = "unreachable"
 AUTH_FAILED = "auth-failed"
 TIMEOUT = "timeout"
 ERROR = "error"
+# Not read on purpose: a hub user's server read through the proxy by another nbtui within
+# its proxy_interval (a read there marks it active); error_kind "proxy-interval".
+SKIPPED = "skipped"
 
 # Kernel states of the CLI contract.
 KERNEL_STATES = ("idle", "busy", "starting", "restarting", "dead", "unknown")
@@ -164,6 +167,11 @@ class Process:
     orphan_reasons: tuple[str, ...] = ()
     gpu_percent: Optional[float] = None  # SM %, summed over its GPUs
     gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
+    # Of a JupyterHub single-user server (its JUPYTERHUB_USER / _SERVER_NAME): the hub user,
+    # the named server ("" the default), and its name HUB/USER[/SERVER] where the hub is known.
+    hub_user: Optional[str] = None
+    hub_server_name: Optional[str] = None
+    hub_server: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -225,8 +225,13 @@ def explain_process(p: Process) -> str:
         text = "Jupyter process"
     if p.notebook:
         text += f" ({p.notebook})"
-    if p.server_pid is not None:
+    if p.hub_user:  # a single-user server's: named by its hub user (and server, where known)
+        text += f" of hub user {p.hub_user}'s server" + (f" {p.hub_server}" if p.hub_server else (
+            f" {p.hub_server_name}" if p.hub_server_name else ""))
+        text += f" (pid {p.server_pid})" if p.server_pid is not None else ""
+    elif p.server_pid is not None:
         text += f" on server pid {p.server_pid}"
+    if p.server_pid is not None or p.hub_user:
         if SERVER_GONE in p.orphan_reasons:
             text += ", which is gone"
     elif SERVER_GONE in p.orphan_reasons:

@@ -103,6 +103,7 @@ def process_json(p: Process) -> dict[str, Any]:
         "gpu_memory_bytes": p.gpu_memory_bytes, "gpus": [gpu_json(g) for g in p.gpus],
         "gpu_percent": p.gpu_percent, "gpu_idle_seconds": p.gpu_idle_seconds,
         "orphan_reasons": list(p.orphan_reasons),
+        "hub_user": p.hub_user, "hub_server_name": p.hub_server_name, "hub_server": p.hub_server,
     }
 
 
@@ -178,7 +179,7 @@ def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool)
     if left:
         out.append(f"leftover processes ({len(left)}); free one with `nbtui kill pid:N`:")
         for p in left:
-            out.append(f"  pid {p.pid} ({p.user or '?'}): {explain_process(p)} [{', '.join(p.orphan_reasons)}]")
+            out.append(f"  pid {p.pid} ({p.hub_user or p.user or '?'}): {explain_process(p)} [{', '.join(p.orphan_reasons)}]")
     unsure = len(snap.processes) - len(left)
     if unsure:
         out.append(f"{unsure} other Jupyter process{'es' if unsure != 1 else ''} outside the listed kernels, "

@@ -78,8 +78,9 @@ def process_row(p: Process, server: str = "") -> Row:
     known = [g.sm_percent for g in p.gpus if g.sm_percent is not None]
     if known:
         gpu_pct = sum(known)
-    return Row(kind, f"pid:{p.pid}", server, str(p.pid), p.notebook or p.cmdline or "(process)",
-               kind, None, None, "process", p.user, p.pid, p.cpu_percent, p.memory_bytes, p.gpu_memory_bytes,
+    # A hub user's leftover: named by its hub server and user (the process owner may be the hub's).
+    return Row(kind, f"pid:{p.pid}", server or p.hub_server or "", str(p.pid), p.notebook or p.cmdline or "(process)",
+               kind, None, None, "process", p.hub_user or p.user, p.pid, p.cpu_percent, p.memory_bytes, p.gpu_memory_bytes,
                gpu_pct, tuple(p.orphan_reasons), p)
 
 

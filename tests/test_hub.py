@@ -80,9 +80,9 @@ def _add_hub(hub: Hub, name: str = "hub", token: str | None = None, *extra: str)
     return r
 
 
-def _ls(*extra: str, env=None, code: int = 0) -> dict:
+def _ls(*extra: str, env=None, code: int | None = 0) -> dict:
     r = run_nbtui("ls", "--json", *extra, env=env)
-    assert r.returncode == code, r.stdout + r.stderr
+    assert code is None or r.returncode == code, r.stdout + r.stderr
     return json.loads(r.stdout)
 
 
@@ -170,12 +170,32 @@ def test_direct_reads_move_no_last_activity_the_proxy_does(hub, config_dir):
     assert moved
 
 
-def test_proxy_route_says_so_and_polls_no_more_than_its_interval(hub, config_dir):
+def test_proxy_route_says_so_and_polls_no_more_than_its_interval(hub, config_dir, tmp_path, monkeypatch):
     _add_hub(hub, "hp", None, "--route", "proxy", "--proxy-interval", "10m")
     data = _ls("--no-discover")
     alice = next(s for s in data["servers"] if s["name"] == "hp/alice")
     assert alice["route"] == "proxy" and alice["url"] == hub.user_url("alice")
     assert "marks the server active" in alice["route_note"] and "10m" in alice["route_note"]
+    assert hub.kernels["alice"] in {k["kernel_id"] for k in data["kernels"]}
+    # Across processes too: the next one-shot ls within the interval does not read it again,
+    # and says so (some servers unread: exit 4).
+    state = tmp_path / "nbtui-state" / "proxy-reads.json"
+    assert state.stat().st_mode & 0o777 == 0o600 and hub.token not in state.read_text()
+    again = _ls("--no-discover", code=4)
+    alice = next(s for s in again["servers"] if s["name"] == "hp/alice")
+    assert (alice["status"], alice["error_kind"]) == ("skipped", "proxy-interval")
+    assert "by another nbtui" in alice["error"] and "next in" in alice["error"]
+    assert not any(k["server"] == "hp/alice" for k in again["kernels"])
+    r = run_nbtui("ls", "--no-discover")
+    assert r.returncode == 4 and "not read: server hp/alice: read through the hub's proxy" in r.stdout, r.stdout
+    # A link planted at the file's name is neither read nor written through: it is replaced.
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    state.unlink()
+    state.symlink_to(target)
+    _ls("--no-discover")  # the planted file counts as no record: read once more
+    assert target.read_text() == "keep" and not state.is_symlink() and "hp/alice" not in state.read_text()
+    monkeypatch.setenv("NBTUI_STATE_DIR", str(tmp_path / "fresh-state"))  # the in-process interval below
     r = run_nbtui("servers", "test", "hp", "--no-discover")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 through the proxy" in r.stdout and r.stdout.count("marks the server active") == 1
@@ -254,3 +274,79 @@ def test_kill_a_users_kernel_and_stop_a_server_through_the_hub(hub, config_dir, 
     assert [x["result"] for x in lines] == ["requested", "ok"]  # the audit line comes before the act
     assert all(x["action"] == "kill-server" and x["target"]["user"] == "bob" for x in lines)
     assert hub.token not in audit.read_text()
+
+
+async def test_k_on_a_server_row_stops_it_through_the_hub(hub, config_dir, tmp_path):
+    """The TUI: v lists every server as a row, k on a hub user's server asks, then stops it
+    through the hub (re-checked, audited before and after), and its row goes."""
+    from nbtui.tui.app import NbtuiApp
+    from nbtui.tui.confirm import ConfirmScreen
+    from nbtui.tui.servers_screen import ServersScreen
+    from tests.jupyter import until
+
+    hub.spawn("alice", "tmp")
+    await asyncio.to_thread(hub.wait_ready, "alice", "tmp")
+    _add_hub(hub)
+    audit = tmp_path / "nbtui-state" / "audit.jsonl"
+    fleet = Fleet.from_config(config_mod.load(config_dir), discover_local=False)
+    app = NbtuiApp(fleet, refresh=0.5)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await until(pilot, lambda: app.snapshot and any(s.name == "hub/alice/tmp" and s.ok
+                                                        for s in app.snapshot.servers), 60, what="alice/tmp")
+        await pilot.press("v")
+        screen = await until(pilot, lambda: isinstance(app.screen, ServersScreen) and app.screen, what="servers")
+        await until(pilot, lambda: screen.select("hub/alice/tmp"), what="alice/tmp's row")
+        await pilot.press("k")
+        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, what="the plan")
+        assert modal.title_text == "Stop hub/alice/tmp?"
+        assert not audit.exists() or "tmp" not in audit.read_text()  # nothing before the answer
+        await pilot.press("y")
+        await until(pilot, lambda: "hub/alice/tmp" not in screen._order, 60, what="the row to go")
+    await fleet.aclose()
+    assert "tmp" not in hub.user("alice")["servers"] and "" in hub.user("alice")["servers"]
+    lines = [json.loads(x) for x in audit.read_text().splitlines()]
+    assert [x["result"] for x in lines][-2:] == ["requested", "ok"]
+    assert all(x["action"] == "stop-server" and x["target"]["user"] == "alice" for x in lines[-2:])
+    assert hub.token not in audit.read_text()
+
+
+def test_a_dead_user_servers_leftover_is_named_by_its_user(hub, config_dir):
+    """As root on the hub host: a single-user server killed, its kernel exits (ipykernel
+    polls its parent) but what the kernel started lives on; nbtui finds it as a leftover
+    named by the hub user and server (ls, ls --json, and the TUI's row)."""
+    import psutil
+
+    from nbtui.model import Process
+    from nbtui.table_rows import process_row
+
+    hub.spawn("alice", "crash")
+    hub.wait_ready("alice", "crash")
+    kid = hub.start_kernel("alice", "crash")
+    server_pid = hub.server_pid("alice", "crash")
+    _add_hub(hub)
+    code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+            "print(p.pid)")
+    r = run_nbtui("exec", f"hub/alice/crash:{kid[:8]}", code, "--no-discover")
+    assert r.returncode == 0, r.stdout + r.stderr
+    child = int(r.stdout.strip())
+    os.kill(server_pid, signal.SIGKILL)
+    try:
+        wait_for(lambda: not any(f"kernel-{kid}.json" in " ".join(p.info["cmdline"] or ())
+                                 for p in psutil.process_iter(["cmdline"])), 20, 0.2, "the kernel to follow its server")
+        data = _ls("--no-discover", code=None)  # the hub may still list the dead server: exit 4 then
+        left = {p["pid"]: p for p in data["processes"]}
+        assert child in left, [p["cmdline"] for p in data["processes"]]
+        p = left[child]
+        assert (p["hub_user"], p["hub_server_name"], p["hub_server"]) == ("alice", "crash", "hub/alice/crash")
+        assert "server-gone" in p["orphan_reasons"] and p["server_pid"] == server_pid
+        out = " ".join(run_nbtui("ls", "--no-discover", "--orphans").stdout.split())  # lines wrap at 80
+        assert f"pid {child} (alice): Jupyter process of hub user alice's server hub/alice/crash " \
+               f"(pid {server_pid}), which is gone" in out, out
+        fields = set(Process.__dataclass_fields__)
+        row = process_row(Process(**{k: v for k, v in p.items() if k in fields and k != "gpus"}))
+        assert (row.server, row.user) == ("hub/alice/crash", "alice")  # the TUI's and ls's row
+    finally:
+        try:
+            psutil.Process(child).kill()
+        except psutil.Error:
+            pass

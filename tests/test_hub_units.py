@@ -101,3 +101,26 @@ def test_servers_toml_keeps_a_hubs_keys(tmp_path):
     (tmp_path / "servers.toml").write_text('[servers.x]\nurl = "http://127.0.0.1:1/"\nroute = "proxy"\n')
     with pytest.raises(UsageError, match="only for a hub"):
         config_mod.load_servers(tmp_path)
+
+
+def test_proxy_reads_file_is_a_courtesy_never_a_trap(tmp_path):
+    from nbtui.jupyter import proxy_reads
+
+    f = tmp_path / "state" / "proxy-reads.json"
+    assert proxy_reads.last_read("http://h/user/a/", where=f) is None
+    proxy_reads.record(["http://h/user/a/"], at=1000.0, where=f)
+    proxy_reads.record(["http://h/user/b/"], at=1000.0 + proxy_reads.KEEP + 1, where=f)  # a's entry is dropped
+    assert proxy_reads.last_read("http://h/user/b/", where=f) == 1000.0 + proxy_reads.KEEP + 1
+    assert proxy_reads.last_read("http://h/user/a/", where=f) is None
+    assert f.stat().st_mode & 0o777 == 0o600
+    for junk in ("[1, 2]", '{"reads": {"x": "soon", "y": true}}', "not json", ""):
+        f.write_text(junk)
+        assert proxy_reads.last_read("x", where=f) is None and proxy_reads.last_read("y", where=f) is None
+    target = tmp_path / "secret"
+    target.write_text('{"reads": {"x": 5}}')
+    f.unlink()
+    f.symlink_to(target)
+    assert proxy_reads.last_read("x", where=f) is None  # never read through a link
+    proxy_reads.record(["x"], at=7.0, where=f)  # the link is replaced, its target kept
+    assert not f.is_symlink() and target.read_text() == '{"reads": {"x": 5}}'
+    assert proxy_reads.last_read("x", where=f) == 7.0

@@ -42,7 +42,9 @@ def host_view(config: config_mod.Config):
 
 
 def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None,
-               only: Iterable[str] = (), with_host: bool = True) -> Fleet:
+               only: Iterable[str] = (), with_host: bool = True, acting: bool = False) -> Fleet:
+    """``acting``: the fleet reads to act on what a TARGET names (or to test a server): a hub
+    user's server behind the proxy is read even within another nbtui's proxy_interval."""
     config = config or load_config(args)
     fleet = Fleet.from_config(
         config, discover_local=discover_enabled(args, config),
@@ -56,6 +58,7 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
                       stale_files=fleet.stale_files, host=fleet.host)
         fleet.untrusted_files = untrusted
     fleet.readonly = bool(getattr(args, "readonly", False))
+    fleet.acting = acting
     return fleet
 
 

@@ -47,7 +47,7 @@ async def resolve_kernel(args: argparse.Namespace):
 
     server, sep, _ = args.target.strip().rpartition(":")
     only = [server] if sep and server and server != "pid" and not args.target.strip().startswith("terminal:") else []
-    fleet = open_fleet(args, only=only, with_host=False)
+    fleet = open_fleet(args, only=only, with_host=False, acting=True)
     try:
         target = resolve(await fleet.snapshot(), args.target)
         if not isinstance(target, KernelTarget):

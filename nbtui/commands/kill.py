@@ -61,7 +61,7 @@ def exit_code(outcomes: list[actions.Outcome]) -> int:
 
 
 async def _kill(args) -> int:
-    fleet = open_fleet(args)
+    fleet = open_fleet(args, acting=True)
     async with fleet:
         snap = await fleet.snapshot()
         resolved = [targets.resolve(snap, t) for t in args.targets]

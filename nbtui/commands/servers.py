@@ -269,10 +269,10 @@ def _print_hub(snap, s, facts) -> None:
 
 def _test(args) -> int:
     config = load_config(args)
-    fleet = open_fleet(args, config)
+    fleet = open_fleet(args, config, acting=True)
     if args.name:
         check_names(fleet, [args.name])
-        fleet = open_fleet(args, config, only=[args.name])
+        fleet = open_fleet(args, config, only=[args.name], acting=True)
     snap, users = asyncio.run(_test_all(fleet, fleet.names))
     if args.json:
         out = []

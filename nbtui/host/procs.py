@@ -76,6 +76,10 @@ class Facts:
     session_name: Optional[str] = None  # JPY_SESSION_NAME
     jpy_parent_pid: Optional[int] = None  # JPY_PARENT_PID
     environ_readable: bool = True
+    # A JupyterHub single-user server's children carry its user and server name (the
+    # spawner's JUPYTERHUB_USER / JUPYTERHUB_SERVER_NAME): a leftover is named by user.
+    hub_user: Optional[str] = None
+    hub_server_name: Optional[str] = None
 
     @property
     def jupyter_env(self) -> bool:
@@ -213,7 +217,9 @@ def _read_facts(p: psutil.Process) -> Facts:
         parent_pid = int(parent) if parent else None
     except ValueError:
         parent_pid = None
-    return Facts(cmdline, user, kid, env.get("JPY_SESSION_NAME") or None, parent_pid)
+    return Facts(cmdline, user, kid, env.get("JPY_SESSION_NAME") or None, parent_pid,
+                 hub_user=env.get("JUPYTERHUB_USER") or None,
+                 hub_server_name=env.get("JUPYTERHUB_SERVER_NAME", "") if env.get("JUPYTERHUB_USER") else None)
 
 
 class ProcessTable:

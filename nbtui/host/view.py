@@ -415,6 +415,7 @@ class LocalHost:
             chain = [proc, *scan.ancestors(pid)]
             session = next((p.facts.session_name for p in chain if p.facts.session_name), None)
             server_pid = next((p.facts.jpy_parent_pid for p in chain if p.facts.jpy_parent_pid), None)
+            hub_of = next((p.facts for p in chain if p.facts.hub_user), None)  # a hub user's server's child
             root = next((p for p in chain if p.facts.kernel_id), None)
             kernel_id = root.facts.kernel_id if root else self._kernel_of.get(proc.ident)
             server_alive = None if server_pid is None else scan.alive(server_pid, born_before=proc.create_time)
@@ -433,6 +434,8 @@ class LocalHost:
                 create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
                 server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
                 gpu_memory_bytes=g.memory_bytes, gpus=g.gpus, gpu_percent=g.percent,
+                hub_user=hub_of.hub_user if hub_of else None,
+                hub_server_name=hub_of.hub_server_name if hub_of else None,
             ))
             facts[pid] = orphans.ProcessFacts(server_alive=server_alive, kernel_alive=kernel_alive)
         return out, facts

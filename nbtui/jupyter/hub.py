@@ -441,6 +441,10 @@ async def read_user_server(fleet, entry, now: dt.datetime):
         at, info, kernels = entry.proxy_read
         if time.monotonic() - at < hub.proxy_interval:
             return fleet._info(entry, latency_ms=info.latency_ms), [_aged(k, now) for k in kernels]
+    elif entry.extra.get("route") == PROXY:
+        skipped = _read_elsewhere(fleet, entry, hub)
+        if skipped is not None:
+            return skipped, []
     async with hub.limit:
         info, kernels = await fleet._read_server(entry, now)
     if (info.error_kind == "unreachable" and entry.extra.get("route") == DIRECT and child is not None
@@ -452,12 +456,55 @@ async def read_user_server(fleet, entry, now: dt.datetime):
             await entry.client.aclose()
             entry.client = None
         entry.config, entry.extra = fallback.config, fallback.extra()
+        skipped = _read_elsewhere(fleet, entry, hub)
+        if skipped is not None:
+            return skipped, []
         async with hub.limit:
             info, kernels = await fleet._read_server(entry, now)
     # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
     if entry.extra.get("route") == PROXY and info.ok:
+        from nbtui.jupyter import proxy_reads
+
         entry.proxy_read = (time.monotonic(), info, kernels)
+        proxy_reads.record([entry.config.url])  # the interval holds across nbtui processes too
     return info, kernels
+
+
+def _read_elsewhere(fleet, entry, hub: HubSource):
+    """The server's row when another nbtui (a one-shot ``ls``, a cron job) read it through the
+    proxy within ``proxy_interval``: not read now, and said so (status skipped); else None."""
+    from nbtui import model
+    from nbtui.jupyter import proxy_reads
+
+    if fleet.acting:  # exec, kill, servers test …: what a person asked for is read
+        return None
+    at = proxy_reads.last_read(entry.config.url)
+    ago = None if at is None else time.time() - at
+    if ago is None or not 0 <= ago < hub.proxy_interval:
+        return None
+    return fleet._info(
+        entry, status=model.SKIPPED, error_kind="proxy-interval",
+        error=(f"server {entry.config.name}: read through the hub's proxy {_human(ago)} ago by another nbtui; "
+               f"read at most every {_human(hub.proxy_interval)} (each read marks it active), "
+               f"next in {_human(hub.proxy_interval - ago)}"))
+
+
+def name_leftovers(fleet, processes) -> list:
+    """A leftover of a hub user's server (JUPYTERHUB_USER in its environment) named
+    HUB/USER[/SERVER]: under the hub that lists, or last listed, that user's server, else the
+    only hub configured; several hubs and no listing: the user alone names it."""
+    hubs = list(fleet._hubs.values())
+    out = []
+    for p in processes:
+        if p.hub_user and p.hub_server is None and hubs:
+            tail = f"/{p.hub_user}" + (f"/{p.hub_server_name}" if p.hub_server_name else "")
+            known = [h.name for h in hubs
+                     if h.name + tail in h.children or h.name + tail in LAST_LISTED.get(h.name, {})]
+            hub = known[0] if len(known) == 1 else (hubs[0].name if len(hubs) == 1 else None)
+            if hub is not None:
+                p = replace(p, hub_server=hub + tail)
+        out.append(p)
+    return out
 
 
 def _aged(k, now: dt.datetime):

@@ -130,6 +130,7 @@ class FleetScreen(Screen):
         Binding("u", "unmark_all", "Unmark all", show=False),
         Binding("S", "reverse", "Reverse", show=False),
         Binding("R", "refresh", "Refresh", show=False),
+        Binding("v", "servers", "Servers (k stops a hub user's)", show=False),
         # cull and rebind are in the palette ("Cull…", "Rebind to a notebook…").
     ]
 
@@ -597,9 +598,23 @@ class FleetScreen(Screen):
         cull(self)
 
     def action_stop_server(self) -> None:
+        if self.refuse_readonly("stopping servers"):
+            return
         from nbtui.tui.hub import stop_server
 
         stop_server(self)
+
+    def action_servers(self) -> None:
+        from nbtui.tui.servers_screen import ServersScreen
+
+        self.app.push_screen(ServersScreen())
+
+    def show_server(self, name: str) -> None:
+        """Only ``name``'s kernels (the filter on its rows' keys, ``NAME:``)."""
+        box = self.query_one("#filter", Input)
+        box.add_class("active")
+        box.value = f"{name}:"
+        self.table.focus()
 
     def action_migrate(self) -> None:
         if self.refuse_readonly("migrate"):
@@ -660,6 +675,8 @@ class FleetScreen(Screen):
             ("Mark / unmark kernel", "Mark the kernel for bulk actions (space)", self.action_mark),
             ("Open console", "Open the selected kernel's console (enter)", self.action_console),
             ("Refresh now", "Read every server now (R)", self.action_refresh),
+            ("Servers…", "Every server as a row, each hub user's too; k stops a hub user's server (v)",
+             self.action_servers),
         ]
         if not self.readonly:
             cmds += [

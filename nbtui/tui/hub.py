@@ -63,9 +63,16 @@ def stop_server(screen) -> None:
     k = screen.selected_kernel
     s = hub_server_of(screen, k.server) if k is not None else None
     if s is None:
-        screen.notify("select a kernel of a hub user's server first", severity="warning")
+        screen.notify("select a kernel of a hub user's server first (or v: every server as a row)",
+                      severity="warning")
         return
-    step = actions.plan_stop_server(screen.snapshot, s)
+    confirm_stop(screen, screen.snapshot, s)
+
+
+def confirm_stop(screen, snapshot, s: ServerInfo) -> None:
+    """The plan of stopping ``s``, a confirmation, then the stop (re-checked and audited by
+    nbtui.actions.stop_servers); ``screen`` shows the outcome."""
+    step = actions.plan_stop_server(snapshot, s)
     if step.refusal:
         screen.notify(f"{visible(s.name)}: {step.refusal}", severity="warning")
         return
@@ -89,4 +96,4 @@ def _run(screen, step) -> None:
         screen.notify(redact(outcome.describe()), severity="information" if outcome.ok else "error", timeout=5)
         screen.app.refresh_now()
 
-    screen.run_worker(go(), group="actions")
+    screen.app.run_worker(go(), group="actions")  # the app's: the screen may close meanwhile

@@ -1,0 +1,49 @@
+"""200 users' servers behind one hub (a JupyterHub-shaped server: a real hub spawning 200
+single-user servers is too heavy for this machine): every one listed, the pagination
+followed, and never more sockets open at once than the hub's bound."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from nbtui.config import ServerConfig, Settings
+from nbtui.fleet import Fleet
+from nbtui.jupyter import hub as hub_mod
+from tests.conftest import ROOT
+from tests.fakehub import kernel_id
+
+pytestmark = pytest.mark.timeout(120)
+USERS = 200
+
+
+@pytest.fixture
+def fake_hub():
+    """The fake hub in a process of its own (its threads must not slow the fleet measured)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakehub", str(USERS), "50"], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+async def test_200_servers_need_not_200_sockets(fake_hub):
+    cfg = ServerConfig(name="big", url=fake_hub, token_source="discovered", token="t" * 48, hub=True, timeout=30.0)
+    async with Fleet([cfg], Settings(timeout=30.0)) as fleet:
+        snap = await fleet.snapshot()
+    users = [s for s in snap.servers if s.user is not None]
+    assert len(users) == USERS and all(s.ok and s.route == "direct" for s in users), \
+        [s.error for s in users if not s.ok][:3]
+    assert {k.kernel_id for k in snap.kernels} == {kernel_id(i) for i in range(USERS)}
+    stats = httpx.get(fake_hub + "_stats", timeout=10).json()
+    # The hub's lists, page by page: offsets 0, 50, 100, 150 (the last page has no next).
+    assert stats["offsets"] == {"users": [0, 50, 100, 150], "proxy": [0, 50, 100, 150]}
+    # The users' servers share one pool of SOCKETS; the hub's own client keeps at most its
+    # two lists' sockets (users and routes, asked at once); this check adds one.
+    assert stats["max_open"] <= hub_mod.SOCKETS + 3, stats["max_open"]
