@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import channel_rtts, zmq_rtts  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
 STREAM_CODE = "for i in range({n}): print(i)"
@@ -40,18 +41,7 @@ STREAM_CODE = "for i in range({n}): print(i)"
 
 
 async def nbtui_rtts(server: JupyterServer, kid: str, n: int) -> list[float]:
-    from nbtui.jupyter.channels import WebsocketChannels
-    from nbtui.jupyter.rest import ServerClient
-
-    async with ServerClient("bench", server.url, server.token) as client:
-        async with WebsocketChannels(client, kid) as ch:
-            await (await ch.execute("1+1")).wait()  # warm
-            out = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                await (await ch.execute("1+1")).wait()
-                out.append(time.perf_counter() - t0)
-            return out
+    return await channel_rtts(server.url, server.token, kid, n)
 
 
 async def plain_ws_rtts(server: JupyterServer, kid: str, n: int) -> list[float]:
@@ -89,25 +79,6 @@ async def plain_ws_rtts(server: JupyterServer, kid: str, n: int) -> list[float]:
             await one()
             out.append(time.perf_counter() - t0)
         return out
-
-
-def zmq_rtts(server: JupyterServer, kid: str, n: int) -> list[float]:
-    from jupyter_client import BlockingKernelClient
-
-    kc = BlockingKernelClient(connection_file=str(server.connection_file(kid)))
-    kc.load_connection_file()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        kc.execute_interactive("1+1", output_hook=lambda m: None, timeout=30)
-        out = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            kc.execute_interactive("1+1", output_hook=lambda m: None, timeout=30)
-            out.append(time.perf_counter() - t0)
-        return out
-    finally:
-        kc.stop_channels()
 
 
 # -- the long stream -----------------------------------------------------------------------
@@ -193,7 +164,7 @@ def main() -> None:
         nb, zq, ws = [], [], []
         for _ in range(args.rounds):
             nb += asyncio.run(nbtui_rtts(server, kid, per))
-            zq += zmq_rtts(server, kid, per)
+            zq += zmq_rtts(server.connection_file(kid), per)
             ws += asyncio.run(plain_ws_rtts(server, kid, per))
         m_nb, m_zq, m_ws = (statistics.median(x) * 1000 for x in (nb, zq, ws))
         print(f"round trip of 1+1, median of {len(nb)}: nbtui websocket {m_nb:.2f} ms, "

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.common import channel_rtts, median_of, zmq_rtts  # noqa: E402
 from tests.hub import Hub  # noqa: E402
 from tests.jupyter import JupyterServer, wait_for  # noqa: E402
 
@@ -33,20 +33,6 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 USERS = [f"u{i}" for i in range(10)]
 INTERVAL = 3  # the hub's last_activity_interval
 HUNG_TIMEOUT = 2.0
-
-
-def timed(cmd: list[str], env: dict) -> float:
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
-    if r.returncode not in (0, 4):
-        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return dt
-
-
-def median_of(cmd: list[str], env: dict) -> float:
-    timed(cmd, env)
-    return statistics.median(timed(cmd, env) for _ in range(RUNS))
 
 
 def targets(hub: Hub) -> dict[str, str]:
@@ -77,37 +63,7 @@ def activity(hub: Hub, where: dict[str, str], kernels: dict[str, list[str]]) -> 
 
 async def proxy_rtts(hub: Hub, user: str, kid: str, n: int, url: str | None = None) -> list[float]:
     """nbtui's channel client to a hub user's kernel: through the proxy, or at ``url``."""
-    from nbtui.jupyter.channels import WebsocketChannels
-    from nbtui.jupyter.rest import ServerClient
-
-    async with ServerClient("bench", url or hub.user_url(user), hub.token) as client:
-        async with WebsocketChannels(client, kid) as ch:
-            await (await ch.execute("1+1")).wait()
-            out = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                await (await ch.execute("1+1")).wait()
-                out.append(time.perf_counter() - t0)
-            return out
-
-
-def zmq_rtts(connection_file: Path, n: int) -> list[float]:
-    from jupyter_client import BlockingKernelClient
-
-    kc = BlockingKernelClient(connection_file=str(connection_file))
-    kc.load_connection_file()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        kc.execute_interactive("1+1", output_hook=lambda m: None, timeout=30)
-        out = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            kc.execute_interactive("1+1", output_hook=lambda m: None, timeout=30)
-            out.append(time.perf_counter() - t0)
-        return out
-    finally:
-        kc.stop_channels()
+    return await channel_rtts(url or hub.user_url(user), hub.token, kid, n)
 
 
 def main() -> None:
@@ -142,8 +98,8 @@ def main() -> None:
 
         time.sleep(INTERVAL + 1)  # what the setup did has reached the hub
         before = activity(hub, where, kernels)
-        t_one = median_of(ls, dict(env, NBTUI_CONFIG=str(cfg_one)))
-        t_hub = median_of(ls, dict(env, NBTUI_CONFIG=str(cfg_hub)))
+        t_one = median_of(ls, dict(env, NBTUI_CONFIG=str(cfg_one)), RUNS)
+        t_hub = median_of(ls, dict(env, NBTUI_CONFIG=str(cfg_hub)), RUNS)
         time.sleep(INTERVAL + 1)
         after = activity(hub, where, kernels)
         changed = sorted(k for k in before if k in after and before[k] != after[k])
@@ -152,7 +108,7 @@ def main() -> None:
         hung_pid = hub.server_pid(USERS[-1])
         os.kill(hung_pid, 19)  # SIGSTOP
         try:
-            t_hung = median_of(ls, dict(env, NBTUI_CONFIG=str(cfg_hub)))
+            t_hung = median_of(ls, dict(env, NBTUI_CONFIG=str(cfg_hub)), RUNS)
         finally:
             os.kill(hung_pid, 18)  # SIGCONT
 

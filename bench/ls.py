@@ -7,33 +7,17 @@ loopback in a temporary folder and stops them at the end.
 from __future__ import annotations
 
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import median_of  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
-
-
-def timed(cmd: list[str], env: dict) -> float:
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
-    if r.returncode not in (0, 4):
-        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return dt
-
-
-def median_of(cmd: list[str], env: dict) -> float:
-    timed(cmd, env)  # warm the file cache
-    return statistics.median(timed(cmd, env) for _ in range(RUNS))
 
 
 def main() -> None:
@@ -46,8 +30,8 @@ def main() -> None:
         for _ in range(10):
             one.start_kernel()
         env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(one.runtime_dir), NBTUI_CONFIG=str(base / "cfg-one"))
-        nbtui = median_of([sys.executable, "-m", "nbtui", "ls", "--json"], env)
-        peer = median_of([sys.executable, "-m", "jupyter_server", "list"], env)
+        nbtui = median_of([sys.executable, "-m", "nbtui", "ls", "--json"], env, RUNS)
+        peer = median_of([sys.executable, "-m", "jupyter_server", "list"], env, RUNS)
 
         # Part 2: six healthy servers, then a seventh that is hung (SIGSTOP).
         cfg = base / "cfg-fleet"
@@ -64,15 +48,15 @@ def main() -> None:
             lines += [f"[servers.f{i}]", f'url = "{s.url}"', 'token = "env"', f'token_env = "BENCH_TOKEN_{i}"']
         (cfg / "servers.toml").write_text("\n".join(lines[1:]) + "\n")
         ls = [sys.executable, "-m", "nbtui", "ls", "--json"]
-        one_alone = median_of(ls + ["--server", "f0"], fenv)
-        six = median_of(ls, fenv)
+        one_alone = median_of(ls + ["--server", "f0"], fenv, RUNS)
+        six = median_of(ls, fenv, RUNS)
         hung_timeout = 2.0
         fenv["BENCH_TOKEN_H"] = hung.token
         with open(cfg / "servers.toml", "a") as f:
             f.write(f'[servers.hung]\nurl = "{hung.url}"\ntoken = "env"\ntoken_env = "BENCH_TOKEN_H"\ntimeout = {hung_timeout}\n')
         hung.pause()
         try:
-            with_hung = median_of(ls, fenv)
+            with_hung = median_of(ls, fenv, RUNS)
         finally:
             hung.resume()
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from nbtui.config import ServerConfig  # noqa: E402
 from nbtui.fleet import Fleet  # noqa: E402
-from nbtui.host.view import LocalHost  # noqa: E402
+from nbtui.host.local import LocalHost  # noqa: E402
 from tests.jupyter import JupyterServer, wait_for  # noqa: E402
 
 KERNELS = int(os.environ.get("BENCH_KERNELS", "50"))

@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import ClassVar, Optional
 
 from nbtui import audit, orphans
 from nbtui.config import state_dir
@@ -208,11 +208,9 @@ class Step:
             text = f"pid {p.pid} ({p.user or 'owner unknown'}) {middle_truncate(p.cmdline, 60)}"
             if self.notebook:
                 text += f" [{self.notebook}]"
-        frees = [f"{human_bytes(self.memory_bytes)} memory" if self.memory_bytes else None,
-                 f"{human_bytes(self.gpu_memory_bytes)} GPU" if self.gpu_memory_bytes else None]
-        frees = [f for f in frees if f]
+        frees = _frees(self.memory_bytes, self.gpu_memory_bytes)
         if frees:
-            text += "; frees " + ", ".join(f for f in frees if f)
+            text += "; frees " + frees
         if self.children:
             noun = "child process" if len(self.children) == 1 else "child processes"
             pids = ", ".join(str(c.pid) for c in self.children[:6]) + (" …" if len(self.children) > 6 else "")
@@ -226,6 +224,12 @@ class Step:
         return text
 
 
+def _frees(memory_bytes: Optional[int], gpu_memory_bytes: Optional[int]) -> str:
+    """``1.2G memory, 4.0G GPU``: what a step frees, where measured ("" when nothing is)."""
+    return ", ".join(f for f in (f"{human_bytes(memory_bytes)} memory" if memory_bytes else None,
+                                 f"{human_bytes(gpu_memory_bytes)} GPU" if gpu_memory_bytes else None) if f)
+
+
 @dataclass
 class Outcome:
     step: Step
@@ -235,9 +239,11 @@ class Outcome:
     audit_error: Optional[str] = None
     interrupted: bool = False  # ctrl+c came while it was under way
 
+    OK_RESULTS: ClassVar[tuple[str, ...]] = ("ok", "gone")
+
     @property
     def ok(self) -> bool:
-        return self.result in ("ok", "gone") and all(f.ok for f in self.fates)
+        return self.result in self.OK_RESULTS and all(f.ok for f in self.fates)
 
     def describe(self) -> str:
         return visible(self._describe())
@@ -246,11 +252,9 @@ class Outcome:
         s = self.step
         text = f"{s.target}: {self.result}"
         if self.result == "ok":
-            frees = [f"{human_bytes(s.memory_bytes)} memory" if s.memory_bytes else None,
-                     f"{human_bytes(s.gpu_memory_bytes)} GPU" if s.gpu_memory_bytes else None]
-            frees = [f for f in frees if f]
+            frees = _frees(s.memory_bytes, s.gpu_memory_bytes)
             if frees:
-                text += " (freed " + ", ".join(f for f in frees if f) + ")"
+                text += f" (freed {frees})"
         if self.fates:
             text += "; " + ", ".join(f"pid {f.pid} {f.fate}" for f in self.fates)
         return text
@@ -822,40 +826,28 @@ class ServerStep:
                 "reasons": list(self.reasons), "explanation": self.explanation, "refused": self.refusal}
 
     def describe(self) -> str:
-        from nbtui.text import visible
-
         n = len(self.kernels)
         text = f"server {visible(self.server.name)} of user {visible(self.server.user)} ({n} kernel{'s' if n != 1 else ''})"
-        frees = [f"{human_bytes(self.memory_bytes)} memory" if self.memory_bytes else None,
-                 f"{human_bytes(self.gpu_memory_bytes)} GPU" if self.gpu_memory_bytes else None]
-        frees = [f for f in frees if f]
+        frees = _frees(self.memory_bytes, self.gpu_memory_bytes)
         if frees:
-            text += "; frees " + ", ".join(f for f in frees if f)
+            text += "; frees " + frees
         if self.refusal:
             text += f" — REFUSED: {self.refusal}"
         return text
 
 
 @dataclass
-class ServerOutcome:
-    step: ServerStep
-    result: str  # ok | gone | stopping | refused: … | failed: …
-    server_error: bool = False
-    audit_error: Optional[str] = None
-    fates: list = field(default_factory=list)
-    interrupted: bool = False  # as Outcome: a stop through the hub is one request, never cut short by ctrl+c
+class ServerOutcome(Outcome):
+    """An Outcome of a ServerStep: no process fates (the hub's spawner ends the server), and
+    ``interrupted`` stays False (a stop through the hub is one request, never cut short)."""
 
-    @property
-    def ok(self) -> bool:
-        return self.result in ("ok", "gone", "stopping")
+    step: ServerStep  # type: ignore[assignment]  # a server step, not a kernel or process one
+    result: str  # ok | gone | stopping | refused: … | failed: …
+
+    OK_RESULTS: ClassVar[tuple[str, ...]] = ("ok", "gone", "stopping")
 
     def describe(self) -> str:
-        from nbtui.text import visible
-
         return f"{visible(self.step.target)}: {self.result}"
-
-    def json(self) -> dict:
-        return {"target": self.step.target, "result": self.result, "ok": self.ok, "processes": []}
 
 
 def plan_stop_server(snapshot: Snapshot, server: ServerInfo, *, reasons: tuple[str, ...] = (),

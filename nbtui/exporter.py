@@ -19,21 +19,22 @@ when there is nothing to sum (0) or at least one part is known.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import socket
 import sys
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from nbtui import model, orphans
-from nbtui.fleet import Fleet
+from nbtui.fleet import Fleet, _Server
 from nbtui.text import one_line
 
 DEFAULT_REFRESH = 15.0
@@ -93,11 +94,11 @@ class _Sum:
 
     __slots__ = ("n", "known", "total")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.n = self.known = 0
         self.total = 0.0
 
-    def add(self, v) -> None:
+    def add(self, v: float) -> None:
         self.known += 1
         self.total += v
 
@@ -105,7 +106,7 @@ class _Sum:
 class TimedFleet(Fleet):
     """A fleet that also records how long each server's read took (for the histogram)."""
 
-    def __init__(self, *a, **kw):
+    def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.read_seconds: dict[str, float] = {}
 
@@ -116,7 +117,7 @@ class TimedFleet(Fleet):
         timed.untrusted_files = getattr(fleet, "untrusted_files", ())
         return timed
 
-    async def _read_one(self, entry, now):
+    async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
         t0 = time.monotonic()
         try:
             return await super()._read_one(entry, now)
@@ -157,7 +158,7 @@ class State:
 class Tracker:
     """Counters across refreshes: kernel restarts and per-server read durations."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._states: dict[str, str] = {}  # kernel key (server:id) -> last state seen
         self.restarts: dict[str, int] = {}
         self.reads: dict[str, _Histogram] = {}
@@ -187,7 +188,7 @@ class Tracker:
         self._states = now
 
 
-def _sample_families(state: State, per_kernel: bool) -> Iterator:
+def _sample_families(state: State, per_kernel: bool) -> Iterator[Metric]:
     snap = state.snapshot
     servers = snap.servers
     ok = [s for s in servers if s.ok]
@@ -279,11 +280,11 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
     tmem = GaugeMetricFamily("nbtui_terminals_memory_bytes", "Memory held by the terminals' process trees.",
                              labels=["server"])
     t_by: dict[str, list[model.Terminal]] = {}
-    for t in snap.terminals:
-        t_by.setdefault(t.server, []).append(t)
+    for term in snap.terminals:
+        t_by.setdefault(term.server, []).append(term)
     for srv, ts in sorted(t_by.items()):
         terms.add_metric([label(srv)], float(len(ts)))
-        v = _known_sum(t.usage.memory_bytes if t.usage else None for t in ts)
+        v = _known_sum(term.usage.memory_bytes if term.usage else None for term in ts)
         if v is not None:
             tmem.add_metric([label(srv)], v)
     yield terms
@@ -302,8 +303,8 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
     reads = HistogramMetricFamily("nbtui_server_read_duration_seconds",
                                   "Seconds one read of the server took (its kernels and sessions).",
                                   labels=["server"])
-    for srv, (rows, total) in sorted(state.reads.items()):
-        reads.add_metric([label(srv)], rows, total)
+    for srv, (rows, seconds) in sorted(state.reads.items()):
+        reads.add_metric([label(srv)], rows, seconds)
     yield reads
 
     refreshes = CounterMetricFamily("nbtui_refreshes", "Fleet snapshots taken by this exporter.")
@@ -320,7 +321,8 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator:
         yield from _kernel_families(snap.kernels)
 
 
-def _orphan_families(snap: model.Snapshot, ok: list[model.ServerInfo], by_server) -> Iterator:
+def _orphan_families(snap: model.Snapshot, ok: list[model.ServerInfo],
+                     by_server: dict[str, list[model.Kernel]]) -> Iterator[Metric]:
     count = GaugeMetricFamily("nbtui_orphans", "Orphans by reason: kernels and terminals of a server, and local "
                               "leftover processes (server \"\", kind process). One orphan may have several reasons.",
                               labels=["server", "kind", "reason"])
@@ -346,7 +348,7 @@ def _orphan_families(snap: model.Snapshot, ok: list[model.ServerInfo], by_server
         if t.orphan_reasons:
             terms.setdefault(t.server, []).append(t)
     for srv, ts in sorted(terms.items()):
-        reasons: dict[str, int] = {}
+        reasons = {}
         for t in ts:
             for r in t.orphan_reasons:
                 reasons[r] = reasons.get(r, 0) + 1
@@ -370,7 +372,7 @@ def _orphan_families(snap: model.Snapshot, ok: list[model.ServerInfo], by_server
     yield from (count, mem, gpu)
 
 
-def _gpu_families(snap: model.Snapshot, hostname: str) -> Iterator:
+def _gpu_families(snap: model.Snapshot, hostname: str) -> Iterator[Metric]:
     keys = ["host", "gpu"]
     info = GaugeMetricFamily("nbtui_gpu_info", "A GPU nbtui sees; descriptive labels, value 1.",
                              labels=keys + ["uuid", "name"])
@@ -404,7 +406,7 @@ KERNEL_FAMILIES = (  # name, help; the labels are server and kernel_id (+ the on
 )
 
 
-def _kernel_families(kernels: Iterable[model.Kernel]) -> Iterator:
+def _kernel_families(kernels: Iterable[model.Kernel]) -> Iterator[Metric]:
     keys = ["server", "kernel_id"]
     (n_info, h_info), (n_mem, h_mem), (n_cpu, h_cpu), (n_gpu, h_gpu), (n_idle, h_idle) = KERNEL_FAMILIES
     info = GaugeMetricFamily(n_info, h_info, labels=keys + ["notebook", "user", "kernel_name"])
@@ -440,7 +442,7 @@ class KernelLines:
     two equal): at 5,000 kernels the generic path costs more than the fleet read itself.
     The label part of each kernel is kept from one rendering to the next."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         # server:kernel id -> (notebook, user, kernel name, info line, key labels, line prefixes)
         self._kept: dict[str, tuple] = {}
 
@@ -495,7 +497,7 @@ class SnapshotCollector:
         self.with_age = with_age
         self.wall = wall
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         st = self.state()
         if st is not None:
             yield from _sample_families(st, self.per_kernel)
@@ -519,7 +521,7 @@ class Rendering:
     state: State
     body: bytes
     gz_head: bytes
-    gz: object  # a zlib compress object (gzip framing) that has taken ``body``, never flushed
+    gz: zlib._Compress  # a zlib compress object (gzip framing) that has taken ``body``, never flushed
 
     def gzipped(self, tail: bytes) -> bytes:
         c = self.gz.copy()
@@ -545,10 +547,10 @@ def scrape_tail(rendering: Optional[Rendering], now: Optional[float] = None) -> 
 
 
 class _Fixed:
-    def __init__(self, families):
+    def __init__(self, families: list[Metric]) -> None:
         self.families = families
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         return iter(self.families)
 
 

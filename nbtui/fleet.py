@@ -17,33 +17,16 @@ from nbtui.config import Config, ServerConfig, Settings
 from nbtui.host import wire
 from nbtui.jupyter import own
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url
-from nbtui.jupyter.rest import ServerClient, ServerError, is_loopback
+from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
 from nbtui.secrets import TokenError, redact, resolve
 from nbtui.sources import HostSample, HostView
+from nbtui.units import parse_time
 
-_STATUS_OF_KIND = {
-    "unreachable": model.UNREACHABLE,
-    "timeout": model.TIMEOUT,
-    "auth-failed": model.AUTH_FAILED,
-    "token": model.AUTH_FAILED,
-}
+_STATUS_OF_KIND = STATUS_OF_KIND
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def parse_time(value) -> Optional[dt.datetime]:
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
 TIMEOUT_KIND = "timeout"
@@ -286,6 +269,46 @@ class Fleet:
             return await hub_mod.read_user_server(self, entry, now)
         return await self._read_server(entry, now)
 
+    # -- hubs (nbtui.jupyter.hub lists their users' servers; the fleet keeps an entry for each) --
+
+    async def _expand_hubs(self) -> list[model.ServerInfo]:
+        """List every hub, then make the fleet's servers match: one entry per user's server
+        (kept across reads, so its client and sockets stay), none for servers gone. A server
+        both reached through a hub and discovered locally is kept once, under the hub's name.
+        Returns the hubs' own rows."""
+        hubs = list(self._hubs.values())
+        results = await asyncio.gather(*(h.read() for h in hubs))
+        rows, closing = [], []
+        pids, urls = set(), []
+        for hub, (row, children) in zip(hubs, results):
+            rows.append(model.ServerInfo(**row))
+            names = {c.config.name for c in children}
+            for name, e in list(self._servers.items()):
+                if e.hub == hub.name and name not in names:
+                    closing.append(e.client)
+                    del self._servers[name]
+            for c in children:
+                known = self._servers.get(c.config.name)
+                if known is not None and known.hub != hub.name:
+                    continue  # a configured server of that very name wins (names cannot hold "/")
+                if known is None or known.config.url != c.config.url:
+                    if known is not None:
+                        closing.append(known.client)
+                    known = self._servers[c.config.name] = _Server(c.config, hub=hub.name)
+                known.config = c.config
+                known.extra = c.extra()
+                if c.server.pid is not None:
+                    pids.add(c.server.pid)
+                urls.append(c.config.url)
+        for name, e in list(self._servers.items()):
+            if e.hub is None and e.config.source == "discovered" and (
+                    (e.config.pid is not None and e.config.pid in pids)
+                    or any(is_same_server_url(e.config.url, u) for u in urls)):
+                closing.append(e.client)
+                del self._servers[name]
+        await asyncio.gather(*(c.aclose() for c in closing if c is not None), return_exceptions=True)
+        return rows
+
     async def _read_server(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
         name = entry.config.name
         timeout = entry.config.timeout or self.settings.timeout
@@ -407,9 +430,7 @@ class Fleet:
         prime = getattr(self.host, "prime", None)
         hub_rows = []
         if self._hubs:
-            from nbtui.jupyter import hub as hub_mod
-
-            hub_rows = await hub_mod.expand(self)
+            hub_rows = await self._expand_hubs()
 
         async def primed() -> None:  # the process scan runs beside the first requests
             wait = await asyncio.to_thread(prime) if prime else 0.0
@@ -469,6 +490,8 @@ class Fleet:
         judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
         kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)
         if self._hubs:  # a hub user's leftovers, named HUB/USER[/SERVER]
+            from nbtui.jupyter import hub as hub_mod
+
             processes = hub_mod.name_leftovers(self, processes)
         return model.Snapshot(
             generated_at=now,

@@ -6,7 +6,7 @@ import datetime as dt
 import shutil
 from typing import Any, Iterable, Optional
 
-from nbtui.orphans import kernel_is_idle
+from nbtui import summary
 from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.states import never_used
 from nbtui.text import visible
@@ -193,13 +193,11 @@ def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool)
 
 
 def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
-    idle_over = sum(1 for k in kernels if kernel_is_idle(k, snap.idle_threshold))
-    orphaned = sum(1 for k in kernels if k.orphan_reasons)
-    ok = sum(1 for s in snap.servers if s.ok)
+    c = summary.count(snap, kernels)  # as the TUI's summary bar counts
     line = (
-        f"{len(kernels)} kernel{'s' if len(kernels) != 1 else ''}, {idle_over} idle over "
+        f"{c.kernels} kernel{'s' if c.kernels != 1 else ''}, {c.idle} idle over "
         f"{human_duration(snap.idle_threshold)}, "
-        f"{orphaned} orphaned; {ok}/{len(snap.servers)} servers read"
+        f"{c.orphaned} orphaned; {c.servers_read}/{c.servers} servers read"
     )
     out = [line]
     for s in snap.failed_servers:

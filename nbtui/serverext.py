@@ -35,7 +35,7 @@ class _State:
     def report(self, kernel_pids: dict, idle: list, terminals: dict | None = None) -> dict:
         """``terminals``: terminal name -> (shell PID or None, open websockets, idle past the threshold)."""
         from nbtui.host import wire
-        from nbtui.host.view import MIN_CPU_INTERVAL, LocalHost
+        from nbtui.host.local import MIN_CPU_INTERVAL, LocalHost
 
         terminals = terminals or {}
         term_pids = {name: pid for name, (pid, _c, _i) in terminals.items()}

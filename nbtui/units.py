@@ -1,9 +1,10 @@
-"""Parsing and formatting of durations, sizes and long text."""
+"""Parsing and formatting of durations, sizes, times and long text."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from typing import Callable
+from typing import Callable, Optional
 
 from nbtui.errors import UsageError
 
@@ -106,3 +107,18 @@ def parse_bytes(text: str | int, what: str = "size") -> int:
     if not m:
         raise UsageError(f"bad {what} {str(text)!r}: expected {SIZE_FORMS}")
     return int(float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_"))
+
+
+def parse_time(value: object) -> Optional[dt.datetime]:
+    """An ISO 8601 time as Jupyter and JupyterHub write it (``Z`` or an offset; none: UTC),
+    timezone-aware; None for anything else."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)

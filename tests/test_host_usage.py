@@ -17,7 +17,7 @@ from nbtui.config import ServerConfig, Settings
 from nbtui.fleet import Fleet
 from nbtui.host.gpu import DeviceSample, GpuReading, ProcMemory, ProcUtil
 from nbtui.host.procs import Facts, Proc, Scan, kernel_id_in
-from nbtui.host.view import LocalHost
+from nbtui.host.local import LocalHost
 from nbtui.model import Kernel
 from tests.conftest import run_nbtui
 from tests.jupyter import wait_for

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.conftest import ROOT
 def test_the_server_extension_imports_no_client_side():
     """The extension loads inside every jupyter_server: it must not pull in the fleet,
     httpx, config, secrets or discovery."""
-    code = ("import sys, nbtui.serverext, nbtui.host.view, nbtui.host.wire; "
+    code = ("import sys, nbtui.serverext, nbtui.host.local, nbtui.host.wire; "
             "print(sorted(m for m in ('httpx', 'nbtui.fleet', 'nbtui.config', 'nbtui.secrets', "
             "'nbtui.jupyter.discovery', 'textual') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -47,6 +48,27 @@ def test_ls_summary_counts_idle_by_the_setting():
     ks = [_kernel(120.0), _kernel(30.0), _kernel(7200.0, "busy")]
     snap = Snapshot(generated_at=None, servers=(), kernels=tuple(ks), idle_threshold=60.0)
     assert summary_lines(snap, ks)[0].startswith("3 kernels, 1 idle over 1m, ")
+
+
+def test_ls_and_the_tui_summary_count_alike():
+    """One counting function (nbtui.summary) behind ls's summary line and the TUI's bar."""
+    from types import SimpleNamespace
+
+    from nbtui.model import ServerInfo, Snapshot, Usage
+    from nbtui.report import summary_lines
+    from nbtui.tui.fleet_header import summary_text
+
+    ks = [_kernel(120.0), _kernel(30.0), _kernel(7200.0, "busy"),
+          replace(_kernel(600.0), kernel_id="g", usage=Usage("local", gpu_memory_bytes=2 << 30), orphan_reasons=("x",))]
+    left = Process(pid=9, user=None, cmdline="x", create_time=1.0, gpu_memory_bytes=1 << 30, orphan_reasons=("server-gone",))
+    snap = Snapshot(generated_at=None, servers=(ServerInfo("s", "http://s/", "config"),
+                                                ServerInfo("t", "http://t/", "config", status="timeout")),
+                    kernels=tuple(ks), processes=(left,), idle_threshold=60.0)
+    assert summary_lines(snap, ks)[0] == "4 kernels, 2 idle over 1m, 1 orphaned; 1/2 servers read"
+    bar = summary_text(snap, 200, theme=SimpleNamespace(error="red"), readonly=False, shown=4, total=4,
+                       filtered=False, orphans_only=False, marked=0, frees="").plain
+    assert bar == ("nbtui  servers 1/2 · 4 kernels · 1 busy · 2 idle >1m · idle GPU 2.0G · "
+                   "1 leftover (1.0G GPU)"), bar
 
 
 def test_process_reasons_come_from_host_facts():

@@ -14,7 +14,7 @@ import websockets
 
 from nbtui.config import ServerConfig
 from nbtui.fleet import Fleet
-from nbtui.host.view import LocalHost
+from nbtui.host.local import LocalHost
 from tests.conftest import add_server, run_nbtui
 from tests.jupyter import JupyterServer, wait_for
 

@@ -123,7 +123,7 @@ class OnlyFrom:
 async def test_leftovers_of_a_crashed_server_are_counted_and_killed_from_the_palette(jupyter_factory):
     import psutil
 
-    from nbtui.host.view import LocalHost
+    from nbtui.host.local import LocalHost
     from tests.test_kill import gone, spawn_child
     from tests.jupyter import wait_for, until
 

@@ -159,7 +159,7 @@ async def test_server_named_by_a_host_name_gets_the_extension_and_local_still_wi
     this host after all (kernel ids, never host names, decide), local wins."""
     import socket
 
-    from nbtui.host.view import LocalHost
+    from nbtui.host.local import LocalHost
 
     name = socket.gethostname()
     try:

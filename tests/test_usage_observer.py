@@ -16,7 +16,7 @@ import pytest
 
 from nbtui.config import ServerConfig
 from nbtui.fleet import Fleet
-from nbtui.host.view import LocalHost
+from nbtui.host.local import LocalHost
 from nbtui.jupyter.probe import probe_missing, usage_from_reply
 from tests.conftest import run_nbtui
 from tests.jupyter import JupyterServer, wait_for

@@ -35,7 +35,7 @@ def check_names(fleet: Fleet, names: Iterable[str]) -> None:
 def host_view(config: config_mod.Config):
     """The local host's usage view (psutil + NVML), or None where it is not available."""
     try:
-        from nbtui.host.view import LocalHost
+        from nbtui.host.local import LocalHost
     except ImportError:
         return None
     return LocalHost(config.settings)

@@ -6,15 +6,20 @@ import argparse
 import asyncio
 import shutil
 import sys
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 from nbtui import actions
 from nbtui.commands.common import load_config, open_fleet, print_json
 from nbtui.commands.kill import GRACE, confirm, execute_all, exit_code, report
+from nbtui.config import Settings
 from nbtui.errors import EXIT_OK, EXIT_PARTIAL, UsageError
+from nbtui.fleet import Fleet
+from nbtui.model import Snapshot
 from nbtui.secrets import redact
 from nbtui.text import visible
 from nbtui.units import human_bytes, human_duration, middle_truncate, parse_duration
+
+AnyStep = Union[actions.Step, actions.ServerStep]  # cull --servers plans servers, else kernels and processes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="the plan and the results as one JSON object")
 
 
-def policy_from(args, settings) -> actions.CullPolicy:
+def policy_from(args: argparse.Namespace, settings: Settings) -> actions.CullPolicy:
     """Selection flags (--idle, --orphans) replace config.toml [cull]; without them, [cull] applies."""
     s = settings
     if args.idle is not None or args.orphans or getattr(args, "gpu_idle", None) is not None:
@@ -49,13 +54,15 @@ def policy_from(args, settings) -> actions.CullPolicy:
                               gpu_idle=gpu_idle)
 
 
-async def watch_gpu_idle(fleet, snap, policy: actions.CullPolicy, refresh: float):
+async def watch_gpu_idle(fleet: Fleet, snap: Snapshot, policy: actions.CullPolicy, refresh: float) -> Snapshot:
     """gpu-idle needs history a one-shot read lacks: sample every ``refresh`` seconds for
     ``policy.gpu_idle`` (at least two samples) and return the last snapshot. Nothing to
     watch when nothing holds GPU memory (or there is no GPU data)."""
     import time
 
-    def holding(s) -> bool:
+    assert policy.gpu_idle is not None, "watch_gpu_idle is called for --gpu-idle only"
+
+    def holding(s: Snapshot) -> bool:
         rows = [k.usage for k in s.kernels] + [t.usage for t in s.terminals]
         return any(u and u.gpu_memory_bytes for u in rows) or any(p.gpu_memory_bytes for p in s.processes)
 
@@ -80,12 +87,12 @@ def _why(s: actions.Step) -> str:
     return f"idle {human_duration(k.idle_seconds)}" if k is not None else "—"
 
 
-def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[str]:
+def plan_table(steps: Sequence[AnyStep], width: Optional[int] = None) -> list[str]:
     """The plan as a table that fits the terminal: what goes, why, what it frees, whose."""
     width = width or shutil.get_terminal_size((80, 24)).columns
     rows = []
     for s in steps:
-        if s.kind == actions.SERVER:
+        if isinstance(s, actions.ServerStep):
             target, what = s.target, f"{len(s.kernels)} kernel{'s' if len(s.kernels) != 1 else ''}"
             if s.refusal:
                 what = f"REFUSED: {s.refusal}"
@@ -93,11 +100,13 @@ def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[s
                          or "—", human_bytes(s.memory_bytes), human_bytes(s.gpu_memory_bytes), visible(s.owner or "—")))
             continue
         if s.kind == actions.KERNEL:
+            assert s.kernel is not None
             target, what = f"{s.kernel.server}:{s.kernel.kernel_id[:8]}", s.notebook or "(no session)"
         elif s.kind == actions.TERMINAL:
             target = s.target
             what = f"shell pid {s.process.pid}" if s.process else "(shell not known here)"
         else:
+            assert s.process is not None
             target, what = f"pid:{s.process.pid}", s.notebook or s.process.cmdline
         if s.refusal:
             what = f"REFUSED: {s.refusal}"
@@ -109,7 +118,7 @@ def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[s
     ow = min(10, max(len(head[5]), *(len(r[5]) for r in rows)))
     ww = max(12, width - (tw + yw + 6 + 6 + ow + 5))
 
-    def fmt(r) -> str:
+    def fmt(r: tuple[str, ...]) -> str:
         return " ".join((middle_truncate(r[0], tw).ljust(tw), middle_truncate(r[1], ww).ljust(ww),
                          middle_truncate(r[2], yw).ljust(yw), r[3].rjust(6), r[4].rjust(6),
                          middle_truncate(r[5], ow))).rstrip()
@@ -121,7 +130,7 @@ def plan_table(steps: list[actions.Step], width: Optional[int] = None) -> list[s
             f"{human_bytes(gpu) if gpu else '—'} GPU (where measured)"]
 
 
-async def _cull(args) -> int:
+async def _cull(args: argparse.Namespace) -> int:
     config = load_config(args)
     policy = policy_from(args, config.settings)
     fleet = open_fleet(args, config, only=args.server)
@@ -133,7 +142,9 @@ async def _cull(args) -> int:
             unread = [s for s in snap.servers if not s.ok]
             for s in unread:
                 print(f"nbtui: not read: {visible(s.error or s.name)}", file=sys.stderr)
+            steps: Sequence[AnyStep]
             if args.servers:
+                assert policy.idle is not None  # _check_servers_flags: --servers needs --idle
                 steps = actions.plan_cull_servers(snap, policy.idle, policy.servers)
             else:
                 steps = actions.plan_cull(snap, policy) if policy.selects_anything else []
@@ -162,7 +173,7 @@ async def _cull(args) -> int:
     return EXIT_PARTIAL if unread and code == EXIT_OK else code
 
 
-def _check_servers_flags(args) -> None:
+def _check_servers_flags(args: argparse.Namespace) -> None:
     if args.servers and (args.idle is None or args.orphans or args.gpu_only):
         raise UsageError("cull --servers needs --idle DURATION (the hub's last_activity) and takes no "
                          "--orphans or --gpu-only")

@@ -48,7 +48,7 @@ def _ledger(led: Optional[model.GpuLedger]) -> Optional[dict]:
 
 def dump(hostname: str, version: str, kernels: Mapping[str, Any], devices: Iterable[model.GpuDevice],
          gpu_note: Optional[str], terminals: Optional[Mapping[str, Any]] = None) -> dict:
-    """``kernels``: kernel id -> a TreeUsage (nbtui.host.view), or None when its process is not found;
+    """``kernels``: kernel id -> a TreeUsage (nbtui.host.local), or None when its process is not found;
     ``terminals``: terminal name -> (TreeUsage or None, open websockets or None)."""
     out_kernels: dict[str, dict[str, Any]] = {}
     for kid, t in kernels.items():

@@ -20,21 +20,15 @@ import os
 import pwd
 import stat
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 from urllib.parse import urlsplit
 
 import psutil
 
 from nbtui.jupyter.discovery import Discovery, discover, is_same_server_url, runtime_dir
+from nbtui.sources.cmdline import is_jupyter_server as _is_server
 
-_SERVER_MARKERS = ("jupyter_server", "jupyter-server", "jupyter-lab", "jupyterlab", "jupyter-notebook",
-                   "notebook.app", "jupyterhub-singleuser", "jupyter-labhub", "jupyter-singleuser")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "::")
-
-
-def _is_server(cmdline: Iterable[str]) -> bool:
-    text = " ".join(cmdline).lower()
-    return any(m in text for m in _SERVER_MARKERS) and "ipykernel" not in text
 
 
 def runtime_folders() -> list[Path]:

@@ -80,7 +80,7 @@ def missing_scopes(scopes: list[str]) -> list[tuple[str, str, str]]:
 
 
 def _time(value) -> Optional[dt.datetime]:
-    from nbtui.fleet import parse_time
+    from nbtui.units import parse_time
 
     return parse_time(value)
 
@@ -323,7 +323,7 @@ class HubSource:
                        error=f"server {self.name}: timed out after {self.timeout:g} s")
             return row, list(self.children.values())  # the last listing stays readable
         except ServerError as e:
-            from nbtui.fleet import _STATUS_OF_KIND
+            from nbtui.jupyter.rest import STATUS_OF_KIND as _STATUS_OF_KIND
 
             row.update(status=_STATUS_OF_KIND.get(e.kind, model.ERROR),
                        error_kind="auth-failed" if e.kind == "token" else e.kind, error=redact(str(e)))
@@ -383,49 +383,6 @@ async def detect(url: str, *, timeout: float = 3.0, ca_bundle: Optional[str] = N
 
 
 # -- the fleet's hook (nbtui.fleet calls these) -----------------------------------------------
-
-
-async def expand(fleet) -> list:
-    """List every hub, then make the fleet's servers match: one entry per user's server
-    (kept across reads, so its client and sockets stay), none for servers gone. A server
-    both reached through a hub and discovered locally is kept once, under the hub's name.
-    Returns the hubs' own rows."""
-    from nbtui import model
-    from nbtui.fleet import _Server
-    from nbtui.jupyter.discovery import is_same_server_url
-
-    hubs = list(fleet._hubs.values())
-    results = await asyncio.gather(*(h.read() for h in hubs))
-    rows, closing = [], []
-    pids, urls = set(), []
-    for hub, (row, children) in zip(hubs, results):
-        rows.append(model.ServerInfo(**row))
-        names = {c.config.name for c in children}
-        for name, e in list(fleet._servers.items()):
-            if e.hub == hub.name and name not in names:
-                closing.append(e.client)
-                del fleet._servers[name]
-        for c in children:
-            e = fleet._servers.get(c.config.name)
-            if e is not None and e.hub != hub.name:
-                continue  # a configured server of that very name wins (names cannot hold "/")
-            if e is None or e.config.url != c.config.url:
-                if e is not None:
-                    closing.append(e.client)
-                e = fleet._servers[c.config.name] = _Server(c.config, hub=hub.name)
-            e.config = c.config
-            e.extra = c.extra()
-            if c.server.pid is not None:
-                pids.add(c.server.pid)
-            urls.append(c.config.url)
-    for name, e in list(fleet._servers.items()):
-        if e.hub is None and e.config.source == "discovered" and (
-                (e.config.pid is not None and e.config.pid in pids)
-                or any(is_same_server_url(e.config.url, u) for u in urls)):
-            closing.append(e.client)
-            del fleet._servers[name]
-    await asyncio.gather(*(c.aclose() for c in closing if c is not None), return_exceptions=True)
-    return rows
 
 
 async def read_user_server(fleet, entry, now: dt.datetime):

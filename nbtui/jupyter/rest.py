@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from nbtui import model
 from nbtui.errors import EXIT_PARTIAL, NbtuiError
 from nbtui.secrets import redact
 
@@ -27,6 +28,13 @@ TOKEN = "token"
 MAX_BODY = 64 << 20  # config.toml `max_body`
 TOO_BIG = "too-big"
 MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
+# A read that failed with a ServerError of this kind: the server's status (else model.ERROR).
+STATUS_OF_KIND = {
+    UNREACHABLE: model.UNREACHABLE,
+    TIMEOUT: model.TIMEOUT,
+    AUTH_FAILED: model.AUTH_FAILED,
+    TOKEN: model.AUTH_FAILED,
+}
 
 
 class ServerError(NbtuiError):
@@ -165,16 +173,7 @@ class ServerClient:
         extra: dict[str, Any] = {"timeout": httpx.Timeout(timeout)} if timeout else {}
         if headers:
             extra["headers"] = headers
-        try:
-            r, body = await asyncio.wait_for(self._fetch(method, path, json_body, extra), deadline)
-        except asyncio.TimeoutError:
-            raise ServerError(self.name, TIMEOUT, f"timed out after {deadline:g} s ({self.url})") from None
-        except httpx.TimeoutException:
-            raise ServerError(self.name, TIMEOUT, f"timed out after {deadline:g} s ({self.url})") from None
-        except httpx.ConnectError as e:
-            raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
-        except httpx.HTTPError as e:
-            raise ServerError(self.name, UNREACHABLE, f"connection failed ({self.url}): {_reason(e)}") from None
+        r, body = await self._bounded(self._fetch(method, path, json_body, extra), deadline)
         return self._check(r, body, shown, expect_json)
 
     async def _fetch(self, method: str, path: str, json_body: Any, extra: dict) -> tuple[httpx.Response, bytes]:

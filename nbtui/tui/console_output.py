@@ -26,7 +26,7 @@ from rich.style import Style
 from rich.text import Text
 
 from nbtui.tui.safe import ansi
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -67,6 +67,7 @@ class OutputView(ScrollView, can_focus=True):
         self._wrap_width = 80  # the width the row counts below were made for
         self._rows_total = 0  # rows every kept line takes at that width
         self._starts: Optional[list[int]] = None  # first row of each line (built when drawn)
+        self._frame: Optional[tuple[Style, int, int]] = None  # per frame: style, width, wrap width
 
     # -- wrapping ------------------------------------------------------------------------
 
@@ -268,11 +269,23 @@ class OutputView(ScrollView, can_focus=True):
 
     # -- drawing -------------------------------------------------------------------------
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line of one frame shares, computed once for the frame: the widget's
+        # style walks its ancestors and the content region its scrollbars, which cost more
+        # than drawing a cached line (at 40 rows, most of a frame while a kernel streams).
+        self._frame = (self.rich_style, self.scrollable_content_region.width, self._width_for_rows())
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         row = scroll_y + y
-        width = self.scrollable_content_region.width
-        style = self.rich_style
+        if self._frame is not None:
+            style, width, rows_width = self._frame
+        else:
+            style, width, rows_width = self.rich_style, self.scrollable_content_region.width, self._width_for_rows()
         if self._first:
             if row == 0:
                 text = Text(f"⋯ {self._first:,} earlier lines not kept (the newest {self.max_lines:,} are)",
@@ -281,7 +294,7 @@ class OutputView(ScrollView, can_focus=True):
             row -= 1
         part = 0
         if self._wrap:
-            if self._wrap_width != self._width_for_rows():
+            if self._wrap_width != rows_width:
                 self._relayout()  # the width changed since: lay the rows out again
             if self._starts is None:
                 starts, at = [], 0

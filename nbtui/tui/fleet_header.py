@@ -12,7 +12,7 @@ from typing import Optional
 
 from rich.text import Text
 
-from nbtui import orphans
+from nbtui import summary
 from nbtui.model import ServerInfo, Snapshot
 from nbtui.secrets import redact
 from nbtui.text import visible
@@ -53,18 +53,14 @@ def fit_parts(head: list[tuple[str, str]], parts: list[Part], width: int, sep: s
 _COUNTED: dict[int, tuple] = {}  # id(snapshot) -> (snapshot, counts): the last few
 
 
-def kernel_counts(snap: Snapshot) -> tuple[int, list, list]:
-    """(busy, idle kernels, GPU bytes known of the idle ones) of a snapshot, by the one idle
-    rule; the snapshot runner counts each snapshot on its thread, so the screen's repaint
-    of the summary line does not walk 5,000 kernels again."""
+def kernel_counts(snap: Snapshot) -> summary.Counts:
+    """``summary.count(snap)``, remembered for the last few snapshots: the snapshot runner
+    counts each one on its thread, so the screen's repaint of the summary line does not walk
+    5,000 kernels again."""
     hit = _COUNTED.get(id(snap))
     if hit is not None and hit[0] is snap:
         return hit[1]
-    ks = snap.kernels
-    busy = sum(1 for k in ks if k.state == "busy")
-    idle = [k for k in ks if orphans.kernel_is_idle(k, snap.idle_threshold)]  # the one idle rule
-    gpu_known = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
-    counts = (busy, idle, gpu_known)
+    counts = summary.count(snap)
     if len(_COUNTED) >= 4:
         _COUNTED.pop(next(iter(_COUNTED)), None)
     _COUNTED[id(snap)] = (snap, counts)
@@ -80,30 +76,28 @@ def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool,
     if snap is None:
         return fit_parts(head, [("reading the servers…", "reading…", "", 0)], width)
     error = theme.error or ""
-    up = sum(1 for s in snap.servers if s.ok)
-    n_servers = len(snap.servers) + len([w for w in waiting if w not in {s.name for s in snap.servers}])
-    ks = snap.kernels
-    busy, idle, gpu_known = kernel_counts(snap)
-    terms = len(getattr(snap, "terminals", ()))
-    left = [p for p in snap.processes if p.orphan_reasons]
+    c = kernel_counts(snap)  # as `ls` counts (the one idle rule), counted on the runner's thread
+    up = c.servers_read
+    n_servers = c.servers + len([w for w in waiting if w not in {s.name for s in snap.servers}])
+    idle_gpu = c.idle_gpu_bytes
     parts: list[Part] = [
         (f"servers {up}/{n_servers}", f"{up}/{n_servers} srv", "" if up == n_servers else "bold", 0)]
     if waiting:
         parts.append((f"reading {len(waiting)}…", None, "italic", 1))
     if filtered:
         parts.append((f"{shown}/{total} shown" + (" (orphans)" if orphans_only else ""), f"{shown}/{total}", "bold", 0))
-    parts.append((f"{len(ks)} kernel{'s' if len(ks) != 1 else ''}", f"{len(ks)} k", "", 0))
-    if terms:
-        parts.append((f"{terms} terminal{'s' if terms != 1 else ''}", f"{terms} term", "", 2))
-    parts.append((f"{busy} busy", None, "", 4))
-    parts.append((f"{len(idle)} idle >{human_duration(snap.idle_threshold)}",
-                  f"{len(idle)} idle>{human_duration(snap.idle_threshold)}", "", 2))
-    parts.append((f"idle GPU {human_bytes(sum(gpu_known)) if gpu_known else '—'}",
-                  f"idle GPU {human_bytes(sum(gpu_known))}" if gpu_known else None, "", 3))
-    if left:
-        held = sum(p.gpu_memory_bytes or 0 for p in left)
-        parts.append((f"{len(left)} leftover" + (f" ({human_bytes(held)} GPU)" if held else ""),
-                      f"{len(left)} leftover", f"bold {error}", 1))
+    parts.append((f"{c.kernels} kernel{'s' if c.kernels != 1 else ''}", f"{c.kernels} k", "", 0))
+    if c.terminals:
+        parts.append((f"{c.terminals} terminal{'s' if c.terminals != 1 else ''}", f"{c.terminals} term", "", 2))
+    parts.append((f"{c.busy} busy", None, "", 4))
+    parts.append((f"{c.idle} idle >{human_duration(snap.idle_threshold)}",
+                  f"{c.idle} idle>{human_duration(snap.idle_threshold)}", "", 2))
+    parts.append((f"idle GPU {human_bytes(idle_gpu) if idle_gpu is not None else '—'}",
+                  f"idle GPU {human_bytes(idle_gpu)}" if idle_gpu is not None else None, "", 3))
+    if c.leftovers:
+        held = c.leftover_gpu_bytes
+        parts.append((f"{c.leftovers} leftover" + (f" ({human_bytes(held)} GPU)" if held else ""),
+                      f"{c.leftovers} leftover", f"bold {error}", 1))
     if marked:
         parts.append((f"marked {marked}" + (f" ({frees})" if frees else ""), f"marked {marked}", "bold", 0))
     return fit_parts(head, parts, width)

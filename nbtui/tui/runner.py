@@ -248,19 +248,42 @@ class SnapshotRunner:
     async def snapshot(self) -> Snapshot:
         return (await self.read()).snapshot
 
+    async def _shutdown(self, limit: float) -> None:
+        """On the runner's loop, at quit: every task still running ends first (cancelled and
+        waited for), then the fleet closes its clients."""
+        await _cancel_all(limit)
+        aclose = getattr(self.fleet, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        await self._loop.shutdown_asyncgens()
+
     def close(self, timeout: float = 3.0) -> None:
         if not self._loop.is_running():
             return
-        aclose = getattr(self.fleet, "aclose", None)
-        if aclose is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(aclose(), self._loop).result(timeout)
-            except Exception:
-                pass
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(timeout / 2), self._loop).result(timeout)
+        except Exception:
+            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+async def _cancel_all(limit: float) -> None:
+    """Cancel every other task of this loop (a read in flight, its servers' requests) and
+    wait for them, up to ``limit`` seconds: a task left pending when the loop closes, or an
+    error nobody read, is what asyncio prints at exit ("Task was destroyed but it is
+    pending", "exception was never retrieved")."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        done, _ = await asyncio.wait(tasks, timeout=limit)
+        for t in done:
+            if not t.cancelled():
+                t.exception()  # read: a read that failed on its way out says nothing
 
 
 def _now():

@@ -1,5 +1,6 @@
-"""The local host's view of a fleet: usage of every kernel found here, leftover Jupyter
-processes, unattributed GPU memory and the GPU summary. Zero contact with any kernel.
+"""``LocalHost``, the local host's view of a fleet (a ``nbtui.sources.HostView``): usage of
+every kernel found here, leftover Jupyter processes and the facts about them, unattributed
+GPU memory and the GPU summary. Zero contact with any kernel.
 
 One ``LocalHost`` lives as long as the view (the TUI keeps it across refreshes): CPU %
 needs two samples of the same process. A one-shot command calls ``prime()`` before it
@@ -19,6 +20,7 @@ from nbtui.host import gpu as gpu_mod
 from nbtui.host import ledger
 from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pid, uses_nvidia
 from nbtui.sources import HostSample
+from nbtui.sources.cmdline import is_jupyter_server
 
 if TYPE_CHECKING:  # the server extension loads this module: no config (nor httpx) at run time
     from nbtui.config import Settings
@@ -92,12 +94,6 @@ def ledger_kinds(scan: Scan, by_pid, in_kernels, in_terminals, leftovers):
     return kinds, names
 
 
-def _looks_like_server(cmdline) -> bool:
-    from nbtui.jupyter.everyone import _is_server
-
-    return _is_server(cmdline)
-
-
 def _session_leader(pid: int) -> bool:
     try:
         return os.getsid(pid) == pid
@@ -152,7 +148,7 @@ class LocalHost:
         pids = scan.jupyter_pids()
         # Terminals' shells and jobs carry no Jupyter variables: everything under a server.
         for p in scan.procs.values():
-            if _looks_like_server(p.facts.cmdline):
+            if is_jupyter_server(p.facts.cmdline):
                 pids.update(scan.tree(p.pid))
         self.table.measure(scan, pids)
         self._primed = True
