@@ -352,10 +352,12 @@ class Migration:
         from nbtui.migrate import notebook
 
         src = self.source
+        local = isinstance(src, LocalSource)  # its server is gone: the file it was started for, here
         try:
             self._notebook = plan = await notebook.plan(
-                self.target, path, source=getattr(src, "client", None), source_path=src.notebook,
-                overwrite=self.opts.overwrite_notebook)
+                self.target, path, source=getattr(src, "client", None),
+                source_path=src.lk.notebook if local else src.notebook,
+                overwrite=self.opts.overwrite_notebook, local=local)
         except ServerError as e:
             raise MigrationFailed(f"cannot bring the notebook file: {e}; nothing was changed") from None
         self.report.notebook_file = plan.to_json()
