@@ -356,7 +356,7 @@ class Migration:
         try:
             self._notebook = plan = await notebook.plan(
                 self.target, path, source=getattr(src, "client", None),
-                source_path=src.lk.notebook if local else src.notebook,
+                source_path=src.lk.notebook if isinstance(src, LocalSource) else src.notebook,
                 overwrite=self.opts.overwrite_notebook, local=local)
         except ServerError as e:
             raise MigrationFailed(f"cannot bring the notebook file: {e}; nothing was changed") from None

@@ -150,7 +150,7 @@ async def plan(target: ServerClient, path: str, *, source: Optional[ServerClient
             p.action = KEEP if there is not None else NONE
             return p
         if mine.get("type") == "directory":
-            raise NotebookConflict(f"{visible(source_path)} on {source.name} is a folder, not a notebook")
+            raise NotebookConflict(f"{visible(source_path)} on {source.name if source is not None else 'this host'} is a folder, not a notebook")
         p.model, p.bytes = mine, _size(mine)
         if there is None:
             p.action = COPY

@@ -17,7 +17,7 @@ import dataclasses
 import inspect
 import threading
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Mapping, Optional
 
 from nbtui import table_rows as tr
 from nbtui.fleet import Fleet, sort_key
@@ -112,7 +112,7 @@ class SnapshotRunner:
         # The table's layout (nbtui.columns), set by the screen; read on this thread.
         self.layout: Optional[Layout] = None
         try:
-            params = inspect.signature(self.fleet.snapshot).parameters
+            params: Mapping[str, inspect.Parameter] = inspect.signature(self.fleet.snapshot).parameters
         except (TypeError, ValueError):
             params = {}
         self._streams = "on_server" in params

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,7 +97,7 @@ def load_all(config_folder: Path | None = None) -> tuple[list[Theme], list[str]]
 def for_rich(theme: Theme) -> Theme:
     """The theme with its ANSI colours as Rich style words (``ansi_red`` -> ``color(1)``),
     for the styles of Rich Text the screens build from it; other themes as they are."""
-    changes = {}
+    changes: dict[str, Any] = {}
     for key in _COLOUR_KEYS:
         value = getattr(theme, key, None)
         if isinstance(value, str) and value.startswith("ansi_"):
