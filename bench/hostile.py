@@ -1,10 +1,14 @@
 """Benchmark: `nbtui ls --json` over 6 healthy servers plus one hostile server (deep JSON,
 a huge body, a drip, in turn) against the 6 healthy alone, in the same run (issue 10).
 
-Goals: wall ratio <= 1.2 for each hostile kind, and peak RSS <= the body cap + 100 MB.
-The hostile server gets a 1 s timeout (a drip costs its server's timeout, by design: the
-bound is that timeout, not the drip's length). Run from the repository root:
-`python bench/hostile.py`. Starts real Jupyter servers on loopback and stops them.
+Goals: wall ratio <= 1.2 for deep JSON and the huge body, and peak RSS <= the body cap +
+100 MB for every kind. The hostile server gets a 1 s timeout. A drip is only known to be one
+when its server's timeout runs out, so by design it costs that timeout from the moment its
+requests start, on top of nothing else: its goal is the cost form of `ls-hung` (bench/ls.py),
+wall(6 healthy + drip) - wall(6 healthy alone) <= its timeout; its plain ratio is printed too
+(with a 1 s timeout over a ~1 s `ls` it cannot be near 1.2). Run from the repository root:
+`python bench/hostile.py`. Starts real Jupyter servers on loopback and stops them. The RSS
+measured is nbtui's alone (the fake servers run in this process, not in nbtui's).
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ def main() -> None:
         print(f"6 healthy: median {alone:.2f} s, peak RSS {alone_rss / 2**20:.0f} MiB ({RUNS} runs)")
         worst = ("", 0.0, 0.0)
         worst_rss = 0
+        drip = 0.0
         for mode in ("deep", "huge", "drip"):
             with FakeHTTP(mode, size=600 << 20) as bad:
                 (cfg / "servers.toml").write_text(
@@ -81,12 +86,19 @@ def main() -> None:
                 wall, rss = runs(ls, env)
             ratio = wall / alone
             worst_rss = max(worst_rss, rss)
-            print(f"6 healthy + {mode}: median {wall:.2f} s (ratio {ratio:.2f}, goal <= 1.2), "
+            goal = (f"extra {wall - alone:.2f} s, goal <= its timeout {HOSTILE_TIMEOUT:g} s" if mode == "drip"
+                    else "goal <= 1.2")
+            print(f"6 healthy + {mode}: median {wall:.2f} s (ratio {ratio:.2f}; {goal}), "
                   f"peak RSS {rss / 2**20:.0f} MiB (goal <= {(CAP + (100 << 20)) / 2**20:.0f} MiB)")
-            if ratio > worst[1] / max(worst[2], 1e-9) or not worst[0]:
+            if mode == "drip":
+                drip = wall
+            elif ratio > worst[1] / max(worst[2], 1e-9) or not worst[0]:
                 worst = (mode, wall, alone)
         print(f"peak RSS over every hostile run: {worst_rss / 2**20:.0f} MiB vs limit "
               f"{(CAP + (100 << 20)) / 2**20:.0f} MiB (body cap {CAP >> 20} MiB + 100 MB)")
+        print(f"bench hostile-drip: nbtui 6 healthy + drip {drip:.2f} s vs 6 healthy alone + its timeout "
+              f"{alone + HOSTILE_TIMEOUT:.2f} s, ratio {drip / (alone + HOSTILE_TIMEOUT):.2f} (goal <= 1); "
+              f"plain ratio {drip / alone:.2f}")
         mode, wall, peer = worst
         print(f"bench hostile: nbtui 6 healthy + {mode} {wall:.2f} s vs 6 healthy alone {peer:.2f} s, "
               f"ratio {wall / peer:.2f} (goal <= 1.2)")

@@ -99,7 +99,13 @@ def hello_first_paint(base: Path) -> list[float]:
 
 
 def start_to_first_row(base: Path) -> list[float]:
+    import compileall
+
     from tests.jupyter import JupyterServer
+
+    # As installed (pip writes the bytecode): with PYTHONDONTWRITEBYTECODE set, a checkout
+    # would compile every module edited since its last .pyc at each start (~0.1 s).
+    compileall.compile_dir(str(ROOT / "nbtui"), quiet=1)
 
     server = JupyterServer(base / "srv", name="srv").start()
     try:
@@ -285,7 +291,6 @@ async def fleet_scale(ports: list[int]) -> dict:
 
     from nbtui.config import ServerConfig, Settings
     from nbtui.fleet import Fleet
-    from nbtui.table_rows import rows_of
     from nbtui.tui.app import NbtuiApp
 
     fleet = Fleet([ServerConfig(name=f"s{i:02d}", url=f"http://127.0.0.1:{p}/", token_source="none")
@@ -305,26 +310,30 @@ async def fleet_scale(ports: list[int]) -> dict:
         assert len(base.kernels) == SERVERS * PER_SERVER, len(base.kernels)
         screen = app.fleet_screen
         rng = random.Random(1)
-        variants, snap = [], base
+        snaps, snap = [], base
         for _ in range(RUNS * 4):  # each one 1 % of cells away from the one before
             snap = changed(snap, 0.01, rng)
-            # The kernels-by-key index, the usage history and the rows' cells are built on
-            # the runner's thread in the app; here too, outside the timed UI work.
-            table_rows = rows_of(snap)
-            index = {r.key: r for r in table_rows}
+            snaps.append(snap)
+
+        def read_of(snap):
+            # The rows, the kernels-by-key index, the usage history, the rows' cells and the
+            # summary's counts are made on the runner's thread in the app (its _finish), right
+            # before the screen shows them; here too, outside the timed UI work.
             app._runner.history.add(snap.kernels)
-            cells = app._runner._cells.rows(table_rows, app._runner.layout)
-            variants.append((snap, index, cells, table_rows))
+            read = app._runner._finish(snap)
+            return snap, read.index, read.cells, read.rows
 
         # CPU time of the UI thread (time.thread_time): the apply and the repaint that
         # follows, without the idle wait for the next frame and without the runner's thread.
         incremental, rebuild = [], []
-        for snap, index, cells, table_rows in variants:
+        for snap in snaps:
+            snap, index, cells, table_rows = read_of(snap)
             t = time.thread_time()
             screen.apply_snapshot(snap, index, cells, table_rows)  # what the UI thread does on each refresh
             await pilot.pause()  # and the repaint that follows
             incremental.append(time.thread_time() - t)
-        for snap, index, cells, table_rows in variants[:RUNS]:
+        for snap in snaps[:RUNS]:
+            snap, index, cells, table_rows = read_of(snap)
             t = time.thread_time()
             screen.table.set_layout(screen.table.col_layout, screen._labels())
             screen.apply_snapshot(snap, index, cells, table_rows)  # every row added again

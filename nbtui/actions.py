@@ -111,6 +111,7 @@ DEFAULT_GRACE = 5.0
 CULL_CONCURRENCY = 8
 WENT_WITH_TERMINAL = "exited with its terminal"
 SHUTDOWN_TIMEOUT = 30.0  # the server's own shutdown wait (5 s by default) and kill come first
+RECHECK = "the re-check before acting"  # named in the timeout's line; one deadline over its requests
 
 
 @dataclass(frozen=True)
@@ -340,7 +341,7 @@ async def _kill_terminal(fleet: Fleet, step: Step) -> tuple[Outcome, list[Ident]
     assert t is not None
     client = fleet.client(t.server)
     try:
-        await client.terminal(t.name)
+        await client.within(client.terminal(t.name), what=RECHECK)
     except ServerError as e:
         if e.kind == NOT_FOUND:
             return Outcome(step, "gone"), _survivors(step)
@@ -449,7 +450,8 @@ def plan_rows(snapshot: Snapshot, rows) -> list[Step]:
 async def _live_kernels(fleet: Fleet, server: str) -> set[str] | ServerError:
     """The re-check right before acting: one listing per server, shared by its kernels."""
     try:
-        return {k["id"] for k in await fleet.client(server).kernels()}
+        client = fleet.client(server)
+        return {k["id"] for k in await client.within(client.kernels(), what=RECHECK)}
     except ServerError as e:
         return e
 
@@ -469,7 +471,7 @@ async def _kill_kernel(fleet: Fleet, step: Step, live: set[str] | ServerError) -
         if e.kind == NOT_FOUND:
             return Outcome(step, "gone"), _survivors(step)
         try:  # a kernel that ignored shutdown: did the server's own timeout remove it after all?
-            await recheck_kernel(fleet, k)
+            await client.within(recheck_kernel(fleet, k), what=RECHECK)
         except ServerError as again:
             if again.kind == NOT_FOUND:
                 return Outcome(step, "ok"), _survivors(step)
@@ -709,11 +711,11 @@ async def rebind_kernel(fleet: Fleet, k: Kernel, path: str, *, dry_run: bool = F
     target = kernel_audit_target(k)
     client = fleet.client(k.server)
     if dry_run:
-        await rebind.check(client, k.kernel_id, path)
+        await client.within(rebind.check(client, k.kernel_id, path), what=RECHECK)
         return None
     audit.intent("rebind", target, notebook=path)
     try:
-        session = await rebind.rebind(client, k.kernel_id, path)
+        session = await rebind.rebind(client, k.kernel_id, path, act_timeout=SHUTDOWN_TIMEOUT)
     except NbtuiError as e:
         audit.record("rebind", target, f"failed: {e}", notebook=path)
         raise

@@ -14,6 +14,7 @@ from nbtui.config import state_dir
 from nbtui.errors import NbtuiError
 from nbtui.safefile import UnsafeFile, append_line
 from nbtui.secrets import redact
+from nbtui.text import json_text
 
 
 def audit_path() -> Path:
@@ -38,7 +39,9 @@ def record(action: str, target: dict[str, Any], result: str, **extra: Any) -> di
         "result": result,
         **extra,
     }
-    line = redact(json.dumps(entry, ensure_ascii=False, default=str))
+    # json_text: a lone surrogate (a hostile server's "\ud800", a process's undecodable bytes)
+    # as its JSON escape, so every line can be written as UTF-8.
+    line = redact(json_text(json.dumps(entry, ensure_ascii=False, default=str)))
     try:
         append_line(audit_path(), line)  # never through a symlink; a regular file of ours, 0600
     except UnsafeFile as e:

@@ -123,6 +123,18 @@ def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -
     return out
 
 
+async def _all_or_none(calls: list[Awaitable[Any]]) -> list[Any]:
+    """``gather``, except that the first failure stops the other requests of the read: a
+    server whose one answer is over the cap or broken is not read on in the background."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+
+
 class Fleet:
     """Keeps one client per server and produces snapshots on demand."""
 
@@ -148,6 +160,11 @@ class Fleet:
         self._servers = {s.name: _Server(s) for s in servers if not s.hub}
         self.notebooks = orphans.NotebookCache()  # notebook-missing, at most once a minute per path
         self.gpu_idle = orphans.GpuIdleTracker(self.settings.orphan_gpu_idle)  # gpu-idle needs history
+        # snapshot(hold_back=...): reads that outlived their snapshot, each server's last
+        # answer (info, kernels, terminals), and the servers the last snapshot went on without.
+        self._reading: dict[str, asyncio.Future] = {}
+        self._last_read: dict[str, tuple] = {}
+        self.still_reading: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (), host=None) -> "Fleet":
@@ -229,6 +246,10 @@ class Fleet:
         return self.client(name)
 
     async def aclose(self) -> None:
+        reading, self._reading = list(self._reading.values()), {}
+        for t in reading:
+            t.cancel()
+        await asyncio.gather(*reading, return_exceptions=True)
         for s in self._servers.values():
             if s.nb_task is not None and not s.nb_task.done():
                 s.nb_task.cancel()
@@ -313,7 +334,7 @@ class Fleet:
             calls: list[Awaitable[Any]] = [client.timed_kernels(), client.sessions(), self._read_terminals(entry, now)]
             if entry.version is None:
                 calls.append(client.version())
-            results = await asyncio.wait_for(asyncio.gather(*calls), timeout + 0.25)
+            results = await asyncio.wait_for(_all_or_none(calls), timeout + 0.25)
         except asyncio.TimeoutError:
             if ext:
                 ext.cancel()
@@ -405,9 +426,16 @@ class Fleet:
             error=redact(str(e)),
         )
 
-    async def snapshot(self, on_server: Optional[Callable] = None) -> model.Snapshot:
+    async def snapshot(self, on_server: Optional[Callable] = None, *,
+                       hold_back: Optional[float] = None) -> model.Snapshot:
         """Every server read; ``on_server(info, kernels)`` is called as each one answers
-        (before usage and orphan rules), so a view can show it without waiting for the rest."""
+        (before usage and orphan rules), so a view can show it without waiting for the rest.
+
+        ``hold_back`` (the TUI's refreshes): once a server of this read has answered, one
+        that does not answer within ``hold_back`` seconds of the latest answer is not waited
+        for: its read runs on at its own pace (and is not started again until it ends), the
+        snapshot has that server's last answer, or no row for it before its first one, and
+        ``still_reading`` names it. So a hung server never delays the others' refreshes."""
         now = self.clock()
         # A host view that needs two samples for CPU % takes the first now, and the
         # server reads run during the interval it asks for.
@@ -421,21 +449,25 @@ class Fleet:
             await asyncio.sleep(wait or 0.0)
 
         async def read_one(e: _Server):
-            r = await self._read_one(e, now)
+            info, ks = await self._read_one(e, now)
             if on_server is not None:
                 try:
-                    on_server(r[0], r[1])
+                    on_server(info, ks)
                 except Exception:  # a view's trouble never fails the read
                     pass
-            return r
+            return info, ks, e.terminals
 
-        results, _ = await asyncio.gather(
-            asyncio.gather(*(read_one(e) for e in self._servers.values())),
-            primed(),
-        )
+        if hold_back is None:
+            self.still_reading = ()
+            results, _ = await asyncio.gather(
+                asyncio.gather(*(read_one(e) for e in self._servers.values())),
+                primed(),
+            )
+        else:
+            results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), primed())
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]
-        terminals = [t for s in servers if s.ok for t in self._servers[s.name].terminals]
+        terminals = [t for r in results if r[0].ok for t in r[2]]
         sample = HostSample()
         if self.host is not None:
             sample = self.host.sample(servers, kernels, terminals)
@@ -487,6 +519,42 @@ class Fleet:
             idle_threshold=threshold,
         )
 
+    async def _read_at_own_pace(self, read_one: Callable, hold_back: float) -> list[tuple]:
+        """Each server's (info, kernels, terminals) for ``snapshot(hold_back=...)``: a new
+        read of every server whose last one has ended; the last answer of one still reading."""
+        fresh = set()
+        for name, e in self._servers.items():
+            self._take_answer(name)
+            if name not in self._reading:
+                fresh.add(self._reading.setdefault(name, asyncio.ensure_future(read_one(e))))
+        answered = False
+        while fresh:
+            done, fresh = await asyncio.wait(fresh, timeout=hold_back if answered else None,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break  # the rest are slow or hung: they go on on their own
+            answered = True
+        results, reading = [], []
+        for name in self._servers:
+            if not self._take_answer(name):
+                reading.append(name)
+            if name in self._last_read:
+                results.append(self._last_read[name])
+        self.still_reading = tuple(reading)
+        return results
+
+    def _take_answer(self, name: str) -> bool:
+        """Keep the answer of ``name``'s read if it has ended; False while it runs."""
+        t = self._reading.get(name)
+        if t is None:
+            return True
+        if not t.done():
+            return False
+        del self._reading[name]
+        if not t.cancelled():
+            self._last_read[name] = t.result()  # a read that failed as a whole fails this snapshot
+        return True
+
     async def _merge_extensions(self, servers, kernels, sample: HostSample, terminals=()) -> HostSample:
         """Usage from the servers' extensions for kernels the local host does not cover
         (local usage wins); GPUs of other hosts join the summary once each (by UUID)."""
@@ -494,7 +562,8 @@ class Fleet:
         missing |= {t.server for t in terminals if sample.terminals.get(t.key) is None
                     or sample.terminals[t.key].pid is None}
         later = [self._servers[s.name] for s in servers
-                 if s.ok and s.local and s.name in missing and self._servers[s.name].ext_result is None]
+                 if s.ok and s.local and s.name in missing and self._servers[s.name].ext_result is None
+                 and s.name not in self.still_reading]  # its read goes on: no waiting on it here
         # Loopback servers whose kernels are not here (an SSH tunnel): ask them now.
         await asyncio.gather(*(self._read_extension(e) for e in later))
         usage, gpus = dict(sample.usage), list(sample.gpus)

@@ -117,7 +117,7 @@ def resolve(server, timeout: float = 30.0) -> str | None:
     src = server.token_source
     if server.token:
         return remember(server.token)
-    if src == "none" or src == "discovered":
+    if src in ("none", "discovered", "hub"):  # "hub": a user's server gets its hub's token, and that hub has none
         return None
     if src == "env":
         token = os.environ.get(server.token_env or "")

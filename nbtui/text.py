@@ -33,7 +33,11 @@ _INVISIBLE = (
     "\ufeff\ufff9-\ufffb"
     "\U000e0000-\U000e007f"
 )
-_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
+# Lone surrogates: what JSON's "\ud800" decodes to, and what undecodable bytes of a process's
+# command line or environment become (surrogateescape). No UTF-8 stream can write them (an
+# internal error), and a stream that writes them back as bytes writes raw C1 controls.
+_SURROGATES = "\ud800-\udfff"
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}{_SURROGATES}]")
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -55,6 +59,18 @@ def visible(value: object) -> str:
     """``value`` as one line of plain text: unsafe characters as visible escapes."""
     s = value if isinstance(value, str) else str(value)
     return _UNSAFE.sub(_escape, s) if _UNSAFE.search(s) else s
+
+
+_NAME_UNSAFE = re.compile(f"[%/:\\s\x00-\x1f\x7f-\x9f{_INVISIBLE}{_SURROGATES}]")
+
+
+def name_part(value: str) -> str:
+    """An outside name (a hub's user or server name) as ONE part of a name nbtui builds
+    (``HUB/USER/SERVER``, which begins a TARGET): ``%``, ``/``, ``:``, white space and the
+    characters ``visible`` escapes are percent-escaped (their UTF-8 bytes). So no name can
+    pose as another user's server (user ``alice/x`` is not alice's server ``x``) or split a
+    TARGET, and what is shown is what can be typed back."""
+    return _NAME_UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group(0).encode("utf-8", "surrogatepass")), value)
 
 
 def one_line(value: object, limit: int = 200) -> str:
@@ -113,7 +129,7 @@ def raw_stream(stream: Any) -> Any:
     return getattr(stream, "_nbtui_raw", stream)
 
 
-_JSON_UNSAFE = re.compile(f"[\x7f-\x9f{_INVISIBLE}]")
+_JSON_UNSAFE = re.compile(f"[\x7f-\x9f{_INVISIBLE}{_SURROGATES}]")
 
 
 def json_text(dumped: str) -> str:

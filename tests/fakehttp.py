@@ -2,7 +2,15 @@
 and hostile ones (issue 10): ``deep`` (``[`` x 200,000), ``huge`` (a body of ``size``
 bytes, streamed), ``drip`` (a byte a second), ``ws-hang`` (a Jupyter-looking API whose
 kernel websocket accepts and never upgrades), ``liar`` (lists ``kernels``, someone else's
-kernel ids), ``scheme`` (redirects to a file: URL), ``badtypes`` (JSON of the wrong shapes).
+kernel ids), ``scheme`` (redirects to a file: URL), ``badtypes`` (JSON of the wrong shapes),
+``drip-recheck`` (a Jupyter-looking API, as ``liar``, that answers the first kernel listing,
+then drips every later listing, every ``/api/kernels/ID`` and every DELETE/POST: the
+re-check right before an action meets the drip, the read before it does not), and ``hub``
+(a JupyterHub API whose user list is ``users``, paged as ``pages`` says: ``plain`` one
+list, ``loop`` a ``next`` that points at itself, ``endless`` a ``next`` that never ends;
+each user's server, read through the "proxy" at its ``url``, lists ``kernels_at[url]``).
+``paths`` (kernel id -> notebook path) gives ``liar`` and ``hub`` kernels sessions, any
+string at all (JSON escapes it: a lone surrogate arrives as ``\ud800``).
 """
 
 from __future__ import annotations
@@ -20,18 +28,91 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _json(self, data, status: int = 200) -> None:
-        body = json.dumps(data).encode()
+        self._raw_json(json.dumps(data).encode(), status)
+
+    def _raw_json(self, body: bytes, status: int = 200) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    def _drip(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        for _ in range(1000):
+            self.wfile.write(b" ")
+            self.wfile.flush()
+            time.sleep(1)
+
+    def _dripping(self, path: str) -> bool:
+        """drip-recheck: whether this request is one that drips (the re-check and the act)."""
+        srv = self.server
+        if self.command == "GET" and path == "/api/kernels":
+            srv.listings += 1  # type: ignore[attr-defined]
+            return srv.listings > 1  # type: ignore[attr-defined]
+        return self.command != "GET" or path.startswith("/api/kernels/")
+
+    def _sessions(self, kernels) -> list:
+        paths = self.server.paths  # type: ignore[attr-defined]
+        return [{"id": f"s-{kid}", "path": paths[kid], "name": paths[kid].rsplit("/", 1)[-1], "type": "notebook",
+                 "kernel": {"id": kid, "name": "python3"}} for kid in kernels if kid in paths]
+
+    def _hub(self, path: str) -> None:
+        srv = self.server
+        query = self.path.partition("?")[2]
+        if path == "/hub/api":
+            self._json({"version": "5.2.1"})
+        elif path == "/hub/api/user":
+            self._json({"kind": "service", "name": "nbtui",
+                        "scopes": ["list:users", "read:users", "read:servers", "access:servers", "servers"]})
+        elif path == "/hub/api/users":
+            users, pages = srv.users, srv.pages  # type: ignore[attr-defined]
+            offset = int(dict(kv.partition("=")[::2] for kv in query.split("&")).get("offset") or 0)
+            if pages == "plain":  # encoded once: a list of 100,000 users is served fast
+                if srv.users_body is None:  # type: ignore[attr-defined]
+                    srv.users_body = json.dumps(users).encode()  # type: ignore[attr-defined]
+                self._raw_json(srv.users_body)  # type: ignore[attr-defined]
+            elif pages == "loop":  # the same page again and again: next points at itself
+                self._json({"items": users, "_pagination": {"offset": offset, "next": {"offset": offset}}})
+            else:  # endless: a new page, always one more
+                self._json({"items": [{"name": f"u{offset}", "servers": {}}],
+                            "_pagination": {"offset": offset, "next": {"offset": offset + 1}}})
+        elif path.startswith("/user/"):
+            base, _, rest = path.partition("/api")
+            kernels = srv.kernels_at.get(base + "/", [])  # type: ignore[attr-defined]
+            if self.command == "DELETE":
+                srv.deleted.append(path)  # type: ignore[attr-defined]
+                self.send_response(204)
+                self.end_headers()
+            elif rest == "/kernels":
+                self._json([{"id": kid, "name": "python3", "last_activity": "2026-01-01T00:00:00Z",
+                             "execution_state": "idle", "connections": 0} for kid in kernels])
+            elif rest.startswith("/kernels/"):
+                kid = rest.rsplit("/", 1)[-1]
+                self._json({"id": kid, "name": "python3"} if kid in kernels else {"message": "no such kernel"},
+                           200 if kid in kernels else 404)
+            elif rest == "/sessions":
+                self._json(self._sessions(kernels))
+            elif rest == "/terminals":
+                self._json([])
+            else:
+                self._json({"version": "2.21.0"})
+        else:
+            self._json({"message": "not found"}, 404)
+
     def _hostile(self, mode: str) -> bool:
         srv = self.server
         path = self.path.split("?", 1)[0]
         try:
-            if mode == "deep":
+            if mode == "hub":
+                self._hub(path)
+            elif mode == "drip-recheck" and self._dripping(path):
+                srv.dripped.append(f"{self.command} {path}")  # type: ignore[attr-defined]
+                self._drip()
+            elif mode == "deep":
                 body = b"[" * 200_000
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -48,15 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
                 self.wfile.write(b'"]')
             elif mode == "drip":
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "1000")
-                self.end_headers()
-                for _ in range(1000):
-                    self.wfile.write(b" ")
-                    self.wfile.flush()
-                    time.sleep(1)
-            elif mode in ("ws-hang", "liar"):
+                self._drip()
+            elif mode in ("ws-hang", "liar", "drip-recheck"):
                 if path.endswith("/channels"):  # accept, read the upgrade, never answer it
                     srv.hung.append(self.connection)  # type: ignore[attr-defined]
                     time.sleep(120)
@@ -71,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
                     else:
                         self._json({"message": "no such kernel"}, 404)
                 elif path == "/api/sessions":
-                    self._json([])
+                    self._json(self._sessions(srv.kernels))  # type: ignore[attr-defined]
                 elif path == "/api/me":
                     self._json({"identity": {"username": srv.user}})  # type: ignore[attr-defined]
                 else:
@@ -99,6 +173,13 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def do_DELETE(self):
+        if self.server.mode == "hub":  # type: ignore[attr-defined]
+            self._hostile("hub")
+            return
+        if self.server.mode == "drip-recheck":  # type: ignore[attr-defined]
+            self.server.deleted.append(self.path)  # type: ignore[attr-defined]
+            self._hostile("drip-recheck")
+            return
         if self.server.mode in ("liar", "ws-hang"):  # type: ignore[attr-defined]
             self.server.deleted.append(self.path)  # type: ignore[attr-defined]
             self.send_response(204)
@@ -133,7 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeHTTP:
-    def __init__(self, mode: str, *, kernels=(), size: int = 600 << 20, user: str = "mallory"):
+    def __init__(self, mode: str, *, kernels=(), size: int = 600 << 20, user: str = "mallory",
+                 users=(), pages: str = "plain", kernels_at=None, paths=None):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.mode = mode  # type: ignore[attr-defined]
         self.httpd.kernels = list(kernels)  # type: ignore[attr-defined]
@@ -141,6 +223,13 @@ class FakeHTTP:
         self.httpd.user = user  # type: ignore[attr-defined]
         self.httpd.hung = []  # type: ignore[attr-defined]
         self.httpd.deleted = []  # type: ignore[attr-defined]
+        self.httpd.listings = 0  # type: ignore[attr-defined]
+        self.httpd.users = list(users)  # type: ignore[attr-defined]
+        self.httpd.pages = pages  # type: ignore[attr-defined]
+        self.httpd.users_body = None  # type: ignore[attr-defined]
+        self.httpd.paths = dict(paths or {})  # type: ignore[attr-defined]
+        self.httpd.kernels_at = dict(kernels_at or {})  # type: ignore[attr-defined]
+        self.httpd.dripped = []  # type: ignore[attr-defined]
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -152,6 +241,10 @@ class FakeHTTP:
     @property
     def deleted(self) -> list:
         return self.httpd.deleted  # type: ignore[attr-defined]
+
+    @property
+    def dripped(self) -> list:
+        return self.httpd.dripped  # type: ignore[attr-defined]
 
     def __exit__(self, *exc) -> None:
         for conn in self.httpd.hung:  # type: ignore[attr-defined]

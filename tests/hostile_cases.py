@@ -37,9 +37,17 @@ def nbtui(env, *args, input=None, timeout=90):
     t = time.monotonic()
     # Only the servers each case adds: other sessions' servers on this host stay out.
     args = (*args, "--no-discover") if args[:2] != ("servers", "add") else args
-    r = subprocess.run([sys.executable, "-m", "nbtui", *args], env=env, capture_output=True, text=True,
-                       input=input, timeout=timeout, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-m", "nbtui", *args], env=env, capture_output=True,
+                       input=input.encode() if input is not None else None, timeout=timeout, cwd=ROOT)
     r.wall = time.monotonic() - t
+    out = r.stdout + r.stderr
+    try:  # a raw byte that is no UTF-8 (an 8-bit CSI) is a raw control code too
+        out.decode("utf-8")
+        r.raw = False
+    except UnicodeDecodeError:
+        r.raw = True
+    r.stdout = r.stdout.decode("utf-8", "backslashreplace")
+    r.stderr = r.stderr.decode("utf-8", "backslashreplace")
     return r
 
 
@@ -48,7 +56,7 @@ def pick(r, needle=None) -> str:
     if needle:
         lines = [x for x in lines if needle in x] or lines
     line = lines[0] if lines else ""
-    raw = any(c in r.stdout + r.stderr for c in "\x1b\x07\u202e")
+    raw = getattr(r, "raw", False) or any(c in r.stdout + r.stderr for c in "\x1b\x07\u202e\x9b")
     return ("RAW CONTROL CODES! " if raw else "") + line[:170]
 
 
@@ -216,6 +224,7 @@ def main() -> None:
                     c.kill()
             finally:
                 subprocess.run(["userdel", user])
+        later_cases(procs)
     finally:
         for p in procs:
             p.kill()
@@ -223,6 +232,124 @@ def main() -> None:
     print("| input | exit | line printed |\n| --- | --- | --- |")
     for what, code, line in ROWS:
         print(f"| {what} | {code} | `{line.replace('|', '¦').replace('`', '´')}` |")
+
+
+def _hub_user(name: str, *servers: str, **fields) -> dict:
+    from urllib.parse import quote
+
+    base = f"/user/{quote(name, safe='', errors='surrogatepass')}/"
+    return {"name": name, "servers": {s: {"name": s, "ready": True, "url": base + (f"{quote(s, safe='')}/" if s else ""),
+                                          "started": "2026-01-01T00:00:00Z", **fields} for s in servers}}
+
+
+def later_cases(procs) -> None:
+    """The cases the first 66 did not cover (issue 10, third round)."""
+    import uuid
+
+    # The re-check before kill and rebind meets a server that drips only then.
+    kid = str(uuid.uuid4())
+    k = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(300)",
+                          "-f", str(BASE / f"kernel-{kid}.json")], stdout=subprocess.PIPE, text=True)
+    k.stdout.readline()
+    procs.append(k)
+    with FakeHTTP("drip-recheck", kernels=[kid]) as bad:
+        e = env_for("recheck")
+        add(e, "bad", bad.url, "--no-token", "--timeout", "2")
+        r = nbtui(e, "kill", f"bad:{kid}", "--yes", "--grace", "1")
+        case("`drip-recheck` (timeout 2): kill bad:ID --yes (its process a child of the server's)", r, "failed",
+             note=f"{r.wall:.1f} s; DELETE sent: {bool(bad.deleted)}; process alive: {k.poll() is None}")
+        bad.httpd.listings = 0
+        r = nbtui(e, "rebind", f"bad:{kid}", "--notebook", "again.ipynb")
+        case("same: rebind bad:ID --notebook again.ipynb", r, "nbtui:",
+             note=f"{r.wall:.1f} s; session asked: {any(d.startswith('POST') for d in bad.dripped)}")
+
+    # A hostile hub: crafted names, odd shapes, endless or huge lists.
+    alice, alice_x, mallory = (str(uuid.uuid4()) for _ in range(3))
+    esc = "\x1b]0;pwned\x07\x1b[2J\u202e"
+    users = [_hub_user("alice", "", "x"), _hub_user("alice/x", ""), _hub_user(f"eve{esc}", ""),
+             _hub_user("bob:" + alice, "")]
+    with FakeHTTP("hub", users=users, kernels_at={"/user/alice/": [alice], "/user/alice/x/": [alice_x],
+                                                  "/user/alice%2Fx/": [mallory]}) as hub:
+        e = env_for("hub")
+        add(e, "hub", hub.url, "--hub", "--no-token", "--route", "proxy", "--timeout", "3")
+        r = nbtui(e, "ls", "--json")
+        names = sorted(s["name"] for s in json.loads(r.stdout)["servers"])
+        ROWS.append(("hub users `alice` (servers '' and `x`), `alice/x`, `eve\\e]0;pwned…\\u202e`, "
+                     "`bob:ALICE-ID`: ls --json server names", r.returncode, ", ".join(names)))
+        case("same: ls (user alice/x's kernel row)",  # as another nbtui would (no proxy-reads.json yet)
+             nbtui(dict(e, NBTUI_STATE_DIR=e["NBTUI_STATE_DIR"] + "-2"), "ls"), "alice%2Fx")
+        r = nbtui(e, "kill", f"hub/alice/x:{mallory}", "--yes")
+        case("same: kill hub/alice/x:MALLORYS-ID --yes (user alice/x's kernel)", r,
+             note=f"DELETE sent: {bool(hub.deleted)}")
+    for what, kw in (("`next` pointing at itself", dict(users=[_hub_user("alice", "")], pages="loop")),
+                     ("`next` that never ends (timeout 2 s)", dict(pages="endless")),
+                     ("100,000 users, each with a ready server (timeout 15 s)",
+                      dict(users=[{"name": f"u{i}", "servers": {"": {"ready": True, "url": f"/user/u{i}/"}}}
+                                  for i in range(100_000)])),
+                     ("`servers` a list, not a dict", dict(users=[{"name": "bob", "servers": [{"ready": True}]}])),
+                     ("`last_activity` of 4 MiB, `started` of 4 MiB of 9s",
+                      dict(users=[_hub_user("alice", "", last_activity="2026-01-01T00:00:00." + "1" * (4 << 20) + "Z",
+                                            started="9" * (4 << 20))]))):
+        with FakeHTTP("hub", **kw) as hub:
+            e = env_for("hub2")
+            add(e, "hub", hub.url, "--hub", "--no-token", "--route", "proxy", "--replace",
+                "--timeout", "15" if "100,000" in what else "2")
+            r = nbtui(e, "ls", "--json")
+            data = json.loads(r.stdout)
+            row = next(s for s in data["servers"] if s["name"] == "hub")
+            ROWS.append((f"hub user list: {what}: ls --json", r.returncode,
+                         f"{row['status']}: {row['error']}; {len(data['servers']) - 1} user servers  [{r.wall:.1f} s]"))
+
+    # Strings no UTF-8 stream can write.
+    kid = str(uuid.uuid4())
+    with FakeHTTP("liar", kernels=[kid], paths={kid: "a\ud800b\udc9b[2J.ipynb"}, user="eve\ud800") as bad:
+        e = env_for("surrogates")
+        add(e, "bad", bad.url, "--no-token")
+        case("server JSON with lone surrogates (`\\ud800` in a path and a user name): ls", nbtui(e, "ls"), "bad")
+        case("same: servers test", nbtui(e, "servers", "test"), "bad")
+        case("same: kill bad:ID --dry-run", nbtui(e, "kill", f"bad:{kid}", "--dry-run"), "would")
+    env_b = {b"PATH": os.environ["PATH"].encode(), b"JPY_PARENT_PID": b"999999",
+             b"JPY_SESSION_NAME": b"/x/\xff\x9b[2J\xc2\x9b31m.ipynb"}
+    q = subprocess.Popen([sys.executable.encode(), b"-c", b"import time; print('ready', flush=True); time.sleep(300)"],
+                         env=env_b, stdout=subprocess.PIPE)
+    q.stdout.readline()
+    procs.append(q)
+    case("leftover with JPY_SESSION_NAME=$'/x/\\xff\\x9b[2J\\xc2\\x9b31m.ipynb' (no UTF-8, 8-bit CSIs): ls --orphans",
+         nbtui(env_for("bytes"), "ls", "--orphans"), f"pid {q.pid}")
+
+    # The exporter's labels from a hostile hub user and notebook path.
+    kid = str(uuid.uuid4())
+    user = f"eve{esc}"
+    path = 'x"} 1\nnbtui_up{server="forged"} 1\n\x1b]52;c;ZXZpbA==\x07.ipynb'
+    from urllib.parse import quote
+
+    base = f"/user/{quote(user, safe='')}/"
+    with FakeHTTP("hub", users=[{"name": user, "servers": {"": {"ready": True, "url": base}}}],
+                  kernels_at={base: [kid]}, paths={kid: path}) as hub:
+        e = env_for("exporter")
+        add(e, "hub", hub.url, "--hub", "--no-token", "--route", "proxy")
+        log = BASE / "exporter.log"
+        x = subprocess.Popen([sys.executable, "-m", "nbtui", "--no-discover", "exporter", "--listen", "127.0.0.1:0",
+                              "--per-kernel", "--refresh", "1"], env=e, cwd=ROOT, stdout=log.open("wb"),
+                             stderr=subprocess.STDOUT)
+        try:
+            import httpx
+
+            deadline = time.monotonic() + 60
+            body = b""
+            while time.monotonic() < deadline and b"nbtui_kernel_info{" not in body:
+                time.sleep(0.3)
+                text = log.read_text()
+                if "serving " in text:
+                    body = httpx.get(text.split("serving ", 1)[1].split()[0], timeout=10).content
+            line = next((x for x in body.decode("utf-8", "backslashreplace").splitlines()
+                         if x.startswith("nbtui_kernel_info{")), "")
+            raw = any(c in body.decode("utf-8", "replace") for c in "\x1b\x07\u202e")
+            ROWS.append(("exporter --per-kernel: hub user `eve\\e]0;pwned…\\u202e`, notebook path with `\"}`, "
+                         "newlines and OSC 52: /metrics", 0, ("RAW CONTROL CODES! " if raw else "") + line[:170]))
+        finally:
+            x.terminate()
+            x.wait(30)
 
 
 if __name__ == "__main__":

@@ -369,3 +369,19 @@ def test_rebind_to_a_path_with_no_file_makes_an_empty_notebook(servers):
     assert json.loads((src.root_dir / "fresh" / "new.ipynb").read_text())["cells"] == []
     ls = json.loads(run_nbtui("ls", "--json", "--server", "src", "--no-discover").stdout)
     assert [k["orphan_reasons"] for k in ls["kernels"] if k["kernel_id"] == kid] == [[]]
+
+
+def test_an_abort_before_the_target_kernel_exists_still_gets_its_audit_outcome(servers):
+    """Every intent gets its outcome (issue 10): a target that cannot start a kernel aborts
+    the move after the intent was written, before any target kernel exists."""
+    src, dst = servers
+    spec = dst.base / "data" / "kernels" / "broken"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": ["/nonexistent/python", "-f", "{connection_file}"], "display_name": "Broken", "language": "python"}))
+    kid = src.start_kernel()
+    r = _migrate(kid, "--to", "dst", "--notebook", "broken.ipynb", "--kernel", "broken")
+    assert r.returncode == 1 and "could not start a kernel on dst" in r.stderr, r.stderr
+    audit = [json.loads(line) for line in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
+    assert [(a["action"], a["result"].split(":")[0]) for a in audit] == [("migrate", "intent"), ("migrate", "aborted")]
+    assert kid in {k["id"] for k in src.kernels()}  # the source as it was

@@ -62,6 +62,10 @@ async def test_adopt_a_kernel_whose_server_was_killed(jupyter_factory, config_di
     kid = gone.api("POST", "api/sessions", json={"path": "lost.ipynb", "type": "notebook", "name": "lost.ipynb",
                                                  "kernel": {"name": "wrapped"}}).json()["kernel"]["id"]
     gone.run_code(kid, "state = {'epoch': 12, 'loss': 0.25}\nhistory = list(range(100))")
+    lost = gone.root_dir / "lost.ipynb"  # the file the kernel was started for (its JPY_SESSION_NAME)
+    lost.write_text(json.dumps({"cells": [{"cell_type": "code", "execution_count": None, "metadata": {},
+                                           "outputs": [], "source": ["state = {'epoch': 12}\n", "train()"]}],
+                                "metadata": {}, "nbformat": 4, "nbformat_minor": 4}))
     pid = _python_kernel_pid(gone, kid)
     conn = str(gone.connection_file(kid))
     gone.kill_hard()
@@ -98,6 +102,11 @@ async def test_adopt_a_kernel_whose_server_was_killed(jupyter_factory, config_di
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert {m["name"] for m in report["moved"]} == {"state", "history"} and report["source_shut_down"] is True
+    # The notebook comes along from this host (its server is gone): the file it was started for.
+    nb = report["notebook_file"]
+    assert nb["action"] == "copy" and nb["source_path"] == str(lost) and nb["source_server"] is None, nb
+    carried = json.loads((home.root_dir / "moved.ipynb").read_text())
+    assert "".join(carried["cells"][0]["source"]) == "state = {'epoch': 12}\ntrain()"
     wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 15,
              what="the adopted kernel to exit")
     moved = report["target"]["kernel_id"]

@@ -1,5 +1,5 @@
 """The migrate and cull dialogs read without colour: checkboxes are `[x]` / `[ ]` in
-every shipped theme and under NO_COLOR; the progress bar is
+every shipped theme (nbtui-ansi: the terminal's 16 colours) and under NO_COLOR; the progress bar is
 hidden until a transfer starts; errors name the dialog's own fields.
 
 SVGs in snapshots/test_tui_dialogs/ (update with --snapshot-update after an intended change).
@@ -16,9 +16,10 @@ from nbtui.tui.migrate import MigrateScreen, field_words
 from tests.jupyter import until
 from tests.test_tui_snapshots import app_with, holders, settle
 
-# Every shipped theme (nbtui-high-contrast is the one made for 16-colour terminals); the
-# glyphs are text, so NO_COLOR shows the same [x] / [ ].
-THEMES = ["nbtui-dark", "nbtui-light", "nbtui-high-contrast"]
+# Every shipped theme (nbtui-ansi draws in the terminal's own 16 colours, nbtui-high-contrast
+# in pure colours a 16-colour terminal shows exactly); the glyphs are text, so NO_COLOR shows
+# the same [x] / [ ].
+THEMES = ["nbtui-dark", "nbtui-light", "nbtui-high-contrast", "nbtui-ansi"]
 
 
 @pytest.fixture
@@ -26,14 +27,16 @@ def colour(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
 
 
-def _migrate(keep: bool):
+def _migrate(on: bool):
+    """The migrate dialog with both its boxes (keep the source, overwrite the notebook) on or off."""
     async def run(pilot):
         await settle(pilot)
         app = pilot.app
         k = app.fleet_screen.snapshot.kernels[0]
         await app.push_screen(MigrateScreen(k, ["gpu1", "hub/alice/gpu-large", "lab"]))
         await _focused(pilot, "mig-plan-button")
-        app.screen.query_one("#mig-keep").value = keep
+        app.screen.query_one("#mig-keep").value = on
+        app.screen.query_one("#mig-overwrite").value = on
         await pilot.pause()
     return run
 
@@ -50,6 +53,8 @@ async def _focused(pilot, widget_id: str) -> None:
     focus is set again here so no auto-focus race changes the picture)."""
     app = pilot.app
     await until(pilot, lambda: app.screen.query(f"#{widget_id}"), what=f"#{widget_id} composed")
+    for box in app.screen.query("Input"):
+        box.cursor_blink = False  # a blinking cursor made the picture depend on when it was taken
     app.screen.set_focus(app.screen.query_one(f"#{widget_id}"))
     await until(pilot, lambda: app.focused is not None and app.focused.id == widget_id, what=f"#{widget_id} focused")
     assert not pilot.app._notifications, [n.message for n in pilot.app._notifications]  # no stray toast
@@ -95,9 +100,14 @@ async def test_boxes_say_on_and_off_in_text_and_the_bar_waits_for_the_transfer()
         assert not bar.display  # nothing until the transfer starts
         text = "\n".join(s.text for s in app.screen._compositor.render_strips())
         assert f"{OFF} Keep the source kernel running" in text
+        assert f"{OFF} Overwrite a different notebook file on the target" in text  # off by default
 
 
 def test_errors_name_the_dialog_fields():
     assert field_words("name the notebook's path on the target with --notebook PATH") == \
         "name the notebook's path on the target with the Notebook field"
     assert "Keep the source" in field_words("--keep-source")
+    assert field_words("keep it and name another path with --notebook PATH, or replace it with "
+                       "--overwrite-notebook") == ("keep it and name another path with the Notebook field, "
+                                                   "or replace it: tick \"Overwrite a different notebook file "
+                                                   "on the target\"")

@@ -219,3 +219,28 @@ async def test_bad_theme_file_is_reported_and_default_used(config_dir):
         assert any("broken.toml" in e and "primary" in e for e in app.theme_errors)
         assert "mine" in app.available_themes
         assert len(app.theme_errors) == 2  # the bad file, and the unknown name asked for
+
+
+async def test_keys_typed_before_the_console_appears_go_into_its_input(two_servers):
+    from textual import events
+
+    from nbtui.tui.console import ConsoleScreen
+
+    a, b, ids = two_servers
+    app = make_app(("a", a), ("b", b))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 3, what="rows")
+        assert app.fleet_screen.select(f"a:{ids['bare']}")
+        await pilot.pause()
+        # Typed at once, as a fast typist does: enter, then code, before any screen changed
+        # (k, m and s are the fleet screen's kill, migrate and sort keys).
+        for key, ch in [("enter", "\r"), ("k", "k"), ("space", " "), ("equals_sign", "="), ("space", " "),
+                        ("m", "m"), ("plus", "+"), ("s", "s")]:
+            app.post_message(events.Key(key, ch))
+        await until(pilot, lambda: isinstance(app.screen, ConsoleScreen) and app.screen.query("CodeInput"),
+                    what="the console")
+        console = app.screen
+        await until(pilot, lambda: console.code_input.text == "k = m+s", what="the typed-ahead code in the input")
+        assert console.kernel_id == ids["bare"] and app._typeahead is None
+        await pilot.press("x")  # typing goes on where it left off
+        assert console.code_input.text == "k = m+sx"

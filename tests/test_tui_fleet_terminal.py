@@ -70,6 +70,9 @@ def test_a_leftover_of_a_killed_server_is_a_row_kept_by_o_and_freed_by_k(tmp_pat
         term.keys("Enter")
         row = wait_for(lambda: next((line for line in term.screen().splitlines() if mine(line)), None),
                        20, 0.1, "the filtered row")
+        # The table has the focus again (its footer names k): a key sent before that lands in
+        # the filter box on a loaded machine (the row shows as soon as the filter is typed).
+        wait_for(lambda: "Kill" in term.screen().rstrip().splitlines()[-1], 20, 0.1, "the table's keys")
         assert "leftover" in row and "gpu.ipynb" in row and row.lstrip().startswith("!"), row
         term.keys("o")
         wait_for(lambda: "(orphans)" in term.screen() and any(mine(x) for x in term.screen().splitlines()),

@@ -29,6 +29,11 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
     a, b = jupyter_factory("a"), jupyter_factory("b")
     kid = a.create_session("work/m.ipynb")["kernel"]["id"]
     a.run_code(kid, "import threading\nweights = bytearray(range(256)) * 40000\nlock = threading.Lock()")
+    mine = a.write_notebook("work/m.ipynb")
+    theirs = b.root_dir / "work" / "m.ipynb"  # a different file where the notebook goes
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": "b's own"}],
+                                  "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     app = _app(a, b)
     async with app.run_test(size=(120, 34)) as pilot:
         screen = app.fleet_screen
@@ -38,9 +43,20 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
                     what="the migrate dialog")  # composed, not only pushed (a loaded machine)
         assert app.screen.query_one("#mig-notebook", Input).value == "work/m.ipynb"
         await pilot.click("#mig-plan-button")
+        # The different file on b is refused, in the dialog's own words; the box (off by
+        # default) overwrites it.
+        await until(pilot, lambda: "different file" in _text(app, "#mig-status"), what="the refusal")
+        refusal = _text(app, "#mig-status")
+        assert '"Overwrite a different notebook file on the target"' in refusal and "--" not in refusal, refusal
+        assert app.screen.query_one("#mig-move", Button).disabled
+        box = app.screen.query_one("#mig-overwrite")
+        assert box.value is False
+        box.value = True
+        await pilot.click("#mig-plan-button")
         await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, what="the plan")
         plan = _text(app, "#mig-plan-text")
         assert "weights" in plan and "lock" in plan and "skip" in plan and "-> b" in plan
+        assert "over the different file" in plan and "--" not in plan, plan
         assert {k["id"] for k in b.kernels()} == set()  # nothing started before Move is confirmed
 
         await pilot.click("#mig-move")
@@ -57,10 +73,12 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
 
     new = [k["id"] for k in b.kernels()]
     assert len(new) == 1 and kid not in {k["id"] for k in a.kernels()}
+    assert json.loads(theirs.read_text())["cells"] == json.loads(mine.read_text())["cells"]  # overwritten
     reply = b.run_code(new[0], "assert len(weights) == 256 * 40000 and weights[300] == 44")
     assert reply["content"]["status"] == "ok"
     actions = [json.loads(x)["action"] for x in (Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl").read_text().splitlines()]
-    assert actions == ["migrate", "migrate", "migrate-shutdown"]  # intent, outcome, the source shut down
+    # intent, outcome; then the source's shutdown: its intent (before the re-check), its outcome
+    assert actions == ["migrate", "migrate", "migrate-shutdown", "migrate-shutdown"]
 
 
 async def test_rebind_from_the_palette_and_readonly(jupyter_factory):

@@ -171,6 +171,12 @@ def test_high_contrast_theme(snap_compare, colour):
     assert snap_compare(app_with(theme="nbtui-high-contrast"), terminal_size=(110, 24), run_before=settle)
 
 
+def test_ansi_theme(snap_compare, colour):
+    # The terminal's own 16 colours: what a 16-colour terminal shows (Rich styles built from
+    # the theme take its ANSI colours too).
+    assert snap_compare(app_with(theme="nbtui-ansi"), terminal_size=(110, 24), run_before=settle)
+
+
 def test_no_color_readonly(snap_compare):
     # NO_COLOR is set by the test harness: the screen must still read (marks, state, orphans).
     assert snap_compare(app_with(readonly=True), terminal_size=(80, 24), run_before=settle)

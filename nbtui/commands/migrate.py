@@ -148,6 +148,8 @@ async def _migrate(args) -> int:
             print("source kernel shut down")
         else:
             print(f"source kernel kept: {report.source_kept_reason}")
+    if report.audit_error:  # what was done is done: the log's trouble is said, never hidden
+        print(f"nbtui: {report.audit_error}", file=sys.stderr)
     return EXIT_OK
 
 

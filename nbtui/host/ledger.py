@@ -103,8 +103,8 @@ def line(device: GpuDevice, width: Optional[int] = None) -> str:
                 part += f" [{_other_names(led)}]"
             parts.append(part)
     text = head + ": " + (", ".join(parts) if parts else "nothing held")
-    if led.note:
-        text += f" ({led.note})"
+    if led.note:  # a server's extension may say anything here
+        text += f" ({visible(led.note)})"
     return middle_truncate(text, width) if width else text
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequenc
 from nbtui import model, orphans
 from nbtui.host import gpu as gpu_mod
 from nbtui.host import ledger
-from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pid, uses_nvidia
+from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pids, uses_nvidia
 from nbtui.sources import HostSample
 from nbtui.sources.cmdline import is_jupyter_server
 
@@ -135,6 +135,7 @@ class LocalHost:
         self._nvidia: dict[Ident, bool] = {}  # NVML PID confirmed as this local process
         self._kernel_of: dict[Ident, str] = {}  # processes seen in a kernel's tree, for after it dies
         self._listeners: dict[str, Ident] = {}  # server URL -> the process listening on its port
+        self._listening: tuple[Optional[Scan], dict[int, int]] = (None, {})  # port -> listener, per scan
         self._shell_of: dict[str, Ident] = {}  # terminal key -> its shell, once tied
 
     # -- sampling ---------------------------------------------------------------------------
@@ -271,7 +272,9 @@ class LocalHost:
         cached = self._listeners.get(s.url)
         if cached is not None and cached[0] in scan.procs and scan.procs[cached[0]].ident == cached:
             return cached[0]
-        pid = listening_pid(port)
+        if self._listening[0] is not scan:  # one look at the socket table per scan, for every server
+            self._listening = (scan, listening_pids())
+        pid = self._listening[1].get(port) if port else None
         if pid is not None and pid in scan.procs:
             self._listeners[s.url] = scan.procs[pid].ident
         return pid

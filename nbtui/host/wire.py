@@ -156,12 +156,14 @@ def _load_ledger(raw) -> Optional[model.GpuLedger]:
     parts = {k: _int(raw.get(k)) for k in ("kernels", "terminals", "leftovers", "other", "unattributed", "unassigned")}
     if any(v is None for v in parts.values()):
         return None
+    from nbtui.secrets import redact_cmdline  # here, not at import: the server extension loads this module
+
     others = []
     raw_others = raw.get("others")
     for o in raw_others if isinstance(raw_others, list) else []:
         if isinstance(o, dict) and _int(o.get("pid")) is not None:
             others.append(model.OtherGpuHolder(pid=o["pid"], user=_str(o.get("user"), 100),
-                                               command=_str(o.get("command"), 300) or "",
+                                               command=redact_cmdline(_str(o.get("command"), 300) or ""),  # scrubbed here too
                                                memory_bytes=_int(o.get("memory_bytes"))))
     return model.GpuLedger(**{k: v or 0 for k, v in parts.items()}, others=tuple(others[:50]),  # none is None here
                            note=_str(raw.get("note")))

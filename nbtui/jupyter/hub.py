@@ -25,10 +25,12 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from nbtui.config import ServerConfig
-from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, ServerClient, ServerError, is_loopback
+from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, TOO_BIG, ServerClient, ServerError, is_loopback
 
 PAGINATION = "application/jupyterhub-pagination+json"
 MAX_PAGES = 10_000  # a hub that keeps answering "next" forever is cut off here
+MAX_ITEMS = 200_000  # the longest list nbtui takes from a hub (its pages together)
+MAX_SERVERS = 5_000  # users' servers nbtui reads of one hub; a hub listing more is that hub's error
 SOCKETS = 16  # sockets one hub's servers share (the pool of their HTTP clients)
 CONCURRENCY = 8  # single-user servers of one hub read at once
 DIRECT, PROXY = "direct", "proxy"
@@ -101,7 +103,11 @@ class HubServer:
 
     @property
     def name(self) -> str:
-        return f"{self.hub}/{self.user}" + (f"/{self.server_name}" if self.server_name else "")
+        """``HUB/USER[/SERVER]``, the user's and server's names escaped (``text.name_part``):
+        a user named ``alice/x`` is ``hub/alice%2Fx``, never alice's server ``x``."""
+        from nbtui.text import name_part
+
+        return f"{self.hub}/{name_part(self.user)}" + (f"/{name_part(self.server_name)}" if self.server_name else "")
 
 
 def parse_users(hub: str, users: list) -> list[HubServer]:
@@ -151,15 +157,20 @@ class HubClient(ServerClient):
         for _ in range(MAX_PAGES):
             data = await self.request("GET", f"{path}{sep}offset={offset}", headers={"Accept": PAGINATION})
             if not isinstance(data, dict) or "items" not in data:  # a hub before pagination: the whole list
-                return list(data.items()) if isinstance(data, dict) else (data if isinstance(data, list) else [])
+                whole = list(data.items()) if isinstance(data, dict) else (data if isinstance(data, list) else [])
+                if len(whole) > MAX_ITEMS:
+                    raise ServerError(self.name, NOT_JUPYTER, f"lists more than {MAX_ITEMS:,} items at /{path}: not read")
+                return whole
             page = data["items"]
             items.extend(page.items() if isinstance(page, dict) else (page if isinstance(page, list) else []))
+            if len(items) > MAX_ITEMS:
+                raise ServerError(self.name, NOT_JUPYTER, f"lists more than {MAX_ITEMS:,} items at /{path}: not read")
             nxt = (data.get("_pagination") or {}).get("next") if isinstance(data.get("_pagination"), dict) else None
             new = nxt.get("offset") if isinstance(nxt, dict) else None
             if not isinstance(new, int) or new <= offset:
                 return items
             offset = new
-        return items
+        raise ServerError(self.name, NOT_JUPYTER, f"/{path}: pagination did not end after {MAX_PAGES:,} pages: not read")
 
     async def users(self) -> list:
         return await self.paged("hub/api/users?state=active")
@@ -298,6 +309,12 @@ class HubSource:
             users, routes = await asyncio.gather(users_call, self._routes(client))
         else:
             users, routes = await users_call, None
+        # Counted before they are parsed (the parse runs on the event loop) and read: each
+        # would be read, so a hub (or its users) listing too many cannot make nbtui hang.
+        count = sum(len(u["servers"]) for u in users if isinstance(u, dict) and isinstance(u.get("servers"), dict))
+        if count > MAX_SERVERS:
+            raise ServerError(self.name, TOO_BIG, f"lists {count:,} users' servers, more than the "
+                                                  f"{MAX_SERVERS:,} nbtui reads of one hub: none read")
         return parse_users(self.name, users), routes, (time.perf_counter() - t0) * 1000
 
     async def _routes(self, client: HubClient) -> Optional[dict[str, str]]:
@@ -331,7 +348,11 @@ class HubSource:
                 row["error"] = f"server {self.name}: {self.config.url}hub/api/users not found: not a JupyterHub?"
             return row, []
         row.update(version=self.version, latency_ms=round(latency, 1))
-        children = [self._child(s, routes) for s in servers]
+        children, seen = [], set()
+        for s in servers:  # a hub listing a user twice: once (the first)
+            if s.name not in seen:
+                seen.add(s.name)
+                children.append(self._child(s, routes))
         self.children = {c.config.name: c for c in children}
         LAST_LISTED[self.name] = dict(self.children)
         return row, children
@@ -454,7 +475,9 @@ def name_leftovers(fleet, processes) -> list:
     out = []
     for p in processes:
         if p.hub_user and p.hub_server is None and hubs:
-            tail = f"/{p.hub_user}" + (f"/{p.hub_server_name}" if p.hub_server_name else "")
+            from nbtui.text import name_part  # escaped as the hub's own names are (HubServer.name)
+
+            tail = f"/{name_part(p.hub_user)}" + (f"/{name_part(p.hub_server_name)}" if p.hub_server_name else "")
             known = [h.name for h in hubs
                      if h.name + tail in h.children or h.name + tail in LAST_LISTED.get(h.name, {})]
             hub = known[0] if len(known) == 1 else (hubs[0].name if len(hubs) == 1 else None)

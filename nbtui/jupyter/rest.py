@@ -91,6 +91,14 @@ def tls_context(ca_bundle: Optional[str] = None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
 
 
+@functools.lru_cache(maxsize=None)
+def _no_tls() -> ssl.SSLContext:
+    """For a plain-http server on this machine, whose client never makes a TLS connection
+    (relative paths on an http base URL, no redirects followed, no proxy): verifying, with no
+    CA loaded, so it could trust nothing. Loading the system's CA store costs ~50 ms (a tenth of the TUI's start)."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 class ServerClient:
     """One keep-alive HTTP client per server. Use as an async context manager."""
 
@@ -114,17 +122,19 @@ class ServerClient:
         self.url = url if url.endswith("/") else url + "/"
         self.timeout = timeout
         self.max_body = max_body
+        self._held = 0  # bytes of answers being read right now (all requests together)
         check_transport(name, self.url, bool(token), insecure_http)
         headers = {"Accept": "application/json", "User-Agent": "nbtui"}
         if token:
             headers["Authorization"] = f"token {token}"
         self._token = token
         self.ca_bundle = ca_bundle  # the kernel websocket (channels.py) verifies TLS with it too
+        plain_local = self.url.startswith("http:") and is_loopback(self.url)  # no TLS, no proxy
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers=headers,
             timeout=httpx.Timeout(timeout),
-            verify=self._tls(ca_bundle),
+            verify=_no_tls() if plain_local else self._tls(ca_bundle),
             follow_redirects=False,
             transport=transport,
             trust_env=not is_loopback(self.url),
@@ -167,24 +177,34 @@ class ServerClient:
         r, body = await self._bounded(self._fetch(method, path, json_body, extra), deadline)
         return self._check(r, body, shown, expect_json)
 
-    async def _fetch(self, method: str, path: str, json_body: Any, extra: dict) -> tuple[httpx.Response, bytes]:
+    async def _fetch(self, method: str, path: str, json_body: Any, extra: dict) -> tuple[httpx.Response, bytearray]:
+        """Send and read the body, holding at most ``max_body`` of this server's answers at
+        once: the requests of one read run side by side, and a server that sends a huge body
+        to each would otherwise cost that cap once per request (four at a time in `ls`)."""
         request = self._http.build_request(method, path, json=json_body, **extra)
         r = await self._http.send(request, stream=True)
+        body = bytearray()  # grown in place: no list of chunks and no join (a second copy)
+        held = 0
         try:
             declared = r.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_body:
                 raise ServerError(self.name, TOO_BIG, _too_big(path.split('?', 1)[0], self.max_body))
-            chunks, total = [], 0
             async for chunk in r.aiter_bytes():
-                total += len(chunk)
-                if total > self.max_body:
-                    raise ServerError(self.name, TOO_BIG, _too_big(path.split('?', 1)[0], self.max_body))
-                chunks.append(chunk)
+                body += chunk
+                held += len(chunk)
+                self._held += len(chunk)
+                if self._held > self.max_body:
+                    raise ServerError(self.name, TOO_BIG, _too_big(path.split('?', 1)[0], self.max_body,
+                                                                   alone=len(body) > self.max_body))
+        except BaseException:
+            body = bytearray()  # dropped now, not when the error's traceback goes
+            raise
         finally:
+            self._held -= held  # here, whatever happens: a count that leaked would refuse every later read
             await r.aclose()
-        return r, b"".join(chunks)
+        return r, body
 
-    def _check(self, r: httpx.Response, body: bytes, path: str, expect_json: bool) -> Any:
+    def _check(self, r: httpx.Response, body: bytes | bytearray, path: str, expect_json: bool) -> Any:
         if r.status_code in (401, 403):
             raise ServerError(self.name, AUTH_FAILED, f"token refused (HTTP {r.status_code}) at {self.url}")
         if r.is_redirect and urlsplit(r.headers.get("location", "")).scheme not in ("", "http", "https"):
@@ -341,14 +361,21 @@ class ServerClient:
         return await self._bounded(
             self.request("PUT", f"api/contents/{quote(path)}", json_body=body, timeout=limit), limit)
 
-    async def _bounded(self, work, limit: float):
+    async def within(self, work, limit: Optional[float] = None, what: str = "") -> Any:
+        """``work`` (a step of several requests: a re-check, a rebind) under ONE deadline,
+        ``limit`` (default: the server's timeout) over all its requests together: a server
+        that answers each just before its own timeout cannot stretch the step."""
+        return await self._bounded(work, limit or self.timeout, what)
+
+    async def _bounded(self, work, limit: float, what: str = ""):
         """One network exchange bounded as a whole, with the errors of ``request``."""
+        where = f"{what}, {self.url}" if what else self.url
         try:
             return await asyncio.wait_for(work, limit)
         except asyncio.TimeoutError:
-            raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({self.url})") from None
+            raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({where})") from None
         except httpx.TimeoutException:
-            raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({self.url})") from None
+            raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({where})") from None
         except httpx.ConnectError as e:
             raise ServerError(self.name, UNREACHABLE, f"cannot connect to {self.url}: {_reason(e)}") from None
         except httpx.HTTPError as e:
@@ -363,13 +390,14 @@ def _is_json(r: httpx.Response) -> bool:
     return "json" in r.headers.get("content-type", "")
 
 
-def _too_big(path: str, limit: int) -> str:
+def _too_big(path: str, limit: int, alone: bool = True) -> str:
     from nbtui.units import human_bytes
 
-    return f"answered /{path} with more than {human_bytes(limit)} (max_body in config.toml)"
+    others = "" if alone else " and others at once"
+    return f"answered /{path}{others} with more than {human_bytes(limit)} (max_body in config.toml)"
 
 
-def parse_json(server: str, path: str, body: bytes) -> Any:
+def parse_json(server: str, path: str, body: bytes | bytearray) -> Any:
     """A server's JSON answer, or that server's error (malformed, nested too deep for the
     parser): never an exception of the parser's own."""
     try:
@@ -380,7 +408,7 @@ def parse_json(server: str, path: str, body: bytes) -> Any:
         raise ServerError(server, NOT_JUPYTER, f"answered /{path} with malformed JSON") from None
 
 
-def _message(body: bytes) -> str:
+def _message(body: bytes | bytearray) -> str:
     try:
         data = parse_json("", "", body[:65536])
         return str(data.get("message") or data.get("reason") or "")[:200] if isinstance(data, dict) else ""

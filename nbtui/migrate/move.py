@@ -79,6 +79,7 @@ class Report:
     serializers: dict = field(default_factory=dict)  # source / target: available
     chunk_bytes: Optional[int] = None  # payload bytes per message, as used
     notebook_file: Optional[dict] = None  # how the notebook file comes along (notebook.NotebookPlan)
+    audit_error: Optional[str] = None  # an outcome line that could not be written (said on stderr)
 
     @property
     def moved(self) -> list[Entry]:
@@ -297,6 +298,7 @@ class Migration:
         self._dst_ch: Optional[KernelChannels] = None
         self._src_count: Optional[int] = None
         self._done = False
+        self._intent = False  # the "migrate" intent line is written: every outcome gets its line
         self._elapsed = 0.0
         self._starting: Optional[asyncio.Future] = None
         self._notebook: Any = None  # notebook.NotebookPlan, from preflight
@@ -350,10 +352,12 @@ class Migration:
         from nbtui.migrate import notebook
 
         src = self.source
+        local = isinstance(src, LocalSource)  # its server is gone: the file it was started for, here
         try:
             self._notebook = plan = await notebook.plan(
-                self.target, path, source=getattr(src, "client", None), source_path=src.notebook,
-                overwrite=self.opts.overwrite_notebook)
+                self.target, path, source=getattr(src, "client", None),
+                source_path=src.lk.notebook if isinstance(src, LocalSource) else src.notebook,
+                overwrite=self.opts.overwrite_notebook, local=local)
         except ServerError as e:
             raise MigrationFailed(f"cannot bring the notebook file: {e}; nothing was changed") from None
         self.report.notebook_file = plan.to_json()
@@ -413,6 +417,7 @@ class Migration:
         try:
             kernel_name, path = await self.preflight()
             if self.opts.eager_start and not self.opts.dry_run:  # no question will be asked: overlap
+                self._write_intent()  # before the target kernel starts: nothing happens unaudited
                 self._starting = asyncio.ensure_future(self._start_target(kernel_name))
             self.progress("inventory")
             await self.inventory()
@@ -430,7 +435,7 @@ class Migration:
         """Move what ``prepare`` planned; then bind, verify and (unless kept) shut the source down."""
         t0 = time.perf_counter()
         try:  # intent before anything changes: an unwritable audit log means it does not start
-            audit.intent("migrate", self.report.source, to=self.report.target)
+            self._write_intent()
         except audit.AuditError:
             await self._close()
             raise
@@ -446,6 +451,19 @@ class Migration:
             self.report.seconds = self._elapsed
         self.progress("done", done=self.report.bytes, total=self.report.bytes)
         return self.report
+
+    def _write_intent(self) -> None:
+        if not self._intent:
+            audit.intent("migrate", self.report.source, to=self.report.target)
+            self._intent = True
+
+    def _audit(self, action: str, result: str, **extra) -> None:
+        """An outcome line. What was done is done: a log that fails now is said in the
+        report (``audit_error``), never raised over the result."""
+        try:
+            audit.record(action, self.report.source, result, **extra)
+        except OSError as e:
+            self.report.audit_error = f"could not write the audit log {audit.audit_path()}: {e.strerror or e}"
 
     async def cancel(self) -> None:
         """After ``prepare``, when the user says no: remove the helper, close connections."""
@@ -607,8 +625,8 @@ class Migration:
     async def _finish(self) -> None:
         """After a verified, bound move: shut the source down unless asked not to."""
         self._done = True
-        audit.record("migrate", self.report.source, "ok", to=self.report.target,
-                     moved=[e.name for e in self.report.moved], bytes=self.report.bytes)
+        self._audit("migrate", "ok", to=self.report.target,
+                    moved=[e.name for e in self.report.moved], bytes=self.report.bytes)
         if self.opts.keep_source:
             self.report.source_kept_reason = "--keep-source"
             return
@@ -623,30 +641,44 @@ class Migration:
         self.progress("shutdown")
         src = self._src
         assert src is not None
+        try:  # intent before the re-check and the shutdown, as kill: unwritable, the source stays
+            audit.intent("migrate-shutdown", self.report.source)
+        except audit.AuditError as e:
+            self.report.source_kept_reason = f"the source was kept: {e}"
+            await src.uninstall()
+            return
+        try:
+            result = await self._shutdown_source(src)
+        except BaseException as e:  # ctrl+c or a failure mid-way: the intent still gets its outcome
+            self._audit("migrate-shutdown", "interrupted" if isinstance(e, asyncio.CancelledError)
+                        else f"failed: {e or type(e).__name__}")
+            raise
+        self._audit("migrate-shutdown", result)
+
+    async def _shutdown_source(self, src: Agent) -> str:
+        """Re-check the source, then shut it down; returns the audit result."""
         try:
             count = (await src.one("probe", timeout=30)).get("execution_count")
             await src.uninstall()
             state = await self.source.state()
         except (ServerError, ChannelError, NbtuiError) as e:
             self.report.source_kept_reason = f"could not re-check the source: {e}"
-            return
+            return f"refused: {self.report.source_kept_reason}"
         if state == "gone":
             self.report.source_kept_reason = "the source kernel was already gone"
-            return
+            return "gone"
         # Our probe queues behind any cell the user started meanwhile, and a cell that ran
         # moved the count: the count alone tells (a REST "busy" may be stale).
         if count != self._src_count:
             self.report.source_kept_reason = "the source ran code during the move; it was kept so nothing is lost"
-            audit.record("migrate-shutdown", self.report.source, "refused: the source changed during the move")
-            return
+            return "refused: the source changed during the move"
         try:
             await self.source.shutdown()
         except (ServerError, ChannelError) as e:
             self.report.source_kept_reason = f"shutting the source down failed: {e}"
-            audit.record("migrate-shutdown", self.report.source, f"failed: {e}")
-            return
+            return f"failed: {e}"
         self.report.source_shut_down = True
-        audit.record("migrate-shutdown", self.report.source, "ok")
+        return "ok"
 
     async def _abort(self, error: BaseException) -> None:
         """Leave the source as it was and remove the half-made target kernel."""
@@ -661,9 +693,9 @@ class Migration:
             await self._src.uninstall()
         if self.target_kernel is not None:
             await self._remove_target()
-        reason = str(error) or type(error).__name__
-        if self.target_kernel is not None:  # a refusal in preflight changed nothing: no audit line
-            audit.record("migrate", self.report.source, f"aborted: {reason}", to=self.report.target)
+        reason = "interrupted" if isinstance(error, asyncio.CancelledError) else (str(error) or type(error).__name__)
+        if self._intent:  # every intent gets its outcome (a refusal in preflight wrote neither)
+            self._audit("migrate", f"aborted: {reason}", to=self.report.target)
 
     async def _release_target(self) -> None:
         """Remove the agent from the (verified, bound) target and close its channels."""

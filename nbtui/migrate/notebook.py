@@ -7,11 +7,12 @@ existing, different file at the target path is never overwritten unless asked.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 
 from nbtui.errors import NbtuiError
-from nbtui.jupyter.rest import NOT_FOUND, ServerClient, ServerError
+from nbtui.jupyter.rest import MAX_CONTENTS_BYTES, NOT_FOUND, ServerClient, ServerError
 from nbtui.text import visible
 
 COPY = "copy"  # the source's file, to a target path that has none
@@ -37,13 +38,24 @@ class NotebookPlan:
     source_server: Optional[str] = None
     bytes: Optional[int] = None
     model: Optional[dict] = None  # the source's file model, with content (never in JSON)
+    # A kernel whose server is gone (pid:N): source_path is a file on this host, and why
+    # none comes along when it cannot.
+    local: bool = False
+    note: Optional[str] = None
 
     def to_json(self) -> dict:
         return {"action": self.action, "path": self.path, "server": self.server,
-                "source_path": self.source_path, "source_server": self.source_server, "bytes": self.bytes}
+                "source_path": self.source_path, "source_server": self.source_server, "bytes": self.bytes,
+                "note": self.note}
 
     def line(self) -> str:
-        src = f"{visible(self.source_path)} on {self.source_server}" if self.source_path else ""
+        if self.note:  # nothing of the source's comes along, and why
+            return (f"notebook file: none comes along ({self.note}); "
+                    + (f"an empty notebook at {visible(self.path)} on {self.server}" if self.action == CREATE
+                       else f"{visible(self.path)} on {self.server} " + ("is kept" if self.action == KEEP
+                                                                          else "will have none")))
+        where = "this host" if self.local else self.source_server
+        src = f"{visible(self.source_path)} on {where}" if self.source_path else ""
         dst = f"{visible(self.path)} on {self.server}"
         size = f" ({self.bytes} bytes)" if self.bytes is not None else ""
         return {
@@ -74,20 +86,71 @@ def _same(a: dict, b: dict) -> bool:
     return a.get("type") == b.get("type") and a.get("content") == b.get("content")
 
 
+def read_local(path: Optional[str]) -> tuple[Optional[dict], Optional[str]]:
+    """The notebook file a local kernel was started for (its ``JPY_SESSION_NAME``) as a
+    contents model, read as the contents API would be (at most MAX_CONTENTS_BYTES); or None
+    and why not, in words for the plan's line."""
+    if not path:
+        return None, "the process names no notebook file: it has no JPY_SESSION_NAME"
+    shown = visible(path)
+    if not path.endswith(".ipynb"):
+        return None, f"{shown} on this host is not a notebook"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONTENTS_BYTES + 1)
+    except FileNotFoundError:
+        return None, f"no file {shown} on this host"
+    except OSError as e:
+        return None, f"{shown} on this host cannot be read: {e.strerror or type(e).__name__}"
+    if len(data) > MAX_CONTENTS_BYTES:
+        return None, f"{shown} on this host is over {MAX_CONTENTS_BYTES >> 20} MiB"
+    try:
+        content = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        return None, f"{shown} on this host is not notebook JSON"
+    if not isinstance(content, dict) or not isinstance(content.get("cells"), list):
+        return None, f"{shown} on this host is not notebook JSON"
+    return {"type": "notebook", "format": "json", "content": _rejoined(content), "size": len(data)}, None
+
+
+def _rejoined(node):
+    """Multi-line strings stored as lists of lines (as files keep them) joined, as the
+    contents API answers them, so the same file on both sides compares the same."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key in ("source", "text") and isinstance(value, list) and all(isinstance(x, str) for x in value):
+                out[key] = "".join(value)
+            elif key == "data" and isinstance(value, dict):
+                out[key] = {m: ("".join(v) if isinstance(v, list) and all(isinstance(x, str) for x in v)
+                                and not m.endswith("json") else _rejoined(v)) for m, v in value.items()}
+            else:
+                out[key] = _rejoined(value)
+        return out
+    if isinstance(node, list):
+        return [_rejoined(x) for x in node]
+    return node
+
+
 async def plan(target: ServerClient, path: str, *, source: Optional[ServerClient] = None,
                source_path: Optional[str] = None, overwrite: bool = False,
-               create_empty: bool = True) -> NotebookPlan:
+               create_empty: bool = True, local: bool = False) -> NotebookPlan:
     """What bringing the notebook takes; reads only. Raises NotebookConflict for a different
-    file at ``path`` unless ``overwrite``."""
+    file at ``path`` unless ``overwrite``. ``local``: ``source_path`` is a file on this host
+    (a kernel whose server is gone); when it cannot be read, the plan's note says why."""
     there = await _model(target, path)
-    p = NotebookPlan(KEEP, path, target.name, source_path, source.name if source else None)
-    if source is not None and source_path:
+    p = NotebookPlan(KEEP, path, target.name, source_path, source.name if source else None, local=local)
+    mine: Optional[dict] = None
+    if local:
+        mine, p.note = read_local(source_path)
+    elif source is not None and source_path:
         mine = await _model(source, source_path)
+    if mine is not None or (source is not None and source_path and not local):
         if mine is None:
             p.action = KEEP if there is not None else NONE
             return p
         if mine.get("type") == "directory":
-            raise NotebookConflict(f"{visible(source_path)} on {source.name} is a folder, not a notebook")
+            raise NotebookConflict(f"{visible(source_path)} on {source.name if source is not None else 'this host'} is a folder, not a notebook")
         p.model, p.bytes = mine, _size(mine)
         if there is None:
             p.action = COPY
@@ -114,7 +177,9 @@ async def apply(p: NotebookPlan, target: ServerClient, source: Optional[ServerCl
     the source's file is read again, so a save made since the plan comes along too."""
     if p.action not in (COPY, OVERWRITE, CREATE):
         return
-    if source is not None and p.source_path and p.action != CREATE:
+    if p.local and p.action != CREATE:
+        p.model = read_local(p.source_path)[0] or p.model
+    elif source is not None and p.source_path and p.action != CREATE:
         p.model = await _model(source, p.source_path) or p.model
     if p.action in (COPY, CREATE) and await target.contents_exists(p.path):
         raise NotebookConflict(f"{visible(p.path)} appeared on {target.name} meanwhile; nothing was overwritten")

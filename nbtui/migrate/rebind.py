@@ -41,9 +41,15 @@ async def check(client: ServerClient, kernel_id: str, path: str) -> None:
                          "pick another path with --notebook")
 
 
-async def rebind(client: ServerClient, kernel_id: str, path: str) -> dict:
-    """Bind ``path`` to the kernel; return the new session."""
-    await check(client, kernel_id, path)
+async def rebind(client: ServerClient, kernel_id: str, path: str, *, act_timeout: float = 30.0) -> dict:
+    """Bind ``path`` to the kernel; return the new session. The re-check (its requests
+    together) is bounded by the server's timeout, the binding (the notebook file and the
+    session) by ``act_timeout`` at least: each step as a whole, never per request."""
+    await client.within(check(client, kernel_id, path), what="the re-check before acting")
+    return await client.within(_bind(client, kernel_id, path), max(client.timeout, act_timeout), "binding the session")
+
+
+async def _bind(client: ServerClient, kernel_id: str, path: str) -> dict:
     await _notebook_file(client, path)
     session = await client.create_session(path, kernel_id=kernel_id)
     got = (session.get("kernel") or {}).get("id")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -21,6 +22,8 @@ from nbtui.secrets import redact
 from nbtui.tui import themes as theme_files
 from nbtui.tui.fleet_screen import FleetScreen, HelpScreen
 from nbtui.tui.runner import SnapshotRunner
+
+TYPEAHEAD_SECONDS = 5.0  # the longest a console may take to appear after enter
 
 
 class NbtuiApp(App):
@@ -63,6 +66,10 @@ class NbtuiApp(App):
         self._timer: Optional[Timer] = None
         self.started_at = time.monotonic()
         self.first_rows_at: Optional[float] = None
+        # Characters typed between enter on a kernel's row and its console having the focus
+        # (otherwise the fleet screen's keys would take them); the console takes them.
+        self._typeahead: Optional[list[events.Key]] = [] if open_console else None
+        self._typeahead_until = time.monotonic() + TYPEAHEAD_SECONDS
         self._register_themes(config_folder, theme or self.settings.theme)
 
     def notify(self, message: str, *, markup: bool = True, **kwargs) -> None:
@@ -121,6 +128,43 @@ class NbtuiApp(App):
         from nbtui.tui.console import ConsoleScreen  # on first use: the fleet screen starts without it
 
         self.push_screen(ConsoleScreen(self.fleet, server, kernel_id))
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded and self._buffered(event):
+            return
+        await super().on_event(event)
+
+    def _buffered(self, event: events.Key) -> bool:
+        """Keep a typed-ahead character for the console that is opening; True if kept."""
+        if self._typeahead is None:
+            screen = self.screen
+            if event.key == "enter" and isinstance(screen, FleetScreen) and self.focused is not None \
+                    and self.focused.id == "kernels" and screen.selected_kernel is not None:
+                self._typeahead, self._typeahead_until = [], time.monotonic() + TYPEAHEAD_SECONDS
+                self.set_timer(TYPEAHEAD_SECONDS + 0.1, self._typeahead_expired)
+            return False
+        if time.monotonic() > self._typeahead_until:  # no console came: the keys act as usual
+            self.release_typeahead()
+            return False
+        if event.is_printable and event.character:
+            self._typeahead.append(event)
+            return True
+        return False
+
+    def _typeahead_expired(self) -> None:
+        if self._typeahead is not None and time.monotonic() >= self._typeahead_until:
+            self.release_typeahead()
+
+    def take_typeahead(self) -> str:
+        """What was typed ahead for the console now showing (it goes into its input)."""
+        keys, self._typeahead = self._typeahead or [], None
+        return "".join(k.character or "" for k in keys)
+
+    def release_typeahead(self) -> None:
+        """No console took the keys: they act where they are, in order."""
+        keys, self._typeahead = self._typeahead or [], None
+        for key in keys:
+            self.post_message(events.Key(key.key, key.character))
 
     def action_help(self) -> None:
         screen = self.fleet_screen

@@ -201,6 +201,10 @@ class ConsoleScreen(Screen):
 
     def on_mount(self) -> None:
         self.code_input.focus()
+        take = getattr(self.app, "take_typeahead", None)  # typed right after enter on the fleet screen
+        early = take() if take is not None else ""
+        if early:
+            self.code_input.insert(early)
         self._render_head()
         self._connect()
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 # The CLI's flags in the core's messages, as the dialog's own fields.
 FIELD_WORDS = (
+    ("replace it with --overwrite-notebook", "replace it: tick \"Overwrite a different notebook file on the target\""),
+    ("--overwrite-notebook", "\"Overwrite a different notebook file on the target\""),
     ("--notebook PATH", "the Notebook field"),
     ("--notebook", "the Notebook field"),
     ("--kernel NAME", "a kernel spec the target has (`nbtui migrate --kernel NAME`)"),
@@ -111,6 +113,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
                 yield Input(value=k.session.path if k.session else "", placeholder="path on the target, e.g. work/nb.ipynb",
                             id="mig-notebook")
             yield Checkbox("Keep the source kernel running afterwards", id="mig-keep")
+            yield Checkbox("Overwrite a different notebook file on the target", id="mig-overwrite")
             with VerticalScroll(id="mig-plan"):
                 yield Static("Plan shows what moves, what is imported and what is skipped, and why.",
                              id="mig-plan-text", markup=False)
@@ -137,7 +140,9 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         to = self.query_one("#mig-to", Select).value
         notebook = self.query_one("#mig-notebook", Input).value.strip() or None
         keep = self.query_one("#mig-keep", Checkbox).value
-        return Options(to=str(to) if to is not Select.BLANK else "", notebook=notebook, keep_source=keep)
+        overwrite = self.query_one("#mig-overwrite", Checkbox).value
+        return Options(to=str(to) if to is not Select.BLANK else "", notebook=notebook, keep_source=keep,
+                       overwrite_notebook=overwrite)
 
     def on_select_changed(self, _event) -> None:
         self._invalidate()
@@ -145,7 +150,10 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
     def on_input_changed(self, _event) -> None:
         self._invalidate()
 
-    def on_checkbox_changed(self, _event) -> None:
+    def on_checkbox_changed(self, event) -> None:
+        if event.checkbox.id == "mig-overwrite":
+            self._invalidate()  # the plan checked the target's notebook file under the other choice
+            return
         if self.migration is not None and not self.running:
             self.migration.opts.keep_source = self.query_one("#mig-keep", Checkbox).value
 
@@ -200,7 +208,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
             self.status(_line(e), error=True)
             return
         self.migration = migration
-        self.query_one("#mig-plan-text", Static).update(lines(plan_lines(report)))
+        self.query_one("#mig-plan-text", Static).update(lines(field_words(x) for x in plan_lines(report)))
         n = len(report.moved)
         self.status(f"{n} name{'s' if n != 1 else ''} to move; Move asks before anything changes")
         move = self.query_one("#mig-move", Button)

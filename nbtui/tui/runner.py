@@ -17,17 +17,23 @@ import dataclasses
 import inspect
 import threading
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Mapping, Optional
 
 from nbtui import table_rows as tr
 from nbtui.fleet import Fleet, sort_key
 from nbtui.model import Kernel, ServerInfo, Snapshot
+from nbtui.tui.fleet_header import kernel_counts
 from nbtui.tui.history import History
 from nbtui.tui.rows import CellCache, Layout
 
 # On a read after the first, partial rows are shown only once the read has taken this
 # long (a slow or hung server); a quick read shows its whole snapshot at once.
 PARTIAL_AFTER = 0.5
+# Once a server of a read has answered, one that has not answered this long after the
+# latest answer is not waited for: its read goes on at its own pace (Fleet.snapshot's
+# hold_back), the read ends with that server's last answer, and the next refresh starts on
+# time, so a hung server never holds back the others' refreshes.
+HOLD_BACK = 1.0
 
 
 def _private_copy(fleet: Any) -> Any:
@@ -106,9 +112,11 @@ class SnapshotRunner:
         # The table's layout (nbtui.columns), set by the screen; read on this thread.
         self.layout: Optional[Layout] = None
         try:
-            self._streams = "on_server" in inspect.signature(self.fleet.snapshot).parameters
+            params: Mapping[str, inspect.Parameter] = inspect.signature(self.fleet.snapshot).parameters
         except (TypeError, ValueError):
-            self._streams = False
+            params = {}
+        self._streams = "on_server" in params
+        self._holds_back = "hold_back" in params
 
     def _submit(self, make: Callable[[], Awaitable[Any]]) -> "concurrent.futures.Future[Any]":
         async def call():
@@ -125,6 +133,7 @@ class SnapshotRunner:
         """Work over every row happens here, not on the UI thread: the rows, the index by
         key, and every row's cells for the table's current layout."""
         rows = tr.rows_of(snap)
+        kernel_counts(snap)  # the summary line's counts, here rather than on the UI thread
         layout = self.layout
         cells = self._cells.rows(rows, layout) if layout else None
         return Read(snap, {r.key: r for r in rows}, cells, rows, waiting, partial)
@@ -152,14 +161,18 @@ class SnapshotRunner:
 
         timer = None if prev is None else self._loop.call_later(PARTIAL_AFTER, open_partials)
         try:
-            if self._streams:
+            if self._holds_back:
+                snap = await self.fleet.snapshot(on_server=on_server, hold_back=HOLD_BACK)
+            elif self._streams:
                 snap = await self.fleet.snapshot(on_server=on_server)
             else:
                 snap = await self.fleet.snapshot()
             state["final"] = True
             self.history.add(snap.kernels)
             self._last = snap
-            job.put(self._finish(snap), done=True)
+            # servers whose read goes on (their last answer, if any, is in the snapshot)
+            still = tuple(getattr(self.fleet, "still_reading", ()) or ())
+            job.put(self._finish(snap, still), done=True)
         except BaseException as e:  # the screen says why in one line
             state["final"] = True
             job.put(done=True, error=e if isinstance(e, Exception) else RuntimeError("read cancelled"))

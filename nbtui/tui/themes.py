@@ -8,8 +8,9 @@ Shipped themes live in the package's ``themes/`` folder (the repository's top-le
 from __future__ import annotations
 
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -91,3 +92,15 @@ def load_all(config_folder: Path | None = None) -> tuple[list[Theme], list[str]]
                 continue
             themes[theme.name] = theme
     return list(themes.values()), errors
+
+
+def for_rich(theme: Theme) -> Theme:
+    """The theme with its ANSI colours as Rich style words (``ansi_red`` -> ``color(1)``),
+    for the styles of Rich Text the screens build from it; other themes as they are."""
+    changes: dict[str, Any] = {}
+    for key in _COLOUR_KEYS:
+        value = getattr(theme, key, None)
+        if isinstance(value, str) and value.startswith("ansi_"):
+            rich = Color.parse(value).rich_color
+            changes[key] = rich.name if rich is not None else None
+    return replace(theme, **changes) if changes else theme
