@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn, Optional
@@ -377,7 +376,7 @@ def save_servers(config: Config) -> None:
     """Write servers.toml atomically (temp file + os.replace), mode 0600."""
     import tomli_w
 
-    from nbtui.safefile import UnsafeFile, ensure_dir
+    from nbtui.safefile import UnsafeFile, ensure_dir, replace_file
 
     try:
         ensure_dir(config.folder)
@@ -385,21 +384,9 @@ def save_servers(config: Config) -> None:
         raise ConfigError(str(e)) from None
     body = {"servers": {n: s.to_toml() for n, s in sorted(config.servers.items())}}
     data = tomli_w.dumps(body)
-    fd, tmp = tempfile.mkstemp(prefix=".servers.", suffix=".toml", dir=config.folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("# Written by nbtui (`nbtui servers add/remove`). Tokens live in the keyring.\n")
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, config.servers_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_file(config.servers_path,
+                 "# Written by nbtui (`nbtui servers add/remove`). Tokens live in the keyring.\n" + data,
+                 sync=True)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from nbtui.errors import NbtuiError
@@ -99,6 +100,27 @@ def append_line(path: os.PathLike | str, line: str) -> None:
             raise OSError(f"short write to {path}")
     finally:
         os.close(fd)
+
+
+def replace_file(path: os.PathLike | str, text: str, *, sync: bool = False) -> None:
+    """Write ``text`` to a new 0600 file beside ``path`` (created O_EXCL, so never through a
+    link) and rename it over ``path``: a reader sees the old file or the new one, never half,
+    and a symlink planted at ``path`` is replaced, its target untouched."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def read_text(path: os.PathLike | str, limit: int = MAX_CONFIG_BYTES, *, allow_root: bool = True) -> str | None:

@@ -15,8 +15,6 @@ through the proxy, never a failure.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -53,7 +51,7 @@ def last_read(url: str, *, where: Optional[Path] = None) -> Optional[float]:
 
 def record(urls: list[str], *, at: Optional[float] = None, where: Optional[Path] = None) -> None:
     """Note reads of ``urls`` through the proxy now (best effort)."""
-    from nbtui.safefile import UnsafeFile, ensure_dir
+    from nbtui.safefile import UnsafeFile, ensure_dir, replace_file
 
     if not urls:
         return
@@ -63,16 +61,6 @@ def record(urls: list[str], *, at: Optional[float] = None, where: Optional[Path]
         ensure_dir(p.parent)
         reads = {k: v for k, v in _load(p).items() if now - v < KEEP}
         reads.update({u: now for u in urls})
-        fd, tmp = tempfile.mkstemp(prefix=".proxy-reads.", dir=p.parent)  # 0600, O_EXCL: never a link
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"reads": reads}, f)
-            os.replace(tmp, p)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        replace_file(p, json.dumps({"reads": reads}))
     except (OSError, UnsafeFile):
         pass
