@@ -301,6 +301,7 @@ class Migration:
         self._intent = False  # the "migrate" intent line is written: every outcome gets its line
         self._elapsed = 0.0
         self._starting: Optional[asyncio.Future] = None
+        self._target_known = asyncio.Event()  # the eager start has its kernel id (or failed)
         self._notebook: Any = None  # notebook.NotebookPlan, from preflight
 
     def progress(self, stage: str, **kw) -> None:
@@ -485,6 +486,8 @@ class Migration:
             model = await self.target.start_kernel(kernel_name)
         except ServerError as e:
             raise MigrationFailed(f"could not start a kernel on {self.target.name}: {e.detail}") from None
+        finally:
+            self._target_known.set()
         self.target_kernel = model["id"]
         self.report.target["kernel_id"] = self.target_kernel
         ch = kernel_channels(self.target, self.target_kernel, self.opts.transport)
@@ -685,8 +688,16 @@ class Migration:
         if self._done:  # moved and bound: the target holds the work now
             return
         if self._starting is not None and not self._starting.done():
+            # Wait only for the kernel's id (its REST start), so it can be removed; what is
+            # left of the start (readiness, the agent) is stopped, not waited out.
+            known = asyncio.ensure_future(self._target_known.wait())
             try:
-                await self._starting  # let it finish, so its kernel can be removed
+                await asyncio.wait({self._starting, known}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                known.cancel()
+            self._starting.cancel()
+            try:
+                await self._starting
             except BaseException:
                 pass
         if self._src is not None:
