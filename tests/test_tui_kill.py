@@ -70,11 +70,14 @@ async def test_cull_from_the_palette_takes_what_the_policy_selects(jupyter):
         dialog = await until(pilot, lambda: isinstance(app.screen, CullScreen) and app.screen, what="the dialog")
         dialog.query_one("#cull-idle").value = "2hrs"
         await pilot.press("enter")
-        await until(pilot, lambda: "90s, 30m, 2h, 1d" in str(dialog.query_one("#cull-error").render()),
+        error = dialog.query_one("#cull-error")
+        # The error line grows the dialog and moves its buttons down: click only once the layout
+        # has it (the region a click aims at), or a click on a loaded machine lands on the error.
+        await until(pilot, lambda: "90s, 30m, 2h, 1d" in str(error.render()) and error.size.height > 0,
                     what="the accepted forms")
         dialog.query_one("#cull-idle").value = ""
-        await pilot.click("#cull-orphans")
-        await pilot.click("#plan")
+        assert await pilot.click("#cull-orphans"), "the click missed the orphans box"
+        assert await pilot.click("#plan"), "the click missed the plan button"
         modal = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, what="the plan")
         assert modal.title_text == "Cull 1?" and bare[:8] in lines_of(modal) and keep[:8] not in lines_of(modal)
         await pilot.press("y")
