@@ -16,9 +16,9 @@ from tests.jupyter import until
 
 
 def _app(*servers) -> NbtuiApp:
-    configs = [ServerConfig(name=s.name, url=s.url, token_source="discovered", token=s.token, timeout=2.0)
+    configs = [ServerConfig(name=s.name, url=s.url, token_source="discovered", token=s.token, timeout=10.0)
                for s in servers]
-    return NbtuiApp(Fleet(configs, Settings(timeout=2.0)), refresh=0.3)
+    return NbtuiApp(Fleet(configs, Settings(timeout=10.0)), refresh=0.3)
 
 
 def _text(app, selector: str) -> str:
