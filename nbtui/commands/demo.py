@@ -347,10 +347,13 @@ def run(args: argparse.Namespace) -> int:
     previous = {}
 
     def on_signal(signum, frame):
-        # No lock, no wait: during the quit a signal only hurries it; before, it starts it.
+        # No lock, no wait: during the quit a signal only hurries it; before, it starts it
+        # (SIGHUP, e.g. an SSH window closed while the TUI is leaving, starts it hurried).
         if demo.stopping:
             demo.hurry()
             return
+        if signum == signal.SIGHUP:  # the terminal is gone: nobody waits for a graceful stop
+            demo.hurried = True
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
