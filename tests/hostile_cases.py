@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fakehttp import FakeHTTP  # noqa: E402
-from tests.jupyter import JupyterServer  # noqa: E402
+from tests.jupyter import JupyterServer, default_sigint  # noqa: E402
 
 BASE = Path(tempfile.mkdtemp(prefix="nbtui-cases-"))
 ROWS: list[tuple[str, int, str]] = []
@@ -199,7 +199,8 @@ def main() -> None:
         procs.append(stubborn)
         e11 = env_for("ctrlc")
         k = subprocess.Popen([sys.executable, "-m", "nbtui", "kill", f"pid:{stubborn.pid}", "--yes", "--grace", "30"],
-                             env=e11, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             env=e11, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=default_sigint)
         audit = Path(e11["NBTUI_STATE_DIR"]) / "audit.jsonl"
         while not (audit.exists() and "intent" in audit.read_text()):
             time.sleep(0.1)

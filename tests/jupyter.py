@@ -63,6 +63,13 @@ def port_taken(log_text: str) -> bool:
     return any(marker.lower() in log_text.lower() for marker in _PORT_TAKEN)
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test sends SIGINT: a suite started as a background job
+    (``cmd &`` in a script) hands its children SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, so the child would never see the ctrl+c."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -261,7 +268,9 @@ class JupyterServer:
         return wait_for(find, 30, 0.1, f"process of kernel {kernel_id}")
 
     def run_code(self, kernel_id: str, code: str, timeout: float = 60.0) -> dict:
-        """Execute ``code`` in the kernel over ZMQ (not through the server) and wait for the reply."""
+        """Execute ``code`` in the kernel over ZMQ (not through the server) and wait for the reply,
+        then until the server too says the kernel is idle (it learns that from the kernel's
+        status message, which comes after the reply: a loaded server lags behind it)."""
         from jupyter_client import BlockingKernelClient
 
         kc = BlockingKernelClient(connection_file=str(self.connection_file(kernel_id)))
@@ -269,9 +278,15 @@ class JupyterServer:
         kc.start_channels(hb=False)  # a slow first heartbeat reads as 'kernel died' under load
         try:
             kc.wait_for_ready(timeout=timeout)
-            return kc.execute_interactive(code, timeout=timeout, output_hook=lambda msg: None)
+            reply = kc.execute_interactive(code, timeout=timeout, output_hook=lambda msg: None)
         finally:
             kc.stop_channels()
+        wait_for(lambda: self._not_busy(kernel_id), timeout, 0.05, "the server to see the kernel idle after its reply")
+        return reply
+
+    def _not_busy(self, kernel_id: str) -> bool:
+        r = httpx.get(self.url + f"api/kernels/{kernel_id}", headers=self.headers, timeout=30)
+        return r.status_code == 404 or (r.status_code == 200 and r.json().get("execution_state") != "busy")
 
     def start_code(self, kernel_id: str, code: str) -> None:
         """Send ``code`` for execution over ZMQ without waiting for it to finish."""

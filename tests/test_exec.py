@@ -128,13 +128,12 @@ def test_ctrl_c_interrupts_the_kernel_and_closes(target, shared_jupyter, kernel_
     import sys
 
     from tests.conftest import ROOT
+    from tests.jupyter import default_sigint  # the child's SIGINT is its own
 
-    # The child's SIGINT is set here: a suite started as a background job (`cmd &` in a
-    # script) hands its children SIGINT ignored, and Python then installs no handler.
     p = subprocess.Popen([sys.executable, "-m", "nbtui", "--no-discover", "exec", target,
                           "import time; print('started', flush=True); time.sleep(100)"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ),
-                         preexec_fn=_default_sigint)
+                         preexec_fn=default_sigint)
     try:
         assert p.stdout.readline() == "started\n"
         p.send_signal(signal.SIGINT)
@@ -148,12 +147,6 @@ def test_ctrl_c_interrupts_the_kernel_and_closes(target, shared_jupyter, kernel_
     assert r.returncode == 0 and r.stdout == "'idle again'\n"
     wait_for(lambda: next(k for k in shared_jupyter.kernels() if k["id"] == kernel_id)["connections"] == 0, 10,
              what="connections back to 0")
-
-
-def _default_sigint() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_console_bad_target_exits_before_any_screen(target):

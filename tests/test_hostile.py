@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import ROOT, add_server
 from tests.conftest import run_nbtui as _run_nbtui
 from tests.fakehttp import FakeHTTP
-from tests.jupyter import JupyterServer, wait_for
+from tests.jupyter import JupyterServer, default_sigint, wait_for
 from tests.localuser import account_tool
 
 ESC_NAME = "evil/\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07 x.ipynb"
@@ -240,7 +240,8 @@ def test_ctrl_c_during_the_grace_period_stops_escalating(leftover):
     pid = leftover("stubborn.ipynb", ignore_term=True)
     audit = Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl"
     p = subprocess.Popen([sys.executable, "-m", "nbtui", "kill", f"pid:{pid}", "--yes", "--grace", "30",
-                          "--no-discover"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--no-discover"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_sigint)
     try:
         wait_for(lambda: audit.exists() and '"intent"' in audit.read_text(), 30, 0.1, "the intent line")
         wait_for(lambda: psutil.Process(pid).status() in (psutil.STATUS_SLEEPING, psutil.STATUS_RUNNING)
