@@ -73,6 +73,9 @@ class Call:
                 if loop.time() >= deadline:
                     raise TimedOut(f"the {label} kernel did not answer within {limit:g} s")
             task.result()
+        except KernelDied:
+            self.agent.installed = False  # its namespace died with it: nothing left to uninstall
+            raise
         finally:
             if not task.done():
                 task.cancel()
