@@ -257,9 +257,14 @@ def test_kill_a_users_kernel_and_stop_a_server_through_the_hub(hub, config_dir, 
     assert extra not in {k["id"] for k in _direct(hub, "alice", "GET", "api/kernels").json()}
     lines = [json.loads(x) for x in audit.read_text().splitlines()]
     assert lines[-1]["action"] == "kill" and lines[-1]["target"]["server"] == "hub/alice"
-    # cull --servers: the plan of idle servers by the hub's last_activity, nothing done.
-    r = run_nbtui("cull", "--servers", "--idle", "1s", "--dry-run", "--no-discover")
-    assert r.returncode == 0 and "server:hub/bob/gpu1" in r.stdout and "server:hub/alice" in r.stdout
+    # cull --servers: the plan of idle servers by the hub's last_activity, nothing done. The
+    # kernel's start above went through the proxy, which the hub counts as activity when it
+    # next polls the proxy (every 3 s here): alice is idle over 1 s once that has settled.
+    def both_planned():
+        r = run_nbtui("cull", "--servers", "--idle", "1s", "--dry-run", "--no-discover")
+        assert r.returncode == 0, r.stdout + r.stderr
+        return "server:hub/bob/gpu1" in r.stdout and "server:hub/alice" in r.stdout and r
+    wait_for(both_planned, 30, 1.0, "both idle servers in the cull plan")
     r = run_nbtui("kill", "server:hub/bob/gpu1", "--dry-run", "--no-discover")
     assert r.returncode == 0 and "bob" in r.stdout
     assert "gpu1" in hub.user("bob")["servers"]

@@ -24,8 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "Metrics are served at /metrics.")
 
 
-class _Stop(Exception):
-    pass
+class _Stop(BaseException):
+    """Raised by SIGTERM in the main thread: a BaseException, so no ``except Exception`` on
+    the way (socketserver's request handling catches those and serves on) can swallow it."""
 
 
 def _stop_once(signum, frame):
