@@ -8,6 +8,13 @@ kernel a message, so it never moves ``last_activity``.
 
 Enabled by the ``jupyter_server_config.d/nbtui.json`` file installed with nbtui;
 ``jupyter server extension disable nbtui`` turns it off.
+
+One change to the server itself: its kernel websockets send each message at once
+(``TCP_NODELAY``). jupyter_server leaves Nagle's algorithm on, so behind a proxy
+(JupyterHub's configurable-http-proxy) the second and later frames of a reply wait for
+the proxy's delayed ACK: ~40 ms on every console round trip. Measured on a real hub:
+1+1 through the proxy 48 ms with Nagle, 6.3 ms without (the kernel over ZMQ: 6.6 ms).
+``c.NbtuiExtension.kernel_websocket_nodelay = False`` leaves the server as it was.
 """
 
 from __future__ import annotations
@@ -122,6 +129,29 @@ def _handler_class():
     return UsageHandler
 
 
+def _kernel_websockets_without_nagle() -> bool:
+    """Kernel websockets opened from now on set ``TCP_NODELAY`` (see the module's text).
+    False where this jupyter_server has no handler of that shape."""
+    try:
+        from jupyter_server.services.kernels.websocket import KernelWebsocketHandler
+    except ImportError:
+        return False
+    if getattr(KernelWebsocketHandler, "_nbtui_nodelay", False):  # a second server in this process
+        return True
+    opened = KernelWebsocketHandler.open
+
+    async def open(self, *args, **kwargs):
+        try:
+            self.set_nodelay(True)
+        except Exception:  # a connection already gone: the handler's own open says so
+            pass
+        return await opened(self, *args, **kwargs)
+
+    KernelWebsocketHandler.open = open  # type: ignore[method-assign]
+    KernelWebsocketHandler._nbtui_nodelay = True  # type: ignore[attr-defined]
+    return True
+
+
 def _load_jupyter_server_extension(serverapp) -> None:
     from jupyter_server.utils import url_path_join
 
@@ -130,6 +160,9 @@ def _load_jupyter_server_extension(serverapp) -> None:
     route = url_path_join(web_app.settings.get("base_url", "/"), PATH)
     web_app.add_handlers(".*$", [(route, _handler_class())])
     serverapp.log.info("nbtui: usage at /%s", PATH)
+    if serverapp.config.get("NbtuiExtension", {}).get("kernel_websocket_nodelay", True) is not False:
+        if _kernel_websockets_without_nagle():
+            serverapp.log.info("nbtui: kernel websockets send each message at once (TCP_NODELAY)")
 
 
 # Older jupyter_server / notebook look for this name.

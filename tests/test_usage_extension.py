@@ -101,8 +101,46 @@ def test_extension_disabled_means_unknown_with_a_reason(tmp_path_factory):
         assert k.usage is None
         assert snap.servers[0].usage_source is None
         assert "no nbtui extension" in snap.servers[0].usage_note
+        # Without the extension the server is as jupyter_server makes it: Nagle's algorithm on.
+        assert asyncio.run(_kernel_websocket_nodelay(server, kid)) == 0
     finally:
         server.stop()
+
+
+async def test_the_extension_turns_nagle_off_on_kernel_websockets(ext_server):
+    """Behind a proxy a reply's later frames would wait for its delayed ACK (~40 ms a round
+    trip, bench/hub.py): the server's end of a kernel websocket has TCP_NODELAY set."""
+    assert await _kernel_websocket_nodelay(ext_server, ext_server.kid) == 1
+
+
+async def _kernel_websocket_nodelay(server, kid: str) -> int:
+    """TCP_NODELAY on the server's end of a kernel websocket nbtui opened: the server's
+    socket is copied into this process (pidfd_getfd, Linux >= 5.6, as root or its owner)."""
+    import ctypes
+    import os
+    import socket
+
+    import psutil
+
+    from nbtui.jupyter.channels import WebsocketChannels
+
+    async with ServerClient("s", server.url, server.token) as client:
+        async with WebsocketChannels(client, kid) as ch:
+            await ch.kernel_info(timeout=30)
+            port = ch._ws.transport.get_extra_info("sockname")[1]
+            conn = next(c for c in psutil.Process(server.proc.pid).net_connections(kind="tcp")
+                        if c.raddr and c.raddr.port == port)
+            libc = ctypes.CDLL(None, use_errno=True)
+            pidfd = os.pidfd_open(server.proc.pid)
+            try:
+                fd = libc.syscall(438, pidfd, conn.fd, 0)  # pidfd_getfd
+                if fd < 0:
+                    pytest.skip(f"pidfd_getfd cannot copy the server's socket here: "
+                                f"{os.strerror(ctypes.get_errno())}")
+            finally:
+                os.close(pidfd)
+            with socket.socket(fileno=fd) as copy:
+                return copy.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 # -- garbage in, unknown out ----------------------------------------------------------------------
