@@ -140,6 +140,8 @@ class DemoServer:
             if not self.stopping:
                 self.failure = str(e) if isinstance(e, NbtuiError) else f"{type(e).__name__}: {e}"
                 self.on_progress()
+        finally:
+            _close_thread_loop()
 
     def _last_log_line(self) -> str:
         try:
@@ -281,6 +283,21 @@ class DemoServer:
         _kill_verified(self.kernel_pids)
         shutil.rmtree(self.base, ignore_errors=True)
         self.done = True
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop jupyter_client's blocking client left on this thread: one left
+    open is collected at exit after its sockets, and prints a traceback ("Exception ignored in
+    BaseEventLoop.__del__") as the demo quits."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # none on this thread
+        return
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
+    asyncio.set_event_loop(None)
 
 
 def _kill_verified(pids: dict[int, float]) -> None:
