@@ -121,8 +121,12 @@ async def test_marks_details_and_console(two_servers):
         await until(pilot, lambda: len(rows(app)) == 3, what="rows")
         screen = app.fleet_screen
         first, second = rows(app)[:2]
+        # Keys go to the table once it holds the focus and its cursor (under load the first
+        # rows can be drawn a moment before the empty note hands the focus over).
+        await until(pilot, lambda: screen.table.has_focus and screen.table.key_at_cursor() == first,
+                    what="the table's focus and cursor on the first row")
         await pilot.press("space", "space")
-        assert [k.key for k in screen.marked_kernels] == [first, second]
+        await until(pilot, lambda: [k.key for k in screen.marked_kernels] == [first, second], what="two marks")
         assert [k.key for k in screen.targets()] == [first, second]
         await pilot.pause(0.8)  # marks survive refreshes
         assert screen.marked_keys == {first, second}
