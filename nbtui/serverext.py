@@ -160,7 +160,10 @@ def _load_jupyter_server_extension(serverapp) -> None:
     route = url_path_join(web_app.settings.get("base_url", "/"), PATH)
     web_app.add_handlers(".*$", [(route, _handler_class())])
     serverapp.log.info("nbtui: usage at /%s", PATH)
-    if serverapp.config.get("NbtuiExtension", {}).get("kernel_websocket_nodelay", True) is not False:
+    # From a config file a bool; from the command line (a class jupyter_server does not know)
+    # the string as typed.
+    nodelay = serverapp.config.get("NbtuiExtension", {}).get("kernel_websocket_nodelay", True)
+    if str(nodelay).strip().lower() not in ("false", "0", "no", "off"):
         if _kernel_websockets_without_nagle():
             serverapp.log.info("nbtui: kernel websockets send each message at once (TCP_NODELAY)")
 

@@ -113,6 +113,18 @@ async def test_the_extension_turns_nagle_off_on_kernel_websockets(ext_server):
     assert await _kernel_websocket_nodelay(ext_server, ext_server.kid) == 1
 
 
+def test_the_nagle_change_can_be_turned_off(tmp_path_factory):
+    import asyncio
+
+    server = JupyterServer(tmp_path_factory.mktemp("jupyter-nagle"), name="nagle",
+                           extra_args=("--NbtuiExtension.kernel_websocket_nodelay=False",)).start()
+    try:
+        kid = server.start_kernel()
+        assert asyncio.run(_kernel_websocket_nodelay(server, kid)) == 0
+    finally:
+        server.stop()
+
+
 async def _kernel_websocket_nodelay(server, kid: str) -> int:
     """TCP_NODELAY on the server's end of a kernel websocket nbtui opened: the server's
     socket is copied into this process (pidfd_getfd, Linux >= 5.6, as root or its owner)."""
