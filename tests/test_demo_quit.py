@@ -98,6 +98,36 @@ def test_closing_the_terminal_right_after_q_leaves_nothing(tmp_path):
                 pass
 
 
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it where it can)")
+def test_sigterm_while_the_tui_runs_leaves_it_as_q_does(tmp_path):
+    """A SIGTERM is never raised into Textual (raised into its writer or its shutdown, such an
+    exception once wedged the demo for good): the TUI leaves as after q, the terminal is given
+    back, the server and kernels stop."""
+    mine = tmp_path / "t"
+    mine.mkdir()
+    term = Tmux(tmp_path)
+    term.start(f"{_quote(sys.executable)} -m nbtui demo --no-discover", _env(mine))
+    try:
+        wait_for(lambda: "train.ipynb" in term.screen(), 90, 0.2, "the demo's first notebook on screen")
+        pane = term.pane_pid()
+        nbtui = next(c for c in psutil.Process(pane).children(recursive=True)
+                     if "nbtui" in c.cmdline() and "demo" in c.cmdline())
+        tree = [nbtui.pid] + [c.pid for c in nbtui.children(recursive=True)]
+        nbtui.send_signal(signal.SIGTERM)
+        final = wait_for(lambda: "EXIT=" in term.screen() and term.screen(), 60, 0.2, "nbtui to exit")
+        assert "EXIT=0" in final and "server and kernels stopped" in final, final
+        assert "train.ipynb" not in final  # the TUI's screen is gone: the terminal is the shell's again
+        term.kill()  # its shell's command line carries the marker too
+        _wait_gone(tree, str(mine), mine, 30, "the server, kernels and folder gone")
+    finally:
+        term.kill()
+        for pid in _marked(str(mine)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def test_signals_during_the_quit_only_hurry_it(tmp_path):
     mine = tmp_path / "t"
     mine.mkdir()

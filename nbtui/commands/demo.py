@@ -362,15 +362,26 @@ def run(args: argparse.Namespace) -> int:
     demo = DemoServer()
     atexit.register(demo.stop)
     previous = {}
+    screen: dict = {}  # "app" once the TUI is made: from then on nothing is raised into it
 
     def on_signal(signum, frame):
-        # No lock, no wait: during the quit a signal only hurries it; before, it starts it
-        # (SIGHUP, e.g. an SSH window closed while the TUI is leaving, starts it hurried).
+        # No lock, no wait, and nothing raised into Textual: an exception raised into its
+        # writer's queue or its shutdown wedged the process (seen: the terminal closed as
+        # the TUI was leaving). During the quit a signal only hurries it.
         if demo.stopping:
             demo.hurry()
             return
-        if signum == signal.SIGHUP:  # the terminal is gone: nobody waits for a graceful stop
-            demo.hurried = True
+        if signum == signal.SIGHUP or screen.get("asked"):
+            # The terminal is gone (nothing to restore on it, nobody to wait for), or a
+            # second signal insists: the server's tree and the folder go now, then the
+            # process, without unwinding.
+            demo.hurry()
+            shutil.rmtree(demo.base, ignore_errors=True)
+            os._exit(128 + signum)
+        if "app" in screen:  # the TUI leaves as after q; the stop follows it
+            screen["asked"] = True
+            screen["app"].exit_threadsafe()
+            return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
@@ -407,6 +418,7 @@ def run(args: argparse.Namespace) -> int:
                     pass
 
             demo.on_progress = progress
+            screen["app"] = app
 
         return tui.run(args, fleet=fleet, config=config, on_app=watch)
     finally:

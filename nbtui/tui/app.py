@@ -56,6 +56,8 @@ class NbtuiApp(App):
             fleet.readonly = readonly  # the one gate: nbtui.actions.require_writable reads it
         self.interval = refresh or self.settings.refresh
         self.initial_console = open_console
+        self._exit_loop: Optional[Any] = None  # the app's event loop, for exit_threadsafe
+        self._leave_asked = False
         self.live = live
         self.snapshot: Optional[Snapshot] = None
         self.snapshots_seen = 0
@@ -112,7 +114,27 @@ class NbtuiApp(App):
                 return s
         return None
 
+    def exit_threadsafe(self) -> None:
+        """Ask the app to leave from a signal handler or another thread: queued on its loop
+        (what asyncio's own signal handling does), never raised into the code that runs now
+        (an exception raised into Textual's writer or its shutdown can wedge it). No-op once
+        the loop is gone."""
+        self._leave_asked = True  # before the loop runs: on_mount leaves at once
+        loop = self._exit_loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self.exit)
+        except RuntimeError:  # closed meanwhile
+            pass
+
     def on_mount(self) -> None:
+        import asyncio
+
+        self._exit_loop = asyncio.get_running_loop()
+        if self._leave_asked:
+            self.exit()
+            return
         if self._runner is None:
             self._runner = SnapshotRunner(self.fleet)
         screen = FleetScreen(readonly=self.readonly)
