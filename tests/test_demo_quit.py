@@ -64,6 +64,15 @@ def _wait_gone(tree: list[int], marker: str, tmp: Path, timeout: float, what: st
         raise AssertionError(f"{e}; still there: {_left(tree, marker, tmp)}") from None
 
 
+def _kill_own(mine: Path, tree=()) -> None:
+    """SIGKILL what is left of this test's own: its folder's processes, its pane's tree."""
+    for pid in _marked(str(mine)) + [p for p in tree if _alive(p)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _env(tmp: Path) -> dict:
     return {"TMPDIR": str(tmp), "NBTUI_CONFIG": os.environ["NBTUI_CONFIG"],
             "NBTUI_STATE_DIR": os.environ["NBTUI_STATE_DIR"],
@@ -91,11 +100,7 @@ def test_closing_the_terminal_right_after_q_leaves_nothing(tmp_path):
         _wait_gone(tree, str(mine), mine, 30, "no nbtui, server, kernel or folder left after the terminal closed")
     finally:
         term.kill()
-        for pid in _marked(str(mine)) + [p for p in locals().get("tree", []) if _alive(p)]:
-            try:
-                os.kill(pid, signal.SIGKILL)  # only this test's own: its folder's, its pane's
-            except OSError:
-                pass
+        _kill_own(mine, locals().get("tree", []))
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it where it can)")
@@ -121,11 +126,7 @@ def test_sigterm_while_the_tui_runs_leaves_it_as_q_does(tmp_path):
         _wait_gone(tree, str(mine), mine, 30, "the server, kernels and folder gone")
     finally:
         term.kill()
-        for pid in _marked(str(mine)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_own(mine)
 
 
 def test_signals_during_the_quit_only_hurry_it(tmp_path):
@@ -150,11 +151,7 @@ def test_signals_during_the_quit_only_hurry_it(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in _marked(str(mine)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_own(mine)
 
 
 def test_demo_server_shows_as_coming_up_not_as_an_error(tmp_path):

@@ -704,8 +704,6 @@ class Migration:
             await self._src.uninstall()
         if self.target_kernel is not None:
             await self._remove_target()
-            if self._dst is not None:
-                self._dst.installed = False  # its kernel is gone: no uninstall to wait out
         reason = "interrupted" if isinstance(error, asyncio.CancelledError) else (str(error) or type(error).__name__)
         if self._intent:  # every intent gets its outcome (a refusal in preflight wrote neither)
             self._audit("migrate", f"aborted: {reason}", to=self.report.target)
@@ -727,6 +725,8 @@ class Migration:
         deadline = loop.time() + timeout
         if self.target_kernel is None:
             return
+        if self._dst is not None:
+            self._dst.installed = False  # its kernel goes: no uninstall call to wait out after
         while True:
             try:
                 await self.target.shutdown(self.target_kernel)

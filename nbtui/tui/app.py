@@ -6,6 +6,7 @@ Data comes only from ``fleet.snapshot()``, read on a thread of its own every
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -56,7 +57,7 @@ class NbtuiApp(App):
             fleet.readonly = readonly  # the one gate: nbtui.actions.require_writable reads it
         self.interval = refresh or self.settings.refresh
         self.initial_console = open_console
-        self._exit_loop: Optional[Any] = None  # the app's event loop, for exit_threadsafe
+        self._exit_loop: Optional[asyncio.AbstractEventLoop] = None  # for exit_threadsafe
         self._leave_asked = False
         self.live = live
         self.snapshot: Optional[Snapshot] = None
@@ -129,8 +130,6 @@ class NbtuiApp(App):
             pass
 
     def on_mount(self) -> None:
-        import asyncio
-
         self._exit_loop = asyncio.get_running_loop()
         if self._leave_asked:
             self.exit()
