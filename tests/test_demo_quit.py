@@ -79,15 +79,21 @@ def _env(tmp: Path) -> dict:
             "JUPYTER_RUNTIME_DIR": os.environ["JUPYTER_RUNTIME_DIR"], "TERM": "xterm-256color"}
 
 
-@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it where it can)")
-def test_closing_the_terminal_right_after_q_leaves_nothing(tmp_path):
+def _demo_in_tmux(tmp_path: Path) -> tuple[Path, Tmux]:
+    """`nbtui demo` started in a tmux of this test's own; its TMPDIR is the marker folder."""
     mine = tmp_path / "t"
     mine.mkdir()
     term = Tmux(tmp_path)
     term.start(f"{_quote(sys.executable)} -m nbtui demo --no-discover", _env(mine))
+    return mine, term
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it where it can)")
+def test_closing_the_terminal_right_after_q_leaves_nothing(tmp_path):
+    mine, term = _demo_in_tmux(tmp_path)
     try:
         wait_for(lambda: "train.ipynb" in term.screen(), 90, 0.2, "the demo's first notebook on screen")
-        pane = int(term.tmux("display-message", "-p", "-t", "t", "#{pane_pid}").strip())
+        pane = term.pane_pid()
         tree = [pane] + [c.pid for c in psutil.Process(pane).children(recursive=True)]
         assert len(_marked(str(mine))) >= 2, "the demo's server and kernels carry the test's folder"
         assert list(mine.glob("nbtui-demo-*"))
@@ -108,10 +114,7 @@ def test_sigterm_while_the_tui_runs_leaves_it_as_q_does(tmp_path):
     """A SIGTERM is never raised into Textual (raised into its writer or its shutdown, such an
     exception once wedged the demo for good): the TUI leaves as after q, the terminal is given
     back, the server and kernels stop."""
-    mine = tmp_path / "t"
-    mine.mkdir()
-    term = Tmux(tmp_path)
-    term.start(f"{_quote(sys.executable)} -m nbtui demo --no-discover", _env(mine))
+    mine, term = _demo_in_tmux(tmp_path)
     try:
         wait_for(lambda: "train.ipynb" in term.screen(), 90, 0.2, "the demo's first notebook on screen")
         pane = term.pane_pid()
