@@ -427,7 +427,8 @@ class Fleet:
         )
 
     async def snapshot(self, on_server: Optional[Callable] = None, *,
-                       hold_back: Optional[float] = None) -> model.Snapshot:
+                       hold_back: Optional[float] = None,
+                       usage_after: Optional[Callable[[], Awaitable[Any]]] = None) -> model.Snapshot:
         """Every server read; ``on_server(info, kernels)`` is called as each one answers
         (before usage and orphan rules), so a view can show it without waiting for the rest.
 
@@ -435,7 +436,11 @@ class Fleet:
         that does not answer within ``hold_back`` seconds of the latest answer is not waited
         for: its read runs on at its own pace (and is not started again until it ends), the
         snapshot has that server's last answer, or no row for it before its first one, and
-        ``still_reading`` names it. So a hung server never delays the others' refreshes."""
+        ``still_reading`` names it. So a hung server never delays the others' refreshes.
+
+        ``usage_after`` (the TUI's first read, begun while the screen starts): awaited before
+        the host is sampled, so the process scan and NVML's start do not take the CPU from
+        the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
         # A host view that needs two samples for CPU % takes the first now, and the
         # server reads run during the interval it asks for.
@@ -445,6 +450,8 @@ class Fleet:
             hub_rows = await self._expand_hubs()
 
         async def primed() -> None:  # the process scan runs beside the first requests
+            if usage_after is not None:
+                await usage_after()
             wait = await asyncio.to_thread(prime) if prime else 0.0
             await asyncio.sleep(wait or 0.0)
 

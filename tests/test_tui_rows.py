@@ -4,6 +4,8 @@ the cell cache; rows of every kind (kernels, terminals, leftover processes)."""
 import subprocess
 import sys
 
+import pytest
+
 from nbtui import columns, table_rows as tr
 from nbtui.model import Kernel, Process, Session, Terminal, Usage
 from nbtui.tui import rows
@@ -105,3 +107,15 @@ def test_the_first_read_starts_before_textual_loads():
     code = "import sys, nbtui.commands.tui, nbtui.tui.runner; print('textual' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_the_fleet_screen_starts_without_httpx_s_command_line_or_the_actions():
+    # On the way to the first paint: httpx's command-line client (click, pygments,
+    # rich.progress) is never loaded, nor the actions (the hub strip used to pull them in).
+    pytest.importorskip("click", reason="httpx loads its command line only where click is installed")
+    code = ("import sys, nbtui.commands.tui, nbtui.tui.runner, nbtui.tui.app, nbtui.tui.fleet_header, "
+            "nbtui.tui.hub, httpx; assert callable(httpx.AsyncClient); "
+            "print(sorted(m for m in ('click', 'pygments', 'rich.progress', 'nbtui.actions') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import threading
 
+from nbtui.config import ServerConfig
+from nbtui.fleet import Fleet
+from nbtui.host.local import LocalHost
 from nbtui.model import Kernel, ServerInfo, Snapshot, Usage
 from nbtui.tui import runner as runner_mod
 from nbtui.tui.runner import SnapshotRunner
@@ -56,3 +60,81 @@ async def test_the_fast_server_shows_before_the_hung_one_answers(monkeypatch):
         assert not (await asyncio.wait_for(reads.__anext__(), 10)).partial
     finally:
         r.close()
+
+
+class _Watched(LocalHost):
+    """The real local host view, noting when the fleet first samples it."""
+
+    def __init__(self):
+        super().__init__()
+        self.primed = threading.Event()
+
+    def prime(self):
+        self.primed.set()
+        return super().prime()
+
+
+async def test_the_read_begun_before_the_screen_samples_the_host_once_it_is_drawn(shared_jupyter, monkeypatch):
+    # A real server and kernel: the prefetched read hands its rows over at once, but the
+    # process scan and NVML wait for the screen's first paint (they would take the CPU
+    # from it), then the whole read comes with the kernel's usage.
+    monkeypatch.setattr(runner_mod, "SCREEN_WAIT", 60.0)
+    kid = shared_jupyter.start_kernel()
+    host = _Watched()
+    cfg = ServerConfig("srv", shared_jupyter.url, token_source="discovered", token=shared_jupyter.token,
+                       pid=shared_jupyter.pid)
+    r = SnapshotRunner(Fleet([cfg], host=host))
+    try:
+        r.prefetch()
+        reads = r.reads()
+        first = await asyncio.wait_for(reads.__anext__(), 30)
+        assert first.partial and f"srv:{kid}" in first.index
+        await asyncio.sleep(0.3)  # what it would have had the time to start, it has not
+        assert not host.primed.is_set()
+        r.screen_shown()
+        whole = await asyncio.wait_for(reads.__anext__(), 30)
+        assert not whole.partial and host.primed.is_set()
+        usage = whole.index[f"srv:{kid}"].kernel.usage
+        assert usage is not None and usage.pid == shared_jupyter.kernel_pid(kid)
+    finally:
+        r.close()
+        shared_jupyter.shutdown_kernel(kid)
+
+
+async def test_without_a_screen_the_prefetched_read_samples_the_host_after_its_wait(shared_jupyter, monkeypatch):
+    monkeypatch.setattr(runner_mod, "SCREEN_WAIT", 0.2)
+    host = _Watched()
+    cfg = ServerConfig("srv", shared_jupyter.url, token_source="discovered", token=shared_jupyter.token,
+                       pid=shared_jupyter.pid)
+    r = SnapshotRunner(Fleet([cfg], host=host))
+    try:
+        r.prefetch()
+        whole = await asyncio.wait_for(r.read(), 30)
+        assert not whole.partial and host.primed.is_set()
+    finally:
+        r.close()
+
+
+async def test_the_screen_says_when_it_is_drawn_so_usage_follows_at_once(shared_jupyter, monkeypatch):
+    # The TUI as `nbtui` starts it: the runner's first read begins before the app, the
+    # screen's first paint releases its host sample (SCREEN_WAIT would be a minute).
+    from nbtui.tui.app import NbtuiApp
+    from tests.jupyter import until
+
+    monkeypatch.setattr(runner_mod, "SCREEN_WAIT", 60.0)
+    kid = shared_jupyter.start_kernel()
+    host = _Watched()
+    cfg = ServerConfig("srv", shared_jupyter.url, token_source="discovered", token=shared_jupyter.token,
+                       pid=shared_jupyter.pid)
+    fleet = Fleet([cfg], host=host)
+    r = SnapshotRunner(fleet)
+    r.prefetch()
+    app = NbtuiApp(fleet, refresh=30, runner=r)
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(pilot, lambda: app.snapshots_seen >= 1, timeout=30, what="the first whole read")
+            kernel = next(k for k in app.snapshot.kernels if k.kernel_id == kid)
+            assert host.primed.is_set() and kernel.usage is not None
+    finally:
+        r.close()
+        shared_jupyter.shutdown_kernel(kid)

@@ -207,6 +207,10 @@ class FleetScreen(Screen):
     # -- layout --------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        # The screen's classes first: its children are styled once as they mount, not
+        # again for each class that on_mount would add (a restyle of the whole screen each).
+        self._relayout()
+        self.set_class(not self.visible_rows(), "empty")
         yield TextLines("nbtui", id="summary")
         yield TextLines("", id="servers")
         yield Input(placeholder="filter: server, id, path, spec, state (escape clears)", id="filter")
@@ -220,6 +224,10 @@ class FleetScreen(Screen):
         self._relayout()
         self.render_all()
         self.table.focus()
+        self.refresh_bindings()  # which keys act depends on the rows (compose set the class without it)
+        runner = getattr(self.app, "_runner", None)
+        if runner is not None:  # a read begun before this screen samples the host once it is drawn
+            self.call_after_refresh(runner.screen_shown)
 
     def on_resize(self) -> None:
         self._relayout()
@@ -239,11 +247,16 @@ class FleetScreen(Screen):
     def _details_visible(self) -> bool:
         if self.show_details is not None:
             return self.show_details
-        width, height = self.size.width or 80, self.size.height or 24
+        width, height = self._known_size()
         return self._beside(width) or height >= TALL
 
+    def _known_size(self) -> tuple[int, int]:
+        """The screen's size; before it is mounted, the terminal's (the app knows it)."""
+        size = self.size if self.size.width else self.app.size
+        return size.width or 80, size.height or 24
+
     def _relayout(self) -> None:
-        width, height = self.size.width or 80, self.size.height or 24
+        width, height = self._known_size()
         narrow = not self._beside(width)
         details = self._details_visible()
         self.set_class(narrow, "narrow")

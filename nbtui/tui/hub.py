@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Optional
 
-from nbtui import actions
 from nbtui.model import ServerInfo
 from nbtui.secrets import redact
 from nbtui.text import visible
@@ -72,6 +71,8 @@ def stop_server(screen) -> None:
 def confirm_stop(screen, snapshot, s: ServerInfo) -> None:
     """The plan of stopping ``s``, a confirmation, then the stop (re-checked and audited by
     nbtui.actions.stop_servers); ``screen`` shows the outcome."""
+    from nbtui import actions  # on first use: the servers strip above is on the way to the first paint
+
     step = actions.plan_stop_server(snapshot, s)
     if step.refusal:
         screen.notify(f"{visible(s.name)}: {step.refusal}", severity="warning")
@@ -86,6 +87,8 @@ def confirm_stop(screen, snapshot, s: ServerInfo) -> None:
 
 
 def _run(screen, step) -> None:
+    from nbtui import actions
+
     async def go() -> None:
         try:
             (outcome,) = await actions.stop_servers(screen.app.fleet, [step], action="stop-server")

@@ -34,6 +34,10 @@ PARTIAL_AFTER = 0.5
 # hold_back), the read ends with that server's last answer, and the next refresh starts on
 # time, so a hung server never holds back the others' refreshes.
 HOLD_BACK = 1.0
+# The read begun before the screen exists (prefetch) samples the host once the screen has
+# painted, or this long after it began: the process scan and NVML's start would otherwise
+# take the CPU (and the GIL) from the screen's start.
+SCREEN_WAIT = 2.0
 
 
 def _private_copy(fleet: Any) -> Any:
@@ -117,6 +121,8 @@ class SnapshotRunner:
             params = {}
         self._streams = "on_server" in params
         self._holds_back = "hold_back" in params
+        self._gates = "usage_after" in params
+        self._shown = asyncio.Event()  # set on the runner's loop once the screen has painted
 
     def _submit(self, make: Callable[[], Awaitable[Any]]) -> "concurrent.futures.Future[Any]":
         async def call():
@@ -124,10 +130,23 @@ class SnapshotRunner:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop)
 
-    def _start(self) -> _Job:
+    def _start(self, usage_after: Optional[Callable[[], Awaitable[Any]]] = None) -> _Job:
         job = _Job()
-        self._submit(lambda: self._read(job))
+        self._submit(lambda: self._read(job, usage_after))
         return job
+
+    def screen_shown(self) -> None:
+        """The screen has painted (any thread): the prefetched read may sample the host."""
+        try:
+            self._loop.call_soon_threadsafe(self._shown.set)
+        except RuntimeError:  # closed
+            pass
+
+    async def _after_screen(self) -> None:
+        try:
+            await asyncio.wait_for(self._shown.wait(), SCREEN_WAIT)
+        except asyncio.TimeoutError:
+            pass
 
     def _finish(self, snap: Snapshot, waiting: tuple[str, ...] = (), partial: bool = False) -> Read:
         """Work over every row happens here, not on the UI thread: the rows, the index by
@@ -138,7 +157,7 @@ class SnapshotRunner:
         cells = self._cells.rows(rows, layout) if layout else None
         return Read(snap, {r.key: r for r in rows}, cells, rows, waiting, partial)
 
-    async def _read(self, job: _Job) -> None:
+    async def _read(self, job: _Job, usage_after: Optional[Callable[[], Awaitable[Any]]] = None) -> None:
         prev = self._last
         names = list(getattr(self.fleet, "names", ()) or ())
         answered: dict[str, tuple[ServerInfo, list[Kernel]]] = {}
@@ -161,12 +180,14 @@ class SnapshotRunner:
 
         timer = None if prev is None else self._loop.call_later(PARTIAL_AFTER, open_partials)
         try:
+            kw: dict[str, Any] = {}
+            if self._holds_back or self._streams:
+                kw["on_server"] = on_server
             if self._holds_back:
-                snap = await self.fleet.snapshot(on_server=on_server, hold_back=HOLD_BACK)
-            elif self._streams:
-                snap = await self.fleet.snapshot(on_server=on_server)
-            else:
-                snap = await self.fleet.snapshot()
+                kw["hold_back"] = HOLD_BACK
+            if usage_after is not None and self._gates:
+                kw["usage_after"] = usage_after
+            snap = await self.fleet.snapshot(**kw)
             state["final"] = True
             self.history.add(snap.kernels)
             self._last = snap
@@ -215,9 +236,11 @@ class SnapshotRunner:
         return snap, tuple(waiting)
 
     def prefetch(self) -> None:
-        """Start the first read now (before the screen exists); the next read gets it."""
+        """Start the first read now (before the screen exists); the next read gets it. Its
+        servers are read at once; the host is sampled once ``screen_shown`` is called (or
+        SCREEN_WAIT has passed)."""
         if self._pending is None:
-            self._pending = self._start()
+            self._pending = self._start(self._after_screen)
 
     def waiting_names(self) -> tuple[str, ...]:
         """Every server of the fleet (before any answer: all of them are waited for)."""
