@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, OptionList, Static, TextArea
+from textual.widgets import Input, OptionList, Static, TextArea
 
 from nbtui import actions
 from nbtui.jupyter.outputs import Outputs, binary_label, clean_text, plain_text
@@ -30,6 +30,7 @@ from nbtui.model import Kernel
 from nbtui.secrets import redact
 from nbtui.text import visible
 from nbtui.tui.console_output import OutputView, cut_line, styled
+from nbtui.tui.keys_footer import KeysFooter
 
 STATE_STYLE = {
     "idle": "bold green", "busy": "bold yellow", "starting": "bold cyan", "restarting": "bold cyan",
@@ -189,7 +190,7 @@ class ConsoleScreen(Screen):
                 yield Static("In [ ]:", id="console-prompt", markup=False)
                 yield CodeInput(id="console-input", soft_wrap=True, tab_behavior="indent")
         yield OptionList(id="console-complete")
-        yield Footer()
+        yield KeysFooter()
 
     @property
     def view(self) -> OutputView:

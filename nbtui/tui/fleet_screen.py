@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from nbtui import columns as cols
 from nbtui import table_rows as tr
@@ -39,6 +39,7 @@ from nbtui.tui.history import History
 from nbtui.tui.table import KernelTable
 from nbtui.tui.textline import TextLines
 from nbtui.tui import themes as theme_files
+from nbtui.tui.keys_footer import KeysFooter
 
 if TYPE_CHECKING:
     from nbtui.tui.app import NbtuiApp
@@ -218,13 +219,14 @@ class FleetScreen(Screen):
             yield KernelTable(id="kernels")
             yield EmptyNote("", id="empty", markup=False)
             yield DetailPane(id="detail")
-        yield Footer(compact=True, show_command_palette=False)  # its right-docked hint garbles at 80 columns
+        yield KeysFooter(compact=True, show_command_palette=False)  # its right-docked hint garbles at 80 columns
 
     def on_mount(self) -> None:
         self._relayout()
         self.render_all()
-        self.table.focus()
-        self.refresh_bindings()  # which keys act depends on the rows (compose set the class without it)
+        # The table holds the focus, or the note while there are no rows (render_rows hands
+        # it over as they come and go).
+        (self.table if self.table.order else self.query_one("#empty", Static)).focus()
         runner = getattr(self.app, "_runner", None)
         if runner is not None:  # a read begun before this screen samples the host once it is drawn
             self.call_after_refresh(runner.screen_shown)

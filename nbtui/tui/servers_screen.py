@@ -17,12 +17,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from nbtui.model import ServerInfo, Snapshot
 from nbtui.text import visible
 from nbtui.tui.safe import plain
 from nbtui.tui.textline import TextLines
+from nbtui.tui.keys_footer import KeysFooter
 from nbtui.units import human_duration, middle_truncate
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ class ServersScreen(Screen):
         yield TextLines("Servers", id="servers-title")
         yield DataTable(id="server-table", cursor_type="row", zebra_stripes=False)
         yield TextLines("", id="servers-note")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeysFooter(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> DataTable:
