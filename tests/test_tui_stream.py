@@ -74,18 +74,24 @@ class _Watched(LocalHost):
         return super().prime()
 
 
+def _prefetched(server) -> tuple[Fleet, SnapshotRunner, _Watched]:
+    """A fleet of the one real server on a watched host, its runner's first read begun."""
+    host = _Watched()
+    fleet = Fleet([ServerConfig("srv", server.url, token_source="discovered", token=server.token,
+                                pid=server.pid)], host=host)
+    r = SnapshotRunner(fleet)
+    r.prefetch()
+    return fleet, r, host
+
+
 async def test_the_read_begun_before_the_screen_samples_the_host_once_it_is_drawn(shared_jupyter, monkeypatch):
     # A real server and kernel: the prefetched read hands its rows over at once, but the
     # process scan and NVML wait for the screen's first paint (they would take the CPU
     # from it), then the whole read comes with the kernel's usage.
     monkeypatch.setattr(runner_mod, "SCREEN_WAIT", 60.0)
     kid = shared_jupyter.start_kernel()
-    host = _Watched()
-    cfg = ServerConfig("srv", shared_jupyter.url, token_source="discovered", token=shared_jupyter.token,
-                       pid=shared_jupyter.pid)
-    r = SnapshotRunner(Fleet([cfg], host=host))
+    _, r, host = _prefetched(shared_jupyter)
     try:
-        r.prefetch()
         reads = r.reads()
         first = await asyncio.wait_for(reads.__anext__(), 30)
         assert first.partial and f"srv:{kid}" in first.index
@@ -103,12 +109,8 @@ async def test_the_read_begun_before_the_screen_samples_the_host_once_it_is_draw
 
 async def test_without_a_screen_the_prefetched_read_samples_the_host_after_its_wait(shared_jupyter, monkeypatch):
     monkeypatch.setattr(runner_mod, "SCREEN_WAIT", 0.2)
-    host = _Watched()
-    cfg = ServerConfig("srv", shared_jupyter.url, token_source="discovered", token=shared_jupyter.token,
-                       pid=shared_jupyter.pid)
-    r = SnapshotRunner(Fleet([cfg], host=host))
+    _, r, host = _prefetched(shared_jupyter)
     try:
-        r.prefetch()
         whole = await asyncio.wait_for(r.read(), 30)
         assert not whole.partial and host.primed.is_set()
     finally:
@@ -123,12 +125,7 @@ async def test_the_screen_says_when_it_is_drawn_so_usage_follows_at_once(shared_
 
     monkeypatch.setattr(runner_mod, "SCREEN_WAIT", 60.0)
     kid = shared_jupyter.start_kernel()
-    host = _Watched()
-    cfg = ServerConfig("srv", shared_jupyter.url, token_source="discovered", token=shared_jupyter.token,
-                       pid=shared_jupyter.pid)
-    fleet = Fleet([cfg], host=host)
-    r = SnapshotRunner(fleet)
-    r.prefetch()
+    fleet, r, host = _prefetched(shared_jupyter)
     app = NbtuiApp(fleet, refresh=30, runner=r)
     try:
         async with app.run_test(size=(120, 30)) as pilot:
