@@ -97,6 +97,7 @@ class _Server:
     ext_note: Optional[str] = None
     ext_retry_at: float = 0.0
     ext_extra: Optional[wire.Extra] = None  # terminals, owners and ledgers from the extension
+    ext_task: Optional[asyncio.Future] = None  # its extension read in flight (a refresh waits hold_back for it)
     terminals: tuple = ()  # model.Terminal rows of the last read
     terminal_note: Optional[str] = None  # why its terminals are unknown
     # notebook-missing checks of this server still running from an earlier read
@@ -478,14 +479,15 @@ class Fleet:
         sample = HostSample()
         if self.host is not None:
             sample = self.host.sample(servers, kernels, terminals)
-        merged = await self._merge_extensions(servers, kernels, sample, terminals)
+        merged = await self._merge_extensions(servers, kernels, sample, terminals, hold_back=hold_back)
         hinted = holders.shell_hints(terminals, sample.terminals, merged.terminals) if self.host is not None else None
         if hinted:
             # Shells the host could not tell apart, named by the server's extension: the host
             # checks each (a session-leading child of that server) and samples again, so the
             # terminals' jobs count as theirs, not as leftovers or other processes.
             assert self.host is not None  # hinted is None without one
-            merged = await self._merge_extensions(servers, kernels, self.host.sample(servers, kernels, hinted), hinted)
+            merged = await self._merge_extensions(servers, kernels, self.host.sample(servers, kernels, hinted), hinted,
+                                                  hold_back=hold_back)
         sample = merged
         servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
                            usage_note=self._usage_note(s, kernels, sample)) for s in servers]
@@ -562,9 +564,15 @@ class Fleet:
             self._last_read[name] = t.result()  # a read that failed as a whole fails this snapshot
         return True
 
-    async def _merge_extensions(self, servers, kernels, sample: HostSample, terminals=()) -> HostSample:
+    async def _merge_extensions(self, servers, kernels, sample: HostSample, terminals=(),
+                                hold_back: Optional[float] = None) -> HostSample:
         """Usage from the servers' extensions for kernels the local host does not cover
-        (local usage wins); GPUs of other hosts join the summary once each (by UUID)."""
+        (local usage wins); GPUs of other hosts join the summary once each (by UUID).
+
+        With ``hold_back`` (the TUI's refreshes) an extension read is waited for that long
+        at most: one that hangs (its server stopped right after answering its REST read)
+        goes on at its own pace, is not started again meanwhile, and its answer serves a
+        later read; it never holds back the refresh for the server's whole timeout."""
         missing = {k.server for k in kernels if k.key not in sample.usage}
         missing |= {t.server for t in terminals if sample.terminals.get(t.key) is None
                     or sample.terminals[t.key].pid is None}
@@ -572,7 +580,15 @@ class Fleet:
                  if s.ok and s.local and s.name in missing and self._servers[s.name].ext_result is None
                  and s.name not in self.still_reading]  # its read goes on: no waiting on it here
         # Loopback servers whose kernels are not here (an SSH tunnel): ask them now.
-        await asyncio.gather(*(self._read_extension(e) for e in later))
+        reads = []
+        for e in later:
+            if e.ext_task is None or e.ext_task.done():
+                e.ext_task = asyncio.ensure_future(self._read_extension(e))
+            reads.append(e.ext_task)
+        if reads:
+            done, _ = await asyncio.wait(reads, timeout=hold_back)
+            for t in done:
+                t.result()  # an error it does not say in ext_note fails the read, as before
         usage, gpus = dict(sample.usage), list(sample.gpus)
         uuids = {g.uuid for g in gpus}
         terms, users = dict(sample.terminals), dict(sample.users)
