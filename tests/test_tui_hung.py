@@ -3,6 +3,8 @@ any later one: every server's read runs at its own pace (real servers, App.run_t
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from nbtui.config import ServerConfig, Settings
@@ -61,3 +63,19 @@ async def test_a_new_kernel_shows_while_another_server_hangs(healthy_and_hung):
             assert all(s.ok for s in app.snapshot.servers)
     finally:
         b.resume()
+
+
+async def test_a_server_whose_extension_hangs_after_its_rest_answer_holds_back_no_refresh():
+    # Seen once in CI: a server stopped between its REST answer and its nbtui extension's
+    # usage read held every refresh for its whole timeout. A refresh now waits hold_back
+    # for that read, and does not start it again while it hangs.
+    from tests.fakehttp import FakeHTTP
+
+    kid = "0badbeef-0000-4000-8000-0000000000e1"
+    with FakeHTTP("liar", kernels=[kid], usage_hangs=True) as hang:
+        cfg = ServerConfig(name="hang", url=hang.url, token_source="none", timeout=HUNG_TIMEOUT)
+        async with Fleet([cfg], Settings(timeout=HUNG_TIMEOUT)) as fleet:
+            for _ in range(3):  # a refresh's reads; each would wait HUNG_TIMEOUT on the old code
+                snap = await asyncio.wait_for(fleet.snapshot(hold_back=0.5), HUNG_TIMEOUT / 4)
+                assert [k.kernel_id for k in snap.kernels] == [kid]
+        assert len(hang.httpd.hung) == 1  # asked once: the hung read went on, not again
