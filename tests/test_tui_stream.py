@@ -135,3 +135,53 @@ async def test_the_screen_says_when_it_is_drawn_so_usage_follows_at_once(shared_
     finally:
         r.close()
         shared_jupyter.shutdown_kernel(kid)
+
+
+class _Recorded:
+    """A fleet whose every read is one recorded snapshot (one server, one kernel)."""
+
+    names = ("srv",)
+    readonly = False
+    settings = None
+
+    async def snapshot(self):
+        k = Kernel("srv", "k-recorded", "python3", "idle", 0, None, 5.0)
+        return Snapshot(T0, servers=(ServerInfo("srv", "http://s/", "config"),), kernels=(k,))
+
+    def palette_commands(self):
+        return []
+
+
+async def test_the_first_frame_with_rows_is_drawn_after_textual_s_start_not_dropped_in_it(monkeypatch):
+    # Textual renders and then drops every frame inside its startup batch: a fleet screen
+    # drawn there would show its rows only on a later refresh. The first frame that holds
+    # the rows must be one that reaches the terminal.
+    from textual.app import App
+
+    from nbtui.tui.app import NbtuiApp
+    from tests.jupyter import until
+
+    frames: list[tuple[int, int]] = []  # (rows in the table, batch depth) per frame drawn
+    display = App._display
+
+    def watched(self, screen, renderable):
+        if renderable is not None:
+            try:
+                rows = screen.query_one("#kernels").row_count
+            except Exception:
+                rows = 0
+            frames.append((rows, self._batch_count))
+        return display(self, screen, renderable)
+
+    monkeypatch.setattr(App, "_display", watched)
+    fleet = _Recorded()
+    r = SnapshotRunner(fleet)
+    r.prefetch()
+    app = NbtuiApp(fleet, refresh=30, runner=r)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: any(rows for rows, _ in frames), timeout=30, what="a frame with the row")
+            first = next(depth for rows, depth in frames if rows)
+            assert first == 0, f"the first frame with rows was drawn inside Textual's start (batch {first})"
+    finally:
+        r.close()

@@ -134,6 +134,15 @@ class NbtuiApp(App):
         if self._leave_asked:
             self.exit()
             return
+        # After Textual's start, not within it: everything the app's mount does runs inside
+        # Textual's startup batch, whose frames are rendered and then dropped, so a screen
+        # pushed here would draw its rows once for nothing and reach the terminal only on a
+        # later refresh (~85 ms later at start, measured).
+        self.call_later(self._open_fleet_screen)
+
+    def _open_fleet_screen(self) -> None:
+        if self._leave_asked:
+            return
         if self._runner is None:
             self._runner = SnapshotRunner(self.fleet)
         screen = FleetScreen(readonly=self.readonly)
