@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 
+from nbtui import table_rows as tr
 from nbtui.config import Settings
 from nbtui.model import Snapshot
 from nbtui.secrets import redact
@@ -138,16 +139,19 @@ class NbtuiApp(App):
         # Textual's startup batch, whose frames are rendered and then dropped, so a screen
         # pushed here would draw its rows once for nothing and reach the terminal only on a
         # later refresh (~85 ms later at start, measured).
-        self.call_later(self._open_fleet_screen)
-
-    def _open_fleet_screen(self) -> None:
-        if self._leave_asked:
-            return
         if self._runner is None:
             self._runner = SnapshotRunner(self.fleet)
+        self.call_later(self._open_fleet_screen)
+
+    async def _open_fleet_screen(self) -> None:
+        if self._leave_asked or self._runner is None:
+            return
         screen = FleetScreen(readonly=self.readonly)
         screen.waiting = self._runner.waiting_names()  # drawn at once: every server "reading…"
-        self.push_screen(screen)
+        if self.snapshot is not None:  # a read that ended before the screen existed
+            screen.history = self._runner.history
+            screen.apply_snapshot(self.snapshot, table_rows=tr.rows_of(self.snapshot))
+        await self.push_screen(screen)  # mounted before any read can reach it
         for line in self.theme_errors:
             self.notify(line, severity="warning", timeout=8)
         self.refresh_now()

@@ -151,6 +151,7 @@ class FleetScreen(Screen):
         self._layout: tuple = ()
         self._theme: Any = None  # the app's current Theme, looked up once per refresh
         self._cells: Optional[tuple] = None  # the runner's cells for the snapshot on screen
+        self._mounted = False  # on_mount has run: every widget of the screen is composed
         self._said: dict[str, float] = {}  # readonly refusals on screen, by action
         self.waiting: tuple[str, ...] = ()  # servers whose first answer has not come yet
 
@@ -222,6 +223,7 @@ class FleetScreen(Screen):
         yield KeysFooter(compact=True, show_command_palette=False)  # its right-docked hint garbles at 80 columns
 
     def on_mount(self) -> None:
+        self._mounted = True
         self._relayout()
         self.render_all()
         # The table holds the focus, or the note while there are no rows (render_rows hands
@@ -304,9 +306,7 @@ class FleetScreen(Screen):
         self.marked_keys &= self._by_key.keys()
         if table_rows is None:
             self.history.add(snap.kernels)
-        try:
-            self.table
-        except NoMatches:  # not composed yet: on_mount lays out and renders what is here
+        if not self._mounted:  # its widgets may be half composed: on_mount renders what is here
             return
         if tuple(s.name for s in servers_before) != tuple(s.name for s in snap.servers):
             self._relayout()  # the longest server name may have changed
