@@ -506,7 +506,7 @@ class Fleet:
             )
             for k in kernels
         ]
-        kernels.sort(key=sort_key)
+        kernels.sort(key=model.fleet_order)
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
         judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
         kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)
@@ -649,11 +649,6 @@ def _stale_files(found: Discovery | None) -> tuple[str, ...]:
     except Exception:  # the host cannot be read: say nothing about kernel files
         return tuple(found.stale)
     return tuple(found.stale) + orphans.stale_kernel_files(files, live_kernel_ids=(), running_kernel_ids=running)
-
-
-def sort_key(k: model.Kernel):
-    """By server, then the longest idle first (unknown idle last)."""
-    return (k.server, -(k.idle_seconds if k.idle_seconds is not None else -1.0), k.kernel_id)
 
 
 def _source_for(server: model.ServerInfo, sample: HostSample) -> Optional[str]:

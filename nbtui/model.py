@@ -128,6 +128,11 @@ def split_kernel_key(key: str) -> tuple[str, str]:
     return server, kernel_id
 
 
+def fleet_order(k: "Kernel") -> tuple[str, float, str]:
+    """The fleet's order of kernels: by server, then the longest idle first (unknown idle last)."""
+    return (k.server, -(k.idle_seconds if k.idle_seconds is not None else -1.0), k.kernel_id)
+
+
 @dataclass(frozen=True)
 class Terminal:
     """A Jupyter terminal (terminado) of a server: its shell and everything it started."""

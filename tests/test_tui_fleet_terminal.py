@@ -88,3 +88,41 @@ def test_a_leftover_of_a_killed_server_is_a_row_kept_by_o_and_freed_by_k(tmp_pat
         term.keys("q")
     finally:
         term.kill()
+
+
+def test_the_first_read_s_child_is_ended_once_the_read_is_whole(tmp_path, jupyter):
+    # A server that drips its answer (a byte a second, under a 120 s timeout) keeps the
+    # child that reads the first rows busy for minutes: nbtui ends it (and reaps it) once
+    # its own read is whole, which a hung server never holds back.
+    from tests.fakehttp import FakeHTTP
+
+    kid = jupyter.start_kernel()
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    with FakeHTTP("drip") as drip:
+        (cfg / "servers.toml").write_text(f'[servers.drip]\nurl = "{drip.url}"\ntoken = "none"\ntimeout = 120\n')
+        term = Tmux(tmp_path, 120, 30)
+        term.start(f"{_quote(sys.executable)} -m nbtui", _env(cfg, jupyter.runtime_dir))
+        try:
+            import psutil
+
+            shell = psutil.Process(term.pane_pid())
+            seen: set[int] = set()
+
+            def nbtui_children() -> list:
+                procs = [p for p in shell.children() if "nbtui" in " ".join(p.cmdline())]
+                kids = [c for p in procs for c in p.children()]
+                seen.update(c.pid for c in kids)
+                return kids
+
+            wait_for(lambda: nbtui_children() is not None and kid[:8] in term.screen(), 60, 0.05, "the kernel row")
+            assert seen, "no child read the first rows"
+            try:
+                wait_for(lambda: not nbtui_children(), 60, 0.1, "the child to be ended and reaped")
+            except TimeoutError:
+                raise AssertionError(term.screen()) from None
+            assert "drip" in term.screen()  # still read (at its own pace) by nbtui itself
+            term.keys("q")
+            wait_for(lambda: "EXIT=0" in term.screen(), 30, 0.2, "nbtui to quit")
+        finally:
+            term.kill()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from nbtui import config as config_mod
 from nbtui.errors import NotFound
-from nbtui.fleet import Fleet
+
+if TYPE_CHECKING:
+    from nbtui.fleet import Fleet
 
 
 def load_config(args: argparse.Namespace) -> config_mod.Config:
@@ -45,6 +47,8 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
                only: Iterable[str] = (), with_host: bool = True, acting: bool = False) -> Fleet:
     """``acting``: the fleet reads to act on what a TARGET names (or to test a server): a hub
     user's server behind the proxy is read even within another nbtui's proxy_interval."""
+    from nbtui.fleet import Fleet
+
     config = config or load_config(args)
     fleet = Fleet.from_config(
         config, discover_local=discover_enabled(args, config),

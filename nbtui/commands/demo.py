@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from nbtui.errors import EXIT_OK, NbtuiError, UsageError
+from nbtui.host.lifetime import die_with_parent
 from nbtui.secrets import remember
 
 NEEDS = "nbtui demo needs Jupyter Server and ipykernel: pip install 'nbtui[server]'"
@@ -43,15 +44,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child before exec (Linux): SIGTERM when nbtui dies
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 class DemoServer:
@@ -101,7 +93,7 @@ class DemoServer:
         log = open(self.base / "server.log", "ab")
         self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                     preexec_fn=die_with_parent if sys.platform == "linux" else None)
         log.close()
 
     def wait_up(self, timeout: float = 60.0) -> None:

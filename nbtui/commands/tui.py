@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
-from nbtui.commands.common import load_config, open_fleet
 from nbtui.errors import EXIT_OK
 
 
@@ -17,11 +16,21 @@ def run(args: argparse.Namespace, *, fleet=None, config=None,
         open_console: Optional[tuple[str, str]] = None, on_app=None) -> int:
     """Open the TUI; ``fleet`` and ``open_console`` let other commands (demo, console) reuse it,
     ``on_app(app)`` runs before the app starts (the demo asks it to read again as its kernels come)."""
+    from nbtui.commands.common import load_config, open_fleet
+
     config = config or load_config(args)
-    fleet = fleet or open_fleet(args, config)
+    first = None
+    if fleet is None:
+        # The screen starts before the fleet opens (httpx, psutil, discovery: a fifth of the
+        # start); a child process reads the servers meanwhile (nbtui.forked_read).
+        from nbtui.forked_read import ForkedRead
+        from nbtui.tui.runner import OpenOnce
+
+        first = ForkedRead.start(lambda: open_fleet(args, config, with_host=False))
+        fleet = OpenOnce(lambda: open_fleet(args, config), names=list(config.servers), settings=config.settings)
     from nbtui.tui.runner import SnapshotRunner  # no textual: the first read starts now,
 
-    runner = SnapshotRunner(fleet)
+    runner = SnapshotRunner(fleet, first=first)
     runner.prefetch()
     try:
         from nbtui.tui.app import NbtuiApp  # while textual loads

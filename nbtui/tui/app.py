@@ -23,7 +23,7 @@ from nbtui.model import Snapshot
 from nbtui.secrets import redact
 from nbtui.tui import themes as theme_files
 from nbtui.tui.fleet_screen import FleetScreen, HelpScreen
-from nbtui.tui.runner import SnapshotRunner
+from nbtui.tui.runner import OpenOnce, SnapshotRunner
 
 TYPEAHEAD_SECONDS = 5.0  # the longest a console may take to appear after enter
 
@@ -51,10 +51,10 @@ class NbtuiApp(App):
         runner: Optional[SnapshotRunner] = None,
     ):
         super().__init__()
-        self.fleet = fleet  # actions and consoles use it on this loop
+        self._fleet = fleet  # actions and consoles use it on this loop; an OpenOnce opens on first use
         self.settings = settings or getattr(fleet, "settings", None) or Settings()
         self.readonly = readonly
-        if fleet is not None:
+        if fleet is not None and not isinstance(fleet, OpenOnce):
             fleet.readonly = readonly  # the one gate: nbtui.actions.require_writable reads it
         self.interval = refresh or self.settings.refresh
         self.initial_console = open_console
@@ -75,6 +75,16 @@ class NbtuiApp(App):
         self._typeahead: Optional[list[events.Key]] = [] if open_console else None
         self._typeahead_until = time.monotonic() + TYPEAHEAD_SECONDS
         self._register_themes(config_folder, theme or self.settings.theme)
+
+    @property
+    def fleet(self) -> Any:
+        """The fleet the screen acts on (opened here on first use when the app was given an
+        OpenOnce: `nbtui` draws its screen before the fleet exists)."""
+        if isinstance(self._fleet, OpenOnce):
+            fleet = self._fleet()
+            fleet.readonly = self.readonly  # before anything can act through it
+            self._fleet = fleet
+        return self._fleet
 
     def notify(self, message: str, *, markup: bool = True, **kwargs) -> None:
         """Every toast (the app's and every screen's, which call this) shows its text
@@ -151,10 +161,11 @@ class NbtuiApp(App):
         if self.snapshot is not None:  # a read that ended before the screen existed
             screen.history = self._runner.history
             screen.apply_snapshot(self.snapshot, table_rows=tr.rows_of(self.snapshot))
-        await self.push_screen(screen)  # mounted before any read can reach it
+        mounted = self.push_screen(screen)
+        self.refresh_now()  # a read that comes while the screen mounts is what its on_mount draws
+        await mounted
         for line in self.theme_errors:
             self.notify(line, severity="warning", timeout=8)
-        self.refresh_now()
         if self.initial_console:
             self.open_console(*self.initial_console)
 

@@ -227,8 +227,9 @@ class FleetScreen(Screen):
         self._relayout()
         self.render_all()
         # The table holds the focus, or the note while there are no rows (render_rows hands
-        # it over as they come and go).
-        (self.table if self.table.order else self.query_one("#empty", Static)).focus()
+        # it over as they come and go). Set now: a widget's focus() lands later, and could take
+        # it back from the table that rows arriving meanwhile gave it to.
+        self.set_focus(self.table if self.table.order else self.query_one("#empty", Static))
         runner = getattr(self.app, "_runner", None)
         if runner is not None:  # a read begun before this screen samples the host once it is drawn
             self.call_after_refresh(runner.screen_shown)

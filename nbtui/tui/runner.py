@@ -7,6 +7,11 @@ A read streams: as each server answers, a partial read (that server's kernels, w
 usage of the last whole snapshot where there was one) is handed to the screen, so the
 first rows appear as soon as the first server answers and a hung server never holds back
 the others; the whole snapshot (usage sampled, orphan rules applied) follows.
+
+`nbtui` hands the runner a fleet not yet opened (``OpenOnce``) and a first read begun in a
+child process (nbtui.forked_read): the screen starts without loading httpx, psutil or the
+fleet; the child's answers are the first rows, and the runner opens its fleet and reads
+once the screen is drawn.
 """
 
 from __future__ import annotations
@@ -15,16 +20,19 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import inspect
+import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Optional, Sequence
 
 from nbtui import table_rows as tr
-from nbtui.fleet import Fleet, sort_key
-from nbtui.model import Kernel, ServerInfo, Snapshot
+from nbtui.model import Kernel, ServerInfo, Snapshot, fleet_order
 from nbtui.tui.fleet_header import kernel_counts
 from nbtui.tui.history import History
 from nbtui.tui.rows import CellCache, Layout
+
+if TYPE_CHECKING:
+    from nbtui.forked_read import ForkedRead
 
 # On a read after the first, partial rows are shown only once the read has taken this
 # long (a slow or hung server); a quick read shows its whole snapshot at once.
@@ -40,8 +48,28 @@ HOLD_BACK = 1.0
 SCREEN_WAIT = 2.0
 
 
+class OpenOnce:
+    """A fleet opened on its first use, once, from any thread (``open_()`` builds it).
+    ``names`` and ``settings`` are known before: the servers the screen waits for at first
+    (the configured ones) and the fleet's settings."""
+
+    def __init__(self, open_: Callable[[], Any], names: Sequence[str] = (), settings: Any = None):
+        self._open = open_
+        self._lock = threading.Lock()
+        self._fleet: Any = None
+        self.names = tuple(names)
+        self.settings = settings
+
+    def __call__(self) -> Any:
+        with self._lock:
+            if self._fleet is None:
+                self._fleet = self._open()
+            return self._fleet
+
+
 def _private_copy(fleet: Any) -> Any:
-    if isinstance(fleet, Fleet):
+    loaded = sys.modules.get("nbtui.fleet")  # not loaded: no Fleet exists (the screen starts without it)
+    if loaded is not None and isinstance(fleet, loaded.Fleet):
         return type(fleet)([fleet.config_of(n) for n in fleet.names], fleet.settings,
                      stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
     return fleet  # anything else with ``async snapshot()`` (a recorded snapshot in tests)
@@ -104,8 +132,12 @@ def _wake(fut: asyncio.Future) -> None:
 
 
 class SnapshotRunner:
-    def __init__(self, fleet: Any):
-        self.fleet = _private_copy(fleet)
+    def __init__(self, fleet: Any, *, first: Optional["ForkedRead"] = None):
+        """``fleet``: a fleet (copied at once), or an ``OpenOnce`` (opened and copied on
+        first use); ``first``: the first read, begun in a child process."""
+        self._source = fleet
+        self._fleet: Any = None if isinstance(fleet, OpenOnce) else _private_copy(fleet)
+        self._first = first
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nbtui-fleet", daemon=True)
         self._thread.start()
@@ -115,14 +147,21 @@ class SnapshotRunner:
         self._cells = CellCache()
         # The table's layout (nbtui.columns), set by the screen; read on this thread.
         self.layout: Optional[Layout] = None
+        self._shown = asyncio.Event()  # set on the runner's loop once the screen has painted
+
+    @property
+    def fleet(self) -> Any:
+        """The runner's own fleet (opened here on first use, when it was handed an OpenOnce)."""
+        if self._fleet is None:
+            self._fleet = _private_copy(self._source())
+        return self._fleet
+
+    def _accepts(self, keyword: str) -> bool:
         try:
             params: Mapping[str, inspect.Parameter] = inspect.signature(self.fleet.snapshot).parameters
         except (TypeError, ValueError):
-            params = {}
-        self._streams = "on_server" in params
-        self._holds_back = "hold_back" in params
-        self._gates = "usage_after" in params
-        self._shown = asyncio.Event()  # set on the runner's loop once the screen has painted
+            return False
+        return keyword in params
 
     def _submit(self, make: Callable[[], Awaitable[Any]]) -> "concurrent.futures.Future[Any]":
         async def call():
@@ -159,8 +198,10 @@ class SnapshotRunner:
 
     async def _read(self, job: _Job, usage_after: Optional[Callable[[], Awaitable[Any]]] = None) -> None:
         prev = self._last
-        names = list(getattr(self.fleet, "names", ()) or ())
+        first, self._first = self._first, None  # a child's read: this read's first answers
+        names = list(self.waiting_names())
         answered: dict[str, tuple[ServerInfo, list[Kernel]]] = {}
+        own: set[str] = set()  # servers this process's read has answered (the child's answer is superseded)
         state = {"open": prev is None, "final": False}
 
         def emit() -> None:
@@ -170,8 +211,16 @@ class SnapshotRunner:
             job.put(self._finish(snap, waiting, partial=True))
 
         def on_server(info: ServerInfo, kernels: list[Kernel]) -> None:
+            own.add(info.name)
             answered[info.name] = (info, list(kernels))
             if state["open"]:
+                emit()
+
+        def from_child(frame: tuple) -> None:
+            if frame[0] == "names" and self._fleet is None:
+                names[:] = [n for n in frame[1] if isinstance(n, str)]
+            elif frame[0] == "server" and frame[1].name not in own:
+                answered[frame[1].name] = (frame[1], list(frame[2]))
                 emit()
 
         def open_partials() -> None:
@@ -180,15 +229,24 @@ class SnapshotRunner:
 
         timer = None if prev is None else self._loop.call_later(PARTIAL_AFTER, open_partials)
         try:
+            if first is not None:
+                self._follow(first, from_child)
+                if usage_after is not None:  # the fleet opens (httpx, psutil…) once the screen is drawn
+                    await usage_after()
+                    usage_after = None
+            names[:] = list(getattr(self.fleet, "names", ()) or ())
             kw: dict[str, Any] = {}
-            if self._holds_back or self._streams:
+            holds_back = self._accepts("hold_back")
+            if holds_back or self._accepts("on_server"):
                 kw["on_server"] = on_server
-            if self._holds_back:
+            if holds_back:
                 kw["hold_back"] = HOLD_BACK
-            if usage_after is not None and self._gates:
+            if usage_after is not None and self._accepts("usage_after"):
                 kw["usage_after"] = usage_after
             snap = await self.fleet.snapshot(**kw)
             state["final"] = True
+            if first is not None:  # its answers are all superseded: ended before the whole read is out
+                self._unfollow(first)
             self.history.add(snap.kernels)
             self._last = snap
             # servers whose read goes on (their last answer, if any, is in the snapshot)
@@ -200,6 +258,23 @@ class SnapshotRunner:
         finally:
             if timer is not None:
                 timer.cancel()
+            if first is not None:
+                self._unfollow(first)
+
+    def _follow(self, first: "ForkedRead", deliver: Callable[[tuple], None]) -> None:
+        """Hand each frame from the child to ``deliver`` as it arrives (on this loop)."""
+        def readable() -> None:
+            for frame in first.frames():
+                deliver(frame)
+            if first.ended:
+                self._loop.remove_reader(first.fd)
+
+        self._loop.add_reader(first.fd, readable)
+
+    def _unfollow(self, first: "ForkedRead") -> None:
+        if first.fd >= 0:
+            self._loop.remove_reader(first.fd)
+        first.close()  # idempotent
 
     def _partial(self, prev: Optional[Snapshot], answered: dict, names: list[str]):
         """A snapshot of what has answered so far: their kernels (with the last whole
@@ -226,11 +301,11 @@ class SnapshotRunner:
                 kernels += [k for k in prev.kernels if k.server == name]
             else:
                 waiting.append(name)
-        kernels.sort(key=sort_key)
+        kernels.sort(key=fleet_order)
         if prev is not None:
             snap = dataclasses.replace(prev, servers=tuple(servers), kernels=tuple(kernels))
         else:
-            settings = getattr(self.fleet, "settings", None)
+            settings = getattr(self._fleet if self._fleet is not None else self._source, "settings", None)
             snap = Snapshot(generated_at=_now(), servers=tuple(servers), kernels=tuple(kernels),
                             idle_threshold=getattr(settings, "orphan_idle", 3600.0))
         return snap, tuple(waiting)
@@ -243,8 +318,10 @@ class SnapshotRunner:
             self._pending = self._start(self._after_screen)
 
     def waiting_names(self) -> tuple[str, ...]:
-        """Every server of the fleet (before any answer: all of them are waited for)."""
-        return tuple(getattr(self.fleet, "names", ()) or ())
+        """Every server of the fleet (before any answer: all of them are waited for); of a
+        fleet not opened yet, those known before (never opened for this)."""
+        fleet = self._fleet if self._fleet is not None else self._source
+        return tuple(getattr(fleet, "names", ()) or ())
 
     async def reads(self):
         """The reads of one refresh as they come: partial ones (each server as it answers,
@@ -275,12 +352,20 @@ class SnapshotRunner:
         """On the runner's loop, at quit: every task still running ends first (cancelled and
         waited for), then the fleet closes its clients."""
         await _cancel_all(limit)
-        aclose = getattr(self.fleet, "aclose", None)
+        aclose = getattr(self._fleet, "aclose", None)  # a fleet never opened has nothing to close
         if aclose is not None:
             await aclose()
         await self._loop.shutdown_asyncgens()
 
     def close(self, timeout: float = 3.0) -> None:
+        try:
+            self._stop(timeout)
+        finally:
+            first, self._first = self._first, None  # a child's read nobody took: ended, reaped
+            if first is not None:
+                first.close()
+
+    def _stop(self, timeout: float) -> None:
         if not self._loop.is_running():
             return
         try:
