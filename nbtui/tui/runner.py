@@ -317,6 +317,14 @@ class SnapshotRunner:
         if self._pending is None:
             self._pending = self._start(self._after_screen)
 
+    def arrived(self) -> Optional[Read]:
+        """The newest read of the prefetched job that has arrived so far (never waits)."""
+        job = self._pending
+        if job is None:
+            return None
+        with job._lock:
+            return job.items[-1] if job.items else None
+
     def waiting_names(self) -> tuple[str, ...]:
         """Every server of the fleet (before any answer: all of them are waited for); of a
         fleet not opened yet, those known before (never opened for this)."""
