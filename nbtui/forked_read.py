@@ -8,11 +8,12 @@ come back through a pipe as it answers. The parent opens its own fleet only once
 is drawn; its own read (with the host's usage) supersedes the child's answers server by
 server (nbtui.tui.runner).
 
-The child reads only plain Jupyter servers whose token it has without asking anyone (found
-in a runtime file, in the environment, or none): a hub's users' servers are left to the
-parent, since a read through the hub's proxy marks a server active and nbtui reads each at
-most every ``proxy_interval``; so are servers whose token is in the keyring or comes from a
-command, which may prompt or leave traces, and should do so once. The child leaves the
+The child reads only Jupyter servers whose token it has without asking anyone (found in a
+runtime file, in the environment, or none), and none at all where a hub is configured: a
+hub's users' servers (found on this host as plain ones too) are read only as the hub's,
+without marking them active, and through its proxy at most every ``proxy_interval``; servers
+whose token is in the keyring or comes from a command, which may prompt or leave traces,
+are read once, by the parent. The child leaves the
 terminal's session (it can neither read keys nor draw), samples nothing of the host and
 writes no file. It ends when every server it reads has answered (each bounded by its own timeout),
 dies with its parent (PR_SET_PDEATHSIG), and the parent ends and reaps it as soon as its own
@@ -32,10 +33,12 @@ import signal
 import struct
 import sys
 import threading
+import time
 from typing import Any, Callable, NoReturn, Optional
 
 _HEAD = struct.Struct("!I")
 MAX_FRAME = 1 << 30  # a frame claiming more is no frame of ours: the read ends there
+REAP_WAIT = 0.2  # seconds close() waits for the killed child before a thread takes the wait over
 
 
 class ForkedRead:
@@ -105,9 +108,10 @@ class ForkedRead:
         return out
 
     def close(self) -> None:
-        """End the child if it still runs, reap it, close the pipe. Idempotent. The pid is
-        our own unreaped child's until waitpid returns, so the signal cannot reach another
-        process."""
+        """End the child if it still runs, reap it, close the pipe. Idempotent, and never
+        waits long: a child that does not die at once (stuck in the kernel, on a hung NFS
+        home) is reaped by a thread of its own. The pid is our own unreaped child's until
+        waitpid returns, so the signal cannot reach another process."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -117,10 +121,22 @@ class ForkedRead:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            if not _reaped(pid, REAP_WAIT):
+                threading.Thread(target=_reaped, args=(pid, None), name="nbtui-reap", daemon=True).start()
+
+
+def _reaped(pid: int, within: Optional[float]) -> bool:
+    """Reap ``pid`` (our child), waiting at most ``within`` seconds (None: as long as it takes)."""
+    deadline = None if within is None else time.monotonic() + within
+    while True:
+        try:
+            if os.waitpid(pid, 0 if deadline is None else os.WNOHANG)[0]:
+                return True
+        except ChildProcessError:  # reaped already
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
 
 
 def _child(w: int, open_fleet: Callable[[], Any], parent: int) -> NoReturn:
@@ -148,7 +164,13 @@ def _child(w: int, open_fleet: Callable[[], Any], parent: int) -> NoReturn:
 async def _read(w: int, fleet: Any) -> None:
     names = list(fleet.names)
     _send(w, ("names", names))
-    plain = [c for c in map(fleet.config_of, names) if _asks_no_one(c)]
+    configs = [fleet.config_of(n) for n in names]
+    if any(c.hub for c in configs):
+        # A hub's user's server is found on this host too (its runtime file), as a plain one:
+        # only the parent's fleet knows it for the hub's and reads it without marking it
+        # active (no_track_activity). With a hub, the parent reads everything.
+        return
+    plain = [c for c in configs if _asks_no_one(c)]
     if not plain:
         return
     mine = type(fleet)(plain, fleet.settings)
@@ -167,8 +189,8 @@ async def _read(w: int, fleet: Any) -> None:
 
 
 def _asks_no_one(config: Any) -> bool:
-    """A plain server whose token is known without the keyring or a command."""
-    return not config.hub and (config.token is not None or config.token_source in ("none", "discovered", "env"))
+    """A server whose token is known without the keyring or a command."""
+    return (config.token is not None or config.token_source in ("none", "discovered", "env"))
 
 
 def _send(fd: int, frame: tuple) -> None:

@@ -19,20 +19,23 @@ def run(args: argparse.Namespace, *, fleet=None, config=None,
     from nbtui.commands.common import load_config, open_fleet
 
     config = config or load_config(args)
-    first = None
-    if fleet is None:
-        # The screen starts before the fleet opens (httpx, psutil, discovery: a fifth of the
-        # start); a child process reads the servers meanwhile (nbtui.forked_read).
-        from nbtui.forked_read import ForkedRead
-        from nbtui.tui.runner import OpenOnce
+    from nbtui.tui.runner import OpenOnce, SnapshotRunner  # no textual: the first read starts now,
 
-        first = ForkedRead.start(lambda: open_fleet(args, config, with_host=False))
-        fleet = OpenOnce(lambda: open_fleet(args, config), names=list(config.servers), settings=config.settings)
-    from nbtui.tui.runner import SnapshotRunner  # no textual: the first read starts now,
-
-    runner = SnapshotRunner(fleet, first=first)
-    runner.prefetch()
+    first = runner = None
     try:
+        if fleet is None:
+            # The screen starts before the fleet opens (httpx, psutil, discovery: a fifth of
+            # the start); a child process reads the servers meanwhile (nbtui.forked_read),
+            # unless a console opens first (its screen needs no rows).
+            if open_console is None:
+                from nbtui.forked_read import ForkedRead
+
+                first = ForkedRead.start(lambda: open_fleet(args, config, with_host=False))
+            fleet = OpenOnce(lambda: open_fleet(args, config), names=list(config.servers),
+                             settings=config.settings)
+        runner = SnapshotRunner(fleet, first=first)
+        first = None  # the runner's now
+        runner.prefetch()
         from nbtui.tui.app import NbtuiApp  # while textual loads
 
         app = NbtuiApp(
@@ -49,5 +52,8 @@ def run(args: argparse.Namespace, *, fleet=None, config=None,
             on_app(app)
         app.run()
     finally:
-        runner.close()
+        if runner is not None:
+            runner.close()
+        elif first is not None:
+            first.close()
     return EXIT_OK

@@ -169,9 +169,10 @@ class SnapshotRunner:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop)
 
-    def _start(self, usage_after: Optional[Callable[[], Awaitable[Any]]] = None) -> _Job:
+    def _start(self, usage_after: Optional[Callable[[], Awaitable[Any]]] = None,
+               first: Optional["ForkedRead"] = None) -> _Job:
         job = _Job()
-        self._submit(lambda: self._read(job, usage_after))
+        self._submit(lambda: self._read(job, usage_after, first))
         return job
 
     def screen_shown(self) -> None:
@@ -196,9 +197,10 @@ class SnapshotRunner:
         cells = self._cells.rows(rows, layout) if layout else None
         return Read(snap, {r.key: r for r in rows}, cells, rows, waiting, partial)
 
-    async def _read(self, job: _Job, usage_after: Optional[Callable[[], Awaitable[Any]]] = None) -> None:
+    async def _read(self, job: _Job, usage_after: Optional[Callable[[], Awaitable[Any]]] = None,
+                    first: Optional["ForkedRead"] = None) -> None:
+        """``first``: a child's read (nbtui.forked_read), this read's first answers."""
         prev = self._last
-        first, self._first = self._first, None  # a child's read: this read's first answers
         names = list(self.waiting_names())
         answered: dict[str, tuple[ServerInfo, list[Kernel]]] = {}
         own: set[str] = set()  # servers this process's read has answered (the child's answer is superseded)
@@ -245,12 +247,16 @@ class SnapshotRunner:
                 kw["usage_after"] = usage_after
             snap = await self.fleet.snapshot(**kw)
             state["final"] = True
-            if first is not None:  # its answers are all superseded: ended before the whole read is out
-                self._unfollow(first)
-            self.history.add(snap.kernels)
-            self._last = snap
             # servers whose read goes on (their last answer, if any, is in the snapshot)
             still = tuple(getattr(self.fleet, "still_reading", ()) or ())
+            if first is not None:  # ended before the whole read is out; what only it had read stays
+                self._unfollow(first)
+                kept = {n: answered[n] for n in still if n in answered and n not in own}
+                if kept:
+                    snap = _with_answers(snap, kept, names)
+                    still = tuple(n for n in still if n not in kept)
+            self.history.add(snap.kernels)
+            self._last = snap
             job.put(self._finish(snap, still), done=True)
         except BaseException as e:  # the screen says why in one line
             state["final"] = True
@@ -312,10 +318,11 @@ class SnapshotRunner:
 
     def prefetch(self) -> None:
         """Start the first read now (before the screen exists); the next read gets it. Its
-        servers are read at once; the host is sampled once ``screen_shown`` is called (or
-        SCREEN_WAIT has passed)."""
+        servers are read at once (or the child's read is followed); the host is sampled once
+        ``screen_shown`` is called (or SCREEN_WAIT has passed)."""
         if self._pending is None:
-            self._pending = self._start(self._after_screen)
+            first, self._first = self._first, None  # the job owns it from here
+            self._pending = self._start(self._after_screen, first)
 
     def arrived(self) -> Optional[Read]:
         """The newest read of the prefetched job that has arrived so far (never waits)."""
@@ -400,6 +407,17 @@ async def _cancel_all(limit: float) -> None:
         for t in done:
             if not t.cancelled():
                 t.exception()  # read: a read that failed on its way out says nothing
+
+
+def _with_answers(snap: Snapshot, kept: dict, names: list[str]) -> Snapshot:
+    """``snap`` with the servers of ``kept`` (name -> (info, kernels)) as they answered."""
+    servers = {s.name: s for s in snap.servers}
+    servers.update({n: info for n, (info, _) in kept.items()})
+    order = [n for n in names if n in servers] + [n for n in servers if n not in names]
+    kernels = [k for k in snap.kernels if k.server not in kept]
+    kernels += [k for _, ks in kept.values() for k in ks]
+    kernels.sort(key=fleet_order)
+    return dataclasses.replace(snap, servers=tuple(servers[n] for n in order), kernels=tuple(kernels))
 
 
 def _now():
