@@ -185,3 +185,57 @@ async def test_the_first_frame_with_rows_is_drawn_after_textual_s_start_not_drop
             assert first == 0, f"the first frame with rows was drawn inside Textual's start (batch {first})"
     finally:
         r.close()
+
+
+class _BFirst:
+    """Server b answers first; the whole read puts a's kernel above b's."""
+
+    names = ["a", "b"]
+    readonly = False
+    settings = None
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    async def snapshot(self, on_server=None):
+        kb = Kernel("b", "kb", "python3", "idle", 0, None, 5.0)
+        ka = Kernel("a", "ka", "python3", "idle", 0, None, 5.0)
+        if on_server is not None:
+            on_server(ServerInfo("b", "http://b/", "config"), [kb])
+        while not self.release.is_set():
+            await asyncio.sleep(0.02)
+        return Snapshot(T0, servers=(ServerInfo("a", "http://a/", "config"), ServerInfo("b", "http://b/", "config")),
+                        kernels=(ka, kb))
+
+    def palette_commands(self):
+        return []
+
+
+async def test_the_cursor_stays_on_the_top_row_while_the_first_rows_stream_in():
+    # b's row comes first (at the top, under the cursor); the whole read puts a's above it.
+    # Nobody moved the cursor: it is on the top row, a's, not on b's wherever that went.
+    from nbtui.tui.app import NbtuiApp
+    from tests.jupyter import until
+
+    fleet = _BFirst()
+    r = SnapshotRunner(fleet)
+    r.prefetch()
+    app = NbtuiApp(fleet, refresh=30, runner=r)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.fleet_screen is not None and app.fleet_screen.is_mounted
+                        and app.fleet_screen.table.order == ["b:kb"], what="b's row alone")
+            table = app.fleet_screen.table
+            assert table.key_at_cursor() == "b:kb"
+            fleet.release.set()
+            await until(pilot, lambda: table.order == ["a:ka", "b:kb"], what="the whole read")
+            assert table.key_at_cursor() == "a:ka"
+            await pilot.press("down")  # once moved, the cursor follows its kernel
+            assert table.key_at_cursor() == "b:kb"
+            app.apply_snapshot(Snapshot(T0, servers=app.snapshot.servers, kernels=(
+                Kernel("a", "k0", "python3", "idle", 0, None, 9.0), Kernel("a", "ka", "python3", "idle", 0, None, 5.0),
+                Kernel("b", "kb", "python3", "idle", 0, None, 5.0))))
+            await pilot.pause()
+            assert table.key_at_cursor() == "b:kb"
+    finally:
+        r.close()

@@ -336,7 +336,11 @@ class FleetScreen(Screen):
         kernels = self.visible_rows()
         with self.app.batch_update():
             self._theme = theme_files.for_rich(self.app.current_theme)  # looked up once per refresh, not per cell
-            written = self.table.apply(kernels, self.marked_keys, self._style, restyle=restyle, pre=self._cells)
+            # Until the first whole read has been on screen the rows stream in by server, in any
+            # order: the cursor stays on the top row unless someone moved it.
+            settled = getattr(self.app, "snapshots_seen", 2) > 1
+            written = self.table.apply(kernels, self.marked_keys, self._style, restyle=restyle, pre=self._cells,
+                                       follow=settled)
             if self.has_class("empty") != (not kernels):
                 self.refresh_bindings()
             self.set_class(not kernels, "empty")

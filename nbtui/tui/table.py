@@ -32,6 +32,13 @@ class KernelTable(DataTable):
         self._order: list[str] = []
         self._orphan: dict[str, bool] = {}  # row key -> styled as an orphan
         self._cells = CellCache()  # used when the runner's cells are not for this layout
+        self._placed = False  # someone put the cursor on a row (a key, a click, select()): it follows that row
+        self._moving = False  # apply() moves the cursor itself
+
+    def watch_cursor_coordinate(self, old, new) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if old != new and not self._moving:
+            self._placed = True
 
     # -- layout --------------------------------------------------------------------------
 
@@ -78,9 +85,11 @@ class KernelTable(DataTable):
         return self._order[self.cursor_row]
 
     def apply(self, kernels: Iterable[Row], marked: set[str], style: Styler, restyle: bool = False,
-              pre: Optional[tuple[tuple, dict[str, tuple[str, ...]]]] = None) -> int:
+              pre: Optional[tuple[tuple, dict[str, tuple[str, ...]]]] = None, follow: bool = True) -> int:
         """Make the rows show ``kernels`` (rows of any kind) in this order; return how many
-        cells were written.
+        cells were written. The cursor stays on its row's kernel where it moves, if
+        ``follow`` or once someone put it on a row; else it keeps its place (the first rows
+        stream in by server, in any order: the cursor stays on the top row meanwhile).
 
         ``pre`` is every row's cells computed off the UI thread (by the snapshot runner)
         for a layout; used when it is this table's layout. Changed cells are written in
@@ -135,10 +144,14 @@ class KernelTable(DataTable):
         elif changed:
             self._repaint_rows(changed, everything=moved)
         self._order = keys
-        if cursor_key is not None and cursor_key in self._text:
+        if cursor_key is not None and cursor_key in self._text and (follow or self._placed):
             index = keys.index(cursor_key)
             if index != self.cursor_row:
-                self.move_cursor(row=index, animate=False)
+                self._moving = True
+                try:
+                    self.move_cursor(row=index, animate=False)
+                finally:
+                    self._moving = False
         return written
 
     def _repaint_rows(self, rows: set[str], everything: bool = False) -> None:
