@@ -137,6 +137,15 @@ async def test_the_screen_says_when_it_is_drawn_so_usage_follows_at_once(shared_
         shared_jupyter.shutdown_kernel(kid)
 
 
+def _started(fleet):
+    """The app as `nbtui` starts it: the runner's first read begun before the app exists."""
+    from nbtui.tui.app import NbtuiApp
+
+    r = SnapshotRunner(fleet)
+    r.prefetch()
+    return NbtuiApp(fleet, refresh=30, runner=r), r
+
+
 class _Recorded:
     """A fleet whose every read is one recorded snapshot (one server, one kernel)."""
 
@@ -174,10 +183,7 @@ async def test_the_first_frame_with_rows_is_drawn_after_textual_s_start_not_drop
         return display(self, screen, renderable)
 
     monkeypatch.setattr(App, "_display", watched)
-    fleet = _Recorded()
-    r = SnapshotRunner(fleet)
-    r.prefetch()
-    app = NbtuiApp(fleet, refresh=30, runner=r)
+    app, r = _started(_Recorded())
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: any(rows for rows, _ in frames), timeout=30, what="a frame with the row")
@@ -218,9 +224,7 @@ async def test_the_cursor_stays_on_the_top_row_while_the_first_rows_stream_in():
     from tests.jupyter import until
 
     fleet = _BFirst()
-    r = SnapshotRunner(fleet)
-    r.prefetch()
-    app = NbtuiApp(fleet, refresh=30, runner=r)
+    app, r = _started(fleet)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: app.fleet_screen is not None and app.fleet_screen.is_mounted
