@@ -190,7 +190,7 @@ async def _read(w: int, fleet: Any) -> None:
 
 def _asks_no_one(config: Any) -> bool:
     """A server whose token is known without the keyring or a command."""
-    return (config.token is not None or config.token_source in ("none", "discovered", "env"))
+    return config.token is not None or config.token_source in ("none", "discovered", "env")
 
 
 def _send(fd: int, frame: tuple) -> None:

@@ -159,12 +159,11 @@ class NbtuiApp(App):
         screen = FleetScreen(readonly=self.readonly)
         screen.waiting = self._runner.waiting_names()  # drawn at once: every server "reading…"
         # What has come already is composed with the screen (not restyled into it after).
+        screen.history = self._runner.history
         first = self._runner.arrived()
         if first is not None:
-            screen.history = self._runner.history
             screen.apply_snapshot(first.snapshot, first.index, first.cells, first.rows, first.waiting)
         elif self.snapshot is not None:  # a read that ended before the screen existed
-            screen.history = self._runner.history
             screen.apply_snapshot(self.snapshot, table_rows=tr.rows_of(self.snapshot))
         mounted = self.push_screen(screen)
         self.refresh_now()  # a read that comes while the screen mounts is what its on_mount draws

@@ -148,6 +148,7 @@ class SnapshotRunner:
         # The table's layout (nbtui.columns), set by the screen; read on this thread.
         self.layout: Optional[Layout] = None
         self._shown = asyncio.Event()  # set on the runner's loop once the screen has painted
+        self._params: Optional[frozenset] = None  # the keywords the fleet's snapshot() takes
 
     @property
     def fleet(self) -> Any:
@@ -157,11 +158,14 @@ class SnapshotRunner:
         return self._fleet
 
     def _accepts(self, keyword: str) -> bool:
-        try:
-            params: Mapping[str, inspect.Parameter] = inspect.signature(self.fleet.snapshot).parameters
-        except (TypeError, ValueError):
-            return False
-        return keyword in params
+        """Whether the fleet's ``snapshot`` takes ``keyword`` (looked up once)."""
+        if self._params is None:
+            try:
+                params: Mapping[str, inspect.Parameter] = inspect.signature(self.fleet.snapshot).parameters
+            except (TypeError, ValueError):
+                params = {}
+            self._params = frozenset(params)
+        return keyword in self._params
 
     def _submit(self, make: Callable[[], Awaitable[Any]]) -> "concurrent.futures.Future[Any]":
         async def call():
@@ -252,8 +256,8 @@ class SnapshotRunner:
             if first is not None:  # ended before the whole read is out; what only it had read stays
                 self._unfollow(first)
                 kept = {n: answered[n] for n in still if n in answered and n not in own}
-                if kept:
-                    snap = _with_answers(snap, kept, names)
+                if kept:  # (no hub with a child's read: every server of snap is in names)
+                    snap = self._partial(snap, kept, names)[0]
                     still = tuple(n for n in still if n not in kept)
             self.history.add(snap.kernels)
             self._last = snap
@@ -407,17 +411,6 @@ async def _cancel_all(limit: float) -> None:
         for t in done:
             if not t.cancelled():
                 t.exception()  # read: a read that failed on its way out says nothing
-
-
-def _with_answers(snap: Snapshot, kept: dict, names: list[str]) -> Snapshot:
-    """``snap`` with the servers of ``kept`` (name -> (info, kernels)) as they answered."""
-    servers = {s.name: s for s in snap.servers}
-    servers.update({n: info for n, (info, _) in kept.items()})
-    order = [n for n in names if n in servers] + [n for n in servers if n not in names]
-    kernels = [k for k in snap.kernels if k.server not in kept]
-    kernels += [k for _, ks in kept.values() for k in ks]
-    kernels.sort(key=fleet_order)
-    return dataclasses.replace(snap, servers=tuple(servers[n] for n in order), kernels=tuple(kernels))
 
 
 def _now():
