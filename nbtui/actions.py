@@ -109,7 +109,7 @@ PROCESS = "process"
 TERMINAL = "terminal"
 DEFAULT_GRACE = 5.0
 CULL_CONCURRENCY = 8
-WENT_WITH_TERMINAL = "exited with its terminal"
+WENT_WITH_TERMINAL = signals.WENT_WITH_TERMINAL
 SHUTDOWN_TIMEOUT = 30.0  # the server's own shutdown wait (5 s by default) and kill come first
 RECHECK = "the re-check before acting"  # named in the timeout's line; one deadline over its requests
 

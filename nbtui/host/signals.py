@@ -26,6 +26,7 @@ ALREADY_GONE = "already gone"
 SURVIVED = "survived SIGKILL"
 DENIED = "permission denied"
 WENT_WITH_KERNEL = "exited with its kernel"
+WENT_WITH_TERMINAL = "exited with its terminal"  # its terminal was ended: the kill's aim, a success
 SHUT_DOWN = "shut down by its server"
 INTERRUPTED = "interrupted: SIGTERM sent, no SIGKILL (ctrl+c)"
 
@@ -53,7 +54,7 @@ class Fate:
 
     @property
     def ok(self) -> bool:
-        return self.fate in (EXITED, KILLED, ALREADY_GONE, WENT_WITH_KERNEL, SHUT_DOWN)
+        return self.fate in (EXITED, KILLED, ALREADY_GONE, WENT_WITH_KERNEL, WENT_WITH_TERMINAL, SHUT_DOWN)
 
     def json(self) -> dict:
         return {"pid": self.pid, "user": self.user, "cmdline": self.cmdline, "fate": self.fate}
