@@ -65,6 +65,24 @@ def test_ls_does_not_import_textual():
     assert r.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_the_tui_without_a_terminal_exits_2_pointing_at_ls(tmp_path):
+    """As under cron: stdin /dev/null, stdout a file. No escape sequences in the file, no
+    Textual loaded, one line saying what to run instead (issue 24: it drew into the file and
+    never exited)."""
+    code = ("import sys; from nbtui import cli; rc = cli.main(sys.argv[1:]); "
+            "sys.stderr.write('textual=%s rc=%s\\n' % ('textual' in sys.modules, rc))")
+    for argv, hint in (([], "`nbtui ls`"), (["console", "abc"], "`nbtui ls`"), (["demo"], "`nbtui demo --no-tui`")):
+        out = tmp_path / "out.txt"
+        with open(out, "w") as f:
+            r = subprocess.run([sys.executable, "-c", code, *argv], stdin=subprocess.DEVNULL, stdout=f,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60)
+        lines = r.stderr.strip().splitlines()
+        assert lines[-1] == "textual=False rc=2", r.stderr
+        assert len(lines) == 2 and "no terminal" in lines[0] and hint in lines[0], r.stderr
+        assert out.read_text() == ""
+    r = run_nbtui()  # the real command: stdout and stdin are pipes
+    assert r.returncode == 2 and "nbtui ls" in r.stderr and r.stdout == ""
+
 def test_no_servers_says_how_to_add_one():
     r = run_nbtui("ls")
     assert r.returncode == 0
