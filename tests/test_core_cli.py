@@ -55,6 +55,19 @@ def test_unknown_flag_is_one_line_exit_2():
     assert len(r.stderr.strip().splitlines()) == 1 and "--bogus" in r.stderr
 
 
+def test_a_mistyped_command_or_flag_says_did_you_mean_and_no_prefix_is_taken():
+    r = run_nbtui("lss")
+    assert r.returncode == 2 and "did you mean `ls`?" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_nbtui("servers", "tst")
+    assert r.returncode == 2 and "did you mean `test`?" in r.stderr
+    # `--orphan` was silently read as `--orphans`: a typo must not choose what a cull acts on.
+    r = run_nbtui("ls", "--orphan", "--json")
+    assert r.returncode == 2 and r.stdout == "" and "did you mean `--orphans`?" in r.stderr, r.stderr
+    r = run_nbtui("cull", "--orph", "--dry-run")
+    assert r.returncode == 2 and "--orph" in r.stderr
+    r = run_nbtui("ls", "--zzz")
+    assert r.returncode == 2 and "did you mean" not in r.stderr
+
 def test_ls_does_not_import_textual():
     code = (
         "import sys; from nbtui import cli; rc = cli.main(['ls', '--json']); "
