@@ -49,3 +49,32 @@ def test_servers_test_names_one_stable_identity(shared_jupyter):
     s = json.loads(r.stdout)["servers"][0]
     assert s["identity"] == "anonymous (token auth)" and s["user"] is None
     assert shared_jupyter.token not in r.stdout
+
+
+def test_every_server_error_reads_whole_and_servers_test_says_when_api_me_timed_out():
+    """Issue 24: a missing token variable read `auth-failed … environment variable BAD is not…`;
+    `servers test` said `as ?` when /api/me timed out."""
+    import json
+
+    from tests.fakehttp import FakeHTTP
+
+    var = "NBTUI_TEST_A_VARIABLE_NOBODY_SET_WITH_A_LONG_NAME"
+    assert run_nbtui("servers", "add", "bad", "http://127.0.0.1:9/", "--token-env", var).returncode == 0
+    whole = f"environment variable {var} is not set"
+    r = run_nbtui("servers", "test", "bad", "--no-discover", env={"COLUMNS": "60"})
+    assert r.returncode == 4 and f"bad: auth-failed: {whole}" in r.stdout, r.stdout
+    r = run_nbtui("ls", "--no-discover", env={"COLUMNS": "60"})
+    assert whole in r.stdout, r.stdout
+    r = run_nbtui("ls", "--no-discover", "--json")
+    assert json.loads(r.stdout)["servers"][0]["error"] == f"server bad: {whole}"
+    assert run_nbtui("servers", "remove", "bad").returncode == 0
+
+    with FakeHTTP("liar", me_hangs=True) as srv:
+        assert run_nbtui("servers", "add", "slowme", srv.url, "--no-token", "--insecure-http",
+                         "--timeout", "1").returncode == 0
+        r = run_nbtui("servers", "test", "slowme", "--no-discover")
+        assert r.returncode == 0, r.stderr
+        assert "as ? (/api/me timed out after 1 s; no auth)" in r.stdout, r.stdout
+        r = run_nbtui("servers", "test", "slowme", "--no-discover", "--json")
+        s = json.loads(r.stdout)["servers"][0]
+        assert s["identity_error"] == "/api/me timed out after 1 s" and s["user"] is None
