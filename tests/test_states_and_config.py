@@ -78,3 +78,34 @@ def test_every_server_error_reads_whole_and_servers_test_says_when_api_me_timed_
         r = run_nbtui("servers", "test", "slowme", "--no-discover", "--json")
         s = json.loads(r.stdout)["servers"][0]
         assert s["identity_error"] == "/api/me timed out after 1 s" and s["user"] is None
+
+
+def test_servers_add_creates_the_config_file_a_variable_names(tmp_path):
+    """Issue 24: NBTUI_CONFIG naming a config.toml not there yet made `servers add` refuse
+    ("create it, or name its folder"); adding the first server is how a user makes it."""
+    import stat
+
+    cfg = tmp_path / "new" / "nbtui" / "config.toml"
+    r = run_nbtui("servers", "add", "first", "http://127.0.0.1:9/", "--no-token", "--insecure-http",
+                  env={"NBTUI_CONFIG": str(cfg)})
+    assert r.returncode == 0, r.stderr
+    assert f"created {cfg}" in r.stdout and "added first" in r.stdout
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cfg.parent.stat().st_mode) == stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    r = run_nbtui("servers", "list", "--json", "--no-discover", env={"NBTUI_CONFIG": str(cfg)})
+    assert r.returncode == 0 and [s["name"] for s in __import__("json").loads(r.stdout)["servers"]] == ["first"]
+    # --config too; a bad add creates nothing; other commands still refuse a missing file
+    other = tmp_path / "other" / "config.toml"
+    r = run_nbtui("--config", str(other), "servers", "add", "bad name", "http://127.0.0.1:9/", "--no-token")
+    assert r.returncode == 2 and not (tmp_path / "other").exists()
+    r = run_nbtui("--config", str(other), "servers", "add", "x", "http://127.0.0.1:9/", "--no-token", "--insecure-http")
+    assert r.returncode == 0 and other.is_file(), r.stderr
+    assert run_nbtui("--config", str(tmp_path / "typo.toml"), "ls").returncode == 2
+    # a link planted where the file would be is never written through
+    target = tmp_path / "victim"
+    target.write_text("keep\n")
+    (tmp_path / "linked").mkdir(mode=0o700)
+    (tmp_path / "linked" / "config.toml").symlink_to(target)
+    r = run_nbtui("servers", "add", "y", "http://127.0.0.1:9/", "--no-token", "--insecure-http",
+                  env={"NBTUI_CONFIG": str(tmp_path / "linked" / "config.toml")})
+    assert target.read_text() == "keep\n"

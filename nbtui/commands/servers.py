@@ -97,16 +97,16 @@ def _read_token(args) -> tuple[str, str | None]:
 
 def _add(args) -> int:
     folder = config_mod.config_dir(getattr(args, "config", None))
-    config_mod.validate_url(args.url)  # refused before anything is read or locked
+    config_mod.validate_url(args.url)  # refused before anything is read, locked or created
+    problem = config_mod.name_problem(args.name)
+    if problem:
+        raise UsageError(f"bad server name {visible(args.name)!r}: {problem}")
     with config_mod.servers_lock(folder):
         return _add_locked(args)
 
 
 def _add_locked(args) -> int:
-    config = load_config(args)
-    problem = config_mod.name_problem(args.name)
-    if problem:
-        raise UsageError(f"bad server name {visible(args.name)!r}: {problem}")
+    config = config_mod.load(getattr(args, "config", None), creating=True)
     bad_ca = config_mod.check_ca_bundle(args.ca_bundle)
     if bad_ca:
         raise UsageError(f"bad --ca-bundle: {bad_ca}")
@@ -140,6 +140,9 @@ def _add_locked(args) -> int:
     elif args.replace:
         secrets.keyring_delete(args.name)
     config_mod.save_servers(config_mod.with_server(config, server))
+    made = config_mod.create_named_file(getattr(args, "config", None))
+    if made is not None:
+        print(f"created {visible(str(made))} (settings; servers are in {visible(str(config.servers_path))})")
     kind = " as a JupyterHub" if args.hub else ""
     print(f"added {args.name} ({url}){kind}; token: {source}; try `nbtui servers test {args.name}`")
     if hub_version:
