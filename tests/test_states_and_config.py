@@ -109,3 +109,24 @@ def test_servers_add_creates_the_config_file_a_variable_names(tmp_path):
     r = run_nbtui("servers", "add", "y", "http://127.0.0.1:9/", "--no-token", "--insecure-http",
                   env={"NBTUI_CONFIG": str(tmp_path / "linked" / "config.toml")})
     assert target.read_text() == "keep\n"
+
+
+def test_idle_of_a_busy_or_never_used_kernel_says_so():
+    """Issue 24: a kernel busy for 3 minutes read `3m` under IDLE, as if idle 3 minutes."""
+    from nbtui import table_rows as tr
+
+    def idle_cell(k: Kernel, width: int) -> str:
+        head, row = kernels_table([k], width=width)
+        at = head.index("IDLE") + len("IDLE")
+        return row[:at].rsplit(None, 1)[-1] if row[:at].rstrip() else ""
+
+    for width in (80, 120):
+        assert kernels_table([_kernel(state="busy", idle=200)], width=width)[1].count("busy 3m") == 1
+        assert idle_cell(_kernel(state="busy", idle=200), width) == "3m"  # right-aligned: `busy 3m`
+        assert "unused" in kernels_table([_kernel(idle=3600)], width=width)[1]  # starting for an hour
+        assert idle_cell(_kernel(state="idle", idle=200), width) == "3m"
+    assert tr.idle_text(tr.kernel_row(_kernel(state="busy", idle=7 * 3600 + 600))) == "busy 7h"
+    assert tr.cell(tr.kernel_row(_kernel(state="busy", idle=12 * 3600)), "idle", 7) == "busy12h"
+    assert tr.idle_text(tr.kernel_row(_kernel(state="busy", idle=None))) == "busy"
+    assert tr.idle_text(tr.kernel_row(_kernel(idle=20))) == "20s"  # just starting: no verdict yet
+    assert kernel_json(_kernel(state="busy", idle=200))["idle_seconds"] == 200  # the JSON keeps the figure
