@@ -497,7 +497,8 @@ class Fleet:
             replace(
                 k,
                 usage=sample.usage.get(k.key),
-                user=owners(k.key, k.server),
+                user=(who := owners(k.key, k.server))[0],
+                process_user=who[1],
                 orphan_reasons=orphans.kernel_reasons(
                     k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id),
                     notebook_exists=(self.notebooks.get(k.server, k.session.path)

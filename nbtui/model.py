@@ -107,8 +107,10 @@ class Kernel:
     session: Optional[Session] = None
     usage: Optional[Usage] = None
     orphan_reasons: tuple[str, ...] = ()
-    user: Optional[str] = None  # owner: of its process (local), the hub user (hub), else None
+    # The person: the hub user of a hub's server, else the owner of its process, else None.
+    user: Optional[str] = None
     gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
+    process_user: Optional[str] = None  # the OS owner of its process, where known (on a hub often root)
 
     @property
     def key(self) -> str:
@@ -142,12 +144,13 @@ class Terminal:
     last_activity: Optional[_dt.datetime]
     idle_seconds: Optional[float]
     pid: Optional[int] = None  # its shell, when the host (or the extension) can tell
-    user: Optional[str] = None
+    user: Optional[str] = None  # the person, as a kernel's; process_user below is the shell's OS owner
     usage: Optional[Usage] = None  # the shell's whole process tree
     orphan_reasons: tuple[str, ...] = ()
     note: Optional[str] = None  # why its shell (and so its usage) is unknown, when it is
     clients: Optional[int] = None  # open websockets (from the server extension; None: unknown)
     gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
+    process_user: Optional[str] = None
 
     @property
     def key(self) -> str:

@@ -57,6 +57,7 @@ def kernel_json(k: Kernel) -> dict[str, Any]:
         "gpus": [gpu_json(g) for g in u.gpus] if u else [],
         "usage_source": u.source if u else None,
         "user": k.user,
+        "process_user": k.process_user,
         "gpu_idle_seconds": k.gpu_idle_seconds,
         "orphan_reasons": list(k.orphan_reasons),
     }
@@ -67,7 +68,7 @@ def terminal_json(t: Terminal) -> dict[str, Any]:
     return {
         "server": t.server, "name": t.name, "last_activity": iso(t.last_activity),
         "idle_seconds": None if t.idle_seconds is None else round(t.idle_seconds, 1),
-        "pid": t.pid, "user": t.user,
+        "pid": t.pid, "user": t.user, "process_user": t.process_user,
         "cpu_percent": u.cpu_percent if u else None,
         "memory_bytes": u.memory_bytes if u else None,
         "gpu_memory_bytes": u.gpu_memory_bytes if u else None,

@@ -116,10 +116,11 @@ def test_one_token_lists_every_users_servers_and_kernels(hub, config_dir):
     kernels = {k["server"]: k for k in data["kernels"] if k["server"].startswith("hub/")}
     assert kernels["hub/alice"]["kernel_id"] == hub.kernels["alice"]
     assert kernels["hub/bob/gpu1"]["kernel_id"] == hub.kernels["bob"]
-    # On the hub host the kernels are local processes: usage local, owner from the process
-    # (the spawner here runs every server as the hub's own user).
+    # On the hub host the kernels are local processes: usage local; the person is the hub user,
+    # the process's OS owner apart (the spawner here runs every server as the hub's own user).
     assert kernels["hub/alice"]["usage_source"] == "local" and kernels["hub/alice"]["pid"]
-    assert kernels["hub/alice"]["user"] == kernels["hub/bob/gpu1"]["user"] == getpass.getuser()
+    assert (kernels["hub/alice"]["user"], kernels["hub/bob/gpu1"]["user"]) == ("alice", "bob")
+    assert kernels["hub/alice"]["process_user"] == kernels["hub/bob/gpu1"]["process_user"] == getpass.getuser()
     # The contract's TARGETs reach them: exec through the hub's name for the server.
     r = run_nbtui("exec", f"hub/bob/gpu1:{hub.kernels['bob'][:8]}", "6*7", "--no-discover")
     assert r.returncode == 0 and r.stdout.strip() == "42", r.stdout + r.stderr
