@@ -75,6 +75,10 @@ class ServerConfig:
     token: Optional[str] = field(default=None, repr=False, compare=False)
     pid: Optional[int] = None
     root_dir: Optional[str] = None
+    # A discovered server's process: its OS owner and start time (psutil), where readable;
+    # never written. The start time tells the server from a later process with its PID.
+    owner: Optional[str] = field(default=None, compare=False)
+    started_at: Optional[float] = field(default=None, repr=False, compare=False)
     # A JupyterHub (servers add --hub): its users' servers are read, not the URL itself.
     hub: bool = False
     route: str = "auto"  # hub only: auto | direct | proxy (how users' servers are reached)

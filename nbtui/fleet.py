@@ -12,11 +12,13 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Iterable, Optional
 
+import psutil
+
 from nbtui import holders, model, orphans
 from nbtui.config import Config, ServerConfig, Settings
 from nbtui.host import wire
 from nbtui.jupyter import own
-from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url
+from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
 from nbtui.secrets import TokenError, redact, resolve
 from nbtui.sources import HostSample, HostView
@@ -170,7 +172,8 @@ class Fleet:
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (), host=None) -> "Fleet":
         found = discover_host() if discover_local and config.settings.discover else None
-        servers = merge_servers(config.servers.values(), found)
+        servers = [_with_process(s) if s.source == "discovered" else s
+                   for s in merge_servers(config.servers.values(), found)]
         only = list(only)
         if only:
             servers = [s for s in servers if s.name in only]
@@ -272,7 +275,7 @@ class Fleet:
         local = c.pid is not None or is_loopback(c.url)
         return model.ServerInfo(
             name=c.name, url=c.url, source=c.source, version=entry.version,
-            pid=c.pid, root_dir=c.root_dir, local=local, **{**entry.extra, **kw},
+            pid=c.pid, root_dir=c.root_dir, owner=c.owner, local=local, **{**entry.extra, **kw},
         )
 
     async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
@@ -473,6 +476,7 @@ class Fleet:
             )
         else:
             results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), primed())
+        results = await self._forget_gone(results)
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]
         terminals = [t for r in results if r[0].ok for t in r[2]]
@@ -528,6 +532,33 @@ class Fleet:
             untrusted_files=self.untrusted_files,
             idle_threshold=threshold,
         )
+
+    async def _forget_gone(self, results: list[tuple]) -> list[tuple]:
+        """A discovered server whose read failed and whose process is gone (or its PID now
+        another process's) is no server any more: it leaves the fleet after that one read, and
+        its runtime file joins the stale ones (discovery is asked again for them), so a
+        session never keeps an `unreachable` line for it."""
+        gone = set()
+        for r in results:
+            entry = self._servers.get(r[0].name)
+            c = entry.config if entry is not None else None
+            if (not r[0].ok and c is not None and c.source == "discovered" and entry.hub is None
+                    and c.pid is not None and not pid_alive(c.pid, c.started_at)):
+                gone.add(c.name)
+        if not gone:
+            return results
+        for name in gone:
+            entry = self._servers.pop(name)
+            self._last_read.pop(name, None)
+            self._reading.pop(name, None)
+            if entry.client is not None:
+                await entry.client.aclose()
+        try:
+            found = await asyncio.to_thread(discover_host)
+            self.stale_files = tuple(dict.fromkeys(self.stale_files + _stale_files(found)))
+        except Exception:  # the stale list is a courtesy: never a failed read
+            pass
+        return [r for r in results if r[0].name not in gone]
 
     async def _read_at_own_pace(self, read_one: Callable, hold_back: float) -> list[tuple]:
         """Each server's (info, kernels, terminals) for ``snapshot(hold_back=...)``: a new
@@ -632,6 +663,18 @@ class Fleet:
 EXTENSION_RETRY = 60.0  # seconds before asking an absent or failing extension again
 NOTEBOOK_WAIT = 0.5  # seconds a read waits for notebook checks before leaving them running
 NOTEBOOK_CONCURRENCY = 8  # contents requests in flight per server
+
+
+def _with_process(c: ServerConfig) -> ServerConfig:
+    """A discovered server with its process's OS owner and start time (None where unreadable)."""
+    if c.pid is None:
+        return c
+    try:
+        p = psutil.Process(c.pid)
+        with p.oneshot():
+            return replace(c, owner=p.username(), started_at=p.create_time())
+    except (psutil.Error, KeyError, ValueError):
+        return c
 
 
 def _stale_files(found: Discovery | None) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ class ServerInfo:
     latency_ms: Optional[float] = None
     pid: Optional[int] = None  # local server process, when discovered
     root_dir: Optional[str] = None
+    owner: Optional[str] = None  # the OS user its process runs as (discovered servers; None: unknown)
     local: bool = False  # its kernels run on this host
     usage_source: Optional[str] = None  # local | extension | None
     usage_note: Optional[str] = None  # why its kernels have no usage, when they have none

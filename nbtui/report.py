@@ -27,7 +27,7 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
     return {
         "name": s.name, "url": s.url, "source": s.source, "status": s.status, "error": s.error,
         "error_kind": s.error_kind, "version": s.version, "latency_ms": s.latency_ms,
-        "pid": s.pid, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
+        "pid": s.pid, "owner": s.owner, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
         "hub": s.hub, "user": s.user, "server_name": s.server_name, "pending": s.pending,
         "started": iso(s.started), "hub_last_activity": iso(s.hub_last_activity),
         "route": s.route, "route_note": s.route_note,

@@ -382,3 +382,70 @@ def test_seconds_flags_refuse_nan_and_out_of_range():
                  ("exec", "x", "--timeout", "0"), ("--refresh", "inf", "ls")):
         r = run_nbtui(*args)
         assert r.returncode == 2 and "seconds" in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+
+
+# -- discovered servers: grouped by owner, gone after one failed read (issue 24 #5) ---------------
+
+
+def test_a_discovered_server_that_died_leaves_after_one_failed_read(jupyter, monkeypatch):
+    """A discovered server killed during a session: the next read drops it (no `✗ local-N
+    unreachable` line for the rest of the session) and its runtime file counts as stale."""
+    import asyncio
+    import getpass
+
+    from nbtui import config as config_mod
+    from nbtui.fleet import Fleet
+    from nbtui.tui.fleet_header import server_lines
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(jupyter.runtime_dir))
+    config = config_mod.load()
+
+    async def session():
+        fleet = Fleet.from_config(config)
+        async with fleet:
+            first = await fleet.snapshot()
+            jupyter.kill_hard()  # SIGKILL: its runtime file stays behind
+            second = await fleet.snapshot()
+            third = await fleet.snapshot()
+        return first, second, third
+
+    first, second, third = asyncio.run(session())
+    (found,) = [s for s in first.servers if s.pid == jupyter.pid]
+    assert found.ok and found.source == "discovered" and found.owner == getpass.getuser()
+    for snap in (second, third):
+        assert not any(s.pid == jupyter.pid for s in snap.servers), snap.servers
+        assert any(f.endswith(f"jpserver-{jupyter.pid}.json") for f in snap.stale_files), snap.stale_files
+        assert "unreachable" not in server_lines(snap, 80, theme=_theme()).plain
+    from nbtui.report import orphan_lines
+
+    assert any("stale runtime file" in line for line in orphan_lines(third, third.kernels))
+
+
+def _theme():
+    from nbtui.tui.themes import load_all
+
+    return next(t for t in load_all()[0] if t.name == "nbtui-dark")
+
+
+def test_other_users_discovered_servers_are_one_line_per_user(monkeypatch):
+    import datetime as dt
+
+    from nbtui import server_groups
+    from nbtui.model import ServerInfo, Snapshot
+    from nbtui.server_groups import split_others
+    from nbtui.tui.fleet_header import server_lines
+
+    def srv(name, owner, source="discovered", status="ok"):
+        return ServerInfo(name=name, url=f"http://127.0.0.1:1/{name}/", source=source, owner=owner,
+                          status=status, error=None if status == "ok" else f"server {name}: refused")
+
+    servers = (srv("mine", "root", source="config"), srv("local-1", "root"),
+               *(srv(f"local-a{i}", "alice") for i in range(5)), srv("local-b1", "bob"),
+               srv("local-b2", "bob", status="unreachable"))
+    own, groups = split_others(servers, user="root")
+    assert [s.name for s in own] == ["mine", "local-1"]
+    assert [(g.owner, g.summary()) for g in groups] == [("alice", "5 servers"), ("bob", "2 servers, 1 not read")]
+    snap = Snapshot(generated_at=dt.datetime.now(dt.timezone.utc), servers=servers)
+    monkeypatch.setattr(server_groups, "me", lambda: "root")  # as root's screen sees it
+    text = server_lines(snap, 120, theme=_theme()).plain
+    assert "user alice 5 servers" in text and "user bob 2 servers, 1 not read" in text, text
+    assert "local-a" not in text and "local-b2" not in text and text.count("\n") == 0, text

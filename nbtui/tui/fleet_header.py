@@ -119,8 +119,11 @@ def _detail(s: ServerInfo) -> str:
 def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] = ()) -> Text:
     """One line of the servers that answered, then one line per server that did not."""
     t = Text(no_wrap=False, overflow="ellipsis")
-    ok = [s for s in snap.servers if s.ok]
-    bad = [s for s in snap.servers if not s.ok]
+    from nbtui.server_groups import split_others
+
+    own, others = split_others(snap.servers)  # root: other users' discovered servers, one entry each
+    ok = [s for s in own if s.ok]
+    bad = [s for s in own if not s.ok]
     from nbtui.tui.hub import strip_entries
 
     for i, (name, extra) in enumerate(strip_entries(ok)):  # a hub's many servers: one count
@@ -129,6 +132,12 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
         t.append("● ", style=theme.success or "")
         t.append(visible(name), style="bold")
         t.append(f" {visible(extra)}" if extra else "")
+    for g in others:
+        if len(t):
+            t.append("   ")
+        t.append("● " if not g.unread else "◐ ", style=(theme.success if not g.unread else theme.warning) or "")
+        t.append(f"user {visible(g.owner)}", style="bold")
+        t.append(f" {g.summary()}")
     known = {s.name for s in snap.servers}
     for name in (w for w in waiting if w not in known):
         if len(t):
