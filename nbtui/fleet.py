@@ -541,9 +541,10 @@ class Fleet:
         gone = set()
         for r in results:
             entry = self._servers.get(r[0].name)
-            c = entry.config if entry is not None else None
-            if (not r[0].ok and c is not None and c.source == "discovered" and entry.hub is None
-                    and c.pid is not None and not pid_alive(c.pid, c.started_at)):
+            if entry is None or r[0].ok or entry.hub is not None:
+                continue
+            c = entry.config
+            if c.source == "discovered" and c.pid is not None and not pid_alive(c.pid, c.started_at):
                 gone.add(c.name)
         if not gone:
             return results
