@@ -118,25 +118,13 @@ def _run(args: argparse.Namespace) -> int:
     return importlib.import_module(f"nbtui.commands.{module}").run(args)
 
 
-def _has_terminal() -> bool:
-    try:
-        return sys.stdin is not None and sys.stdout is not None and sys.stdin.isatty() and sys.stdout.isatty()
-    except (ValueError, OSError):  # a closed stream
-        return False
-
-
 # Commands whose terminal belongs to Textual: they get the real streams.
 _TUI_COMMANDS = (None, "console", "demo")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser(argv, lazy=True).parse_args(argv)
-    if args.command in _TUI_COMMANDS and not getattr(args, "no_tui", False):
-        if not _has_terminal():  # cron, a pipe: no screen to draw on, no keys to read
-            what = "nbtui demo --no-tui" if args.command == "demo" else "nbtui ls"
-            _error(f"no terminal to open the TUI in (stdin and stdout must be one); use `{what}`"
-                   + (" (or `nbtui ls --json`)" if what == "nbtui ls" else ""))
-            return EXIT_USAGE
+    if args.command in _TUI_COMMANDS:
         return _main(args)
     from nbtui.text import VisibleStream, raw_stream
 

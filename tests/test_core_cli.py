@@ -78,13 +78,13 @@ def test_ls_does_not_import_textual():
     assert r.stdout.strip().splitlines()[-1] == "False"
 
 
-def test_the_tui_without_a_terminal_exits_2_pointing_at_ls(tmp_path):
+def test_the_tui_without_a_terminal_exits_2_pointing_at_ls(tmp_path, shared_jupyter):
     """As under cron: stdin /dev/null, stdout a file. No escape sequences in the file, no
     Textual loaded, one line saying what to run instead (issue 24: it drew into the file and
     never exited)."""
     code = ("import sys; from nbtui import cli; rc = cli.main(sys.argv[1:]); "
             "sys.stderr.write('textual=%s rc=%s\\n' % ('textual' in sys.modules, rc))")
-    for argv, hint in (([], "`nbtui ls`"), (["console", "abc"], "`nbtui ls`"), (["demo"], "`nbtui demo --no-tui`")):
+    for argv, hint in (([], "`nbtui ls`"), (["demo"], "`nbtui demo --no-tui`")):
         out = tmp_path / "out.txt"
         with open(out, "w") as f:
             r = subprocess.run([sys.executable, "-c", code, *argv], stdin=subprocess.DEVNULL, stdout=f,
@@ -95,6 +95,12 @@ def test_the_tui_without_a_terminal_exits_2_pointing_at_ls(tmp_path):
         assert out.read_text() == ""
     r = run_nbtui()  # the real command: stdout and stdin are pipes
     assert r.returncode == 2 and "nbtui ls" in r.stderr and r.stdout == ""
+    # console: a bad TARGET is still exit 3 first; a good one without a terminal exit 2
+    add_server("lab", shared_jupyter)
+    kid = shared_jupyter.start_kernel()
+    assert run_nbtui("--no-discover", "console", "lab:ffffffff").returncode == 3
+    r = run_nbtui("--no-discover", "console", f"lab:{kid[:8]}")
+    assert r.returncode == 2 and "no terminal" in r.stderr and r.stdout == "", r.stderr
 
 def test_no_servers_says_how_to_add_one():
     r = run_nbtui("ls")
