@@ -401,7 +401,7 @@ def test_a_discovered_server_that_died_leaves_after_one_failed_read(jupyter, mon
 
     from nbtui import config as config_mod
     from nbtui.fleet import Fleet
-    from nbtui.tui.fleet_header import server_lines
+    from nbtui.tui.fleet_header import server_lines, summary_text
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(jupyter.runtime_dir))
     config = config_mod.load()
 
@@ -421,6 +421,9 @@ def test_a_discovered_server_that_died_leaves_after_one_failed_read(jupyter, mon
         assert not any(s.pid == jupyter.pid for s in snap.servers), snap.servers
         assert any(f.endswith(f"jpserver-{jupyter.pid}.json") for f in snap.stale_files), snap.stale_files
         assert "unreachable" not in server_lines(snap, 80, theme=_theme()).plain
+        summary = summary_text(snap, 120, theme=_theme(), readonly=False, shown=0, total=0, filtered=False,
+                               orphans_only=False, marked=0, frees="").plain
+        assert f"{len(snap.stale_files)} stale" in summary, summary
     from nbtui.report import orphan_lines
 
     assert any("stale runtime file" in line for line in orphan_lines(third, third.kernels))

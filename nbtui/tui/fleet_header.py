@@ -98,6 +98,8 @@ def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool,
         held = c.leftover_gpu_bytes
         parts.append((f"{c.leftovers} leftover" + (f" ({human_bytes(held)} GPU)" if held else ""),
                       f"{c.leftovers} leftover", f"bold {error}", 1))
+    if snap.stale_files:  # runtime files of servers gone (one that died this session too)
+        parts.append((f"{len(snap.stale_files)} stale", None, "dim", 5))
     if marked:
         parts.append((f"marked {marked}" + (f" ({frees})" if frees else ""), f"marked {marked}", "bold", 0))
     return fit_parts(head, parts, width)
