@@ -21,6 +21,7 @@ from nbtui.host import signals
 from nbtui.host.signals import Fate, Ident
 from nbtui.jupyter import own
 from nbtui.jupyter.rest import NOT_FOUND, ServerError
+from nbtui.jupyter.urlpath import segment, why_not_segment
 from nbtui.model import Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.secrets import redact_cmdline
 from nbtui.targets import PidTarget, TerminalTarget
@@ -76,6 +77,18 @@ def require_writable(subject: object, what: str, *, dry_run: bool = False, plan:
         raise Readonly(what, plan=plan)
 
 
+def addressable(k: Kernel) -> None:
+    """Raise UnsafeSegment (exit 1, one line) for a kernel whose id cannot be one URL path
+    segment: listed like any other, acted on never (urlpath)."""
+    segment(k.kernel_id, "kernel id")
+
+
+def _unaddressable(what: str, value: str) -> Optional[str]:
+    """A plan's refusal for an id that cannot be one URL path segment, else None."""
+    why = why_not_segment(value)
+    return None if why is None else f"its {what} '{visible(value)[:80]}' cannot be one URL path segment ({why})"
+
+
 async def recheck_kernel(fleet: Fleet, k: Kernel) -> None:
     """Raise ServerError (kind not-found) if the kernel is no longer on its server."""
     await fleet.client(k.server).kernel(k.kernel_id)
@@ -84,6 +97,7 @@ async def recheck_kernel(fleet: Fleet, k: Kernel) -> None:
 async def interrupt_kernel(fleet: Fleet, k: Kernel) -> None:
     """Interrupt (SIGINT or interrupt_request, as the kernel spec says) through the server."""
     require_writable(fleet, "interrupt")
+    addressable(k)
     await recheck_kernel(fleet, k)
     await fleet.client(k.server).interrupt(k.kernel_id)
 
@@ -91,6 +105,7 @@ async def interrupt_kernel(fleet: Fleet, k: Kernel) -> None:
 async def restart_kernel(fleet: Fleet, k: Kernel) -> None:
     """Restart a kernel (its variables are lost): re-checked, audited."""
     require_writable(fleet, "restart")
+    addressable(k)
     target = kernel_audit_target(k)
     audit.intent("restart", target)  # before acting: unwritable means not started
     try:
@@ -278,8 +293,8 @@ def plan_kernel(snapshot: Snapshot, k: Kernel) -> Step:
     """Shut a kernel down through its server; on a local server, note its process tree too."""
     children: tuple[Ident, ...] = ()
     proc = None
-    refusal = None
-    if _local(snapshot, k.server):
+    refusal = _unaddressable("kernel id", k.kernel_id)
+    if refusal is None and _local(snapshot, k.server):
         # Only a process the host view confirmed as this server's kernel (usage.pid): never
         # one found by the kernel id alone, which a lying server can name (issue 10).
         pid = k.usage.pid if k.usage and k.usage.pid else None
@@ -313,8 +328,8 @@ def plan_terminal(snapshot: Snapshot, t: Terminal, protected: Optional[set[int]]
     outlive a closed terminal) are signalled if they survive it."""
     proc = None
     children: tuple[Ident, ...] = ()
-    refusal = None
-    if t.pid is not None and _local(snapshot, t.server) and _here(t.usage):
+    refusal = _unaddressable("name", t.name)
+    if refusal is None and t.pid is not None and _local(snapshot, t.server) and _here(t.usage):
         proc = signals.identify(t.pid)
         if proc is not None:
             protected = signals.ancestors_of_self() if protected is None else protected
@@ -707,6 +722,7 @@ async def rebind_kernel(fleet: Fleet, k: Kernel, path: str, *, dry_run: bool = F
     from nbtui.migrate import rebind
 
     require_writable(fleet, "rebind", dry_run=dry_run)
+    addressable(k)
     path = rebind.clean_path(path)
     target = kernel_audit_target(k)
     client = fleet.client(k.server)
@@ -728,6 +744,7 @@ def migration_for(fleet: Fleet, k: Kernel, opts, progress=None):
     from nbtui.migrate.move import Migration, ServerSource
 
     require_writable(fleet, "migrate", dry_run=bool(getattr(opts, "dry_run", False)))
+    addressable(k)
     if opts.to not in fleet.names:
         raise NotFound(f"unknown server {opts.to!r} (known: {', '.join(fleet.names) or 'none'})")
     source = ServerSource(fleet.client(k.server), k.kernel_id, k.kernel_name,

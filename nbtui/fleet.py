@@ -308,6 +308,9 @@ class Fleet:
                     if known is not None:
                         closing.append(known.client)
                     known = self._servers[c.config.name] = _Server(c.config, hub=hub.name)
+                if known.client is not None and known.client.token != c.config.token:
+                    closing.append(known.client)  # a token minted anew (nbtui.jupyter.hubtokens)
+                    known.client = None
                 known.config = c.config
                 known.extra = c.extra()
                 if c.server.pid is not None:

@@ -238,13 +238,13 @@ def test_a_token_lacking_scopes_is_explained(hub, config_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "0 user servers" in out and "token of service nbtui-ro" in out
-    for scope in ("read:servers", "access:servers", "admin:server_state", "proxy", "servers"):
+    for scope in ("read:servers", "tokens", "admin:server_state", "proxy", "servers"):
         assert f"missing scope {scope}:" in out
     assert "missing scope list:users" not in out and "missing scope read:users:" not in out
     data = json.loads(run_nbtui("servers", "test", "ro", "--json", "--no-discover").stdout)
     row = data["servers"][0]
     assert {m["scope"] for m in row["missing_scopes"]} == {
-        "read:servers", "access:servers", "admin:server_state", "proxy", "servers"}
+        "read:servers", "tokens", "admin:server_state", "proxy", "servers"}
     assert RO_TOKEN not in json.dumps(data)
 
 

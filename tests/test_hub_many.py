@@ -47,3 +47,6 @@ async def test_200_servers_need_not_200_sockets(fake_hub):
     # The users' servers share one pool of SOCKETS; the hub's own client keeps at most its
     # two lists' sockets (users and routes, asked at once); this check adds one.
     assert stats["max_open"] <= hub_mod.SOCKETS + 3, stats["max_open"]
+    # Each user's server got a token minted for it alone (its server refuses any other, the
+    # hub's included), and every one was revoked when the fleet closed.
+    assert (stats["mints"], stats["refused"], stats["revoked"]) == (USERS, 0, USERS)

@@ -24,6 +24,8 @@ def test_users_servers_from_hostile_json():
         {"name": "bob", "servers": {"gpu1": {"ready": False, "pending": "spawn", "state": {"pid": True}}}},
         {"name": "", "servers": {"": {}}}, "junk", {"name": "eve", "servers": ["x"]},
         {"name": "mallory", "servers": {"": {"url": "http://evil/", "pending": "rm -rf", "state": {"pid": -3}}}},
+        {"name": "trudy", "servers": {"": {"url": "/user/trudy/../../hub/api/", "ready": True}}},
+        {"name": "trent", "servers": {"": {"url": "/user/trent/%2e%2E/", "ready": True}}},
     ]
     out = hub.parse_users("h", users)
     assert [s.name for s in out] == ["h/alice", "h/bob/gpu1", "h/mallory"]
@@ -34,11 +36,12 @@ def test_users_servers_from_hostile_json():
 
 
 def test_scopes_and_what_a_missing_one_costs():
-    full = ["list:users", "read:users", "read:servers", "access:servers", "admin:server_state", "proxy", "servers"]
+    full = ["list:users", "read:users", "read:servers", "tokens", "admin:server_state", "proxy", "servers"]
     assert hub.missing_scopes(full) == []
-    assert hub.missing_scopes(["admin:users", "access:servers", "proxy"]) == []
-    missing = {m[0]: m[1] for m in hub.missing_scopes(["list:users", "read:users", "access:servers!user=alice"])}
-    assert missing == {"read:servers": "missing", "access:servers": "only some", "admin:server_state": "missing",
+    assert hub.missing_scopes(["admin:users", "tokens", "proxy"]) == []
+    missing = {m[0]: m[1] for m in hub.missing_scopes(["list:users", "read:users", "tokens!user=alice",
+                                                        "access:servers"])}
+    assert missing == {"read:servers": "missing", "tokens": "only some", "admin:server_state": "missing",
                        "proxy": "missing", "servers": "missing"}
     assert hub.missing_scopes(full[:-1] + ["delete:servers"]) == []
 
