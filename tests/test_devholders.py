@@ -23,6 +23,7 @@ from nbtui.host import devholders
 from nbtui.model import UNKILLABLE, DeviceHolder, GpuDevice, GpuLedger
 from tests.conftest import run_nbtui
 from tests.jupyter import wait_for
+from tests.localuser import SYSTEM_PYTHON, local_user  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB = Path(__file__).resolve().parent / "nvml_stub"
@@ -165,3 +166,24 @@ def test_the_fleet_screen_names_the_holders_below_its_servers_and_shows_a_hostil
         f"  pid 4242 (bob\\x1b[31m) Z [python] <defunct> — {UNKILLABLE}",
         "  pid 4343 (ann) S python \\x1b]0;owned\\x07x.py",
     ]
+
+
+def test_as_a_user_only_ones_own_holders_are_found_and_it_says_so(local_user, started):  # noqa: F811
+    node = local_user.base / "dev" / "nvidia0"  # where the user can read it
+    node.parent.mkdir()
+    node.touch()
+    node.chmod(0o644)
+    roots = started(HOLDER, str(node))
+    assert roots.stdout.readline().strip() == "ready"
+    log = local_user.base / "holder.log"
+    local_user.popen(SYSTEM_PYTHON, "-c", HOLDER, str(node), log=log)  # ended with the user at teardown
+    wait_for(lambda: "ready" in log.read_text(), 20, what="the user's holder to open the node")
+    code = ("import json; from nbtui.host import devholders; "
+            f"f = devholders.scan({str(node.parent / 'nvidia*')!r}); "
+            "print(json.dumps([[h.user for h in f.holders], f.note]))")
+    r = subprocess.run(["runuser", "-u", local_user.name, "--", *local_user.env(), SYSTEM_PYTHON, "-c", code],
+                       capture_output=True, text=True, timeout=60, cwd=local_user.base)
+    assert r.returncode == 0, r.stderr
+    users, note = json.loads(r.stdout)
+    assert users == [local_user.name]  # root's holder is not the user's to see
+    assert note == "holders: only your own processes were looked at (run as root to see every holder)"
