@@ -204,23 +204,30 @@ def holder_text(h: DeviceHolder, width: int = 80) -> str:
     return text + middle_truncate(visible(h.cmdline), max(16, width - len(text) - len(tail))) + tail
 
 
-def holder_lines(snap: Snapshot, most: int = 8, width: int = 80) -> list[str]:
-    """For each GPU whose used memory NVML names no process for, the processes found
-    holding its device node (nbtui.host.devholders), and why that list may be short."""
-    out = []
+def holder_lines(snap: Snapshot, most: int = 8, width: int = 80, *, found_only: bool = False) -> list[str]:
+    """For the GPUs whose used memory NVML names no process for, the processes found holding
+    their device node (nbtui.host.devholders), and why that list may be short. GPUs with the
+    same holders share their lines (a daemon holding all eight GPUs is named once);
+    ``found_only``: leave out GPUs where nobody was found."""
+    groups: dict[tuple, list[GpuDevice]] = {}
     for g in snap.gpus:
-        if not g.holders and not (g.holders is not None and g.holders_note):
-            continue
-        left = g.memory_used if g.ledger is None else g.ledger.unattributed + g.ledger.unassigned
-        out.append(middle_truncate(f"GPU {g.index}: {human_bytes(left)} used that NVML names no process for; "
-                                   f"{'its device is held by' if g.holders else 'no holder of its device found'}:", width))
-        for h in (g.holders or ())[:most]:
+        if g.holders or (g.holders is not None and g.holders_note and not found_only):
+            groups.setdefault((g.holders, g.holders_note), []).append(g)
+    out = []
+    for (holders, note), gpus in groups.items():
+        lefts = [g.memory_used if g.ledger is None else g.ledger.unattributed + g.ledger.unassigned for g in gpus]
+        left = None if any(x is None for x in lefts) else sum(x for x in lefts if x is not None)
+        which = f"GPU {gpus[0].index}" if len(gpus) == 1 else "GPUs " + ", ".join(str(g.index) for g in gpus)
+        held = ("its device is held by" if len(gpus) == 1 else "their devices are held by") if holders else \
+            "no holder of its device found" if len(gpus) == 1 else "no holder of their devices found"
+        out.append(middle_truncate(f"{which}: {human_bytes(left)} used that NVML names no process for; {held}:", width))
+        for h in holders[:most]:
             out.append("  " + holder_text(h, width - 2))
-        more = len(g.holders or ()) - most
+        more = len(holders) - most
         if more > 0:
             out.append(f"  … {more} more (`nbtui ls --json` lists them all)")
-        if g.holders_note:
-            out.append("  " + middle_truncate(f"({visible(g.holders_note)})", width - 2))
+        if note:
+            out.append("  " + middle_truncate(f"({visible(note)})", width - 2))
     return out
 
 

@@ -187,3 +187,22 @@ def test_as_a_user_only_ones_own_holders_are_found_and_it_says_so(local_user, st
     users, note = json.loads(r.stdout)
     assert users == [local_user.name]  # root's holder is not the user's to see
     assert note == "holders: only your own processes were looked at (run as root to see every holder)"
+
+
+def test_gpus_with_the_same_holders_share_their_lines():
+    from nbtui import report
+    from nbtui.model import Snapshot
+
+    daemon = DeviceHolder(pid=77, user="root", cmdline="/usr/bin/nvidia-persistenced", state="S", nodes=("/dev/nvidia0",))
+    gpus = tuple(GpuDevice(i, f"GPU-{i}", "H100", GIB, 80 * GIB, 0.0, ledger=GpuLedger(unassigned=GIB), holders=(daemon,))
+                 for i in range(3))
+    none = GpuDevice(3, "GPU-3", "H100", GIB, 80 * GIB, 0.0, ledger=GpuLedger(unassigned=GIB), holders=(),
+                     holders_note="holders: only your own processes were looked at")
+    snap = Snapshot(generated_at=None, gpus=(*gpus, none))  # type: ignore[arg-type]
+    assert report.holder_lines(snap, width=120) == [
+        "GPUs 0, 1, 2: 3.0G used that NVML names no process for; their devices are held by:",
+        "  pid 77 (root) S /usr/bin/nvidia-persistenced",
+        "GPU 3: 1.0G used that NVML names no process for; no holder of its device found:",
+        "  (holders: only your own processes were looked at)",
+    ]
+    assert report.holder_lines(snap, width=120, found_only=True) == report.holder_lines(snap, width=120)[:2]
