@@ -17,7 +17,7 @@ from nbtui import audit, orphans
 from nbtui.config import state_dir
 from nbtui.errors import NbtuiError, NotFound, UsageError
 from nbtui.fleet import Fleet
-from nbtui.host import signals
+from nbtui.host import devholders, signals
 from nbtui.host.signals import Fate, Ident
 from nbtui.jupyter import own
 from nbtui.jupyter.rest import NOT_FOUND, ServerError
@@ -410,6 +410,8 @@ def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
         ident = gone
     protected = signals.ancestors_of_self() if protected is None else protected
     refusal = signals.refusal(ident, explicit=explicit, server_pids=_server_pids(snapshot), protected=protected)
+    if refusal is None:
+        refusal = devholders.kill_refusal(pid)  # a GPU holder stuck in D or Z state
     if refusal is None and now is not None and not signals.same_process(ident, now):
         refusal = "the PID now belongs to another program (create time or owner changed since it was listed)"
     children: list[Ident] = []
