@@ -155,6 +155,9 @@ class Fleet:
         self.clock = clock
         self.readonly = False  # --readonly: nbtui.actions.require_writable refuses every action
         self.acting = False  # reads for an action on a TARGET: a proxied server is read even within proxy_interval
+        # Who this fleet's reads through a hub's proxy are recorded as, for every nbtui of this
+        # user (nbtui.jupyter.proxy_reads); None: recorded nowhere (servers test spends no budget).
+        self.proxy_reader: Optional[str] = "nbtui"
         from nbtui.jupyter import hub as hub_mod
 
         self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}

@@ -112,8 +112,9 @@ def test_proxy_reads_file_is_a_courtesy_never_a_trap(tmp_path):
     f = tmp_path / "state" / "proxy-reads.json"
     assert proxy_reads.last_read("http://h/user/a/", where=f) is None
     proxy_reads.record(["http://h/user/a/"], at=1000.0, where=f)
-    proxy_reads.record(["http://h/user/b/"], at=1000.0 + proxy_reads.KEEP + 1, where=f)  # a's entry is dropped
-    assert proxy_reads.last_read("http://h/user/b/", where=f) == 1000.0 + proxy_reads.KEEP + 1
+    proxy_reads.record(["http://h/user/b/"], by="nbtui ls, pid 7", at=1000.0 + proxy_reads.KEEP + 1,
+                       where=f)  # a's entry is dropped
+    assert proxy_reads.last_read("http://h/user/b/", where=f) == (1000.0 + proxy_reads.KEEP + 1, "nbtui ls, pid 7")
     assert proxy_reads.last_read("http://h/user/a/", where=f) is None
     assert f.stat().st_mode & 0o777 == 0o600
     for junk in ("[1, 2]", '{"reads": {"x": "soon", "y": true}}', "not json", ""):
@@ -126,4 +127,4 @@ def test_proxy_reads_file_is_a_courtesy_never_a_trap(tmp_path):
     assert proxy_reads.last_read("x", where=f) is None  # never read through a link
     proxy_reads.record(["x"], at=7.0, where=f)  # the link is replaced, its target kept
     assert not f.is_symlink() and target.read_text() == '{"reads": {"x": 5}}'
-    assert proxy_reads.last_read("x", where=f) == 7.0
+    assert proxy_reads.last_read("x", where=f) == (7.0, None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Optional
@@ -465,7 +466,8 @@ async def read_user_server(fleet, entry, now: dt.datetime):
         from nbtui.jupyter import proxy_reads
 
         entry.proxy_read = (time.monotonic(), info, kernels)
-        proxy_reads.record([entry.config.url])  # the interval holds across nbtui processes too
+        if fleet.proxy_reader is not None:  # the interval holds across nbtui processes too
+            proxy_reads.record([entry.config.url], by=f"{fleet.proxy_reader}, pid {os.getpid()}")
     return info, kernels
 
 
@@ -477,13 +479,16 @@ def _read_elsewhere(fleet, entry, hub: HubSource):
 
     if fleet.acting:  # exec, kill, servers test …: what a person asked for is read
         return None
-    at = proxy_reads.last_read(entry.config.url)
-    ago = None if at is None else time.time() - at
-    if ago is None or not 0 <= ago < hub.proxy_interval:
+    last = proxy_reads.last_read(entry.config.url)
+    ago = None if last is None else time.time() - last.at
+    if last is None or ago is None or not 0 <= ago < hub.proxy_interval:
         return None
+    from nbtui.text import one_line
+
+    by = f"by {one_line(last.by, 80)}" if last.by else "by another nbtui"
     return fleet._info(
         entry, status=model.SKIPPED, error_kind="proxy-interval",
-        error=(f"server {entry.config.name}: read through the hub's proxy {_human(ago)} ago by another nbtui; "
+        error=(f"server {entry.config.name}: read through the hub's proxy {_human(ago)} ago {by}; "
                f"read at most every {_human(hub.proxy_interval)} (each read marks it active), "
                f"next in {_human(hub.proxy_interval - ago)}"))
 
