@@ -762,7 +762,8 @@ async def plan_adopt(fleet: Fleet, pid: int, server: str, connection_dir=None, *
     except adopt.NotAdoptable as e:
         if not dry_run:
             try:
-                audit.record("adopt", lk.describe() | {"to": server}, f"refused: {e}")
+                why = str(e)
+                audit.record("adopt", lk.describe() | {"to": server}, why if why.startswith("refused") else f"refused: {why}")
             except OSError:
                 pass  # nothing is done either way; the refusal is the line the user sees
         raise

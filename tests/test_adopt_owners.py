@@ -66,6 +66,10 @@ def test_a_symlinked_connection_folder_is_never_written_through(jupyter_factory,
     line = _one_line(run_nbtui("adopt", f"pid:{pid}", "--to", "home", "--yes", "--connection-dir", f"{link}/sub"))
     assert f"connection folder {link} is a symlink" in line
     assert _entries(victim) == [] and len(home.kernels()) == 1
+    # Each refusal that was not a dry run is in the audit log, and nothing else is.
+    audit = Path(os.environ["NBTUI_STATE_DIR"]) / "audit.jsonl"
+    results = [json.loads(x)["result"] for x in audit.read_text().splitlines()]
+    assert results == [f"refused: connection folder {link} is a symlink; nbtui does not follow one here"] * 2
 
 
 def test_roots_kernel_never_goes_to_another_users_server(local_user, jupyter_factory, config_dir):  # noqa: F811
