@@ -765,12 +765,10 @@ def local_migration_for(fleet: Fleet, pid: int, opts, progress=None):
     return Migration(LocalSource(adopt.find(pid)), fleet.client(opts.to), opts, progress)
 
 
-async def adopt_kernel(fleet: Fleet, pid: int, server: str, connection_dir=None, *,
-                       dry_run: bool = False) -> Optional[str]:
-    """Make server ``server`` (on this host) list the live local kernel ``pid`` through its
-    external_connection_dir; returns the id the server gave it (audited)."""
-    from pathlib import Path
-
+async def plan_adopt(fleet: Fleet, pid: int, server: str, connection_dir=None, *, dry_run: bool = False):
+    """Check that the live local kernel ``pid`` may be placed for server ``server`` (on this
+    host, run by the kernel's own owner, its connection folder theirs all the way): returns
+    ``(LocalKernel, Placement)``; writes nothing. A refusal outside a dry run is audited."""
     from nbtui.migrate import adopt
 
     require_writable(fleet, "adopt --to", dry_run=dry_run)
@@ -778,14 +776,32 @@ async def adopt_kernel(fleet: Fleet, pid: int, server: str, connection_dir=None,
     if server not in fleet.names:
         raise NotFound(f"unknown server {server!r} (known: {', '.join(fleet.names) or 'none'})")
     client = fleet.client(server)
-    directory = Path(connection_dir) if connection_dir else adopt.external_connection_dir(
-        fleet.config_of(server).pid, client.url)
-    if dry_run:
-        return None
-    target = lk.describe() | {"to": server, "connection_dir": str(directory)}
+    try:
+        placement = adopt.plan_place(lk, server, fleet.config_of(server).pid, client.url, connection_dir)
+    except adopt.NotAdoptable as e:
+        if not dry_run:
+            try:
+                why = str(e)
+                audit.record("adopt", lk.describe() | {"to": server}, why if why.startswith("refused") else f"refused: {why}")
+            except OSError:
+                pass  # nothing is done either way; the refusal is the line the user sees
+        raise
+    return lk, placement
+
+
+async def adopt_kernel(fleet: Fleet, lk, placement) -> str:
+    """Make ``placement.server`` list the kernel ``lk`` through its external_connection_dir
+    (as plan_adopt checked it; the folder walked again when writing): audited before and
+    after; returns the id the server gave it."""
+    from nbtui.migrate import adopt
+
+    require_writable(fleet, "adopt --to")
+    if not signals.same_process(lk.ident, signals.identify(lk.pid)):
+        raise adopt.NotAdoptable(f"pid {lk.pid} is another process now (or gone); nothing was placed")
+    target = lk.describe() | placement.json() | {"to": placement.server}
     audit.intent("adopt", target)
     try:
-        new_id = await adopt.place(client, lk, directory)
+        new_id = await adopt.place(fleet.client(placement.server), lk, placement)
     except NbtuiError as e:
         audit.record("adopt", target, f"failed: {e}")
         raise
