@@ -199,14 +199,19 @@ class Fleet:
         """A server's entry; a hub user's server the hub listed (here or in another fleet of
         this process) is taken on at first use."""
         entry = self._servers.get(name)
-        if entry is None:
+        if entry is None or (entry.hub is not None and not self._hubs[entry.hub].children):
             hub, _, _rest = name.partition("/")
             from nbtui.jupyter.hub import LAST_LISTED
 
             child = LAST_LISTED.get(hub, {}).get(name) if hub in self._hubs else None
             if child is None:
+                if entry is not None:
+                    return entry
                 raise KeyError(name)
-            entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
+            if entry is None:
+                entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
+            elif entry.config.token != child.config.token:  # the listing fleet minted it a new token
+                entry.config, entry.client = child.config, None  # (its sockets are the hub's pool's)
         return entry
 
     def client(self, name: str) -> ServerClient:
