@@ -21,13 +21,25 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol, Sequence
 
-from nbtui.jupyter.rest import AUTH_FAILED, SERVER_ERROR, ServerError
+from nbtui.jupyter.rest import AUTH_FAILED, SERVER_ERROR, ServerClient, ServerError
 from nbtui.jupyter.urlpath import segment
 
-if TYPE_CHECKING:
-    from nbtui.jupyter.hub import HubClient, HubServer
+
+class UserServer(Protocol):
+    """What a token is minted for (``nbtui.jupyter.hub.HubServer`` is one)."""
+
+    @property
+    def user(self) -> str: ...
+    @property
+    def server_name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def pending(self) -> Optional[str]: ...
 
 LIFETIME = 3600  # seconds a minted token lives (the hub's token_expires_in_max_seconds may cap it)
 RENEW_BEFORE = 600  # a token with less left than this is replaced before it is used again
@@ -79,7 +91,7 @@ class TokenMint:
             return failed[1]
         return "no token for it yet (the hub has not answered nbtui's request for one)"
 
-    def _due(self, s: HubServer, now: float) -> bool:
+    def _due(self, s: UserServer, now: float) -> bool:
         key = (s.user, s.server_name)
         m = self._tokens.get(key)
         if m is not None and m.expires - now > RENEW_BEFORE:
@@ -87,7 +99,7 @@ class TokenMint:
         failed = self._failed.get(key)
         return failed is None or now - failed[0] >= RETRY_AFTER
 
-    async def ensure(self, client: HubClient, servers: list[HubServer], deadline: float) -> None:
+    async def ensure(self, client: ServerClient, servers: Sequence[UserServer], deadline: float) -> None:
         """Mint a token for every ready server that has none fresh, ``CONCURRENCY`` at a time,
         for ``deadline`` seconds at most as a whole: what is not minted by then is the next
         read's (its server says so meanwhile)."""
@@ -97,7 +109,7 @@ class TokenMint:
             return
         gate = asyncio.Semaphore(CONCURRENCY)
 
-        async def one(s: HubServer) -> None:
+        async def one(s: UserServer) -> None:
             async with gate:
                 await self._mint(client, s)
 
@@ -106,7 +118,7 @@ class TokenMint:
         except asyncio.TimeoutError:
             pass
 
-    async def _mint(self, client: HubClient, s: HubServer) -> None:
+    async def _mint(self, client: ServerClient, s: UserServer) -> None:
         key = (s.user, s.server_name)
         try:
             lifetime = min(LIFETIME, self._max_lifetime or LIFETIME)
@@ -136,7 +148,7 @@ class TokenMint:
         self._all.append(m)
         self._failed.pop(key, None)
 
-    async def revoke_all(self, client: HubClient) -> None:
+    async def revoke_all(self, client: ServerClient) -> None:
         """Revoke every token minted (``DELETE /hub/api/users/{user}/tokens/{id}``), within
         ``REVOKE_DEADLINE`` as a whole; any left expire on their own."""
         minted, self._all, self._tokens = self._all, [], {}
@@ -164,7 +176,7 @@ def _lifetime_cap(e: ServerError) -> Optional[int]:
     return int(m.group(1)) if m and int(m.group(1)) > 0 else None
 
 
-def _why(e: ServerError, s: HubServer) -> str:
+def _why(e: ServerError, s: UserServer) -> str:
     if e.kind == AUTH_FAILED:
         return (f"the hub's token may not create a token for {s.user}'s server (scope tokens is needed); "
                 f"nbtui never sends the hub's own token to a user's server")
