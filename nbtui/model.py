@@ -77,6 +77,11 @@ class GpuUse:
     uuid: str
     memory_bytes: Optional[int]
     sm_percent: Optional[float] = None
+    id: str = ""  # "0", or "0/1/0" for a MIG instance (GPU 0, GPU instance 1, compute instance 0)
+
+    @property
+    def label(self) -> str:
+        return self.id or str(self.index)
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,7 @@ class UnattributedGpu:
     gpu_index: int
     pid: int
     memory_bytes: Optional[int]
+    gpu_id: str = ""  # "0/1/0" on a MIG instance
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,14 @@ class GpuDevice:
     idle_kernel_memory: Optional[int] = None  # held by kernels idle past the threshold
     host: Optional[str] = None  # the host it is on (set for GPUs a server extension reported)
     ledger: Optional[GpuLedger] = None
+    id: str = ""  # "0", or "0/1/0" for a MIG instance, a GPU of its own; uuid is then the instance's
+    parent_uuid: Optional[str] = None  # a MIG instance's GPU
+    utilization_note: Optional[str] = None  # why utilisation is not measured ("not supported on MIG")
+    simulated: bool = False  # the demo's stand-in GPU
+
+    @property
+    def label(self) -> str:
+        return self.id or str(self.index)
 
 
 @dataclass(frozen=True)

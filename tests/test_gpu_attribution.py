@@ -63,14 +63,14 @@ def test_memory_not_available_for_a_pid_makes_the_sum_unknown():
 
 
 def test_utilisation_not_supported_is_unknown_not_zero():
-    r = GpuReading(devices=(H100,), memory=(ProcMemory(0, 1, 100),), util_unknown=frozenset({0}))
+    r = GpuReading(devices=(H100,), memory=(ProcMemory(0, 1, 100),), util_unknown=frozenset({"0"}))
     t = gpu.tree_gpu(r, [1])
     assert t.memory_bytes == 100
     assert t.percent is None and t.gpus[0].sm_percent is None
 
 
 def test_per_process_memory_unreadable_gpu_makes_tree_memory_unknown():
-    r = GpuReading(devices=(H100, A100), memory=(ProcMemory(1, 1, 100),), memory_unknown=frozenset({0}))
+    r = GpuReading(devices=(H100, A100), memory=(ProcMemory(1, 1, 100),), memory_unknown=frozenset({"0"}))
     assert gpu.tree_gpu(r, [1]).memory_bytes is None
     assert gpu.tree_gpu(r, [2]).memory_bytes is None
 
@@ -239,7 +239,7 @@ def test_utilisation_not_supported_and_processes_not_permitted():
         "nvmlDeviceGetComputeRunningProcesses": _error("NVMLError_NoPermission")(4),
     })
     r = gpu.Nvml(nv).read()
-    assert r.util_unknown == {0} and r.memory_unknown == {0}
+    assert r.util_unknown == {"0"} and r.memory_unknown == {"0"}
     assert "per-process memory unavailable" in r.note
     t = gpu.tree_gpu(r, [4531])
     assert (t.memory_bytes, t.percent) == (None, None)

@@ -10,6 +10,7 @@ head); :func:`env` gives both. Processes hold memory through :mod:`.holder`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -112,6 +113,9 @@ class Scenario:
         from nbtui.safefile import ensure_dir, replace_file
 
         ensure_dir(self.registry)
+        node = self.registry / DEVICE_NODE
+        if not node.exists():
+            replace_file(node, "")
         replace_file(path, self.text())
         return path
 
@@ -122,6 +126,30 @@ def env(libdir: Path, scenario: Path, base: Optional[dict] = None) -> dict:
     out["LD_LIBRARY_PATH"] = os.pathsep.join([str(libdir)] + [p for p in out.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p])
     out[SCENARIO_ENV] = str(scenario)
     return out
+
+
+DEVICE_NODE = "nvidia0"  # in the registry folder: the stand-in's device node, which a holder keeps open
+
+
+def device_prefix() -> Optional[str]:
+    """The path prefix of the stand-in's device node (``REGISTRY/nvidia``) when this process
+    reads a stand-in scenario, so a holder of its memory is confirmed as a driver's user of
+    ``/dev/nvidia*`` is; None otherwise. The environment that chooses the driver library
+    (``LD_LIBRARY_PATH``) chooses this too: it grants nothing that environment does not."""
+    path = os.environ.get(SCENARIO_ENV)
+    return _prefix_of(path) if path else None
+
+
+@functools.lru_cache(maxsize=4)
+def _prefix_of(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("registry "):
+                    return os.path.join(line[len("registry "):].rstrip("\n"), "nvidia")
+    except OSError:
+        return None
+    return None
 
 
 def registrations(registry: Path) -> Iterable[int]:

@@ -45,6 +45,13 @@ def _write(held: dict[str, tuple[int, int, str]]) -> None:
 
 _held: dict[str, tuple[int, int, str]] = {}
 _pid = os.getpid()
+_device = None  # the stand-in's device node, open while this process holds memory (as /dev/nvidia0 is)
+
+
+def _open_device() -> None:
+    global _device
+    if _device is None:
+        _device = open(os.path.join(_registry(), "nvidia0"), "rb")  # noqa: SIM115 (held open on purpose)
 
 
 def hold(gpu: str = "0", nbytes: int = 1 << 30, sm: int = 0, kind: str = "c") -> None:
@@ -53,6 +60,7 @@ def hold(gpu: str = "0", nbytes: int = 1 << 30, sm: int = 0, kind: str = "c") ->
     if os.getpid() != _pid:  # a forked child holds its own memory, not its parent's
         _held.clear()
         _pid = os.getpid()
+    _open_device()
     _held[str(gpu)] = (int(nbytes), int(sm), kind)
     _write(_held)
 
