@@ -78,6 +78,7 @@ class GpuUse:
     memory_bytes: Optional[int]
     sm_percent: Optional[float] = None
     id: str = ""  # "0", or "0/1/0" for a MIG instance (GPU 0, GPU instance 1, compute instance 0)
+    simulated: bool = False  # the demo's stand-in GPU
 
     @property
     def label(self) -> str:

@@ -209,6 +209,14 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
         out.append("gpu-idle: unknown from one read (it needs history: the TUI and `nbtui exporter` keep it)")
     for f in snap.untrusted_files:
         out.append(f"not trusted, not contacted: {visible(f)}")
+    out += gpu_lines(snap)
     if not snap.servers:
         out.append("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
     return out
+
+
+def gpu_lines(snap: Snapshot, width: Optional[int] = None) -> list[str]:
+    """One line per GPU (a MIG instance is one): who holds its used memory (the ledger)."""
+    from nbtui.host.ledger import line  # pure; here so that the TUI needs no import of nbtui.host
+
+    return [line(d, width) for d in snap.gpus]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -204,3 +205,77 @@ def _parent(pid: int):
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def test_mig_instances_are_gpus_of_their_own(tmp_path_factory):
+    mig = StandIn(tmp_path_factory.mktemp("standin-mig"))
+    mig.scenario.gpus = [standin.Gpu("GPU-22222222-cccc", 80 * GIB, RESERVED, 0, name="NVIDIA H100 80GB HBM3",
+                                     migs=[(1, 0, "MIG-aaaaaaaa-1111", 20 * GIB), (2, 0, "MIG-bbbbbbbb-2222", 40 * GIB)])]
+    mig.write()
+    srv = JupyterServer(tmp_path_factory.mktemp("jupyter-mig"), name="mig", env=mig.env()).start()
+    try:
+        srv.write_notebook("mig.ipynb")
+        kid = srv.create_session("mig.ipynb")["kernel"]["id"]
+        assert srv.run_code(kid, HOLD.format(gpu="0/2/0", nbytes=6 * GIB, sm=30))["content"]["status"] == "ok"
+        mig.holds(srv.kernel_pid(kid))
+        data = ls(mig, srv)
+        gpus = {g["id"]: g for g in data["gpus"]}
+        assert set(gpus) == {"0/1/0", "0/2/0"}
+        g = gpus["0/2/0"]
+        assert (g["uuid"], g["parent_uuid"], g["mig"], g["index"]) == ("MIG-bbbbbbbb-2222", "GPU-22222222-cccc", True, 0)
+        assert (g["memory_used"], g["memory_total"], g["ledger"]["kernels"]) == (6 * GIB, 40 * GIB, 6 * GIB)
+        assert g["utilization"] is None and g["utilization_note"] == "not supported on MIG"
+        assert gpus["0/1/0"]["memory_used"] == 0
+        k = by_notebook(data)["mig.ipynb"]
+        assert [(x["id"], x["uuid"], x["memory_bytes"]) for x in k["gpus"]] == [("0/2/0", "MIG-bbbbbbbb-2222", 6 * GIB)]
+        assert k["gpu_memory_bytes"] == 6 * GIB and k["gpu_percent"] is None  # no per-process SM on MIG
+        r = run_nbtui("ls", env=mig.env(JUPYTER_RUNTIME_DIR=str(srv.runtime_dir)))
+        assert "GPU 0/2/0 (MIG, simulated) 6.0G used, SM not supported on MIG: kernels 6.0G" in r.stdout, r.stdout
+    finally:
+        srv.stop()
+
+
+def test_the_exporter_labels_gpus_and_kernels_with_the_right_bytes(gpu, server, tmp_path):
+    log = tmp_path / "exporter.log"
+    env = dict(os.environ) | gpu.env(JUPYTER_RUNTIME_DIR=str(server.runtime_dir))
+    proc = subprocess.Popen([sys.executable, "-m", "nbtui", "exporter", "--listen", "127.0.0.1:0", "--per-kernel"],
+                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        line = wait_for(lambda: "serving http" in log.read_text() and log.read_text(), 60, 0.1, "the exporter")
+        url = line.split("serving ", 1)[1].split()[0]
+        import httpx
+
+        def scraped():
+            body = httpx.get(url, timeout=10).text
+            return "nbtui_kernel_gpu_memory_bytes{" in body and body
+
+        body = wait_for(scraped, 60, 0.2, "GPU series")
+        kid = server.kernel_ids["train.ipynb"]
+        series = [s for s in body.splitlines() if s.startswith("nbtui_kernel_gpu_memory_bytes{") and kid in s]
+        assert len(series) == 1 and 'gpu="0"' in series[0]
+        assert float(series[0].rsplit(" ", 1)[1]) == 2 * GIB + 512 * MIB
+        parts = {s.split('holder="')[1].split('"')[0]: float(s.rsplit(" ", 1)[1]) for s in body.splitlines()
+                 if s.startswith("nbtui_gpu_memory_bytes{") and 'gpu="0"' in s}
+        assert parts["kernels"] >= 2 * GIB + 512 * MIB and parts["unattributed"] == 123 * MIB
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it where it can)")
+def test_the_tui_shows_the_gpu_strip_and_the_kernels_bytes(gpu, server, tmp_path, config_dir):
+    from tests.test_tui_terminal import Tmux
+
+    term = Tmux(tmp_path, 150, 30)
+    env = gpu.env(JUPYTER_RUNTIME_DIR=str(server.runtime_dir), NBTUI_CONFIG=str(config_dir),
+                  NBTUI_STATE_DIR=os.environ["NBTUI_STATE_DIR"], TERM="xterm-256color", NBTUI_ROOT_DISCOVERY="0")
+    term.start(f"{sys.executable} -m nbtui", env)
+    try:
+        screen = wait_for(lambda: "train.ipynb" in term.screen() and "GPU 1 (simulated)" in term.screen()
+                          and term.screen(), 90, 0.2, "the kernels and the GPU strip")
+        assert "GPU 0 (simulated)" in screen and "kernels 2.5G" in screen  # the kernel and its worker
+        row = next(line for line in screen.splitlines() if "train.ipynb" in line)
+        assert "2.5G" in row
+        term.keys("q")
+    finally:
+        term.kill()

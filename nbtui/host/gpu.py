@@ -34,6 +34,7 @@ FIRST_READ_WINDOW_US = 5_000_000
 
 
 MIG_UTIL_NOTE = "not supported on MIG"
+STANDIN_DRIVER_SUFFIX = "-standin"  # nvmlSystemGetDriverVersion of nbtui's stand-in library (nvml_standin)
 
 
 def gpu_id(index: int, instance: Optional[tuple[int, int]] = None) -> str:
@@ -98,6 +99,7 @@ class GpuReading:
     # NVML figures that cannot be true (bytes above the GPU's total, PID 0): reported, never booked.
     implausible: tuple[ProcMemory, ...] = ()
     note: Optional[str] = None  # why something is missing; None when all was read
+    simulated: bool = False  # the stand-in libnvidia-ml (nbtui demo), not a driver
 
     @property
     def available(self) -> bool:
@@ -248,6 +250,7 @@ class Nvml:
         self._lists: Optional[ProcessLists] = None
         self._last_seen: dict[str, int] = {}  # GPU id -> newest util sample timestamp read
         self._util_failed: set[str] = set()  # GPU ids whose last utilisation read failed
+        self.simulated = False  # the library is nbtui's stand-in (it says so in its driver version)
         self.note: Optional[str] = None  # why NVML is not usable at all
 
     def _start(self) -> bool:
@@ -273,6 +276,10 @@ class Nvml:
             return False
         if hasattr(nv, "_nvmlGetFunctionPointer"):
             self._lists = ProcessLists(nv)
+        try:
+            self.simulated = _text(nv.nvmlSystemGetDriverVersion()).endswith(STANDIN_DRIVER_SUFFIX)
+        except Exception:
+            self.simulated = False
         for i in range(count):
             try:
                 h = nv.nvmlDeviceGetHandleByIndex(i)
@@ -391,7 +398,7 @@ class Nvml:
         return GpuReading(
             devices=tuple(devices), memory=tuple(memory), util=tuple(util),
             util_unknown=frozenset(util_unknown), memory_unknown=frozenset(memory_unknown),
-            implausible=tuple(implausible), note="; ".join(notes) or None,
+            implausible=tuple(implausible), note="; ".join(notes) or None, simulated=self.simulated,
         )
 
     def _util(self, d: _Dev) -> list[ProcUtil]:
@@ -453,7 +460,7 @@ def per_pid(reading: GpuReading) -> dict[int, dict[str, GpuUse]]:
             vals = sm.get((pid, gid))
             pct = round(sum(vals) / len(vals), 1) if vals else 0.0
         d = devs[gid]
-        out.setdefault(pid, {})[gid] = GpuUse(d.index, d.uuid, memory_bytes, pct, id=gid)
+        out.setdefault(pid, {})[gid] = GpuUse(d.index, d.uuid, memory_bytes, pct, id=gid, simulated=reading.simulated)
     return out
 
 
@@ -490,7 +497,7 @@ def tree_gpu(reading: GpuReading, pids: Iterable[int], by_pid: Mapping[int, Mapp
             index=uses[0].index, uuid=uses[0].uuid,
             memory_bytes=None if any(m is None for m in mems) else sum(m or 0 for m in mems),
             sm_percent=None if any(p is None for p in pcts) else min(100.0, round(sum(p or 0.0 for p in pcts), 1)),
-            id=gid,
+            id=gid, simulated=uses[0].simulated,
         ))
     some_unknown = bool(reading.memory_unknown)
     if some_unknown and not gpus:
@@ -536,5 +543,6 @@ def devices(
             index=d.index, uuid=d.uuid, name=d.name, memory_used=d.memory_used,
             memory_total=d.memory_total, utilization=d.utilization, idle_kernel_memory=idle_mem, host=host,
             id=d.id, parent_uuid=d.parent_uuid, utilization_note=MIG_UTIL_NOTE if d.instance is not None else None,
+            simulated=reading.simulated,
         ))
     return tuple(out)

@@ -89,8 +89,10 @@ def line(device: GpuDevice, width: Optional[int] = None) -> str:
     """One line for a header or ``ls``: ``GPU 0 38.2G used: kernels 20.0G, terminals 4.0G,
     other 8.0G [python train.py (bob)], unassigned 512M`` (zero parts left out); outside
     strings through ``visible``; cut to ``width`` when given."""
-    sim = " (simulated)" if device.simulated else ""
-    head = f"GPU {device.label}{sim} {human_bytes(device.memory_used)} used"
+    tags = [t for t in ("MIG" if device.parent_uuid else "", "simulated" if device.simulated else "") if t]
+    head = f"GPU {device.label}{' (' + ', '.join(tags) + ')' if tags else ''} {human_bytes(device.memory_used)} used"
+    if device.utilization_note:
+        head += f", SM {device.utilization_note}"
     led = device.ledger
     if led is None:
         text = head + ": who holds it is unknown" if device.memory_used else head
