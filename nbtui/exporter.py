@@ -374,9 +374,8 @@ def _orphan_families(snap: model.Snapshot, ok: list[model.ServerInfo],
 
 def _gpu_families(snap: model.Snapshot, hostname: str) -> Iterator[Metric]:
     keys = ["host", "gpu"]
-    info = GaugeMetricFamily("nbtui_gpu_info", "A GPU nbtui sees (a MIG instance is one: gpu=\"0/1/0\", "
-                             "parent_uuid its GPU's); descriptive labels, value 1.",
-                             labels=keys + ["uuid", "name", "parent_uuid"])
+    info = GaugeMetricFamily("nbtui_gpu_info", "A GPU nbtui sees (a MIG instance is one: gpu=\"0/1/0\", its own "
+                             "uuid); descriptive labels, value 1.", labels=keys + ["uuid", "name"])
     used = GaugeMetricFamily("nbtui_gpu_memory_used_bytes", "GPU memory in use (NVML).", labels=keys)
     total = GaugeMetricFamily("nbtui_gpu_memory_total_bytes", "GPU memory in all (NVML).", labels=keys)
     util = GaugeMetricFamily("nbtui_gpu_utilization_ratio", "GPU utilisation, 0 to 1 (NVML).", labels=keys)
@@ -387,7 +386,7 @@ def _gpu_families(snap: model.Snapshot, hostname: str) -> Iterator[Metric]:
         labels=keys + ["holder"])
     for d in snap.gpus:
         k = [label(d.host or hostname), label(d.label)]
-        info.add_metric(k + [label(d.uuid), label(d.name), label(d.parent_uuid or "")], 1.0)
+        info.add_metric(k + [label(d.uuid), label(d.name)], 1.0)
         for fam, v in ((used, d.memory_used), (total, d.memory_total), (idle, d.idle_kernel_memory),
                        (util, None if d.utilization is None else d.utilization / 100)):
             if v is not None:
