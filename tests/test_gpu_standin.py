@@ -38,6 +38,16 @@ def gpu(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(gpu, tmp_path_factory):
     srv = JupyterServer(tmp_path_factory.mktemp("jupyter-gpu"), name="gpu", env=gpu.env()).start()
+    try:
+        _populate(srv, gpu)
+    except BaseException:
+        srv.stop()
+        raise
+    yield srv
+    srv.stop()
+
+
+def _populate(srv, gpu):
     kernels = {}
     for nb, gid, nbytes, sm in (("train.ipynb", "0", 2 * GIB, 40), ("idle.ipynb", "1", 1 * GIB, 0)):
         srv.write_notebook(nb)
@@ -51,8 +61,6 @@ def server(gpu, tmp_path_factory):
     for pid in (srv.kernel_pid(kernels["train.ipynb"]), srv.kernel_pid(kernels["idle.ipynb"])):
         gpu.holds(pid)
     wait_for(lambda: len(standin.registrations(gpu.registry)) >= 3, 30, 0.05, "the worker to hold GPU memory")
-    yield srv
-    srv.stop()
 
 
 def ls(gpu, server, scenario=None, *args):

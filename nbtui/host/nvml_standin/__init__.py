@@ -65,7 +65,9 @@ def build(cache: Optional[Path] = None) -> Path:
     if lib.is_file() and not lib.is_symlink():
         return out
     tmp = out / f".{LIBRARY}.{os.getpid()}"
-    cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wno-format-truncation", f"-I{h.parent}", "-o", str(tmp), str(SOURCE)]
+    # The soname lets a process that loaded it by path (``preload``) answer pynvml's dlopen of the name.
+    cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wno-format-truncation", f"-Wl,-soname,{LIBRARY}",
+           f"-I{h.parent}", "-o", str(tmp), str(SOURCE)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -118,6 +120,16 @@ class Scenario:
             replace_file(node, "")
         replace_file(path, self.text())
         return path
+
+
+def preload(libdir: Path, scenario: Path) -> None:
+    """Make this process's NVML the stand-in: set the scenario and load the library by path
+    before pynvml dlopens ``libnvidia-ml.so.1`` (the loader answers that name with the library
+    already loaded under that soname; ``LD_LIBRARY_PATH`` is read only at process start)."""
+    import ctypes
+
+    os.environ[SCENARIO_ENV] = str(scenario)
+    ctypes.CDLL(str(libdir / LIBRARY), mode=ctypes.RTLD_GLOBAL)
 
 
 def env(libdir: Path, scenario: Path, base: Optional[dict] = None) -> dict:

@@ -510,7 +510,12 @@ nvmlReturn_t DECLDIR nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtil
     CHECK("nvmlDeviceGetUtilizationRates", device);
     if (!utilization) return NVML_ERROR_INVALID_ARGUMENT;
     if (device->parent || device->nmig) return NVML_ERROR_NOT_SUPPORTED; /* MIG: not per instance */
-    utilization->gpu = (unsigned)(device->util < 0 ? 0 : device->util);
+    /* The scenario's base figure plus what the live processes on it use. */
+    int n, util = device->util < 0 ? 0 : device->util;
+    proc_t *ps = current(&n);
+    for (int i = 0; i < n; i++) if (ps[i].dev == device && ps[i].sm > 0) util += ps[i].sm;
+    free(ps);
+    utilization->gpu = (unsigned)(util > 100 ? 100 : util);
     utilization->memory = 0;
     return NVML_SUCCESS;
 }
