@@ -18,12 +18,12 @@ from tests.jupyter import wait_for
 
 GIB = 1 << 30
 MIB = 1 << 20
-HOLD = "from nbtui.host.nvml_standin import holder; holder.hold({gpu!r}, {nbytes}, {sm})"
+HOLD = "from nbtui.host.nvml_standin import holder; holder.hold({gpu!r}, {nbytes}, {sm}, {kind!r})"
 
 
 def child(gpu: str, nbytes: int, sm: int) -> str:
     """Kernel code that starts a child holding GPU memory, which outlives it (a DataLoader worker)."""
-    code = HOLD.format(gpu=gpu, nbytes=nbytes, sm=sm) + "; import time; time.sleep(3600)"
+    code = HOLD.format(gpu=gpu, nbytes=nbytes, sm=sm, kind="c") + "; import time; time.sleep(3600)"
     return f"import subprocess, sys\nchild = subprocess.Popen([sys.executable, '-c', {code!r}])"
 
 

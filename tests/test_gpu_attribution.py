@@ -7,6 +7,7 @@ this meets a real GPU.
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -95,13 +96,6 @@ def test_host_summary_counts_memory_of_idle_kernels_per_gpu():
     assert gpu.devices(READING)[0].idle_kernel_memory == 0
 
 
-def test_first_read_keeps_only_recent_samples():
-    old = ProcUtil(0, 1, 90.0, 1_000_000)
-    new = ProcUtil(0, 1, 10.0, 9_000_000)
-    assert gpu.recent([old, new], window_us=5_000_000) == [new]
-    assert gpu.recent([]) == []
-
-
 # -- the NVML reader, against a recorded driver --------------------------------------------------
 
 
@@ -114,6 +108,9 @@ def _error(name):
     return type(name, (NVMLError,), {})
 
 
+NOW_US = int(time.time() * 1e6)  # NVML's sample timestamps are CPU time in µs since the epoch
+
+
 class FakeNvml:
     """Answers like pynvml does, from recorded data; ``fail`` maps a function name to an error."""
 
@@ -122,7 +119,7 @@ class FakeNvml:
     def __init__(self, devices=(H100,), procs=None, samples=None, fail=None, mig=None):
         self.devices = list(devices)
         self.procs = procs or {0: [SimpleNamespace(pid=4531, usedGpuMemory=2566 * 1024**2)]}
-        self.samples = samples if samples is not None else {0: [SimpleNamespace(pid=4531, smUtil=40, timeStamp=10_000_000)]}
+        self.samples = samples if samples is not None else {0: [SimpleNamespace(pid=4531, smUtil=40, timeStamp=NOW_US)]}
         self.fail = dict(fail or {})
         self.mig = mig or {}
         self.calls: list = []

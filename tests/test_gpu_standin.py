@@ -49,10 +49,12 @@ def server(gpu, tmp_path_factory):
 
 def _populate(srv, gpu):
     kernels = {}
-    for nb, gid, nbytes, sm in (("train.ipynb", "0", 2 * GIB, 40), ("idle.ipynb", "1", 1 * GIB, 0)):
+    # train.ipynb's kernel is in both NVML lists (compute and graphics: counted once), idle.ipynb's a
+    # graphics process only (it counts too).
+    for nb, gid, nbytes, sm, kind in (("train.ipynb", "0", 2 * GIB, 40, "cg"), ("idle.ipynb", "1", 1 * GIB, 0, "g")):
         srv.write_notebook(nb)
         kid = srv.create_session(nb)["kernel"]["id"]
-        srv.run_code(kid, HOLD.format(gpu=gid, nbytes=nbytes, sm=sm))
+        assert srv.run_code(kid, HOLD.format(gpu=gid, nbytes=nbytes, sm=sm, kind=kind))["content"]["status"] == "ok"
         kernels[nb] = kid
     # train.ipynb's kernel starts a worker that holds 512 MiB more (and uses the SM).
     reply = srv.run_code(kernels["train.ipynb"], child("0", 512 * MIB, 20))
@@ -110,6 +112,16 @@ def test_the_binding_alone_misreads_the_535_43_layout(gpu, server):
     assert server.kernel_pid(server.kernel_ids["train.ipynb"]) not in json.loads(out)
 
 
+def test_a_first_read_asks_for_recent_samples_only(gpu, server):
+    # lastSeenTimeStamp: a sample a minute old is not today's use; one a second old is.
+    pid = server.kernel_pid(server.kernel_ids["idle.ipynb"])
+    stale = ("1", pid, 90, 60_000_000)
+    assert by_notebook(ls(gpu, server, gpu.variant("stale", samples=[stale])))["idle.ipynb"]["gpu_percent"] == 0.0
+    fresh = ("1", pid, 50, 1_000_000)
+    data = ls(gpu, server, gpu.variant("fresh", samples=[stale, fresh]))
+    assert by_notebook(data)["idle.ipynb"]["gpu_percent"] == 50.0
+
+
 ERRORS = [
     # (function, gpu, error, times), what nbtui says, and what it cannot know
     (("nvmlInit", "*", "DRIVER_NOT_LOADED", None), "the NVIDIA driver is not loaded", "all"),
@@ -147,7 +159,7 @@ def test_every_injected_error_is_one_line_and_unknown_never_zero(gpu, server, er
 def test_kill_frees_the_memory(gpu, server):
     server.write_notebook("free-me.ipynb")
     kid = server.create_session("free-me.ipynb")["kernel"]["id"]
-    server.run_code(kid, HOLD.format(gpu="0", nbytes=3 * GIB, sm=0))
+    server.run_code(kid, HOLD.format(gpu="0", nbytes=3 * GIB, sm=0, kind="c"))
     pid = server.kernel_pid(kid)
     gpu.holds(pid)
     before = {g["id"]: g for g in ls(gpu, server)["gpus"]}["0"]
@@ -224,7 +236,7 @@ def test_mig_instances_are_gpus_of_their_own(tmp_path_factory):
     try:
         srv.write_notebook("mig.ipynb")
         kid = srv.create_session("mig.ipynb")["kernel"]["id"]
-        assert srv.run_code(kid, HOLD.format(gpu="0/2/0", nbytes=6 * GIB, sm=30))["content"]["status"] == "ok"
+        assert srv.run_code(kid, HOLD.format(gpu="0/2/0", nbytes=6 * GIB, sm=30, kind="c"))["content"]["status"] == "ok"
         mig.holds(srv.kernel_pid(kid))
         data = ls(mig, srv)
         gpus = {g["id"]: g for g in data["gpus"]}

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
 from nbtui.model import GpuDevice, GpuUse, UnattributedGpu
 
-# Samples older than this (relative to the newest one) are ignored on a first read,
-# so a one-shot `nbtui ls` reports recent use, not whatever sits in NVML's buffer.
+# A first read asks NVML for the samples of this last stretch only (``lastSeenTimeStamp`` is
+# CPU time in µs since the epoch), so a one-shot `nbtui ls` reports recent use, not whatever
+# sits in NVML's buffer.
 FIRST_READ_WINDOW_US = 5_000_000
 
 
@@ -405,7 +407,9 @@ class Nvml:
         """Samples newer than the last one read (``lastSeenTimeStamp``); ``NOT_FOUND``: none is new."""
         nv = self._module
         self._util_failed.discard(d.id)
-        last = self._last_seen.get(d.id, 0)
+        last = self._last_seen.get(d.id)
+        if last is None:
+            last = max(0, int(time.time() * 1e6) - FIRST_READ_WINDOW_US)
         try:
             samples = nv.nvmlDeviceGetProcessUtilization(d.handle, last)
         except Exception as e:
@@ -413,9 +417,8 @@ class Nvml:
                 self._util_failed.add(d.id)
             samples = []  # NOT_FOUND: no process used the GPU since the last read, a measured 0
         raw = [ProcUtil(d.index, int(s.pid), float(s.smUtil), int(s.timeStamp)) for s in samples]
+        # A driver may still hand back older samples, or garbage beside a zombie (nvtop #110).
         raw = [s for s in raw if s.timestamp_us > last and 0 <= s.sm_percent <= 100]
-        if d.id not in self._last_seen:
-            raw = recent(raw)
         self._last_seen[d.id] = max([last] + [s.timestamp_us for s in raw])
         return raw
 
@@ -425,15 +428,6 @@ def _text(value) -> str:
 
 
 # -- pure attribution ---------------------------------------------------------------------
-
-
-def recent(samples: Iterable[ProcUtil], window_us: int = FIRST_READ_WINDOW_US) -> list[ProcUtil]:
-    """Samples within ``window_us`` of the newest one."""
-    samples = list(samples)
-    if not samples:
-        return samples
-    newest = max(s.timestamp_us for s in samples)
-    return [s for s in samples if s.timestamp_us >= newest - window_us]
 
 
 def per_pid(reading: GpuReading) -> dict[int, dict[str, GpuUse]]:
