@@ -28,7 +28,9 @@ GHOST = absent_pid()
 def gpu(tmp_path_factory):
     s = StandIn(tmp_path_factory.mktemp("standin"))
     s.scenario.gpus = [standin.Gpu("GPU-00000000-aaaa", 80 * GIB, RESERVED, 37),
-                       standin.Gpu("GPU-11111111-bbbb", 40 * GIB, RESERVED, 0, name="NVIDIA A100-SXM4-40GB")]
+                       standin.Gpu("GPU-11111111-bbbb", 40 * GIB, RESERVED, 0, name="NVIDIA A100-SXM4-40GB"),
+                       standin.Gpu("GPU-22222222-cccc", 80 * GIB, RESERVED, 0, name="NVIDIA H100 80GB HBM3",
+                                   migs=[(1, 0, "MIG-aaaaaaaa-1111", 20 * GIB), (2, 0, "MIG-bbbbbbbb-2222", 40 * GIB)])]
     # A PID from another namespace, and a figure no GPU can hold (from this test's own live PID).
     s.scenario.procs = [("0", GHOST, 123 * MIB, -1, "c"), ("1", os.getpid(), 1 << 50, -1, "c")]
     s.write()
@@ -51,7 +53,9 @@ def _populate(srv, gpu):
     kernels = {}
     # train.ipynb's kernel is in both NVML lists (compute and graphics: counted once), idle.ipynb's a
     # graphics process only (it counts too).
-    for nb, gid, nbytes, sm, kind in (("train.ipynb", "0", 2 * GIB, 40, "cg"), ("idle.ipynb", "1", 1 * GIB, 0, "g")):
+    # mig.ipynb's kernel holds memory on a MIG instance of GPU 2.
+    for nb, gid, nbytes, sm, kind in (("train.ipynb", "0", 2 * GIB, 40, "cg"), ("idle.ipynb", "1", 1 * GIB, 0, "g"),
+                                      ("mig.ipynb", "2/2/0", 6 * GIB, 30, "c")):
         srv.write_notebook(nb)
         kid = srv.create_session(nb)["kernel"]["id"]
         assert srv.run_code(kid, HOLD.format(gpu=gid, nbytes=nbytes, sm=sm, kind=kind))["content"]["status"] == "ok"
@@ -60,9 +64,9 @@ def _populate(srv, gpu):
     reply = srv.run_code(kernels["train.ipynb"], child("0", 512 * MIB, 20))
     assert reply["content"]["status"] == "ok"
     srv.kernel_ids = kernels
-    for pid in (srv.kernel_pid(kernels["train.ipynb"]), srv.kernel_pid(kernels["idle.ipynb"])):
-        gpu.holds(pid)
-    wait_for(lambda: len(standin.registrations(gpu.registry)) >= 3, 30, 0.05, "the worker to hold GPU memory")
+    for kid in kernels.values():
+        gpu.holds(srv.kernel_pid(kid))
+    wait_for(lambda: len(standin.registrations(gpu.registry)) >= 4, 30, 0.05, "the worker to hold GPU memory")
 
 
 def ls(gpu, server, scenario=None, *args):
@@ -227,32 +231,20 @@ def _parent(pid: int):
         return None
 
 
-def test_mig_instances_are_gpus_of_their_own(tmp_path_factory):
-    mig = StandIn(tmp_path_factory.mktemp("standin-mig"))
-    mig.scenario.gpus = [standin.Gpu("GPU-22222222-cccc", 80 * GIB, RESERVED, 0, name="NVIDIA H100 80GB HBM3",
-                                     migs=[(1, 0, "MIG-aaaaaaaa-1111", 20 * GIB), (2, 0, "MIG-bbbbbbbb-2222", 40 * GIB)])]
-    mig.write()
-    srv = JupyterServer(tmp_path_factory.mktemp("jupyter-mig"), name="mig", env=mig.env()).start()
-    try:
-        srv.write_notebook("mig.ipynb")
-        kid = srv.create_session("mig.ipynb")["kernel"]["id"]
-        assert srv.run_code(kid, HOLD.format(gpu="0/2/0", nbytes=6 * GIB, sm=30, kind="c"))["content"]["status"] == "ok"
-        mig.holds(srv.kernel_pid(kid))
-        data = ls(mig, srv)
-        gpus = {g["id"]: g for g in data["gpus"]}
-        assert set(gpus) == {"0/1/0", "0/2/0"}
-        g = gpus["0/2/0"]
-        assert (g["uuid"], g["parent_uuid"], g["mig"], g["index"]) == ("MIG-bbbbbbbb-2222", "GPU-22222222-cccc", True, 0)
-        assert (g["memory_used"], g["memory_total"], g["ledger"]["kernels"]) == (6 * GIB, 40 * GIB, 6 * GIB)
-        assert g["utilization"] is None and g["utilization_note"] == "not supported on MIG"
-        assert gpus["0/1/0"]["memory_used"] == 0
-        k = by_notebook(data)["mig.ipynb"]
-        assert [(x["id"], x["uuid"], x["memory_bytes"]) for x in k["gpus"]] == [("0/2/0", "MIG-bbbbbbbb-2222", 6 * GIB)]
-        assert k["gpu_memory_bytes"] == 6 * GIB and k["gpu_percent"] is None  # no per-process SM on MIG
-        r = run_nbtui("ls", env=mig.env(JUPYTER_RUNTIME_DIR=str(srv.runtime_dir)))
-        assert "GPU 0/2/0 (MIG, simulated) 6.0G used, SM not supported on MIG: kernels 6.0G" in r.stdout, r.stdout
-    finally:
-        srv.stop()
+def test_mig_instances_are_gpus_of_their_own(gpu, server):
+    data = ls(gpu, server)
+    gpus = {g["id"]: g for g in data["gpus"]}
+    assert set(gpus) == {"0", "1", "2/1/0", "2/2/0"}  # the MIG-enabled GPU 2 is its instances
+    g = gpus["2/2/0"]
+    assert (g["uuid"], g["parent_uuid"], g["mig"], g["index"]) == ("MIG-bbbbbbbb-2222", "GPU-22222222-cccc", True, 2)
+    assert (g["memory_used"], g["memory_total"], g["ledger"]["kernels"]) == (6 * GIB, 40 * GIB, 6 * GIB)
+    assert g["utilization"] is None and g["utilization_note"] == "not supported on MIG"
+    assert gpus["2/1/0"]["memory_used"] == 0 and gpus["0"]["parent_uuid"] is None
+    k = by_notebook(data)["mig.ipynb"]
+    assert [(x["id"], x["uuid"], x["memory_bytes"]) for x in k["gpus"]] == [("2/2/0", "MIG-bbbbbbbb-2222", 6 * GIB)]
+    assert k["gpu_memory_bytes"] == 6 * GIB and k["gpu_percent"] is None  # no per-process SM on MIG
+    r = run_nbtui("ls", env=gpu.env(JUPYTER_RUNTIME_DIR=str(server.runtime_dir)))
+    assert "GPU 2/2/0 (MIG, simulated) 6.0G used, SM not supported on MIG: kernels 6.0G" in r.stdout, r.stdout
 
 
 def test_the_exporter_labels_gpus_and_kernels_with_the_right_bytes(gpu, server, tmp_path):
