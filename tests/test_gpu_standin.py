@@ -269,6 +269,9 @@ def test_the_exporter_labels_gpus_and_kernels_with_the_right_bytes(gpu, server, 
         parts = {s.split('holder="')[1].split('"')[0]: float(s.rsplit(" ", 1)[1]) for s in body.splitlines()
                  if s.startswith("nbtui_gpu_memory_bytes{") and 'gpu="0"' in s}
         assert parts["kernels"] >= 2 * GIB + 512 * MIB and parts["unattributed"] == 123 * MIB
+        mig = [x for x in body.splitlines() if x.startswith("nbtui_kernel_gpu_memory_bytes{")
+               and server.kernel_ids["mig.ipynb"] in x]
+        assert len(mig) == 1 and 'gpu="2/2/0"' in mig[0] and float(mig[0].rsplit(" ", 1)[1]) == 6 * GIB
     finally:
         proc.terminate()
         proc.wait(30)
