@@ -59,3 +59,20 @@ def test_the_demo_tells_the_gpu_story_on_a_simulated_gpu(tmp_path):
             proc.wait(10)
         if worker is not None and worker.is_running():
             worker.kill()
+
+
+def test_without_a_c_compiler_the_demo_says_so_in_one_line_and_shows_no_gpu(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"), CC=str(tmp_path / "no-cc"))
+    proc = subprocess.Popen([sys.executable, "-m", "nbtui", "demo", "--no-tui", "--no-discover"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert info["gpu"] == "none" and info["gpu_env"] == {}
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        said = [line for line in proc.stderr.read().splitlines() if "GPU" in line]
+        assert len(said) == 1 and "no simulated one" in said[0] and "C compiler" in said[0], said
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
