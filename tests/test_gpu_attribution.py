@@ -1,8 +1,9 @@
 """GPU attribution, pure: recorded NVML samples in, per-tree and per-GPU figures out.
 
 No GPU exists here, so NVML itself is replaced by a recorded module (``FakeNvml``) that
-answers as a driver does, errors included. The device check (../shared/device) is where
-this meets a real GPU.
+answers as a driver does, errors included. The real binding's C calls, struct layouts and
+errors are exercised end to end against the stand-in libnvidia-ml (test_gpu_standin.py);
+the device check (bench/gpu_check.py) is where this meets a real GPU.
 """
 
 from __future__ import annotations
@@ -94,6 +95,20 @@ def test_host_summary_counts_memory_of_idle_kernels_per_gpu():
     assert d1.idle_kernel_memory == 512 * 1024**2
     assert d0.host == "gpu1"
     assert gpu.devices(READING)[0].idle_kernel_memory == 0
+
+
+@pytest.mark.parametrize("size", [16, 24, 32])
+def test_the_probe_tells_the_record_size_from_the_bytes_the_driver_wrote(size):
+    a, b = bytearray(b"\xa5" * 400), bytearray(b"\x5a" * 400)
+    a[:3 * size] = b[:3 * size] = bytes(range(3 * size))  # three records, alike in both calls
+    assert gpu._probe(bytes(a), bytes(b), 3) == size
+
+
+def test_a_probe_that_cannot_tell_says_so():
+    assert gpu._probe(b"\xa5" * 100, b"\x5a" * 100, 2) is None  # nothing written
+    a, b = bytearray(b"\xa5" * 100), bytearray(b"\x5a" * 100)
+    a[:40] = b[:40] = bytes(40)
+    assert gpu._probe(bytes(a), bytes(b), 2) is None  # 20-byte records: no layout NVML has
 
 
 # -- the NVML reader, against a recorded driver --------------------------------------------------

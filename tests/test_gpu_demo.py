@@ -21,7 +21,7 @@ GIB = 1 << 30
 
 @pytest.mark.skipif(standin.header() is None, reason="no nvml.h (the test extra installs nvidia-nvml-dev)")
 def test_the_demo_tells_the_gpu_story_on_a_simulated_gpu(tmp_path):
-    env = dict(os.environ, TMPDIR=str(tmp_path))
+    env = dict(os.environ, TMPDIR=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))  # its own build
     proc = subprocess.Popen([sys.executable, "-m", "nbtui", "demo", "--no-tui", "--no-discover"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     worker = None
