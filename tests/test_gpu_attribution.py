@@ -123,9 +123,6 @@ def _error(name):
     return type(name, (NVMLError,), {})
 
 
-NOW_US = int(time.time() * 1e6)  # NVML's sample timestamps are CPU time in µs since the epoch
-
-
 class FakeNvml:
     """Answers like pynvml does, from recorded data; ``fail`` maps a function name to an error."""
 
@@ -133,8 +130,9 @@ class FakeNvml:
 
     def __init__(self, devices=(H100,), procs=None, samples=None, fail=None, mig=None):
         self.devices = list(devices)
+        now_us = int(time.time() * 1e6)  # NVML's sample timestamps are CPU time in µs since the epoch
         self.procs = procs or {0: [SimpleNamespace(pid=4531, usedGpuMemory=2566 * 1024**2)]}
-        self.samples = samples if samples is not None else {0: [SimpleNamespace(pid=4531, smUtil=40, timeStamp=NOW_US)]}
+        self.samples = samples if samples is not None else {0: [SimpleNamespace(pid=4531, smUtil=40, timeStamp=now_us)]}
         self.fail = dict(fail or {})
         self.mig = mig or {}
         self.calls: list = []
