@@ -8,12 +8,14 @@ It cannot run without a GPU (it says so in one line and exits 1). On a machine w
   holds 512 MiB;
 - a process that is no Jupyter process at all holding 256 MiB;
 
-and checks `nbtui ls --json` against NVML and psutil read by this script: the kernel's GPU
+and checks `nbtui ls --json` against NVML and psutil read by this script: nbtui's probe of
+the driver's process-info layout decodes the same pids and bytes as nvidia-ml-py (on a driver
+whose layout the binding knows), every GPU has its `id` and is not `simulated`, the kernel's GPU
 memory is its whole tree's, the terminal's row covers its job (which is no leftover), the
 other process is named in the GPU ledger, and each GPU's ledger sums to NVML's used memory.
 Then it kills the Jupyter server with SIGKILL: the kernel's child is a leftover with its
 GPU memory, notebook and reason, the ledger counts it as a leftover and still sums, and
-`nbtui kill pid:N --yes` frees it. One PASS/FAIL line per check, `gpu-check: N passed,
+`nbtui kill pid:N --yes` frees it; `nbtui demo` says it uses this host's GPU. One PASS/FAIL line per check, `gpu-check: N passed,
 M failed` last.
 
 Run on the device machine from the project root, after `bash ../shared/device/prepare.sh`
@@ -225,9 +227,15 @@ class Check:
         print(f"truth: kernel {truth.get(self.kernel_pid, 0) / GIB:.2f} GiB, child {truth.get(self.child_pid, 0) / GIB:.2f}"
               f" GiB, terminal job {truth.get(self.term_job, 0) / GIB:.2f} GiB, other {truth.get(self.other_pid, 0) / GIB:.2f}"
               " GiB", flush=True)
+        self.probe(truth)
         p, snap = self.ls()
         if not check("ls --json exits 0 and parses", p.returncode == 0 and snap, p.stderr.strip()[:200]):
             return
+        ids = [(g.get("id"), g.get("index"), g.get("simulated")) for g in snap["gpus"]]
+        check("every GPU has its id and is no simulated one",
+              ids and all(i == str(n) or (i or "").startswith(f"{n}/") for i, n, _sim in ids)
+              and not any(sim for _i, _n, sim in ids), str(ids)[:200])
+        check("no GPU note on a healthy GPU", snap.get("gpu_note") is None, str(snap.get("gpu_note"))[:200])
         k = next((k for k in snap["kernels"] if k["kernel_id"] == self.kid), None)
         if check("kernel listed", k is not None):
             tree = truth.get(self.kernel_pid, 0) + truth.get(self.child_pid, 0)
@@ -248,6 +256,36 @@ class Check:
         check("ledger: kernels part = kernel tree", within(tot["kernels"], truth.get(self.kernel_pid, 0)
                                                            + truth.get(self.child_pid, 0)), str(tot))
         check("ledger: terminals part = terminal job", within(tot["terminals"], truth.get(self.term_job, 0)), str(tot))
+
+    def probe(self, truth: dict[int, int]):
+        """nbtui's own read of the process lists (record size probed) against nvidia-ml-py's."""
+        from nbtui.host.gpu import ProcessLists
+
+        lists = ProcessLists(self.nv)
+        mine: dict[int, int] = {}
+        for h in self.handles:
+            for pid, used, _gi, _ci in lists.read(h, "Compute"):
+                mine[pid] = mine.get(pid, 0) + (used or 0)
+        size = lists.size.get("Compute")
+        check("nbtui's probe finds the driver's process-info record size", size in (16, 24, 32), f"{size} bytes")
+        check("nbtui's decoded pids and bytes = nvidia-ml-py's",
+              {p: b for p, b in mine.items() if p in truth} == {p: truth[p] for p in truth if p in mine}
+              and set(truth) <= set(mine), f"{sorted(mine.items())[:4]} vs {sorted(truth.items())[:4]}")
+
+    def demo(self):
+        """`nbtui demo` on a host with a GPU uses it (and says so), never a simulated one."""
+        p = subprocess.Popen([sys.executable, "-m", "nbtui", "demo", "--no-tui", "--no-discover"], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()
+            info = json.loads(line) if line.strip() else {}
+            check("nbtui demo uses this host's GPU", info.get("gpu") == "real", line.strip()[:200])
+        finally:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
     def after_crash(self):
         import psutil
@@ -313,6 +351,7 @@ def main() -> int:
         c.other_process()
         c.live()
         c.after_crash()
+        c.demo()
     except Exception as e:  # noqa: BLE001 - a broken step is a failed check, then the summary
         check("the check ran to its end", False, repr(e)[:300])
     finally:

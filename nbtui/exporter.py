@@ -374,8 +374,8 @@ def _orphan_families(snap: model.Snapshot, ok: list[model.ServerInfo],
 
 def _gpu_families(snap: model.Snapshot, hostname: str) -> Iterator[Metric]:
     keys = ["host", "gpu"]
-    info = GaugeMetricFamily("nbtui_gpu_info", "A GPU nbtui sees; descriptive labels, value 1.",
-                             labels=keys + ["uuid", "name"])
+    info = GaugeMetricFamily("nbtui_gpu_info", "A GPU nbtui sees (a MIG instance is one: gpu=\"0/1/0\", its own "
+                             "uuid); descriptive labels, value 1.", labels=keys + ["uuid", "name"])
     used = GaugeMetricFamily("nbtui_gpu_memory_used_bytes", "GPU memory in use (NVML).", labels=keys)
     total = GaugeMetricFamily("nbtui_gpu_memory_total_bytes", "GPU memory in all (NVML).", labels=keys)
     util = GaugeMetricFamily("nbtui_gpu_utilization_ratio", "GPU utilisation, 0 to 1 (NVML).", labels=keys)
@@ -385,7 +385,7 @@ def _gpu_families(snap: model.Snapshot, hostname: str) -> Iterator[Metric]:
         "nbtui_gpu_memory_bytes", "Who holds the GPU's used memory (the parts sum to nbtui_gpu_memory_used_bytes).",
         labels=keys + ["holder"])
     for d in snap.gpus:
-        k = [label(d.host or hostname), str(d.index)]
+        k = [label(d.host or hostname), label(d.label)]
         info.add_metric(k + [label(d.uuid), label(d.name)], 1.0)
         for fam, v in ((used, d.memory_used), (total, d.memory_total), (idle, d.idle_kernel_memory),
                        (util, None if d.utilization is None else d.utilization / 100)):
@@ -426,7 +426,7 @@ def _kernel_families(kernels: Iterable[model.Kernel]) -> Iterator[Metric]:
                 cpu.add_metric(key, u.cpu_percent / 100)
             for g in u.gpus:
                 if g.memory_bytes is not None:
-                    gpu.add_metric(key + [str(g.index)], float(g.memory_bytes))
+                    gpu.add_metric(key + [label(g.label)], float(g.memory_bytes))
         if k.idle_seconds is not None:
             idle.add_metric(key, float(k.idle_seconds))
     yield from (info, mem, cpu, gpu, idle)
@@ -479,7 +479,8 @@ class KernelLines:
                     cpu.append(f"{entry[6]}{go(u.cpu_percent / 100)}\n")
                 for g in u.gpus:
                     if g.memory_bytes is not None:
-                        gpu.append(f'nbtui_kernel_gpu_memory_bytes{{gpu="{g.index}",{entry[4]}}} {go(float(g.memory_bytes))}\n')
+                        gpu.append(f'nbtui_kernel_gpu_memory_bytes{{gpu="{_esc(label(g.label))}",{entry[4]}}} '
+                                   f'{go(float(g.memory_bytes))}\n')
             if k.idle_seconds is not None:
                 idle.append(f"{entry[7]}{go(float(k.idle_seconds))}\n")
         self._kept = now  # only kernels that still exist stay

@@ -78,6 +78,12 @@ class GpuUse:
     uuid: str
     memory_bytes: Optional[int]
     sm_percent: Optional[float] = None
+    id: str = ""  # "0", or "0/1/0" for a MIG instance (GPU 0, GPU instance 1, compute instance 0)
+    simulated: bool = False  # the demo's stand-in GPU
+
+    @property
+    def label(self) -> str:
+        return self.id or str(self.index)
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,7 @@ class UnattributedGpu:
     gpu_index: int
     pid: int
     memory_bytes: Optional[int]
+    gpu_id: str = ""  # "0/1/0" on a MIG instance
 
 
 @dataclass(frozen=True)
@@ -258,6 +265,14 @@ class GpuDevice:
     # memory it cannot name (None: not looked, e.g. a GPU a server's extension reported).
     holders: Optional[tuple[DeviceHolder, ...]] = None
     holders_note: Optional[str] = None  # why the list may be short (not root, the scan's time bound)
+    id: str = ""  # "0", or "0/1/0" for a MIG instance, a GPU of its own; uuid is then the instance's
+    parent_uuid: Optional[str] = None  # a MIG instance's GPU
+    utilization_note: Optional[str] = None  # why utilisation is not measured ("not supported on MIG")
+    simulated: bool = False  # the demo's stand-in GPU
+
+    @property
+    def label(self) -> str:
+        return self.id or str(self.index)
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ REASON_TEXT = {
 def _gpu_text(gpu_bytes: Optional[int], gpus: Iterable[GpuUse]) -> Optional[str]:
     gpus = [g for g in gpus if g.memory_bytes]
     if gpus:
-        parts = [f"{human_bytes(g.memory_bytes)} on GPU {g.index}" for g in gpus]
+        parts = [f"{human_bytes(g.memory_bytes)} on GPU {g.label}" for g in gpus]
         return "holds " + ", ".join(parts)
     if gpu_bytes:
         return f"holds {human_bytes(gpu_bytes)} of GPU memory"

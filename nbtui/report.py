@@ -20,7 +20,7 @@ def iso(t: Optional[dt.datetime]) -> Optional[str]:
 
 
 def gpu_json(g: GpuUse) -> dict[str, Any]:
-    return {"index": g.index, "uuid": g.uuid, "memory_bytes": g.memory_bytes, "sm_percent": g.sm_percent}
+    return {"index": g.index, "id": g.label, "uuid": g.uuid, "memory_bytes": g.memory_bytes, "sm_percent": g.sm_percent}
 
 
 def server_json(s: ServerInfo) -> dict[str, Any]:
@@ -83,8 +83,9 @@ def terminal_json(t: Terminal) -> dict[str, Any]:
 def gpu_device_json(g: GpuDevice) -> dict[str, Any]:
     led = g.ledger
     return {
-        "index": g.index, "uuid": g.uuid, "name": g.name, "memory_used": g.memory_used,
-        "memory_total": g.memory_total, "utilization": g.utilization,
+        "index": g.index, "id": g.label, "uuid": g.uuid, "parent_uuid": g.parent_uuid, "mig": g.parent_uuid is not None,
+        "simulated": g.simulated, "name": g.name, "memory_used": g.memory_used,
+        "memory_total": g.memory_total, "utilization": g.utilization, "utilization_note": g.utilization_note,
         "idle_kernel_memory": g.idle_kernel_memory, "host": g.host,
         "ledger": None if led is None else {
             "kernels": led.kernels, "terminals": led.terminals, "leftovers": led.leftovers,
@@ -123,7 +124,8 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
         "terminals": [terminal_json(t) for t in terminals],
         "processes": [process_json(p) for p in processes],
         "unattributed_gpu": [
-            {"gpu_index": u.gpu_index, "pid": u.pid, "memory_bytes": u.memory_bytes} for u in snap.unattributed_gpu
+            {"gpu_index": u.gpu_index, "gpu_id": u.gpu_id or str(u.gpu_index), "pid": u.pid,
+             "memory_bytes": u.memory_bytes} for u in snap.unattributed_gpu
         ],
         "gpus": [gpu_device_json(g) for g in snap.gpus],
         "gpu_note": snap.gpu_note,
@@ -248,6 +250,14 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     out += holder_lines(snap, width=shutil.get_terminal_size((80, 24)).columns)
     for f in snap.untrusted_files:
         out.append(f"not trusted, not contacted: {visible(f)}")
+    out += gpu_lines(snap)
     if not snap.servers:
         out.append("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
     return out
+
+
+def gpu_lines(snap: Snapshot, width: Optional[int] = None) -> list[str]:
+    """One line per GPU (a MIG instance is one): who holds its used memory (the ledger)."""
+    from nbtui.host.ledger import line  # pure; here so that the TUI needs no import of nbtui.host
+
+    return [line(d, width) for d in snap.gpus]

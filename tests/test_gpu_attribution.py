@@ -1,12 +1,14 @@
 """GPU attribution, pure: recorded NVML samples in, per-tree and per-GPU figures out.
 
 No GPU exists here, so NVML itself is replaced by a recorded module (``FakeNvml``) that
-answers as a driver does, errors included. The device check (../shared/device) is where
-this meets a real GPU.
+answers as a driver does, errors included. The real binding's C calls, struct layouts and
+errors are exercised end to end against the stand-in libnvidia-ml (test_gpu_standin.py);
+the device check (bench/gpu_check.py) is where this meets a real GPU.
 """
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -63,14 +65,14 @@ def test_memory_not_available_for_a_pid_makes_the_sum_unknown():
 
 
 def test_utilisation_not_supported_is_unknown_not_zero():
-    r = GpuReading(devices=(H100,), memory=(ProcMemory(0, 1, 100),), util_unknown=frozenset({0}))
+    r = GpuReading(devices=(H100,), memory=(ProcMemory(0, 1, 100),), util_unknown=frozenset({"0"}))
     t = gpu.tree_gpu(r, [1])
     assert t.memory_bytes == 100
     assert t.percent is None and t.gpus[0].sm_percent is None
 
 
 def test_per_process_memory_unreadable_gpu_makes_tree_memory_unknown():
-    r = GpuReading(devices=(H100, A100), memory=(ProcMemory(1, 1, 100),), memory_unknown=frozenset({0}))
+    r = GpuReading(devices=(H100, A100), memory=(ProcMemory(1, 1, 100),), memory_unknown=frozenset({"0"}))
     assert gpu.tree_gpu(r, [1]).memory_bytes is None
     assert gpu.tree_gpu(r, [2]).memory_bytes is None
 
@@ -95,11 +97,18 @@ def test_host_summary_counts_memory_of_idle_kernels_per_gpu():
     assert gpu.devices(READING)[0].idle_kernel_memory == 0
 
 
-def test_first_read_keeps_only_recent_samples():
-    old = ProcUtil(0, 1, 90.0, 1_000_000)
-    new = ProcUtil(0, 1, 10.0, 9_000_000)
-    assert gpu.recent([old, new], window_us=5_000_000) == [new]
-    assert gpu.recent([]) == []
+@pytest.mark.parametrize("size", [16, 24, 32])
+def test_the_probe_tells_the_record_size_from_the_bytes_the_driver_wrote(size):
+    a, b = bytearray(b"\xa5" * 400), bytearray(b"\x5a" * 400)
+    a[:3 * size] = b[:3 * size] = bytes(range(3 * size))  # three records, alike in both calls
+    assert gpu._probe(bytes(a), bytes(b), 3) == size
+
+
+def test_a_probe_that_cannot_tell_says_so():
+    assert gpu._probe(b"\xa5" * 100, b"\x5a" * 100, 2) is None  # nothing written
+    a, b = bytearray(b"\xa5" * 100), bytearray(b"\x5a" * 100)
+    a[:40] = b[:40] = bytes(40)
+    assert gpu._probe(bytes(a), bytes(b), 2) is None  # 20-byte records: no layout NVML has
 
 
 # -- the NVML reader, against a recorded driver --------------------------------------------------
@@ -121,8 +130,9 @@ class FakeNvml:
 
     def __init__(self, devices=(H100,), procs=None, samples=None, fail=None, mig=None):
         self.devices = list(devices)
+        now_us = int(time.time() * 1e6)  # NVML's sample timestamps are CPU time in µs since the epoch
         self.procs = procs or {0: [SimpleNamespace(pid=4531, usedGpuMemory=2566 * 1024**2)]}
-        self.samples = samples if samples is not None else {0: [SimpleNamespace(pid=4531, smUtil=40, timeStamp=10_000_000)]}
+        self.samples = samples if samples is not None else {0: [SimpleNamespace(pid=4531, smUtil=40, timeStamp=now_us)]}
         self.fail = dict(fail or {})
         self.mig = mig or {}
         self.calls: list = []
@@ -239,7 +249,7 @@ def test_utilisation_not_supported_and_processes_not_permitted():
         "nvmlDeviceGetComputeRunningProcesses": _error("NVMLError_NoPermission")(4),
     })
     r = gpu.Nvml(nv).read()
-    assert r.util_unknown == {0} and r.memory_unknown == {0}
+    assert r.util_unknown == {"0"} and r.memory_unknown == {"0"}
     assert "per-process memory unavailable" in r.note
     t = gpu.tree_gpu(r, [4531])
     assert (t.memory_bytes, t.percent) == (None, None)

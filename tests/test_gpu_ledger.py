@@ -30,7 +30,7 @@ TWO_GPUS = GpuReading(
 
 def test_parts_sum_to_nvml_used_on_every_gpu():
     books = ledger.build(TWO_GPUS, KINDS, NAMES)
-    g0, g1 = books[0], books[1]
+    g0, g1 = books["0"], books["1"]
     assert (g0.kernels, g0.terminals, g0.leftovers, g0.other, g0.unattributed) == (
         5 * GIB, 2 * GIB, 1 * GIB, 1536 * MIB, 256 * MIB)
     assert g0.unassigned == 12 * GIB - (5 * GIB + 2 * GIB + 1 * GIB + 1536 * MIB + 256 * MIB)
@@ -41,11 +41,11 @@ def test_parts_sum_to_nvml_used_on_every_gpu():
     assert g0.note is None
 
 
-def test_mig_instances_of_one_gpu_add_up_in_its_ledger():
-    # Nvml reads MIG instances per parent GPU: the same PID on two instances is two entries.
+def test_a_pid_listed_twice_on_one_gpu_adds_up_in_its_ledger():
+    # The same PID listed twice on one GPU adds up.
     r = GpuReading(devices=(DeviceSample(0, "GPU-a", "A100 MIG", 10 * GIB, 40 * GIB, None),),
                    memory=(ProcMemory(0, 100, 3 * GIB), ProcMemory(0, 100, 2 * GIB), ProcMemory(0, 400, 1 * GIB)))
-    g = ledger.build(r, KINDS, NAMES)[0]
+    g = ledger.build(r, KINDS, NAMES)["0"]
     assert (g.kernels, g.other, g.unassigned) == (5 * GIB, 1 * GIB, 4 * GIB)
     assert ledger.total(g) == 10 * GIB
 
@@ -56,13 +56,13 @@ def test_another_namespace_and_a_process_that_exited_between_two_nvml_calls():
     # is listed by NVML but not a process here (another namespace, or gone before our scan).
     r = GpuReading(devices=(DeviceSample(0, "GPU-a", "H100", 9 * GIB, 80 * GIB, 1.0),),
                    memory=(ProcMemory(0, 100, 4 * GIB), ProcMemory(0, 600, 1 * GIB)))
-    g = ledger.build(r, KINDS, NAMES)[0]
+    g = ledger.build(r, KINDS, NAMES)["0"]
     assert (g.kernels, g.unattributed, g.unassigned) == (4 * GIB, 1 * GIB, 4 * GIB)
     assert ledger.total(g) == 9 * GIB
     # The other order: a process started between the calls is listed but not in `used`.
     r = GpuReading(devices=(DeviceSample(0, "GPU-a", "H100", 4 * GIB, 80 * GIB, 1.0),),
                    memory=(ProcMemory(0, 100, 4 * GIB), ProcMemory(0, 200, 1 * GIB)))
-    g = ledger.build(r, KINDS, NAMES)[0]
+    g = ledger.build(r, KINDS, NAMES)["0"]
     assert g.unassigned == 0 and g.note and "1.0G more" in g.note
 
 
@@ -71,14 +71,14 @@ def test_unknown_figures_are_never_made_up():
                             DeviceSample(1, "GPU-b", "H100", None, None, None),
                             DeviceSample(2, "GPU-c", "H100", 2 * GIB, 80 * GIB, None)),
                    memory=(ProcMemory(0, 100, None), ProcMemory(0, 200, 1 * GIB)),
-                   memory_unknown=frozenset({2}))
+                   memory_unknown=frozenset({"2"}))
     books = ledger.build(r, KINDS, NAMES)
-    assert set(books) == {0}  # GPU 1: used unknown; GPU 2: who holds it unknown
-    assert (books[0].kernels, books[0].terminals, books[0].unassigned) == (0, 1 * GIB, 8 * GIB)
+    assert set(books) == {"0"}  # GPU 1: used unknown; GPU 2: who holds it unknown
+    assert (books["0"].kernels, books["0"].terminals, books["0"].unassigned) == (0, 1 * GIB, 8 * GIB)
 
 
 def test_one_line_names_the_other_holders_safely():
-    g = ledger.build(TWO_GPUS, KINDS, {400: ("bob", "python \x1b[2Jevil.py")})[0]
+    g = ledger.build(TWO_GPUS, KINDS, {400: ("bob", "python \x1b[2Jevil.py")})["0"]
     d = GpuDevice(0, "GPU-a", "H100", 12 * GIB, 80 * GIB, 40.0, ledger=g)
     text = ledger.line(d)
     assert text.startswith("GPU 0 12.0G used: kernels 5.0G, terminals 2.0G, leftovers 1.0G, other 1.5G")
@@ -89,7 +89,7 @@ def test_one_line_names_the_other_holders_safely():
 
 
 def test_the_ledger_crosses_the_extension_wire():
-    g = ledger.build(TWO_GPUS, KINDS, NAMES)[0]
+    g = ledger.build(TWO_GPUS, KINDS, NAMES)["0"]
     d = GpuDevice(0, "GPU-a", "H100", 12 * GIB, 80 * GIB, 40.0, ledger=g)
     body = wire.dump("gpu1", "0", {}, [d], None)
     _usage, devices, _note = wire.load("far", body)

@@ -129,4 +129,4 @@ def test_demo_without_the_server_extra_says_what_to_install():
             "sys.exit(main(['demo']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert r.returncode == 2
-    assert r.stderr.strip() == "nbtui: nbtui demo needs Jupyter Server and ipykernel: pip install 'nbtui[server]'"
+    assert r.stderr.strip() == "nbtui: nbtui demo needs Jupyter Server and ipykernel: pip install 'nbtui-fleet[server]'"

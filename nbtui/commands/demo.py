@@ -29,7 +29,7 @@ from nbtui.errors import EXIT_OK, NbtuiError, UsageError
 from nbtui.host.lifetime import die_with_parent
 from nbtui.secrets import remember
 
-NEEDS = "nbtui demo needs Jupyter Server and ipykernel: pip install 'nbtui[server]'"
+NEEDS = "nbtui demo needs Jupyter Server and ipykernel: pip install 'nbtui-fleet[server]'"
 BUSY_CODE = "import time\nwhile True:\n    sum(i * i for i in range(300000))\n    time.sleep(0.2)\n"
 MEMORY_CODE = "data = b'x' * (96 * 2**20)  # 96 MiB that nobody uses any more\n"
 
@@ -73,6 +73,7 @@ class DemoServer:
         self.hurried = False
         self.done = False
         self.on_progress: Callable[[], None] = lambda: None  # the server or a kernel came up
+        self.gpu_env: dict = {}  # the simulated GPU's (nvml_standin.demo): its kernels hold memory on it
 
     @property
     def env(self) -> dict:
@@ -81,6 +82,7 @@ class DemoServer:
                     "JUPYTER_DATA_DIR": str(self.base / "data"), "JUPYTER_PLATFORM_DIRS": "1",
                     # In the environment, not the command line: `ps` shows every user a command line.
                     "JUPYTER_TOKEN": self.token})
+        env.update(self.gpu_env)
         return env
 
     def launch(self) -> None:
@@ -176,8 +178,10 @@ class DemoServer:
                 errors.append(e)
 
         make("demo/train.ipynb")
-        makers = [threading.Thread(target=make, args=(p,), daemon=True)
-                  for p in ("demo/busy-loop.ipynb", "demo/deleted-last-week.ipynb", None)] if not errors else []
+        others = ["demo/busy-loop.ipynb", "demo/deleted-last-week.ipynb", None]
+        if self.gpu_env:
+            others.append(ORPHAN_NOTEBOOK)
+        makers = [threading.Thread(target=make, args=(p,), daemon=True) for p in others] if not errors else []
         for t in makers:
             t.start()
         for t in makers:
@@ -185,14 +189,42 @@ class DemoServer:
         if errors:
             raise errors[0]
         # One after the other: jupyter_client's blocking clients do not share well across threads.
-        for path, code, wait in (("demo/train.ipynb", MEMORY_CODE, True), ("demo/busy-loop.ipynb", BUSY_CODE, False)):
+        runs = [("demo/train.ipynb", MEMORY_CODE, True), ("demo/busy-loop.ipynb", BUSY_CODE, False)]
+        if self.gpu_env:  # the GPU story: train.ipynb holds 12 GiB idle, busy-loop 6 GiB in use, a worker 3 GiB
+            from nbtui.host.nvml_standin import demo as sim
+
+            runs = [("demo/train.ipynb", MEMORY_CODE + sim.hold_code(12 << 30, 0), True),
+                    ("demo/busy-loop.ipynb", sim.hold_code(6 << 30, 65) + BUSY_CODE, False),
+                    (ORPHAN_NOTEBOOK, sim.orphan_code(3 << 30, os.getpid()), True)]
+        for path, code, wait in runs:
             try:
                 self._execute(ids[path], code, wait)
             except Exception:  # that kernel shows as it is; a traceback would tear the screen
                 pass
             self.on_progress()
+        if self.gpu_env and ORPHAN_NOTEBOOK in ids:
+            self._orphan_worker(ids[ORPHAN_NOTEBOOK])
         self.populated = True
         self.on_progress()
+
+    def _orphan_worker(self, kernel_id: str) -> None:
+        """Shut down the kernel whose worker holds GPU memory: the worker lives on, a leftover
+        of demo/prep.ipynb (remembered here, so the demo's stop ends it too)."""
+        import httpx
+        import psutil
+
+        kpid = next((p for p, _t in self._tree().items() if _cmdline_has(p, f"kernel-{kernel_id}.json")), None)
+        workers: dict[int, float] = {}
+        deadline = time.monotonic() + 20
+        while kpid is not None and not workers and time.monotonic() < deadline and not self.stopping:
+            try:
+                workers = {c.pid: c.create_time() for c in psutil.Process(kpid).children()}
+            except psutil.Error:
+                break
+            time.sleep(0.05)
+        self.kernel_pids.update(workers)
+        with httpx.Client(base_url=self.url, headers=self.headers, timeout=60) as c:
+            c.delete(f"api/kernels/{kernel_id}")
 
     def _execute(self, kernel_id: str, code: str, wait: bool) -> None:
         from jupyter_client import BlockingKernelClient
@@ -280,6 +312,18 @@ class DemoServer:
         self.done = True
 
 
+ORPHAN_NOTEBOOK = "demo/prep.ipynb"
+
+
+def _cmdline_has(pid: int, needle: str) -> bool:
+    import psutil
+
+    try:
+        return any(needle in a for a in psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+
+
 def _close_thread_loop() -> None:
     """Close the event loop jupyter_client's blocking client left on this thread: one left
     open is collected at exit after its sockets, and prints a traceback ("Exception ignored in
@@ -360,6 +404,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_mod.load(getattr(args, "config", None))  # a bad config stops us before any server
     demo = DemoServer()
     atexit.register(demo.stop)
+    from nbtui.host.nvml_standin import demo as sim
+
+    gpu = sim.choose(demo.base)  # before anything in this process reads NVML
+    demo.gpu_env = gpu.env
     previous = {}
     screen: dict = {}  # "app" once the TUI is made: from then on nothing is raised into it
 
@@ -389,6 +437,7 @@ def run(args: argparse.Namespace) -> int:
         previous[sig] = signal.signal(sig, on_signal)
     try:
         _say(f"nbtui demo: starting a throwaway Jupyter server on {demo.url} …")
+        _say(gpu.note)
         demo.launch()  # first: the server's own start is the long pole; the TUI loads meanwhile
         starter = threading.Thread(target=demo.bring_up, name="nbtui-demo", daemon=True)
         starter.start()
@@ -405,7 +454,8 @@ def run(args: argparse.Namespace) -> int:
             starter.join()
             if demo.failure:
                 raise NbtuiError(demo.failure)
-            print(json.dumps({"url": demo.url, "pid": demo.proc.pid, "base": str(demo.base)}), flush=True)
+            print(json.dumps({"url": demo.url, "pid": demo.proc.pid, "base": str(demo.base), "gpu": gpu.mode,
+                              "gpu_env": gpu.env}), flush=True)
             while True:
                 time.sleep(1)
 

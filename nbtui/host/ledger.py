@@ -33,18 +33,18 @@ def build(
     reading: GpuReading,
     kinds: Mapping[int, str],
     names: Mapping[int, tuple[Optional[str], str]] = {},
-) -> dict[int, GpuLedger]:
-    """GPU index -> its ledger, for every GPU whose used memory and per-process memory NVML
+) -> dict[str, GpuLedger]:
+    """GPU id -> its ledger, for every GPU whose used memory and per-process memory NVML
     gave. ``kinds``: local PID -> KERNELS | TERMINALS | LEFTOVERS | OTHER (a PID NVML lists
     that is not in ``kinds`` is unattributed); ``names``: PID -> (user, command) of the OTHER ones."""
-    out: dict[int, GpuLedger] = {}
+    out: dict[str, GpuLedger] = {}
     for d in reading.devices:
-        if d.memory_used is None or d.index in reading.memory_unknown:
+        if d.memory_used is None or d.id in reading.memory_unknown:
             continue  # nothing to account for, or no way to say who holds it
         parts = dict.fromkeys(PARTS, 0)
         others: dict[int, int] = {}
         for m in reading.memory:
-            if m.gpu_index != d.index or m.memory_bytes is None:
+            if m.gpu_id != d.id or m.memory_bytes is None:
                 continue  # a PID NVML gave no figure for: its bytes stay in unassigned
             kind = kinds.get(m.pid, UNATTRIBUTED)
             if kind not in parts:
@@ -64,7 +64,7 @@ def build(
                            memory_bytes=mem)
             for pid, mem in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))
         )
-        out[d.index] = GpuLedger(
+        out[d.id] = GpuLedger(
             kernels=parts[KERNELS], terminals=parts[TERMINALS], leftovers=parts[LEFTOVERS],
             other=parts[OTHER], unattributed=parts[UNATTRIBUTED], unassigned=unassigned,
             others=holders, note=note,
@@ -89,7 +89,10 @@ def line(device: GpuDevice, width: Optional[int] = None) -> str:
     """One line for a header or ``ls``: ``GPU 0 38.2G used: kernels 20.0G, terminals 4.0G,
     other 8.0G [python train.py (bob)], unassigned 512M`` (zero parts left out); outside
     strings through ``visible``; cut to ``width`` when given."""
-    head = f"GPU {device.index} {human_bytes(device.memory_used)} used"
+    tags = [t for t in ("MIG" if device.parent_uuid else "", "simulated" if device.simulated else "") if t]
+    head = f"GPU {device.label}{' (' + ', '.join(tags) + ')' if tags else ''} {human_bytes(device.memory_used)} used"
+    if device.utilization_note:
+        head += f", SM {device.utilization_note}"
     led = device.ledger
     if led is None:
         text = head + ": who holds it is unknown" if device.memory_used else head
@@ -108,7 +111,7 @@ def line(device: GpuDevice, width: Optional[int] = None) -> str:
     return middle_truncate(text, width) if width else text
 
 
-def with_ledgers(devices, ledgers: Mapping[int, GpuLedger]) -> tuple[GpuDevice, ...]:
+def with_ledgers(devices, ledgers: Mapping[str, GpuLedger]) -> tuple[GpuDevice, ...]:
     from dataclasses import replace
 
-    return tuple(replace(d, ledger=ledgers.get(d.index, d.ledger)) for d in devices)
+    return tuple(replace(d, ledger=ledgers.get(d.label, d.ledger)) for d in devices)

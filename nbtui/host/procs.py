@@ -308,9 +308,13 @@ def uses_nvidia(pid: int) -> Optional[bool]:
         names = os.listdir(base)
     except OSError:
         return None
+    from nbtui.host.nvml_standin import device_prefix  # the simulated GPU's device node (tests, demo)
+
+    standin = device_prefix()
+    prefixes = ("/dev/nvidia",) if standin is None else ("/dev/nvidia", standin)
     for name in names:
         try:
-            if os.readlink(f"{base}/{name}").startswith("/dev/nvidia"):
+            if os.readlink(f"{base}/{name}").startswith(prefixes):
                 return True
         except OSError:
             continue

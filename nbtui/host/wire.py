@@ -26,7 +26,7 @@ class WireError(ValueError):
 
 
 def _gpu(g: model.GpuUse) -> dict:
-    return {"index": g.index, "uuid": g.uuid, "memory_bytes": g.memory_bytes, "sm_percent": g.sm_percent}
+    return {"index": g.index, "id": g.label, "uuid": g.uuid, "memory_bytes": g.memory_bytes, "sm_percent": g.sm_percent}
 
 
 def _tree(t) -> dict:
@@ -64,8 +64,9 @@ def dump(hostname: str, version: str, kernels: Mapping[str, Any], devices: Itera
         "nbtui_usage": FORMAT, "version": version, "hostname": hostname, "kernels": out_kernels,
         "terminals": out_terms,
         "gpus": [
-            {"index": d.index, "uuid": d.uuid, "name": d.name, "memory_used": d.memory_used,
-             "memory_total": d.memory_total, "utilization": d.utilization,
+            {"index": d.index, "id": d.label, "uuid": d.uuid, "parent_uuid": d.parent_uuid, "name": d.name,
+             "memory_used": d.memory_used, "memory_total": d.memory_total, "utilization": d.utilization,
+             "utilization_note": d.utilization_note,
              "idle_kernel_memory": d.idle_kernel_memory, "ledger": _ledger(d.ledger)}
             for d in devices
         ],
@@ -99,7 +100,8 @@ def _gpus(raw) -> tuple[model.GpuUse, ...]:
     for g in raw:
         if isinstance(g, dict) and _int(g.get("index")) is not None:
             out.append(model.GpuUse(index=g["index"], uuid=_str(g.get("uuid")) or "",
-                                    memory_bytes=_int(g.get("memory_bytes")), sm_percent=_num(g.get("sm_percent"))))
+                                    memory_bytes=_int(g.get("memory_bytes")), sm_percent=_num(g.get("sm_percent")),
+                                    id=_str(g.get("id"), 40) or ""))
     return tuple(out)
 
 
@@ -196,6 +198,7 @@ def load(server: str, data: Any) -> tuple[dict[str, model.Usage], tuple[model.Gp
             index=d["index"], uuid=d["uuid"][:100], name=_str(d.get("name"), 100) or "?",
             memory_used=_int(d.get("memory_used")), memory_total=_int(d.get("memory_total")),
             utilization=_num(d.get("utilization")), idle_kernel_memory=_int(d.get("idle_kernel_memory")),
-            host=host, ledger=_load_ledger(d.get("ledger")),
+            host=host, ledger=_load_ledger(d.get("ledger")), id=_str(d.get("id"), 40) or "",
+            parent_uuid=_str(d.get("parent_uuid"), 100), utilization_note=_str(d.get("utilization_note"), 100),
         ))
     return usage, tuple(devices), _str(data.get("gpu_note"))

@@ -65,7 +65,7 @@ def describe_row(r: Row, server: Optional[ServerInfo], error_style: str = "bold 
         row("usage", f"CPU {human_percent(p.cpu_percent)}  MEM {human_bytes(p.memory_bytes)}  "
                      f"GPU {human_bytes(p.gpu_memory_bytes)}")
         for g in p.gpus:
-            row("", f"GPU {g.index} {g.uuid[:12]}  {human_bytes(g.memory_bytes)}  {human_percent(g.sm_percent)}")
+            row("", _gpu(g))
         if p.orphan_reasons:
             row("orphan", ", ".join(p.orphan_reasons), error_style)
             row("why", explain_process(p))
@@ -117,7 +117,7 @@ def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold r
         row("usage", f"CPU {human_percent(u.cpu_percent)}  MEM {human_bytes(u.memory_bytes)}  "
                      f"GPU {human_bytes(u.gpu_memory_bytes)}  GPU% {human_percent(u.gpu_percent)}")
         for g in u.gpus:
-            row("", f"GPU {g.index} {g.uuid[:12]}  {human_bytes(g.memory_bytes)}  {human_percent(g.sm_percent)}")
+            row("", _gpu(g))
         children = [p for p in u.pids if p != u.pid]
         if children:
             shown = ", ".join(str(p) for p in children[:8]) + (" …" if len(children) > 8 else "")
@@ -184,3 +184,9 @@ class DetailPane(VerticalScroll):
             last = fmt(data[-1]) if data and data[-1] is not None else "—"
             lines.append(f"{label:<4}{last:>6} {spark(data, width, top) if data else ''}")
         spark_lines.show(Text("\n".join(lines)))
+
+
+def _gpu(g) -> str:
+    """One GPU of a row: ``GPU 0/1/0 MIG-1234abcd  2.0G  —`` (a MIG instance by its own id and uuid)."""
+    sim = " (simulated)" if g.simulated else ""
+    return f"GPU {g.label}{sim} {visible(g.uuid[:12])}  {human_bytes(g.memory_bytes)}  {human_percent(g.sm_percent)}"

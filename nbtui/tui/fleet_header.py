@@ -92,7 +92,8 @@ def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool,
     parts.append((f"{c.busy} busy", None, "", 4))
     parts.append((f"{c.idle} idle >{human_duration(snap.idle_threshold)}",
                   f"{c.idle} idle>{human_duration(snap.idle_threshold)}", "", 2))
-    parts.append((f"idle GPU {human_bytes(idle_gpu) if idle_gpu is not None else '—'}",
+    sim = " (simulated)" if any(g.simulated for g in snap.gpus) else ""
+    parts.append((f"idle GPU{sim} {human_bytes(idle_gpu) if idle_gpu is not None else '—'}",
                   f"idle GPU {human_bytes(idle_gpu)}" if idle_gpu is not None else None, "", 3))
     if c.leftovers:
         held = c.leftover_gpu_bytes
@@ -151,6 +152,12 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
         if len(t):
             t.append("\n")
         t.append_text(error_line(s, width, theme))
+    from nbtui.report import gpu_lines  # the GPU strip: one line per GPU (a MIG instance is one)
+
+    for line in gpu_lines(snap, width):
+        if len(t):
+            t.append("\n")
+        t.append(line, style="dim" if "simulated" in line else "")
     _holder_lines(t, snap, width, theme)
     return t
 
