@@ -93,3 +93,48 @@ def test_a_fifo_or_symlink_named_as_connection_file_is_refused_at_once(tmp_path)
         finally:
             p.kill()
             p.wait(10)
+
+
+def test_a_local_server_listing_roots_kernel_id_does_not_get_its_state(jupyter_factory, config_dir, tmp_path):
+    """migrate reaches a kernel of a server on this host over ZMQ, through the connection file
+    of the process that names its id. A server that lists another server's kernel id (here
+    root's) must not have that kernel's namespace moved for it: the process must be that
+    server's own child, else the move goes through the server that listed it."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.jupyter import free_port
+
+    home = jupyter_factory("rootk")
+    kid = home.start_kernel()
+    home.run_code(kid, "secret_of_root = 'pw-123'")
+    dest = jupyter_factory("dest")
+    _configure("dest", dest.url, dest.token, config_dir)
+
+    script, log = tmp_path / "script.json", tmp_path / "log.jsonl"
+    script.write_text(json.dumps({"kernels": [kid], "paths": [], "terminals": []}))
+    port = free_port()
+    liar = subprocess.Popen([sys.executable, "-m", "tests.hostile_singleuser", str(script), str(log)],
+                            env={**os.environ, "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/",
+                                 "JUPYTERHUB_SERVICE_PREFIX": "/"})
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/api", timeout=2).status_code == 200
+                 if liar.poll() is None else True, 30, 0.1, "the lying server")
+        with open(config_dir / "servers.toml", "a") as f:
+            f.write(f'[servers.liar]\nurl = "http://127.0.0.1:{port}/"\ntoken = "none"\n')
+        r = run_nbtui("migrate", f"liar:{kid}", "--to", "dest", "--notebook", "moved.ipynb", "--yes", timeout=120)
+        assert r.returncode != 0, r.stdout
+        for k in dest.kernels():
+            reply = dest.run_code(k["id"], "assert 'secret_of_root' not in globals()")
+            assert reply["content"]["status"] == "ok", "root's variable reached the target"
+        assert kid in {k["id"] for k in home.kernels()}  # root's kernel is left alone
+        # Its own server still reaches it over ZMQ (the fast path); the liar does not.
+        from nbtui.migrate.adopt import local_connection_file
+
+        found = local_connection_file(kid, home.url)
+        assert found is not None and found[0] == str(home.connection_file(kid))
+        assert local_connection_file(kid, f"http://127.0.0.1:{port}/") is None
+    finally:
+        liar.kill()
+        liar.wait(10)

@@ -634,18 +634,19 @@ class ZmqChannels(KernelChannels):
 
     transport = "zmq"
 
-    def __init__(self, connection_file: str):
+    def __init__(self, connection_file: str, info: dict):
         super().__init__()
-        self.connection_file = connection_file
+        self.connection_file = connection_file  # named in messages only: never read again (its
+        self.info = info  # owner could swap it for a link to root's after nbtui checked it)
         self._kc: Any = None  # jupyter_client's AsyncKernelClient once connected
         self._tasks: list[asyncio.Task] = []
 
     async def connect(self) -> "ZmqChannels":
         from jupyter_client.asynchronous import AsyncKernelClient
 
-        kc = AsyncKernelClient(connection_file=self.connection_file)
+        kc = AsyncKernelClient()
         try:
-            kc.load_connection_file()
+            kc.load_connection_info(self.info)
         except (OSError, ValueError, KeyError) as e:
             raise ChannelError(f"cannot read connection file {self.connection_file}: {type(e).__name__}: {e}") from None
         kc.start_channels()

@@ -403,20 +403,35 @@ async def place(client: ServerClient, lk: LocalKernel, pl: Placement, timeout: f
                      f"--ServerApp.allow_external_kernels=True and external_connection_dir={pl.directory}?")
 
 
-def local_connection_file(kernel_id: str) -> Optional[tuple[str, signals.Ident]]:
-    """(connection file, process) of kernel ``kernel_id`` if its process runs on this host and
-    the file its command line names is readable, else None."""
+def local_connection_file(kernel_id: str, server_url: str) -> Optional[tuple[str, dict, signals.Ident]]:
+    """(connection file, its content, process) of kernel ``kernel_id`` of the local server at
+    ``server_url``, if its process runs on this host under that server's own process and its
+    connection file is the process owner's regular file; else None (then the kernel is reached
+    through its server). A server lists what it likes: its listing of another server's kernel
+    id (root's) must not lead nbtui to that kernel's key."""
+    server_pid = listening_pid(server_url)
+    if server_pid is None:
+        return None
     needle = f"kernel-{kernel_id}.json"
     for p in psutil.process_iter(["cmdline"]):
         cmdline = p.info.get("cmdline") or ()
         if not any(needle in arg for arg in cmdline) or "ipykernel" not in " ".join(cmdline):
             continue
         try:
+            if server_pid not in {a.pid for a in p.parents()}:
+                continue
             cwd = p.cwd()
+            uid = p.uids().effective
         except psutil.Error:
-            cwd = None
+            continue
         path = connection_file_in(cmdline, cwd)
         ident = signals.identify(p.pid)
-        if path and ident and os.access(path, os.R_OK):
-            return path, ident
+        if not path or ident is None:
+            continue
+        try:
+            info = json.loads(_read_connection_file(p.pid, path, uid))
+        except (OSError, ValueError, NbtuiError):
+            continue
+        if isinstance(info, dict) and "key" in info and "shell_port" in info:
+            return path, info, ident
     return None
