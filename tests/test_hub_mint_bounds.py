@@ -51,3 +51,19 @@ async def test_a_hub_capping_lifetimes_below_the_renewal_margin_is_not_asked_at_
                 snap = await fleet.snapshot()
             assert all(s.ok for s in snap.servers if s.user is not None)
             assert hub.mints_by == {"u000": 1, "u001": 1}, hub.mints_by
+
+
+async def test_every_minted_token_is_known_to_redaction_from_the_moment_it_is_minted():
+    """A minted token is a secret like the hub's: any text that carries it (an error a server
+    echoes, a log line) is scrubbed, whether or not its server has been read yet."""
+    from nbtui.jupyter.hub import HubSource
+    from nbtui.secrets import redact
+
+    with FakeHub(users=2, page=50) as hub:
+        source = HubSource(_config(hub), 10.0)
+        try:
+            await source.read()  # lists and mints; no server read (that is the fleet's)
+            tokens = [t for ts in hub.minted.values() for t in ts]
+            assert len(tokens) == 2 and all(redact(f"echo {t}") == "echo ***" for t in tokens)
+        finally:
+            await source.aclose()

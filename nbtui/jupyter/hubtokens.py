@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Optional
 
 from nbtui.jupyter.rest import AUTH_FAILED, SERVER_ERROR, ServerError
 from nbtui.jupyter.urlpath import segment
+from nbtui.secrets import remember
 
 if TYPE_CHECKING:
     from nbtui.jupyter.hub import HubClient, HubServer
@@ -144,6 +145,7 @@ class TokenMint:
         if not isinstance(token, str) or not token or not isinstance(token_id, str):
             self._failed[key] = (time.monotonic(), "the hub's answer to a token request had no token")
             return
+        remember(token)  # scrubbed from any text from now on, read or not
         now = time.monotonic()
         m = Minted(token, token_id, s.user, now + lifetime)
         self._tokens[key] = m
