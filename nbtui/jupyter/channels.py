@@ -483,6 +483,7 @@ class WebsocketChannels(KernelChannels):
         return f"kernel {self.kernel_id[:8]} on {self.client.name}"
 
     async def _open(self) -> None:
+        from websockets.asyncio.client import ClientConnection
         from websockets.typing import Subprotocol
         from websockets.exceptions import InvalidHandshake, InvalidStatus
 
@@ -497,7 +498,7 @@ class WebsocketChannels(KernelChannels):
         try:
             # The whole handshake (TCP, TLS, HTTP upgrade) under one deadline: a server that
             # accepts and never upgrades costs open_timeout, not more.
-            ws = await asyncio.wait_for(_connect_no_redirect()(
+            ws: ClientConnection = await asyncio.wait_for(_connect_no_redirect()(
                 url, additional_headers=headers, user_agent_header="nbtui",
                 subprotocols=[Subprotocol(V1)] if self.protocol in ("auto", "v1") else None,
                 compression=None, max_size=None, max_queue=256, ssl=ssl_ctx,
@@ -631,7 +632,7 @@ class WebsocketChannels(KernelChannels):
 
 
 @functools.lru_cache(maxsize=1)
-def _connect_no_redirect():
+def _connect_no_redirect() -> type[Any]:
     """websockets' ``connect`` that follows no redirect. It would follow one to any host and
     port (dropping the Authorization header only across origins): a server answering the
     upgrade with ``302 Location: ws://127.0.0.1:PORT/api/kernels/ID/channels`` would put the
@@ -666,7 +667,7 @@ class ZmqChannels(KernelChannels):
 
         kc = AsyncKernelClient()
         try:
-            kc.load_connection_info(self.info)
+            kc.load_connection_info(self.info)  # type: ignore[arg-type]  # checked: key, ports
         except (OSError, ValueError, KeyError) as e:
             raise ChannelError(f"cannot read connection file {self.connection_file}: {type(e).__name__}: {e}") from None
         kc.start_channels()
