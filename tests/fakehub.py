@@ -79,7 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
             api = "/" + (rest[0] if rest else "")
             if name not in srv.names:
                 return self._json({"message": "no such user"}, 404)
-            if self.headers.get("Authorization", "").removeprefix("token ") not in srv.minted.get(name, ()):
+            if (name in srv.refuse_all  # a hostile user's server: it says no to every token
+                    or self.headers.get("Authorization", "").removeprefix("token ") not in srv.minted.get(name, ())):
                 with srv.lock:
                     srv.refused += 1
                 return self._json({"message": "token refused"}, 403)
@@ -104,14 +105,19 @@ class _Handler(BaseHTTPRequestHandler):
             with srv.lock:
                 srv.minted.setdefault(parts[4], set()).add(token)
                 srv.mints += 1
+                srv.mints_by[parts[4]] = srv.mints_by.get(parts[4], 0) + 1
                 token_id = f"a{srv.mints}"
+                srv.ids[token_id] = (parts[4], token)
             return self._json({"token": token, "id": token_id, "user": parts[4]}, 201)
         return self._json({"message": "not found"}, 404)
 
     def do_DELETE(self):
         srv: FakeHub = self.server  # type: ignore[assignment]
+        parts = urlsplit(self.path).path.split("/")  # /hub/api/users/NAME/tokens/ID
         with srv.lock:
             srv.revoked += 1
+            name, token = srv.ids.pop(parts[-1], ("", ""))
+            srv.minted.get(name, set()).discard(token)  # a revoked token opens nothing
         self.send_response(204)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -131,6 +137,9 @@ class FakeHub(ThreadingHTTPServer):
         self.offsets: dict[str, list[int]] = {}
         self.minted: dict[str, set[str]] = {}  # user -> the tokens minted for her server
         self.mints = self.revoked = self.refused = 0
+        self.mints_by: dict[str, int] = {}  # user -> tokens minted for her server
+        self.ids: dict[str, tuple[str, str]] = {}  # token id -> (user, token), until revoked
+        self.refuse_all: set[str] = set()  # users whose server refuses every token (hostile)
         self.url = f"http://127.0.0.1:{self.server_address[1]}/"
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 

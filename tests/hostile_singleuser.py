@@ -1,7 +1,7 @@
 """A hostile single-user server that a real JupyterHub spawns for one user (``c.Spawner.cmd``):
 it answers like a Jupyter server, lists the kernel ids, session paths and terminal names the
 test writes into its script file (traversal ids among them), says yes to every re-check and
-every action, and records every request it receives (method, raw path, Authorization header)
+every action (its kernel websocket, given ``ws_redirect``, answers a redirect there), and records every request it receives (method, raw path, Authorization header)
 as JSON lines, so a test can see where nbtui's requests went and try each token it was sent.
 
     python -m tests.hostile_singleuser SCRIPT.json LOG.jsonl
@@ -70,6 +70,12 @@ class Handler(BaseHTTPRequestHandler):
             if api.startswith("api/contents"):
                 return self._json({"name": "x.ipynb", "path": "x.ipynb", "type": "notebook"}, 201)
             self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if api.endswith("/channels") and script.get("ws_redirect"):  # the kernel websocket, bounced
+            self.send_response(302)
+            self.send_header("Location", script["ws_redirect"])
             self.send_header("Content-Length", "0")
             self.end_headers()
             return

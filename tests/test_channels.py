@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -186,7 +187,7 @@ async def test_request_timeout_is_timed_out(client, kernel_id):
 
 async def test_zmq_transport_same_interface(shared_jupyter, kernel_id):
     cf = str(shared_jupyter.connection_file(kernel_id))
-    async with ZmqChannels(cf) as ch:
+    async with ZmqChannels(cf, json.loads(open(cf).read())) as ch:
         await ch.wait_for_ready(30)
         ex = await ch.execute("print('zmq'); 2**10")
         got = await outputs(ex)

@@ -267,6 +267,29 @@ def test_scan_finds_kernel_roots_under_wrappers_and_descendants():
     assert scan.tree(12345) == []
 
 
+def test_a_process_naming_a_file_in_another_users_server_folder_is_not_that_servers_kernel(tmp_path):
+    """The connection-file route of 'whose kernel is this process': its command line names a
+    file in a server's runtime folder. That line is its owner's to write, so another user's
+    process naming root's runtime folder (and, rewriting its argv, root's kernel id before
+    root's kernel started) is not root's server's kernel: usage, kill and cull would follow it."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    (runtime / "jpserver-420.json").write_text("{}")
+    conn = str(runtime / "kernel-k1.json")
+
+    def proc(pid, ppid, user, cmd):
+        return Proc(pid, ppid, 50.0, Facts(tuple(cmd), user, kernel_id_in(cmd)))
+
+    scan = Scan({
+        1: proc(1, 0, "root", ()),
+        420: proc(420, 1, "root", ("jupyter-server",)),
+        900: proc(900, 1, "mallory", ("python", "-m", "ipykernel", "-f", conn)),
+        901: proc(901, 1, "root", ("python", "-m", "ipykernel", "-f", conn)),
+    }, time=0.0)
+    assert not scan.belongs_to_server(900, 420)
+    assert scan.belongs_to_server(901, 420)  # its own user's process: the folder still decides
+
+
 def test_scan_alive_checks_identity_by_create_time():
     scan = Scan({7: _proc(7, 1, ctime=2000.0)}, time=0.0)
     assert scan.alive(7)

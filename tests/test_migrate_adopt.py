@@ -78,7 +78,7 @@ async def test_adopt_a_kernel_whose_server_was_killed(jupyter_factory, config_di
     assert info["connection_file"] == conn and "key" not in r.stdout
 
     # 2. Reached over ZMQ (the console's local transport): the state is intact.
-    async with ZmqChannels(conn) as ch:
+    async with ZmqChannels(conn, json.loads(open(conn).read())) as ch:
         await ch.wait_for_ready(30)
         assert await _run(ch, "print(state['epoch'], len(history))") == "12 100"
 

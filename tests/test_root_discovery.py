@@ -80,3 +80,20 @@ def test_runtime_files_that_are_pipes_links_or_huge_are_never_read(tmp_path):
     found = discover(tmp_path)
     assert found.servers == () and sorted(found.unreadable) == sorted(
         str(tmp_path / f"jpserver-{n}.json") for n in (1, 2, 3))
+
+
+def test_a_file_naming_its_own_port_but_another_servers_url_is_not_trusted(local_user, user_server, jupyter):  # noqa: F811
+    """The port checked must be the port connected to: a file of the user's naming its own
+    server's process and port, but root's server's URL, would send the token it chose there and
+    list root's kernels under the user's server."""
+    lure = local_user.runtime_dir / "jpserver-2.json"
+    lure.write_text(json.dumps({"pid": user_server.pid, "port": user_server.port, "url": jupyter.url,
+                                "token": "lure-token"}))
+    os.chown(lure, local_user.uid, -1)
+    try:
+        out = _ls()
+    finally:
+        lure.unlink()
+    assert any(n.startswith(str(lure)) and f"its URL names port {jupyter.port}" in n
+               for n in out["untrusted_files"]), out["untrusted_files"]
+    assert not any(s["url"] == jupyter.url and s["pid"] == user_server.pid for s in out["servers"]), out["servers"]

@@ -174,11 +174,16 @@ class Scan:
         """Whether the host confirms that process ``pid`` is a kernel of the server whose
         process is ``server_pid``: it descends from that process, or the connection file on
         its command line lies in that server's runtime folder (the folder of its
-        ``jpserver-<pid>.json``). What a server *says* never counts."""
+        ``jpserver-<pid>.json``) and it runs as the server's own user (a command line is its
+        owner's to write: another user's process naming root's folder is not root's kernel).
+        What a server *says* never counts."""
         if server_pid is None or server_pid not in self.procs or pid not in self.procs:
             return False
         if self.descends_from(pid, server_pid):
             return True
+        user = self.procs[pid].facts.user
+        if user is None or user != self.procs[server_pid].facts.user:
+            return False
         folder = connection_folder(self.procs[pid].facts.cmdline)
         return folder is not None and os.path.isfile(os.path.join(folder, f"jpserver-{server_pid}.json"))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import socket
@@ -37,7 +38,8 @@ from jupyter_client.session import Session
 from nbtui.errors import NbtuiError, TimedOut
 from nbtui.jupyter import own
 from nbtui.jupyter.urlpath import segment
-from nbtui.jupyter.rest import AUTH_FAILED, NOT_FOUND, TIMEOUT, UNREACHABLE, ServerClient, ServerError, is_loopback
+from nbtui.jupyter.rest import (AUTH_FAILED, NOT_FOUND, NOT_JUPYTER, TIMEOUT, UNREACHABLE, ServerClient, ServerError,
+                                is_loopback)
 from nbtui.secrets import redact
 
 V1 = "v1.kernel.websocket.jupyter.org"
@@ -481,7 +483,7 @@ class WebsocketChannels(KernelChannels):
         return f"kernel {self.kernel_id[:8]} on {self.client.name}"
 
     async def _open(self) -> None:
-        from websockets.asyncio.client import connect
+        from websockets.asyncio.client import ClientConnection
         from websockets.typing import Subprotocol
         from websockets.exceptions import InvalidHandshake, InvalidStatus
 
@@ -496,7 +498,7 @@ class WebsocketChannels(KernelChannels):
         try:
             # The whole handshake (TCP, TLS, HTTP upgrade) under one deadline: a server that
             # accepts and never upgrades costs open_timeout, not more.
-            ws = await asyncio.wait_for(connect(
+            ws: ClientConnection = await asyncio.wait_for(_connect_no_redirect()(
                 url, additional_headers=headers, user_agent_header="nbtui",
                 subprotocols=[Subprotocol(V1)] if self.protocol in ("auto", "v1") else None,
                 compression=None, max_size=None, max_queue=256, ssl=ssl_ctx,
@@ -509,6 +511,9 @@ class WebsocketChannels(KernelChannels):
                 raise ServerError(self.client.name, NOT_FOUND, f"{self._where()}: no such kernel (it is gone)") from None
             if code in (401, 403):
                 raise ServerError(self.client.name, AUTH_FAILED, f"token refused on the kernel websocket (HTTP {code})") from None
+            if 300 <= code < 400:
+                raise ServerError(self.client.name, NOT_JUPYTER, f"kernel websocket answered with a redirect (HTTP {code}): "
+                                  "not followed (a Jupyter server never redirects it)") from None
             raise ServerError(self.client.name, UNREACHABLE, f"kernel websocket refused (HTTP {code})") from None
         except (TimeoutError, asyncio.TimeoutError):
             raise ServerError(self.client.name, TIMEOUT, f"kernel websocket: no handshake within "
@@ -626,6 +631,22 @@ class WebsocketChannels(KernelChannels):
             self._ws.transport.abort()
 
 
+@functools.lru_cache(maxsize=1)
+def _connect_no_redirect() -> type[Any]:
+    """websockets' ``connect`` that follows no redirect. It would follow one to any host and
+    port (dropping the Authorization header only across origins): a server answering the
+    upgrade with ``302 Location: ws://127.0.0.1:PORT/api/kernels/ID/channels`` would put the
+    console or ``exec`` of root into whatever kernel it names, or, behind a hub's proxy (one
+    origin), send its token to another user's URL."""
+    from websockets.asyncio.client import connect
+
+    class NoRedirect(connect):
+        def process_redirect(self, exc: Exception) -> Exception | str:
+            return exc
+
+    return NoRedirect
+
+
 # -- local ZMQ, from a connection file ---------------------------------------------------
 
 
@@ -634,18 +655,19 @@ class ZmqChannels(KernelChannels):
 
     transport = "zmq"
 
-    def __init__(self, connection_file: str):
+    def __init__(self, connection_file: str, info: dict):
         super().__init__()
-        self.connection_file = connection_file
+        self.connection_file = connection_file  # named in messages only: never read again (its
+        self.info = info  # owner could swap it for a link to root's after nbtui checked it)
         self._kc: Any = None  # jupyter_client's AsyncKernelClient once connected
         self._tasks: list[asyncio.Task] = []
 
     async def connect(self) -> "ZmqChannels":
         from jupyter_client.asynchronous import AsyncKernelClient
 
-        kc = AsyncKernelClient(connection_file=self.connection_file)
+        kc = AsyncKernelClient()
         try:
-            kc.load_connection_file()
+            kc.load_connection_info(self.info)  # type: ignore[arg-type]  # checked: key, ports
         except (OSError, ValueError, KeyError) as e:
             raise ChannelError(f"cannot read connection file {self.connection_file}: {type(e).__name__}: {e}") from None
         kc.start_channels()

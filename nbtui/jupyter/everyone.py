@@ -88,10 +88,14 @@ def trust(path: Path, info: dict, pid: int, _mtime: float) -> Optional[str]:
                 f"a file that claims another user's server")
     if not _is_server(cmdline):
         return f"process {pid} is not a Jupyter server"
-    try:
-        port = int(info.get("port") or urlsplit(str(info["url"])).port)  # type: ignore[arg-type]  # None: TypeError below
-    except (TypeError, ValueError):
+    try:  # the port nbtui would connect to: the URL's (a "port" naming another is a lure)
+        parts = urlsplit(str(info["url"]))
+        port = parts.port or {"http": 80, "https": 443}[parts.scheme]
+        named = int(info["port"]) if info.get("port") else port
+    except (TypeError, ValueError, KeyError):
         return "names no port"
+    if named != port:
+        return f"its URL names port {port}, not the port {named} it claims: a file that points elsewhere"
     try:
         listening = [c for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
     except (psutil.Error, OSError):

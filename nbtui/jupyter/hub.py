@@ -460,7 +460,7 @@ async def read_user_server(fleet, entry, now: dt.datetime):
         async with hub.limit:
             info, kernels = await fleet._read_server(entry, now)
     if info.error_kind == AUTH_FAILED and child is not None:
-        hub.mint.forget(child.server.user, child.server.server_name)
+        await hub.mint.refused(hub.client(), child.server.user, child.server.server_name)
     # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
     if entry.extra.get("route") == PROXY and info.ok:
         from nbtui.jupyter import proxy_reads

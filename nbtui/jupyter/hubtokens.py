@@ -25,6 +25,7 @@ from typing import Optional, Protocol, Sequence
 
 from nbtui.jupyter.rest import AUTH_FAILED, SERVER_ERROR, ServerClient, ServerError
 from nbtui.jupyter.urlpath import segment
+from nbtui.secrets import remember
 
 
 class UserServer(Protocol):
@@ -81,9 +82,22 @@ class TokenMint:
         m = self._tokens.get((user, server_name))
         return m.token if m is not None and m.expires > time.monotonic() else None
 
-    def forget(self, user: str, server_name: str) -> None:
-        """The server refused its token (revoked, expired early): the next read mints another."""
-        self._tokens.pop((user, server_name), None)
+    async def refused(self, client: HubClient, user: str, server_name: str) -> None:
+        """The server refused its token. Its user runs it, so it may refuse every one: the
+        token is revoked now (not left for an hour in the hub) and the next is asked for only
+        after ``RETRY_AFTER``, not at every refresh."""
+        m = self._tokens.pop((user, server_name), None)
+        self._failed[(user, server_name)] = (
+            time.monotonic(), "its server refused the token minted for it; another is asked for in "
+                              f"{RETRY_AFTER:g} s")
+        if m is not None:
+            self._all = [x for x in self._all if x is not m]
+            await self._revoke([m], client)
+
+    def _renew_before(self) -> float:
+        """How long before its end a token is replaced: RENEW_BEFORE, or half its lifetime
+        where the hub caps lifetimes below that (else every read would mint anew)."""
+        return min(RENEW_BEFORE, min(LIFETIME, self._max_lifetime or LIFETIME) / 2)
 
     def why_none(self, user: str, server_name: str) -> str:
         failed = self._failed.get((user, server_name))
@@ -94,7 +108,7 @@ class TokenMint:
     def _due(self, s: UserServer, now: float) -> bool:
         key = (s.user, s.server_name)
         m = self._tokens.get(key)
-        if m is not None and m.expires - now > RENEW_BEFORE:
+        if m is not None and m.expires - now > self._renew_before():
             return False
         failed = self._failed.get(key)
         return failed is None or now - failed[0] >= RETRY_AFTER
@@ -143,8 +157,12 @@ class TokenMint:
         if not isinstance(token, str) or not token or not isinstance(token_id, str):
             self._failed[key] = (time.monotonic(), "the hub's answer to a token request had no token")
             return
-        m = Minted(token, token_id, s.user, time.monotonic() + lifetime)
+        remember(token)  # scrubbed from any text from now on, read or not
+        now = time.monotonic()
+        m = Minted(token, token_id, s.user, now + lifetime)
         self._tokens[key] = m
+        # Every live one is revoked at the end; those the hub has expired already are not kept.
+        self._all = [x for x in self._all if x.expires > now]
         self._all.append(m)
         self._failed.pop(key, None)
 
@@ -152,6 +170,9 @@ class TokenMint:
         """Revoke every token minted (``DELETE /hub/api/users/{user}/tokens/{id}``), within
         ``REVOKE_DEADLINE`` as a whole; any left expire on their own."""
         minted, self._all, self._tokens = self._all, [], {}
+        await self._revoke(minted, client)
+
+    async def _revoke(self, minted: list[Minted], client: HubClient) -> None:
         if not minted:
             return
         gate = asyncio.Semaphore(CONCURRENCY)

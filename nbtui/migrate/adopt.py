@@ -110,14 +110,18 @@ def find(pid: int) -> LocalKernel:
     if not path:
         raise NotAdoptable(f"pid {pid} is not a kernel: no connection file on its command line")
     try:
-        info = json.loads(Path(path).read_text())
+        uid = p.uids().effective
+    except psutil.Error as e:
+        raise NotAdoptable(f"pid {pid}: cannot read the process ({type(e).__name__})") from None
+    try:
+        info = json.loads(_read_connection_file(pid, path, uid))
         if not isinstance(info, dict) or "key" not in info or "shell_port" not in info:
             raise ValueError("not a connection file")
     except FileNotFoundError:
-        raise NotAdoptable(f"pid {pid}: its connection file {path} is gone; without its key nothing can "
+        raise NotAdoptable(f"pid {pid}: its connection file {visible(path)} is gone; without its key nothing can "
                            "talk to the kernel") from None
     except (OSError, ValueError) as e:
-        raise NotAdoptable(f"pid {pid}: cannot read its connection file {path}: {type(e).__name__}") from None
+        raise NotAdoptable(f"pid {pid}: cannot read its connection file {visible(path)}: {type(e).__name__}") from None
     server_pid: Optional[int] = None
     try:
         server_pid = int(env["JPY_PARENT_PID"]) if env.get("JPY_PARENT_PID") else None
@@ -126,6 +130,41 @@ def find(pid: int) -> LocalKernel:
     alive = None if server_pid is None else psutil.pid_exists(server_pid)
     return LocalKernel(ident, kernel_id_in([path]), path, info, env.get("JPY_SESSION_NAME") or None,
                        server_pid, alive)
+
+
+MAX_CONNECTION_FILE = 64 * 1024  # a connection file is a few hundred bytes
+
+
+def _read_connection_file(pid: int, path: str, uid: int) -> bytes:
+    """The connection file a process names on its command line: that process's owner wrote
+    the name, so as root it is read only as a regular file (no symlink, no FIFO that would
+    hang the read) owned by the user who runs the process. A user's process naming root's
+    ``kernel-ID.json`` is not root's kernel: its key is code execution as root."""
+    import errno
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise NotAdoptable(f"pid {pid}: its connection file {visible(path)} is a symlink; nbtui does not "
+                               "read through one") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAdoptable(f"pid {pid}: its connection file {visible(path)} is not a regular file")
+        if st.st_uid != uid:
+            raise NotAdoptable(
+                f"pid {pid}: its connection file {visible(path)} is {_user_name(st.st_uid)}'s, not "
+                f"{_user_name(uid)}'s, who runs the process: nbtui reads no key from a file the process's "
+                "own user does not own")
+        data = os.read(fd, MAX_CONNECTION_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONNECTION_FILE:
+        raise ValueError("too big for a connection file")
+    return data
 
 
 def _endpoint(info: dict, port_key: str) -> str:
@@ -364,20 +403,35 @@ async def place(client: ServerClient, lk: LocalKernel, pl: Placement, timeout: f
                      f"--ServerApp.allow_external_kernels=True and external_connection_dir={pl.directory}?")
 
 
-def local_connection_file(kernel_id: str) -> Optional[tuple[str, signals.Ident]]:
-    """(connection file, process) of kernel ``kernel_id`` if its process runs on this host and
-    the file its command line names is readable, else None."""
+def local_connection_file(kernel_id: str, server_url: str) -> Optional[tuple[str, dict, signals.Ident]]:
+    """(connection file, its content, process) of kernel ``kernel_id`` of the local server at
+    ``server_url``, if its process runs on this host under that server's own process and its
+    connection file is the process owner's regular file; else None (then the kernel is reached
+    through its server). A server lists what it likes: its listing of another server's kernel
+    id (root's) must not lead nbtui to that kernel's key."""
+    server_pid = listening_pid(server_url)
+    if server_pid is None:
+        return None
     needle = f"kernel-{kernel_id}.json"
     for p in psutil.process_iter(["cmdline"]):
         cmdline = p.info.get("cmdline") or ()
         if not any(needle in arg for arg in cmdline) or "ipykernel" not in " ".join(cmdline):
             continue
         try:
+            if server_pid not in {a.pid for a in p.parents()}:
+                continue
             cwd = p.cwd()
+            uid = p.uids().effective
         except psutil.Error:
-            cwd = None
+            continue
         path = connection_file_in(cmdline, cwd)
         ident = signals.identify(p.pid)
-        if path and ident and os.access(path, os.R_OK):
-            return path, ident
+        if not path or ident is None:
+            continue
+        try:
+            info = json.loads(_read_connection_file(p.pid, path, uid))
+        except (OSError, ValueError, NbtuiError):
+            continue
+        if isinstance(info, dict) and "key" in info and "shell_port" in info:
+            return path, info, ident
     return None

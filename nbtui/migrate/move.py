@@ -143,19 +143,19 @@ def kernel_channels(client: ServerClient, kernel_id: str, transport: str = "auto
     if transport == "auto" and is_loopback(client.url):
         from nbtui.migrate.adopt import local_connection_file
 
-        found = local_connection_file(kernel_id)
+        found = local_connection_file(kernel_id, client.url)
         if found:
             return zmq_channels(*found)
     return WebsocketChannels(client, kernel_id, reconnect=False)
 
 
-def zmq_channels(path: str, ident) -> KernelChannels:
+def zmq_channels(path: str, info: dict, ident) -> KernelChannels:
     """ZMQ channels to a local kernel, with ``alive()``: over ZMQ nobody reports a kernel's
     death (a server does, through its websocket), so migrate watches the process."""
     from nbtui.host import signals
     from nbtui.jupyter.channels import ZmqChannels
 
-    ch = ZmqChannels(path)
+    ch = ZmqChannels(path, info)
     ch.alive = lambda: signals.same_process(ident, signals.identify(ident.pid))  # type: ignore[attr-defined]
     return ch
 
@@ -243,7 +243,7 @@ class LocalSource(Source):
                 "notebook": d["notebook"], "connection_file": d["connection_file"]}
 
     def channels(self, transport: str = "auto") -> KernelChannels:
-        return zmq_channels(self.lk.connection_file, self.lk.ident)
+        return zmq_channels(self.lk.connection_file, self.lk.info, self.lk.ident)
 
     async def state(self) -> str:
         from nbtui.host import signals
