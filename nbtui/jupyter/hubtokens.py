@@ -46,7 +46,8 @@ LIFETIME = 3600  # seconds a minted token lives (the hub's token_expires_in_max_
 RENEW_BEFORE = 600  # a token with less left than this is replaced before it is used again
 RETRY_AFTER = 60.0  # a server whose token could not be minted is tried again after this
 CONCURRENCY = 8  # mints (and revocations) sent to one hub at once
-REVOKE_DEADLINE = 1.5  # seconds the revocations at the end may take, all together (the rest expire)
+REVOKE_DEADLINE = 1.5  # seconds the revocations at the end may take, all together, for a few tokens
+REVOKE_EACH = 0.02  # … and this much more per token, up to the hub's own timeout (the rest expire)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class TokenMint:
         m = self._tokens.get((user, server_name))
         return m.token if m is not None and m.expires > time.monotonic() else None
 
-    async def refused(self, client: HubClient, user: str, server_name: str) -> None:
+    async def refused(self, client: ServerClient, user: str, server_name: str) -> None:
         """The server refused its token. Its user runs it, so it may refuse every one: the
         token is revoked now (not left for an hour in the hub) and the next is asked for only
         after ``RETRY_AFTER``, not at every refresh."""
@@ -167,12 +168,14 @@ class TokenMint:
         self._failed.pop(key, None)
 
     async def revoke_all(self, client: ServerClient) -> None:
-        """Revoke every token minted (``DELETE /hub/api/users/{user}/tokens/{id}``), within
-        ``REVOKE_DEADLINE`` as a whole; any left expire on their own."""
+        """Revoke every token minted (``DELETE /hub/api/users/{user}/tokens/{id}``), all
+        together within ``REVOKE_DEADLINE`` (more for many, up to the hub's timeout); any left
+        expire on their own."""
         minted, self._all, self._tokens = self._all, [], {}
-        await self._revoke(minted, client)
+        deadline = max(REVOKE_DEADLINE, min(client.timeout, REVOKE_EACH * len(minted)))
+        await self._revoke(minted, client, deadline)
 
-    async def _revoke(self, minted: list[Minted], client: HubClient) -> None:
+    async def _revoke(self, minted: list[Minted], client: ServerClient, deadline: float = REVOKE_DEADLINE) -> None:
         if not minted:
             return
         gate = asyncio.Semaphore(CONCURRENCY)
@@ -186,7 +189,7 @@ class TokenMint:
                     pass
 
         try:
-            await asyncio.wait_for(asyncio.gather(*(one(m) for m in minted)), REVOKE_DEADLINE)
+            await asyncio.wait_for(asyncio.gather(*(one(m) for m in minted)), deadline)
         except asyncio.TimeoutError:
             pass
 
