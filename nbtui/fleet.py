@@ -355,6 +355,7 @@ class Fleet:
         except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
             return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
                                                    "/api/kernels with fields of the wrong types")), []
+        del results, raw_kernels, raw_sessions  # a big answer is not held through the notebook checks' wait
         kernels = self.keep_kernels(name, kernels)
         await self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
