@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-kernels-per-server", metavar="N", type=_count, default=None,
                    help="kernels of one server the exporter keeps (per-kernel series, usage, orphan rules; "
                         "default 1000); the rest are counted in nbtui_kernels_over_cap and in the per-server "
-                        "counts, so a server listing 80,000 kernels costs what 1000 do")
+                        "counts, then dropped: what it holds does not grow with what a server lists")
     p.add_argument("--web-config", metavar="FILE", default=None,
                    help="TLS and basic auth, in the web config format Prometheus exporters use")
     p.epilog = ("--refresh SECONDS sets how often the fleet is read in the background (default 15 for the "
