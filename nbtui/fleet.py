@@ -155,6 +155,9 @@ class Fleet:
         self.clock = clock
         self.readonly = False  # --readonly: nbtui.actions.require_writable refuses every action
         self.acting = False  # reads for an action on a TARGET: a proxied server is read even within proxy_interval
+        # Who this fleet's reads through a hub's proxy are recorded as, for every nbtui of this
+        # user (nbtui.jupyter.proxy_reads); None: recorded nowhere (servers test spends no budget).
+        self.proxy_reader: Optional[str] = "nbtui"
         from nbtui.jupyter import hub as hub_mod
 
         self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
@@ -196,14 +199,19 @@ class Fleet:
         """A server's entry; a hub user's server the hub listed (here or in another fleet of
         this process) is taken on at first use."""
         entry = self._servers.get(name)
-        if entry is None:
+        if entry is None or (entry.hub is not None and not self._hubs[entry.hub].children):
             hub, _, _rest = name.partition("/")
             from nbtui.jupyter.hub import LAST_LISTED
 
             child = LAST_LISTED.get(hub, {}).get(name) if hub in self._hubs else None
             if child is None:
+                if entry is not None:
+                    return entry
                 raise KeyError(name)
-            entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
+            if entry is None:
+                entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
+            elif entry.config.token != child.config.token:  # the listing fleet minted it a new token
+                entry.config, entry.client = child.config, None  # (its sockets are the hub's pool's)
         return entry
 
     def client(self, name: str) -> ServerClient:
@@ -308,6 +316,9 @@ class Fleet:
                     if known is not None:
                         closing.append(known.client)
                     known = self._servers[c.config.name] = _Server(c.config, hub=hub.name)
+                if known.client is not None and known.client.token != c.config.token:
+                    closing.append(known.client)  # a token minted anew (nbtui.jupyter.hubtokens)
+                    known.client = None
                 known.config = c.config
                 known.extra = c.extra()
                 if c.server.pid is not None:

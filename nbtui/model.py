@@ -196,6 +196,27 @@ class OtherGpuHolder:
     memory_bytes: Optional[int]
 
 
+# A device holder no signal can free (``DeviceHolder.unkillable``): said so wherever it is shown.
+UNKILLABLE = "unkillable (GPU reset or reboot needed)"
+
+
+@dataclass(frozen=True)
+class DeviceHolder:
+    """A process with an NVIDIA device node open that NVML names for no memory: a holder of
+    the GPU memory the ledger cannot name (``nbtui.host.devholders``)."""
+
+    pid: int
+    user: Optional[str]
+    cmdline: str  # secrets scrubbed; outside text, shown only through nbtui.text
+    state: str  # the kernel's state letter (/proc/PID/stat): R, S, D, Z, T, …
+    nodes: tuple[str, ...] = ()  # the device nodes it has open
+
+    @property
+    def unkillable(self) -> bool:
+        """D (uninterruptible) or Z (zombie): no signal frees it; a GPU reset or a reboot does."""
+        return self.state in ("D", "Z")
+
+
 @dataclass(frozen=True)
 class GpuLedger:
     """Who holds one GPU's used memory; the parts sum to NVML's ``memory_used``.
@@ -229,6 +250,10 @@ class GpuDevice:
     idle_kernel_memory: Optional[int] = None  # held by kernels idle past the threshold
     host: Optional[str] = None  # the host it is on (set for GPUs a server extension reported)
     ledger: Optional[GpuLedger] = None
+    # Processes with its device node open that NVML lists for no memory, where the ledger has
+    # memory it cannot name (None: not looked, e.g. a GPU a server's extension reported).
+    holders: Optional[tuple[DeviceHolder, ...]] = None
+    holders_note: Optional[str] = None  # why the list may be short (not root, the scan's time bound)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ string at all (JSON escapes it: a lone surrogate arrives as ``\ud800``).
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,11 +65,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _hub(self, path: str) -> None:
         srv = self.server
         query = self.path.partition("?")[2]
+        if path.startswith("/hub/api/users/") and "/tokens" in path:  # a token for one user's server
+            if self.command == "POST":
+                self._json({"token": secrets.token_hex(16), "id": f"a{len(path)}"}, 201)
+            else:
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            return
         if path == "/hub/api":
             self._json({"version": "5.2.1"})
         elif path == "/hub/api/user":
             self._json({"kind": "service", "name": "nbtui",
-                        "scopes": ["list:users", "read:users", "read:servers", "access:servers", "servers"]})
+                        "scopes": ["list:users", "read:users", "read:servers", "tokens", "servers"]})
         elif path == "/hub/api/users":
             users, pages = srv.users, srv.pages  # type: ignore[attr-defined]
             offset = int(dict(kv.partition("=")[::2] for kv in query.split("&")).get("offset") or 0)

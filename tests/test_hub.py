@@ -184,7 +184,7 @@ def test_proxy_route_says_so_and_polls_no_more_than_its_interval(hub, config_dir
     again = _ls("--no-discover", code=4)
     alice = next(s for s in again["servers"] if s["name"] == "hp/alice")
     assert (alice["status"], alice["error_kind"]) == ("skipped", "proxy-interval")
-    assert "by another nbtui" in alice["error"] and "next in" in alice["error"]
+    assert "by nbtui ls, pid " in alice["error"] and "next in" in alice["error"]  # whose read spent it
     assert not any(k["server"] == "hp/alice" for k in again["kernels"])
     r = run_nbtui("ls", "--no-discover")
     assert r.returncode == 4 and "not read: server hp/alice: read through the hub's proxy" in r.stdout, r.stdout
@@ -199,6 +199,9 @@ def test_proxy_route_says_so_and_polls_no_more_than_its_interval(hub, config_dir
     r = run_nbtui("servers", "test", "hp", "--no-discover")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 through the proxy" in r.stdout and r.stdout.count("marks the server active") == 1
+    # The test spent none of the interval: the ls right after it reads the servers it tested.
+    after = _ls("--no-discover")
+    assert hub.kernels["alice"] in {k["kernel_id"] for k in after["kernels"]}
     # The console's websocket through the proxy: the token goes in the handshake's header.
     r = run_nbtui("exec", f"hp/alice:{hub.kernels['alice'][:8]}", "1+1", "--no-discover")
     assert r.returncode == 0 and r.stdout.strip() == "2", r.stdout + r.stderr
@@ -238,13 +241,13 @@ def test_a_token_lacking_scopes_is_explained(hub, config_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "0 user servers" in out and "token of service nbtui-ro" in out
-    for scope in ("read:servers", "access:servers", "admin:server_state", "proxy", "servers"):
+    for scope in ("read:servers", "tokens", "admin:server_state", "proxy", "servers"):
         assert f"missing scope {scope}:" in out
     assert "missing scope list:users" not in out and "missing scope read:users:" not in out
     data = json.loads(run_nbtui("servers", "test", "ro", "--json", "--no-discover").stdout)
     row = data["servers"][0]
     assert {m["scope"] for m in row["missing_scopes"]} == {
-        "read:servers", "access:servers", "admin:server_state", "proxy", "servers"}
+        "read:servers", "tokens", "admin:server_state", "proxy", "servers"}
     assert RO_TOKEN not in json.dumps(data)
 
 

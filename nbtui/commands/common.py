@@ -63,6 +63,7 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
         fleet.untrusted_files = untrusted
     fleet.readonly = bool(getattr(args, "readonly", False))
     fleet.acting = acting
+    fleet.proxy_reader = f"nbtui {args.command}" if getattr(args, "command", None) else "nbtui"
     return fleet
 
 

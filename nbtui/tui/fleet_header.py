@@ -140,7 +140,20 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
         if len(t):
             t.append("\n")
         t.append_text(error_line(s, width, theme))
+    _holder_lines(t, snap, width, theme)
     return t
+
+
+def _holder_lines(t: Text, snap: Snapshot, width: int, theme) -> None:
+    """Below the servers: the GPUs whose used memory NVML names no process for, and the
+    processes found holding their device node (the lines of ``nbtui ls``, fitted to the width;
+    a GPU where none was found is left to ``ls``)."""
+    from nbtui.report import holder_lines
+
+    for line in holder_lines(snap, most=3, width=width, found_only=True):
+        if len(t):
+            t.append("\n")
+        t.append(line, style="bold" if not line.startswith(" ") else "")
 
 
 def error_line(s: ServerInfo, width: int, theme) -> Text:
