@@ -52,7 +52,10 @@ from nbtui.text import one_line
 DEFAULT_REFRESH = 15.0
 DEFAULT_LISTEN = "127.0.0.1:9877"
 DEFAULT_MAX_KERNELS = 1000  # kernels of one server kept (per-kernel series, usage, orphan rules)
-STOP_SECONDS = 1.0  # a stop waits this long for the refresh thread (SIGTERM ends the process within 2 s)
+# A stop waits this long for the refresh thread (its cancelled read, the fleet's close and the
+# hub tokens' revocation), then the process ends anyway: SIGTERM ends it within 2 s even when it
+# lands in the parse of a 64 MiB answer (max_body), which holds the interpreter ~1 s here.
+STOP_SECONDS = 0.5
 LABEL_LIMIT = 200  # characters of one label value (notebook paths are cut with an ellipsis)
 # Seconds one server's read took: REST reads on loopback take milliseconds, a hung server
 # its whole timeout (5 s by default).
