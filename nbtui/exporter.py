@@ -197,7 +197,9 @@ class TimedFleet(Fleet):
     def of(cls, fleet: Fleet) -> "TimedFleet":
         timed = cls([fleet.config_of(n) for n in fleet.names], fleet.settings,
                     stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
-        timed.untrusted_files = getattr(fleet, "untrusted_files", ())
+        for attr in ("untrusted_files", "readonly", "proxy_reader"):  # what open_fleet set on it
+            if hasattr(fleet, attr):
+                setattr(timed, attr, getattr(fleet, attr))
         return timed
 
     async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:

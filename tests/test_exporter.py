@@ -542,3 +542,13 @@ def test_a_hub_whose_listing_failed_has_no_hub_series_not_zeros():
     body = scrape_of(hub_snapshot(hub_ok=False))
     assert samples(body, "nbtui_up")[L(server="hub")] == 0
     assert not samples(body, "nbtui_hub_users") and not samples(body, "nbtui_hub_servers")
+
+
+def test_the_timed_fleet_keeps_what_open_fleet_set():
+    from nbtui.config import ServerConfig
+    from nbtui.fleet import Fleet
+
+    fleet = Fleet([ServerConfig(name="s", url="http://127.0.0.1:1/", token_source="none")])
+    fleet.proxy_reader, fleet.readonly, fleet.untrusted_files = "nbtui exporter", True, ("f: why",)
+    timed = exp.Exporter(fleet).fleet
+    assert (timed.proxy_reader, timed.readonly, timed.untrusted_files) == ("nbtui exporter", True, ("f: why",))
