@@ -791,8 +791,11 @@ class Exporter:
         """One snapshot of every server, counted and rendered; the last one stays on failure."""
         t0 = time.monotonic()
         try:
-            snap, over = cap_snapshot(await self.fleet.snapshot(), self.max_kernels,
-                                      getattr(self.fleet, "over_cap", None))
+            reported = getattr(self.fleet, "over_cap", None)
+            snap, over = cap_snapshot(await self.fleet.snapshot(), self.max_kernels, reported)
+            if reported:  # servers gone from the fleet (a hub's users come and go) are forgotten
+                for name in set(reported) - {s.name for s in snap.servers}:
+                    del reported[name]
             self.tracker.add(snap, dict(getattr(self.fleet, "read_seconds", {})))
             self.refreshes += 1
             state = replace(self._state(snap, time.monotonic() - t0), over_cap=over)
