@@ -15,6 +15,15 @@ process):
    in production) against the real TUI's at 160x50 (its runner's read: every server
    read, the usage history, the rows' cells; then the screen's apply and repaint),
    medians.
+3. Hostile scale (issue 21): the real `nbtui exporter --per-kernel` (default cap, 1,000
+   kernels per server) reading two hostile servers that list 80,000 kernels each (~32 MB
+   of JSON a read, one server's kernels with sessions), against the same exporter reading
+   two honest servers that list exactly the cap each, both at the exporter's defaults
+   (refresh 15 s): RSS right after a read (what it keeps), peak RSS (VmHWM: the read
+   itself, whose answers are parsed whole before the cap drops what is past it; the REST
+   client caps each server's at max_body), the median scrape wall (gzip) over one refresh
+   interval, CPU per refresh, and SIGTERM to exit.
+   `python bench/exporter.py hostile` runs this part alone.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 SERVERS, PER_SERVER = 20, 250
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 SCRAPES = 20
+HOSTILE_PER_SERVER, CAP = 80_000, 1000
 
 
 def scrape_part(ports: list[int], base: Path) -> dict:
@@ -194,8 +204,145 @@ async def refresh_part(ports: list[int]) -> dict:
             "own_ms": statistics.median(own) * 1000, "theirs_ms": statistics.median(theirs) * 1000}
 
 
+def serve_fake(counts: list[int]) -> None:
+    """Child process: one fake Jupyter server per count (tests.fakehttp, mode liar), listing
+    that many kernels (the first server's with sessions); their URLs on stdout, until stdin closes."""
+    import uuid
+
+    from tests.fakehttp import FakeHTTP
+
+    servers = []
+    for i, n in enumerate(counts):
+        ids = [str(uuid.UUID(int=(i << 64) + k)) for k in range(n)]
+        paths = {kid: f"work/{k % 97}/nb-{k}.ipynb" for k, kid in enumerate(ids)} if i == 0 else None
+        servers.append(FakeHTTP("liar", kernels=ids, paths=paths).__enter__())
+    print(json.dumps([s.url for s in servers]), flush=True)
+    sys.stdin.read()
+    for s in servers:
+        s.__exit__(None, None, None)
+
+
+def _series(body: str, name: str) -> int:
+    return sum(1 for line in body.splitlines() if line.startswith(name + "{"))
+
+
+def _value(body: str, name: str) -> float:
+    return next(float(line.split()[-1]) for line in body.splitlines() if line.startswith(name + " "))
+
+
+def _proc_kb(pid: int, field: str) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith(field + ":")) / 1024
+
+
+def hostile_one(per_server: int, base: Path) -> dict:
+    """The real exporter (its defaults: cap 1000, refresh 15 s) over two fake servers listing
+    ``per_server`` kernels each: RSS right after a read, peak RSS, scrapes spread over one
+    refresh interval (so some meet a read in flight), CPU per refresh, SIGTERM to exit."""
+    import signal
+
+    import httpx
+    import psutil
+
+    child = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(per_server), str(per_server)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    urls = json.loads(child.stdout.readline())
+    cfg = base / f"cfg-{per_server}"
+    cfg.mkdir()
+    (cfg / "servers.toml").write_text("".join(
+        f'[servers.s{i}]\nurl = "{u}"\ntoken = "none"\ntimeout = 60\n' for i, u in enumerate(urls)))
+    env = dict(os.environ, NBTUI_CONFIG=str(cfg), JUPYTER_RUNTIME_DIR=str(base / "none"),
+               NBTUI_STATE_DIR=str(cfg / "state"))
+    log = cfg / "exporter.log"
+    proc = subprocess.Popen([sys.executable, "-m", "nbtui", "--no-discover", "exporter", "--listen", "127.0.0.1:0",
+                             "--per-kernel"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        t0 = time.monotonic()
+        url = None
+        while url is None:
+            url = next((ln.split("serving ", 1)[1].split()[0] for ln in log.read_text().splitlines()
+                        if "serving http" in ln), None)
+            if proc.poll() is not None or time.monotonic() - t0 > 60:
+                raise SystemExit("the exporter did not start:\n" + log.read_text())
+            time.sleep(0.05)
+        client = httpx.Client(timeout=60)
+
+        def after_refresh(n: int) -> str:
+            while True:
+                body = client.get(url).text
+                if _series(body, "nbtui_kernels_over_cap") == 2 and _value(body, "nbtui_refreshes_total") >= n:
+                    return body
+                if time.monotonic() - t0 > 300:
+                    raise SystemExit("the exporter did not refresh within 300 s:\n" + log.read_text()[-2000:])
+                time.sleep(0.05)
+
+        after_refresh(1)
+        body = after_refresh(2)
+        held = _proc_kb(proc.pid, "VmRSS")  # right after a read: what it keeps, not what it parses
+        refresh_s = _value(body, "nbtui_refresh_duration_seconds")
+        walls = []
+        for _ in range(SCRAPES):  # spread over one refresh interval (15 s): some meet a read in flight
+            t = time.perf_counter()
+            with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as r:
+                for _chunk in r.iter_raw():
+                    pass
+            walls.append(time.perf_counter() - t)
+            time.sleep(15 / SCRAPES)
+        body = client.get(url).text
+        refreshes = _value(body, "nbtui_refreshes_total")
+        cpu = sum(psutil.Process(proc.pid).cpu_times()[:2])
+        peak = _proc_kb(proc.pid, "VmHWM")
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        stop_s = time.monotonic() - t
+        over = sum(float(ln.split()[-1]) for ln in body.splitlines() if ln.startswith("nbtui_kernels_over_cap{"))
+        return {"peak_mb": peak, "held_mb": held, "scrape_ms": statistics.median(walls) * 1000,
+                "scrape_max_ms": max(walls) * 1000, "stop_s": stop_s, "cpu_s": cpu / refreshes, "refresh_s": refresh_s,
+                "series": _series(body, "nbtui_kernel_info"), "over": over, "mb": len(body) / 2**20}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        child.stdin.close()
+        child.wait(30)
+
+
+def hostile_part(base: Path) -> tuple[dict, dict]:
+    return hostile_one(HOSTILE_PER_SERVER, base), hostile_one(CAP, base)
+
+
+def print_hostile(hostile: dict, honest: dict) -> None:
+    n = 2 * HOSTILE_PER_SERVER
+    for what, r, kernels in (("hostile", hostile, n), ("honest", honest, 2 * CAP)):
+        print(f"exporter {what}: {kernels} kernels over 2 servers, cap {CAP}: {r['series']:.0f} nbtui_kernel_info "
+              f"series, {r['over']:.0f} over the cap, scrape {r['mb']:.2f} MiB plain; RSS {r['held_mb']:.0f} MB right "
+              f"after its second read, peak {r['peak_mb']:.0f} MB; a read {r['refresh_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU "
+              f"per refresh (all in); scrape wall (gzip) median {r['scrape_ms']:.1f} ms, max {r['scrape_max_ms']:.1f} ms "
+              f"of {SCRAPES}; SIGTERM to exit {r['stop_s']:.2f} s")
+    print(f"bench exporter-hostile-scrape: nbtui {hostile['scrape_ms']:.1f} ms per scrape at {n} kernels vs the same "
+          f"exporter at the cap with honest servers {honest['scrape_ms']:.1f} ms, "
+          f"ratio {hostile['scrape_ms'] / honest['scrape_ms']:.2f} (goal <= 1.5)")
+    # The peak is the read itself: each server's answers are parsed whole (the REST client
+    # caps them at max_body, 64 MiB a server) before the cap drops what is past it; the goal
+    # allows that one parse above the honest exporter, never a copy held on after it.
+    print(f"bench exporter-hostile-rss: nbtui {hostile['peak_mb']:.0f} MB peak RSS at {n} kernels vs the same exporter "
+          f"at the cap with honest servers {honest['peak_mb']:.0f} MB, "
+          f"ratio {hostile['peak_mb'] / honest['peak_mb']:.2f} (goal <= 5)")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--serve-fake"]:
+        serve_fake([int(a) for a in sys.argv[2:]])
+        return
     base = Path(tempfile.mkdtemp(prefix="nbtui-bench-exporter-"))
+    if sys.argv[1:2] == ["hostile"]:
+        try:
+            print_hostile(*hostile_part(base))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return
     child = subprocess.Popen([sys.executable, str(ROOT / "bench" / "tui.py"), "--serve", str(SERVERS), str(PER_SERVER)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -205,6 +352,9 @@ def main() -> None:
     finally:
         child.stdin.close()
         child.wait(10)
+    try:
+        hostile, honest = hostile_part(base)
+    finally:
         shutil.rmtree(base, ignore_errors=True)
 
     n = SERVERS * PER_SERVER
@@ -223,6 +373,7 @@ def main() -> None:
           f"ratio {scrape['rss_mb'] / 250:.2f} (goal <= 1)")
     print(f"bench exporter-refresh: nbtui {refresh['mine_ms']:.0f} ms CPU per background refresh vs TUI refresh "
           f"{refresh['tui_ms']:.0f} ms, ratio {refresh['mine_ms'] / refresh['tui_ms']:.2f} (goal <= 1)")
+    print_hostile(hostile, honest)
 
 
 if __name__ == "__main__":

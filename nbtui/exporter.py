@@ -10,7 +10,19 @@ Metric names follow the Prometheus conventions: prefix ``nbtui_``, base units (b
 seconds), ratios instead of percents, ``_total`` only on counters, descriptive strings in
 ``_info`` metrics. Per-kernel series (``--per-kernel``) are keyed by ``server`` and
 ``kernel_id`` (never a PID); a vanished kernel's series are gone from the next scrape.
-Every label value from outside goes through ``nbtui.text.one_line``.
+Every label value from outside goes through ``nbtui.text.one_line``; two outside values
+that read the same once sanitised give one series (the first), never a duplicate that
+would make Prometheus refuse the whole scrape.
+
+At hostile scale (a server listing 80,000 kernels) the exporter keeps at most
+``max_kernels`` kernels of each server (``--max-kernels-per-server``): the rest are counted
+at the read (by state, session type, idle) and dropped there, so what it holds — the
+snapshot, notebook checks, per-kernel series — is bounded by the cap, not by what a
+server sends (the body itself is bounded by ``max_body``). ``nbtui_kernels_over_cap`` says
+how many were not kept; the per-server counts stay exact.
+
+A hub's own entry has no kernels and gets no kernel series; it gets the hub's own ones
+(``nbtui_hub_*``: users, servers by state, each server's idle time as the hub sees it).
 
 A value nobody measured is left out, never written as 0: a sum over kernels is written
 when there is nothing to sum (0) or at least one part is known.
@@ -39,6 +51,11 @@ from nbtui.text import one_line
 
 DEFAULT_REFRESH = 15.0
 DEFAULT_LISTEN = "127.0.0.1:9877"
+DEFAULT_MAX_KERNELS = 1000  # kernels of one server kept (per-kernel series, usage, orphan rules)
+# A stop waits this long for the refresh thread (its cancelled read, the fleet's close and the
+# hub tokens' revocation), then the process ends anyway: SIGTERM ends it within 2 s even when it
+# lands in the parse of a 64 MiB answer (max_body), which holds the interpreter ~1 s here.
+STOP_SECONDS = 0.5
 LABEL_LIMIT = 200  # characters of one label value (notebook paths are cut with an ellipsis)
 # Seconds one server's read took: REST reads on loopback take milliseconds, a hung server
 # its whole timeout (5 s by default).
@@ -47,6 +64,8 @@ RESTART_STATES = ("restarting", "dead")
 HOLDERS = ("kernels", "terminals", "leftovers", "other", "unattributed", "unassigned")
 KERNEL_REASONS = (orphans.NO_SESSION, orphans.DISCONNECTED_IDLE, orphans.NOTEBOOK_MISSING)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# A hub user's server as the hub sees it (nbtui_hub_servers{state}).
+HUB_STATES = ("ready", "pending-spawn", "pending-stop", "not-ready")
 _INF = float("inf")
 
 
@@ -103,18 +122,84 @@ class _Sum:
         self.total += v
 
 
+@dataclass(frozen=True)
+class OverCap:
+    """One server's kernels beyond the cap: counted, then dropped (no per-kernel series,
+    usage or orphan verdict). ``kept``: how many of its kernels were kept beside them."""
+
+    kept: int
+    n: int
+    states: dict[str, int]
+    types: dict[str, int]
+    idle: int
+
+
+def over_cap_of(rest: Iterable[model.Kernel], kept: int, threshold: float) -> OverCap:
+    states: dict[str, int] = {}
+    types: dict[str, int] = {}
+    n = idle = 0
+    for k in rest:
+        n += 1
+        states[k.state] = states.get(k.state, 0) + 1
+        if k.session is not None:
+            types[k.session.type] = types.get(k.session.type, 0) + 1
+        if orphans.kernel_is_idle(k, threshold):
+            idle += 1
+    return OverCap(kept, n, states, types, idle)
+
+
+def cap_snapshot(snap: model.Snapshot, cap: Optional[int],
+                 reported: Optional[dict[str, OverCap]] = None) -> tuple[model.Snapshot, dict[str, OverCap]]:
+    """The snapshot with at most ``cap`` kernels per server (the first in the fleet's order:
+    the longest idle), and what was left out of each. ``reported``: what the fleet already
+    left out at its reads (``TimedFleet``), taken where it still matches the snapshot."""
+    reported = reported or {}
+    by: dict[str, list[model.Kernel]] = {}
+    for k in snap.kernels:
+        by.setdefault(k.server, []).append(k)
+    over: dict[str, OverCap] = {}
+    trimmed = False
+    for srv, ks in by.items():
+        if cap is not None and len(ks) > cap:
+            over[srv] = over_cap_of(ks[cap:], cap, snap.idle_threshold)
+            by[srv] = ks[:cap]
+            trimmed = True
+    for s in snap.servers:
+        r = reported.get(s.name)
+        if s.ok and s.name not in over and r is not None and r.kept == len(by.get(s.name, ())):
+            over[s.name] = r
+    if trimmed:
+        snap = replace(snap, kernels=tuple(k for ks in by.values() for k in ks))
+    return snap, over
+
+
 class TimedFleet(Fleet):
-    """A fleet that also records how long each server's read took (for the histogram)."""
+    """A fleet that also records how long each server's read took (for the histogram), and
+    keeps at most ``kernel_cap`` kernels of a server from its read on (``over_cap`` counts
+    the rest, by server)."""
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.read_seconds: dict[str, float] = {}
+        self.kernel_cap: Optional[int] = None
+        self.over_cap: dict[str, OverCap] = {}
+
+    def keep_kernels(self, server: str, kernels: list[model.Kernel]) -> list[model.Kernel]:
+        cap = self.kernel_cap
+        if cap is None or len(kernels) <= cap:
+            self.over_cap.pop(server, None)
+            return kernels
+        ordered = sorted(kernels, key=model.fleet_order)  # the ones the snapshot would list first
+        self.over_cap[server] = over_cap_of(ordered[cap:], cap, self.settings.orphan_idle)
+        return ordered[:cap]
 
     @classmethod
     def of(cls, fleet: Fleet) -> "TimedFleet":
         timed = cls([fleet.config_of(n) for n in fleet.names], fleet.settings,
                     stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
-        timed.untrusted_files = getattr(fleet, "untrusted_files", ())
+        for attr in ("untrusted_files", "readonly", "proxy_reader"):  # what open_fleet set on it
+            if hasattr(fleet, attr):
+                setattr(timed, attr, getattr(fleet, attr))
         return timed
 
     async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
@@ -153,6 +238,7 @@ class State:
     refresh_errors: int
     refresh_seconds: float
     hostname: str
+    over_cap: dict[str, OverCap] = field(default_factory=dict)  # server -> its kernels not kept
 
 
 class Tracker:
@@ -165,7 +251,8 @@ class Tracker:
 
     def add(self, snap: model.Snapshot, read_seconds: dict[str, float]) -> None:
         for s in snap.servers:
-            self.restarts.setdefault(s.name, 0)
+            if not is_hub_row(s):  # a hub's own entry has no kernels to restart
+                self.restarts.setdefault(s.name, 0)
             took = read_seconds.get(s.name)
             if took is None and s.latency_ms is not None:  # a fleet that does not time its reads
                 took = s.latency_ms / 1000
@@ -188,10 +275,24 @@ class Tracker:
         self._states = now
 
 
+def is_hub_row(s: model.ServerInfo) -> bool:
+    """A hub's own entry (its users' servers are entries of their own)."""
+    return s.source == "hub" and s.user is None
+
+
+def hub_state(s: model.ServerInfo) -> str:
+    """A hub user's server as the hub lists it: a spawn or stop pending, ready, or neither
+    (the hub's listing gives it no route then: nbtui.jupyter.hub)."""
+    if s.pending in ("spawn", "stop"):
+        return "pending-" + s.pending
+    return "ready" if s.route is not None else "not-ready"
+
+
 def _sample_families(state: State, per_kernel: bool) -> Iterator[Metric]:
     snap = state.snapshot
     servers = snap.servers
-    ok = [s for s in servers if s.ok]
+    ok = [s for s in servers if s.ok and not is_hub_row(s)]  # servers with kernels
+    over = state.over_cap
     by_server: dict[str, list[model.Kernel]] = {s.name: [] for s in servers}
     for k in snap.kernels:
         by_server.setdefault(k.server, []).append(k)
@@ -229,12 +330,28 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator[Metric]:
                              labels=["server"])
     kgpu = GaugeMetricFamily("nbtui_kernels_gpu_memory_bytes", "GPU memory held by all kernels of the server (known ones).",
                              labels=["server"])
+    over_fam = GaugeMetricFamily(
+        "nbtui_kernels_over_cap",
+        "Kernels of the server beyond --max-kernels-per-server: in the counts above, but with no per-kernel "
+        "series, usage (memory sums leave them out) or orphan verdict.", labels=["server"])
     for s in ok:  # one pass over each server's kernels
         name = label(s.name)
         counts = dict.fromkeys(model.KERNEL_STATES, 0)
         types: dict[str, int] = {}
         n_idle = 0
         idle_m, idle_g, all_mem, all_gpu = _Sum(), _Sum(), _Sum(), _Sum()
+        o = over.get(s.name)
+        if o is not None:  # counted at the read, not kept: their usage is unknown
+            for st, n in o.states.items():
+                counts[st] = counts.get(st, 0) + n
+            for t, n in o.types.items():
+                types[t] = types.get(t, 0) + n
+            n_idle += o.idle
+            all_mem.n += o.n
+            all_gpu.n += o.n
+            idle_m.n += o.idle
+            idle_g.n += o.idle
+        over_fam.add_metric([name], float(o.n if o is not None else 0))
         idle_now = orphans.kernel_is_idle  # the one idle rule (past the threshold, not busy)
         for k in by_server.get(s.name, ()):
             counts[k.state] = counts.get(k.state, 0) + 1
@@ -269,7 +386,8 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator[Metric]:
         for fam, total in ((idle_mem, idle_m), (idle_gpu, idle_g), (kmem, all_mem), (kgpu, all_gpu)):
             if total.known or not total.n:  # unknown when there were kernels and none was measured
                 fam.add_metric([name], total.total)
-    yield from (kernels, sessions, idle, idle_mem, idle_gpu, kmem, kgpu)
+    yield from (kernels, sessions, idle, idle_mem, idle_gpu, kmem, kgpu, over_fam)
+    yield from _hub_families(snap)
 
     thr = GaugeMetricFamily("nbtui_idle_threshold_seconds", "Idle time past which a kernel counts as idle.")
     thr.add_metric([], float(threshold))
@@ -319,6 +437,38 @@ def _sample_families(state: State, per_kernel: bool) -> Iterator[Metric]:
 
     if per_kernel:
         yield from _kernel_families(snap.kernels)
+
+
+def _hub_families(snap: model.Snapshot) -> Iterator[Metric]:
+    """The hubs' own series: of each hub whose listing succeeded, its users, its users'
+    servers by state, and each server's idle time from the hub's ``last_activity``."""
+    users = GaugeMetricFamily("nbtui_hub_users", "Users of the hub with a server it lists as active "
+                              "(running, or a spawn or stop pending).", labels=["hub"])
+    servers = GaugeMetricFamily("nbtui_hub_servers", "Users' servers of the hub by state: ready, pending-spawn, "
+                                "pending-stop, not-ready.", labels=["hub", "state"])
+    idle = GaugeMetricFamily("nbtui_hub_server_idle_seconds", "Seconds since the hub's last_activity of a user's "
+                             "server (the hub's proxy and the server report it; absent when the hub gives none).",
+                             labels=["hub", "user", "server_name"])
+    now = snap.generated_at
+    for h in snap.servers:
+        if not (is_hub_row(h) and h.ok):  # a hub not listed this time: its figures are unknown
+            continue
+        hub = label(h.name)
+        mine = [s for s in snap.servers if s.source == "hub" and s.hub == h.name and s.user is not None]
+        users.add_metric([hub], float(len({s.user for s in mine})))
+        by_state = dict.fromkeys(HUB_STATES, 0)
+        for s in mine:
+            by_state[hub_state(s)] += 1
+        for st, n in by_state.items():
+            servers.add_metric([hub, st], float(n))
+        seen = set()
+        for s in mine:
+            key = (label(s.user), label(s.server_name))
+            if s.hub_last_activity is None or key in seen:  # two hostile names that read the same: once
+                continue
+            seen.add(key)
+            idle.add_metric([hub, *key], max(0.0, (now - s.hub_last_activity).total_seconds()))
+    yield from (users, servers, idle)
 
 
 def _orphan_families(snap: model.Snapshot, ok: list[model.ServerInfo],
@@ -414,8 +564,12 @@ def _kernel_families(kernels: Iterable[model.Kernel]) -> Iterator[Metric]:
     cpu = GaugeMetricFamily(n_cpu, h_cpu, labels=keys)
     gpu = GaugeMetricFamily(n_gpu, h_gpu, labels=keys + ["gpu"])
     idle = GaugeMetricFamily(n_idle, h_idle, labels=keys)
+    seen = set()
     for k in kernels:
         key = [label(k.server), label(k.kernel_id)]
+        if tuple(key) in seen:  # two hostile ids that read the same once sanitised: the first
+            continue
+        seen.add(tuple(key))
         info.add_metric(key + [label(k.session.path if k.session else ""), label(k.user), label(k.process_user),
                                label(k.kernel_name)], 1.0)
         u = k.usage
@@ -460,6 +614,7 @@ class KernelLines:
     def render(self, kernels: Iterable[model.Kernel]) -> str:
         kept, now = self._kept, {}
         info, mem, cpu, gpu, idle = [], [], [], [], []
+        seen: set[str] = set()
         go = _go
         for k in kernels:
             key = k.server + ":" + k.kernel_id
@@ -469,6 +624,9 @@ class KernelLines:
             who = (k.user, k.process_user)
             if entry is None or entry[0] != path or entry[1] != who or entry[2] != k.kernel_name:
                 entry = (path, who, k.kernel_name, *self._labels(k, (path, who, k.kernel_name)))
+            if entry[4] in seen:  # two hostile ids that read the same once sanitised: the first
+                continue
+            seen.add(entry[4])
             now[key] = entry
             info.append(entry[3])
             u = k.usage
@@ -562,8 +720,12 @@ class Exporter:
     """Refreshes the fleet on its own thread and keeps the latest rendering."""
 
     def __init__(self, fleet: Fleet, *, refresh: float = DEFAULT_REFRESH, per_kernel: bool = False,
+                 max_kernels: Optional[int] = DEFAULT_MAX_KERNELS,
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
         self.fleet = TimedFleet.of(fleet) if isinstance(fleet, Fleet) and not isinstance(fleet, TimedFleet) else fleet
+        if isinstance(self.fleet, TimedFleet):  # the cap holds from each server's read on
+            self.fleet.kernel_cap = max_kernels
+        self.max_kernels = max_kernels
         self.refresh = refresh
         self.per_kernel = per_kernel
         self.log = log
@@ -576,6 +738,7 @@ class Exporter:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._first = threading.Event()
+        self._task: Optional[tuple[asyncio.AbstractEventLoop, asyncio.Task]] = None
 
     # -- the refresh thread ---------------------------------------------------------------
 
@@ -587,15 +750,33 @@ class Exporter:
     def wait_first(self, timeout: float) -> bool:
         return self._first.wait(timeout)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = STOP_SECONDS) -> bool:
+        """Stop refreshing: a refresh under way is cancelled (at its next await), not waited
+        for. Whether the refresh thread ended within ``timeout``."""
         self._stop.set()
+        task = self._task
+        if task is not None:
+            try:
+                task[0].call_soon_threadsafe(task[1].cancel)
+            except RuntimeError:  # its loop has closed: the thread is ending anyway
+                pass
         if self._thread is not None:
             self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
 
     def _run(self) -> None:
-        asyncio.run(self._loop())
+        try:
+            asyncio.run(self._loop())
+        except asyncio.CancelledError:
+            pass
 
     async def _loop(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = (asyncio.get_running_loop(), task)
+        if self._stop.is_set():  # stopped before the loop began
+            return
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -614,10 +795,14 @@ class Exporter:
         """One snapshot of every server, counted and rendered; the last one stays on failure."""
         t0 = time.monotonic()
         try:
-            snap = await self.fleet.snapshot()
+            reported = getattr(self.fleet, "over_cap", None)
+            snap, over = cap_snapshot(await self.fleet.snapshot(), self.max_kernels, reported)
+            if reported:  # servers gone from the fleet (a hub's users come and go) are forgotten
+                for name in set(reported) - {s.name for s in snap.servers}:
+                    del reported[name]
             self.tracker.add(snap, dict(getattr(self.fleet, "read_seconds", {})))
             self.refreshes += 1
-            state = self._state(snap, time.monotonic() - t0)
+            state = replace(self._state(snap, time.monotonic() - t0), over_cap=over)
             self.rendering = render(state, self.per_kernel, self.kernel_lines)
         except Exception as e:  # keep serving the last snapshot; say why
             self.errors += 1

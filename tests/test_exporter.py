@@ -452,3 +452,104 @@ def test_the_exporter_does_not_import_textual():
     r = subprocess.run([sys.executable, "-c", "import sys, nbtui.exporter, nbtui.webconfig, nbtui.commands.exporter; "
                         "print('textual' in sys.modules)"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.stdout.strip() == "False", r.stderr
+
+
+# -- at hostile scale: the per-server cap (issue 21) ----------------------------------------------
+
+
+def test_past_the_cap_kernels_are_counted_not_kept_and_the_counts_stay_exact():
+    states = ["idle", "busy", "idle", "starting", "dead", "idle", "busy"]
+    ks = [kernel("gpu1", f"k{i}", state=st, idle=7200 - i) for i, st in enumerate(states)]
+    ks += [kernel("gpu2", "j0")]
+    servers = (snapshot().servers[0], model.ServerInfo(name="gpu2", url="http://127.0.0.1:2/", source="config"))
+    e = exp.Exporter(Recorded(snapshot(ks, servers=servers)), per_kernel=True, max_kernels=3)
+    asyncio.run(e.refresh_once())
+    body = e.scrape()[0]
+    kept = {dict(lbl)["kernel_id"] for lbl in samples(body, "nbtui_kernel_info")}
+    assert kept == {"k0", "k1", "k2", "j0"}  # the first three of gpu1 in the fleet's order (longest idle)
+    assert samples(body, "nbtui_kernels_over_cap") == {L(server="gpu1"): 4.0, L(server="gpu2"): 0.0}
+    by_state = {dict(lbl)["state"]: v for lbl, v in samples(body, "nbtui_kernels").items() if dict(lbl)["server"] == "gpu1"}
+    assert by_state == {"idle": 3, "busy": 2, "starting": 1, "dead": 1, "restarting": 0, "unknown": 0}
+    assert samples(body, "nbtui_sessions")[L(server="gpu1", type="notebook")] == 7
+    assert samples(body, "nbtui_kernels_idle")[L(server="gpu1")] == 5  # all but the busy two
+    # the left-out kernels' usage is unknown: no memory sum pretends to be the server's whole
+    assert L(server="gpu1") not in samples(body, "nbtui_kernels_memory_bytes")
+    assert len(e.rendering.state.snapshot.kernels) == 4  # what the exporter holds on to
+
+
+def test_the_fleet_keeps_at_most_the_cap_from_each_read_and_reports_the_rest():
+    from nbtui.config import ServerConfig
+
+    fleet = exp.TimedFleet([ServerConfig(name="s", url="http://127.0.0.1:1/", token_source="none")])
+    fleet.kernel_cap = 2
+    ks = [kernel("s", f"k{i}", idle=float(i)) for i in range(5)]
+    kept = fleet.keep_kernels("s", ks)
+    assert [k.kernel_id for k in kept] == ["k4", "k3"]  # the longest idle
+    assert fleet.over_cap["s"].n == 3 and fleet.over_cap["s"].kept == 2
+    assert fleet.keep_kernels("s", ks[:2]) == ks[:2] and "s" not in fleet.over_cap
+
+
+def test_two_hostile_kernel_ids_that_read_the_same_give_one_series_not_a_duplicate():
+    same = "a" * 300
+    ks = [kernel("gpu1", same + "1"), kernel("gpu1", same + "2")]
+    body = scrape_of(snapshot(ks))
+    assert len(samples(body, "nbtui_kernel_info")) == 1  # a parser (and Prometheus) takes the scrape
+    assert samples(body, "nbtui_kernels")[L(server="gpu1", state="idle")] == 2
+
+
+# -- a hub's own series (issue 24) -----------------------------------------------------------------
+
+
+def hub_snapshot(hub_ok=True):
+    def srv(name, user, server_name="", **kw):
+        return model.ServerInfo(name=name, url="http://127.0.0.1:3" + name[3:].replace("/", "-") + "/", source="hub",
+                                hub="hub", user=user, server_name=server_name, **kw)
+
+    evil = "eve\x1b]0;pwn\x07" + "x" * 300
+    servers = (
+        model.ServerInfo(name="hub", url="http://127.0.0.1:3/", source="hub", hub="hub", version="5.2.1",
+                         **({} if hub_ok else {"status": model.TIMEOUT})),
+        srv("hub/alice", "alice", route="direct", hub_last_activity=NOW - dt.timedelta(seconds=100)),
+        srv("hub/alice/gpu", "alice", "gpu", pending="stop", hub_last_activity=NOW - dt.timedelta(seconds=50)),
+        srv("hub/bob", "bob", pending="spawn"),
+        srv("hub/eve1", evil + "1", route="proxy", hub_last_activity=NOW - dt.timedelta(seconds=7)),
+        srv("hub/eve2", evil + "2", route="proxy", hub_last_activity=NOW - dt.timedelta(seconds=9)),
+        srv("hub/carol", "carol"),  # listed, neither ready nor pending
+    )
+    return snapshot([kernel("hub/alice", "k1")], servers=servers)
+
+
+def test_a_hub_has_users_servers_by_state_and_idle_seconds_and_no_kernel_series_of_its_own():
+    body = scrape_of(hub_snapshot())
+    assert b"\x1b" not in body and b"\x07" not in body
+    assert samples(body, "nbtui_hub_users") == {L(hub="hub"): 5.0}
+    assert samples(body, "nbtui_hub_servers") == {L(hub="hub", state="ready"): 3.0, L(hub="hub", state="pending-spawn"): 1.0,
+                                                  L(hub="hub", state="pending-stop"): 1.0, L(hub="hub", state="not-ready"): 1.0}
+    idle = samples(body, "nbtui_hub_server_idle_seconds")
+    assert idle[L(hub="hub", user="alice", server_name="")] == 100
+    assert idle[L(hub="hub", user="alice", server_name="gpu")] == 50
+    eve = [lbl for lbl in idle if dict(lbl)["user"].startswith("eve")]
+    assert len(eve) == 1 and dict(eve[0])["user"].startswith("eve\\x1b]0;pwn\\x07")  # cut alike: one series, escaped
+    assert len(idle) == 3  # bob's pending server has no last_activity: no series, not 0
+    # the hub's own entry: up and info, no kernel counts, orphans or restarts
+    assert samples(body, "nbtui_up")[L(server="hub")] == 1
+    for name in ("nbtui_kernels", "nbtui_kernels_idle", "nbtui_orphans", "nbtui_kernel_restarts_total",
+                 "nbtui_kernels_over_cap", "nbtui_kernels_memory_bytes", "nbtui_sessions"):
+        assert "hub" not in {dict(lbl).get("server") for lbl in samples(body, name)}, name
+    assert samples(body, "nbtui_kernels")[L(server="hub/alice", state="idle")] == 1
+
+
+def test_a_hub_whose_listing_failed_has_no_hub_series_not_zeros():
+    body = scrape_of(hub_snapshot(hub_ok=False))
+    assert samples(body, "nbtui_up")[L(server="hub")] == 0
+    assert not samples(body, "nbtui_hub_users") and not samples(body, "nbtui_hub_servers")
+
+
+def test_the_timed_fleet_keeps_what_open_fleet_set():
+    from nbtui.config import ServerConfig
+    from nbtui.fleet import Fleet
+
+    fleet = Fleet([ServerConfig(name="s", url="http://127.0.0.1:1/", token_source="none")])
+    fleet.proxy_reader, fleet.readonly, fleet.untrusted_files = "nbtui exporter", True, ("f: why",)
+    timed = exp.Exporter(fleet).fleet
+    assert (timed.proxy_reader, timed.readonly, timed.untrusted_files) == ("nbtui exporter", True, ("f: why",))

@@ -8,6 +8,7 @@ killed by PID). Tests query Prometheus's HTTP API for the series.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -95,10 +96,17 @@ def fleet(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prometheus(fleet, tmp_path_factory):
+    with scraping(fleet["url"], tmp_path_factory.mktemp("prometheus")) as api:
+        yield api
+
+
+@contextlib.contextmanager
+def scraping(url: str, base: Path):
+    """A real Prometheus of our own, scraping ``url`` every second; its API's base URL."""
     if PROMETHEUS is None:
         pytest.skip("prometheus not installed (Debian package prometheus; .ci/run installs it)")
-    base = tmp_path_factory.mktemp("prometheus")
-    target = fleet["url"].split("//", 1)[1].split("/", 1)[0]
+    target = url.split("//", 1)[1].split("/", 1)[0]
+    base.mkdir(parents=True, exist_ok=True)
     (base / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
         f"scrape_configs:\n  - job_name: nbtui\n    static_configs:\n      - targets: ['{target}']\n")
@@ -202,3 +210,93 @@ def test_a_shut_down_kernel_vanishes_from_prometheus(fleet, prometheus):
     wait_for(lambda: kid not in httpx.get(fleet["url"], timeout=5).text, timeout=30, what="its series gone")
     # Prometheus marks a series that a scrape no longer has as stale at once.
     wait_for(lambda: not query(prometheus, q), timeout=30, what="prometheus drops the vanished kernel's series")
+
+
+def _started_exporter(cfg: Path, env: dict) -> tuple[Running, str]:
+    exporter = Running([sys.executable, "-m", "nbtui", "--no-discover", "--refresh", "0.5", "exporter",
+                        "--listen", "127.0.0.1:0"], env, cfg / "exporter.log")
+    line = wait_for(lambda: next((ln for ln in exporter.text().splitlines() if "serving http" in ln), None),
+                    timeout=60, what="the exporter's serving line")
+    return exporter, line.split("serving ", 1)[1].split()[0]
+
+
+def test_prometheus_reads_a_hubs_users_servers_by_state_and_idle_and_no_kernel_series_of_the_hub(tmp_path):
+    from tests.fakehttp import FakeHTTP
+
+    evil = "eve\x1b]0;pwn\x07"
+    t = "2026-01-01T00:00:00Z"
+
+    def server(url, **kw):
+        return {"ready": True, "pending": None, "url": url, "started": t, "last_activity": t, **kw}
+
+    users = [
+        {"name": "alice", "servers": {"": server("/user/alice/"),
+                                      "gpu": server("/user/alice/gpu/", ready=False, pending="spawn",
+                                                    last_activity=None)}},
+        {"name": "bob", "servers": {"": server("/user/bob/", ready=False, pending="stop")}},
+        {"name": evil, "servers": {"": server("/user/eve%1B%5D0%3Bpwn%07/")}},
+    ]
+    kid = "0f3c2a9e-0000-4000-8000-000000000001"
+    with FakeHTTP("hub", users=users, kernels_at={"/user/alice/": [kid]}) as hub:
+        cfg = tmp_path / "cfg"
+        cfg.mkdir()
+        (cfg / "servers.toml").write_text(f'[servers.hub]\nurl = "{hub.url}"\ntoken = "none"\nhub = true\n')
+        env = dict(os.environ, NBTUI_CONFIG=str(cfg), JUPYTER_RUNTIME_DIR=str(cfg / "runtime-empty"),
+                   NBTUI_STATE_DIR=str(cfg / "state"))
+        exporter, url = _started_exporter(cfg, env)
+        try:
+            with scraping(url, tmp_path / "prometheus") as api:
+                wait_for(lambda: query(api, "nbtui_hub_users"), timeout=60, what="nbtui_hub_users in prometheus")
+                assert [(r["metric"]["hub"], r["value"][1]) for r in query(api, "nbtui_hub_users")] == [("hub", "3")]
+                by_state = {r["metric"]["state"]: r["value"][1] for r in query(api, 'nbtui_hub_servers{hub="hub"}')}
+                assert by_state == {"ready": "2", "pending-spawn": "1", "pending-stop": "1", "not-ready": "0"}
+                idle = {(r["metric"]["user"], r["metric"].get("server_name", "")): float(r["value"][1])
+                        for r in query(api, "nbtui_hub_server_idle_seconds")}
+                # the hub's last_activity, 2026-01-01: idle since then; alice's pending spawn gave none (Prometheus
+                # keeps no empty label: the default server has no server_name)
+                assert set(idle) == {("alice", ""), ("bob", ""), ("eve\\x1b]0;pwn\\x07", "")}, idle
+                assert all(v > 24 * 3600 for v in idle.values())
+                # the hub's own entry: up, and no kernel counts (its users' servers have them)
+                assert [r["value"][1] for r in query(api, 'nbtui_up{server="hub"}')] == ["1"]
+                assert not query(api, 'nbtui_kernels{server="hub"}') and not query(api, 'nbtui_orphans{server="hub"}')
+                kernels = {r["metric"]["server"]: r["value"][1] for r in query(api, "sum by (server) (nbtui_kernels)")}
+                assert kernels["hub/alice"] == "1" and "hub" not in kernels
+                targets = httpx.get(api + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+                assert [t["health"] for t in targets] == ["up"], targets
+        finally:
+            exporter.stop()
+
+
+def test_prometheus_reads_a_real_hubs_series(tmp_path):
+    """The same series from a real JupyterHub (and its npm proxy): alice's server running
+    with a kernel, bob with none; the hub's own entry has no kernel series."""
+    if PROMETHEUS is None:
+        pytest.skip("prometheus not installed (Debian package prometheus; .ci/run installs it)")
+    from tests.hub import Hub
+
+    hub = Hub(tmp_path / "hub", users=("alice", "bob")).start()
+    try:
+        hub.spawn("alice")
+        hub.wait_ready("alice")
+        hub.start_kernel("alice")
+        cfg = tmp_path / "cfg"
+        cfg.mkdir()
+        (cfg / "servers.toml").write_text(f'[servers.hub]\nurl = "{hub.url}"\ntoken = "env"\n'
+                                          f'token_env = "EXPORTER_TEST_HUB"\nhub = true\n')
+        env = dict(os.environ, NBTUI_CONFIG=str(cfg), EXPORTER_TEST_HUB=hub.token,
+                   JUPYTER_RUNTIME_DIR=str(cfg / "runtime-empty"), NBTUI_STATE_DIR=str(cfg / "state"))
+        exporter, url = _started_exporter(cfg, env)
+        try:
+            with scraping(url, tmp_path / "prometheus") as api:
+                wait_for(lambda: query(api, 'sum by (server) (nbtui_kernels{server="hub/alice"}) == 1'), timeout=60,
+                         what="alice's kernel in prometheus")
+                assert [r["value"][1] for r in query(api, 'nbtui_hub_users{hub="hub"}')] == ["1"]
+                by_state = {r["metric"]["state"]: r["value"][1] for r in query(api, 'nbtui_hub_servers{hub="hub"}')}
+                assert by_state == {"ready": "1", "pending-spawn": "0", "pending-stop": "0", "not-ready": "0"}
+                idle = query(api, 'nbtui_hub_server_idle_seconds{hub="hub"}')
+                assert [r["metric"]["user"] for r in idle] == ["alice"] and float(idle[0]["value"][1]) >= 0
+                assert not query(api, 'nbtui_kernels{server="hub"}') and not query(api, 'nbtui_sessions{server="hub"}')
+        finally:
+            exporter.stop()
+    finally:
+        hub.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -17,11 +18,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-kernel", action="store_true",
                    help="also one series per kernel (memory, CPU, GPU, idle time, and nbtui_kernel_info "
                         "with its notebook path)")
+    p.add_argument("--max-kernels-per-server", metavar="N", type=_count, default=None,
+                   help="kernels of one server the exporter keeps (per-kernel series, usage, orphan rules; "
+                        "default 1000); the rest are counted in nbtui_kernels_over_cap and in the per-server "
+                        "counts, then dropped: what it holds does not grow with what a server lists")
     p.add_argument("--web-config", metavar="FILE", default=None,
                    help="TLS and basic auth, in the web config format Prometheus exporters use")
     p.epilog = ("--refresh SECONDS sets how often the fleet is read in the background (default 15 for the "
                 "exporter); a scrape answers from the last read at once, with nbtui_snapshot_age_seconds. "
                 "Metrics are served at /metrics.")
+
+
+def _count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"not a count of kernels (0 or more): {text!r}")
+    return int(text)
 
 
 class _Stop(BaseException):
@@ -43,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     refresh = getattr(args, "refresh", None) or exp.DEFAULT_REFRESH
     config = load_config(args)
     fleet = open_fleet(args, config)
-    exporter = exp.Exporter(fleet, refresh=refresh, per_kernel=args.per_kernel)
+    cap = args.max_kernels_per_server
+    exporter = exp.Exporter(fleet, refresh=refresh, per_kernel=args.per_kernel,
+                            max_kernels=exp.DEFAULT_MAX_KERNELS if cap is None else cap)
     app = webconfig.make_app(exporter.scrape, web, exp.CONTENT_TYPE)
     try:
         httpd = webconfig.serve(host, port, app, web)
@@ -59,8 +72,14 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         httpd.server_close()
-        exporter.stop()
+        stopped = exporter.stop()
         signal.signal(signal.SIGTERM, previous)
+    if not stopped:
+        # The refresh thread is inside work that cannot be cancelled (a process scan, a
+        # large answer being parsed): the process ends now, not when that work does.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
     return EXIT_OK
 
 
