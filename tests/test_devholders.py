@@ -162,6 +162,7 @@ def test_the_fleet_screen_names_the_holders_below_its_servers_and_shows_a_hostil
     gpu = GpuDevice(0, "GPU-a", "H100", 3 * GIB, 80 * GIB, 0.0, ledger=GpuLedger(unassigned=3 * GIB), holders=(stuck, evil))
     text = server_lines(Snapshot(generated_at=None, gpus=(gpu,)), 100, theme=SimpleNamespace(success="green"))  # type: ignore[arg-type]
     assert text.plain.splitlines() == [
+        "GPU 0 3.0G used: unassigned 3.0G",  # the GPU strip's line, then who holds what it cannot name
         "GPU 0: 3.0G used that NVML names no process for; its device is held by:",
         f"  pid 4242 (bob\\x1b[31m) Z [python] <defunct> — {UNKILLABLE}",
         "  pid 4343 (ann) S python \\x1b]0;owned\\x07x.py",

@@ -88,7 +88,10 @@ def test_actions_on_traversal_ids_stay_inside_the_users_prefix(hub, config_dir):
             said = r.stdout + r.stderr  # kill reports its refused step; the others fail with one line
             assert r.returncode == 1 and UNSAFE in said, (args, r.returncode, r.stdout, r.stderr)
             assert len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in said
-    r = run_nbtui("cull", "--orphans", "--server", "h/mallory", "--yes", "--no-discover")  # no-session orphans
+    # cull reads what it plans from (not an action on a TARGET): a state folder of its own, so
+    # the proxy-interval record of the commands above holds nothing back
+    fresh = {"NBTUI_STATE_DIR": os.environ["NBTUI_STATE_DIR"] + "-cull"}
+    r = run_nbtui("cull", "--orphans", "--server", "h/mallory", "--yes", "--no-discover", env=fresh)  # no-session orphans
     assert r.returncode == 1 and UNSAFE in r.stdout + r.stderr, r.stdout + r.stderr
     r = run_nbtui("kill", "terminal:h/mallory/..", "--yes", "--no-discover")
     assert r.returncode == 1, r.stdout + r.stderr

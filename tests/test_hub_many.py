@@ -4,8 +4,10 @@ followed, and never more sockets open at once than the hub's bound."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -61,7 +63,9 @@ async def test_a_second_fleet_acts_with_the_token_the_listing_fleet_holds_now(fa
         first = actor.client("big/u001").token
         assert first is not None and first != cfg.token
         assert await actor.client("big/u001").kernels()  # its own server answers it
-        lister.hub_of("big").mint.forget("u001", "")
+        mint = lister.hub_of("big").mint
+        held = mint._tokens[("u001", "")]
+        mint._tokens[("u001", "")] = dataclasses.replace(held, expires=time.monotonic() + 1)  # an hour on
         await lister.snapshot()  # minted anew
         again = actor.client("big/u001")
         assert again.token not in (None, first)
