@@ -1,0 +1,77 @@
+"""The screen an admin lives in, in a real terminal (tmux, 80x24, real servers and kernels):
+the cursor stays on its kernel through a refresh that reorders the rows (through a resize:
+tests/test_tui_cursor.py, in Textual's own driver); the details show an orphan's reasons;
+a sort by a column the width hides is named on screen. (The migrate dialog by the keyboard
+alone: tests/test_tui_dialogs.py.)"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.jupyter import wait_for
+from tests.test_tui_fleet_terminal import _env
+from tests.test_tui_terminal import TMUX, Tmux, _quote
+
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+
+
+def _start(tmp_path, config_dir, runtime_dir) -> Tmux:
+    term = Tmux(tmp_path)
+    term.start(f"{_quote(sys.executable)} -m nbtui", _env(config_dir, runtime_dir))
+    return term
+
+
+def _see(term: Tmux, predicate, what: str, timeout: float = 60):
+    """Poll the screen until ``predicate(screen)``; fail with the screen as it was."""
+    try:
+        return wait_for(lambda: predicate(term.screen()) and term.screen(), timeout, 0.1, what)
+    except TimeoutError:
+        raise AssertionError(f"{what}:\n{term.screen()}") from None
+
+
+def _row_index(screen: str, kid: str) -> int:
+    return next(i for i, line in enumerate(screen.splitlines()) if f" {kid[:8]} " in line)
+
+
+def _detail_kernel(screen: str, kid: str) -> bool:
+    return any(line.split()[:2] == ["kernel", kid] for line in screen.splitlines() if line.strip())
+
+
+def test_the_cursor_stays_on_its_kernel_through_a_reordering_refresh(tmp_path, config_dir, jupyter):
+    ids = [jupyter.create_session(f"nb{i}.ipynb")["kernel"]["id"] for i in range(2)]
+    term = _start(tmp_path, config_dir, jupyter.runtime_dir)
+    try:
+        screen = _see(term, lambda s: all(k[:8] in s for k in ids), "both kernel rows")
+        first, second = sorted(ids, key=lambda k: _row_index(screen, k))
+        term.keys("d")  # the details (below the table at 80x24) name the kernel under the cursor
+        _see(term, lambda s: _detail_kernel(s, first), "the details of the first row")
+        term.keys("Down", "Up")  # chosen by the user
+        # Work in the first row's kernel: it is no longer the longest idle, so a refresh moves it down.
+        jupyter.run_code(first, "x = 1")
+        screen = _see(term, lambda s: _row_index(s, first) > _row_index(s, second), "the refresh to reorder the rows")
+        assert _detail_kernel(screen, first), screen
+        term.keys("q")
+    finally:
+        term.kill()
+
+
+def test_an_orphans_reasons_in_the_details_and_a_hidden_sort_named(tmp_path, config_dir, jupyter):
+    kid = jupyter.start_kernel()  # no session: an orphan ("no-session") at once
+    term = _start(tmp_path, config_dir, jupyter.runtime_dir)
+    try:
+        _see(term, lambda s: kid[:8] in s, "the kernel row")
+        term.keys("d")
+        screen = _see(term, lambda s: _detail_kernel(s, kid) and any(
+            line.split()[:2] == ["orphan", "no-session"] for line in s.splitlines()), "the orphan's reasons")
+        lines = screen.splitlines()
+        assert any(line.split()[:1] == ["why"] for line in lines), screen
+        assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
+        term.keys("s", "s", "s", "s")  # idle, gpu, mem, cpu: no CPU column at 80 columns
+        screen = _see(term, lambda s: "sorted by CPU▼" in s.splitlines()[0], "the sort named in the summary")
+        header = next(line for line in screen.splitlines() if " SERVER " in line)
+        assert "CPU" not in header, header
+        term.keys("q")
+    finally:
+        term.kill()
