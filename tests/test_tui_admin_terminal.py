@@ -1,6 +1,6 @@
 """The screen an admin lives in, in a real terminal (tmux, 80x24, real servers and kernels):
-the cursor stays on its kernel through a refresh that reorders the rows (through a resize:
-tests/test_tui_cursor.py, in Textual's own driver); the details show an orphan's reasons;
+the cursor stays on its kernel through a refresh that reorders the rows and through a resize;
+the details show an orphan's reasons;
 a sort by a column the width hides is named on screen. (The migrate dialog by the keyboard
 alone: tests/test_tui_dialogs.py.)"""
 
@@ -19,8 +19,15 @@ pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
 
 def _start(tmp_path, config_dir, runtime_dir) -> Tmux:
     term = Tmux(tmp_path)
-    term.start(f"{_quote(sys.executable)} -m nbtui", _env(config_dir, runtime_dir))
+    # Without COLUMNS and LINES (the test run may export them): they would fix the size the
+    # app reads (shutil.get_terminal_size), whatever the window's.
+    term.start(f"env -u COLUMNS -u LINES {_quote(sys.executable)} -m nbtui", _env(config_dir, runtime_dir))
     return term
+
+
+def _resize(term: Tmux, width: int, height: int) -> None:
+    term.tmux("set-option", "-t", "t", "window-size", "manual")  # a detached session's size is ours to set
+    term.tmux("resize-window", "-t", "t", "-x", str(width), "-y", str(height))
 
 
 def _see(term: Tmux, predicate, what: str, timeout: float = 60):
@@ -39,7 +46,7 @@ def _detail_kernel(screen: str, kid: str) -> bool:
     return any(line.split()[:2] == ["kernel", kid] for line in screen.splitlines() if line.strip())
 
 
-def test_the_cursor_stays_on_its_kernel_through_a_reordering_refresh(tmp_path, config_dir, jupyter):
+def test_the_cursor_stays_on_its_kernel_through_a_reordering_refresh_and_a_resize(tmp_path, config_dir, jupyter):
     ids = [jupyter.create_session(f"nb{i}.ipynb")["kernel"]["id"] for i in range(2)]
     term = _start(tmp_path, config_dir, jupyter.runtime_dir)
     try:
@@ -52,6 +59,15 @@ def test_the_cursor_stays_on_its_kernel_through_a_reordering_refresh(tmp_path, c
         jupyter.run_code(first, "x = 1")
         screen = _see(term, lambda s: _row_index(s, first) > _row_index(s, second), "the refresh to reorder the rows")
         assert _detail_kernel(screen, first), screen
+        # Each resize crosses a column breakpoint (the table is rebuilt): the details still
+        # name the chosen kernel once the new layout is drawn (a screen caught mid-draw waits).
+        _resize(term, 120, 35)
+        screen = _see(term, lambda s: " PID " in s and _detail_kernel(s, first), "the chosen kernel at 120x35")
+        assert not _detail_kernel(screen, second)
+        _resize(term, 80, 24)
+        screen = _see(term, lambda s: " PID " not in s and " SERVER " in s and _detail_kernel(s, first),
+                      "the chosen kernel at 80x24 again")
+        assert len(screen.splitlines()) <= 24
         term.keys("q")
     finally:
         term.kill()
