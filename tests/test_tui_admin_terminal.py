@@ -1,8 +1,7 @@
 """The screen an admin lives in, in a real terminal (tmux, 80x24, real servers and kernels):
 the cursor stays on its kernel through a refresh that reorders the rows and through a resize;
-the details show an orphan's reasons;
-a sort by a column the width hides is named on screen. (The migrate dialog by the keyboard
-alone: tests/test_tui_dialogs.py.)"""
+the migrate dialog is planned and moved with the keyboard alone; the details show an
+orphan's reasons; a sort by a column the width hides is named on screen."""
 
 from __future__ import annotations
 
@@ -17,11 +16,11 @@ from tests.test_tui_terminal import TMUX, Tmux, _quote
 pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
 
 
-def _start(tmp_path, config_dir, runtime_dir) -> Tmux:
+def _start(tmp_path, config_dir, runtime_dir, **extra: str) -> Tmux:
     term = Tmux(tmp_path)
     # Without COLUMNS and LINES (the test run may export them): they would fix the size the
     # app reads (shutil.get_terminal_size), whatever the window's.
-    term.start(f"env -u COLUMNS -u LINES {_quote(sys.executable)} -m nbtui", _env(config_dir, runtime_dir))
+    term.start(f"env -u COLUMNS -u LINES {_quote(sys.executable)} -m nbtui", {**_env(config_dir, runtime_dir), **extra})
     return term
 
 
@@ -88,6 +87,39 @@ def test_an_orphans_reasons_in_the_details_and_a_hidden_sort_named(tmp_path, con
         screen = _see(term, lambda s: "sorted by CPU▼" in s.splitlines()[0], "the sort named in the summary")
         header = next(line for line in screen.splitlines() if " SERVER " in line)
         assert "CPU" not in header, header
+        term.keys("q")
+    finally:
+        term.kill()
+
+
+def test_migrate_by_keyboard_80x24(tmp_path, config_dir, jupyter_factory):  # short: tmux's socket path is bounded
+    a, b = jupyter_factory("a"), jupyter_factory("b")
+    a.write_notebook("m.ipynb")
+    kid = a.create_session("m.ipynb")["kernel"]["id"]
+    a.run_code(kid, "answer = 41 + 1")
+    (config_dir / "servers.toml").write_text(
+        "".join(f'[servers.{s.name}]\nurl = "{s.url}"\ntoken = "env"\ntoken_env = "MIG_{s.name.upper()}"\n'
+                for s in (a, b)))
+    runtime = tmp_path / "no-runtime"
+    runtime.mkdir()
+    term = _start(tmp_path, config_dir, runtime, MIG_A=a.token, MIG_B=b.token)
+    try:
+        _see(term, lambda s: kid[:8] in s and "● b" in s, "the kernel row and both servers")
+        term.keys("m")
+        screen = _see(term, lambda s: "Migrate a:" in s and "Move" in s, "the migrate dialog")
+        assert "To server" in screen and "Notebook" in screen
+        term.keys("Tab", "Enter")  # the first field (To server: b) has the focus; tab, enter plans
+        screen = _see(term, lambda s: "1 name to move" in s, "the plan", timeout=90)
+        lines = screen.splitlines()
+        assert len(lines) <= 24 and "answer" in screen, screen
+        assert any("Close" in line and "Plan" in line and "Move" in line for line in lines), screen
+        term.keys("Enter")  # Move has the focus after Plan
+        _see(term, lambda s: "Move to b?" in s, "the confirmation")
+        term.keys("y")
+        _see(term, lambda s: "moved and verified 1 name" in s, "the move", timeout=120)
+        term.keys("Escape")
+        new = wait_for(lambda: [k["id"] for k in b.kernels()], 30, 0.2, "the new kernel on b")
+        assert b.run_code(new[0], "assert answer == 42")["content"]["status"] == "ok"
         term.keys("q")
     finally:
         term.kill()
