@@ -20,7 +20,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input, Static
@@ -66,8 +66,9 @@ class EmptyNote(Static, can_focus=True):
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical { width: 64; max-width: 100%; height: auto; max-height: 100%;
-                            border: thick $primary; background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll { width: 64; max-width: 100%; height: auto; max-height: 100%;
+                                  border: thick $primary; background: $surface; padding: 0 1;
+                                  scrollbar-size-vertical: 1; }
     """
     BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
 
@@ -83,7 +84,7 @@ class HelpScreen(ModalScreen[None]):
             t.append(what + "\n")
         for n in self.notes:
             t.append("\n" + n)
-        with Vertical():
+        with VerticalScroll():  # longer than 24 lines: up/down/pagedown scroll it
             yield Static(t, id="help-text")
 
 
@@ -747,6 +748,7 @@ class FleetScreen(Screen):
                 what = b.description + (" (off: readonly)" if self.readonly and b.action in MUTATING else "")
                 keys.append((_key_label(b.key), what))
         keys.insert(3, ("ctrl+p", "command palette: every action, and Change theme"))
+        keys.insert(keys.index(("d", "Details")) + 1, ("tab", "the details pane and back (up/down scroll it)"))
         return keys
 
 

@@ -90,7 +90,7 @@ class KillConfirm(ConfirmScreen):
     def on_mount(self) -> None:
         super().on_mount()
         longest = max([len(self.title_text), *(len(line) for line in self.lines)])
-        self.query_one(Vertical).styles.width = longest + 4  # padding and border; max-width still holds
+        self.query_one("#confirm-box").styles.width = longest + 5  # padding, border, scrollbar; max-width still holds
 
 
 def result_message(outcomes: list[actions.Outcome]) -> tuple[str, bool]:
