@@ -555,6 +555,9 @@ class FleetScreen(Screen):
 
     def action_details(self) -> None:
         self.show_details = not self._details_visible()
+        pane = self.query_one(DetailPane)
+        if not self.show_details and pane.has_focus:
+            self.set_focus(self.table)  # not left on a hidden pane (its keys would scroll nothing)
         self._relayout()
         self.render_all()
 

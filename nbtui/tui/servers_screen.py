@@ -223,7 +223,6 @@ class ServersScreen(Screen):
         if s is None:
             note.append("No servers yet." if not servers else "")
         elif s.error:
-            note.append(f"{visible(_state(s))}: ", style="bold")
             note.append(visible(redact(s.error)))
         elif is_user_server(s):
             note.append("k stops this user's server through the hub (after a confirmation); "
