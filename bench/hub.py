@@ -63,7 +63,7 @@ def activity(hub: Hub, where: dict[str, str], kernels: dict[str, list[str]]) -> 
 
 async def proxy_rtts(hub: Hub, user: str, kid: str, n: int, url: str | None = None) -> list[float]:
     """nbtui's channel client to a hub user's kernel: through the proxy, or at ``url``."""
-    return await channel_rtts(url or hub.user_url(user), hub.token, kid, n)
+    return await channel_rtts(url or hub.user_url(user), hub.harness_token, kid, n)
 
 
 def main() -> None:

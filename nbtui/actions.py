@@ -17,10 +17,11 @@ from nbtui import audit, orphans
 from nbtui.config import state_dir
 from nbtui.errors import NbtuiError, NotFound, UsageError
 from nbtui.fleet import Fleet
-from nbtui.host import signals
+from nbtui.host import devholders, signals
 from nbtui.host.signals import Fate, Ident
 from nbtui.jupyter import own
 from nbtui.jupyter.rest import NOT_FOUND, ServerError
+from nbtui.jupyter.urlpath import segment, why_not_segment
 from nbtui.model import Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.secrets import redact_cmdline
 from nbtui.targets import PidTarget, TerminalTarget
@@ -76,6 +77,18 @@ def require_writable(subject: object, what: str, *, dry_run: bool = False, plan:
         raise Readonly(what, plan=plan)
 
 
+def addressable(k: Kernel) -> None:
+    """Raise UnsafeSegment (exit 1, one line) for a kernel whose id cannot be one URL path
+    segment: listed like any other, acted on never (urlpath)."""
+    segment(k.kernel_id, "kernel id")
+
+
+def _unaddressable(what: str, value: str) -> Optional[str]:
+    """A plan's refusal for an id that cannot be one URL path segment, else None."""
+    why = why_not_segment(value)
+    return None if why is None else f"its {what} '{visible(value)[:80]}' cannot be one URL path segment ({why})"
+
+
 async def recheck_kernel(fleet: Fleet, k: Kernel) -> None:
     """Raise ServerError (kind not-found) if the kernel is no longer on its server."""
     await fleet.client(k.server).kernel(k.kernel_id)
@@ -84,6 +97,7 @@ async def recheck_kernel(fleet: Fleet, k: Kernel) -> None:
 async def interrupt_kernel(fleet: Fleet, k: Kernel) -> None:
     """Interrupt (SIGINT or interrupt_request, as the kernel spec says) through the server."""
     require_writable(fleet, "interrupt")
+    addressable(k)
     await recheck_kernel(fleet, k)
     await fleet.client(k.server).interrupt(k.kernel_id)
 
@@ -91,6 +105,7 @@ async def interrupt_kernel(fleet: Fleet, k: Kernel) -> None:
 async def restart_kernel(fleet: Fleet, k: Kernel) -> None:
     """Restart a kernel (its variables are lost): re-checked, audited."""
     require_writable(fleet, "restart")
+    addressable(k)
     target = kernel_audit_target(k)
     audit.intent("restart", target)  # before acting: unwritable means not started
     try:
@@ -109,7 +124,7 @@ PROCESS = "process"
 TERMINAL = "terminal"
 DEFAULT_GRACE = 5.0
 CULL_CONCURRENCY = 8
-WENT_WITH_TERMINAL = "exited with its terminal"
+WENT_WITH_TERMINAL = signals.WENT_WITH_TERMINAL
 SHUTDOWN_TIMEOUT = 30.0  # the server's own shutdown wait (5 s by default) and kill come first
 RECHECK = "the re-check before acting"  # named in the timeout's line; one deadline over its requests
 
@@ -278,8 +293,8 @@ def plan_kernel(snapshot: Snapshot, k: Kernel) -> Step:
     """Shut a kernel down through its server; on a local server, note its process tree too."""
     children: tuple[Ident, ...] = ()
     proc = None
-    refusal = None
-    if _local(snapshot, k.server):
+    refusal = _unaddressable("kernel id", k.kernel_id)
+    if refusal is None and _local(snapshot, k.server):
         # Only a process the host view confirmed as this server's kernel (usage.pid): never
         # one found by the kernel id alone, which a lying server can name (issue 10).
         pid = k.usage.pid if k.usage and k.usage.pid else None
@@ -313,8 +328,8 @@ def plan_terminal(snapshot: Snapshot, t: Terminal, protected: Optional[set[int]]
     outlive a closed terminal) are signalled if they survive it."""
     proc = None
     children: tuple[Ident, ...] = ()
-    refusal = None
-    if t.pid is not None and _local(snapshot, t.server) and _here(t.usage):
+    refusal = _unaddressable("name", t.name)
+    if refusal is None and t.pid is not None and _local(snapshot, t.server) and _here(t.usage):
         proc = signals.identify(t.pid)
         if proc is not None:
             protected = signals.ancestors_of_self() if protected is None else protected
@@ -395,6 +410,8 @@ def plan_process(snapshot: Snapshot, pid: int, *, explicit: bool = True,
         ident = gone
     protected = signals.ancestors_of_self() if protected is None else protected
     refusal = signals.refusal(ident, explicit=explicit, server_pids=_server_pids(snapshot), protected=protected)
+    if refusal is None:
+        refusal = devholders.kill_refusal(pid)  # a GPU holder stuck in D or Z state
     if refusal is None and now is not None and not signals.same_process(ident, now):
         refusal = "the PID now belongs to another program (create time or owner changed since it was listed)"
     children: list[Ident] = []
@@ -707,6 +724,7 @@ async def rebind_kernel(fleet: Fleet, k: Kernel, path: str, *, dry_run: bool = F
     from nbtui.migrate import rebind
 
     require_writable(fleet, "rebind", dry_run=dry_run)
+    addressable(k)
     path = rebind.clean_path(path)
     target = kernel_audit_target(k)
     client = fleet.client(k.server)
@@ -728,6 +746,7 @@ def migration_for(fleet: Fleet, k: Kernel, opts, progress=None):
     from nbtui.migrate.move import Migration, ServerSource
 
     require_writable(fleet, "migrate", dry_run=bool(getattr(opts, "dry_run", False)))
+    addressable(k)
     if opts.to not in fleet.names:
         raise NotFound(f"unknown server {opts.to!r} (known: {', '.join(fleet.names) or 'none'})")
     source = ServerSource(fleet.client(k.server), k.kernel_id, k.kernel_name,
@@ -746,12 +765,10 @@ def local_migration_for(fleet: Fleet, pid: int, opts, progress=None):
     return Migration(LocalSource(adopt.find(pid)), fleet.client(opts.to), opts, progress)
 
 
-async def adopt_kernel(fleet: Fleet, pid: int, server: str, connection_dir=None, *,
-                       dry_run: bool = False) -> Optional[str]:
-    """Make server ``server`` (on this host) list the live local kernel ``pid`` through its
-    external_connection_dir; returns the id the server gave it (audited)."""
-    from pathlib import Path
-
+async def plan_adopt(fleet: Fleet, pid: int, server: str, connection_dir=None, *, dry_run: bool = False):
+    """Check that the live local kernel ``pid`` may be placed for server ``server`` (on this
+    host, run by the kernel's own owner, its connection folder theirs all the way): returns
+    ``(LocalKernel, Placement)``; writes nothing. A refusal outside a dry run is audited."""
     from nbtui.migrate import adopt
 
     require_writable(fleet, "adopt --to", dry_run=dry_run)
@@ -759,14 +776,32 @@ async def adopt_kernel(fleet: Fleet, pid: int, server: str, connection_dir=None,
     if server not in fleet.names:
         raise NotFound(f"unknown server {server!r} (known: {', '.join(fleet.names) or 'none'})")
     client = fleet.client(server)
-    directory = Path(connection_dir) if connection_dir else adopt.external_connection_dir(
-        fleet.config_of(server).pid, client.url)
-    if dry_run:
-        return None
-    target = lk.describe() | {"to": server, "connection_dir": str(directory)}
+    try:
+        placement = adopt.plan_place(lk, server, fleet.config_of(server).pid, client.url, connection_dir)
+    except adopt.NotAdoptable as e:
+        if not dry_run:
+            try:
+                why = str(e)
+                audit.record("adopt", lk.describe() | {"to": server}, why if why.startswith("refused") else f"refused: {why}")
+            except OSError:
+                pass  # nothing is done either way; the refusal is the line the user sees
+        raise
+    return lk, placement
+
+
+async def adopt_kernel(fleet: Fleet, lk, placement) -> str:
+    """Make ``placement.server`` list the kernel ``lk`` through its external_connection_dir
+    (as plan_adopt checked it; the folder walked again when writing): audited before and
+    after; returns the id the server gave it."""
+    from nbtui.migrate import adopt
+
+    require_writable(fleet, "adopt --to")
+    if not signals.same_process(lk.ident, signals.identify(lk.pid)):
+        raise adopt.NotAdoptable(f"pid {lk.pid} is another process now (or gone); nothing was placed")
+    target = lk.describe() | placement.json() | {"to": placement.server}
     audit.intent("adopt", target)
     try:
-        new_id = await adopt.place(client, lk, directory)
+        new_id = await adopt.place(fleet.client(placement.server), lk, placement)
     except NbtuiError as e:
         audit.record("adopt", target, f"failed: {e}")
         raise

@@ -49,8 +49,35 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
+    """One line and exit 2 on bad input, with a "did you mean" where a name is close; no flag
+    is taken from a prefix of another (`--orphan` is not `--orphans`: a typo never acts)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line, exit 2
-        self.exit(EXIT_USAGE, f"nbtui: {message} (see `{self.prog} --help`)\n")
+        hint = _did_you_mean(self, message)
+        self.exit(EXIT_USAGE, f"nbtui: {message}{hint} (see `{self.prog} --help`)\n")
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """`; did you mean `ls`?` for a mistyped command or flag, else ""."""
+    import difflib
+    import re
+
+    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+    if m:
+        wrong, choices = m.group(1), re.findall(r"'([^']*)'", m.group(2))
+    else:
+        m = re.match(r"unrecognized arguments: (.*)$", message)
+        if not m:
+            return ""
+        wrong = next((a for a in m.group(1).split() if a.startswith("--")), "")
+        choices = sorted({o for leaf in _leaves(parser) for a in leaf._actions for o in a.option_strings
+                          if o.startswith("--")})
+    close = difflib.get_close_matches(wrong.split("=", 1)[0], choices, n=1, cutoff=0.7) if wrong else []
+    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 def build_parser(argv: Optional[Sequence[str]] = None, *, lazy: bool = False) -> argparse.ArgumentParser:

@@ -37,7 +37,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("spec", "SPEC", 8, priority=8),
     Column("state", "STATE", 8, grow=21, comfort=21),  # `starting · never used`; `never used` when cut
     Column("conn", "C", 2, right=True, priority=7),
-    Column("idle", "IDLE", 6, right=True),
+    Column("idle", "IDLE", 7, right=True),  # `busy 3m`, `busy12h`: a busy kernel is not idle (table_rows.idle_text)
     Column("cpu", "CPU", 4, right=True, priority=4),
     Column("mem", "MEM", 6, right=True),
     Column("gpu", "GPU", 6, right=True),

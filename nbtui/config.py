@@ -75,6 +75,10 @@ class ServerConfig:
     token: Optional[str] = field(default=None, repr=False, compare=False)
     pid: Optional[int] = None
     root_dir: Optional[str] = None
+    # A discovered server's process: its OS owner and start time (psutil), where readable;
+    # never written. The start time tells the server from a later process with its PID.
+    owner: Optional[str] = field(default=None, compare=False)
+    started_at: Optional[float] = field(default=None, repr=False, compare=False)
     # A JupyterHub (servers add --hub): its users' servers are read, not the URL itself.
     hub: bool = False
     route: str = "auto"  # hub only: auto | direct | proxy (how users' servers are reached)
@@ -366,10 +370,49 @@ def load_servers(folder: Path) -> dict[str, ServerConfig]:
     return out
 
 
-def load(explicit: str | os.PathLike | None = None) -> Config:
-    _named_file_exists(explicit)
+def load(explicit: str | os.PathLike | None = None, *, creating: bool = False) -> Config:
+    """``creating`` (`servers add`): a named config file not there yet is one to create
+    (``create_named_file``), not a typo."""
+    if not creating:
+        _named_file_exists(explicit)
     folder = config_dir(explicit)
     return Config(folder=folder, settings=load_settings(settings_path(explicit)), servers=load_servers(folder))
+
+
+def create_named_file(explicit: str | os.PathLike | None = None) -> Optional[Path]:
+    """Create the config file ``--config``/``NBTUI_CONFIG`` names when it is not there yet
+    (0600, its folders 0700, never through a link; defaults as comments): the first
+    `servers add` is how a user makes one. Returns its path when it made it."""
+    named = explicit or os.environ.get("NBTUI_CONFIG")
+    if not named:
+        return None
+    p = Path(named).expanduser()
+    if p.suffix != ".toml" or os.path.lexists(p):
+        return None
+    from nbtui.safefile import UnsafeFile, open_fd
+
+    try:
+        fd = open_fd(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:  # made meanwhile (another `servers add`): it is there
+        return None
+    except UnsafeFile as e:
+        raise ConfigError(str(e)) from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot create: {e.strerror or e}") from None
+    try:
+        os.write(fd, NEW_CONFIG.encode("utf-8"))
+    finally:
+        os.close(fd)
+    return p
+
+
+NEW_CONFIG = """\
+# nbtui settings (every key is optional; the defaults are shown commented out).
+# Servers live in servers.toml beside this file (`nbtui servers add/remove` write it).
+# refresh = 2.0     # seconds between the TUI's reads
+# timeout = 5.0     # seconds a server may take to answer
+# discover = true   # find local running servers (their jpserver-*.json runtime files)
+"""
 
 
 def save_servers(config: Config) -> None:

@@ -409,14 +409,15 @@ KERNEL_FAMILIES = (  # name, help; the labels are server and kernel_id (+ the on
 def _kernel_families(kernels: Iterable[model.Kernel]) -> Iterator[Metric]:
     keys = ["server", "kernel_id"]
     (n_info, h_info), (n_mem, h_mem), (n_cpu, h_cpu), (n_gpu, h_gpu), (n_idle, h_idle) = KERNEL_FAMILIES
-    info = GaugeMetricFamily(n_info, h_info, labels=keys + ["notebook", "user", "kernel_name"])
+    info = GaugeMetricFamily(n_info, h_info, labels=keys + ["notebook", "user", "process_user", "kernel_name"])
     mem = GaugeMetricFamily(n_mem, h_mem, labels=keys)
     cpu = GaugeMetricFamily(n_cpu, h_cpu, labels=keys)
     gpu = GaugeMetricFamily(n_gpu, h_gpu, labels=keys + ["gpu"])
     idle = GaugeMetricFamily(n_idle, h_idle, labels=keys)
     for k in kernels:
         key = [label(k.server), label(k.kernel_id)]
-        info.add_metric(key + [label(k.session.path if k.session else ""), label(k.user), label(k.kernel_name)], 1.0)
+        info.add_metric(key + [label(k.session.path if k.session else ""), label(k.user), label(k.process_user),
+                               label(k.kernel_name)], 1.0)
         u = k.usage
         if u is not None:
             if u.memory_bytes is not None:
@@ -443,14 +444,15 @@ class KernelLines:
     The label part of each kernel is kept from one rendering to the next."""
 
     def __init__(self) -> None:
-        # server:kernel id -> (notebook, user, kernel name, info line, key labels, line prefixes)
+        # server:kernel id -> (notebook, (user, process user), kernel name, info line, key labels, line prefixes)
         self._kept: dict[str, tuple] = {}
 
     @staticmethod
     def _labels(k: model.Kernel, about: tuple) -> tuple:
         kid, srv = _esc(label(k.kernel_id)), _esc(label(k.server))
         info = (f'nbtui_kernel_info{{kernel_id="{kid}",kernel_name="{_esc(label(about[2]))}",'
-                f'notebook="{_esc(label(about[0]))}",server="{srv}",user="{_esc(label(about[1]))}"}} 1.0\n')
+                f'notebook="{_esc(label(about[0]))}",process_user="{_esc(label(about[1][1]))}",'
+                f'server="{srv}",user="{_esc(label(about[1][0]))}"}} 1.0\n')
         ids = f'kernel_id="{kid}",server="{srv}"'
         return (info, ids, f"nbtui_kernel_memory_bytes{{{ids}}} ", f"nbtui_kernel_cpu_ratio{{{ids}}} ",
                 f"nbtui_kernel_idle_seconds{{{ids}}} ")
@@ -464,8 +466,9 @@ class KernelLines:
             s = k.session
             path = s.path if s is not None else ""
             entry = kept.get(key)
-            if entry is None or entry[0] != path or entry[1] != k.user or entry[2] != k.kernel_name:
-                entry = (path, k.user, k.kernel_name, *self._labels(k, (path, k.user, k.kernel_name)))
+            who = (k.user, k.process_user)
+            if entry is None or entry[0] != path or entry[1] != who or entry[2] != k.kernel_name:
+                entry = (path, who, k.kernel_name, *self._labels(k, (path, who, k.kernel_name)))
             now[key] = entry
             info.append(entry[3])
             u = k.usage

@@ -12,11 +12,13 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Iterable, Optional
 
+import psutil
+
 from nbtui import holders, model, orphans
 from nbtui.config import Config, ServerConfig, Settings
 from nbtui.host import wire
 from nbtui.jupyter import own
-from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url
+from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
 from nbtui.secrets import TokenError, redact, resolve
 from nbtui.sources import HostSample, HostView
@@ -155,6 +157,9 @@ class Fleet:
         self.clock = clock
         self.readonly = False  # --readonly: nbtui.actions.require_writable refuses every action
         self.acting = False  # reads for an action on a TARGET: a proxied server is read even within proxy_interval
+        # Who this fleet's reads through a hub's proxy are recorded as, for every nbtui of this
+        # user (nbtui.jupyter.proxy_reads); None: recorded nowhere (servers test spends no budget).
+        self.proxy_reader: Optional[str] = "nbtui"
         from nbtui.jupyter import hub as hub_mod
 
         self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
@@ -170,7 +175,8 @@ class Fleet:
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (), host=None) -> "Fleet":
         found = discover_host() if discover_local and config.settings.discover else None
-        servers = merge_servers(config.servers.values(), found)
+        servers = [_with_process(s) if s.source == "discovered" else s
+                   for s in merge_servers(config.servers.values(), found)]
         only = list(only)
         if only:
             servers = [s for s in servers if s.name in only]
@@ -196,14 +202,19 @@ class Fleet:
         """A server's entry; a hub user's server the hub listed (here or in another fleet of
         this process) is taken on at first use."""
         entry = self._servers.get(name)
-        if entry is None:
+        if entry is None or (entry.hub is not None and not self._hubs[entry.hub].children):
             hub, _, _rest = name.partition("/")
             from nbtui.jupyter.hub import LAST_LISTED
 
             child = LAST_LISTED.get(hub, {}).get(name) if hub in self._hubs else None
             if child is None:
+                if entry is not None:
+                    return entry
                 raise KeyError(name)
-            entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
+            if entry is None:
+                entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
+            elif entry.config.token != child.config.token:  # the listing fleet minted it a new token
+                entry.config, entry.client = child.config, None  # (its sockets are the hub's pool's)
         return entry
 
     def client(self, name: str) -> ServerClient:
@@ -272,7 +283,7 @@ class Fleet:
         local = c.pid is not None or is_loopback(c.url)
         return model.ServerInfo(
             name=c.name, url=c.url, source=c.source, version=entry.version,
-            pid=c.pid, root_dir=c.root_dir, local=local, **{**entry.extra, **kw},
+            pid=c.pid, root_dir=c.root_dir, owner=c.owner, local=local, **{**entry.extra, **kw},
         )
 
     async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
@@ -308,6 +319,9 @@ class Fleet:
                     if known is not None:
                         closing.append(known.client)
                     known = self._servers[c.config.name] = _Server(c.config, hub=hub.name)
+                if known.client is not None and known.client.token != c.config.token:
+                    closing.append(known.client)  # a token minted anew (nbtui.jupyter.hubtokens)
+                    known.client = None
                 known.config = c.config
                 known.extra = c.extra()
                 if c.server.pid is not None:
@@ -473,6 +487,7 @@ class Fleet:
             )
         else:
             results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), primed())
+        results = await self._forget_gone(results)
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]
         terminals = [t for r in results if r[0].ok for t in r[2]]
@@ -497,7 +512,8 @@ class Fleet:
             replace(
                 k,
                 usage=sample.usage.get(k.key),
-                user=owners(k.key, k.server),
+                user=(who := owners(k.key, k.server))[0],
+                process_user=who[1],
                 orphan_reasons=orphans.kernel_reasons(
                     k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id),
                     notebook_exists=(self.notebooks.get(k.server, k.session.path)
@@ -527,6 +543,34 @@ class Fleet:
             untrusted_files=self.untrusted_files,
             idle_threshold=threshold,
         )
+
+    async def _forget_gone(self, results: list[tuple]) -> list[tuple]:
+        """A discovered server whose read failed and whose process is gone (or its PID now
+        another process's) is no server any more: it leaves the fleet after that one read, and
+        its runtime file joins the stale ones (discovery is asked again for them), so a
+        session never keeps an `unreachable` line for it."""
+        gone = set()
+        for r in results:
+            entry = self._servers.get(r[0].name)
+            if entry is None or r[0].ok or entry.hub is not None:
+                continue
+            c = entry.config
+            if c.source == "discovered" and c.pid is not None and not pid_alive(c.pid, c.started_at):
+                gone.add(c.name)
+        if not gone:
+            return results
+        for name in gone:
+            entry = self._servers.pop(name)
+            self._last_read.pop(name, None)
+            self._reading.pop(name, None)
+            if entry.client is not None:
+                await entry.client.aclose()
+        try:
+            found = await asyncio.to_thread(discover_host)
+            self.stale_files = tuple(dict.fromkeys(self.stale_files + _stale_files(found)))
+        except Exception:  # the stale list is a courtesy: never a failed read
+            pass
+        return [r for r in results if r[0].name not in gone]
 
     async def _read_at_own_pace(self, read_one: Callable, hold_back: float) -> list[tuple]:
         """Each server's (info, kernels, terminals) for ``snapshot(hold_back=...)``: a new
@@ -631,6 +675,18 @@ class Fleet:
 EXTENSION_RETRY = 60.0  # seconds before asking an absent or failing extension again
 NOTEBOOK_WAIT = 0.5  # seconds a read waits for notebook checks before leaving them running
 NOTEBOOK_CONCURRENCY = 8  # contents requests in flight per server
+
+
+def _with_process(c: ServerConfig) -> ServerConfig:
+    """A discovered server with its process's OS owner and start time (None where unreadable)."""
+    if c.pid is None:
+        return c
+    try:
+        p = psutil.Process(c.pid)
+        with p.oneshot():
+            return replace(c, owner=p.username(), started_at=p.create_time())
+    except (psutil.Error, KeyError, ValueError):
+        return c
 
 
 def _stale_files(found: Discovery | None) -> tuple[str, ...]:

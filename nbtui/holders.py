@@ -12,26 +12,34 @@ from typing import Callable, Iterable, Mapping, Optional
 from nbtui import model, orphans
 
 
-def owners(servers: Iterable[model.ServerInfo], users: Mapping[str, Optional[str]]
-           ) -> Callable[[str, str], Optional[str]]:
-    """``owner(key, server)``: the owner of the row's process (local or from the server's
-    extension), else the hub user of a hub server, else None (unknown)."""
+Owner = Callable[..., tuple[Optional[str], Optional[str]]]
+
+
+def owners(servers: Iterable[model.ServerInfo], users: Mapping[str, Optional[str]]) -> Owner:
+    """``owner(key, server, process_user=None) -> (user, process_user)``: ``user`` is the
+    person (the hub user of a hub's server: its single-user servers often all run as one OS
+    user, root or jovyan; else the owner of the row's process), ``process_user`` the OS owner
+    of the row's process (local, or from the server's extension; ``process_user`` where the
+    caller learnt it), each None where unknown."""
     hub_user = {s.name: s.user for s in servers if s.hub and s.user}
 
-    def owner(key: str, server: str) -> Optional[str]:
-        return users.get(key) or hub_user.get(server)
+    def owner(key: str, server: str, process_user: Optional[str] = None) -> tuple[Optional[str], Optional[str]]:
+        proc = users.get(key) or process_user
+        return hub_user.get(server) or proc, proc
 
     return owner
 
 
 def terminal_rows(terminals: Iterable[model.Terminal], filled: Mapping[str, model.Terminal],
-                  owner: Callable[[str, str], Optional[str]], idle_threshold: float) -> list[model.Terminal]:
-    """The servers' terminals with what the host learnt (shell, usage, owner) and their
+                  owner: Owner, idle_threshold: float) -> list[model.Terminal]:
+    """The servers' terminals with what the host learnt (shell, usage, its owner) and their
     orphan reasons, sorted like kernels (server, then the longest idle first)."""
     out = []
     for t in terminals:
         row = filled.get(t.key) or t
-        row = replace(row, user=row.user or owner(t.key, t.server))
+        # The host (or the extension) fills ``user`` with the shell's OS owner.
+        user, proc = owner(t.key, t.server, row.process_user or row.user)
+        row = replace(row, user=user, process_user=proc)
         out.append(replace(row, orphan_reasons=orphans.terminal_reasons(row, idle_threshold=idle_threshold)))
     out.sort(key=lambda t: (t.server, -(t.idle_seconds if t.idle_seconds is not None else -1.0), t.name))
     return out

@@ -39,6 +39,7 @@ class ServerInfo:
     latency_ms: Optional[float] = None
     pid: Optional[int] = None  # local server process, when discovered
     root_dir: Optional[str] = None
+    owner: Optional[str] = None  # the OS user its process runs as (discovered servers; None: unknown)
     local: bool = False  # its kernels run on this host
     usage_source: Optional[str] = None  # local | extension | None
     usage_note: Optional[str] = None  # why its kernels have no usage, when they have none
@@ -107,8 +108,10 @@ class Kernel:
     session: Optional[Session] = None
     usage: Optional[Usage] = None
     orphan_reasons: tuple[str, ...] = ()
-    user: Optional[str] = None  # owner: of its process (local), the hub user (hub), else None
+    # The person: the hub user of a hub's server, else the owner of its process, else None.
+    user: Optional[str] = None
     gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
+    process_user: Optional[str] = None  # the OS owner of its process, where known (on a hub often root)
 
     @property
     def key(self) -> str:
@@ -142,12 +145,13 @@ class Terminal:
     last_activity: Optional[_dt.datetime]
     idle_seconds: Optional[float]
     pid: Optional[int] = None  # its shell, when the host (or the extension) can tell
-    user: Optional[str] = None
+    user: Optional[str] = None  # the person, as a kernel's; process_user below is the shell's OS owner
     usage: Optional[Usage] = None  # the shell's whole process tree
     orphan_reasons: tuple[str, ...] = ()
     note: Optional[str] = None  # why its shell (and so its usage) is unknown, when it is
     clients: Optional[int] = None  # open websockets (from the server extension; None: unknown)
     gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
+    process_user: Optional[str] = None
 
     @property
     def key(self) -> str:
@@ -196,6 +200,27 @@ class OtherGpuHolder:
     memory_bytes: Optional[int]
 
 
+# A device holder no signal can free (``DeviceHolder.unkillable``): said so wherever it is shown.
+UNKILLABLE = "unkillable (GPU reset or reboot needed)"
+
+
+@dataclass(frozen=True)
+class DeviceHolder:
+    """A process with an NVIDIA device node open that NVML names for no memory: a holder of
+    the GPU memory the ledger cannot name (``nbtui.host.devholders``)."""
+
+    pid: int
+    user: Optional[str]
+    cmdline: str  # secrets scrubbed; outside text, shown only through nbtui.text
+    state: str  # the kernel's state letter (/proc/PID/stat): R, S, D, Z, T, …
+    nodes: tuple[str, ...] = ()  # the device nodes it has open
+
+    @property
+    def unkillable(self) -> bool:
+        """D (uninterruptible) or Z (zombie): no signal frees it; a GPU reset or a reboot does."""
+        return self.state in ("D", "Z")
+
+
 @dataclass(frozen=True)
 class GpuLedger:
     """Who holds one GPU's used memory; the parts sum to NVML's ``memory_used``.
@@ -229,6 +254,10 @@ class GpuDevice:
     idle_kernel_memory: Optional[int] = None  # held by kernels idle past the threshold
     host: Optional[str] = None  # the host it is on (set for GPUs a server extension reported)
     ledger: Optional[GpuLedger] = None
+    # Processes with its device node open that NVML lists for no memory, where the ledger has
+    # memory it cannot name (None: not looked, e.g. a GPU a server's extension reported).
+    holders: Optional[tuple[DeviceHolder, ...]] = None
+    holders_note: Optional[str] = None  # why the list may be short (not root, the scan's time bound)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import shutil
 from typing import Any, Iterable, Optional
 
 from nbtui import summary
-from nbtui.model import GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
+from nbtui.model import UNKILLABLE, DeviceHolder, GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.states import never_used
 from nbtui.text import visible
-from nbtui.units import human_duration
+from nbtui.units import human_bytes, human_duration, middle_truncate
 
 
 def iso(t: Optional[dt.datetime]) -> Optional[str]:
@@ -27,7 +27,7 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
     return {
         "name": s.name, "url": s.url, "source": s.source, "status": s.status, "error": s.error,
         "error_kind": s.error_kind, "version": s.version, "latency_ms": s.latency_ms,
-        "pid": s.pid, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
+        "pid": s.pid, "owner": s.owner, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
         "hub": s.hub, "user": s.user, "server_name": s.server_name, "pending": s.pending,
         "started": iso(s.started), "hub_last_activity": iso(s.hub_last_activity),
         "route": s.route, "route_note": s.route_note,
@@ -57,6 +57,7 @@ def kernel_json(k: Kernel) -> dict[str, Any]:
         "gpus": [gpu_json(g) for g in u.gpus] if u else [],
         "usage_source": u.source if u else None,
         "user": k.user,
+        "process_user": k.process_user,
         "gpu_idle_seconds": k.gpu_idle_seconds,
         "orphan_reasons": list(k.orphan_reasons),
     }
@@ -67,7 +68,7 @@ def terminal_json(t: Terminal) -> dict[str, Any]:
     return {
         "server": t.server, "name": t.name, "last_activity": iso(t.last_activity),
         "idle_seconds": None if t.idle_seconds is None else round(t.idle_seconds, 1),
-        "pid": t.pid, "user": t.user,
+        "pid": t.pid, "user": t.user, "process_user": t.process_user,
         "cpu_percent": u.cpu_percent if u else None,
         "memory_bytes": u.memory_bytes if u else None,
         "gpu_memory_bytes": u.gpu_memory_bytes if u else None,
@@ -92,6 +93,10 @@ def gpu_device_json(g: GpuDevice) -> dict[str, Any]:
             "others": [{"pid": o.pid, "user": o.user, "command": o.command, "memory_bytes": o.memory_bytes}
                        for o in led.others],
         },
+        "holders": None if g.holders is None else [
+            {"pid": h.pid, "user": h.user, "cmdline": h.cmdline, "state": h.state, "unkillable": h.unkillable,
+             "nodes": list(h.nodes)} for h in g.holders],
+        "holders_note": g.holders_note,
     }
 
 
@@ -192,6 +197,41 @@ def _orphan_lines(snap: Snapshot, kernels: Iterable[Kernel], with_kernels: bool)
     return out
 
 
+def holder_text(h: DeviceHolder, width: int = 80) -> str:
+    """``pid 4242 (bob) Z [python] <defunct> — unkillable (GPU reset or reboot needed)``:
+    a process holding a GPU's device node; its owner and command line through ``visible``."""
+    text = f"pid {h.pid} ({visible(h.user) if h.user else 'owner unknown'}) {visible(h.state)} "
+    tail = f" — {UNKILLABLE}" if h.unkillable else ""
+    return text + middle_truncate(visible(h.cmdline), max(16, width - len(text) - len(tail))) + tail
+
+
+def holder_lines(snap: Snapshot, most: int = 8, width: int = 80, *, found_only: bool = False) -> list[str]:
+    """For the GPUs whose used memory NVML names no process for, the processes found holding
+    their device node (nbtui.host.devholders), and why that list may be short. GPUs with the
+    same holders share their lines (a daemon holding all eight GPUs is named once);
+    ``found_only``: leave out GPUs where nobody was found."""
+    groups: dict[tuple, list[GpuDevice]] = {}
+    for g in snap.gpus:
+        if g.holders or (g.holders is not None and g.holders_note and not found_only):
+            groups.setdefault((g.holders, g.holders_note), []).append(g)
+    out = []
+    for (holders, note), gpus in groups.items():
+        lefts = [g.memory_used if g.ledger is None else g.ledger.unattributed + g.ledger.unassigned for g in gpus]
+        left = None if any(x is None for x in lefts) else sum(x for x in lefts if x is not None)
+        which = f"GPU {gpus[0].index}" if len(gpus) == 1 else "GPUs " + ", ".join(str(g.index) for g in gpus)
+        held = ("its device is held by" if len(gpus) == 1 else "their devices are held by") if holders else \
+            "no holder of its device found" if len(gpus) == 1 else "no holder of their devices found"
+        out.append(middle_truncate(f"{which}: {human_bytes(left)} used that NVML names no process for; {held}:", width))
+        for h in holders[:most]:
+            out.append("  " + holder_text(h, width - 2))
+        more = len(holders) - most
+        if more > 0:
+            out.append(f"  … {more} more (`nbtui ls --json` lists them all)")
+        if note:
+            out.append("  " + middle_truncate(f"({visible(note)})", width - 2))
+    return out
+
+
 def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     c = summary.count(snap, kernels)  # as the TUI's summary bar counts
     line = (
@@ -205,6 +245,7 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     held = [k.usage for k in kernels if k.usage and k.usage.gpu_memory_bytes]
     if held and all(k.gpu_idle_seconds is None for k in kernels if k.usage and k.usage.gpu_memory_bytes):
         out.append("gpu-idle: unknown from one read (it needs history: the TUI and `nbtui exporter` keep it)")
+    out += holder_lines(snap, width=shutil.get_terminal_size((80, 24)).columns)
     for f in snap.untrusted_files:
         out.append(f"not trusted, not contacted: {visible(f)}")
     if not snap.servers:

@@ -13,9 +13,9 @@ from typing import Any, Callable, Optional, Union
 
 from nbtui.columns import Layout, cut_name, cut_path
 from nbtui.model import Kernel, Process, Snapshot, Terminal
-from nbtui.states import state_text
+from nbtui.states import never_used, state_text
 from nbtui.text import visible
-from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate
+from nbtui.units import human_bytes, human_duration, human_percent, middle_truncate, short_duration
 
 KERNEL = "kernel"
 TERMINAL = "terminal"
@@ -133,7 +133,7 @@ def _raw(r: Row, key: str) -> str:
     if key == "conn":
         return DASH if r.connections is None else str(r.connections)
     if key == "idle":
-        return human_duration(r.idle_seconds)
+        return idle_text(r)
     if key == "cpu":
         return human_percent(r.cpu)
     if key == "mem":
@@ -145,6 +145,22 @@ def _raw(r: Row, key: str) -> str:
     if key == "reason":
         return ", ".join(r.reasons) if r.reasons else ""
     return DASH
+
+
+BUSY = "busy"
+UNUSED = "unused"
+
+
+def idle_text(r: Row) -> str:
+    """The IDLE cell: how long since the kernel's last activity. A busy kernel is not idle: it
+    reads `busy 3m` (busy since its last message); one nobody ever used (``states.never_used``:
+    `starting` for an hour) reads `unused`, not an idle time that grows."""
+    k = r.kernel
+    if k is not None and k.state == "busy":
+        return f"{BUSY} {short_duration(r.idle_seconds)}" if r.idle_seconds is not None else BUSY
+    if k is not None and never_used(k):
+        return UNUSED
+    return human_duration(r.idle_seconds)
 
 
 RIGHT = {"pid", "conn", "idle", "cpu", "mem", "gpu", "gpu%"}  # right-aligned (padded here)
@@ -160,6 +176,8 @@ def cell(r: Row, key: str, width: int, marked: bool = False) -> str:
         return cut_path(t, width) if r.kind in (KERNEL, TERMINAL) or "/" in t.split(" ", 1)[0] else middle_truncate(t, width)
     if key == "server":
         return cut_name(t, width)
+    if key == "idle" and len(t) > width and t.startswith(BUSY + " "):
+        t = t.replace(" ", "", 1)  # `busy12h` in the column's 7 cells
     if key == "state" and len(t) > width and r.kind == KERNEL:
         t = state_text(r.item, short=True)  # `never used` in a narrow column
     if key == "reason" and len(t) > width and len(r.reasons) > 1:

@@ -95,12 +95,14 @@ def resolve_server(snapshot: Snapshot, text: str) -> ServerTarget:
 
 
 def parse_pid(text: str) -> int | None:
+    """N of ``pid:N``: ASCII digits only (``int()`` would read ``٣``, ``+3``, ``1_0`` or
+    spaces as a PID too); None when ``text`` is no pid target."""
     if not text.startswith("pid:"):
         return None
-    try:
-        pid = int(text[4:])
-    except ValueError:
-        raise UsageError(f"bad target {text!r}: pid:N needs a number") from None
+    digits = text[4:]
+    if not (digits.isascii() and digits.isdigit()):
+        raise UsageError(f"bad target '{visible(text)}': pid:N takes the digits 0-9 only")
+    pid = int(digits)
     if pid <= 0:
         raise UsageError(f"bad target {text!r}: a PID is a positive number")
     return pid

@@ -63,6 +63,17 @@ def human_duration(seconds: float | None) -> str:
     return f"{d}d{h}h" if h and d < 10 else f"{d}d"
 
 
+def short_duration(seconds: float | None) -> str:
+    """One unit, at most three cells where it can: ``45s``, ``3m``, ``2h``, ``4d`` (em dash: unknown)."""
+    if seconds is None:
+        return "—"
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
 def human_bytes(n: int | float | None) -> str:
     """``512B``, ``40M``, ``1.5G`` (binary units), or an em dash for unknown."""
     if n is None:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _isolated(tmp_path, monkeypatch):
     """Every test gets its own nbtui config/state folders and Jupyter runtime dir."""
     cfg = tmp_path / "nbtui-config"
-    cfg.mkdir()
+    cfg.mkdir(mode=0o700)  # private, as nbtui requires of a config folder whatever the umask
     monkeypatch.setenv("NBTUI_CONFIG", str(cfg))
     monkeypatch.setenv("NBTUI_STATE_DIR", str(tmp_path / "nbtui-state"))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime-empty"))

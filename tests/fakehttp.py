@@ -3,7 +3,7 @@ and hostile ones (issue 10): ``deep`` (``[`` x 200,000), ``huge`` (a body of ``s
 bytes, streamed), ``drip`` (a byte a second), ``ws-hang`` (a Jupyter-looking API whose
 kernel websocket accepts and never upgrades; with ``usage_hangs`` its nbtui extension's
 usage read too), ``liar`` (lists ``kernels``, someone else's
-kernel ids), ``scheme`` (redirects to a file: URL), ``badtypes`` (JSON of the wrong shapes),
+kernel ids; with ``me_hangs`` its ``/api/me`` never answers), ``scheme`` (redirects to a file: URL), ``badtypes`` (JSON of the wrong shapes),
 ``drip-recheck`` (a Jupyter-looking API, as ``liar``, that answers the first kernel listing,
 then drips every later listing, every ``/api/kernels/ID`` and every DELETE/POST: the
 re-check right before an action meets the drip, the read before it does not), and ``hub``
@@ -17,6 +17,7 @@ string at all (JSON escapes it: a lone surrogate arrives as ``\ud800``).
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,11 +65,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _hub(self, path: str) -> None:
         srv = self.server
         query = self.path.partition("?")[2]
+        if path.startswith("/hub/api/users/") and "/tokens" in path:  # a token for one user's server
+            if self.command == "POST":
+                self._json({"token": secrets.token_hex(16), "id": f"a{len(path)}"}, 201)
+            else:
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            return
         if path == "/hub/api":
             self._json({"version": "5.2.1"})
         elif path == "/hub/api/user":
             self._json({"kind": "service", "name": "nbtui",
-                        "scopes": ["list:users", "read:users", "read:servers", "access:servers", "servers"]})
+                        "scopes": ["list:users", "read:users", "read:servers", "tokens", "servers"]})
         elif path == "/hub/api/users":
             users, pages = srv.users, srv.pages  # type: ignore[attr-defined]
             offset = int(dict(kv.partition("=")[::2] for kv in query.split("&")).get("offset") or 0)
@@ -132,7 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif mode == "drip":
                 self._drip()
             elif mode in ("ws-hang", "liar", "drip-recheck"):
-                if path.endswith("/channels") or (path == "/api/nbtui/usage" and srv.usage_hangs):  # type: ignore[attr-defined]
+                if path.endswith("/channels") or (path == "/api/nbtui/usage" and srv.usage_hangs) or (  # type: ignore[attr-defined]
+                        path == "/api/me" and srv.me_hangs):  # type: ignore[attr-defined]
                     srv.hung.append(self.connection)  # accept, read the request, never answer it  # type: ignore[attr-defined]
                     time.sleep(120)
                 elif path == "/api/kernels":
@@ -216,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeHTTP:
     def __init__(self, mode: str, *, kernels=(), size: int = 600 << 20, user: str = "mallory",
-                 users=(), pages: str = "plain", kernels_at=None, paths=None, usage_hangs: bool = False):
+                 users=(), pages: str = "plain", kernels_at=None, paths=None, usage_hangs: bool = False, me_hangs: bool = False):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.mode = mode  # type: ignore[attr-defined]
         self.httpd.kernels = list(kernels)  # type: ignore[attr-defined]
@@ -232,6 +242,7 @@ class FakeHTTP:
         self.httpd.kernels_at = dict(kernels_at or {})  # type: ignore[attr-defined]
         self.httpd.dripped = []  # type: ignore[attr-defined]
         self.httpd.usage_hangs = usage_hangs  # type: ignore[attr-defined]
+        self.httpd.me_hangs = me_hangs  # type: ignore[attr-defined]  # its /api/me never answers
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -4,7 +4,9 @@ show on 2 cores: 200 users' servers (a real one would spawn 200 jupyter_servers)
 It answers the hub API nbtui uses (``/hub/api``, ``/hub/api/user``, ``/hub/api/users`` and
 ``/hub/api/proxy`` paginated ``page`` items at a time, following ``offset``) and, at each
 user's internal target (this same server, ``/user/NAME/``), a single-user server's REST API
-with one kernel. It counts the TCP connections open at once (``max_open``) and the offsets
+with one kernel, which answers only a token minted for that user's server through
+``POST /hub/api/users/NAME/tokens`` (as a real single-user server would: never the hub's
+token; refused ones are counted in ``refused``). It counts the TCP connections open at once (``max_open``) and the offsets
 each list was asked for (``offsets``), also at ``/_stats`` when it runs in a process of its
 own (``python -m tests.fakehub USERS PAGE``: its URL on the first line of stdout), so its
 threads do not compete with the client measured.
@@ -13,12 +15,13 @@ threads do not compete with the client measured.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 T = "2026-12-01T10:00:00.000000Z"
-SCOPES = ["list:users", "read:users", "read:servers", "admin:server_state", "servers", "access:servers", "proxy"]
+SCOPES = ["list:users", "read:users", "read:servers", "admin:server_state", "servers", "tokens", "proxy"]
 
 
 def kernel_id(i: int) -> str:
@@ -63,7 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"version": "5.2.1"})
         if path == "/_stats":  # for a test running this hub in a process of its own
             with srv.lock:
-                return self._json({"max_open": srv.max_open, "offsets": srv.offsets})
+                return self._json({"max_open": srv.max_open, "offsets": srv.offsets, "mints": srv.mints,
+                                   "revoked": srv.revoked, "refused": srv.refused})
         if path == "/hub/api/user":
             return self._json({"kind": "service", "name": "nbtui", "scopes": SCOPES})
         if path == "/hub/api/users":
@@ -75,6 +79,10 @@ class _Handler(BaseHTTPRequestHandler):
             api = "/" + (rest[0] if rest else "")
             if name not in srv.names:
                 return self._json({"message": "no such user"}, 404)
+            if self.headers.get("Authorization", "").removeprefix("token ") not in srv.minted.get(name, ()):
+                with srv.lock:
+                    srv.refused += 1
+                return self._json({"message": "token refused"}, 403)
             i = srv.names.index(name)
             if api == "/api/kernels":
                 return self._json([{"id": kernel_id(i), "name": "python3", "last_activity": T,
@@ -85,6 +93,28 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json({"identity": {"username": name}})
             return self._json({"version": "2.17.0"})
         return self._json({"message": "not found"}, 404)
+
+
+    def do_POST(self):
+        srv: FakeHub = self.server  # type: ignore[assignment]
+        parts = urlsplit(self.path).path.split("/")  # /hub/api/users/NAME/tokens
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if len(parts) == 6 and parts[1:4] == ["hub", "api", "users"] and parts[5] == "tokens" and parts[4] in srv.names:
+            token = secrets.token_hex(16)
+            with srv.lock:
+                srv.minted.setdefault(parts[4], set()).add(token)
+                srv.mints += 1
+                token_id = f"a{srv.mints}"
+            return self._json({"token": token, "id": token_id, "user": parts[4]}, 201)
+        return self._json({"message": "not found"}, 404)
+
+    def do_DELETE(self):
+        srv: FakeHub = self.server  # type: ignore[assignment]
+        with srv.lock:
+            srv.revoked += 1
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
 
 class FakeHub(ThreadingHTTPServer):
@@ -99,6 +129,8 @@ class FakeHub(ThreadingHTTPServer):
         self.open = 0
         self.max_open = 0
         self.offsets: dict[str, list[int]] = {}
+        self.minted: dict[str, set[str]] = {}  # user -> the tokens minted for her server
+        self.mints = self.revoked = self.refused = 0
         self.url = f"http://127.0.0.1:{self.server_address[1]}/"
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 

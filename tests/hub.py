@@ -28,8 +28,12 @@ CHP_VERSION = "4.6.3"
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("NBTUI_TEST_CACHE", REPO / ".cache"))
 
+# nbtui's service: the role README.md gives (no access:servers: each user's server is read with a
+# token minted for it alone, scope tokens). The tests' own requests to users' servers use the
+# harness's service (HARNESS_SCOPES), never nbtui's token.
 ADMIN_SCOPES = ["list:users", "read:users", "read:servers", "admin:server_state",
-                "servers", "access:servers", "proxy"]
+                "servers", "tokens", "proxy"]
+HARNESS_SCOPES = ADMIN_SCOPES + ["access:servers"]
 
 CONFIG = '''
 import os, json
@@ -56,6 +60,12 @@ c.Spawner.start_timeout = 90
 c.Spawner.env_keep = ["PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL"]
 if os.geteuid() == 0:
     c.Spawner.args = ["--allow-root"]
+hostile = json.loads(os.environ.get("HUB_HOSTILE") or "{}")  # user -> the command her "server" runs
+if hostile:
+    def _hostile_cmd(spawner):
+        if spawner.user.name in hostile:
+            spawner.cmd = hostile[spawner.user.name]
+    c.Spawner.pre_spawn_hook = _hostile_cmd
 tokens = json.loads(os.environ["HUB_SERVICES"])
 c.JupyterHub.services = [{"name": n, "api_token": t["token"]} for n, t in tokens.items()]
 c.JupyterHub.load_roles = [{"name": f"{n}-role", "services": [n], "scopes": t["scopes"]}
@@ -87,14 +97,17 @@ class Hub:
     """One real JupyterHub (and its proxy) in its own process group."""
 
     def __init__(self, base: Path, users=("alice", "bob"), *, page_limit: int = 200,
-                 activity_interval: int = 3, services: Optional[dict] = None):
+                 activity_interval: int = 3, services: Optional[dict] = None,
+                 hostile: Optional[dict[str, list[str]]] = None):
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.users = list(users)
         self.port, self.api_port, self.chp_api_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.token = secrets.token_hex(24)
-        self.services = {"nbtui": {"token": self.token, "scopes": ADMIN_SCOPES}}
+        self.token = secrets.token_hex(24)  # nbtui's
+        self.harness_token = secrets.token_hex(24)  # the tests' own
+        self.services = {"nbtui": {"token": self.token, "scopes": ADMIN_SCOPES},
+                         "harness": {"token": self.harness_token, "scopes": HARNESS_SCOPES}}
         self.services.update(services or {})
         (base / "jupyterhub_config.py").write_text(CONFIG)
         bindir = Path(sys.executable).parent
@@ -108,7 +121,7 @@ class Hub:
             "HUB_PAGE_LIMIT": str(page_limit), "HUB_ACTIVITY_INTERVAL": str(activity_interval),
             "HUB_SINGLEUSER": str(bindir / "jupyterhub-singleuser"),
             "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PYTHONUNBUFFERED": "1",
+            "PYTHONUNBUFFERED": "1", "HUB_HOSTILE": json.dumps(hostile or {}),
         })
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = base / "hub.log"
@@ -116,7 +129,8 @@ class Hub:
 
     @property
     def headers(self) -> dict:
-        return {"Authorization": f"token {self.token}"}
+        """The tests' own requests (the hub's API, users' servers): the harness's token."""
+        return {"Authorization": f"token {self.harness_token}"}
 
     def _new_ports(self) -> None:
         self.port, self.api_port, self.chp_api_port = free_port(), free_port(), free_port()
@@ -171,7 +185,7 @@ class Hub:
 
     def api(self, method: str, path: str, token: Optional[str] = None, headers: Optional[dict] = None,
             **kw) -> httpx.Response:
-        headers = {"Authorization": f"token {token or self.token}", **(headers or {})}
+        headers = {"Authorization": f"token {token or self.harness_token}", **(headers or {})}
         return httpx.request(method, self.url + "hub/api/" + path.lstrip("/"), headers=headers, timeout=30, **kw)
 
     def user(self, name: str) -> dict:

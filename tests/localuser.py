@@ -127,13 +127,13 @@ class LocalUser:
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
 
-    def start_server(self, timeout: float = 90.0) -> "UserServer":
+    def start_server(self, *extra_args: str, timeout: float = 90.0) -> "UserServer":
         port, token = free_port(), secrets.token_hex(24)
         log = self.base / f"server-{port}.log"
         proc = self.popen(SYSTEM_PYTHON, "-m", "jupyter_server", f"--ServerApp.port={port}",
                           "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
                           f"--ServerApp.root_dir={self.home}", f"--IdentityProvider.token={token}",
-                          "--ServerApp.open_browser=False", log=log)
+                          "--ServerApp.open_browser=False", *extra_args, log=log)
         self.servers.append(proc)
         server = UserServer(self, proc, port, token, log)
 

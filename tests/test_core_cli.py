@@ -55,6 +55,19 @@ def test_unknown_flag_is_one_line_exit_2():
     assert len(r.stderr.strip().splitlines()) == 1 and "--bogus" in r.stderr
 
 
+def test_a_mistyped_command_or_flag_says_did_you_mean_and_no_prefix_is_taken():
+    r = run_nbtui("lss")
+    assert r.returncode == 2 and "did you mean `ls`?" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_nbtui("servers", "tst")
+    assert r.returncode == 2 and "did you mean `test`?" in r.stderr
+    # `--orphan` was silently read as `--orphans`: a typo must not choose what a cull acts on.
+    r = run_nbtui("ls", "--orphan", "--json")
+    assert r.returncode == 2 and r.stdout == "" and "did you mean `--orphans`?" in r.stderr, r.stderr
+    r = run_nbtui("cull", "--orph", "--dry-run")
+    assert r.returncode == 2 and "--orph" in r.stderr
+    r = run_nbtui("ls", "--zzz")
+    assert r.returncode == 2 and "did you mean" not in r.stderr
+
 def test_ls_does_not_import_textual():
     code = (
         "import sys; from nbtui import cli; rc = cli.main(['ls', '--json']); "
@@ -64,6 +77,30 @@ def test_ls_does_not_import_textual():
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "False"
 
+
+def test_the_tui_without_a_terminal_exits_2_pointing_at_ls(tmp_path, shared_jupyter):
+    """As under cron: stdin /dev/null, stdout a file. No escape sequences in the file, no
+    Textual loaded, one line saying what to run instead (issue 24: it drew into the file and
+    never exited)."""
+    code = ("import sys; from nbtui import cli; rc = cli.main(sys.argv[1:]); "
+            "sys.stderr.write('textual=%s rc=%s\\n' % ('textual' in sys.modules, rc))")
+    for argv, hint in (([], "`nbtui ls`"), (["demo"], "`nbtui demo --no-tui`")):
+        out = tmp_path / "out.txt"
+        with open(out, "w") as f:
+            r = subprocess.run([sys.executable, "-c", code, *argv], stdin=subprocess.DEVNULL, stdout=f,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60)
+        lines = r.stderr.strip().splitlines()
+        assert lines[-1] == "textual=False rc=2", r.stderr
+        assert len(lines) == 2 and "no terminal" in lines[0] and hint in lines[0], r.stderr
+        assert out.read_text() == ""
+    r = run_nbtui()  # the real command: stdout and stdin are pipes
+    assert r.returncode == 2 and "nbtui ls" in r.stderr and r.stdout == ""
+    # console: a bad TARGET is still exit 3 first; a good one without a terminal exit 2
+    add_server("lab", shared_jupyter)
+    kid = shared_jupyter.start_kernel()
+    assert run_nbtui("--no-discover", "console", "lab:ffffffff").returncode == 3
+    r = run_nbtui("--no-discover", "console", f"lab:{kid[:8]}")
+    assert r.returncode == 2 and "no terminal" in r.stderr and r.stdout == "", r.stderr
 
 def test_no_servers_says_how_to_add_one():
     r = run_nbtui("ls")
@@ -351,3 +388,73 @@ def test_seconds_flags_refuse_nan_and_out_of_range():
                  ("exec", "x", "--timeout", "0"), ("--refresh", "inf", "ls")):
         r = run_nbtui(*args)
         assert r.returncode == 2 and "seconds" in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+
+
+# -- discovered servers: grouped by owner, gone after one failed read (issue 24 #5) ---------------
+
+
+def test_a_discovered_server_that_died_leaves_after_one_failed_read(jupyter, monkeypatch):
+    """A discovered server killed during a session: the next read drops it (no `✗ local-N
+    unreachable` line for the rest of the session) and its runtime file counts as stale."""
+    import asyncio
+    import getpass
+
+    from nbtui import config as config_mod
+    from nbtui.fleet import Fleet
+    from nbtui.tui.fleet_header import server_lines, summary_text
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(jupyter.runtime_dir))
+    config = config_mod.load()
+
+    async def session():
+        fleet = Fleet.from_config(config)
+        async with fleet:
+            first = await fleet.snapshot()
+            jupyter.kill_hard()  # SIGKILL: its runtime file stays behind
+            second = await fleet.snapshot()
+            third = await fleet.snapshot()
+        return first, second, third
+
+    first, second, third = asyncio.run(session())
+    (found,) = [s for s in first.servers if s.pid == jupyter.pid]
+    assert found.ok and found.source == "discovered" and found.owner == getpass.getuser()
+    for snap in (second, third):
+        assert not any(s.pid == jupyter.pid for s in snap.servers), snap.servers
+        assert any(f.endswith(f"jpserver-{jupyter.pid}.json") for f in snap.stale_files), snap.stale_files
+        assert "unreachable" not in server_lines(snap, 80, theme=_theme()).plain
+        summary = summary_text(snap, 120, theme=_theme(), readonly=False, shown=0, total=0, filtered=False,
+                               orphans_only=False, marked=0, frees="").plain
+        assert f"{len(snap.stale_files)} stale" in summary, summary
+    from nbtui.report import orphan_lines
+
+    assert any("stale runtime file" in line for line in orphan_lines(third, third.kernels))
+
+
+def _theme():
+    from nbtui.tui.themes import load_all
+
+    return next(t for t in load_all()[0] if t.name == "nbtui-dark")
+
+
+def test_other_users_discovered_servers_are_one_line_per_user(monkeypatch):
+    import datetime as dt
+
+    from nbtui import server_groups
+    from nbtui.model import ServerInfo, Snapshot
+    from nbtui.server_groups import split_others
+    from nbtui.tui.fleet_header import server_lines
+
+    def srv(name, owner, source="discovered", status="ok"):
+        return ServerInfo(name=name, url=f"http://127.0.0.1:1/{name}/", source=source, owner=owner,
+                          status=status, error=None if status == "ok" else f"server {name}: refused")
+
+    servers = (srv("mine", "root", source="config"), srv("local-1", "root"),
+               *(srv(f"local-a{i}", "alice") for i in range(5)), srv("local-b1", "bob"),
+               srv("local-b2", "bob", status="unreachable"))
+    own, groups = split_others(servers, user="root")
+    assert [s.name for s in own] == ["mine", "local-1"]
+    assert [(g.owner, g.summary()) for g in groups] == [("alice", "5 servers"), ("bob", "2 servers, 1 not read")]
+    snap = Snapshot(generated_at=dt.datetime.now(dt.timezone.utc), servers=servers)
+    monkeypatch.setattr(server_groups, "me", lambda: "root")  # as root's screen sees it
+    text = server_lines(snap, 120, theme=_theme()).plain
+    assert "user alice 5 servers" in text and "user bob 2 servers, 1 not read" in text, text
+    assert "local-a" not in text and "local-b2" not in text and text.count("\n") == 0, text

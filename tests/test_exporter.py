@@ -131,7 +131,8 @@ def test_fleet_series_units_and_unknowns():
     assert samples(body, "nbtui_kernel_gpu_memory_bytes")[L(server="gpu1", kernel_id="k-busy", gpu="0")] == 4 * 2**30
     assert samples(body, "nbtui_kernel_idle_seconds")[L(server="gpu1", kernel_id="k-idle")] == 7200
     info = samples(body, "nbtui_kernel_info")
-    assert info[L(server="gpu1", kernel_id="k-unknown", notebook="", user="", kernel_name="python3")] == 1
+    assert info[L(server="gpu1", kernel_id="k-unknown", notebook="", user="", process_user="",
+                kernel_name="python3")] == 1
     assert "pid" not in body.decode().lower().replace("rapid", "")
     ages = samples(body, "nbtui_snapshot_age_seconds")
     assert list(ages.values())[0] > 0

@@ -116,10 +116,11 @@ def test_one_token_lists_every_users_servers_and_kernels(hub, config_dir):
     kernels = {k["server"]: k for k in data["kernels"] if k["server"].startswith("hub/")}
     assert kernels["hub/alice"]["kernel_id"] == hub.kernels["alice"]
     assert kernels["hub/bob/gpu1"]["kernel_id"] == hub.kernels["bob"]
-    # On the hub host the kernels are local processes: usage local, owner from the process
-    # (the spawner here runs every server as the hub's own user).
+    # On the hub host the kernels are local processes: usage local; the person is the hub user,
+    # the process's OS owner apart (the spawner here runs every server as the hub's own user).
     assert kernels["hub/alice"]["usage_source"] == "local" and kernels["hub/alice"]["pid"]
-    assert kernels["hub/alice"]["user"] == kernels["hub/bob/gpu1"]["user"] == getpass.getuser()
+    assert (kernels["hub/alice"]["user"], kernels["hub/bob/gpu1"]["user"]) == ("alice", "bob")
+    assert kernels["hub/alice"]["process_user"] == kernels["hub/bob/gpu1"]["process_user"] == getpass.getuser()
     # The contract's TARGETs reach them: exec through the hub's name for the server.
     r = run_nbtui("exec", f"hub/bob/gpu1:{hub.kernels['bob'][:8]}", "6*7", "--no-discover")
     assert r.returncode == 0 and r.stdout.strip() == "42", r.stdout + r.stderr
@@ -184,7 +185,7 @@ def test_proxy_route_says_so_and_polls_no_more_than_its_interval(hub, config_dir
     again = _ls("--no-discover", code=4)
     alice = next(s for s in again["servers"] if s["name"] == "hp/alice")
     assert (alice["status"], alice["error_kind"]) == ("skipped", "proxy-interval")
-    assert "by another nbtui" in alice["error"] and "next in" in alice["error"]
+    assert "by nbtui ls, pid " in alice["error"] and "next in" in alice["error"]  # whose read spent it
     assert not any(k["server"] == "hp/alice" for k in again["kernels"])
     r = run_nbtui("ls", "--no-discover")
     assert r.returncode == 4 and "not read: server hp/alice: read through the hub's proxy" in r.stdout, r.stdout
@@ -199,6 +200,9 @@ def test_proxy_route_says_so_and_polls_no_more_than_its_interval(hub, config_dir
     r = run_nbtui("servers", "test", "hp", "--no-discover")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 through the proxy" in r.stdout and r.stdout.count("marks the server active") == 1
+    # The test spent none of the interval: the ls right after it reads the servers it tested.
+    after = _ls("--no-discover")
+    assert hub.kernels["alice"] in {k["kernel_id"] for k in after["kernels"]}
     # The console's websocket through the proxy: the token goes in the handshake's header.
     r = run_nbtui("exec", f"hp/alice:{hub.kernels['alice'][:8]}", "1+1", "--no-discover")
     assert r.returncode == 0 and r.stdout.strip() == "2", r.stdout + r.stderr
@@ -238,13 +242,13 @@ def test_a_token_lacking_scopes_is_explained(hub, config_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "0 user servers" in out and "token of service nbtui-ro" in out
-    for scope in ("read:servers", "access:servers", "admin:server_state", "proxy", "servers"):
+    for scope in ("read:servers", "tokens", "admin:server_state", "proxy", "servers"):
         assert f"missing scope {scope}:" in out
     assert "missing scope list:users" not in out and "missing scope read:users:" not in out
     data = json.loads(run_nbtui("servers", "test", "ro", "--json", "--no-discover").stdout)
     row = data["servers"][0]
     assert {m["scope"] for m in row["missing_scopes"]} == {
-        "read:servers", "access:servers", "admin:server_state", "proxy", "servers"}
+        "read:servers", "tokens", "admin:server_state", "proxy", "servers"}
     assert RO_TOKEN not in json.dumps(data)
 
 

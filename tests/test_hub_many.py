@@ -47,3 +47,22 @@ async def test_200_servers_need_not_200_sockets(fake_hub):
     # The users' servers share one pool of SOCKETS; the hub's own client keeps at most its
     # two lists' sockets (users and routes, asked at once); this check adds one.
     assert stats["max_open"] <= hub_mod.SOCKETS + 3, stats["max_open"]
+    # Each user's server got a token minted for it alone (its server refuses any other, the
+    # hub's included), and every one was revoked when the fleet closed.
+    assert (stats["mints"], stats["refused"], stats["revoked"]) == (USERS, 0, USERS)
+
+
+async def test_a_second_fleet_acts_with_the_token_the_listing_fleet_holds_now(fake_hub):
+    """The TUI acts through a fleet that does not list the hub: it takes a user's server from
+    the fleet that did, and follows that fleet's token when it is minted anew (an hour on)."""
+    cfg = ServerConfig(name="big", url=fake_hub, token_source="discovered", token="t" * 48, hub=True, timeout=30.0)
+    async with Fleet([cfg], Settings(timeout=30.0)) as lister, Fleet([cfg], Settings(timeout=30.0)) as actor:
+        await lister.snapshot()
+        first = actor.client("big/u001").token
+        assert first is not None and first != cfg.token
+        assert await actor.client("big/u001").kernels()  # its own server answers it
+        lister.hub_of("big").mint.forget("u001", "")
+        await lister.snapshot()  # minted anew
+        again = actor.client("big/u001")
+        assert again.token not in (None, first)
+        assert await again.kernels()

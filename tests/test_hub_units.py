@@ -24,6 +24,8 @@ def test_users_servers_from_hostile_json():
         {"name": "bob", "servers": {"gpu1": {"ready": False, "pending": "spawn", "state": {"pid": True}}}},
         {"name": "", "servers": {"": {}}}, "junk", {"name": "eve", "servers": ["x"]},
         {"name": "mallory", "servers": {"": {"url": "http://evil/", "pending": "rm -rf", "state": {"pid": -3}}}},
+        {"name": "trudy", "servers": {"": {"url": "/user/trudy/../../hub/api/", "ready": True}}},
+        {"name": "trent", "servers": {"": {"url": "/user/trent/%2e%2E/", "ready": True}}},
     ]
     out = hub.parse_users("h", users)
     assert [s.name for s in out] == ["h/alice", "h/bob/gpu1", "h/mallory"]
@@ -34,11 +36,12 @@ def test_users_servers_from_hostile_json():
 
 
 def test_scopes_and_what_a_missing_one_costs():
-    full = ["list:users", "read:users", "read:servers", "access:servers", "admin:server_state", "proxy", "servers"]
+    full = ["list:users", "read:users", "read:servers", "tokens", "admin:server_state", "proxy", "servers"]
     assert hub.missing_scopes(full) == []
-    assert hub.missing_scopes(["admin:users", "access:servers", "proxy"]) == []
-    missing = {m[0]: m[1] for m in hub.missing_scopes(["list:users", "read:users", "access:servers!user=alice"])}
-    assert missing == {"read:servers": "missing", "access:servers": "only some", "admin:server_state": "missing",
+    assert hub.missing_scopes(["admin:users", "tokens", "proxy"]) == []
+    missing = {m[0]: m[1] for m in hub.missing_scopes(["list:users", "read:users", "tokens!user=alice",
+                                                        "access:servers"])}
+    assert missing == {"read:servers": "missing", "tokens": "only some", "admin:server_state": "missing",
                        "proxy": "missing", "servers": "missing"}
     assert hub.missing_scopes(full[:-1] + ["delete:servers"]) == []
 
@@ -109,8 +112,9 @@ def test_proxy_reads_file_is_a_courtesy_never_a_trap(tmp_path):
     f = tmp_path / "state" / "proxy-reads.json"
     assert proxy_reads.last_read("http://h/user/a/", where=f) is None
     proxy_reads.record(["http://h/user/a/"], at=1000.0, where=f)
-    proxy_reads.record(["http://h/user/b/"], at=1000.0 + proxy_reads.KEEP + 1, where=f)  # a's entry is dropped
-    assert proxy_reads.last_read("http://h/user/b/", where=f) == 1000.0 + proxy_reads.KEEP + 1
+    proxy_reads.record(["http://h/user/b/"], by="nbtui ls, pid 7", at=1000.0 + proxy_reads.KEEP + 1,
+                       where=f)  # a's entry is dropped
+    assert proxy_reads.last_read("http://h/user/b/", where=f) == (1000.0 + proxy_reads.KEEP + 1, "nbtui ls, pid 7")
     assert proxy_reads.last_read("http://h/user/a/", where=f) is None
     assert f.stat().st_mode & 0o777 == 0o600
     for junk in ("[1, 2]", '{"reads": {"x": "soon", "y": true}}', "not json", ""):
@@ -123,4 +127,4 @@ def test_proxy_reads_file_is_a_courtesy_never_a_trap(tmp_path):
     assert proxy_reads.last_read("x", where=f) is None  # never read through a link
     proxy_reads.record(["x"], at=7.0, where=f)  # the link is replaced, its target kept
     assert not f.is_symlink() and target.read_text() == '{"reads": {"x": 5}}'
-    assert proxy_reads.last_read("x", where=f) == 7.0
+    assert proxy_reads.last_read("x", where=f) == (7.0, None)

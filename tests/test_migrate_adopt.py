@@ -83,7 +83,12 @@ async def test_adopt_a_kernel_whose_server_was_killed(jupyter_factory, config_di
         assert await _run(ch, "print(state['epoch'], len(history))") == "12 100"
 
     # 3. Listed by a local server with allow_external_kernels, bound to a notebook.
-    r = run_nbtui("adopt", f"pid:{pid}", "--to", "home", "--notebook", "found.ipynb", "--json")
+    r = run_nbtui("adopt", f"pid:{pid}", "--to", "home", "--notebook", "found.ipynb")  # no --yes, no terminal
+    assert r.returncode == 2 and "pass --yes" in r.stderr and not ext.exists()
+    r = run_nbtui("adopt", f"pid:{pid}", "--to", "home", "--dry-run")
+    assert r.returncode == 0 and not ext.exists(), r.stderr
+    assert f"would place kernel-{kid}.json (mode 0600, owned by root) into {ext} (creating external, 0700)" in r.stdout
+    r = run_nbtui("adopt", f"pid:{pid}", "--to", "home", "--notebook", "found.ipynb", "--json", "--yes")
     assert r.returncode == 0, r.stderr
     new_id = json.loads(r.stdout)["server_kernel_id"]
     assert new_id in {k["id"] for k in home.kernels()}

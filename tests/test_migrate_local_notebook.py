@@ -37,3 +37,26 @@ def test_no_file_to_carry_is_said_plainly(tmp_path):
     assert p.line() == ("notebook file: none comes along (the process names no notebook file: it has no "
                         "JPY_SESSION_NAME); an empty notebook at moved.ipynb on home")
     assert p.to_json()["note"] == cases[None] and p.to_json()["action"] == "create"
+
+
+def test_another_users_kernel_brings_only_its_own_file(tmp_path):
+    """The path is the kernel's JPY_SESSION_NAME, its owner's choice: as root nbtui reads no
+    symlink there and no file of another user's (root's notebook never goes into their server)."""
+    import os
+    import pwd
+
+    secret = tmp_path / "secret.ipynb"
+    secret.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    link = tmp_path / "mine.ipynb"
+    link.symlink_to(secret)
+    me = os.geteuid()
+    assert notebook.read_local(str(link), me) == (None, f"{link} on this host is a symlink; nbtui does not "
+                                                        "read through one")
+    other = next(u for u in range(60000, 70000) if u != me)
+    try:
+        theirs = pwd.getpwuid(other).pw_name
+    except KeyError:
+        theirs = f"uid {other}"
+    assert notebook.read_local(str(secret), other) == (
+        None, f"{secret} on this host is owned by {pwd.getpwuid(me).pw_name}, not by the kernel's owner {theirs}")
+    assert notebook.read_local(str(secret), me)[0]["type"] == "notebook"

@@ -181,6 +181,22 @@ def test_kill_terminal_ends_the_terminal_and_its_surviving_job(term_server):
 
 
 
+def test_kill_terminal_whose_job_exits_with_it_is_a_success(term_server):
+    """A job of the terminal's session (no nohup) ends with the terminal: the kill did what it
+    was asked, so it says ok, exits 0 and its JSON says ok (issue 24: it said ok, exited 1)."""
+    name = open_terminal(term_server)
+    asyncio.run(type_into(term_server, name, job_line("hup")))
+    job = find_job("hup")
+    add_server("th", term_server)
+    r = run_nbtui("kill", f"terminal:th/{name}", "--yes", "--grace", "2", "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    result = json.loads(r.stdout)["results"][0]
+    assert (result["result"], result["ok"]) == ("ok", True)
+    fates = {p["pid"]: p["fate"] for p in result["processes"]}
+    assert fates.get(job.pid) in ("exited with its terminal", "exited after SIGTERM", "already gone")
+    wait_for(lambda: not job.is_running() or job.status() == psutil.STATUS_ZOMBIE, 15, 0.1, "the job to end")
+
+
 def test_terminal_targets_resolve_or_say_why():
     import datetime as dt
 

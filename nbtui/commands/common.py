@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Iterable
 
 from nbtui import config as config_mod
-from nbtui.errors import NotFound
+from nbtui.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from nbtui.fleet import Fleet
@@ -63,7 +63,19 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
         fleet.untrusted_files = untrusted
     fleet.readonly = bool(getattr(args, "readonly", False))
     fleet.acting = acting
+    fleet.proxy_reader = f"nbtui {args.command}" if getattr(args, "command", None) else "nbtui"
     return fleet
+
+
+def require_terminal(instead: str = "`nbtui ls` (or `nbtui ls --json`)") -> None:
+    """The TUI needs a terminal: stdin and stdout both one. Without (cron, a pipe, a file) a
+    usage error (exit 2) naming what to run ``instead``, before Textual loads or anything starts."""
+    try:
+        ok = sys.stdin is not None and sys.stdout is not None and sys.stdin.isatty() and sys.stdout.isatty()
+    except (ValueError, OSError):  # a closed stream
+        ok = False
+    if not ok:
+        raise UsageError(f"no terminal to open the TUI in (stdin and stdout must be one); use {instead}")
 
 
 def print_json(data) -> None:

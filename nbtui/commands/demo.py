@@ -351,6 +351,10 @@ def _say(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_extra()
+    if not getattr(args, "no_tui", False):
+        from nbtui.commands.common import require_terminal
+
+        require_terminal("`nbtui demo --no-tui`")  # before any server starts
     from nbtui import config as config_mod
 
     config = config_mod.load(getattr(args, "config", None))  # a bad config stops us before any server

@@ -58,12 +58,16 @@ async def resolve_kernel(args: argparse.Namespace):
     return fleet, target.kernel
 
 
+INPUT_HINT = "the code asked for input(), which `nbtui exec` cannot answer; use `nbtui console`"
+
+
 class _Printer:
     """Writes outputs to the terminal as they arrive."""
 
     def __init__(self, raw: bool = False) -> None:
         self.color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
         self.raw = raw
+        self.hinted = False  # the input() hint is out already
 
     def write(self, stream, text: str) -> None:
         from nbtui.text import raw_stream, sgr_only
@@ -83,6 +87,10 @@ class _Printer:
             if text is None:
                 text = out["data"].get("text/markdown") or binary_label(out["data"]) or f"[{', '.join(out['data'])}]"
             self.write(sys.stdout, clean_text(text).rstrip("\n") + "\n")
+        elif kind == "error" and out.get("ename") == "StdinNotImplementedError":
+            # input(): the hint is what helps, not the kernel's 20 lines of its own frames.
+            self.hinted = True
+            self.write(sys.stderr, f"nbtui: {INPUT_HINT}\n{out['ename']}: {clean_text(str(out['evalue']))}\n")
         elif kind == "error":
             tb = "\n".join(out["traceback"]) or f"{out['ename']}: {out['evalue']}"
             self.write(sys.stderr, (tb if self.color else strip_ansi(tb)).rstrip("\n") + "\n")
@@ -135,10 +143,9 @@ async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_jso
         return EXIT_TIMEOUT, result
     result["execution_count"] = run.execution_count
     if run.asked_input:
-        note = "the code asked for input(), which `nbtui exec` cannot answer; use `nbtui console`"
-        result["error"] = note
-        if not as_json:
-            print(f"nbtui: {note}", file=sys.stderr)
+        result["error"] = INPUT_HINT
+        if not as_json and not printer.hinted:
+            print(f"nbtui: {INPUT_HINT}", file=sys.stderr)
     return (EXIT_OK if run.status == "ok" else EXIT_FAILED), result
 
 

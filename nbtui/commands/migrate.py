@@ -100,10 +100,6 @@ async def _migrate(args) -> int:
     async with fleet:
         snap = await fleet.snapshot()
         target = targets.resolve(snap, args.target)
-        if opts.to not in fleet.names:
-            from nbtui.errors import NotFound
-
-            raise NotFound(f"unknown server {opts.to!r} (known: {', '.join(fleet.names) or 'none'})")
         progress = StderrProgress()
         if isinstance(target, targets.PidTarget):
             migration = actions.local_migration_for(fleet, target.pid, opts, progress)

@@ -97,16 +97,16 @@ def _read_token(args) -> tuple[str, str | None]:
 
 def _add(args) -> int:
     folder = config_mod.config_dir(getattr(args, "config", None))
-    config_mod.validate_url(args.url)  # refused before anything is read or locked
+    config_mod.validate_url(args.url)  # refused before anything is read, locked or created
+    problem = config_mod.name_problem(args.name)
+    if problem:
+        raise UsageError(f"bad server name {visible(args.name)!r}: {problem}")
     with config_mod.servers_lock(folder):
         return _add_locked(args)
 
 
 def _add_locked(args) -> int:
-    config = load_config(args)
-    problem = config_mod.name_problem(args.name)
-    if problem:
-        raise UsageError(f"bad server name {visible(args.name)!r}: {problem}")
+    config = config_mod.load(getattr(args, "config", None), creating=True)
     bad_ca = config_mod.check_ca_bundle(args.ca_bundle)
     if bad_ca:
         raise UsageError(f"bad --ca-bundle: {bad_ca}")
@@ -140,6 +140,9 @@ def _add_locked(args) -> int:
     elif args.replace:
         secrets.keyring_delete(args.name)
     config_mod.save_servers(config_mod.with_server(config, server))
+    made = config_mod.create_named_file(getattr(args, "config", None))
+    if made is not None:
+        print(f"created {visible(str(made))} (settings; servers are in {visible(str(config.servers_path))})")
     kind = " as a JupyterHub" if args.hub else ""
     print(f"added {args.name} ({url}){kind}; token: {source}; try `nbtui servers test {args.name}`")
     if hub_version:
@@ -176,16 +179,20 @@ def _remove_locked(args) -> int:
     return EXIT_OK
 
 
-async def _probe(fleet, name):
-    from nbtui.jupyter.rest import ServerError
+async def _probe(fleet, name) -> tuple[str | None, str | None]:
+    """(who the server says we are, None), or (None, why it could not say)."""
+    from nbtui.jupyter.rest import TIMEOUT, ServerError
 
     try:
         client = fleet.client(name)
         me = await client.me()
-    except ServerError:
-        return None
+    except ServerError as e:
+        if e.kind == TIMEOUT:
+            timeout = fleet.config_of(name).timeout or fleet.settings.timeout
+            return None, f"/api/me timed out after {timeout:g} s"
+        return None, f"/api/me: {e.detail}"
     ident = me.get("identity") if isinstance(me, dict) else None  # a server may answer any shape
-    return identity_name(ident if isinstance(ident, dict) else {})
+    return identity_name(ident if isinstance(ident, dict) else {}), None
 
 
 _ANONYMOUS = re.compile(r"^[0-9a-f]{32}$")
@@ -203,16 +210,19 @@ def identity_name(ident: dict) -> str:
     return username
 
 
-def identity(user: str | None, token_source: str) -> str:
-    """`name (token auth)`: the identity and how nbtui proves it."""
+def identity(user: str | None, token_source: str, why: str | None = None) -> str:
+    """`name (token auth)`: the identity and how nbtui proves it; `? (WHY; token auth)` when
+    the server could not say who (``why``: `/api/me timed out after 10 s`)."""
     auth = "no auth" if token_source == "none" else "token auth"
+    if not user and why:
+        return f"? ({visible(why)}; {auth})"
     return f"{visible(user) if user else '?'} ({auth})"
 
 
 async def _test_all(fleet, names):
     snap = await fleet.snapshot()
     # A hub's users' servers are the hub's users (no extra request through the proxy).
-    users = await asyncio.gather(*(_probe(fleet, s.name) if s.ok and s.hub is None else _none(s.user)
+    users = await asyncio.gather(*(_probe(fleet, s.name) if s.ok and s.hub is None else _none((s.user, None))
                                    for s in snap.servers))
     await fleet.aclose()
     return snap, users
@@ -273,13 +283,15 @@ def _test(args) -> int:
     if args.name:
         check_names(fleet, [args.name])
         fleet = open_fleet(args, config, only=[args.name], acting=True)
+    fleet.proxy_reader = None  # a test reads what was asked; the next `ls` is not held back by it
     snap, users = asyncio.run(_test_all(fleet, fleet.names))
     if args.json:
         out = []
-        for s, user in zip(snap.servers, users):
+        for s, (user, why) in zip(snap.servers, users):
             d = server_json(s)
             d["user"] = None if user == "anonymous" else user
-            d["identity"] = identity(user, fleet.config_of(s.name).token_source) if s.ok else None
+            d["identity"] = identity(user, fleet.config_of(s.name).token_source, why) if s.ok else None
+            d["identity_error"] = why if s.ok else None
             d["kernels"] = sum(1 for k in snap.kernels if k.server == s.name)
             d.update(_hub_facts(fleet, s) or {})
             out.append(d)
@@ -287,7 +299,7 @@ def _test(args) -> int:
     else:
         if not snap.servers:
             print("no servers: add one with `nbtui servers add NAME URL`, or run `nbtui demo`")
-        for s, user in zip(snap.servers, users):
+        for s, (user, why) in zip(snap.servers, users):
             facts = _hub_facts(fleet, s)
             if facts is not None and s.ok:
                 _print_hub(snap, s, facts)
@@ -298,7 +310,7 @@ def _test(args) -> int:
                 n = sum(1 for k in snap.kernels if k.server == s.name)
                 route = f", route: {s.route}" if s.route else ""
                 print(f"{visible(s.name)}: ok, Jupyter Server {visible(s.version or '?')}, {s.latency_ms:.0f} ms, "
-                      f"{n} kernel{'s' if n != 1 else ''}, as {visible(identity(user, fleet.config_of(s.name).token_source))}, "
+                      f"{n} kernel{'s' if n != 1 else ''}, as {identity(user, fleet.config_of(s.name).token_source, why)}, "
                       f"usage: {visible(_usage_words(s))}{visible(route)}")
             else:
                 print(f"{visible(s.name)}: {s.status}: " + visible((s.error or "").removeprefix(f"server {s.name}: ")))

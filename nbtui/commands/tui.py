@@ -16,9 +16,10 @@ def run(args: argparse.Namespace, *, fleet=None, config=None,
         open_console: Optional[tuple[str, str]] = None, on_app=None) -> int:
     """Open the TUI; ``fleet`` and ``open_console`` let other commands (demo, console) reuse it,
     ``on_app(app)`` runs before the app starts (the demo asks it to read again as its kernels come)."""
-    from nbtui.commands.common import load_config, open_fleet
+    from nbtui.commands.common import load_config, open_fleet, require_terminal
 
     config = config or load_config(args)
+    require_terminal()  # (the demo asked already, before its server started)
     from nbtui.tui.runner import OpenOnce, SnapshotRunner  # no textual: the first read starts now,
 
     first = runner = None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequenc
 
 from nbtui import model, orphans
 from nbtui.host import gpu as gpu_mod
-from nbtui.host import ledger
+from nbtui.host import devholders, ledger
 from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pids, uses_nvidia
 from nbtui.sources import HostSample
 from nbtui.sources.cmdline import is_jupyter_server
@@ -137,6 +137,7 @@ class LocalHost:
         self._listeners: dict[str, Ident] = {}  # server URL -> the process listening on its port
         self._listening: tuple[Optional[Scan], dict[int, int]] = (None, {})  # port -> listener, per scan
         self._shell_of: dict[str, Ident] = {}  # terminal key -> its shell, once tied
+        self._holders = devholders.Watch()  # who holds the GPU memory NVML names nobody for
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class LocalHost:
             processes=tuple(processes),
             facts=facts,
             unattributed_gpu=gpu_mod.unattributed(reading, attributed & set(by_pid)),
-            gpus=ledger.with_ledgers(devices, ledger.build(reading, kinds, names)),
+            gpus=self._holders.join(ledger.with_ledgers(devices, ledger.build(reading, kinds, names)), by_pid),
             gpu_note=reading.note,
             terminals={t.key: t for t in filled},
             users={key: t.user for key, t in trees.items() if key in by_key},

@@ -26,6 +26,7 @@ ALREADY_GONE = "already gone"
 SURVIVED = "survived SIGKILL"
 DENIED = "permission denied"
 WENT_WITH_KERNEL = "exited with its kernel"
+WENT_WITH_TERMINAL = "exited with its terminal"  # its terminal was ended: the kill's aim, a success
 SHUT_DOWN = "shut down by its server"
 INTERRUPTED = "interrupted: SIGTERM sent, no SIGKILL (ctrl+c)"
 
@@ -53,7 +54,7 @@ class Fate:
 
     @property
     def ok(self) -> bool:
-        return self.fate in (EXITED, KILLED, ALREADY_GONE, WENT_WITH_KERNEL, SHUT_DOWN)
+        return self.fate in (EXITED, KILLED, ALREADY_GONE, WENT_WITH_KERNEL, WENT_WITH_TERMINAL, SHUT_DOWN)
 
     def json(self) -> dict:
         return {"pid": self.pid, "user": self.user, "cmdline": self.cmdline, "fate": self.fate}
@@ -161,17 +162,44 @@ def looks_like_server(ident: Ident, server_pids: Iterable[int] = ()) -> bool:
     return any(m in cmd for m in _SERVER_MARKERS) and "ipykernel" not in cmd
 
 
+PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
+
+
+def is_kernel_thread(pid: int) -> bool:
+    """Whether ``pid`` is a kernel thread (kthreadd and its children: no program, no
+    command line), read from the flags in ``/proc/PID/stat`` (False where there is none)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2:].split()  # the name in (...) may hold spaces and ')'
+        return bool(int(fields[6]) & PF_KTHREAD)  # state ppid pgrp session tty_nr tpgid flags
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def never_signalled(pid: int, protected: Optional[set[int]] = None) -> Optional[str]:
+    """Why no signal from nbtui may ever reach ``pid``, whoever asks and however it was
+    named (None: this rule does not stop it): PID 1, nbtui itself and the processes it runs
+    inside (``protected``: its ancestors, read now when not given), kernel threads."""
+    if pid == 1:
+        return "PID 1 is never signalled (the init process: the whole host or container goes with it)"
+    if pid == os.getpid():
+        return "that is nbtui itself"
+    if pid in (protected if protected is not None else ancestors_of_self()):
+        return "that is nbtui's parent (or one of its ancestors): nbtui runs inside it"
+    if is_kernel_thread(pid):
+        return f"PID {pid} is a kernel thread (part of the operating system), never signalled"
+    return None
+
+
 def refusal(ident: Ident, *, explicit: bool, server_pids: Iterable[int] = (),
             protected: Optional[set[int]] = None, me: Optional[str] = None,
             root: Optional[bool] = None) -> Optional[str]:
     """Why nbtui must not signal this process (None: it may). ``me``/``root``: who nbtui
     runs as (read from the OS when not given)."""
-    if ident.pid == 1:
-        return "PID 1 is never signalled"
-    if ident.pid == os.getpid():
-        return "that is nbtui itself"
-    if ident.pid in (protected if protected is not None else ancestors_of_self()):
-        return "that is nbtui's parent (or one of its ancestors)"
+    never = never_signalled(ident.pid, protected)
+    if never:
+        return never
     me = me or current_user()
     root = is_root() if root is None else root
     if ident.user is not None and ident.user != me and not root:
@@ -197,6 +225,7 @@ def terminate(targets: Iterable[Ident], grace: float = 5.0, *, kill_wait: float 
     ``INTERRUPTED``.
     """
     targets = list(dict((t.pid, t) for t in targets).values())
+    protected = ancestors_of_self()  # the last gate: never_signalled, right before the first signal
     fates: dict[int, str] = {}
     termed: list[Ident] = []
     for t in targets:
@@ -205,6 +234,8 @@ def terminate(targets: Iterable[Ident], grace: float = 5.0, *, kill_wait: float 
             fates[t.pid] = ALREADY_GONE
         elif not same_process(t, now):
             fates[t.pid] = "refused: the PID now belongs to another program (create time or owner changed)"
+        elif never_signalled(t.pid, protected):
+            fates[t.pid] = f"refused: {never_signalled(t.pid, protected)}"
         else:
             fates[t.pid] = _signal(t.pid, signal.SIGTERM) or ""
             if not fates[t.pid]:

@@ -30,13 +30,13 @@ import struct
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
-from urllib.parse import quote
 
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 
 from nbtui.errors import NbtuiError, TimedOut
 from nbtui.jupyter import own
+from nbtui.jupyter.urlpath import segment
 from nbtui.jupyter.rest import AUTH_FAILED, NOT_FOUND, TIMEOUT, UNREACHABLE, ServerClient, ServerError, is_loopback
 from nbtui.secrets import redact
 
@@ -475,7 +475,7 @@ class WebsocketChannels(KernelChannels):
 
     @property
     def url(self) -> str:
-        return self.client.ws_url(f"api/kernels/{quote(self.kernel_id)}/channels?session_id={self.session.session}")
+        return self.client.ws_url(f"api/kernels/{segment(self.kernel_id, 'kernel id')}/channels?session_id={self.session.session}")
 
     def _where(self) -> str:
         return f"kernel {self.kernel_id[:8]} on {self.client.name}"

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from nbtui.config import ServerConfig
+from nbtui.jupyter.hubtokens import TokenMint
 from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, TOO_BIG, ServerClient, ServerError, is_loopback
+from nbtui.jupyter.urlpath import UnsafeSegment, segment, server_path
 
 PAGINATION = "application/jupyterhub-pagination+json"
 MAX_PAGES = 10_000  # a hub that keeps answering "next" forever is cut off here
@@ -42,7 +45,8 @@ SCOPE_COSTS = {
     "list:users": "the hub's users cannot be listed: no servers at all",
     "read:users": "users' names and activity cannot be read",
     "read:servers": "users' servers cannot be listed (the server list is empty)",
-    "access:servers": "kernels of users' servers cannot be read",
+    "tokens": ("no token for each user's server can be minted: users' servers are not read (nbtui never "
+               "sends the hub's own token to a user's server)"),
     "admin:server_state": "no PIDs of single-user servers: local usage cannot be tied to a user's server",
     "proxy": "no route table: kernels are read through the proxy, which marks every server active",
     "servers": "servers cannot be stopped (server:HUB/USER targets, cull --servers)",
@@ -122,9 +126,12 @@ def parse_users(hub: str, users: list) -> list[HubServer]:
         for sname, s in servers.items():
             if not isinstance(s, dict) or not isinstance(sname, str):
                 continue
-            path = s.get("url")
-            if not isinstance(path, str) or not path.startswith("/"):
-                path = f"/user/{quote(u['name'], safe='')}/" + (f"{quote(sname, safe='')}/" if sname else "")
+            try:  # the hub's own URL for it; else the default one. Never one that climbs out (``/../``)
+                path = server_path(s["url"], "server URL") if str(s.get("url")).startswith("/") else (
+                    f"/user/{segment(u['name'], 'user name', named_by_hub=True)}/"
+                    + (f"{segment(sname, 'server name', named_by_hub=True)}/" if sname else ""))
+            except UnsafeSegment:
+                continue
             pending = s.get("pending") if s.get("pending") in ("spawn", "stop") else None
             state: dict = s["state"] if isinstance(s.get("state"), dict) else {}
             pid = state.get("pid")
@@ -185,12 +192,12 @@ class HubClient(ServerClient):
         return out
 
     async def user(self, name: str) -> dict:
-        data = await self.request("GET", f"hub/api/users/{quote(name, safe='')}")
+        data = await self.request("GET", f"hub/api/users/{segment(name, 'user name', named_by_hub=True)}")
         return data if isinstance(data, dict) else {}
 
     async def stop_server(self, user: str, server_name: str = "", timeout: Optional[float] = None) -> None:
-        path = f"hub/api/users/{quote(user, safe='')}/" + (
-            f"servers/{quote(server_name, safe='')}" if server_name else "server")
+        path = f"hub/api/users/{segment(user, 'user name', named_by_hub=True)}/" + (
+            f"servers/{segment(server_name, 'server name', named_by_hub=True)}" if server_name else "server")
         await self.request("DELETE", path, expect_json=False, timeout=timeout)
 
 
@@ -220,6 +227,7 @@ class Child:
     route: Optional[str]  # direct | proxy | None (pending: nothing to read)
     note: Optional[str]
     proxy_url: str
+    no_token: Optional[str] = None  # why it has no token of its own (then it is not read)
 
     def extra(self) -> dict[str, Any]:
         s = self.server
@@ -248,6 +256,7 @@ class HubSource:
         self.unreachable: set[str] = set()  # servers whose internal target did not answer here
         self.limit = asyncio.Semaphore(CONCURRENCY)
         self.children: dict[str, Child] = {}
+        self.mint = TokenMint(config.name)  # one token per user's server; the hub's own goes to the hub only
 
     @property
     def name(self) -> str:
@@ -270,8 +279,10 @@ class HubSource:
                 token = resolve(c)
             except TokenError as e:
                 raise ServerError(c.name, "token", str(e).removeprefix(f"server {c.name}: ")) from None
-            self._client = HubClient(c.name, c.url, token, timeout=self.timeout,
-                                     ca_bundle=c.ca_bundle, insecure_http=c.insecure_http)
+            # Through the pool its users' servers share: the tokens minted for them at the first
+            # read open no sockets beside it.
+            self._client = HubClient(c.name, c.url, token, timeout=self.timeout, ca_bundle=c.ca_bundle,
+                                     insecure_http=c.insecure_http, transport=self.transport())
         return self._client
 
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -286,6 +297,7 @@ class HubSource:
 
     async def aclose(self) -> None:
         if self._client is not None:
+            await self.mint.revoke_all(self._client)
             await self._client.aclose()
             self._client = None
         if self._transport is not None:
@@ -348,6 +360,7 @@ class HubSource:
                 row["error"] = f"server {self.name}: {self.config.url}hub/api/users not found: not a JupyterHub?"
             return row, []
         row.update(version=self.version, latency_ms=round(latency, 1))
+        await self.mint.ensure(self.client(), servers, deadline=self.timeout)
         children, seen = [], set()
         for s in servers:  # a hub listing a user twice: once (the first)
             if s.name not in seen:
@@ -379,11 +392,13 @@ class HubSource:
             note = PROXY_NOTE.format(interval=interval) + f"; its internal target {target} did not answer from here"
         else:
             route, url = DIRECT, _origin(target) + s.path
+        token = self.mint.token_for(s.user, s.server_name)
         cfg = ServerConfig(
             name=s.name, url=url, token_source="hub", ca_bundle=hub.ca_bundle, insecure_http=hub.insecure_http,
-            timeout=hub.timeout, source="hub", token=self.client().token, pid=s.pid,
+            timeout=hub.timeout, source="hub", token=token, pid=s.pid,
         )
-        return Child(cfg, s, route, note, proxy_url)
+        no_token = self.mint.why_none(s.user, s.server_name) if token is None and route is not None else None
+        return Child(cfg, s, route, note, proxy_url, no_token)
 
 
 def _human(seconds: float) -> str:
@@ -415,6 +430,11 @@ async def read_user_server(fleet, entry, now: dt.datetime):
     child = hub.children.get(name)
     if entry.extra.get("pending") or (child is not None and not child.server.ready):
         return fleet._info(entry), []
+    if child is not None and child.no_token is not None:
+        from nbtui import model
+
+        return fleet._info(entry, status=model.AUTH_FAILED, error_kind="token",
+                           error=f"server {name}: not read: {child.no_token}"), []
     if entry.extra.get("route") == PROXY and entry.proxy_read is not None:
         at, info, kernels = entry.proxy_read
         if time.monotonic() - at < hub.proxy_interval:
@@ -439,12 +459,15 @@ async def read_user_server(fleet, entry, now: dt.datetime):
             return skipped, []
         async with hub.limit:
             info, kernels = await fleet._read_server(entry, now)
+    if info.error_kind == AUTH_FAILED and child is not None:
+        hub.mint.forget(child.server.user, child.server.server_name)
     # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
     if entry.extra.get("route") == PROXY and info.ok:
         from nbtui.jupyter import proxy_reads
 
         entry.proxy_read = (time.monotonic(), info, kernels)
-        proxy_reads.record([entry.config.url])  # the interval holds across nbtui processes too
+        if fleet.proxy_reader is not None:  # the interval holds across nbtui processes too
+            proxy_reads.record([entry.config.url], by=f"{fleet.proxy_reader}, pid {os.getpid()}")
     return info, kernels
 
 
@@ -456,13 +479,16 @@ def _read_elsewhere(fleet, entry, hub: HubSource):
 
     if fleet.acting:  # exec, kill, servers test …: what a person asked for is read
         return None
-    at = proxy_reads.last_read(entry.config.url)
-    ago = None if at is None else time.time() - at
-    if ago is None or not 0 <= ago < hub.proxy_interval:
+    last = proxy_reads.last_read(entry.config.url)
+    ago = None if last is None else time.time() - last.at
+    if last is None or ago is None or not 0 <= ago < hub.proxy_interval:
         return None
+    from nbtui.text import one_line
+
+    by = f"by {one_line(last.by, 80)}" if last.by else "by another nbtui"
     return fleet._info(
         entry, status=model.SKIPPED, error_kind="proxy-interval",
-        error=(f"server {entry.config.name}: read through the hub's proxy {_human(ago)} ago by another nbtui; "
+        error=(f"server {entry.config.name}: read through the hub's proxy {_human(ago)} ago {by}; "
                f"read at most every {_human(hub.proxy_interval)} (each read marks it active), "
                f"next in {_human(hub.proxy_interval - ago)}"))
 

@@ -3,7 +3,9 @@
 A read through the proxy marks the server active (its hub ``last_activity``), so nbtui reads
 a proxied server at most every ``proxy_interval``. Within one running nbtui the fleet keeps
 that itself; across processes (each one-shot ``ls``, ``cull``, a cron job) this small file
-does: ``STATE_DIR/proxy-reads.json``, ``{"reads": {PROXY_URL: WALL_TIME}}``.
+does: ``STATE_DIR/proxy-reads.json``, ``{"reads": {PROXY_URL: {"at": WALL_TIME, "by": WHO}}}``,
+``WHO`` the read's own nbtui (``nbtui ls, pid 4242``), so a skipped server says whose read spent
+the budget. ``servers test`` records nothing: a test reads what was asked and spends no budget.
 
 Written like every nbtui state file (nbtui.safefile): the folder a real one of this user's,
 the file read never through a symlink, replaced atomically by a 0600 temporary file of its
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 FILE = "proxy-reads.json"
 KEEP = 86400.0  # an entry older than this is dropped
@@ -30,7 +32,12 @@ def path() -> Path:
     return state_dir() / FILE
 
 
-def _load(p: Path) -> dict[str, float]:
+class Read(NamedTuple):
+    at: float  # wall time (``time.time()``)
+    by: Optional[str]  # which nbtui read it (``nbtui ls, pid 4242``), where known
+
+
+def _load(p: Path) -> dict[str, Read]:
     from nbtui.safefile import UnsafeFile, read_text
 
     try:
@@ -40,17 +47,22 @@ def _load(p: Path) -> dict[str, float]:
     reads = data.get("reads") if isinstance(data, dict) else None
     if not isinstance(reads, dict):
         return {}
-    return {k: float(v) for k, v in reads.items()
-            if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = {}
+    for url, v in reads.items():
+        at, by = (v.get("at"), v.get("by")) if isinstance(v, dict) else (v, None)  # a plain time: the old file
+        if isinstance(url, str) and isinstance(at, (int, float)) and not isinstance(at, bool):
+            out[url] = Read(float(at), by if isinstance(by, str) else None)
+    return out
 
 
-def last_read(url: str, *, where: Optional[Path] = None) -> Optional[float]:
-    """Wall time (``time.time()``) of the last read of ``url`` through the proxy, if known."""
+def last_read(url: str, *, where: Optional[Path] = None) -> Optional[Read]:
+    """The last read of ``url`` through the proxy by any nbtui of this user, if known."""
     return _load(where or path()).get(url)
 
 
-def record(urls: list[str], *, at: Optional[float] = None, where: Optional[Path] = None) -> None:
-    """Note reads of ``urls`` through the proxy now (best effort)."""
+def record(urls: list[str], *, by: Optional[str] = None, at: Optional[float] = None,
+           where: Optional[Path] = None) -> None:
+    """Note reads of ``urls`` through the proxy now, by ``by`` (best effort)."""
     from nbtui.safefile import UnsafeFile, ensure_dir, replace_file
 
     if not urls:
@@ -59,8 +71,8 @@ def record(urls: list[str], *, at: Optional[float] = None, where: Optional[Path]
     now = time.time() if at is None else at
     try:
         ensure_dir(p.parent)
-        reads = {k: v for k, v in _load(p).items() if now - v < KEEP}
-        reads.update({u: now for u in urls})
-        replace_file(p, json.dumps({"reads": reads}))
+        reads = {k: v for k, v in _load(p).items() if now - v.at < KEEP}
+        reads.update({u: Read(now, by) for u in urls})
+        replace_file(p, json.dumps({"reads": {u: {"at": r.at, "by": r.by} for u, r in reads.items()}}))
     except (OSError, UnsafeFile):
         pass

@@ -9,13 +9,15 @@ import json
 import ssl
 import time
 from typing import Any, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from nbtui import model
 from nbtui.errors import EXIT_PARTIAL, NbtuiError
+from nbtui.jupyter.urlpath import UnsafeSegment, contents_path, segment
 from nbtui.secrets import redact
+from nbtui.text import visible
 
 UNREACHABLE = "unreachable"
 TIMEOUT = "timeout"
@@ -168,6 +170,7 @@ class ServerClient:
         headers and the body together, so a server that drips a byte a second costs no
         more than that. The body is streamed and capped at ``max_body``."""
         path = shown = path.lstrip("/")
+        _no_dot_parts(path)
         if self.no_track_activity and method == "GET":
             path += ("&" if "?" in path else "?") + "no_track_activity=1"
         deadline = timeout or self.timeout
@@ -181,7 +184,10 @@ class ServerClient:
         """Send and read the body, holding at most ``max_body`` of this server's answers at
         once: the requests of one read run side by side, and a server that sends a huge body
         to each would otherwise cost that cap once per request (four at a time in `ls`)."""
-        request = self._http.build_request(method, path, json=json_body, **extra)
+        if json_body is not None:  # ASCII JSON: a lone surrogate from outside (a name, a path) is "\\ud800", not an error
+            extra["content"] = json.dumps(json_body).encode()
+            extra["headers"] = {**extra.get("headers", {}), "Content-Type": "application/json"}
+        request = self._http.build_request(method, path, **extra)
         r = await self._http.send(request, stream=True)
         body = bytearray()  # grown in place: no list of chunks and no join (a second copy)
         held = 0
@@ -266,14 +272,14 @@ class ServerClient:
         return [t for t in data if isinstance(t, dict) and isinstance(t.get("name"), str) and t["name"]]
 
     async def terminal(self, name: str) -> dict:
-        return await self.request("GET", f"api/terminals/{quote(name, safe='')}")
+        return await self.request("GET", f"api/terminals/{segment(name, 'terminal name')}")
 
     async def delete_terminal(self, name: str, timeout: Optional[float] = None) -> None:
         """End a terminal through its server (terminado sends its shell SIGHUP, then more)."""
-        await self.request("DELETE", f"api/terminals/{quote(name, safe='')}", expect_json=False, timeout=timeout)
+        await self.request("DELETE", f"api/terminals/{segment(name, 'terminal name')}", expect_json=False, timeout=timeout)
 
     async def kernel(self, kernel_id: str) -> dict:
-        return await self.request("GET", f"api/kernels/{quote(kernel_id)}")
+        return await self.request("GET", f"api/kernels/{segment(kernel_id, 'kernel id')}")
 
     async def kernelspecs(self) -> dict:
         return await self.request("GET", "api/kernelspecs")
@@ -287,14 +293,14 @@ class ServerClient:
         return await self.request("GET", f"api/nbtui/usage?idle={idle_after:g}")
 
     async def interrupt(self, kernel_id: str) -> None:
-        await self.request("POST", f"api/kernels/{quote(kernel_id)}/interrupt", expect_json=False)
+        await self.request("POST", f"api/kernels/{segment(kernel_id, 'kernel id')}/interrupt", expect_json=False)
 
     async def restart(self, kernel_id: str) -> dict:
-        return await self.request("POST", f"api/kernels/{quote(kernel_id)}/restart")
+        return await self.request("POST", f"api/kernels/{segment(kernel_id, 'kernel id')}/restart")
 
     async def shutdown(self, kernel_id: str, timeout: Optional[float] = None) -> None:
         """DELETE the kernel; ``timeout`` leaves room for the server's own shutdown wait."""
-        await self.request("DELETE", f"api/kernels/{quote(kernel_id)}", expect_json=False, timeout=timeout)
+        await self.request("DELETE", f"api/kernels/{segment(kernel_id, 'kernel id')}", expect_json=False, timeout=timeout)
 
     async def start_kernel(self, name: Optional[str] = None, path: Optional[str] = None) -> dict:
         body: dict[str, Any] = {}
@@ -318,7 +324,7 @@ class ServerClient:
 
     async def contents_exists(self, path: str) -> bool:
         try:
-            await self.request("GET", f"api/contents/{quote(path)}?content=0")
+            await self.request("GET", f"api/contents/{contents_path(path)}?content=0")
         except ServerError as e:
             if e.kind == NOT_FOUND:
                 return False
@@ -333,7 +339,7 @@ class ServerClient:
         streaming and refused past ``max_bytes``; the whole read is bounded by ``timeout``
         (default: the server's timeout, at least 30 s). NOT_FOUND when there is no such file."""
         limit = timeout or max(self.timeout, 30.0)
-        where = f"api/contents/{quote(path)}"
+        where = f"api/contents/{contents_path(path)}"
 
         async def read() -> httpx.Response:
             async with self._http.stream("GET", where, params={"content": "1"},
@@ -359,7 +365,7 @@ class ServerClient:
         body = {k: model[k] for k in ("type", "format", "content") if k in model}
         limit = timeout or max(self.timeout, 30.0)
         return await self._bounded(
-            self.request("PUT", f"api/contents/{quote(path)}", json_body=body, timeout=limit), limit)
+            self.request("PUT", f"api/contents/{contents_path(path)}", json_body=body, timeout=limit), limit)
 
     async def within(self, work, limit: Optional[float] = None, what: str = "") -> Any:
         """``work`` (a step of several requests: a re-check, a rebind) under ONE deadline,
@@ -383,7 +389,16 @@ class ServerClient:
 
     def ws_url(self, path: str) -> str:
         base = self.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        _no_dot_parts(path.lstrip("/"))
         return base + path.lstrip("/")
+
+
+def _no_dot_parts(path: str) -> None:
+    """The last guard before a request is built: a path with a ``.`` or ``..`` part would be
+    resolved against the base URL (out of a hub user's prefix, into the hub's API)."""
+    if any(part in (".", "..") for part in path.split("?", 1)[0].split("/")):
+        raise UnsafeSegment(f"refusing to send a request to /{visible(path.split('?', 1)[0])[:120]}: "
+                            f"a '.' or '..' part would leave the server's URL")
 
 
 def _is_json(r: httpx.Response) -> bool:

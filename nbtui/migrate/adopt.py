@@ -8,11 +8,15 @@ line) still holds its ports and signing key. nbtui can then
   ``migrate pid:N``), after checking that it answers on its heartbeat;
 - place a copy of that connection file in the ``external_connection_dir`` of a server on
   this host started with ``--ServerApp.allow_external_kernels=True``, so that server
-  lists the kernel (under an id of its own) and JupyterLab can open it again.
+  lists the kernel (under an id of its own) and JupyterLab can open it again. Only a
+  server run by the kernel's own owner: the file holds the kernel's key, and whoever
+  reads it runs code as that owner. The folder comes from the server's command line, so
+  its owner chooses it: it is walked from ``/`` without following a link and must be
+  theirs (or root's) all the way (:func:`nbtui.safefile.open_folder`).
 
 A kernel that does not answer its heartbeat (stopped, hung, dying) is not adoptable.
 The connection file holds a secret (the key): nbtui never prints it, and the copy it
-places is the user's own file, mode 0600, beside the server's.
+places is the server owner's file, mode 0600, created ``O_EXCL | O_NOFOLLOW``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from nbtui.errors import NbtuiError, NotFound
 from nbtui.host import signals
 from nbtui.host.procs import kernel_id_in
 from nbtui.jupyter.rest import ServerClient
+from nbtui.text import visible
 
 HEARTBEAT_TIMEOUT = 2.0
 
@@ -182,65 +187,181 @@ def listening_pid(url: str) -> Optional[int]:
     return None
 
 
-def external_connection_dir(server_pid: Optional[int], url: str) -> Path:
-    """Where a local server looks for external kernels, read from its command line.
+@dataclass(frozen=True)
+class Placement:
+    """Where, and as whom, ``adopt --to`` places a kernel's connection file: checked, not yet done."""
+
+    server: str
+    server_pid: int
+    uid: int  # the server's owner: the file is theirs (the server must read it)
+    gid: int
+    user: str
+    directory: Path
+    name: str  # kernel-<id>.json
+    missing: tuple[str, ...] = ()  # trailing folders that do not exist yet (created 0700, theirs)
+
+    def describe(self) -> str:
+        made = f" (creating {'/'.join(self.missing)}, 0700)" if self.missing else ""
+        return visible(f"{self.name} (mode 0600, owned by {self.user}) into {self.directory}{made} "
+                       f"for {self.server} (server pid {self.server_pid}, run by {self.user})")
+
+    def json(self) -> dict:
+        return {"server": self.server, "server_pid": self.server_pid, "owner": self.user,
+                "connection_dir": str(self.directory), "file": self.name, "creates": list(self.missing)}
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _owner(pid: int) -> tuple[int, int]:
+    p = psutil.Process(pid)
+    return p.uids().effective, p.gids().effective
+
+
+def plan_place(lk: LocalKernel, server: str, server_pid: Optional[int], url: str,
+               connection_dir: Optional[str] = None) -> Placement:
+    """Check that kernel ``lk`` may be placed for the local server ``server`` and where; writes
+    nothing. Refused (NotAdoptable, one line): a server run by anyone but the kernel's own
+    owner (the file holds the kernel's key: whoever reads it runs code as the kernel's
+    owner), and a connection folder that is not the server owner's (or root's) all the way
+    from ``/`` (nbtui.safefile.open_folder: no symlink, no folder others may write)."""
+    from nbtui import safefile
+
+    pid = server_pid or listening_pid(url)
+    if pid is None:
+        raise NotAdoptable(f"cannot find the process of the server at {url} on this host, so nbtui cannot tell "
+                           "who runs it; adopt places a kernel only for a local server it can see")
+    try:
+        p = psutil.Process(pid)
+        cmdline, env = p.cmdline(), p.environ()
+        s_uid, s_gid = _owner(pid)
+        k_uid, _ = _owner(lk.pid)
+    except psutil.Error as e:
+        raise NotAdoptable(f"cannot read the server process {pid} or the kernel's ({type(e).__name__})") from None
+    if not signals.same_process(lk.ident, signals.identify(lk.pid)):
+        raise NotAdoptable(f"pid {lk.pid} is another process now; nothing was placed")
+    if k_uid != s_uid:
+        kernel, owner = _user_name(k_uid), _user_name(s_uid)
+        raise NotAdoptable(f"refused: kernel {(lk.kernel_id or '?')[:8]} (pid {lk.pid}) is {kernel}'s and server "
+                           f"{server} runs as {owner}; its key would let {owner} run code as {kernel}: a kernel "
+                           "is adopted only into a server its own owner runs")
+    if connection_dir:
+        directory = os.path.abspath(connection_dir)
+    else:
+        directory = _connection_dir(p, cmdline, env, url)
+    name = f"kernel-{lk.kernel_id or lk.pid}.json"
+    try:
+        fd, missing = safefile.open_folder(directory, {s_uid})
+    except safefile.UnsafeFile as e:
+        raise NotAdoptable(f"refused: connection folder {visible(e.path)} {e.problem}") from None
+    try:
+        if not missing:
+            try:
+                os.stat(name, dir_fd=fd, follow_symlinks=False)
+                raise NotAdoptable(f"{visible(os.path.join(directory, name))} exists: the kernel is already "
+                                   "placed there (or something else is)")
+            except FileNotFoundError:
+                pass
+    finally:
+        os.close(fd)
+    return Placement(server, pid, s_uid, s_gid, _user_name(s_uid), Path(directory), name, tuple(missing))
+
+
+def _connection_dir(p: psutil.Process, cmdline: list[str], env: dict, url: str) -> str:
+    """Where a local server looks for external kernels, read from its command line (a relative
+    path against the server's own folder).
 
     jupyter_server (>= 2.7.3 with jupyter_client > 8.3) reads connection files in
     ``external_connection_dir`` (default ``<runtime_dir>/external_kernels``) when
     ``allow_external_kernels`` is true."""
-    pid = server_pid or listening_pid(url)
-    if pid is None:
-        raise NbtuiError(f"cannot find the process of the server at {url} on this host; "
-                         "pass its external_connection_dir with --connection-dir DIR")
-    try:
-        p = psutil.Process(pid)
-        cmdline, env = p.cmdline(), p.environ()
-    except psutil.Error as e:
-        raise NbtuiError(f"cannot read the server process {pid} ({type(e).__name__}); pass --connection-dir DIR") from None
     allow = (_flag(cmdline, "allow_external_kernels") or "").lower()
     if allow not in ("true", "1", "yes"):
         raise NbtuiError(f"the server at {url} does not say --ServerApp.allow_external_kernels=True on its "
                          "command line; start it so (jupyter_server >= 2.7.3), or pass --connection-dir DIR "
                          "if its config file sets it")
-    explicit = _flag(cmdline, "external_connection_dir")
-    if explicit:
-        return Path(explicit)
-    runtime = _flag(cmdline, "runtime_dir") or env.get("JUPYTER_RUNTIME_DIR")
-    if not runtime:
-        from jupyter_core.paths import jupyter_runtime_dir
+    folder = _flag(cmdline, "external_connection_dir")
+    if not folder:
+        runtime = _flag(cmdline, "runtime_dir") or env.get("JUPYTER_RUNTIME_DIR")
+        if not runtime:  # jupyter_core's jupyter_runtime_dir(), in the server's environment (not nbtui's)
+            data = env.get("JUPYTER_DATA_DIR") or (os.path.join(env["XDG_DATA_HOME"], "jupyter")
+                                                   if env.get("XDG_DATA_HOME") else None)
+            if not data and env.get("HOME"):
+                data = os.path.join(env["HOME"], ".local", "share", "jupyter")
+            if not data:
+                raise NbtuiError(f"cannot tell the runtime folder of the server at {url}; pass --connection-dir DIR")
+            runtime = os.path.join(data, "runtime")
+        folder = os.path.join(runtime, "external_kernels")
+    if not os.path.isabs(folder):
+        try:
+            folder = os.path.join(p.cwd(), folder)
+        except psutil.Error:
+            raise NbtuiError(f"the server's connection folder {visible(folder)} is relative and its working folder "
+                             "cannot be read; pass --connection-dir DIR") from None
+    return folder
 
-        runtime = jupyter_runtime_dir()
-    return Path(runtime) / "external_kernels"
+
+def _write_connection_file(pl: Placement, info: dict) -> int:
+    """Create the file in its folder (walked again, never through a link, missing folders made
+    for the server's owner): ``O_EXCL | O_NOFOLLOW``, 0600, owned by the server's owner.
+    Returns the folder's descriptor (the caller closes it) for removing the file again."""
+    from nbtui import safefile
+
+    try:
+        dfd, _ = safefile.open_folder(pl.directory, {pl.uid}, create=(pl.uid, pl.gid))
+    except safefile.UnsafeFile as e:
+        raise NotAdoptable(f"refused: connection folder {visible(e.path)} {e.problem}") from None
+    try:
+        try:
+            fd = os.open(pl.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dfd)
+        except FileExistsError:
+            raise NotAdoptable(f"{visible(str(pl.directory / pl.name))} exists: the kernel is already placed there "
+                               "(or something else is)") from None
+        try:
+            if os.geteuid() != pl.uid:
+                os.fchown(fd, pl.uid, pl.gid)
+            data = json.dumps(info, indent=1).encode()
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+    except BaseException:
+        os.close(dfd)
+        raise
+    return dfd
 
 
-async def place(client: ServerClient, lk: LocalKernel, directory: Path, timeout: float = 15.0) -> str:
-    """Copy the kernel's connection file into ``directory`` and wait until the server lists
-    it; return the id the server gave it. Removes the copy again if it never does."""
+async def place(client: ServerClient, lk: LocalKernel, pl: Placement, timeout: float = 15.0) -> str:
+    """Write the kernel's connection file as ``pl`` planned and wait until the server lists
+    it; return the id the server gave it. Removes the file again if it never does."""
     before = {k["id"] for k in await client.kernels()}
     info = dict(lk.info)
     if not info.get("kernel_name"):
         info["kernel_name"] = "python3"  # the server needs one; ipykernel's own spec name
-    directory.mkdir(parents=True, exist_ok=True)
-    dest = directory / f"kernel-{lk.kernel_id or lk.pid}.json"
-    if dest.exists():
-        raise NbtuiError(f"{dest} exists: the kernel is already placed there")
-    tmp = directory.parent / f".nbtui-adopt-{os.getpid()}-{dest.name}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    dfd = _write_connection_file(pl, info)
     try:
-        os.write(fd, json.dumps(info, indent=1).encode())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            new = [k for k in await client.kernels()
+                   if k["id"] not in before and k.get("name") == info["kernel_name"]]
+            if new:
+                return new[0]["id"]
+            await asyncio.sleep(0.25)
+        try:
+            os.unlink(pl.name, dir_fd=dfd)
+        except OSError:
+            pass
     finally:
-        os.close(fd)
-    os.replace(tmp, dest)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        new = [k for k in await client.kernels() if k["id"] not in before and k.get("name") == info["kernel_name"]]
-        if new:
-            return new[0]["id"]
-        await asyncio.sleep(0.25)
-    dest.unlink(missing_ok=True)
+        os.close(dfd)
     raise NbtuiError(f"{client.name} did not list the kernel within {timeout:g} s; is it running with "
-                     f"--ServerApp.allow_external_kernels=True and external_connection_dir={directory}?")
+                     f"--ServerApp.allow_external_kernels=True and external_connection_dir={pl.directory}?")
 
 
 def local_connection_file(kernel_id: str) -> Optional[tuple[str, signals.Ident]]:

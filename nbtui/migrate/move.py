@@ -250,6 +250,15 @@ class LocalSource(Source):
 
         return "idle" if signals.same_process(self.lk.ident, signals.identify(self.lk.pid)) else "gone"
 
+    def kernel_uid(self) -> int:
+        """Who runs the kernel (-1 when that cannot be read: then no file is theirs)."""
+        import psutil
+
+        try:
+            return psutil.Process(self.lk.pid).uids().effective
+        except psutil.Error:
+            return -1
+
     async def shutdown(self) -> None:
         """A shutdown_request on the control channel, then wait for the process to exit."""
         import psutil
@@ -354,11 +363,12 @@ class Migration:
 
         src = self.source
         local = isinstance(src, LocalSource)  # its server is gone: the file it was started for, here
+        owner = src.kernel_uid() if isinstance(src, LocalSource) else None  # only that user's own file
         try:
             self._notebook = plan = await notebook.plan(
                 self.target, path, source=getattr(src, "client", None),
                 source_path=src.lk.notebook if isinstance(src, LocalSource) else src.notebook,
-                overwrite=self.opts.overwrite_notebook, local=local)
+                overwrite=self.opts.overwrite_notebook, local=local, owner=owner)
         except ServerError as e:
             raise MigrationFailed(f"cannot bring the notebook file: {e}; nothing was changed") from None
         self.report.notebook_file = plan.to_json()

@@ -7,7 +7,9 @@ existing, different file at the target path is never overwritten unless asked.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,6 +44,7 @@ class NotebookPlan:
     # none comes along when it cannot.
     local: bool = False
     note: Optional[str] = None
+    owner: Optional[int] = None  # local: the kernel's uid; only its own file comes along
 
     def to_json(self) -> dict:
         return {"action": self.action, "path": self.path, "server": self.server,
@@ -86,22 +89,43 @@ def _same(a: dict, b: dict) -> bool:
     return a.get("type") == b.get("type") and a.get("content") == b.get("content")
 
 
-def read_local(path: Optional[str]) -> tuple[Optional[dict], Optional[str]]:
+def read_local(path: Optional[str], owner: Optional[int] = None) -> tuple[Optional[dict], Optional[str]]:
     """The notebook file a local kernel was started for (its ``JPY_SESSION_NAME``) as a
     contents model, read as the contents API would be (at most MAX_CONTENTS_BYTES); or None
-    and why not, in words for the plan's line."""
+    and why not, in words for the plan's line.
+
+    The path comes from the kernel's environment, so its owner chose it: as root nbtui reads
+    it only as a regular file, not through a symlink, and (``owner``: the kernel's uid) only a
+    file of the kernel's own owner — never root's ``secret.ipynb`` carried into that user's server."""
+    import stat
+
     if not path:
         return None, "the process names no notebook file: it has no JPY_SESSION_NAME"
     shown = visible(path)
     if not path.endswith(".ipynb"):
         return None, f"{shown} on this host is not a notebook"
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONTENTS_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None, f"no file {shown} on this host"
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            return None, f"{shown} on this host is a symlink; nbtui does not read through one"
         return None, f"{shown} on this host cannot be read: {e.strerror or type(e).__name__}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"{shown} on this host is not a regular file"
+        if owner is not None and st.st_uid != owner:
+            return None, (f"{shown} on this host is owned by {_user_name(st.st_uid)}, not by the kernel's owner "
+                          f"{_user_name(owner)}")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            os.set_blocking(f.fileno(), True)
+            data = f.read(MAX_CONTENTS_BYTES + 1)
+    except OSError as e:
+        return None, f"{shown} on this host cannot be read: {e.strerror or type(e).__name__}"
+    finally:
+        os.close(fd)
     if len(data) > MAX_CONTENTS_BYTES:
         return None, f"{shown} on this host is over {MAX_CONTENTS_BYTES >> 20} MiB"
     try:
@@ -111,6 +135,15 @@ def read_local(path: Optional[str]) -> tuple[Optional[dict], Optional[str]]:
     if not isinstance(content, dict) or not isinstance(content.get("cells"), list):
         return None, f"{shown} on this host is not notebook JSON"
     return {"type": "notebook", "format": "json", "content": _rejoined(content), "size": len(data)}, None
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _rejoined(node):
@@ -134,15 +167,15 @@ def _rejoined(node):
 
 async def plan(target: ServerClient, path: str, *, source: Optional[ServerClient] = None,
                source_path: Optional[str] = None, overwrite: bool = False,
-               create_empty: bool = True, local: bool = False) -> NotebookPlan:
+               create_empty: bool = True, local: bool = False, owner: Optional[int] = None) -> NotebookPlan:
     """What bringing the notebook takes; reads only. Raises NotebookConflict for a different
     file at ``path`` unless ``overwrite``. ``local``: ``source_path`` is a file on this host
     (a kernel whose server is gone); when it cannot be read, the plan's note says why."""
     there = await _model(target, path)
-    p = NotebookPlan(KEEP, path, target.name, source_path, source.name if source else None, local=local)
+    p = NotebookPlan(KEEP, path, target.name, source_path, source.name if source else None, local=local, owner=owner)
     mine: Optional[dict] = None
     if local:
-        mine, p.note = read_local(source_path)
+        mine, p.note = read_local(source_path, owner)
     elif source is not None and source_path:
         mine = await _model(source, source_path)
     if mine is not None or (source is not None and source_path and not local):
@@ -178,7 +211,7 @@ async def apply(p: NotebookPlan, target: ServerClient, source: Optional[ServerCl
     if p.action not in (COPY, OVERWRITE, CREATE):
         return
     if p.local and p.action != CREATE:
-        p.model = read_local(p.source_path)[0] or p.model
+        p.model = read_local(p.source_path, p.owner)[0] or p.model
     elif source is not None and p.source_path and p.action != CREATE:
         p.model = await _model(source, p.source_path) or p.model
     if p.action in (COPY, CREATE) and await target.contents_exists(p.path):

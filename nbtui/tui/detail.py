@@ -44,6 +44,8 @@ def describe_row(r: Row, server: Optional[ServerInfo], error_style: str = "bold 
             row("orphan", ", ".join(r.reasons), error_style)
         row("server", f"{term.server}  {server.url if server else '—'}")
         row("user", term.user or "—")
+        if term.process_user and term.process_user != term.user:
+            row("os user", term.process_user)
         row("idle", f"{human_duration(term.idle_seconds)} · active {iso(term.last_activity) or '—'}")
         _usage_rows(row, term.usage, term.pid)
     else:
@@ -105,6 +107,8 @@ def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold r
     row("spec", k.kernel_name)
     if k.user:
         row("user", k.user)
+    if k.process_user and k.process_user != k.user:  # a hub's servers often all run as root
+        row("os user", k.process_user)
     conns = "—" if k.connections is None else k.connections
     row("state", f"{k.state} · {conns} conn · idle {human_duration(k.idle_seconds)}")
     row("active", iso(k.last_activity) or "—")

@@ -99,6 +99,8 @@ def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool,
         held = c.leftover_gpu_bytes
         parts.append((f"{c.leftovers} leftover" + (f" ({human_bytes(held)} GPU)" if held else ""),
                       f"{c.leftovers} leftover", f"bold {error}", 1))
+    if snap.stale_files:  # runtime files of servers gone (one that died this session too)
+        parts.append((f"{len(snap.stale_files)} stale", None, "dim", 5))
     if sort:
         parts.append((f"sorted by {sort} (column hidden)", f"by {sort}", "bold", 0))
     if marked:
@@ -122,8 +124,11 @@ def _detail(s: ServerInfo) -> str:
 def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] = ()) -> Text:
     """One line of the servers that answered, then one line per server that did not."""
     t = Text(no_wrap=False, overflow="ellipsis")
-    ok = [s for s in snap.servers if s.ok]
-    bad = [s for s in snap.servers if not s.ok]
+    from nbtui.server_groups import split_others
+
+    own, others = split_others(snap.servers)  # root: other users' discovered servers, one entry each
+    ok = [s for s in own if s.ok]
+    bad = [s for s in own if not s.ok]
     from nbtui.tui.hub import strip_entries
 
     for i, (name, extra) in enumerate(strip_entries(ok)):  # a hub's many servers: one count
@@ -132,6 +137,12 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
         t.append("● ", style=theme.success or "")
         t.append(visible(name), style="bold")
         t.append(f" {visible(extra)}" if extra else "")
+    for g in others:
+        if len(t):
+            t.append("   ")
+        t.append("● " if not g.unread else "◐ ", style=(theme.success if not g.unread else theme.warning) or "")
+        t.append(f"user {visible(g.owner)}", style="bold")
+        t.append(f" {g.summary()}")
     known = {s.name for s in snap.servers}
     for name in (w for w in waiting if w not in known):
         if len(t):
@@ -143,7 +154,20 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
         if len(t):
             t.append("\n")
         t.append_text(error_line(s, width, theme))
+    _holder_lines(t, snap, width, theme)
     return t
+
+
+def _holder_lines(t: Text, snap: Snapshot, width: int, theme) -> None:
+    """Below the servers: the GPUs whose used memory NVML names no process for, and the
+    processes found holding their device node (the lines of ``nbtui ls``, fitted to the width;
+    a GPU where none was found is left to ``ls``)."""
+    from nbtui.report import holder_lines
+
+    for line in holder_lines(snap, most=3, width=width, found_only=True):
+        if len(t):
+            t.append("\n")
+        t.append(line, style="bold" if not line.startswith(" ") else "")
 
 
 def error_line(s: ServerInfo, width: int, theme) -> Text:

@@ -13,7 +13,6 @@ from nbtui import columns as cols
 from nbtui import table_rows as tr
 from nbtui.columns import BY_KEY, Column, Layout  # noqa: F401  (re-exported for the screen)
 from nbtui.table_rows import DASH, MARK, ORPHAN, Row, matches, order  # noqa: F401
-from nbtui.units import human_duration
 
 # `s` cycles through these, in this order.
 SORT_CYCLE = ("idle", "gpu", "mem", "cpu", "server", "notebook", "state", "kernel", "user", "kind")
@@ -67,7 +66,7 @@ class CellCache:
             if cached is not None and cached[0] == sig:
                 new = cached[1]
                 if idle_at is not None:
-                    idle = human_duration(r.idle_seconds).rjust(idle_w)
+                    idle = tr.cell(r, "idle", idle_w)  # `busy 3m`, `unused`, or the idle time
                     if new[idle_at] != idle:
                         new = new[:idle_at] + (idle,) + new[idle_at + 1:]
             else:
