@@ -59,6 +59,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
+        # As wide as its longest line (a plan's lines are not wrapped at 40); max-width still holds.
+        longest = max([len(self.title_text), *(len(line) for line in self.lines)])
+        self.query_one("#confirm-box").styles.width = longest + 5  # padding, border, scrollbar
 
     def action_switch(self) -> None:
         no, yes = self.query_one("#no", Button), self.query_one("#yes", Button)

@@ -85,12 +85,7 @@ def plan_lines(steps: list[actions.Step], me: Optional[str] = None) -> list[str]
 
 
 class KillConfirm(ConfirmScreen):
-    """The confirmation, wide enough for a plan."""
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        longest = max([len(self.title_text), *(len(line) for line in self.lines)])
-        self.query_one("#confirm-box").styles.width = longest + 5  # padding, border, scrollbar; max-width still holds
+    """A kill plan's confirmation (as wide as the plan, like every confirmation)."""
 
 
 def result_message(outcomes: list[actions.Outcome]) -> tuple[str, bool]:
