@@ -107,13 +107,15 @@ class KernelTable(RowTable):
         cells were written. The cursor stays on its row's kernel where it moves, if
         ``follow`` or once someone put it on a row; else it keeps its place (the first rows
         stream in by server, in any order: the cursor stays on the top row meanwhile).
+        After ``set_layout`` (a resize) the rows are re-added and the cursor goes back to its
+        row's key; ``lost`` names the cursor's row when it is no longer among the rows.
 
         ``pre`` is every row's cells computed off the UI thread (by the snapshot runner)
         for a layout; used when it is this table's layout. Changed cells are written in
         place and only the changed visible rows are repainted.
         """
         cursor_key = self._keep or self.key_at_cursor()
-        kept, self._keep = self._keep is not None, None
+        self._keep = None
         self.lost = None
         kernels = list(kernels)
         keys = [k.key for k in kernels]
@@ -165,7 +167,7 @@ class KernelTable(RowTable):
         self._order = keys
         if cursor_key is not None and cursor_key not in self._text:
             self.lost = cursor_key  # the cursor stays at its place: on the row that came next
-        elif cursor_key is not None and (follow or self._placed or kept):
+        elif cursor_key is not None and (follow or self._placed):  # else (rows streaming in) the top row
             index = keys.index(cursor_key)
             if index != self.cursor_row:
                 self._moving = True
