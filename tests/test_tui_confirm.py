@@ -33,3 +33,25 @@ async def test_confirm_answers(keys, expected):
             await pilot.press(k)
         await pilot.pause()
     assert app.answers == [expected]
+
+
+class _LongPlan(App):
+    def on_mount(self) -> None:
+        self.push_screen(ConfirmScreen("Kill 30 kernels?", [f"gpu1:{i:08x}  nb{i}.ipynb" for i in range(30)], "Kill"))
+
+
+async def test_a_long_plan_scrolls_at_80x24_with_its_question_and_buttons_in_view():
+    app = _LongPlan()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        for selector in ("#confirm-title", "#no", "#yes"):
+            region = screen.query_one(selector).region
+            assert region.height and screen.region.contains_region(region), selector
+        box = screen.query_one("#confirm-box")
+        assert box.max_scroll_y > 0
+        await pilot.press("pagedown", "pagedown", "pagedown")
+        await pilot.pause()
+        text = "\n".join(s.text for s in screen._compositor.render_strips())
+        assert "nb29.ipynb" in text and "Kill 30 kernels?" in text and " No " in text, text
+        assert app.focused is screen.query_one("#no")  # still No: scrolling answers nothing

@@ -111,3 +111,78 @@ def test_errors_name_the_dialog_fields():
                        "--overwrite-notebook") == ("keep it and name another path with the Notebook field, "
                                                    "or replace it: tick \"Overwrite a different notebook file "
                                                    "on the target\"")
+
+
+class PlannedMigration:
+    """Stands in for nbtui.migrate.move.Migration: a fixed plan (the real one is in
+    tests/test_tui_migrate.py, against real servers), so the picture is the same each time."""
+
+    def __init__(self, opts):
+        from nbtui.migrate.move import Entry, Report
+
+        self.opts = opts
+        self.report = Report(
+            source={"server": "gpu1", "kernel_id": "80442938-1a2b", "notebook": "ana/train-resnet.ipynb"},
+            target={"server": opts.to, "kernel_name": "python3", "notebook": opts.notebook},
+            entries=[Entry("weights", "torch.Tensor", 4 << 30, serializer="torch", gpu=["cuda:0"],
+                           note="cuda:0 -> cpu (1 tensor)"),
+                     Entry("df", "pandas.DataFrame", 120 << 20, serializer="pickle"),
+                     Entry("cfg", "dict", 2048, serializer="pickle"),
+                     Entry("np", "module", status="import", module="numpy"),
+                     Entry("lock", "_thread.lock", status="skip", reason="not picklable", process_bound=True),
+                     Entry("log", "_io.TextIOWrapper", status="skip", reason="an open file", process_bound=True)])
+
+    async def prepare(self):
+        return self.report
+
+    async def cancel(self):
+        pass
+
+
+@pytest.fixture
+def planned(monkeypatch):
+    monkeypatch.setattr(actions, "migration_for", lambda fleet, k, opts, progress=None: PlannedMigration(opts))
+
+
+async def _planned_by_keys(pilot):
+    """m on the first row, then the keyboard alone: the first field has the focus, tab to
+    the notebook, enter plans; Move has the focus then."""
+    await settle(pilot)
+    app = pilot.app
+    await pilot.press("m")
+    await until(pilot, lambda: isinstance(app.screen, MigrateScreen) and app.screen.query("#mig-move"),
+                what="the migrate dialog")
+    await until(pilot, lambda: app.focused is not None and app.focused.id == "mig-to", what="the first field focused")
+    for box in app.screen.query("Input"):
+        box.cursor_blink = False
+    await pilot.press("tab", "enter")
+    await until(pilot, lambda: app.focused is not None and app.focused.id == "mig-move", what="Move focused")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_migrate_dialog_after_plan_at_80x24(snap_compare, colour, planned, theme):
+    assert snap_compare(app_with([holders()], theme=theme), terminal_size=(80, 24), run_before=_planned_by_keys)
+
+
+async def test_migrate_dialog_at_80x24_keeps_its_buttons_in_view_and_tab_reaches_each(planned):
+    app = app_with([holders()])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _planned_by_keys(pilot)
+        dialog = app.screen.query_one("#mig-dialog")
+        assert dialog.max_scroll_y > 0  # the plan does not fit: the dialog scrolls …
+        text = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        assert "3 names to move" in text and "Close" in text and "Plan" in text and "Move" in text, text
+        seen = []
+        for _ in range(8):  # … and tab goes round every field and button, none of them a dead stop
+            await pilot.press("tab")
+            seen.append(app.focused.id if app.focused is not None else None)
+            region = app.focused.region
+            if app.focused.id in ("mig-to", "mig-notebook"):  # its label reversed: focus seen without colour
+                assert app.focused.parent.has_class("-has-focus")
+            assert region.height and app.screen.region.contains_region(region), (app.focused, region)
+        assert seen[:7] == ["mig-to", "mig-notebook", "mig-keep", "mig-overwrite", "mig-close", "mig-plan-button",
+                            "mig-move"], seen
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert dialog.scroll_y > 0

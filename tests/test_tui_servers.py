@@ -87,3 +87,31 @@ async def test_k_on_rows_that_are_no_hub_user_server_says_so_and_readonly_refuse
         await until(pilot, lambda: any(n.message == "readonly: stopping servers is off" for n in app._notifications),
                     what="the readonly refusal")
         assert app.screen is screen
+
+
+async def test_end_goes_to_the_last_row_a_hub_row_says_what_k_does_and_an_error_shows_whole():
+    snap = hub_snapshot()
+    long = ("server lab: auth-failed: the token from environment variable NBTUI_LAB_TOKEN is not set; "
+            "set it, or name another source with `nbtui servers add lab URL --token-env VAR`")
+    snap = dataclasses.replace(snap, servers=tuple(
+        dataclasses.replace(s, status="auth-failed", error_kind="auth-failed", error=long) if s.name == "lab" else s
+        for s in snap.servers))
+    app = app_with([snap])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_servers(pilot)
+        await until(pilot, lambda: app.focused is screen.table, what="the table focused")
+        await pilot.press("end")
+        assert screen.table.cursor_row == len(screen._order) - 1
+        await pilot.press("home")
+        assert screen.table.cursor_row == 0
+        assert screen.select("hub")
+        await pilot.pause()
+        text = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        assert "A JupyterHub: its users' servers are the rows under it" in text, text
+        await pilot.press("k")
+        await until(pilot, lambda: any("nbtui does not stop a hub" in n.message for n in app._notifications),
+                    what="what k does on a hub")
+        assert screen.select("lab")
+        await pilot.pause()
+        note = " ".join(str(screen.query_one("#servers-note").render()).split())
+        assert note == long, note  # whole, wrapped

@@ -289,3 +289,36 @@ async def test_readonly_keys_say_so_once():
         notes = [n.message for n in app._notifications]
         for what in ("kill", "migrate", "interrupt", "restart"):
             assert notes.count(f"readonly: {what} is off") == 1, notes
+
+
+@pytest.mark.parametrize("theme", ["nbtui-dark", "nbtui-light", "nbtui-high-contrast", "nbtui-ansi"])
+def test_details_pane_at_200x50(snap_compare, colour, theme):
+    """At 200x50 the details (below the table, which keeps every column) take the room the
+    table leaves: an orphan's reasons first, its process and sparklines whole, no 8-line box."""
+    async def run(pilot):
+        await settle(pilot)
+        await pilot.press("down", "down")  # the hub user's orphaned kernel
+        await pilot.pause()
+
+    assert snap_compare(app_with([holders()], theme=theme), terminal_size=(200, 50), run_before=run)
+
+
+async def test_details_take_the_room_there_is_and_scroll_at_80x24():
+    app = app_with([holders()])
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot)
+        screen = app.fleet_screen
+        pane = screen.query_one("#detail")
+        assert pane.display and screen.table.size.height == len(screen.table.order) + 1  # no empty rows
+        assert pane.size.height > 30
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("d", "down", "down")
+        await pilot.pause()
+        text = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        assert "orphan   disconnected-idle" in text, text  # the reasons come first
+        await pilot.press("tab")  # the pane takes the focus and scrolls: PID and sparklines are reachable
+        assert app.focused is pane
+        await pilot.press("end")
+        await pilot.pause()
+        text = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        assert "pid 5100" in text and "MEM   2.0G" in text, text

@@ -64,6 +64,7 @@ class NbtuiApp(App):
         self.snapshot: Optional[Snapshot] = None
         self.snapshots_seen = 0
         self.theme_errors: list[str] = []
+        self._keyed_toasts: dict[str, Any] = {}  # the last toast of each key (notify(key=…))
         self._runner: Optional[SnapshotRunner] = runner  # may hold a read started before the app
         self._reading = False
         self._again = False
@@ -86,18 +87,34 @@ class NbtuiApp(App):
             self._fleet = fleet
         return self._fleet
 
-    def notify(self, message: str, *, markup: bool = True, **kwargs) -> None:
+    def notify(self, message: str, *, markup: bool = True, key: Optional[str] = None, **kwargs) -> None:
         """Every toast (the app's and every screen's, which call this) shows its text
-        literally: outside strings in it are never parsed as markup (nbtui.tui.safe)."""
+        literally: outside strings in it are never parsed as markup (nbtui.tui.safe).
+        ``key``: a toast of that key replaces the one before it (sorts, the cursor's row)
+        instead of stacking under it."""
         from nbtui.tui.safe import message as safe_message
 
-        super().notify(safe_message(message), markup=False, **kwargs)
+        if key is None:
+            super().notify(safe_message(message), markup=False, **kwargs)
+            return
+        from textual.notifications import Notification, Notify
+
+        old = self._keyed_toasts.pop(key, None)
+        if old is not None:
+            old.timeout = 0  # expired: dropped even if its Notify is still queued
+            if old in self._notifications:
+                self._unnotify(old)
+        toast = Notification(safe_message(message), kwargs.get("title", ""), kwargs.get("severity", "information"),
+                             kwargs.get("timeout") or self.NOTIFICATION_TIMEOUT, markup=False)
+        self._keyed_toasts[key] = toast
+        self.post_message(Notify(toast))
 
     # -- themes --------------------------------------------------------------------------
 
     def _register_themes(self, config_folder: Path | None, wanted: str) -> None:
         loaded, errors = theme_files.load_all(config_folder)
         self.theme_errors = errors
+        self.own_themes = [t.name for t in loaded]  # listed first by "Change theme"
         for t in loaded:
             self.register_theme(t)
         names = set(self.available_themes)
@@ -110,6 +127,11 @@ class NbtuiApp(App):
                     f"using {theme_files.DEFAULT_THEME}")
             if theme_files.DEFAULT_THEME in names:
                 self.theme = theme_files.DEFAULT_THEME
+
+    def search_themes(self) -> None:
+        from textual.command import CommandPalette
+
+        self.push_screen(CommandPalette(providers=[theme_files.OwnThemesFirst], placeholder="Search for themes…"))
 
     def watch_theme(self, theme: str) -> None:
         screen = self.fleet_screen

@@ -11,7 +11,7 @@ from typing import Iterable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -22,20 +22,25 @@ from nbtui.tui.safe import lines
 class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical {
+    ConfirmScreen > #confirm-box {
         width: auto; min-width: 40; max-width: 90%; height: auto; max-height: 90%;
-        border: thick $error; background: $surface; padding: 0 1;
+        border: thick $error; background: $surface; padding: 0 1; scrollbar-size-vertical: 1;
     }
-    ConfirmScreen #confirm-title { text-style: bold; width: 100%; margin-bottom: 1; }
-    ConfirmScreen #confirm-lines { width: 100%; height: auto; max-height: 16; overflow-y: auto; }
-    ConfirmScreen Horizontal { height: auto; width: 100%; align: right middle; margin-top: 1; }
+    ConfirmScreen #confirm-title { dock: top; text-style: bold; width: 100%; height: auto; margin-bottom: 1; }
+    ConfirmScreen #confirm-lines { width: 100%; height: auto; }
+    ConfirmScreen Horizontal { dock: bottom; height: auto; width: 100%; align: right middle; margin-top: 1; }
     ConfirmScreen Button { margin-left: 2; min-width: 10; }
+    ConfirmScreen Button:focus { text-style: bold reverse; }
     """
 
+    # The title and the buttons stay in view (docked); a long plan between them scrolls
+    # (pageup/pagedown), so the dialog fits 80x24 however many rows it names.
     BINDINGS = [
         Binding("escape,n", "answer(False)", "No"),
         Binding("y", "answer(True)", "Yes"),
         Binding("left,right,tab,shift+tab", "switch", "Switch", show=False),
+        Binding("pageup", "scroll(-1)", "Scroll up", show=False),
+        Binding("pagedown", "scroll(1)", "Scroll down", show=False),
     ]
 
     def __init__(self, title: str, lines: Iterable[str] = (), yes_label: str = "Yes") -> None:
@@ -45,7 +50,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.yes_label = yes_label
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with VerticalScroll(id="confirm-box", can_focus=False):
             yield Static(visible(self.title_text), id="confirm-title", markup=False)
             yield Static(lines(self.lines), id="confirm-lines", markup=False)
             with Horizontal():
@@ -54,10 +59,17 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
+        # As wide as its longest line (a plan's lines are not wrapped at 40); max-width still holds.
+        longest = max([len(self.title_text), *(len(line) for line in self.lines)])
+        self.query_one("#confirm-box").styles.width = longest + 5  # padding, border, scrollbar
 
     def action_switch(self) -> None:
         no, yes = self.query_one("#no", Button), self.query_one("#yes", Button)
         (yes if self.focused is no else no).focus()
+
+    def action_scroll(self, pages: int) -> None:
+        box = self.query_one("#confirm-box", VerticalScroll)
+        box.scroll_page_up() if pages < 0 else box.scroll_page_down()
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)

@@ -40,6 +40,8 @@ def describe_row(r: Row, server: Optional[ServerInfo], error_style: str = "bold 
                  "(a job lives on after its tab closes). k ends it through the server, then "
                  "what survives of its jobs.\n\n", style="italic")
         row("terminal", f"{term.server}/{term.name}")
+        if r.reasons:
+            row("orphan", ", ".join(r.reasons), error_style)
         row("server", f"{term.server}  {server.url if server else '—'}")
         row("user", term.user or "—")
         if term.process_user and term.process_user != term.user:
@@ -57,6 +59,9 @@ def describe_row(r: Row, server: Optional[ServerInfo], error_style: str = "bold 
             t.append("A Jupyter process outside every listed kernel, most likely of a server that "
                      "could not be read; not an orphan until that server is read.\n\n", style="italic")
         row("pid", f"{p.pid}  (user {p.user or '—'})")
+        if p.orphan_reasons:
+            row("orphan", ", ".join(p.orphan_reasons), error_style)
+            row("why", explain_process(p))
         row("command", p.cmdline or "—")
         row("notebook", p.notebook or "—")
         row("kernel", p.kernel_id or "—")
@@ -66,12 +71,7 @@ def describe_row(r: Row, server: Optional[ServerInfo], error_style: str = "bold 
                      f"GPU {human_bytes(p.gpu_memory_bytes)}")
         for g in p.gpus:
             row("", _gpu(g))
-        if p.orphan_reasons:
-            row("orphan", ", ".join(p.orphan_reasons), error_style)
-            row("why", explain_process(p))
         return t
-    if r.reasons:
-        row("orphan", ", ".join(r.reasons), error_style)
     return t
 
 
@@ -95,6 +95,9 @@ def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold r
     row = _rower(t)
 
     row("kernel", k.kernel_id)
+    if k.orphan_reasons:  # first: why it is flagged is what the pane is opened for
+        row("orphan", ", ".join(k.orphan_reasons), error_style)
+        row("why", explain_kernel(k).split(": ", 1)[-1])
     row("server", f"{k.server}  {server.url if server else '—'}")
     if k.session:
         row("notebook", k.session.path or "—")
@@ -124,9 +127,6 @@ def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold r
             row("children", f"{len(children)}: {shown}")
         if u.note:
             row("note", u.note, "italic")
-    if k.orphan_reasons:
-        row("orphan", ", ".join(k.orphan_reasons), error_style)
-        row("why", explain_kernel(k).split(": ", 1)[-1])
     return t
 
 
@@ -152,6 +152,7 @@ def spark(values: list[Optional[float]], width: int, top: Optional[float] = None
 class DetailPane(VerticalScroll):
     DEFAULT_CSS = """
     DetailPane { padding: 0 1; border-left: vkey $panel; }
+    DetailPane:focus { border-left: heavy $accent; }
     DetailPane #detail-text { height: auto; }
     DetailPane #detail-spark { height: auto; margin-top: 1; }
     """

@@ -68,8 +68,9 @@ def kernel_counts(snap: Snapshot) -> summary.Counts:
 
 
 def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool, shown: int, total: int,
-                 filtered: bool, orphans_only: bool, marked: int, frees: str, waiting: tuple[str, ...] = ()
-                 ) -> Text:
+                 filtered: bool, orphans_only: bool, marked: int, frees: str, waiting: tuple[str, ...] = (),
+                 sort: Optional[str] = None) -> Text:
+    """The summary line; ``sort``: a sort by a column the width hides (``CPU▼``), named here."""
     head = [("nbtui", "bold")]
     if readonly:
         head.append(("  READONLY", "bold reverse"))
@@ -101,6 +102,8 @@ def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool,
                       f"{c.leftovers} leftover", f"bold {error}", 1))
     if snap.stale_files:  # runtime files of servers gone (one that died this session too)
         parts.append((f"{len(snap.stale_files)} stale", None, "dim", 5))
+    if sort:
+        parts.append((f"sorted by {sort} (column hidden)", f"by {sort}", "bold", 0))
     if marked:
         parts.append((f"marked {marked}" + (f" ({frees})" if frees else ""), f"marked {marked}", "bold", 0))
     return fit_parts(head, parts, width)

@@ -20,7 +20,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input, Static
@@ -50,6 +50,9 @@ MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers",
 # Actions that need a row under the cursor (or marked).
 NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate", "rebind"}
 SIDE = 52  # the detail pane's width beside the table
+# What the filter box matches (nbtui.table_rows.matches): every field, named in its hint.
+FILTER_FIELDS = ("server", "id", "path", "spec", "state", "kind", "user", "reason")
+FILTER_HINT = f"filter: {', '.join(FILTER_FIELDS)} (escape clears)"
 TALL = 34  # at least this tall: details start open below a table that cannot keep them beside
 
 
@@ -63,8 +66,9 @@ class EmptyNote(Static, can_focus=True):
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical { width: 64; max-width: 100%; height: auto; max-height: 100%;
-                            border: thick $primary; background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll { width: 64; max-width: 100%; height: auto; max-height: 100%;
+                                  border: thick $primary; background: $surface; padding: 0 1;
+                                  scrollbar-size-vertical: 1; }
     """
     BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
 
@@ -80,7 +84,7 @@ class HelpScreen(ModalScreen[None]):
             t.append(what + "\n")
         for n in self.notes:
             t.append("\n" + n)
-        with Vertical():
+        with VerticalScroll():  # longer than 24 lines: up/down/pagedown scroll it
             yield Static(t, id="help-text")
 
 
@@ -108,8 +112,11 @@ class FleetScreen(Screen):
     FleetScreen.empty KernelTable { display: none; }
     FleetScreen DetailPane { display: none; width: 52; height: 1fr; scrollbar-size-vertical: 1; }
     FleetScreen.details DetailPane { display: block; }
-    FleetScreen.narrow DetailPane { width: 1fr; height: 9; border-left: none; border-top: hkey $panel; }
+    FleetScreen.narrow.details KernelTable { height: auto; max-height: 50%; }
+    FleetScreen.narrow DetailPane { width: 1fr; height: 1fr; border-left: none; border-top: hkey $panel; }
     FleetScreen.short.narrow DetailPane { display: none; }
+    FleetScreen.short.narrow KernelTable { height: 1fr; max-height: 100%; }
+    FleetScreen.narrow DetailPane:focus { border-top: heavy $accent; }
     """
 
     BINDINGS = [
@@ -215,7 +222,7 @@ class FleetScreen(Screen):
         self.set_class(not self.visible_rows(), "empty")
         yield TextLines("nbtui", id="summary")
         yield TextLines("", id="servers")
-        yield Input(placeholder="filter: server, id, path, spec, state (escape clears)", id="filter")
+        yield Input(placeholder=FILTER_HINT, id="filter")
         with Horizontal(id="body"):
             yield KernelTable(id="kernels")
             yield EmptyNote("", id="empty", markup=False)
@@ -284,9 +291,18 @@ class FleetScreen(Screen):
         if self.sort_key is None:
             return {}
         c = rows.BY_KEY[self.sort_key]
-        numeric = self.sort_key in tr.NUMERIC
-        down = numeric != self.sort_reverse
-        return {c.key: c.title + ("▼" if down else "▲")}
+        return {c.key: c.title + self._arrow()}
+
+    def _arrow(self) -> str:
+        down = (self.sort_key in tr.NUMERIC) != self.sort_reverse
+        return "▼" if down else "▲"
+
+    def hidden_sort(self) -> Optional[str]:
+        """The sort's column and direction (``CPU▼``) when the width hides that column (the
+        summary line names it then), else None."""
+        if self.sort_key is None or self.sort_key in {c.key for c in self.table.layout_columns}:
+            return None
+        return rows.BY_KEY[self.sort_key].title + self._arrow()
 
     # -- data ----------------------------------------------------------------------------
 
@@ -341,6 +357,11 @@ class FleetScreen(Screen):
             settled = getattr(self.app, "snapshots_seen", 2) > 1
             written = self.table.apply(kernels, self.marked_keys, self._style, restyle=restyle, pre=self._cells,
                                        follow=settled)
+            lost = self.table.lost
+            if lost is not None and lost not in self._by_key:  # gone from the fleet, not hidden by a filter
+                here = self.table.key_at_cursor()
+                self.app.notify(f"{row_label(lost)} is gone" + (f"; the cursor is on {row_label(here)}" if here else ""),
+                                timeout=4, key="cursor")
             if self.has_class("empty") != (not kernels):
                 self.refresh_bindings()
             self.set_class(not kernels, "empty")
@@ -404,7 +425,8 @@ class FleetScreen(Screen):
         marked = self.marked_rows
         t = summary_text(snap, width, theme=theme, readonly=self.readonly, shown=shown, total=total,
                          filtered=bool(self.filter_text or self.orphans_only), orphans_only=self.orphans_only,
-                         marked=len(self.marked_keys), frees=_frees(marked), waiting=self.waiting)
+                         marked=len(self.marked_keys), frees=_frees(marked), waiting=self.waiting,
+                         sort=self.hidden_sort())
         self.query_one("#summary", TextLines).show(t)
         if snap is not None or self.waiting:
             shown_snap = snap if snap is not None else Snapshot(generated_at=None)  # type: ignore[arg-type]
@@ -528,10 +550,14 @@ class FleetScreen(Screen):
         self.render_rows()
         self.render_summary()
         label = "fleet order" if self.sort_key is None else rows.BY_KEY[self.sort_key].title.lower()
-        self.notify(f"sorted by {label}" + (" (reversed)" if self.sort_reverse else ""), timeout=1.5)
+        self.app.notify(f"sorted by {label}" + (" (reversed)" if self.sort_reverse else ""), timeout=1.5,
+                        key="sort")
 
     def action_details(self) -> None:
         self.show_details = not self._details_visible()
+        pane = self.query_one(DetailPane)
+        if not self.show_details and pane.has_focus:
+            self.set_focus(self.table)  # not left on a hidden pane (its keys would scroll nothing)
         self._relayout()
         self.render_all()
 
@@ -629,11 +655,12 @@ class FleetScreen(Screen):
 
         self.app.push_screen(ServersScreen())
 
-    def show_server(self, name: str) -> None:
-        """Only ``name``'s kernels (the filter on its rows' keys, ``NAME:``)."""
+    def show_server(self, name: str, hub: bool = False) -> None:
+        """Only ``name``'s kernels (the filter on its rows' keys, ``NAME:``); a hub's: its
+        users' servers' (``NAME/``)."""
         box = self.query_one("#filter", Input)
         box.add_class("active")
-        box.value = f"{name}:"
+        box.value = f"{name}/" if hub else f"{name}:"
         self.table.focus()
 
     def action_migrate(self) -> None:
@@ -724,7 +751,16 @@ class FleetScreen(Screen):
                 what = b.description + (" (off: readonly)" if self.readonly and b.action in MUTATING else "")
                 keys.append((_key_label(b.key), what))
         keys.insert(3, ("ctrl+p", "command palette: every action, and Change theme"))
+        keys.insert(keys.index(("d", "Details")) + 1, ("tab", "the details pane and back (up/down scroll it)"))
         return keys
+
+
+def row_label(key: str) -> str:
+    """A row's key as the screen names it: ``SERVER:KERNEL8``, ``terminal:SERVER/NAME``, ``pid:N``."""
+    if key.startswith(("terminal:", "pid:")):
+        return visible(key)
+    server, _, kid = key.rpartition(":")
+    return visible(f"{server}:{kid[:8]}")
 
 
 def _short(seconds: float) -> str:

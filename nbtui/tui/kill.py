@@ -85,12 +85,7 @@ def plan_lines(steps: list[actions.Step], me: Optional[str] = None) -> list[str]
 
 
 class KillConfirm(ConfirmScreen):
-    """The confirmation, wide enough for a plan."""
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        longest = max([len(self.title_text), *(len(line) for line in self.lines)])
-        self.query_one(Vertical).styles.width = longest + 4  # padding and border; max-width still holds
+    """A kill plan's confirmation (as wide as the plan, like every confirmation)."""
 
 
 def result_message(outcomes: list[actions.Outcome]) -> tuple[str, bool]:
@@ -238,16 +233,17 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, defaults: actions.CullPolicy):
+    def __init__(self, defaults: actions.CullPolicy, idle_from: str = ""):
         super().__init__()
         self.defaults = defaults
+        self.idle_from = idle_from  # where the default idle comes from: "[cull] idle in config.toml"
 
     def compose(self) -> ComposeResult:
         d = self.defaults
         with Vertical():
             yield Static("Cull kernels and leftover processes", id="cull-title")
-            yield Static(f"Idle longer than ({DURATION_FORMS}; empty: idle time is no rule)",
-                         classes="field", markup=False)
+            yield Static(f"Idle longer than ({DURATION_FORMS}; empty: idle time is no rule)"
+                         + (f"; default: {self.idle_from}" if self.idle_from else ""), classes="field", markup=False)
             yield Input(value=human_duration(d.idle) if d.idle is not None else "", id="cull-idle",
                         placeholder="e.g. 2h")
             yield Checkbox("Every orphan (kernels and processes with a reason)", d.orphans, id="cull-orphans")
@@ -292,11 +288,14 @@ def cull(screen) -> None:
     """The "Cull…" palette command: policy, plan, confirmation, then act under the cull lock."""
     app = screen.app
     s = app.settings
-    defaults = actions.CullPolicy(idle=s.cull_idle if s.cull_idle is not None else s.orphan_idle,
+    # The configured idle: [cull] idle, else the idle threshold the screen counts by ([orphans] idle).
+    configured = s.cull_idle is not None
+    defaults = actions.CullPolicy(idle=s.cull_idle if configured else s.orphan_idle,
                                   orphans=s.cull_orphans, gpu_only=s.cull_gpu_only)
+    idle_from = "[cull] idle in config.toml" if configured else "the idle threshold ([orphans] idle)"
 
     async def flow() -> None:
-        policy = await app.push_screen_wait(CullScreen(defaults))
+        policy = await app.push_screen_wait(CullScreen(defaults, idle_from))
         snapshot = screen.snapshot
         if policy is None or snapshot is None:
             return

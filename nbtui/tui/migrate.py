@@ -63,27 +63,37 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
 
     """Dismisses with the report's JSON after a move, None otherwise."""
 
+    # The dialog scrolls between its title and its buttons, which stay in view at 80x24
+    # (docked); its fields are one line each. Focus shows without colour: the focused
+    # field's label and button are reversed.
     DEFAULT_CSS = """
     MigrateScreen { align: center middle; }
-    MigrateScreen > Vertical {
+    MigrateScreen > #mig-dialog {
         width: 96; max-width: 100%; height: auto; max-height: 100%;
-        border: thick $accent; background: $surface; padding: 0 1;
+        border: thick $accent; background: $surface; padding: 0 1; scrollbar-size-vertical: 1;
     }
-    MigrateScreen #mig-title { text-style: bold; width: 100%; }
-    MigrateScreen .row { height: auto; width: 100%; }
-    MigrateScreen .row Label { width: 12; padding: 1 0 0 0; }
+    MigrateScreen #mig-title { dock: top; text-style: bold; width: 100%; height: auto; }
+    MigrateScreen .row { height: auto; width: 100%; margin-top: 1; }
+    MigrateScreen .row Label { width: 12; }
+    MigrateScreen .row.-has-focus Label { text-style: bold reverse; }
     MigrateScreen Select { width: 1fr; }
     MigrateScreen Input { width: 1fr; }
-    MigrateScreen #mig-plan { height: auto; max-height: 12; border: round $panel; }
+    MigrateScreen #mig-keep { margin-top: 1; }
+    MigrateScreen BoxCheckbox:focus > .toggle--label { text-style: bold reverse; }
+    MigrateScreen #mig-plan { height: auto; border: round $panel; }
     MigrateScreen #mig-progress { width: 100%; margin-top: 1; display: none; }
     MigrateScreen #mig-progress.started { display: block; }
     MigrateScreen #mig-status { width: 100%; height: auto; }
     MigrateScreen #mig-status.error { color: $error; }
-    MigrateScreen #mig-buttons { height: auto; width: 100%; align: right middle; }
+    MigrateScreen #mig-buttons { dock: bottom; height: auto; width: 100%; align: right middle; margin-top: 1;
+                                 background: $surface; }
     MigrateScreen Button { margin-left: 2; min-width: 10; }
+    MigrateScreen Button:focus { text-style: bold reverse; }
     """
 
-    BINDINGS = [Binding("escape", "close", "Close")]
+    BINDINGS = [Binding("escape", "close", "Close"),
+                Binding("pageup", "scroll(-1)", "Scroll up", show=False),
+                Binding("pagedown", "scroll(1)", "Scroll down", show=False)]
 
     def __init__(self, kernel: Kernel, servers: list[str]):
         super().__init__()
@@ -101,31 +111,44 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         k = self.kernel
         where = k.session.path if k.session else "no session"
         others = [s for s in self.servers if s != k.server] or self.servers
-        with Vertical():
+        with VerticalScroll(id="mig-dialog", can_focus=False):  # its fields and buttons take the tab stops
             yield Static(message(f"Migrate {k.server}:{k.kernel_id[:8]} ({where}) — its variables move into a new kernel"),
                          id="mig-title", markup=False)
             with Horizontal(classes="row"):
                 yield Label("To server")
                 yield Select([(s, s) for s in self.servers], value=others[0] if others else Select.BLANK,
-                             allow_blank=not others, id="mig-to")
+                             allow_blank=not others, id="mig-to", compact=True)
             with Horizontal(classes="row"):
                 yield Label("Notebook")
                 yield Input(value=k.session.path if k.session else "", placeholder="path on the target, e.g. work/nb.ipynb",
-                            id="mig-notebook")
+                            id="mig-notebook", compact=True)
             yield Checkbox("Keep the source kernel running afterwards", id="mig-keep")
             yield Checkbox("Overwrite a different notebook file on the target", id="mig-overwrite")
-            with VerticalScroll(id="mig-plan"):
+            yield ProgressBar(total=None, show_eta=False, id="mig-progress")
+            yield Static("", id="mig-status", markup=False)  # above the plan: in view after Plan
+            with Vertical(id="mig-plan"):  # the dialog scrolls it (pageup/pagedown); no tab stop of its own
                 yield Static("Plan shows what moves, what is imported and what is skipped, and why.",
                              id="mig-plan-text", markup=False)
-            yield ProgressBar(total=None, show_eta=False, id="mig-progress")
-            yield Static("", id="mig-status", markup=False)
-            with Horizontal(id="mig-buttons"):
-                yield Button("Close", id="mig-close")
-                yield Button("Plan", id="mig-plan-button", variant="primary")
-                yield Button("Move", id="mig-move", variant="error", disabled=True)
+            with Horizontal(id="mig-buttons"):  # docked: in view however far the dialog scrolls
+                yield Button("Close", id="mig-close", compact=True)
+                yield Button("Plan", id="mig-plan-button", variant="primary", compact=True)
+                yield Button("Move", id="mig-move", variant="error", disabled=True, compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#mig-plan-button", Button).focus()
+        self.query_one("#mig-to", Select).focus()  # the first field: tab goes on to the notebook, boxes, buttons
+
+    def on_descendant_focus(self, event) -> None:
+        # The focused field's label is reversed (not by colour alone); CSS :focus-within
+        # does not restyle a sibling label when the focus moves.
+        for row in self.query(".row"):
+            row.set_class(row in event.widget.ancestors, "-has-focus")
+
+    def action_scroll(self, pages: int) -> None:
+        dialog = self.query_one("#mig-dialog", VerticalScroll)
+        if pages < 0:
+            dialog.scroll_page_up()
+        else:
+            dialog.scroll_page_down()
 
     # -- state -----------------------------------------------------------------------------
 
@@ -210,7 +233,8 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         self.migration = migration
         self.query_one("#mig-plan-text", Static).update(lines(field_words(x) for x in plan_lines(report)))
         n = len(report.moved)
-        self.status(f"{n} name{'s' if n != 1 else ''} to move; Move asks before anything changes")
+        self.status(f"{n} name{'s' if n != 1 else ''} to move; Move asks before anything changes"
+                    " (pageup/pagedown scroll the plan)")
         move = self.query_one("#mig-move", Button)
         move.disabled = False
         move.focus()

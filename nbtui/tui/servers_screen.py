@@ -20,10 +20,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 
 from nbtui.model import ServerInfo, Snapshot
+from nbtui.secrets import redact
 from nbtui.text import visible
 from nbtui.tui.safe import plain
 from nbtui.tui.textline import TextLines
 from nbtui.tui.keys_footer import KeysFooter
+from nbtui.tui.table import RowTable
 from nbtui.units import human_duration, middle_truncate
 
 if TYPE_CHECKING:
@@ -53,6 +55,15 @@ def ordered(servers: tuple[ServerInfo, ...] | list[ServerInfo]) -> list[ServerIn
 
 def is_user_server(s: Optional[ServerInfo]) -> bool:
     return s is not None and s.source == "hub" and s.user is not None
+
+
+def is_hub(s: Optional[ServerInfo]) -> bool:
+    """A hub's own row (its users' servers are the rows under it)."""
+    return s is not None and s.source == "hub" and s.user is None
+
+
+HUB_NOTE = ("A JupyterHub: its users' servers are the rows under it; k on one of them stops that "
+            "server through the hub (after a confirmation); enter shows every kernel of its users.")
 
 
 def _ago(now: Optional[dt.datetime], then: Optional[dt.datetime]) -> str:
@@ -96,7 +107,8 @@ class ServersScreen(Screen):
     ServersScreen { layout: vertical; }
     ServersScreen #servers-title { height: auto; background: $panel; padding: 0 1; }
     ServersScreen DataTable { height: 1fr; }
-    ServersScreen #servers-note { height: auto; max-height: 3; padding: 0 1; color: $text-muted; }
+    ServersScreen #servers-note { height: auto; max-height: 50%; padding: 0 1; color: $text-muted; }
+    ServersScreen #servers-note.error { color: $text; }
     """
 
     BINDINGS = [
@@ -116,7 +128,7 @@ class ServersScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield TextLines("Servers", id="servers-title")
-        yield DataTable(id="server-table", cursor_type="row", zebra_stripes=False)
+        yield RowTable(id="server-table", cursor_type="row", zebra_stripes=False)
         yield TextLines("", id="servers-note")
         yield KeysFooter(compact=True, show_command_palette=False)
 
@@ -207,19 +219,23 @@ class ServersScreen(Screen):
                 t.append(f" ({proxied} read through the proxy, which marks them active)")
         self.query_one("#servers-title", TextLines).show(t)
         s = self.selected
-        note = Text(no_wrap=False)
+        note = Text(no_wrap=False)  # wrapped: an error is read whole here (the fleet screen cuts it to a line)
         if s is None:
             note.append("No servers yet." if not servers else "")
+        elif s.error:
+            note.append(visible(redact(s.error)))
         elif is_user_server(s):
             note.append("k stops this user's server through the hub (after a confirmation); "
                         "enter shows its kernels.")
-            if s.route_note:
-                note.append("\n" + visible(s.route_note))
-        elif s.error:
-            note.append(visible(s.error))
+        elif is_hub(s):
+            note.append(HUB_NOTE)
         else:
             note.append("enter shows this server's rows; k stops hub users' servers only.")
-        self.query_one("#servers-note", TextLines).show(note)
+        if is_user_server(s) and s is not None and s.route_note:
+            note.append("\n" + visible(s.route_note))
+        notes = self.query_one("#servers-note", TextLines)
+        notes.set_class(bool(s is not None and s.error), "error")
+        notes.show(note)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._title(ordered(self.snapshot.servers) if self.snapshot is not None else [])
@@ -242,9 +258,12 @@ class ServersScreen(Screen):
         if s is None:
             return
         if not is_user_server(s):
-            what = "a hub" if s.source == "hub" else "not a hub user's server"
-            self.notify(f"{visible(s.name)} is {what}: k stops a hub user's single-user server "
-                        "(the rows under a hub)", severity="warning", timeout=4)
+            if is_hub(s):
+                self.notify(f"{visible(s.name)} is a hub: nbtui does not stop a hub. {HUB_NOTE}",
+                            severity="warning", timeout=6)
+            else:
+                self.notify(f"{visible(s.name)} is not a hub user's server: k stops a hub user's "
+                            "single-user server (the rows under a hub)", severity="warning", timeout=4)
             return
         from nbtui.tui.hub import confirm_stop
 
@@ -255,7 +274,7 @@ class ServersScreen(Screen):
         self.app.pop_screen()
         fleet = self.app.fleet_screen
         if s is not None and fleet is not None:
-            fleet.show_server(s.name)
+            fleet.show_server(s.name, hub=is_hub(s))
 
     def action_back(self) -> None:
         self.app.pop_screen()

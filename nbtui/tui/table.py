@@ -16,13 +16,29 @@ from nbtui.tui.rows import CellCache, Layout, Row, cells, layout_of, with_mark
 Styler = Callable[[str, str, bool], object]  # (column key, text, orphan row) -> renderable
 
 
-class KernelTable(DataTable):
+class RowTable(DataTable):
+    """A row-cursor DataTable whose home and end go to the first and last row (DataTable's
+    own scroll sideways in row mode: end seemed to do nothing)."""
+
+    BINDINGS = [
+        Binding("home", "first_row", "First row", show=False),
+        Binding("end", "last_row", "Last row", show=False),
+    ]
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+
+
+class KernelTable(RowTable):
     """A DataTable that knows its rows' plain text, so a refresh touches only what changed."""
 
     BINDINGS = [
         Binding("enter", "select_cursor", "Console"),  # shown first in the footer (the screen opens it)
-        Binding("home", "first_row", "First row", show=False),
-        Binding("end", "last_row", "Last row", show=False),
     ]
 
     def __init__(self, **kw):
@@ -34,6 +50,8 @@ class KernelTable(DataTable):
         self._cells = CellCache()  # used when the runner's cells are not for this layout
         self._placed = False  # someone put the cursor on a row (a key, a click, select()): it follows that row
         self._moving = False  # apply() moves the cursor itself
+        self._keep: Optional[str] = None  # the cursor's row across set_layout (its rows are re-added)
+        self.lost: Optional[str] = None  # the last apply() lost the cursor's row (it went): its key
 
     def watch_cursor_coordinate(self, old, new) -> None:
         super().watch_cursor_coordinate(old, new)
@@ -46,17 +64,16 @@ class KernelTable(DataTable):
     def layout_columns(self) -> list:
         return [c for c, _ in self.col_layout]
 
-    def action_first_row(self) -> None:
-        if self._order:
-            self.move_cursor(row=0, animate=False)
-
-    def action_last_row(self) -> None:
-        if self._order:
-            self.move_cursor(row=len(self._order) - 1, animate=False)
-
     def set_layout(self, layout: Layout, labels: dict[str, str]) -> None:
-        """Replace the columns (a resize across a breakpoint); rows are re-added by the next apply."""
-        self.clear(columns=True)
+        """Replace the columns (a resize across a breakpoint); rows are re-added by the next
+        apply, and the cursor goes back to its row's key there (not to the first row)."""
+        if self._keep is None:
+            self._keep = self.key_at_cursor()
+        self._moving = True  # clearing puts the cursor on row 0: nobody chose that row
+        try:
+            self.clear(columns=True)
+        finally:
+            self._moving = False
         self._text.clear()
         self._orphan.clear()
         self._order = []
@@ -90,12 +107,16 @@ class KernelTable(DataTable):
         cells were written. The cursor stays on its row's kernel where it moves, if
         ``follow`` or once someone put it on a row; else it keeps its place (the first rows
         stream in by server, in any order: the cursor stays on the top row meanwhile).
+        After ``set_layout`` (a resize) the rows are re-added and the cursor goes back to its
+        row's key; ``lost`` names the cursor's row when it is no longer among the rows.
 
         ``pre`` is every row's cells computed off the UI thread (by the snapshot runner)
         for a layout; used when it is this table's layout. Changed cells are written in
         place and only the changed visible rows are repainted.
         """
-        cursor_key = self.key_at_cursor()
+        cursor_key = self._keep or self.key_at_cursor()
+        self._keep = None
+        self.lost = None
         kernels = list(kernels)
         keys = [k.key for k in kernels]
         wanted = set(keys)
@@ -144,7 +165,9 @@ class KernelTable(DataTable):
         elif changed:
             self._repaint_rows(changed, everything=moved)
         self._order = keys
-        if cursor_key is not None and cursor_key in self._text and (follow or self._placed):
+        if cursor_key is not None and cursor_key not in self._text:
+            self.lost = cursor_key  # the cursor stays at its place: on the row that came next
+        elif cursor_key is not None and (follow or self._placed):  # else (rows streaming in) the top row
             index = keys.index(cursor_key)
             if index != self.cursor_row:
                 self._moving = True

@@ -18,7 +18,7 @@ else:  # Python 3.10
     import tomli as tomllib
 
 from textual.color import Color, ColorParseError
-from textual.theme import Theme
+from textual.theme import Theme, ThemeProvider
 
 DEFAULT_THEME = "nbtui-dark"
 _COLOUR_KEYS = ("primary", "secondary", "warning", "error", "success", "accent",
@@ -92,6 +92,16 @@ def load_all(config_folder: Path | None = None) -> tuple[list[Theme], list[str]]
                 continue
             themes[theme.name] = theme
     return list(themes.values()), errors
+
+
+class OwnThemesFirst(ThemeProvider):
+    """"Change theme" lists nbtui's themes (shipped, then the user's) first, then Textual's."""
+
+    @property
+    def commands(self):
+        every = super().commands
+        own = set(getattr(self.app, "own_themes", ()))
+        return [c for c in every if c[0] in own] + [c for c in every if c[0] not in own]
 
 
 def for_rich(theme: Theme) -> Theme:
