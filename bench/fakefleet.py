@@ -11,7 +11,8 @@ session's ``kernel`` the full kernel model, as jupyter_server sends it), ``/api/
 0.01), each ``GET /api/kernels`` first changes that share of the server's kernels (state
 flipped, ``last_activity`` now): a fleet where 1 % of the kernels change between refreshes.
 ``GET /_stats`` counts the kernel listings served (``kernels_gets``) and when each came
-(``times``, ``time.monotonic()``), for the benchmark.
+(``times``, ``time.monotonic()``) and every request by its kind (``requests``: "kernels",
+"sessions", "contents", ...), for the benchmark.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class FakeServer:
         now = time.time()
         self.rng, self.change, self.lock = rng, change, threading.Lock()
         self.kernels_gets = 0
+        self.requests: dict[str, int] = {}  # requests served, by the part after /api/ ("contents", ...)
         self.times: list[float] = []  # time.monotonic() of each kernel listing (the same clock in every process)
         self.kernels = []
         self.paths: dict[str, str] = {}  # kernel id -> notebook path
@@ -93,6 +95,10 @@ class FakeServer:
             return self.kernels_body
 
     def answer(self, path: str) -> bytes | None:
+        if path != "/_stats":
+            kind = path.split("/")[2] if path.startswith("/api/") else path
+            with self.lock:
+                self.requests[kind] = self.requests.get(kind, 0) + 1
         if path == "/api/kernels":
             return self.list_kernels()
         if path == "/api/sessions":
@@ -100,7 +106,8 @@ class FakeServer:
                 return self.sessions_body
         if path == "/_stats":
             with self.lock:
-                return json.dumps({"kernels_gets": self.kernels_gets, "times": self.times}).encode()
+                return json.dumps({"kernels_gets": self.kernels_gets, "times": self.times,
+                                   "requests": self.requests}).encode()
         if path.startswith("/api/contents/"):
             return self.contents.get(unquote(path[len("/api/contents/"):]).strip("/"))
         return self.static.get(path.rstrip("/") or path)

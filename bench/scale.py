@@ -164,6 +164,13 @@ def tui_case(base: Path) -> dict:
             def listings() -> list[float]:
                 return httpx.get(stats, timeout=30).json()["times"]
 
+            def requests() -> dict[str, int]:  # every server's, by kind
+                out: dict[str, int] = {}
+                for p in ports:
+                    for kind, n in httpx.get(f"http://127.0.0.1:{p}/_stats", timeout=30).json()["requests"].items():
+                        out[kind] = out.get(kind, 0) + n
+                return out
+
             deadline = time.monotonic() + 120
             while len(listings()) < 4:  # the first read and three refreshes: steady state
                 if time.monotonic() > deadline:
@@ -185,16 +192,17 @@ def tui_case(base: Path) -> dict:
             # From the start of one refresh to the start of the first one TUI_SECONDS later:
             # whole refresh cycles, so the CPU divides by the refreshes exactly.
             n0 = len(next_listing(len(listings())))
-            c0, f0, t0 = tree_cpu(pid), tree_cpu(fake), time.monotonic()
+            c0, f0, t0, r0 = tree_cpu(pid), tree_cpu(fake), time.monotonic(), requests()
             time.sleep(TUI_SECONDS)
             times = next_listing(len(listings()))
-            c1, f1, t1 = tree_cpu(pid), tree_cpu(fake), time.monotonic()
+            c1, f1, t1, r1 = tree_cpu(pid), tree_cpu(fake), time.monotonic(), requests()
         finally:
             subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True)
         refreshes = len(times) - n0
         gaps = [b - a for a, b in zip(times[n0 - 1:], times[n0:])]  # start to start: a read and the 2 s wait
         return {"refreshes": refreshes, "seconds": t1 - t0, "cpu_ms": (c1 - c0) * 1000 / max(refreshes, 1),
                 "core_share": (c1 - c0) / (t1 - t0), "fake_share": (f1 - f0) / (t1 - t0), "gaps": gaps,
+                "requests": {k: (n - r0.get(k, 0)) / max(refreshes, 1) for k, n in sorted(r1.items())},
                 "rows_seen": rows_seen}
 
 
@@ -243,7 +251,8 @@ def main() -> None:
                   f"{t['seconds']:.0f} s; whole-process CPU {t['cpu_ms']:.0f} ms per refresh "
                   f"({t['core_share']:.0%} of a core; the fake servers' process {t['fake_share']:.0%}); reads (gap between refreshes - {REFRESH:g} s wait) "
                   f"{spread([g - REFRESH for g in gaps])} s; kernel rows on screen: "
-                  f"{'yes' if t['rows_seen'] else 'NOT SEEN'}", flush=True)
+                  f"{'yes' if t['rows_seen'] else 'NOT SEEN'}; requests per refresh, all servers: "
+                  f"{', '.join(f'{k} {n:.0f}' for k, n in t['requests'].items())}", flush=True)
             last.append(f"bench scale-tui-cpu: nbtui {t['cpu_ms']:.0f} ms CPU per refresh vs limit "
                         f"{TUI_CPU_LIMIT_MS:.0f} ms, ratio {t['cpu_ms'] / TUI_CPU_LIMIT_MS:.2f} (goal <= 1)")
             last.append(f"bench scale-tui-read: nbtui longest read {longest:.2f} s vs refresh interval "
