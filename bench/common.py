@@ -20,8 +20,7 @@ from typing import Callable, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
 
-NOISY = ("this machine has 2 cores shared with other jobs: figures are noisy; medians of runs "
-         "interleaved A/B/A/B, spread (min-max) in brackets")
+NOISY = "this machine has 2 cores shared with other jobs: figures are noisy; medians, their spread (min-max) in brackets"
 
 
 @contextmanager
