@@ -57,7 +57,7 @@ async def main(hub: str) -> None:
         jobs = [read_server(client, hub, u["name"], s, gate)
                 for u in await users(client, hub) for s in (u.get("servers") or {}).values() if s.get("ready")]
         per_server = await asyncio.gather(*jobs)
-    json.dump({"kernels": [row for rows in per_server for row in rows]}, sys.stdout)
+    sys.stdout.write(json.dumps({"kernels": [row for rows in per_server for row in rows]}))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ async def main(urls: list[str]) -> None:
     headers = {"Authorization": f"token {token}"} if token else {}
     async with httpx.AsyncClient(headers=headers, timeout=60) as client:
         per_server = await asyncio.gather(*(read(client, u) for u in urls))
-    json.dump({"kernels": [row for rows in per_server for row in rows]}, sys.stdout)
+    sys.stdout.write(json.dumps({"kernels": [row for rows in per_server for row in rows]}))
 
 
 if __name__ == "__main__":
