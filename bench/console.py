@@ -24,14 +24,13 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import channel_rtts, zmq_rtts  # noqa: E402
+from bench.common import channel_rtts, scratch, zmq_rtts  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
 STREAM_CODE = "for i in range({n}): print(i)"
@@ -156,7 +155,12 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=200_000)
     args = ap.parse_args()
 
-    server = JupyterServer(Path(tempfile.mkdtemp(prefix="nbtui-bench-console-")), name="bench").start()
+    with scratch("nbtui-bench-console-") as base:
+        run(base, args)
+
+
+def run(base: Path, args: argparse.Namespace) -> None:
+    server = JupyterServer(base, name="bench").start()
     try:
         kid = server.start_kernel()
         server.run_code(kid, "pass")

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import NOISY, scratch  # noqa: E402
+from bench.common import measure as measure_run  # noqa: E402
 from tests.fakehttp import FakeHTTP  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
@@ -31,27 +31,19 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 CAP = 64 << 20  # nbtui's default max_body
 HOSTILE_TIMEOUT = 1.0
 
-# Runs the command and prints its wall time and the peak RSS of it (the only child).
-_MEASURE = (
-    "import resource, subprocess, sys, time\n"
-    "t = time.perf_counter()\n"
-    "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
-    "dt = time.perf_counter() - t\n"
-    "print(r.returncode, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
-)
-
-
 def measure(cmd: list[str], env: dict) -> tuple[float, int]:
-    out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
-    code, wall, rss = int(out[0]), float(out[1]), int(out[2])
-    if code not in (0, 4):
-        raise SystemExit(f"{' '.join(cmd)} exited {code}")
-    return wall, rss
+    """Wall seconds and peak RSS of one run in a fresh child (exit 4, some servers unread, is expected)."""
+    r = measure_run(cmd, env, ok=(0, 4))
+    return r.wall, r.rss
 
 
 def main() -> None:
-    base = Path(tempfile.mkdtemp(prefix="nbtui-bench-hostile-"))
+    print(NOISY)
+    with scratch("nbtui-bench-hostile-") as base:
+        run(base)
+
+
+def run(base: Path) -> None:
     healthy: list[JupyterServer] = []
     try:
         cfg = base / "cfg"

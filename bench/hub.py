@@ -16,7 +16,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.common import channel_rtts, median_of, zmq_rtts  # noqa: E402
+from bench.common import channel_rtts, median_of, scratch, zmq_rtts  # noqa: E402
 from tests.hub import Hub  # noqa: E402
 from tests.jupyter import JupyterServer, wait_for  # noqa: E402
 
@@ -67,7 +66,11 @@ async def proxy_rtts(hub: Hub, user: str, kid: str, n: int, url: str | None = No
 
 
 def main() -> None:
-    base = Path(tempfile.mkdtemp(prefix="nbtui-bench-hub-"))
+    with scratch("nbtui-bench-hub-") as base:
+        run(base)
+
+
+def run(base: Path) -> None:
     hub = Hub(base / "hub", users=USERS, activity_interval=INTERVAL)
     one = None
     try:

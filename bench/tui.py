@@ -7,8 +7,9 @@ Run from the repository root: `python bench/tui.py` (needs tmux for the first pa
    in the same tmux, a hello-world Textual app from process start to its first paint
    (the peer: what any Textual app costs before it draws anything).
 2. 5,000 kernels over 20 servers (generated REST data, served by a child process): the
-   UI-thread cost (CPU time of that thread) of one refresh where 1 % of the cells change
-   (cells updated in place),
+   whole-process CPU (every thread: rows and cells built, applied, repainted; the read itself
+   is bench/scale.py's) of one refresh where 1 % of the cells change (cells updated in place),
+   its UI-thread part
    against rebuilding the table from scratch in the same run; and the RSS of the process.
 3. `nbtui demo` in tmux, from Enter to its first notebook row on screen, against a bare
    jupyter_server's start to its first answer (`/api/status`), runs interleaved in the same
@@ -325,13 +326,17 @@ async def fleet_scale(ports: list[int]) -> dict:
 
         # CPU time of the UI thread (time.thread_time): the apply and the repaint that
         # follows, without the idle wait for the next frame and without the runner's thread.
-        incremental, rebuild = [], []
+        # Also the whole process's CPU (time.process_time: every thread) from the rows and cells
+        # being built to the repaint; the read itself (HTTP, parsing) is bench/scale.py's scale-tui-cpu.
+        incremental, rebuild, whole = [], [], []
         for snap in snaps:
+            p = time.process_time()
             snap, index, cells, table_rows = read_of(snap)
             t = time.thread_time()
             screen.apply_snapshot(snap, index, cells, table_rows)  # what the UI thread does on each refresh
             await pilot.pause()  # and the repaint that follows
             incremental.append(time.thread_time() - t)
+            whole.append(time.process_time() - p)
         for snap in snaps[:RUNS]:
             snap, index, cells, table_rows = read_of(snap)
             t = time.thread_time()
@@ -341,6 +346,7 @@ async def fleet_scale(ports: list[int]) -> dict:
             rebuild.append(time.thread_time() - t)
         out["incremental_ms"] = statistics.median(incremental) * 1000
         out["rebuild_ms"] = statistics.median(rebuild) * 1000
+        out["whole_ms"] = statistics.median(whole) * 1000
         out["rss_mb"] = psutil.Process().memory_info().rss / 2**20
         out["rows"] = len(screen.table.order)
     return out
@@ -386,8 +392,11 @@ def main() -> None:
     print(f"bench tui-start: nbtui {start:.2f} s vs limit 1.00 s, ratio {start:.2f} (goal <= 1)")
     print(f"bench tui-rss: nbtui {scale['rss_mb']:.0f} MB at {n} kernels vs limit 250 MB, "
           f"ratio {scale['rss_mb'] / 250:.2f} (goal <= 1)")
-    print(f"bench tui-refresh-ms: nbtui {scale['incremental_ms']:.1f} ms UI-thread CPU per refresh (1 % of cells changed) "
-          f"vs limit 30 ms, ratio {scale['incremental_ms'] / 30:.2f} (goal <= 1)")
+    print(f"tui refresh, 1 % of cells changed: UI thread {scale['incremental_ms']:.1f} ms CPU; the whole process "
+          f"(every thread), rows and cells built, applied, repainted: {scale['whole_ms']:.1f} ms CPU (the read "
+          f"itself not included: bench/scale.py's scale-tui-cpu counts it)")
+    print(f"bench tui-refresh-ms: nbtui {scale['whole_ms']:.1f} ms whole-process CPU per refresh (1 % of cells changed) "
+          f"vs limit 30 ms, ratio {scale['whole_ms'] / 30:.2f} (goal <= 1)")
     print(f"bench tui-refresh: nbtui {scale['incremental_ms']:.1f} ms (cells updated in place) vs table rebuilt "
           f"from scratch {scale['rebuild_ms']:.1f} ms, ratio {scale['incremental_ms'] / scale['rebuild_ms']:.2f} "
           f"(goal <= 0.25)")

@@ -5,8 +5,10 @@ and server CPU together); and the two usage targets of issue 3: a spinning kerne
 sample with 20 terminals and 50 leftover processes as well, against the 50 kernels alone
 (issue 12: <= 1.5 x).
 
-Run from the repository root: `python bench/usage.py`. Starts a real Jupyter server
-with 50 real kernels on loopback in a temporary folder and stops it at the end.
+CPU is ``time.process_time()``: this whole process, every thread (a sample forks nothing).
+Medians with their spread. Run from the repository root: `python bench/usage.py`. Starts a
+real Jupyter server with 50 real kernels on loopback in a temporary folder, stops it at the
+end and removes the folder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import NOISY, scratch, spread  # noqa: E402
 from nbtui.config import ServerConfig  # noqa: E402
 from nbtui.fleet import Fleet  # noqa: E402
 from nbtui.host.local import LocalHost  # noqa: E402
@@ -80,7 +82,12 @@ async def usage_targets(server: JupyterServer, cfg: ServerConfig) -> tuple[list,
 
 
 def main() -> None:
-    base = Path(tempfile.mkdtemp(prefix="nbtui-bench-usage-"))
+    print(NOISY)
+    with scratch("nbtui-bench-usage-") as base:
+        run(base)
+
+
+def run(base: Path) -> None:
     server = JupyterServer(base / "srv", name="srv").start()
     try:
         ids = [server.start_kernel() for _ in range(KERNELS)]
@@ -111,8 +118,8 @@ def main() -> None:
         holders_ms, holders_note = holders_cost(server, servers, kernels)
         cpus, mem, truth = asyncio.run(usage_targets(server, cfg))
         procs = len(psutil.pids())
-        print(f"usage sample, {KERNELS} kernels ({procs} processes on the host): median {nbtui_ms:.1f} ms CPU, "
-              f"max {max(samples):.1f} ms ({RUNS} runs); limit {LIMIT_MS:.0f} ms: "
+        print(f"usage sample, {KERNELS} kernels ({procs} processes on the host): {spread(samples, 1, '.1f')} "
+              f"ms CPU; limit {LIMIT_MS:.0f} ms: "
               f"{'ok' if nbtui_ms <= LIMIT_MS else 'OVER'}")
         print(f"GET /api/kernels ({KERNELS} kernels): mean {peer_ms:.1f} ms CPU (client + server, 200 requests)")
         print(f"spinning kernel: CPU {', '.join(f'{c:.0f}%' if c is not None else 'unknown' for c in cpus)} "
@@ -171,7 +178,7 @@ def holders_cost(server: JupyterServer, servers, kernels) -> tuple[float, str]:
         time.sleep(0.05)
     return statistics.median(samples), (
         f"usage sample with holders: {KERNELS} kernels, {tied} terminals tied to their shells, "
-        f"{left} leftovers: median {statistics.median(samples):.1f} ms CPU, max {max(samples):.1f} ms ({RUNS} runs)")
+        f"{left} leftovers: {spread(samples, 1, '.1f')} ms CPU")
 
 
 if __name__ == "__main__":
