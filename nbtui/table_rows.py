@@ -163,6 +163,15 @@ def idle_text(r: Row) -> str:
     return human_duration(r.idle_seconds)
 
 
+def activity_text(k: Kernel) -> str:
+    """The same fact in words, for the details: `busy 3m`, `never used`, `idle 3m`."""
+    if k.state == "busy":
+        return f"{BUSY} {human_duration(k.idle_seconds)}" if k.idle_seconds is not None else BUSY
+    if never_used(k):
+        return "never used"
+    return f"idle {human_duration(k.idle_seconds)}"
+
+
 RIGHT = {"pid", "conn", "idle", "cpu", "mem", "gpu", "gpu%"}  # right-aligned (padded here)
 
 

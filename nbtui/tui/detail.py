@@ -110,7 +110,7 @@ def describe(k: Kernel, server: Optional[ServerInfo], error_style: str = "bold r
     if k.process_user and k.process_user != k.user:  # a hub's servers often all run as root
         row("os user", k.process_user)
     conns = "—" if k.connections is None else k.connections
-    row("state", f"{k.state} · {conns} conn · idle {human_duration(k.idle_seconds)}")
+    row("state", f"{k.state} · {conns} conn · {tr.activity_text(k)}")
     row("active", iso(k.last_activity) or "—")
     u = k.usage
     if u is None:

@@ -304,7 +304,8 @@ class SnapshotRunner:
                 for k in ks:
                     was = prev_kernels.get(k.key)
                     if was is not None:
-                        k = dataclasses.replace(k, usage=was.usage, orphan_reasons=was.orphan_reasons, user=was.user)
+                        k = dataclasses.replace(k, usage=was.usage, orphan_reasons=was.orphan_reasons, user=was.user,
+                                                process_user=was.process_user)
                     kernels.append(k)
             elif prev is not None and name in prev_servers:
                 servers.append(prev_servers[name])
