@@ -122,14 +122,20 @@ def _detail(s: ServerInfo) -> str:
     return text
 
 
-def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] = ()) -> Text:
-    """One line of the servers that answered, then one line per server that did not."""
+def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] = (),
+                 expand_others: bool = False) -> Text:
+    """One line of the servers that answered, then one line per server that did not. Other
+    users' discovered servers (root's discovery) are one entry per user, or each its own
+    entry with its owner where ``expand_others`` (the fleet screen's ``x``)."""
     t = Text(no_wrap=False, overflow="ellipsis")
     from nbtui.server_groups import split_others
 
     own, others = split_others(snap.servers)  # root: other users' discovered servers, one entry each
+    if expand_others:
+        own, others = list(snap.servers), []
     ok = [s for s in own if s.ok]
     bad = [s for s in own if not s.ok]
+    owners = {s.name: s.owner for s in snap.servers if s.source == "discovered" and s.owner}
     from nbtui.tui.hub import strip_entries
 
     for i, (name, extra) in enumerate(strip_entries(ok)):  # a hub's many servers: one count
@@ -138,6 +144,8 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
         t.append("● ", style=theme.success or "")
         t.append(visible(name), style="bold")
         t.append(f" {visible(extra)}" if extra else "")
+        if expand_others and (owner := owners.get(name)):
+            t.append(f" (user {visible(owner)})", style="dim")
     for g in others:
         if len(t):
             t.append("   ")

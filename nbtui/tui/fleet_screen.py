@@ -139,6 +139,7 @@ class FleetScreen(Screen):
         Binding("S", "reverse", "Reverse", show=False),
         Binding("R", "refresh", "Refresh", show=False),
         Binding("v", "servers", "Servers (k stops a hub user's)", show=False),
+        Binding("x", "expand_others", "Other users' servers: one line each / per user", show=False),
         # cull and rebind are in the palette ("Cull…", "Rebind to a notebook…").
     ]
 
@@ -148,6 +149,7 @@ class FleetScreen(Screen):
         self.snapshot: Optional[Snapshot] = None
         self.filter_text = ""
         self.orphans_only = False
+        self.expand_others = False  # x: other users' discovered servers each on its own in the strip
         self.sort_key: Optional[str] = None  # None: the fleet's order (server, longest idle)
         self.sort_reverse = False
         self.marked_keys: set[str] = set()
@@ -431,7 +433,8 @@ class FleetScreen(Screen):
         if snap is not None or self.waiting:
             shown_snap = snap if snap is not None else Snapshot(generated_at=None)  # type: ignore[arg-type]
             self.query_one("#servers", TextLines).show(
-                server_lines(shown_snap, width, theme=theme, waiting=self.waiting))
+                server_lines(shown_snap, width, theme=theme, waiting=self.waiting,
+                             expand_others=self.expand_others))
 
     def render_detail(self) -> None:
         if not self.has_class("details"):
@@ -560,6 +563,13 @@ class FleetScreen(Screen):
             self.set_focus(self.table)  # not left on a hidden pane (its keys would scroll nothing)
         self._relayout()
         self.render_all()
+
+    def action_expand_others(self) -> None:
+        """Root's discovery finds every user's servers: one entry per user in the strip, or each."""
+        self.expand_others = not self.expand_others
+        self.render_summary()
+        self.app.notify("other users' servers: " + ("each on its own" if self.expand_others else "one entry per user"),
+                        timeout=2, key="expand-others")
 
     def action_orphans(self) -> None:
         self.orphans_only = not self.orphans_only
