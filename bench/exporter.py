@@ -329,7 +329,7 @@ def print_hostile(hostile: dict, honest: dict) -> None:
     # allows that one parse above the honest exporter, never a copy held on after it.
     print(f"bench exporter-hostile-rss: nbtui {hostile['peak_mb']:.0f} MB peak RSS at {n} kernels vs the same exporter "
           f"at the cap with honest servers {honest['peak_mb']:.0f} MB, "
-          f"ratio {hostile['peak_mb'] / honest['peak_mb']:.2f} (goal <= 5)")
+          f"ratio {hostile['peak_mb'] / honest['peak_mb']:.2f} (goal <= 1.5)")
 
 
 def main() -> None:

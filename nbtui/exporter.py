@@ -16,9 +16,9 @@ would make Prometheus refuse the whole scrape.
 
 At hostile scale (a server listing 80,000 kernels) the exporter keeps at most
 ``max_kernels`` kernels of each server (``--max-kernels-per-server``): the rest are counted
-at the read (by state, session type, idle) and dropped there, so what it holds — the
-snapshot, notebook checks, per-kernel series — is bounded by the cap, not by what a
-server sends (the body itself is bounded by ``max_body``). ``nbtui_kernels_over_cap`` says
+at the read (by state, session type, idle) and dropped there, so what it holds — the read
+itself (parsed one item at a time: nbtui.jupyter.capped), the snapshot, notebook checks,
+per-kernel series — is bounded by the cap, not by what a server sends. ``nbtui_kernels_over_cap`` says
 how many were not kept; the per-server counts stay exact.
 
 A hub's own entry has no kernels and gets no kernel series; it gets the hub's own ones
@@ -47,6 +47,7 @@ from prometheus_client.utils import floatToGoString
 
 from nbtui import model, orphans
 from nbtui.fleet import Fleet, _Server
+from nbtui.jupyter.capped import OverCap
 from nbtui.text import one_line
 
 DEFAULT_REFRESH = 15.0
@@ -122,18 +123,6 @@ class _Sum:
         self.total += v
 
 
-@dataclass(frozen=True)
-class OverCap:
-    """One server's kernels beyond the cap: counted, then dropped (no per-kernel series,
-    usage or orphan verdict). ``kept``: how many of its kernels were kept beside them."""
-
-    kept: int
-    n: int
-    states: dict[str, int]
-    types: dict[str, int]
-    idle: int
-
-
 def over_cap_of(rest: Iterable[model.Kernel], kept: int, threshold: float) -> OverCap:
     states: dict[str, int] = {}
     types: dict[str, int] = {}
@@ -175,23 +164,24 @@ def cap_snapshot(snap: model.Snapshot, cap: Optional[int],
 
 class TimedFleet(Fleet):
     """A fleet that also records how long each server's read took (for the histogram), and
-    keeps at most ``kernel_cap`` kernels of a server from its read on (``over_cap`` counts
-    the rest, by server)."""
+    keeps at most ``cap`` kernels of a server from its read on, the longest idle, reading
+    each list one item at a time so that memory follows the cap (``over_cap`` counts the
+    rest, by server)."""
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.read_seconds: dict[str, float] = {}
-        self.kernel_cap: Optional[int] = None
+        self.cap: Optional[int] = None
         self.over_cap: dict[str, OverCap] = {}
 
-    def keep_kernels(self, server: str, kernels: list[model.Kernel]) -> list[model.Kernel]:
-        cap = self.kernel_cap
-        if cap is None or len(kernels) <= cap:
+    def kernel_cap(self, server: str) -> Optional[int]:
+        return self.cap
+
+    def counted_over_cap(self, server: str, over: Optional[OverCap]) -> None:
+        if over is None:
             self.over_cap.pop(server, None)
-            return kernels
-        ordered = sorted(kernels, key=model.fleet_order)  # the ones the snapshot would list first
-        self.over_cap[server] = over_cap_of(ordered[cap:], cap, self.settings.orphan_idle)
-        return ordered[:cap]
+        else:
+            self.over_cap[server] = over
 
     @classmethod
     def of(cls, fleet: Fleet) -> "TimedFleet":
@@ -724,7 +714,7 @@ class Exporter:
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
         self.fleet = TimedFleet.of(fleet) if isinstance(fleet, Fleet) and not isinstance(fleet, TimedFleet) else fleet
         if isinstance(self.fleet, TimedFleet):  # the cap holds from each server's read on
-            self.fleet.kernel_cap = max_kernels
+            self.fleet.cap = max_kernels
         self.max_kernels = max_kernels
         self.refresh = refresh
         self.per_kernel = per_kernel
@@ -743,6 +733,10 @@ class Exporter:
     # -- the refresh thread ---------------------------------------------------------------
 
     def start(self) -> "Exporter":
+        # A scrape is served from a rendering made already, on the HTTP server's thread; what
+        # delays it is the refresh thread holding the interpreter (a hostile server's long list
+        # parsed item by item). A shorter switch interval hands it over sooner (5 ms -> 1 ms).
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         self._thread = threading.Thread(target=self._run, name="nbtui-exporter-refresh", daemon=True)
         self._thread.start()
         return self

@@ -18,6 +18,7 @@ from nbtui import holders, model, orphans
 from nbtui.config import Config, ServerConfig, Settings
 from nbtui.host import wire
 from nbtui.jupyter import own
+from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
 from nbtui.secrets import TokenError, redact, resolve
@@ -42,10 +43,6 @@ def terminals_of(server: str, raw: list[dict], now: dt.datetime) -> list[model.T
         out.append(model.Terminal(server=server, name=str(t["name"])[:200], last_activity=last,
                                   idle_seconds=max(0.0, (now - last).total_seconds()) if last else None))
     return out
-
-
-def normalize_state(value) -> str:
-    return value if isinstance(value, str) and value in model.KERNEL_STATES else "unknown"
 
 
 def join_kernels(
@@ -77,7 +74,7 @@ def join_kernels(
                 server=server,
                 kernel_id=kid,
                 kernel_name=str(k.get("name") or "?"),
-                state=normalize_state(k.get("execution_state")),
+                state=model.normalize_state(k.get("execution_state")),
                 connections=conns if isinstance(conns, int) and not isinstance(conns, bool) else None,
                 last_activity=last,
                 idle_seconds=max(0.0, (now - last).total_seconds()) if last else None,
@@ -85,6 +82,19 @@ def join_kernels(
             )
         )
     return out
+
+
+async def _lists(client: ServerClient, capped: Optional[CappedKernels]) -> tuple[tuple[list, float], list]:
+    """``((kernels, latency_ms), sessions)`` of one server: both at once, or with a cap one
+    item at a time, the kernels first (the sessions kept are the kept kernels')."""
+    if capped is None:
+        kernels, sessions = await _all_or_none([client.timed_kernels(), client.sessions()])
+        return kernels, sessions
+    t0 = time.perf_counter()
+    await client.stream_list("api/kernels", capped.add)
+    latency = (time.perf_counter() - t0) * 1000
+    await client.stream_list("api/sessions", capped.add_session)
+    return (capped.kept(), latency), capped.sessions
 
 
 @dataclass
@@ -262,9 +272,10 @@ class Fleet:
         for t in reading:
             t.cancel()
         await asyncio.gather(*reading, return_exceptions=True)
-        for s in self._servers.values():
-            if s.nb_task is not None and not s.nb_task.done():
-                s.nb_task.cancel()
+        checks = [s.nb_task for s in self._servers.values() if s.nb_task is not None and not s.nb_task.done()]
+        for t in checks:
+            t.cancel()
+        await asyncio.gather(*checks, return_exceptions=True)  # ended before their clients close under them
         await asyncio.gather(*(s.client.aclose() for s in self._servers.values() if s.client), return_exceptions=True)
         for s in self._servers.values():
             s.client = None
@@ -346,7 +357,9 @@ class Fleet:
         ext = None if self._info(entry).local else asyncio.ensure_future(self._read_extension(entry))
         try:
             client = await self.aclient(name)
-            calls: list[Awaitable[Any]] = [client.timed_kernels(), client.sessions(), self._read_terminals(entry, now)]
+            cap = self.kernel_cap(name)
+            capped = None if cap is None else CappedKernels(cap, self.settings.orphan_idle, now)
+            calls: list[Awaitable[Any]] = [_lists(client, capped), self._read_terminals(entry, now)]
             if entry.version is None:
                 calls.append(client.version())
             results = await asyncio.wait_for(_all_or_none(calls), timeout + 0.25)
@@ -361,23 +374,28 @@ class Fleet:
             return self._failed(entry, e), []
         if ext:
             await ext
-        (raw_kernels, latency), raw_sessions = results[0], results[1]
-        if len(results) > 3:
-            entry.version = results[3]
+        (raw_kernels, latency), raw_sessions = results[0]
+        if len(results) > 2:
+            entry.version = results[2]
         try:
             kernels = join_kernels(name, raw_kernels, raw_sessions, now)
         except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
             return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
                                                    "/api/kernels with fields of the wrong types")), []
         del results, raw_kernels, raw_sessions  # a big answer is not held through the notebook checks' wait
-        kernels = self.keep_kernels(name, kernels)
+        if capped is not None:
+            self.counted_over_cap(name, capped.over())
         await self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
 
-    def keep_kernels(self, server: str, kernels: list[model.Kernel]) -> list[model.Kernel]:
-        """The kernels of one server's read that the fleet goes on with (usage, notebook
-        checks, orphan rules, the snapshot): all of them; the exporter keeps at most its cap."""
-        return kernels
+    def kernel_cap(self, server: str) -> Optional[int]:
+        """How many kernels of a server's read the fleet keeps (usage, notebook checks, orphan
+        rules, the snapshot): all (None); the exporter keeps at most its cap, read so that
+        memory follows the cap, not the server (nbtui.jupyter.capped)."""
+        return None
+
+    def counted_over_cap(self, server: str, over: Optional[OverCap]) -> None:
+        """What a capped read of ``server`` counted and dropped (None: nothing)."""
 
     async def _read_terminals(self, entry: _Server, now: dt.datetime) -> None:
         """The server's terminals (``GET /api/terminals``); a server with terminals off, or

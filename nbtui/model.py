@@ -24,6 +24,11 @@ SKIPPED = "skipped"
 KERNEL_STATES = ("idle", "busy", "starting", "restarting", "dead", "unknown")
 
 
+def normalize_state(value: object) -> str:
+    """A server's ``execution_state`` as one of KERNEL_STATES (anything else: "unknown")."""
+    return value if isinstance(value, str) and value in KERNEL_STATES else "unknown"
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """One Jupyter server as nbtui sees it after a read."""

@@ -477,16 +477,30 @@ def test_past_the_cap_kernels_are_counted_not_kept_and_the_counts_stay_exact():
     assert len(e.rendering.state.snapshot.kernels) == 4  # what the exporter holds on to
 
 
-def test_the_fleet_keeps_at_most_the_cap_from_each_read_and_reports_the_rest():
-    from nbtui.config import ServerConfig
+def test_a_capped_read_keeps_the_longest_idle_and_counts_the_rest_one_item_at_a_time():
+    import datetime as dt
 
+    from nbtui.config import ServerConfig
+    from nbtui.jupyter.capped import CappedKernels
+
+    now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
+    c = CappedKernels(2, threshold=1.5, now=now)
+    for i in range(5):
+        c.add({"id": f"k{i}", "execution_state": "busy" if i == 4 else "idle",
+               "last_activity": (now - dt.timedelta(seconds=i)).isoformat()})
+    c.add("junk")
+    c.add({"id": 5})
+    assert sorted(r["id"] for r in c.kept()) == ["k3", "k4"]  # the longest idle
+    c.add_session({"id": "s4", "kernel": {"id": "k4"}, "type": "notebook"})
+    c.add_session({"id": "s0", "kernel": {"id": "k0"}, "type": "console"})
+    assert [s["id"] for s in c.sessions] == ["s4"]  # only the kept kernels' sessions are held
+    over = c.over()
+    assert over is not None and (over.n, over.kept, over.states, over.types, over.idle) == (
+        3, 2, {"idle": 3}, {"console": 1}, 1)  # k2 idle 2 s, past 1.5
+    assert CappedKernels(9, 1.5, now).over() is None  # under the cap: nothing counted
     fleet = exp.TimedFleet([ServerConfig(name="s", url="http://127.0.0.1:1/", token_source="none")])
-    fleet.kernel_cap = 2
-    ks = [kernel("s", f"k{i}", idle=float(i)) for i in range(5)]
-    kept = fleet.keep_kernels("s", ks)
-    assert [k.kernel_id for k in kept] == ["k4", "k3"]  # the longest idle
-    assert fleet.over_cap["s"].n == 3 and fleet.over_cap["s"].kept == 2
-    assert fleet.keep_kernels("s", ks[:2]) == ks[:2] and "s" not in fleet.over_cap
+    fleet.cap = 2
+    assert fleet.kernel_cap("s") == 2
 
 
 def test_two_hostile_kernel_ids_that_read_the_same_give_one_series_not_a_duplicate():

@@ -45,7 +45,7 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
         await pilot.click("#mig-plan-button")
         # The different file on b is refused, in the dialog's own words; the box (off by
         # default) overwrites it.
-        await until(pilot, lambda: "different file" in _text(app, "#mig-status"), what="the refusal")
+        await until(pilot, lambda: "different file" in _text(app, "#mig-status"), 90, what="the refusal")
         refusal = _text(app, "#mig-status")
         assert '"Overwrite a different notebook file on the target"' in refusal and "--" not in refusal, refusal
         assert app.screen.query_one("#mig-move", Button).disabled
@@ -53,7 +53,7 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
         assert box.value is False
         box.value = True
         await pilot.click("#mig-plan-button")
-        await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, what="the plan")
+        await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, 90, what="the plan")
         plan = _text(app, "#mig-plan-text")
         assert "weights" in plan and "lock" in plan and "skip" in plan and "-> b" in plan
         assert "over the different file" in plan and "--" not in plan, plan

@@ -8,7 +8,7 @@ import ipaddress
 import json
 import ssl
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import httpx
@@ -257,6 +257,56 @@ class ServerClient:
         if not isinstance(data, list):
             raise ServerError(self.name, NOT_JUPYTER, "answered /api/sessions with something other than a list")
         return [s for s in data if isinstance(s, dict)]
+
+    async def stream_list(self, path: str, each: Callable[[Any], None], *, timeout: Optional[float] = None) -> None:
+        """``GET path``, a JSON list handed to ``each`` one item at a time as it is parsed
+        (ijson): what is held is one item, never the whole answer, and the interpreter is free
+        between items. Bounded as a whole by ``timeout`` (default: the server's) and in bytes by
+        ``max_body``, with the errors of ``request``."""
+        import ijson
+
+        path = shown = path.lstrip("/")
+        _no_dot_parts(path)
+        if self.no_track_activity:
+            path += ("&" if "?" in path else "?") + "no_track_activity=1"
+        limit = timeout or self.timeout
+
+        async def read() -> None:
+            async with self._http.stream("GET", path, timeout=httpx.Timeout(limit)) as r:
+                if r.status_code != 200 or not _is_json(r):
+                    head = bytearray()
+                    async for chunk in r.aiter_bytes():
+                        head += chunk
+                        if len(head) > 65536:
+                            break
+                    self._check(r, head, shown, True)
+                    raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with something other than a list")
+                items = ijson.sendable_list()
+                parser = ijson.items_coro(items, "item", use_float=True)
+                seen, started = 0, False
+                try:
+                    async for chunk in r.aiter_bytes():
+                        seen += len(chunk)
+                        if seen > self.max_body:
+                            raise ServerError(self.name, TOO_BIG, _too_big(shown, self.max_body))
+                        if not started and chunk.strip():
+                            if not chunk.lstrip().startswith(b"["):
+                                raise ServerError(self.name, NOT_JUPYTER,
+                                                  f"answered /{shown} with something other than a list")
+                            started = True
+                        parser.send(chunk)
+                        for item in items:
+                            each(item)
+                        del items[:]
+                    parser.close()
+                    for item in items:
+                        each(item)
+                except ijson.JSONError:
+                    raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with malformed JSON") from None
+                except RecursionError:
+                    raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with JSON nested too deep") from None
+
+        await self._bounded(read(), limit)
 
     async def timed_kernels(self) -> tuple[list[dict], float]:
         t0 = time.perf_counter()
