@@ -15,29 +15,11 @@ import uuid
 import httpx
 import psutil
 
-from tests.conftest import run_nbtui as _run_nbtui
 from tests.jupyter import wait_for
 from tests.localuser import SYSTEM_PYTHON, local_user  # noqa: F401  (the fixture)
+from tests.test_adopt_owners import ALLOW, _configure, _one_line, run_nbtui
 
-ALLOW = "--ServerApp.allow_external_kernels=True"
 SLEEP = "import time; time.sleep(600)"
-
-
-def run_nbtui(*args: str, **kw):
-    return _run_nbtui(*args, "--no-discover", **kw)
-
-
-def _configure(name: str, url: str, token: str, config_dir) -> None:
-    var = f"NBTUI_TEST_TOKEN_{name.upper()}"
-    os.environ[var] = token
-    with open(config_dir / "servers.toml", "a") as f:
-        f.write(f'[servers.{name}]\nurl = "{url}"\ntoken = "env"\ntoken_env = "{var}"\n')
-
-
-def _one_line(r) -> str:
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 1 and len(lines) == 1, (r.returncode, r.stdout, r.stderr)
-    return lines[0]
 
 
 def _naming(parent: int, needle: str) -> int:
