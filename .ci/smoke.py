@@ -120,10 +120,9 @@ def main() -> None:
 
 
 async def fleet_screen(kid: str) -> None:
-    from nbtui.config import load
-    from nbtui.fleet import Fleet
+    from nbtui.files.config import load
+    from nbtui.service.fleet import Fleet
     from nbtui.tui.app import NbtuiApp
-
     config = load(None)
     app = NbtuiApp(Fleet.from_config(config), settings=config.settings, refresh=0.5)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -148,7 +148,6 @@ async def channel_rtts(url: str, token: str | None, kid: str, n: int) -> list[fl
     """``n`` round trips of ``1+1`` through nbtui's own kernel channels (after one warm-up)."""
     from nbtui.jupyter.channels import WebsocketChannels
     from nbtui.jupyter.rest import ServerClient
-
     async with ServerClient("bench", url, token) as client:
         async with WebsocketChannels(client, kid) as ch:
             await (await ch.execute("1+1")).wait()

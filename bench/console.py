@@ -87,10 +87,9 @@ async def console_stream(server: JupyterServer, kid: str, lines: int) -> tuple[f
     """(seconds until the console has every line, longest loop stall in s, lines received)."""
     from textual.app import App
 
-    from nbtui.config import ServerConfig, Settings
-    from nbtui.fleet import Fleet
-    from nbtui.tui.console import ConsoleScreen
-
+    from nbtui.files.config import ServerConfig, Settings
+    from nbtui.service.fleet import Fleet
+    from nbtui.tui.screens.console import ConsoleScreen
     fleet = Fleet([ServerConfig("bench", server.url, token_source="discovered", token=server.token)], Settings())
 
     class BenchApp(App):

@@ -126,14 +126,13 @@ async def refresh_part(ports: list[int]) -> dict:
     import dataclasses
     import gc
 
-    from nbtui.config import ServerConfig, Settings
-    from nbtui.exporter import Exporter, State, render
-    from nbtui.fleet import Fleet
+    from nbtui.files.config import ServerConfig, Settings
+    from nbtui.exporter.metrics import Exporter, State, render
+    from nbtui.service.fleet import Fleet
     from nbtui.tui.app import NbtuiApp
-    from nbtui.tui.history import History
-    from nbtui.table_rows import rows_of
+    from nbtui.tui.usage_history import History
+    from nbtui.display.table_rows import rows_of
     from nbtui.tui.rows import CellCache
-
     def fleet():
         return Fleet([ServerConfig(name=f"s{i:02d}", url=f"http://127.0.0.1:{p}/", token_source="none")
                       for i, p in enumerate(ports)], Settings(timeout=10))

@@ -40,7 +40,6 @@ from nbtui.host import nvml_standin as standin
 standin.preload(Path(sys.argv[1]), Path(sys.argv[2]))
 reads = int(sys.argv[3])
 from nbtui.host import gpu, ledger
-
 def nbtui_read(nv):
     r = nv.read()
     by_pid = gpu.per_pid(r)

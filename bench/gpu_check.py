@@ -260,7 +260,6 @@ class Check:
     def probe(self, truth: dict[int, int]):
         """nbtui's own read of the process lists (record size probed) against nvidia-ml-py's."""
         from nbtui.host.gpu import ProcessLists
-
         lists = ProcessLists(self.nv)
         mine: dict[int, int] = {}
         for h in self.handles:

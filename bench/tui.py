@@ -275,8 +275,7 @@ def serve(n_servers: int, per_server: int) -> None:
 
 def changed(snap, share: float, rng: random.Random):
     """The same snapshot with about ``share`` of the table's cells changed (state, CPU, MEM)."""
-    from nbtui.model import Usage
-
+    from nbtui.core.model import Usage
     kernels = list(snap.kernels)
     n_cells = len(kernels) * 11
     for i in rng.sample(range(len(kernels)), max(1, int(n_cells * share / 3))):  # 3 cells each
@@ -290,10 +289,9 @@ def changed(snap, share: float, rng: random.Random):
 async def fleet_scale(ports: list[int]) -> dict:
     import psutil
 
-    from nbtui.config import ServerConfig, Settings
-    from nbtui.fleet import Fleet
+    from nbtui.files.config import ServerConfig, Settings
+    from nbtui.service.fleet import Fleet
     from nbtui.tui.app import NbtuiApp
-
     fleet = Fleet([ServerConfig(name=f"s{i:02d}", url=f"http://127.0.0.1:{p}/", token_source="none")
                    for i, p in enumerate(ports)], Settings(timeout=10))
     app = NbtuiApp(fleet, live=False)

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import NOISY, scratch, spread  # noqa: E402
-from nbtui.config import ServerConfig  # noqa: E402
-from nbtui.fleet import Fleet  # noqa: E402
+from nbtui.files.config import ServerConfig  # noqa: E402
+from nbtui.service.fleet import Fleet  # noqa: E402
 from nbtui.host.local import LocalHost  # noqa: E402
 from tests.jupyter import JupyterServer, wait_for  # noqa: E402
 
@@ -154,8 +154,7 @@ def holders_cost(server: JupyterServer, servers, kernels) -> tuple[float, str]:
     carry a Jupyter environment of a dead server. Median CPU ms of a sample, and a summary."""
     import subprocess
 
-    from nbtui.fleet import terminals_of, utcnow
-
+    from nbtui.service.fleet import terminals_of, utcnow
     host = LocalHost()
     for _ in range(TERMINALS):
         server.api("POST", "api/terminals")

@@ -1,3 +1,2 @@
 from nbtui.cli import main
-
 raise SystemExit(main())

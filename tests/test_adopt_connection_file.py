@@ -113,7 +113,6 @@ def test_a_local_server_listing_roots_kernel_id_does_not_get_its_state(jupyter_f
         assert kid in {k["id"] for k in home.kernels()}  # root's kernel is left alone
         # Its own server still reaches it over ZMQ (the fast path); the liar does not.
         from nbtui.migrate.adopt import local_connection_file
-
         found = local_connection_file(kid, home.url)
         assert found is not None and found[0] == str(home.connection_file(kid))
         assert local_connection_file(kid, f"http://127.0.0.1:{port}/") is None

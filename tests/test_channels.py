@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from nbtui.errors import TimedOut
+from nbtui.core.errors import TimedOut
 from nbtui.jupyter import own
 from nbtui.jupyter.channels import (
     V1, ConnectionLost, KernelDied, WebsocketChannels, ZmqChannels, decode_json, decode_v1,

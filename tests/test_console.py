@@ -8,11 +8,11 @@ import pytest
 from textual.app import App
 from textual.widgets import Input, OptionList
 
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
-from nbtui.history import history_path
-from nbtui.tui.confirm import ConfirmScreen
-from nbtui.tui.console import ConsoleScreen
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
+from nbtui.files.console_history import history_path
+from nbtui.tui.screens.confirm import ConfirmScreen
+from nbtui.tui.screens.console import ConsoleScreen
 from tests.jupyter import until
 
 
@@ -233,7 +233,6 @@ async def test_interrupt_a_sleep(shared_jupyter, kernel_id):
 
 async def test_ctrl_c_interrupts_in_the_app_even_while_asking(shared_jupyter, kernel_id):
     from nbtui.tui.app import NbtuiApp
-
     fleet = Fleet([ServerConfig("srv", shared_jupyter.url, token_source="discovered", token=shared_jupyter.token)],
                   Settings())
     app = NbtuiApp(fleet, live=False, open_console=("srv", kernel_id))
@@ -268,8 +267,7 @@ async def test_restart_with_confirmation_and_death(jupyter):
         await until(pilot, lambda: s.state == "idle", 60, "the kernel to be idle again")
         await run(pilot, s, "value")
         assert "NameError" in text(s)
-        from nbtui.audit import audit_path
-
+        from nbtui.files.audit import audit_path
         assert '"restart"' in audit_path().read_text()
 
         await type_code(pilot, s, "import os, time; print('bye', flush=True); time.sleep(0.3); os._exit(1)")
@@ -384,8 +382,7 @@ async def test_first_completion_on_a_fresh_kernel_waits_for_it(shared_jupyter):
 
 
 async def test_stderr_is_drawn_apart_and_f2_switches_wrapping(shared_jupyter, kernel_id):
-    from nbtui.tui.console_output import STDERR_STYLE
-
+    from nbtui.tui.widgets.console_output import STDERR_STYLE
     app = ConsoleApp(shared_jupyter, kernel_id)
     async with app.run_test(size=(60, 20)) as pilot:
         s = await ready(pilot)

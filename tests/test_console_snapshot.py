@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
 from nbtui.tui.app import NbtuiApp
-from nbtui.tui.console import ConsoleScreen
+from nbtui.tui.screens.console import ConsoleScreen
 from tests.jupyter import until
 
 KERNEL_ID = "5eed0000-c0de-4c0d-8e00-000000000042"

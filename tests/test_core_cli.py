@@ -399,8 +399,8 @@ def test_a_discovered_server_that_died_leaves_after_one_failed_read(jupyter, mon
     import asyncio
     import getpass
 
-    from nbtui import config as config_mod
-    from nbtui.fleet import Fleet
+    from nbtui.files import config as config_mod
+    from nbtui.service.fleet import Fleet
     from nbtui.tui.fleet_header import server_lines, summary_text
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(jupyter.runtime_dir))
     config = config_mod.load()
@@ -424,25 +424,22 @@ def test_a_discovered_server_that_died_leaves_after_one_failed_read(jupyter, mon
         summary = summary_text(snap, 120, theme=_theme(), readonly=False, shown=0, total=0, filtered=False,
                                orphans_only=False, marked=0, frees="").plain
         assert f"{len(snap.stale_files)} stale" in summary, summary
-    from nbtui.report import orphan_lines
-
+    from nbtui.display.report import orphan_lines
     assert any("stale runtime file" in line for line in orphan_lines(third, third.kernels))
 
 
 def _theme():
     from nbtui.tui.themes import load_all
-
     return next(t for t in load_all()[0] if t.name == "nbtui-dark")
 
 
 def test_other_users_discovered_servers_are_one_line_per_user(monkeypatch):
     import datetime as dt
 
-    from nbtui import server_groups
-    from nbtui.model import ServerInfo, Snapshot
-    from nbtui.server_groups import split_others
+    from nbtui.display import server_groups
+    from nbtui.core.model import ServerInfo, Snapshot
+    from nbtui.display.server_groups import split_others
     from nbtui.tui.fleet_header import server_lines
-
     def srv(name, owner, source="discovered", status="ok"):
         return ServerInfo(name=name, url=f"http://127.0.0.1:1/{name}/", source=source, owner=owner,
                           status=status, error=None if status == "ok" else f"server {name}: refused")

@@ -7,12 +7,11 @@ import datetime as dt
 
 import pytest
 
-from nbtui.actions import CullPolicy, cull_selects_kernel, cull_selects_process
-from nbtui.commands.cull import policy_from
-from nbtui.config import Settings
-from nbtui.errors import UsageError
-from nbtui.model import Kernel, Process, Session, Usage
-
+from nbtui.service.actions import CullPolicy, cull_selects_kernel, cull_selects_process
+from nbtui.cli.commands.cull import policy_from
+from nbtui.files.config import Settings
+from nbtui.core.errors import UsageError
+from nbtui.core.model import Kernel, Process, Session, Usage
 GPU = Usage(source="local", gpu_memory_bytes=4 * 1024 ** 3)
 NO_GPU = Usage(source="local", gpu_memory_bytes=None)  # unknown is never "holds GPU memory"
 

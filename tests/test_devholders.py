@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from nbtui.host import devholders
-from nbtui.model import UNKILLABLE, DeviceHolder, GpuDevice, GpuLedger
+from nbtui.core.model import UNKILLABLE, DeviceHolder, GpuDevice, GpuLedger
 from tests.conftest import run_nbtui
 from tests.jupyter import wait_for
 from tests.localuser import SYSTEM_PYTHON, local_user  # noqa: F401  (the fixture)
@@ -154,9 +154,8 @@ def test_holders_go_on_the_gpu_whose_node_they_hold_and_never_on_one_whose_bytes
 def test_the_fleet_screen_names_the_holders_below_its_servers_and_shows_a_hostile_command_as_text():
     from types import SimpleNamespace
 
-    from nbtui.model import Snapshot
+    from nbtui.core.model import Snapshot
     from nbtui.tui.fleet_header import server_lines
-
     stuck = DeviceHolder(pid=4242, user="bob\x1b[31m", cmdline="[python] <defunct>", state="Z", nodes=("/dev/nvidia0",))
     evil = DeviceHolder(pid=4343, user="ann", cmdline="python \x1b]0;owned\x07x.py", state="S", nodes=("/dev/nvidia0",))
     gpu = GpuDevice(0, "GPU-a", "H100", 3 * GIB, 80 * GIB, 0.0, ledger=GpuLedger(unassigned=3 * GIB), holders=(stuck, evil))
@@ -191,9 +190,8 @@ def test_as_a_user_only_ones_own_holders_are_found_and_it_says_so(local_user, st
 
 
 def test_gpus_with_the_same_holders_share_their_lines():
-    from nbtui import report
-    from nbtui.model import Snapshot
-
+    from nbtui.display import report
+    from nbtui.core.model import Snapshot
     daemon = DeviceHolder(pid=77, user="root", cmdline="/usr/bin/nvidia-persistenced", state="S", nodes=("/dev/nvidia0",))
     gpus = tuple(GpuDevice(i, f"GPU-{i}", "H100", GIB, 80 * GIB, 0.0, ledger=GpuLedger(unassigned=GIB), holders=(daemon,))
                  for i in range(3))

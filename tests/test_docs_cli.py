@@ -94,9 +94,8 @@ KEY_NAMES = {"slash": "/", "question_mark": "?"}
 
 def _binding_keys():
     from nbtui.tui.app import NbtuiApp
-    from nbtui.tui.console import ConsoleScreen
-    from nbtui.tui.fleet_screen import FleetScreen
-
+    from nbtui.tui.screens.console import ConsoleScreen
+    from nbtui.tui.screens.fleet import FleetScreen
     for owner in (NbtuiApp, FleetScreen, ConsoleScreen):
         for b in owner.BINDINGS:
             for key in b.key.split(","):

@@ -19,8 +19,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nbtui import exporter as exp
-from nbtui import model, webconfig
+from nbtui.exporter import metrics as exp
+from nbtui.core import model
+from nbtui.exporter import webconfig
 from tests.conftest import ROOT, run_nbtui
 from tests.jupyter import free_port
 
@@ -355,8 +356,7 @@ def test_plain_http_paths(serving):
     ("tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n", "cannot load"),
 ])
 def test_bad_web_config_names_the_file_and_the_key(tmp_path, text, message):
-    from nbtui.errors import UsageError
-
+    from nbtui.core.errors import UsageError
     cfg = tmp_path / "web.yml"
     cfg.write_text(text)
     with pytest.raises(UsageError) as e:
@@ -376,8 +376,7 @@ def test_bad_web_config_and_listen_on_the_command_line_are_one_line_and_exit_2(t
 
 @pytest.mark.parametrize("listen", ["9877", "127.0.0.1:99999", "::1:9877", "host:port", "127.0.0.1:"])
 def test_bad_listen_is_a_usage_error(listen):
-    from nbtui.errors import UsageError
-
+    from nbtui.core.errors import UsageError
     with pytest.raises(UsageError, match="--listen"):
         webconfig.parse_listen(listen)
 
@@ -449,7 +448,7 @@ def test_sigterm_stops_it_cleanly_with_exit_0(tmp_path):
 def test_the_exporter_does_not_import_textual():
     import sys
 
-    r = subprocess.run([sys.executable, "-c", "import sys, nbtui.exporter, nbtui.webconfig, nbtui.commands.exporter; "
+    r = subprocess.run([sys.executable, "-c", "import sys, nbtui.exporter.metrics, nbtui.exporter.webconfig, nbtui.cli.commands.exporter; "
                         "print('textual' in sys.modules)"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.stdout.strip() == "False", r.stderr
 
@@ -480,9 +479,8 @@ def test_past_the_cap_kernels_are_counted_not_kept_and_the_counts_stay_exact():
 def test_a_capped_read_keeps_the_longest_idle_and_counts_the_rest_one_item_at_a_time():
     import datetime as dt
 
-    from nbtui.config import ServerConfig
+    from nbtui.files.config import ServerConfig
     from nbtui.jupyter.capped import CappedKernels
-
     now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
     c = CappedKernels(2, threshold=1.5, now=now)
     for i in range(5):
@@ -560,9 +558,8 @@ def test_a_hub_whose_listing_failed_has_no_hub_series_not_zeros():
 
 
 def test_the_timed_fleet_keeps_what_open_fleet_set():
-    from nbtui.config import ServerConfig
-    from nbtui.fleet import Fleet
-
+    from nbtui.files.config import ServerConfig
+    from nbtui.service.fleet import Fleet
     fleet = Fleet([ServerConfig(name="s", url="http://127.0.0.1:1/", token_source="none")])
     fleet.proxy_reader, fleet.readonly, fleet.untrusted_files = "nbtui exporter", True, ("f: why",)
     timed = exp.Exporter(fleet).fleet

@@ -1,4 +1,4 @@
-"""The fleet screen's first read in a child process (nbtui.forked_read), on a real server.
+"""The fleet screen's first read in a child process (nbtui.service.forked_read), on a real server.
 
 The runner is driven in a fresh Python process of its own (a test worker runs threads,
 and nbtui forks only while no thread runs). Its first rows come from the child before the
@@ -24,14 +24,13 @@ from tests.jupyter import wait_for
 
 SCRIPT = r"""
 import asyncio, json, os, sys, time
-from nbtui.config import ServerConfig, Settings
-from nbtui.forked_read import ForkedRead
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.forked_read import ForkedRead
 from nbtui.tui import runner as R
-
 MODE, URL, TOKEN, OTHER, TOKEN_CMD = sys.argv[1:6]
 
 def open_fleet():
-    from nbtui.fleet import Fleet
+    from nbtui.service.fleet import Fleet
     servers = [ServerConfig("srv", URL, token_source="discovered", token=TOKEN)]
     if MODE == "hub":
         servers.append(ServerConfig("hub", OTHER, token_source="none", hub=True))

@@ -15,7 +15,6 @@ import pytest
 
 from nbtui.host import gpu
 from nbtui.host.gpu import DeviceSample, GpuReading, ProcMemory, ProcUtil
-
 GIB = 1024**3
 
 # Recorded on an H100 (DESIGN.md): kernel 4531 holds 2566 MiB, its child 4600 holds 1542 MiB;

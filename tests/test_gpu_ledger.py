@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from nbtui import orphans
+from nbtui.core import orphans
 from nbtui.host import ledger, wire
+from nbtui.display import gpu_line
 from nbtui.host.gpu import DeviceSample, GpuReading, ProcMemory
-from nbtui.model import GpuDevice, Kernel, Process, Terminal, Usage
-
+from nbtui.core.model import GpuDevice, Kernel, Process, Terminal, Usage
 MIB = 1024**2
 GIB = 1024**3
 
@@ -80,12 +80,12 @@ def test_unknown_figures_are_never_made_up():
 def test_one_line_names_the_other_holders_safely():
     g = ledger.build(TWO_GPUS, KINDS, {400: ("bob", "python \x1b[2Jevil.py")})["0"]
     d = GpuDevice(0, "GPU-a", "H100", 12 * GIB, 80 * GIB, 40.0, ledger=g)
-    text = ledger.line(d)
+    text = gpu_line.line(d)
     assert text.startswith("GPU 0 12.0G used: kernels 5.0G, terminals 2.0G, leftovers 1.0G, other 1.5G")
     assert "\x1b" not in text and "\\x1b[2Jevil.py (bob)" in text
     assert "unattributed 256M" in text and "unassigned" in text
-    assert len(ledger.line(d, width=60)) <= 60
-    assert "unknown" in ledger.line(GpuDevice(1, "GPU-b", "H100", 3 * GIB, 80 * GIB, None))
+    assert len(gpu_line.line(d, width=60)) <= 60
+    assert "unknown" in gpu_line.line(GpuDevice(1, "GPU-b", "H100", 3 * GIB, 80 * GIB, None))
 
 
 def test_the_ledger_crosses_the_extension_wire():
@@ -154,9 +154,8 @@ def test_an_idle_terminal_holding_gpu_memory_is_reported_like_an_idle_kernel():
 
 
 def test_cull_gpu_idle_selects_kernels_terminals_and_leftovers_idle_that_long():
-    from nbtui import actions
-    from nbtui.model import ServerInfo, Snapshot
-
+    from nbtui.service import actions
+    from nbtui.core.model import ServerInfo, Snapshot
     held = dict(gpu_memory_bytes=GIB, gpu_percent=0.0)
     k_idle = Kernel("far", "k-idle", "python3", "idle", 1, T0, 10.0, usage=Usage("extension", pid=1, **held),
                     gpu_idle_seconds=3600.0)
@@ -206,9 +205,8 @@ def test_extension_terminals_and_owners_trust_nothing():
 def test_rows_of_every_kind_are_planned_as_their_targets():
     import subprocess
 
-    from nbtui import actions
-    from nbtui.model import ServerInfo, Snapshot
-
+    from nbtui.service import actions
+    from nbtui.core.model import ServerInfo, Snapshot
     job = subprocess.Popen(["sleep", "60"])
     try:
         k = Kernel("far", "k1", "python3", "idle", 0, T0, 10.0)

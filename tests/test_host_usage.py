@@ -13,12 +13,12 @@ import signal
 import psutil
 import pytest
 
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
 from nbtui.host.gpu import DeviceSample, GpuReading, ProcMemory, ProcUtil
 from nbtui.host.procs import Facts, Proc, Scan, kernel_id_in
 from nbtui.host.local import LocalHost
-from nbtui.model import Kernel
+from nbtui.core.model import Kernel
 from tests.conftest import run_nbtui
 from tests.jupyter import wait_for
 
@@ -310,9 +310,8 @@ def test_kernel_id_in_command_lines():
 def test_leftover_reasons_from_a_recorded_forest():
     """Which leftover is an orphan, and why, from a recorded process forest (no guessing:
     where nobody can tell, no reason is given)."""
-    from nbtui import orphans
-    from nbtui.model import ServerInfo, Session
-
+    from nbtui.core import orphans
+    from nbtui.core.model import ServerInfo, Session
     host = LocalHost(nvml=Recorded(GpuReading(note="no GPU")))
     scan = Scan({
         1: _proc(1, 0),

@@ -337,7 +337,6 @@ def test_another_users_hostile_leftover_reaches_roots_terminal_as_text(other_use
 
 def test_runtime_files_of_the_wrong_shapes_are_unreadable_not_a_crash(tmp_path):
     from nbtui.jupyter.discovery import discover
-
     me = os.getpid()
     (tmp_path / f"jpserver-{me}.json").write_text(json.dumps(
         {"pid": me, "url": "http://127.0.0.1:1/", "token": 5, "base_url": ["x"], "root_dir": {"a": 1}}))

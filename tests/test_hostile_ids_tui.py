@@ -4,10 +4,10 @@ server receives no action at all."""
 
 from __future__ import annotations
 
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
 from nbtui.tui.app import NbtuiApp
-from nbtui.tui.confirm import ConfirmScreen
+from nbtui.tui.screens.confirm import ConfirmScreen
 from tests.fakehttp import FakeHTTP
 from tests.jupyter import until
 

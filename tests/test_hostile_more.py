@@ -275,10 +275,11 @@ def test_exporter_labels_from_hostile_hub_users_and_notebook_paths_are_escaped_t
 
 
 def test_gpu_holders_from_a_hostile_extension_show_as_plain_text():
-    from nbtui import model, report
+    from nbtui.core import model
+    from nbtui.display import report
     from nbtui.host import ledger, wire
-    from nbtui.text import json_text
-
+    from nbtui.display import gpu_line
+    from nbtui.core.text import json_text
     evil = "python \x1b]0;pwned\x07\x1b[2J\u202e\ud800 --token=s3cr3t train.py"
     body = {"nbtui_usage": 1, "host": "far", "kernels": {}, "gpus": [{
         "index": 0, "uuid": "GPU-\x1b[31m", "name": "H100\u202e", "memory_used": 3 << 30, "memory_total": 80 << 30,
@@ -288,7 +289,7 @@ def test_gpu_holders_from_a_hostile_extension_show_as_plain_text():
                                                    "memory_bytes": 3 << 30}]}}]}
     _usage, devices, _note = wire.load("far", body)
     (d,) = devices
-    text = ledger.line(d)
+    text = gpu_line.line(d)
     assert clean_output(text.encode()) and "\\x1b[2J" in text and "(eve\\x1b[2J)" in text
     snap = model.Snapshot(generated_at=dt_now(), servers=(), kernels=(), gpus=devices)
     dumped = json_text(json.dumps(report.snapshot_json(snap), ensure_ascii=False))

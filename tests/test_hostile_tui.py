@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from nbtui.model import ServerInfo, Snapshot
+from nbtui.core.model import ServerInfo, Snapshot
 from tests.conftest import add_server
 from tests.jupyter import JupyterServer, wait_for
 from tests.test_tui_snapshots import T0, _k, _u, app_with, settle

@@ -8,8 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from nbtui import actions, orphans
-from nbtui.model import Kernel, Process, kernel_key, split_kernel_key
+from nbtui.service import actions
+
+from nbtui.core import orphans
+from nbtui.core.model import Kernel, Process, kernel_key, split_kernel_key
 from tests.conftest import ROOT
 
 
@@ -17,7 +19,7 @@ def test_the_server_extension_imports_no_client_side():
     """The extension loads inside every jupyter_server: it must not pull in the fleet,
     httpx, config, secrets or discovery."""
     code = ("import sys, nbtui.serverext, nbtui.host.local, nbtui.host.wire; "
-            "print(sorted(m for m in ('httpx', 'nbtui.fleet', 'nbtui.config', 'nbtui.secrets', "
+            "print(sorted(m for m in ('httpx', 'nbtui.service.fleet', 'nbtui.files.config', 'nbtui.files.secrets', "
             "'nbtui.jupyter.discovery', 'textual') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -42,22 +44,20 @@ def test_one_idle_rule(idle, state, expected):
 
 
 def test_ls_summary_counts_idle_by_the_setting():
-    from nbtui.model import Snapshot
-    from nbtui.report import summary_lines
-
+    from nbtui.core.model import Snapshot
+    from nbtui.display.report import summary_lines
     ks = [_kernel(120.0), _kernel(30.0), _kernel(7200.0, "busy")]
     snap = Snapshot(generated_at=None, servers=(), kernels=tuple(ks), idle_threshold=60.0)
     assert summary_lines(snap, ks)[0].startswith("3 kernels, 1 idle over 1m, ")
 
 
 def test_ls_and_the_tui_summary_count_alike():
-    """One counting function (nbtui.summary) behind ls's summary line and the TUI's bar."""
+    """One counting function (nbtui.core.summary) behind ls's summary line and the TUI's bar."""
     from types import SimpleNamespace
 
-    from nbtui.model import ServerInfo, Snapshot, Usage
-    from nbtui.report import summary_lines
+    from nbtui.core.model import ServerInfo, Snapshot, Usage
+    from nbtui.display.report import summary_lines
     from nbtui.tui.fleet_header import summary_text
-
     ks = [_kernel(120.0), _kernel(30.0), _kernel(7200.0, "busy"),
           replace(_kernel(600.0), kernel_id="g", usage=Usage("local", gpu_memory_bytes=2 << 30), orphan_reasons=("x",))]
     left = Process(pid=9, user=None, cmdline="x", create_time=1.0, gpu_memory_bytes=1 << 30, orphan_reasons=("server-gone",))

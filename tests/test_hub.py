@@ -13,8 +13,8 @@ import time
 import httpx
 import pytest
 
-from nbtui import config as config_mod
-from nbtui.fleet import Fleet
+from nbtui.files import config as config_mod
+from nbtui.service.fleet import Fleet
 from tests.conftest import run_nbtui
 from tests.hub import Hub
 from tests.jupyter import wait_for
@@ -289,8 +289,8 @@ async def test_k_on_a_server_row_stops_it_through_the_hub(hub, config_dir, tmp_p
     """The TUI: v lists every server as a row, k on a hub user's server asks, then stops it
     through the hub (re-checked, audited before and after), and its row goes."""
     from nbtui.tui.app import NbtuiApp
-    from nbtui.tui.confirm import ConfirmScreen
-    from nbtui.tui.servers_screen import ServersScreen
+    from nbtui.tui.screens.confirm import ConfirmScreen
+    from nbtui.tui.screens.servers import ServersScreen
     from tests.jupyter import until
 
     hub.spawn("alice", "tmp")
@@ -325,9 +325,8 @@ def test_a_dead_user_servers_leftover_is_named_by_its_user(hub, config_dir):
     named by the hub user and server (ls, ls --json, and the TUI's row)."""
     import psutil
 
-    from nbtui.model import Process
-    from nbtui.table_rows import process_row
-
+    from nbtui.core.model import Process
+    from nbtui.display.table_rows import process_row
     hub.spawn("alice", "crash")
     hub.wait_ready("alice", "crash")
     kid = hub.start_kernel("alice", "crash")

@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
 from nbtui.jupyter import hub as hub_mod
 from tests.conftest import ROOT
 from tests.fakehub import kernel_id

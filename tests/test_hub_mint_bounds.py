@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
 from nbtui.jupyter import hubtokens
 from tests.fakehub import FakeHub
 
@@ -57,8 +57,7 @@ async def test_every_minted_token_is_known_to_redaction_from_the_moment_it_is_mi
     """A minted token is a secret like the hub's: any text that carries it (an error a server
     echoes, a log line) is scrubbed, whether or not its server has been read yet."""
     from nbtui.jupyter.hub import HubSource
-    from nbtui.secrets import redact
-
+    from nbtui.files.secrets import redact
     with FakeHub(users=2, page=50) as hub:
         source = HubSource(_config(hub), 10.0)
         try:

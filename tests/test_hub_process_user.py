@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from nbtui import config as config_mod
-from nbtui.fleet import Fleet
+from nbtui.files import config as config_mod
+from nbtui.service.fleet import Fleet
 from nbtui.host.local import LocalHost
 from tests.conftest import run_nbtui
 from tests.hub import Hub
@@ -65,9 +65,8 @@ def test_hub_kernels_and_terminals_carry_the_hub_user_and_the_os_owner_apart(hub
         assert row[at:].split()[0] == user, row
 
     # The exporter's kernel series and the TUI's details, from the same snapshot.
-    from nbtui.exporter import KernelLines, _kernel_families
-    from nbtui.tui.detail import describe
-
+    from nbtui.exporter.metrics import KernelLines, _kernel_families
+    from nbtui.tui.widgets.detail import describe
     config = config_mod.load()
 
     async def read():

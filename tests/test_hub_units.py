@@ -7,12 +7,11 @@ import datetime as dt
 
 import pytest
 
-from nbtui import config as config_mod
-from nbtui import targets
-from nbtui.errors import NotFound, UsageError
+from nbtui.files import config as config_mod
+from nbtui.core import targets
+from nbtui.core.errors import NotFound, UsageError
 from nbtui.jupyter import hub
-from nbtui.model import ServerInfo, Snapshot
-
+from nbtui.core.model import ServerInfo, Snapshot
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
@@ -52,7 +51,6 @@ def _server(name, **kw):
 
 def test_the_strip_collapses_a_hubs_many_servers_to_a_count():
     from nbtui.tui.hub import STRIP_MAX, strip_entries
-
     few = [_server("h", hub="h", version="6.1.1"), _server("h/alice", hub="h", user="alice", route="proxy"),
            _server("h/bob", hub="h", user="bob", pending="spawn"), _server("gpu1", source="config")]
     names = [n for n, _ in strip_entries(few)]
@@ -81,8 +79,7 @@ def test_server_targets_name_a_hub_users_server():
 
 
 def test_cull_servers_selects_by_the_hubs_last_activity():
-    from nbtui import actions
-
+    from nbtui.service import actions
     snap = Snapshot(generated_at=NOW, servers=(
         _server("h", hub="h"),
         _server("h/old", hub="h", user="old", hub_last_activity=NOW - dt.timedelta(hours=3)),
@@ -108,7 +105,6 @@ def test_servers_toml_keeps_a_hubs_keys(tmp_path):
 
 def test_proxy_reads_file_is_a_courtesy_never_a_trap(tmp_path):
     from nbtui.jupyter import proxy_reads
-
     f = tmp_path / "state" / "proxy-reads.json"
     assert proxy_reads.last_read("http://h/user/a/", where=f) is None
     proxy_reads.record(["http://h/user/a/"], at=1000.0, where=f)

@@ -11,12 +11,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nbtui import actions, audit
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
+from nbtui.service import actions
+
+from nbtui.files import audit
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
 from nbtui.host import signals
-from nbtui.model import Process, Snapshot
-from nbtui.targets import PidTarget
+from nbtui.core.model import Process, Snapshot
+from nbtui.core.targets import PidTarget
 from tests.conftest import run_nbtui
 from tests.jupyter import wait_for
 

@@ -311,7 +311,6 @@ def test_binary_frames_round_trip_in_fragments():
     from jupyter_client.session import Session
 
     from nbtui.jupyter.channels import decode_json, decode_v1, encode_json_fragments, encode_v1_fragments
-
     msg = Session(key=b"").msg("execute_request", {"code": "_nbtui_migrate.write('x', 1, 0)"})
     payload = os.urandom(2_500_000)
     msg["buffers"] = [memoryview(payload)]

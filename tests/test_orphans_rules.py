@@ -6,9 +6,8 @@ import datetime as dt
 
 import pytest
 
-from nbtui import orphans
-from nbtui.model import GpuUse, Kernel, Process, Session, Usage
-
+from nbtui.core import orphans
+from nbtui.core.model import GpuUse, Kernel, Process, Session, Usage
 NB = Session(id="s1", path="work/gpu.ipynb", name="gpu.ipynb", type="notebook")
 CONSOLE = Session(id="s2", path="console-1-abc", name="", type="console")
 

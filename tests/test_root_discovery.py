@@ -72,7 +72,6 @@ def test_a_planted_file_claiming_roots_server_is_reported_never_trusted(local_us
 
 def test_runtime_files_that_are_pipes_links_or_huge_are_never_read(tmp_path):
     from nbtui.jupyter.discovery import discover
-
     os.mkfifo(tmp_path / "jpserver-1.json")  # reading it would block discovery forever
     (tmp_path / "target.json").write_text(json.dumps({"pid": os.getpid(), "url": "http://127.0.0.1:1/"}))
     os.symlink(tmp_path / "target.json", tmp_path / "jpserver-2.json")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from nbtui.model import Kernel
-from nbtui.report import kernel_json, kernels_table
-from nbtui.states import never_used, state_text
+from nbtui.core.model import Kernel
+from nbtui.display.report import kernel_json, kernels_table
+from nbtui.core.states import never_used, state_text
 from tests.conftest import run_nbtui
 
 
@@ -113,8 +113,7 @@ def test_servers_add_creates_the_config_file_a_variable_names(tmp_path):
 
 def test_idle_of_a_busy_or_never_used_kernel_says_so():
     """Issue 24: a kernel busy for 3 minutes read `3m` under IDLE, as if idle 3 minutes."""
-    from nbtui import table_rows as tr
-
+    from nbtui.display import table_rows as tr
     def idle_cell(k: Kernel, width: int) -> str:
         head, row = kernels_table([k], width=width)
         at = head.index("IDLE") + len("IDLE")

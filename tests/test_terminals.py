@@ -13,8 +13,8 @@ import psutil
 import pytest
 import websockets
 
-from nbtui.config import ServerConfig
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig
+from nbtui.service.fleet import Fleet
 from nbtui.host.local import LocalHost
 from tests.conftest import add_server, run_nbtui
 from tests.jupyter import JupyterServer, wait_for
@@ -97,8 +97,7 @@ async def test_terminal_row_covers_its_job_which_is_no_leftover(term_server):
     assert t.idle_seconds is not None and t.orphan_reasons == ()
     assert job.pid not in {p.pid for p in snap.processes}  # carries JPY_PARENT_PID, yet not a leftover
     # ls --json carries it as the contract says
-    from nbtui.report import snapshot_json
-
+    from nbtui.display.report import snapshot_json
     row = next(r for r in snapshot_json(snap)["terminals"] if r["name"] == name)
     assert row["pid"] == t.pid and row["memory_bytes"] >= JOB_MB * MB and row["server"] == "terms"
 
@@ -200,10 +199,9 @@ def test_kill_terminal_whose_job_exits_with_it_is_a_success(term_server):
 def test_terminal_targets_resolve_or_say_why():
     import datetime as dt
 
-    from nbtui import targets
-    from nbtui.errors import NbtuiError, NotFound, UsageError
-    from nbtui.model import ServerInfo, Snapshot, Terminal
-
+    from nbtui.core import targets
+    from nbtui.core.errors import NbtuiError, NotFound, UsageError
+    from nbtui.core.model import ServerInfo, Snapshot, Terminal
     now = dt.datetime.now(dt.timezone.utc)
     snap = Snapshot(generated_at=now, servers=(ServerInfo("hub/alice", "http://h/", "hub"),
                                                ServerInfo("down", "http://d/", "config", status="unreachable")),
@@ -232,6 +230,7 @@ async def test_ledger_accounts_for_every_holder_with_real_processes(term_server)
     import sys
 
     from nbtui.host import ledger
+    from nbtui.display import gpu_line
     from nbtui.host.gpu import DeviceSample, GpuReading, ProcMemory
     from tests.test_host_usage import Recorded
 
@@ -265,7 +264,7 @@ async def test_ledger_accounts_for_every_holder_with_real_processes(term_server)
         assert t.usage.gpu_memory_bytes == 2000 * MB
         k = next(k for k in snap.kernels if k.kernel_id == kid)
         assert k.user == psutil.Process().username()
-        assert "kernels 2.9G, terminals 2.0G, leftovers 1000M, other 500M" in ledger.line(snap.gpus[0])
+        assert "kernels 2.9G, terminals 2.0G, leftovers 1000M, other 500M" in gpu_line.line(snap.gpus[0])
     finally:
         for p in (left, plain):
             p.kill()

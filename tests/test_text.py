@@ -2,9 +2,7 @@
 
 import pytest
 
-from nbtui.text import one_line, sgr_only, visible
-
-
+from nbtui.core.text import one_line, sgr_only, visible
 @pytest.mark.parametrize(
     "raw, shown",
     [
@@ -59,8 +57,7 @@ def test_sgr_only(raw, kept):
 def test_visible_stream_escapes_every_write_and_keeps_newlines():
     import io
 
-    from nbtui.text import VisibleStream, raw_stream
-
+    from nbtui.core.text import VisibleStream, raw_stream
     buf = io.StringIO()
     s = VisibleStream(buf)
     print("a\x1b]0;t\x07b", file=s)
@@ -72,8 +69,7 @@ def test_visible_stream_escapes_every_write_and_keeps_newlines():
 def test_json_text_keeps_the_strings_and_hides_what_a_terminal_acts_on():
     import json
 
-    from nbtui.text import json_text
-
+    from nbtui.core.text import json_text
     value = {"p": "a\x9b2J\u202e\x7f\U000e0041 ok"}
     out = json_text(json.dumps(value, ensure_ascii=False))
     assert json.loads(out) == value

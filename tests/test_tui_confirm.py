@@ -3,9 +3,7 @@
 import pytest
 from textual.app import App
 
-from nbtui.tui.confirm import ConfirmScreen
-
-
+from nbtui.tui.screens.confirm import ConfirmScreen
 class _Host(App):
     def __init__(self):
         super().__init__()

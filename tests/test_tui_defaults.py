@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from nbtui.config import Settings
-from nbtui.tui.fleet_screen import FILTER_HINT
-from nbtui.tui.kill import CullScreen
+from nbtui.files.config import Settings
+from nbtui.tui.screens.fleet import FILTER_HINT
+from nbtui.tui.screens.kill import CullScreen
 from tests.jupyter import until
 from tests.test_tui_snapshots import app_with, holders, settle
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from nbtui import actions
-from nbtui.tui.checkbox import OFF, ON
-from nbtui.tui.kill import CullScreen
-from nbtui.tui.migrate import MigrateScreen, field_words
+from nbtui.service import actions
+from nbtui.tui.widgets.checkbox import OFF, ON
+from nbtui.tui.screens.kill import CullScreen
+from nbtui.tui.screens.migrate import MigrateScreen, field_words
 from tests.jupyter import until
 from tests.test_tui_snapshots import app_with, holders, settle
 
@@ -119,7 +119,6 @@ class PlannedMigration:
 
     def __init__(self, opts):
         from nbtui.migrate.move import Entry, Report
-
         self.opts = opts
         self.report = Report(
             source={"server": "gpu1", "kernel_id": "80442938-1a2b", "notebook": "ana/train-resnet.ipynb"},

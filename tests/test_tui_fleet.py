@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
 from nbtui.tui.app import NbtuiApp
-from nbtui.tui.confirm import ConfirmScreen
+from nbtui.tui.screens.confirm import ConfirmScreen
 from tests.jupyter import JupyterServer, until
 
 
@@ -228,8 +228,7 @@ async def test_bad_theme_file_is_reported_and_default_used(config_dir):
 async def test_keys_typed_before_the_console_appears_go_into_its_input(two_servers):
     from textual import events
 
-    from nbtui.tui.console import ConsoleScreen
-
+    from nbtui.tui.screens.console import ConsoleScreen
     a, b, ids = two_servers
     app = make_app(("a", a), ("b", b))
     async with app.run_test(size=(100, 30)) as pilot:

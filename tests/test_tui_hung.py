@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
 from nbtui.tui.app import NbtuiApp
 from tests.jupyter import JupyterServer, until
 

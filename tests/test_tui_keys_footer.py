@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static
 
-from nbtui.tui.keys_footer import KeysFooter
+from nbtui.tui.widgets.keys_footer import KeysFooter
 from tests.jupyter import until
 
 

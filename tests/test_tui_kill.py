@@ -6,14 +6,14 @@ import datetime as dt
 
 from textual.app import App
 
-from nbtui import audit
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
-from nbtui.model import GpuUse, Kernel, ServerInfo, Session, Snapshot, Usage
-from nbtui import actions
+from nbtui.files import audit
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
+from nbtui.core.model import GpuUse, Kernel, ServerInfo, Session, Snapshot, Usage
+from nbtui.service import actions
 from nbtui.tui.app import NbtuiApp
-from nbtui.tui.confirm import ConfirmScreen
-from nbtui.tui.kill import CullScreen, KillConfirm, plan_lines
+from nbtui.tui.screens.confirm import ConfirmScreen
+from nbtui.tui.screens.kill import CullScreen, KillConfirm, plan_lines
 from tests.jupyter import until
 
 

@@ -6,11 +6,11 @@ import json
 import os
 from pathlib import Path
 
-from nbtui.config import ServerConfig, Settings
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
 from nbtui.tui.app import NbtuiApp
-from nbtui.tui.confirm import ConfirmScreen
-from nbtui.tui.migrate import MigrateScreen, RebindScreen
+from nbtui.tui.screens.confirm import ConfirmScreen
+from nbtui.tui.screens.migrate import MigrateScreen, RebindScreen
 from textual.widgets import Button, Input, ProgressBar, Static
 from tests.jupyter import until
 

@@ -3,7 +3,7 @@ entry per user, and `x` opens them into one entry each, with its owner (and clos
 
 from __future__ import annotations
 
-from nbtui.model import ServerInfo, Snapshot
+from nbtui.core.model import ServerInfo, Snapshot
 from tests.test_tui_snapshots import T0, _k, app_with, settle
 
 

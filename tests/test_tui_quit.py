@@ -14,7 +14,6 @@ from tests.conftest import ROOT
 SCRIPT = r'''
 import asyncio, gc
 from nbtui.tui.app import NbtuiApp
-
 class HungFleet:
     names = ["a", "b"]
     settings = None

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from nbtui import columns, table_rows as tr
-from nbtui.model import Kernel, Process, Session, Terminal, Usage
+from nbtui.display import columns, table_rows as tr
+from nbtui.core.model import Kernel, Process, Session, Terminal, Usage
 from nbtui.tui import rows
 from tests.conftest import ROOT
 
@@ -104,7 +104,7 @@ def test_cell_cache_recomputes_only_what_changed():
 
 
 def test_the_first_read_starts_before_textual_loads():
-    code = "import sys, nbtui.commands.tui, nbtui.tui.runner; print('textual' in sys.modules)"
+    code = "import sys, nbtui.cli.commands.tui, nbtui.tui.runner; print('textual' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.stdout.strip() == "False", r.stderr
 
@@ -115,9 +115,9 @@ def test_the_fleet_screen_starts_without_the_fleet_httpx_s_command_line_or_the_a
     # (the hub strip used to pull them in); httpx as nbtui loads it never brings its
     # command-line client (click, pygments, rich.progress).
     pytest.importorskip("click", reason="httpx loads its command line only where click is installed")
-    code = ("import sys, nbtui.cli, nbtui.commands.tui, nbtui.forked_read, nbtui.tui.runner, nbtui.tui.app, "
+    code = ("import sys, nbtui.cli, nbtui.cli.commands.tui, nbtui.service.forked_read, nbtui.tui.runner, nbtui.tui.app, "
             "nbtui.tui.fleet_header, nbtui.tui.hub\n"
-            "print(sorted(m for m in ('nbtui.fleet', 'httpx', 'psutil', 'nbtui.actions') if m in sys.modules))\n"
+            "print(sorted(m for m in ('nbtui.service.fleet', 'httpx', 'psutil', 'nbtui.service.actions') if m in sys.modules))\n"
             "import nbtui.jupyter, httpx; assert callable(httpx.AsyncClient)\n"
             "print(sorted(m for m in ('click', 'pygments', 'rich.progress') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)

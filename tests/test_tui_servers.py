@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from nbtui.model import ServerInfo
-from nbtui.tui.confirm import ConfirmScreen
-from nbtui.tui.servers_screen import ServersScreen
+from nbtui.core.model import ServerInfo
+from nbtui.tui.screens.confirm import ConfirmScreen
+from nbtui.tui.screens.servers import ServersScreen
 from tests.jupyter import until
 from tests.test_tui_snapshots import T0, _k, app_with, recorded, settle
 

@@ -11,10 +11,9 @@ import datetime as dt
 
 import pytest
 
-from nbtui.config import Settings
-from nbtui.model import GpuUse, Kernel, Process, ServerInfo, Session, Snapshot, Terminal, Usage
+from nbtui.files.config import Settings
+from nbtui.core.model import GpuUse, Kernel, Process, ServerInfo, Session, Snapshot, Terminal, Usage
 from nbtui.tui.app import NbtuiApp
-
 T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
 GiB = 2**30
 

@@ -8,13 +8,12 @@ import dataclasses
 import datetime as dt
 import threading
 
-from nbtui.config import ServerConfig
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig
+from nbtui.service.fleet import Fleet
 from nbtui.host.local import LocalHost
-from nbtui.model import Kernel, ServerInfo, Snapshot, Usage
+from nbtui.core.model import Kernel, ServerInfo, Snapshot, Usage
 from nbtui.tui import runner as runner_mod
 from nbtui.tui.runner import SnapshotRunner
-
 T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
 
 
@@ -140,7 +139,6 @@ async def test_the_screen_says_when_it_is_drawn_so_usage_follows_at_once(shared_
 def _started(fleet):
     """The app as `nbtui` starts it: the runner's first read begun before the app exists."""
     from nbtui.tui.app import NbtuiApp
-
     r = SnapshotRunner(fleet)
     r.prefetch()
     return NbtuiApp(fleet, refresh=30, runner=r), r

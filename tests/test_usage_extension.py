@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from nbtui.config import ServerConfig
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig
+from nbtui.service.fleet import Fleet
 from nbtui.host import wire
 from nbtui.jupyter.rest import ServerClient, ServerError
 from tests.conftest import run_nbtui
@@ -135,7 +135,6 @@ async def _kernel_websocket_nodelay(server, kid: str) -> int:
     import psutil
 
     from nbtui.jupyter.channels import WebsocketChannels
-
     async with ServerClient("s", server.url, server.token) as client:
         async with WebsocketChannels(client, kid) as ch:
             await ch.kernel_info(timeout=30)
@@ -210,7 +209,6 @@ async def test_server_named_by_a_host_name_gets_the_extension_and_local_still_wi
     import socket
 
     from nbtui.host.local import LocalHost
-
     name = socket.gethostname()
     try:
         if socket.gethostbyname(name) != "127.0.0.1":

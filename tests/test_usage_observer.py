@@ -14,8 +14,8 @@ import time
 import psutil
 import pytest
 
-from nbtui.config import ServerConfig
-from nbtui.fleet import Fleet
+from nbtui.files.config import ServerConfig
+from nbtui.service.fleet import Fleet
 from nbtui.host.local import LocalHost
 from nbtui.jupyter.probe import probe_missing, usage_from_reply
 from tests.conftest import run_nbtui

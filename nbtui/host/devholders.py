@@ -34,9 +34,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
-from nbtui.model import UNKILLABLE, DeviceHolder, GpuDevice
-from nbtui.text import visible
-
+from nbtui.core.model import UNKILLABLE, DeviceHolder, GpuDevice
+from nbtui.core.text import visible
 ENV = "NBTUI_GPU_DEVICE_NODES"
 DEFAULT_PATTERN = "/dev/nvidia*"
 PROC = "/proc"
@@ -139,7 +138,7 @@ def _owner(pid: int, proc: str) -> Optional[str]:
 
 
 def _cmdline(pid: int, comm: str, state: str, proc: str) -> str:
-    from nbtui.secrets import redact_cmdline  # here, not at import: the server extension loads nbtui.host
+    from nbtui.files.secrets import redact_cmdline  # here, not at import: the server extension loads nbtui.host
 
     try:
         with open(f"{proc}/{pid}/cmdline", "rb") as f:

@@ -15,16 +15,14 @@ import socket
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequence
 
-from nbtui import model, orphans
+from nbtui.core import model, orphans
 from nbtui.host import gpu as gpu_mod
 from nbtui.host import devholders, ledger
 from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pids, uses_nvidia
 from nbtui.sources import HostSample
 from nbtui.sources.cmdline import is_jupyter_server
-
 if TYPE_CHECKING:  # the server extension loads this module: no config (nor httpx) at run time
-    from nbtui.config import Settings
-
+    from nbtui.files.config import Settings
 LOCAL = "local"
 DEFAULT_IDLE = 3600.0  # seconds; config's [orphans] idle default
 # The shortest interval a CPU % is measured over: psutil's CPU times tick every 10 ms.
@@ -87,7 +85,7 @@ def ledger_kinds(scan: Scan, by_pid, in_kernels, in_terminals, leftovers):
             kinds[pid] = ledger.LEFTOVERS
         else:
             kinds[pid] = ledger.OTHER
-    from nbtui.secrets import redact_cmdline  # here, not at import: the server extension loads this module
+    from nbtui.files.secrets import redact_cmdline  # here, not at import: the server extension loads this module
 
     names = {pid: (scan.procs[pid].facts.user, redact_cmdline(" ".join(scan.procs[pid].facts.cmdline)))
              for pid, kind in kinds.items() if kind == ledger.OTHER}
@@ -103,7 +101,7 @@ def _session_leader(pid: int) -> bool:
 
 def _scrubbed(cmdline) -> str:
     """A command line as shown anywhere (screen, JSON, plans, audit): secrets scrubbed."""
-    from nbtui.secrets import redact_cmdline  # here, not at import: the server extension loads this module
+    from nbtui.files.secrets import redact_cmdline  # here, not at import: the server extension loads this module
 
     return redact_cmdline(" ".join(cmdline))
 

@@ -17,9 +17,7 @@ from typing import Iterable, Optional
 
 import psutil
 
-from nbtui.secrets import redact_cmdline
-
-# Fates of one PID, as reported to the user and in the audit log.
+from nbtui.files.secrets import redact_cmdline  # Fates of one PID, as reported to the user and in the audit log.
 EXITED = "exited after SIGTERM"
 KILLED = "killed with SIGKILL"
 ALREADY_GONE = "already gone"
@@ -120,7 +118,6 @@ def descendants(pid: int) -> list[Ident]:
 def find_kernel_process(kernel_id: str) -> Optional[Ident]:
     """The local process of a kernel (the one naming its connection file), found by a scan."""
     from nbtui.host.procs import ProcessTable
-
     pid = ProcessTable().scan().kernel_roots().get(kernel_id)
     return identify(pid) if pid is not None else None
 
@@ -128,7 +125,6 @@ def find_kernel_process(kernel_id: str) -> Optional[Ident]:
 def running_kernel_ids() -> set[str]:
     """Kernel ids whose connection file a running local process names."""
     from nbtui.host.procs import ProcessTable
-
     return set(ProcessTable().scan().kernel_roots())
 
 

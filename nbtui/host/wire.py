@@ -11,8 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
-from nbtui import model
-
+from nbtui.core import model
 FORMAT = 1
 EXTENSION = "extension"
 PATH = "api/nbtui/usage"
@@ -158,7 +157,7 @@ def _load_ledger(raw) -> Optional[model.GpuLedger]:
     parts = {k: _int(raw.get(k)) for k in ("kernels", "terminals", "leftovers", "other", "unattributed", "unassigned")}
     if any(v is None for v in parts.values()):
         return None
-    from nbtui.secrets import redact_cmdline  # here, not at import: the server extension loads this module
+    from nbtui.files.secrets import redact_cmdline  # here, not at import: the server extension loads this module
 
     others = []
     raw_others = raw.get("others")

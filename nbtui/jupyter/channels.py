@@ -35,13 +35,12 @@ from typing import Any, Callable, Optional
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 
-from nbtui.errors import NbtuiError, TimedOut
+from nbtui.core.errors import NbtuiError, TimedOut
 from nbtui.jupyter import own
 from nbtui.jupyter.urlpath import segment
 from nbtui.jupyter.rest import (AUTH_FAILED, NOT_FOUND, NOT_JUPYTER, TIMEOUT, UNREACHABLE, ServerClient, ServerError,
                                 is_loopback)
-from nbtui.secrets import redact
-
+from nbtui.files.secrets import redact
 V1 = "v1.kernel.websocket.jupyter.org"
 CHANNELS = ("shell", "iopub", "stdin", "control")
 REPLY_CHANNEL = {"shell": "shell", "control": "control"}

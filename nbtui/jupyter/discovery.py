@@ -11,10 +11,8 @@ from typing import Optional
 
 import psutil
 
-from nbtui.config import ServerConfig
-from nbtui.secrets import remember
-
-
+from nbtui.files.config import ServerConfig
+from nbtui.files.secrets import remember
 def runtime_dir() -> Path:
     from jupyter_core.paths import jupyter_runtime_dir
 
@@ -129,7 +127,6 @@ def discover_host() -> Discovery:
     if os.geteuid() != 0 or os.environ.get("NBTUI_ROOT_DISCOVERY", "1") == "0":
         return discover()
     from nbtui.jupyter.everyone import discover_everyone
-
     return discover_everyone()
 
 

@@ -25,11 +25,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from nbtui.config import ServerConfig
+from nbtui.files.config import ServerConfig
 from nbtui.jupyter.hubtokens import TokenMint
 from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, TOO_BIG, ServerClient, ServerError, is_loopback
 from nbtui.jupyter.urlpath import UnsafeSegment, segment, server_path
-
 PAGINATION = "application/jupyterhub-pagination+json"
 MAX_PAGES = 10_000  # a hub that keeps answering "next" forever is cut off here
 MAX_ITEMS = 200_000  # the longest list nbtui takes from a hub (its pages together)
@@ -86,8 +85,7 @@ def missing_scopes(scopes: list[str]) -> list[tuple[str, str, str]]:
 
 
 def _time(value) -> Optional[dt.datetime]:
-    from nbtui.units import parse_time
-
+    from nbtui.core.units import parse_time
     return parse_time(value)
 
 
@@ -109,8 +107,7 @@ class HubServer:
     def name(self) -> str:
         """``HUB/USER[/SERVER]``, the user's and server's names escaped (``text.name_part``):
         a user named ``alice/x`` is ``hub/alice%2Fx``, never alice's server ``x``."""
-        from nbtui.text import name_part
-
+        from nbtui.core.text import name_part
         return f"{self.hub}/{name_part(self.user)}" + (f"/{name_part(self.server_name)}" if self.server_name else "")
 
 
@@ -272,8 +269,7 @@ class HubSource:
 
     def client(self) -> HubClient:
         if self._client is None:
-            from nbtui.secrets import TokenError, resolve
-
+            from nbtui.files.secrets import TokenError, resolve
             c = self.config
             try:
                 token = resolve(c)
@@ -289,7 +285,6 @@ class HubSource:
         """The sockets this hub's servers share (bounded: SOCKETS at most)."""
         if self._transport is None:
             from nbtui.jupyter.rest import tls_context
-
             self._transport = httpx.AsyncHTTPTransport(
                 verify=tls_context(self.config.ca_bundle),
                 limits=httpx.Limits(max_connections=SOCKETS, max_keepalive_connections=SOCKETS))
@@ -340,9 +335,8 @@ class HubSource:
     async def read(self) -> tuple[dict[str, Any], list[Child]]:
         """The hub's own row (ServerInfo fields) and its users' servers now; bounded by the
         hub's timeout as a whole."""
-        from nbtui import model
-        from nbtui.secrets import redact
-
+        from nbtui.core import model
+        from nbtui.files.secrets import redact
         row: dict[str, Any] = {"name": self.name, "url": self.config.url, "source": "hub", "hub": self.name,
                                "local": is_loopback(self.config.url)}
         try:
@@ -353,7 +347,6 @@ class HubSource:
             return row, list(self.children.values())  # the last listing stays readable
         except ServerError as e:
             from nbtui.jupyter.rest import STATUS_OF_KIND as _STATUS_OF_KIND
-
             row.update(status=_STATUS_OF_KIND.get(e.kind, model.ERROR),
                        error_kind="auth-failed" if e.kind == "token" else e.kind, error=redact(str(e)))
             if e.kind == "not-found":
@@ -402,8 +395,7 @@ class HubSource:
 
 
 def _human(seconds: float) -> str:
-    from nbtui.units import human_duration
-
+    from nbtui.core.units import human_duration
     return human_duration(seconds)
 
 
@@ -418,7 +410,7 @@ async def detect(url: str, *, timeout: float = 3.0, ca_bundle: Optional[str] = N
         await client.aclose()
 
 
-# -- the fleet's hook (nbtui.fleet calls these) -----------------------------------------------
+# -- the fleet's hook (nbtui.service.fleet calls these) -----------------------------------------------
 
 
 async def read_user_server(fleet, entry, now: dt.datetime):
@@ -431,8 +423,7 @@ async def read_user_server(fleet, entry, now: dt.datetime):
     if entry.extra.get("pending") or (child is not None and not child.server.ready):
         return fleet._info(entry), []
     if child is not None and child.no_token is not None:
-        from nbtui import model
-
+        from nbtui.core import model
         return fleet._info(entry, status=model.AUTH_FAILED, error_kind="token",
                            error=f"server {name}: not read: {child.no_token}"), []
     if entry.extra.get("route") == PROXY and entry.proxy_read is not None:
@@ -464,7 +455,6 @@ async def read_user_server(fleet, entry, now: dt.datetime):
     # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
     if entry.extra.get("route") == PROXY and info.ok:
         from nbtui.jupyter import proxy_reads
-
         entry.proxy_read = (time.monotonic(), info, kernels)
         if fleet.proxy_reader is not None:  # the interval holds across nbtui processes too
             proxy_reads.record([entry.config.url], by=f"{fleet.proxy_reader}, pid {os.getpid()}")
@@ -474,17 +464,15 @@ async def read_user_server(fleet, entry, now: dt.datetime):
 def _read_elsewhere(fleet, entry, hub: HubSource):
     """The server's row when another nbtui (a one-shot ``ls``, a cron job) read it through the
     proxy within ``proxy_interval``: not read now, and said so (status skipped); else None."""
-    from nbtui import model
+    from nbtui.core import model
     from nbtui.jupyter import proxy_reads
-
     if fleet.acting:  # exec, kill, servers test …: what a person asked for is read
         return None
     last = proxy_reads.last_read(entry.config.url)
     ago = None if last is None else time.time() - last.at
     if last is None or ago is None or not 0 <= ago < hub.proxy_interval:
         return None
-    from nbtui.text import one_line
-
+    from nbtui.core.text import one_line
     by = f"by {one_line(last.by, 80)}" if last.by else "by another nbtui"
     return fleet._info(
         entry, status=model.SKIPPED, error_kind="proxy-interval",
@@ -501,7 +489,7 @@ def name_leftovers(fleet, processes) -> list:
     out = []
     for p in processes:
         if p.hub_user and p.hub_server is None and hubs:
-            from nbtui.text import name_part  # escaped as the hub's own names are (HubServer.name)
+            from nbtui.core.text import name_part  # escaped as the hub's own names are (HubServer.name)
 
             tail = f"/{name_part(p.hub_user)}" + (f"/{name_part(p.hub_server_name)}" if p.hub_server_name else "")
             known = [h.name for h in hubs

@@ -25,9 +25,7 @@ from typing import Optional, Protocol, Sequence
 
 from nbtui.jupyter.rest import AUTH_FAILED, SERVER_ERROR, ServerClient, ServerError
 from nbtui.jupyter.urlpath import segment
-from nbtui.secrets import remember
-
-
+from nbtui.files.secrets import remember
 class UserServer(Protocol):
     """What a token is minted for (``nbtui.jupyter.hub.HubServer`` is one)."""
 

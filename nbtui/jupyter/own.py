@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from contextlib import contextmanager
 
-from nbtui.model import kernel_key
-
+from nbtui.core.model import kernel_key
 _open: Counter[str] = Counter()
 
 

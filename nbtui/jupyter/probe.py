@@ -13,9 +13,8 @@ import math
 from dataclasses import replace
 from typing import Optional
 
-from nbtui import model
-from nbtui.errors import NbtuiError
-
+from nbtui.core import model
+from nbtui.core.errors import NbtuiError
 CONTROL = "control"
 # ipykernel's first usage_reply carries a meaningless 0.0 CPU (psutil's first sample):
 # a second request this long after the first gives a measured one.
@@ -47,7 +46,6 @@ def usage_from_reply(first: dict, second: Optional[dict]) -> model.Usage:
 async def probe_kernel(fleet, kernel: model.Kernel, timeout: float) -> model.Usage:
     """Ask one kernel for its usage (raises NbtuiError when it cannot be asked)."""
     from nbtui.jupyter.channels import request_usage
-
     client = fleet.client(kernel.server)
     first = await request_usage(client, kernel.kernel_id, timeout)
     await asyncio.sleep(CPU_INTERVAL)

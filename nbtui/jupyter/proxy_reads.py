@@ -7,7 +7,7 @@ does: ``STATE_DIR/proxy-reads.json``, ``{"reads": {PROXY_URL: {"at": WALL_TIME, 
 ``WHO`` the read's own nbtui (``nbtui ls, pid 4242``), so a skipped server says whose read spent
 the budget. ``servers test`` records nothing: a test reads what was asked and spends no budget.
 
-Written like every nbtui state file (nbtui.safefile): the folder a real one of this user's,
+Written like every nbtui state file (nbtui.files.safefile): the folder a real one of this user's,
 the file read never through a symlink, replaced atomically by a 0600 temporary file of its
 own (a link planted at its name is replaced, never followed). Entries older than a day are
 dropped. The file is a courtesy: one that cannot be read or written costs an extra read
@@ -27,8 +27,7 @@ MAX_BYTES = 1 << 20
 
 
 def path() -> Path:
-    from nbtui.config import state_dir
-
+    from nbtui.files.config import state_dir
     return state_dir() / FILE
 
 
@@ -38,8 +37,7 @@ class Read(NamedTuple):
 
 
 def _load(p: Path) -> dict[str, Read]:
-    from nbtui.safefile import UnsafeFile, read_text
-
+    from nbtui.files.safefile import UnsafeFile, read_text
     try:
         data = json.loads(read_text(p, MAX_BYTES, allow_root=False) or "{}")
     except (OSError, ValueError, UnsafeFile):
@@ -63,8 +61,7 @@ def last_read(url: str, *, where: Optional[Path] = None) -> Optional[Read]:
 def record(urls: list[str], *, by: Optional[str] = None, at: Optional[float] = None,
            where: Optional[Path] = None) -> None:
     """Note reads of ``urls`` through the proxy now, by ``by`` (best effort)."""
-    from nbtui.safefile import UnsafeFile, ensure_dir, replace_file
-
+    from nbtui.files.safefile import UnsafeFile, ensure_dir, replace_file
     if not urls:
         return
     p = where or path()

@@ -13,12 +13,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from nbtui import model
-from nbtui.errors import EXIT_PARTIAL, NbtuiError
+from nbtui.core import model
+from nbtui.core.errors import EXIT_PARTIAL, NbtuiError
 from nbtui.jupyter.urlpath import UnsafeSegment, contents_path, segment
-from nbtui.secrets import redact
-from nbtui.text import visible
-
+from nbtui.files.secrets import redact
+from nbtui.core.text import visible
 UNREACHABLE = "unreachable"
 TIMEOUT = "timeout"
 AUTH_FAILED = "auth-failed"
@@ -456,8 +455,7 @@ def _is_json(r: httpx.Response) -> bool:
 
 
 def _too_big(path: str, limit: int, alone: bool = True) -> str:
-    from nbtui.units import human_bytes
-
+    from nbtui.core.units import human_bytes
     others = "" if alone else " and others at once"
     return f"answered /{path}{others} with more than {human_bytes(limit)} (max_body in config.toml)"
 

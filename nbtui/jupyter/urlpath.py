@@ -17,10 +17,8 @@ from __future__ import annotations
 import unicodedata
 from urllib.parse import quote, unquote
 
-from nbtui.errors import NbtuiError
-from nbtui.text import one_line
-
-
+from nbtui.core.errors import NbtuiError
+from nbtui.core.text import one_line
 class UnsafeSegment(NbtuiError):
     """An outside string that cannot be one URL path segment: no request is built from it (exit 1)."""
 

@@ -12,7 +12,7 @@ line) still holds its ports and signing key. nbtui can then
   server run by the kernel's own owner: the file holds the kernel's key, and whoever
   reads it runs code as that owner. The folder comes from the server's command line, so
   its owner chooses it: it is walked from ``/`` without following a link and must be
-  theirs (or root's) all the way (:func:`nbtui.safefile.open_folder`).
+  theirs (or root's) all the way (:func:`nbtui.files.safefile.open_folder`).
 
 A kernel that does not answer its heartbeat (stopped, hung, dying) is not adoptable.
 The connection file holds a secret (the key): nbtui never prints it, and the copy it
@@ -31,12 +31,11 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from nbtui.errors import NbtuiError, NotFound
+from nbtui.core.errors import NbtuiError, NotFound
 from nbtui.host import signals
 from nbtui.host.procs import kernel_id_in
 from nbtui.jupyter.rest import ServerClient
-from nbtui.text import visible
-
+from nbtui.core.text import visible
 HEARTBEAT_TIMEOUT = 2.0
 
 
@@ -269,9 +268,8 @@ def plan_place(lk: LocalKernel, server: str, server_pid: Optional[int], url: str
     nothing. Refused (NotAdoptable, one line): a server run by anyone but the kernel's own
     owner (the file holds the kernel's key: whoever reads it runs code as the kernel's
     owner), and a connection folder that is not the server owner's (or root's) all the way
-    from ``/`` (nbtui.safefile.open_folder: no symlink, no folder others may write)."""
-    from nbtui import safefile
-
+    from ``/`` (nbtui.files.safefile.open_folder: no symlink, no folder others may write)."""
+    from nbtui.files import safefile
     pid = server_pid or listening_pid(url)
     if pid is None:
         raise NotAdoptable(f"cannot find the process of the server at {url} on this host, so nbtui cannot tell "
@@ -349,8 +347,7 @@ def _write_connection_file(pl: Placement, info: dict) -> int:
     """Create the file in its folder (walked again, never through a link, missing folders made
     for the server's owner): ``O_EXCL | O_NOFOLLOW``, 0600, owned by the server's owner.
     Returns the folder's descriptor (the caller closes it) for removing the file again."""
-    from nbtui import safefile
-
+    from nbtui.files import safefile
     try:
         dfd, _ = safefile.open_folder(pl.directory, {pl.uid}, create=(pl.uid, pl.gid))
     except safefile.UnsafeFile as e:

@@ -26,17 +26,14 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
-from nbtui import audit
-from nbtui.errors import NbtuiError, NotFound, UsageError
+from nbtui.files import audit
+from nbtui.core.errors import NbtuiError, NotFound, UsageError
 from nbtui.jupyter.channels import ChannelError, KernelChannels, WebsocketChannels
 from nbtui.jupyter.rest import ServerClient, ServerError, is_loopback
 from nbtui.migrate import CHUNK_BYTES_WEBSOCKET, CHUNK_BYTES_ZMQ, MAX_BYTES
 from nbtui.migrate.agent import SERIALIZERS
 from nbtui.migrate.remote import Agent, AgentError
-from nbtui.units import human_bytes
-
-
-
+from nbtui.core.units import human_bytes
 class MigrationFailed(NbtuiError):
     """The move was aborted; the source is untouched (exit 1)."""
 
@@ -142,7 +139,6 @@ def kernel_channels(client: ServerClient, kernel_id: str, transport: str = "auto
     but skips both servers' websockets, ~4x faster), else through its server's websocket."""
     if transport == "auto" and is_loopback(client.url):
         from nbtui.migrate.adopt import local_connection_file
-
         found = local_connection_file(kernel_id, client.url)
         if found:
             return zmq_channels(*found)
@@ -154,7 +150,6 @@ def zmq_channels(path: str, info: dict, ident) -> KernelChannels:
     death (a server does, through its websocket), so migrate watches the process."""
     from nbtui.host import signals
     from nbtui.jupyter.channels import ZmqChannels
-
     ch = ZmqChannels(path, info)
     ch.alive = lambda: signals.same_process(ident, signals.identify(ident.pid))  # type: ignore[attr-defined]
     return ch
@@ -163,8 +158,7 @@ def zmq_channels(path: str, info: dict, ident) -> KernelChannels:
 async def ready(ch: KernelChannels, timeout: float) -> None:
     """Wait until a request's whole round trip (reply and idle on iopub) comes back: over ZMQ,
     iopub messages sent before the subscription settles are lost (the slow joiner)."""
-    from nbtui.errors import TimedOut
-
+    from nbtui.core.errors import TimedOut
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     wait = 0.2  # short first: a lost idle must not cost seconds; longer for a kernel still starting
@@ -247,7 +241,6 @@ class LocalSource(Source):
 
     async def state(self) -> str:
         from nbtui.host import signals
-
         return "idle" if signals.same_process(self.lk.ident, signals.identify(self.lk.pid)) else "gone"
 
     def kernel_uid(self) -> int:
@@ -264,7 +257,6 @@ class LocalSource(Source):
         import psutil
 
         from nbtui.host import signals
-
         if not signals.same_process(self.lk.ident, signals.identify(self.lk.pid)):
             return
         ch = self.channels()
@@ -360,7 +352,6 @@ class Migration:
         """How the notebook file comes along (reads only): the source's file is copied, an
         existing different one at the target path refuses the move unless overwrite_notebook."""
         from nbtui.migrate import notebook
-
         src = self.source
         local = isinstance(src, LocalSource)  # its server is gone: the file it was started for, here
         owner = src.kernel_uid() if isinstance(src, LocalSource) else None  # only that user's own file
@@ -584,7 +575,6 @@ class Migration:
 
         if self._notebook is not None and self._notebook.action in ("copy", "overwrite", "create"):
             from nbtui.migrate import notebook
-
             self.progress("bind", note=self._notebook.line())
             try:
                 await notebook.apply(self._notebook, self.target, getattr(self.source, "client", None))
@@ -785,7 +775,6 @@ def plan_lines(report: Report) -> list[str]:
         lines.append("  (no user variables)")
     if report.notebook_file:
         from nbtui.migrate.notebook import NotebookPlan
-
         lines.append(NotebookPlan(**report.notebook_file).line())
     moved = report.moved
     total = sum(e.size or 0 for e in moved)

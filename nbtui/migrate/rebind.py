@@ -8,10 +8,8 @@ changes a session's kernel shuts the old kernel down.
 
 from __future__ import annotations
 
-from nbtui.errors import NbtuiError, NotFound, UsageError
+from nbtui.core.errors import NbtuiError, NotFound, UsageError
 from nbtui.jupyter.rest import NOT_FOUND, ServerClient, ServerError
-
-
 def clean_path(path: str) -> str:
     path = (path or "").strip().lstrip("/")
     if not path:
@@ -64,7 +62,6 @@ async def _notebook_file(client: ServerClient, path: str) -> None:
     kernel can then be opened from JupyterLab, and is no `notebook-missing` orphan. Where
     the server refuses the write, the session is still made, as before."""
     from nbtui.migrate import notebook
-
     try:
         await notebook.apply(await notebook.plan(client, path), client)
     except (ServerError, notebook.NotebookConflict):

@@ -13,10 +13,9 @@ import asyncio
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from nbtui.errors import NbtuiError, TimedOut
+from nbtui.core.errors import NbtuiError, TimedOut
 from nbtui.jupyter.channels import KernelChannels, KernelDied, msg_type
 from nbtui.migrate import agent as _agent
-
 COMM_ID = _agent.COMM_ID
 NAME = _agent.NAME
 

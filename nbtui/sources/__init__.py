@@ -4,7 +4,7 @@ A *host view* (the local host through psutil and NVML, a server's nbtui extensio
 a remote host) answers ``sample()`` with a ``HostSample``: usage of the kernels it found,
 the leftover Jupyter processes it sees with the *facts* about them (is their server alive,
 is their kernel), unattributed GPU memory and the GPU summary. It judges nothing: the
-orphan rules (``nbtui.orphans``) turn its facts into reasons, in one place.
+orphan rules (``nbtui.core.orphans``) turn its facts into reasons, in one place.
 
 Both sides import this module: the fleet (which calls a host view every refresh) and
 ``nbtui.host`` (which implements one, also inside the server extension), so it stays light:
@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Protocol, Sequence
 
-from nbtui.model import GpuDevice, Kernel, Process, ServerInfo, Terminal, UnattributedGpu, Usage
-from nbtui.orphans import ProcessFacts
-
+from nbtui.core.model import GpuDevice, Kernel, Process, ServerInfo, Terminal, UnattributedGpu, Usage
+from nbtui.core.orphans import ProcessFacts
 __all__ = ["HostSample", "HostView", "ProcessFacts"]
 
 

@@ -17,14 +17,13 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 
-from nbtui import table_rows as tr
-from nbtui.config import Settings
-from nbtui.model import Snapshot
-from nbtui.secrets import redact
+from nbtui.display import table_rows as tr
+from nbtui.files.config import Settings
+from nbtui.core.model import Snapshot
+from nbtui.files.secrets import redact
 from nbtui.tui import themes as theme_files
-from nbtui.tui.fleet_screen import FleetScreen, HelpScreen
+from nbtui.tui.screens.fleet import FleetScreen, HelpScreen
 from nbtui.tui.runner import OpenOnce, SnapshotRunner
-
 TYPEAHEAD_SECONDS = 5.0  # the longest a console may take to appear after enter
 
 
@@ -55,7 +54,7 @@ class NbtuiApp(App):
         self.settings = settings or getattr(fleet, "settings", None) or Settings()
         self.readonly = readonly
         if fleet is not None and not isinstance(fleet, OpenOnce):
-            fleet.readonly = readonly  # the one gate: nbtui.actions.require_writable reads it
+            fleet.readonly = readonly  # the one gate: nbtui.service.actions.require_writable reads it
         self.interval = refresh or self.settings.refresh
         self.initial_console = open_console
         self._exit_loop: Optional[asyncio.AbstractEventLoop] = None  # for exit_threadsafe
@@ -93,7 +92,6 @@ class NbtuiApp(App):
         ``key``: a toast of that key replaces the one before it (sorts, the cursor's row)
         instead of stacking under it."""
         from nbtui.tui.safe import message as safe_message
-
         if key is None:
             super().notify(safe_message(message), markup=False, **kwargs)
             return
@@ -196,7 +194,7 @@ class NbtuiApp(App):
             self.open_console(*self.initial_console)
 
     def open_console(self, server: str, kernel_id: str) -> None:
-        from nbtui.tui.console import ConsoleScreen  # on first use: the fleet screen starts without it
+        from nbtui.tui.screens.console import ConsoleScreen  # on first use: the fleet screen starts without it
 
         self.push_screen(ConsoleScreen(self.fleet, server, kernel_id))
 

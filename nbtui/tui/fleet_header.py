@@ -12,13 +12,11 @@ from typing import Optional
 
 from rich.text import Text
 
-from nbtui import summary
-from nbtui.model import ServerInfo, Snapshot
-from nbtui.secrets import redact
-from nbtui.text import visible
-from nbtui.units import human_bytes, human_duration, middle_truncate
-
-# (text, short text or None to drop, style, rank): rank 0 is kept longest.
+from nbtui.core import summary
+from nbtui.core.model import ServerInfo, Snapshot
+from nbtui.files.secrets import redact
+from nbtui.core.text import visible
+from nbtui.core.units import human_bytes, human_duration, middle_truncate  # (text, short text or None to drop, style, rank): rank 0 is kept longest.
 Part = tuple[str, Optional[str], str, int]
 
 
@@ -128,8 +126,7 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
     users' discovered servers (root's discovery) are one entry per user, or each its own
     entry with its owner where ``expand_others`` (the fleet screen's ``x``)."""
     t = Text(no_wrap=False, overflow="ellipsis")
-    from nbtui.server_groups import split_others
-
+    from nbtui.display.server_groups import split_others
     own, others = split_others(snap.servers)  # root: other users' discovered servers, one entry each
     if expand_others:
         own, others = list(snap.servers), []
@@ -137,7 +134,6 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
     bad = [s for s in own if not s.ok]
     owners = {s.name: s.owner for s in snap.servers if s.source == "discovered" and s.owner}
     from nbtui.tui.hub import strip_entries
-
     for i, (name, extra) in enumerate(strip_entries(ok)):  # a hub's many servers: one count
         if i:
             t.append("   ")
@@ -163,7 +159,7 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
         if len(t):
             t.append("\n")
         t.append_text(error_line(s, width, theme))
-    from nbtui.report import gpu_lines  # the GPU strip: one line per GPU (a MIG instance is one)
+    from nbtui.display.report import gpu_lines  # the GPU strip: one line per GPU (a MIG instance is one)
 
     for line in gpu_lines(snap, width):
         if len(t):
@@ -177,8 +173,7 @@ def _holder_lines(t: Text, snap: Snapshot, width: int, theme) -> None:
     """Below the servers: the GPUs whose used memory NVML names no process for, and the
     processes found holding their device node (the lines of ``nbtui ls``, fitted to the width;
     a GPU where none was found is left to ``ls``)."""
-    from nbtui.report import holder_lines
-
+    from nbtui.display.report import holder_lines
     for line in holder_lines(snap, most=3, width=width, found_only=True):
         if len(t):
             t.append("\n")

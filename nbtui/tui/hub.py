@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Optional
 
-from nbtui.model import ServerInfo
-from nbtui.secrets import redact
-from nbtui.text import visible
-from nbtui.tui.confirm import ConfirmScreen
-
+from nbtui.core.model import ServerInfo
+from nbtui.files.secrets import redact
+from nbtui.core.text import visible
+from nbtui.tui.screens.confirm import ConfirmScreen
 STRIP_MAX = 4  # a hub's user servers shown one by one up to this many, then as a count
 
 
@@ -70,8 +69,8 @@ def stop_server(screen) -> None:
 
 def confirm_stop(screen, snapshot, s: ServerInfo) -> None:
     """The plan of stopping ``s``, a confirmation, then the stop (re-checked and audited by
-    nbtui.actions.stop_servers); ``screen`` shows the outcome."""
-    from nbtui import actions  # on first use: the servers strip above is on the way to the first paint
+    nbtui.service.actions.stop_servers); ``screen`` shows the outcome."""
+    from nbtui.service import actions  # on first use: the servers strip above is on the way to the first paint
 
     step = actions.plan_stop_server(snapshot, s)
     if step.refusal:
@@ -87,8 +86,7 @@ def confirm_stop(screen, snapshot, s: ServerInfo) -> None:
 
 
 def _run(screen, step) -> None:
-    from nbtui import actions
-
+    from nbtui.service import actions
     async def go() -> None:
         try:
             (outcome,) = await actions.stop_servers(screen.app.fleet, [step], action="stop-server")

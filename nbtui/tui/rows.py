@@ -1,7 +1,7 @@
 """What each cell of the fleet table says, and how rows filter and sort.
 
 The rows (kernels, terminals, leftover processes) and the width rule are core code
-(``nbtui.table_rows``, ``nbtui.columns``) shared with `nbtui ls`; this module keeps
+(``nbtui.display.table_rows``, ``nbtui.display.columns``) shared with `nbtui ls`; this module keeps
 what the table adds: marks, and a cache so a refresh recomputes only changed rows.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from nbtui import columns as cols
-from nbtui import table_rows as tr
-from nbtui.columns import BY_KEY, Column, Layout  # noqa: F401  (re-exported for the screen)
-from nbtui.table_rows import DASH, MARK, ORPHAN, Row, matches, order  # noqa: F401
+from nbtui.display import columns as cols
+from nbtui.display import table_rows as tr
+from nbtui.display.columns import BY_KEY, Column, Layout  # noqa: F401  (re-exported for the screen)
+from nbtui.display.table_rows import DASH, MARK, ORPHAN, Row, matches, order  # noqa: F401
 
 # `s` cycles through these, in this order.
 SORT_CYCLE = ("idle", "gpu", "mem", "cpu", "server", "notebook", "state", "kernel", "user", "kind")

@@ -9,7 +9,7 @@ first rows appear as soon as the first server answers and a hung server never ho
 the others; the whole snapshot (usage sampled, orphan rules applied) follows.
 
 `nbtui` hands the runner a fleet not yet opened (``OpenOnce``) and a first read begun in a
-child process (nbtui.forked_read): the screen starts without loading httpx, psutil or the
+child process (nbtui.service.forked_read): the screen starts without loading httpx, psutil or the
 fleet; the child's answers are the first rows, and the runner opens its fleet and reads
 once the screen is drawn.
 """
@@ -25,16 +25,13 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Optional, Sequence
 
-from nbtui import table_rows as tr
-from nbtui.model import Kernel, ServerInfo, Snapshot, fleet_order
+from nbtui.display import table_rows as tr
+from nbtui.core.model import Kernel, ServerInfo, Snapshot, fleet_order
 from nbtui.tui.fleet_header import kernel_counts
-from nbtui.tui.history import History
+from nbtui.tui.usage_history import History
 from nbtui.tui.rows import CellCache, Layout
-
 if TYPE_CHECKING:
-    from nbtui.forked_read import ForkedRead
-
-# On a read after the first, partial rows are shown only once the read has taken this
+    from nbtui.service.forked_read import ForkedRead  # On a read after the first, partial rows are shown only once the read has taken this
 # long (a slow or hung server); a quick read shows its whole snapshot at once.
 PARTIAL_AFTER = 0.5
 # Once a server of a read has answered, one that has not answered this long after the
@@ -68,7 +65,7 @@ class OpenOnce:
 
 
 def _private_copy(fleet: Any) -> Any:
-    loaded = sys.modules.get("nbtui.fleet")  # not loaded: no Fleet exists (the screen starts without it)
+    loaded = sys.modules.get("nbtui.service.fleet")  # not loaded: no Fleet exists (the screen starts without it)
     if loaded is not None and isinstance(fleet, loaded.Fleet):
         return type(fleet)([fleet.config_of(n) for n in fleet.names], fleet.settings,
                      stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
@@ -80,7 +77,7 @@ class Read:
     snapshot: Snapshot
     index: dict[str, tr.Row]  # rows by key
     cells: Optional[tuple] = None  # (layout, {key: cells}) from rows.CellCache
-    rows: Optional[list] = None  # every row of the snapshot (nbtui.table_rows), in fleet order
+    rows: Optional[list] = None  # every row of the snapshot (nbtui.display.table_rows), in fleet order
     waiting: tuple[str, ...] = ()  # servers that have not answered (a first read in progress)
     partial: bool = False  # more of this read is coming
 
@@ -145,7 +142,7 @@ class SnapshotRunner:
         self._last: Optional[Snapshot] = None  # the last whole snapshot
         self.history = History()
         self._cells = CellCache()
-        # The table's layout (nbtui.columns), set by the screen; read on this thread.
+        # The table's layout (nbtui.display.columns), set by the screen; read on this thread.
         self.layout: Optional[Layout] = None
         self._shown = asyncio.Event()  # set on the runner's loop once the screen has painted
         self._params: Optional[frozenset] = None  # the keywords the fleet's snapshot() takes
@@ -203,7 +200,7 @@ class SnapshotRunner:
 
     async def _read(self, job: _Job, usage_after: Optional[Callable[[], Awaitable[Any]]] = None,
                     first: Optional["ForkedRead"] = None) -> None:
-        """``first``: a child's read (nbtui.forked_read), this read's first answers."""
+        """``first``: a child's read (nbtui.service.forked_read), this read's first answers."""
         prev = self._last
         names = list(self.waiting_names())
         answered: dict[str, tuple[ServerInfo, list[Kernel]]] = {}

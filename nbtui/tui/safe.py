@@ -1,7 +1,7 @@
 """Outside strings in the TUI: the one helper every widget uses.
 
 A server's answer, a process's environment or a file's name is data: it is shown as a
-``rich.text.Text`` of :func:`nbtui.text.visible` (control and reordering characters as
+``rich.text.Text`` of :func:`nbtui.core.text.visible` (control and reordering characters as
 visible escapes), never parsed as markup. Widgets build cells and labels with
 :func:`plain` / :func:`add`; the app's ``notify`` goes through :func:`message`, so a new
 toast cannot forget. Kernel output (the console) keeps only its colours: :func:`ansi`.
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from nbtui.text import sgr_only, visible
-
-
+from nbtui.core.text import sgr_only, visible
 def plain(value: object, style: str = "", **kwargs) -> Text:
     """``value`` as one line of literal text (a newline shows as ``\\n``)."""
     return Text(visible(value), style=style, **kwargs)

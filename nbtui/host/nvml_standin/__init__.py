@@ -2,7 +2,7 @@
 
 The C source ships in the package and is compiled on first use, with the system C compiler
 against the real ``nvml.h`` (PyPI: ``nvidia-nvml-dev``), into a private folder of the user's
-cache (0700, created through ``nbtui.safefile``; a folder another user could write to would
+cache (0700, created through ``nbtui.files.safefile``; a folder another user could write to would
 let them put code into every process that loads the library). A process loads it through
 ``LD_LIBRARY_PATH`` with the scenario in ``$NBTUI_NVML_STANDIN`` (format: ``standin.c``'s
 head); :func:`env` gives both. Processes hold memory through :mod:`.holder`.
@@ -50,8 +50,7 @@ def _cache_root() -> Path:
 
 def build(cache: Optional[Path] = None) -> Path:
     """The folder holding the compiled ``libnvidia-ml.so.1`` (compiled once per source and header)."""
-    from nbtui.safefile import ensure_dir
-
+    from nbtui.files.safefile import ensure_dir
     h = header()
     if h is None:
         raise Unavailable("no nvml.h to build the simulated GPU against (pip install nvidia-nvml-dev)")
@@ -112,8 +111,7 @@ class Scenario:
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> Path:
-        from nbtui.safefile import ensure_dir, replace_file
-
+        from nbtui.files.safefile import ensure_dir, replace_file
         ensure_dir(self.registry)
         node = self.registry / DEVICE_NODE
         if not node.exists():

@@ -1,0 +1,82 @@
+"""What several subcommands share: loading the config and opening the fleet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Iterable
+
+from nbtui.files import config as config_mod
+from nbtui.core.errors import NotFound, UsageError
+if TYPE_CHECKING:
+    from nbtui.service.fleet import Fleet
+def load_config(args: argparse.Namespace) -> config_mod.Config:
+    return config_mod.load(getattr(args, "config", None))
+
+
+def discover_enabled(args: argparse.Namespace, config: config_mod.Config) -> bool:
+    return not getattr(args, "no_discover", False) and config.settings.discover
+
+
+def _top(name: str) -> str:
+    """A hub user's server HUB/USER[/SERVER] is opened through its hub HUB."""
+    return name.partition("/")[0] if "/" in name else name
+
+
+def check_names(fleet: Fleet, names: Iterable[str]) -> None:
+    unknown = [n for n in names if _top(n) not in fleet.names]
+    if unknown:
+        known = ", ".join(fleet.names) or "none"
+        raise NotFound(f"unknown server {', '.join(unknown)} (known: {known})")
+
+
+def host_view(config: config_mod.Config):
+    """The local host's usage view (psutil + NVML), or None where it is not available."""
+    try:
+        from nbtui.host.local import LocalHost
+    except ImportError:
+        return None
+    return LocalHost(config.settings)
+
+
+def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None,
+               only: Iterable[str] = (), with_host: bool = True, acting: bool = False) -> Fleet:
+    """``acting``: the fleet reads to act on what a TARGET names (or to test a server): a hub
+    user's server behind the proxy is read even within another nbtui's proxy_interval."""
+    from nbtui.service.fleet import Fleet
+    config = config or load_config(args)
+    fleet = Fleet.from_config(
+        config, discover_local=discover_enabled(args, config),
+        host=host_view(config) if with_host else None,
+    )
+    only = list(only)
+    if only:
+        check_names(fleet, only)
+        untrusted = fleet.untrusted_files
+        fleet = Fleet([fleet.config_of(n) for n in dict.fromkeys(_top(n) for n in only)], config.settings,
+                      stale_files=fleet.stale_files, host=fleet.host)
+        fleet.untrusted_files = untrusted
+    fleet.readonly = bool(getattr(args, "readonly", False))
+    fleet.acting = acting
+    fleet.proxy_reader = f"nbtui {args.command}" if getattr(args, "command", None) else "nbtui"
+    return fleet
+
+
+def require_terminal(instead: str = "`nbtui ls` (or `nbtui ls --json`)") -> None:
+    """The TUI needs a terminal: stdin and stdout both one. Without (cron, a pipe, a file) a
+    usage error (exit 2) naming what to run ``instead``, before Textual loads or anything starts."""
+    try:
+        ok = sys.stdin is not None and sys.stdout is not None and sys.stdin.isatty() and sys.stdout.isatty()
+    except (ValueError, OSError):  # a closed stream
+        ok = False
+    if not ok:
+        raise UsageError(f"no terminal to open the TUI in (stdin and stdout must be one); use {instead}")
+
+
+def print_json(data) -> None:
+    """One JSON document on stdout, with every token nbtui knows scrubbed."""
+    from nbtui.files.secrets import redact
+    from nbtui.core.text import json_text, raw_stream  # JSON keeps the exact strings (its own escaping suffices): past the VisibleStream.
+    raw_stream(sys.stdout).write(json_text(redact(json.dumps(data, indent=2, ensure_ascii=False))) + "\n")
+

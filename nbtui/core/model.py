@@ -1,0 +1,302 @@
+"""Immutable data that flows from the sources to the views.
+
+Unknown is not zero: a value nobody measured is ``None`` here, ``null`` in JSON
+and an em dash on screen.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Optional
+
+# Server statuses of the CLI contract (`ls --json` servers[].status).
+OK = "ok"
+UNREACHABLE = "unreachable"
+AUTH_FAILED = "auth-failed"
+TIMEOUT = "timeout"
+ERROR = "error"
+# Not read on purpose: a hub user's server read through the proxy by another nbtui within
+# its proxy_interval (a read there marks it active); error_kind "proxy-interval".
+SKIPPED = "skipped"
+
+# Kernel states of the CLI contract.
+KERNEL_STATES = ("idle", "busy", "starting", "restarting", "dead", "unknown")
+
+
+def normalize_state(value: object) -> str:
+    """A server's ``execution_state`` as one of KERNEL_STATES (anything else: "unknown")."""
+    return value if isinstance(value, str) and value in KERNEL_STATES else "unknown"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """One Jupyter server as nbtui sees it after a read."""
+
+    name: str
+    url: str
+    source: str  # config | discovered | hub
+    status: str = OK
+    error: Optional[str] = None
+    # Finer than status: unreachable, timeout, auth-failed, not-jupyter, server-error.
+    error_kind: Optional[str] = None
+    version: Optional[str] = None
+    latency_ms: Optional[float] = None
+    pid: Optional[int] = None  # local server process, when discovered
+    root_dir: Optional[str] = None
+    owner: Optional[str] = None  # the OS user its process runs as (discovered servers; None: unknown)
+    local: bool = False  # its kernels run on this host
+    usage_source: Optional[str] = None  # local | extension | None
+    usage_note: Optional[str] = None  # why its kernels have no usage, when they have none
+    # A single-user server reached through a JupyterHub (source "hub"): the hub's name,
+    # the user, the named server ("" for the default one), a spawn/stop in progress
+    # ("spawn" | "stop" | None), and the hub's own timestamps.
+    hub: Optional[str] = None
+    user: Optional[str] = None
+    server_name: Optional[str] = None
+    pending: Optional[str] = None
+    started: Optional[_dt.datetime] = None
+    hub_last_activity: Optional[_dt.datetime] = None
+    # How a hub user's server is read: "direct" (its internal target: moves no timestamp) or
+    # "proxy" (through the hub's proxy, which marks it active), and why when not direct.
+    route: Optional[str] = None
+    route_note: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    path: str
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """GPU memory and utilisation of one process tree on one GPU."""
+
+    index: int
+    uuid: str
+    memory_bytes: Optional[int]
+    sm_percent: Optional[float] = None
+    id: str = ""  # "0", or "0/1/0" for a MIG instance (GPU 0, GPU instance 1, compute instance 0)
+    simulated: bool = False  # the demo's stand-in GPU
+
+    @property
+    def label(self) -> str:
+        return self.id or str(self.index)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Resource use of a kernel's whole process tree."""
+
+    source: str  # local | extension | control
+    pid: Optional[int] = None
+    host: Optional[str] = None
+    cpu_percent: Optional[float] = None
+    memory_bytes: Optional[int] = None
+    gpu_memory_bytes: Optional[int] = None
+    gpu_percent: Optional[float] = None
+    gpus: tuple[GpuUse, ...] = ()
+    pids: tuple[int, ...] = ()  # the kernel and its descendants
+    note: Optional[str] = None  # why a field is unknown
+
+
+@dataclass(frozen=True)
+class Kernel:
+    server: str
+    kernel_id: str
+    kernel_name: str
+    state: str
+    connections: Optional[int]
+    last_activity: Optional[_dt.datetime]
+    idle_seconds: Optional[float]
+    session: Optional[Session] = None
+    usage: Optional[Usage] = None
+    orphan_reasons: tuple[str, ...] = ()
+    # The person: the hub user of a hub's server, else the owner of its process, else None.
+    user: Optional[str] = None
+    gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
+    process_user: Optional[str] = None  # the OS owner of its process, where known (on a hub often root)
+
+    @property
+    def key(self) -> str:
+        """Identity across refreshes and servers."""
+        return kernel_key(self.server, self.kernel_id)
+
+
+def kernel_key(server: str, kernel_id: str) -> str:
+    """A kernel's identity across refreshes and servers: ``server:kernel_id`` (the one place
+    it is built; ``split_kernel_key`` the one place it is read back)."""
+    return f"{server}:{kernel_id}"
+
+
+def split_kernel_key(key: str) -> tuple[str, str]:
+    """``(server, kernel_id)`` of a ``kernel_key`` (kernel ids hold no colon)."""
+    server, _, kernel_id = key.rpartition(":")
+    return server, kernel_id
+
+
+def fleet_order(k: "Kernel") -> tuple[str, float, str]:
+    """The fleet's order of kernels: by server, then the longest idle first (unknown idle last)."""
+    return (k.server, -(k.idle_seconds if k.idle_seconds is not None else -1.0), k.kernel_id)
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """A Jupyter terminal (terminado) of a server: its shell and everything it started."""
+
+    server: str
+    name: str
+    last_activity: Optional[_dt.datetime]
+    idle_seconds: Optional[float]
+    pid: Optional[int] = None  # its shell, when the host (or the extension) can tell
+    user: Optional[str] = None  # the person, as a kernel's; process_user below is the shell's OS owner
+    usage: Optional[Usage] = None  # the shell's whole process tree
+    orphan_reasons: tuple[str, ...] = ()
+    note: Optional[str] = None  # why its shell (and so its usage) is unknown, when it is
+    clients: Optional[int] = None  # open websockets (from the server extension; None: unknown)
+    gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
+    process_user: Optional[str] = None
+
+    @property
+    def key(self) -> str:
+        return f"terminal:{self.server}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Process:
+    """A local process that belongs to Jupyter but to no live kernel we can see."""
+
+    pid: int
+    user: Optional[str]
+    cmdline: str
+    create_time: float
+    notebook: Optional[str] = None
+    kernel_id: Optional[str] = None
+    server_pid: Optional[int] = None
+    cpu_percent: Optional[float] = None
+    memory_bytes: Optional[int] = None
+    gpu_memory_bytes: Optional[int] = None
+    gpus: tuple[GpuUse, ...] = ()
+    orphan_reasons: tuple[str, ...] = ()
+    gpu_percent: Optional[float] = None  # SM %, summed over its GPUs
+    gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
+    # Of a JupyterHub single-user server (its JUPYTERHUB_USER / _SERVER_NAME): the hub user,
+    # the named server ("" the default), and its name HUB/USER[/SERVER] where the hub is known.
+    hub_user: Optional[str] = None
+    hub_server_name: Optional[str] = None
+    hub_server: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class UnattributedGpu:
+    gpu_index: int
+    pid: int
+    memory_bytes: Optional[int]
+    gpu_id: str = ""  # "0/1/0" on a MIG instance
+
+
+@dataclass(frozen=True)
+class OtherGpuHolder:
+    """A process holding GPU memory that is no kernel, terminal or Jupyter leftover."""
+
+    pid: int
+    user: Optional[str]
+    command: str
+    memory_bytes: Optional[int]
+
+
+# A device holder no signal can free (``DeviceHolder.unkillable``): said so wherever it is shown.
+UNKILLABLE = "unkillable (GPU reset or reboot needed)"
+
+
+@dataclass(frozen=True)
+class DeviceHolder:
+    """A process with an NVIDIA device node open that NVML names for no memory: a holder of
+    the GPU memory the ledger cannot name (``nbtui.host.devholders``)."""
+
+    pid: int
+    user: Optional[str]
+    cmdline: str  # secrets scrubbed; outside text, shown only through nbtui.core.text
+    state: str  # the kernel's state letter (/proc/PID/stat): R, S, D, Z, T, …
+    nodes: tuple[str, ...] = ()  # the device nodes it has open
+
+    @property
+    def unkillable(self) -> bool:
+        """D (uninterruptible) or Z (zombie): no signal frees it; a GPU reset or a reboot does."""
+        return self.state in ("D", "Z")
+
+
+@dataclass(frozen=True)
+class GpuLedger:
+    """Who holds one GPU's used memory; the parts sum to NVML's ``memory_used``.
+
+    ``unassigned`` is what NVML counts as used but assigns to no process (the driver's
+    own reservations, contexts of processes it does not list).
+    """
+
+    kernels: int = 0
+    terminals: int = 0
+    leftovers: int = 0
+    other: int = 0
+    unattributed: int = 0
+    unassigned: int = 0
+    others: tuple[OtherGpuHolder, ...] = ()  # the "other" part, by process
+    # Set when NVML's per-process figures exceed its used total (the GPU changed between
+    # the two NVML calls): ``unassigned`` is then 0 and the parts sum to more than used.
+    note: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    """Host summary of one GPU."""
+
+    index: int
+    uuid: str
+    name: str
+    memory_used: Optional[int]
+    memory_total: Optional[int]
+    utilization: Optional[float]
+    idle_kernel_memory: Optional[int] = None  # held by kernels idle past the threshold
+    host: Optional[str] = None  # the host it is on (set for GPUs a server extension reported)
+    ledger: Optional[GpuLedger] = None
+    # Processes with its device node open that NVML lists for no memory, where the ledger has
+    # memory it cannot name (None: not looked, e.g. a GPU a server's extension reported).
+    holders: Optional[tuple[DeviceHolder, ...]] = None
+    holders_note: Optional[str] = None  # why the list may be short (not root, the scan's time bound)
+    id: str = ""  # "0", or "0/1/0" for a MIG instance, a GPU of its own; uuid is then the instance's
+    parent_uuid: Optional[str] = None  # a MIG instance's GPU
+    utilization_note: Optional[str] = None  # why utilisation is not measured ("not supported on MIG")
+    simulated: bool = False  # the demo's stand-in GPU
+
+    @property
+    def label(self) -> str:
+        return self.id or str(self.index)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything nbtui knows at one moment; views render it, never mutate it."""
+
+    generated_at: _dt.datetime
+    servers: tuple[ServerInfo, ...] = ()
+    kernels: tuple[Kernel, ...] = ()
+    terminals: tuple[Terminal, ...] = ()
+    processes: tuple[Process, ...] = ()
+    unattributed_gpu: tuple[UnattributedGpu, ...] = ()
+    gpus: tuple[GpuDevice, ...] = ()
+    gpu_note: Optional[str] = None  # why there is no GPU data, when there is none
+    stale_files: tuple[str, ...] = ()  # runtime files whose process is dead
+    untrusted_files: tuple[str, ...] = ()  # other users' runtime files not trusted ("path: why"), never contacted
+    idle_threshold: float = 3600.0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def failed_servers(self) -> tuple[ServerInfo, ...]:
+        return tuple(s for s in self.servers if not s.ok)

@@ -1,0 +1,732 @@
+"""Reads every server concurrently and merges what it learns into one immutable Snapshot.
+
+A server that is down, hung or refusing the token costs at most its own timeout and
+never holds back the others: each server's read is bounded on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Callable, Iterable, Optional
+
+import psutil
+
+from nbtui.core import holders, model, orphans
+from nbtui.files.config import Config, ServerConfig, Settings
+from nbtui.host import wire
+from nbtui.jupyter import own
+from nbtui.jupyter.capped import CappedKernels, OverCap
+from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
+from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
+from nbtui.files.secrets import TokenError, redact, resolve
+from nbtui.sources import HostSample, HostView
+from nbtui.core.units import parse_time
+_STATUS_OF_KIND = STATUS_OF_KIND
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+TIMEOUT_KIND = "timeout"
+
+
+def terminals_of(server: str, raw: list[dict], now: dt.datetime) -> list[model.Terminal]:
+    """Terminal rows of one server from ``GET /api/terminals``."""
+    out = []
+    for t in raw:
+        last = parse_time(t.get("last_activity"))
+        out.append(model.Terminal(server=server, name=str(t["name"])[:200], last_activity=last,
+                                  idle_seconds=max(0.0, (now - last).total_seconds()) if last else None))
+    return out
+
+
+def join_kernels(
+    server: str, raw_kernels: list[dict], raw_sessions: list[dict], now: dt.datetime
+) -> list[model.Kernel]:
+    """Kernels of one server joined with the sessions that reference them."""
+    sessions: dict[str, model.Session] = {}
+    for s in raw_sessions:
+        kid = (s.get("kernel") or {}).get("id") if isinstance(s.get("kernel"), dict) else None
+        if not isinstance(kid, str):
+            continue
+        path = s.get("path") or (s.get("notebook") or {}).get("path") or ""
+        sessions.setdefault(
+            kid,
+            model.Session(
+                id=str(s.get("id", "")),
+                path=str(path),
+                name=str(s.get("name") or str(path).rsplit("/", 1)[-1]),
+                type=str(s.get("type") or "notebook"),
+            ),
+        )
+    out = []
+    for k in raw_kernels:
+        kid = k["id"]
+        last = parse_time(k.get("last_activity"))
+        conns = k.get("connections")
+        out.append(
+            model.Kernel(
+                server=server,
+                kernel_id=kid,
+                kernel_name=str(k.get("name") or "?"),
+                state=model.normalize_state(k.get("execution_state")),
+                connections=conns if isinstance(conns, int) and not isinstance(conns, bool) else None,
+                last_activity=last,
+                idle_seconds=max(0.0, (now - last).total_seconds()) if last else None,
+                session=sessions.get(kid),
+            )
+        )
+    return out
+
+
+async def _lists(client: ServerClient, capped: Optional[CappedKernels]) -> tuple[tuple[list, float], list]:
+    """``((kernels, latency_ms), sessions)`` of one server: both at once, or with a cap one
+    item at a time, the kernels first (the sessions kept are the kept kernels')."""
+    if capped is None:
+        kernels, sessions = await _all_or_none([client.timed_kernels(), client.sessions()])
+        return kernels, sessions
+    t0 = time.perf_counter()
+    await client.stream_list("api/kernels", capped.add)
+    latency = (time.perf_counter() - t0) * 1000
+    await client.stream_list("api/sessions", capped.add_session)
+    return (capped.kept(), latency), capped.sessions
+
+
+@dataclass
+class _Server:
+    config: ServerConfig
+    client: Optional[ServerClient] = None
+    version: Optional[str] = None
+    setup_error: Optional[ServerError] = None
+    # The nbtui server extension (usage of kernels on the server's host): the last answer,
+    # why there is none, and when to ask again after it was absent or failed.
+    ext_result: Optional[tuple] = None
+    ext_note: Optional[str] = None
+    ext_retry_at: float = 0.0
+    ext_extra: Optional[wire.Extra] = None  # terminals, owners and ledgers from the extension
+    ext_task: Optional[asyncio.Future] = None  # its extension read in flight (a refresh waits hold_back for it)
+    terminals: tuple = ()  # model.Terminal rows of the last read
+    terminal_note: Optional[str] = None  # why its terminals are unknown
+    # notebook-missing checks of this server still running from an earlier read
+    nb_task: Optional[asyncio.Future] = None
+    nb_limit: Optional[asyncio.Semaphore] = None
+    # A user's server of a hub (nbtui.jupyter.hub): the hub's name, its facts for ServerInfo,
+    # and the last read through the hub's proxy (monotonic time, info, kernels).
+    hub: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+    proxy_read: Optional[tuple] = None
+
+
+def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -> list[ServerConfig]:
+    """Configured servers plus discovered ones that are not configured already."""
+    out = list(configured)
+    if found:
+        for d in found.servers:
+            match = next((c for c in out if is_same_server_url(c.url, d.url)), None)
+            if match is None:
+                out.append(d)
+            elif match.source == "config" and match.pid is None:
+                # Known from both: keep the user's name, learn the local PID.
+                out[out.index(match)] = replace(match, pid=d.pid, root_dir=d.root_dir)
+    return out
+
+
+async def _all_or_none(calls: list[Awaitable[Any]]) -> list[Any]:
+    """``gather``, except that the first failure stops the other requests of the read: a
+    server whose one answer is over the cap or broken is not read on in the background."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+
+
+class Fleet:
+    """Keeps one client per server and produces snapshots on demand."""
+
+    def __init__(
+        self,
+        servers: list[ServerConfig],
+        settings: Settings | None = None,
+        *,
+        stale_files: tuple[str, ...] = (),
+        host: HostView | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ):
+        self.settings = settings or Settings()
+        self.stale_files = stale_files
+        self.untrusted_files: tuple[str, ...] = ()  # other users' runtime files discovery did not trust
+        self.host = host
+        self.clock = clock
+        self.readonly = False  # --readonly: nbtui.service.actions.require_writable refuses every action
+        self.acting = False  # reads for an action on a TARGET: a proxied server is read even within proxy_interval
+        # Who this fleet's reads through a hub's proxy are recorded as, for every nbtui of this
+        # user (nbtui.jupyter.proxy_reads); None: recorded nowhere (servers test spends no budget).
+        self.proxy_reader: Optional[str] = "nbtui"
+        from nbtui.jupyter import hub as hub_mod
+        self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
+        self._servers = {s.name: _Server(s) for s in servers if not s.hub}
+        self.notebooks = orphans.NotebookCache()  # notebook-missing, at most once a minute per path
+        self.gpu_idle = orphans.GpuIdleTracker(self.settings.orphan_gpu_idle)  # gpu-idle needs history
+        # snapshot(hold_back=...): reads that outlived their snapshot, each server's last
+        # answer (info, kernels, terminals), and the servers the last snapshot went on without.
+        self._reading: dict[str, asyncio.Future] = {}
+        self._last_read: dict[str, tuple] = {}
+        self.still_reading: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (), host=None) -> "Fleet":
+        found = discover_host() if discover_local and config.settings.discover else None
+        servers = [_with_process(s) if s.source == "discovered" else s
+                   for s in merge_servers(config.servers.values(), found)]
+        only = list(only)
+        if only:
+            servers = [s for s in servers if s.name in only]
+        fleet = cls(servers, config.settings, stale_files=_stale_files(found), host=host)
+        fleet.untrusted_files = found.untrusted if found else ()
+        return fleet
+
+    @property
+    def names(self) -> list[str]:
+        """Configured and discovered servers and hubs (not the hubs' users' servers)."""
+        return [n for n, e in self._servers.items() if e.hub is None] + list(self._hubs)
+
+    def config_of(self, name: str) -> ServerConfig:
+        if name in self._hubs:
+            return self._hubs[name].config
+        return self._entry(name).config
+
+    def hub_of(self, name: str):
+        """The HubSource of hub ``name`` (KeyError if it is none)."""
+        return self._hubs[name]
+
+    def _entry(self, name: str) -> _Server:
+        """A server's entry; a hub user's server the hub listed (here or in another fleet of
+        this process) is taken on at first use."""
+        entry = self._servers.get(name)
+        if entry is None or (entry.hub is not None and not self._hubs[entry.hub].children):
+            hub, _, _rest = name.partition("/")
+            from nbtui.jupyter.hub import LAST_LISTED
+            child = LAST_LISTED.get(hub, {}).get(name) if hub in self._hubs else None
+            if child is None:
+                if entry is not None:
+                    return entry
+                raise KeyError(name)
+            if entry is None:
+                entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
+            elif entry.config.token != child.config.token:  # the listing fleet minted it a new token
+                entry.config, entry.client = child.config, None  # (its sockets are the hub's pool's)
+        return entry
+
+    def client(self, name: str) -> ServerClient:
+        """The server's client, created on first use (raises ServerError if it cannot be)."""
+        entry = self._entry(name)
+        if entry.client is None:
+            c = entry.config
+            try:
+                token = resolve(c)
+            except TokenError as e:
+                raise ServerError(c.name, "token", str(e).removeprefix(f"server {c.name}: ")) from None
+            entry.client = ServerClient(
+                c.name, c.url, token,
+                timeout=c.timeout or self.settings.timeout,
+                ca_bundle=c.ca_bundle, insecure_http=c.insecure_http,
+                max_body=self.settings.max_body,
+                transport=self._hubs[entry.hub].transport() if entry.hub else None,
+                no_track_activity=entry.hub is not None,
+            )
+        return entry.client
+
+    async def aclient(self, name: str) -> ServerClient:
+        """``client(name)``, with a token command run off the event loop under the server's
+        own deadline: a slow `--token-cmd` delays only its server, never the others."""
+        entry = self._servers[name]
+        if entry.client is None and entry.config.token_source == "cmd" and not entry.config.token:
+            c = entry.config
+            timeout = c.timeout or self.settings.timeout
+            try:
+                token = await asyncio.wait_for(asyncio.to_thread(resolve, c, timeout), timeout + 0.25)
+            except asyncio.TimeoutError:
+                raise ServerError(c.name, "token", f"token command took over {timeout:g} s") from None
+            except TokenError as e:
+                raise ServerError(c.name, "token", str(e).removeprefix(f"server {c.name}: ")) from None
+            if entry.client is None:
+                entry.config = replace(c, token=token)
+                try:
+                    return self.client(name)
+                finally:
+                    entry.config = c
+        return self.client(name)
+
+    async def aclose(self) -> None:
+        reading, self._reading = list(self._reading.values()), {}
+        for t in reading:
+            t.cancel()
+        await asyncio.gather(*reading, return_exceptions=True)
+        checks = [s.nb_task for s in self._servers.values() if s.nb_task is not None and not s.nb_task.done()]
+        for t in checks:
+            t.cancel()
+        await asyncio.gather(*checks, return_exceptions=True)  # ended before their clients close under them
+        await asyncio.gather(*(s.client.aclose() for s in self._servers.values() if s.client), return_exceptions=True)
+        for s in self._servers.values():
+            s.client = None
+        await asyncio.gather(*(h.aclose() for h in self._hubs.values()), return_exceptions=True)
+
+    async def __aenter__(self) -> "Fleet":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _info(self, entry: _Server, **kw) -> model.ServerInfo:
+        c = entry.config
+        local = c.pid is not None or is_loopback(c.url)
+        return model.ServerInfo(
+            name=c.name, url=c.url, source=c.source, version=entry.version,
+            pid=c.pid, root_dir=c.root_dir, owner=c.owner, local=local, **{**entry.extra, **kw},
+        )
+
+    async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
+        if entry.hub is not None:  # a hub user's server: bounded per hub, pending, proxy interval
+            from nbtui.jupyter import hub as hub_mod
+            return await hub_mod.read_user_server(self, entry, now)
+        return await self._read_server(entry, now)
+
+    # -- hubs (nbtui.jupyter.hub lists their users' servers; the fleet keeps an entry for each) --
+
+    async def _expand_hubs(self) -> list[model.ServerInfo]:
+        """List every hub, then make the fleet's servers match: one entry per user's server
+        (kept across reads, so its client and sockets stay), none for servers gone. A server
+        both reached through a hub and discovered locally is kept once, under the hub's name.
+        Returns the hubs' own rows."""
+        hubs = list(self._hubs.values())
+        results = await asyncio.gather(*(h.read() for h in hubs))
+        rows, closing = [], []
+        pids, urls = set(), []
+        for hub, (row, children) in zip(hubs, results):
+            rows.append(model.ServerInfo(**row))
+            names = {c.config.name for c in children}
+            for name, e in list(self._servers.items()):
+                if e.hub == hub.name and name not in names:
+                    closing.append(e.client)
+                    del self._servers[name]
+            for c in children:
+                known = self._servers.get(c.config.name)
+                if known is not None and known.hub != hub.name:
+                    continue  # a configured server of that very name wins (names cannot hold "/")
+                if known is None or known.config.url != c.config.url:
+                    if known is not None:
+                        closing.append(known.client)
+                    known = self._servers[c.config.name] = _Server(c.config, hub=hub.name)
+                if known.client is not None and known.client.token != c.config.token:
+                    closing.append(known.client)  # a token minted anew (nbtui.jupyter.hubtokens)
+                    known.client = None
+                known.config = c.config
+                known.extra = c.extra()
+                if c.server.pid is not None:
+                    pids.add(c.server.pid)
+                urls.append(c.config.url)
+        for name, e in list(self._servers.items()):
+            if e.hub is None and e.config.source == "discovered" and (
+                    (e.config.pid is not None and e.config.pid in pids)
+                    or any(is_same_server_url(e.config.url, u) for u in urls)):
+                closing.append(e.client)
+                del self._servers[name]
+        await asyncio.gather(*(c.aclose() for c in closing if c is not None), return_exceptions=True)
+        return rows
+
+    async def _read_server(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
+        name = entry.config.name
+        timeout = entry.config.timeout or self.settings.timeout
+        entry.ext_result = None
+        entry.ext_extra = None
+        entry.terminals = ()
+        # A server on another host: its usage comes from its extension, asked alongside.
+        ext = None if self._info(entry).local else asyncio.ensure_future(self._read_extension(entry))
+        try:
+            client = await self.aclient(name)
+            cap = self.kernel_cap(name)
+            capped = None if cap is None else CappedKernels(cap, self.settings.orphan_idle, now)
+            calls: list[Awaitable[Any]] = [_lists(client, capped), self._read_terminals(entry, now)]
+            if entry.version is None:
+                calls.append(client.version())
+            results = await asyncio.wait_for(_all_or_none(calls), timeout + 0.25)
+        except asyncio.TimeoutError:
+            if ext:
+                ext.cancel()
+            return self._info(entry, status=model.TIMEOUT, error_kind="timeout",
+                              error=f"server {name}: timed out after {timeout:g} s"), []
+        except ServerError as e:
+            if ext:
+                ext.cancel()
+            return self._failed(entry, e), []
+        if ext:
+            await ext
+        (raw_kernels, latency), raw_sessions = results[0]
+        if len(results) > 2:
+            entry.version = results[2]
+        try:
+            kernels = join_kernels(name, raw_kernels, raw_sessions, now)
+        except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
+            return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
+                                                   "/api/kernels with fields of the wrong types")), []
+        del results, raw_kernels, raw_sessions  # a big answer is not held through the notebook checks' wait
+        if capped is not None:
+            self.counted_over_cap(name, capped.over())
+        await self._check_notebooks(entry, kernels)
+        return self._info(entry, latency_ms=round(latency, 1)), kernels
+
+    def kernel_cap(self, server: str) -> Optional[int]:
+        """How many kernels of a server's read the fleet keeps (usage, notebook checks, orphan
+        rules, the snapshot): all (None); the exporter keeps at most its cap, read so that
+        memory follows the cap, not the server (nbtui.jupyter.capped)."""
+        return None
+
+    def counted_over_cap(self, server: str, over: Optional[OverCap]) -> None:
+        """What a capped read of ``server`` counted and dropped (None: nothing)."""
+
+    async def _read_terminals(self, entry: _Server, now: dt.datetime) -> None:
+        """The server's terminals (``GET /api/terminals``); a server with terminals off, or
+        one that fails this read alone, has none known (said in ``terminal_note``)."""
+        try:
+            raw = await self.client(entry.config.name).terminals()
+        except ServerError as e:
+            if e.kind in (TIMEOUT_KIND, "unreachable", "auth-failed"):
+                raise  # the server itself is not readable: the read fails as a whole
+            entry.terminal_note = "terminals: " + (
+                "off on this server" if e.kind in ("not-found", "not-jupyter") else e.detail)
+            return
+        entry.terminal_note = None
+        entry.terminals = tuple(terminals_of(entry.config.name, raw, now))
+
+    async def _read_extension(self, entry: _Server) -> None:
+        """Ask the server's nbtui extension for usage (bounded by the server's timeout);
+        absent or broken, it is asked again only after EXTENSION_RETRY seconds."""
+        if entry.ext_retry_at > time.monotonic():
+            return
+        timeout = entry.config.timeout or self.settings.timeout
+        try:
+            data = await asyncio.wait_for(
+                self.client(entry.config.name).nbtui_usage(self.settings.orphan_idle), timeout + 0.25)
+            entry.ext_result = wire.load(entry.config.name, data)
+            entry.ext_extra = wire.load_extra(entry.config.name, data)
+            entry.ext_note = None
+            return
+        except asyncio.TimeoutError:
+            entry.ext_note = f"the nbtui extension did not answer within {timeout:g} s"
+        except ServerError as e:
+            entry.ext_note = ("no nbtui extension on the server (install nbtui beside jupyter_server there)"
+                              if e.kind in ("not-found", "not-jupyter") else f"nbtui extension: {e.detail}")
+        except wire.WireError as e:
+            entry.ext_note = str(e)
+        entry.ext_retry_at = time.monotonic() + EXTENSION_RETRY
+
+    async def _check_notebooks(self, entry: _Server, kernels: list[model.Kernel]) -> None:
+        """notebook-missing: check due paths (at most once a minute each), a few at a time.
+
+        A read waits NOTEBOOK_WAIT for them at most; checks still running then finish in
+        the background and count from the next snapshot on, so thousands of sessions
+        never hold back the first screen.
+        """
+        if entry.nb_task is None or entry.nb_task.done():
+            wanted = [(k.server, k.session.path) for k in kernels
+                      if k.session is not None and orphans.session_checkable(k)]
+            entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(wanted, self._notebook_exists))
+        try:
+            await asyncio.wait_for(asyncio.shield(entry.nb_task), NOTEBOOK_WAIT)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _notebook_exists(self, server: str, path: str) -> bool:
+        """Whether a session's file exists, bounded by the server's own timeout."""
+        entry = self._servers[server]
+        timeout = entry.config.timeout or self.settings.timeout
+        if entry.nb_limit is None:
+            entry.nb_limit = asyncio.Semaphore(NOTEBOOK_CONCURRENCY)
+        async with entry.nb_limit:
+            return await asyncio.wait_for(self.client(server).contents_exists(path), timeout + 0.25)
+
+    def _failed(self, entry: _Server, e: ServerError) -> model.ServerInfo:
+        return self._info(
+            entry,
+            status=_STATUS_OF_KIND.get(e.kind, model.ERROR),
+            error_kind="auth-failed" if e.kind == "token" else e.kind,
+            error=redact(str(e)),
+        )
+
+    async def snapshot(self, on_server: Optional[Callable] = None, *,
+                       hold_back: Optional[float] = None,
+                       usage_after: Optional[Callable[[], Awaitable[Any]]] = None) -> model.Snapshot:
+        """Every server read; ``on_server(info, kernels)`` is called as each one answers
+        (before usage and orphan rules), so a view can show it without waiting for the rest.
+
+        ``hold_back`` (the TUI's refreshes): once a server of this read has answered, one
+        that does not answer within ``hold_back`` seconds of the latest answer is not waited
+        for: its read runs on at its own pace (and is not started again until it ends), the
+        snapshot has that server's last answer, or no row for it before its first one, and
+        ``still_reading`` names it. So a hung server never delays the others' refreshes.
+
+        ``usage_after`` (the TUI's first read, begun while the screen starts): awaited before
+        the host is sampled, so the process scan and NVML's start do not take the CPU from
+        the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
+        now = self.clock()
+        # A host view that needs two samples for CPU % takes the first now, and the
+        # server reads run during the interval it asks for.
+        prime = getattr(self.host, "prime", None)
+        hub_rows = []
+        if self._hubs:
+            hub_rows = await self._expand_hubs()
+
+        async def primed() -> None:  # the process scan runs beside the first requests
+            if usage_after is not None:
+                await usage_after()
+            wait = await asyncio.to_thread(prime) if prime else 0.0
+            await asyncio.sleep(wait or 0.0)
+
+        async def read_one(e: _Server):
+            info, ks = await self._read_one(e, now)
+            if on_server is not None:
+                try:
+                    on_server(info, ks)
+                except Exception:  # a view's trouble never fails the read
+                    pass
+            return info, ks, e.terminals
+
+        if hold_back is None:
+            self.still_reading = ()
+            results, _ = await asyncio.gather(
+                asyncio.gather(*(read_one(e) for e in self._servers.values())),
+                primed(),
+            )
+        else:
+            results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), primed())
+        results = await self._forget_gone(results)
+        servers = [r[0] for r in results]
+        kernels = [k for r in results for k in r[1]]
+        terminals = [t for r in results if r[0].ok for t in r[2]]
+        sample = HostSample()
+        if self.host is not None:
+            sample = self.host.sample(servers, kernels, terminals)
+        merged = await self._merge_extensions(servers, kernels, sample, terminals, hold_back=hold_back)
+        hinted = holders.shell_hints(terminals, sample.terminals, merged.terminals) if self.host is not None else None
+        if hinted:
+            # Shells the host could not tell apart, named by the server's extension: the host
+            # checks each (a session-leading child of that server) and samples again, so the
+            # terminals' jobs count as theirs, not as leftovers or other processes.
+            assert self.host is not None  # hinted is None without one
+            merged = await self._merge_extensions(servers, kernels, self.host.sample(servers, kernels, hinted), hinted,
+                                                  hold_back=hold_back)
+        sample = merged
+        servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
+                           usage_note=self._usage_note(s, kernels, sample)) for s in servers]
+        threshold = self.settings.orphan_idle
+        owners = holders.owners(servers, sample.users)
+        kernels = [
+            replace(
+                k,
+                usage=sample.usage.get(k.key),
+                user=(who := owners(k.key, k.server))[0],
+                process_user=who[1],
+                orphan_reasons=orphans.kernel_reasons(
+                    k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id),
+                    notebook_exists=(self.notebooks.get(k.server, k.session.path)
+                                     if k.session is not None and orphans.session_checkable(k) else None),
+                ),
+            )
+            for k in kernels
+        ]
+        kernels.sort(key=model.fleet_order)
+        terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
+        judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
+        kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)
+        if self._hubs:  # a hub user's leftovers, named HUB/USER[/SERVER]
+            from nbtui.jupyter import hub as hub_mod
+            processes = hub_mod.name_leftovers(self, processes)
+        return model.Snapshot(
+            generated_at=now,
+            servers=tuple(hub_rows + servers),
+            kernels=tuple(kernels),
+            terminals=tuple(terminals),
+            processes=tuple(processes),
+            unattributed_gpu=tuple(sample.unattributed_gpu),
+            gpus=tuple(sample.gpus),
+            gpu_note=sample.gpu_note,
+            stale_files=self.stale_files,
+            untrusted_files=self.untrusted_files,
+            idle_threshold=threshold,
+        )
+
+    async def _forget_gone(self, results: list[tuple]) -> list[tuple]:
+        """A discovered server whose read failed and whose process is gone (or its PID now
+        another process's) is no server any more: it leaves the fleet after that one read, and
+        its runtime file joins the stale ones (discovery is asked again for them), so a
+        session never keeps an `unreachable` line for it."""
+        gone = set()
+        for r in results:
+            entry = self._servers.get(r[0].name)
+            if entry is None or r[0].ok or entry.hub is not None:
+                continue
+            c = entry.config
+            if c.source == "discovered" and c.pid is not None and not pid_alive(c.pid, c.started_at):
+                gone.add(c.name)
+        if not gone:
+            return results
+        for name in gone:
+            entry = self._servers.pop(name)
+            self._last_read.pop(name, None)
+            self._reading.pop(name, None)
+            if entry.client is not None:
+                await entry.client.aclose()
+        try:
+            found = await asyncio.to_thread(discover_host)
+            self.stale_files = tuple(dict.fromkeys(self.stale_files + _stale_files(found)))
+        except Exception:  # the stale list is a courtesy: never a failed read
+            pass
+        return [r for r in results if r[0].name not in gone]
+
+    async def _read_at_own_pace(self, read_one: Callable, hold_back: float) -> list[tuple]:
+        """Each server's (info, kernels, terminals) for ``snapshot(hold_back=...)``: a new
+        read of every server whose last one has ended; the last answer of one still reading."""
+        fresh = set()
+        for name, e in self._servers.items():
+            self._take_answer(name)
+            if name not in self._reading:
+                fresh.add(self._reading.setdefault(name, asyncio.ensure_future(read_one(e))))
+        answered = False
+        while fresh:
+            done, fresh = await asyncio.wait(fresh, timeout=hold_back if answered else None,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break  # the rest are slow or hung: they go on on their own
+            answered = True
+        results, reading = [], []
+        for name in self._servers:
+            if not self._take_answer(name):
+                reading.append(name)
+            if name in self._last_read:
+                results.append(self._last_read[name])
+        self.still_reading = tuple(reading)
+        return results
+
+    def _take_answer(self, name: str) -> bool:
+        """Keep the answer of ``name``'s read if it has ended; False while it runs."""
+        t = self._reading.get(name)
+        if t is None:
+            return True
+        if not t.done():
+            return False
+        del self._reading[name]
+        if not t.cancelled():
+            self._last_read[name] = t.result()  # a read that failed as a whole fails this snapshot
+        return True
+
+    async def _merge_extensions(self, servers, kernels, sample: HostSample, terminals=(),
+                                hold_back: Optional[float] = None) -> HostSample:
+        """Usage from the servers' extensions for kernels the local host does not cover
+        (local usage wins); GPUs of other hosts join the summary once each (by UUID).
+
+        With ``hold_back`` (the TUI's refreshes) an extension read is waited for that long
+        at most: one that hangs (its server stopped right after answering its REST read)
+        goes on at its own pace, is not started again meanwhile, and its answer serves a
+        later read; it never holds back the refresh for the server's whole timeout."""
+        missing = {k.server for k in kernels if k.key not in sample.usage}
+        missing |= {t.server for t in terminals if sample.terminals.get(t.key) is None
+                    or sample.terminals[t.key].pid is None}
+        later = [self._servers[s.name] for s in servers
+                 if s.ok and s.local and s.name in missing and self._servers[s.name].ext_result is None
+                 and s.name not in self.still_reading]  # its read goes on: no waiting on it here
+        # Loopback servers whose kernels are not here (an SSH tunnel): ask them now.
+        reads = []
+        for e in later:
+            if e.ext_task is None or e.ext_task.done():
+                e.ext_task = asyncio.ensure_future(self._read_extension(e))
+            reads.append(e.ext_task)
+        if reads:
+            done, _ = await asyncio.wait(reads, timeout=hold_back)
+            for t in done:
+                t.result()  # an error it does not say in ext_note fails the read, as before
+        usage, gpus = dict(sample.usage), list(sample.gpus)
+        uuids = {g.uuid for g in gpus}
+        terms, users = dict(sample.terminals), dict(sample.users)
+        for s in servers:
+            result = self._servers[s.name].ext_result if s.ok else None
+            if not result:
+                continue
+            extra = self._servers[s.name].ext_extra
+            if extra is not None:
+                holders.merge_extension(terms, users, usage, terminals, s.name, extra)
+            ext_usage, devices, _note = result
+            for key, u in ext_usage.items():
+                usage.setdefault(key, u)
+            for d in devices:
+                if d.uuid not in uuids:
+                    uuids.add(d.uuid)
+                    gpus.append(d)
+        return replace(sample, usage=usage, gpus=tuple(gpus), terminals=terms, users=users)
+
+    def _quiet_source(self, s: model.ServerInfo) -> Optional[str]:
+        """The usage source of a server with no kernels measured: its extension if it
+        answered, local if the server's own process runs here (and a host view is on)."""
+        if not s.ok:
+            return None
+        if self._servers[s.name].ext_result is not None:
+            return wire.EXTENSION
+        if self.host is not None and s.pid is not None:
+            return "local"
+        return None
+
+    def _usage_note(self, s: model.ServerInfo, kernels, sample: HostSample) -> Optional[str]:
+        if not s.ok or all(k.key in sample.usage for k in kernels if k.server == s.name):
+            return None
+        entry = self._servers[s.name]
+        if entry.ext_note:
+            return entry.ext_note
+        return "kernel processes not found on this host" if s.local else None
+
+
+EXTENSION_RETRY = 60.0  # seconds before asking an absent or failing extension again
+NOTEBOOK_WAIT = 0.5  # seconds a read waits for notebook checks before leaving them running
+NOTEBOOK_CONCURRENCY = 8  # contents requests in flight per server
+
+
+def _with_process(c: ServerConfig) -> ServerConfig:
+    """A discovered server with its process's OS owner and start time (None where unreadable)."""
+    if c.pid is None:
+        return c
+    try:
+        p = psutil.Process(c.pid)
+        with p.oneshot():
+            return replace(c, owner=p.username(), started_at=p.create_time())
+    except (psutil.Error, KeyError, ValueError):
+        return c
+
+
+def _stale_files(found: Discovery | None) -> tuple[str, ...]:
+    """Runtime files left behind: server files whose process is dead (discovery), and
+    kernel connection files that no running process names."""
+    if found is None:
+        return ()
+    from nbtui.host.signals import running_kernel_ids
+    from nbtui.jupyter.discovery import kernel_connection_files
+    files = [str(f) for f in kernel_connection_files()]
+    if not files:
+        return tuple(found.stale)
+    try:
+        running = running_kernel_ids()
+    except Exception:  # the host cannot be read: say nothing about kernel files
+        return tuple(found.stale)
+    return tuple(found.stale) + orphans.stale_kernel_files(files, live_kernel_ids=(), running_kernel_ids=running)
+
+
+def _source_for(server: model.ServerInfo, sample: HostSample) -> Optional[str]:
+    sources = {u.source for key, u in sample.usage.items() if model.split_kernel_key(key)[0] == server.name}
+    return next(iter(sources)) if len(sources) == 1 else (None if not sources else "mixed")
+
