@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar
 
 from textual import events
 from textual.app import App, SystemCommand
@@ -24,6 +24,8 @@ from nbtui.files.secrets import redact
 from nbtui.tui import themes as theme_files
 from nbtui.tui.screens.fleet import FleetScreen, HelpScreen
 from nbtui.tui.runner import OpenOnce, SnapshotRunner
+
+T = TypeVar("T")
 TYPEAHEAD_SECONDS = 5.0  # the longest a console may take to appear after enter
 
 
@@ -75,6 +77,12 @@ class NbtuiApp(App):
         self._typeahead: Optional[list[events.Key]] = [] if open_console else None
         self._typeahead_until = time.monotonic() + TYPEAHEAD_SECONDS
         self._register_themes(config_folder, theme or self.settings.theme)
+
+    async def act(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Run one action (a coroutine function given the fleet) against the fleet that read
+        the rows on screen: every kill, cull, stop, rebind and migration of the screens goes
+        through here, never through a fleet of its own."""
+        return await fn(self.fleet)
 
     @property
     def fleet(self) -> Any:
