@@ -133,6 +133,7 @@ async def refresh_part(ports: list[int]) -> dict:
     from nbtui.tui.usage_history import History
     from nbtui.display.table_rows import rows_of
     from nbtui.tui.rows import CellCache
+
     def fleet():
         return Fleet([ServerConfig(name=f"s{i:02d}", url=f"http://127.0.0.1:{p}/", token_source="none")
                       for i, p in enumerate(ports)], Settings(timeout=10))

@@ -31,6 +31,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 CAP = 64 << 20  # nbtui's default max_body
 HOSTILE_TIMEOUT = 1.0
 
+
 def measure(cmd: list[str], env: dict) -> tuple[float, int]:
     """Wall seconds and peak RSS of one run in a fresh child (exit 4, some servers unread, is expected)."""
     r = measure_run(cmd, env, ok=(0, 4))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from textual.app import App, ComposeResult
 
 from nbtui.tui.widgets.console_output import STDERR_STYLE, OutputView
+
+
 class ViewApp(App):
     def compose(self) -> ComposeResult:
         yield OutputView()

@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from nbtui.jupyter.rest import TIMEOUT, TOO_BIG, ServerClient, ServerError
+
+
 class _Hostile(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 

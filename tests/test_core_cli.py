@@ -68,6 +68,7 @@ def test_a_mistyped_command_or_flag_says_did_you_mean_and_no_prefix_is_taken():
     r = run_nbtui("ls", "--zzz")
     assert r.returncode == 2 and "did you mean" not in r.stderr
 
+
 def test_ls_does_not_import_textual():
     code = (
         "import sys; from nbtui import cli; rc = cli.main(['ls', '--json']); "
@@ -101,6 +102,7 @@ def test_the_tui_without_a_terminal_exits_2_pointing_at_ls(tmp_path, shared_jupy
     assert run_nbtui("--no-discover", "console", "lab:ffffffff").returncode == 3
     r = run_nbtui("--no-discover", "console", f"lab:{kid[:8]}")
     assert r.returncode == 2 and "no terminal" in r.stderr and r.stdout == "", r.stderr
+
 
 def test_no_servers_says_how_to_add_one():
     r = run_nbtui("ls")
@@ -440,6 +442,7 @@ def test_other_users_discovered_servers_are_one_line_per_user(monkeypatch):
     from nbtui.core.model import ServerInfo, Snapshot
     from nbtui.display.server_groups import split_others
     from nbtui.tui.fleet_header import server_lines
+
     def srv(name, owner, source="discovered", status="ok"):
         return ServerInfo(name=name, url=f"http://127.0.0.1:1/{name}/", source=source, owner=owner,
                           status=status, error=None if status == "ok" else f"server {name}: refused")

@@ -264,6 +264,7 @@ def test_kill_a_users_kernel_and_stop_a_server_through_the_hub(hub, config_dir, 
     # cull --servers: the plan of idle servers by the hub's last_activity, nothing done. The
     # kernel's start above went through the proxy, which the hub counts as activity when it
     # next polls the proxy (every 3 s here): alice is idle over 1 s once that has settled.
+
     def both_planned():
         r = run_nbtui("cull", "--servers", "--idle", "1s", "--dry-run", "--no-discover")
         assert r.returncode == 0, r.stdout + r.stderr

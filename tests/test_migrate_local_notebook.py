@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 from nbtui.migrate import notebook
+
+
 def test_the_local_file_is_read_as_the_contents_api_answers_it(tmp_path):
     f = tmp_path / "lost.ipynb"
     f.write_text(json.dumps({"cells": [{"cell_type": "code", "source": ["a = 1\n", "b = 2"], "metadata": {},

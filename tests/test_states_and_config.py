@@ -114,6 +114,7 @@ def test_servers_add_creates_the_config_file_a_variable_names(tmp_path):
 def test_idle_of_a_busy_or_never_used_kernel_says_so():
     """Issue 24: a kernel busy for 3 minutes read `3m` under IDLE, as if idle 3 minutes."""
     from nbtui.display import table_rows as tr
+
     def idle_cell(k: Kernel, width: int) -> str:
         head, row = kernels_table([k], width=width)
         at = head.index("IDLE") + len("IDLE")

@@ -3,6 +3,8 @@
 import pytest
 
 from nbtui.core.text import one_line, sgr_only, visible
+
+
 @pytest.mark.parametrize(
     "raw, shown",
     [

@@ -4,6 +4,8 @@ import pytest
 from textual.app import App
 
 from nbtui.tui.screens.confirm import ConfirmScreen
+
+
 class _Host(App):
     def __init__(self):
         super().__init__()

@@ -7,6 +7,8 @@ import pytest
 
 from nbtui.jupyter.rest import ServerClient
 from nbtui.jupyter.urlpath import UnsafeSegment, contents_path, segment, server_path
+
+
 @pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "a\\b", "x\x1b]0;t\x07", "a\nb", "a\ud800"])
 def test_what_cannot_be_one_segment_is_refused_naming_why(bad):
     with pytest.raises(UnsafeSegment) as e:

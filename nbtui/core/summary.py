@@ -9,6 +9,8 @@ from typing import Iterable, Optional
 
 from nbtui.core.model import Kernel, Snapshot
 from nbtui.core.orphans import kernel_is_idle
+
+
 @dataclass(frozen=True)
 class Counts:
     servers: int  # servers (and hubs) the snapshot lists

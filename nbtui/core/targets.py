@@ -9,6 +9,8 @@ from typing import Union
 from nbtui.core.errors import EXIT_PARTIAL, NbtuiError, NotFound, UsageError
 from nbtui.core.model import Kernel, ServerInfo, Snapshot, Terminal
 from nbtui.core.text import visible
+
+
 @dataclass(frozen=True)
 class KernelTarget:
     kernel: Kernel

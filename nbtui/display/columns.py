@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from nbtui.core.units import middle_truncate
+
+
 @dataclass(frozen=True)
 class Column:
     key: str

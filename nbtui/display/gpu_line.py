@@ -8,6 +8,7 @@ from nbtui.core.model import GpuDevice, GpuLedger
 from nbtui.core.text import visible
 from nbtui.core.units import human_bytes, middle_truncate
 
+
 def _other_names(led: GpuLedger, most: int = 2) -> str:
     named = [f"{middle_truncate(visible(o.command) or f'pid {o.pid}', 30)}"
              f"{' (' + visible(o.user) + ')' if o.user else ''}" for o in led.others[:most]]

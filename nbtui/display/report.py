@@ -12,6 +12,8 @@ from nbtui.core.model import UNKILLABLE, DeviceHolder, GpuDevice, GpuUse, Kernel
 from nbtui.core.states import never_used
 from nbtui.core.text import visible
 from nbtui.core.units import human_bytes, human_duration, middle_truncate
+
+
 def iso(t: Optional[dt.datetime]) -> Optional[str]:
     if t is None:
         return None

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from nbtui.core.model import ServerInfo
+
+
 @dataclass(frozen=True)
 class OwnerGroup:
     """Another user's discovered servers: ``owner`` as the host names them."""

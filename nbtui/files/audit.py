@@ -15,6 +15,8 @@ from nbtui.core.errors import NbtuiError
 from nbtui.files.safefile import UnsafeFile, append_line
 from nbtui.files.secrets import redact
 from nbtui.core.text import json_text
+
+
 def audit_path() -> Path:
     return state_dir() / "audit.jsonl"
 

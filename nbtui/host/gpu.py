@@ -27,7 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
-from nbtui.core.model import GpuDevice, GpuUse, UnattributedGpu  # A first read asks NVML for the samples of this last stretch only (``lastSeenTimeStamp`` is
+from nbtui.core.model import GpuDevice, GpuUse, UnattributedGpu
+
+# A first read asks NVML for the samples of this last stretch only (``lastSeenTimeStamp`` is
 # CPU time in µs since the epoch), so a one-shot `nbtui ls` reports recent use, not whatever
 # sits in NVML's buffer.
 FIRST_READ_WINDOW_US = 5_000_000

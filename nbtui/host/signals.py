@@ -17,7 +17,9 @@ from typing import Iterable, Optional
 
 import psutil
 
-from nbtui.files.secrets import redact_cmdline  # Fates of one PID, as reported to the user and in the audit log.
+from nbtui.files.secrets import redact_cmdline
+
+# Fates of one PID, as reported to the user and in the audit log.
 EXITED = "exited after SIGTERM"
 KILLED = "killed with SIGKILL"
 ALREADY_GONE = "already gone"

@@ -18,6 +18,8 @@ from typing import Any, Optional
 from nbtui.core.model import normalize_state
 from nbtui.core.orphans import is_idle
 from nbtui.core.units import parse_time
+
+
 @dataclass(frozen=True)
 class OverCap:
     """One server's kernels beyond the cap: counted, then dropped (no per-kernel series,

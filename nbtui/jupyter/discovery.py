@@ -13,6 +13,8 @@ import psutil
 
 from nbtui.files.config import ServerConfig
 from nbtui.files.secrets import remember
+
+
 def runtime_dir() -> Path:
     from jupyter_core.paths import jupyter_runtime_dir
 

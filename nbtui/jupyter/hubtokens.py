@@ -26,6 +26,8 @@ from typing import Optional, Protocol, Sequence
 from nbtui.jupyter.rest import AUTH_FAILED, SERVER_ERROR, ServerClient, ServerError
 from nbtui.jupyter.urlpath import segment
 from nbtui.files.secrets import remember
+
+
 class UserServer(Protocol):
     """What a token is minted for (``nbtui.jupyter.hub.HubServer`` is one)."""
 
@@ -39,6 +41,7 @@ class UserServer(Protocol):
     def ready(self) -> bool: ...
     @property
     def pending(self) -> Optional[str]: ...
+
 
 LIFETIME = 3600  # seconds a minted token lives (the hub's token_expires_in_max_seconds may cap it)
 RENEW_BEFORE = 600  # a token with less left than this is replaced before it is used again

@@ -19,6 +19,8 @@ from urllib.parse import quote, unquote
 
 from nbtui.core.errors import NbtuiError
 from nbtui.core.text import one_line
+
+
 class UnsafeSegment(NbtuiError):
     """An outside string that cannot be one URL path segment: no request is built from it (exit 1)."""
 

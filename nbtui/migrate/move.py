@@ -34,6 +34,8 @@ from nbtui.migrate import CHUNK_BYTES_WEBSOCKET, CHUNK_BYTES_ZMQ, MAX_BYTES
 from nbtui.migrate.agent import SERIALIZERS
 from nbtui.migrate.remote import Agent, AgentError
 from nbtui.core.units import human_bytes
+
+
 class MigrationFailed(NbtuiError):
     """The move was aborted; the source is untouched (exit 1)."""
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from nbtui.core.errors import NbtuiError, NotFound, UsageError
 from nbtui.jupyter.rest import NOT_FOUND, ServerClient, ServerError
+
+
 def clean_path(path: str) -> str:
     path = (path or "").strip().lstrip("/")
     if not path:

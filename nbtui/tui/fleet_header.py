@@ -16,7 +16,9 @@ from nbtui.core import summary
 from nbtui.core.model import ServerInfo, Snapshot
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
-from nbtui.core.units import human_bytes, human_duration, middle_truncate  # (text, short text or None to drop, style, rank): rank 0 is kept longest.
+from nbtui.core.units import human_bytes, human_duration, middle_truncate
+
+# (text, short text or None to drop, style, rank): rank 0 is kept longest.
 Part = tuple[str, Optional[str], str, int]
 
 

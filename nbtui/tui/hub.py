@@ -87,6 +87,7 @@ def confirm_stop(screen, snapshot, s: ServerInfo) -> None:
 
 def _run(screen, step) -> None:
     from nbtui.service import actions
+
     async def go() -> None:
         try:
             (outcome,) = await actions.stop_servers(screen.app.fleet, [step], action="stop-server")

@@ -31,7 +31,9 @@ from nbtui.tui.fleet_header import kernel_counts
 from nbtui.tui.usage_history import History
 from nbtui.tui.rows import CellCache, Layout
 if TYPE_CHECKING:
-    from nbtui.service.forked_read import ForkedRead  # On a read after the first, partial rows are shown only once the read has taken this
+    from nbtui.service.forked_read import ForkedRead
+
+# On a read after the first, partial rows are shown only once the read has taken this
 # long (a slow or hung server); a quick read shows its whole snapshot at once.
 PARTIAL_AFTER = 0.5
 # Once a server of a read has answered, one that has not answered this long after the

@@ -12,6 +12,8 @@ from __future__ import annotations
 from rich.text import Text
 
 from nbtui.core.text import sgr_only, visible
+
+
 def plain(value: object, style: str = "", **kwargs) -> Text:
     """``value`` as one line of literal text (a newline shows as ``\\n``)."""
     return Text(visible(value), style=style, **kwargs)

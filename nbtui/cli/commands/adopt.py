@@ -13,6 +13,8 @@ from nbtui.cli.commands.common import open_fleet, print_json
 from nbtui.cli.commands.kill import confirm
 from nbtui.core.text import visible
 from nbtui.core.errors import EXIT_FAILED, EXIT_OK, NotFound, UsageError
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="pid:N of the kernel process, or the kernel id of a leftover process")
     p.add_argument("--to", metavar="SERVER", help="a server on this host started with "

@@ -11,6 +11,8 @@ from nbtui.files import config as config_mod
 from nbtui.core.errors import NotFound, UsageError
 if TYPE_CHECKING:
     from nbtui.service.fleet import Fleet
+
+
 def load_config(args: argparse.Namespace) -> config_mod.Config:
     return config_mod.load(getattr(args, "config", None))
 
@@ -77,6 +79,8 @@ def require_terminal(instead: str = "`nbtui ls` (or `nbtui ls --json`)") -> None
 def print_json(data) -> None:
     """One JSON document on stdout, with every token nbtui knows scrubbed."""
     from nbtui.files.secrets import redact
-    from nbtui.core.text import json_text, raw_stream  # JSON keeps the exact strings (its own escaping suffices): past the VisibleStream.
+    from nbtui.core.text import json_text, raw_stream
+
+    # JSON keeps the exact strings (its own escaping suffices): past the VisibleStream.
     raw_stream(sys.stdout).write(json_text(redact(json.dumps(data, indent=2, ensure_ascii=False))) + "\n")
 

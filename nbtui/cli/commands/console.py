@@ -13,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nbtui.cli.commands.exec import resolve_kernel
     from nbtui.cli.commands.tui import run as run_tui
+
     async def find():
         fleet, kernel = await resolve_kernel(args)
         await fleet.aclose()

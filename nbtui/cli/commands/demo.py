@@ -368,6 +368,7 @@ def _demo_fleet(demo: DemoServer, servers, settings, **kw):
     error) until it answers, and the reason in one line if it never does."""
     from nbtui.core import model
     from nbtui.service.fleet import Fleet
+
     class DemoFleet(Fleet):
         def __init__(self, *a, **k):  # the TUI's runner makes a private copy the same way
             super().__init__(*a, **k)

@@ -18,6 +18,8 @@ from typing import Optional
 from nbtui.core.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, UsageError
 from nbtui.core.units import seconds_arg
 from nbtui.display.outputs import binary_label, clean_text, output_of, plain_text, strip_ansi
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="SERVER:KERNEL, or a kernel id prefix unique across the fleet")
     p.add_argument("code", metavar="CODE", nargs="?", default="-", help="code to run; '-' or nothing reads it from stdin")

@@ -9,6 +9,8 @@ import sys
 
 from nbtui.cli.commands.common import load_config, open_fleet
 from nbtui.core.errors import EXIT_FAILED, EXIT_OK, NbtuiError
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", metavar="HOST:PORT", default=None,
                    help="address to serve on (default 127.0.0.1:9877; anything but loopback only when "

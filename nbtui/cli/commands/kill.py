@@ -14,6 +14,8 @@ from nbtui.core.text import visible
 from nbtui.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
 from nbtui.files.secrets import redact
 from nbtui.core.units import seconds_arg
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="TARGET", help="SERVER:KERNEL, KERNEL (unique id prefix), pid:N or server:HUB/USER[/SERVER]")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")

@@ -10,6 +10,8 @@ from nbtui.display import report
 from nbtui.cli.commands.common import open_fleet, print_json
 from nbtui.core.errors import EXIT_OK, EXIT_PARTIAL
 from nbtui.files.secrets import redact
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", action="append", default=[], metavar="NAME", help="only this server (repeatable)")
     p.add_argument("--orphans", action="store_true", help="only kernels and processes with an orphan reason")

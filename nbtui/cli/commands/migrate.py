@@ -14,6 +14,8 @@ from nbtui.cli.commands.common import open_fleet, print_json
 from nbtui.core.errors import EXIT_OK, UsageError
 from nbtui.migrate import MAX_BYTES
 from nbtui.core.units import human_bytes, parse_bytes
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="SERVER:KERNEL, KERNEL (unique id prefix) or pid:N")
     p.add_argument("--to", required=True, metavar="SERVER", help="the server that gets the new kernel")

@@ -10,6 +10,8 @@ from nbtui.service import actions
 from nbtui.core import targets
 from nbtui.cli.commands.common import open_fleet, print_json
 from nbtui.core.errors import EXIT_OK, UsageError
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="SERVER:KERNEL or KERNEL (unique id prefix)")
     p.add_argument("--notebook", required=True, metavar="PATH",

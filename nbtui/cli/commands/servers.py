@@ -15,6 +15,8 @@ from nbtui.core.errors import EXIT_OK, EXIT_PARTIAL, NotFound, UsageError
 from nbtui.jupyter.discovery import discover
 from nbtui.display.report import server_json
 from nbtui.core.text import visible
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="servers_command", metavar="ACTION", required=True, parser_class=type(p))
     ls = sub.add_parser("list", help="configured and discovered servers")

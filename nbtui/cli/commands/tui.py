@@ -6,6 +6,8 @@ import argparse
 from typing import Optional
 
 from nbtui.core.errors import EXIT_OK
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:  # no options of its own
     pass
 

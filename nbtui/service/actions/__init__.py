@@ -29,6 +29,8 @@ from nbtui.files.secrets import redact_cmdline
 from nbtui.core.targets import PidTarget, TerminalTarget
 from nbtui.core.text import visible
 from nbtui.core.units import human_bytes, human_duration, middle_truncate
+
+
 def kernel_audit_target(k: Kernel) -> dict:
     u = k.usage
     return {

@@ -17,6 +17,8 @@ from textual.widgets import Button, Static
 
 from nbtui.core.text import visible
 from nbtui.tui.safe import lines
+
+
 class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }

@@ -42,7 +42,9 @@ from nbtui.tui import themes as theme_files
 from nbtui.tui.widgets.keys_footer import KeysFooter
 if TYPE_CHECKING:
     from nbtui.tui.app import NbtuiApp
-from nbtui.core.units import human_bytes  # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
+from nbtui.core.units import human_bytes
+
+# Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
 MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind", "stop_server"}
 # Actions that need a row under the cursor (or marked).
 NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate", "rebind"}
@@ -685,6 +687,7 @@ class FleetScreen(Screen):
             self.notify(f"{k.server}:{k.kernel_id[:8]} already has a session ({k.session.path})", severity="warning")
             return
         from nbtui.tui.screens.migrate import RebindScreen
+
         def bound(path: Optional[str]) -> None:
             if path:
                 self.notify(f"bound {path} to {k.server}:{k.kernel_id[:8]}", timeout=4)

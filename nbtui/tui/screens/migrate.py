@@ -29,7 +29,10 @@ from nbtui.tui.safe import lines, message
 from nbtui.tui.screens.confirm import ConfirmScreen
 from nbtui.core.units import human_bytes
 if TYPE_CHECKING:
-    from nbtui.tui.app import NbtuiApp  # The CLI's flags in the core's messages, as the dialog's own fields.
+    from nbtui.tui.app import NbtuiApp
+
+
+# The CLI's flags in the core's messages, as the dialog's own fields.
 FIELD_WORDS = (
     ("replace it with --overwrite-notebook", "replace it: tick \"Overwrite a different notebook file on the target\""),
     ("--overwrite-notebook", "\"Overwrite a different notebook file on the target\""),

@@ -18,6 +18,8 @@ from nbtui.display.report import iso
 from nbtui.tui.usage_history import History
 from nbtui.tui.widgets.textline import TextLines
 from nbtui.core.units import human_bytes, human_duration, human_percent
+
+
 def _rower(t: Text):
     def row(label: str, value: object, style: str = "") -> None:
         t.append(f"{label:<9}", style="bold")
