@@ -159,7 +159,7 @@ async def refresh_part(ports: list[int]) -> dict:
             while app.snapshot is None:  # the app's own first read
                 await pilot.pause(0.05)
             await pilot.pause()
-            runner = app._runner
+            runner = app.runner
             await _steady([runner.fleet], pilot.pause)
             for _ in range(RUNS):
                 c, w = time.process_time(), time.perf_counter()

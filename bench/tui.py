@@ -291,6 +291,7 @@ async def fleet_scale(ports: list[int]) -> dict:
 
     from nbtui.files.config import ServerConfig, Settings
     from nbtui.service.fleet import Fleet
+    from nbtui.service.service import Reading
     from nbtui.tui.app import NbtuiApp
     fleet = Fleet([ServerConfig(name=f"s{i:02d}", url=f"http://127.0.0.1:{p}/", token_source="none")
                    for i, p in enumerate(ports)], Settings(timeout=10))
@@ -303,7 +304,7 @@ async def fleet_scale(ports: list[int]) -> dict:
         out["first_read_s"] = time.perf_counter() - t0
         await pilot.pause()
         t0 = time.perf_counter()
-        await app._runner.read()  # a steady-state read (the notebook checks are cached a minute)
+        await app.runner.read()  # a steady-state read (the notebook checks are cached a minute)
         out["second_read_s"] = time.perf_counter() - t0
         base = app.snapshot
         assert len(base.kernels) == SERVERS * PER_SERVER, len(base.kernels)
@@ -316,11 +317,11 @@ async def fleet_scale(ports: list[int]) -> dict:
 
         def read_of(snap):
             # The rows, the kernels-by-key index, the usage history, the rows' cells and the
-            # summary's counts are made on the runner's thread in the app (its _finish), right
-            # before the screen shows them; here too, outside the timed UI work.
-            app._runner.history.add(snap.kernels)
-            read = app._runner._finish(snap)
-            return snap, read.index, read.cells, read.rows
+            # summary's counts are made on the fleet service's thread in the app (the runner's
+            # _finish, its prepare hook), right before the screen shows them; here too, outside
+            # the timed UI work.
+            read = app.runner._finish(Reading(snap))
+            return snap, read.index, read.cells, read.rows, read.counts
 
         # CPU time of the UI thread (time.thread_time): the apply and the repaint that
         # follows, without the idle wait for the next frame and without the runner's thread.
@@ -329,17 +330,17 @@ async def fleet_scale(ports: list[int]) -> dict:
         incremental, rebuild, whole = [], [], []
         for snap in snaps:
             p = time.process_time()
-            snap, index, cells, table_rows = read_of(snap)
+            snap, index, cells, table_rows, counts = read_of(snap)
             t = time.thread_time()
-            screen.apply_snapshot(snap, index, cells, table_rows)  # what the UI thread does on each refresh
+            screen.apply_snapshot(snap, index, cells, table_rows, counts=counts)  # what the UI thread does on each refresh
             await pilot.pause()  # and the repaint that follows
             incremental.append(time.thread_time() - t)
             whole.append(time.process_time() - p)
         for snap in snaps[:RUNS]:
-            snap, index, cells, table_rows = read_of(snap)
+            snap, index, cells, table_rows, counts = read_of(snap)
             t = time.thread_time()
             screen.table.set_layout(screen.table.col_layout, screen._labels())
-            screen.apply_snapshot(snap, index, cells, table_rows)  # every row added again
+            screen.apply_snapshot(snap, index, cells, table_rows, counts=counts)  # every row added again
             await pilot.pause()
             rebuild.append(time.thread_time() - t)
         out["incremental_ms"] = statistics.median(incremental) * 1000

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from nbtui.core.errors import TimedOut
-from nbtui.jupyter import own
 from nbtui.jupyter.channels import (
     V1, ConnectionLost, KernelDied, WebsocketChannels, ZmqChannels, decode_json, decode_v1,
     encode_json, encode_v1, msg_type, request_usage,
@@ -142,7 +141,7 @@ def shared_pid(client, kernel_id, usage):
 async def test_request_usage_one_shot_and_connections_released(client, kernel_id, shared_jupyter):
     usage = await request_usage(client, kernel_id, timeout=10)
     assert usage["kernel_memory"] > 0 and usage["cpu_count"] >= 1
-    assert own.count("shared", kernel_id) == 0
+    assert client.connections.count("shared", kernel_id) == 0
 
     def conns():
         return next(k for k in shared_jupyter.kernels() if k["id"] == kernel_id)["connections"]
@@ -153,11 +152,11 @@ async def test_request_usage_one_shot_and_connections_released(client, kernel_id
 async def test_own_connection_is_marked_while_open(client, kernel_id, shared_jupyter):
     ch = await WebsocketChannels(client, kernel_id).connect()
     try:
-        assert own.count("shared", kernel_id) == 1
+        assert client.connections.count("shared", kernel_id) == 1
         wait_for(lambda: next(k for k in shared_jupyter.kernels() if k["id"] == kernel_id)["connections"] >= 1, 10)
     finally:
         await ch.close()
-    assert own.count("shared", kernel_id) == 0
+    assert client.connections.count("shared", kernel_id) == 0
     wait_for(lambda: next(k for k in shared_jupyter.kernels() if k["id"] == kernel_id)["connections"] == 0, 10,
              what="the server to see the websocket closed")
 

@@ -27,6 +27,7 @@ import asyncio, json, os, sys, time
 from nbtui.files.config import ServerConfig, Settings
 from nbtui.service.forked_read import ForkedRead
 from nbtui.tui import runner as R
+from nbtui.service import service as S
 MODE, URL, TOKEN, OTHER, TOKEN_CMD = sys.argv[1:6]
 
 def open_fleet():
@@ -47,7 +48,7 @@ def open_here():
 first = ForkedRead.start(open_fleet)
 child = first.pid if first else 0
 print(json.dumps({"forked": first is not None, "child": child, "httpx_here": "httpx" in sys.modules}), flush=True)
-R.SCREEN_WAIT = 120.0
+S.SCREEN_WAIT = 120.0
 r = R.SnapshotRunner(R.OpenOnce(open_here, names=["srv", "x"], settings=Settings()), first=first)
 r.prefetch()
 

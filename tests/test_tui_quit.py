@@ -18,7 +18,7 @@ class HungFleet:
     names = ["a", "b"]
     settings = None
 
-    async def snapshot(self, on_server=None):
+    async def snapshot(self, on_server=None, **_):
         async def hang():
             await asyncio.sleep(3600)
 

@@ -92,12 +92,14 @@ def holders() -> Snapshot:
 class Recorded:
     """Stands in for the fleet: each read returns the next recorded snapshot."""
 
+    names = ()
+
     def __init__(self, snapshots):
         self.snapshots = list(snapshots)
         self.reads = 0
         self.settings = Settings()
 
-    async def snapshot(self):
+    async def snapshot(self, on_server=None, **_):
         snap = self.snapshots[min(self.reads, len(self.snapshots) - 1)]
         self.reads += 1
         return snap

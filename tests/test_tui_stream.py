@@ -12,7 +12,7 @@ from nbtui.files.config import ServerConfig
 from nbtui.service.fleet import Fleet
 from nbtui.host.local import LocalHost
 from nbtui.core.model import Kernel, ServerInfo, Snapshot, Usage
-from nbtui.tui import runner as runner_mod
+from nbtui.service import service as service_mod
 from nbtui.tui.runner import SnapshotRunner
 T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -27,7 +27,7 @@ class Hung:
         self.release = None
         self.reads = 0
 
-    async def snapshot(self, on_server=None):
+    async def snapshot(self, on_server=None, **_):
         self.reads += 1
         fast = Kernel("fast", f"k{self.reads}", "python3", "idle", 0, None, 5.0)
         release = self.release = asyncio.Event()
@@ -38,15 +38,19 @@ class Hung:
                         kernels=(dataclasses.replace(fast, usage=Usage("local", memory_bytes=2**20)), slow))
 
 
+async def _set(event: asyncio.Event) -> None:
+    event.set()  # on the fleet service's loop, where the read waits for it
+
+
 async def test_the_fast_server_shows_before_the_hung_one_answers(monkeypatch):
-    monkeypatch.setattr(runner_mod, "PARTIAL_AFTER", 0.05)
+    monkeypatch.setattr(service_mod, "PARTIAL_AFTER", 0.05)
     fleet = Hung()
     r = SnapshotRunner(fleet)
     try:
         reads = r.reads()
         first = await asyncio.wait_for(reads.__anext__(), 10)
         assert first.partial and first.waiting == ("slow",) and list(first.index) == ["fast:k1"]
-        r._loop.call_soon_threadsafe(fleet.release.set)
+        r.service.submit(lambda _fleet: _set(fleet.release))
         whole = await asyncio.wait_for(reads.__anext__(), 10)
         assert not whole.partial and set(whole.index) == {"fast:k1", "slow:s1"}
 
@@ -55,7 +59,7 @@ async def test_the_fast_server_shows_before_the_hung_one_answers(monkeypatch):
         reads = r.reads()
         later = await asyncio.wait_for(reads.__anext__(), 10)
         assert later.partial and later.waiting == () and set(later.index) == {"fast:k2", "slow:s1"}
-        r._loop.call_soon_threadsafe(fleet.release.set)
+        r.service.submit(lambda _fleet: _set(fleet.release))
         assert not (await asyncio.wait_for(reads.__anext__(), 10)).partial
     finally:
         r.close()
@@ -87,7 +91,7 @@ async def test_the_read_begun_before_the_screen_samples_the_host_once_it_is_draw
     # A real server and kernel: the prefetched read hands its rows over at once, but the
     # process scan and NVML wait for the screen's first paint (they would take the CPU
     # from it), then the whole read comes with the kernel's usage.
-    monkeypatch.setattr(runner_mod, "SCREEN_WAIT", 60.0)
+    monkeypatch.setattr(service_mod, "SCREEN_WAIT", 60.0)
     kid = shared_jupyter.start_kernel()
     _, r, host = _prefetched(shared_jupyter)
     try:
@@ -107,7 +111,7 @@ async def test_the_read_begun_before_the_screen_samples_the_host_once_it_is_draw
 
 
 async def test_without_a_screen_the_prefetched_read_samples_the_host_after_its_wait(shared_jupyter, monkeypatch):
-    monkeypatch.setattr(runner_mod, "SCREEN_WAIT", 0.2)
+    monkeypatch.setattr(service_mod, "SCREEN_WAIT", 0.2)
     _, r, host = _prefetched(shared_jupyter)
     try:
         whole = await asyncio.wait_for(r.read(), 30)
@@ -122,7 +126,7 @@ async def test_the_screen_says_when_it_is_drawn_so_usage_follows_at_once(shared_
     from nbtui.tui.app import NbtuiApp
     from tests.jupyter import until
 
-    monkeypatch.setattr(runner_mod, "SCREEN_WAIT", 60.0)
+    monkeypatch.setattr(service_mod, "SCREEN_WAIT", 60.0)
     kid = shared_jupyter.start_kernel()
     fleet, r, host = _prefetched(shared_jupyter)
     app = NbtuiApp(fleet, refresh=30, runner=r)
@@ -151,7 +155,7 @@ class _Recorded:
     readonly = False
     settings = None
 
-    async def snapshot(self):
+    async def snapshot(self, on_server=None, **_):
         k = Kernel("srv", "k-recorded", "python3", "idle", 0, None, 5.0)
         return Snapshot(T0, servers=(ServerInfo("srv", "http://s/", "config"),), kernels=(k,))
 
@@ -201,7 +205,7 @@ class _BFirst:
     def __init__(self):
         self.release = threading.Event()
 
-    async def snapshot(self, on_server=None):
+    async def snapshot(self, on_server=None, **_):
         kb = Kernel("b", "kb", "python3", "idle", 0, None, 5.0)
         ka = Kernel("a", "ka", "python3", "idle", 0, None, 5.0)
         if on_server is not None:

@@ -123,6 +123,7 @@ class Kernel:
     user: Optional[str] = None
     gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
     process_user: Optional[str] = None  # the OS owner of its process, where known (on a hub often root)
+    own_connections: int = 0  # of ``connections``, nbtui's own (a console open on it): no one else's
 
     @property
     def key(self) -> str:

@@ -36,7 +36,6 @@ from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 
 from nbtui.core.errors import NbtuiError, TimedOut
-from nbtui.jupyter import own
 from nbtui.jupyter.urlpath import segment
 from nbtui.jupyter.rest import (AUTH_FAILED, NOT_FOUND, NOT_JUPYTER, TIMEOUT, UNREACHABLE, ServerClient, ServerError,
                                 is_loopback)
@@ -532,7 +531,7 @@ class WebsocketChannels(KernelChannels):
 
             ws.data_received = data_received  # type: ignore[method-assign]
         self._holding = contextlib.ExitStack()
-        self._holding.enter_context(own.holding(self.client.name, self.kernel_id))
+        self._holding.enter_context(self.client.connections.holding(self.client.name, self.kernel_id))
         self.connected = True
 
     async def connect(self) -> "WebsocketChannels":

@@ -15,6 +15,7 @@ import httpx
 
 from nbtui.core import model
 from nbtui.core.errors import EXIT_PARTIAL, NbtuiError
+from nbtui.jupyter.own import OwnConnections
 from nbtui.jupyter.urlpath import UnsafeSegment, contents_path, segment
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
@@ -115,8 +116,11 @@ class ServerClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_body: int = MAX_BODY,
         no_track_activity: bool = False,
+        connections: Optional[OwnConnections] = None,
     ):
         self.name = name
+        # nbtui's own kernel connections through this client (its fleet's, shared by all of them)
+        self.connections = connections if connections is not None else OwnConnections()
         # A hub user's server counts every authenticated API request as activity and reports it
         # to the hub: nbtui's reads ask it not to (``?no_track_activity=1``).
         self.no_track_activity = no_track_activity

@@ -17,7 +17,7 @@ import psutil
 from nbtui.core import holders, model, orphans
 from nbtui.files.config import Config, ServerConfig, Settings
 from nbtui.host import wire
-from nbtui.jupyter import own
+from nbtui.jupyter.own import OwnConnections
 from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
@@ -169,6 +169,7 @@ class Fleet:
         # Who this fleet's reads through a hub's proxy are recorded as, for every nbtui of this
         # user (nbtui.jupyter.proxy_reads); None: recorded nowhere (servers test spends no budget).
         self.proxy_reader: Optional[str] = "nbtui"
+        self.connections = OwnConnections()  # nbtui's own kernel connections, through any of its clients
         from nbtui.jupyter import hub as hub_mod
         self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
         self._servers = {s.name: _Server(s) for s in servers if not s.hub}
@@ -240,6 +241,7 @@ class Fleet:
                 max_body=self.settings.max_body,
                 transport=self._hubs[entry.hub].transport() if entry.hub else None,
                 no_track_activity=entry.hub is not None,
+                connections=self.connections,
             )
         return entry.client
 
@@ -532,11 +534,12 @@ class Fleet:
         kernels = [
             replace(
                 k,
+                own_connections=self.connections.count(k.server, k.kernel_id),
                 usage=sample.usage.get(k.key),
                 user=(who := owners(k.key, k.server))[0],
                 process_user=who[1],
                 orphan_reasons=orphans.kernel_reasons(
-                    k, idle_threshold=threshold, own_connections=own.count(k.server, k.kernel_id),
+                    k, idle_threshold=threshold, own_connections=self.connections.count(k.server, k.kernel_id),  # (k before the replace)
                     notebook_exists=(self.notebooks.get(k.server, k.session.path)
                                      if k.session is not None and orphans.session_checkable(k) else None),
                 ),

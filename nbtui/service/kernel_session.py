@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from nbtui.service import actions
 from nbtui.core.errors import TimedOut
@@ -23,6 +23,8 @@ from nbtui.files.console_history import History
 from nbtui.jupyter.channels import ChannelError, ConnectionLost, Event, KernelDied, WebsocketChannels, msg_type
 from nbtui.display.outputs import Outputs, output_of
 from nbtui.core.model import Kernel
+
+T = TypeVar("T")
 __all__ = ["ChannelError", "Completion", "ConnectionLost", "Event", "KernelDied", "KernelSession", "RunResult"]
 
 READY_WAIT = 60.0  # seconds a completion or help request waits for a starting kernel
@@ -48,10 +50,17 @@ class Completion:
 
 
 class KernelSession:
-    """A session with one kernel (``fleet``'s server ``server``, kernel ``kernel_id``)."""
+    """A session with one kernel (``fleet``'s server ``server``, kernel ``kernel_id``).
 
-    def __init__(self, fleet: Any, server: str, kernel_id: str, *, reconnect: bool = True):
+    The websocket lives on the caller's loop. What goes through the fleet (the kernel's REST
+    read, interrupt, restart) goes through ``act`` where the fleet runs on a loop of its own
+    (the TUI's fleet service: ``act`` runs ``fn(fleet)`` there); without ``act`` (a command,
+    one loop) it is awaited here."""
+
+    def __init__(self, fleet: Any, server: str, kernel_id: str, *, reconnect: bool = True,
+                 act: Optional[Callable[[Callable[[Any], Awaitable[Any]]], Awaitable[Any]]] = None):
         self.fleet = fleet
+        self._act = act
         self.server = server
         self.kernel_id = kernel_id
         self.reconnect = reconnect
@@ -63,6 +72,12 @@ class KernelSession:
         self.history: Optional[History] = None
         self.ready = asyncio.Event()  # set once the kernel answered kernel_info
         self._listeners: list[Callable[[Event], None]] = []
+
+    async def through_fleet(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``fn(fleet)`` on the fleet's own loop (through ``act``), or here."""
+        if self._act is not None:
+            return await self._act(fn)
+        return await fn(self.fleet)
 
     # -- connection ---------------------------------------------------------------------
 
@@ -83,7 +98,10 @@ class KernelSession:
     async def open(self, open_timeout: Optional[float] = None) -> None:
         """Open the websocket (raises ServerError / ChannelError when it cannot be); the
         handshake is bounded as a whole by ``open_timeout`` (default: the channels' own)."""
-        channels = WebsocketChannels(self.fleet.client(self.server), self.kernel_id, reconnect=self.reconnect,
+        async def client_of(fleet: Any) -> Any:
+            return fleet.client(self.server)  # made on the fleet's loop; the websocket reads its address and token
+
+        channels = WebsocketChannels(await self.through_fleet(client_of), self.kernel_id, reconnect=self.reconnect,
                                      open_timeout=open_timeout)
         await channels.connect()
         self.channels = channels
@@ -104,7 +122,7 @@ class KernelSession:
     async def _spec_name(self, fallback: str) -> str:
         """The kernel spec's name (history is kept per spec)."""
         try:
-            name = (await self.fleet.client(self.server).kernel(self.kernel_id)).get("name")
+            name = (await self.through_fleet(lambda fleet: fleet.client(self.server).kernel(self.kernel_id))).get("name")
         except Exception:
             name = None
         return name if isinstance(name, str) and name else fallback
@@ -252,11 +270,13 @@ class KernelSession:
     async def interrupt(self, k: Optional[Kernel] = None) -> None:
         """Through the server (``actions``: readonly gate, re-check); ``k`` as the
         snapshot knows it, where the caller has one."""
-        await actions.interrupt_kernel(self.fleet, k or self.kernel())
+        kernel = k or self.kernel()
+        await self.through_fleet(lambda fleet: actions.interrupt_kernel(fleet, kernel))
 
     async def restart(self, k: Optional[Kernel] = None) -> None:
         """Restart (its variables are lost): re-checked and audited by ``actions``."""
-        await actions.restart_kernel(self.fleet, k or self.kernel())
+        kernel = k or self.kernel()
+        await self.through_fleet(lambda fleet: actions.restart_kernel(fleet, kernel))
         self.count = 0
 
     async def is_complete(self, code: str) -> tuple[str, Optional[str]]:

@@ -23,7 +23,8 @@ from nbtui.core.model import Snapshot
 from nbtui.files.secrets import redact
 from nbtui.tui import themes as theme_files
 from nbtui.tui.screens.fleet import FleetScreen, HelpScreen
-from nbtui.tui.runner import OpenOnce, SnapshotRunner
+from nbtui.core.summary import Counts
+from nbtui.tui.runner import SnapshotRunner
 
 T = TypeVar("T")
 TYPEAHEAD_SECONDS = 5.0  # the longest a console may take to appear after enter
@@ -52,11 +53,12 @@ class NbtuiApp(App):
         runner: Optional[SnapshotRunner] = None,
     ):
         super().__init__()
-        self._fleet = fleet  # actions and consoles use it on this loop; an OpenOnce opens on first use
         self.settings = settings or getattr(fleet, "settings", None) or Settings()
         self.readonly = readonly
-        if fleet is not None and not isinstance(fleet, OpenOnce):
-            fleet.readonly = readonly  # the one gate: nbtui.service.actions.require_writable reads it
+        # The one fleet, read and acted on through the fleet service the runner holds (an
+        # OpenOnce opens on first use); the runner may hold a read started before the app.
+        self.runner = runner if runner is not None else SnapshotRunner(fleet)  # the screen's feed (closed at quit)
+        self.runner.service.readonly = readonly  # the one gate: nbtui.service.actions' require_writable reads it
         self.interval = refresh or self.settings.refresh
         self.initial_console = open_console
         self._exit_loop: Optional[asyncio.AbstractEventLoop] = None  # for exit_threadsafe
@@ -66,7 +68,6 @@ class NbtuiApp(App):
         self.snapshots_seen = 0
         self.theme_errors: list[str] = []
         self._keyed_toasts: dict[str, Any] = {}  # the last toast of each key (notify(key=…))
-        self._runner: Optional[SnapshotRunner] = runner  # may hold a read started before the app
         self._reading = False
         self._again = False
         self._timer: Optional[Timer] = None
@@ -81,18 +82,15 @@ class NbtuiApp(App):
     async def act(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """Run one action (a coroutine function given the fleet) against the fleet that read
         the rows on screen: every kill, cull, stop, rebind and migration of the screens goes
-        through here, never through a fleet of its own."""
-        return await fn(self.fleet)
+        through here, on the fleet service's loop, never through a fleet of its own."""
+        return await self.runner.service.act(fn)
 
     @property
     def fleet(self) -> Any:
-        """The fleet the screen acts on (opened here on first use when the app was given an
-        OpenOnce: `nbtui` draws its screen before the fleet exists)."""
-        if isinstance(self._fleet, OpenOnce):
-            fleet = self._fleet()
-            fleet.readonly = self.readonly  # before anything can act through it
-            self._fleet = fleet
-        return self._fleet
+        """The one fleet (opened on first use when the app was given an OpenOnce: `nbtui`
+        draws its screen before the fleet exists). Its clients live on the service's loop:
+        act on it through ``act``."""
+        return self.runner.fleet
 
     def notify(self, message: str, *, markup: bool = True, key: Optional[str] = None, **kwargs) -> None:
         """Every toast (the app's and every screen's, which call this) shows its text
@@ -177,20 +175,19 @@ class NbtuiApp(App):
         # Textual's startup batch, whose frames are rendered and then dropped, so a screen
         # pushed here would draw its rows once for nothing and reach the terminal only on a
         # later refresh (~85 ms later at start, measured).
-        if self._runner is None:
-            self._runner = SnapshotRunner(self.fleet)
         self.call_later(self._open_fleet_screen)
 
     async def _open_fleet_screen(self) -> None:
-        if self._leave_asked or self._runner is None:
+        if self._leave_asked:
             return
         screen = FleetScreen(readonly=self.readonly)
-        screen.waiting = self._runner.waiting_names()  # drawn at once: every server "reading…"
+        screen.waiting = self.runner.waiting_names()  # drawn at once: every server "reading…"
         # What has come already is composed with the screen (not restyled into it after).
-        screen.history = self._runner.history
-        first = self._runner.arrived()
+        screen.history = self.runner.history
+        first = self.runner.arrived()
         if first is not None:
-            screen.apply_snapshot(first.snapshot, first.index, first.cells, first.rows, first.waiting)
+            screen.apply_snapshot(first.snapshot, first.index, first.cells, first.rows, first.waiting,
+                                  counts=first.counts)
         elif self.snapshot is not None:  # a read that ended before the screen existed
             screen.apply_snapshot(self.snapshot, table_rows=tr.rows_of(self.snapshot))
         mounted = self.push_screen(screen)
@@ -204,7 +201,7 @@ class NbtuiApp(App):
     def open_console(self, server: str, kernel_id: str) -> None:
         from nbtui.tui.screens.console import ConsoleScreen  # on first use: the fleet screen starts without it
 
-        self.push_screen(ConsoleScreen(self.fleet, server, kernel_id))
+        self.push_screen(ConsoleScreen(self.fleet, server, kernel_id, act=self.act))
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and not event.is_forwarded and self._buffered(event):
@@ -283,10 +280,9 @@ class NbtuiApp(App):
 
     async def _read(self) -> None:
         try:
-            assert self._runner is not None
-            async for read in self._runner.reads():  # each server as it answers, then the whole read
+            async for read in self.runner.reads():  # each server as it answers, then the whole read
                 self.apply_snapshot(read.snapshot, read.index, read.cells, rows=read.rows,
-                                    waiting=read.waiting, partial=read.partial)
+                                    waiting=read.waiting, partial=read.partial, counts=read.counts)
         except Exception as e:  # the screen stays; say why in one line
             self.notify(f"refresh failed: {redact(str(e)) or type(e).__name__}", severity="error", timeout=4)
         finally:
@@ -298,7 +294,8 @@ class NbtuiApp(App):
             self._timer = self.set_timer(self.interval, self.refresh_now)
 
     def apply_snapshot(self, snap: Snapshot, index: Optional[dict] = None, cells: Optional[tuple] = None, *,
-                       rows: Optional[list] = None, waiting: tuple = (), partial: bool = False) -> None:
+                       rows: Optional[list] = None, waiting: tuple = (), partial: bool = False,
+                       counts: Optional[Counts] = None) -> None:
         """Show a snapshot; ``partial``: some servers have not answered yet (their rows, or
         the last read's, follow), so it is not counted as a read."""
         screen = self.fleet_screen
@@ -306,9 +303,8 @@ class NbtuiApp(App):
             self.snapshot = snap
             self.snapshots_seen += 1
         if screen is not None:
-            if self._runner is not None:
-                screen.history = self._runner.history
-            screen.apply_snapshot(snap, index, cells, rows, waiting)
+            screen.history = self.runner.history
+            screen.apply_snapshot(snap, index, cells, rows, waiting, counts=counts)
             if self.first_rows_at is None and screen.is_mounted and screen.query("KernelTable") \
                     and screen.table.order:
                 self.first_rows_at = time.monotonic()
@@ -324,6 +320,4 @@ class NbtuiApp(App):
         self.exit()
 
     def on_unmount(self) -> None:
-        if self._runner is not None:
-            self._runner.close()
-            self._runner = None
+        self.runner.close()  # idempotent; the fleet stays readable (a test opens a second app on it)

@@ -50,26 +50,9 @@ def fit_parts(head: list[tuple[str, str]], parts: list[Part], width: int, sep: s
     return t
 
 
-_COUNTED: dict[int, tuple] = {}  # id(snapshot) -> (snapshot, counts): the last few
-
-
-def kernel_counts(snap: Snapshot) -> summary.Counts:
-    """``summary.count(snap)``, remembered for the last few snapshots: the snapshot runner
-    counts each one on its thread, so the screen's repaint of the summary line does not walk
-    5,000 kernels again."""
-    hit = _COUNTED.get(id(snap))
-    if hit is not None and hit[0] is snap:
-        return hit[1]
-    counts = summary.count(snap)
-    if len(_COUNTED) >= 4:
-        _COUNTED.pop(next(iter(_COUNTED)), None)
-    _COUNTED[id(snap)] = (snap, counts)
-    return counts
-
-
 def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool, shown: int, total: int,
                  filtered: bool, orphans_only: bool, marked: int, frees: str, waiting: tuple[str, ...] = (),
-                 sort: Optional[str] = None) -> Text:
+                 sort: Optional[str] = None, counts: Optional[summary.Counts] = None) -> Text:
     """The summary line; ``sort``: a sort by a column the width hides (``CPU▼``), named here."""
     head = [("nbtui", "bold")]
     if readonly:
@@ -77,7 +60,7 @@ def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool,
     if snap is None:
         return fit_parts(head, [("reading the servers…", "reading…", "", 0)], width)
     error = theme.error or ""
-    c = kernel_counts(snap)  # as `ls` counts (the one idle rule), counted on the runner's thread
+    c = counts if counts is not None else summary.count(snap)  # as `ls` counts (the one idle rule)
     up = c.servers_read
     n_servers = c.servers + len([w for w in waiting if w not in {s.name for s in snap.servers}])
     idle_gpu = c.idle_gpu_bytes

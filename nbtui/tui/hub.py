@@ -90,7 +90,7 @@ def _run(screen, step) -> None:
 
     async def go() -> None:
         try:
-            (outcome,) = await actions.stop_servers(screen.app.fleet, [step], action="stop-server")
+            (outcome,) = await screen.app.act(lambda fleet: actions.stop_servers(fleet, [step], action="stop-server"))
         except Exception as e:  # one line, never a token
             screen.notify(f"stop failed: {redact(str(e)).splitlines()[0] if str(e) else type(e).__name__}",
                           severity="error", timeout=6)

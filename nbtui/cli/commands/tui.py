@@ -19,7 +19,7 @@ def run(args: argparse.Namespace, *, fleet=None, config=None,
     from nbtui.cli.commands.common import load_config, open_fleet, require_terminal
     config = config or load_config(args)
     require_terminal()  # (the demo asked already, before its server started)
-    from nbtui.tui.runner import OpenOnce, SnapshotRunner  # no textual: the first read starts now,
+    from nbtui.tui.runner import OpenOnce, SnapshotRunner  # no textual: the first read starts now
 
     first = runner = None
     try:

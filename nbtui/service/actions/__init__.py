@@ -21,7 +21,6 @@ from nbtui.core.errors import NbtuiError, NotFound, UsageError
 from nbtui.service.fleet import Fleet
 from nbtui.host import devholders, signals
 from nbtui.host.signals import Fate, Ident
-from nbtui.jupyter import own
 from nbtui.jupyter.rest import NOT_FOUND, ServerError
 from nbtui.jupyter.urlpath import segment, why_not_segment
 from nbtui.core.model import Kernel, Process, ServerInfo, Snapshot, Terminal
@@ -638,7 +637,7 @@ def cull_selects_kernel(k: Kernel, policy: CullPolicy) -> bool:
         return False
     chosen = False
     if policy.idle is not None and k.idle_seconds is not None and k.connections is not None:
-        others = k.connections - own.count(k.server, k.kernel_id)
+        others = k.connections - k.own_connections
         chosen = others <= 0 and orphans.kernel_is_idle(k, policy.idle)
     if policy.orphans and k.orphan_reasons:
         chosen = True

@@ -11,7 +11,7 @@ lines between wrapping and scrolling sideways; escape goes back.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from rich.markdown import Markdown
 from rich.text import Text
@@ -136,13 +136,16 @@ class ConsoleScreen(Screen):
         Binding("pagedown", "scroll_output(1)", "Scroll down", show=False, priority=True),
     ]
 
-    def __init__(self, fleet, server_name: str, kernel_id: str, *, max_lines: Optional[int] = None):
+    def __init__(self, fleet: Any, server_name: str, kernel_id: str, *, max_lines: Optional[int] = None,
+                 act: Optional[Callable[[Callable[[Any], Awaitable[Any]]], Awaitable[Any]]] = None):
+        """``act``: the app's way to the fleet's own loop (NbtuiApp.act): the kernel's REST
+        read, interrupt and restart go through it; the websocket lives on this screen's loop."""
         super().__init__()
         self.fleet = fleet
         self.server_name = server_name
         self.kernel_id = kernel_id
         self.max_lines = max_lines
-        self.session = KernelSession(fleet, server_name, kernel_id)
+        self.session = KernelSession(fleet, server_name, kernel_id, act=act)
         self.running = False
         self.state = "connecting"
         self.note = ""

@@ -14,7 +14,8 @@ Actions that change a kernel are named in MUTATING; ``--readonly`` disables them
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+import functools
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Optional
 
 from rich.text import Text
 from textual import on, work
@@ -27,7 +28,9 @@ from textual.widgets import DataTable, Input, Static
 
 from nbtui.display import columns as cols
 from nbtui.display import table_rows as tr
+from nbtui.core import summary
 from nbtui.core.model import Kernel, Snapshot
+from nbtui.core.summary import Counts
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
 from nbtui.tui import rows
@@ -42,6 +45,7 @@ from nbtui.tui import themes as theme_files
 from nbtui.tui.widgets.keys_footer import KeysFooter
 if TYPE_CHECKING:
     from nbtui.tui.app import NbtuiApp
+    from nbtui.tui.runner import SnapshotRunner
 from nbtui.core.units import human_bytes
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
@@ -91,6 +95,10 @@ def _key_label(key: str) -> str:
     names = {"slash": "/", "question_mark": "?", "space": "space", "escape": "escape",
              "enter": "enter"}
     return ",".join(names.get(k, k) for k in key.split(","))
+
+
+async def _kernel_action(act: Callable[[Any, Kernel], Awaitable[Any]], k: Kernel, fleet: Any) -> Any:
+    return await act(fleet, k)
 
 
 class FleetScreen(Screen):
@@ -146,6 +154,7 @@ class FleetScreen(Screen):
         super().__init__()
         self.readonly = readonly
         self.snapshot: Optional[Snapshot] = None
+        self._counts: Optional[Counts] = None  # the summary line's counts of ``snapshot``
         self.filter_text = ""
         self.orphans_only = False
         self.expand_others = False  # x: other users' discovered servers each on its own in the strip
@@ -238,7 +247,7 @@ class FleetScreen(Screen):
         # it over as they come and go). Set now: a widget's focus() lands later, and could take
         # it back from the table that rows arriving meanwhile gave it to.
         self.set_focus(self.table if self.table.order else self.query_one("#empty", Static))
-        runner = getattr(self.app, "_runner", None)
+        runner = self._runner()
         if runner is not None:  # a read begun before this screen samples the host once it is drawn
             self.call_after_refresh(runner.screen_shown)
 
@@ -284,7 +293,7 @@ class FleetScreen(Screen):
                 return
             table.set_layout(layout, self._labels())
             self._layout = rows.layout_of(layout)
-            runner = getattr(self.app, "_runner", None)
+            runner = self._runner()
             if runner is not None:  # the next reads compute cells for this layout
                 runner.layout = layout
 
@@ -298,6 +307,10 @@ class FleetScreen(Screen):
         down = (self.sort_key in tr.NUMERIC) != self.sort_reverse
         return "▼" if down else "▲"
 
+    def _runner(self) -> Optional["SnapshotRunner"]:
+        """The app's feed over the fleet service (none in an app that only shows snapshots)."""
+        return getattr(self.app, "runner", None)
+
     def hidden_sort(self) -> Optional[str]:
         """The sort's column and direction (``CPU▼``) when the width hides that column (the
         summary line names it then), else None."""
@@ -309,12 +322,13 @@ class FleetScreen(Screen):
 
     def apply_snapshot(self, snap: Snapshot, index: Optional[dict] = None,
                        cells: Optional[tuple] = None, table_rows: Optional[list] = None,
-                       waiting: tuple[str, ...] = ()) -> None:
+                       waiting: tuple[str, ...] = (), *, counts: Optional[Counts] = None) -> None:
         """Show a new snapshot (on the UI thread). The rows, ``index`` (rows by key), the
         usage history and the rows' ``cells`` come from the runner's thread when the app
         reads; otherwise they are made here. ``waiting``: servers not answered yet."""
         servers_before = self.snapshot.servers if self.snapshot is not None else ()
         self.snapshot = snap
+        self._counts = counts if counts is not None else summary.count(snap)  # the summary line's
         self.waiting = tuple(waiting)
         self._cells = cells
         self._rows = table_rows if table_rows is not None else tr.rows_of(snap)
@@ -427,7 +441,7 @@ class FleetScreen(Screen):
         t = summary_text(snap, width, theme=theme, readonly=self.readonly, shown=shown, total=total,
                          filtered=bool(self.filter_text or self.orphans_only), orphans_only=self.orphans_only,
                          marked=len(self.marked_keys), frees=_frees(marked), waiting=self.waiting,
-                         sort=self.hidden_sort())
+                         sort=self.hidden_sort(), counts=self._counts)
         self.query_one("#summary", TextLines).show(t)
         if snap is not None or self.waiting:
             shown_snap = snap if snap is not None else Snapshot(generated_at=None)  # type: ignore[arg-type]
@@ -700,7 +714,7 @@ class FleetScreen(Screen):
         done, failed = 0, []
         for k in targets:
             try:
-                await act(self.app.fleet, k)
+                await self.app.act(functools.partial(_kernel_action, act, k))
                 done += 1
             except Exception as e:  # one line each, never a token
                 failed.append(redact(str(e)).splitlines()[0] if str(e) else type(e).__name__)

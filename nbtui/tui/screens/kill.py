@@ -112,7 +112,7 @@ async def _confirm_and_kill(app, title: str, steps: list[actions.Step]):
     """Show the plan (default no); on yes act, say what was freed, read again. None if declined."""
     if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Kill")):
         return None
-    outcomes = await actions.execute(app.fleet, steps, action="kill")
+    outcomes = await app.act(lambda fleet: actions.execute(fleet, steps, action="kill"))
     text, bad = result_message(outcomes)
     app.notify(text, severity="error" if bad else "information", timeout=6)
     app.refresh_now()
@@ -306,7 +306,7 @@ def cull(screen) -> None:
             return
         try:
             with actions.cull_lock():
-                outcomes = await actions.execute(app.fleet, steps, action="cull")
+                outcomes = await app.act(lambda fleet: actions.execute(fleet, steps, action="cull"))
         except actions.CullBusy as e:
             app.notify(str(e), severity="warning", timeout=6)
             return

@@ -12,6 +12,7 @@ source stays untouched, the half-made target kernel is removed).
 from __future__ import annotations
 
 import time
+import asyncio
 from typing import TYPE_CHECKING, Any, Optional
 
 from textual import work
@@ -190,7 +191,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
     @work(group="migrate-cancel")
     async def _cancel_migration(self, migration) -> None:
         try:
-            await migration.cancel()
+            await self.app.act(lambda fleet: migration.cancel())
         except Exception:
             pass
 
@@ -222,8 +223,16 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
     async def _plan(self, opts) -> None:
         from nbtui.migrate.move import plan_lines
         try:
-            migration = actions.migration_for(self.app.fleet, self.kernel, opts, self._progress)
-            report = await migration.prepare()
+            loop = asyncio.get_running_loop()
+
+            def progress(p: Any) -> None:  # called on the fleet service's loop
+                loop.call_soon_threadsafe(self._progress, p)
+
+            async def prepared(fleet: Any) -> tuple[Any, Any]:
+                migration = actions.migration_for(fleet, self.kernel, opts, progress)
+                return migration, await migration.prepare()
+
+            migration, report = await self.app.act(prepared)
         except Exception as e:
             self.status(_line(e), error=True)
             return
@@ -267,7 +276,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         self.query_one("#mig-plan-button", Button).disabled = True
         self.status("moving…")
         try:
-            report = await m.execute()
+            report = await self.app.act(lambda fleet: m.execute())
         except Exception as e:
             self.running = False
             self.done = True
@@ -371,7 +380,7 @@ class RebindScreen(ModalScreen[Optional[str]]):
         path = self.query_one("#rb-path", Input).value
         status = self.query_one("#rb-status", Static)
         try:
-            await actions.rebind_kernel(self.app.fleet, self.kernel, path)
+            await self.app.act(lambda fleet: actions.rebind_kernel(fleet, self.kernel, path))
         except Exception as e:
             status.update(message(_line(e)))
             status.set_class(True, "error")
