@@ -7,7 +7,7 @@ said what they know. Nothing here reads the host or the network.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional, Protocol
 
 from nbtui.core import model, orphans
 Owner = Callable[..., tuple[Optional[str], Optional[str]]]
@@ -43,7 +43,8 @@ def terminal_rows(terminals: Iterable[model.Terminal], filled: Mapping[str, mode
     return out
 
 
-def shell_hints(terminals, by_host: Mapping[str, model.Terminal], merged: Mapping[str, model.Terminal]):
+def shell_hints(terminals: Iterable[model.Terminal], by_host: Mapping[str, model.Terminal],
+                merged: Mapping[str, model.Terminal]) -> Optional[list[model.Terminal]]:
     """The terminals again, with the shell PIDs a server's extension named on this host for
     those the local host left untied (None when there are none)."""
     import socket
@@ -61,8 +62,30 @@ def shell_hints(terminals, by_host: Mapping[str, model.Terminal], merged: Mappin
     return out if any_hint else None
 
 
-def merge_extension(terms: dict, users: dict, usage: dict, terminals: Iterable[model.Terminal],
-                    server: str, extra) -> None:
+class ExtensionTerminal(Protocol):
+    """A terminal as a server's extension reports it (``nbtui.host.wire.ExtTerminal``)."""
+
+    @property
+    def pid(self) -> Optional[int]: ...
+    @property
+    def user(self) -> Optional[str]: ...
+    @property
+    def usage(self) -> Optional[model.Usage]: ...
+    @property
+    def clients(self) -> Optional[int]: ...
+
+
+class ExtensionExtra(Protocol):
+    """What a server's extension adds beyond kernels' usage (``nbtui.host.wire.Extra``)."""
+
+    @property
+    def terminals(self) -> Mapping[str, ExtensionTerminal]: ...
+    @property
+    def users(self) -> Mapping[str, Optional[str]]: ...
+
+
+def merge_extension(terms: dict[str, model.Terminal], users: dict[str, Optional[str]], usage: dict[str, model.Usage],
+                    terminals: Iterable[model.Terminal], server: str, extra: ExtensionExtra) -> None:
     """What a server's extension says (``wire.Extra``) fills what the local host did not:
     shells of its terminals, their usage and client count, and kernels' owners."""
     for t in terminals:

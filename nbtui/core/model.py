@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Final, Optional
+
+# The types of the few-strings fields, re-exported: model.KernelState and so on.
+from nbtui.core.kinds import ErrorKind as ErrorKind, KernelState as KernelState, Pending as Pending
+from nbtui.core.kinds import Route as Route, ServerErrorKind as ServerErrorKind, ServerSource as ServerSource
+from nbtui.core.kinds import ServerStatus as ServerStatus, UsageSource as UsageSource
 
 # Server statuses of the CLI contract (`ls --json` servers[].status).
-OK = "ok"
-UNREACHABLE = "unreachable"
-AUTH_FAILED = "auth-failed"
-TIMEOUT = "timeout"
-ERROR = "error"
+OK: Final = "ok"
+UNREACHABLE: Final = "unreachable"
+AUTH_FAILED: Final = "auth-failed"
+TIMEOUT: Final = "timeout"
+ERROR: Final = "error"
 # Not read on purpose: a hub user's server read through the proxy by another nbtui within
 # its proxy_interval (a read there marks it active); error_kind "proxy-interval".
-SKIPPED = "skipped"
+SKIPPED: Final = "skipped"
 
 # Kernel states of the CLI contract.
-KERNEL_STATES = ("idle", "busy", "starting", "restarting", "dead", "unknown")
+KERNEL_STATES: tuple[KernelState, ...] = ("idle", "busy", "starting", "restarting", "dead", "unknown")
 
 
-def normalize_state(value: object) -> str:
+def normalize_state(value: object) -> KernelState:
     """A server's ``execution_state`` as one of KERNEL_STATES (anything else: "unknown")."""
     return value if isinstance(value, str) and value in KERNEL_STATES else "unknown"
 
@@ -35,11 +40,11 @@ class ServerInfo:
 
     name: str
     url: str
-    source: str  # config | discovered | hub
-    status: str = OK
+    source: ServerSource
+    status: ServerStatus = OK
     error: Optional[str] = None
     # Finer than status: unreachable, timeout, auth-failed, not-jupyter, server-error.
-    error_kind: Optional[str] = None
+    error_kind: Optional[ServerErrorKind] = None
     version: Optional[str] = None
     latency_ms: Optional[float] = None
     pid: Optional[int] = None  # local server process, when discovered
@@ -54,12 +59,12 @@ class ServerInfo:
     hub: Optional[str] = None
     user: Optional[str] = None
     server_name: Optional[str] = None
-    pending: Optional[str] = None
+    pending: Optional[Pending] = None
     started: Optional[_dt.datetime] = None
     hub_last_activity: Optional[_dt.datetime] = None
     # How a hub user's server is read: "direct" (its internal target: moves no timestamp) or
     # "proxy" (through the hub's proxy, which marks it active), and why when not direct.
-    route: Optional[str] = None
+    route: Optional[Route] = None
     route_note: Optional[str] = None
 
     @property
@@ -95,7 +100,7 @@ class GpuUse:
 class Usage:
     """Resource use of a kernel's whole process tree."""
 
-    source: str  # local | extension | control
+    source: UsageSource
     pid: Optional[int] = None
     host: Optional[str] = None
     cpu_percent: Optional[float] = None
@@ -112,7 +117,7 @@ class Kernel:
     server: str
     kernel_id: str
     kernel_name: str
-    state: str
+    state: KernelState
     connections: Optional[int]
     last_activity: Optional[_dt.datetime]
     idle_seconds: Optional[float]

@@ -123,7 +123,7 @@ class _Sum:
 
 
 def over_cap_of(rest: Iterable[model.Kernel], kept: int, threshold: float) -> OverCap:
-    states: dict[str, int] = {}
+    states: dict[model.KernelState, int] = {}
     types: dict[str, int] = {}
     n = idle = 0
     for k in rest:
@@ -234,7 +234,7 @@ class Tracker:
     """Counters across refreshes: kernel restarts and per-server read durations."""
 
     def __init__(self) -> None:
-        self._states: dict[str, str] = {}  # kernel key (server:id) -> last state seen
+        self._states: dict[str, model.KernelState] = {}  # kernel key (server:id) -> last state seen
         self.restarts: dict[str, int] = {}
         self.reads: dict[str, _Histogram] = {}
 

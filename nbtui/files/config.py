@@ -8,7 +8,7 @@ import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, Iterator, NoReturn, Optional
 from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
@@ -17,6 +17,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from nbtui.core.errors import ConfigError, UsageError
+from nbtui.core.kinds import ServerSource
 from nbtui.core.units import parse_duration
 TOKEN_SOURCES = ("keyring", "env", "cmd", "none")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
@@ -69,7 +70,7 @@ class ServerConfig:
     ca_bundle: Optional[str] = None
     insecure_http: bool = False
     timeout: Optional[float] = None
-    source: str = "config"  # config | discovered | hub
+    source: ServerSource = "config"
     # Only for discovered servers: the token their runtime file carries. Never written.
     token: Optional[str] = field(default=None, repr=False, compare=False)
     pid: Optional[int] = None
@@ -428,7 +429,7 @@ def save_servers(config: Config) -> None:
 
 
 @contextlib.contextmanager
-def servers_lock(folder: Path):
+def servers_lock(folder: Path) -> Iterator[None]:
     """Hold servers.toml's lock (an flock beside it) for one read-modify-write: ten
     concurrent `servers add` keep ten entries."""
     import fcntl

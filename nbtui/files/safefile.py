@@ -77,7 +77,7 @@ def check_private_folder(path: os.PathLike | str, st: os.stat_result) -> None:
                                f"files in it; fix: chmod go-w {path} (or use a private folder)")
 
 
-def _check_fd(fd: int, path, allow_root: bool = False) -> os.stat_result:
+def _check_fd(fd: int, path: os.PathLike | str, allow_root: bool = False) -> os.stat_result:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFile(path, "is not a regular file")

@@ -10,9 +10,12 @@ import os
 import re
 import shlex
 import subprocess
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from nbtui.core.errors import NbtuiError, UsageError
+
+if TYPE_CHECKING:
+    from nbtui.files.config import ServerConfig
 SERVICE = "nbtui"
 _known: set[str] = set()
 
@@ -110,7 +113,7 @@ def run_token_cmd(cmd: str, name: str = "?", timeout: float = 30.0) -> str:
     return remember(token)
 
 
-def resolve(server, timeout: float = 30.0) -> str | None:
+def resolve(server: ServerConfig, timeout: float = 30.0) -> str | None:
     """The token for a :class:`nbtui.files.config.ServerConfig`, or None for none (a token
     command gets ``timeout`` seconds)."""
     src = server.token_source

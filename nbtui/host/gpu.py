@@ -25,7 +25,8 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from nbtui.core.model import GpuDevice, GpuUse, UnattributedGpu
 
@@ -141,12 +142,12 @@ class ProcessLists:
     library exports, the buffer sized from the count call with margin, the record size the
     driver fills probed once per function. ``read`` gives ``[(pid, bytes or None, GI, CI)]``."""
 
-    def __init__(self, nv):
+    def __init__(self, nv: ModuleType) -> None:  # pynvml (or a stand-in)
         self.nv = nv
         self._fn: dict[str, tuple[str, Any]] = {}  # kind -> (suffix, C function)
         self.size: dict[str, int] = {}  # kind -> record size the driver fills (probed)
 
-    def _function(self, kind: str, skip: tuple[str, ...] = ()):
+    def _function(self, kind: str, skip: tuple[str, ...] = ()) -> tuple[str, Any]:
         for suffix in ("_v3", "_v2", ""):
             if suffix in skip:
                 continue
@@ -156,7 +157,7 @@ class ProcessLists:
                 continue
         raise self.nv.NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
 
-    def read(self, handle, kind: str) -> list[tuple[int, Optional[int], int, int]]:
+    def read(self, handle: object, kind: str) -> list[tuple[int, Optional[int], int, int]]:
         import ctypes
 
         skip: tuple[str, ...] = ()
@@ -203,7 +204,7 @@ class ProcessLists:
         return out
 
     @staticmethod
-    def _call(fn, handle, room: int, fill: int):
+    def _call(fn: Callable[..., int], handle: object, room: int, fill: int) -> tuple[int, int, bytes]:
         import ctypes
 
         buf = ctypes.create_string_buffer(bytes([fill]) * (room * 32), room * 32)
@@ -244,8 +245,8 @@ class _Dev:
 class Nvml:
     """NVML, initialised on first use, once. Thread-safe (the server extension reads it from threads)."""
 
-    def __init__(self, module=None):
-        self._module = module
+    def __init__(self, module: Optional[ModuleType] = None) -> None:  # pynvml (or a stand-in)
+        self._module: Any = module  # pynvml (no stubs: its calls are unchecked) once _start has it
         self._lock = threading.Lock()
         self._started = False
         self._devs: list[_Dev] = []
@@ -294,7 +295,7 @@ class Nvml:
             self._devs += migs or [_Dev(i, h, uuid, name)]
         return bool(self._devs)
 
-    def _mig_devices(self, i: int, h, parent_uuid: str) -> list[_Dev]:
+    def _mig_devices(self, i: int, h: object, parent_uuid: str) -> list[_Dev]:
         """A MIG-enabled GPU's instances, each a GPU of its own (none when MIG is off)."""
         nv = self._module
         try:
@@ -331,7 +332,7 @@ class Nvml:
                 return GpuReading(note=self.note)
             return self._read()
 
-    def _processes(self, h) -> list[tuple[int, Optional[int]]]:
+    def _processes(self, h: object) -> list[tuple[int, Optional[int]]]:
         """(pid, bytes) of compute and graphics processes (one figure per PID: a process in
         both lists holds one context's memory, listed twice)."""
         nv = self._module
@@ -423,7 +424,7 @@ class Nvml:
         return raw
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

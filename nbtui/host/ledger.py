@@ -14,7 +14,7 @@ the ledger carries a note with the excess.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from nbtui.host.gpu import GpuReading
 from nbtui.core.model import GpuDevice, GpuLedger, OtherGpuHolder
@@ -74,7 +74,7 @@ def total(led: GpuLedger) -> int:
     return led.kernels + led.terminals + led.leftovers + led.other + led.unattributed + led.unassigned
 
 
-def with_ledgers(devices, ledgers: Mapping[str, GpuLedger]) -> tuple[GpuDevice, ...]:
+def with_ledgers(devices: Iterable[GpuDevice], ledgers: Mapping[str, GpuLedger]) -> tuple[GpuDevice, ...]:
     from dataclasses import replace
 
     return tuple(replace(d, ledger=ledgers.get(d.label, d.ledger)) for d in devices)

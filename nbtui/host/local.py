@@ -23,7 +23,7 @@ from nbtui.sources import HostSample
 from nbtui.sources.cmdline import is_jupyter_server
 if TYPE_CHECKING:  # the server extension loads this module: no config (nor httpx) at run time
     from nbtui.files.config import Settings
-LOCAL = "local"
+LOCAL: model.UsageSource = "local"
 DEFAULT_IDLE = 3600.0  # seconds; config's [orphans] idle default
 # The shortest interval a CPU % is measured over: psutil's CPU times tick every 10 ms.
 MIN_CPU_INTERVAL = 0.15
@@ -42,7 +42,7 @@ class TreeUsage:
     note: Optional[str]
     user: Optional[str] = None  # the owner of its root process
 
-    def usage(self, source: str, host: Optional[str]) -> model.Usage:
+    def usage(self, source: model.UsageSource, host: Optional[str]) -> model.Usage:
         return model.Usage(
             source=source, pid=self.pid, host=host, cpu_percent=self.cpu_percent,
             memory_bytes=self.memory_bytes, gpu_memory_bytes=self.gpu.memory_bytes,

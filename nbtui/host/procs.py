@@ -124,7 +124,7 @@ class Scan:
     time: float  # time.time() of the scan
     children: dict[int, list[int]] = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.children:
             for p in self.procs.values():
                 if p.ppid in self.procs and p.ppid != p.pid:
@@ -240,7 +240,7 @@ def _read_facts(p: psutil.Process) -> Facts:
 class ProcessTable:
     """Scans the host's processes; keeps facts and CPU baselines across scans."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._facts: dict[Ident, Facts] = {}
         self._handles: dict[Ident, psutil.Process] = {}
         self._cpu: dict[Ident, tuple[float, float]] = {}  # ident -> (cpu seconds, monotonic time)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from nbtui.core import model
+
+if TYPE_CHECKING:
+    from nbtui.host.local import TreeUsage
 FORMAT = 1
-EXTENSION = "extension"
+EXTENSION: model.UsageSource = "extension"
 PATH = "api/nbtui/usage"
 
 
@@ -28,7 +31,7 @@ def _gpu(g: model.GpuUse) -> dict:
     return {"index": g.index, "id": g.label, "uuid": g.uuid, "memory_bytes": g.memory_bytes, "sm_percent": g.sm_percent}
 
 
-def _tree(t) -> dict:
+def _tree(t: TreeUsage) -> dict:
     return {
         "pid": t.pid, "pids": list(t.pids), "cpu_percent": t.cpu_percent, "memory_bytes": t.memory_bytes,
         "gpu_memory_bytes": t.gpu.memory_bytes, "gpu_percent": t.gpu.percent,
@@ -76,23 +79,23 @@ def dump(hostname: str, version: str, kernels: Mapping[str, Any], devices: Itera
 # -- reading (nbtui side) --------------------------------------------------------------------
 
 
-def _int(v) -> Optional[int]:
+def _int(v: object) -> Optional[int]:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         return None
     return v
 
 
-def _num(v) -> Optional[float]:
+def _num(v: object) -> Optional[float]:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
         return None
     return float(v)
 
 
-def _str(v, limit: int = 300) -> Optional[str]:
+def _str(v: object, limit: int = 300) -> Optional[str]:
     return v[:limit] if isinstance(v, str) else None
 
 
-def _gpus(raw) -> tuple[model.GpuUse, ...]:
+def _gpus(raw: object) -> tuple[model.GpuUse, ...]:
     if not isinstance(raw, list):
         return ()
     out = []
@@ -129,8 +132,8 @@ class ExtTerminal:
 class Extra:
     """What an extension adds beyond kernels' usage (absent from older extensions: empty)."""
 
-    terminals: dict  # terminal name -> ExtTerminal
-    users: dict  # kernel id -> owner of its process
+    terminals: dict[str, ExtTerminal]  # terminal name -> ExtTerminal
+    users: dict[str, Optional[str]]  # kernel id -> owner of its process
 
 
 def load_extra(server: str, data: Any) -> Extra:
@@ -143,7 +146,7 @@ def load_extra(server: str, data: Any) -> Extra:
             u = _usage(t, host)
             terms[name[:200]] = ExtTerminal(pid=u.pid if u else None, user=_str(t.get("user"), 100),
                                             usage=u, clients=_int(t.get("clients")))
-    users = {}
+    users: dict[str, Optional[str]] = {}
     kernels = data.get("kernels") if isinstance(data, dict) else None
     for kid, k in (kernels.items() if isinstance(kernels, dict) else ()):
         if isinstance(kid, str) and isinstance(k, dict) and _str(k.get("user"), 100):
@@ -151,7 +154,7 @@ def load_extra(server: str, data: Any) -> Extra:
     return Extra(terms, users)
 
 
-def _load_ledger(raw) -> Optional[model.GpuLedger]:
+def _load_ledger(raw: object) -> Optional[model.GpuLedger]:
     if not isinstance(raw, dict):
         return None
     parts = {k: _int(raw.get(k)) for k in ("kernels", "terminals", "leftovers", "other", "unattributed", "unassigned")}

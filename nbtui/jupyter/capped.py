@@ -15,6 +15,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from nbtui.core import model
 from nbtui.core.model import normalize_state
 from nbtui.core.orphans import is_idle
 from nbtui.core.units import parse_time
@@ -27,7 +28,7 @@ class OverCap:
 
     kept: int
     n: int
-    states: dict[str, int]
+    states: dict[model.KernelState, int]
     types: dict[str, int]  # session types of the kernels not kept (a session of a kernel not listed counts too)
     idle: int
 
@@ -47,7 +48,7 @@ class CappedKernels:
     threshold: float  # idle past this counts as idle (the orphan rules' threshold)
     now: dt.datetime
     _heap: list[tuple[float, _Later, dict[str, Any]]] = field(default_factory=list)
-    _states: dict[str, int] = field(default_factory=dict)
+    _states: dict[model.KernelState, int] = field(default_factory=dict)
     _types: dict[str, int] = field(default_factory=dict)
     _over: int = 0
     _idle: int = 0

@@ -30,7 +30,7 @@ import ssl
 import struct
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
@@ -40,6 +40,9 @@ from nbtui.jupyter.urlpath import segment
 from nbtui.jupyter.rest import (AUTH_FAILED, NOT_FOUND, NOT_JUPYTER, TIMEOUT, UNREACHABLE, ServerClient, ServerError,
                                 is_loopback)
 from nbtui.files.secrets import redact
+
+if TYPE_CHECKING:
+    from jupyter_client.channels import AsyncZMQSocketChannel
 V1 = "v1.kernel.websocket.jupyter.org"
 CHANNELS = ("shell", "iopub", "stdin", "control")
 REPLY_CHANNEL = {"shell": "shell", "control": "control"}
@@ -120,7 +123,7 @@ def encode_v1_fragments(channel: str, msg: dict, fragment: int = FRAGMENT) -> li
     return [b"".join([head, chan, *parts]), *_slices(buffers, fragment)]
 
 
-def _slices(buffers, fragment: int) -> list:
+def _slices(buffers: Iterable[memoryview], fragment: int) -> list:
     return [b[i:i + fragment] for b in buffers for i in range(0, len(b), fragment)]
 
 
@@ -156,7 +159,7 @@ def encode_json_fragments(channel: str, msg: dict) -> list:
     return encode_json_binary(out, msg.get("buffers") or ())
 
 
-def encode_json_binary(msg: dict, buffers, fragment: int = FRAGMENT) -> list:
+def encode_json_binary(msg: dict, buffers: Iterable[bytes | bytearray | memoryview], fragment: int = FRAGMENT) -> list:
     """The legacy protocol's binary message with binary buffers, as websocket fragments
     (migrate uses it); the buffers are sliced, not copied."""
     views = [memoryview(b).cast("B") for b in buffers]
@@ -191,7 +194,7 @@ def _loads(b: bytes) -> Any:
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None) if sys.platform.startswith("linux") else None
 
 
-def tune_socket(sock) -> Callable[[], None]:
+def tune_socket(sock: Optional[socket.socket]) -> Callable[[], None]:
     """Turn Nagle off and return a function that re-arms TCP_QUICKACK (a no-op elsewhere)."""
     if sock is None:
         return lambda: None
@@ -303,7 +306,7 @@ class KernelChannels:
     async def __aenter__(self) -> "KernelChannels":
         return await self.connect()
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     def listen(self, callback: Callable[[Event], None]) -> Callable[[], None]:
@@ -679,7 +682,7 @@ class ZmqChannels(KernelChannels):
         self.connected = True
         return self
 
-    async def _pump(self, name: str, channel) -> None:
+    async def _pump(self, name: str, channel: AsyncZMQSocketChannel) -> None:
         while True:
             try:
                 # Zero-copy receive: binary buffers stay views of the ZMQ frames (migrate

@@ -7,7 +7,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import psutil
 
@@ -63,7 +63,8 @@ def _name_for(info: dict, pid: int) -> str:
     return f"local-{info.get('port') or pid}"
 
 
-def discover(directory: Optional[Path] = None, *, check=None) -> Discovery:
+def discover(directory: Optional[Path] = None, *,
+             check: Optional[Callable[[Path, dict, int, float], Optional[str]]] = None) -> Discovery:
     """The servers whose runtime files lie in ``directory`` (default: this user's runtime
     folder). ``check(path, info, pid, mtime)``, given, returns why a file is not trusted
     (None: trusted); an untrusted file is reported, never contacted."""
@@ -144,7 +145,7 @@ def is_same_server_url(a_url: str, b_url: str) -> bool:
     """Whether two URLs name the same server (localhost and 127.0.0.1 are one)."""
     from urllib.parse import urlsplit
 
-    def norm(u: str):
+    def norm(u: str) -> tuple[str, str, int, str]:
         p = urlsplit(u)
         host = p.hostname or ""
         if host in ("localhost", "::1", "0.0.0.0") or host.startswith("127."):

@@ -15,7 +15,7 @@ from typing import Optional
 
 from nbtui.core import model
 from nbtui.core.errors import NbtuiError
-CONTROL = "control"
+CONTROL: model.UsageSource = "control"
 # ipykernel's first usage_reply carries a meaningless 0.0 CPU (psutil's first sample):
 # a second request this long after the first gives a measured one.
 CPU_INTERVAL = 0.25

@@ -8,7 +8,7 @@ import ipaddress
 import json
 import ssl
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Final, Optional, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,19 +19,21 @@ from nbtui.jupyter.own import OwnConnections
 from nbtui.jupyter.urlpath import UnsafeSegment, contents_path, segment
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
-UNREACHABLE = "unreachable"
-TIMEOUT = "timeout"
-AUTH_FAILED = "auth-failed"
-NOT_JUPYTER = "not-jupyter"
-SERVER_ERROR = "server-error"
-NOT_FOUND = "not-found"
-INSECURE = "insecure"
-TOKEN = "token"
+# ServerError's kinds (model.ErrorKind).
+UNREACHABLE: Final = "unreachable"
+TIMEOUT: Final = "timeout"
+AUTH_FAILED: Final = "auth-failed"
+NOT_JUPYTER: Final = "not-jupyter"
+SERVER_ERROR: Final = "server-error"
+NOT_FOUND: Final = "not-found"
+INSECURE: Final = "insecure"
+TOKEN: Final = "token"
+_T = TypeVar("_T")
 MAX_BODY = 64 << 20  # config.toml `max_body`
-TOO_BIG = "too-big"
+TOO_BIG: Final = "too-big"
 MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
 # A read that failed with a ServerError of this kind: the server's status (else model.ERROR).
-STATUS_OF_KIND = {
+STATUS_OF_KIND: dict[model.ErrorKind, model.ServerStatus] = {
     UNREACHABLE: model.UNREACHABLE,
     TIMEOUT: model.TIMEOUT,
     AUTH_FAILED: model.AUTH_FAILED,
@@ -44,7 +46,7 @@ class ServerError(NbtuiError):
 
     exit_code = EXIT_PARTIAL
 
-    def __init__(self, server: str, kind: str, detail: str):
+    def __init__(self, server: str, kind: model.ErrorKind, detail: str):
         self.server, self.kind, self.detail = server, kind, redact(detail)
         super().__init__(f"server {server}: {self.detail}")
 
@@ -159,7 +161,7 @@ class ServerClient:
     async def __aenter__(self) -> "ServerClient":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -420,13 +422,13 @@ class ServerClient:
         return await self._bounded(
             self.request("PUT", f"api/contents/{contents_path(path)}", json_body=body, timeout=limit), limit)
 
-    async def within(self, work, limit: Optional[float] = None, what: str = "") -> Any:
+    async def within(self, work: Awaitable[Any], limit: Optional[float] = None, what: str = "") -> Any:
         """``work`` (a step of several requests: a re-check, a rebind) under ONE deadline,
         ``limit`` (default: the server's timeout) over all its requests together: a server
         that answers each just before its own timeout cannot stretch the step."""
         return await self._bounded(work, limit or self.timeout, what)
 
-    async def _bounded(self, work, limit: float, what: str = ""):
+    async def _bounded(self, work: Awaitable[_T], limit: float, what: str = "") -> _T:
         """One network exchange bounded as a whole, with the errors of ``request``."""
         where = f"{what}, {self.url}" if what else self.url
         try:

@@ -14,6 +14,8 @@ The standard library only; nothing here imports nbtui. Unpickling happens only h
 the target kernel of the same user, never in nbtui.
 """
 
+from __future__ import annotations  # the annotations are never evaluated in the kernel
+
 import importlib
 import io
 import pickle
@@ -21,6 +23,13 @@ import sys
 import threading
 import types
 import zlib
+
+TYPE_CHECKING = False  # mypy reads the block below; the kernel never imports typing for it
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Any  # a user's objects, duck-typed (tensors, arrays): no type says more
+
+    from ipykernel.zmqshell import ZMQInteractiveShell
 
 COMM_ID = "nbtui-migrate"
 NAME = "_nbtui_migrate"
@@ -37,7 +46,7 @@ class ProcessBound(Refused):
     leaving it behind loses no data."""
 
 
-def _type_name(obj):
+def _type_name(obj: object) -> str:
     t = type(obj)
     mod = t.__module__
     return t.__qualname__ if mod in ("builtins", None) else f"{mod}.{t.__qualname__}"
@@ -46,7 +55,7 @@ def _type_name(obj):
 _LOCKS = (type(threading.Lock()), type(threading.RLock()))
 
 
-def _refusal(obj):
+def _refusal(obj: object) -> str | None:
     """Why ``obj`` cannot live in another process, or None."""
     if isinstance(obj, io.IOBase):
         closed = getattr(obj, "closed", False)
@@ -65,7 +74,7 @@ def _refusal(obj):
     return None
 
 
-def _gpu_device(obj):
+def _gpu_device(obj: Any) -> str | None:
     """``cuda:0`` for a PyTorch tensor or CuPy array on a GPU (a duck-typed check), else None."""
     t = type(obj)
     mod = t.__module__ or ""
@@ -82,7 +91,7 @@ def _gpu_device(obj):
     return None
 
 
-def _to_cpu(obj):
+def _to_cpu(obj: Any) -> Any:
     t = type(obj)
     if (t.__module__ or "").startswith("cupy"):
         return obj.get()  # a NumPy array
@@ -95,7 +104,7 @@ def _to_cpu(obj):
     return cpu
 
 
-def _nbytes(obj):
+def _nbytes(obj: Any) -> int:
     n = getattr(obj, "nbytes", None)
     if isinstance(n, int):
         return n
@@ -117,15 +126,15 @@ class _Rules:
     """
 
     by_reference = False
-    keep_on_gpu = ()  # libraries (torch, cupy) whose tensors stay on the GPU
+    keep_on_gpu: tuple[str, ...] = ()  # libraries (torch, cupy) whose tensors stay on the GPU
     count_only = False
 
-    def _setup(self):
-        self.converted = []  # devices moved to CPU (or, counting, found)
-        self.gpu_libs = set()
+    def _setup(self) -> None:
+        self.converted: list[str] = []  # devices moved to CPU (or, counting, found)
+        self.gpu_libs: set[str] = set()
         self.gpu_bytes = 0
 
-    def _rule(self, obj):
+    def _rule(self, obj: object) -> object:
         why = _refusal(obj)
         if why:
             raise ProcessBound(why)
@@ -146,7 +155,13 @@ class _Rules:
         return NotImplemented
 
 
-def _pickler_class(serializer):
+if TYPE_CHECKING:
+    class _RulesPickler(_Rules, pickle.Pickler):
+        """What _pickler_class makes: one serializer's Pickler with the rules on top."""
+
+
+def _pickler_class(serializer: str) -> type[_RulesPickler]:
+    base: type[pickle.Pickler]
     if serializer == "pickle":
         base = pickle.Pickler
     elif serializer == "dill":
@@ -160,14 +175,15 @@ def _pickler_class(serializer):
     else:
         raise ValueError(f"unknown serializer {serializer!r}")
 
-    class P(_Rules, base):
+    # mypy cannot check a base chosen at run time (pickle's, dill's or cloudpickle's Pickler)
+    class P(_Rules, base):  # type: ignore[valid-type,misc]
         by_reference = serializer == "pickle"
 
-        def __init__(self, file, **kw):
+        def __init__(self, file: _Counter | io.BytesIO, **kw: Any) -> None:
             base.__init__(self, file, protocol=PROTOCOL, **kw)
             self._setup()
 
-        def reducer_override(self, obj):
+        def reducer_override(self, obj: object) -> object:
             rv = self._rule(obj)
             if rv is NotImplemented:
                 parent = getattr(base, "reducer_override", None)
@@ -178,7 +194,7 @@ def _pickler_class(serializer):
     return P
 
 
-def _loads(serializer):
+def _loads(serializer: str) -> Callable[..., Any]:
     if serializer == "dill":
         import dill
 
@@ -191,16 +207,16 @@ def _loads(serializer):
 
 
 class _Counter:
-    def __init__(self):
+    def __init__(self) -> None:
         self.n = 0
 
-    def write(self, b):
+    def write(self, b: bytes | bytearray | memoryview) -> int:
         n = memoryview(b).nbytes
         self.n += n
         return n
 
 
-def _available(name):
+def _available(name: str) -> bool:
     if name == "pickle":
         return True
     try:
@@ -210,7 +226,7 @@ def _available(name):
         return False
 
 
-def _reason(e):
+def _reason(e: BaseException) -> str:
     if isinstance(e, Refused):
         return str(e)
     text = str(e).splitlines()[0] if str(e) else ""
@@ -220,14 +236,14 @@ def _reason(e):
 class _Out:
     """A name serialised for sending: its parts (the pickle stream, then out-of-band buffers)."""
 
-    def __init__(self, parts):
+    def __init__(self, parts: list[memoryview]) -> None:
         self.parts = parts
         self.crc = [0] * len(parts)
         self.pos = [0] * len(parts)
 
 
 class _In:
-    def __init__(self, serializer, sizes, crcs):
+    def __init__(self, serializer: str, sizes: Sequence[int], crcs: Iterable[int]) -> None:
         self.serializer = serializer
         self.parts = [bytearray(n) for n in sizes]
         self.crcs = list(crcs)
@@ -236,24 +252,24 @@ class _In:
 
 
 class Agent:
-    def __init__(self, ip):
+    def __init__(self, ip: ZMQInteractiveShell) -> None:
         self.ip = ip
         self.kernel = ip.kernel
-        self.out = {}
-        self.incoming = {}
-        self.staged = {}
-        self.modules = {}
+        self.out: dict[str, _Out] = {}
+        self.incoming: dict[str, _In] = {}
+        self.staged: dict[str, Any] = {}  # received names (a user's objects), not yet committed
+        self.modules: dict[str, str] = {}
 
     # -- talking back ------------------------------------------------------------------
 
-    def _emit(self, data, buffers=()):
+    def _emit(self, data: dict[str, Any], buffers: Iterable[memoryview] = ()) -> None:
         k = self.kernel
         k.session.send(
             k.iopub_socket, "comm_msg", {"comm_id": COMM_ID, "data": data},
             parent=k.get_parent(), ident=b"comm-" + COMM_ID.encode(), buffers=list(buffers),
         )
 
-    def _user_names(self):
+    def _user_names(self) -> list[str]:
         ns, hidden = self.ip.user_ns, self.ip.user_ns_hidden
         marker = object()
         return sorted(
@@ -263,9 +279,9 @@ class Agent:
 
     # -- both ends -----------------------------------------------------------------------
 
-    def probe(self, gpu_libs=()):
+    def probe(self, gpu_libs: Iterable[str] = ()) -> None:
         """Python version, serializers, GPU availability for the named libraries, names in use."""
-        gpu = {}
+        gpu: dict[str, bool] = {}
         for lib in gpu_libs:
             try:
                 if lib == "torch":
@@ -291,7 +307,7 @@ class Agent:
             "execution_count": self.ip.execution_count,
         })
 
-    def uninstall(self):
+    def uninstall(self) -> None:
         self.out.clear()
         self.incoming.clear()
         self.staged.clear()
@@ -302,15 +318,16 @@ class Agent:
 
     # -- the source ----------------------------------------------------------------------
 
-    def _serialize(self, value, serializers, keep_on_gpu, counting):
+    def _serialize(self, value: object, serializers: Iterable[str], keep_on_gpu: tuple[str, ...],
+                   counting: bool) -> tuple[str, _RulesPickler, _Counter | io.BytesIO, list[pickle.PickleBuffer]]:
         """Pickle ``value`` with the first serializer that can: (serializer, pickler,
         sink, out-of-band buffers). Raises Refused with every serializer's reason."""
-        reasons = []
+        reasons: list[str] = []
         for ser in serializers:
-            sink = _Counter() if counting else io.BytesIO()
-            oob = []
+            sink: _Counter | io.BytesIO = _Counter() if counting else io.BytesIO()
+            oob: list[pickle.PickleBuffer] = []
 
-            def keep(buf, oob=oob):
+            def keep(buf: pickle.PickleBuffer, oob: list[pickle.PickleBuffer] = oob) -> bool:
                 oob.append(buf)
                 return False  # out of band: not copied into the stream
 
@@ -330,15 +347,15 @@ class Agent:
                 reasons.append(f"{ser}: {_reason(e)}")
         raise Refused("; ".join(reasons) or "cannot be serialised")
 
-    def inventory(self, serializers, max_bytes):
+    def inventory(self, serializers: Iterable[str], max_bytes: int | None) -> None:
         """Every user name: its type, its serialised size, and whether it can move.
 
         Sizes come from pickling into a counter: large buffers (NumPy arrays, bytearrays)
         go out of band and are only measured, GPU tensors are only measured."""
-        names = []
+        names: list[dict[str, Any]] = []
         for name in self._user_names():
             value = self.ip.user_ns[name]
-            entry = {"name": name, "type": _type_name(value), "size": None, "status": "move",
+            entry: dict[str, Any] = {"name": name, "type": _type_name(value), "size": None, "status": "move",
                      "reason": None, "serializer": None, "gpu": [], "gpu_libs": [], "module": None,
                      "process_bound": False}
             names.append(entry)
@@ -350,6 +367,7 @@ class Agent:
             except Refused as e:
                 entry.update(status="skip", reason=str(e), process_bound=isinstance(e, ProcessBound))
                 continue
+            assert isinstance(sink, _Counter)  # counting (for mypy)
             entry["serializer"] = ser
             entry["size"] = sink.n + sum(memoryview(b).nbytes for b in oob) + p.gpu_bytes
             entry["gpu"] = p.converted
@@ -359,13 +377,14 @@ class Agent:
                                                    f"{max_bytes} bytes (--max-bytes)")
         self._emit({"names": names, "execution_count": self.ip.execution_count})
 
-    def pack(self, name, serializers, keep_on_gpu=()):
+    def pack(self, name: str, serializers: Iterable[str], keep_on_gpu: Iterable[str] = ()) -> None:
         """Serialise one name for sending; answer with its parts' sizes.
 
         GPU tensors of a library not in ``keep_on_gpu`` (the target has no GPU for it)
         become CPU ones."""
         value = self.ip.user_ns[name]
         ser, p, stream, oob = self._serialize(value, serializers, tuple(keep_on_gpu), False)
+        assert isinstance(stream, io.BytesIO)  # not counting (for mypy)
         parts = [stream.getbuffer()]
         for buf in oob:
             try:
@@ -379,7 +398,7 @@ class Agent:
         self._emit({"name": name, "serializer": ser, "sizes": [m.nbytes for m in parts],
                     "type": expected, "gpu": p.converted})
 
-    def read(self, name, part, offset, size):
+    def read(self, name: str, part: int, offset: int, size: int) -> None:
         """Send bytes [offset, offset+size) of one part (in order: the checksum runs along)."""
         out = self.out[name]
         if offset != out.pos[part]:
@@ -389,20 +408,20 @@ class Agent:
         out.pos[part] = offset + mv.nbytes
         self._emit({"n": mv.nbytes}, [mv])
 
-    def sent(self, name):
+    def sent(self, name: str) -> None:
         """Checksums of what was sent; frees the serialised copy."""
         out = self.out.pop(name)
         self._emit({"name": name, "crcs": out.crc})
 
-    def drop(self):
+    def drop(self) -> None:
         self.out.clear()
 
     # -- the target ----------------------------------------------------------------------
 
-    def expect(self, name, serializer, sizes):
+    def expect(self, name: str, serializer: str, sizes: Sequence[int]) -> None:
         self.incoming[name] = _In(serializer, sizes, [])
 
-    def write(self, name, part, offset):
+    def write(self, name: str, part: int, offset: int) -> None:
         """Store the request's binary buffer at ``offset`` of one part."""
         buf = self.kernel.get_parent()["buffers"][0]
         inc = self.incoming[name]
@@ -413,7 +432,7 @@ class Agent:
         inc.crc[part] = zlib.crc32(mv, inc.crc[part])
         inc.pos[part] = offset + mv.nbytes
 
-    def load(self, name):
+    def load(self, name: str) -> None:
         """Deserialise a received name into the staging area; answer with checksums and type."""
         inc = self.incoming.pop(name)
         complete = all(p == len(b) for p, b in zip(inc.pos, inc.parts))
@@ -427,9 +446,9 @@ class Agent:
                 result["error"] = _reason(e)
         self._emit(result)
 
-    def import_modules(self, modules):
+    def import_modules(self, modules: dict[str, str]) -> None:
         """Import modules for names that were module objects in the source (name -> module)."""
-        done = {}
+        done: dict[str, str | None] = {}
         for name, module in modules.items():
             try:
                 self.staged[name] = importlib.import_module(module)
@@ -438,7 +457,7 @@ class Agent:
                 done[name] = _reason(e)
         self._emit({"imports": done})
 
-    def commit(self):
+    def commit(self) -> None:
         """Move the staged names into the user namespace; answer with each one's type."""
         staged, self.staged = self.staged, {}
         self.ip.user_ns.update(staged)
@@ -446,7 +465,7 @@ class Agent:
         self._emit({"present": {name: (_type_name(ns[name]) if name in ns else None) for name in staged}})
 
 
-def install():
+def install() -> Agent:
     from IPython import get_ipython
 
     ip = get_ipython()

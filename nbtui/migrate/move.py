@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from nbtui.files import audit
 from nbtui.core.errors import NbtuiError, NotFound, UsageError
@@ -34,6 +34,10 @@ from nbtui.migrate import CHUNK_BYTES_WEBSOCKET, CHUNK_BYTES_ZMQ, MAX_BYTES
 from nbtui.migrate.agent import SERIALIZERS
 from nbtui.migrate.remote import Agent, AgentError
 from nbtui.core.units import human_bytes
+
+if TYPE_CHECKING:
+    from nbtui.host.signals import Ident
+    from nbtui.migrate.adopt import LocalKernel
 
 
 class MigrationFailed(NbtuiError):
@@ -147,7 +151,7 @@ def kernel_channels(client: ServerClient, kernel_id: str, transport: str = "auto
     return WebsocketChannels(client, kernel_id, reconnect=False)
 
 
-def zmq_channels(path: str, info: dict, ident) -> KernelChannels:
+def zmq_channels(path: str, info: dict, ident: Ident) -> KernelChannels:
     """ZMQ channels to a local kernel, with ``alive()``: over ZMQ nobody reports a kernel's
     death (a server does, through its websocket), so migrate watches the process."""
     from nbtui.host import signals
@@ -228,7 +232,7 @@ class ServerSource(Source):
 class LocalSource(Source):
     """A local kernel known by its process and connection file (adopted: its server is gone)."""
 
-    def __init__(self, lk):  # lk: nbtui.migrate.adopt.LocalKernel
+    def __init__(self, lk: LocalKernel) -> None:
         self.lk = lk
         self.kernel_name = lk.kernel_name
         self.notebook = None  # JPY_SESSION_NAME is a path on this host, not on a server: --notebook
@@ -307,7 +311,7 @@ class Migration:
         self._target_known = asyncio.Event()  # the eager start has its kernel id (or failed)
         self._notebook: Any = None  # notebook.NotebookPlan, from preflight
 
-    def progress(self, stage: str, **kw) -> None:
+    def progress(self, stage: str, **kw: Any) -> None:
         try:
             self._progress(Progress(stage, **kw))
         except Exception:
@@ -461,7 +465,7 @@ class Migration:
             audit.intent("migrate", self.report.source, to=self.report.target)
             self._intent = True
 
-    def _audit(self, action: str, result: str, **extra) -> None:
+    def _audit(self, action: str, result: str, **extra: Any) -> None:
         """An outcome line. What was done is done: a log that fails now is said in the
         report (``audit_error``), never raised over the result."""
         try:

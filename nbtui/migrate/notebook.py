@@ -145,11 +145,11 @@ def _user_name(uid: int) -> str:
         return f"uid {uid}"
 
 
-def _rejoined(node):
+def _rejoined(node: object) -> object:
     """Multi-line strings stored as lists of lines (as files keep them) joined, as the
     contents API answers them, so the same file on both sides compares the same."""
     if isinstance(node, dict):
-        out = {}
+        out: dict[object, object] = {}
         for key, value in node.items():
             if key in ("source", "text") and isinstance(value, list) and all(isinstance(x, str) for x in value):
                 out[key] = "".join(value)

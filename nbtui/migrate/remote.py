@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from nbtui.core.errors import NbtuiError, TimedOut
-from nbtui.jupyter.channels import KernelChannels, KernelDied, msg_type
+from nbtui.jupyter.channels import Execution, KernelChannels, KernelDied, msg_type
 from nbtui.migrate import agent as _agent
 COMM_ID = _agent.COMM_ID
 NAME = _agent.NAME
@@ -41,7 +41,7 @@ def _code(method: str, args: Sequence[Any]) -> str:
 class Call:
     """One request to the agent, sent; ``result()`` drains it."""
 
-    def __init__(self, agent: "Agent", ex):
+    def __init__(self, agent: "Agent", ex: Execution) -> None:
         self.agent = agent
         self.ex = ex
 

@@ -22,9 +22,10 @@ from nbtui.core.errors import TimedOut
 from nbtui.files.console_history import History
 from nbtui.jupyter.channels import ChannelError, ConnectionLost, Event, KernelDied, WebsocketChannels, msg_type
 from nbtui.display.outputs import Outputs, output_of
-from nbtui.core.model import Kernel
+from nbtui.core.model import Kernel, normalize_state
 
 T = TypeVar("T")
+
 __all__ = ["ChannelError", "Completion", "ConnectionLost", "Event", "KernelDied", "KernelSession", "RunResult"]
 
 READY_WAIT = 60.0  # seconds a completion or help request waits for a starting kernel
@@ -309,4 +310,4 @@ class KernelSession:
         for k in getattr(snapshot, "kernels", ()) or ():
             if k.server == self.server and k.kernel_id == self.kernel_id:
                 return k
-        return Kernel(self.server, self.kernel_id, self.kernel_name, self.state, None, None, None)
+        return Kernel(self.server, self.kernel_id, self.kernel_name, normalize_state(self.state), None, None, None)

@@ -7,7 +7,7 @@ what the table adds: marks, and a cache so a refresh recomputes only changed row
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
 from nbtui.display import columns as cols
 from nbtui.display import table_rows as tr
@@ -49,7 +49,7 @@ class CellCache:
         self.layout: Optional[tuple] = None
         self._sig: dict[str, tuple] = {}
 
-    def rows(self, rows, layout: Layout) -> tuple[tuple, dict[str, tuple[str, ...]]]:
+    def rows(self, rows: Iterable[Row], layout: Layout) -> tuple[tuple, dict[str, tuple[str, ...]]]:
         key_of = layout_of(layout)
         if key_of != self.layout:
             self._sig.clear()

@@ -9,12 +9,14 @@ toast cannot forget. Kernel output (the console) keeps only its colours: :func:`
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
 from rich.text import Text
 
 from nbtui.core.text import sgr_only, visible
 
 
-def plain(value: object, style: str = "", **kwargs) -> Text:
+def plain(value: object, style: str = "", **kwargs: Any) -> Text:
     """``value`` as one line of literal text (a newline shows as ``\\n``)."""
     return Text(visible(value), style=style, **kwargs)
 
@@ -25,7 +27,7 @@ def add(t: Text, value: object, style: str = "") -> Text:
     return t
 
 
-def lines(values) -> str:
+def lines(values: Iterable[object]) -> str:
     """Several outside lines for a ``markup=False`` Static: each one ``visible``."""
     return "\n".join(visible(v) for v in values)
 
@@ -35,7 +37,7 @@ def message(value: object) -> str:
     return lines(str(value).split("\n"))
 
 
-def ansi(value: str, **kwargs) -> Text:
+def ansi(value: str, **kwargs: Any) -> Text:
     """Kernel output as Text: colours (SGR) kept, every other sequence and control dropped."""
     clean = sgr_only(value)
     return Text.from_ansi(clean, **kwargs) if "\x1b" in clean else Text(clean, **kwargs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -98,7 +98,7 @@ class OwnThemesFirst(ThemeProvider):
     """"Change theme" lists nbtui's themes (shipped, then the user's) first, then Textual's."""
 
     @property
-    def commands(self):
+    def commands(self) -> list[tuple[str, Callable[[], None]]]:
         every = super().commands
         own = set(getattr(self.app, "own_themes", ()))
         return [c for c in every if c[0] in own] + [c for c in every if c[0] not in own]

@@ -7,7 +7,9 @@ for one kernel at a time (``series`` copies a deque in one C call, safe across t
 from __future__ import annotations
 
 from collections import deque
-from typing import Optional
+from typing import Iterable, Optional
+
+from nbtui.core.model import Kernel
 
 HISTORY = 60  # samples kept per kernel
 
@@ -19,7 +21,7 @@ class History:
         self.length = length
         self._data: dict[str, deque] = {}
 
-    def add(self, kernels) -> None:
+    def add(self, kernels: Iterable[Kernel]) -> None:
         alive = set()
         for k in kernels:
             alive.add(k.key)

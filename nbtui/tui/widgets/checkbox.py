@@ -7,6 +7,8 @@ source" as on when it was off). The label is plain text, never markup.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.content import Content
 from textual.widgets import Checkbox
 
@@ -22,7 +24,7 @@ class BoxCheckbox(Checkbox):
     BoxCheckbox.-on > .toggle--button { background: transparent; color: $foreground; text-style: bold; }
     """
 
-    def __init__(self, label: str = "", value: bool = False, **kw):
+    def __init__(self, label: str = "", value: bool = False, **kw: Any) -> None:
         super().__init__(Content(label), value, **kw)  # Content(str): plain text, not markup
 
     @property

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from rich.cells import cell_len
 from rich.console import RenderableType
@@ -49,7 +49,7 @@ class OutputView(ScrollView, can_focus=True):
     OutputView.-scroll-sideways { overflow-x: auto; }
     """
 
-    def __init__(self, max_lines: int = DEFAULT_MAX_LINES, **kw):
+    def __init__(self, max_lines: int = DEFAULT_MAX_LINES, **kw: Any) -> None:
         super().__init__(**kw)
         self.max_lines = max_lines
         self._lines: deque[Line] = deque()

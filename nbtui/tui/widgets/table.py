@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
+from textual.coordinate import Coordinate
 from textual.geometry import Region
 from textual.binding import Binding
 from textual.widgets import DataTable
@@ -40,7 +41,7 @@ class KernelTable(RowTable):
         Binding("enter", "select_cursor", "Console"),  # shown first in the footer (the screen opens it)
     ]
 
-    def __init__(self, **kw):
+    def __init__(self, **kw: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, cell_padding=0, **kw)
         self.col_layout: Layout = ()
         self._text: dict[str, tuple[str, ...]] = {}  # row key -> plain cells
@@ -52,7 +53,7 @@ class KernelTable(RowTable):
         self._keep: Optional[str] = None  # the cursor's row across set_layout (its rows are re-added)
         self.lost: Optional[str] = None  # the last apply() lost the cursor's row (it went): its key
 
-    def watch_cursor_coordinate(self, old, new) -> None:
+    def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
         super().watch_cursor_coordinate(old, new)
         if old != new and not self._moving:
             self._placed = True

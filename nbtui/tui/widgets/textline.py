@@ -3,12 +3,14 @@ its height may change (a live header would otherwise re-lay-out the screen each 
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widgets import Static
 
 
 class TextLines(Static):
-    def __init__(self, text: str | Text = "", **kw):
+    def __init__(self, text: str | Text = "", **kw: Any) -> None:
         super().__init__(text, **kw)
         self._shown: Text = Text(text) if isinstance(text, str) else text
 
