@@ -17,7 +17,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
 
-from nbtui.service import actions
+from nbtui.service.actions.gate import require_writable
+from nbtui.service.actions.kernels import interrupt_kernel, restart_kernel
 from nbtui.core.errors import TimedOut
 from nbtui.files.console_history import History
 from nbtui.jupyter.channels import ChannelError, ConnectionLost, Event, KernelDied, WebsocketChannels, msg_type
@@ -190,7 +191,7 @@ class KernelSession:
         lets the code run on.
         Raises ChannelError (ConnectionLost, KernelDied) when the result became unknown.
         """
-        actions.require_writable(self.fleet, "running code")
+        require_writable(self.fleet, "running code")
         channels = self._channels()
         result = RunResult(outputs=Outputs() if keep_outputs else None)
         ex = await channels.execute(code, allow_stdin=on_input is not None, store_history=store_history)
@@ -252,11 +253,11 @@ class KernelSession:
     async def interrupt(self, k: Optional[Kernel] = None) -> None:
         """Through the server (``actions``: readonly gate, re-check); ``k`` as the
         snapshot knows it, where the caller has one."""
-        await actions.interrupt_kernel(self.fleet, k or self.kernel())
+        await interrupt_kernel(self.fleet, k or self.kernel())
 
     async def restart(self, k: Optional[Kernel] = None) -> None:
         """Restart (its variables are lost): re-checked and audited by ``actions``."""
-        await actions.restart_kernel(self.fleet, k or self.kernel())
+        await restart_kernel(self.fleet, k or self.kernel())
         self.count = 0
 
     async def is_complete(self, code: str) -> tuple[str, Optional[str]]:

@@ -14,7 +14,7 @@ Actions that change a kernel are named in MUTATING; ``--readonly`` disables them
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Optional
 
 from rich.text import Text
 from textual import on, work
@@ -27,6 +27,7 @@ from textual.widgets import DataTable, Input, Static
 
 from nbtui.display import columns as cols
 from nbtui.display import table_rows as tr
+from nbtui.display.frees import frees_all
 from nbtui.core.model import Kernel, Snapshot
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
@@ -41,8 +42,9 @@ from nbtui.tui.widgets.textline import TextLines
 from nbtui.tui import themes as theme_files
 from nbtui.tui.widgets.keys_footer import KeysFooter
 if TYPE_CHECKING:
+    from nbtui.service.actions.kill import Outcome
     from nbtui.tui.app import NbtuiApp
-from nbtui.core.units import human_bytes  # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
+# Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
 MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind", "stop_server"}
 # Actions that need a row under the cursor (or marked).
 NEEDS_KERNEL = {"interrupt", "restart", "console", "mark", "kill", "migrate", "rebind"}
@@ -424,7 +426,7 @@ class FleetScreen(Screen):
         marked = self.marked_rows
         t = summary_text(snap, width, theme=theme, readonly=self.readonly, shown=shown, total=total,
                          filtered=bool(self.filter_text or self.orphans_only), orphans_only=self.orphans_only,
-                         marked=len(self.marked_keys), frees=_frees(marked), waiting=self.waiting,
+                         marked=len(self.marked_keys), frees=frees_all(marked, short=True), waiting=self.waiting,
                          sort=self.hidden_sort())
         self.query_one("#summary", TextLines).show(t)
         if snap is not None or self.waiting:
@@ -465,11 +467,11 @@ class FleetScreen(Screen):
     def refuse_readonly(self, what: str) -> bool:
         """Whether the readonly gate (nbtui.service.actions.require_writable) refuses ``what``; if it
         does, say its "readonly: WHAT is off" once (not again while that line is on screen)."""
-        from nbtui.service import actions  # on the first acting key: not on the way to the first paint
+        from nbtui.service.actions.gate import Readonly, require_writable  # on the first acting key
 
         try:
-            actions.require_writable(self.app, what)
-        except actions.Readonly as e:
+            require_writable(self.app, what)
+        except Readonly as e:
             import time
 
             now = time.monotonic()
@@ -603,9 +605,9 @@ class FleetScreen(Screen):
             return
         targets = self.targets()
         if targets:
-            from nbtui.service import actions  # on first use: not on the way to the first paint
+            from nbtui.service.actions.kernels import interrupt_kernel  # on first use: not on the way to the first paint
 
-            self._run_action("interrupt", actions.interrupt_kernel, targets)
+            self._run_action("interrupt", interrupt_kernel, targets)
 
     def action_restart(self) -> None:
         if self.refuse_readonly("restart"):
@@ -623,8 +625,8 @@ class FleetScreen(Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                from nbtui.service import actions
-                self._run_action("restart", actions.restart_kernel, targets)
+                from nbtui.service.actions.kernels import restart_kernel
+                self._run_action("restart", restart_kernel, targets)
 
         self.app.push_screen(ConfirmScreen(title, lines, "Restart"), answered)
 
@@ -632,19 +634,30 @@ class FleetScreen(Screen):
         if self.refuse_readonly("kill"):
             return
         from nbtui.tui.screens.kill import kill_rows
-        kill_rows(self, self.target_rows())
+        self._removing(kill_rows(self.app, self.snapshot, self.target_rows()))
 
     def action_kill_leftovers(self) -> None:
         if self.refuse_readonly("kill"):
             return
         from nbtui.tui.screens.kill import kill_leftovers
-        kill_leftovers(self)
+        self._removing(kill_leftovers(self.app, self.snapshot))
 
     def action_cull(self) -> None:
         if self.refuse_readonly("cull"):
             return
         from nbtui.tui.screens.kill import cull
-        cull(self)
+        self._removing(cull(self.app, lambda: self.snapshot))
+
+    def _removing(self, flow: Awaitable[list[Outcome]]) -> None:
+        """Run a kill or cull flow (nbtui.tui.screens.kill); what it removed is unmarked."""
+        async def run() -> None:
+            outcomes = await flow
+            removed = {o.step.target for o in outcomes if o.ok}
+            if removed & self.marked_keys:
+                self.marked_keys -= removed
+                self.render_summary()
+
+        self.run_worker(run(), group="actions", exclusive=False, exit_on_error=False)
 
     def action_stop_server(self) -> None:
         if self.refuse_readonly("stopping servers"):
@@ -693,11 +706,12 @@ class FleetScreen(Screen):
         self.app.push_screen(RebindScreen(k), bound)
 
     @work(group="actions")
-    async def _run_action(self, name: str, act: Callable, targets: Iterable[Kernel]) -> None:
+    async def _run_action(self, name: str, act: Callable[[Any, Kernel], Awaitable[None]],
+                          targets: Iterable[Kernel]) -> None:
         done, failed = 0, []
         for k in targets:
             try:
-                await act(self.app.fleet, k)
+                await self.app.act(lambda fleet: act(fleet, k))  # noqa: B023 (awaited here, in its turn)
                 done += 1
             except Exception as e:  # one line each, never a token
                 failed.append(redact(str(e)).splitlines()[0] if str(e) else type(e).__name__)
@@ -765,10 +779,3 @@ def row_label(key: str) -> str:
 def _short(seconds: float) -> str:
     from nbtui.core.units import human_duration
     return human_duration(seconds)
-
-
-def _frees(marked: list[tr.Row]) -> str:
-    """What killing these rows would free, where measured: ``1.2G mem 4.0G GPU``."""
-    mem = sum(r.mem or 0 for r in marked)
-    gpu = sum(r.gpu or 0 for r in marked)
-    return " ".join(x for x in (f"{human_bytes(mem)} mem" if mem else "", f"{human_bytes(gpu)} GPU" if gpu else "") if x)
