@@ -465,7 +465,7 @@ class FleetScreen(Screen):
         return True
 
     def refuse_readonly(self, what: str) -> bool:
-        """Whether the readonly gate (nbtui.service.actions.require_writable) refuses ``what``; if it
+        """Whether the readonly gate (nbtui.service.actions.gate.require_writable) refuses ``what``; if it
         does, say its "readonly: WHAT is off" once (not again while that line is on screen)."""
         from nbtui.service.actions.gate import Readonly, require_writable  # on the first acting key
 
