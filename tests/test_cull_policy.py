@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from nbtui.service.actions import CullPolicy, cull_selects_kernel, cull_selects_process
+from nbtui.service.actions.cull import CullPolicy, cull_selects_kernel, cull_selects_process
 from nbtui.cli.commands.cull import policy_from
 from nbtui.files.config import Settings
 from nbtui.core.errors import UsageError

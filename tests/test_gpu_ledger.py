@@ -154,7 +154,8 @@ def test_an_idle_terminal_holding_gpu_memory_is_reported_like_an_idle_kernel():
 
 
 def test_cull_gpu_idle_selects_kernels_terminals_and_leftovers_idle_that_long():
-    from nbtui.service import actions
+    from nbtui.core.kinds import TERMINAL
+    from nbtui.service.actions.cull import CullPolicy, cull_selects_process, cull_selects_terminal, plan_cull
     from nbtui.core.model import ServerInfo, Snapshot
     held = dict(gpu_memory_bytes=GIB, gpu_percent=0.0)
     k_idle = Kernel("far", "k-idle", "python3", "idle", 1, T0, 10.0, usage=Usage("extension", pid=1, **held),
@@ -165,16 +166,16 @@ def test_cull_gpu_idle_selects_kernels_terminals_and_leftovers_idle_that_long():
     term = Terminal("far", "1", T0, 10.0, pid=9, usage=Usage("extension", pid=9, **held), gpu_idle_seconds=2000.0)
     snap = Snapshot(generated_at=T0, servers=(ServerInfo("far", "http://gpu1:8888/", "config"),),
                     kernels=(k_idle, k_busy, k_unknown), terminals=(term,))
-    policy = actions.CullPolicy(gpu_idle=1800.0)
+    policy = CullPolicy(gpu_idle=1800.0)
     assert policy.selects_anything
-    plan = actions.plan_cull(snap, policy)
+    plan = plan_cull(snap, policy)
     assert [s.target for s in plan] == ["far:k-idle", "terminal:far/1"]
-    assert plan[1].kind == actions.TERMINAL and plan[1].process is None  # not this host's: the server ends it
+    assert plan[1].kind == TERMINAL and plan[1].process is None  # not this host's: the server ends it
     assert "terminal far/1" in plan[1].describe()
     proc = Process(77, "ana", "python job.py", 1000.0, gpu_memory_bytes=GIB, gpu_idle_seconds=1900.0)
-    assert actions.cull_selects_process(proc, policy)
-    assert not actions.cull_selects_process(proc, actions.CullPolicy(gpu_idle=7200.0))
-    assert not actions.cull_selects_terminal(term, actions.CullPolicy(idle=1.0))  # --idle alone: never a terminal
+    assert cull_selects_process(proc, policy)
+    assert not cull_selects_process(proc, CullPolicy(gpu_idle=7200.0))
+    assert not cull_selects_terminal(term, CullPolicy(idle=1.0))  # --idle alone: never a terminal
 
 
 def test_cull_gpu_idle_on_a_host_without_gpu_says_so_and_culls_nothing():
@@ -205,7 +206,8 @@ def test_extension_terminals_and_owners_trust_nothing():
 def test_rows_of_every_kind_are_planned_as_their_targets():
     import subprocess
 
-    from nbtui.service import actions
+    from nbtui.core.kinds import KERNEL, PROCESS, TERMINAL
+    from nbtui.service.actions.kill import plan_rows
     from nbtui.core.model import ServerInfo, Snapshot
     job = subprocess.Popen(["sleep", "60"])
     try:
@@ -214,9 +216,9 @@ def test_rows_of_every_kind_are_planned_as_their_targets():
         p = Process(job.pid, None, "sleep 60", psutil_create_time(job.pid), orphan_reasons=(orphans.SERVER_GONE,))
         snap = Snapshot(generated_at=T0, servers=(ServerInfo("far", "http://gpu1:8888/", "config"),),
                         kernels=(k,), terminals=(t,), processes=(p,))
-        steps = actions.plan_rows(snap, [k, t, p])
+        steps = plan_rows(snap, [k, t, p])
         assert [(s.kind, s.target) for s in steps] == [
-            (actions.KERNEL, "far:k1"), (actions.TERMINAL, "terminal:far/2"), (actions.PROCESS, f"pid:{job.pid}")]
+            (KERNEL, "far:k1"), (TERMINAL, "terminal:far/2"), (PROCESS, f"pid:{job.pid}")]
         assert steps[2].refusal is None and steps[2].reasons == (orphans.SERVER_GONE,)
     finally:
         job.kill()

@@ -8,7 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from nbtui.service import actions
+from nbtui.service.actions.cull import CullPolicy, cull_selects_kernel
+from nbtui.service.actions.gate import Readonly, require_writable
+from nbtui.service.actions.kernels import interrupt_kernel
+from nbtui.service.actions.kill import execute
 
 from nbtui.core import orphans
 from nbtui.core.model import Kernel, Process, kernel_key, split_kernel_key
@@ -40,7 +43,7 @@ def test_one_idle_rule(idle, state, expected):
     assert orphans.kernel_is_idle(_kernel(idle, state), 60.0) is expected
     # orphans and cull count by it
     assert (orphans.DISCONNECTED_IDLE in orphans.kernel_reasons(_kernel(idle, state), idle_threshold=60.0)) is expected
-    assert actions.cull_selects_kernel(_kernel(idle, state), actions.CullPolicy(idle=60.0)) is expected
+    assert cull_selects_kernel(_kernel(idle, state), CullPolicy(idle=60.0)) is expected
 
 
 def test_ls_summary_counts_idle_by_the_setting():
@@ -88,12 +91,12 @@ class _Flagged:
 
 
 async def test_readonly_is_one_gate_in_actions():
-    with pytest.raises(actions.Readonly) as e:
-        await actions.interrupt_kernel(_Flagged(), _kernel(1.0))  # refused before any request
+    with pytest.raises(Readonly) as e:
+        await interrupt_kernel(_Flagged(), _kernel(1.0))  # refused before any request
     assert e.value.exit_code == 2 and e.value.short == "readonly: interrupt is off"
     assert str(e.value) == "--readonly: interrupt is off"
-    with pytest.raises(actions.Readonly):
-        await actions.execute(_Flagged(), [], action="cull")
-    actions.require_writable(_Flagged(), "kill", dry_run=True)  # a dry run still plans
-    with pytest.raises(actions.Readonly, match="dry-run still shows the plan"):
-        actions.require_writable(_Flagged(), "kill", plan=True)
+    with pytest.raises(Readonly):
+        await execute(_Flagged(), [], action="cull")
+    require_writable(_Flagged(), "kill", dry_run=True)  # a dry run still plans
+    with pytest.raises(Readonly, match="dry-run still shows the plan"):
+        require_writable(_Flagged(), "kill", plan=True)

@@ -79,14 +79,14 @@ def test_server_targets_name_a_hub_users_server():
 
 
 def test_cull_servers_selects_by_the_hubs_last_activity():
-    from nbtui.service import actions
+    from nbtui.service.actions.hubservers import plan_cull_servers
     snap = Snapshot(generated_at=NOW, servers=(
         _server("h", hub="h"),
         _server("h/old", hub="h", user="old", hub_last_activity=NOW - dt.timedelta(hours=3)),
         _server("h/new", hub="h", user="new", hub_last_activity=NOW - dt.timedelta(minutes=5)),
         _server("h/unknown", hub="h", user="unknown"),
         _server("h/spawning", hub="h", user="s", pending="spawn", hub_last_activity=NOW - dt.timedelta(hours=3))))
-    steps = actions.plan_cull_servers(snap, 3600)
+    steps = plan_cull_servers(snap, 3600)
     assert [s.target for s in steps] == ["server:h/old"]
     assert steps[0].json()["hub_last_activity"].startswith("2026-12-01T09:00")
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nbtui.service import actions
+from nbtui.service.actions.cull import CullPolicy, cull_lock, plan_cull
+from nbtui.service.actions.kill import execute, plan_kill
 
 from nbtui.files import audit
 from nbtui.files.config import ServerConfig, Settings
@@ -158,7 +159,7 @@ def test_kill_refuses_a_pid_reused_by_another_program(stray):
     # As listed earlier: same PID, but another process (another create time).
     listed = Process(pid=p.pid, user=real.user, cmdline="python train.py", create_time=real.create_time - 100)
     snap = Snapshot(generated_at=None, processes=(listed,))
-    [step] = actions.plan_kill(snap, [PidTarget(p.pid)])
+    [step] = plan_kill(snap, [PidTarget(p.pid)])
     assert step.refusal and "another program" in step.refusal
     # ... and the act re-checks too, in case the PID changes hands after planning.
     fates = signals.terminate([signals.Ident(p.pid, real.create_time - 100, real.user, "x")], grace=0.2)
@@ -231,7 +232,7 @@ def test_cull_orphans_takes_missing_notebooks_and_sessionless_kernels(jupyter):
 def test_two_culls_never_race(shared_jupyter):
     jupyter = shared_jupyter
     kid = jupyter.start_kernel()
-    with actions.cull_lock():
+    with cull_lock():
         r = run_nbtui("cull", "--idle", "0s", "--yes", env=discovered_env(jupyter))
     assert r.returncode == 1 and "another nbtui cull is running" in r.stderr
     assert kid in {k["id"] for k in jupyter.kernels()}
@@ -249,10 +250,10 @@ async def test_a_server_going_down_mid_cull_spares_the_rest(jupyter_factory):
     ka, kb = a.start_kernel(), b.start_kernel()
     async with fleet_of(a, b) as fleet:
         snap = await fleet.snapshot()
-        steps = actions.plan_cull(snap, actions.CullPolicy(idle=0.0))
+        steps = plan_cull(snap, CullPolicy(idle=0.0))
         assert sorted(s.kernel.kernel_id for s in steps) == sorted([ka, kb])
         a.kill_hard()
-        outcomes = await actions.execute(fleet, steps, grace=1)
+        outcomes = await execute(fleet, steps, grace=1)
     by_kernel = {o.step.kernel.kernel_id: o for o in outcomes}
     assert by_kernel[kb].ok and kb not in {k["id"] for k in b.kernels()}
     assert not by_kernel[ka].ok and by_kernel[ka].server_error
@@ -271,13 +272,13 @@ def test_a_listed_process_that_vanished_before_the_act_is_reported_gone(stray):
     p = stray()
     real = signals.identify(p.pid)
     listed = Process(pid=p.pid, user=real.user, cmdline=real.cmdline, create_time=real.create_time)
-    [step] = actions.plan_kill(Snapshot(generated_at=None, processes=(listed,)), [PidTarget(p.pid)])
+    [step] = plan_kill(Snapshot(generated_at=None, processes=(listed,)), [PidTarget(p.pid)])
     assert step.refusal is None
     p.kill()
     p.wait(10)
     import asyncio
 
-    [outcome] = asyncio.run(actions.execute(None, [step], grace=0.5))
+    [outcome] = asyncio.run(execute(None, [step], grace=0.5))
     assert outcome.result == "gone" and outcome.ok
     assert audit_lines()[-1]["result"] == "gone"
 
@@ -350,3 +351,19 @@ def test_pid_of_a_live_kernel_goes_through_its_server(shared_jupyter):
     assert r.returncode == 0, r.stderr
     assert f"kill kernel {name_of(jupyter)}:{kid[:8]}" in r.stdout  # not a bare signal the server would undo
     assert kid not in {k["id"] for k in jupyter.kernels()} and gone(kernel_pid)
+
+
+def test_rows_on_the_screen_are_planned_as_nbtui_kill_plans_their_targets():
+    """The TUI's k plans through plan_kill: a live kernel's PID (a process row of it) goes
+    through its server, and a kernel named twice is one step."""
+    import datetime as dt
+
+    from nbtui.core.kinds import KERNEL
+    from nbtui.core.model import Kernel, ServerInfo, Usage
+    from nbtui.service.actions.kill import plan_rows
+
+    now = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.timezone.utc)
+    k = Kernel("far", "k1", "python3", "idle", 0, now, 10.0, usage=Usage(source="extension", pid=4242))
+    its_process = Process(4242, "ana", "python -m ipykernel_launcher", 1.0)
+    snap = Snapshot(generated_at=now, servers=(ServerInfo("far", "http://gpu1:8888/", "config"),), kernels=(k,))
+    assert [(s.kind, s.target) for s in plan_rows(snap, [its_process, k])] == [(KERNEL, "far:k1")]

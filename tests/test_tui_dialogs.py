@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from nbtui.service import actions
+from nbtui.service.actions import migrate as migrate_action
+from nbtui.service.actions.cull import CullPolicy
 from nbtui.tui.widgets.checkbox import OFF, ON
 from nbtui.tui.screens.kill import CullScreen
 from nbtui.tui.screens.migrate import MigrateScreen, field_words
@@ -44,7 +45,7 @@ def _migrate(on: bool):
 async def _cull(pilot):
     await settle(pilot)
     app = pilot.app
-    await app.push_screen(CullScreen(actions.CullPolicy(idle=3600.0, orphans=True, gpu_only=False)))
+    await app.push_screen(CullScreen(CullPolicy(idle=3600.0, orphans=True, gpu_only=False)))
     await _focused(pilot, "cull-idle")
 
 
@@ -140,7 +141,7 @@ class PlannedMigration:
 
 @pytest.fixture
 def planned(monkeypatch):
-    monkeypatch.setattr(actions, "migration_for", lambda fleet, k, opts, progress=None: PlannedMigration(opts))
+    monkeypatch.setattr(migrate_action, "migration_for", lambda fleet, k, opts, progress=None: PlannedMigration(opts))
 
 
 async def _planned_by_keys(pilot):

@@ -10,7 +10,7 @@ from nbtui.files import audit
 from nbtui.files.config import ServerConfig, Settings
 from nbtui.service.fleet import Fleet
 from nbtui.core.model import GpuUse, Kernel, ServerInfo, Session, Snapshot, Usage
-from nbtui.service import actions
+from nbtui.service.actions.kill import Step, plan_kernel
 from nbtui.tui.app import NbtuiApp
 from nbtui.tui.screens.confirm import ConfirmScreen
 from nbtui.tui.screens.kill import CullScreen, KillConfirm, plan_lines
@@ -86,7 +86,7 @@ async def test_cull_from_the_palette_takes_what_the_policy_selects(jupyter):
     assert [line for line in audit.audit_path().read_text().splitlines() if '"cull"' in line]
 
 
-def _recorded_step() -> actions.Step:
+def _recorded_step() -> Step:
     """A kernel on a remote server as a recorded snapshot shows it (no local processes)."""
     now = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.timezone.utc)
     k = Kernel(server="gpu1", kernel_id="80442938-5f1c-4c3e-9a57-0d1f3b2a9c11", kernel_name="python3",
@@ -96,7 +96,7 @@ def _recorded_step() -> actions.Step:
                            gpu_memory_bytes=12 * 1024 ** 3, gpus=(GpuUse(0, "GPU-1", 12 * 1024 ** 3),)),
                orphan_reasons=("disconnected-idle",))
     snap = Snapshot(generated_at=now, servers=(ServerInfo("gpu1", "https://gpu1:8888/", "config"),), kernels=(k,))
-    return actions.plan_kernel(snap, k)
+    return plan_kernel(snap, k)
 
 
 class _Modal(App):

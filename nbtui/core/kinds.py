@@ -4,11 +4,17 @@ JSON contract; ``nbtui.core.model`` uses them on its fields).
 What a hostile server sends is never one of these until nbtui has interpreted it: a
 kernel's ``execution_state`` stays ``str`` where it is read, and becomes a
 :data:`KernelState` through ``model.normalize_state`` (anything else: "unknown").
+
+A row of the fleet (and a step of a kill plan) is one :data:`Kind`: one vocabulary for the
+table, the kill and cull plans, their JSON and their audit lines. A kernel and a terminal go
+through their server; a leftover (a local Jupyter process with an orphan reason) and a
+process (one outside every listed kernel, of a server not read) are signalled; a server (a
+hub user's single-user server) is stopped through its hub.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Final, Literal, Union
 
 # A kernel's state as nbtui shows and reports it (model.KERNEL_STATES, in this order).
 KernelState = Literal["idle", "busy", "starting", "restarting", "dead", "unknown"]
@@ -35,3 +41,14 @@ ErrorKind = Literal["unreachable", "timeout", "auth-failed", "not-jupyter", "ser
 
 # A server's ``error_kind``: how its read failed, or "proxy-interval" (not read on purpose).
 ServerErrorKind = Union[ErrorKind, Literal["proxy-interval"]]
+
+# What a row of the fleet, or a step of a plan, is (the table's KIND column, --json, the audit log).
+Kind = Literal["kernel", "terminal", "leftover", "process", "server"]
+
+KERNEL: Final = "kernel"
+TERMINAL: Final = "terminal"
+LEFTOVER: Final = "leftover"
+PROCESS: Final = "process"
+SERVER: Final = "server"
+
+ROW_KINDS: Final[tuple[Kind, ...]] = (KERNEL, TERMINAL, LEFTOVER, PROCESS)  # the fleet table's rows

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from nbtui.display.columns import Layout, cut_name, cut_path
+from nbtui.core.kinds import KERNEL, LEFTOVER, PROCESS, TERMINAL, Kind
 from nbtui.core.model import Kernel, Process, Snapshot, Terminal
 from nbtui.core.states import never_used, state_text
 from nbtui.core.text import visible
 from nbtui.core.units import human_bytes, human_duration, human_percent, middle_truncate, short_duration
-KERNEL = "kernel"
-TERMINAL = "terminal"
-LEFTOVER = "leftover"  # a local Jupyter process with an orphan reason (a crashed server's child)
-PROCESS = "process"  # a local Jupyter process outside the listed kernels, of a server not read
-KINDS = (KERNEL, TERMINAL, LEFTOVER, PROCESS)
+# What a row is (nbtui.core.kinds): a kernel, a terminal, a leftover (a local Jupyter process
+# with an orphan reason: a crashed server's child) or a process (a local Jupyter process
+# outside the listed kernels, of a server not read).
 
 DASH = "—"
 MARK = "●"
@@ -31,7 +30,7 @@ Item = Union[Kernel, Terminal, Process]
 
 @dataclass(frozen=True)
 class Row:
-    kind: str
+    kind: Kind  # kernel | terminal | leftover | process
     key: str  # identity across refreshes: `server:kernel_id`, `terminal:server/name`, `pid:N`
     server: str  # the server's name; for a process, the live server it came from, or ""
     ident: str  # what the KERNEL column says: `80442938`, `term:1`, a process's PID `4711`
@@ -53,6 +52,14 @@ class Row:
     def kernel(self) -> Optional[Kernel]:
         return self.item if self.kind == KERNEL else None
 
+    @property
+    def memory_bytes(self) -> Optional[int]:
+        return self.mem
+
+    @property
+    def gpu_memory_bytes(self) -> Optional[int]:
+        return self.gpu
+
 
 def kernel_row(k: Kernel) -> Row:
     u = k.usage
@@ -72,7 +79,7 @@ def terminal_row(t: Terminal) -> Row:
 
 
 def process_row(p: Process, server: str = "") -> Row:
-    kind = LEFTOVER if p.orphan_reasons else PROCESS
+    kind: Kind = LEFTOVER if p.orphan_reasons else PROCESS
     gpu_pct = None
     known = [g.sm_percent for g in p.gpus if g.sm_percent is not None]
     if known:

@@ -17,7 +17,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
-from nbtui.service import actions
+from nbtui.service.actions.gate import require_writable
+from nbtui.service.actions.kernels import interrupt_kernel, restart_kernel
 from nbtui.core.errors import TimedOut
 from nbtui.files.console_history import History
 from nbtui.jupyter.channels import ChannelError, ConnectionLost, Event, KernelDied, WebsocketChannels, msg_type
@@ -209,7 +210,7 @@ class KernelSession:
         lets the code run on.
         Raises ChannelError (ConnectionLost, KernelDied) when the result became unknown.
         """
-        actions.require_writable(self.fleet, "running code")
+        require_writable(self.fleet, "running code")
         channels = self._channels()
         result = RunResult(outputs=Outputs() if keep_outputs else None)
         ex = await channels.execute(code, allow_stdin=on_input is not None, store_history=store_history)
@@ -272,12 +273,12 @@ class KernelSession:
         """Through the server (``actions``: readonly gate, re-check); ``k`` as the
         snapshot knows it, where the caller has one."""
         kernel = k or self.kernel()
-        await self.through_fleet(lambda fleet: actions.interrupt_kernel(fleet, kernel))
+        await self.through_fleet(lambda fleet: interrupt_kernel(fleet, kernel))
 
     async def restart(self, k: Optional[Kernel] = None) -> None:
         """Restart (its variables are lost): re-checked and audited by ``actions``."""
         kernel = k or self.kernel()
-        await self.through_fleet(lambda fleet: actions.restart_kernel(fleet, kernel))
+        await self.through_fleet(lambda fleet: restart_kernel(fleet, kernel))
         self.count = 0
 
     async def is_complete(self, code: str) -> tuple[str, Optional[str]]:

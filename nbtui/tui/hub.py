@@ -4,12 +4,15 @@ there are many) and stopping a user's server through its hub (confirmed, audited
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from nbtui.core.model import ServerInfo
+from nbtui.core.model import ServerInfo, Snapshot
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
 from nbtui.tui.screens.confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from nbtui.service.actions.hubservers import ServerStep
 STRIP_MAX = 4  # a hub's user servers shown one by one up to this many, then as a count
 
 
@@ -67,12 +70,14 @@ def stop_server(screen) -> None:
     confirm_stop(screen, screen.snapshot, s)
 
 
-def confirm_stop(screen, snapshot, s: ServerInfo) -> None:
+def confirm_stop(screen: Any, snapshot: Optional[Snapshot], s: ServerInfo) -> None:
     """The plan of stopping ``s``, a confirmation, then the stop (re-checked and audited by
-    nbtui.service.actions.stop_servers); ``screen`` shows the outcome."""
-    from nbtui.service import actions  # on first use: the servers strip above is on the way to the first paint
+    nbtui.service.actions.hubservers.stop_servers); ``screen`` shows the outcome."""
+    from nbtui.service.actions.hubservers import plan_stop_server  # on first use: the servers strip above is on the way to the first paint
 
-    step = actions.plan_stop_server(snapshot, s)
+    if snapshot is None:
+        return
+    step = plan_stop_server(snapshot, s)
     if step.refusal:
         screen.notify(f"{visible(s.name)}: {step.refusal}", severity="warning")
         return
@@ -85,12 +90,12 @@ def confirm_stop(screen, snapshot, s: ServerInfo) -> None:
     screen.app.push_screen(ConfirmScreen(f"Stop {visible(s.name)}?", lines, "Stop"), answered)
 
 
-def _run(screen, step) -> None:
-    from nbtui.service import actions
+def _run(screen: Any, step: ServerStep) -> None:
+    from nbtui.service.actions.hubservers import stop_servers
 
     async def go() -> None:
         try:
-            (outcome,) = await screen.app.act(lambda fleet: actions.stop_servers(fleet, [step], action="stop-server"))
+            (outcome,) = await screen.app.act(lambda fleet: stop_servers(fleet, [step], action="stop-server"))
         except Exception as e:  # one line, never a token
             screen.notify(f"stop failed: {redact(str(e)).splitlines()[0] if str(e) else type(e).__name__}",
                           severity="error", timeout=6)

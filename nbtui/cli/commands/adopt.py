@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import sys
 
-from nbtui.service import actions
+from nbtui.service.actions.gate import require_writable
+from nbtui.service.actions.migrate import adopt_kernel, plan_adopt
 
 from nbtui.core import targets
 from nbtui.cli.commands.common import open_fleet, print_json
@@ -42,18 +43,18 @@ async def _pid_of(fleet, text: str) -> int:
     raise NotFound(f"{text!r} matches processes {', '.join(map(str, sorted(roots)))}; name one as pid:N")
 
 
-async def _adopt(args) -> int:
+async def _adopt(args: argparse.Namespace) -> int:
     from nbtui.migrate import adopt
     if args.notebook and not args.to:
         raise UsageError("--notebook needs --to SERVER")
     if args.to:
-        actions.require_writable(args, "adopt --to", dry_run=args.dry_run, plan=True)
+        require_writable(args, "adopt --to", dry_run=args.dry_run, plan=True)
     fleet = open_fleet(args)
     async with fleet:
         pid = await _pid_of(fleet, args.target)
         if not args.to:
             return _report(args, await adopt.check(pid), {"dry_run": args.dry_run, "plan": None})
-        lk, placement = await actions.plan_adopt(fleet, pid, args.to, args.connection_dir, dry_run=args.dry_run)
+        lk, placement = await plan_adopt(fleet, pid, args.to, args.connection_dir, dry_run=args.dry_run)
         result = {"dry_run": args.dry_run, "plan": placement.json()}
         if not args.json:
             print(f"{'would place' if args.dry_run else 'place'} {placement.describe()}")
@@ -63,7 +64,7 @@ async def _adopt(args) -> int:
                        args.yes):
             print("nothing placed", file=sys.stderr)
             return EXIT_FAILED
-        new_id = await actions.adopt_kernel(fleet, lk, placement)
+        new_id = await adopt_kernel(fleet, lk, placement)
         result["server_kernel_id"] = new_id
         if new_id and args.notebook:
             from nbtui.migrate import rebind

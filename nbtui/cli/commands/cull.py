@@ -8,7 +8,11 @@ import shutil
 import sys
 from typing import Optional, Sequence, Union
 
-from nbtui.service import actions
+from nbtui.core.kinds import KERNEL, TERMINAL
+from nbtui.service.actions.cull import CullPolicy, cull_lock, plan_cull
+from nbtui.service.actions.gate import require_writable
+from nbtui.service.actions.hubservers import ServerStep, plan_cull_servers
+from nbtui.service.actions.kill import DEFAULT_GRACE, Step
 from nbtui.cli.commands.common import load_config, open_fleet, print_json
 from nbtui.cli.commands.kill import GRACE, confirm, execute_all, exit_code, report
 from nbtui.files.config import Settings
@@ -18,7 +22,7 @@ from nbtui.core.model import Snapshot
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
 from nbtui.core.units import human_bytes, human_duration, middle_truncate, parse_duration
-AnyStep = Union[actions.Step, actions.ServerStep]  # cull --servers plans servers, else kernels and processes
+AnyStep = Union[Step, ServerStep]  # cull --servers plans servers, else kernels and processes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,12 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", action="append", default=[], metavar="NAME", help="only this server (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="act without asking (needed without a terminal)")
-    p.add_argument("--grace", type=GRACE, default=actions.DEFAULT_GRACE, metavar="SECONDS",
+    p.add_argument("--grace", type=GRACE, default=DEFAULT_GRACE, metavar="SECONDS",
                    help="seconds between SIGTERM and SIGKILL for local processes (default 5)")
     p.add_argument("--json", action="store_true", help="the plan and the results as one JSON object")
 
 
-def policy_from(args: argparse.Namespace, settings: Settings) -> actions.CullPolicy:
+def policy_from(args: argparse.Namespace, settings: Settings) -> CullPolicy:
     """Selection flags (--idle, --orphans) replace config.toml [cull]; without them, [cull] applies."""
     s = settings
     if args.idle is not None or args.orphans or getattr(args, "gpu_idle", None) is not None:
@@ -49,11 +53,11 @@ def policy_from(args: argparse.Namespace, settings: Settings) -> actions.CullPol
         idle, orphans_ = s.cull_idle, s.cull_orphans
     gpu_only = bool(args.gpu_only) or s.cull_gpu_only
     gpu_idle = parse_duration(args.gpu_idle, "--gpu-idle") if getattr(args, "gpu_idle", None) is not None else None
-    return actions.CullPolicy(idle=idle, gpu_only=gpu_only, orphans=orphans_, servers=tuple(args.server),
+    return CullPolicy(idle=idle, gpu_only=gpu_only, orphans=orphans_, servers=tuple(args.server),
                               gpu_idle=gpu_idle)
 
 
-async def watch_gpu_idle(fleet: Fleet, snap: Snapshot, policy: actions.CullPolicy, refresh: float) -> Snapshot:
+async def watch_gpu_idle(fleet: Fleet, snap: Snapshot, policy: CullPolicy, refresh: float) -> Snapshot:
     """gpu-idle needs history a one-shot read lacks: sample every ``refresh`` seconds for
     ``policy.gpu_idle`` (at least two samples) and return the last snapshot. Nothing to
     watch when nothing holds GPU memory (or there is no GPU data)."""
@@ -79,7 +83,7 @@ async def watch_gpu_idle(fleet: Fleet, snap: Snapshot, policy: actions.CullPolic
             return snap
 
 
-def _why(s: actions.Step) -> str:
+def _why(s: Step) -> str:
     if s.reasons:
         return ",".join(s.reasons)
     k = s.kernel
@@ -91,17 +95,17 @@ def plan_table(steps: Sequence[AnyStep], width: Optional[int] = None) -> list[st
     width = width or shutil.get_terminal_size((80, 24)).columns
     rows = []
     for s in steps:
-        if isinstance(s, actions.ServerStep):
+        if isinstance(s, ServerStep):
             target, what = s.target, f"{len(s.kernels)} kernel{'s' if len(s.kernels) != 1 else ''}"
             if s.refusal:
                 what = f"REFUSED: {s.refusal}"
             rows.append((visible(target), what, s.explanation.replace("no activity on the hub for ", "idle ")
                          or "—", human_bytes(s.memory_bytes), human_bytes(s.gpu_memory_bytes), visible(s.owner or "—")))
             continue
-        if s.kind == actions.KERNEL:
+        if s.kind == KERNEL:
             assert s.kernel is not None
             target, what = f"{s.kernel.server}:{s.kernel.kernel_id[:8]}", s.notebook or "(no session)"
-        elif s.kind == actions.TERMINAL:
+        elif s.kind == TERMINAL:
             target = s.target
             what = f"shell pid {s.process.pid}" if s.process else "(shell not known here)"
         else:
@@ -133,7 +137,7 @@ async def _cull(args: argparse.Namespace) -> int:
     config = load_config(args)
     policy = policy_from(args, config.settings)
     fleet = open_fleet(args, config, only=args.server)
-    with actions.cull_lock():
+    with cull_lock():
         async with fleet:
             snap = await fleet.snapshot()
             if policy.gpu_idle is not None:
@@ -144,9 +148,9 @@ async def _cull(args: argparse.Namespace) -> int:
             steps: Sequence[AnyStep]
             if args.servers:
                 assert policy.idle is not None  # _check_servers_flags: --servers needs --idle
-                steps = actions.plan_cull_servers(snap, policy.idle, policy.servers)
+                steps = plan_cull_servers(snap, policy.idle, policy.servers)
             else:
-                steps = actions.plan_cull(snap, policy) if policy.selects_anything else []
+                steps = plan_cull(snap, policy) if policy.selects_anything else []
             code_read = EXIT_PARTIAL if unread else EXIT_OK
             if not steps:
                 if args.json:
@@ -180,5 +184,5 @@ def _check_servers_flags(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_servers_flags(args)
-    actions.require_writable(args, "cull", dry_run=args.dry_run, plan=True)
+    require_writable(args, "cull", dry_run=args.dry_run, plan=True)
     return asyncio.run(_cull(args))

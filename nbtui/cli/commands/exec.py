@@ -162,7 +162,7 @@ async def _main(args: argparse.Namespace, code: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nbtui.service.actions import require_writable
+    from nbtui.service.actions.gate import require_writable
     require_writable(args, "exec (running code)")
     code = read_code(args.code)
     return asyncio.run(_main(args, code))

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any, Sequence
 
-from nbtui.service import actions
+from nbtui.service.actions.gate import current_user, require_writable
+from nbtui.service.actions.hubservers import ServerOutcome, ServerStep, plan_stop_server, stop_servers
+from nbtui.service.actions.kill import DEFAULT_GRACE, Outcome, Step, execute, plan_kill
+from nbtui.service.fleet import Fleet
 
 from nbtui.core import targets
 from nbtui.cli.commands.common import open_fleet, print_json
@@ -20,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="TARGET", help="SERVER:KERNEL, KERNEL (unique id prefix), pid:N or server:HUB/USER[/SERVER]")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask (needed without a terminal)")
-    p.add_argument("--grace", type=GRACE, default=actions.DEFAULT_GRACE, metavar="SECONDS",
+    p.add_argument("--grace", type=GRACE, default=DEFAULT_GRACE, metavar="SECONDS",
                    help="seconds between SIGTERM and SIGKILL for local processes (default 5)")
     p.add_argument("--json", action="store_true", help="the plan and the results as one JSON object")
 
@@ -44,7 +48,7 @@ def confirm(question: str, yes: bool) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def print_plan(steps: list[actions.Step], verb: str) -> None:
+def print_plan(steps: list[Step], verb: str) -> None:
     for s in steps:
         print(redact(f"{verb} {s.describe()}"))
         if s.explanation:
@@ -54,7 +58,7 @@ def print_plan(steps: list[actions.Step], verb: str) -> None:
 EXIT_INTERRUPTED = 130
 
 
-def exit_code(outcomes: list[actions.Outcome]) -> int:
+def exit_code(outcomes: list[Outcome]) -> int:
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     if any(o.server_error for o in outcomes):
@@ -62,14 +66,14 @@ def exit_code(outcomes: list[actions.Outcome]) -> int:
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
 
 
-async def _kill(args) -> int:
+async def _kill(args: argparse.Namespace) -> int:
     fleet = open_fleet(args, acting=True)
     async with fleet:
         snap = await fleet.snapshot()
         resolved = [targets.resolve(snap, t) for t in args.targets]
         hub_servers = list({t.server.name: t.server for t in resolved if isinstance(t, targets.ServerTarget)}.values())
-        steps: list = actions.plan_kill(snap, [t for t in resolved if not isinstance(t, targets.ServerTarget)])
-        steps += [actions.plan_stop_server(snap, s) for s in hub_servers]
+        steps: list = plan_kill(snap, [t for t in resolved if not isinstance(t, targets.ServerTarget)])
+        steps += [plan_stop_server(snap, s) for s in hub_servers]
         refused = EXIT_FAILED if any(s.refusal for s in steps) else EXIT_OK
         if args.json and args.dry_run:
             print_json({"dry_run": True, "plan": [s.json() for s in steps], "results": []})
@@ -80,7 +84,7 @@ async def _kill(args) -> int:
             return refused
         acting = [s for s in steps if not s.refusal]
         if acting:
-            owners = sorted({s.owner for s in acting if s.owner and s.owner != actions.signals.current_user()})
+            owners = sorted({s.owner for s in acting if s.owner and s.owner != current_user()})
             whose = f" (owned by {', '.join(owners)})" if owners else ""
             if not confirm(f"Kill {len(acting)} target{'s' if len(acting) != 1 else ''}{whose}?", args.yes):
                 print("nothing killed", file=sys.stderr)
@@ -90,13 +94,14 @@ async def _kill(args) -> int:
     return exit_code(outcomes)
 
 
-async def execute_all(fleet, steps, *, grace: float, action: str):
-    """Kernels and processes (actions.execute) and hub users' servers (stopped through their
+async def execute_all(fleet: Fleet, steps: Sequence[Step | ServerStep], *, grace: float,
+                      action: str) -> list[Outcome | ServerOutcome]:
+    """Kernels and processes (execute) and hub users' servers (stopped through their
     hub) at once; outcomes in the order of the steps."""
-    servers = [s for s in steps if isinstance(s, actions.ServerStep)]
-    others = [s for s in steps if not isinstance(s, actions.ServerStep)]
-    tasks = [asyncio.ensure_future(actions.execute(fleet, others, grace=grace, action=action) if others else _nothing()),
-             asyncio.ensure_future(actions.stop_servers(fleet, servers, action=f"{action}-server")
+    servers = [s for s in steps if isinstance(s, ServerStep)]
+    others = [s for s in steps if not isinstance(s, ServerStep)]
+    tasks = [asyncio.ensure_future(execute(fleet, others, grace=grace, action=action) if others else _nothing()),
+             asyncio.ensure_future(stop_servers(fleet, servers, action=f"{action}-server")
                                    if servers else _nothing())]
     try:
         done_others, done_servers = await asyncio.gather(*tasks)
@@ -112,11 +117,12 @@ async def execute_all(fleet, steps, *, grace: float, action: str):
     return [by_step[id(s)] for s in steps if id(s) in by_step]
 
 
-async def _nothing() -> list:
+async def _nothing() -> list[Any]:
     return []
 
 
-def report(args, steps, outcomes) -> None:
+def report(args: argparse.Namespace, steps: Sequence[Step | ServerStep],
+           outcomes: Sequence[Outcome | ServerOutcome]) -> None:
     """What was done, as JSON or a line per target; audit-log trouble on stderr."""
     if args.json:
         print_json({"dry_run": False, "plan": [s.json() for s in steps], "results": [o.json() for o in outcomes]})
@@ -131,5 +137,5 @@ def report(args, steps, outcomes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    actions.require_writable(args, "kill", dry_run=args.dry_run, plan=True)
+    require_writable(args, "kill", dry_run=args.dry_run, plan=True)
     return asyncio.run(_kill(args))

@@ -7,7 +7,8 @@ import asyncio
 import sys
 import time
 
-from nbtui.service import actions
+from nbtui.service.actions.gate import require_writable
+from nbtui.service.actions.migrate import local_migration_for, migration_for
 
 from nbtui.core import targets
 from nbtui.cli.commands.common import open_fleet, print_json
@@ -90,9 +91,9 @@ class StderrProgress:
             self._open = False
 
 
-async def _migrate(args) -> int:
+async def _migrate(args: argparse.Namespace) -> int:
     from nbtui.migrate.move import Options, keeps_source, plan_lines
-    actions.require_writable(args, "migrate", dry_run=args.dry_run, plan=True)
+    require_writable(args, "migrate", dry_run=args.dry_run, plan=True)
     opts = Options(to=args.to, kernel_name=args.kernel, notebook=args.notebook, keep_source=args.keep_source,
                    dry_run=args.dry_run, max_bytes=args.max_bytes, wait=args.wait, chunk_bytes=args.chunk_bytes,
                    transport=args.transport, eager_start=args.yes or args.keep_source,
@@ -103,9 +104,9 @@ async def _migrate(args) -> int:
         target = targets.resolve(snap, args.target)
         progress = StderrProgress()
         if isinstance(target, targets.PidTarget):
-            migration = actions.local_migration_for(fleet, target.pid, opts, progress)
+            migration = local_migration_for(fleet, target.pid, opts, progress)
         else:
-            migration = actions.migration_for(fleet, target.kernel, opts, progress)
+            migration = migration_for(fleet, target.kernel, opts, progress)
         report = await migration.prepare()
         if not opts.dry_run:
             if not args.json:

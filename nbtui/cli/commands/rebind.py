@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from nbtui.service import actions
+from nbtui.service.actions.gate import require_writable
+from nbtui.service.actions.migrate import rebind_kernel
 
 from nbtui.core import targets
 from nbtui.cli.commands.common import open_fleet, print_json
@@ -20,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="the result as one JSON object")
 
 
-async def _rebind(args) -> int:
-    actions.require_writable(args, "rebind", dry_run=args.dry_run, plan=True)
+async def _rebind(args: argparse.Namespace) -> int:
+    require_writable(args, "rebind", dry_run=args.dry_run, plan=True)
     fleet = open_fleet(args, with_host=False, acting=True)  # no usage needed: resolve the target, act
     async with fleet:
         snap = await fleet.snapshot()
@@ -30,7 +31,7 @@ async def _rebind(args) -> int:
             raise UsageError("rebind needs a kernel on a server (SERVER:KERNEL); for a local kernel "
                              "whose server is gone, see `nbtui adopt`")
         k = target.kernel
-        session = await actions.rebind_kernel(fleet, k, args.notebook, dry_run=args.dry_run)
+        session = await rebind_kernel(fleet, k, args.notebook, dry_run=args.dry_run)
     path = args.notebook.strip().lstrip("/")
     result = {"dry_run": args.dry_run, "server": k.server, "kernel_id": k.kernel_id, "notebook": path,
               "session_id": session.get("id") if session else None}

@@ -23,7 +23,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, OptionList, Static, TextArea
 
-from nbtui.service import actions
+from nbtui.service.actions.gate import Readonly, require_writable
 from nbtui.display.outputs import Outputs, binary_label, clean_text, plain_text
 from nbtui.service.kernel_session import ChannelError, ConnectionLost, Event, KernelDied, KernelSession
 from nbtui.core.model import Kernel
@@ -397,7 +397,7 @@ class ConsoleScreen(Screen):
             view.write(styled(f"⚠ {e} (it was not re-run)", "bold yellow"))
         except ChannelError as e:
             view.write(styled(f"✗ {e}", "bold red"))
-        except actions.Readonly as e:
+        except Readonly as e:
             self.notify(e.short, severity="warning")
         finally:
             self._hide_stdin()
@@ -665,8 +665,8 @@ class ConsoleScreen(Screen):
     def _refused(self, what: str) -> bool:
         """Whether readonly refuses ``what``: actions decides, the console says so."""
         try:
-            actions.require_writable(self.app, what)
-        except actions.Readonly as e:
+            require_writable(self.app, what)
+        except Readonly as e:
             self.notify(e.short, severity="warning")
             return True
         return False

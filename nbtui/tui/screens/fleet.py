@@ -14,7 +14,6 @@ Actions that change a kernel are named in MUTATING; ``--readonly`` disables them
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Optional
 
 from rich.text import Text
@@ -29,6 +28,7 @@ from textual.widgets import DataTable, Input, Static
 from nbtui.display import columns as cols
 from nbtui.display import table_rows as tr
 from nbtui.core import summary
+from nbtui.display.frees import frees_all
 from nbtui.core.model import Kernel, Snapshot
 from nbtui.core.summary import Counts
 from nbtui.files.secrets import redact
@@ -44,9 +44,9 @@ from nbtui.tui.widgets.textline import TextLines
 from nbtui.tui import themes as theme_files
 from nbtui.tui.widgets.keys_footer import KeysFooter
 if TYPE_CHECKING:
+    from nbtui.service.actions.kill import Outcome
     from nbtui.tui.app import NbtuiApp
     from nbtui.tui.runner import SnapshotRunner
-from nbtui.core.units import human_bytes
 
 # Actions that change a kernel: off under --readonly (kill, cull, migrate join them).
 MUTATING = {"interrupt", "restart", "kill", "cull", "migrate", "kill_leftovers", "rebind", "stop_server"}
@@ -96,9 +96,6 @@ def _key_label(key: str) -> str:
              "enter": "enter"}
     return ",".join(names.get(k, k) for k in key.split(","))
 
-
-async def _kernel_action(act: Callable[[Any, Kernel], Awaitable[Any]], k: Kernel, fleet: Any) -> Any:
-    return await act(fleet, k)
 
 
 class FleetScreen(Screen):
@@ -440,7 +437,7 @@ class FleetScreen(Screen):
         marked = self.marked_rows
         t = summary_text(snap, width, theme=theme, readonly=self.readonly, shown=shown, total=total,
                          filtered=bool(self.filter_text or self.orphans_only), orphans_only=self.orphans_only,
-                         marked=len(self.marked_keys), frees=_frees(marked), waiting=self.waiting,
+                         marked=len(self.marked_keys), frees=frees_all(marked, short=True), waiting=self.waiting,
                          sort=self.hidden_sort(), counts=self._counts)
         self.query_one("#summary", TextLines).show(t)
         if snap is not None or self.waiting:
@@ -479,13 +476,13 @@ class FleetScreen(Screen):
         return True
 
     def refuse_readonly(self, what: str) -> bool:
-        """Whether the readonly gate (nbtui.service.actions.require_writable) refuses ``what``; if it
+        """Whether the readonly gate (nbtui.service.actions.gate.require_writable) refuses ``what``; if it
         does, say its "readonly: WHAT is off" once (not again while that line is on screen)."""
-        from nbtui.service import actions  # on the first acting key: not on the way to the first paint
+        from nbtui.service.actions.gate import Readonly, require_writable  # on the first acting key
 
         try:
-            actions.require_writable(self.app, what)
-        except actions.Readonly as e:
+            require_writable(self.app, what)
+        except Readonly as e:
             import time
 
             now = time.monotonic()
@@ -619,9 +616,9 @@ class FleetScreen(Screen):
             return
         targets = self.targets()
         if targets:
-            from nbtui.service import actions  # on first use: not on the way to the first paint
+            from nbtui.service.actions.kernels import interrupt_kernel  # on first use: not on the way to the first paint
 
-            self._run_action("interrupt", actions.interrupt_kernel, targets)
+            self._run_action("interrupt", interrupt_kernel, targets)
 
     def action_restart(self) -> None:
         if self.refuse_readonly("restart"):
@@ -639,8 +636,8 @@ class FleetScreen(Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                from nbtui.service import actions
-                self._run_action("restart", actions.restart_kernel, targets)
+                from nbtui.service.actions.kernels import restart_kernel
+                self._run_action("restart", restart_kernel, targets)
 
         self.app.push_screen(ConfirmScreen(title, lines, "Restart"), answered)
 
@@ -648,19 +645,30 @@ class FleetScreen(Screen):
         if self.refuse_readonly("kill"):
             return
         from nbtui.tui.screens.kill import kill_rows
-        kill_rows(self, self.target_rows())
+        self._removing(kill_rows(self.app, self.snapshot, self.target_rows()))
 
     def action_kill_leftovers(self) -> None:
         if self.refuse_readonly("kill"):
             return
         from nbtui.tui.screens.kill import kill_leftovers
-        kill_leftovers(self)
+        self._removing(kill_leftovers(self.app, self.snapshot))
 
     def action_cull(self) -> None:
         if self.refuse_readonly("cull"):
             return
         from nbtui.tui.screens.kill import cull
-        cull(self)
+        self._removing(cull(self.app, lambda: self.snapshot))
+
+    def _removing(self, flow: Awaitable[list[Outcome]]) -> None:
+        """Run a kill or cull flow (nbtui.tui.screens.kill); what it removed is unmarked."""
+        async def run() -> None:
+            outcomes = await flow
+            removed = {o.step.target for o in outcomes if o.ok}
+            if removed & self.marked_keys:
+                self.marked_keys -= removed
+                self.render_summary()
+
+        self.run_worker(run(), group="actions", exclusive=False, exit_on_error=False)
 
     def action_stop_server(self) -> None:
         if self.refuse_readonly("stopping servers"):
@@ -710,11 +718,12 @@ class FleetScreen(Screen):
         self.app.push_screen(RebindScreen(k), bound)
 
     @work(group="actions")
-    async def _run_action(self, name: str, act: Callable, targets: Iterable[Kernel]) -> None:
+    async def _run_action(self, name: str, act: Callable[[Any, Kernel], Awaitable[None]],
+                          targets: Iterable[Kernel]) -> None:
         done, failed = 0, []
         for k in targets:
             try:
-                await self.app.act(functools.partial(_kernel_action, act, k))
+                await self.app.act(lambda fleet: act(fleet, k))  # noqa: B023 (awaited here, in its turn)
                 done += 1
             except Exception as e:  # one line each, never a token
                 failed.append(redact(str(e)).splitlines()[0] if str(e) else type(e).__name__)
@@ -782,10 +791,3 @@ def row_label(key: str) -> str:
 def _short(seconds: float) -> str:
     from nbtui.core.units import human_duration
     return human_duration(seconds)
-
-
-def _frees(marked: list[tr.Row]) -> str:
-    """What killing these rows would free, where measured: ``1.2G mem 4.0G GPU``."""
-    mem = sum(r.mem or 0 for r in marked)
-    gpu = sum(r.gpu or 0 for r in marked)
-    return " ".join(x for x in (f"{human_bytes(mem)} mem" if mem else "", f"{human_bytes(gpu)} GPU" if gpu else "") if x)

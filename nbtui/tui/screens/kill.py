@@ -1,13 +1,16 @@
-"""Kill and cull on the fleet screen: the plan in a confirmation (default no), then nbtui.service.actions.
+"""Kill and cull on the fleet screen: the plan in a confirmation (default no), then the
+actions (nbtui.service.actions.kill, .cull) through ``app.act``.
 
-``kill_kernels(screen, kernels)`` is what ``k`` runs; ``CullScreen`` is the "Cull…" dialog
-(policy in, plan confirmed, then acted on under the same lock as ``nbtui cull``).
+``kill_rows(app, snapshot, rows)`` is what ``k`` runs, ``kill_leftovers`` the palette's "Kill
+leftover processes…", ``cull`` its "Cull…" (``CullScreen``: the policy in, the plan confirmed,
+then acted on under the same lock as ``nbtui cull``). Each plans through the planner
+``nbtui kill`` uses and returns the outcomes (none when declined); the screen acts on them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,34 +19,33 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from nbtui.service import actions
-from nbtui.core.errors import NbtuiError
-from nbtui.core.model import Kernel, Snapshot
-from nbtui.files.secrets import redact
-from nbtui.tui.widgets.checkbox import BoxCheckbox as Checkbox
+from nbtui.core.errors import NbtuiError, NotFound
+from nbtui.core.kinds import KERNEL, LEFTOVER, PROCESS, TERMINAL
+from nbtui.core.model import Process, Snapshot
 from nbtui.core.text import visible
+from nbtui.core.units import DURATION_FORMS, human_duration, middle_truncate, parse_duration
+from nbtui.display.frees import frees, frees_all
+from nbtui.display.table_rows import Item, Row
+from nbtui.files.secrets import redact
+from nbtui.service.actions.cull import CullBusy, CullPolicy, cull_lock, plan_cull
+from nbtui.service.actions.gate import current_user
+from nbtui.service.actions.kill import KillTarget, Outcome, Step, execute, plan_rows
 from nbtui.tui.screens.confirm import ConfirmScreen
-from nbtui.core.units import DURATION_FORMS, human_bytes, human_duration, middle_truncate, parse_duration
+from nbtui.tui.widgets.checkbox import BoxCheckbox as Checkbox
+
+if TYPE_CHECKING:
+    from nbtui.tui.app import NbtuiApp
 MAX_STEPS = 8
 
 
-def frees(steps: Iterable[actions.Step]) -> str:
-    """``1.2G memory, 4.0G GPU`` (what is measured), or an empty string."""
-    steps = list(steps)
-    mem = sum(s.memory_bytes or 0 for s in steps)
-    gpu = sum(s.gpu_memory_bytes or 0 for s in steps)
-    parts = [f"{human_bytes(mem)} memory" if mem else "", f"{human_bytes(gpu)} GPU" if gpu else ""]
-    return ", ".join(p for p in parts if p)
-
-
-def step_lines(s: actions.Step, me: str) -> list[str]:
+def step_lines(s: Step, me: str) -> list[str]:
     """A step as a few short lines: what, why, what it frees, whose, its children."""
-    if s.kind == actions.KERNEL:
+    if s.kind == KERNEL:
         k = s.kernel
         assert k is not None
         lines = [f"• kernel {k.server}:{k.kernel_id[:8]}  {s.notebook or '(no session)'}"]
         why = s.explanation.split(": ", 1)[-1] if s.explanation else ""
-    elif s.kind == actions.TERMINAL:
+    elif s.kind == TERMINAL:
         lines = [f"• {s.target}" + (f"  (shell pid {s.process.pid})" if s.process else "")]
         why = s.explanation
     else:
@@ -53,7 +55,7 @@ def step_lines(s: actions.Step, me: str) -> list[str]:
         why = s.explanation
     if why:
         lines.append(f"    {why}")
-    freed = frees([s])
+    freed = frees(s.memory_bytes, s.gpu_memory_bytes)
     if freed:
         lines.append(f"    frees {freed}")
     if s.owner and s.owner != me:
@@ -62,37 +64,37 @@ def step_lines(s: actions.Step, me: str) -> list[str]:
         pids = ", ".join(str(c.pid) for c in s.children[:6]) + (" …" if len(s.children) > 6 else "")
         one = len(s.children) == 1
         when = ("if it outlives the kernel" if one else "if they outlive the kernel") \
-            if s.kind == actions.KERNEL else "too"
+            if s.kind == KERNEL else "too"
         lines.append(f"    + {len(s.children)} child process{'' if one else 'es'} ({pids}), signalled {when}")
     if s.refusal:
         lines.append(f"    REFUSED: {s.refusal}")
     return [visible(line) for line in lines]
 
 
-def plan_lines(steps: list[actions.Step], me: Optional[str] = None) -> list[str]:
+def plan_lines(steps: list[Step], me: Optional[str] = None) -> list[str]:
     """What the confirmation lists: each target, why, whose, its children, and the total freed."""
-    me = me or actions.current_user()
+    me = me or current_user()
     lines: list[str] = []
     for s in steps[:MAX_STEPS]:
         lines += step_lines(s, me)
     if len(steps) > MAX_STEPS:
         lines.append(f"… and {len(steps) - MAX_STEPS} more")
-    total = frees(s for s in steps if not s.refusal)
+    total = frees_all(s for s in steps if not s.refusal)
     lines += ["", f"In all: frees {total}." if total else "In all: what it frees was not measured.",
               "Default is No."]
     return lines
 
 
 class KillConfirm(ConfirmScreen):
-    """A kill plan's confirmation (as wide as the plan, like every confirmation)."""
+    """A kill plan's confirmation (as wide as the plan, like every confirmation): True on yes."""
 
 
-def result_message(outcomes: list[actions.Outcome]) -> tuple[str, bool]:
-    """One notification: what was killed and freed, and what failed."""
+def result_message(outcomes: list[Outcome], verb: str = "killed") -> tuple[str, bool]:
+    """One notification: what was killed (or culled) and freed, and what failed."""
     done = [o for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
-    text = f"killed {len(done)}"
-    freed = frees(o.step for o in done if o.result == "ok")
+    text = f"{verb} {len(done)}"
+    freed = frees_all(o.step for o in done if o.result == "ok")
     if freed:
         text += f", freed {freed}"
     if failed:
@@ -103,119 +105,83 @@ def result_message(outcomes: list[actions.Outcome]) -> tuple[str, bool]:
     return text, bool(failed or audit_errors)
 
 
-async def _plan(snapshot: Snapshot, kernels: list[Kernel]) -> list[actions.Step]:
-    # psutil reads: off the UI loop
-    return await asyncio.to_thread(lambda: [actions.plan_kernel(snapshot, k) for k in kernels])
-
-
-async def _confirm_and_kill(app, title: str, steps: list[actions.Step]):
-    """Show the plan (default no); on yes act, say what was freed, read again. None if declined."""
-    if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Kill")):
-        return None
-    outcomes = await app.act(lambda fleet: actions.execute(fleet, steps, action="kill"))
-    text, bad = result_message(outcomes)
+async def confirm_and_kill(app: NbtuiApp, title: str, steps: list[Step], *, action: str = "kill",
+                           verb: str = "killed") -> list[Outcome]:
+    """Show the plan (default no); on yes act through ``app.act``, say what was freed, read
+    again. The outcomes; none if declined."""
+    if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Cull" if action == "cull" else "Kill")):
+        return []
+    if action == "cull":
+        try:
+            with cull_lock():
+                outcomes = await app.act(lambda fleet: execute(fleet, steps, action=action))
+        except CullBusy as e:
+            app.notify(str(e), severity="warning", timeout=6)
+            return []
+    else:
+        outcomes = await app.act(lambda fleet: execute(fleet, steps, action=action))
+    text, bad = result_message(outcomes, verb)
     app.notify(text, severity="error" if bad else "information", timeout=6)
     app.refresh_now()
     return outcomes
 
 
-def kill_kernels(screen, kernels: list[Kernel]) -> None:
-    """Plan, confirm and kill; the rows go away on the refresh that follows."""
-    snapshot = screen.snapshot
-    if snapshot is None or not kernels:
-        return
-
-    async def flow() -> None:
-        app = screen.app
-        steps = await _plan(snapshot, kernels)
-        n = len(steps)
-        outcomes = await _confirm_and_kill(app, f"Kill {n} kernel{'s' if n != 1 else ''}?", steps)
-        if outcomes and hasattr(screen, "marked_keys"):
-            screen.marked_keys -= {o.step.kernel.key for o in outcomes if o.ok and o.step.kernel}
-
-    screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
+def _what(rows: Sequence[Row], n: int) -> str:
+    """``3 kernels``, ``2 leftover processes``, ``1 terminal``; a mix is a number."""
+    kinds = {r.kind for r in rows}
+    if kinds == {KERNEL}:
+        return f"{n} kernel{'s' if n != 1 else ''}"
+    if kinds <= {LEFTOVER, PROCESS}:
+        return f"{n} leftover process{'es' if n != 1 else ''}"
+    if kinds == {TERMINAL}:
+        return f"{n} terminal{'s' if n != 1 else ''}"
+    return str(n)
 
 
-def kill_rows(screen, rows: list) -> None:
+async def _plan(snapshot: Snapshot, items: Sequence[Item]) -> tuple[list[Step], list[str]]:
+    """``plan_rows`` (psutil reads: off the UI loop): the steps, and a line for each row
+    gone since it was listed."""
+    gone: list[str] = []
+
+    def note(target: KillTarget, e: NotFound) -> None:
+        gone.append(f"{target}: {e}")
+
+    steps = await asyncio.to_thread(plan_rows, snapshot, items, note)
+    return steps, gone
+
+
+async def kill_rows(app: NbtuiApp, snapshot: Optional[Snapshot], rows: Sequence[Row]) -> list[Outcome]:
     """``k`` on the table: rows of any kind (kernels, leftover processes, terminals) in one
-    plan, one confirmation (default no), then nbtui.service.actions; the rows go on the refresh."""
-    from nbtui.display import table_rows as tr
-    snapshot = screen.snapshot
+    plan (``plan_rows``: the planner of ``nbtui kill``), one confirmation (default no), then
+    the kill; the rows go on the refresh. The outcomes; none if declined."""
     if snapshot is None or not rows:
-        return
-    app = screen.app
-
-    def plan() -> list[tuple[str, actions.Step]]:
-        out = []
-        for r in rows:
-            try:
-                if r.kind == tr.KERNEL:
-                    out.append((r.key, actions.plan_kernel(snapshot, r.item)))
-                elif r.kind == tr.TERMINAL:
-                    out.append((r.key, actions.plan_terminal(snapshot, r.item)))
-                else:
-                    out.append((r.key, actions.plan_process(snapshot, r.item.pid, explicit=False)))
-            except NbtuiError as e:
-                app.call_from_thread(app.notify, f"{r.ident}: {redact(str(e))}", severity="warning", timeout=5)
-        return out
-
-    async def flow() -> None:
-        keyed = await asyncio.to_thread(plan)
-        if not keyed:
-            return
-        kinds = sorted({r.kind for r in rows})
-        n = len(keyed)
-        if kinds == [tr.KERNEL]:
-            what = f"{n} kernel{'s' if n != 1 else ''}"
-        elif kinds in ([tr.LEFTOVER], [tr.PROCESS], [tr.LEFTOVER, tr.PROCESS]):
-            what = f"{n} leftover process{'es' if n != 1 else ''}"
-        elif kinds == [tr.TERMINAL]:
-            what = f"{n} terminal{'s' if n != 1 else ''}"
-        else:
-            what = str(n)
-        outcomes = await _confirm_and_kill(app, f"Kill {what}?", [s for _, s in keyed])
-        if outcomes and hasattr(screen, "marked_keys"):
-            ok = {id(o.step) for o in outcomes if o.ok}
-            done = {key for key, s in keyed if id(s) in ok}
-            screen.marked_keys -= done
-
-    screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
+        return []
+    steps, gone = await _plan(snapshot, [r.item for r in rows])
+    for line in gone:
+        app.notify(redact(line), severity="warning", timeout=5)
+    if not steps:
+        return []
+    return await confirm_and_kill(app, f"Kill {_what(rows, len(steps))}?", steps)
 
 
-def leftovers(snapshot: Optional[Snapshot]) -> list:
+def leftovers(snapshot: Optional[Snapshot]) -> list[Process]:
     """Local processes left over (with a reason), as the snapshot lists them."""
     return [p for p in snapshot.processes if p.orphan_reasons] if snapshot else []
 
 
-def kill_leftovers(screen) -> None:
-    """Every leftover local process (a crashed server's kernel children): plan, confirm, kill."""
-    snapshot = screen.snapshot
+async def kill_leftovers(app: NbtuiApp, snapshot: Optional[Snapshot]) -> list[Outcome]:
+    """Every leftover local process (a crashed server's kernel children): plan, confirm, kill.
+    A process gone since the snapshot is left out."""
     procs = leftovers(snapshot)
-    app = screen.app
-    if not procs:
+    steps = (await _plan(snapshot, procs))[0] if snapshot is not None and procs else []
+    if not steps:
         app.notify("no leftover processes", timeout=3)
-        return
-
-    def plan() -> list[actions.Step]:
-        steps = []
-        for p in procs:
-            try:
-                steps.append(actions.plan_process(snapshot, p.pid, explicit=False))
-            except NbtuiError:
-                continue  # gone since the snapshot
-        return steps
-
-    async def flow() -> None:
-        steps = await asyncio.to_thread(plan)
-        if not steps:
-            app.notify("no leftover processes", timeout=3)
-            return
-        await _confirm_and_kill(app, f"Kill {len(steps)} leftover process{'es' if len(steps) != 1 else ''}?", steps)
-
-    screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
+        return []
+    n = len(steps)
+    return await confirm_and_kill(app, f"Kill {n} leftover process{'es' if n != 1 else ''}?", steps)
 
 
-class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
+class CullScreen(ModalScreen[Optional[CullPolicy]]):
     """The cull policy: idle past a duration, orphans, GPU only. Dismisses with the policy or None."""
 
     DEFAULT_CSS = """
@@ -231,7 +197,7 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, defaults: actions.CullPolicy, idle_from: str = ""):
+    def __init__(self, defaults: CullPolicy, idle_from: str = "") -> None:
         super().__init__()
         self.defaults = defaults
         self.idle_from = idle_from  # where the default idle comes from: "[cull] idle in config.toml"
@@ -254,12 +220,12 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
     def on_mount(self) -> None:
         self.query_one("#cull-idle", Input).focus()
 
-    def policy(self) -> actions.CullPolicy:
+    def policy(self) -> CullPolicy:
         text = self.query_one("#cull-idle", Input).value.strip()
         idle = parse_duration(text, "\"Idle longer than\" value") if text else None
-        return actions.CullPolicy(idle=idle, orphans=self.query_one("#cull-orphans", Checkbox).value,
-                                  gpu_only=self.query_one("#cull-gpu", Checkbox).value,
-                                  servers=self.defaults.servers)
+        return CullPolicy(idle=idle, orphans=self.query_one("#cull-orphans", Checkbox).value,
+                          gpu_only=self.query_one("#cull-gpu", Checkbox).value,
+                          servers=self.defaults.servers)
 
     def _submit(self) -> None:
         try:
@@ -282,36 +248,25 @@ class CullScreen(ModalScreen[Optional[actions.CullPolicy]]):
         self.dismiss(None)
 
 
-def cull(screen) -> None:
-    """The "Cull…" palette command: policy, plan, confirmation, then act under the cull lock."""
-    app = screen.app
+def cull_defaults(app: NbtuiApp) -> tuple[CullPolicy, str]:
+    """The dialog's first policy and where its idle comes from: [cull] idle, else the idle
+    threshold the screen counts by ([orphans] idle)."""
     s = app.settings
-    # The configured idle: [cull] idle, else the idle threshold the screen counts by ([orphans] idle).
     configured = s.cull_idle is not None
-    defaults = actions.CullPolicy(idle=s.cull_idle if configured else s.orphan_idle,
-                                  orphans=s.cull_orphans, gpu_only=s.cull_gpu_only)
-    idle_from = "[cull] idle in config.toml" if configured else "the idle threshold ([orphans] idle)"
+    defaults = CullPolicy(idle=s.cull_idle if configured else s.orphan_idle,
+                          orphans=s.cull_orphans, gpu_only=s.cull_gpu_only)
+    return defaults, "[cull] idle in config.toml" if configured else "the idle threshold ([orphans] idle)"
 
-    async def flow() -> None:
-        policy = await app.push_screen_wait(CullScreen(defaults, idle_from))
-        snapshot = screen.snapshot
-        if policy is None or snapshot is None:
-            return
-        steps = await asyncio.to_thread(actions.plan_cull, snapshot, policy) if policy.selects_anything else []
-        if not steps:
-            app.notify("nothing to cull", timeout=4)
-            return
-        title = f"Cull {len(steps)}?"
-        if not await app.push_screen_wait(KillConfirm(title, plan_lines(steps), "Cull")):
-            return
-        try:
-            with actions.cull_lock():
-                outcomes = await app.act(lambda fleet: actions.execute(fleet, steps, action="cull"))
-        except actions.CullBusy as e:
-            app.notify(str(e), severity="warning", timeout=6)
-            return
-        text, bad = result_message(outcomes)
-        app.notify(text.replace("killed", "culled", 1), severity="error" if bad else "information", timeout=6)
-        app.refresh_now()
 
-    screen.run_worker(flow(), group="actions", exclusive=False, exit_on_error=False)
+async def cull(app: NbtuiApp, snapshot_now: Callable[[], Optional[Snapshot]]) -> list[Outcome]:
+    """The "Cull…" palette command: policy, plan (of the snapshot on screen once the policy
+    is in), confirmation, then act under the cull lock. The outcomes; none if declined."""
+    policy = await app.push_screen_wait(CullScreen(*cull_defaults(app)))
+    snapshot = snapshot_now()
+    if policy is None or snapshot is None:
+        return []
+    steps = await asyncio.to_thread(plan_cull, snapshot, policy) if policy.selects_anything else []
+    if not steps:
+        app.notify("nothing to cull", timeout=4)
+        return []
+    return await confirm_and_kill(app, f"Cull {len(steps)}?", steps, action="cull", verb="culled")

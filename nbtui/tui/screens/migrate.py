@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
-from nbtui.service import actions
+from nbtui.service.actions import migrate as migrate_action
 from nbtui.core.model import Kernel
 from nbtui.files.secrets import redact
 from nbtui.tui.widgets.checkbox import BoxCheckbox as Checkbox
@@ -30,6 +30,7 @@ from nbtui.tui.safe import lines, message
 from nbtui.tui.screens.confirm import ConfirmScreen
 from nbtui.core.units import human_bytes
 if TYPE_CHECKING:
+    from nbtui.migrate.move import Options
     from nbtui.tui.app import NbtuiApp
 
 
@@ -220,19 +221,19 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         self._plan(opts)
 
     @work(exclusive=True, group="migrate")
-    async def _plan(self, opts) -> None:
+    async def _plan(self, opts: Options) -> None:
         from nbtui.migrate.move import plan_lines
+        loop = asyncio.get_running_loop()
+
+        def progress(p: Any) -> None:  # called on the fleet service's loop
+            loop.call_soon_threadsafe(self._progress, p)
+
+        async def prepare(fleet: Any) -> tuple[Any, Any]:
+            m = migrate_action.migration_for(fleet, self.kernel, opts, progress)
+            return m, await m.prepare()
+
         try:
-            loop = asyncio.get_running_loop()
-
-            def progress(p: Any) -> None:  # called on the fleet service's loop
-                loop.call_soon_threadsafe(self._progress, p)
-
-            async def prepared(fleet: Any) -> tuple[Any, Any]:
-                migration = actions.migration_for(fleet, self.kernel, opts, progress)
-                return migration, await migration.prepare()
-
-            migration, report = await self.app.act(prepared)
+            migration, report = await self.app.act(prepare)
         except Exception as e:
             self.status(_line(e), error=True)
             return
@@ -380,7 +381,7 @@ class RebindScreen(ModalScreen[Optional[str]]):
         path = self.query_one("#rb-path", Input).value
         status = self.query_one("#rb-status", Static)
         try:
-            await self.app.act(lambda fleet: actions.rebind_kernel(fleet, self.kernel, path))
+            await self.app.act(lambda fleet: migrate_action.rebind_kernel(fleet, self.kernel, path))
         except Exception as e:
             status.update(message(_line(e)))
             status.set_class(True, "error")

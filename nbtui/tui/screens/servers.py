@@ -4,7 +4,7 @@ collapses a hub's many servers to a count; here each one is a row).
 
 ``k`` on a hub user's server stops it through its hub: the readonly gate, the plan, a
 confirmation, the re-check right before acting and the audit lines of the palette's stop
-(nbtui.service.actions.plan_stop_server / stop_servers). ``enter`` shows that server's rows on the
+(nbtui.service.actions.hubservers: plan_stop_server / stop_servers). ``enter`` shows that server's rows on the
 fleet screen; escape goes back. The rows follow every refresh.
 """
 
@@ -245,10 +245,10 @@ class ServersScreen(Screen):
     # -- keys ----------------------------------------------------------------------------
 
     def action_stop(self) -> None:
-        from nbtui.service import actions
+        from nbtui.service.actions.gate import Readonly, require_writable
         try:
-            actions.require_writable(self.app, "stopping servers")
-        except actions.Readonly as e:
+            require_writable(self.app, "stopping servers")
+        except Readonly as e:
             self.notify(e.short, severity="warning", timeout=4)
             return
         s = self.selected
