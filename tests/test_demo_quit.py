@@ -161,7 +161,7 @@ def test_demo_server_shows_as_coming_up_not_as_an_error(tmp_path):
     """Before the demo's server answers, the fleet shows a spawn in progress."""
     import asyncio
 
-    from nbtui.cli.commands.demo import DEMO, DemoServer, _demo_fleet
+    from nbtui.service.demo import DEMO, DemoServer, demo_fleet as _demo_fleet
     from nbtui.files.config import ServerConfig, Settings
     demo = DemoServer.__new__(DemoServer)  # only what the fleet wrapper reads
     demo.up, demo.failure = False, None

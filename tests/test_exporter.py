@@ -480,6 +480,7 @@ def test_a_capped_read_keeps_the_longest_idle_and_counts_the_rest_one_item_at_a_
     import datetime as dt
 
     from nbtui.files.config import ServerConfig
+    from nbtui.service.fleet import Fleet
     from nbtui.jupyter.capped import CappedKernels
     now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
     c = CappedKernels(2, threshold=1.5, now=now)
@@ -496,9 +497,9 @@ def test_a_capped_read_keeps_the_longest_idle_and_counts_the_rest_one_item_at_a_
     assert over is not None and (over.n, over.kept, over.states, over.types, over.idle) == (
         3, 2, {"idle": 3}, {"console": 1}, 1)  # k2 idle 2 s, past 1.5
     assert CappedKernels(9, 1.5, now).over() is None  # under the cap: nothing counted
-    fleet = exp.TimedFleet([ServerConfig(name="s", url="http://127.0.0.1:1/", token_source="none")])
-    fleet.cap = 2
-    assert fleet.kernel_cap("s") == 2
+    fleet = exp.Exporter(Fleet([ServerConfig(name="s", url="http://127.0.0.1:1/", token_source="none")]),
+                         max_kernels=2).fleet
+    assert fleet.hooks.kernel_cap("s") == 2
 
 
 def test_two_hostile_kernel_ids_that_read_the_same_give_one_series_not_a_duplicate():
@@ -557,7 +558,7 @@ def test_a_hub_whose_listing_failed_has_no_hub_series_not_zeros():
     assert not samples(body, "nbtui_hub_users") and not samples(body, "nbtui_hub_servers")
 
 
-def test_the_timed_fleet_keeps_what_open_fleet_set():
+def test_the_exporter_s_copy_of_the_fleet_keeps_what_open_fleet_set():
     from nbtui.files.config import ServerConfig
     from nbtui.service.fleet import Fleet
     fleet = Fleet([ServerConfig(name="s", url="http://127.0.0.1:1/", token_source="none")])

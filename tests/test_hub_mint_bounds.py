@@ -46,7 +46,7 @@ async def test_a_server_refusing_its_token_gets_no_new_one_at_each_refresh():
 async def test_a_hub_capping_lifetimes_below_the_renewal_margin_is_not_asked_at_each_refresh(monkeypatch):
     with FakeHub(users=2, page=50) as hub:
         async with Fleet([_config(hub)], Settings(timeout=10.0)) as fleet:
-            fleet._hubs["h"].mint._max_lifetime = hubtokens.RENEW_BEFORE // 2  # as learnt from the hub's refusal
+            fleet.hub_of("h").mint._max_lifetime = hubtokens.RENEW_BEFORE // 2  # as learnt from the hub's refusal
             for _ in range(READS):
                 snap = await fleet.snapshot()
             assert all(s.ok for s in snap.servers if s.user is not None)

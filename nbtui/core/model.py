@@ -136,6 +136,18 @@ class Kernel:
         return kernel_key(self.server, self.kernel_id)
 
 
+@dataclass(frozen=True)
+class OverCap:
+    """One server's kernels beyond the cap: counted, then dropped (no per-kernel series,
+    usage or orphan verdict). ``kept``: how many of its kernels were kept beside them."""
+
+    kept: int
+    n: int
+    states: dict[KernelState, int]
+    types: dict[str, int]  # session types of the kernels not kept (a session of a kernel not listed counts too)
+    idle: int
+
+
 def kernel_key(server: str, kernel_id: str) -> str:
     """A kernel's identity across refreshes and servers: ``server:kernel_id`` (the one place
     it is built; ``split_kernel_key`` the one place it is read back)."""

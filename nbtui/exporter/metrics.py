@@ -31,14 +31,13 @@ when there is nothing to sum (0) or at least one part is known.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import socket
 import sys
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -46,8 +45,8 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from nbtui.core import model, orphans
-from nbtui.service.fleet import Fleet, _Server
-from nbtui.jupyter.capped import OverCap
+from nbtui.service.fleet import Fleet, FleetHooks
+from nbtui.core.model import OverCap
 from nbtui.core.text import one_line
 DEFAULT_REFRESH = 15.0
 DEFAULT_LISTEN = "127.0.0.1:9877"
@@ -140,7 +139,7 @@ def cap_snapshot(snap: model.Snapshot, cap: Optional[int],
                  reported: Optional[dict[str, OverCap]] = None) -> tuple[model.Snapshot, dict[str, OverCap]]:
     """The snapshot with at most ``cap`` kernels per server (the first in the fleet's order:
     the longest idle), and what was left out of each. ``reported``: what the fleet already
-    left out at its reads (``TimedFleet``), taken where it still matches the snapshot."""
+    left out at its reads (``ExporterHooks``), taken where it still matches the snapshot."""
     reported = reported or {}
     by: dict[str, list[model.Kernel]] = {}
     for k in snap.kernels:
@@ -161,16 +160,15 @@ def cap_snapshot(snap: model.Snapshot, cap: Optional[int],
     return snap, over
 
 
-class TimedFleet(Fleet):
-    """A fleet that also records how long each server's read took (for the histogram), and
-    keeps at most ``cap`` kernels of a server from its read on, the longest idle, reading
-    each list one item at a time so that memory follows the cap (``over_cap`` counts the
-    rest, by server)."""
+class ExporterHooks(FleetHooks):
+    """The exporter's reads (public fleet hooks): each server's read timed (for the
+    histogram), and at most ``cap`` kernels of a server kept from its read on, the longest
+    idle, each list read one item at a time so that memory follows the cap (``over_cap``
+    counts the rest, by server)."""
 
-    def __init__(self, *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)
+    def __init__(self, cap: Optional[int] = None) -> None:
+        self.cap = cap
         self.read_seconds: dict[str, float] = {}
-        self.cap: Optional[int] = None
         self.over_cap: dict[str, OverCap] = {}
 
     def kernel_cap(self, server: str) -> Optional[int]:
@@ -182,21 +180,8 @@ class TimedFleet(Fleet):
         else:
             self.over_cap[server] = over
 
-    @classmethod
-    def of(cls, fleet: Fleet) -> "TimedFleet":
-        timed = cls([fleet.config_of(n) for n in fleet.names], fleet.settings,
-                    stale_files=fleet.stale_files, host=fleet.host, clock=fleet.clock)
-        for attr in ("untrusted_files", "readonly", "proxy_reader"):  # what open_fleet set on it
-            if hasattr(fleet, attr):
-                setattr(timed, attr, getattr(fleet, attr))
-        return timed
-
-    async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
-        t0 = time.monotonic()
-        try:
-            return await super()._read_one(entry, now)
-        finally:
-            self.read_seconds[entry.config.name] = time.monotonic() - t0
+    def server_read(self, server: str, seconds: float) -> None:
+        self.read_seconds[server] = seconds
 
 
 @dataclass
@@ -711,9 +696,9 @@ class Exporter:
     def __init__(self, fleet: Fleet, *, refresh: float = DEFAULT_REFRESH, per_kernel: bool = False,
                  max_kernels: Optional[int] = DEFAULT_MAX_KERNELS,
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
-        self.fleet = TimedFleet.of(fleet) if isinstance(fleet, Fleet) and not isinstance(fleet, TimedFleet) else fleet
-        if isinstance(self.fleet, TimedFleet):  # the cap holds from each server's read on
-            self.fleet.cap = max_kernels
+        # A copy of the fleet with the exporter's hooks: the cap holds from each server's read on.
+        self.hooks = ExporterHooks(max_kernels)
+        self.fleet = fleet.copy(hooks=self.hooks) if isinstance(fleet, Fleet) else fleet
         self.max_kernels = max_kernels
         self.refresh = refresh
         self.per_kernel = per_kernel
@@ -788,12 +773,12 @@ class Exporter:
         """One snapshot of every server, counted and rendered; the last one stays on failure."""
         t0 = time.monotonic()
         try:
-            reported = getattr(self.fleet, "over_cap", None)
+            reported = self.hooks.over_cap
             snap, over = cap_snapshot(await self.fleet.snapshot(), self.max_kernels, reported)
             if reported:  # servers gone from the fleet (a hub's users come and go) are forgotten
                 for name in set(reported) - {s.name for s in snap.servers}:
                     del reported[name]
-            self.tracker.add(snap, dict(getattr(self.fleet, "read_seconds", {})))
+            self.tracker.add(snap, dict(self.hooks.read_seconds))
             self.refreshes += 1
             state = replace(self._state(snap, time.monotonic() - t0), over_cap=over)
             self.rendering = render(state, self.per_kernel, self.kernel_lines)

@@ -16,21 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from nbtui.core import model
+from nbtui.core.model import OverCap
 from nbtui.core.model import normalize_state
 from nbtui.core.orphans import is_idle
 from nbtui.core.units import parse_time
-
-
-@dataclass(frozen=True)
-class OverCap:
-    """One server's kernels beyond the cap: counted, then dropped (no per-kernel series,
-    usage or orphan verdict). ``kept``: how many of its kernels were kept beside them."""
-
-    kept: int
-    n: int
-    states: dict[model.KernelState, int]
-    types: dict[str, int]  # session types of the kernels not kept (a session of a kernel not listed counts too)
-    idle: int
 
 
 class _Later(str):

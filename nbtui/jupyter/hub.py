@@ -20,7 +20,7 @@ import datetime as dt
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,6 +29,7 @@ from nbtui.files.config import ServerConfig
 from nbtui.jupyter.hubtokens import TokenMint
 from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, TOO_BIG, ServerClient, ServerError, is_loopback
 from nbtui.jupyter.urlpath import UnsafeSegment, segment, server_path
+from nbtui.sources import ServerReader
 PAGINATION = "application/jupyterhub-pagination+json"
 MAX_PAGES = 10_000  # a hub that keeps answering "next" forever is cut off here
 MAX_ITEMS = 200_000  # the longest list nbtui takes from a hub (its pages together)
@@ -226,6 +227,10 @@ class Child:
     proxy_url: str
     no_token: Optional[str] = None  # why it has no token of its own (then it is not read)
 
+    @property
+    def pid(self) -> Optional[int]:
+        return self.server.pid
+
     def extra(self) -> dict[str, Any]:
         s = self.server
         return {"hub": s.hub, "user": s.user, "server_name": s.server_name, "pending": s.pending,
@@ -233,13 +238,9 @@ class Child:
                 "route": self.route, "route_note": self.note}
 
 
-# The children each hub listed last, by hub name: a second fleet of the same process (the
-# TUI's, for actions and consoles) reaches HUB/USER without listing the hub itself.
-LAST_LISTED: dict[str, dict[str, Child]] = {}
-
-
 class HubSource:
-    """Lists one hub's users' servers; the fleet reads each of them."""
+    """Lists one hub's users' servers; the fleet reads each of them (a ``ServerSource``,
+    nbtui.sources)."""
 
     def __init__(self, config: ServerConfig, default_timeout: float):
         self.config = config
@@ -253,6 +254,9 @@ class HubSource:
         self.unreachable: set[str] = set()  # servers whose internal target did not answer here
         self.limit = asyncio.Semaphore(CONCURRENCY)
         self.children: dict[str, Child] = {}
+        # The last read of each server through the proxy (monotonic time, info, kernels): a
+        # proxied server is read at most every proxy_interval.
+        self.proxy_reads: dict[str, tuple[float, Any, list[Any]]] = {}
         self.mint = TokenMint(config.name)  # one token per user's server; the hub's own goes to the hub only
 
     @property
@@ -360,8 +364,15 @@ class HubSource:
                 seen.add(s.name)
                 children.append(self._child(s, routes))
         self.children = {c.config.name: c for c in children}
-        LAST_LISTED[self.name] = dict(self.children)
-        return row, children
+        for gone in self.proxy_reads.keys() - self.children.keys():
+            del self.proxy_reads[gone]
+        return row, list(children)
+
+    def listed(self, name: str) -> Optional[Child]:
+        return self.children.get(name)
+
+    async def read_listed(self, reader: ServerReader, name: str, now: dt.datetime) -> tuple[Any, list[Any]]:
+        return await _read_listed(self, reader, name, now)
 
     def _child(self, s: HubServer, routes: Optional[dict[str, str]]) -> Child:
         hub = self.config
@@ -410,90 +421,85 @@ async def detect(url: str, *, timeout: float = 3.0, ca_bundle: Optional[str] = N
         await client.aclose()
 
 
-# -- the fleet's hook (nbtui.service.fleet calls these) -----------------------------------------------
+# -- reading one user's server (the fleet calls HubSource.read_listed) ------------------------
 
 
-async def read_user_server(fleet, entry, now: dt.datetime):
+async def _read_listed(hub: HubSource, reader: ServerReader, name: str, now: dt.datetime) -> tuple[Any, list[Any]]:
     """Read one user's server: a pending one is a state (nothing to read); one reached
     through the proxy is read at most every ``proxy_interval``; a direct route that does not
     answer from here falls back to the proxy, said so."""
-    hub = fleet._hubs[entry.hub]
-    name = entry.config.name
     child = hub.children.get(name)
-    if entry.extra.get("pending") or (child is not None and not child.server.ready):
-        return fleet._info(entry), []
+    extra = child.extra() if child is not None else {}
+    if extra.get("pending") or (child is not None and not child.server.ready):
+        return reader.server_info(name), []
     if child is not None and child.no_token is not None:
         from nbtui.core import model
-        return fleet._info(entry, status=model.AUTH_FAILED, error_kind="token",
-                           error=f"server {name}: not read: {child.no_token}"), []
-    if entry.extra.get("route") == PROXY and entry.proxy_read is not None:
-        at, info, kernels = entry.proxy_read
+        return reader.server_info(name, status=model.AUTH_FAILED, error_kind="token",
+                                  error=f"server {name}: not read: {child.no_token}"), []
+    last = hub.proxy_reads.get(name)
+    if extra.get("route") == PROXY and last is not None:
+        at, info, kernels = last
         if time.monotonic() - at < hub.proxy_interval:
-            return fleet._info(entry, latency_ms=info.latency_ms), [_aged(k, now) for k in kernels]
-    elif entry.extra.get("route") == PROXY:
-        skipped = _read_elsewhere(fleet, entry, hub)
+            return reader.server_info(name, latency_ms=info.latency_ms), [_aged(k, now) for k in kernels]
+    elif extra.get("route") == PROXY and child is not None:
+        skipped = _read_elsewhere(reader, name, child.config.url, hub)
         if skipped is not None:
             return skipped, []
     async with hub.limit:
-        info, kernels = await fleet._read_server(entry, now)
-    if (info.error_kind == "unreachable" and entry.extra.get("route") == DIRECT and child is not None
+        info, kernels = await reader.read_server(name, now)
+    if (info.error_kind == "unreachable" and extra.get("route") == DIRECT and child is not None
             and hub.config.route != DIRECT):
         hub.unreachable.add(name)
-        fallback = hub._child(child.server, {child.server.path: entry.config.url})
-        hub.children[name] = fallback
-        if entry.client is not None:
-            await entry.client.aclose()
-            entry.client = None
-        entry.config, entry.extra = fallback.config, fallback.extra()
-        skipped = _read_elsewhere(fleet, entry, hub)
+        child = hub.children[name] = hub._child(child.server, {child.server.path: child.config.url})
+        extra = child.extra()
+        await reader.rebind(name, child.config, extra)
+        skipped = _read_elsewhere(reader, name, child.config.url, hub)
         if skipped is not None:
             return skipped, []
         async with hub.limit:
-            info, kernels = await fleet._read_server(entry, now)
+            info, kernels = await reader.read_server(name, now)
     if info.error_kind == AUTH_FAILED and child is not None:
         await hub.mint.refused(hub.client(), child.server.user, child.server.server_name)
     # Kernel.user: the fleet fills it (the process owner where local, else this hub user).
-    if entry.extra.get("route") == PROXY and info.ok:
+    if extra.get("route") == PROXY and info.ok and child is not None:
         from nbtui.jupyter import proxy_reads
-        entry.proxy_read = (time.monotonic(), info, kernels)
-        if fleet.proxy_reader is not None:  # the interval holds across nbtui processes too
-            proxy_reads.record([entry.config.url], by=f"{fleet.proxy_reader}, pid {os.getpid()}")
+        hub.proxy_reads[name] = (time.monotonic(), info, kernels)
+        if reader.proxy_reader is not None:  # the interval holds across nbtui processes too
+            proxy_reads.record([child.config.url], by=f"{reader.proxy_reader}, pid {os.getpid()}")
     return info, kernels
 
 
-def _read_elsewhere(fleet, entry, hub: HubSource):
+def _read_elsewhere(reader: ServerReader, name: str, url: str, hub: HubSource) -> Any:
     """The server's row when another nbtui (a one-shot ``ls``, a cron job) read it through the
     proxy within ``proxy_interval``: not read now, and said so (status skipped); else None."""
     from nbtui.core import model
     from nbtui.jupyter import proxy_reads
-    if fleet.acting:  # exec, kill, servers test …: what a person asked for is read
+    if reader.acting:  # exec, kill, servers test …: what a person asked for is read
         return None
-    last = proxy_reads.last_read(entry.config.url)
+    last = proxy_reads.last_read(url)
     ago = None if last is None else time.time() - last.at
     if last is None or ago is None or not 0 <= ago < hub.proxy_interval:
         return None
     from nbtui.core.text import one_line
     by = f"by {one_line(last.by, 80)}" if last.by else "by another nbtui"
-    return fleet._info(
-        entry, status=model.SKIPPED, error_kind="proxy-interval",
-        error=(f"server {entry.config.name}: read through the hub's proxy {_human(ago)} ago {by}; "
+    return reader.server_info(
+        name, status=model.SKIPPED, error_kind="proxy-interval",
+        error=(f"server {name}: read through the hub's proxy {_human(ago)} ago {by}; "
                f"read at most every {_human(hub.proxy_interval)} (each read marks it active), "
                f"next in {_human(hub.proxy_interval - ago)}"))
 
 
-def name_leftovers(fleet, processes) -> list:
+def name_leftovers(hubs: Sequence[HubSource], processes: Sequence[Any]) -> list[Any]:
     """A leftover of a hub user's server (JUPYTERHUB_USER in its environment) named
     HUB/USER[/SERVER]: under the hub that lists, or last listed, that user's server, else the
     only hub configured; several hubs and no listing: the user alone names it."""
-    hubs = list(fleet._hubs.values())
     out = []
     for p in processes:
         if p.hub_user and p.hub_server is None and hubs:
             from nbtui.core.text import name_part  # escaped as the hub's own names are (HubServer.name)
 
             tail = f"/{name_part(p.hub_user)}" + (f"/{name_part(p.hub_server_name)}" if p.hub_server_name else "")
-            known = [h.name for h in hubs
-                     if h.name + tail in h.children or h.name + tail in LAST_LISTED.get(h.name, {})]
+            known = [h.name for h in hubs if h.name + tail in h.children]
             hub = known[0] if len(known) == 1 else (hubs[0].name if len(hubs) == 1 else None)
             if hub is not None:
                 p = replace(p, hub_server=hub + tail)

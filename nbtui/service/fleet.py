@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional
 
 import psutil
 
@@ -20,8 +20,10 @@ from nbtui.host import wire
 from nbtui.jupyter.own import OwnConnections
 from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
+from nbtui.jupyter.hub import HubSource, name_leftovers
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
 from nbtui.files.secrets import TokenError, redact, resolve
+from nbtui.service.sources import source_for
 from nbtui.sources import HostSample, HostView
 from nbtui.core.units import parse_time
 _STATUS_OF_KIND = STATUS_OF_KIND
@@ -114,11 +116,10 @@ class _Server:
     # notebook-missing checks of this server still running from an earlier read
     nb_task: Optional[asyncio.Future] = None
     nb_limit: Optional[asyncio.Semaphore] = None
-    # A user's server of a hub (nbtui.jupyter.hub): the hub's name, its facts for ServerInfo,
-    # and the last read through the hub's proxy (monotonic time, info, kernels).
+    # A server a source listed (a hub's user's server, nbtui.jupyter.hub): the source's name
+    # and its facts for ServerInfo.
     hub: Optional[str] = None
     extra: dict = field(default_factory=dict)
-    proxy_read: Optional[tuple] = None
 
 
 def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -> list[ServerConfig]:
@@ -147,6 +148,29 @@ async def _all_or_none(calls: list[Awaitable[Any]]) -> list[Any]:
                 t.cancel()
 
 
+class FleetHooks:
+    """How a front end customises the fleet's reads: public hooks, each doing nothing here.
+    The exporter keeps at most a cap of kernels per server and times each server's read
+    (nbtui.exporter.metrics.ExporterHooks); the demo shows its server as starting while it
+    starts."""
+
+    def kernel_cap(self, server: str) -> Optional[int]:
+        """How many kernels of a server's read the fleet keeps (usage, notebook checks, orphan
+        rules, the snapshot): all (None), or at most this many, read so that memory follows
+        the cap, not the server (nbtui.jupyter.capped)."""
+        return None
+
+    def counted_over_cap(self, server: str, over: Optional[OverCap]) -> None:
+        """What a capped read of ``server`` counted and dropped (None: nothing)."""
+
+    def server_read(self, server: str, seconds: float) -> None:
+        """A server's read took ``seconds`` (ended, answered or not)."""
+
+    def failed(self, info: model.ServerInfo) -> model.ServerInfo:
+        """The row of a server whose read failed, as the front end shows it."""
+        return info
+
+
 class Fleet:
     """Keeps one client per server and produces snapshots on demand."""
 
@@ -158,8 +182,10 @@ class Fleet:
         stale_files: tuple[str, ...] = (),
         host: HostView | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        hooks: Optional[FleetHooks] = None,
     ):
         self.settings = settings or Settings()
+        self.hooks = hooks or FleetHooks()
         self.stale_files = stale_files
         self.untrusted_files: tuple[str, ...] = ()  # other users' runtime files discovery did not trust
         self.host = host
@@ -170,9 +196,10 @@ class Fleet:
         # user (nbtui.jupyter.proxy_reads); None: recorded nowhere (servers test spends no budget).
         self.proxy_reader: Optional[str] = "nbtui"
         self.connections = OwnConnections()  # nbtui's own kernel connections, through any of its clients
-        from nbtui.jupyter import hub as hub_mod
-        self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
-        self._servers = {s.name: _Server(s) for s in servers if not s.hub}
+        # Entries a source reads (a hub: its users' servers), by name; the rest are servers.
+        self._sources = {s.name: source for s in servers
+                         if (source := source_for(s, self.settings.timeout)) is not None}
+        self._servers = {s.name: _Server(s) for s in servers if s.name not in self._sources}
         self.notebooks = orphans.NotebookCache()  # notebook-missing, at most once a minute per path
         self.gpu_idle = orphans.GpuIdleTracker(self.settings.orphan_gpu_idle)  # gpu-idle needs history
         # snapshot(hold_back=...): reads that outlived their snapshot, each server's last
@@ -196,33 +223,40 @@ class Fleet:
     @property
     def names(self) -> list[str]:
         """Configured and discovered servers and hubs (not the hubs' users' servers)."""
-        return [n for n, e in self._servers.items() if e.hub is None] + list(self._hubs)
+        return [n for n, e in self._servers.items() if e.hub is None] + list(self._sources)
 
     def config_of(self, name: str) -> ServerConfig:
-        if name in self._hubs:
-            return self._hubs[name].config
+        if name in self._sources:
+            return self._sources[name].config
         return self._entry(name).config
 
-    def hub_of(self, name: str):
+    def hub_of(self, name: str) -> HubSource:
         """The HubSource of hub ``name`` (KeyError if it is none)."""
-        return self._hubs[name]
+        source = self._sources[name]
+        if not isinstance(source, HubSource):
+            raise KeyError(name)
+        return source
+
+    def copy(self, *, only: Optional[Iterable[str]] = None, hooks: Optional[FleetHooks] = None) -> "Fleet":
+        """A fleet of the same servers (or ``only`` these), settings, host view, files and
+        flags, not read yet, with ``hooks`` (else these): the one way a fleet is copied."""
+        names = list(dict.fromkeys(only)) if only is not None else self.names
+        fleet = Fleet([self.config_of(n) for n in names], self.settings, stale_files=self.stale_files,
+                      host=self.host, clock=self.clock, hooks=hooks or self.hooks)
+        fleet.untrusted_files, fleet.readonly = self.untrusted_files, self.readonly
+        fleet.acting, fleet.proxy_reader = self.acting, self.proxy_reader
+        return fleet
 
     def _entry(self, name: str) -> _Server:
-        """A server's entry; a hub user's server the hub listed (here or in another fleet of
-        this process) is taken on at first use."""
+        """A server's entry; a server a source listed is taken on at first use."""
         entry = self._servers.get(name)
-        if entry is None or (entry.hub is not None and not self._hubs[entry.hub].children):
-            hub, _, _rest = name.partition("/")
-            from nbtui.jupyter.hub import LAST_LISTED
-            child = LAST_LISTED.get(hub, {}).get(name) if hub in self._hubs else None
-            if child is None:
-                if entry is not None:
-                    return entry
-                raise KeyError(name)
-            if entry is None:
-                entry = self._servers[name] = _Server(child.config, hub=hub, extra=child.extra())
-            elif entry.config.token != child.config.token:  # the listing fleet minted it a new token
-                entry.config, entry.client = child.config, None  # (its sockets are the hub's pool's)
+        if entry is not None:
+            return entry
+        source = name.partition("/")[0]
+        listed = self._sources[source].listed(name) if source in self._sources else None
+        if listed is None:
+            raise KeyError(name)
+        entry = self._servers[name] = _Server(listed.config, hub=source, extra=listed.extra())
         return entry
 
     def client(self, name: str) -> ServerClient:
@@ -239,7 +273,7 @@ class Fleet:
                 timeout=c.timeout or self.settings.timeout,
                 ca_bundle=c.ca_bundle, insecure_http=c.insecure_http,
                 max_body=self.settings.max_body,
-                transport=self._hubs[entry.hub].transport() if entry.hub else None,
+                transport=self._sources[entry.hub].transport() if entry.hub else None,
                 no_track_activity=entry.hub is not None,
                 connections=self.connections,
             )
@@ -278,7 +312,7 @@ class Fleet:
         await asyncio.gather(*(s.client.aclose() for s in self._servers.values() if s.client), return_exceptions=True)
         for s in self._servers.values():
             s.client = None
-        await asyncio.gather(*(h.aclose() for h in self._hubs.values()), return_exceptions=True)
+        await asyncio.gather(*(h.aclose() for h in self._sources.values()), return_exceptions=True)
 
     async def __aenter__(self) -> "Fleet":
         return self
@@ -297,10 +331,28 @@ class Fleet:
         )
 
     async def _read_one(self, entry: _Server, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
-        if entry.hub is not None:  # a hub user's server: bounded per hub, pending, proxy interval
-            from nbtui.jupyter import hub as hub_mod
-            return await hub_mod.read_user_server(self, entry, now)
-        return await self._read_server(entry, now)
+        t0 = time.monotonic()
+        try:
+            if entry.hub is not None:  # a source's server: its pacing, limits and fallbacks
+                return await self._sources[entry.hub].read_listed(self, entry.config.name, now)
+            return await self._read_server(entry, now)
+        finally:
+            self.hooks.server_read(entry.config.name, time.monotonic() - t0)
+
+    # -- what a server source may call (nbtui.sources.ServerReader) --------------------------
+
+    def server_info(self, name: str, **fields: Any) -> model.ServerInfo:
+        return self._info(self._entry(name), **fields)
+
+    async def read_server(self, name: str, now: dt.datetime) -> tuple[model.ServerInfo, list[model.Kernel]]:
+        return await self._read_server(self._entry(name), now)
+
+    async def rebind(self, name: str, config: ServerConfig, extra: Mapping[str, Any]) -> None:
+        entry = self._entry(name)
+        client, entry.client = entry.client, None
+        entry.config, entry.extra = config, dict(extra)
+        if client is not None:
+            await client.aclose()
 
     # -- hubs (nbtui.jupyter.hub lists their users' servers; the fleet keeps an entry for each) --
 
@@ -309,7 +361,7 @@ class Fleet:
         (kept across reads, so its client and sockets stay), none for servers gone. A server
         both reached through a hub and discovered locally is kept once, under the hub's name.
         Returns the hubs' own rows."""
-        hubs = list(self._hubs.values())
+        hubs = list(self._sources.values())
         results = await asyncio.gather(*(h.read() for h in hubs))
         rows, closing = [], []
         pids, urls = set(), []
@@ -333,8 +385,8 @@ class Fleet:
                     known.client = None
                 known.config = c.config
                 known.extra = c.extra()
-                if c.server.pid is not None:
-                    pids.add(c.server.pid)
+                if c.pid is not None:
+                    pids.add(c.pid)
                 urls.append(c.config.url)
         for name, e in list(self._servers.items()):
             if e.hub is None and e.config.source == "discovered" and (
@@ -355,7 +407,7 @@ class Fleet:
         ext = None if self._info(entry).local else asyncio.ensure_future(self._read_extension(entry))
         try:
             client = await self.aclient(name)
-            cap = self.kernel_cap(name)
+            cap = self.hooks.kernel_cap(name)
             capped = None if cap is None else CappedKernels(cap, self.settings.orphan_idle, now)
             calls: list[Awaitable[Any]] = [_lists(client, capped), self._read_terminals(entry, now)]
             if entry.version is None:
@@ -382,18 +434,9 @@ class Fleet:
                                                    "/api/kernels with fields of the wrong types")), []
         del results, raw_kernels, raw_sessions  # a big answer is not held through the notebook checks' wait
         if capped is not None:
-            self.counted_over_cap(name, capped.over())
+            self.hooks.counted_over_cap(name, capped.over())
         await self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
-
-    def kernel_cap(self, server: str) -> Optional[int]:
-        """How many kernels of a server's read the fleet keeps (usage, notebook checks, orphan
-        rules, the snapshot): all (None); the exporter keeps at most its cap, read so that
-        memory follows the cap, not the server (nbtui.jupyter.capped)."""
-        return None
-
-    def counted_over_cap(self, server: str, over: Optional[OverCap]) -> None:
-        """What a capped read of ``server`` counted and dropped (None: nothing)."""
 
     async def _read_terminals(self, entry: _Server, now: dt.datetime) -> None:
         """The server's terminals (``GET /api/terminals``); a server with terminals off, or
@@ -457,12 +500,12 @@ class Fleet:
             return await asyncio.wait_for(self.client(server).contents_exists(path), timeout + 0.25)
 
     def _failed(self, entry: _Server, e: ServerError) -> model.ServerInfo:
-        return self._info(
+        return self.hooks.failed(self._info(
             entry,
             status=_STATUS_OF_KIND.get(e.kind, model.ERROR),
             error_kind="auth-failed" if e.kind == "token" else e.kind,
             error=redact(str(e)),
-        )
+        ))
 
     async def snapshot(self, on_server: Optional[Callable] = None, *,
                        hold_back: Optional[float] = None,
@@ -484,7 +527,7 @@ class Fleet:
         # server reads run during the interval it asks for.
         prime = getattr(self.host, "prime", None)
         hub_rows = []
-        if self._hubs:
+        if self._sources:
             hub_rows = await self._expand_hubs()
 
         async def primed() -> None:  # the process scan runs beside the first requests
@@ -550,9 +593,9 @@ class Fleet:
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
         judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
         kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)
-        if self._hubs:  # a hub user's leftovers, named HUB/USER[/SERVER]
-            from nbtui.jupyter import hub as hub_mod
-            processes = hub_mod.name_leftovers(self, processes)
+        if self._sources:  # a hub user's leftovers, named HUB/USER[/SERVER]
+            hubs: list[HubSource] = [s for s in self._sources.values() if isinstance(s, HubSource)]
+            processes = name_leftovers(hubs, processes)
         return model.Snapshot(
             generated_at=now,
             servers=tuple(hub_rows + servers),

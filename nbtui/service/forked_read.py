@@ -172,7 +172,7 @@ async def _read(w: int, fleet: Any) -> None:
     plain = [c for c in configs if _asks_no_one(c)]
     if not plain:
         return
-    mine = type(fleet)(plain, fleet.settings)
+    mine = fleet.copy(only=[c.name for c in plain])
     left = {c.name for c in plain}
     all_answered = asyncio.Event()
 

@@ -22,12 +22,14 @@ from nbtui.service.actions.kernels import interrupt_kernel, restart_kernel
 from nbtui.core.errors import TimedOut
 from nbtui.files.console_history import History
 from nbtui.jupyter.channels import ChannelError, ConnectionLost, Event, KernelDied, WebsocketChannels, msg_type
+from nbtui.jupyter.rest import TIMEOUT, ServerError
 from nbtui.display.outputs import Outputs, output_of
 from nbtui.core.model import Kernel, normalize_state
 
 T = TypeVar("T")
 
-__all__ = ["ChannelError", "Completion", "ConnectionLost", "Event", "KernelDied", "KernelSession", "RunResult"]
+__all__ = ["TIMEOUT", "ChannelError", "Completion", "ConnectionLost", "Event", "KernelDied", "KernelSession", "RunResult",
+           "ServerError"]
 
 READY_WAIT = 60.0  # seconds a completion or help request waits for a starting kernel
 KERNEL_INFO_TIMEOUT = 30.0

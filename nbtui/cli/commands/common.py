@@ -35,11 +35,8 @@ def check_names(fleet: Fleet, names: Iterable[str]) -> None:
 
 def host_view(config: config_mod.Config):
     """The local host's usage view (psutil + NVML), or None where it is not available."""
-    try:
-        from nbtui.host.local import LocalHost
-    except ImportError:
-        return None
-    return LocalHost(config.settings)
+    from nbtui.service.checks import host_view as local_view
+    return local_view(config.settings)
 
 
 def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None,
@@ -55,10 +52,7 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
     only = list(only)
     if only:
         check_names(fleet, only)
-        untrusted = fleet.untrusted_files
-        fleet = Fleet([fleet.config_of(n) for n in dict.fromkeys(_top(n) for n in only)], config.settings,
-                      stale_files=fleet.stale_files, host=fleet.host)
-        fleet.untrusted_files = untrusted
+        fleet = fleet.copy(only=[_top(n) for n in only])
     fleet.readonly = bool(getattr(args, "readonly", False))
     fleet.acting = acting
     fleet.proxy_reader = f"nbtui {args.command}" if getattr(args, "command", None) else "nbtui"

@@ -97,9 +97,7 @@ class _Printer:
 async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_json: bool,
                    raw: bool = False) -> tuple[int, dict]:
     """Run ``code`` through the core's kernel session and print what it says (or keep it for JSON)."""
-    from nbtui.jupyter.channels import ChannelError
-    from nbtui.jupyter.rest import TIMEOUT, ServerError
-    from nbtui.service.kernel_session import KernelSession
+    from nbtui.service.kernel_session import TIMEOUT, ChannelError, KernelSession, ServerError
     printer = _Printer(raw)
     result = {"server": kernel.server, "kernel_id": kernel.kernel_id, "status": None,
               "execution_count": None, "outputs": []}

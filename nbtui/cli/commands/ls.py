@@ -29,7 +29,7 @@ async def _snapshot(args):
     async with fleet:
         snap = await fleet.snapshot()
         if getattr(args, "probe", False):
-            from nbtui.jupyter.probe import probe_missing
+            from nbtui.service.checks import probe_missing
             snap, errors = await probe_missing(fleet, snap, timeout=fleet.settings.timeout)
             for line in errors:
                 print(f"nbtui: {redact(line)}", file=sys.stderr)

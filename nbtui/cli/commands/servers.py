@@ -12,7 +12,7 @@ from nbtui.files import config as config_mod
 from nbtui.files import secrets
 from nbtui.cli.commands.common import check_names, load_config, open_fleet, print_json
 from nbtui.core.errors import EXIT_OK, EXIT_PARTIAL, NotFound, UsageError
-from nbtui.jupyter.discovery import discover
+from nbtui.service.checks import discover
 from nbtui.display.report import server_json
 from nbtui.core.text import visible
 
@@ -131,7 +131,7 @@ def _add_locked(args) -> int:
         ca_bundle=args.ca_bundle, insecure_http=args.insecure_http, timeout=args.timeout,
         hub=args.hub, route=args.route or "auto", proxy_interval=interval,
     )
-    from nbtui.jupyter.rest import check_transport
+    from nbtui.service.checks import check_transport
     check_transport(args.name, url, source != "none", args.insecure_http)
     if token is not None:
         secrets.keyring_set(args.name, token)
@@ -151,9 +151,9 @@ def _add_locked(args) -> int:
 
 def _detect_hub(url: str, ca_bundle) -> str | None:
     """The JupyterHub version if ``url``'s hub/api answers as a hub (a 2 s look), else None."""
-    from nbtui.jupyter.hub import detect
+    from nbtui.service.checks import detect_hub
     try:
-        return asyncio.run(detect(url, timeout=2.0, ca_bundle=ca_bundle))
+        return detect_hub(url, timeout=2.0, ca_bundle=ca_bundle)
     except Exception:  # the add itself never fails on the look
         return None
 
@@ -178,15 +178,10 @@ def _remove_locked(args) -> int:
 
 async def _probe(fleet, name) -> tuple[str | None, str | None]:
     """(who the server says we are, None), or (None, why it could not say)."""
-    from nbtui.jupyter.rest import TIMEOUT, ServerError
-    try:
-        client = fleet.client(name)
-        me = await client.me()
-    except ServerError as e:
-        if e.kind == TIMEOUT:
-            timeout = fleet.config_of(name).timeout or fleet.settings.timeout
-            return None, f"/api/me timed out after {timeout:g} s"
-        return None, f"/api/me: {e.detail}"
+    from nbtui.service.checks import me as who
+    me, why = await who(fleet, name)
+    if why is not None:
+        return None, why
     ident = me.get("identity") if isinstance(me, dict) else None  # a server may answer any shape
     return identity_name(ident if isinstance(ident, dict) else {}), None
 
@@ -232,7 +227,7 @@ def _hub_facts(fleet, s) -> dict | None:
     """Scopes of a hub row's token and what each missing one costs (None for other rows)."""
     if s.source != "hub" or s.user is not None or s.name not in fleet.names:
         return None
-    from nbtui.jupyter.hub import missing_scopes
+    from nbtui.service.checks import missing_scopes
     hub = fleet.hub_of(s.name)
     scopes = hub.scopes or []
     return {"token_owner": {"kind": hub.kind, "name": hub.owner}, "scopes": sorted(scopes) if hub.scopes is not None else None,

@@ -140,9 +140,12 @@ async def stop_servers(fleet: Fleet, steps: list[ServerStep], *, action: str = "
         s = step.server
         if step.refusal:
             return _audited(action, step, ServerOutcome(step, f"refused: {step.refusal}"))
+        user = s.user
+        if user is None:
+            return _audited(action, step, ServerOutcome(step, "refused: not a hub user's server"))
         try:
             hub = fleet.hub_of(s.hub or "").client()
-            now = _hub_server_now(await hub.user(s.user), s.server_name or "")
+            now = _hub_server_now(await hub.user(user), s.server_name or "")
         except (KeyError, ServerError) as e:
             return _audited(action, step, ServerOutcome(step, f"failed: {e}", server_error=True))
         if now is None:
@@ -164,7 +167,7 @@ async def stop_servers(fleet: Fleet, steps: list[ServerStep], *, action: str = "
             return ServerOutcome(step, f"refused: could not write the audit log {audit.audit_path()}: {e.strerror or e}",
                                  audit_error=f"could not write the audit log {audit.audit_path()}: {e.strerror or e}")
         try:  # the hub answers when the spawner stopped it, or 202 after its slow_stop_timeout (10 s)
-            await hub.stop_server(s.user, s.server_name or "", timeout=max(hub.timeout, SHUTDOWN_TIMEOUT))
+            await hub.stop_server(user, s.server_name or "", timeout=max(hub.timeout, SHUTDOWN_TIMEOUT))
         except ServerError as e:
             if e.kind != "timeout":  # a slow stop goes on at the hub: wait for it below
                 result = "gone" if e.kind == NOT_FOUND else f"failed: {e}"
@@ -172,7 +175,7 @@ async def stop_servers(fleet: Fleet, steps: list[ServerStep], *, action: str = "
         deadline = asyncio.get_running_loop().time() + wait
         while True:  # the hub answers 202 while the spawner stops it: wait until it is gone
             try:
-                if _hub_server_now(await hub.user(s.user), s.server_name or "") is None:
+                if _hub_server_now(await hub.user(user), s.server_name or "") is None:
                     return _audited(action, step, ServerOutcome(step, "ok"))
             except ServerError as e:
                 if e.kind == NOT_FOUND:

@@ -1,0 +1,28 @@
+"""Which server source reads an entry of servers.toml: one registration per kind of source.
+
+A configured entry is a Jupyter server the fleet reads itself, or a source of servers (a
+JupyterHub lists its users' servers). A new kind of source (an SSH host, a Kubernetes
+namespace) is one module implementing ``nbtui.sources.ServerSource`` and one line here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Optional
+
+from nbtui.files.config import ServerConfig
+from nbtui.jupyter.hub import HubSource
+from nbtui.sources import ServerSource
+
+SOURCES: Mapping[str, Callable[[ServerConfig, float], ServerSource]] = {
+    "hub": HubSource,
+}
+
+
+def kind_of(config: ServerConfig) -> Optional[str]:
+    """The kind of source an entry is (None: a Jupyter server, read by the fleet itself)."""
+    return "hub" if config.hub else None
+
+
+def source_for(config: ServerConfig, default_timeout: float) -> Optional[ServerSource]:
+    kind = kind_of(config)
+    return None if kind is None else SOURCES[kind](config, default_timeout)
