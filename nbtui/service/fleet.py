@@ -19,6 +19,7 @@ from nbtui.files.config import Config, ServerConfig, Settings
 from nbtui.host import wire
 from nbtui.jupyter import own
 from nbtui.jupyter.capped import CappedKernels, OverCap
+from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
 from nbtui.files.secrets import TokenError, redact, resolve
@@ -114,6 +115,7 @@ class _Server:
     # notebook-missing checks of this server still running from an earlier read
     nb_task: Optional[asyncio.Future] = None
     nb_limit: Optional[asyncio.Semaphore] = None
+    nb_deadline: float = 0.0  # (monotonic) until when a one-shot read waits for them
     # A user's server of a hub (nbtui.jupyter.hub): the hub's name, its facts for ServerInfo,
     # and the last read through the hub's proxy (monotonic time, info, kernels).
     hub: Optional[str] = None
@@ -172,7 +174,8 @@ class Fleet:
         from nbtui.jupyter import hub as hub_mod
         self._hubs = {s.name: hub_mod.HubSource(s, self.settings.timeout) for s in servers if s.hub}
         self._servers = {s.name: _Server(s) for s in servers if not s.hub}
-        self.notebooks = orphans.NotebookCache()  # notebook-missing, at most once a minute per path
+        self.notebooks = NotebookChecks()  # notebook-missing, a listing per folder at most once a minute
+        self._settled_once = False  # a snapshot has waited for (or gone without) the notebook checks
         self.gpu_idle = orphans.GpuIdleTracker(self.settings.orphan_gpu_idle)  # gpu-idle needs history
         # snapshot(hold_back=...): reads that outlived their snapshot, each server's last
         # answer (info, kernels, terminals), and the servers the last snapshot went on without.
@@ -378,10 +381,10 @@ class Fleet:
         except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
             return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
                                                    "/api/kernels with fields of the wrong types")), []
-        del results, raw_kernels, raw_sessions  # a big answer is not held through the notebook checks' wait
+        del results, raw_kernels, raw_sessions  # a big answer is not held past the join
         if capped is not None:
             self.counted_over_cap(name, capped.over())
-        await self._check_notebooks(entry, kernels)
+        self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
 
     def kernel_cap(self, server: str) -> Optional[int]:
@@ -429,30 +432,38 @@ class Fleet:
             entry.ext_note = str(e)
         entry.ext_retry_at = time.monotonic() + EXTENSION_RETRY
 
-    async def _check_notebooks(self, entry: _Server, kernels: list[model.Kernel]) -> None:
-        """notebook-missing: check due paths (at most once a minute each), a few at a time.
-
-        A read waits NOTEBOOK_WAIT for them at most; checks still running then finish in
-        the background and count from the next snapshot on, so thousands of sessions
-        never hold back the first screen.
-        """
-        if entry.nb_task is None or entry.nb_task.done():
-            wanted = [(k.server, k.session.path) for k in kernels
-                      if k.session is not None and orphans.session_checkable(k)]
-            entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(wanted, self._notebook_exists))
-        try:
-            await asyncio.wait_for(asyncio.shield(entry.nb_task), NOTEBOOK_WAIT)
-        except asyncio.TimeoutError:
-            pass
-
-    async def _notebook_exists(self, server: str, path: str) -> bool:
-        """Whether a session's file exists, bounded by the server's own timeout."""
-        entry = self._servers[server]
-        timeout = entry.config.timeout or self.settings.timeout
+    def _check_notebooks(self, entry: _Server, kernels: list[model.Kernel]) -> None:
+        """notebook-missing: start checking the due folders of this server's sessions (one
+        listing per folder, at most once a minute each: nbtui.jupyter.notebooks), beside the
+        rest of the read. Nothing waits here: a one-shot read waits for them at its end, at
+        most NOTEBOOK_WAIT (``_notebooks_settled``); a refresh takes what has come back and
+        the rest from the next snapshot on."""
+        if entry.nb_task is not None and not entry.nb_task.done():
+            return
+        paths = [k.session.path for k in kernels if k.session is not None and orphans.session_checkable(k)]
+        if not paths:
+            return
         if entry.nb_limit is None:
             entry.nb_limit = asyncio.Semaphore(NOTEBOOK_CONCURRENCY)
-        async with entry.nb_limit:
-            return await asyncio.wait_for(self.client(server).contents_exists(path), timeout + 0.25)
+        name = entry.config.name
+        entry.nb_deadline = time.monotonic() + NOTEBOOK_WAIT
+        entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(
+            name, paths, lambda: self.client(name), limit=entry.nb_limit,
+            timeout=entry.config.timeout or self.settings.timeout))
+
+    async def _notebooks_settled(self, hold_back: Optional[float]) -> None:
+        """A fleet's first snapshot without ``hold_back`` (a one-shot command) waits for the
+        notebook checks its reads started, until NOTEBOOK_WAIT after each began at most;
+        a later snapshot or a refresh (``hold_back``) waits for none: what has not come back
+        is unknown now and known from a later snapshot on (never "missing" meanwhile)."""
+        first, self._settled_once = not self._settled_once, True
+        if hold_back is not None or not first:
+            return
+        running = [s for s in self._servers.values() if s.nb_task is not None and not s.nb_task.done()]
+        if running:
+            left = max(s.nb_deadline for s in running) - time.monotonic()
+            if left > 0:
+                await asyncio.wait([s.nb_task for s in running if s.nb_task is not None], timeout=left)
 
     def _failed(self, entry: _Server, e: ServerError) -> model.ServerInfo:
         return self._info(
@@ -527,6 +538,7 @@ class Fleet:
         sample = merged
         servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
                            usage_note=self._usage_note(s, kernels, sample)) for s in servers]
+        await self._notebooks_settled(hold_back)
         threshold = self.settings.orphan_idle
         owners = holders.owners(servers, sample.users)
         kernels = [
