@@ -490,17 +490,26 @@ class Fleet:
         the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
         # A host view that needs two samples for CPU % takes the first now, and the
-        # server reads run during the interval it asks for.
+        # server reads (a hub's listing first) run during the interval it asks for. A
+        # refresh (hold_back) does not wait for that interval: a CPU % sampled sooner is
+        # unknown in this snapshot (the host view says so) and measured in the next.
         prime = getattr(self.host, "prime", None)
-        hub_rows = []
-        if self._hubs:
-            hub_rows = await self._expand_hubs()
 
         async def primed() -> None:  # the process scan runs beside the first requests
             if usage_after is not None:
                 await usage_after()
             wait = await asyncio.to_thread(prime) if prime else 0.0
-            await asyncio.sleep(wait or 0.0)
+            if hold_back is None:
+                await asyncio.sleep(wait or 0.0)
+
+        priming = asyncio.ensure_future(primed())
+        hub_rows = []
+        if self._hubs:
+            try:
+                hub_rows = await self._expand_hubs()
+            except BaseException:
+                priming.cancel()
+                raise
 
         async def read_one(e: _Server):
             info, ks = await self._read_one(e, now)
@@ -515,10 +524,10 @@ class Fleet:
             self.still_reading = ()
             results, _ = await asyncio.gather(
                 asyncio.gather(*(read_one(e) for e in self._servers.values())),
-                primed(),
+                priming,
             )
         else:
-            results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), primed())
+            results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), priming)
         results = await self._forget_gone(results)
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]
