@@ -112,6 +112,11 @@ class _Server:
     ext_task: Optional[asyncio.Future] = None  # its extension read in flight (a refresh waits hold_back for it)
     terminals: tuple = ()  # model.Terminal rows of the last read
     terminal_note: Optional[str] = None  # why its terminals are unknown
+    # Probes kept for the server's lifetime (``_forget_probes``: a read that fails as a whole,
+    # since the server may come back as another process): its version was asked, and it
+    # has no terminals (the extension's absence: ``ext_retry_at`` is then infinite).
+    version_asked: bool = False
+    terminals_off: bool = False
     # notebook-missing checks of this server still running from an earlier read
     nb_task: Optional[asyncio.Future] = None
     nb_limit: Optional[asyncio.Semaphore] = None
@@ -359,23 +364,25 @@ class Fleet:
             cap = self.kernel_cap(name)
             capped = None if cap is None else CappedKernels(cap, self.settings.orphan_idle, now)
             calls: list[Awaitable[Any]] = [_lists(client, capped), self._read_terminals(entry, now)]
-            if entry.version is None:
+            if not entry.version_asked:
                 calls.append(client.version())
             results = await asyncio.wait_for(_all_or_none(calls), timeout + 0.25)
         except asyncio.TimeoutError:
             if ext:
                 ext.cancel()
+            self._forget_probes(entry)
             return self._info(entry, status=model.TIMEOUT, error_kind="timeout",
                               error=f"server {name}: timed out after {timeout:g} s"), []
         except ServerError as e:
             if ext:
                 ext.cancel()
+            self._forget_probes(entry)
             return self._failed(entry, e), []
         if ext:
             await ext
         (raw_kernels, latency), raw_sessions = results[0]
         if len(results) > 2:
-            entry.version = results[2]
+            entry.version, entry.version_asked = results[2], True
         try:
             kernels = join_kernels(name, raw_kernels, raw_sessions, now)
         except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
@@ -398,21 +405,25 @@ class Fleet:
 
     async def _read_terminals(self, entry: _Server, now: dt.datetime) -> None:
         """The server's terminals (``GET /api/terminals``); a server with terminals off, or
-        one that fails this read alone, has none known (said in ``terminal_note``)."""
+        one that fails this read alone, has none known (said in ``terminal_note``). A server
+        with terminals off is not asked again while it runs (``terminals_off``)."""
+        if entry.terminals_off:
+            return
         try:
             raw = await self.client(entry.config.name).terminals()
         except ServerError as e:
             if e.kind in (TIMEOUT_KIND, "unreachable", "auth-failed"):
                 raise  # the server itself is not readable: the read fails as a whole
-            entry.terminal_note = "terminals: " + (
-                "off on this server" if e.kind in ("not-found", "not-jupyter") else e.detail)
+            entry.terminals_off = e.kind in ("not-found", "not-jupyter")
+            entry.terminal_note = "terminals: " + ("off on this server" if entry.terminals_off else e.detail)
             return
         entry.terminal_note = None
         entry.terminals = tuple(terminals_of(entry.config.name, raw, now))
 
     async def _read_extension(self, entry: _Server) -> None:
         """Ask the server's nbtui extension for usage (bounded by the server's timeout);
-        absent or broken, it is asked again only after EXTENSION_RETRY seconds."""
+        broken, it is asked again only after EXTENSION_RETRY seconds; absent, not while the
+        server runs (``_forget_probes``)."""
         if entry.ext_retry_at > time.monotonic():
             return
         timeout = entry.config.timeout or self.settings.timeout
@@ -426,11 +437,21 @@ class Fleet:
         except asyncio.TimeoutError:
             entry.ext_note = f"the nbtui extension did not answer within {timeout:g} s"
         except ServerError as e:
-            entry.ext_note = ("no nbtui extension on the server (install nbtui beside jupyter_server there)"
-                              if e.kind in ("not-found", "not-jupyter") else f"nbtui extension: {e.detail}")
+            if e.kind in ("not-found", "not-jupyter"):
+                entry.ext_note = "no nbtui extension on the server (install nbtui beside jupyter_server there)"
+                entry.ext_retry_at = float("inf")
+                return
+            entry.ext_note = f"nbtui extension: {e.detail}"
         except wire.WireError as e:
             entry.ext_note = str(e)
         entry.ext_retry_at = time.monotonic() + EXTENSION_RETRY
+
+    def _forget_probes(self, entry: _Server) -> None:
+        """A server whose read failed as a whole may come back as another process (restarted,
+        upgraded, with the extension or terminals now): its next read probes it again."""
+        entry.version_asked = entry.terminals_off = False
+        if entry.ext_retry_at == float("inf"):
+            entry.ext_retry_at = 0.0
 
     def _check_notebooks(self, entry: _Server, kernels: list[model.Kernel]) -> None:
         """notebook-missing: start checking the due folders of this server's sessions (one
