@@ -1,6 +1,7 @@
 """notebook-missing is learnt one folder at a time (nbtui.jupyter.notebooks): a server is
-asked for each folder of its sessions once, not for each session, and a file its listing
-leaves out is asked for on its own before it is ever called missing."""
+asked for each folder of its sessions once, not for each session (a folder of one session's
+file: that file alone), and a file its listing leaves out is asked for on its own before it is
+ever called missing."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def test_one_listing_per_folder_and_missing_only_when_the_file_is_not_there(jupy
 
     asked = _contents_requests(server)[before:]
     listings = [u for u in asked if "content=1" in u]
-    assert sorted(listings) == ["/api/contents/gone?content=1", "/api/contents/work/a%20b?content=1"]
-    one_by_one = sorted(u for u in asked if "content=0" in u)  # only what the listings did not show
+    assert listings == ["/api/contents/work/a%20b?content=1"]  # "gone" holds one session's file: asked alone
+    one_by_one = sorted(u for u in asked if "content=0" in u)  # and what the listing did not show
     assert one_by_one == ["/api/contents/gone/n.ipynb?content=0",
                           "/api/contents/work/a%20b/hidden-1.ipynb?content=0",
                           "/api/contents/work/a%20b/lost.ipynb?content=0"]

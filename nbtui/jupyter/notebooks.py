@@ -9,6 +9,9 @@ file out of a listing (hidden, filtered) that it still serves, and "missing" let
 request for that very file. Every outside string reaches a URL only through
 ``nbtui.jupyter.urlpath.contents_path`` (each part one checked segment).
 
+A folder that holds one session's file is not listed: that file is asked for on its own
+(one request either way, a smaller answer, and no second one when it is missing).
+
 A folder is listed again once its answer is ``ttl`` old (or a session names a file in it
 that was not looked for). Where the server gave the folder's ``last_modified``, the cheap
 ``content=0`` model is asked first and the last listing kept while that has not moved.
@@ -44,6 +47,10 @@ def split_path(path: str) -> tuple[str, str]:
     return folder, name
 
 
+def join_path(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
 def folder_url(folder: str, content: bool) -> str:
     """The contents URL of a folder (its parts checked segments), with or without its listing."""
     where = "api/contents" if folder == "" else f"api/contents/{contents_path(folder, 'notebook folder')}"
@@ -61,14 +68,19 @@ class NotebookChecks:
         self._files: dict[tuple[str, str], tuple[float, Optional[bool]]] = {}  # asked one by one
 
     def get(self, server: str, path: str) -> Optional[bool]:
+        """The latest answer about ``path``: its folder's listing showed it, or it was asked
+        on its own (True, False, or None: that check failed); None before any."""
         folder, name = split_path(path)
         listed = self._folders.get((server, folder))
-        if listed is not None and name in listed.present:
-            return True
+        seen = (listed.checked_at, True) if listed is not None and name in listed.present else None
         one = self._files.get((server, path))
-        return one[1] if one is not None else None
+        latest = max((a for a in (seen, one) if a is not None), key=lambda a: a[0], default=None)
+        return latest[1] if latest is not None else None
 
     def _due(self, server: str, folder: str, names: set[str]) -> bool:
+        if len(names) == 1:  # a folder of one session's file: that file is asked on its own
+            one = self._files.get((server, join_path(folder, next(iter(names)))))
+            return one is None or self.clock() - one[0] >= self.ttl
         listed = self._folders.get((server, folder))
         # (a name the listing lacked was asked on its own right after it: no older than it)
         return listed is None or self.clock() - listed.checked_at >= self.ttl or not names <= listed.asked
@@ -83,7 +95,10 @@ class NotebookChecks:
             by_folder.setdefault(folder, set()).add(name)
         due = [(f, names) for f, names in by_folder.items() if self._due(server, f, names)]
         if due:
-            await asyncio.gather(*(self._check_folder(server, f, names, client, limit, timeout) for f, names in due))
+            await asyncio.gather(*(self._check_folder(server, f, names, client, limit, timeout) if len(names) > 1
+                                   else self._check_files(server, [join_path(f, n) for n in names], client, limit,
+                                                          timeout)
+                                   for f, names in due))
         return len(due)
 
     async def _bounded(self, limit: asyncio.Semaphore, timeout: float, work: Callable[[], Awaitable[Any]]) -> Any:
@@ -106,10 +121,13 @@ class NotebookChecks:
             self._folders.pop(key, None)
             unlisted = sorted(names)
         for name in names & (listed.present if listed is not None else frozenset()):
-            self._files.pop((server, f"{folder}/{name}" if folder else name), None)
-        if not unlisted:
-            return
-        paths = [f"{folder}/{n}" if folder else n for n in unlisted]
+            self._files.pop((server, join_path(folder, name)), None)
+        if unlisted:
+            await self._check_files(server, [join_path(folder, n) for n in unlisted], client, limit, timeout)
+
+    async def _check_files(self, server: str, paths: list[str], client: Callable[[], ServerClient],
+                           limit: asyncio.Semaphore, timeout: float) -> None:
+        """Ask for each of ``paths`` on its own (``content=0``): the only way one is called missing."""
 
         async def exists(p: str) -> bool:
             return await self._bounded(limit, timeout, lambda: client().contents_exists(p))
