@@ -3,15 +3,17 @@ every kernel found here, leftover Jupyter processes and the facts about them, un
 GPU memory and the GPU summary. Zero contact with any kernel.
 
 One ``LocalHost`` lives as long as the view (the TUI keeps it across refreshes): CPU %
-needs two samples of the same process. A one-shot command calls ``prime()`` before it
-reads the servers, and waits the interval it returns, so its CPU % is measured rather
-than a meaningless 0.
+needs two samples of the same process. A one-shot command calls ``prime()`` as it
+begins to read the servers, and waits what is left of the interval it returns once they
+have answered, so its CPU % is measured rather than a meaningless 0; a refresh that
+samples sooner gets an unknown CPU % (measured from the next one), never a noisy figure.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -129,6 +131,7 @@ class LocalHost:
         self.nvml = nvml or gpu_mod.Nvml()
         self.hostname = hostname or socket.gethostname()
         self._primed = False
+        self._primed_at: Optional[float] = None  # (monotonic) when prime() took its baselines
         self._gpu_pid_check = gpu_pid_check
         self._nvidia: dict[Ident, bool] = {}  # NVML PID confirmed as this local process
         self._kernel_of: dict[Ident, str] = {}  # processes seen in a kernel's tree, for after it dies
@@ -152,7 +155,14 @@ class LocalHost:
                 pids.update(scan.tree(p.pid))
         self.table.measure(scan, pids)
         self._primed = True
+        self._primed_at = time.monotonic()
         return MIN_CPU_INTERVAL if pids else 0.0
+
+    def _too_soon(self) -> bool:
+        """Whether this sample comes sooner than MIN_CPU_INTERVAL after ``prime()``'s
+        baselines (it is the first since them): a CPU % over so short an interval is noise."""
+        at, self._primed_at = self._primed_at, None
+        return at is not None and time.monotonic() - at < MIN_CPU_INTERVAL - 0.005  # (a timer's early wake)
 
     def sample(self, servers: Sequence[model.ServerInfo], kernels: Sequence[model.Kernel],
                terminals: Iterable[model.Terminal] = ()) -> HostSample:
@@ -173,7 +183,9 @@ class LocalHost:
         # A terminal's job is the terminal's, never a leftover.
         leftover = sorted(scan.jupyter_pids() - in_kernels - in_terminals)
         stats = self.table.measure(scan, in_kernels | in_terminals | set(leftover))
-        first = not self._primed
+        first = not self._primed or self._too_soon()
+        if first:  # one sample, or two too close together (a refresh that did not wait): not measured
+            stats = {pid: Stat(None, st.memory_bytes) for pid, st in stats.items()}
         self._primed = True
         reading = self.nvml.read()
         by_pid = self._local_gpu_pids(scan, gpu_mod.per_pid(reading))

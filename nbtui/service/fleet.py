@@ -19,6 +19,7 @@ from nbtui.files.config import Config, ServerConfig, Settings
 from nbtui.host import wire
 from nbtui.jupyter.own import OwnConnections
 from nbtui.jupyter.capped import CappedKernels, OverCap
+from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.hub import HubSource, name_leftovers
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
@@ -113,9 +114,15 @@ class _Server:
     ext_task: Optional[asyncio.Future] = None  # its extension read in flight (a refresh waits hold_back for it)
     terminals: tuple = ()  # model.Terminal rows of the last read
     terminal_note: Optional[str] = None  # why its terminals are unknown
+    # Probes kept for the server's lifetime (``_forget_probes``: a read that fails as a whole,
+    # since the server may come back as another process): its version was asked, and it
+    # has no terminals (the extension's absence: ``ext_retry_at`` is then infinite).
+    version_asked: bool = False
+    terminals_off: bool = False
     # notebook-missing checks of this server still running from an earlier read
     nb_task: Optional[asyncio.Future] = None
     nb_limit: Optional[asyncio.Semaphore] = None
+    nb_deadline: float = 0.0  # (monotonic) until when a one-shot read waits for them
     # A server a source listed (a hub's user's server, nbtui.jupyter.hub): the source's name
     # and its facts for ServerInfo.
     hub: Optional[str] = None
@@ -200,7 +207,8 @@ class Fleet:
         self._sources = {s.name: source for s in servers
                          if (source := source_for(s, self.settings.timeout)) is not None}
         self._servers = {s.name: _Server(s) for s in servers if s.name not in self._sources}
-        self.notebooks = orphans.NotebookCache()  # notebook-missing, at most once a minute per path
+        self.notebooks = NotebookChecks()  # notebook-missing, a listing per folder at most once a minute
+        self._settled_once = False  # a snapshot has waited for (or gone without) the notebook checks
         self.gpu_idle = orphans.GpuIdleTracker(self.settings.orphan_gpu_idle)  # gpu-idle needs history
         # snapshot(hold_back=...): reads that outlived their snapshot, each server's last
         # answer (info, kernels, terminals), and the servers the last snapshot went on without.
@@ -410,51 +418,57 @@ class Fleet:
             cap = self.hooks.kernel_cap(name)
             capped = None if cap is None else CappedKernels(cap, self.settings.orphan_idle, now)
             calls: list[Awaitable[Any]] = [_lists(client, capped), self._read_terminals(entry, now)]
-            if entry.version is None:
+            if not entry.version_asked:
                 calls.append(client.version())
             results = await asyncio.wait_for(_all_or_none(calls), timeout + 0.25)
         except asyncio.TimeoutError:
             if ext:
                 ext.cancel()
+            self._forget_probes(entry)
             return self._info(entry, status=model.TIMEOUT, error_kind="timeout",
                               error=f"server {name}: timed out after {timeout:g} s"), []
         except ServerError as e:
             if ext:
                 ext.cancel()
+            self._forget_probes(entry)
             return self._failed(entry, e), []
         if ext:
             await ext
         (raw_kernels, latency), raw_sessions = results[0]
         if len(results) > 2:
-            entry.version = results[2]
+            entry.version, entry.version_asked = results[2], True
         try:
             kernels = join_kernels(name, raw_kernels, raw_sessions, now)
         except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
             return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
                                                    "/api/kernels with fields of the wrong types")), []
-        del results, raw_kernels, raw_sessions  # a big answer is not held through the notebook checks' wait
+        del results, raw_kernels, raw_sessions  # a big answer is not held past the join
         if capped is not None:
             self.hooks.counted_over_cap(name, capped.over())
-        await self._check_notebooks(entry, kernels)
+        self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
 
     async def _read_terminals(self, entry: _Server, now: dt.datetime) -> None:
         """The server's terminals (``GET /api/terminals``); a server with terminals off, or
-        one that fails this read alone, has none known (said in ``terminal_note``)."""
+        one that fails this read alone, has none known (said in ``terminal_note``). A server
+        with terminals off is not asked again while it runs (``terminals_off``)."""
+        if entry.terminals_off:
+            return
         try:
             raw = await self.client(entry.config.name).terminals()
         except ServerError as e:
             if e.kind in (TIMEOUT_KIND, "unreachable", "auth-failed"):
                 raise  # the server itself is not readable: the read fails as a whole
-            entry.terminal_note = "terminals: " + (
-                "off on this server" if e.kind in ("not-found", "not-jupyter") else e.detail)
+            entry.terminals_off = e.kind in ("not-found", "not-jupyter")
+            entry.terminal_note = "terminals: " + ("off on this server" if entry.terminals_off else e.detail)
             return
         entry.terminal_note = None
         entry.terminals = tuple(terminals_of(entry.config.name, raw, now))
 
     async def _read_extension(self, entry: _Server) -> None:
         """Ask the server's nbtui extension for usage (bounded by the server's timeout);
-        absent or broken, it is asked again only after EXTENSION_RETRY seconds."""
+        broken, it is asked again only after EXTENSION_RETRY seconds; absent, not while the
+        server runs (``_forget_probes``)."""
         if entry.ext_retry_at > time.monotonic():
             return
         timeout = entry.config.timeout or self.settings.timeout
@@ -468,36 +482,54 @@ class Fleet:
         except asyncio.TimeoutError:
             entry.ext_note = f"the nbtui extension did not answer within {timeout:g} s"
         except ServerError as e:
-            entry.ext_note = ("no nbtui extension on the server (install nbtui beside jupyter_server there)"
-                              if e.kind in ("not-found", "not-jupyter") else f"nbtui extension: {e.detail}")
+            if e.kind in ("not-found", "not-jupyter"):
+                entry.ext_note = "no nbtui extension on the server (install nbtui beside jupyter_server there)"
+                entry.ext_retry_at = float("inf")
+                return
+            entry.ext_note = f"nbtui extension: {e.detail}"
         except wire.WireError as e:
             entry.ext_note = str(e)
         entry.ext_retry_at = time.monotonic() + EXTENSION_RETRY
 
-    async def _check_notebooks(self, entry: _Server, kernels: list[model.Kernel]) -> None:
-        """notebook-missing: check due paths (at most once a minute each), a few at a time.
+    def _forget_probes(self, entry: _Server) -> None:
+        """A server whose read failed as a whole may come back as another process (restarted,
+        upgraded, with the extension or terminals now): its next read probes it again."""
+        entry.version_asked = entry.terminals_off = False
+        if entry.ext_retry_at == float("inf"):
+            entry.ext_retry_at = 0.0
 
-        A read waits NOTEBOOK_WAIT for them at most; checks still running then finish in
-        the background and count from the next snapshot on, so thousands of sessions
-        never hold back the first screen.
-        """
-        if entry.nb_task is None or entry.nb_task.done():
-            wanted = [(k.server, k.session.path) for k in kernels
-                      if k.session is not None and orphans.session_checkable(k)]
-            entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(wanted, self._notebook_exists))
-        try:
-            await asyncio.wait_for(asyncio.shield(entry.nb_task), NOTEBOOK_WAIT)
-        except asyncio.TimeoutError:
-            pass
-
-    async def _notebook_exists(self, server: str, path: str) -> bool:
-        """Whether a session's file exists, bounded by the server's own timeout."""
-        entry = self._servers[server]
-        timeout = entry.config.timeout or self.settings.timeout
+    def _check_notebooks(self, entry: _Server, kernels: list[model.Kernel]) -> None:
+        """notebook-missing: start checking the due folders of this server's sessions (one
+        listing per folder, at most once a minute each: nbtui.jupyter.notebooks), beside the
+        rest of the read. Nothing waits here: a one-shot read waits for them at its end, at
+        most NOTEBOOK_WAIT (``_notebooks_settled``); a refresh takes what has come back and
+        the rest from the next snapshot on."""
+        if entry.nb_task is not None and not entry.nb_task.done():
+            return
+        paths = [k.session.path for k in kernels if k.session is not None and orphans.session_checkable(k)]
+        if not paths:
+            return
         if entry.nb_limit is None:
             entry.nb_limit = asyncio.Semaphore(NOTEBOOK_CONCURRENCY)
-        async with entry.nb_limit:
-            return await asyncio.wait_for(self.client(server).contents_exists(path), timeout + 0.25)
+        name = entry.config.name
+        entry.nb_deadline = time.monotonic() + NOTEBOOK_WAIT
+        entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(
+            name, paths, lambda: self.client(name), limit=entry.nb_limit,
+            timeout=entry.config.timeout or self.settings.timeout))
+
+    async def _notebooks_settled(self, hold_back: Optional[float]) -> None:
+        """A fleet's first snapshot without ``hold_back`` (a one-shot command) waits for the
+        notebook checks its reads started, until NOTEBOOK_WAIT after each began at most;
+        a later snapshot or a refresh (``hold_back``) waits for none: what has not come back
+        is unknown now and known from a later snapshot on (never "missing" meanwhile)."""
+        first, self._settled_once = not self._settled_once, True
+        if hold_back is not None or not first:
+            return
+        running = [s for s in self._servers.values() if s.nb_task is not None and not s.nb_task.done()]
+        if running:
+            left = max(s.nb_deadline for s in running) - time.monotonic()
+            if left > 0:
+                await asyncio.wait([s.nb_task for s in running if s.nb_task is not None], timeout=left)
 
     def _failed(self, entry: _Server, e: ServerError) -> model.ServerInfo:
         return self.hooks.failed(self._info(
@@ -524,17 +556,26 @@ class Fleet:
         the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
         # A host view that needs two samples for CPU % takes the first now, and the
-        # server reads run during the interval it asks for.
+        # server reads (a hub's listing first) run during the interval it asks for. A
+        # refresh (hold_back) does not wait for that interval: a CPU % sampled sooner is
+        # unknown in this snapshot (the host view says so) and measured in the next.
         prime = getattr(self.host, "prime", None)
-        hub_rows = []
-        if self._sources:
-            hub_rows = await self._expand_hubs()
 
         async def primed() -> None:  # the process scan runs beside the first requests
             if usage_after is not None:
                 await usage_after()
             wait = await asyncio.to_thread(prime) if prime else 0.0
-            await asyncio.sleep(wait or 0.0)
+            if hold_back is None:
+                await asyncio.sleep(wait or 0.0)
+
+        priming = asyncio.ensure_future(primed())
+        hub_rows = []
+        if self._sources:
+            try:
+                hub_rows = await self._expand_hubs()
+            except BaseException:
+                priming.cancel()
+                raise
 
         async def read_one(e: _Server):
             info, ks = await self._read_one(e, now)
@@ -549,10 +590,10 @@ class Fleet:
             self.still_reading = ()
             results, _ = await asyncio.gather(
                 asyncio.gather(*(read_one(e) for e in self._servers.values())),
-                primed(),
+                priming,
             )
         else:
-            results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), primed())
+            results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), priming)
         results = await self._forget_gone(results)
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]
@@ -572,6 +613,7 @@ class Fleet:
         sample = merged
         servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
                            usage_note=self._usage_note(s, kernels, sample)) for s in servers]
+        await self._notebooks_settled(hold_back)
         threshold = self.settings.orphan_idle
         owners = holders.owners(servers, sample.users)
         kernels = [
