@@ -3,6 +3,6 @@
 __version__ = "0.1.0"
 
 
-def _jupyter_server_extension_points():
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
     """The Jupyter Server extension `nbtui` (GET /api/nbtui/usage): see nbtui.serverext."""
     return [{"module": "nbtui.serverext"}]

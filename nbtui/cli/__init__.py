@@ -10,7 +10,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 from nbtui import __version__
 from nbtui.core.errors import EXIT_FAILED, EXIT_USAGE, NbtuiError
@@ -50,11 +50,11 @@ class _Parser(argparse.ArgumentParser):
     """One line and exit 2 on bad input, with a "did you mean" where a name is close; no flag
     is taken from a prefix of another (`--orphan` is not `--orphans`: a typo never acts)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str):  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         hint = _did_you_mean(self, message)
         self.exit(EXIT_USAGE, f"nbtui: {message}{hint} (see `{self.prog} --help`)\n")
 
@@ -98,7 +98,7 @@ def build_parser(argv: Optional[Sequence[str]] = None, *, lazy: bool = False) ->
     return parser
 
 
-def _leaves(parser: argparse.ArgumentParser):
+def _leaves(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
     """The parser itself and every nested subcommand parser (global flags go on each)."""
     yield parser
     for action in parser._actions:

@@ -29,12 +29,15 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from typing import TYPE_CHECKING, Any, Callable, Optional
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from nbtui.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
@@ -138,7 +141,7 @@ def load_web_config(path: str) -> WebConfig:
     return cfg
 
 
-def _tls_context(tls, base: Path, where: str) -> ssl.SSLContext:
+def _tls_context(tls: object, base: Path, where: str) -> ssl.SSLContext:
     if not isinstance(tls, dict):
         raise UsageError(f"{where}: tls_server_config: expected a mapping")
     extra = sorted(set(tls) - TLS_KEYS)
@@ -233,10 +236,10 @@ INDEX = b"<html><head><title>nbtui exporter</title></head><body><h1>nbtui export
         b'<p><a href="metrics">metrics</a></p></body></html>\n'
 
 
-def make_app(scrape: Callable[[bool], tuple[bytes, bool]], web: WebConfig, content_type: str):
+def make_app(scrape: Callable[[bool], tuple[bytes, bool]], web: WebConfig, content_type: str) -> WSGIApplication:
     auth = BasicAuth(web.users) if web.users else None
 
-    def app(environ, start_response):
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         headers = list(web.headers)
         if auth is not None and not auth.check(environ.get("HTTP_AUTHORIZATION")):
             start_response("401 Unauthorized", headers + [("WWW-Authenticate", 'Basic realm="nbtui"'),
@@ -266,23 +269,24 @@ def make_app(scrape: Callable[[bool], tuple[bytes, bool]], web: WebConfig, conte
 class _Handler(WSGIRequestHandler):
     timeout = REQUEST_TIMEOUT
 
-    def setup(self):
+    def setup(self) -> None:
         super().setup()
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()  # here, on the request's thread, bounded by timeout
 
-    def log_message(self, format, *args):  # a scrape every second is not news
+    def log_message(self, format: str, *args: Any) -> None:  # a scrape every second is not news
         pass
 
 
-def serve(host: str, port: int, app, web: WebConfig):
+def serve(host: str, port: int, app: WSGIApplication, web: WebConfig) -> WSGIServer:
     """A threaded HTTP(S) server, bound now; the caller runs ``serve_forever``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
     class Server(ThreadingWSGIServer):
         address_family = family
 
-        def handle_error(self, request, client_address):  # a client that hung up, a bad handshake
+        def handle_error(self, request: socket.socket | tuple[bytes, socket.socket],
+                         client_address: Any) -> None:  # a client that hung up, a bad handshake
             pass
 
     httpd = make_server(host, port, app, Server, handler_class=_Handler)

@@ -20,7 +20,7 @@ import datetime as dt
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,6 +30,10 @@ from nbtui.jupyter.hubtokens import TokenMint
 from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, TOO_BIG, ServerClient, ServerError, is_loopback
 from nbtui.jupyter.urlpath import UnsafeSegment, segment, server_path
 from nbtui.sources import ServerReader
+
+if TYPE_CHECKING:
+    from nbtui.core.model import Kernel
+
 PAGINATION = "application/jupyterhub-pagination+json"
 MAX_PAGES = 10_000  # a hub that keeps answering "next" forever is cut off here
 MAX_ITEMS = 200_000  # the longest list nbtui takes from a hub (its pages together)
@@ -85,7 +89,7 @@ def missing_scopes(scopes: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _time(value) -> Optional[dt.datetime]:
+def _time(value: object) -> Optional[dt.datetime]:
     from nbtui.core.units import parse_time
     return parse_time(value)
 
@@ -507,7 +511,7 @@ def name_leftovers(hubs: Sequence[HubSource], processes: Sequence[Any]) -> list[
     return out
 
 
-def _aged(k, now: dt.datetime):
+def _aged(k: Kernel, now: dt.datetime) -> Kernel:
     """A kernel read earlier, its idle time as of now."""
     if k.last_activity is None:
         return k

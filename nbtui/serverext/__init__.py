@@ -24,19 +24,28 @@ import datetime as dt
 import json
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Optional
 
 from nbtui import __version__
 from nbtui.host.wire import PATH
 from nbtui.core.orphans import is_idle
+
+if TYPE_CHECKING:
+    from jupyter_server.base.handlers import APIHandler
+    from jupyter_server.serverapp import ServerApp
+    from jupyter_server.services.kernels.websocket import KernelWebsocketHandler
+
+    from nbtui.host.local import LocalHost
+
 DEFAULT_IDLE = 3600.0
 
 
 class _State:
     """One LocalHost for the server's life (CPU % needs the previous sample)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._host = None
+        self._host: Optional[LocalHost] = None
 
     def report(self, kernel_pids: dict, idle: list, terminals: dict | None = None) -> dict:
         """``terminals``: terminal name -> (shell PID or None, open websockets, idle past the threshold)."""
@@ -59,7 +68,8 @@ class _State:
                          terminals={name: (terms.get(name), c) for name, (_p, c, _i) in terminals.items()})
 
 
-def _terminals(settings, now: dt.datetime, idle_after: float) -> dict:
+def _terminals(settings: dict[str, Any], now: dt.datetime,
+               idle_after: float) -> dict[str, tuple[Optional[int], Optional[int], bool]]:
     """name -> (shell PID, open websockets, idle past ``idle_after``) of the server's terminals
     (jupyter_server_terminals' manager; none when terminals are off)."""
     manager = settings.get("terminal_manager")
@@ -78,7 +88,7 @@ def _terminals(settings, now: dt.datetime, idle_after: float) -> dict:
     return out
 
 
-def _pid_of(km) -> int | None:
+def _pid_of(km: object) -> int | None:
     prov = getattr(km, "provisioner", None)
     pid = getattr(prov, "pid", None)
     if isinstance(pid, int) and pid > 0:
@@ -88,7 +98,7 @@ def _pid_of(km) -> int | None:
     return pid if isinstance(pid, int) and pid > 0 else None
 
 
-def _handler_class():
+def _handler_class() -> type[APIHandler]:
     from jupyter_server.auth.decorator import authorized
     from jupyter_server.base.handlers import APIHandler
     from tornado import web
@@ -98,7 +108,7 @@ def _handler_class():
 
         @web.authenticated
         @authorized
-        async def get(self):
+        async def get(self) -> None:
             try:
                 idle_after = float(self.get_argument("idle", str(DEFAULT_IDLE)))
             except ValueError:
@@ -138,7 +148,7 @@ def _kernel_websockets_without_nagle() -> bool:
         return True
     opened = KernelWebsocketHandler.open
 
-    async def open(self, *args, **kwargs):
+    async def open(self: KernelWebsocketHandler, *args: Any, **kwargs: Any) -> None:
         try:
             self.set_nodelay(True)
         except Exception:  # a connection already gone: the handler's own open says so
@@ -150,7 +160,7 @@ def _kernel_websockets_without_nagle() -> bool:
     return True
 
 
-def _load_jupyter_server_extension(serverapp) -> None:
+def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
     from jupyter_server.utils import url_path_join
 
     web_app = serverapp.web_app

@@ -34,7 +34,10 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
+
+if TYPE_CHECKING:
+    from nbtui.core.model import Kernel, ServerInfo
 
 _HEAD = struct.Struct("!I")
 MAX_FRAME = 1 << 30  # a frame claiming more is no frame of ours: the read ends there
@@ -176,7 +179,7 @@ async def _read(w: int, fleet: Any) -> None:
     left = {c.name for c in plain}
     all_answered = asyncio.Event()
 
-    def on_server(info, kernels) -> None:
+    def on_server(info: ServerInfo, kernels: list[Kernel]) -> None:
         _send(w, ("server", info, list(kernels)))
         left.discard(info.name)
         if not left:

@@ -92,7 +92,7 @@ class NbtuiApp(App):
         act on it through ``act``."""
         return self.runner.fleet
 
-    def notify(self, message: str, *, markup: bool = True, key: Optional[str] = None, **kwargs) -> None:
+    def notify(self, message: str, *, markup: bool = True, key: Optional[str] = None, **kwargs: Any) -> None:
         """Every toast (the app's and every screen's, which call this) shows its text
         literally: outside strings in it are never parsed as markup (nbtui.tui.safe).
         ``key``: a toast of that key replaces the one before it (sorts, the cursor's row)

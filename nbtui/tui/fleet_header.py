@@ -8,7 +8,7 @@ the detail. Every outside string is shown as plain ``Text`` through ``visible``.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from rich.text import Text
 
@@ -17,6 +17,9 @@ from nbtui.core.model import ServerInfo, Snapshot
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
 from nbtui.core.units import human_bytes, human_duration, middle_truncate
+
+if TYPE_CHECKING:
+    from textual.theme import Theme
 
 # (text, short text or None to drop, style, rank): rank 0 is kept longest.
 Part = tuple[str, Optional[str], str, int]
@@ -27,7 +30,7 @@ def fit_parts(head: list[tuple[str, str]], parts: list[Part], width: int, sep: s
     parts take their short form first, then are dropped, until the line fits."""
     parts = list(parts)
 
-    def length(ps) -> int:
+    def length(ps: list[Part]) -> int:
         return sum(len(t) for t, _ in head) + sum(len(sep) + len(p[0]) for p in ps) + (2 if ps else 0)
 
     ranks = sorted({p[3] for p in parts if p[3] > 0}, reverse=True)
@@ -50,7 +53,7 @@ def fit_parts(head: list[tuple[str, str]], parts: list[Part], width: int, sep: s
     return t
 
 
-def summary_text(snap: Optional[Snapshot], width: int, *, theme, readonly: bool, shown: int, total: int,
+def summary_text(snap: Optional[Snapshot], width: int, *, theme: Theme, readonly: bool, shown: int, total: int,
                  filtered: bool, orphans_only: bool, marked: int, frees: str, waiting: tuple[str, ...] = (),
                  sort: Optional[str] = None, counts: Optional[summary.Counts] = None) -> Text:
     """The summary line; ``sort``: a sort by a column the width hides (``CPU▼``), named here."""
@@ -105,7 +108,7 @@ def _detail(s: ServerInfo) -> str:
     return text
 
 
-def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] = (),
+def server_lines(snap: Snapshot, width: int, *, theme: Theme, waiting: tuple[str, ...] = (),
                  expand_others: bool = False) -> Text:
     """One line of the servers that answered, then one line per server that did not. Other
     users' discovered servers (root's discovery) are one entry per user, or each its own
@@ -154,7 +157,7 @@ def server_lines(snap: Snapshot, width: int, *, theme, waiting: tuple[str, ...] 
     return t
 
 
-def _holder_lines(t: Text, snap: Snapshot, width: int, theme) -> None:
+def _holder_lines(t: Text, snap: Snapshot, width: int, theme: Theme) -> None:
     """Below the servers: the GPUs whose used memory NVML names no process for, and the
     processes found holding their device node (the lines of ``nbtui ls``, fitted to the width;
     a GPU where none was found is left to ``ls``)."""
@@ -165,7 +168,7 @@ def _holder_lines(t: Text, snap: Snapshot, width: int, theme) -> None:
         t.append(line, style="bold" if not line.startswith(" ") else "")
 
 
-def error_line(s: ServerInfo, width: int, theme) -> Text:
+def error_line(s: ServerInfo, width: int, theme: Theme) -> Text:
     """``✗ NAME KIND URL: detail``, the detail cut first (then the URL's middle)."""
     t = Text(no_wrap=True, overflow="ellipsis")
     name = visible(s.name)

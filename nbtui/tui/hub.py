@@ -13,6 +13,7 @@ from nbtui.tui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
     from nbtui.service.actions.hubservers import ServerStep
+    from nbtui.tui.screens.fleet import FleetScreen
 STRIP_MAX = 4  # a hub's user servers shown one by one up to this many, then as a count
 
 
@@ -53,13 +54,13 @@ def _entry(s: ServerInfo) -> tuple[str, str]:
     return visible(s.name), extra.strip()
 
 
-def hub_server_of(screen, server_name: str) -> Optional[ServerInfo]:
+def hub_server_of(screen: FleetScreen, server_name: str) -> Optional[ServerInfo]:
     snap = screen.snapshot
     s = next((x for x in (snap.servers if snap else ()) if x.name == server_name), None)
     return s if s is not None and s.source == "hub" and s.user is not None else None
 
 
-def stop_server(screen) -> None:
+def stop_server(screen: FleetScreen) -> None:
     """Stop the selected kernel's single-user server through its hub, after a confirmation."""
     k = screen.selected_kernel
     s = hub_server_of(screen, k.server) if k is not None else None

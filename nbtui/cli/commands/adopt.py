@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING, Any
 
 from nbtui.service.actions.gate import require_writable
 from nbtui.service.actions.migrate import adopt_kernel, plan_adopt
@@ -14,6 +15,10 @@ from nbtui.cli.commands.common import open_fleet, print_json
 from nbtui.cli.commands.kill import confirm
 from nbtui.core.text import visible
 from nbtui.core.errors import EXIT_FAILED, EXIT_OK, NotFound, UsageError
+
+if TYPE_CHECKING:
+    from nbtui.migrate.adopt import LocalKernel
+    from nbtui.service.fleet import Fleet
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="the result as one JSON object")
 
 
-async def _pid_of(fleet, text: str) -> int:
+async def _pid_of(fleet: Fleet, text: str) -> int:
     pid = targets.parse_pid(text)
     if pid is not None:
         return pid
@@ -73,7 +78,7 @@ async def _adopt(args: argparse.Namespace) -> int:
     return _report(args, lk, result)
 
 
-def _report(args, lk, result: dict) -> int:
+def _report(args: argparse.Namespace, lk: LocalKernel, result: dict[str, Any]) -> int:
     result = {"dry_run": result["dry_run"], **lk.describe(), "adoptable": True, "server": args.to,
               "server_kernel_id": None, "session_id": None, **result}
     if args.json:

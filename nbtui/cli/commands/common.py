@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from nbtui.files import config as config_mod
 from nbtui.core.errors import NotFound, UsageError
 if TYPE_CHECKING:
     from nbtui.service.fleet import Fleet
+    from nbtui.sources import HostView
 
 
 def load_config(args: argparse.Namespace) -> config_mod.Config:
@@ -33,7 +34,7 @@ def check_names(fleet: Fleet, names: Iterable[str]) -> None:
         raise NotFound(f"unknown server {', '.join(unknown)} (known: {known})")
 
 
-def host_view(config: config_mod.Config):
+def host_view(config: config_mod.Config) -> Optional[HostView]:
     """The local host's usage view (psutil + NVML), or None where it is not available."""
     from nbtui.service.checks import host_view as local_view
     return local_view(config.settings)
@@ -70,7 +71,7 @@ def require_terminal(instead: str = "`nbtui ls` (or `nbtui ls --json`)") -> None
         raise UsageError(f"no terminal to open the TUI in (stdin and stdout must be one); use {instead}")
 
 
-def print_json(data) -> None:
+def print_json(data: object) -> None:
     """One JSON document on stdout, with every token nbtui knows scrubbed."""
     from nbtui.files.secrets import redact
     from nbtui.core.text import json_text, raw_stream

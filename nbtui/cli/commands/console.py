@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nbtui.core.model import Kernel
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from nbtui.cli.commands.exec import resolve_kernel
     from nbtui.cli.commands.tui import run as run_tui
 
-    async def find():
+    async def find() -> Kernel:
         fleet, kernel = await resolve_kernel(args)
         await fleet.aclose()
         return kernel

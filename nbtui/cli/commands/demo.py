@@ -16,9 +16,14 @@ import signal
 import sys
 import threading
 import time
+from types import FrameType
+from typing import TYPE_CHECKING, Optional
 
 from nbtui.core.errors import EXIT_OK, NbtuiError
 from nbtui.service.demo import DEMO, DemoServer, check_extra, demo_fleet, simulated_gpu
+
+if TYPE_CHECKING:
+    from nbtui.tui.app import NbtuiApp
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tui", action="store_true",
                    help="no TUI: start the server and kernels, print one JSON line (url, pid, base folder) "
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {}
     screen: dict = {}  # "app" once the TUI is made: from then on nothing is raised into it
 
-    def on_signal(signum, frame):
+    def on_signal(signum: int, frame: Optional[FrameType]) -> None:
         # No lock, no wait, and nothing raised into Textual: an exception raised into its
         # writer's queue or its shutdown wedged the process (seen: the terminal closed as
         # the TUI was leaving). During the quit a signal only hurries it.
@@ -93,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             while True:
                 time.sleep(1)
 
-        def watch(app) -> None:  # the screen reads again as soon as the server or a kernel is up
+        def watch(app: NbtuiApp) -> None:  # the screen reads again as soon as the server or a kernel is up
             def progress() -> None:
                 try:
                     app.call_from_thread(app.refresh_now)

@@ -13,11 +13,16 @@ import asyncio
 import os
 import sys
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from nbtui.core.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, UsageError
 from nbtui.core.units import seconds_arg
 from nbtui.display.outputs import binary_label, clean_text, output_of, plain_text, strip_ansi
+
+if TYPE_CHECKING:
+    from nbtui.core.model import Kernel
+    from nbtui.display.outputs import Outputs
+    from nbtui.service.fleet import Fleet
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +45,7 @@ def read_code(code: str) -> str:
     return sys.stdin.read()
 
 
-async def resolve_kernel(args: argparse.Namespace):
+async def resolve_kernel(args: argparse.Namespace) -> tuple[Fleet, Kernel]:
     """The fleet (open) and the Kernel that TARGET names; the caller closes the fleet."""
     from nbtui.cli.commands.common import open_fleet
     from nbtui.core.targets import KernelTarget, resolve
@@ -68,7 +73,7 @@ class _Printer:
         self.raw = raw
         self.hinted = False  # the input() hint is out already
 
-    def write(self, stream, text: str) -> None:
+    def write(self, stream: TextIO, text: str) -> None:
         from nbtui.core.text import raw_stream, sgr_only
         stream = raw_stream(stream)  # the kernel's own output: sgr_only, not visible escapes
         if not self.raw and stream.isatty():
@@ -76,7 +81,7 @@ class _Printer:
         stream.write(text)
         stream.flush()
 
-    def output(self, out: dict) -> None:
+    def output(self, out: dict[str, Any]) -> None:
         kind = out["output_type"]
         if kind == "stream":
             self.write(sys.stderr if out["name"] == "stderr" else sys.stdout, out["text"])
@@ -94,16 +99,16 @@ class _Printer:
             self.write(sys.stderr, (tb if self.color else strip_ansi(tb)).rstrip("\n") + "\n")
 
 
-async def run_code(fleet, kernel, code: str, *, timeout: Optional[float], as_json: bool,
-                   raw: bool = False) -> tuple[int, dict]:
+async def run_code(fleet: Fleet, kernel: Kernel, code: str, *, timeout: Optional[float], as_json: bool,
+                   raw: bool = False) -> tuple[int, dict[str, Any]]:
     """Run ``code`` through the core's kernel session and print what it says (or keep it for JSON)."""
     from nbtui.service.kernel_session import TIMEOUT, ChannelError, KernelSession, ServerError
     printer = _Printer(raw)
-    result = {"server": kernel.server, "kernel_id": kernel.kernel_id, "status": None,
+    result: dict[str, Any] = {"server": kernel.server, "kernel_id": kernel.kernel_id, "status": None,
               "execution_count": None, "outputs": []}
     session = KernelSession(fleet, kernel.server, kernel.kernel_id, reconnect=False)
 
-    def printed(msg: dict, change: str, outputs) -> None:
+    def printed(msg: dict, change: str, outputs: Optional[Outputs]) -> None:
         out = output_of(msg)
         if out is not None:
             printer.output(out)

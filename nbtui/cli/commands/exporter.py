@@ -6,9 +6,16 @@ import argparse
 import os
 import signal
 import sys
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn, Optional, cast
 
 from nbtui.cli.commands.common import load_config, open_fleet
 from nbtui.core.errors import EXIT_FAILED, EXIT_OK, NbtuiError
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from nbtui.exporter.webconfig import WebConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +47,7 @@ class _Stop(BaseException):
     the way (socketserver's request handling catches those and serves on) can swallow it."""
 
 
-def _stop_once(signum, frame):
+def _stop_once(signum: int, frame: Optional[FrameType]) -> NoReturn:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM during the cleanup is no error
     raise _Stop()
 
@@ -82,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _announce(httpd, host: str, web, names: list[str], refresh: float, per_kernel: bool) -> None:
+def _announce(httpd: WSGIServer, host: str, web: WebConfig, names: list[str], refresh: float, per_kernel: bool) -> None:
     from nbtui.exporter import webconfig
-    bound_host, bound_port = httpd.server_address[:2]
+    # a bound AF_INET(6) socket's name: (host str, port, ...); typeshed allows bytes for the host too
+    bound_host, bound_port = cast("tuple[str, int]", httpd.server_address[:2])
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     scheme = "https" if web.tls is not None else "http"
     print(f"nbtui exporter: serving {scheme}://{shown}:{bound_port}/metrics "

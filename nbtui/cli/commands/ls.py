@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Collection
 
+from nbtui.core.model import Snapshot
 from nbtui.display import report
 from nbtui.cli.commands.common import open_fleet, print_json
 from nbtui.core.errors import EXIT_OK, EXIT_PARTIAL
@@ -24,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "GPU% is SM utilisation summed likewise. A dash is unknown, never zero.")
 
 
-async def _snapshot(args):
+async def _snapshot(args: argparse.Namespace) -> Snapshot:
     fleet = open_fleet(args, only=args.server)
     async with fleet:
         snap = await fleet.snapshot()
@@ -36,7 +38,7 @@ async def _snapshot(args):
         return _only_hub_servers(snap, args.server)
 
 
-def _only_hub_servers(snap, names):
+def _only_hub_servers(snap: Snapshot, names: Collection[str]) -> Snapshot:
     """--server HUB/USER[/SERVER] keeps that user's server (and its hub's row) of its hub."""
     wanted = {n for n in names if "/" in n}
     if not wanted:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 import time
+from typing import TYPE_CHECKING, Optional, TextIO
 
 from nbtui.service.actions.gate import require_writable
 from nbtui.service.actions.migrate import local_migration_for, migration_for
@@ -15,6 +16,9 @@ from nbtui.cli.commands.common import open_fleet, print_json
 from nbtui.core.errors import EXIT_OK, UsageError
 from nbtui.migrate import MAX_BYTES
 from nbtui.core.units import human_bytes, parse_bytes
+
+if TYPE_CHECKING:
+    from nbtui.migrate.move import Progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,14 +55,14 @@ class StderrProgress:
 
     WIDTH = 30
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: Optional[TextIO] = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self._last_pct = -1
         self._last_draw = 0.0
         self._open = False
 
-    def __call__(self, p) -> None:  # p: nbtui.migrate.move.Progress
+    def __call__(self, p: Progress) -> None:
         if p.stage == "transfer" and p.total:
             pct = int(p.done * 100 / p.total)
             if self.tty:

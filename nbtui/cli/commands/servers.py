@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import re
 import sys
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from nbtui.files import config as config_mod
 from nbtui.files import secrets
@@ -15,6 +16,12 @@ from nbtui.core.errors import EXIT_OK, EXIT_PARTIAL, NotFound, UsageError
 from nbtui.service.checks import discover
 from nbtui.display.report import server_json
 from nbtui.core.text import visible
+
+if TYPE_CHECKING:
+    from nbtui.core.model import ServerInfo, Snapshot
+    from nbtui.service.fleet import Fleet
+
+_T = TypeVar("_T")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     return {"list": _list, "add": _add, "remove": _remove, "test": _test}[args.servers_command](args)
 
 
-def _list(args) -> int:
+def _list(args: argparse.Namespace) -> int:
     config = load_config(args)
     found = discover() if not args.no_discover and config.settings.discover else None
     fleet = open_fleet(args, config, with_host=False)
@@ -76,7 +83,7 @@ def _list(args) -> int:
     return EXIT_OK
 
 
-def _read_token(args) -> tuple[str, str | None]:
+def _read_token(args: argparse.Namespace) -> tuple[str, str | None]:
     """(token_source, token to store in the keyring or None)."""
     if args.no_token:
         return "none", None
@@ -95,7 +102,7 @@ def _read_token(args) -> tuple[str, str | None]:
     return "keyring", secrets.remember(token)
 
 
-def _add(args) -> int:
+def _add(args: argparse.Namespace) -> int:
     folder = config_mod.config_dir(getattr(args, "config", None))
     config_mod.validate_url(args.url)  # refused before anything is read, locked or created
     problem = config_mod.name_problem(args.name)
@@ -105,7 +112,7 @@ def _add(args) -> int:
         return _add_locked(args)
 
 
-def _add_locked(args) -> int:
+def _add_locked(args: argparse.Namespace) -> int:
     config = config_mod.load(getattr(args, "config", None), creating=True)
     bad_ca = config_mod.check_ca_bundle(args.ca_bundle)
     if bad_ca:
@@ -149,7 +156,7 @@ def _add_locked(args) -> int:
     return EXIT_OK
 
 
-def _detect_hub(url: str, ca_bundle) -> str | None:
+def _detect_hub(url: str, ca_bundle: Optional[str]) -> str | None:
     """The JupyterHub version if ``url``'s hub/api answers as a hub (a 2 s look), else None."""
     from nbtui.service.checks import detect_hub
     try:
@@ -158,12 +165,12 @@ def _detect_hub(url: str, ca_bundle) -> str | None:
         return None
 
 
-def _remove(args) -> int:
+def _remove(args: argparse.Namespace) -> int:
     with config_mod.servers_lock(config_mod.config_dir(getattr(args, "config", None))):
         return _remove_locked(args)
 
 
-def _remove_locked(args) -> int:
+def _remove_locked(args: argparse.Namespace) -> int:
     config = load_config(args)
     if args.name not in config.servers:
         known = ", ".join(config.servers) or "none"
@@ -176,7 +183,7 @@ def _remove_locked(args) -> int:
     return EXIT_OK
 
 
-async def _probe(fleet, name) -> tuple[str | None, str | None]:
+async def _probe(fleet: Fleet, name: str) -> tuple[str | None, str | None]:
     """(who the server says we are, None), or (None, why it could not say)."""
     from nbtui.service.checks import me as who
     me, why = await who(fleet, name)
@@ -210,7 +217,7 @@ def identity(user: str | None, token_source: str, why: str | None = None) -> str
     return f"{visible(user) if user else '?'} ({auth})"
 
 
-async def _test_all(fleet, names):
+async def _test_all(fleet: Fleet, names: list[str]) -> tuple[Snapshot, list[tuple[Optional[str], Optional[str]]]]:
     snap = await fleet.snapshot()
     # A hub's users' servers are the hub's users (no extra request through the proxy).
     users = await asyncio.gather(*(_probe(fleet, s.name) if s.ok and s.hub is None else _none((s.user, None))
@@ -219,11 +226,11 @@ async def _test_all(fleet, names):
     return snap, users
 
 
-async def _none(value=None):
+async def _none(value: _T) -> _T:
     return value
 
 
-def _hub_facts(fleet, s) -> dict | None:
+def _hub_facts(fleet: Fleet, s: ServerInfo) -> dict[str, Any] | None:
     """Scopes of a hub row's token and what each missing one costs (None for other rows)."""
     if s.source != "hub" or s.user is not None or s.name not in fleet.names:
         return None
@@ -242,12 +249,12 @@ _USAGE_WORDS = {
 }
 
 
-def _usage_words(s) -> str:
+def _usage_words(s: ServerInfo) -> str:
     words = _USAGE_WORDS.get(s.usage_source, s.usage_source) if s.usage_source else "none"
     return f"{words} — {s.usage_note}" if s.usage_note else words
 
 
-def _print_hub(snap, s, facts) -> None:
+def _print_hub(snap: Snapshot, s: ServerInfo, facts: dict[str, Any]) -> None:
     mine = [x for x in snap.servers if x.hub == s.name and x.user is not None]
     proxied = [x for x in mine if x.route == "proxy"]
     direct = sum(1 for x in mine if x.route == "direct")
@@ -267,7 +274,7 @@ def _print_hub(snap, s, facts) -> None:
               f"{visible(proxied[0].route_note or 'read through the proxy')}")
 
 
-def _test(args) -> int:
+def _test(args: argparse.Namespace) -> int:
     config = load_config(args)
     fleet = open_fleet(args, config, acting=True)
     if args.name:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from nbtui.core.errors import EXIT_OK
+
+if TYPE_CHECKING:
+    from nbtui.files.config import Config
+    from nbtui.service.fleet import Fleet
+    from nbtui.tui.app import NbtuiApp
+    from nbtui.tui.runner import OpenOnce
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:  # no options of its own
     pass
 
 
-def run(args: argparse.Namespace, *, fleet=None, config=None,
-        open_console: Optional[tuple[str, str]] = None, on_app=None) -> int:
+def run(args: argparse.Namespace, *, fleet: Fleet | OpenOnce | None = None, config: Optional[Config] = None,
+        open_console: Optional[tuple[str, str]] = None, on_app: Optional[Callable[[NbtuiApp], None]] = None) -> int:
     """Open the TUI; ``fleet`` and ``open_console`` let other commands (demo, console) reuse it,
     ``on_app(app)`` runs before the app starts (the demo asks it to read again as its kernels come)."""
     from nbtui.cli.commands.common import load_config, open_fleet, require_terminal

@@ -11,11 +11,11 @@ lines between wrapping and scrolling sideways; escape goes back.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from rich.markdown import Markdown
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -31,6 +31,11 @@ from nbtui.files.secrets import redact
 from nbtui.core.text import visible
 from nbtui.tui.widgets.console_output import OutputView, cut_line, styled
 from nbtui.tui.widgets.keys_footer import KeysFooter
+
+if TYPE_CHECKING:
+    from nbtui.files.console_history import History
+    from nbtui.service.kernel_session import WebsocketChannels
+
 STATE_STYLE = {
     "idle": "bold green", "busy": "bold yellow", "starting": "bold cyan", "restarting": "bold cyan",
     "dead": "bold red", "disconnected": "bold red", "connecting": "bold cyan", "unknown": "dim",
@@ -52,7 +57,7 @@ class CodeInput(TextArea):
             super().__init__()
             self.back = back
 
-    async def _on_key(self, event) -> None:
+    async def _on_key(self, event: events.Key) -> None:
         if event.key == "escape":  # the screen's (back); TextArea would move the focus away
             event.prevent_default()  # not TextArea's handler, but still bubbles to the bindings
             return
@@ -157,7 +162,7 @@ class ConsoleScreen(Screen):
 
     # The kernel's side lives in the core's session; the screen renders it.
     @property
-    def channels(self):  # the session's websocket (tests drop it to see a reconnect)
+    def channels(self) -> Optional[WebsocketChannels]:  # the session's websocket (tests drop it to see a reconnect)
         return self.session.channels
 
     @property
@@ -169,7 +174,7 @@ class ConsoleScreen(Screen):
         return self.session.language
 
     @property
-    def history(self):
+    def history(self) -> Optional[History]:
         return self.session.history
 
     @property
@@ -549,7 +554,7 @@ class ConsoleScreen(Screen):
         self._search_from = hit[0]
         first = hit[1].splitlines()[0] if hit[1] else ""
         box.border_title = f"match: {first[:60]}"
-        self._search_hit = hit[1]
+        self._search_hit: Optional[str] = hit[1]
 
     @on(Input.Submitted, "#console-search")
     def _search_done(self, event: Input.Submitted) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Optional
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -389,7 +389,7 @@ class FleetScreen(Screen):
                 self.query_one("#empty", Static).update(self._empty_message())
         return written
 
-    def _style(self, column: str, text: str, orphan: bool = False):
+    def _style(self, column: str, text: str, orphan: bool = False) -> Text:
         """A cell as plain Text (its text was made visible by the row; never markup)."""
         theme = self._theme or theme_files.for_rich(self.app.current_theme)
         style = f"italic {theme.error or ''}" if orphan and column in ("kernel", "notebook") else ""
@@ -511,7 +511,7 @@ class FleetScreen(Screen):
             self.query_one("#filter", Input).remove_class("active")
         self.app.set_focus(self.table)  # now, not later: keys typed next go to the table
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
         box = self.query_one("#filter", Input)
         if event.key == "escape" and box.has_focus:
             event.stop()

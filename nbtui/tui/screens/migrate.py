@@ -15,7 +15,7 @@ import time
 import asyncio
 from typing import TYPE_CHECKING, Any, Optional
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -30,7 +30,7 @@ from nbtui.tui.safe import lines, message
 from nbtui.tui.screens.confirm import ConfirmScreen
 from nbtui.core.units import human_bytes
 if TYPE_CHECKING:
-    from nbtui.migrate.move import Options
+    from nbtui.migrate.move import Migration, Options, Progress
     from nbtui.tui.app import NbtuiApp
 
 
@@ -138,7 +138,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
     def on_mount(self) -> None:
         self.query_one("#mig-to", Select).focus()  # the first field: tab goes on to the notebook, boxes, buttons
 
-    def on_descendant_focus(self, event) -> None:
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # The focused field's label is reversed (not by colour alone); CSS :focus-within
         # does not restyle a sibling label when the focus moves.
         for row in self.query(".row"):
@@ -158,7 +158,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         s.update(message(text))
         s.set_class(error, "error")
 
-    def _options(self):
+    def _options(self) -> Options:
         from nbtui.migrate.move import Options
         to = self.query_one("#mig-to", Select).value
         notebook = self.query_one("#mig-notebook", Input).value.strip() or None
@@ -167,13 +167,13 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         return Options(to=str(to) if to is not Select.BLANK else "", notebook=notebook, keep_source=keep,
                        overwrite_notebook=overwrite)
 
-    def on_select_changed(self, _event) -> None:
+    def on_select_changed(self, _event: Select.Changed) -> None:
         self._invalidate()
 
-    def on_input_changed(self, _event) -> None:
+    def on_input_changed(self, _event: Input.Changed) -> None:
         self._invalidate()
 
-    def on_checkbox_changed(self, event) -> None:
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         if event.checkbox.id == "mig-overwrite":
             self._invalidate()  # the plan checked the target's notebook file under the other choice
             return
@@ -190,7 +190,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
             self.migration = None
 
     @work(group="migrate-cancel")
-    async def _cancel_migration(self, migration) -> None:
+    async def _cancel_migration(self, migration: Migration) -> None:
         try:
             await self.app.act(lambda fleet: migration.cancel())
         except Exception:
@@ -206,7 +206,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         elif event.button.id == "mig-move":
             self.ask_move()
 
-    def on_input_submitted(self, _event) -> None:
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
         self.plan()
 
     def plan(self) -> None:
@@ -300,7 +300,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         self.query_one("#mig-close", Button).focus()
         self.app.refresh_now()
 
-    def _progress(self, p) -> None:
+    def _progress(self, p: Progress) -> None:
         bar = self.query_one("#mig-progress", ProgressBar)
         if p.stage == "transfer" and p.total:
             bar.add_class("started")  # nothing shows until the transfer starts
@@ -370,7 +370,7 @@ class RebindScreen(ModalScreen[Optional[str]]):
         else:
             self._bind()
 
-    def on_input_submitted(self, _event) -> None:
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
         self._bind()
 
     def action_cancel(self) -> None:

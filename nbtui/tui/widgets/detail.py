@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Protocol
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 
 
 from nbtui.display import table_rows as tr
-from nbtui.core.model import Kernel, ServerInfo
+from nbtui.core.model import GpuUse, Kernel, ServerInfo, Usage
 from nbtui.core.orphans import explain_kernel, explain_process
 from nbtui.display.table_rows import Row
 from nbtui.core.text import visible
@@ -20,7 +20,11 @@ from nbtui.tui.widgets.textline import TextLines
 from nbtui.core.units import human_bytes, human_duration, human_percent
 
 
-def _rower(t: Text):
+class _Row(Protocol):
+    def __call__(self, label: str, value: object, style: str = "") -> None: ...
+
+
+def _rower(t: Text) -> _Row:
     def row(label: str, value: object, style: str = "") -> None:
         t.append(f"{label:<9}", style="bold")
         t.append(visible(value) + "\n", style=style)  # outside strings: plain, escapes visible
@@ -74,7 +78,7 @@ def describe_row(r: Row, server: Optional[ServerInfo], error_style: str = "bold 
     return t
 
 
-def _usage_rows(row, u, pid=None) -> None:
+def _usage_rows(row: _Row, u: Optional[Usage], pid: Optional[int] = None) -> None:
     if u is None:
         row("process", f"pid {pid if pid is not None else '—'}")
         row("usage", "— (not measured)")
@@ -160,7 +164,7 @@ class DetailPane(VerticalScroll):
         yield TextLines("", id="detail-text")
         yield TextLines("", id="detail-spark")
 
-    def show(self, r, server: Optional[ServerInfo], history: History,
+    def show(self, r: Row | Kernel | None, server: Optional[ServerInfo], history: History,
              error_style: str = "bold red") -> None:
         """``r``: a table row (any kind) or a Kernel."""
         text = self.query_one("#detail-text", TextLines)
@@ -186,7 +190,7 @@ class DetailPane(VerticalScroll):
         spark_lines.show(Text("\n".join(lines)))
 
 
-def _gpu(g) -> str:
+def _gpu(g: GpuUse) -> str:
     """One GPU of a row: ``GPU 0/1/0 MIG-1234abcd  2.0G  —`` (a MIG instance by its own id and uuid)."""
     sim = " (simulated)" if g.simulated else ""
     return f"GPU {g.label}{sim} {visible(g.uuid[:12])}  {human_bytes(g.memory_bytes)}  {human_percent(g.sm_percent)}"
