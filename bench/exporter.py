@@ -197,7 +197,7 @@ async def refresh_part(ports: list[int]) -> dict:
             cache.rows(fresh_rows, layout)
             theirs.append(time.process_time() - c)
     finally:
-        await exporter.fleet.aclose()
+        exporter.close()  # its fleet service: the read in flight cancelled, the clients closed
     return {"mine_ms": statistics.median(mine) * 1000, "tui_ms": statistics.median(tui) * 1000,
             "mine_wall_ms": statistics.median(mine_wall) * 1000, "tui_wall_ms": statistics.median(tui_wall) * 1000,
             "body_mb": len(exporter.rendering.body) / 2**20,

@@ -47,11 +47,29 @@ def snapshot(kernels=(), servers=None, **kw):
 class Recorded:
     """A fleet that answers recorded snapshots, one per read (the last one repeats)."""
 
+    names = ()
+
     def __init__(self, *snaps):
         self.snaps = list(snaps)
 
-    async def snapshot(self):
+    async def snapshot(self, on_server=None, **_):
         return self.snaps.pop(0) if len(self.snaps) > 1 else self.snaps[0]
+
+
+@pytest.fixture(autouse=True)
+def _exporters_closed(monkeypatch):
+    """Every Exporter a test makes has its fleet service (a thread and its loop) stopped after."""
+    made = []
+    made_here = exp.Exporter.__init__
+
+    def init(self, *a, **kw):
+        made_here(self, *a, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(exp.Exporter, "__init__", init)
+    yield
+    for e in made:
+        e.close()
 
 
 def families(body: bytes) -> dict:

@@ -46,6 +46,7 @@ from prometheus_client.utils import floatToGoString
 
 from nbtui.core import model, orphans
 from nbtui.service.fleet import Fleet, FleetHooks
+from nbtui.service.service import FleetService, Reading
 from nbtui.core.model import OverCap
 from nbtui.core.text import one_line
 DEFAULT_REFRESH = 15.0
@@ -699,6 +700,9 @@ class Exporter:
         # A copy of the fleet with the exporter's hooks: the cap holds from each server's read on.
         self.hooks = ExporterHooks(max_kernels)
         self.fleet = fleet.copy(hooks=self.hooks) if isinstance(fleet, Fleet) else fleet
+        # The fleet service reads it on a loop of its own: whole reads only, every server waited
+        # for up to its own timeout (a scrape shows one consistent snapshot).
+        self.service: FleetService[Reading] = FleetService(self.fleet, partials=False, hold_back=None)
         self.max_kernels = max_kernels
         self.refresh = refresh
         self.per_kernel = per_kernel
@@ -738,10 +742,22 @@ class Exporter:
                 task[0].call_soon_threadsafe(task[1].cancel)
             except RuntimeError:  # its loop has closed: the thread is ending anyway
                 pass
+        ended = True
         if self._thread is not None:
             self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+            ended = not self._thread.is_alive()
+        self.close()
+        return ended
+
+    def close(self) -> None:
+        """The fleet service stops: a read under way is cancelled, the fleet's clients close."""
+        self.service.close()
+
+    def __enter__(self) -> "Exporter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _run(self) -> None:
         try:
@@ -755,26 +771,21 @@ class Exporter:
         self._task = (asyncio.get_running_loop(), task)
         if self._stop.is_set():  # stopped before the loop began
             return
-        try:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                await self.refresh_once()
-                self._first.set()
+        while not self._stop.is_set():
+            started = time.monotonic()
+            await self.refresh_once()
+            self._first.set()
+            rest = self.refresh - (time.monotonic() - started)
+            while rest > 0 and not self._stop.is_set():
+                await asyncio.sleep(min(rest, 0.25))
                 rest = self.refresh - (time.monotonic() - started)
-                while rest > 0 and not self._stop.is_set():
-                    await asyncio.sleep(min(rest, 0.25))
-                    rest = self.refresh - (time.monotonic() - started)
-        finally:
-            aclose = getattr(self.fleet, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
     async def refresh_once(self) -> Optional[Rendering]:
         """One snapshot of every server, counted and rendered; the last one stays on failure."""
         t0 = time.monotonic()
         try:
             reported = self.hooks.over_cap
-            snap, over = cap_snapshot(await self.fleet.snapshot(), self.max_kernels, reported)
+            snap, over = cap_snapshot((await self.service.read()).snapshot, self.max_kernels, reported)
             if reported:  # servers gone from the fleet (a hub's users come and go) are forgotten
                 for name in set(reported) - {s.name for s in snap.servers}:
                     del reported[name]

@@ -150,10 +150,13 @@ class FleetService(Generic[R]):
     ``fleet``: a fleet, or an ``OpenOnce`` (opened on first use); ``first``: the first
     read, begun in a child process; ``prepare``: what each read becomes for the front end,
     made on the service's thread; ``readonly``: set on the fleet before anything can act
-    through it."""
+    through it; ``partials``: hand on partial reads as servers answer (the TUI), or only whole
+    ones (the exporter); ``hold_back``: how long a refresh waits for a server once another has
+    answered (None: each server is waited for, up to its own timeout)."""
 
     def __init__(self, fleet: Any, *, first: Optional["ForkedRead"] = None,
-                 prepare: Callable[[Reading], R] = _as_reading, readonly: Optional[bool] = None):
+                 prepare: Callable[[Reading], R] = _as_reading, readonly: Optional[bool] = None,
+                 partials: bool = True, hold_back: Optional[float] = HOLD_BACK):
         self._source = fleet
         self._fleet: Any = None
         self._readonly = readonly
@@ -161,6 +164,8 @@ class FleetService(Generic[R]):
             self._adopt(fleet)
         self._first = first
         self._prepare = prepare
+        self._partials = partials
+        self._hold_back = hold_back
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nbtui-fleet", daemon=True)
         self._thread.start()
@@ -284,7 +289,8 @@ class FleetService(Generic[R]):
                     usage_after = None
             fleet: Readable = self.fleet
             names[:] = list(fleet.names)
-            snap = await fleet.snapshot(on_server, hold_back=HOLD_BACK, usage_after=usage_after)
+            snap = await fleet.snapshot(on_server if self._partials else None, hold_back=self._hold_back,
+                                        usage_after=usage_after)
             final = True
             # servers whose read goes on (their last answer, if any, is in the snapshot)
             still = tuple(getattr(fleet, "still_reading", ()) or ())
