@@ -15,12 +15,12 @@ import os
 import socket
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Container, Iterable, Mapping, Optional, Sequence
 
 from nbtui.core import model, orphans
 from nbtui.host import gpu as gpu_mod
 from nbtui.host import devholders, ledger
-from nbtui.host.procs import Ident, ProcessTable, Scan, Stat, listening_pids, uses_nvidia
+from nbtui.host.procs import Ident, Proc, ProcessTable, Scan, Stat, listening_pids, uses_nvidia
 from nbtui.sources import HostSample
 from nbtui.sources.cmdline import is_jupyter_server
 if TYPE_CHECKING:  # the server extension loads this module: no config (nor httpx) at run time
@@ -52,7 +52,9 @@ class TreeUsage:
         )
 
 
-def _orphan_kernel_alive(scan: Scan, proc, kernel_id, session, server_alive, server, kernels, roots) -> Optional[bool]:
+def _orphan_kernel_alive(scan: Scan, proc: Proc, kernel_id: Optional[str], session: Optional[str],
+                         server_alive: Optional[bool], server: Optional[model.ServerInfo],
+                         kernels: Sequence[model.Kernel], roots: Mapping[str, int]) -> Optional[bool]:
     """Whether the kernel that started a Jupyter process with no kernel above it lives.
 
     Usually it is gone (the process was reparented when its kernel died). But a live
@@ -75,7 +77,9 @@ def _orphan_kernel_alive(scan: Scan, proc, kernel_id, session, server_alive, ser
     return False
 
 
-def ledger_kinds(scan: Scan, by_pid, in_kernels, in_terminals, leftovers):
+def ledger_kinds(scan: Scan, by_pid: Mapping[int, Mapping[str, model.GpuUse]], in_kernels: Container[int],
+                 in_terminals: Container[int], leftovers: Container[int],
+                 ) -> tuple[dict[int, str], dict[int, tuple[Optional[str], str]]]:
     """Each local GPU-holding PID's ledger part, and (user, command) of the other ones."""
     kinds: dict[int, str] = {}
     for pid in by_pid:
@@ -101,23 +105,23 @@ def _session_leader(pid: int) -> bool:
         return False
 
 
-def _scrubbed(cmdline) -> str:
+def _scrubbed(cmdline: Iterable[str]) -> str:
     """A command line as shown anywhere (screen, JSON, plans, audit): secrets scrubbed."""
     from nbtui.files.secrets import redact_cmdline  # here, not at import: the server extension loads this module
 
     return redact_cmdline(" ".join(cmdline))
 
 
-def _on_gpu(pids: Iterable[int], by_pid) -> list[int]:
+def _on_gpu(pids: Iterable[int], by_pid: Mapping[int, Mapping[str, model.GpuUse]]) -> list[int]:
     """The PIDs of a tree that NVML reports and that are confirmed as these processes."""
     return [p for p in pids if p in by_pid]
 
 
-def _sum(values: Iterable[Optional[float]]):
+def _sum(values: Iterable[Optional[float]]) -> Optional[float]:
     values = list(values)
     if not values or any(v is None for v in values):
         return None
-    return sum(values)
+    return sum(v for v in values if v is not None)  # (every one is known here)
 
 
 class LocalHost:
@@ -224,14 +228,16 @@ class LocalHost:
             users={key: t.user for key, t in trees.items() if key in by_key},
         )
 
-    def kernel_trees(self, kernel_pids: Mapping[str, Optional[int]], idle: Iterable[str] = ()):
+    def kernel_trees(self, kernel_pids: Mapping[str, Optional[int]], idle: Iterable[str] = (),
+                     ) -> tuple[dict[str, TreeUsage], tuple[model.GpuDevice, ...], Optional[str]]:
         """Usage of the given kernels (kernel id -> PID, None: find it by its connection
         file), for the server extension: (usage by kernel id, GPU devices, GPU note)."""
         trees, _terms, devices, note = self.server_report(kernel_pids, idle)
         return trees, devices, note
 
     def server_report(self, kernel_pids: Mapping[str, Optional[int]], idle: Iterable[str] = (),
-                      terminal_pids: Mapping[str, Optional[int]] = {}, idle_terminals: Iterable[str] = ()):
+                      terminal_pids: Mapping[str, Optional[int]] = {}, idle_terminals: Iterable[str] = (),
+                      ) -> tuple[dict[str, TreeUsage], dict[str, TreeUsage], tuple[model.GpuDevice, ...], Optional[str]]:
         """``kernel_trees`` plus the trees of a server's terminals (name -> shell PID, which
         the server knows) and each GPU's ledger: (kernel trees, terminal trees, devices, note)."""
         scan = self.table.scan()
@@ -331,7 +337,8 @@ class LocalHost:
 
     # -- pieces -----------------------------------------------------------------------------
 
-    def _local_gpu_pids(self, scan: Scan, by_pid: dict) -> dict:
+    def _local_gpu_pids(self, scan: Scan, by_pid: dict[int, dict[str, model.GpuUse]],
+                        ) -> dict[int, dict[str, model.GpuUse]]:
         """Keep NVML's PIDs that are processes here: same PID, and (where we can look) an
         NVIDIA device open. A PID from another namespace is never guessed onto a process."""
         out = {}
@@ -349,7 +356,8 @@ class LocalHost:
         self._nvidia = {i: v for i, v in self._nvidia.items() if i in live}
         return out
 
-    def _tree(self, scan: Scan, pid: int, stats: dict[int, Stat], reading, by_pid, first: bool,
+    def _tree(self, scan: Scan, pid: int, stats: dict[int, Stat], reading: gpu_mod.GpuReading,
+              by_pid: Mapping[int, Mapping[str, model.GpuUse]], first: bool,
               pids: Optional[list[int]] = None) -> TreeUsage:
         pids = scan.tree(pid) if pids is None else pids
         mine = [stats.get(p, Stat(None, None)) for p in pids]
@@ -369,7 +377,8 @@ class LocalHost:
             user=scan.procs[pid].facts.user if pid in scan.procs else None,
         )
 
-    def _shells(self, scan: Scan, servers, terminals, in_kernels) -> dict[str, tuple[Optional[int], Optional[str]]]:
+    def _shells(self, scan: Scan, servers: Sequence[model.ServerInfo], terminals: Iterable[model.Terminal],
+                in_kernels: Container[int]) -> dict[str, tuple[Optional[int], Optional[str]]]:
         """terminal key -> (its shell's PID, or None and why), for terminals of servers whose
         process runs here. A terminado shell is a child of the server that leads its own
         session (on its pty) and is no kernel. Once a shell is tied to a terminal it stays
@@ -412,7 +421,9 @@ class LocalHost:
                               f"(the nbtui server extension names them)")
         return out
 
-    def _leftovers(self, scan: Scan, pids: list[int], stats, reading, by_pid, servers, kernels,
+    def _leftovers(self, scan: Scan, pids: list[int], stats: Mapping[int, Stat], reading: gpu_mod.GpuReading,
+                   by_pid: Mapping[int, Mapping[str, model.GpuUse]], servers: Sequence[model.ServerInfo],
+                   kernels: Sequence[model.Kernel],
                    ) -> tuple[list[model.Process], dict[int, orphans.ProcessFacts]]:
         """The leftover processes and what this host knows of each (judged by the orphan rules)."""
         live_servers = {s.pid: s for s in servers if s.ok and s.pid is not None}
@@ -430,7 +441,7 @@ class LocalHost:
             kernel_id = root.facts.kernel_id if root else self._kernel_of.get(proc.ident)
             server_alive = None if server_pid is None else scan.alive(server_pid, born_before=proc.create_time)
             if root is None:
-                server = live_servers.get(server_pid) if server_alive else None
+                server = live_servers.get(server_pid) if server_alive and server_pid is not None else None
                 kernel_alive: Optional[bool] = _orphan_kernel_alive(
                     scan, proc, kernel_id, session, server_alive, server, kernels, roots)
             elif server_alive and server_pid in live_servers:

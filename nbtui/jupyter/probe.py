@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import replace
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
 from nbtui.core import model
 from nbtui.core.errors import NbtuiError
+if TYPE_CHECKING:  # for the type only: no import at run time, as before
+    from nbtui.jupyter.rest import ServerClient
 CONTROL: model.UsageSource = "control"
 # ipykernel's first usage_reply carries a meaningless 0.0 CPU (psutil's first sample):
 # a second request this long after the first gives a measured one.
@@ -22,7 +24,13 @@ CPU_INTERVAL = 0.25
 MAX_PARALLEL = 8
 
 
-def _num(v) -> Optional[float]:
+class Clients(Protocol):
+    """What a probe needs of the fleet (``nbtui.service.fleet.Fleet``, a layer above): a server's client."""
+
+    def client(self, name: str) -> ServerClient: ...
+
+
+def _num(v: object) -> Optional[float]:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
         return None
     return float(v)
@@ -43,7 +51,7 @@ def usage_from_reply(first: dict, second: Optional[dict]) -> model.Usage:
     )
 
 
-async def probe_kernel(fleet, kernel: model.Kernel, timeout: float) -> model.Usage:
+async def probe_kernel(fleet: Clients, kernel: model.Kernel, timeout: float) -> model.Usage:
     """Ask one kernel for its usage (raises NbtuiError when it cannot be asked)."""
     from nbtui.jupyter.channels import request_usage
     client = fleet.client(kernel.server)
@@ -56,7 +64,7 @@ async def probe_kernel(fleet, kernel: model.Kernel, timeout: float) -> model.Usa
     return usage_from_reply(first, second)
 
 
-async def probe_missing(fleet, snap: model.Snapshot, timeout: float = 5.0) -> tuple[model.Snapshot, list[str]]:
+async def probe_missing(fleet: Clients, snap: model.Snapshot, timeout: float = 5.0) -> tuple[model.Snapshot, list[str]]:
     """Fill usage, through the control channel, for kernels that no other source covered.
 
     Returns the new snapshot and one line per kernel that could not be asked.
@@ -65,7 +73,7 @@ async def probe_missing(fleet, snap: model.Snapshot, timeout: float = 5.0) -> tu
     targets = [k for k in snap.kernels if k.usage is None and k.server in ok and k.state != "dead"]
     gate = asyncio.Semaphore(MAX_PARALLEL)
 
-    async def one(k):
+    async def one(k: model.Kernel) -> model.Usage:
         async with gate:
             return await probe_kernel(fleet, k, timeout)
 

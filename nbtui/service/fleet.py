@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence
 
 import psutil
 
@@ -112,7 +112,7 @@ class _Server:
     ext_retry_at: float = 0.0
     ext_extra: Optional[wire.Extra] = None  # terminals, owners and ledgers from the extension
     ext_task: Optional[asyncio.Future] = None  # its extension read in flight (a refresh waits hold_back for it)
-    terminals: tuple = ()  # model.Terminal rows of the last read
+    terminals: tuple[model.Terminal, ...] = ()  # rows of the last read
     terminal_note: Optional[str] = None  # why its terminals are unknown
     # Probes kept for the server's lifetime (``_forget_probes``: a read that fails as a whole,
     # since the server may come back as another process): its version was asked, and it
@@ -217,7 +217,8 @@ class Fleet:
         self.still_reading: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (), host=None) -> "Fleet":
+    def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (),
+                    host: HostView | None = None) -> "Fleet":
         found = discover_host() if discover_local and config.settings.discover else None
         servers = [_with_process(s) if s.source == "discovered" else s
                    for s in merge_servers(config.servers.values(), found)]
@@ -325,12 +326,12 @@ class Fleet:
     async def __aenter__(self) -> "Fleet":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     # -- reading -------------------------------------------------------------------------
 
-    def _info(self, entry: _Server, **kw) -> model.ServerInfo:
+    def _info(self, entry: _Server, **kw: Any) -> model.ServerInfo:
         c = entry.config
         local = c.pid is not None or is_loopback(c.url)
         return model.ServerInfo(
@@ -577,7 +578,7 @@ class Fleet:
                 priming.cancel()
                 raise
 
-        async def read_one(e: _Server):
+        async def read_one(e: _Server) -> tuple[model.ServerInfo, list[model.Kernel], tuple[model.Terminal, ...]]:
             info, ks = await self._read_one(e, now)
             if on_server is not None:
                 try:
@@ -716,7 +717,8 @@ class Fleet:
             self._last_read[name] = t.result()  # a read that failed as a whole fails this snapshot
         return True
 
-    async def _merge_extensions(self, servers, kernels, sample: HostSample, terminals=(),
+    async def _merge_extensions(self, servers: Sequence[model.ServerInfo], kernels: Sequence[model.Kernel],
+                                sample: HostSample, terminals: Sequence[model.Terminal] = (),
                                 hold_back: Optional[float] = None) -> HostSample:
         """Usage from the servers' extensions for kernels the local host does not cover
         (local usage wins); GPUs of other hosts join the summary once each (by UUID).
@@ -771,7 +773,7 @@ class Fleet:
             return "local"
         return None
 
-    def _usage_note(self, s: model.ServerInfo, kernels, sample: HostSample) -> Optional[str]:
+    def _usage_note(self, s: model.ServerInfo, kernels: Iterable[model.Kernel], sample: HostSample) -> Optional[str]:
         if not s.ok or all(k.key in sample.usage for k in kernels if k.server == s.name):
             return None
         entry = self._servers[s.name]
