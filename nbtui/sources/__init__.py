@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Protocol, Sequence
 
 from nbtui.core.model import GpuDevice, Kernel, Process, ServerInfo, Terminal, UnattributedGpu, Usage
 from nbtui.core.orphans import ProcessFacts
-from nbtui.files.config import ServerConfig
+
+if TYPE_CHECKING:  # the server extension imports this module: nbtui's own files stay out of it
+    from nbtui.files.config import ServerConfig
 
 __all__ = ["HostSample", "HostView", "Listed", "ProcessFacts", "ServerReader", "ServerSource"]
 
