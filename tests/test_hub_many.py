@@ -54,19 +54,20 @@ async def test_200_servers_need_not_200_sockets(fake_hub):
     assert (stats["mints"], stats["refused"], stats["revoked"]) == (USERS, 0, USERS)
 
 
-async def test_a_second_fleet_acts_with_the_token_the_listing_fleet_holds_now(fake_hub):
-    """The TUI acts through a fleet that does not list the hub: it takes a user's server from
-    the fleet that did, and follows that fleet's token when it is minted anew (an hour on)."""
+async def test_the_fleet_acts_with_the_token_its_listing_holds_now(fake_hub):
+    """The TUI acts through the fleet that lists the hub (one fleet, on the service's loop): a
+    user's server is acted on with the token minted for it, and with the new one once the
+    listing mints it anew (an hour on)."""
     cfg = ServerConfig(name="big", url=fake_hub, token_source="discovered", token="t" * 48, hub=True, timeout=30.0)
-    async with Fleet([cfg], Settings(timeout=30.0)) as lister, Fleet([cfg], Settings(timeout=30.0)) as actor:
-        await lister.snapshot()
-        first = actor.client("big/u001").token
+    async with Fleet([cfg], Settings(timeout=30.0)) as fleet:
+        await fleet.snapshot()
+        first = fleet.client("big/u001").token
         assert first is not None and first != cfg.token
-        assert await actor.client("big/u001").kernels()  # its own server answers it
-        mint = lister.hub_of("big").mint
+        assert await fleet.client("big/u001").kernels()  # its own server answers it
+        mint = fleet.hub_of("big").mint
         held = mint._tokens[("u001", "")]
         mint._tokens[("u001", "")] = dataclasses.replace(held, expires=time.monotonic() + 1)  # an hour on
-        await lister.snapshot()  # minted anew
-        again = actor.client("big/u001")
+        await fleet.snapshot()  # minted anew
+        again = fleet.client("big/u001")
         assert again.token not in (None, first)
         assert await again.kernels()
