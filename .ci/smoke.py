@@ -135,11 +135,11 @@ async def fleet_screen(kid: str) -> None:
         else:
             fail("the fleet screen never showed the kernel's row")
         table = app.fleet_screen.table
-        # tui/table.py repaints rows through DataTable's private caches: they must exist here.
+        # tui/widgets/table.py repaints rows through DataTable's private caches: they must exist here.
         for name in ("_cell_render_cache", "_row_render_cache", "_row_renderable_cache", "_line_cache",
                      "_row_locations", "_update_count"):
             if not hasattr(table, name):
-                fail(f"textual {sys.modules['textual'].__version__}: DataTable has no {name} (tui/table.py needs it)")
+                fail(f"textual {sys.modules['textual'].__version__}: DataTable has no {name} (tui/widgets/table.py needs it)")
         await pilot.press("q")
 
 
