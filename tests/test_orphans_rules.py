@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from urllib.parse import unquote
 
 import pytest
 
 from nbtui.core import orphans
 from nbtui.core.model import GpuUse, Kernel, Process, Session, Usage
+from nbtui.jupyter.notebooks import NotebookChecks
+from nbtui.jupyter.rest import ServerError
 NB = Session(id="s1", path="work/gpu.ipynb", name="gpu.ipynb", type="notebook")
 CONSOLE = Session(id="s2", path="console-1-abc", name="", type="console")
 
@@ -72,28 +76,46 @@ class Clock:
         return self.t
 
 
-async def test_notebook_cache_checks_each_path_at_most_once_a_minute():
+class _Contents:
+    """A server's contents API as NotebookChecks asks it: a folder's listing, or one file."""
+
+    def __init__(self, files: set[str], broken: set[str]):
+        self.files, self.broken, self.calls = files, broken, []
+
+    async def request(self, method: str, url: str) -> dict:
+        self.calls.append(url)
+        folder = unquote(url.partition("?")[0].removeprefix("api/contents").lstrip("/"))
+        names = [f.rpartition("/")[2] for f in self.files if f.rpartition("/")[0] == folder]
+        if not names:
+            raise ServerError("a", "not-found", "no such folder")
+        return {"type": "directory", "content": [{"name": n} for n in names]}
+
+    async def contents_exists(self, path: str) -> bool:
+        self.calls.append(path)
+        if path in self.broken:
+            raise ServerError("a", "timeout", "slow server")
+        return path in self.files
+
+
+async def test_notebook_checks_ask_each_folder_at_most_once_a_minute_and_a_failure_is_unknown():
     clock = Clock()
-    cache = orphans.NotebookCache(clock=clock)
-    calls = []
+    checks = NotebookChecks(clock=clock)
+    server = _Contents({"x.ipynb", "y.ipynb"}, broken={"b/broken.ipynb"})
+    paths = ["x.ipynb", "gone.ipynb", "y.ipynb", "x.ipynb", "b/broken.ipynb"]
 
-    async def check(server, path):
-        calls.append((server, path))
-        if path == "broken.ipynb":
-            raise TimeoutError("slow server")
-        return path != "gone.ipynb"
+    async def refresh() -> int:
+        return await checks.refresh("a", paths, lambda: server, limit=asyncio.Semaphore(8), timeout=5.0)
 
-    wanted = [("a", "x.ipynb"), ("a", "gone.ipynb"), ("a", "x.ipynb"), ("b", "broken.ipynb")]
-    assert await cache.refresh(wanted, check) == 3
-    assert cache.get("a", "x.ipynb") is True
-    assert cache.get("a", "gone.ipynb") is False
-    assert cache.get("b", "broken.ipynb") is None  # a failed check is unknown, not missing
-    assert cache.get("a", "never.ipynb") is None
+    assert await refresh() == 2  # the root's listing, and b's one file on its own
+    assert checks.get("a", "x.ipynb") is True
+    assert checks.get("a", "gone.ipynb") is False  # the listing lacked it, and asked alone: missing
+    assert checks.get("a", "b/broken.ipynb") is None  # a failed check is unknown, not missing
+    assert checks.get("a", "never.ipynb") is None
+    asked = len(server.calls)
     clock.t += 59
-    assert await cache.refresh(wanted, check) == 0
+    assert await refresh() == 0 and len(server.calls) == asked
     clock.t += 1
-    assert await cache.refresh(wanted, check) == 3
-    assert len(calls) == 6
+    assert await refresh() == 2
 
 
 GPU = (GpuUse(index=0, uuid="GPU-1", memory_bytes=1536 * 1024 ** 2),)

@@ -8,12 +8,10 @@ one idle rule that orphans, cull, the GPU summary, ``ls`` and the TUI all count 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import re
-import time
 from dataclasses import dataclass, replace
-from typing import Awaitable, Callable, Iterable, Mapping, Optional, TypeVar
+from typing import Iterable, Mapping, Optional, TypeVar
 
 from nbtui.core.model import GpuUse, Kernel, Process, Terminal
 from nbtui.core.units import human_bytes, human_duration
@@ -103,44 +101,10 @@ def judge_processes(processes: Iterable[Process], facts: Mapping[int, ProcessFac
     return tuple(out)
 
 
-# -- notebook-missing: a per-path cache, checked at most once a minute ------------------------
+# -- notebook-missing: which sessions are checked, and how often (nbtui.jupyter.notebooks) ------
 
 NOTEBOOK_CHECK_TTL = 60.0
 CHECKED_SESSION_TYPES = ("notebook", "file")
-
-
-class NotebookCache:
-    """Whether each session's file exists, per (server, path), refreshed at most every ``ttl``.
-
-    ``check(server, path)`` is the only way it learns (a ``GET /api/contents/<path>?content=0``
-    in the fleet); a check that fails leaves the answer unknown (None) until the next one is due.
-    """
-
-    def __init__(self, ttl: float = NOTEBOOK_CHECK_TTL, clock: Callable[[], float] = time.monotonic):
-        self.ttl = ttl
-        self.clock = clock
-        self._known: dict[tuple[str, str], tuple[float, Optional[bool]]] = {}
-
-    def get(self, server: str, path: str) -> Optional[bool]:
-        entry = self._known.get((server, path))
-        return entry[1] if entry else None
-
-    def due(self, server: str, path: str) -> bool:
-        entry = self._known.get((server, path))
-        return entry is None or self.clock() - entry[0] >= self.ttl
-
-    async def refresh(
-        self, wanted: Iterable[tuple[str, str]], check: Callable[[str, str], Awaitable[bool]]
-    ) -> int:
-        """Check every wanted (server, path) that is due, concurrently; returns how many were."""
-        due = sorted({w for w in wanted if self.due(*w)})
-        if not due:
-            return 0
-        answers = await asyncio.gather(*(check(s, p) for s, p in due), return_exceptions=True)
-        now = self.clock()
-        for key, answer in zip(due, answers):
-            self._known[key] = (now, answer if isinstance(answer, bool) else None)
-        return len(due)
 
 
 def session_checkable(kernel: Kernel) -> bool:
