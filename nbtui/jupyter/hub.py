@@ -27,7 +27,7 @@ import httpx
 
 from nbtui.files.config import ServerConfig
 from nbtui.jupyter.hubtokens import TokenMint
-from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, TOO_BIG, ServerClient, ServerError, is_loopback
+from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, TOO_BIG, ServerClient, ServerError, is_loopback, server_token
 from nbtui.jupyter.urlpath import UnsafeSegment, segment, server_path
 from nbtui.sources import ServerReader
 
@@ -277,12 +277,8 @@ class HubSource:
 
     def client(self) -> HubClient:
         if self._client is None:
-            from nbtui.files.secrets import TokenError, resolve
             c = self.config
-            try:
-                token = resolve(c)
-            except TokenError as e:
-                raise ServerError(c.name, "token", str(e).removeprefix(f"server {c.name}: ")) from None
+            token = server_token(c)
             # Through the pool its users' servers share: the tokens minted for them at the first
             # read open no sockets beside it.
             self._client = HubClient(c.name, c.url, token, timeout=self.timeout, ca_bundle=c.ca_bundle,

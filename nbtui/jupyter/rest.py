@@ -15,6 +15,7 @@ import httpx
 
 from nbtui.core import model
 from nbtui.core.errors import EXIT_PARTIAL, NbtuiError
+from nbtui.files.config import ServerConfig
 from nbtui.jupyter.own import OwnConnections
 from nbtui.jupyter.urlpath import UnsafeSegment, contents_path, segment
 from nbtui.files.secrets import redact
@@ -49,6 +50,16 @@ class ServerError(NbtuiError):
     def __init__(self, server: str, kind: model.ErrorKind, detail: str):
         self.server, self.kind, self.detail = server, kind, redact(detail)
         super().__init__(f"server {server}: {self.detail}")
+
+
+def server_token(c: ServerConfig, timeout: float = 30.0) -> Optional[str]:
+    """A server's token (nbtui.files.secrets.resolve); one that cannot be had is the server's
+    ServerError of kind "token", its one line without the server's name twice."""
+    from nbtui.files.secrets import TokenError, resolve
+    try:
+        return resolve(c, timeout)
+    except TokenError as e:
+        raise ServerError(c.name, TOKEN, str(e).removeprefix(f"server {c.name}: ")) from None
 
 
 def is_loopback(url: str) -> bool:

@@ -22,8 +22,8 @@ from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.hub import HubSource, name_leftovers
-from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback
-from nbtui.files.secrets import TokenError, redact, resolve
+from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback, server_token
+from nbtui.files.secrets import redact
 from nbtui.service.sources import source_for
 from nbtui.sources import HostSample, HostView
 from nbtui.core.units import parse_time
@@ -273,10 +273,7 @@ class Fleet:
         entry = self._entry(name)
         if entry.client is None:
             c = entry.config
-            try:
-                token = resolve(c)
-            except TokenError as e:
-                raise ServerError(c.name, "token", str(e).removeprefix(f"server {c.name}: ")) from None
+            token = server_token(c)
             entry.client = ServerClient(
                 c.name, c.url, token,
                 timeout=c.timeout or self.settings.timeout,
@@ -296,11 +293,9 @@ class Fleet:
             c = entry.config
             timeout = c.timeout or self.settings.timeout
             try:
-                token = await asyncio.wait_for(asyncio.to_thread(resolve, c, timeout), timeout + 0.25)
+                token = await asyncio.wait_for(asyncio.to_thread(server_token, c, timeout), timeout + 0.25)
             except asyncio.TimeoutError:
                 raise ServerError(c.name, "token", f"token command took over {timeout:g} s") from None
-            except TokenError as e:
-                raise ServerError(c.name, "token", str(e).removeprefix(f"server {c.name}: ")) from None
             if entry.client is None:
                 entry.config = replace(c, token=token)
                 try:
