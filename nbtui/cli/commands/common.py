@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING, Iterable, Optional
 
@@ -80,6 +81,9 @@ def print_json(data: object) -> None:
     # Indented by two, UTF-8 kept (as json.dumps(indent=2, ensure_ascii=False), byte for byte
     # but for how a float's exponent is written); keys that are not strings become strings.
     # JSON keeps the exact strings (its own escaping suffices): past the VisibleStream.
-    text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # what orjson refuses from a hostile server: a lone surrogate, an int past 64 bits
+        text = json.dumps(data, indent=2, ensure_ascii=False)  # the same document; json_text escapes it
     raw_stream(sys.stdout).write(json_text(redact(text)) + "\n")
 
