@@ -1,2 +1,3 @@
 from nbtui.cli import main
+
 raise SystemExit(main())

@@ -14,7 +14,9 @@ from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 from nbtui import __version__
 from nbtui.core.errors import EXIT_FAILED, EXIT_USAGE, NbtuiError
-from nbtui.core.units import seconds_arg  # name -> (module under nbtui.cli.commands, one-line help). Each module has
+from nbtui.core.units import seconds_arg
+
+# name -> (module under nbtui.cli.commands, one-line help). Each module has
 # add_arguments(parser) and run(args) -> int.
 COMMANDS = {
     "demo": ("demo", "start a throwaway local Jupyter server with sample kernels and open the TUI on it"),

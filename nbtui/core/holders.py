@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Callable, Iterable, Mapping, Optional, Protocol
 
 from nbtui.core import model, orphans
+
 Owner = Callable[..., tuple[Optional[str], Optional[str]]]
 
 

@@ -15,6 +15,7 @@ from typing import Iterable, Mapping, Optional, TypeVar
 
 from nbtui.core.model import GpuUse, Kernel, Process, Terminal
 from nbtui.core.units import human_bytes, human_duration
+
 NO_SESSION = "no-session"
 DISCONNECTED_IDLE = "disconnected-idle"
 NOTEBOOK_MISSING = "notebook-missing"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from nbtui.core.model import Kernel
+
 NEVER_USED_AFTER = 60.0  # seconds in "starting" with no client before it reads "never used"
 NEVER_USED = "never used"
 

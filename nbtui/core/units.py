@@ -7,6 +7,7 @@ import re
 from typing import Callable, Optional
 
 from nbtui.core.errors import UsageError
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 DURATION_FORMS = "a number with a unit: 90s, 30m, 2h, 1d"

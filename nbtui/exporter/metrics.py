@@ -49,6 +49,7 @@ from nbtui.service.fleet import Fleet, FleetHooks
 from nbtui.service.service import FleetService, Reading
 from nbtui.core.model import OverCap
 from nbtui.core.text import one_line
+
 DEFAULT_REFRESH = 15.0
 DEFAULT_LISTEN = "127.0.0.1:9877"
 DEFAULT_MAX_KERNELS = 1000  # kernels of one server kept (per-kernel series, usage, orphan rules)

@@ -19,6 +19,7 @@ else:  # pragma: no cover
 from nbtui.core.errors import ConfigError, UsageError
 from nbtui.core.kinds import ServerSource
 from nbtui.core.units import parse_duration
+
 TOKEN_SOURCES = ("keyring", "env", "cmd", "none")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 # TARGET prefixes (`pid:N`, `terminal:S/N`, `server:NAME`): a server of that name would be ambiguous.

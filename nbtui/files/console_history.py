@@ -15,6 +15,7 @@ from typing import Optional
 from nbtui.files.safefile import UnsafeFile, ensure_dir, read_text
 from nbtui.files.secrets import redact
 from nbtui.files.config import state_dir
+
 MAX_ENTRIES = 1000
 
 

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from nbtui.core.errors import NbtuiError
+
 MAX_CONFIG_BYTES = 1 << 20  # a config file over 1 MiB is not one a person wrote
 
 

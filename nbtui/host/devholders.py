@@ -36,6 +36,7 @@ from typing import Callable, Iterable, Optional
 
 from nbtui.core.model import UNKILLABLE, DeviceHolder, GpuDevice
 from nbtui.core.text import visible
+
 ENV = "NBTUI_GPU_DEVICE_NODES"
 DEFAULT_PATTERN = "/dev/nvidia*"
 PROC = "/proc"

@@ -19,6 +19,7 @@ from typing import Iterable, Mapping, Optional
 from nbtui.host.gpu import GpuReading
 from nbtui.core.model import GpuDevice, GpuLedger, OtherGpuHolder
 from nbtui.core.units import human_bytes
+
 KERNELS = "kernels"
 TERMINALS = "terminals"
 LEFTOVERS = "leftovers"

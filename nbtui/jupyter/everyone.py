@@ -27,6 +27,7 @@ import psutil
 
 from nbtui.jupyter.discovery import Discovery, discover, is_same_server_url, runtime_dir
 from nbtui.sources.cmdline import is_jupyter_server as _is_server
+
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "::")
 
 

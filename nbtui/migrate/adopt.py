@@ -36,6 +36,7 @@ from nbtui.host import signals
 from nbtui.host.procs import kernel_id_in
 from nbtui.jupyter.rest import ServerClient
 from nbtui.core.text import visible
+
 HEARTBEAT_TIMEOUT = 2.0
 
 

@@ -16,6 +16,7 @@ from typing import Optional
 from nbtui.core.errors import NbtuiError
 from nbtui.jupyter.rest import MAX_CONTENTS_BYTES, NOT_FOUND, ServerClient, ServerError
 from nbtui.core.text import visible
+
 COPY = "copy"  # the source's file, to a target path that has none
 OVERWRITE = "overwrite"  # the source's file, over a different one (asked for)
 SAME = "same"  # the target already has this very file

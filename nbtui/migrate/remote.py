@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 from nbtui.core.errors import NbtuiError, TimedOut
 from nbtui.jupyter.channels import Execution, KernelChannels, KernelDied, msg_type
 from nbtui.migrate import agent as _agent
+
 COMM_ID = _agent.COMM_ID
 NAME = _agent.NAME
 

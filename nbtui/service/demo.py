@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 from nbtui.core.errors import NbtuiError, UsageError
 from nbtui.host.lifetime import die_with_parent
 from nbtui.files.secrets import remember
+
 NEEDS = "nbtui demo needs Jupyter Server and ipykernel: pip install 'nbtui-fleet[server]'"
 BUSY_CODE = "import time\nwhile True:\n    sum(i * i for i in range(300000))\n    time.sleep(0.2)\n"
 MEMORY_CODE = "data = b'x' * (96 * 2**20)  # 96 MiB that nobody uses any more\n"

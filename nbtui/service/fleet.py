@@ -27,6 +27,7 @@ from nbtui.files.secrets import redact
 from nbtui.service.sources import source_for
 from nbtui.sources import HostSample, HostView
 from nbtui.core.units import parse_time
+
 _STATUS_OF_KIND = STATUS_OF_KIND
 
 

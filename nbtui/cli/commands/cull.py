@@ -22,6 +22,7 @@ from nbtui.core.model import Snapshot
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
 from nbtui.core.units import human_bytes, human_duration, middle_truncate, parse_duration
+
 AnyStep = Union[Step, ServerStep]  # cull --servers plans servers, else kernels and processes
 
 

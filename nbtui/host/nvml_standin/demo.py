@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from nbtui.host import nvml_standin as standin
+
 GIB = 1 << 30
 HOLDER = Path(__file__).with_name("holder.py")
 SIMULATED_UUID = "GPU-51a7ed00-0000-4000-8000-00000000d3e0"

@@ -13,6 +13,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
 from nbtui.tui.rows import CellCache, Layout, Row, cells, layout_of, with_mark
+
 Styler = Callable[[str, str, bool], object]  # (column key, text, orphan row) -> renderable
 
 
