@@ -79,7 +79,8 @@ def print_json(data: object) -> None:
     import orjson  # the standard library's encoder indents in pure Python: 13x slower at 10,000 kernels
 
     # Indented by two, UTF-8 kept (as json.dumps(indent=2, ensure_ascii=False), byte for byte
-    # but for how a float's exponent is written); keys that are not strings become strings.
+    # but for a small float, written without an exponent: 0.00001 for 1e-05); keys that are not
+    # strings become strings.
     # JSON keeps the exact strings (its own escaping suffices): past the VisibleStream.
     try:
         text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
