@@ -30,7 +30,7 @@ for py in "${pythons[@]}"; do
     continue
   fi
   "$venv/bin/pip" list --disable-pip-version-check 2>/dev/null \
-    | grep -i -E "^(textual|rich|httpx|websockets|jupyter.client|jupyter.core|jupyter.server|ipykernel|keyring|nvidia-ml-py|psutil|platformdirs|tomli|tomli.w) " \
+    | grep -i -E "^(textual|rich|httpx|websockets|jupyter.client|jupyter.core|jupyter.server|ipykernel|keyring|nvidia-ml-py|orjson|psutil|platformdirs|tomli|tomli.w) " \
     | tr -s ' ' | tr '\n' ',' | sed 's/,$/\n/; s/^/lowest: installed: /'
   # From / so that the installed package is imported, not the checkout.
   if ! (cd / && timeout "${LOWEST_TIMEOUT:-600}" "$venv/bin/python" "$root/.ci/smoke.py"); then

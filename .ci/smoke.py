@@ -1,6 +1,6 @@
 """A smoke test of an installed nbtui, run by .ci/lowest.sh with each venv's Python.
 
-Every module imports; against a real jupyter_server of this venv: `nbtui ls`, `nbtui exec`,
+Every module imports; against a real jupyter_server of this venv: `nbtui ls` (and --json), `nbtui exec`,
 and a `run_test()` of the fleet screen that finds the kernel's row. Bounded: the whole
 script gives up after DEADLINE seconds. Exits non-zero, with one line saying what failed.
 """
@@ -102,6 +102,10 @@ def main() -> None:
         if r.returncode != 0 or kid[:8] not in r.stdout:
             fail(f"nbtui ls (exit {r.returncode}): {r.stdout[-400:]} {r.stderr[-400:]}")
         print("smoke: nbtui ls lists the kernel")
+        r = subprocess.run(nbtui + ["ls", "--json"], capture_output=True, text=True, timeout=left())
+        if r.returncode != 0 or kid not in [k.get("kernel_id") for k in json.loads(r.stdout or "{}").get("kernels", [])]:
+            fail(f"nbtui ls --json (exit {r.returncode}): {r.stdout[-400:]} {r.stderr[-400:]}")
+        print("smoke: nbtui ls --json lists the kernel (orjson)")
         r = subprocess.run(nbtui + ["exec", kid[:8], "print(6 * 7)", "--timeout", "60"], capture_output=True,
                            text=True, timeout=left())
         if r.returncode != 0 or r.stdout.strip() != "42":
