@@ -17,13 +17,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import timed  # noqa: E402
+from bench.common import scratch, timed  # noqa: E402
 from nbtui.host import nvml_standin as standin  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
@@ -67,7 +66,11 @@ print(json.dumps({"nbtui": statistics.median(times), "peer": statistics.median(p
 
 
 def main() -> None:
-    base = Path(tempfile.mkdtemp(prefix="nbtui-bench-gpu-"))
+    with scratch("nbtui-bench-gpu-") as base:  # removed at the end, also on error
+        measure(base)
+
+
+def measure(base: Path) -> None:
     libdir = standin.build(base / "cache")
 
     # Part 1: 8 GPUs x 200 processes; the PIDs are this host's (as NVML's are), the same on every GPU.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -333,6 +334,7 @@ class Check:
             os.killpg(self.server.pid, signal.SIGKILL)
         except (ProcessLookupError, AttributeError):
             pass
+        shutil.rmtree(self.work, ignore_errors=True)  # the server's folders, logs and state: nothing left behind
 
 
 def main() -> int:
