@@ -204,6 +204,10 @@ class Fleet:
         # user (nbtui.jupyter.proxy_reads); None: recorded nowhere (servers test spends no budget).
         self.proxy_reader: Optional[str] = "nbtui"
         self.connections = OwnConnections()  # nbtui's own kernel connections, through any of its clients
+        # Whether reads learn if sessions' notebooks exist (the orphan rule notebook-missing):
+        # off for a command that shows no orphan reasons (exec, migrate, rebind, servers), which
+        # then neither sends those requests nor waits for them.
+        self.checks_notebooks = True
         # Entries a source reads (a hub: its users' servers), by name; the rest are servers.
         self._sources = {s.name: source for s in servers
                          if (source := source_for(s, self.settings.timeout)) is not None}
@@ -255,6 +259,7 @@ class Fleet:
                       host=self.host, clock=self.clock, hooks=hooks or self.hooks)
         fleet.untrusted_files, fleet.readonly = self.untrusted_files, self.readonly
         fleet.acting, fleet.proxy_reader = self.acting, self.proxy_reader
+        fleet.checks_notebooks = self.checks_notebooks
         return fleet
 
     def _entry(self, name: str) -> _Server:
@@ -501,7 +506,7 @@ class Fleet:
         rest of the read. Nothing waits here: a one-shot read waits for them at its end, at
         most NOTEBOOK_WAIT (``_notebooks_settled``); a refresh takes what has come back and
         the rest from the next snapshot on."""
-        if entry.nb_task is not None and not entry.nb_task.done():
+        if not self.checks_notebooks or (entry.nb_task is not None and not entry.nb_task.done()):
             return
         paths = [k.session.path for k in kernels if k.session is not None and orphans.session_checkable(k)]
         if not paths:

@@ -41,9 +41,12 @@ def host_view(config: config_mod.Config) -> Optional[HostView]:
 
 
 def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None,
-               only: Iterable[str] = (), with_host: bool = True, acting: bool = False) -> Fleet:
+               only: Iterable[str] = (), with_host: bool = True, acting: bool = False,
+               notebooks: bool = True) -> Fleet:
     """``acting``: the fleet reads to act on what a TARGET names (or to test a server): a hub
-    user's server behind the proxy is read even within another nbtui's proxy_interval."""
+    user's server behind the proxy is read even within another nbtui's proxy_interval.
+    ``notebooks``: whether its reads check that sessions' notebooks exist (a command that
+    shows no orphan reasons neither asks nor waits for that)."""
     from nbtui.service.fleet import Fleet
     config = config or load_config(args)
     fleet = Fleet.from_config(
@@ -56,6 +59,7 @@ def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None
         fleet = fleet.copy(only=[_top(n) for n in only])
     fleet.readonly = bool(getattr(args, "readonly", False))
     fleet.acting = acting
+    fleet.checks_notebooks = notebooks
     fleet.proxy_reader = f"nbtui {args.command}" if getattr(args, "command", None) else "nbtui"
     return fleet
 

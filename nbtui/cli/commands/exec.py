@@ -51,7 +51,7 @@ async def resolve_kernel(args: argparse.Namespace) -> tuple[Fleet, Kernel]:
     from nbtui.core.targets import KernelTarget, resolve
     server, sep, _ = args.target.strip().rpartition(":")
     only = [server] if sep and server and server != "pid" and not args.target.strip().startswith("terminal:") else []
-    fleet = open_fleet(args, only=only, with_host=False, acting=True)
+    fleet = open_fleet(args, only=only, with_host=False, acting=True, notebooks=False)
     try:
         target = resolve(await fleet.snapshot(), args.target)
         if not isinstance(target, KernelTarget):

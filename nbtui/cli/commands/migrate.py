@@ -102,7 +102,7 @@ async def _migrate(args: argparse.Namespace) -> int:
                    dry_run=args.dry_run, max_bytes=args.max_bytes, wait=args.wait, chunk_bytes=args.chunk_bytes,
                    transport=args.transport, eager_start=args.yes or args.keep_source,
                    overwrite_notebook=args.overwrite_notebook)
-    fleet = open_fleet(args, with_host=False, acting=True)  # no usage needed: resolve the target, act
+    fleet = open_fleet(args, with_host=False, acting=True, notebooks=False)  # no usage needed: resolve the target, act
     async with fleet:
         snap = await fleet.snapshot()
         target = targets.resolve(snap, args.target)

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 async def _rebind(args: argparse.Namespace) -> int:
     require_writable(args, "rebind", dry_run=args.dry_run, plan=True)
-    fleet = open_fleet(args, with_host=False, acting=True)  # no usage needed: resolve the target, act
+    fleet = open_fleet(args, with_host=False, acting=True, notebooks=False)  # no usage needed: resolve the target, act
     async with fleet:
         snap = await fleet.snapshot()
         target = targets.resolve(snap, args.target)
