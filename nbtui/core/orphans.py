@@ -269,6 +269,8 @@ class GpuIdleTracker:
             reasons = row.orphan_reasons
             if secs is not None and secs >= self.threshold and GPU_IDLE not in reasons:
                 reasons = reasons + (GPU_IDLE,)
+            if secs == row.gpu_idle_seconds and reasons is row.orphan_reasons:
+                return row  # nothing to change (no GPU held: most rows): no copy of it
             return replace(row, gpu_idle_seconds=secs, orphan_reasons=reasons)
 
         ks = [mark(k, k.key, k.usage.gpu_memory_bytes if k.usage else None, k.usage.gpu_percent if k.usage else None)
