@@ -1,12 +1,12 @@
 """The fleet screen's first read, in a child process forked as `nbtui` starts (Linux).
 
-Python runs one thread at a time: read on the runner's thread, the first read (httpx and
+Python runs one thread at a time: read on the fleet service's thread, the first read (httpx and
 its transport loading, each server's answer parsed) took its CPU from Textual's start and
 the screen's first paint. Forked before Textual loads, a child opens the fleet and reads
 the servers on the other core while the parent starts the screen; each server's kernels
-come back through a pipe as it answers. The parent opens its own fleet only once the screen
-is drawn; its own read (with the host's usage) supersedes the child's answers server by
-server (nbtui.tui.runner).
+come back through a pipe as it answers. The parent's fleet service opens the fleet only once
+the screen is drawn; its own read (with the host's usage) supersedes the child's answers
+server by server (nbtui.service.service, which follows the pipe; the screens never see it).
 
 The child reads only Jupyter servers whose token it has without asking anyone (found in a
 runtime file, in the environment, or none), and none at all where a hub is configured: a
