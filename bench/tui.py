@@ -324,7 +324,7 @@ async def fleet_scale(ports: list[int]) -> dict:
             return snap, read.index, read.cells, read.rows, read.counts
 
         # CPU time of the UI thread (time.thread_time): the apply and the repaint that
-        # follows, without the idle wait for the next frame and without the runner's thread.
+        # follows, without the idle wait for the next frame and without the fleet service's thread.
         # Also the whole process's CPU (time.process_time: every thread) from the rows and cells
         # being built to the repaint; the read itself (HTTP, parsing) is bench/scale.py's scale-tui-cpu.
         incremental, rebuild, whole = [], [], []

@@ -1,6 +1,6 @@
 """A short usage history per kernel, for the detail pane's sparklines.
 
-Fed on the snapshot runner's thread (it loops over every kernel); read on the UI thread
+Fed on the fleet service's thread, by the runner's prepare hook (it loops over every kernel); read on the UI thread
 for one kernel at a time (``series`` copies a deque in one C call, safe across threads).
 """
 

@@ -321,7 +321,7 @@ class FleetScreen(Screen):
                        cells: Optional[tuple] = None, table_rows: Optional[list] = None,
                        waiting: tuple[str, ...] = (), *, counts: Optional[Counts] = None) -> None:
         """Show a new snapshot (on the UI thread). The rows, ``index`` (rows by key), the
-        usage history and the rows' ``cells`` come from the runner's thread when the app
+        usage history and the rows' ``cells`` come from the fleet service's thread when the app
         reads; otherwise they are made here. ``waiting``: servers not answered yet."""
         servers_before = self.snapshot.servers if self.snapshot is not None else ()
         self.snapshot = snap
