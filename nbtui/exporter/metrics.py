@@ -735,7 +735,9 @@ class Exporter:
 
     def stop(self, timeout: float = STOP_SECONDS) -> bool:
         """Stop refreshing: a refresh under way is cancelled (at its next await), not waited
-        for. Whether the refresh thread ended within ``timeout``."""
+        for, and the fleet service ends. Whether both threads ended within ``timeout``, as a
+        whole."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         task = self._task
         if task is not None:
@@ -747,12 +749,12 @@ class Exporter:
         if self._thread is not None:
             self._thread.join(timeout)
             ended = not self._thread.is_alive()
-        self.close()
-        return ended
+        return self.close(max(0.0, deadline - time.monotonic())) and ended
 
-    def close(self) -> None:
-        """The fleet service stops: a read under way is cancelled, the fleet's clients close."""
-        self.service.close()
+    def close(self, timeout: float = 3.0) -> bool:
+        """The fleet service stops: a read under way is cancelled, the fleet's clients close;
+        whether it ended within ``timeout``."""
+        return self.service.close(timeout)
 
     def __enter__(self) -> "Exporter":
         return self

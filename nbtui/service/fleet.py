@@ -621,12 +621,12 @@ class Fleet:
         kernels = [
             replace(
                 k,
-                own_connections=self.connections.count(k.server, k.kernel_id),
+                own_connections=(own := self.connections.count(k.server, k.kernel_id)),
                 usage=sample.usage.get(k.key),
                 user=(who := owners(k.key, k.server))[0],
                 process_user=who[1],
                 orphan_reasons=orphans.kernel_reasons(
-                    k, idle_threshold=threshold, own_connections=self.connections.count(k.server, k.kernel_id),  # (k before the replace)
+                    k, idle_threshold=threshold, own_connections=own,
                     notebook_exists=(self.notebooks.get(k.server, k.session.path)
                                      if k.session is not None and orphans.session_checkable(k) else None),
                 ),

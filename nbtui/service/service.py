@@ -24,6 +24,7 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Generic, Optional, Protocol, Sequence, TypeVar
 
@@ -415,9 +416,11 @@ class FleetService(Generic[R]):
             await aclose()
         await self._loop.shutdown_asyncgens()
 
-    def close(self, timeout: float = 3.0) -> None:
+    def close(self, timeout: float = 3.0) -> bool:
+        """Stop within ``timeout`` seconds as a whole (work still running is cancelled, then
+        the fleet's clients close); whether the service's thread ended in that time."""
         try:
-            self._stop(timeout)
+            return self._stop(timeout)
         finally:
             first, self._first = self._first, None  # a child's read nobody took: ended, reaped
             if first is not None:
@@ -429,17 +432,20 @@ class FleetService(Generic[R]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _stop(self, timeout: float) -> None:
+    def _stop(self, timeout: float) -> bool:
         if not self._loop.is_running():
-            return
+            return not self._thread.is_alive()
+        deadline = time.monotonic() + timeout
         try:
             asyncio.run_coroutine_threadsafe(self._shutdown(timeout / 2), self._loop).result(timeout)
         except Exception:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
-        if not self._thread.is_alive():
-            self._loop.close()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            return False
+        self._loop.close()
+        return True
 
 
 async def _cancel_all(limit: float) -> None:
