@@ -13,7 +13,7 @@ from nbtui.service.fleet import Fleet
 from nbtui.files.console_history import history_path
 from nbtui.tui.screens.confirm import ConfirmScreen
 from nbtui.tui.screens.console import ConsoleScreen
-from tests.jupyter import until
+from tests.jupyter import until, wait_for
 
 
 class ConsoleApp(App):
@@ -345,6 +345,29 @@ async def test_kernel_of_another_language(shared_jupyter):
         assert s.code_input.text == "abc"
         await run(pilot, s, "second")
     assert json.loads(history_path("echo").read_text())[-2:] == ["hello there", "second"]
+
+
+async def test_a_busy_kernel_connects_once_it_answers_and_the_wait_is_said(shared_jupyter, tmp_path):
+    # jupyter_server opens a kernel's websocket only once the kernel answers kernel_info:
+    # a kernel busy until the test says so keeps the console waiting, and the console says why.
+    kid = shared_jupyter.start_kernel()
+    release = tmp_path / "release"
+    shared_jupyter.start_code(kid, f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.05)")
+    try:
+        wait_for(lambda: shared_jupyter.api("GET", f"api/kernels/{kid}").json()["execution_state"] == "busy", 30,
+                 what="busy")
+        app = ConsoleApp(shared_jupyter, kid)
+        async with app.run_test(size=(80, 30)) as pilot:
+            s = app.screen
+            await until(pilot, lambda: "waiting for srv:" in text(s), 20, "the waiting line")
+            assert not s.ready.is_set() and "cannot connect" not in text(s)
+            release.touch()
+            s = await ready(pilot)
+            assert any(line.startswith(f"Connected to srv:{kid[:8]}") for line in lines(s))
+            await run(pilot, s, "1 + 1")
+            assert lines(s)[-1].endswith("2")
+    finally:
+        release.touch()
 
 
 async def test_ten_megabytes_in_one_message(shared_jupyter, kernel_id):

@@ -517,8 +517,11 @@ class WebsocketChannels(KernelChannels):
                                   "not followed (a Jupyter server never redirects it)") from None
             raise ServerError(self.client.name, UNREACHABLE, f"kernel websocket refused (HTTP {code})") from None
         except (TimeoutError, asyncio.TimeoutError):
+            # jupyter_server answers the upgrade only once the kernel answers kernel_info
+            # (or its kernel_info_timeout passes): a busy or starting kernel is the usual cause.
             raise ServerError(self.client.name, TIMEOUT, f"kernel websocket: no handshake within "
-                              f"{self.open_timeout:g} s ({self._where()})") from None
+                              f"{self.open_timeout:g} s ({self._where()}; a Jupyter server waits for "
+                              "the kernel to answer first: is it busy or still starting?)") from None
         except (OSError, InvalidHandshake) as e:
             text = redact(str(e) or type(e).__name__).splitlines()[0][:160]
             raise ServerError(self.client.name, UNREACHABLE, f"kernel websocket: {text}") from None

@@ -139,7 +139,16 @@ class Options:
 # -- the source: a kernel on a server, or a local kernel known by its connection file ----
 
 
-def kernel_channels(client: ServerClient, kernel_id: str, transport: str = "auto") -> KernelChannels:
+# How long a kernel may take to answer. jupyter_server holds a kernel websocket's handshake
+# until the kernel answers kernel_info (up to its kernel_info_timeout, 60 s by default), so
+# a kernel that is starting on a loaded host, or busy, is slow to connect as well as to
+# answer: the handshake gets the same bound as the answer, not the channels' 10 s.
+KERNEL_ANSWER = 30.0
+NEW_KERNEL_ANSWER = 60.0  # a kernel migrate itself just started: its first answer comes later
+
+
+def kernel_channels(client: ServerClient, kernel_id: str, transport: str = "auto",
+                    answer: float = KERNEL_ANSWER) -> KernelChannels:
     """A kernel's channels for a migration. ``auto``: straight over ZMQ where the kernel runs
     on this host and its connection file is readable (the payload still goes through nbtui,
     but skips both servers' websockets, ~4x faster), else through its server's websocket."""
@@ -148,7 +157,7 @@ def kernel_channels(client: ServerClient, kernel_id: str, transport: str = "auto
         found = local_connection_file(kernel_id, client.url)
         if found:
             return zmq_channels(*found)
-    return WebsocketChannels(client, kernel_id, reconnect=False)
+    return WebsocketChannels(client, kernel_id, reconnect=False, open_timeout=answer)
 
 
 def zmq_channels(path: str, info: dict, ident: Ident) -> KernelChannels:
@@ -395,8 +404,8 @@ class Migration:
         self._src_ch = ch
         try:
             await ch.connect()
-            await ready(ch, 30)
-            info = await ch.kernel_info(timeout=30)
+            await ready(ch, KERNEL_ANSWER)
+            info = await ch.kernel_info(timeout=KERNEL_ANSWER)
         except (ServerError, ChannelError) as e:
             raise MigrationFailed(f"cannot reach the source kernel: {e}") from None
         lang = ((info.get("language_info") or {}).get("name") or "").lower()
@@ -497,10 +506,10 @@ class Migration:
             self._target_known.set()
         self.target_kernel = model["id"]
         self.report.target["kernel_id"] = self.target_kernel
-        ch = kernel_channels(self.target, self.target_kernel, self.opts.transport)
+        ch = kernel_channels(self.target, self.target_kernel, self.opts.transport, NEW_KERNEL_ANSWER)
         self._dst_ch = ch
         await ch.connect()
-        await ready(ch, 60)
+        await ready(ch, NEW_KERNEL_ANSWER)
         dst = Agent(ch, "target")
         await dst.install()
         self._dst = dst

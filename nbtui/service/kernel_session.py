@@ -28,11 +28,15 @@ from nbtui.core.model import Kernel, normalize_state
 
 T = TypeVar("T")
 
-__all__ = ["TIMEOUT", "ChannelError", "Completion", "ConnectionLost", "Event", "KernelDied", "KernelSession", "RunResult",
+__all__ = ["SERVER_HOLDS_OPEN", "TIMEOUT", "ChannelError", "Completion", "ConnectionLost", "Event", "KernelDied", "KernelSession", "RunResult",
            "ServerError"]
 
 READY_WAIT = 60.0  # seconds a completion or help request waits for a starting kernel
 KERNEL_INFO_TIMEOUT = 30.0
+# jupyter_server holds a kernel websocket's upgrade until the kernel answers kernel_info,
+# giving up after its kernel_info_timeout (60 s by default) and opening anyway: a console
+# on a busy kernel waits that long, plus a margin for the server itself.
+SERVER_HOLDS_OPEN = 65.0
 
 
 @dataclass

@@ -25,7 +25,8 @@ from textual.widgets import Input, OptionList, Static, TextArea
 
 from nbtui.service.actions.gate import Readonly, require_writable
 from nbtui.display.outputs import Outputs, binary_label, clean_text, plain_text
-from nbtui.service.kernel_session import ChannelError, ConnectionLost, Event, KernelDied, KernelSession
+from nbtui.service.kernel_session import (SERVER_HOLDS_OPEN, ChannelError, ConnectionLost, Event, KernelDied,
+                                          KernelSession)
 from nbtui.core.model import Kernel
 from nbtui.files.secrets import redact
 from nbtui.core.text import visible
@@ -40,6 +41,7 @@ STATE_STYLE = {
     "idle": "bold green", "busy": "bold yellow", "starting": "bold cyan", "restarting": "bold cyan",
     "dead": "bold red", "disconnected": "bold red", "connecting": "bold cyan", "unknown": "dim",
 }
+CONNECT_PATIENCE = 2.0  # seconds of silence before the console says what it waits for
 MAX_STREAM_CHARS = 2_000_000  # one cell's stream text kept for redraws (clear_output/update)
 
 
@@ -227,7 +229,7 @@ class ConsoleScreen(Screen):
         view = self.view
         session = self.session
         try:
-            await session.open()
+            await self._open()
         except Exception as e:
             self._set_state("disconnected")
             view.write(styled(f"✗ cannot connect to {self.server_name}:{self.kernel_id[:8]}: {_one_line(e)}", "bold red"))
@@ -256,6 +258,18 @@ class ConsoleScreen(Screen):
         self._set_state(state if state != "unknown" else "idle")
         self._render_prompt()
         self.ready.set()
+
+    async def _open(self) -> None:
+        opening = asyncio.ensure_future(self.session.open(open_timeout=SERVER_HOLDS_OPEN))
+        try:
+            done, _ = await asyncio.wait({opening}, timeout=CONNECT_PATIENCE)
+            if not done:  # say why nothing happens: the server waits for the kernel to answer
+                self.view.write(styled(f"… waiting for {self.server_name}:{self.kernel_id[:8]}: its server opens "
+                                       "the connection once the kernel answers (busy or starting?), up to "
+                                       f"{SERVER_HOLDS_OPEN:g} s · esc leaves", "yellow"))
+            await opening
+        finally:
+            opening.cancel()  # nothing once it is done; when the screen left, no late websocket
 
     def _kernel(self) -> Kernel:
         return self.session.kernel(getattr(self.app, "snapshot", None))
