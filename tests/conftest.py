@@ -14,6 +14,17 @@ from tests.jupyter import JupyterServer
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session) -> None:
+    """nbtui's bytecode, once, before the workers start: the suite runs the real CLI, TUI and
+    exporter in hundreds of subprocesses, and with PYTHONDONTWRITEBYTECODE set (as in CI) a
+    checkout has none, so each of them would compile nbtui's modules again (as pip would have
+    compiled them for an installed wheel)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        import compileall
+
+        compileall.compile_dir(str(ROOT / "nbtui"), quiet=1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Every test gets its own nbtui config/state folders and Jupyter runtime dir."""

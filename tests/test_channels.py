@@ -111,9 +111,8 @@ async def test_interrupt_stops_a_sleep(client, kernel_id):
         ex = await ch.execute("import time; print('sleeping', flush=True); time.sleep(100)")
         async for m in ex:
             if msg_type(m) == "stream":  # inside the cell, so the interrupt lands in the sleep
-                await client.interrupt(kernel_id)
                 break
-        reply = await asyncio.wait_for(ex.wait(), 10)
+        reply = await interrupted(ex, lambda: client.interrupt(kernel_id))
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
 
 
@@ -124,10 +123,22 @@ async def test_control_interrupt_and_usage(client, kernel_id):
             if msg_type(m) == "stream":  # inside the cell, so the interrupt lands in the sleep
                 usage = await ch.usage()  # answers while the shell is busy
                 assert usage["pid"] == shared_pid(client, kernel_id, usage)
-                await ch.interrupt()  # control channel
                 break
-        reply = await asyncio.wait_for(ex.wait(), 10)
+        reply = await interrupted(ex, ch.interrupt)  # control channel
         assert reply["content"]["ename"] == "KeyboardInterrupt"
+
+
+async def interrupted(ex, interrupt) -> dict:
+    """The reply once ``interrupt`` stopped the cell. As a user would, it is sent again when
+    the cell goes on: ipykernel 7 can miss a SIGINT that lands while it switches handlers
+    (seen once in a loaded suite run: a 100 s sleep ran on, and the next test waited it out)."""
+    for _ in range(3):
+        await interrupt()
+        try:
+            return await asyncio.wait_for(ex.wait(), 10)  # a cancelled wait loses no message
+        except asyncio.TimeoutError:
+            pass
+    raise AssertionError("three interrupts did not stop the cell")
 
 
 def shared_pid(client, kernel_id, usage):
