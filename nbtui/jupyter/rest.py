@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable, Final, Optional, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from nbtui.core import model
 from nbtui.core.errors import EXIT_PARTIAL, NbtuiError
@@ -480,6 +481,11 @@ def _too_big(path: str, limit: int, alone: bool = True) -> str:
 def parse_json(server: str, path: str, body: bytes | bytearray) -> Any:
     """A server's JSON answer, or that server's error (malformed, nested too deep for the
     parser): never an exception of the parser's own."""
+    try:
+        return orjson.loads(body)  # ~3x the standard parser: at 5,000 kernels a refresh's largest cost
+    except orjson.JSONDecodeError:  # what orjson refuses the standard parser may read (lone surrogates,
+        pass  # NaN, UTF-16, nesting past 1,024): its answer, or its error, is the one given. (An int past
+        # 64 bits, which no Jupyter model holds, orjson reads as a float.)
     try:
         return json.loads(body)
     except RecursionError:
