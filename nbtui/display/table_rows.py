@@ -28,8 +28,8 @@ ORPHAN = "!"
 Item = Union[Kernel, Terminal, Process]
 
 
-@dataclass(frozen=True)
-class Row:
+@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through object.__setattr__,
+class Row:  # 8x the cost, and a refresh builds one row per kernel (5,000 rows: 9 ms against 1). Never changed once built.
     kind: Kind  # kernel | terminal | leftover | process
     key: str  # identity across refreshes: `server:kernel_id`, `terminal:server/name`, `pid:N`
     server: str  # the server's name; for a process, the live server it came from, or ""

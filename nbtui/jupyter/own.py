@@ -37,3 +37,8 @@ class OwnConnections:
     def count(self, server: str, kernel_id: str) -> int:
         with self._lock:
             return self._open.get(kernel_key(server, kernel_id), 0)
+
+    def counts(self) -> dict[str, int]:
+        """Every kernel's count now, by ``kernel_key`` (one lock for a whole read, not one per kernel)."""
+        with self._lock:
+            return dict(self._open)

@@ -618,21 +618,21 @@ class Fleet:
         await self._notebooks_settled(hold_back)
         threshold = self.settings.orphan_idle
         owners = holders.owners(servers, sample.users)
-        kernels = [
-            replace(
-                k,
-                own_connections=(own := self.connections.count(k.server, k.kernel_id)),
-                usage=sample.usage.get(k.key),
-                user=(who := owners(k.key, k.server))[0],
-                process_user=who[1],
+        own_now, usage_of, notebook = self.connections.counts(), sample.usage.get, self.notebooks.get
+        judged_kernels = []
+        for k in kernels:  # every kernel, every refresh: model.evolve, not replace
+            key = k.key
+            own = own_now.get(key, 0)
+            who = owners(key, k.server)
+            judged_kernels.append(model.evolve(
+                k, own_connections=own, usage=usage_of(key), user=who[0], process_user=who[1],
                 orphan_reasons=orphans.kernel_reasons(
                     k, idle_threshold=threshold, own_connections=own,
-                    notebook_exists=(self.notebooks.get(k.server, k.session.path)
+                    notebook_exists=(notebook(k.server, k.session.path)
                                      if k.session is not None and orphans.session_checkable(k) else None),
                 ),
-            )
-            for k in kernels
-        ]
+            ))
+        kernels = judged_kernels
         kernels.sort(key=model.fleet_order)
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
         judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
