@@ -7,7 +7,7 @@ stock jupyter_server answers a reader: ``/api``, ``/api/status``, ``/api/me``, `
 (``PER_SERVER`` kernels), ``/api/sessions`` (four kernels in five have a notebook session, the
 session's ``kernel`` the full kernel model, as jupyter_server sends it), ``/api/terminals``
 (none), ``/api/kernelspecs``, and ``/api/contents/PATH`` for each notebook and each folder
-(a folder's model lists its notebooks), 404 for anything else. With ``CHANGE`` (a share, e.g.
+(a folder's model lists its notebooks; a user's folder, its projects' folders), 404 for anything else. With ``CHANGE`` (a share, e.g.
 0.01), each ``GET /api/kernels`` first changes that share of the server's kernels (state
 flipped, ``last_activity`` now): a fleet where 1 % of the kernels change between refreshes.
 ``GET /_stats`` counts the kernel listings served (``kernels_gets``) and when each came
@@ -60,7 +60,14 @@ class FakeServer:
                      "size": 2048, "writable": True, "hash": None, "hash_algorithm": None}
             self.contents[path] = json.dumps(model).encode()
             folders.setdefault(path.rsplit("/", 1)[0], []).append(model)
-        for folder, items in folders.items():
+        parents: dict[str, list] = {}  # each user's folder lists its projects' folders, as a server does
+        for folder in folders:
+            parent, _, name = folder.rpartition("/")
+            parents.setdefault(parent, []).append({
+                "name": name, "path": folder, "type": "directory", "created": modified, "last_modified": modified,
+                "content": None, "format": None, "mimetype": None, "size": None, "writable": True, "hash": None,
+                "hash_algorithm": None})
+        for folder, items in [*folders.items(), *parents.items()]:
             self.contents[folder] = json.dumps({
                 "name": folder.rsplit("/", 1)[-1], "path": folder, "type": "directory", "created": modified,
                 "last_modified": modified, "content": items, "format": "json", "mimetype": None, "size": None,

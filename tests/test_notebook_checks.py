@@ -49,3 +49,44 @@ def test_one_listing_per_folder_and_missing_only_when_the_file_is_not_there(jupy
     assert one_by_one == ["/api/contents/gone/n.ipynb?content=0",
                           "/api/contents/work/a%20b/hidden-1.ipynb?content=0",
                           "/api/contents/work/a%20b/lost.ipynb?content=0"]
+
+
+async def test_a_recheck_looks_at_project_folders_through_their_parent_and_asks_only_the_one_that_moved(
+        jupyter_factory):
+    # A user's three project folders, one notebook each. The first re-check lists their parent
+    # once (and asks each file as before); the next asks nothing but that listing; once a file is
+    # removed, its folder's stamp moves and that folder alone is asked again, and says missing.
+    import asyncio
+
+    from nbtui.jupyter.notebooks import NotebookChecks
+    from nbtui.jupyter.rest import ServerClient
+
+    server = jupyter_factory("nbp", extra_args=("--ServerApp.log_level=DEBUG",))
+    paths = ["ana/p1/a.ipynb", "ana/p2/b.ipynb", "ana/p3/c.ipynb"]
+    for p in paths:
+        server.write_notebook(p)
+    now = [0.0]
+    checks = NotebookChecks(ttl=60, clock=lambda: now[0])
+    client = ServerClient("nbp", server.url, server.token)
+
+    async def round_() -> list[str]:
+        before = len(_contents_requests(server))
+        await checks.refresh("nbp", paths, lambda: client, limit=asyncio.Semaphore(4), timeout=10)
+        now[0] += 61
+        return sorted(_contents_requests(server)[before:])
+
+    try:
+        first = await round_()
+        assert first == [f"/api/contents/{p}?content=0" for p in paths]  # a one-shot read asks what it did
+        second = await round_()
+        assert second == sorted(["/api/contents/ana?content=1", *first])  # the stamps are taken
+        assert await round_() == ["/api/contents/ana?content=1"]  # nothing moved: one request
+        assert [checks.get("nbp", p) for p in paths] == [True, True, True]
+
+        (server.root_dir / "ana" / "p2" / "b.ipynb").unlink()
+        assert await round_() == ["/api/contents/ana/p2/b.ipynb?content=0", "/api/contents/ana?content=1"]
+        assert [checks.get("nbp", p) for p in paths] == [True, False, True]
+        # a folder with a missing file is asked each time (a file made there may be the one)
+        assert await round_() == ["/api/contents/ana/p2/b.ipynb?content=0", "/api/contents/ana?content=1"]
+    finally:
+        await client.aclose()

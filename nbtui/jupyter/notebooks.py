@@ -16,6 +16,13 @@ A folder is listed again once its answer is ``ttl`` old (or a session names a fi
 that was not looked for). Where the server gave the folder's ``last_modified``, the cheap
 ``content=0`` model is asked first and the last listing kept while that has not moved.
 A check that fails leaves its answers unknown (None), never missing.
+
+On a re-check, the folders due under one parent are looked at through that parent: one
+listing gives each one's ``last_modified``, and a folder whose stamp is the one it had when
+its files were last found all there keeps those answers without a request of its own (a
+file made, removed or renamed in a folder moves its stamp). A folder with a file called
+missing, or not yet stamped, is asked as above. So a user's project folders cost one
+request a minute, not one each.
 """
 
 from __future__ import annotations
@@ -66,16 +73,18 @@ class NotebookChecks:
         self.clock = clock
         self._folders: dict[tuple[str, str], _Folder] = {}
         self._files: dict[tuple[str, str], tuple[float, Optional[bool]]] = {}  # asked one by one
+        # a folder's last_modified in its parent's listing, when its files were last learnt
+        self._stamps: dict[tuple[str, str], str] = {}
 
     def get(self, server: str, path: str) -> Optional[bool]:
         """The latest answer about ``path``: its folder's listing showed it, or it was asked
         on its own (True, False, or None: that check failed); None before any."""
-        folder, name = split_path(path)
+        folder, _, name = path.rpartition("/")  # (split_path, inline: asked of every kernel on every read)
         listed = self._folders.get((server, folder))
-        seen = (listed.checked_at, True) if listed is not None and name in listed.present else None
         one = self._files.get((server, path))
-        latest = max((a for a in (seen, one) if a is not None), key=lambda a: a[0], default=None)
-        return latest[1] if latest is not None else None
+        if listed is not None and name in listed.present and (one is None or listed.checked_at >= one[0]):
+            return True
+        return one[1] if one is not None else None
 
     def _due(self, server: str, folder: str, names: set[str]) -> bool:
         if len(names) == 1:  # a folder of one session's file: that file is asked on its own
@@ -95,11 +104,69 @@ class NotebookChecks:
             by_folder.setdefault(folder, set()).add(name)
         due = [(f, names) for f, names in by_folder.items() if self._due(server, f, names)]
         if due:
-            await asyncio.gather(*(self._check_folder(server, f, names, client, limit, timeout) if len(names) > 1
-                                   else self._check_files(server, [join_path(f, n) for n in names], client, limit,
-                                                          timeout)
-                                   for f, names in due))
+            stamps = await self._parents_stamps(server, due, client, limit, timeout)
+            kept = {f for f, names in due if self._keep(server, f, names, stamps)}
+            await asyncio.gather(*(self._check(server, f, names, stamps.get(f), client, limit, timeout)
+                                   for f, names in due if f not in kept))
         return len(due)
+
+    async def _check(self, server: str, folder: str, names: set[str], stamp: Optional[str],
+                     client: Callable[[], ServerClient], limit: asyncio.Semaphore, timeout: float) -> None:
+        if len(names) > 1:
+            await self._check_folder(server, folder, names, client, limit, timeout)
+        else:
+            await self._check_files(server, [join_path(folder, n) for n in names], client, limit, timeout)
+        key = (server, folder)
+        if stamp is not None and all(self.get(server, join_path(folder, n)) is True for n in names):
+            self._stamps[key] = stamp  # (taken before the check: a change between moves it again)
+        else:
+            self._stamps.pop(key, None)
+
+    def _keep(self, server: str, folder: str, names: set[str], stamps: dict[str, str]) -> bool:
+        """Whether a due folder keeps its answers: its stamp has not moved since its files were
+        all found there. They are then renewed as of now."""
+        stamp = stamps.get(folder)
+        if stamp is None or self._stamps.get((server, folder)) != stamp:
+            return False
+        paths = [join_path(folder, n) for n in names]
+        if not all(self.get(server, p) is True for p in paths):
+            return False
+        now = self.clock()
+        listed = self._folders.get((server, folder))
+        if listed is not None:
+            self._folders[(server, folder)] = replace(listed, checked_at=now)
+        for p in paths:
+            if (server, p) in self._files:
+                self._files[(server, p)] = (now, True)
+        return True
+
+    async def _parents_stamps(self, server: str, due: list[tuple[str, set[str]]], client: Callable[[], ServerClient],
+                              limit: asyncio.Semaphore, timeout: float) -> dict[str, str]:
+        """``last_modified`` of the due folders, from one listing of each parent that holds two
+        or more of them already checked once (a first check lists no parent: a one-shot read
+        asks what it asked before)."""
+        by_parent: dict[str, list[str]] = {}
+        for folder, names in due:
+            if folder and any(self.get(server, join_path(folder, n)) is not None for n in names):
+                by_parent.setdefault(folder.rpartition("/")[0], []).append(folder)
+        parents = [p for p, children in by_parent.items() if len(children) > 1]
+
+        async def listing(parent: str) -> dict[str, str]:
+            try:
+                model = await self._bounded(limit, timeout,
+                                            lambda: client().request("GET", folder_url(parent, True)))
+            except (ServerError, UnsafeSegment, asyncio.TimeoutError):
+                return {}
+            if not isinstance(model, dict) or not isinstance(model.get("content"), list):
+                return {}
+            return {join_path(parent, e["name"]): e["last_modified"] for e in model["content"]
+                    if isinstance(e, dict) and e.get("type") == "directory" and isinstance(e.get("name"), str)
+                    and isinstance(e.get("last_modified"), str)}
+
+        stamps: dict[str, str] = {}
+        for found in await asyncio.gather(*(listing(p) for p in parents)):
+            stamps.update(found)
+        return stamps
 
     async def _bounded(self, limit: asyncio.Semaphore, timeout: float, work: Callable[[], Awaitable[Any]]) -> Any:
         """One request, once ``limit`` lets it, bounded by ``timeout``."""
