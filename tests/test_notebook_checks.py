@@ -61,32 +61,83 @@ async def test_a_recheck_looks_at_project_folders_through_their_parent_and_asks_
     from nbtui.jupyter.notebooks import NotebookChecks
     from nbtui.jupyter.rest import ServerClient
 
-    server = jupyter_factory("nbp", extra_args=("--ServerApp.log_level=DEBUG",))
+    server = jupyter_factory("nbp")
     paths = ["ana/p1/a.ipynb", "ana/p2/b.ipynb", "ana/p3/c.ipynb"]
     for p in paths:
         server.write_notebook(p)
     now = [0.0]
     checks = NotebookChecks(ttl=60, clock=lambda: now[0])
     client = ServerClient("nbp", server.url, server.token)
+    asked: list[str] = []
+
+    class Recorded:  # the real client, each request it is asked for written down
+        async def request(self, method: str, url: str, **kw):
+            asked.append(url)
+            return await client.request(method, url, **kw)
+
+        async def contents_exists(self, path: str) -> bool:
+            asked.append(f"{path} exists?")
+            return await client.contents_exists(path)
 
     async def round_() -> list[str]:
-        before = len(_contents_requests(server))
-        await checks.refresh("nbp", paths, lambda: client, limit=asyncio.Semaphore(4), timeout=10)
+        del asked[:]
+        await checks.refresh("nbp", paths, lambda: Recorded(), limit=asyncio.Semaphore(4), timeout=10)
         now[0] += 61
-        return sorted(_contents_requests(server)[before:])
+        return sorted(asked)
 
     try:
         first = await round_()
-        assert first == [f"/api/contents/{p}?content=0" for p in paths]  # a one-shot read asks what it did
+        assert first == [f"{p} exists?" for p in paths]  # a one-shot read asks what it did
         second = await round_()
-        assert second == sorted(["/api/contents/ana?content=1", *first])  # the stamps are taken
-        assert await round_() == ["/api/contents/ana?content=1"]  # nothing moved: one request
+        assert second == sorted(["api/contents/ana?content=1", *first])  # the stamps are taken
+        assert await round_() == ["api/contents/ana?content=1"]  # nothing moved: one request
         assert [checks.get("nbp", p) for p in paths] == [True, True, True]
 
         (server.root_dir / "ana" / "p2" / "b.ipynb").unlink()
-        assert await round_() == ["/api/contents/ana/p2/b.ipynb?content=0", "/api/contents/ana?content=1"]
+        assert await round_() == ["ana/p2/b.ipynb exists?", "api/contents/ana?content=1"]
         assert [checks.get("nbp", p) for p in paths] == [True, False, True]
         # a folder with a missing file is asked each time (a file made there may be the one)
-        assert await round_() == ["/api/contents/ana/p2/b.ipynb?content=0", "/api/contents/ana?content=1"]
+        assert await round_() == ["ana/p2/b.ipynb exists?", "api/contents/ana?content=1"]
     finally:
         await client.aclose()
+
+
+async def test_re_checks_spread_over_refreshes_the_longest_unchecked_first():
+    # 60 one-notebook folders checked together fall due together: each later call re-checks
+    # at most RECHECKS_PER_CALL of them, so no refresh carries the whole minute's requests.
+    import asyncio
+
+    from nbtui.jupyter.notebooks import RECHECKS_PER_CALL, NotebookChecks
+
+    asked: list[str] = []
+
+    class Server:  # answers every file as there; its root lists no folder, so none is stamped
+        async def contents_exists(self, path: str) -> bool:
+            asked.append(path)
+            return True
+
+        async def request(self, method: str, url: str) -> dict:
+            return {"type": "directory", "content": []}
+
+    paths = [f"u{i}/nb.ipynb" for i in range(60)]
+    now = [0.0]
+    checks = NotebookChecks(ttl=60, clock=lambda: now[0])
+
+    async def call() -> list[str]:
+        del asked[:]
+        await checks.refresh("s", paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5)  # type: ignore
+        return sorted(asked)
+
+    assert len(await call()) == 60  # a first check asks everything at once
+    now[0] = 61
+    first = await call()
+    now[0] = 62
+    second = await call()
+    now[0] = 63
+    third = await call()
+    assert len(first) == len(second) == RECHECKS_PER_CALL and len(third) == 60 - 2 * RECHECKS_PER_CALL
+    assert not set(first) & set(second) and set(first) | set(second) | set(third) == set(paths)
+    now[0] = 64
+    assert await call() == []  # all answered within the minute
+    now[0] = 61 + 60
+    assert await call() == first  # and due again in the order they were asked
