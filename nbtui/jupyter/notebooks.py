@@ -23,7 +23,8 @@ its files were last found all there keeps those answers without a request of its
 file made, removed or renamed in a folder moves its stamp). A folder with a file called
 missing, or not yet stamped, is asked as above. So a user's project folders cost one
 request a minute, not one each. A call re-checks at most RECHECKS_PER_CALL folders, the
-longest unchecked first, so the minute's re-checks spread over the refreshes.
+longest unchecked first and a parent's together, so the minute's re-checks spread over the
+refreshes (a listed parent's other folders come along only where the listing stamps them).
 """
 
 from __future__ import annotations
@@ -93,6 +94,23 @@ class NotebookChecks:
             return True
         return one[1] if one is not None else None
 
+    def _paced(self, server: str, due: list[tuple[str, set[str]]]) -> list[tuple[str, set[str]]]:
+        """The due folders to check now: every one never checked, and re-checks up to
+        RECHECKS_PER_CALL, the longest unchecked first, a parent's due folders together (so
+        that one listing of the parent may answer for them all)."""
+        by_parent: dict[str, list[tuple[float, str]]] = {}
+        for f, names in due:
+            at = self._checked_at(server, f, names)
+            if at is not None:
+                by_parent.setdefault(f.rpartition("/")[0], []).append((at, f))
+        later: set[str] = set()
+        room = RECHECKS_PER_CALL
+        for _, children in sorted(by_parent.items(), key=lambda pc: (min(pc[1])[0], pc[0])):
+            children.sort()
+            later.update(f for _, f in children[room:])  # a parent of more than that many: the oldest now
+            room = max(room - len(children), 0)
+        return [(f, names) for f, names in due if f not in later]
+
     def _checked_at(self, server: str, folder: str, names: set[str]) -> Optional[float]:
         """When the oldest of these answers came (None: one of them never did)."""
         listed = self._folders.get((server, folder))
@@ -125,15 +143,19 @@ class NotebookChecks:
             by_folder.setdefault(folder, set()).add(name)
         due = [(f, names) for f, names in by_folder.items() if self._due(server, f, names)]
         if len(due) > RECHECKS_PER_CALL:  # the first check of a folder always goes; re-checks, the oldest first
-            known = sorted(((at, f, names) for f, names in due if (at := self._checked_at(server, f, names)) is not None),
-                           key=lambda t: (t[0], t[1]))
-            later = {f for _, f, _ in known[RECHECKS_PER_CALL:]}
-            due = [(f, names) for f, names in due if f not in later]
+            due = self._paced(server, due)
         if due:
-            stamps = await self._parents_stamps(server, due, client, limit, timeout)
-            kept = {f for f, names in due if self._keep(server, f, names, stamps)}
+            parents = self._parents_to_list(server, due, by_folder)
+            stamps = await self._parents_stamps(parents, client, limit, timeout)
+            # A listed parent's other folders that it stamps come along: kept while their stamps
+            # hold, else checked and stamped, so from then on a parent's folders fall due together.
+            now_due = {f for f, _ in due}
+            along = [(f, names) for f, names in by_folder.items()
+                     if f not in now_due and f in stamps and self._checked_at(server, f, names) is not None]
+            work = due + along
+            kept = {f for f, names in work if self._keep(server, f, names, stamps)}
             await asyncio.gather(*(self._check(server, f, names, stamps.get(f), client, limit, timeout)
-                                   for f, names in due if f not in kept))
+                                   for f, names in work if f not in kept))
         return len(due)
 
     async def _check(self, server: str, folder: str, names: set[str], stamp: Optional[str],
@@ -166,17 +188,22 @@ class NotebookChecks:
                 self._files[(server, p)] = (now, True)
         return True
 
-    async def _parents_stamps(self, server: str, due: list[tuple[str, set[str]]], client: Callable[[], ServerClient],
-                              limit: asyncio.Semaphore, timeout: float) -> dict[str, str]:
-        """``last_modified`` of the due folders, from one listing of each parent that holds two
-        or more of them already checked once (a first check lists no parent: a one-shot read
-        asks what it asked before)."""
-        by_parent: dict[str, list[str]] = {}
-        for folder, names in due:
-            if folder and any(self.get(server, join_path(folder, n)) is not None for n in names):
-                by_parent.setdefault(folder.rpartition("/")[0], []).append(folder)
-        parents = [p for p, children in by_parent.items() if len(children) > 1]
+    def _parents_to_list(self, server: str, due: list[tuple[str, set[str]]],
+                         by_folder: dict[str, set[str]]) -> set[str]:
+        """The parents worth a listing: each holds a due folder checked before and at least
+        one more folder checked before (a first check lists no parent: a one-shot read asks
+        what it asked before)."""
+        known: dict[str, int] = {}
+        for folder, names in by_folder.items():
+            if folder and self._checked_at(server, folder, names) is not None:
+                parent = folder.rpartition("/")[0]
+                known[parent] = known.get(parent, 0) + 1
+        return {f.rpartition("/")[0] for f, _ in due if f and known.get(f.rpartition("/")[0], 0) > 1
+                and self._checked_at(server, f, by_folder[f]) is not None}
 
+    async def _parents_stamps(self, parents: set[str], client: Callable[[], ServerClient], limit: asyncio.Semaphore,
+                      timeout: float) -> dict[str, str]:
+        """``last_modified`` of each folder in these parents' listings (a listing that fails gives none)."""
         async def listing(parent: str) -> dict[str, str]:
             try:
                 model = await self._bounded(limit, timeout,
@@ -190,7 +217,7 @@ class NotebookChecks:
                     and isinstance(e.get("last_modified"), str)}
 
         stamps: dict[str, str] = {}
-        for found in await asyncio.gather(*(listing(p) for p in parents)):
+        for found in await asyncio.gather(*(listing(p) for p in sorted(parents))):
             stamps.update(found)
         return stamps
 
