@@ -215,7 +215,7 @@ class ConsoleScreen(Screen):
         early = take() if take is not None else ""
         if early:
             self.code_input.insert(early)
-        self._render_head()
+        self.call_after_refresh(self._render_head)  # (not mounted yet within on_mount: it would draw nothing)
         self._connect()
 
     def on_unmount(self) -> None:
@@ -226,10 +226,24 @@ class ConsoleScreen(Screen):
 
     @work(group="console-connect", exit_on_error=False)
     async def _connect(self) -> None:
+        # Silence while connecting is said after CONNECT_PATIENCE: a busy kernel keeps both
+        # the handshake (its server waits for the kernel's answer) and kernel_info waiting.
+        patience = asyncio.get_running_loop().call_later(CONNECT_PATIENCE, self._say_waiting)
+        try:
+            await self._connect_and_start()
+        finally:
+            patience.cancel()
+
+    def _say_waiting(self) -> None:
+        if self.is_attached and not self.ready.is_set():
+            self.view.write(styled(f"… waiting for {self.server_name}:{self.kernel_id[:8]} to answer (busy or "
+                                   "starting?) · esc leaves · i on the fleet screen interrupts it", "yellow"))
+
+    async def _connect_and_start(self) -> None:
         view = self.view
         session = self.session
         try:
-            await self._open()
+            await session.open(open_timeout=SERVER_HOLDS_OPEN)
         except Exception as e:
             self._set_state("disconnected")
             view.write(styled(f"✗ cannot connect to {self.server_name}:{self.kernel_id[:8]}: {_one_line(e)}", "bold red"))
@@ -258,18 +272,6 @@ class ConsoleScreen(Screen):
         self._set_state(state if state != "unknown" else "idle")
         self._render_prompt()
         self.ready.set()
-
-    async def _open(self) -> None:
-        opening = asyncio.ensure_future(self.session.open(open_timeout=SERVER_HOLDS_OPEN))
-        try:
-            done, _ = await asyncio.wait({opening}, timeout=CONNECT_PATIENCE)
-            if not done:  # say why nothing happens: the server waits for the kernel to answer
-                self.view.write(styled(f"… waiting for {self.server_name}:{self.kernel_id[:8]}: its server opens "
-                                       "the connection once the kernel answers (busy or starting?), up to "
-                                       f"{SERVER_HOLDS_OPEN:g} s · esc leaves", "yellow"))
-            await opening
-        finally:
-            opening.cancel()  # nothing once it is done; when the screen left, no late websocket
 
     def _kernel(self) -> Kernel:
         return self.session.kernel(getattr(self.app, "snapshot", None))
