@@ -7,6 +7,7 @@ like any kernel (``python -m tests.echo_kernel -f CONNECTION_FILE``).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class EchoKernel(Kernel):
-    implementation = "echo"
+    implementation = os.environ.get("ECHO_IMPLEMENTATION", "echo")  # a hostile kernel names itself anything
     implementation_version = "1.0"
     language = "text"
     language_version = "1"
@@ -30,15 +31,19 @@ class EchoKernel(Kernel):
         return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}
 
 
-def install(server) -> str:
-    """Add the kernel spec ``echo`` to a tests.jupyter.JupyterServer (before it starts)."""
-    spec = server.base / "data" / "kernels" / "echo"
+def install(server, name: str = "echo", implementation: str | None = None) -> str:
+    """Add the kernel spec ``name`` to a tests.jupyter.JupyterServer (the server reads kernel
+    specs when asked); ``implementation``: what its kernel_info calls it."""
+    spec = server.base / "data" / "kernels" / name
     spec.mkdir(parents=True, exist_ok=True)
+    env = {"PYTHONPATH": str(ROOT)}
+    if implementation is not None:
+        env["ECHO_IMPLEMENTATION"] = implementation
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "tests.echo_kernel", "-f", "{connection_file}"],
-        "display_name": "Echo", "language": "text", "env": {"PYTHONPATH": str(ROOT)},
+        "display_name": "Echo", "language": "text", "env": env,
     }))
-    return "echo"
+    return name
 
 
 if __name__ == "__main__":

@@ -370,6 +370,19 @@ async def test_a_busy_kernel_connects_once_it_answers_and_the_wait_is_said(share
         release.touch()
 
 
+async def test_what_a_kernel_calls_itself_is_shown_as_plain_text(shared_jupyter):
+    from tests.echo_kernel import install
+
+    hostile = "x\x1b]0;pwned\x07[bold]y[/]\u202e"
+    kid = shared_jupyter.start_kernel(install(shared_jupyter, "echo-hostile", implementation=hostile))
+    app = ConsoleApp(shared_jupyter, kid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        s = await ready(pilot)
+        line = next(x for x in lines(s) if x.startswith("Connected to"))
+        assert "x\\x1b]0;pwned\\x07[bold]y[/]" in line  # escapes and markup as text
+        assert not any(c in text(s) for c in "\x1b\x07\u202e")
+
+
 async def test_ten_megabytes_in_one_message(shared_jupyter, kernel_id):
     app = ConsoleApp(shared_jupyter, kernel_id)
     async with app.run_test(size=(80, 30)) as pilot:

@@ -236,7 +236,7 @@ class ConsoleScreen(Screen):
 
     def _say_waiting(self) -> None:
         if self.is_attached and not self.ready.is_set():
-            self.view.write(styled(f"… waiting for {self.server_name}:{self.kernel_id[:8]} to answer (busy or "
+            self.view.write(styled(f"… waiting for {self._who()} to answer (busy or "
                                    "starting?) · esc leaves · i on the fleet screen interrupts it", "yellow"))
 
     async def _connect_and_start(self) -> None:
@@ -246,7 +246,7 @@ class ConsoleScreen(Screen):
             await session.open(open_timeout=SERVER_HOLDS_OPEN)
         except Exception as e:
             self._set_state("disconnected")
-            view.write(styled(f"✗ cannot connect to {self.server_name}:{self.kernel_id[:8]}: {_one_line(e)}", "bold red"))
+            view.write(styled(f"✗ cannot connect to {self._who()}: {_one_line(e)}", "bold red"))
             return
         if not self.is_attached:
             await session.close()
@@ -263,7 +263,7 @@ class ConsoleScreen(Screen):
             editor.language = lang
         banner = clean_text(info.get("banner") or "").strip().splitlines()[:1]
         impl = f"{info.get('implementation', '?')} {info.get('implementation_version', '')}".strip()
-        view.write(styled(f"Connected to {self.server_name}:{self.kernel_id[:8]} — {lang} ({impl})", "bold"))
+        view.write(styled(f"Connected to {self._who()} — {visible(lang)} ({visible(impl)})", "bold"))
         if banner:
             view.write(styled(banner[0], "dim"))
         view.write(styled("enter runs · ctrl+j new line · tab completes · f1 help · ctrl+c interrupts", "dim"))
@@ -272,6 +272,10 @@ class ConsoleScreen(Screen):
         self._set_state(state if state != "unknown" else "idle")
         self._render_prompt()
         self.ready.set()
+
+    def _who(self) -> str:
+        """``server:kernel`` as plain text (a kernel id is the server's string)."""
+        return visible(f"{self.server_name}:{self.kernel_id[:8]}")
 
     def _kernel(self) -> Kernel:
         return self.session.kernel(getattr(self.app, "snapshot", None))
@@ -742,4 +746,4 @@ class ConsoleScreen(Screen):
 
 def _one_line(e: BaseException) -> str:
     text = redact(str(e)) or type(e).__name__
-    return text.splitlines()[0][:200]
+    return visible(text.splitlines()[0][:200])  # an error may quote what a server sent
