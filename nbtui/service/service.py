@@ -242,7 +242,12 @@ class FleetService(Generic[R]):
     def _start(self, usage_after: Optional[Callable[[], Awaitable[Any]]] = None,
                first: Optional["ForkedRead"] = None) -> _Job[R]:
         job: _Job[R] = _Job()
-        asyncio.run_coroutine_threadsafe(self._read(job, usage_after, first), self._loop)
+        reading = self._read(job, usage_after, first)
+        try:
+            asyncio.run_coroutine_threadsafe(reading, self._loop)
+        except RuntimeError:  # the service has closed (a refresh asked for while quitting)
+            reading.close()
+            job.put(done=True, error=RuntimeError("the fleet service has stopped"))
         return job
 
     def _hand_on(self, job: _Job[R], reading: Reading, *, done: bool = False) -> None:
