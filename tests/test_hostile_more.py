@@ -174,9 +174,11 @@ def test_a_hostile_hubs_user_list_is_one_line_or_plain_rows_within_its_timeout(c
         data = json.loads(r.stdout)
         row = next(s for s in data["servers"] if s["name"] == "hub")
         kernels = [k["kernel_id"] for k in data["kernels"]]
-        if case == "endless":  # pages until the hub's timeout or the most pages nbtui follows: its one error
-            assert r.returncode == 4 and row["error_kind"] in ("timeout", "not-jupyter"), row
-            assert ("timed out after 2 s" in row["error"] or "pagination did not end after 10,000 pages" in row["error"])
+        if case == "endless":  # pages until the hub's timeout, never to the most pages nbtui follows
+            # (Python 3.11's wait_for swallowed the read's cancellation when a page answered at
+            # that moment: the pages went on to the 10,000th, 23 s on a busy host)
+            assert r.returncode == 4 and row["error_kind"] == "timeout", row
+            assert "timed out after 2 s" in row["error"] or "did not end within 2 s" in row["error"], row
             assert took < timeout + 30, took  # not a speed check: a hang, not a slow host, fails it
         elif case == "100k":
             assert r.returncode == 4 and row["error_kind"] == "too-big", row

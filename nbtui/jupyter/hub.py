@@ -27,7 +27,8 @@ import httpx
 
 from nbtui.files.config import ServerConfig
 from nbtui.jupyter.hubtokens import TokenMint
-from nbtui.jupyter.rest import AUTH_FAILED, NOT_JUPYTER, TOO_BIG, ServerClient, ServerError, is_loopback, server_token
+from nbtui.jupyter.rest import (AUTH_FAILED, NOT_JUPYTER, TIMEOUT, TOO_BIG, ServerClient, ServerError, is_loopback,
+                               server_token)
 from nbtui.jupyter.urlpath import UnsafeSegment, segment, server_path
 from nbtui.sources import ServerReader
 
@@ -163,7 +164,12 @@ class HubClient(ServerClient):
         """Every item of a paginated list (a dict's items become (key, value) pairs)."""
         items: list = []
         offset, sep = 0, "&" if "?" in path else "?"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout  # the pages as a whole, whatever else bounds the read
         for _ in range(MAX_PAGES):
+            if loop.time() > deadline:
+                raise ServerError(self.name, TIMEOUT, f"/{path}: pagination did not end within {self.timeout:g} s: "
+                                                      "not read")
             data = await self.request("GET", f"{path}{sep}offset={offset}", headers={"Accept": PAGINATION})
             if not isinstance(data, dict) or "items" not in data:  # a hub before pagination: the whole list
                 whole = list(data.items()) if isinstance(data, dict) else (data if isinstance(data, list) else [])

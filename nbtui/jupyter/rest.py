@@ -444,7 +444,9 @@ class ServerClient:
         """One network exchange bounded as a whole, with the errors of ``request``."""
         where = f"{what}, {self.url}" if what else self.url
         try:
-            return await asyncio.wait_for(work, limit)
+            result = await asyncio.wait_for(work, limit)
+            _cancelled_meanwhile()
+            return result
         except asyncio.TimeoutError:
             raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({where})") from None
         except httpx.TimeoutException:
@@ -458,6 +460,18 @@ class ServerClient:
         base = self.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         _no_dot_parts(path.lstrip("/"))
         return base + path.lstrip("/")
+
+
+def _cancelled_meanwhile() -> None:
+    """Raise the cancellation that ``asyncio.wait_for`` swallows before Python 3.12 when its
+    work finishes as the caller is cancelled (it returns the result instead). A loop of
+    requests that each answer at once (a hub paging "next" forever) then never saw the read's
+    own deadline: it ran to its 10,000th page. (3.10 cannot tell; the hub's paging keeps a
+    deadline of its own.)"""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    if cancelling is not None and cancelling():
+        raise asyncio.CancelledError
 
 
 def _no_dot_parts(path: str) -> None:
