@@ -94,13 +94,14 @@ class NotebookChecks:
             return True
         return one[1] if one is not None else None
 
-    def _paced(self, server: str, due: list[tuple[str, set[str]]]) -> list[tuple[str, set[str]]]:
+    @staticmethod
+    def _paced(due: list[tuple[str, set[str]]], checked: dict[str, Optional[float]]) -> list[tuple[str, set[str]]]:
         """The due folders to check now: every one never checked, and re-checks up to
         RECHECKS_PER_CALL, the longest unchecked first, a parent's due folders together (so
         that one listing of the parent may answer for them all)."""
         by_parent: dict[str, list[tuple[float, str]]] = {}
-        for f, names in due:
-            at = self._checked_at(server, f, names)
+        for f, _ in due:
+            at = checked[f]
             if at is not None:
                 by_parent.setdefault(f.rpartition("/")[0], []).append((at, f))
         later: set[str] = set()
@@ -142,16 +143,18 @@ class NotebookChecks:
             folder, name = split_path(p)
             by_folder.setdefault(folder, set()).add(name)
         due = [(f, names) for f, names in by_folder.items() if self._due(server, f, names)]
-        if len(due) > RECHECKS_PER_CALL:  # the first check of a folder always goes; re-checks, the oldest first
-            due = self._paced(server, due)
         if due:
-            parents = self._parents_to_list(server, due, by_folder)
+            # when each folder's answers came (None: never), once for this call
+            checked = {f: self._checked_at(server, f, names) for f, names in by_folder.items()}
+            if len(due) > RECHECKS_PER_CALL:  # the first check of a folder always goes; re-checks, the oldest first
+                due = self._paced(due, checked)
+            parents = self._parents_to_list(due, checked)
             stamps = await self._parents_stamps(parents, client, limit, timeout)
             # A listed parent's other folders that it stamps come along: kept while their stamps
             # hold, else checked and stamped, so from then on a parent's folders fall due together.
             now_due = {f for f, _ in due}
             along = [(f, names) for f, names in by_folder.items()
-                     if f not in now_due and f in stamps and self._checked_at(server, f, names) is not None]
+                     if f not in now_due and f in stamps and checked[f] is not None]
             work = due + along
             kept = {f for f, names in work if self._keep(server, f, names, stamps)}
             await asyncio.gather(*(self._check(server, f, names, stamps.get(f), client, limit, timeout)
@@ -188,18 +191,18 @@ class NotebookChecks:
                 self._files[(server, p)] = (now, True)
         return True
 
-    def _parents_to_list(self, server: str, due: list[tuple[str, set[str]]],
-                         by_folder: dict[str, set[str]]) -> set[str]:
+    @staticmethod
+    def _parents_to_list(due: list[tuple[str, set[str]]], checked: dict[str, Optional[float]]) -> set[str]:
         """The parents worth a listing: each holds a due folder checked before and at least
         one more folder checked before (a first check lists no parent: a one-shot read asks
         what it asked before)."""
         known: dict[str, int] = {}
-        for folder, names in by_folder.items():
-            if folder and self._checked_at(server, folder, names) is not None:
+        for folder, at in checked.items():
+            if folder and at is not None:
                 parent = folder.rpartition("/")[0]
                 known[parent] = known.get(parent, 0) + 1
         return {f.rpartition("/")[0] for f, _ in due if f and known.get(f.rpartition("/")[0], 0) > 1
-                and self._checked_at(server, f, by_folder[f]) is not None}
+                and checked[f] is not None}
 
     async def _parents_stamps(self, parents: set[str], client: Callable[[], ServerClient], limit: asyncio.Semaphore,
                       timeout: float) -> dict[str, str]:
