@@ -341,8 +341,9 @@ def test_move_brings_the_notebook_file_and_leaves_no_orphan(servers):
     landed = json.loads((dst.root_dir / "proj" / "real.ipynb").read_text())
     assert ["".join(c["source"]) for c in landed["cells"]] == ["x = 41 + 1"]  # nbformat keeps lines
     new = report["target"]["kernel_id"]
-    ls = json.loads(run_nbtui("ls", "--json", "--server", "dst", "--no-discover").stdout)
-    assert [k["orphan_reasons"] for k in ls["kernels"] if k["kernel_id"] == new] == [[]]
+    orphaned = run_nbtui("ls", "--json", "--orphans", "--server", "dst", "--no-discover")  # notebooks checked
+    assert orphaned.returncode == 0, orphaned.stderr
+    assert new not in [k["kernel_id"] for k in json.loads(orphaned.stdout)["kernels"]]
 
     # A different file already at the target path (its session gone): refused, nothing changed ...
     dst.shutdown_kernel(new)
@@ -366,8 +367,9 @@ def test_rebind_to_a_path_with_no_file_makes_an_empty_notebook(servers):
     r = run_nbtui("rebind", f"src:{kid}", "--notebook", "fresh/new.ipynb")
     assert r.returncode == 0, r.stderr
     assert json.loads((src.root_dir / "fresh" / "new.ipynb").read_text())["cells"] == []
-    ls = json.loads(run_nbtui("ls", "--json", "--server", "src", "--no-discover").stdout)
-    assert [k["orphan_reasons"] for k in ls["kernels"] if k["kernel_id"] == kid] == [[]]
+    orphaned = run_nbtui("ls", "--json", "--orphans", "--server", "src", "--no-discover")  # notebooks checked
+    assert orphaned.returncode == 0, orphaned.stderr
+    assert kid not in [k["kernel_id"] for k in json.loads(orphaned.stdout)["kernels"]]
 
 
 def test_an_abort_before_the_target_kernel_exists_still_gets_its_audit_outcome(servers):

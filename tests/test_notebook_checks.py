@@ -36,10 +36,22 @@ def test_one_listing_per_folder_and_missing_only_when_the_file_is_not_there(jupy
     add_server("nb", server)
     before = len(_contents_requests(server))
 
+    # A plain listing does not wait for notebook checks: it asks none and says so.
+    plain = run_nbtui("ls", "--no-discover")
+    assert plain.returncode == 0, plain.stderr
+    assert "notebook-missing: not checked" in plain.stdout and "--orphans" in plain.stdout
     r = run_nbtui("ls", "--json", "--no-discover")
     assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert listed["notebooks_checked"] is False
+    assert not any("notebook-missing" in k["orphan_reasons"] for k in listed["kernels"])
+    assert _contents_requests(server)[before:] == []
+
+    r = run_nbtui("ls", "--json", "--orphans", "--no-discover")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["notebooks_checked"] is True
     reasons = {k["kernel_id"]: k["orphan_reasons"] for k in json.loads(r.stdout)["kernels"]}
-    missing = {path for path, kid in ids.items() if "notebook-missing" in reasons[kid]}
+    missing = {path for path, kid in ids.items() if "notebook-missing" in reasons.get(kid, [])}
     assert missing == {f"{folder}/lost.ipynb", "gone/n.ipynb"}
 
     asked = _contents_requests(server)[before:]

@@ -332,6 +332,9 @@ class Snapshot:
     untrusted_files: tuple[str, ...] = ()  # other users' runtime files not trusted ("path: why"), never contacted
     idle_threshold: float = 3600.0
     notes: tuple[str, ...] = field(default=())
+    # Whether sessions' notebooks were checked (the orphan rule notebook-missing): a plain
+    # `nbtui ls` does not hold its listing back for one request per folder.
+    notebooks_checked: bool = True
 
     @property
     def failed_servers(self) -> tuple[ServerInfo, ...]:

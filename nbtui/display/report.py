@@ -6,7 +6,7 @@ import datetime as dt
 import shutil
 from typing import Any, Iterable, Optional
 
-from nbtui.core import summary
+from nbtui.core import orphans, summary
 from nbtui.display import gpu_line
 from nbtui.core.model import UNKILLABLE, DeviceHolder, GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
 from nbtui.core.states import never_used
@@ -132,6 +132,7 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
         "gpu_note": snap.gpu_note,
         "stale_files": list(snap.stale_files),
         "untrusted_files": list(snap.untrusted_files),
+        "notebooks_checked": snap.notebooks_checked,
     }
 
 
@@ -246,6 +247,8 @@ def summary_lines(snap: Snapshot, kernels: list[Kernel]) -> list[str]:
     held = [k.usage for k in kernels if k.usage and k.usage.gpu_memory_bytes]
     if held and all(k.gpu_idle_seconds is None for k in kernels if k.usage and k.usage.gpu_memory_bytes):
         out.append("gpu-idle: unknown from one read (it needs history: the TUI and `nbtui exporter` keep it)")
+    if not snap.notebooks_checked and any(k.session is not None and orphans.session_checkable(k) for k in kernels):
+        out.append("notebook-missing: not checked (one request per folder; `nbtui ls --orphans` checks it)")
     out += holder_lines(snap, width=shutil.get_terminal_size((80, 24)).columns)
     for f in snap.untrusted_files:
         out.append(f"not trusted, not contacted: {visible(f)}")

@@ -652,6 +652,7 @@ class Fleet:
             stale_files=self.stale_files,
             untrusted_files=self.untrusted_files,
             idle_threshold=threshold,
+            notebooks_checked=self.checks_notebooks,
         )
 
     async def _forget_gone(self, results: list[tuple]) -> list[tuple]:

@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def _snapshot(args: argparse.Namespace) -> Snapshot:
-    fleet = open_fleet(args, only=args.server)
+    # notebook-missing costs a request per sessions' folder: only --orphans, which asks for
+    # orphans, waits for it; a plain listing is the servers' answers (issue 25: no waits)
+    fleet = open_fleet(args, only=args.server, notebooks=args.orphans)
     async with fleet:
         snap = await fleet.snapshot()
         if getattr(args, "probe", False):
