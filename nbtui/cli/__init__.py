@@ -122,6 +122,7 @@ _TUI_COMMANDS = (None, "console", "demo")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    _collect_less_often()
     args = build_parser(argv, lazy=True).parse_args(argv)
     if args.command in _TUI_COMMANDS:
         return _main(args)
@@ -132,6 +133,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _main(args)
     finally:
         sys.stdout, sys.stderr = out, err
+
+
+def _collect_less_often() -> None:
+    """The cycle collector runs every 700 new containers by default and walks every object
+    that lives through its generation: a read of 50,000 kernels makes a million of them, so
+    collections took half of building ``ls --json``'s kernels (0.77 s, 0.36 s without). A
+    read makes almost no cycles (rows, dicts and tuples are freed by their counts), so the
+    collector runs once every _GC_YOUNG containers instead, as mypy does its own."""
+    import gc
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, _GC_YOUNG), middle, old)
+
+
+_GC_YOUNG = 50_000
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -273,7 +273,11 @@ class GpuIdleTracker:
                 return row  # nothing to change (no GPU held: most rows): no copy of it
             return replace(row, gpu_idle_seconds=secs, orphan_reasons=reasons)
 
-        ks = [mark(k, k.key, k.usage.gpu_memory_bytes if k.usage else None, k.usage.gpu_percent if k.usage else None)
+        # A kernel holding no GPU memory, with no count yet, stays as it is (most of them):
+        # what ``mark`` would do, without its calls; its history goes with ``seen`` below.
+        ks = [k if k.gpu_idle_seconds is None and not (k.usage and k.usage.gpu_memory_bytes)
+              else mark(k, k.key, k.usage.gpu_memory_bytes if k.usage else None,
+                        k.usage.gpu_percent if k.usage else None)
               for k in kernels]
         ts = [mark(t, t.key, t.usage.gpu_memory_bytes if t.usage else None, t.usage.gpu_percent if t.usage else None)
               for t in terminals]

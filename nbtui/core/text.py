@@ -143,4 +143,6 @@ def json_text(dumped: str) -> str:
         code -= 0x10000
         return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
+    if dumped.isascii() and "\x7f" not in dumped:  # nothing to escape: the usual case, at C speed
+        return dumped
     return _JSON_UNSAFE.sub(esc, dumped)

@@ -613,8 +613,9 @@ class Fleet:
             merged = await self._merge_extensions(servers, kernels, self.host.sample(servers, kernels, hinted), hinted,
                                                   hold_back=hold_back)
         sample = merged
+        unmeasured = {k.server for k in kernels if k.key not in sample.usage}  # once, not once per server
         servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
-                           usage_note=self._usage_note(s, kernels, sample)) for s in servers]
+                           usage_note=self._usage_note(s, unmeasured)) for s in servers]
         await self._notebooks_settled(hold_back)
         threshold = self.settings.orphan_idle
         owners = holders.owners(servers, sample.users)
@@ -775,8 +776,9 @@ class Fleet:
             return "local"
         return None
 
-    def _usage_note(self, s: model.ServerInfo, kernels: Iterable[model.Kernel], sample: HostSample) -> Optional[str]:
-        if not s.ok or all(k.key in sample.usage for k in kernels if k.server == s.name):
+    def _usage_note(self, s: model.ServerInfo, unmeasured: set[str]) -> Optional[str]:
+        """Why a server's kernels have no usage (``unmeasured``: servers with such a kernel)."""
+        if not s.ok or s.name not in unmeasured:
             return None
         entry = self._servers[s.name]
         if entry.ext_note:
