@@ -19,12 +19,13 @@ _UTC = dt.timezone.utc
 
 def iso(t: Optional[dt.datetime]) -> Optional[str]:
     """UTC to the millisecond, ``2026-11-26T10:00:00.000Z`` (once per kernel in ``ls --json``:
-    ``isoformat``, a third of ``strftime``'s cost)."""
+    a plain ``isoformat`` cut, a fifth of ``strftime``'s cost; ``timespec=`` doubles it)."""
     if t is None:
         return None
     if t.tzinfo is not _UTC:
         t = t.astimezone(_UTC)
-    return t.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" off
+    text = t.isoformat()  # 2026-11-26T10:00:00.123456+00:00; no fraction at microsecond 0
+    return text[:23] + "Z" if t.microsecond else text[:19] + ".000Z"
 
 
 def gpu_json(g: GpuUse) -> dict[str, Any]:
