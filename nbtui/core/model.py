@@ -164,13 +164,13 @@ def evolve(item: _Item, **changes: Any) -> _Item:
     copies the values instead of walking the fields and calling the frozen ``__init__``. For
     the model's frozen classes (no slots, no ``__post_init__``); elsewhere ``replace``."""
     values = item.__dict__
-    if not changes.keys() <= values.keys():  # (a lookup per change; `-` would build a set per call)
-        unknown = sorted(changes.keys() - values.keys())[0]
-        raise TypeError(f"{type(item).__name__} has no field {unknown!r}")
     new = object.__new__(type(item))
     copied = new.__dict__
     copied.update(values)
     copied.update(changes)
+    if len(copied) != len(values):  # a change named no field of it (a length, not a lookup per change)
+        unknown = sorted(changes.keys() - values.keys())[0]
+        raise TypeError(f"{type(item).__name__} has no field {unknown!r}")
     if "server" in changes or "kernel_id" in changes:
         copied.pop("key", None)  # a Kernel's cached key, no longer its own
     return new

@@ -39,6 +39,9 @@ R = TypeVar("R")
 # On a read after the first, partial reads are handed on only once the read has taken this
 # long (a slow or hung server); a quick read hands on its whole snapshot at once.
 PARTIAL_AFTER = 0.5
+# Partial readings are handed on at most this often (the first at once): servers answering
+# meanwhile join the next one, or the whole reading.
+PARTIAL_EVERY = 0.25
 # Once a server of a read has answered, one that has not answered this long after the
 # latest answer is not waited for: its read goes on at its own pace (Fleet.snapshot's
 # hold_back), the read ends with that server's last answer, and the next refresh starts on
@@ -261,10 +264,26 @@ class FleetService(Generic[R]):
         answered: dict[str, tuple[ServerInfo, list[Kernel]]] = {}
         own: set[str] = set()  # servers this process's read has answered (the child's answer is superseded)
         opened, final = prev is None, False
+        emitted_at = -PARTIAL_EVERY  # (loop time) the last partial handed on
+        later: Optional[asyncio.Handle] = None  # the next one, waiting to go
 
         def emit() -> None:
+            """A partial reading now, or PARTIAL_EVERY after the last one: each is a whole
+            table's rows and cells, so one per answering server made a 20-server refresh that
+            ran past PARTIAL_AFTER build the table up to 20 times over."""
+            nonlocal later
+            if final or not answered or later is not None:
+                return
+            wait = emitted_at + PARTIAL_EVERY - self._loop.time()
+            # (at once: after this turn of the loop, with every answer delivered in it)
+            later = self._loop.call_later(wait, emit_now) if wait > 0 else self._loop.call_soon(emit_now)
+
+        def emit_now() -> None:
+            nonlocal emitted_at, later
+            later = None
             if final or not answered:
                 return
+            emitted_at = self._loop.time()
             snap, waiting = self._partial(prev, answered, names)
             self._hand_on(job, Reading(snap, waiting, partial=True))
 
@@ -314,6 +333,8 @@ class FleetService(Generic[R]):
         finally:
             if timer is not None:
                 timer.cancel()
+            if later is not None:
+                later.cancel()
             if first is not None:
                 self._unfollow(first)
 
