@@ -67,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/_stats":  # for a test running this hub in a process of its own
             with srv.lock:
                 return self._json({"max_open": srv.max_open, "offsets": srv.offsets, "mints": srv.mints,
-                                   "revoked": srv.revoked, "refused": srv.refused})
+                                   "revoked": srv.revoked, "refused": srv.refused, "asked": srv.asked})
         if path == "/hub/api/user":
             return self._json({"kind": "service", "name": "nbtui", "scopes": SCOPES})
         if path == "/hub/api/users":
@@ -85,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
                     srv.refused += 1
                 return self._json({"message": "token refused"}, 403)
             i = srv.names.index(name)
+            with srv.lock:
+                srv.asked[api] = srv.asked.get(api, 0) + 1
             if api == "/api/kernels":
                 return self._json([{"id": kernel_id(i), "name": "python3", "last_activity": T,
                                     "execution_state": "idle", "connections": 0}])
@@ -92,7 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json([])
             if api == "/api/me":
                 return self._json({"identity": {"username": name}})
-            return self._json({"version": "2.17.0"})
+            if api in ("/api", "/api/"):
+                return self._json({"version": "2.17.0"})
+            return self._json({"message": "not found"}, 404)  # as jupyter_server: no nbtui extension here
         return self._json({"message": "not found"}, 404)
 
 
@@ -137,6 +141,8 @@ class FakeHub(ThreadingHTTPServer):
         self.offsets: dict[str, list[int]] = {}
         self.minted: dict[str, set[str]] = {}  # user -> the tokens minted for her server
         self.mints = self.revoked = self.refused = 0
+        self.asked: dict[str, int] = {}  # the users' servers' API paths asked (token accepted), by path
+        self.started = T  # every user's server's start (a test moves it: every server started again)
         self.mints_by: dict[str, int] = {}  # user -> tokens minted for her server
         self.ids: dict[str, tuple[str, str]] = {}  # token id -> (user, token), until revoked
         self.refuse_all: set[str] = set()  # users whose server refuses every token (hostile)
@@ -146,7 +152,7 @@ class FakeHub(ThreadingHTTPServer):
     def users(self) -> list:
         return [{"name": n, "kind": "user", "admin": False, "last_activity": T,
                  "servers": {"": {"name": "", "ready": True, "pending": None, "url": f"/user/{n}/",
-                                  "started": T, "last_activity": T, "state": {}}}}
+                                  "started": self.started, "last_activity": T, "state": {}}}}
                 for n in self.names]
 
     def process_request_thread(self, request, client_address):  # one thread per TCP connection

@@ -71,3 +71,40 @@ async def test_the_fleet_acts_with_the_token_its_listing_holds_now(fake_hub):
         again = fleet.client("big/u001")
         assert again.token not in (None, first)
         assert await again.kernels()
+
+
+async def test_a_hub_s_servers_are_probed_once_per_server_process_not_once_per_run(tmp_path):
+    """What does not change while a server runs (its version, its terminals, the nbtui
+    extension's absence) is asked of each user's server once: a later run (a new fleet, as a
+    new `nbtui ls`) asks only its kernels, sessions and terminals, until the hub says the
+    server started again. The memory is a private file in the state folder."""
+    import os
+
+    from tests.fakehub import FakeHub
+    import threading
+
+    hub = FakeHub(users=20, page=50)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    cfg = ServerConfig(name="h", url=hub.url, token_source="discovered", token="t" * 48, hub=True, timeout=30.0)
+
+    async def one_run() -> dict[str, int]:
+        before = dict(hub.asked)
+        async with Fleet([cfg], Settings(timeout=30.0)) as fleet:
+            snap = await fleet.snapshot()
+        assert sum(1 for s in snap.servers if s.user is not None and s.ok) == 20
+        assert all(s.version == "2.17.0" for s in snap.servers if s.user is not None)  # known either way
+        return {k: n - before.get(k, 0) for k, n in hub.asked.items() if n - before.get(k, 0)}
+
+    try:
+        first = await one_run()
+        assert first["/api"] == 20 and first["/api/nbtui/usage"] == 20
+        memory = tmp_path / "nbtui-state" / "probes.json"
+        assert memory.exists() and oct(os.stat(memory).st_mode & 0o777) == "0o600"
+        second = await one_run()
+        assert "/api" not in second and "/api/nbtui/usage" not in second
+        assert second["/api/kernels"] == second["/api/sessions"] == second["/api/terminals"] == 20
+        hub.started = "2026-12-01T00:00:00.000000Z"  # every server started again: probed again
+        third = await one_run()
+        assert third["/api"] == 20 and third["/api/nbtui/usage"] == 20
+    finally:
+        hub.shutdown()

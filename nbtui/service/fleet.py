@@ -16,6 +16,7 @@ import psutil
 
 from nbtui.core import holders, model, orphans
 from nbtui.files.config import Config, ServerConfig, Settings
+from nbtui.files.probe_memory import ProbeMemory, Probed, probe_key
 from nbtui.host import wire
 from nbtui.jupyter.own import OwnConnections
 from nbtui.jupyter.capped import CappedKernels, OverCap
@@ -128,6 +129,7 @@ class _Server:
     # and its facts for ServerInfo.
     hub: Optional[str] = None
     extra: dict = field(default_factory=dict)
+    probe_key: Optional[str] = None  # a hub's server: its probes' key in ProbeMemory (its process)
 
 
 def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -> list[ServerConfig]:
@@ -220,6 +222,7 @@ class Fleet:
         self._reading: dict[str, asyncio.Future] = {}
         self._last_read: dict[str, tuple] = {}
         self.still_reading: tuple[str, ...] = ()
+        self._probes: Optional[ProbeMemory] = None  # a hub's servers' probes across runs (opened with a hub)
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (),
@@ -390,6 +393,7 @@ class Fleet:
                     if known is not None:
                         closing.append(known.client)
                     known = self._servers[c.config.name] = _Server(c.config, hub=hub.name)
+                    self._recall_probes(known, probe_key(hub.name, c.config.url, c.extra().get("started")))
                 if known.client is not None and known.client.token != c.config.token:
                     closing.append(known.client)  # a token minted anew (nbtui.jupyter.hubtokens)
                     known.client = None
@@ -462,7 +466,7 @@ class Fleet:
             if e.kind in (TIMEOUT_KIND, "unreachable", "auth-failed"):
                 raise  # the server itself is not readable: the read fails as a whole
             entry.terminals_off = e.kind in ("not-found", "not-jupyter")
-            entry.terminal_note = "terminals: " + ("off on this server" if entry.terminals_off else e.detail)
+            entry.terminal_note = TERMINALS_OFF if entry.terminals_off else "terminals: " + e.detail
             return
         entry.terminal_note = None
         entry.terminals = tuple(terminals_of(entry.config.name, raw, now))
@@ -485,7 +489,7 @@ class Fleet:
             entry.ext_note = f"the nbtui extension did not answer within {timeout:g} s"
         except ServerError as e:
             if e.kind in ("not-found", "not-jupyter"):
-                entry.ext_note = "no nbtui extension on the server (install nbtui beside jupyter_server there)"
+                entry.ext_note = NO_EXTENSION
                 entry.ext_retry_at = float("inf")
                 return
             entry.ext_note = f"nbtui extension: {e.detail}"
@@ -493,9 +497,40 @@ class Fleet:
             entry.ext_note = str(e)
         entry.ext_retry_at = time.monotonic() + EXTENSION_RETRY
 
+    def _recall_probes(self, entry: _Server, key: Optional[str]) -> None:
+        """A hub's server seen for the first time in this process: what an earlier run
+        learnt of the same server process (nbtui.files.probe_memory) is not asked again."""
+        entry.probe_key = key
+        if key is None:
+            return
+        if self._probes is None:
+            self._probes = ProbeMemory()
+        p = self._probes.get(key)
+        if p is None:
+            return
+        entry.version, entry.version_asked = p.version, p.version_asked
+        if p.terminals_off:
+            entry.terminals_off, entry.terminal_note = True, TERMINALS_OFF
+        if p.no_extension:
+            entry.ext_retry_at, entry.ext_note = float("inf"), NO_EXTENSION
+
+    async def _remember_probes(self) -> None:
+        """Keep what this read learnt of a hub's servers for later runs (a write only when
+        something changed: a server new to the memory, or started again)."""
+        assert self._probes is not None
+        for e in self._servers.values():
+            if e.probe_key is not None and e.version_asked:  # (a failed read forgot its probes)
+                self._probes.put(e.probe_key, Probed(
+                    version=e.version, version_asked=e.version_asked, terminals_off=e.terminals_off,
+                    no_extension=e.ext_retry_at == float("inf")))
+        if self._probes.dirty:
+            await asyncio.to_thread(self._probes.save)
+
     def _forget_probes(self, entry: _Server) -> None:
         """A server whose read failed as a whole may come back as another process (restarted,
         upgraded, with the extension or terminals now): its next read probes it again."""
+        if entry.probe_key is not None and self._probes is not None:
+            self._probes.forget(entry.probe_key)
         entry.version_asked = entry.terminals_off = False
         if entry.ext_retry_at == float("inf"):
             entry.ext_retry_at = 0.0
@@ -613,6 +648,8 @@ class Fleet:
             merged = await self._merge_extensions(servers, kernels, self.host.sample(servers, kernels, hinted), hinted,
                                                   hold_back=hold_back)
         sample = merged
+        if self._probes is not None:  # a hub's servers' probes, their extensions' answers in
+            await self._remember_probes()
         unmeasured = {k.server for k in kernels if k.key not in sample.usage}  # once, not once per server
         servers = [replace(s, usage_source=_source_for(s, sample) or self._quiet_source(s),
                            usage_note=self._usage_note(s, unmeasured)) for s in servers]
@@ -787,6 +824,8 @@ class Fleet:
 
 
 EXTENSION_RETRY = 60.0  # seconds before asking an absent or failing extension again
+TERMINALS_OFF = "terminals: off on this server"
+NO_EXTENSION = "no nbtui extension on the server (install nbtui beside jupyter_server there)"
 NOTEBOOK_WAIT = 0.5  # seconds a read waits for notebook checks before leaving them running
 NOTEBOOK_CONCURRENCY = 8  # contents requests in flight per server
 
