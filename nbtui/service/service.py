@@ -39,8 +39,8 @@ R = TypeVar("R")
 # On a read after the first, partial reads are handed on only once the read has taken this
 # long (a slow or hung server); a quick read hands on its whole snapshot at once.
 PARTIAL_AFTER = 0.5
-# Partial readings are handed on at most this often (the first at once): servers answering
-# meanwhile join the next one, or the whole reading.
+# Partial readings of a refresh are handed on at most this often (the first at once): servers
+# answering meanwhile join the next one, or the whole reading. (The first read hands on each.)
 PARTIAL_EVERY = 0.25
 # Once a server of a read has answered, one that has not answered this long after the
 # latest answer is not waited for: its read goes on at its own pace (Fleet.snapshot's
@@ -273,6 +273,9 @@ class FleetService(Generic[R]):
             ran past PARTIAL_AFTER build the table up to 20 times over."""
             nonlocal later
             if final or not answered or later is not None:
+                return
+            if prev is None:  # the first read: each server's rows as it answers (the first paint)
+                emit_now()
                 return
             wait = emitted_at + PARTIAL_EVERY - self._loop.time()
             # (at once: after this turn of the loop, with every answer delivered in it)
