@@ -91,9 +91,10 @@ async def test_a_recheck_looks_at_project_folders_through_their_parent_and_asks_
             asked.append(f"{path} exists?")
             return await client.contents_exists(path)
 
-    async def round_() -> list[str]:
+    async def round_(checks: NotebookChecks = checks, stamp_first: bool = False) -> list[str]:
         del asked[:]
-        await checks.refresh("nbp", paths, lambda: Recorded(), limit=asyncio.Semaphore(4), timeout=10)
+        await checks.refresh("nbp", paths, lambda: Recorded(), limit=asyncio.Semaphore(4), timeout=10,
+                             stamp_first=stamp_first)
         now[0] += 61
         return sorted(asked)
 
@@ -103,6 +104,13 @@ async def test_a_recheck_looks_at_project_folders_through_their_parent_and_asks_
         second = await round_()
         assert second == sorted(["api/contents/ana?content=1", *first])  # the stamps are taken
         assert await round_() == ["api/contents/ana?content=1"]  # nothing moved: one request
+
+        # A fleet that reads again (the TUI) lists the parent at the first check too: its first
+        # re-check is then that listing alone, not every folder again.
+        again = NotebookChecks(ttl=60, clock=lambda: now[0])
+        assert await round_(again, True) == sorted(["api/contents/ana?content=1", *first])
+        assert await round_(again, True) == ["api/contents/ana?content=1"]
+        assert [again.get("nbp", p) for p in paths] == [True, True, True]
         assert [checks.get("nbp", p) for p in paths] == [True, True, True]
 
         (server.root_dir / "ana" / "p2" / "b.ipynb").unlink()

@@ -46,7 +46,7 @@ class UserServer(Protocol):
 LIFETIME = 3600  # seconds a minted token lives (the hub's token_expires_in_max_seconds may cap it)
 RENEW_BEFORE = 600  # a token with less left than this is replaced before it is used again
 RETRY_AFTER = 60.0  # a server whose token could not be minted is tried again after this
-CONCURRENCY = 8  # mints (and revocations) sent to one hub at once
+CONCURRENCY = 16  # mints (and revocations) sent to one hub at once: its shared pool's sockets (hub.SOCKETS)
 REVOKE_DEADLINE = 1.5  # seconds the revocations at the end may take, all together, for a few tokens
 REVOKE_EACH = 0.02  # … and this much more per token, up to the hub's own timeout (the rest expire)
 

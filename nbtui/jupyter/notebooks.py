@@ -22,7 +22,9 @@ listing gives each one's ``last_modified``, and a folder whose stamp is the one 
 its files were last found all there keeps those answers without a request of its own (a
 file made, removed or renamed in a folder moves its stamp). A folder with a file called
 missing, or not yet stamped, is asked as above. So a user's project folders cost one
-request a minute, not one each. A call re-checks at most RECHECKS_PER_CALL folders, the
+request a minute, not one each. A fleet that reads again (the TUI) lists the parents at the
+first check too, so its first re-check is already only their listings; a one-shot read's
+first check lists none (it asks what it asked before). A call re-checks at most RECHECKS_PER_CALL folders, the
 longest unchecked first and a parent's together, so the minute's re-checks spread over the
 refreshes (a listed parent's other folders come along only where the listing stamps them).
 """
@@ -135,9 +137,11 @@ class NotebookChecks:
         return listed is None or self.clock() - listed.checked_at >= self.ttl or not names <= listed.asked
 
     async def refresh(self, server: str, paths: Iterable[str], client: Callable[[], ServerClient], *,
-                      limit: asyncio.Semaphore, timeout: float) -> int:
+                      limit: asyncio.Semaphore, timeout: float, stamp_first: bool = False) -> int:
         """Check the folders of ``paths`` that are due (a few requests at a time, under
-        ``limit``; each request bounded by ``timeout``); returns how many folders were."""
+        ``limit``; each request bounded by ``timeout``); returns how many folders were.
+        ``stamp_first`` (a fleet that reads again: the TUI, the exporter): a first check lists
+        the parents too, so the first re-check is their listings alone, not every folder."""
         by_folder: dict[str, set[str]] = {}
         for p in paths:
             folder, name = split_path(p)
@@ -148,7 +152,7 @@ class NotebookChecks:
             checked = {f: self._checked_at(server, f, names) for f, names in by_folder.items()}
             if len(due) > RECHECKS_PER_CALL:  # the first check of a folder always goes; re-checks, the oldest first
                 due = self._paced(due, checked)
-            parents = self._parents_to_list(due, checked)
+            parents = self._parents_to_list(due, checked, stamp_first)
             stamps = await self._parents_stamps(parents, client, limit, timeout)
             # A listed parent's other folders that it stamps come along: kept while their stamps
             # hold, else checked and stamped, so from then on a parent's folders fall due together.
@@ -192,17 +196,19 @@ class NotebookChecks:
         return True
 
     @staticmethod
-    def _parents_to_list(due: list[tuple[str, set[str]]], checked: dict[str, Optional[float]]) -> set[str]:
+    def _parents_to_list(due: list[tuple[str, set[str]]], checked: dict[str, Optional[float]],
+                         first_too: bool = False) -> set[str]:
         """The parents worth a listing: each holds a due folder checked before and at least
-        one more folder checked before (a first check lists no parent: a one-shot read asks
-        what it asked before)."""
+        one more folder checked before (a one-shot read's first check lists no parent: it
+        asks what it asked before); with ``first_too`` folders never checked count as well.
+        The listing comes before the checks, so a change after it moves the stamp again."""
         known: dict[str, int] = {}
         for folder, at in checked.items():
-            if folder and at is not None:
+            if folder and (at is not None or first_too):
                 parent = folder.rpartition("/")[0]
                 known[parent] = known.get(parent, 0) + 1
         return {f.rpartition("/")[0] for f, _ in due if f and known.get(f.rpartition("/")[0], 0) > 1
-                and checked[f] is not None}
+                and (first_too or checked[f] is not None)}
 
     async def _parents_stamps(self, parents: set[str], client: Callable[[], ServerClient], limit: asyncio.Semaphore,
                       timeout: float) -> dict[str, str]:

@@ -223,6 +223,7 @@ class Fleet:
         self._last_read: dict[str, tuple] = {}
         self.still_reading: tuple[str, ...] = ()
         self._probes: Optional[ProbeMemory] = None  # a hub's servers' probes across runs (opened with a hub)
+        self._reads_again = False  # a refresh has been asked for (hold_back): the fleet reads again
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (),
@@ -552,7 +553,7 @@ class Fleet:
         entry.nb_deadline = time.monotonic() + NOTEBOOK_WAIT
         entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(
             name, paths, lambda: self.client(name), limit=entry.nb_limit,
-            timeout=entry.config.timeout or self.settings.timeout))
+            timeout=entry.config.timeout or self.settings.timeout, stamp_first=self._reads_again))
 
     async def _notebooks_settled(self, hold_back: Optional[float]) -> None:
         """A fleet's first snapshot without ``hold_back`` (a one-shot command) waits for the
@@ -592,6 +593,7 @@ class Fleet:
         the host is sampled, so the process scan and NVML's start do not take the CPU from
         the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
+        self._reads_again = self._reads_again or hold_back is not None
         # A host view that needs two samples for CPU % takes the first now, and the
         # server reads (a hub's listing first) run during the interval it asks for. A
         # refresh (hold_back) does not wait for that interval: a CPU % sampled sooner is
