@@ -659,6 +659,7 @@ class Fleet:
         threshold = self.settings.orphan_idle
         owners = holders.owners(servers, sample.users)
         own_now, usage_of, notebook = self.connections.counts(), sample.usage.get, self.notebooks.get
+        checked = self.checks_notebooks  # (unchecked: unknown, no lookup per kernel)
         judged_kernels = []
         for k in kernels:  # every kernel, every refresh: model.evolve, not replace
             key = k.key
@@ -669,7 +670,7 @@ class Fleet:
                 orphan_reasons=orphans.kernel_reasons(
                     k, idle_threshold=threshold, own_connections=own,
                     notebook_exists=(notebook(k.server, k.session.path)
-                                     if k.session is not None and orphans.session_checkable(k) else None),
+                                     if checked and k.session is not None and orphans.session_checkable(k) else None),
                 ),
             ))
         kernels = judged_kernels
