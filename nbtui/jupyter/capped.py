@@ -31,6 +31,11 @@ class _Later(str):
         return str.__gt__(self, other)
 
 
+# The fields of a kernel's model that nbtui reads (join_kernels): the rest of what a server
+# sends is dropped as each item is parsed, so a kept kernel costs only these.
+_KERNEL_KEYS = ("id", "name", "last_activity", "execution_state", "connections")
+
+
 @dataclass
 class CappedKernels:
     cap: int
@@ -50,6 +55,7 @@ class CappedKernels:
             return
         last = parse_time(raw.get("last_activity"))
         idle = max(0.0, (self.now - last).total_seconds()) if last else None
+        raw = {k: raw.get(k) for k in _KERNEL_KEYS}  # what the join reads of it, no more
         entry = (idle if idle is not None else -1.0, _Later(raw["id"]), raw)
         if len(self._heap) < self.cap:
             heapq.heappush(self._heap, entry)
@@ -77,8 +83,11 @@ class CappedKernels:
         kid = kernel.get("id") if isinstance(kernel, dict) else None
         if not isinstance(kid, str):
             return
-        if kid in self._kept_ids():
-            self.sessions.append(raw)
+        if kid in self._kept_ids():  # what the join reads of it, no more (the kernel's whole model is in it)
+            notebook = raw.get("notebook")
+            self.sessions.append({"id": raw.get("id"), "path": raw.get("path"), "name": raw.get("name"),
+                                  "type": raw.get("type"), "kernel": {"id": kid},
+                                  "notebook": {"path": notebook.get("path")} if isinstance(notebook, dict) else None})
         else:
             kind = str(raw.get("type") or "notebook")[:40]
             if kind in self._types or len(self._types) < 20:  # a liar's million types are not kept

@@ -49,6 +49,21 @@ def terminals_of(server: str, raw: list[dict], now: dt.datetime) -> list[model.T
     return out
 
 
+_SHARED: dict[str, str] = {}
+SHARED_MAX = 256  # distinct kernel names and session types kept shared; a liar's millionth is its own
+
+
+def _shared(text: str) -> str:
+    """One string object for a value many kernels repeat ("python3", "notebook"), so 50,000
+    kernels hold one of it, not 50,000 (each parse makes its own). Bounded, unlike
+    ``sys.intern``: a server that names every kernel differently shares nothing more."""
+    if len(text) > 64:
+        return text
+    if len(_SHARED) < SHARED_MAX:
+        return _SHARED.setdefault(text, text)
+    return _SHARED.get(text, text)
+
+
 def join_kernels(
     server: str, raw_kernels: list[dict], raw_sessions: list[dict], now: dt.datetime
 ) -> list[model.Kernel]:
@@ -65,7 +80,7 @@ def join_kernels(
                 id=str(s.get("id", "")),
                 path=str(path),
                 name=str(s.get("name") or str(path).rsplit("/", 1)[-1]),
-                type=str(s.get("type") or "notebook"),
+                type=_shared(str(s.get("type") or "notebook")),  # one "notebook" for every session
             ),
         )
     out = []
@@ -77,7 +92,7 @@ def join_kernels(
             model.Kernel(
                 server=server,
                 kernel_id=kid,
-                kernel_name=str(k.get("name") or "?"),
+                kernel_name=_shared(str(k.get("name") or "?")),  # one "python3" for every kernel
                 state=model.normalize_state(k.get("execution_state")),
                 connections=conns if isinstance(conns, int) and not isinstance(conns, bool) else None,
                 last_activity=last,
