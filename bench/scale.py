@@ -13,11 +13,14 @@
    at every listing: whole-process CPU per refresh (every thread, every child: /proc via psutil
    over the process tree) over BENCH_TUI_SECONDS of steady state, and the longest read (the
    gap between two refreshes' listings minus the 2 s refresh wait).
+4. The real `nbtui exporter` (its defaults: 15 s refresh, 1,000 kernels kept per server) on
+   50 servers x 1,000 kernels: its RSS sampled every 5 s over BENCH_EXPORTER_SECONDS once
+   every server has been read (the median and the largest), and its peak (VmHWM).
 
 Runs are interleaved (nbtui, peer, then peer, nbtui, ...) after one uncounted run of each;
 medians are compared, the spread (min-max) printed. Run from the repository root:
 `python bench/scale.py` (needs tmux for part 3; BENCH_RUNS, BENCH_BIG_RUNS, BENCH_HUB_RUNS,
-BENCH_TUI_SECONDS, BENCH_SIZES, BENCH_PARTS="ls hub tui" to choose).
+BENCH_TUI_SECONDS, BENCH_EXPORTER_SECONDS, BENCH_SIZES, BENCH_PARTS="ls hub tui exporter" to choose).
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 BIG_RUNS = int(os.environ.get("BENCH_BIG_RUNS", "3"))  # the 50,000-kernel case: few runs
 HUB_RUNS = int(os.environ.get("BENCH_HUB_RUNS", "3"))
 TUI_SECONDS = float(os.environ.get("BENCH_TUI_SECONDS", "60"))  # a minute: the notebook re-check included
-PARTS = os.environ.get("BENCH_PARTS", "ls hub tui").split()
+PARTS = os.environ.get("BENCH_PARTS", "ls hub tui exporter").split()
+EXPORTER_SECONDS = float(os.environ.get("BENCH_EXPORTER_SECONDS", "60"))
+EXPORTER_SERVERS, EXPORTER_PER, EXPORTER_RSS_GOAL_MB = 50, 1000, 150.0
 SERVERS = 10
 SIZES = tuple(int(n) for n in os.environ.get("BENCH_SIZES", "100 1000 10000 50000").split())
 HUB_USERS, HUB_PAGE = 1_000, 50
@@ -211,6 +216,49 @@ def tui_case(base: Path) -> dict:
                 "rows_seen": rows_seen}
 
 
+def exporter_case(base: Path) -> dict:
+    """The real exporter at 50,000 kernels: RSS once every server is read, and its peak."""
+    import psutil
+
+    with child(["bench.fakefleet", str(EXPORTER_SERVERS), str(EXPORTER_PER)], base / "exp-servers.log") as (line, _):
+        urls = [f"http://127.0.0.1:{p}/" for p in json.loads(line)]
+        cfg = base / "cfg-exporter"
+        write_servers(cfg, urls)
+        log = base / "exporter.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen([PY, "-m", "nbtui", "exporter", "--no-discover", "--listen", "127.0.0.1:0"],
+                                    env=env_for(base, cfg), stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 120
+            url = None
+            while url is None:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("the exporter did not serve: " + log.read_text()[-500:])
+                url = next((ln.split("serving ", 1)[1].split()[0] for ln in log.read_text().splitlines()
+                            if "serving http" in ln), None)
+                time.sleep(0.2)
+            while True:  # every server's kernels counted: the first whole read is in
+                body = httpx.get(url, timeout=60).text
+                if sum(1 for ln in body.splitlines() if ln.startswith("nbtui_up{") and ln.endswith(" 1.0")) \
+                        >= EXPORTER_SERVERS:
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit("the exporter did not read every server within 120 s")
+                time.sleep(1)
+            me, samples = psutil.Process(proc.pid), []
+            end = time.monotonic() + EXPORTER_SECONDS
+            while time.monotonic() < end:
+                samples.append(me.memory_info().rss)
+                time.sleep(5)
+            with open(f"/proc/{proc.pid}/status") as f:
+                peak = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmHWM:"))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        return {"samples": samples, "peak": peak}
+
+
 def line(name: str, a: float, unit: str, peer: str, b: float, goal: float, fmt: str = ".2f") -> str:
     return f"bench {name}: nbtui {a:{fmt}} {unit} vs {peer} {b:{fmt}} {unit}, ratio {a / b:.2f} (goal <= {goal:g})"
 
@@ -262,6 +310,16 @@ def main() -> None:
                         f"{TUI_CPU_LIMIT_MS:.0f} ms, ratio {t['cpu_ms'] / TUI_CPU_LIMIT_MS:.2f} (goal <= 1)")
             last.append(f"bench scale-tui-read: nbtui longest read {longest:.2f} s vs refresh interval "
                         f"{REFRESH:g} s, ratio {longest / REFRESH:.2f} (goal <= 1)")
+        if "exporter" in PARTS:
+            e = exporter_case(base)
+            rss = [x / 2**20 for x in e["samples"]]
+            print(f"exporter, {EXPORTER_SERVERS * EXPORTER_PER:,} kernels over {EXPORTER_SERVERS} servers (its defaults: "
+                  f"refresh 15 s, 1,000 kernels kept a server), after its first whole read: RSS "
+                  f"{spread(rss, 1, '.0f')} MiB over {EXPORTER_SECONDS:g} s, peak (VmHWM) {e['peak'] / 2**20:.0f} MiB",
+                  flush=True)
+            med = statistics.median(rss)
+            last.append(f"bench scale-exporter-rss: nbtui {med:.0f} MiB vs limit {EXPORTER_RSS_GOAL_MB:.0f} MiB, "
+                        f"ratio {med / EXPORTER_RSS_GOAL_MB:.2f} (goal <= 1)")
     for text in last:
         print(text)
 
