@@ -106,5 +106,15 @@ async def test_a_hub_s_servers_are_probed_once_per_server_process_not_once_per_r
         hub.started = "2026-12-01T00:00:00.000000Z"  # every server started again: probed again
         third = await one_run()
         assert third["/api"] == 20 and third["/api/nbtui/usage"] == 20
+
+        # Within one fleet (the TUI's) too: a server the hub says started again is probed again.
+        async with Fleet([cfg], Settings(timeout=30.0)) as fleet:
+            await fleet.snapshot()
+            before = dict(hub.asked)
+            await fleet.snapshot()
+            assert hub.asked.get("/api", 0) == before.get("/api", 0)  # the same processes: not asked
+            hub.started = "2026-12-02T00:00:00.000000Z"
+            await fleet.snapshot()
+            assert hub.asked["/api"] - before.get("/api", 0) == 20
     finally:
         hub.shutdown()

@@ -405,11 +405,15 @@ class Fleet:
                 known = self._servers.get(c.config.name)
                 if known is not None and known.hub != hub.name:
                     continue  # a configured server of that very name wins (names cannot hold "/")
+                key = probe_key(hub.name, c.config.url, c.extra().get("started"))
                 if known is None or known.config.url != c.config.url:
                     if known is not None:
                         closing.append(known.client)
                     known = self._servers[c.config.name] = _Server(c.config, hub=hub.name)
-                    self._recall_probes(known, probe_key(hub.name, c.config.url, c.extra().get("started")))
+                    self._recall_probes(known, key)
+                elif key != known.probe_key:  # the hub says it started again: another process, probed anew
+                    self._forget_probes(known)
+                    self._recall_probes(known, key)
                 if known.client is not None and known.client.token != c.config.token:
                     closing.append(known.client)  # a token minted anew (nbtui.jupyter.hubtokens)
                     known.client = None
