@@ -36,6 +36,11 @@ class _Later(str):
 _KERNEL_KEYS = ("id", "name", "last_activity", "execution_state", "connections")
 
 
+def _kept(raw: dict[str, Any]) -> dict[str, Any]:
+    """What the join reads of a kept kernel, no more."""
+    return {k: raw.get(k) for k in _KERNEL_KEYS}
+
+
 @dataclass
 class CappedKernels:
     cap: int
@@ -55,15 +60,14 @@ class CappedKernels:
             return
         last = parse_time(raw.get("last_activity"))
         idle = max(0.0, (self.now - last).total_seconds()) if last else None
-        raw = {k: raw.get(k) for k in _KERNEL_KEYS}  # what the join reads of it, no more
-        entry = (idle if idle is not None else -1.0, _Later(raw["id"]), raw)
+        order = (idle if idle is not None else -1.0, _Later(raw["id"]))
         if len(self._heap) < self.cap:
-            heapq.heappush(self._heap, entry)
+            heapq.heappush(self._heap, (*order, _kept(raw)))
             return
-        if self.cap <= 0 or entry[:2] <= self._heap[0][:2]:
-            self._count(entry)
+        if self.cap <= 0 or order <= self._heap[0][:2]:
+            self._count((*order, raw))  # counted and dropped: no copy made of it
         else:
-            self._count(heapq.heapreplace(self._heap, entry))
+            self._count(heapq.heapreplace(self._heap, (*order, _kept(raw))))
 
     def _count(self, entry: tuple[float, _Later, dict[str, Any]]) -> None:
         idle, _, raw = entry

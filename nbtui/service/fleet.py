@@ -405,7 +405,8 @@ class Fleet:
                 known = self._servers.get(c.config.name)
                 if known is not None and known.hub != hub.name:
                     continue  # a configured server of that very name wins (names cannot hold "/")
-                key = probe_key(hub.name, c.config.url, c.extra().get("started"))
+                extra = c.extra()
+                key = probe_key(hub.name, c.config.url, extra.get("started"))
                 if known is None or known.config.url != c.config.url:
                     if known is not None:
                         closing.append(known.client)
@@ -418,7 +419,7 @@ class Fleet:
                     closing.append(known.client)  # a token minted anew (nbtui.jupyter.hubtokens)
                     known.client = None
                 known.config = c.config
-                known.extra = c.extra()
+                known.extra = extra
                 if c.pid is not None:
                     pids.add(c.pid)
                 urls.append(c.config.url)
