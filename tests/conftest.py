@@ -110,3 +110,18 @@ def snap_compare(_top_level_svg, snap_compare):
     """pytest-textual-snapshot's fixture, storing SVGs under the top-level snapshots/ folder
     (snapshots/<test module>/<test>.svg); update them with --snapshot-update."""
     return snap_compare
+
+
+@pytest.fixture
+def still_clock(monkeypatch):
+    """Stand the wall clock that idle times are measured against (nbtui.core.model.clock:
+    a kernel's idle time is its ``last_activity`` as of when asked) at a moment: hand-built
+    kernels then show the idle times their tests name, however long the test runs."""
+    import datetime as dt
+
+    from nbtui.core import model
+
+    def stand(at: dt.datetime) -> None:
+        monkeypatch.setattr(model, "clock", lambda: at.timestamp())
+
+    return stand

@@ -16,9 +16,17 @@ GPU = Usage(source="local", gpu_memory_bytes=4 * 1024 ** 3)
 NO_GPU = Usage(source="local", gpu_memory_bytes=None)  # unknown is never "holds GPU memory"
 
 
+T0 = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(T0)  # idle times are as of when asked: the hand-built kernels' stay as named
+
+
 def k(idle=7200.0, conns=0, state="idle", usage=None, reasons=(), server="gpu1"):
     return Kernel(server=server, kernel_id="abc", kernel_name="python3", state=state, connections=conns,
-                  last_activity=dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc), idle_seconds=idle,
+                  last_activity=None if idle is None else T0 - dt.timedelta(seconds=idle),
                   session=Session("s", "a.ipynb", "a.ipynb", "notebook"), usage=usage, orphan_reasons=reasons)
 
 

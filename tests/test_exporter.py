@@ -25,7 +25,15 @@ from nbtui.exporter import webconfig
 from tests.conftest import ROOT, run_nbtui
 from tests.jupyter import free_port
 
+
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(NOW)  # idle times are as of when asked: the hand-built kernels' stay as named
+
+
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus)")
 
@@ -33,7 +41,7 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 def kernel(server, kid, state="idle", idle=10.0, conns=0, session="work/a.ipynb", usage=None, reasons=(), user=None):
     return model.Kernel(
         server=server, kernel_id=kid, kernel_name="python3", state=state, connections=conns,
-        last_activity=NOW - dt.timedelta(seconds=idle), idle_seconds=idle,
+        last_activity=NOW - dt.timedelta(seconds=idle),
         session=model.Session("s-" + kid, session, session.rsplit("/", 1)[-1], "notebook") if session else None,
         usage=usage, orphan_reasons=tuple(reasons), user=user)
 
@@ -213,7 +221,7 @@ def test_restarts_count_state_changes_to_restarting_or_dead_across_refreshes():
 
 
 def test_terminals_and_leftover_processes():
-    term = model.Terminal(server="gpu1", name="1", last_activity=NOW, idle_seconds=5.0, pid=9,
+    term = model.Terminal(server="gpu1", name="1", last_activity=NOW - dt.timedelta(seconds=5), pid=9,
                           usage=model.Usage("local", memory_bytes=300), orphan_reasons=())
     proc = model.Process(pid=4, user="ana", cmdline="python worker.py", create_time=1.0, notebook="/x.ipynb",
                          memory_bytes=10, gpu_memory_bytes=1542 * 2**20, orphan_reasons=("server-gone",))
@@ -428,7 +436,7 @@ def test_the_direct_per_kernel_lines_equal_prometheus_clients_own_rendering():
           kernel('s"\\2', "k2", session=None, usage=model.Usage("extension", cpu_percent=None)),
           kernel("gpu1", "k3", usage=None)]
     ks.append(model.Kernel(server="gpu1", kernel_id="k4", kernel_name="ir", state="starting", connections=None,
-                           last_activity=None, idle_seconds=None))
+                           last_activity=None))
     e = exp.Exporter(Recorded(snapshot(ks)), per_kernel=True)
     for _ in range(2):  # the second time from the kept label parts
         asyncio.run(e.refresh_once())

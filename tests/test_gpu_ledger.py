@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from nbtui.core import orphans
 from nbtui.host import ledger, wire
 from nbtui.display import gpu_line
@@ -103,8 +105,17 @@ def test_the_ledger_crosses_the_extension_wire():
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(T0)  # idle times are as of when asked: the hand-built kernels' stay as named
+
+
+def ago(seconds: float) -> dt.datetime:
+    return T0 - dt.timedelta(seconds=seconds)
+
+
 def _kernel(gpu_bytes, sm):
-    return Kernel("s", "k1", "python3", "idle", 0, T0, 0.0,
+    return Kernel("s", "k1", "python3", "idle", 0, ago(0.0),
                   usage=Usage("local", pid=1, gpu_memory_bytes=gpu_bytes, gpu_percent=sm))
 
 
@@ -128,7 +139,7 @@ def test_gpu_idle_needs_history_and_resets_on_any_use():
 
 def test_gpu_idle_for_terminals_and_leftovers_and_forgets_the_gone():
     tr = orphans.GpuIdleTracker(threshold=60)
-    term = Terminal("s", "1", T0, 10.0, pid=5, usage=Usage("local", pid=5, gpu_memory_bytes=GIB, gpu_percent=0.0))
+    term = Terminal("s", "1", ago(10.0), pid=5, usage=Usage("local", pid=5, gpu_memory_bytes=GIB, gpu_percent=0.0))
     proc = Process(77, "ana", "python job.py", 1000.0, gpu_memory_bytes=GIB, gpu_percent=0.0,
                    orphan_reasons=(orphans.SERVER_GONE,))
     tr.apply(T0, [], [term], [proc])
@@ -141,11 +152,11 @@ def test_gpu_idle_for_terminals_and_leftovers_and_forgets_the_gone():
 
 def test_an_idle_terminal_holding_gpu_memory_is_reported_like_an_idle_kernel():
     held = Usage("local", pid=5, gpu_memory_bytes=GIB, gpu_percent=0.0)
-    idle = Terminal("s", "1", T0, 7200.0, pid=5, usage=held)
+    idle = Terminal("s", "1", ago(7200.0), pid=5, usage=held)
     assert orphans.terminal_reasons(idle, idle_threshold=3600) == (orphans.TERMINAL_IDLE,)
-    assert orphans.terminal_reasons(Terminal("s", "1", T0, 60.0, usage=held), idle_threshold=3600) == ()
-    assert orphans.terminal_reasons(Terminal("s", "1", T0, 7200.0, usage=None), idle_threshold=3600) == ()
-    idle = Terminal("s", "1", T0, 7200.0, pid=5, usage=held, orphan_reasons=(orphans.TERMINAL_IDLE,))
+    assert orphans.terminal_reasons(Terminal("s", "1", ago(60.0), usage=held), idle_threshold=3600) == ()
+    assert orphans.terminal_reasons(Terminal("s", "1", ago(7200.0), usage=None), idle_threshold=3600) == ()
+    idle = Terminal("s", "1", ago(7200.0), pid=5, usage=held, orphan_reasons=(orphans.TERMINAL_IDLE,))
     assert orphans.explain_terminal(idle) == (
         "terminal s/1 (shell pid 5): a terminal idle for 2h whose processes hold GPU memory; holds 1.0G of GPU memory")
 
@@ -158,12 +169,12 @@ def test_cull_gpu_idle_selects_kernels_terminals_and_leftovers_idle_that_long():
     from nbtui.service.actions.cull import CullPolicy, cull_selects_process, cull_selects_terminal, plan_cull
     from nbtui.core.model import ServerInfo, Snapshot
     held = dict(gpu_memory_bytes=GIB, gpu_percent=0.0)
-    k_idle = Kernel("far", "k-idle", "python3", "idle", 1, T0, 10.0, usage=Usage("extension", pid=1, **held),
+    k_idle = Kernel("far", "k-idle", "python3", "idle", 1, ago(10.0), usage=Usage("extension", pid=1, **held),
                     gpu_idle_seconds=3600.0)
-    k_busy = Kernel("far", "k-busy", "python3", "idle", 1, T0, 10.0, usage=Usage("extension", pid=2, **held),
+    k_busy = Kernel("far", "k-busy", "python3", "idle", 1, ago(10.0), usage=Usage("extension", pid=2, **held),
                     gpu_idle_seconds=0.0)
-    k_unknown = Kernel("far", "k-new", "python3", "idle", 1, T0, 10.0, usage=Usage("extension", pid=3, **held))
-    term = Terminal("far", "1", T0, 10.0, pid=9, usage=Usage("extension", pid=9, **held), gpu_idle_seconds=2000.0)
+    k_unknown = Kernel("far", "k-new", "python3", "idle", 1, ago(10.0), usage=Usage("extension", pid=3, **held))
+    term = Terminal("far", "1", ago(10.0), pid=9, usage=Usage("extension", pid=9, **held), gpu_idle_seconds=2000.0)
     snap = Snapshot(generated_at=T0, servers=(ServerInfo("far", "http://gpu1:8888/", "config"),),
                     kernels=(k_idle, k_busy, k_unknown), terminals=(term,))
     policy = CullPolicy(gpu_idle=1800.0)
@@ -211,8 +222,8 @@ def test_rows_of_every_kind_are_planned_as_their_targets():
     from nbtui.core.model import ServerInfo, Snapshot
     job = subprocess.Popen(["sleep", "60"])
     try:
-        k = Kernel("far", "k1", "python3", "idle", 0, T0, 10.0)
-        t = Terminal("far", "2", T0, 10.0)
+        k = Kernel("far", "k1", "python3", "idle", 0, ago(10.0))
+        t = Terminal("far", "2", ago(10.0))
         p = Process(job.pid, None, "sleep 60", psutil_create_time(job.pid), orphan_reasons=(orphans.SERVER_GONE,))
         snap = Snapshot(generated_at=T0, servers=(ServerInfo("far", "http://gpu1:8888/", "config"),),
                         kernels=(k,), terminals=(t,), processes=(p,))

@@ -171,9 +171,9 @@ async def test_kernel_gone_between_listing_and_sampling(shared_jupyter):
     kpid = server.kernel_pid(kid)
     host = LocalHost()
     listed = Kernel(server="srv", kernel_id=kid, kernel_name="python3", state="idle", connections=0,
-                    last_activity=None, idle_seconds=None)
+                    last_activity=None)
     ghost = Kernel(server="srv", kernel_id="0000dead-0000-0000-0000-000000000000", kernel_name="python3",
-                   state="idle", connections=0, last_activity=None, idle_seconds=None)
+                   state="idle", connections=0, last_activity=None)
     server.shutdown_kernel(kid)
     wait_for(lambda: not psutil.pid_exists(kpid) or psutil.Process(kpid).status() == psutil.STATUS_ZOMBIE,
              30, 0.1, "the kernel to exit")
@@ -330,7 +330,7 @@ def test_leftover_reasons_from_a_recorded_forest():
 
     def kernel(kid, path=None):
         return Kernel(server="s", kernel_id=kid, kernel_name="python3", state="idle", connections=0,
-                      last_activity=None, idle_seconds=None,
+                      last_activity=None,
                       session=Session(id="x", path=path, name=path, type="notebook") if path else None)
 
     kernels = [kernel("k2"), kernel("k3", "c.ipynb")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,6 +19,14 @@ from nbtui.core.model import Kernel, Process, kernel_key, split_kernel_key
 from tests.conftest import ROOT
 
 
+T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(T0)  # idle times are as of when asked: the hand-built kernels' stay as named
+
+
 def test_the_server_extension_imports_no_client_side():
     """The extension loads inside every jupyter_server: it must not pull in the fleet,
     httpx, config, secrets or discovery."""
@@ -31,7 +40,7 @@ def test_the_server_extension_imports_no_client_side():
 
 def _kernel(idle, state="idle", connections=0):
     return Kernel(server="s", kernel_id="k", kernel_name="python3", state=state, connections=connections,
-                  last_activity=None, idle_seconds=idle)
+                  last_activity=None if idle is None else T0 - dt.timedelta(seconds=idle))
 
 
 @pytest.mark.parametrize("idle, state, expected", [

@@ -363,7 +363,7 @@ def test_rows_on_the_screen_are_planned_as_nbtui_kill_plans_their_targets():
     from nbtui.service.actions.kill import plan_rows
 
     now = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.timezone.utc)
-    k = Kernel("far", "k1", "python3", "idle", 0, now, 10.0, usage=Usage(source="extension", pid=4242))
+    k = Kernel("far", "k1", "python3", "idle", 0, now, usage=Usage(source="extension", pid=4242))
     its_process = Process(4242, "ana", "python -m ipykernel_launcher", 1.0)
     snap = Snapshot(generated_at=now, servers=(ServerInfo("far", "http://gpu1:8888/", "config"),), kernels=(k,))
     assert [(s.kind, s.target) for s in plan_rows(snap, [its_process, k])] == [(KERNEL, "far:k1")]

@@ -11,7 +11,7 @@ from nbtui.core import model
 
 
 def _kernel() -> model.Kernel:
-    return model.Kernel("srv", "k-1", "python3", "idle", 2, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), 60.0,
+    return model.Kernel("srv", "k-1", "python3", "idle", 2, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
                         session=model.Session("s-1", "a/b.ipynb", "b.ipynb", "notebook"))
 
 

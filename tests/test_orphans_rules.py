@@ -12,14 +12,24 @@ from nbtui.core import orphans
 from nbtui.core.model import GpuUse, Kernel, Process, Session, Usage
 from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.rest import ServerError
+
+
+T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(T0)  # idle times are as of when asked: the hand-built kernels' stay as named
+
+
 NB = Session(id="s1", path="work/gpu.ipynb", name="gpu.ipynb", type="notebook")
 CONSOLE = Session(id="s2", path="console-1-abc", name="", type="console")
 
 
 def kernel(session=NB, connections=0, idle=7200.0, state="idle", usage=None, reasons=()):
     return Kernel(server="gpu1", kernel_id="80442938-aaaa-bbbb-cccc-000000000001", kernel_name="python3",
-                  state=state, connections=connections, last_activity=dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc),
-                  idle_seconds=idle, session=session, usage=usage, orphan_reasons=reasons)
+                  state=state, connections=connections,
+                  last_activity=None if idle is None else T0 - dt.timedelta(seconds=idle), session=session, usage=usage, orphan_reasons=reasons)
 
 
 @pytest.mark.parametrize("k, own, exists, expected", [

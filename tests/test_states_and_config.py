@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import pytest
+
 from nbtui.core.model import Kernel
 from nbtui.display.report import kernel_json, kernels_table
 from nbtui.core.states import never_used, state_text
 from tests.conftest import run_nbtui
 
 
+T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(T0)
+
+
 def _kernel(state="starting", connections=0, idle=120.0) -> Kernel:
-    return Kernel(server="s", kernel_id="k" * 8, kernel_name="python3", state=state,
-                  connections=connections, last_activity=None, idle_seconds=idle)
+    return Kernel(server="s", kernel_id="k" * 8, kernel_name="python3", state=state, connections=connections,
+                  last_activity=None if idle is None else T0 - dt.timedelta(seconds=idle))
 
 
 def test_starting_for_a_minute_with_no_client_reads_never_used():

@@ -205,7 +205,7 @@ def test_terminal_targets_resolve_or_say_why():
     now = dt.datetime.now(dt.timezone.utc)
     snap = Snapshot(generated_at=now, servers=(ServerInfo("hub/alice", "http://h/", "hub"),
                                                ServerInfo("down", "http://d/", "config", status="unreachable")),
-                    terminals=(Terminal("hub/alice", "3", now, 1.0),))
+                    terminals=(Terminal("hub/alice", "3", now),))
     t = targets.resolve(snap, "terminal:hub/alice/3")
     assert isinstance(t, targets.TerminalTarget) and str(t) == "terminal:hub/alice/3"
     with pytest.raises(UsageError, match="needs a kernel"):

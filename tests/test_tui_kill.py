@@ -90,7 +90,7 @@ def _recorded_step() -> Step:
     """A kernel on a remote server as a recorded snapshot shows it (no local processes)."""
     now = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.timezone.utc)
     k = Kernel(server="gpu1", kernel_id="80442938-5f1c-4c3e-9a57-0d1f3b2a9c11", kernel_name="python3",
-               state="idle", connections=0, last_activity=now - dt.timedelta(hours=5), idle_seconds=5 * 3600.0,
+               state="idle", connections=0, last_activity=now - dt.timedelta(hours=5),
                session=Session("s1", "ana/train-resnet.ipynb", "train-resnet.ipynb", "notebook"),
                usage=Usage(source="extension", pid=4531, memory_bytes=3 * 1024 ** 3,
                            gpu_memory_bytes=12 * 1024 ** 3, gpus=(GpuUse(0, "GPU-1", 12 * 1024 ** 3),)),
@@ -105,7 +105,8 @@ class _Modal(App):
         self.push_screen(KillConfirm("Kill 1 kernel?", plan_lines(steps, me="ana"), "Kill"))
 
 
-def test_kill_confirmation_snapshot(snap_compare):
+def test_kill_confirmation_snapshot(snap_compare, still_clock):
+    still_clock(dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.timezone.utc))  # the recorded step's moment: idle 5h
     assert snap_compare(_Modal(), terminal_size=(100, 20))
 
 

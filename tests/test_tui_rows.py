@@ -1,6 +1,7 @@
 """Pure pieces of the fleet table: the width rule, cells, paths, filter words, sort order,
 the cell cache; rows of every kind (kernels, terminals, leftover processes)."""
 
+import datetime as dt
 import subprocess
 import sys
 
@@ -12,8 +13,20 @@ from nbtui.tui import rows
 from tests.conftest import ROOT
 
 
+T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(T0)  # idle times are as of when asked: the hand-built kernels' stay as named
+
+
+def ago(seconds):
+    return None if seconds is None else T0 - dt.timedelta(seconds=seconds)
+
+
 def k(kid, path=None, idle=None, cpu=None, state="idle", server="s", user=None):
-    return Kernel(server, kid, "python3", state, 0, None, idle,
+    return Kernel(server, kid, "python3", state, 0, ago(idle),
                   Session("x", path, path.rsplit("/", 1)[-1], "notebook") if path else None,
                   Usage("local", cpu_percent=cpu) if cpu is not None else None, user=user)
 
@@ -76,7 +89,7 @@ def test_filter_words_all_match_any_field():
 def test_every_kind_is_a_row():
     p = Process(4711, "bob", "python train.py", 1.0, notebook="/home/bob/gpu.ipynb", server_pid=420,
                 gpu_memory_bytes=2**30, orphan_reasons=("server-gone",))
-    t = Terminal("gpu1", "3", None, 60.0, pid=512, user="ana", usage=Usage("local", memory_bytes=2**20))
+    t = Terminal("gpu1", "3", ago(60.0), pid=512, user="ana", usage=Usage("local", memory_bytes=2**20))
     left, term = tr.process_row(p), tr.terminal_row(t)
     assert (left.kind, left.key, left.ident, left.user) == (tr.LEFTOVER, "pid:4711", "4711", "bob")
     assert tr.text(left, "server") == "(gone)" and tr.text(left, "reason") == "server-gone"

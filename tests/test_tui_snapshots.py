@@ -14,7 +14,16 @@ import pytest
 from nbtui.files.config import Settings
 from nbtui.core.model import GpuUse, Kernel, Process, ServerInfo, Session, Snapshot, Terminal, Usage
 from nbtui.tui.app import NbtuiApp
+
+
 T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(T0)  # idle times are as of when asked: the hand-built kernels' stay as named
+
+
 GiB = 2**30
 
 
@@ -23,7 +32,7 @@ def _k(server, kid, path, state="idle", idle=60.0, conns=1, usage=None, reasons=
                                                  type="notebook")
     return Kernel(server=server, kernel_id=kid, kernel_name=name, state=state, connections=conns,
                   last_activity=None if idle is None else T0 - dt.timedelta(seconds=idle),
-                  idle_seconds=idle, session=session, usage=usage, orphan_reasons=tuple(reasons))
+                  session=session, usage=usage, orphan_reasons=tuple(reasons))
 
 
 def _u(pid, cpu, mem, gpu=None, gpu_pct=None, children=()):
@@ -78,7 +87,7 @@ def holders() -> Snapshot:
         base.kernels[3],
     )
     kernels = tuple(k if k.user or k.server != HUB else dataclasses.replace(k, user="alice") for k in kernels)
-    terminal = Terminal("gpu1", "1", T0 - dt.timedelta(seconds=900), 900.0, pid=4800, user="ana",
+    terminal = Terminal("gpu1", "1", T0 - dt.timedelta(seconds=900), pid=4800, user="ana",
                         usage=_u(4800, 98.0, 5 * GiB, 12 * GiB, 99.0, (4801,)))
     leftover = Process(4711, "bob", "python -c 'import torch; train()'", 1764150000.0,
                        notebook="/home/bob/gpu.ipynb", kernel_id="80442938-dead", server_pid=420,

@@ -29,11 +29,11 @@ class Hung:
 
     async def snapshot(self, on_server=None, **_):
         self.reads += 1
-        fast = Kernel("fast", f"k{self.reads}", "python3", "idle", 0, None, 5.0)
+        fast = Kernel("fast", f"k{self.reads}", "python3", "idle", 0, None)
         release = self.release = asyncio.Event()
         on_server(ServerInfo("fast", "http://f/", "config"), [fast])
         await release.wait()
-        slow = Kernel("slow", "s1", "python3", "busy", 1, None, 1.0)
+        slow = Kernel("slow", "s1", "python3", "busy", 1, None)
         return Snapshot(T0, servers=(ServerInfo("fast", "http://f/", "config"), ServerInfo("slow", "http://s/", "config")),
                         kernels=(dataclasses.replace(fast, usage=Usage("local", memory_bytes=2**20)), slow))
 
@@ -156,7 +156,7 @@ class _Recorded:
     settings = None
 
     async def snapshot(self, on_server=None, **_):
-        k = Kernel("srv", "k-recorded", "python3", "idle", 0, None, 5.0)
+        k = Kernel("srv", "k-recorded", "python3", "idle", 0, None)
         return Snapshot(T0, servers=(ServerInfo("srv", "http://s/", "config"),), kernels=(k,))
 
     def palette_commands(self):
@@ -206,8 +206,8 @@ class _BFirst:
         self.release = threading.Event()
 
     async def snapshot(self, on_server=None, **_):
-        kb = Kernel("b", "kb", "python3", "idle", 0, None, 5.0)
-        ka = Kernel("a", "ka", "python3", "idle", 0, None, 5.0)
+        kb = Kernel("b", "kb", "python3", "idle", 0, None)
+        ka = Kernel("a", "ka", "python3", "idle", 0, None)
         if on_server is not None:
             on_server(ServerInfo("b", "http://b/", "config"), [kb])
         while not self.release.is_set():
@@ -242,8 +242,8 @@ async def test_the_cursor_stays_on_the_top_row_while_the_first_rows_stream_in():
             await pilot.press("down")  # once moved, the cursor follows its kernel
             assert table.key_at_cursor() == "b:kb"
             app.apply_snapshot(Snapshot(T0, servers=app.snapshot.servers, kernels=(
-                Kernel("a", "k0", "python3", "idle", 0, None, 9.0), Kernel("a", "ka", "python3", "idle", 0, None, 5.0),
-                Kernel("b", "kb", "python3", "idle", 0, None, 5.0))))
+                Kernel("a", "k0", "python3", "idle", 0, None), Kernel("a", "ka", "python3", "idle", 0, None),
+                Kernel("b", "kb", "python3", "idle", 0, None))))
             await pilot.pause()
             assert table.key_at_cursor() == "b:kb"
     finally:

@@ -7,9 +7,10 @@ and an em dash on screen.
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Final, Optional, TypeVar
+from typing import Any, Callable, Final, Optional, TypeVar
 
 # The types of the few-strings fields, re-exported: model.KernelState and so on.
 from nbtui.core.kinds import ErrorKind as ErrorKind, KernelState as KernelState, Pending as Pending
@@ -17,6 +18,28 @@ from nbtui.core.kinds import Route as Route, ServerErrorKind as ServerErrorKind,
 from nbtui.core.kinds import ServerStatus as ServerStatus, UsageSource as UsageSource
 
 _Item = TypeVar("_Item")
+
+# The wall clock idle times are measured against (tests stand it still: ``model.clock = ...``).
+clock: "Callable[[], float]" = time.time
+
+
+def idle_since(last: Optional[_dt.datetime]) -> Optional[float]:
+    """Seconds since ``last`` (a server's ``last_activity``) as of now: never negative (a
+    server's clock ahead of ours), None where unknown."""
+    return None if last is None else max(0.0, clock() - last.timestamp())
+
+
+class _Idle:
+    """``idle_seconds`` of a kernel or terminal: measured when asked, from its
+    ``last_activity``, not stored. So a kernel no server changed is the same object from one
+    read to the next (nbtui.service.fleet keeps it), and so is everything built from it:
+    its row, its cells on screen, its metric lines."""
+
+    last_activity: Optional[_dt.datetime]
+
+    @property
+    def idle_seconds(self) -> Optional[float]:
+        return idle_since(self.last_activity)
 
 # Server statuses of the CLI contract (`ls --json` servers[].status).
 OK: Final = "ok"
@@ -116,14 +139,13 @@ class Usage:
 
 
 @dataclass(frozen=True)
-class Kernel:
+class Kernel(_Idle):
     server: str
     kernel_id: str
     kernel_name: str
     state: KernelState
     connections: Optional[int]
     last_activity: Optional[_dt.datetime]
-    idle_seconds: Optional[float]
     session: Optional[Session] = None
     usage: Optional[Usage] = None
     orphan_reasons: tuple[str, ...] = ()
@@ -138,6 +160,12 @@ class Kernel:
         """Identity across refreshes and servers (built once per kernel: a read asks it of
         every kernel several times; ``evolve`` keeps it unless the server or id changes)."""
         return kernel_key(self.server, self.kernel_id)
+
+    @cached_property
+    def order(self) -> tuple[str, float, str]:
+        """Its place in ``fleet_order``, built once per kernel (a kept kernel keeps it)."""
+        last = self.last_activity
+        return (self.server, last.timestamp() if last is not None else float("inf"), self.kernel_id)
 
 
 @dataclass(frozen=True)
@@ -171,8 +199,9 @@ def evolve(item: _Item, **changes: Any) -> _Item:
     if len(copied) != len(values):  # a change named no field of it (a length, not a lookup per change)
         unknown = sorted(changes.keys() - values.keys())[0]
         raise TypeError(f"{type(item).__name__} has no field {unknown!r}")
-    if "server" in changes or "kernel_id" in changes:
-        copied.pop("key", None)  # a Kernel's cached key, no longer its own
+    if "server" in changes or "kernel_id" in changes or "last_activity" in changes:
+        copied.pop("key", None)  # a Kernel's cached key and order, no longer its own
+        copied.pop("order", None)
     return new
 
 
@@ -183,18 +212,18 @@ def split_kernel_key(key: str) -> tuple[str, str]:
 
 
 def fleet_order(k: "Kernel") -> tuple[str, float, str]:
-    """The fleet's order of kernels: by server, then the longest idle first (unknown idle last)."""
-    return (k.server, -(k.idle_seconds if k.idle_seconds is not None else -1.0), k.kernel_id)
+    """The fleet's order of kernels: by server, then the longest idle first (the earliest
+    last activity; unknown last)."""
+    return k.order
 
 
 @dataclass(frozen=True)
-class Terminal:
+class Terminal(_Idle):
     """A Jupyter terminal (terminado) of a server: its shell and everything it started."""
 
     server: str
     name: str
     last_activity: Optional[_dt.datetime]
-    idle_seconds: Optional[float]
     pid: Optional[int] = None  # its shell, when the host (or the extension) can tell
     user: Optional[str] = None  # the person, as a kernel's; process_user below is the shell's OS owner
     usage: Optional[Usage] = None  # the shell's whole process tree

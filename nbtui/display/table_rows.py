@@ -36,7 +36,6 @@ class Row:  # 8x the cost, and a refresh builds one row per kernel (5,000 rows: 
     ident: str  # what the KERNEL column says: `80442938`, `term:1`, a process's PID `4711`
     notebook: str  # the notebook path, `(no session)`, `(terminal)`, a leftover's command
     state: str
-    idle_seconds: Optional[float]
     connections: Optional[int]
     spec: str
     user: Optional[str]
@@ -53,6 +52,11 @@ class Row:  # 8x the cost, and a refresh builds one row per kernel (5,000 rows: 
         return self.item if self.kind == KERNEL else None
 
     @property
+    def idle_seconds(self) -> Optional[float]:
+        """A kernel's or terminal's idle time as of now (a process has none)."""
+        return self.item.idle_seconds if self.kind in (KERNEL, TERMINAL) else None
+
+    @property
     def memory_bytes(self) -> Optional[int]:
         return self.mem
 
@@ -64,7 +68,7 @@ class Row:  # 8x the cost, and a refresh builds one row per kernel (5,000 rows: 
 def kernel_row(k: Kernel) -> Row:
     u = k.usage
     return Row(KERNEL, k.key, k.server, k.kernel_id[:8],
-               k.session.path if k.session else "(no session)", k.state, k.idle_seconds, k.connections,
+               k.session.path if k.session else "(no session)", k.state, k.connections,
                k.kernel_name, k.user, u.pid if u else None, u.cpu_percent if u else None,
                u.memory_bytes if u else None, u.gpu_memory_bytes if u else None,
                u.gpu_percent if u else None, tuple(k.orphan_reasons), k)
@@ -72,8 +76,8 @@ def kernel_row(k: Kernel) -> Row:
 
 def terminal_row(t: Terminal) -> Row:
     u = t.usage
-    return Row(TERMINAL, t.key, t.server, f"term:{t.name}", f"(terminal {t.name})", "open", t.idle_seconds,
-               None, "terminal", t.user, t.pid if t.pid is not None else (u.pid if u else None),
+    return Row(TERMINAL, t.key, t.server, f"term:{t.name}", f"(terminal {t.name})", "open", None, "terminal", t.user,
+               t.pid if t.pid is not None else (u.pid if u else None),
                u.cpu_percent if u else None, u.memory_bytes if u else None,
                u.gpu_memory_bytes if u else None, u.gpu_percent if u else None, tuple(t.orphan_reasons), t)
 
@@ -86,7 +90,7 @@ def process_row(p: Process, server: str = "") -> Row:
         gpu_pct = sum(known)
     # A hub user's leftover: named by its hub server and user (the process owner may be the hub's).
     return Row(kind, f"pid:{p.pid}", server or p.hub_server or "", str(p.pid), p.notebook or p.cmdline or "(process)",
-               kind, None, None, "process", p.hub_user or p.user, p.pid, p.cpu_percent, p.memory_bytes, p.gpu_memory_bytes,
+               kind, None, "process", p.hub_user or p.user, p.pid, p.cpu_percent, p.memory_bytes, p.gpu_memory_bytes,
                gpu_pct, tuple(p.orphan_reasons), p)
 
 

@@ -20,7 +20,7 @@ import datetime as dt
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, AsyncIterator, Optional, Sequence
+from typing import Any, AsyncIterator, Optional, Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -31,9 +31,6 @@ from nbtui.jupyter.rest import (AUTH_FAILED, NOT_JUPYTER, TIMEOUT, TOO_BIG, Serv
                                server_token)
 from nbtui.jupyter.urlpath import UnsafeSegment, segment, server_path
 from nbtui.sources import ServerReader
-
-if TYPE_CHECKING:
-    from nbtui.core.model import Kernel
 
 PAGINATION = "application/jupyterhub-pagination+json"
 MAX_PAGES = 10_000  # a hub that keeps answering "next" forever is cut off here
@@ -479,7 +476,7 @@ async def _read_listed(hub: HubSource, reader: ServerReader, name: str, now: dt.
     if extra.get("route") == PROXY and last is not None:
         at, info, kernels = last
         if time.monotonic() - at < hub.proxy_interval:
-            return reader.server_info(name, latency_ms=info.latency_ms), [_aged(k, now) for k in kernels]
+            return reader.server_info(name, latency_ms=info.latency_ms), list(kernels)  # idle times count on (as of when asked)
     elif extra.get("route") == PROXY and child is not None:
         skipped = _read_elsewhere(reader, name, child.config.url, hub)
         if skipped is not None:
@@ -544,10 +541,3 @@ def name_leftovers(hubs: Sequence[HubSource], processes: Sequence[Any]) -> list[
                 p = replace(p, hub_server=hub + tail)
         out.append(p)
     return out
-
-
-def _aged(k: Kernel, now: dt.datetime) -> Kernel:
-    """A kernel read earlier, its idle time as of now."""
-    if k.last_activity is None:
-        return k
-    return replace(k, idle_seconds=max(0.0, (now - k.last_activity).total_seconds()))

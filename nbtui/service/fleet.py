@@ -44,8 +44,7 @@ def terminals_of(server: str, raw: list[dict], now: dt.datetime) -> list[model.T
     out = []
     for t in raw:
         last = parse_time(t.get("last_activity"))
-        out.append(model.Terminal(server=server, name=str(t["name"])[:200], last_activity=last,
-                                  idle_seconds=max(0.0, (now - last).total_seconds()) if last else None))
+        out.append(model.Terminal(server=server, name=str(t["name"])[:200], last_activity=last))
     return out
 
 
@@ -96,7 +95,6 @@ def join_kernels(
                 state=model.normalize_state(k.get("execution_state")),
                 connections=conns if isinstance(conns, int) and not isinstance(conns, bool) else None,
                 last_activity=last,
-                idle_seconds=max(0.0, (now - last).total_seconds()) if last else None,
                 session=sessions.get(kid),
             )
         )

@@ -317,4 +317,4 @@ class KernelSession:
         for k in getattr(snapshot, "kernels", ()) or ():
             if k.server == self.server and k.kernel_id == self.kernel_id:
                 return k
-        return Kernel(self.server, self.kernel_id, self.kernel_name, normalize_state(self.state), None, None, None)
+        return Kernel(self.server, self.kernel_id, self.kernel_name, normalize_state(self.state), None, None)
