@@ -94,17 +94,37 @@ def process_row(p: Process, server: str = "") -> Row:
                gpu_pct, tuple(p.orphan_reasons), p)
 
 
-def rows_of(snap: Optional[Snapshot], others: bool = False) -> list[Row]:
+class RowMemo:
+    """The rows ``rows_of`` built last, by key: a kernel, terminal or process that is the very
+    object it was (nbtui.jupyter.join keeps unchanged kernels) keeps its row, so a refresh
+    builds rows only for what changed, and the table can tell unchanged rows by identity."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: dict[str, Row] = {}
+
+
+def rows_of(snap: Optional[Snapshot], others: bool = False, memo: Optional[RowMemo] = None) -> list[Row]:
     """Kernels (the fleet's order), then terminals, then leftover processes; with
     ``others`` also the Jupyter processes outside every listed kernel that are no orphan
-    (kernels of servers not read: on a shared host, every other user's)."""
+    (kernels of servers not read: on a shared host, every other user's). With ``memo`` (the
+    rows of the last call) an unchanged item keeps its row object."""
     if snap is None:
         return []
     by_pid = {s.pid: s.name for s in snap.servers if s.pid is not None}
-    out = [kernel_row(k) for k in snap.kernels]
-    out += [terminal_row(t) for t in getattr(snap, "terminals", ())]
+    last = memo.last if memo is not None else {}
+    out = []
+    for k in snap.kernels:
+        r = last.get(k.key)
+        out.append(r if r is not None and r.item is k else kernel_row(k))
+    for t in getattr(snap, "terminals", ()):
+        r = last.get(t.key)
+        out.append(r if r is not None and r.item is t else terminal_row(t))
     out += [process_row(p, by_pid.get(p.server_pid, "") if p.server_pid is not None else "")
             for p in snap.processes if others or p.orphan_reasons]
+    if memo is not None:
+        memo.last = {r.key: r for r in out}
     return out
 
 

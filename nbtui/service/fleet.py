@@ -23,11 +23,11 @@ from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.hub import HubSource, name_leftovers
+from nbtui.jupyter.join import Joined, join_kernels, terminals_of
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback, server_token
 from nbtui.files.secrets import redact
 from nbtui.service.sources import source_for
 from nbtui.sources import HostSample, HostView
-from nbtui.core.units import parse_time
 
 _STATUS_OF_KIND = STATUS_OF_KIND
 
@@ -37,68 +37,6 @@ def utcnow() -> dt.datetime:
 
 
 TIMEOUT_KIND = "timeout"
-
-
-def terminals_of(server: str, raw: list[dict], now: dt.datetime) -> list[model.Terminal]:
-    """Terminal rows of one server from ``GET /api/terminals``."""
-    out = []
-    for t in raw:
-        last = parse_time(t.get("last_activity"))
-        out.append(model.Terminal(server=server, name=str(t["name"])[:200], last_activity=last))
-    return out
-
-
-_SHARED: dict[str, str] = {}
-SHARED_MAX = 256  # distinct kernel names and session types kept shared; a liar's millionth is its own
-
-
-def _shared(text: str) -> str:
-    """One string object for a value many kernels repeat ("python3", "notebook"), so 50,000
-    kernels hold one of it, not 50,000 (each parse makes its own). Bounded, unlike
-    ``sys.intern``: a server that names every kernel differently shares nothing more."""
-    if len(text) > 64:
-        return text
-    if len(_SHARED) < SHARED_MAX:
-        return _SHARED.setdefault(text, text)
-    return _SHARED.get(text, text)
-
-
-def join_kernels(
-    server: str, raw_kernels: list[dict], raw_sessions: list[dict], now: dt.datetime
-) -> list[model.Kernel]:
-    """Kernels of one server joined with the sessions that reference them."""
-    sessions: dict[str, model.Session] = {}
-    for s in raw_sessions:
-        kid = (s.get("kernel") or {}).get("id") if isinstance(s.get("kernel"), dict) else None
-        if not isinstance(kid, str):
-            continue
-        path = s.get("path") or (s.get("notebook") or {}).get("path") or ""
-        sessions.setdefault(
-            kid,
-            model.Session(
-                id=str(s.get("id", "")),
-                path=str(path),
-                name=str(s.get("name") or str(path).rsplit("/", 1)[-1]),
-                type=_shared(str(s.get("type") or "notebook")),  # one "notebook" for every session
-            ),
-        )
-    out = []
-    for k in raw_kernels:
-        kid = k["id"]
-        last = parse_time(k.get("last_activity"))
-        conns = k.get("connections")
-        out.append(
-            model.Kernel(
-                server=server,
-                kernel_id=kid,
-                kernel_name=_shared(str(k.get("name") or "?")),  # one "python3" for every kernel
-                state=model.normalize_state(k.get("execution_state")),
-                connections=conns if isinstance(conns, int) and not isinstance(conns, bool) else None,
-                last_activity=last,
-                session=sessions.get(kid),
-            )
-        )
-    return out
 
 
 async def _lists(client: ServerClient, capped: Optional[CappedKernels]) -> tuple[tuple[list, float], list]:
@@ -136,6 +74,8 @@ class _Server:
     terminals_off: bool = False
     # notebook-missing checks of this server still running from an earlier read
     nb_task: Optional[asyncio.Future] = None
+    # its kernels as the last read built them (a fleet read again: nbtui.jupyter.join)
+    joined: Joined = field(default_factory=Joined)
     nb_limit: Optional[asyncio.Semaphore] = None
     nb_deadline: float = 0.0  # (monotonic) until when a one-shot read waits for them
     # A server a source listed (a hub's user's server, nbtui.jupyter.hub): the source's name
@@ -237,6 +177,10 @@ class Fleet:
         self.still_reading: tuple[str, ...] = ()
         self._probes: Optional[ProbeMemory] = None  # a hub's servers' probes across runs (opened with a hub)
         self._reads_again = False  # a refresh has been asked for (hold_back): the fleet reads again
+        # Snapshots begun: from the second on, unchanged kernels are kept from one read to
+        # the next, the verdicts on them too (a one-shot command builds no memory of them).
+        self._reads = 0
+        self._judged: dict[str, tuple[model.Kernel, model.Kernel]] = {}  # key -> (as read, as judged)
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (),
@@ -463,7 +407,7 @@ class Fleet:
         if len(results) > 2:
             entry.version, entry.version_asked = results[2], True
         try:
-            kernels = join_kernels(name, raw_kernels, raw_sessions, now)
+            kernels = join_kernels(name, raw_kernels, raw_sessions, entry.joined if self._reads > 1 else None)
         except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
             return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
                                                    "/api/kernels with fields of the wrong types")), []
@@ -488,7 +432,7 @@ class Fleet:
             entry.terminal_note = TERMINALS_OFF if entry.terminals_off else "terminals: " + e.detail
             return
         entry.terminal_note = None
-        entry.terminals = tuple(terminals_of(entry.config.name, raw, now))
+        entry.terminals = tuple(terminals_of(entry.config.name, raw))
 
     async def _read_extension(self, entry: _Server) -> None:
         """Ask the server's nbtui extension for usage (bounded by the server's timeout);
@@ -611,6 +555,7 @@ class Fleet:
         the host is sampled, so the process scan and NVML's start do not take the CPU from
         the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
+        self._reads += 1
         self._reads_again = self._reads_again or hold_back is not None
         # A host view that needs two samples for CPU % takes the first now, and the
         # server reads (a hub's listing first) run during the interval it asks for. A
@@ -679,18 +624,27 @@ class Fleet:
         own_now, usage_of, notebook = self.connections.counts(), sample.usage.get, self.notebooks.get
         checked = self.checks_notebooks  # (unchecked: unknown, no lookup per kernel)
         judged_kernels = []
+        before_now, judged_now = self._judged, {}
         for k in kernels:  # every kernel, every refresh: model.evolve, not replace
             key = k.key
             own = own_now.get(key, 0)
             who = owners(key, k.server)
-            judged_kernels.append(model.evolve(
-                k, own_connections=own, usage=usage_of(key), user=who[0], process_user=who[1],
-                orphan_reasons=orphans.kernel_reasons(
-                    k, idle_threshold=threshold, own_connections=own,
-                    notebook_exists=(notebook(k.server, k.session.path)
-                                     if checked and k.session is not None and orphans.session_checkable(k) else None),
-                ),
-            ))
+            usage = usage_of(key)
+            reasons = orphans.kernel_reasons(
+                k, idle_threshold=threshold, own_connections=own,
+                notebook_exists=(notebook(k.server, k.session.path)
+                                 if checked and k.session is not None and orphans.session_checkable(k) else None),
+            )
+            before = before_now.get(key)
+            if before is not None and before[0] is k and _same_verdicts(before[1], own, usage, who, reasons):
+                seen = before[1]  # the kernel as read and all said of it unchanged: the same object
+            else:
+                seen = model.evolve(k, own_connections=own, usage=usage, user=who[0], process_user=who[1],
+                                      orphan_reasons=reasons)
+            if self._reads > 1:
+                judged_now[key] = (k, seen)
+            judged_kernels.append(seen)
+        self._judged = judged_now
         kernels = judged_kernels
         kernels.sort(key=model.fleet_order)
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
@@ -861,6 +815,13 @@ def _with_process(c: ServerConfig) -> ServerConfig:
             return replace(c, owner=p.username(), started_at=p.create_time())
     except (psutil.Error, KeyError, ValueError):
         return c
+
+
+def _same_verdicts(k: model.Kernel, own: int, usage: Optional[model.Usage], who: tuple[Optional[str], Optional[str]],
+                   reasons: tuple[str, ...]) -> bool:
+    """What a read judged of a kernel is what ``k`` (the last read's judged kernel) says."""
+    return (k.own_connections == own and k.usage == usage and k.user == who[0] and k.process_user == who[1]
+            and k.orphan_reasons == reasons)
 
 
 def _stale_files(found: Discovery | None) -> tuple[str, ...]:

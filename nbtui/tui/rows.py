@@ -60,9 +60,12 @@ class CellCache:
         sigs = self._sig
         for r in rows:
             key = r.key
-            sig = (r.kind, r.server, tr.text(r, "state"), r.connections, r.spec, r.notebook, r.user, r.pid, r.cpu, r.mem,
-                   r.gpu, r.gpu_percent, r.reasons)
             cached = sigs.get(key)
+            if cached is not None and cached[2] is r:  # the very row (its kernel unchanged): no signature needed
+                sig = cached[0]
+            else:
+                sig = (r.kind, r.server, tr.text(r, "state"), r.connections, r.spec, r.notebook, r.user, r.pid, r.cpu,
+                       r.mem, r.gpu, r.gpu_percent, r.reasons)
             if cached is not None and cached[0] == sig:
                 new = cached[1]
                 if idle_at is not None:
@@ -71,7 +74,7 @@ class CellCache:
                         new = new[:idle_at] + (idle,) + new[idle_at + 1:]
             else:
                 new = tr.cells(r, layout, False)
-            sigs[key] = (sig, new)
+            sigs[key] = (sig, new, r)
             out[key] = new
         if len(sigs) > len(out):
             for key in [key for key in sigs if key not in out]:

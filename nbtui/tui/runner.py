@@ -45,6 +45,7 @@ class SnapshotRunner:
         """``fleet``: a fleet or an ``OpenOnce``; ``first``: the first read, begun in a child process."""
         self.history = History()
         self._cells = CellCache()
+        self._rows = tr.RowMemo()
         self.layout: Optional[Layout] = None
         self.service: FleetService[Read] = FleetService(fleet, first=first, prepare=self._finish, readonly=readonly)
 
@@ -58,7 +59,7 @@ class SnapshotRunner:
         snap = reading.snapshot
         if not reading.partial:
             self.history.add(snap.kernels)
-        rows = tr.rows_of(snap)
+        rows = tr.rows_of(snap, memo=self._rows)
         layout = self.layout
         cells = self._cells.rows(rows, layout) if layout else None
         return Read(snap, {r.key: r for r in rows}, cells, rows, reading.waiting, reading.partial, summary.count(snap))

@@ -133,7 +133,7 @@ async def stop_servers(fleet: Fleet, steps: list[ServerStep], *, action: str = "
                        wait: float = STOP_WAIT) -> list[ServerOutcome]:
     """Stop each server through its hub: re-checked right before (still listed, the same
     start, still idle for a cull), an audit line before acting and one with the result."""
-    from nbtui.service.fleet import parse_time
+    from nbtui.core.units import parse_time
     require_writable(fleet, "stopping servers", plan=True)
 
     async def one(step: ServerStep) -> ServerOutcome:

@@ -1,0 +1,95 @@
+"""A refresh costs what changed (issue 25): a fleet read again keeps each kernel no server
+changed as the very object it was (so its row and cells are not built again), and still shows
+every change at once: a renamed notebook, a state, a verdict that time alone brings."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from nbtui.core import model, orphans
+from nbtui.display import table_rows as tr
+from nbtui.files.config import ServerConfig, Settings
+from nbtui.service.fleet import Fleet
+
+
+def _fleet(server) -> Fleet:
+    fleet = Fleet([ServerConfig("srv", server.url, token_source="discovered", token=server.token)],
+                  Settings(orphan_idle=3600))
+    fleet.checks_notebooks = False  # this test's files are no concern: one read, no checks
+    return fleet
+
+
+def _mine(snap: model.Snapshot, ids: set[str]) -> dict[str, model.Kernel]:
+    return {k.kernel_id: k for k in snap.kernels if k.kernel_id in ids}
+
+
+def test_an_unchanged_kernel_is_kept_and_a_changed_one_is_shown_changed(jupyter, monkeypatch):
+    still = jupyter.start_kernel()
+    renamed = jupyter.create_session("work/before.ipynb")
+    ids = {still, renamed["kernel"]["id"]}
+    for kid in ids:  # started and idle: a starting kernel's own messages move its last activity
+        jupyter.run_code(kid, "1")
+    fleet = _fleet(jupyter)
+    memo = tr.RowMemo()
+
+    async def reads():
+        first = await fleet.snapshot()
+        second = await fleet.snapshot()  # the second read keeps what it built
+        rows = tr.rows_of(second, memo=memo)
+        jupyter.api("PATCH", f"api/sessions/{renamed['id']}", json={"path": "work/after.ipynb"}).raise_for_status()
+        third = await fleet.snapshot()
+        return first, second, rows, third, tr.rows_of(third, memo=memo)
+
+    first, second, rows, third, rows_again = asyncio.run(reads())
+    assert set(_mine(first, ids)) == ids
+    before, after = _mine(second, ids), _mine(third, ids)
+    # the notebook renamed on the server reads renamed at once
+    assert after[renamed["kernel"]["id"]].session.path == "work/after.ipynb"
+    assert before[renamed["kernel"]["id"]].session.path == "work/before.ipynb"
+    # the kernel nobody touched is the same object, and so is its row
+    assert after[still] is before[still]
+    row_of = {r.key: r for r in rows}
+    again = {r.key: r for r in rows_again}
+    assert again[after[still].key] is row_of[before[still].key]
+    assert again[after[renamed["kernel"]["id"]].key] is not row_of[before[renamed["kernel"]["id"]].key]
+    assert tr.text(again[after[renamed["kernel"]["id"]].key], "notebook") == "work/after.ipynb"
+
+
+def test_a_kept_kernel_still_turns_idle_as_time_passes(jupyter, monkeypatch):
+    """An unchanged kernel is kept, but its idle time and the verdicts that follow from it
+    are as of each read: two hours on, with no client, it is a disconnected-idle orphan."""
+    kid = jupyter.create_session("work/a.ipynb")["kernel"]["id"]
+    jupyter.run_code(kid, "1")  # used once, then left: idle, not "never used"
+    fleet = _fleet(jupyter)
+
+    async def reads():
+        await fleet.snapshot()
+        now = await fleet.snapshot()
+        real = model.clock()
+        monkeypatch.setattr(model, "clock", lambda: real + 2 * 3600)
+        return now, await fleet.snapshot()
+
+    now, later = asyncio.run(reads())
+    k_now, k_later = _mine(now, {kid})[kid], _mine(later, {kid})[kid]
+    assert k_now.connections == 0 and k_later.connections == 0
+    assert orphans.DISCONNECTED_IDLE not in k_now.orphan_reasons
+    assert k_later.orphan_reasons == (orphans.DISCONNECTED_IDLE,)
+    assert k_later.idle_seconds is not None and k_later.idle_seconds >= 2 * 3600
+    assert tr.idle_text(tr.kernel_row(k_later)) == "2h"
+
+
+@pytest.mark.parametrize("said", [1, True])
+def test_a_count_that_turns_into_true_is_not_the_last_reads_count(said):
+    """The join compares what a server said with what it said last; ``true`` equals 1 in
+    Python, yet a count of ``true`` is no count (unknown), whatever came before."""
+    from nbtui.jupyter.join import Joined, join_kernels
+
+    joined = Joined()
+    raw = {"id": "k1", "name": "python3", "last_activity": dt.datetime.now(dt.timezone.utc).isoformat(),
+           "execution_state": "idle", "connections": 1}
+    join_kernels("srv", [raw], [], joined)
+    (k,) = join_kernels("srv", [dict(raw, connections=said)], [], joined)
+    assert k.connections == (None if said is True else 1)
