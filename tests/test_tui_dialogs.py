@@ -15,12 +15,17 @@ from nbtui.tui.widgets.checkbox import OFF, ON
 from nbtui.tui.screens.kill import CullScreen
 from nbtui.tui.screens.migrate import MigrateScreen, field_words
 from tests.jupyter import until
-from tests.test_tui_snapshots import app_with, holders, settle
+from tests.test_tui_snapshots import T0, app_with, holders, settle
 
 # Every shipped theme (nbtui-ansi draws in the terminal's own 16 colours, nbtui-high-contrast
 # in pure colours a 16-colour terminal shows exactly); the glyphs are text, so NO_COLOR shows
 # the same [x] / [ ].
 THEMES = ["nbtui-dark", "nbtui-light", "nbtui-high-contrast", "nbtui-ansi"]
+
+
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(T0)  # the recorded holders' idle times, as test_tui_snapshots shows them
 
 
 @pytest.fixture

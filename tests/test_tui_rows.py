@@ -136,3 +136,23 @@ def test_the_fleet_screen_starts_without_the_fleet_httpx_s_command_line_or_the_a
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["[]", "[]"]
+
+
+def test_an_unchanged_row_s_idle_and_state_cells_still_move_with_the_clock(still_clock):
+    """A kept row (its kernel unchanged, the same object) is not compared again, yet its idle
+    cell turns from `59s` to `1m` and a starting kernel nobody used turns `never used` as the
+    clock passes the minute."""
+    layout = rows.layout_for(200)
+    keys = [c.key for c, _ in layout]
+    cache = rows.CellCache()
+    used, never = tr.kernel_row(k("a", "x.ipynb", idle=59)), tr.kernel_row(k("b", "y.ipynb", idle=59, state="starting"))
+    _, first = cache.rows([used, never], layout)
+    assert first["s:a"][keys.index("idle")].strip() == "59s"
+    assert "never used" not in first["s:b"][keys.index("state")]
+    still_clock(T0 + dt.timedelta(seconds=0.5))  # within the same second: the same cells
+    _, same = cache.rows([used, never], layout)
+    assert same["s:a"] is first["s:a"]
+    still_clock(T0 + dt.timedelta(seconds=2))
+    _, later = cache.rows([used, never], layout)
+    assert later["s:a"][keys.index("idle")].strip() == "1m"
+    assert "never used" in later["s:b"][keys.index("state")]

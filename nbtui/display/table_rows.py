@@ -193,6 +193,17 @@ def idle_text(r: Row) -> str:
     return human_duration(r.idle_seconds)
 
 
+def idle_text_lasts(r: Row) -> float:
+    """Seconds the IDLE cell's text stays as it is now, at least (it shows whole seconds under
+    a minute, whole minutes under a day, whole hours beyond; `unused` and a state's change
+    at a minute come at such a step too); infinite where the idle time is unknown."""
+    s = r.idle_seconds
+    if s is None:
+        return float("inf")
+    step = 1.0 if s < 60 else 60.0 if s < 86400 else 3600.0
+    return step - s % step
+
+
 def activity_text(k: Kernel) -> str:
     """The same fact in words, for the details: `busy 3m`, `never used`, `idle 3m`."""
     if k.state == "busy":

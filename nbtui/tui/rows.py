@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from nbtui.core import model
 from nbtui.display import columns as cols
 from nbtui.display import table_rows as tr
 from nbtui.display.columns import BY_KEY, Column, Layout  # noqa: F401  (re-exported for the screen)
@@ -40,14 +41,16 @@ def layout_of(layout: Layout) -> tuple:
 
 class CellCache:
     """Every row's cells (unmarked) for one layout, recomputed only for rows whose
-    state, usage, notebook or reasons changed; the idle cell is re-formatted each time.
+    state, usage, notebook or reasons changed. A row that is the very object it was (its
+    kernel unchanged: nbtui.jupyter.join) needs no comparing; its idle cell is formatted
+    again only once its text can have changed (``table_rows.idle_text_lasts``).
 
     Pure Python: the snapshot runner fills one on its own thread, the table keeps another.
     """
 
     def __init__(self) -> None:
         self.layout: Optional[tuple] = None
-        self._sig: dict[str, tuple] = {}
+        self._sig: dict[str, tuple] = {}  # key -> (signature, cells, row, idle cell good until)
 
     def rows(self, rows: Iterable[Row], layout: Layout) -> tuple[tuple, dict[str, tuple[str, ...]]]:
         key_of = layout_of(layout)
@@ -56,25 +59,28 @@ class CellCache:
             self.layout = key_of
         idle_at = next((i for i, (c, _) in enumerate(layout) if c.key == "idle"), None)
         idle_w = layout[idle_at][1] if idle_at is not None else 0
+        now = model.clock()
         out: dict[str, tuple[str, ...]] = {}
         sigs = self._sig
         for r in rows:
             key = r.key
             cached = sigs.get(key)
-            if cached is not None and cached[2] is r:  # the very row (its kernel unchanged): no signature needed
-                sig = cached[0]
+            same = cached is not None and cached[2] is r
+            if cached is not None and same and r.state != "starting":
+                sig = cached[0]  # the very row: nothing in it changed (a starting kernel's state text can)
             else:
                 sig = (r.kind, r.server, tr.text(r, "state"), r.connections, r.spec, r.notebook, r.user, r.pid, r.cpu,
                        r.mem, r.gpu, r.gpu_percent, r.reasons)
             if cached is not None and cached[0] == sig:
-                new = cached[1]
-                if idle_at is not None:
+                new, until = cached[1], cached[3]
+                if idle_at is not None and (not same or now >= until):  # (another row: its own idle time)
                     idle = tr.cell(r, "idle", idle_w)  # `busy 3m`, `unused`, or the idle time
+                    until = now + tr.idle_text_lasts(r)
                     if new[idle_at] != idle:
                         new = new[:idle_at] + (idle,) + new[idle_at + 1:]
             else:
-                new = tr.cells(r, layout, False)
-            sigs[key] = (sig, new, r)
+                new, until = tr.cells(r, layout, False), now + tr.idle_text_lasts(r)
+            sigs[key] = (sig, new, r, until)
             out[key] = new
         if len(sigs) > len(out):
             for key in [key for key in sigs if key not in out]:

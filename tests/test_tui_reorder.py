@@ -1,0 +1,77 @@
+"""A refresh that reorders the fleet table repaints only the rows whose place or cells
+changed (issue 25): what the screen shows is still, line for line, the new order."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from nbtui.core.model import Kernel, ServerInfo, Snapshot
+from nbtui.tui.runner import SnapshotRunner
+from tests.jupyter import until
+
+T0 = dt.datetime(2026, 11, 26, 10, 0, 0, tzinfo=dt.timezone.utc)
+SERVER = ServerInfo("srv", "http://srv/", "config")
+
+
+@pytest.fixture(autouse=True)
+def _clock(still_clock):
+    still_clock(T0)
+
+
+def _kernel(i: int, idle_minutes: int) -> Kernel:
+    return Kernel("srv", f"{i:04x}beef-0000-4000-8000-000000000000", "python3", "idle", 0,
+                  T0 - dt.timedelta(minutes=idle_minutes))
+
+
+class _Static:
+    names = ("srv",)
+    readonly = False
+    settings = None
+
+    def __init__(self, snap: Snapshot):
+        self.snap = snap
+
+    async def snapshot(self, on_server=None, **_):
+        return self.snap
+
+    def palette_commands(self):
+        return []
+
+
+def _ids_on_screen(app) -> list[str]:
+    text = [s.text for s in app.screen._compositor.render_strips()]
+    return [word[:8] for line in text for word in line.split() if len(word) == 8 and word.endswith("beef")]
+
+
+async def test_the_rows_on_screen_follow_a_new_order_line_for_line():
+    from nbtui.tui.app import NbtuiApp
+
+    # 40 kernels, the longest idle first; a refresh finds the second and the sixth used just
+    # now (they go to the end) and the rest as they were: the rows under them move up, the
+    # top row (the cursor's) stays.
+    kernels = [_kernel(i, 600 - i) for i in range(40)]
+    first = Snapshot(T0, servers=(SERVER,), kernels=tuple(kernels))
+    fleet = _Static(first)
+    runner = SnapshotRunner(fleet)
+    app = NbtuiApp(fleet, refresh=3600, runner=runner)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.fleet_screen is not None and app.fleet_screen.is_mounted
+                        and len(app.fleet_screen.table.order) == 40, what="the first read on screen")
+            await pilot.pause()
+            before = _ids_on_screen(app)
+            assert before[:3] == [f"{i:04x}beef" for i in range(3)]
+            used = [kernels[1], kernels[5]]
+            moved = [k for k in kernels if k not in used] + [
+                Kernel(k.server, k.kernel_id, "python3", "idle", 0, T0) for k in used]
+            app.apply_snapshot(Snapshot(T0, servers=(SERVER,), kernels=tuple(moved)))
+            await pilot.pause()
+            table = app.fleet_screen.table
+            assert table.order[:2] == ["srv:" + kernels[0].kernel_id, "srv:" + kernels[2].kernel_id]
+            shown = _ids_on_screen(app)
+            assert shown == [key.split(":")[1][:8] for key in table.order][:len(shown)]
+            assert shown[:5] == [f"{i:04x}beef" for i in (0, 2, 3, 4, 6)]
+    finally:
+        runner.close()
