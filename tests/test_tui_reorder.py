@@ -61,6 +61,8 @@ async def test_the_rows_on_screen_follow_a_new_order_line_for_line():
             await until(pilot, lambda: app.fleet_screen is not None and app.fleet_screen.is_mounted
                         and len(app.fleet_screen.table.order) == 40, what="the first read on screen")
             await pilot.pause()
+            await pilot.press("end", "home")  # the lines below the screen drawn (and cached) once too
+            await pilot.pause()
             before = _ids_on_screen(app)
             assert before[:3] == [f"{i:04x}beef" for i in range(3)]
             used = [kernels[1], kernels[5]]
@@ -73,5 +75,11 @@ async def test_the_rows_on_screen_follow_a_new_order_line_for_line():
             shown = _ids_on_screen(app)
             assert shown == [key.split(":")[1][:8] for key in table.order][:len(shown)]
             assert shown[:5] == [f"{i:04x}beef" for i in (0, 2, 3, 4, 6)]
+            await pilot.press("end")  # the lines below, where the two used kernels went
+            await pilot.pause()
+            shown = _ids_on_screen(app)
+            ids = [key.split(":")[1][:8] for key in table.order]
+            assert shown == ids[len(ids) - len(shown):]
+            assert shown[-2:] == ["0001beef", "0005beef"]
     finally:
         runner.close()

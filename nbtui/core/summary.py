@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
+from nbtui.core import model
 from nbtui.core.model import Kernel, Snapshot
 from nbtui.core.orphans import kernel_is_idle
 
@@ -29,7 +30,12 @@ def count(snap: Snapshot, kernels: Optional[Iterable[Kernel]] = None) -> Counts:
     """The counts of ``snap``; of ``kernels`` (a view's selection of its kernels) for the
     kernel counts when given."""
     ks = list(snap.kernels if kernels is None else kernels)
-    idle = [k for k in ks if kernel_is_idle(k, snap.idle_threshold)]
+    threshold = snap.idle_threshold
+    if threshold > 0:  # idle past it: last active before this moment (one clock read, not one per kernel)
+        since = model.clock() - threshold
+        idle = [k for k in ks if k.order[1] <= since and k.state != "busy"]
+    else:
+        idle = [k for k in ks if kernel_is_idle(k, threshold)]
     gpu = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
     left = [p for p in snap.processes if p.orphan_reasons]
     return Counts(

@@ -46,6 +46,7 @@ class KernelTable(RowTable):
         super().__init__(cursor_type="row", zebra_stripes=False, cell_padding=0, **kw)
         self.col_layout: Layout = ()
         self._text: dict[str, tuple[str, ...]] = {}  # row key -> plain cells
+        self._row_keys: dict[str, RowKey] = {}  # row key -> its RowKey (nbtui's key is a str)
         self._order: list[str] = []
         self._orphan: dict[str, bool] = {}  # row key -> styled as an orphan
         self._cells = CellCache()  # used when the runner's cells are not for this layout
@@ -76,6 +77,7 @@ class KernelTable(RowTable):
         finally:
             self._moving = False
         self._text.clear()
+        self._row_keys.clear()
         self._orphan.clear()
         self._order = []
         self.col_layout = tuple(layout)
@@ -126,6 +128,7 @@ class KernelTable(RowTable):
         for key in gone:
             self.remove_row(key)
             del self._text[key]
+            self._row_keys.pop(key, None)
             self._orphan.pop(key, None)
         # The table's own order now: what stayed, then what add_row appends.
         current = [key for key in self._order if key in self._text] if gone else list(self._order)
@@ -178,42 +181,22 @@ class KernelTable(RowTable):
                     self._moving = False
         return written
 
-    def _repaint_rows(self, rows: set[str], everything: bool = False, placed: frozenset[str] = frozenset()) -> None:
+    def _repaint_rows(self, rows: set[str], everything: bool = False) -> None:
         """Repaint after cells changed in place: only these rows' cached renders are dropped,
         so a refresh that changes 1 % of the cells re-renders about 1 % of the visible rows.
-        (DataTable.update_cell instead bumps a counter that re-renders every visible cell.)
-        ``placed``: rows of these that only moved (their cells as they were): only the caches
-        of their places (row index, line) are dropped, their rendered cells are kept."""
-        names = ("_cell_render_cache", "_row_render_cache", "_row_renderable_cache", "_line_cache")
-        caches: list[Any] = [getattr(self, n, None) for n in names]
-        if everything or any(c is None or not hasattr(c, "keys") for c in caches):
+        (DataTable.update_cell instead bumps a counter that re-renders every visible cell.)"""
+        if everything:
             self._update_count += 1
             self.refresh()
             return
-        cells_cache, rows_cache, renderables_cache, lines_cache = caches
-        content = rows - placed if placed else rows
-        for cache in (cells_cache, rows_cache):  # keyed by (row key, …)
-            for key in [k for k in list(cache.keys()) if getattr(k[0], "value", k[0]) in content]:
-                cache.discard(key)
-        indices = {self._row_locations.get(RowKey(r)) for r in rows}
-        for key in [k for k in list(renderables_cache.keys()) if k[1] in indices]:  # (count, row index)
-            renderables_cache.discard(key)
-        # Every row is one line high: a row's virtual y is its index below the header.
-        top = self.header_height if self.show_header else 0
-        ys = {i + top for i in indices if i is not None}
-        for key in [k for k in list(lines_cache.keys()) if k[0] in ys]:  # (y, x1, x2, …)
-            lines_cache.discard(key)
-        window = self.window_region
-        width = max(self.size.width, 1)
-        for y in sorted(ys):
-            if window.y <= y < window.bottom:  # repaint only the changed rows that are visible
-                self.refresh(Region(0, y, width, 1).translate(-self.scroll_offset))
+        indices = {self._row_locations.get(self._row_key(r)) for r in rows}
+        self._drop(rows, indices.__contains__)
 
     def _reorder(self, keys: list[str], before: list[str], changed: set[str]) -> None:
         """What DataTable.sort does, with the order given rather than computed from cells;
-        then only the rows whose place or cells changed are rendered again (of 5,000 rows in
+        then only the places whose row or cells changed are rendered again (of 5,000 rows in
         idle order, the 1 % that changed move to the end: the rows on screen mostly stay)."""
-        self._row_locations = TwoWayDict({RowKey(k): i for i, k in enumerate(keys)})
+        self._row_locations = TwoWayDict({self._row_key(k): i for i, k in enumerate(keys)})
         places: list[Any] = [getattr(self, n, None) for n in ("_offset_cache", "_ordered_row_cache")]
         if any(c is None or not hasattr(c, "clear") for c in places):
             self._update_count += 1
@@ -221,8 +204,47 @@ class KernelTable(RowTable):
             return
         for cache in places:  # by update count, which stays: dropped whole (rebuilt from the new order)
             cache.clear()
-        moved = frozenset(k for i, k in enumerate(keys) if i >= len(before) or before[i] != k)
-        self._repaint_rows(set(moved) | changed, placed=moved - changed)
+        n, was = len(keys), len(before)
+
+        def dropped_at(i: int) -> bool:  # another row there now, or its cells changed
+            return i >= n or i >= was or before[i] != keys[i] or keys[i] in changed
+
+        self._drop(changed, dropped_at)
+
+    def _drop(self, content: set[str], dropped_at: Callable[[int], bool]) -> None:
+        """Drop the cached renders of the rows in ``content`` (their cells changed) and of the
+        places (row indices) where ``dropped_at``, and repaint those places on screen; the
+        rest stays as rendered. Every row is one line high: a row's y is its index below the
+        header. Without DataTable's caches as this Textual version has them: repaint it all."""
+        names = ("_cell_render_cache", "_row_render_cache", "_row_renderable_cache", "_line_cache")
+        caches: list[Any] = [getattr(self, n, None) for n in names]
+        if any(c is None or not hasattr(c, "keys") for c in caches):
+            self._update_count += 1
+            self.refresh()
+            return
+        cells_cache, rows_cache, renderables_cache, lines_cache = caches
+        if content:
+            for cache in (cells_cache, rows_cache):  # keyed by (row key, …)
+                for key in [k for k in list(cache.keys()) if getattr(k[0], "value", k[0]) in content]:
+                    cache.discard(key)
+        for key in [k for k in list(renderables_cache.keys())  # (count, row index)
+                    if k[1] is not None and k[1] >= 0 and dropped_at(k[1])]:
+            renderables_cache.discard(key)
+        top = self.header_height if self.show_header else 0
+        for key in [k for k in list(lines_cache.keys()) if k[0] >= top and dropped_at(k[0] - top)]:  # (y, x1, x2, …)
+            lines_cache.discard(key)
+        window = self.window_region
+        width = max(self.size.width, 1)
+        for y in range(max(window.y, top), window.bottom):  # repaint only the places on screen
+            if dropped_at(y - top):
+                self.refresh(Region(0, y, width, 1).translate(-self.scroll_offset))
+
+    def _row_key(self, key: str) -> RowKey:
+        """The table's RowKey of a row key, made once (a reorder of 5,000 rows needs them all)."""
+        rk = self._row_keys.get(key)
+        if rk is None:
+            rk = self._row_keys[key] = RowKey(key)
+        return rk
 
 
 def _label(title: str, right: bool, width: int = 0) -> Text:
