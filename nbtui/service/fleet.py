@@ -184,14 +184,17 @@ class Fleet:
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (),
-                    host: HostView | None = None) -> "Fleet":
+                    host: HostView | None = None, stale_files: bool = True) -> "Fleet":
+        """``stale_files``: whether to look for runtime files left behind (a scan of every
+        process where kernel connection files lie about); a fleet whose snapshots nobody
+        shows (the forked first read's) goes without."""
         found = discover_host() if discover_local and config.settings.discover else None
         servers = [_with_process(s) if s.source == "discovered" else s
                    for s in merge_servers(config.servers.values(), found)]
         only = list(only)
         if only:
             servers = [s for s in servers if s.name in only]
-        fleet = cls(servers, config.settings, stale_files=_stale_files(found), host=host)
+        fleet = cls(servers, config.settings, stale_files=_stale_files(found) if stale_files else (), host=host)
         fleet.untrusted_files = found.untrusted if found else ()
         return fleet
 

@@ -42,16 +42,17 @@ def host_view(config: config_mod.Config) -> Optional[HostView]:
 
 def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None,
                only: Iterable[str] = (), with_host: bool = True, acting: bool = False,
-               notebooks: bool = True) -> Fleet:
+               notebooks: bool = True, stale_files: bool = True) -> Fleet:
     """``acting``: the fleet reads to act on what a TARGET names (or to test a server): a hub
     user's server behind the proxy is read even within another nbtui's proxy_interval.
     ``notebooks``: whether its reads check that sessions' notebooks exist (a command that
-    shows no orphan reasons neither asks nor waits for that)."""
+    shows no orphan reasons neither asks nor waits for that). ``stale_files``: whether it looks
+    for runtime files left behind (Fleet.from_config)."""
     from nbtui.service.fleet import Fleet
     config = config or load_config(args)
     fleet = Fleet.from_config(
         config, discover_local=discover_enabled(args, config),
-        host=host_view(config) if with_host else None,
+        host=host_view(config) if with_host else None, stale_files=stale_files,
     )
     only = list(only)
     if only:

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace, *, fleet: Fleet | OpenOnce | None = None, conf
             # unless a console opens first (its screen needs no rows).
             if open_console is None:
                 from nbtui.service.forked_read import ForkedRead
-                first = ForkedRead.start(lambda: open_fleet(args, config, with_host=False))
+                # (it sends kernels only: no stale runtime files, whose search scans every process)
+                first = ForkedRead.start(lambda: open_fleet(args, config, with_host=False, stale_files=False))
             fleet = OpenOnce(lambda: open_fleet(args, config), names=list(config.servers),
                              settings=config.settings)
         runner = SnapshotRunner(fleet, first=first)
