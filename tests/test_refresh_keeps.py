@@ -85,11 +85,20 @@ def test_a_kept_kernel_still_turns_idle_as_time_passes(jupyter, monkeypatch):
 def test_a_count_that_turns_into_true_is_not_the_last_reads_count(said):
     """The join compares what a server said with what it said last; ``true`` equals 1 in
     Python, yet a count of ``true`` is no count (unknown), whatever came before."""
-    from nbtui.jupyter.join import Joined, join_kernels
+    from nbtui.jupyter.join import join_kernels
 
-    joined = Joined()
     raw = {"id": "k1", "name": "python3", "last_activity": dt.datetime.now(dt.timezone.utc).isoformat(),
            "execution_state": "idle", "connections": 1}
-    join_kernels("srv", [raw], [], joined)
-    (k,) = join_kernels("srv", [dict(raw, connections=said)], [], joined)
+    (first,) = join_kernels("srv", [raw], [], {})
+    (k,) = join_kernels("srv", [dict(raw, connections=said)], [], {first.key: first})
     assert k.connections == (None if said is True else 1)
+    assert (k is first) == (said is not True)
+
+
+def test_a_list_where_a_name_belongs_is_read_anew_each_time():
+    from nbtui.jupyter.join import join_kernels
+
+    raw = {"id": "k1", "name": ["python3"], "last_activity": None, "execution_state": "idle", "connections": 0}
+    (first,) = join_kernels("srv", [raw], [], {})
+    (again,) = join_kernels("srv", [raw], [], {first.key: first})
+    assert again is not first and again.kernel_name == first.kernel_name == "['python3']"

@@ -154,6 +154,9 @@ class Kernel(_Idle):
     gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
     process_user: Optional[str] = None  # the OS owner of its process, where known (on a hub often root)
     own_connections: int = 0  # of ``connections``, nbtui's own (a console open on it): no one else's
+    # A digest of what its server said of it at the read that built it (nbtui.jupyter.join):
+    # a later read that hears the same keeps this very kernel. -1: none.
+    read_digest: int = field(default=-1, compare=False, repr=False)
 
     @cached_property
     def key(self) -> str:

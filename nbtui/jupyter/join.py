@@ -2,16 +2,16 @@
 model's kernels and terminals.
 
 Read again and again (the TUI, the exporter), most kernels of a fleet say what they said last
-time. ``Joined`` keeps, per kernel id, what the server said of it (the raw values the join
-reads) and the kernel built from them: a kernel whose values are the same is that very
-object again, not a new one, and so is everything built from it downstream (its verdicts,
-its row, its cells on screen). A kernel's idle time is no field (``model._Idle``): it is
+time. Each kernel carries a digest of what its server said of it (``read_digest``); a later
+read that hears the same gets the fleet's last kernel object again, not a new one, and so
+keeps everything built from it downstream (its verdicts, its row, its cells on screen, its
+metric lines), and holds nothing more than the last snapshot for it. A kernel's idle time is no field (``model._Idle``): it is
 measured when asked, so an unchanged kernel stays unchanged as time passes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from nbtui.core import model
 from nbtui.core.units import parse_time
@@ -31,17 +31,6 @@ def _shared(text: str) -> str:
     return _SHARED.get(text, text)
 
 
-class Joined:
-    """One server's kernels as its last read built them: ``{kernel id: (said, kernel)}``,
-    ``said`` the raw values the join read of the kernel and its session. Replaced whole by
-    each read, so a kernel the server no longer lists is forgotten at once."""
-
-    __slots__ = ("last",)
-
-    def __init__(self) -> None:
-        self.last: dict[str, tuple[tuple, model.Kernel]] = {}
-
-
 def _session(s: dict, path: Any) -> model.Session:
     return model.Session(
         id=str(s.get("id", "")),
@@ -52,18 +41,16 @@ def _session(s: dict, path: Any) -> model.Session:
 
 
 def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
-                 joined: Optional[Joined] = None) -> list[model.Kernel]:
+                 last: Optional[Mapping[str, model.Kernel]] = None) -> list[model.Kernel]:
     """Kernels of one server joined with the sessions that reference them (a kernel's first
-    session). With ``joined`` (the server's last read), a kernel whose every value read here
-    is what the last read read is the last read's kernel object; ``joined`` then holds this
-    read's."""
+    session). With ``last`` (the fleet's kernels of its last read, by key), a kernel whose
+    every value read here is what that read read (its ``read_digest``) is that very kernel
+    object, its verdicts as they were then (the fleet judges it again)."""
     sessions: dict[str, dict] = {}
     for raw in raw_sessions:
         kid = (raw.get("kernel") or {}).get("id") if isinstance(raw.get("kernel"), dict) else None
         if isinstance(kid, str):
             sessions.setdefault(kid, raw)
-    last: dict[str, tuple[tuple, model.Kernel]] = joined.last if joined is not None else {}
-    kept: dict[str, tuple[tuple, model.Kernel]] = {}
     out = []
     for k in raw_kernels:
         kid = k["id"]
@@ -73,28 +60,30 @@ def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
         if not isinstance(conns, int) or isinstance(conns, bool):
             conns = None
         name = k.get("name")
-        # Compared with ==, the values keep their type (1.0 == 1, so a name or id that is a
-        # number could read as the last read's spelling of it; a count is normalized first).
-        said = (name, k.get("last_activity"), k.get("execution_state"), conns,
-                None if s is None else (s.get("id", ""), path, s.get("name"), s.get("type")))
-        before = last.get(kid)
-        if before is not None and before[0] == said:
-            kernel = before[1]
-        else:
-            kernel = model.Kernel(
-                server=server,
-                kernel_id=kid,
-                kernel_name=_shared(str(name or "?")),  # one "python3" for every kernel
-                state=model.normalize_state(said[2]),
-                connections=conns,
-                last_activity=parse_time(said[1]),
-                session=None if s is None else _session(s, path),
-            )
-        if joined is not None:
-            kept[kid] = (said, kernel)
-        out.append(kernel)
-    if joined is not None:
-        joined.last = kept
+        digest = -1
+        if last is not None:
+            # Python's hash, salted per process: no server can aim a collision at it. The
+            # values keep their JSON types (1.0 == 1: a number for a name could read as the
+            # last read's spelling of it; a count is normalized first).
+            try:
+                digest = hash((name, k.get("last_activity"), k.get("execution_state"), conns,
+                               None if s is None else (s.get("id", ""), path, s.get("name"), s.get("type"))))
+            except TypeError:  # a list or an object where a string belongs: built anew each read
+                digest = -1
+            before = last.get(model.kernel_key(server, kid)) if digest != -1 else None
+            if before is not None and before.read_digest == digest:
+                out.append(before)
+                continue
+        out.append(model.Kernel(
+            server=server,
+            kernel_id=kid,
+            kernel_name=_shared(str(name or "?")),  # one "python3" for every kernel
+            state=model.normalize_state(k.get("execution_state")),
+            connections=conns,
+            last_activity=parse_time(k.get("last_activity")),
+            session=None if s is None else _session(s, path),
+            read_digest=digest,
+        ))
     return out
 
 

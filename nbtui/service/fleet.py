@@ -23,7 +23,7 @@ from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.hub import HubSource, name_leftovers
-from nbtui.jupyter.join import Joined, join_kernels, terminals_of
+from nbtui.jupyter.join import join_kernels, terminals_of
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback, server_token
 from nbtui.files.secrets import redact
 from nbtui.service.sources import source_for
@@ -74,8 +74,6 @@ class _Server:
     terminals_off: bool = False
     # notebook-missing checks of this server still running from an earlier read
     nb_task: Optional[asyncio.Future] = None
-    # its kernels as the last read built them (a fleet read again: nbtui.jupyter.join)
-    joined: Joined = field(default_factory=Joined)
     nb_limit: Optional[asyncio.Semaphore] = None
     nb_deadline: float = 0.0  # (monotonic) until when a one-shot read waits for them
     # A server a source listed (a hub's user's server, nbtui.jupyter.hub): the source's name
@@ -177,10 +175,10 @@ class Fleet:
         self.still_reading: tuple[str, ...] = ()
         self._probes: Optional[ProbeMemory] = None  # a hub's servers' probes across runs (opened with a hub)
         self._reads_again = False  # a refresh has been asked for (hold_back): the fleet reads again
-        # Snapshots begun: from the second on, unchanged kernels are kept from one read to
-        # the next, the verdicts on them too (a one-shot command builds no memory of them).
+        # Snapshots begun: from the second on, a kernel its server says the same of is kept
+        # from one read to the next (nbtui.jupyter.join); a one-shot command keeps none.
         self._reads = 0
-        self._judged: dict[str, tuple[model.Kernel, model.Kernel]] = {}  # key -> (as read, as judged)
+        self._kept: Optional[dict[str, model.Kernel]] = None  # the last snapshot's kernels by key (from the second on)
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (),
@@ -410,7 +408,7 @@ class Fleet:
         if len(results) > 2:
             entry.version, entry.version_asked = results[2], True
         try:
-            kernels = join_kernels(name, raw_kernels, raw_sessions, entry.joined if self._reads > 1 else None)
+            kernels = join_kernels(name, raw_kernels, raw_sessions, self._kept)
         except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
             return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
                                                    "/api/kernels with fields of the wrong types")), []
@@ -559,6 +557,8 @@ class Fleet:
         the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
         self._reads += 1
+        if self._reads > 1 and self._kept is None:
+            self._kept = {}  # the second read: its kernels get digests the third one can match
         self._reads_again = self._reads_again or hold_back is not None
         # A host view that needs two samples for CPU % takes the first now, and the
         # server reads (a hub's listing first) run during the interval it asks for. A
@@ -627,7 +627,6 @@ class Fleet:
         own_now, usage_of, notebook = self.connections.counts(), sample.usage.get, self.notebooks.get
         checked = self.checks_notebooks  # (unchecked: unknown, no lookup per kernel)
         judged_kernels = []
-        before_now, judged_now = self._judged, {}
         for k in kernels:  # every kernel, every refresh: model.evolve, not replace
             key = k.key
             own = own_now.get(key, 0)
@@ -638,21 +637,17 @@ class Fleet:
                 notebook_exists=(notebook(k.server, k.session.path)
                                  if checked and k.session is not None and orphans.session_checkable(k) else None),
             )
-            before = before_now.get(key)
-            if before is not None and before[0] is k and _same_verdicts(before[1], own, usage, who, reasons):
-                seen = before[1]  # the kernel as read and all said of it unchanged: the same object
-            else:
-                seen = model.evolve(k, own_connections=own, usage=usage, user=who[0], process_user=who[1],
-                                      orphan_reasons=reasons)
-            if self._reads > 1:
-                judged_now[key] = (k, seen)
-            judged_kernels.append(seen)
-        self._judged = judged_now
+            if not _same_verdicts(k, own, usage, who, reasons):  # (a kept kernel judged alike: itself)
+                k = model.evolve(k, own_connections=own, usage=usage, user=who[0], process_user=who[1],
+                                 orphan_reasons=reasons)
+            judged_kernels.append(k)
         kernels = judged_kernels
         kernels.sort(key=model.fleet_order)
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
         judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
         kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)
+        if self._reads > 1:  # read again: the next read keeps what it hears unchanged
+            self._kept = {k.key: k for k in kernels}
         if self._sources:  # a hub user's leftovers, named HUB/USER[/SERVER]
             hubs: list[HubSource] = [s for s in self._sources.values() if isinstance(s, HubSource)]
             processes = name_leftovers(hubs, processes)
@@ -822,7 +817,7 @@ def _with_process(c: ServerConfig) -> ServerConfig:
 
 def _same_verdicts(k: model.Kernel, own: int, usage: Optional[model.Usage], who: tuple[Optional[str], Optional[str]],
                    reasons: tuple[str, ...]) -> bool:
-    """What a read judged of a kernel is what ``k`` (the last read's judged kernel) says."""
+    """What a read judged of a kernel is what ``k`` says already."""
     return (k.own_connections == own and k.usage == usage and k.user == who[0] and k.process_user == who[1]
             and k.orphan_reasons == reasons)
 
