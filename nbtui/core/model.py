@@ -164,12 +164,6 @@ class Kernel(_Idle):
         every kernel several times; ``evolve`` keeps it unless the server or id changes)."""
         return kernel_key(self.server, self.kernel_id)
 
-    @cached_property
-    def order(self) -> tuple[str, float, str]:
-        """Its place in ``fleet_order``, built once per kernel (a kept kernel keeps it)."""
-        last = self.last_activity
-        return (self.server, last.timestamp() if last is not None else float("inf"), self.kernel_id)
-
 
 @dataclass(frozen=True)
 class OverCap:
@@ -202,9 +196,8 @@ def evolve(item: _Item, **changes: Any) -> _Item:
     if len(copied) != len(values):  # a change named no field of it (a length, not a lookup per change)
         unknown = sorted(changes.keys() - values.keys())[0]
         raise TypeError(f"{type(item).__name__} has no field {unknown!r}")
-    if "server" in changes or "kernel_id" in changes or "last_activity" in changes:
-        copied.pop("key", None)  # a Kernel's cached key and order, no longer its own
-        copied.pop("order", None)
+    if "server" in changes or "kernel_id" in changes:
+        copied.pop("key", None)  # a Kernel's cached key, no longer its own
     return new
 
 
@@ -216,8 +209,10 @@ def split_kernel_key(key: str) -> tuple[str, str]:
 
 def fleet_order(k: "Kernel") -> tuple[str, float, str]:
     """The fleet's order of kernels: by server, then the longest idle first (the earliest
-    last activity; unknown last)."""
-    return k.order
+    last activity; unknown last). Not kept on the kernel: a second cached attribute would
+    turn its shared-key ``__dict__`` into a dict of its own, 700 bytes more a kernel."""
+    last = k.last_activity
+    return (k.server, last.timestamp() if last is not None else float("inf"), k.kernel_id)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ at the snapshot's threshold), so the two never tell different numbers."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -32,8 +33,8 @@ def count(snap: Snapshot, kernels: Optional[Iterable[Kernel]] = None) -> Counts:
     ks = list(snap.kernels if kernels is None else kernels)
     threshold = snap.idle_threshold
     if threshold > 0:  # idle past it: last active before this moment (one clock read, not one per kernel)
-        since = model.clock() - threshold
-        idle = [k for k in ks if k.order[1] <= since and k.state != "busy"]
+        since = dt.datetime.fromtimestamp(model.clock() - threshold, dt.timezone.utc)
+        idle = [k for k in ks if k.last_activity is not None and k.last_activity <= since and k.state != "busy"]
     else:
         idle = [k for k in ks if kernel_is_idle(k, threshold)]
     gpu = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
