@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import psutil
-
 from nbtui.files.config import ServerConfig
 from nbtui.files.secrets import remember
 
@@ -35,6 +33,8 @@ def pid_alive(pid: int, not_after: float | None = None) -> bool:
 
     A process started after the file was written reuses the PID of the one that wrote it.
     """
+    import psutil  # (on first use: no runtime file, no psutil; a configured server's first read needs none)
+
     try:
         p = psutil.Process(pid)
         if p.status() == psutil.STATUS_ZOMBIE:

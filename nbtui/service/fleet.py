@@ -10,24 +10,24 @@ import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence
-
-import psutil
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence
 
 from nbtui.core import holders, model, orphans
 from nbtui.files.config import Config, ServerConfig, Settings
-from nbtui.files.probe_memory import ProbeMemory, Probed, probe_key
 from nbtui.host import wire
 from nbtui.jupyter.own import OwnConnections
 from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
-from nbtui.jupyter.hub import HubSource, name_leftovers
 from nbtui.jupyter.join import join_kernels, terminals_of
 from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback, server_token
 from nbtui.files.secrets import redact
 from nbtui.service.sources import source_for
 from nbtui.sources import HostSample, HostView
+
+if TYPE_CHECKING:  # (imported where a hub is configured: a fleet of plain servers, the first read's, loads neither)
+    from nbtui.files.probe_memory import ProbeMemory
+    from nbtui.jupyter.hub import HubSource
 
 _STATUS_OF_KIND = STATUS_OF_KIND
 
@@ -208,6 +208,7 @@ class Fleet:
 
     def hub_of(self, name: str) -> HubSource:
         """The HubSource of hub ``name`` (KeyError if it is none)."""
+        from nbtui.jupyter.hub import HubSource
         source = self._sources[name]
         if not isinstance(source, HubSource):
             raise KeyError(name)
@@ -333,6 +334,7 @@ class Fleet:
         (kept across reads, so its client and sockets stay), none for servers gone. A server
         both reached through a hub and discovered locally is kept once, under the hub's name.
         Returns the hubs' own rows."""
+        from nbtui.files.probe_memory import probe_key
         hubs = list(self._sources.values())
         results = await asyncio.gather(*(h.read() for h in hubs))
         rows, closing = [], []
@@ -468,6 +470,7 @@ class Fleet:
         if key is None:
             return
         if self._probes is None:
+            from nbtui.files.probe_memory import ProbeMemory
             self._probes = ProbeMemory()
         p = self._probes.get(key)
         if p is None:
@@ -482,6 +485,7 @@ class Fleet:
         """Keep what this read learnt of a hub's servers for later runs (a write only when
         something changed: a server new to the memory, or started again)."""
         assert self._probes is not None
+        from nbtui.files.probe_memory import Probed
         for e in self._servers.values():
             if e.probe_key is not None and e.version_asked:  # (a failed read forgot its probes)
                 self._probes.put(e.probe_key, Probed(
@@ -649,6 +653,7 @@ class Fleet:
         if self._reads > 1:  # read again: the next read keeps what it hears unchanged
             self._kept = {k.key: k for k in kernels}
         if self._sources:  # a hub user's leftovers, named HUB/USER[/SERVER]
+            from nbtui.jupyter.hub import HubSource, name_leftovers
             hubs: list[HubSource] = [s for s in self._sources.values() if isinstance(s, HubSource)]
             processes = name_leftovers(hubs, processes)
         return model.Snapshot(
@@ -807,6 +812,8 @@ def _with_process(c: ServerConfig) -> ServerConfig:
     """A discovered server with its process's OS owner and start time (None where unreadable)."""
     if c.pid is None:
         return c
+    import psutil
+
     try:
         p = psutil.Process(c.pid)
         with p.oneshot():

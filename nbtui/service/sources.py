@@ -10,11 +10,16 @@ from __future__ import annotations
 from typing import Callable, Mapping, Optional
 
 from nbtui.files.config import ServerConfig
-from nbtui.jupyter.hub import HubSource
 from nbtui.sources import ServerSource
 
+
+def _hub(config: ServerConfig, default_timeout: float) -> ServerSource:
+    from nbtui.jupyter.hub import HubSource  # (loaded only where a hub is configured)
+    return HubSource(config, default_timeout)
+
+
 SOURCES: Mapping[str, Callable[[ServerConfig, float], ServerSource]] = {
-    "hub": HubSource,
+    "hub": _hub,
 }
 
 
