@@ -47,7 +47,8 @@ def colour(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
 
 
-def test_fleet_with_hostile_names_renders_them_literally(snap_compare, colour):
+def test_fleet_with_hostile_names_renders_them_literally(snap_compare, colour, still_clock):
+    still_clock(T0)  # the hand-built kernels' idle times as named
     assert snap_compare(app_with([hostile_snapshot()]), terminal_size=(140, 32), run_before=settle)
 
 

@@ -47,7 +47,8 @@ async def open_servers(pilot):
                        what="the servers screen")
 
 
-def test_servers_screen(snap_compare):
+def test_servers_screen(snap_compare, still_clock):
+    still_clock(T0)  # the hand-built kernels' idle times as named
     async def run(pilot):
         screen = await open_servers(pilot)
         screen.select("hub/carol")
