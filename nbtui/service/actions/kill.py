@@ -201,8 +201,10 @@ def _server_pids(snapshot: Snapshot) -> set[int]:
     return {s.pid for s in snapshot.servers if s.pid is not None}
 
 
-def plan_kernel(snapshot: Snapshot, k: Kernel) -> Step:
-    """Shut a kernel down through its server; on a local server, note its process tree too."""
+def plan_kernel(snapshot: Snapshot, k: Kernel, protected: Optional[set[int]] = None) -> Step:
+    """Shut a kernel down through its server; on a local server, note its process tree too.
+    ``protected``: nbtui's own ancestors (read here when not given; a plan of many kernels
+    reads them once)."""
     children: tuple[Ident, ...] = ()
     proc = None
     refusal = unaddressable("kernel id", k.kernel_id)
@@ -212,7 +214,7 @@ def plan_kernel(snapshot: Snapshot, k: Kernel) -> Step:
         pid = k.usage.pid if k.usage and k.usage.pid else None
         proc = signals.identify(pid) if pid else None
         if proc is not None:
-            protected = signals.ancestors_of_self()
+            protected = signals.ancestors_of_self() if protected is None else protected
             if proc.pid in protected:
                 refusal = "nbtui itself runs inside this kernel"
             children = tuple(c for c in _kernel_children(k, proc) if signals.refusal(
@@ -313,7 +315,7 @@ def plan_kill(snapshot: Snapshot, targets: Iterable[KillTarget], *, explicit: bo
         elif isinstance(t, PidTarget):
             k = next((k for k in snapshot.kernels if k.server in readable and k.usage and k.usage.pid == t.pid), None)
             try:
-                step = plan_kernel(snapshot, k) if k is not None else plan_process(
+                step = plan_kernel(snapshot, k, protected) if k is not None else plan_process(
                     snapshot, t.pid, explicit=explicit, protected=protected)
             except NotFound as e:
                 if not_found is None:
@@ -321,7 +323,7 @@ def plan_kill(snapshot: Snapshot, targets: Iterable[KillTarget], *, explicit: bo
                 not_found(t, e)
                 continue
         else:
-            step = plan_kernel(snapshot, t.kernel)
+            step = plan_kernel(snapshot, t.kernel, protected)
         if step.target not in seen:
             seen.add(step.target)
             steps.append(step)
