@@ -1,15 +1,18 @@
 """Benchmark: culling idle kernels with nbtui vs. the strongest simple script.
 
 The peer is bench/concurrent_cull.py (list the kernels, DELETE every idle one at once), run
-as a process of its own as nbtui is (both pay a Python start); a one-request-at-a-time
-script, in this process, is printed beside them for reference. All run in the same run, on
-the same real Jupyter server, each on its own batch of freshly started idle kernels (default
-40), in rounds whose order turns each time; medians with their spread. Also checks that a
-leftover process ignoring SIGTERM is gone within grace + 1 s. Prints as its last line:
+as a process of its own as nbtui is: both pay a Python start, and each is measured in a fresh
+child (``bench.common.measure``): wall time and CPU over its whole process tree (every thread,
+every child). Both run in the same run, on the same real Jupyter server, each on its own
+batch of freshly started idle kernels (default 40; the starts are not timed), in interleaved
+rounds whose order turns each time, after one uncounted run of each; medians with their
+spread. nbtui reads this server alone (its runtime file; NBTUI_ROOT_DISCOVERY=0, so as root
+it does not also find, and cull, every other Jupyter server on the machine). Also checks
+that a leftover process ignoring SIGTERM is gone within grace + 1 s. Prints as its last line:
 
     bench cull: nbtui A s vs concurrent-httpx B s, ratio R (goal <= 1.0)
 
-Usage: python bench/cull.py [--kernels 40] [--grace 1] [--rounds 2]
+Usage: python bench/cull.py [--kernels 40] [--grace 1] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -22,12 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import NOISY, scratch, spread  # noqa: E402
+from bench.common import NOISY, Run, interleaved, measure, scratch, spread  # noqa: E402
 from tests.jupyter import JupyterServer, wait_for  # noqa: E402
 
 STUBBORN = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
@@ -65,35 +66,11 @@ def start_kernels(server: JupyterServer, n: int) -> list[str]:
     return ids
 
 
-def peer(server: JupyterServer, ids: list[str]) -> float:
-    """What a hand-written script does: one DELETE after the other."""
-    t0 = time.perf_counter()
-    with httpx.Client(base_url=server.url, headers=server.headers, timeout=60) as c:
-        for kid in ids:
-            c.delete(f"api/kernels/{kid}").raise_for_status()
-    return time.perf_counter() - t0
-
-
-def concurrent(server: JupyterServer) -> float:
-    """bench/concurrent_cull.py, a process of its own: list, then every DELETE at once."""
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "bench" / "concurrent_cull.py"), server.url], check=True,
-                   capture_output=True, env=dict(os.environ, BENCH_CULL_TOKEN=server.token), timeout=600)
-    return time.perf_counter() - t0
-
-
-def nbtui(env: dict, *args: str) -> tuple[float, subprocess.CompletedProcess]:
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "nbtui", *args], env=env, capture_output=True, text=True,
-                       cwd=ROOT, timeout=600)
-    return time.perf_counter() - t0, r
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernels", type=int, default=40)
     ap.add_argument("--grace", type=float, default=1.0)
-    ap.add_argument("--rounds", type=int, default=2, help="rounds, each in the reverse order of the one before")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds, each in the reverse order of the one before")
     opts = ap.parse_args()
     print(NOISY)
     with scratch("nbtui-bench-cull-") as base:
@@ -103,37 +80,31 @@ def main() -> int:
 def run(base: Path, opts: argparse.Namespace) -> int:
     server = JupyterServer(base / "jupyter", name="bench").start()
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(server.runtime_dir), NBTUI_CONFIG=str(base / "cfg"),
-               NBTUI_STATE_DIR=str(base / "state"), NO_COLOR="1")
+               NBTUI_STATE_DIR=str(base / "state"), NBTUI_ROOT_DISCOVERY="0", NO_COLOR="1",
+               BENCH_CULL_TOKEN=server.token)
+    commands = {"nbtui": [sys.executable, "-m", "nbtui", "cull", "--idle", "0s", "--yes"],
+                "concurrent": [sys.executable, str(ROOT / "bench" / "concurrent_cull.py"), server.url]}
     stubborn = None
-    peers, ours, theirs = [], [], []
+
+    def side(name: str) -> Run:
+        start_kernels(server, opts.kernels)
+        r = measure(commands[name], env, stdout=base / f"{name}.out", cwd=ROOT)
+        left = server.kernels()
+        assert not left, f"{name} left {len(left)} kernels"
+        if name == "nbtui":
+            culled = sum(": ok" in line for line in (base / "nbtui.out").read_text().splitlines())
+            assert culled == opts.kernels, f"nbtui culled {culled} kernels, not {opts.kernels}"
+        print(f"  {name}: {r.wall:.2f} s, CPU {r.cpu:.2f} s", flush=True)
+        return r
+
     try:
-        for round_ in range(opts.rounds):  # each round in the reverse order of the one before
-            sides = ("concurrent", "nbtui", "sequential")
-            for side in (sides if round_ % 2 == 0 else sides[::-1]):
-                ids = start_kernels(server, opts.kernels)
-                if side != "nbtui":
-                    if side == "sequential":
-                        peers.append(peer(server, ids))
-                    else:
-                        theirs.append(concurrent(server))
-                    assert not server.kernels(), f"the {side} peer left kernels behind"
-                    continue
-                t, r = nbtui(env, "cull", "--idle", "0s", "--yes")
-                if r.returncode != 0:
-                    print(r.stdout[-2000:], r.stderr[-2000:], sep="\n")
-                    raise SystemExit(f"nbtui cull exited {r.returncode}")
-                left = server.kernels()
-                assert not left, f"nbtui left {len(left)} kernels"
-                ours.append(t)
-            print(f"round {round_ + 1}: culled {opts.kernels} idle kernels: nbtui {ours[-1]:.2f} s, concurrent "
-                  f"httpx script {theirs[-1]:.2f} s (both: process start included), sequential httpx in this "
-                  f"process {peers[-1]:.2f} s", flush=True)
-        t_nbtui, t_peer, t_seq = statistics.median(ours), statistics.median(theirs), statistics.median(peers)
+        runs = interleaved({n: (lambda n=n: side(n)) for n in commands}, opts.rounds)
 
         stubborn = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True)
-        assert stubborn.stdout.readline().strip() == "ready"
+        assert stubborn.stdout is not None and stubborn.stdout.readline().strip() == "ready"
         t0 = time.perf_counter()
-        _, r = nbtui(env, "kill", f"pid:{stubborn.pid}", "--yes", "--grace", str(opts.grace))
+        r = subprocess.run([sys.executable, "-m", "nbtui", "kill", f"pid:{stubborn.pid}", "--yes", "--grace",
+                            str(opts.grace)], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
         wait_for(lambda: stubborn.poll() is not None, 30, 0.01, "the stubborn process to go")
         t_gone = time.perf_counter() - t0
         ok = r.returncode == 0 and t_gone <= opts.grace + 1.0
@@ -145,10 +116,11 @@ def run(base: Path, opts: argparse.Namespace) -> int:
             stubborn.kill()
             stubborn.wait()
         server.stop()
-    print(f"cull {opts.kernels} idle kernels: nbtui {spread(ours)} s, concurrent httpx script {spread(theirs)} s, "
-          f"sequential httpx {spread(peers)} s")
-    print(f"for reference, nbtui against the one-at-a-time script (the old peer, in this process, no start): "
-          f"ratio {t_nbtui / t_seq:.2f}")
+    ours, theirs = runs["nbtui"], runs["concurrent"]
+    print(f"cull {opts.kernels} idle kernels, process start included: wall nbtui {spread([r.wall for r in ours])} s, "
+          f"concurrent httpx script {spread([r.wall for r in theirs])} s; CPU (whole process tree) nbtui "
+          f"{spread([r.cpu for r in ours])} s, concurrent httpx script {spread([r.cpu for r in theirs])} s")
+    t_nbtui, t_peer = statistics.median(r.wall for r in ours), statistics.median(r.wall for r in theirs)
     print(f"bench cull: nbtui {t_nbtui:.2f} s vs concurrent-httpx {t_peer:.2f} s, ratio {t_nbtui / t_peer:.2f} "
           f"(goal <= 1.0)")
     return 0

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.common import channel_rtts, median_of, scratch, zmq_rtts  # noqa: E402
+from bench.common import NOISY, channel_rtts, interleaved, median_of, scratch, spread, timed, zmq_rtts  # noqa: E402
 from tests.hub import Hub  # noqa: E402
 from tests.jupyter import JupyterServer, wait_for  # noqa: E402
 
@@ -66,6 +66,7 @@ async def proxy_rtts(hub: Hub, user: str, kid: str, n: int, url: str | None = No
 
 
 def main() -> None:
+    print(NOISY)
     with scratch("nbtui-bench-hub-") as base:
         run(base)
 
@@ -101,8 +102,9 @@ def run(base: Path) -> None:
 
         time.sleep(INTERVAL + 1)  # what the setup did has reached the hub
         before = activity(hub, where, kernels)
-        t_one = median_of(ls, dict(env, NBTUI_CONFIG=str(cfg_one)), RUNS)
-        t_hub = median_of(ls, dict(env, NBTUI_CONFIG=str(cfg_hub)), RUNS)
+        reads = interleaved({"one": lambda: timed(ls, dict(env, NBTUI_CONFIG=str(cfg_one))),
+                             "hub": lambda: timed(ls, dict(env, NBTUI_CONFIG=str(cfg_hub)))}, RUNS)
+        t_one, t_hub = statistics.median(reads["one"]), statistics.median(reads["hub"])
         time.sleep(INTERVAL + 1)
         after = activity(hub, where, kernels)
         changed = sorted(k for k in before if k in after and before[k] != after[k])
@@ -129,6 +131,8 @@ def run(base: Path) -> None:
         print(f"hub: {len(USERS)} users x 3 kernels; one server x 3 kernels; {RUNS} runs each; "
               f"{compared} last_activity values compared over {2 * RUNS + 2} reads and {2 * (INTERVAL + 1)} s of the "
               "hub's rounds")
+        print(f"ls --json, interleaved: the hub {spread(reads['hub'], 1000, '.0f')} ms, one server "
+              f"{spread(reads['one'], 1000, '.0f')} ms")
         print(f"console 1+1 median: through the proxy {m_proxy:.2f} ms, at the internal target (the direct "
               f"route, what nbtui's console uses on the hub host) {m_near:.2f} ms, jupyter_client ZMQ {m_zmq:.2f} ms")
         print(f"bench hub-activity: nbtui {len(changed)} last_activity changes on the direct route vs limit 0"

@@ -4,8 +4,10 @@
 (jsonschema loads it, through jupyter-events, only to offer an "iri" format check, and it
 costs ~1.4 s here: nothing to do with listing servers). The second is the peer of the
 `bench ls` line; jsonschema runs without it when it is missing, as on any install without it.
-Runs interleaved, medians with their spread. nbtui also lists every kernel; the peer lists
-servers only.
+Runs interleaved, each in a fresh measuring child (wall, and CPU over the whole process tree),
+medians with their spread. nbtui also lists every kernel; the peer lists servers only. nbtui
+reads the bench's servers alone (NBTUI_ROOT_DISCOVERY=0: as root it would also read every
+other Jupyter server on the machine).
 
 Run from the repository root: `python bench/ls.py`. Starts real Jupyter servers on
 loopback in a temporary folder and stops them at the end; the folder is removed.
@@ -22,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import NOISY, interleaved, median_of, scratch, spread, timed  # noqa: E402
+from bench.common import NOISY, interleaved, measure, median_of, scratch, spread, timed  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
@@ -47,13 +49,18 @@ def run(base: Path) -> None:
         servers.append(one)
         for _ in range(10):
             one.start_kernel()
-        env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(one.runtime_dir), NBTUI_CONFIG=str(base / "cfg-one"))
+        # NBTUI_ROOT_DISCOVERY=0: as root nbtui also finds every other Jupyter server on the
+        # machine (other jobs' too); the peer lists this runtime folder's, so nbtui lists those.
+        env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(one.runtime_dir), NBTUI_CONFIG=str(base / "cfg-one"),
+                   NBTUI_ROOT_DISCOVERY="0")
         as_is = [sys.executable, "-m", "jupyter_server", "list"]
         without = [sys.executable, "-c", WITHOUT_RFC3987]
         same = [subprocess.run(c, env=env, capture_output=True, text=True).stdout for c in (as_is, without)]
         assert same[0] == same[1] and one.url.split("?")[0] in same[0], same  # the same answer
         sides = {"nbtui": [sys.executable, "-m", "nbtui", "ls", "--json"], "as-is": as_is, "without": without}
-        times = interleaved({k: (lambda c=c: timed(c, env)) for k, c in sides.items()}, RUNS)
+        runs = interleaved({k: (lambda c=c: measure(c, env)) for k, c in sides.items()}, RUNS)
+        times = {k: [r.wall for r in v] for k, v in runs.items()}
+        cpu = {k: [r.cpu for r in v] for k, v in runs.items()}
         nbtui, peer, peer_as_is = (statistics.median(times[k]) for k in ("nbtui", "without", "as-is"))
 
         # Part 2: six healthy servers, then a seventh that is hung (SIGSTOP).
@@ -64,7 +71,7 @@ def run(base: Path) -> None:
         hung = JupyterServer(base / "hung", name="hung").start()
         servers.append(hung)
         lines = ["[servers]"]
-        fenv = dict(os.environ, NBTUI_CONFIG=str(cfg), JUPYTER_RUNTIME_DIR=str(base / "none"))
+        fenv = dict(os.environ, NBTUI_CONFIG=str(cfg), JUPYTER_RUNTIME_DIR=str(base / "none"), NBTUI_ROOT_DISCOVERY="0")
         for i, s in enumerate(fleet):
             fenv[f"BENCH_TOKEN_{i}"] = s.token
             s.start_kernel()
@@ -87,6 +94,8 @@ def run(base: Path) -> None:
         print(f"ls 1 server x 10 kernels: nbtui ls --json {spread(times['nbtui'], 1000, '.0f')} ms; "
               f"jupyter server list as is {spread(times['as-is'], 1000, '.0f')} ms, without importing "
               f"rfc3987_syntax {spread(times['without'], 1000, '.0f')} ms")
+        print(f"  CPU over the whole process tree: nbtui {spread(cpu['nbtui'], 1000, '.0f')} ms; jupyter server list "
+              f"as is {spread(cpu['as-is'], 1000, '.0f')} ms, without rfc3987_syntax {spread(cpu['without'], 1000, '.0f')} ms")
         print(f"bench ls-as-is: nbtui {nbtui * 1000:.0f} ms vs jupyter server list (as is, rfc3987_syntax "
               f"imported) {peer_as_is * 1000:.0f} ms, ratio {nbtui / peer_as_is:.2f} (goal <= 0.3)")
         print(f"ls fleet: 6 servers {spread(fleet_times['six'], 1000, '.0f')} ms, 1 of them "

@@ -17,7 +17,7 @@ from nbtui.files.config import ServerConfig, Settings
 from nbtui.service.fleet import Fleet
 from nbtui.host.gpu import DeviceSample, GpuReading, ProcMemory, ProcUtil
 from nbtui.host.procs import Facts, Proc, Scan, kernel_id_in
-from nbtui.host.local import LocalHost
+from nbtui.host.local import MIN_CPU_INTERVAL, LocalHost
 from nbtui.core.model import Kernel
 from tests.conftest import run_nbtui
 from tests.jupyter import wait_for
@@ -288,6 +288,54 @@ def test_a_process_naming_a_file_in_another_users_server_folder_is_not_that_serv
     }, time=0.0)
     assert not scan.belongs_to_server(900, 420)
     assert scan.belongs_to_server(901, 420)  # its own user's process: the folder still decides
+
+
+def test_a_scan_reads_the_figures_psutil_reads():
+    """On Linux a scan reads /proc/PID/stat itself: parent, create time (the process's
+    identity), CPU seconds and RSS are psutil's own, and a zombie is left out."""
+    import subprocess
+    import sys
+
+    from nbtui.host import procs
+    if not procs._FAST:
+        pytest.skip("the /proc scan is Linux's")
+    quiet = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        wait_for(lambda: psutil.Process(dead.pid).status() == psutil.STATUS_ZOMBIE, 30, 0.05, "a zombie")
+        table = procs.ProcessTable()
+        scan = table.scan()
+        p = psutil.Process(quiet.pid)
+        got = scan.procs[quiet.pid]
+        assert (got.ppid, got.create_time) == (os.getpid(), p.create_time())
+        assert got.facts.cmdline == ("sleep", "60")
+        t = p.cpu_times()
+        assert scan.cpu[quiet.pid][0] == t.user + t.system
+        assert dead.pid not in scan.procs
+        assert table.measure(scan, [quiet.pid])[quiet.pid].memory_bytes == p.memory_info().rss
+    finally:
+        quiet.kill()
+        quiet.wait()
+        dead.wait()
+
+
+def test_a_host_view_without_cpu_takes_no_baselines_and_waits_for_none():
+    """cull and kill show no CPU %: their host view neither scans for CPU baselines nor asks
+    the fleet to wait for a second sample (a view that shows CPU % does both)."""
+    class Counted:
+        scans = 0
+
+        def scan(self):
+            Counted.scans += 1
+            return Scan({1: _proc(1, 0), 420: _proc(420, 1, cmd=("jupyter-server",))}, time=0.0)
+
+        def measure(self, scan, pids):
+            return {}
+
+    assert LocalHost(table=Counted(), cpu=False).prime() == 0.0  # type: ignore[arg-type]
+    assert Counted.scans == 0
+    assert LocalHost(table=Counted()).prime() == MIN_CPU_INTERVAL  # type: ignore[arg-type]
+    assert Counted.scans == 1
 
 
 def test_scan_alive_checks_identity_by_create_time():

@@ -129,7 +129,10 @@ class LocalHost:
 
     def __init__(self, settings: Optional[Settings] = None, *, nvml: gpu_mod.Nvml | None = None,
                  table: ProcessTable | None = None, hostname: Optional[str] = None,
-                 gpu_pid_check: Callable[[int], Optional[bool]] = uses_nvidia):
+                 gpu_pid_check: Callable[[int], Optional[bool]] = uses_nvidia, cpu: bool = True):
+        # ``cpu``: whether its reader shows CPU %. One that does not (cull, kill) takes no
+        # baselines and waits no MIN_CPU_INTERVAL for a figure it never shows: CPU % stays unknown.
+        self.cpu = cpu
         self.idle_threshold = settings.orphan_idle if settings is not None else DEFAULT_IDLE
         self.table = table or ProcessTable()
         self.nvml = nvml or gpu_mod.Nvml()
@@ -148,8 +151,8 @@ class LocalHost:
 
     def prime(self) -> float:
         """Take CPU baselines of every Jupyter process; returns how long to wait before
-        ``sample()`` for a measured CPU % (0 once primed)."""
-        if self._primed:
+        ``sample()`` for a measured CPU % (0 once primed, and where CPU % is not wanted)."""
+        if self._primed or not self.cpu:
             return 0.0
         scan = self.table.scan()
         pids = scan.jupyter_pids()

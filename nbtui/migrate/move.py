@@ -540,6 +540,7 @@ class Migration:
         assert src is not None
         chunk = self.chunk_bytes()
         self.report.chunk_bytes = chunk
+        _free_chunks_at_once(chunk)
         for e in movers:
             self.progress("transfer", done=done, total=total, name=e.name)
             try:
@@ -767,6 +768,23 @@ class Migration:
                     await ch.close()
                 except Exception:
                     pass
+
+
+def _free_chunks_at_once(chunk: int) -> None:
+    """glibc: every block of 1 MiB or more mapped on its own and unmapped when freed, for the
+    rest of this process. By default glibc raises its mapping threshold to the size of the
+    first such block freed, so later chunks (ZMQ allocates each arriving one) came from heaps
+    that freed memory stays in: a third chunk's worth of RSS (47 MiB against 2 x 16 on a
+    256 MiB move) where nbtui holds two chunks at most. Elsewhere: nothing changes."""
+    if chunk < 1 << 20:
+        return
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (a fixed one also stops glibc's raising it)
 
 
 def plan_lines(report: Report) -> list[str]:

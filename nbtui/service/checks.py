@@ -61,10 +61,11 @@ async def probe_missing(fleet: "Fleet", snap: model.Snapshot, timeout: float) ->
     return await probe(fleet, snap, timeout=timeout)
 
 
-def host_view(settings: Settings) -> Optional["HostView"]:
-    """The local host's usage view (psutil + NVML), or None where it is not available."""
+def host_view(settings: Settings, cpu: bool = True) -> Optional["HostView"]:
+    """The local host's usage view (psutil + NVML), or None where it is not available;
+    without ``cpu``, one that measures no CPU % (see LocalHost)."""
     try:
         from nbtui.host.local import LocalHost
     except ImportError:
         return None
-    return LocalHost(settings)
+    return LocalHost(settings, cpu=cpu)

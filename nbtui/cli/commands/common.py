@@ -34,25 +34,26 @@ def check_names(fleet: Fleet, names: Iterable[str]) -> None:
         raise NotFound(f"unknown server {', '.join(unknown)} (known: {known})")
 
 
-def host_view(config: config_mod.Config) -> Optional[HostView]:
+def host_view(config: config_mod.Config, cpu: bool = True) -> Optional[HostView]:
     """The local host's usage view (psutil + NVML), or None where it is not available."""
     from nbtui.service.checks import host_view as local_view
-    return local_view(config.settings)
+    return local_view(config.settings, cpu=cpu)
 
 
 def open_fleet(args: argparse.Namespace, config: config_mod.Config | None = None,
                only: Iterable[str] = (), with_host: bool = True, acting: bool = False,
-               notebooks: bool = True, stale_files: bool = True) -> Fleet:
+               notebooks: bool = True, stale_files: bool = True, cpu: bool = True) -> Fleet:
     """``acting``: the fleet reads to act on what a TARGET names (or to test a server): a hub
     user's server behind the proxy is read even within another nbtui's proxy_interval.
     ``notebooks``: whether its reads check that sessions' notebooks exist (a command that
     shows no orphan reasons neither asks nor waits for that). ``stale_files``: whether it looks
-    for runtime files left behind (Fleet.from_config)."""
+    for runtime files left behind (Fleet.from_config). ``cpu``: whether it shows CPU % (one
+    that does not waits for no second sample)."""
     from nbtui.service.fleet import Fleet
     config = config or load_config(args)
     fleet = Fleet.from_config(
         config, discover_local=discover_enabled(args, config),
-        host=host_view(config) if with_host else None, stale_files=stale_files,
+        host=host_view(config, cpu=cpu) if with_host else None, stale_files=stale_files,
     )
     only = list(only)
     if only:

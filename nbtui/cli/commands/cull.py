@@ -137,7 +137,7 @@ def plan_table(steps: Sequence[AnyStep], width: Optional[int] = None) -> list[st
 async def _cull(args: argparse.Namespace) -> int:
     config = load_config(args)
     policy = policy_from(args, config.settings)
-    fleet = open_fleet(args, config, only=args.server)
+    fleet = open_fleet(args, config, only=args.server, cpu=False)  # its plan shows no CPU %
     with cull_lock():
         async with fleet:
             snap = await fleet.snapshot()

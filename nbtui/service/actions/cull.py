@@ -74,9 +74,9 @@ def plan_cull(snapshot: Snapshot, policy: CullPolicy) -> list[Step]:
     A process already in a selected kernel's tree goes with that kernel, not twice.
     """
     readable = {s.name for s in snapshot.servers if s.ok}
-    steps = [plan_kernel(snapshot, k) for k in snapshot.kernels
-             if k.server in readable and cull_selects_kernel(k, policy)]
     protected = signals.ancestors_of_self()
+    steps = [plan_kernel(snapshot, k, protected) for k in snapshot.kernels
+             if k.server in readable and cull_selects_kernel(k, policy)]
     steps += [plan_terminal(snapshot, t, protected) for t in snapshot.terminals
               if t.server in readable and cull_selects_terminal(t, policy)]
     covered = {c.pid for s in steps for c in (([s.process] if s.process else []) + list(s.children))}
