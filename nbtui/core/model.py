@@ -41,6 +41,7 @@ class _Idle:
     def idle_seconds(self) -> Optional[float]:
         return idle_since(self.last_activity)
 
+
 # Server statuses of the CLI contract (`ls --json` servers[].status).
 OK: Final = "ok"
 UNREACHABLE: Final = "unreachable"

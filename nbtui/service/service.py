@@ -148,14 +148,6 @@ def _as_reading(r: Reading) -> Any:
     return r
 
 
-def _read_alike(judged: Kernel, read: Kernel) -> bool:
-    """What a server said of a kernel (``read``, not judged yet) is what it said for
-    ``judged`` (the last whole read's kernel)."""
-    return (judged.state == read.state and judged.last_activity == read.last_activity
-            and judged.connections == read.connections and judged.session == read.session
-            and judged.kernel_name == read.kernel_name)
-
-
 class FleetService(Generic[R]):
     """The one fleet and its loop (a thread of its own); see the module's docstring.
 
@@ -384,9 +376,7 @@ class FleetService(Generic[R]):
                 servers.append(info)
                 for k in ks:
                     was = prev_kernels.get(k.key)
-                    if was is not None and _read_alike(was, k):
-                        k = was  # unchanged since the last whole read: that very kernel, its row and cells kept
-                    elif was is not None:
+                    if was is not None and was is not k:  # (the very kernel, unchanged: nbtui.jupyter.join)
                         k = dataclasses.replace(k, usage=was.usage, orphan_reasons=was.orphan_reasons, user=was.user,
                                                 process_user=was.process_user)
                     kernels.append(k)
