@@ -137,7 +137,9 @@ def plan_table(steps: Sequence[AnyStep], width: Optional[int] = None) -> list[st
 async def _cull(args: argparse.Namespace) -> int:
     config = load_config(args)
     policy = policy_from(args, config.settings)
-    fleet = open_fleet(args, config, only=args.server, cpu=False)  # its plan shows no CPU %
+    # Its plan shows no CPU % and no stale runtime files: no CPU baselines, and no scan of every
+    # process to find kernels' connection files that no process names.
+    fleet = open_fleet(args, config, only=args.server, cpu=False, stale_files=False)
     with cull_lock():
         async with fleet:
             snap = await fleet.snapshot()

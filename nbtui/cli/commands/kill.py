@@ -67,7 +67,7 @@ def exit_code(outcomes: list[Outcome]) -> int:
 
 
 async def _kill(args: argparse.Namespace) -> int:
-    fleet = open_fleet(args, acting=True, cpu=False)  # its plan shows no CPU %
+    fleet = open_fleet(args, acting=True, cpu=False, stale_files=False)  # its plan shows no CPU %, no stale files
     async with fleet:
         snap = await fleet.snapshot()
         resolved = [targets.resolve(snap, t) for t in args.targets]
