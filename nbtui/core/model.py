@@ -23,10 +23,13 @@ _Item = TypeVar("_Item")
 clock: "Callable[[], float]" = time.time
 
 
-def idle_since(last: Optional[_dt.datetime]) -> Optional[float]:
-    """Seconds since ``last`` (a server's ``last_activity``) as of now: never negative (a
-    server's clock ahead of ours), None where unknown."""
-    return None if last is None else max(0.0, clock() - last.timestamp())
+def idle_since(last: Optional[_dt.datetime], now: Optional[float] = None) -> Optional[float]:
+    """Seconds since ``last`` (a server's ``last_activity``) as of ``now`` (a ``clock()``
+    reading; by default the clock now): never negative (a server's clock ahead of ours), None
+    where unknown."""
+    if last is None:
+        return None
+    return max(0.0, (clock() if now is None else now) - last.timestamp())
 
 
 class _Idle:

@@ -1,16 +1,14 @@
 """What a snapshot counts, for its one-line summaries: ``ls``'s last line and the TUI's
-summary bar count with this one function (the one idle rule, ``orphans.kernel_is_idle``,
+summary bar count with this one function (the one idle rule, ``orphans.idle_kernels``,
 at the snapshot's threshold), so the two never tell different numbers."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from nbtui.core import model
 from nbtui.core.model import Kernel, Snapshot
-from nbtui.core.orphans import kernel_is_idle
+from nbtui.core.orphans import idle_kernels
 
 
 @dataclass(frozen=True)
@@ -31,12 +29,7 @@ def count(snap: Snapshot, kernels: Optional[Iterable[Kernel]] = None) -> Counts:
     """The counts of ``snap``; of ``kernels`` (a view's selection of its kernels) for the
     kernel counts when given."""
     ks = list(snap.kernels if kernels is None else kernels)
-    threshold = snap.idle_threshold
-    if threshold > 0:  # idle past it: last active before this moment (one clock read, not one per kernel)
-        since = dt.datetime.fromtimestamp(model.clock() - threshold, dt.timezone.utc)
-        idle = [k for k in ks if k.last_activity is not None and k.last_activity <= since and k.state != "busy"]
-    else:
-        idle = [k for k in ks if kernel_is_idle(k, threshold)]
+    idle = idle_kernels(ks, snap.idle_threshold)
     gpu = [k.usage.gpu_memory_bytes for k in idle if k.usage and k.usage.gpu_memory_bytes is not None]
     left = [p for p in snap.processes if p.orphan_reasons]
     return Counts(

@@ -364,7 +364,7 @@ class ProcessTable:
             if proc is None:
                 continue
             if scan.cpu:
-                (cpu, now_mono), rss = scan.cpu[pid], _rss(pid)  # CPU % up to the scan's read
+                (cpu, at), rss = scan.cpu[pid], _rss(pid)  # CPU % up to the scan's read of it
                 if rss is None:
                     out[pid] = Stat(None, None)
                     continue
@@ -379,11 +379,11 @@ class ProcessTable:
                 except _ERRORS:
                     out[pid] = Stat(None, None)
                     continue
-                cpu = t.user + t.system
+                cpu, at = t.user + t.system, now_mono
             base = self._cpu.get(proc.ident)
             pct: Optional[float] = None
             if base is not None:
-                elapsed = now_mono - base[1]
+                elapsed = at - base[1]
                 if elapsed > 0:
                     pct = max(0.0, (cpu - base[0]) / elapsed * 100.0)
             elif previous is not None and proc.create_time >= previous:
@@ -391,7 +391,7 @@ class ProcessTable:
                 life = now_wall - proc.create_time
                 if life > 0.05:
                     pct = max(0.0, cpu / life * 100.0)
-            self._cpu[proc.ident] = (cpu, now_mono)
+            self._cpu[proc.ident] = (cpu, at)
             out[pid] = Stat(None if pct is None else round(pct, 1), int(rss))
         self._last_measure = now_wall
         return out

@@ -81,6 +81,11 @@ class Step:
         return self.listed.gpu_memory_bytes if self.listed else None
 
     @property
+    def server(self) -> Optional[str]:
+        """The server it is ended through (a kernel's or terminal's), None for a process."""
+        return self.kernel.server if self.kernel else (self.terminal.server if self.terminal else None)
+
+    @property
     def owner(self) -> Optional[str]:
         return self.process.user if self.process else (self.listed.user if self.listed else None)
 
@@ -105,7 +110,7 @@ class Step:
         return {
             "kind": self.kind, "target": self.target, "notebook": self.notebook,
             "kernel_id": self.kernel.kernel_id if self.kernel else (self.listed.kernel_id if self.listed else None),
-            "server": self.kernel.server if self.kernel else (self.terminal.server if self.terminal else None),
+            "server": self.server,
             "terminal": self.terminal.name if self.terminal else None,
             "pid": self.process.pid if self.process else (
                 self.kernel.usage.pid if self.kernel and self.kernel.usage else None),
@@ -477,8 +482,7 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
 
     async def end(r: _Run) -> None:
         assert fleet is not None
-        on = r.step.kernel.server if r.step.kernel is not None else r.step.terminal.server if r.step.terminal else ""
-        async with gates.setdefault(on, asyncio.Semaphore(max(1, concurrency))):
+        async with gates.setdefault(r.step.server or "", asyncio.Semaphore(max(1, concurrency))):
             if r.step.kind == KERNEL:
                 assert r.step.kernel is not None
                 r.outcome, r.left = await _kill_kernel(fleet, r.step, listings[r.step.kernel.server])
