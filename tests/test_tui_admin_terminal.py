@@ -46,11 +46,16 @@ def _detail_kernel(screen: str, kid: str) -> bool:
 
 
 def test_the_cursor_stays_on_its_kernel_through_a_reordering_refresh_and_a_resize(tmp_path, config_dir, jupyter):
-    ids = [jupyter.create_session(f"nb{i}.ipynb")["kernel"]["id"] for i in range(2)]
+    first, second = [jupyter.create_session(f"nb{i}.ipynb")["kernel"]["id"] for i in range(2)]
+    # A new kernel's start-up messages move its last activity a moment after it was made: the
+    # order of two fresh kernels is settled only once both have started. Code run in each, the
+    # first one first, settles it: the first is the longest idle, the top row.
+    for kid in (first, second):
+        jupyter.run_code(kid, "pass")
     term = _start(tmp_path, config_dir, jupyter.runtime_dir)
     try:
-        screen = _see(term, lambda s: all(k[:8] in s for k in ids), "both kernel rows")
-        first, second = sorted(ids, key=lambda k: _row_index(screen, k))
+        _see(term, lambda s: all(k[:8] in s for k in (first, second))
+             and _row_index(s, first) < _row_index(s, second), "both kernel rows, the longest idle on top")
         term.keys("d")  # the details (below the table at 80x24) name the kernel under the cursor
         _see(term, lambda s: _detail_kernel(s, first), "the details of the first row")
         term.keys("Down", "Up")  # chosen by the user
