@@ -102,3 +102,26 @@ def test_a_list_where_a_name_belongs_is_read_anew_each_time():
     (first,) = join_kernels("srv", [raw], [], {})
     (again,) = join_kernels("srv", [raw], [], {first.key: first})
     assert again is not first and again.kernel_name == first.kernel_name == "['python3']"
+
+
+def test_a_fleet_a_service_reads_on_keeps_its_first_reads_kernels(jupyter):
+    """A fleet service (the TUI, the exporter) reads again: its first read's kernels are
+    already the ones the second keeps (an exporter's second read builds no kernel anew); a
+    one-shot fleet (``ls``) keeps none, and builds the second read's anew."""
+    from nbtui.service.service import FleetService
+
+    kid = jupyter.start_kernel()
+    jupyter.run_code(kid, "1")
+    service = FleetService(_fleet(jupyter), partials=False, hold_back=None)
+    try:
+        first, second = (_mine(asyncio.run(service.read()).snapshot, {kid})[kid] for _ in range(2))
+    finally:
+        service.close(10)
+    assert second is first
+    once = _fleet(jupyter)
+
+    async def reads():
+        return [_mine(await once.snapshot(), {kid})[kid] for _ in range(2)]
+
+    a, b = asyncio.run(reads())
+    assert a == b and a is not b

@@ -236,7 +236,7 @@ class Tracker:
                 self.reads.setdefault(s.name, _Histogram()).observe(took)
         states, now = self._states, {}
         for k in snap.kernels:
-            key = k.server + ":" + k.kernel_id
+            key = k.key  # the kernel's own (a kept kernel's, made once)
             before = states.get(key)
             if before is not None and before != k.state and k.state in RESTART_STATES and before not in RESTART_STATES:
                 self.restarts[k.server] = self.restarts.get(k.server, 0) + 1
@@ -593,7 +593,7 @@ class KernelLines:
         seen: set[str] = set()
         go = _go
         for k in kernels:
-            key = k.server + ":" + k.kernel_id
+            key = k.key  # the kernel's own (a kept kernel's, made once)
             s = k.session
             path = s.path if s is not None else ""
             entry = kept.get(key)

@@ -175,10 +175,12 @@ class Fleet:
         self.still_reading: tuple[str, ...] = ()
         self._probes: Optional[ProbeMemory] = None  # a hub's servers' probes across runs (opened with a hub)
         self._reads_again = False  # a refresh has been asked for (hold_back): the fleet reads again
-        # Snapshots begun: from the second on, a kernel its server says the same of is kept
-        # from one read to the next (nbtui.jupyter.join); a one-shot command keeps none.
+        # Snapshots begun: from the second on (from the first where the fleet is known to read
+        # again: ``keeps_kernels``, set by the fleet service), a kernel its server says the same of
+        # is kept from one read to the next (nbtui.jupyter.join); a one-shot command keeps none.
         self._reads = 0
-        self._kept: Optional[dict[str, model.Kernel]] = None  # the last snapshot's kernels by key (from the second on)
+        self.keeps_kernels = False
+        self._kept: Optional[dict[str, model.Kernel]] = None  # the last snapshot's kernels by key
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (),
@@ -561,8 +563,8 @@ class Fleet:
         the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
         self._reads += 1
-        if self._reads > 1 and self._kept is None:
-            self._kept = {}  # the second read: its kernels get digests the third one can match
+        if (self._reads > 1 or self.keeps_kernels) and self._kept is None:
+            self._kept = {}  # its kernels get digests the next read can match
         self._reads_again = self._reads_again or hold_back is not None
         # A host view that needs two samples for CPU % takes the first now, and the
         # server reads (a hub's listing first) run during the interval it asks for. A
@@ -650,7 +652,7 @@ class Fleet:
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
         judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
         kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)
-        if self._reads > 1:  # read again: the next read keeps what it hears unchanged
+        if self._kept is not None:  # read again: the next read keeps what it hears unchanged
             self._kept = {k.key: k for k in kernels}
         if self._sources:  # a hub user's leftovers, named HUB/USER[/SERVER]
             from nbtui.jupyter.hub import HubSource, name_leftovers

@@ -180,6 +180,8 @@ class FleetService(Generic[R]):
     def _adopt(self, fleet: Any) -> None:
         if self._readonly is not None:
             fleet.readonly = self._readonly  # the one gate: nbtui.service.actions' require_writable reads it
+        if hasattr(fleet, "keeps_kernels"):  # a Fleet: a service reads on, its first read's kernels are kept
+            fleet.keeps_kernels = True
         self._fleet = fleet
 
     @property
