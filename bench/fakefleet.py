@@ -123,6 +123,10 @@ class FakeServer:
 def _handler(server: FakeServer) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as jupyter_server (tornado) does
+        # An answer goes out at once, as tornado (a hub, jupyter_server) sends it: with Nagle's
+        # algorithm on, the body written after the headers waits for the client's delayed ACK
+        # (~40 ms a request on loopback), and every client measured here would wait on that.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):
             pass
