@@ -50,18 +50,20 @@ def kernel_reasons(
     idle_threshold: float,
     own_connections: int = 0,
     notebook_exists: Optional[bool] = None,
+    now: Optional[float] = None,
 ) -> tuple[str, ...]:
     """Reasons a kernel of a reachable server is an orphan (empty: it is not).
 
     ``own_connections`` are nbtui's own websockets to the kernel, which do not count as
-    someone being connected. ``notebook_exists`` is None when nobody checked.
+    someone being connected. ``notebook_exists`` is None when nobody checked. ``now``: the
+    clock reading its idle time is as of (a read judging many kernels reads it once).
     """
     reasons: list[str] = []
     if kernel.session is None:
         reasons.append(NO_SESSION)
-    if kernel.connections is not None and kernel.idle_seconds is not None:
-        others = kernel.connections - own_connections
-        if others <= 0 and kernel_is_idle(kernel, idle_threshold):
+    if kernel.connections is not None and kernel.connections - own_connections <= 0:
+        idle = model.idle_since(kernel.last_activity, now)
+        if idle is not None and is_idle(idle, kernel.state, idle_threshold):
             reasons.append(DISCONNECTED_IDLE)
     if kernel.session is not None and notebook_exists is False:
         reasons.append(NOTEBOOK_MISSING)

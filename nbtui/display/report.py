@@ -6,9 +6,10 @@ import datetime as dt
 import shutil
 from typing import Any, Iterable, Optional
 
-from nbtui.core import orphans, summary
+from nbtui.core import model, orphans, summary
 from nbtui.display import gpu_line
-from nbtui.core.model import UNKILLABLE, DeviceHolder, GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal
+from nbtui.core.model import (UNKILLABLE, DeviceHolder, GpuDevice, GpuUse, Kernel, Process, ServerInfo, Snapshot, Terminal,
+                              idle_since)
 from nbtui.core.states import never_used
 from nbtui.core.text import visible
 from nbtui.core.units import human_bytes, human_duration, middle_truncate
@@ -43,9 +44,18 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
     }
 
 
-def kernel_json(k: Kernel) -> dict[str, Any]:
-    u = k.usage
-    return {
+_NO_USAGE: dict[str, Any] = {
+    "pid": None, "host": None, "cpu_percent": None, "memory_bytes": None, "gpu_memory_bytes": None,
+    "gpu_percent": None, "gpus": None, "usage_source": None,  # gpus: a list of its own, below
+}
+
+
+def kernel_json(k: Kernel, now: Optional[float] = None) -> dict[str, Any]:
+    """``now``: the clock reading its idle time is as of (one for a whole document). Built
+    once per kernel in ``ls --json``: a kernel without usage takes its fields from one dict."""
+    idle = idle_since(k.last_activity, now)
+    s = k.session
+    out: dict[str, Any] = {
         "server": k.server,
         "kernel_id": k.kernel_id,
         "kernel_name": k.kernel_name,
@@ -53,23 +63,20 @@ def kernel_json(k: Kernel) -> dict[str, Any]:
         "never_used": never_used(k),
         "connections": k.connections,
         "last_activity": iso(k.last_activity),
-        "idle_seconds": None if k.idle_seconds is None else round(k.idle_seconds, 1),
-        "session": None if k.session is None else {
-            "id": k.session.id, "path": k.session.path, "type": k.session.type, "name": k.session.name,
-        },
-        "pid": u.pid if u else None,
-        "host": u.host if u else None,
-        "cpu_percent": u.cpu_percent if u else None,
-        "memory_bytes": u.memory_bytes if u else None,
-        "gpu_memory_bytes": u.gpu_memory_bytes if u else None,
-        "gpu_percent": u.gpu_percent if u else None,
-        "gpus": [gpu_json(g) for g in u.gpus] if u else [],
-        "usage_source": u.source if u else None,
-        "user": k.user,
-        "process_user": k.process_user,
-        "gpu_idle_seconds": k.gpu_idle_seconds,
-        "orphan_reasons": list(k.orphan_reasons),
+        "idle_seconds": None if idle is None else round(idle, 1),
+        "session": None if s is None else {"id": s.id, "path": s.path, "type": s.type, "name": s.name},
     }
+    u = k.usage
+    if u is None:
+        out.update(_NO_USAGE)
+        out["gpus"] = []
+    else:
+        out.update(pid=u.pid, host=u.host, cpu_percent=u.cpu_percent, memory_bytes=u.memory_bytes,
+                   gpu_memory_bytes=u.gpu_memory_bytes, gpu_percent=u.gpu_percent,
+                   gpus=[gpu_json(g) for g in u.gpus], usage_source=u.source)
+    out.update(user=k.user, process_user=k.process_user, gpu_idle_seconds=k.gpu_idle_seconds,
+               orphan_reasons=list(k.orphan_reasons))
+    return out
 
 
 def terminal_json(t: Terminal) -> dict[str, Any]:
@@ -126,10 +133,11 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
     kernels = [k for k in snap.kernels if k.orphan_reasons or not orphans_only]
     terminals = [t for t in snap.terminals if t.orphan_reasons or not orphans_only]
     processes = [p for p in snap.processes if p.orphan_reasons or not orphans_only]
+    now = model.clock()  # idle times as of when the document is written, one reading for all
     return {
         "generated_at": iso(snap.generated_at),
         "servers": [server_json(s) for s in snap.servers],
-        "kernels": [kernel_json(k) for k in kernels],
+        "kernels": [kernel_json(k, now) for k in kernels],
         "terminals": [terminal_json(t) for t in terminals],
         "processes": [process_json(p) for p in processes],
         "unattributed_gpu": [

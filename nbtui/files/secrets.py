@@ -34,6 +34,11 @@ def remember(token: str | None) -> str | None:
     return token
 
 
+def any_known_in(data: bytes) -> bool:
+    """Whether a token nbtui has seen is in ``data`` (UTF-8): what needs :func:`redact`."""
+    return any(token.encode() in data for token in _known)
+
+
 def redact(text: str) -> str:
     """``text`` with every token nbtui has seen replaced by ``***``."""
     for token in sorted(_known, key=len, reverse=True):

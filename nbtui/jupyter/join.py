@@ -32,7 +32,8 @@ def _shared(text: str) -> str:
 
 
 def _session(s: dict, path: Any) -> model.Session:
-    return model.Session(
+    return model.made(
+        model.Session,
         id=str(s.get("id", "")),
         path=str(path),
         name=str(s.get("name") or str(path).rsplit("/", 1)[-1]),
@@ -74,7 +75,8 @@ def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
             if before is not None and before.read_digest == digest:
                 out.append(before)
                 continue
-        out.append(model.Kernel(
+        out.append(model.made(
+            model.Kernel,
             server=server,
             kernel_id=kid,
             kernel_name=_shared(str(name or "?")),  # one "python3" for every kernel

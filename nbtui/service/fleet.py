@@ -632,6 +632,7 @@ class Fleet:
         owners = holders.owners(servers, sample.users)
         own_now, usage_of, notebook = self.connections.counts(), sample.usage.get, self.notebooks.get
         checked = self.checks_notebooks  # (unchecked: unknown, no lookup per kernel)
+        at = model.clock()  # every kernel's idle time as of one reading
         judged_kernels = []
         for k in kernels:  # every kernel, every refresh: model.evolve, not replace
             key = k.key
@@ -642,6 +643,7 @@ class Fleet:
                 k, idle_threshold=threshold, own_connections=own,
                 notebook_exists=(notebook(k.server, k.session.path)
                                  if checked and k.session is not None and orphans.session_checkable(k) else None),
+                now=at,
             )
             if not _same_verdicts(k, own, usage, who, reasons):  # (a kept kernel judged alike: itself)
                 k = model.evolve(k, own_connections=own, usage=usage, user=who[0], process_user=who[1],
