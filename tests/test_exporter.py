@@ -591,3 +591,32 @@ def test_the_exporter_s_copy_of_the_fleet_keeps_what_open_fleet_set():
     fleet.proxy_reader, fleet.readonly, fleet.untrusted_files = "nbtui exporter", True, ("f: why",)
     timed = exp.Exporter(fleet).fleet
     assert (timed.proxy_reader, timed.readonly, timed.untrusted_files) == ("nbtui exporter", True, ("f: why",))
+
+
+def test_a_hung_server_holds_back_the_exporters_next_reads_a_moment_only():
+    """The exporter reads a few servers at a time (a steady RSS); a server that hangs gives
+    its place up after a moment, so the server after it is read long before the hung one's
+    timeout, not after it."""
+    from nbtui.files.config import ServerConfig, Settings
+    from nbtui.service.fleet import Fleet, FleetHooks
+    from tests.fakehttp import FakeHTTP
+
+    ended: list[str] = []
+
+    class Hooks(FleetHooks):
+        def server_read(self, server: str, seconds: float) -> None:
+            ended.append(server)
+
+    kid = "5ca1ab1e-0000-4000-8000-000000000001"
+    with FakeHTTP("drip") as hung, FakeHTTP("liar", kernels=[kid]) as good:
+        fleet = Fleet([ServerConfig("hung", hung.url, token_source="none", timeout=3),
+                       ServerConfig("good", good.url, token_source="none", timeout=3)], Settings(), hooks=Hooks())
+        fleet.checks_notebooks = False
+        with exp.Exporter(fleet) as exporter:  # its own copy of the fleet
+            assert exporter.fleet.read_concurrency == exp.READ_CONCURRENCY
+        fleet.read_concurrency = 1  # one place: the hung server, listed first, takes it
+        snap = asyncio.run(fleet.snapshot())
+    assert ended == ["good", "hung"]  # held to the end, the good server's read would wait for the timeout
+    by = {s.name: s for s in snap.servers}
+    assert by["good"].ok and [k.kernel_id for k in snap.kernels] == [kid]
+    assert by["hung"].status == model.TIMEOUT

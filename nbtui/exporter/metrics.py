@@ -37,7 +37,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -53,6 +53,7 @@ from nbtui.core.text import one_line
 DEFAULT_REFRESH = 15.0
 DEFAULT_LISTEN = "127.0.0.1:9877"
 DEFAULT_MAX_KERNELS = 1000  # kernels of one server kept (per-kernel series, usage, orphan rules)
+READ_CONCURRENCY = 4  # servers read at once (Fleet.read_concurrency): 50 at once left ~90 MB of arenas behind
 # A stop waits this long for the refresh thread (its cancelled read, the fleet's close and the
 # hub tokens' revocation), then the process ends anyway: SIGTERM ends it within 2 s even when it
 # lands in the parse of a 64 MiB answer (max_body), which holds the interpreter ~1 s here.
@@ -692,6 +693,25 @@ class _Fixed:
         return iter(self.families)
 
 
+def _give_back_freed_memory() -> None:
+    """glibc: the heap's free pages back to the system after a refresh (``malloc_trim``):
+    the answers parsed and dropped leave ~9 MB there at 50,000 kernels, held until the next
+    refresh. Elsewhere (musl, macOS): nothing."""
+    global _trim
+    if _trim is None:
+        try:
+            import ctypes
+
+            _trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim: Any = None  # glibc's malloc_trim, once looked up (False: none here)
+
+
 class Exporter:
     """Refreshes the fleet on its own thread and keeps the latest rendering."""
 
@@ -701,6 +721,8 @@ class Exporter:
         # A copy of the fleet with the exporter's hooks: the cap holds from each server's read on.
         self.hooks = ExporterHooks(max_kernels)
         self.fleet = fleet.copy(hooks=self.hooks) if isinstance(fleet, Fleet) else fleet
+        if isinstance(self.fleet, Fleet):  # a few servers' answers parsed at once: a steady RSS
+            self.fleet.read_concurrency = READ_CONCURRENCY
         # The fleet service reads it on a loop of its own: whole reads only, every server waited
         # for up to its own timeout (a scrape shows one consistent snapshot).
         self.service: FleetService[Reading] = FleetService(self.fleet, partials=False, hold_back=None)
@@ -796,6 +818,7 @@ class Exporter:
             self.refreshes += 1
             state = replace(self._state(snap, time.monotonic() - t0), over_cap=over)
             self.rendering = render(state, self.per_kernel, self.kernel_lines)
+            _give_back_freed_memory()
         except Exception as e:  # keep serving the last snapshot; say why
             self.errors += 1
             from nbtui.files.secrets import redact

@@ -32,8 +32,7 @@ def _shared(text: str) -> str:
 
 
 def _session(s: dict, path: Any) -> model.Session:
-    return model.made(
-        model.Session,
+    return model.Session(
         id=str(s.get("id", "")),
         path=str(path),
         name=str(s.get("name") or str(path).rsplit("/", 1)[-1]),
@@ -75,8 +74,7 @@ def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
             if before is not None and before.read_digest == digest:
                 out.append(before)
                 continue
-        out.append(model.made(
-            model.Kernel,
+        out.append(model.Kernel(
             server=server,
             kernel_id=kid,
             kernel_name=_shared(str(name or "?")),  # one "python3" for every kernel
