@@ -174,12 +174,12 @@ class Fleet:
         self._last_read: dict[str, tuple] = {}
         self.still_reading: tuple[str, ...] = ()
         self._probes: Optional[ProbeMemory] = None  # a hub's servers' probes across runs (opened with a hub)
-        self._reads_again = False  # a refresh has been asked for (hold_back): the fleet reads again
-        # Snapshots begun: from the second on (from the first where the fleet is known to read
-        # again: ``keeps_kernels``, set by the fleet service), a kernel its server says the same of
-        # is kept from one read to the next (nbtui.jupyter.join); a one-shot command keeps none.
-        self._reads = 0
-        self.keeps_kernels = False
+        # Whether the fleet reads again (the TUI, the exporter: set by the fleet service), not
+        # once (a command). Such a fleet keeps each kernel its server says the same of from its
+        # first read to the next (nbtui.jupyter.join; others from their second snapshot on),
+        # and a first notebook check lists the folders' parents too (NotebookChecks' stamps).
+        self.reads_again = False
+        self._reads = 0  # snapshots begun
         # Servers read at once (None: all). The exporter reads few at a time: 50 servers' answers
         # parsed together left ~90 MB of arenas behind each refresh (a server slower than
         # READ_GATE_HOLD gives its place up, so a hung one holds the others back no longer).
@@ -545,7 +545,7 @@ class Fleet:
         entry.nb_deadline = time.monotonic() + NOTEBOOK_WAIT
         entry.nb_task = asyncio.ensure_future(self.notebooks.refresh(
             name, paths, lambda: self.client(name), limit=entry.nb_limit,
-            timeout=entry.config.timeout or self.settings.timeout, stamp_first=self._reads_again))
+            timeout=entry.config.timeout or self.settings.timeout, stamp_first=self.reads_again))
 
     async def _notebooks_settled(self, hold_back: Optional[float]) -> None:
         """A fleet's first snapshot without ``hold_back`` (a one-shot command) waits for the
@@ -586,9 +586,8 @@ class Fleet:
         the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
         self._reads += 1
-        if (self._reads > 1 or self.keeps_kernels) and self._kept is None:
+        if (self._reads > 1 or self.reads_again) and self._kept is None:
             self._kept = {}  # its kernels get digests the next read can match
-        self._reads_again = self._reads_again or hold_back is not None
         # A host view that needs two samples for CPU % takes the first now, and the
         # server reads (a hub's listing first) run during the interval it asks for. A
         # refresh (hold_back) does not wait for that interval: a CPU % sampled sooner is

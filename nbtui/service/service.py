@@ -180,8 +180,8 @@ class FleetService(Generic[R]):
     def _adopt(self, fleet: Any) -> None:
         if self._readonly is not None:
             fleet.readonly = self._readonly  # the one gate: nbtui.service.actions' require_writable reads it
-        if hasattr(fleet, "keeps_kernels"):  # a Fleet: a service reads on, its first read's kernels are kept
-            fleet.keeps_kernels = True
+        if hasattr(fleet, "reads_again"):  # a Fleet: a service reads it on and on
+            fleet.reads_again = True
         self._fleet = fleet
 
     @property
