@@ -57,3 +57,15 @@ def test_a_known_token_is_scrubbed_and_control_codes_escaped(monkeypatch, tty):
     assert token not in text and "***" in text
     assert not any(c in text for c in "\x07\x7f\x9b\u202e")
     assert json.loads(text)["name"] == data["name"]  # the same string once parsed
+
+
+def test_a_known_token_inside_a_longer_one_leaves_no_piece_of_either():
+    from nbtui.files.secrets import redact
+
+    short = "5h0rt" + "c0de"
+    long = "pre-" + short + "-and-more-0f-1t"
+    remember(short)  # learnt first: the longer one must still be replaced first
+    remember(long)
+    remember(short)  # again: known once
+    text = redact(f"a={long} b={short}")
+    assert text == "a=*** b=***"

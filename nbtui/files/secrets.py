@@ -6,6 +6,7 @@ any text before that text is shown, logged or written.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import shlex
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     from nbtui.files.config import ServerConfig
 SERVICE = "nbtui"
 _known: set[str] = set()
+_longest_first: list[str] = []  # _known, the longest first (a token inside another is replaced after it)
+
+
+def _longer_first(token: str) -> int:
+    return -len(token)
 
 
 class TokenError(NbtuiError):
@@ -29,8 +35,9 @@ def remember(token: str) -> str: ...
 @overload
 def remember(token: None) -> None: ...
 def remember(token: str | None) -> str | None:
-    if token and len(token) >= 4:
+    if token and len(token) >= 4 and token not in _known:
         _known.add(token)
+        bisect.insort(_longest_first, token, key=_longer_first)  # kept in order: no sort per redact
     return token
 
 
@@ -41,7 +48,7 @@ def any_known_in(data: bytes) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with every token nbtui has seen replaced by ``***``."""
-    for token in sorted(_known, key=len, reverse=True):
+    for token in _longest_first:
         if token in text:
             text = text.replace(token, "***")
     return text

@@ -123,6 +123,9 @@ class TokenMint:
         due = [s for s in servers if s.ready and not s.pending and self._due(s, now)]
         if not due:
             return
+        # Every live one is revoked at the end; those the hub has expired already are not kept
+        # (pruned once a batch: once a mint was quadratic, 500,000 looks for a hub of 1,000).
+        self._all = [x for x in self._all if x.expires > now]
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def one(s: UserServer) -> None:
@@ -163,8 +166,6 @@ class TokenMint:
         now = time.monotonic()
         m = Minted(token, token_id, s.user, now + lifetime)
         self._tokens[key] = m
-        # Every live one is revoked at the end; those the hub has expired already are not kept.
-        self._all = [x for x in self._all if x.expires > now]
         self._all.append(m)
         self._failed.pop(key, None)
 
