@@ -720,9 +720,10 @@ class Exporter:
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
         # A copy of the fleet with the exporter's hooks: the cap holds from each server's read on.
         self.hooks = ExporterHooks(max_kernels)
-        self.fleet = fleet.copy(hooks=self.hooks) if isinstance(fleet, Fleet) else fleet
-        if isinstance(self.fleet, Fleet):  # a few servers' answers parsed at once: a steady RSS
-            self.fleet.read_concurrency = READ_CONCURRENCY
+        self.fleet = fleet
+        if isinstance(fleet, Fleet):
+            self.fleet = fleet.copy(hooks=self.hooks)
+            self.fleet.read_concurrency = READ_CONCURRENCY  # a few servers' answers parsed at once: a steady RSS
         # The fleet service reads it on a loop of its own: whole reads only, every server waited
         # for up to its own timeout (a scrape shows one consistent snapshot).
         self.service: FleetService[Reading] = FleetService(self.fleet, partials=False, hold_back=None)
