@@ -672,7 +672,7 @@ class Fleet:
                                  orphan_reasons=reasons)
             judged_kernels.append(k)
         kernels = judged_kernels
-        kernels.sort(key=model.fleet_order)
+        kernels = model.in_fleet_order(kernels)
         terminals = holders.terminal_rows(terminals, sample.terminals, owners, threshold)
         judged = orphans.judge_processes(sample.processes, sample.facts)  # the host's facts -> reasons
         kernels, terminals, processes = self.gpu_idle.apply(now, kernels, terminals, judged)

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Generic, Optional, Protocol, Sequence, TypeVar
 
-from nbtui.core.model import Kernel, ServerInfo, Snapshot, fleet_order
+from nbtui.core.model import Kernel, ServerInfo, Snapshot, in_fleet_order
 
 if TYPE_CHECKING:
     from nbtui.service.forked_read import ForkedRead
@@ -387,7 +387,7 @@ class FleetService(Generic[R]):
                 kernels += [k for k in prev.kernels if k.server == name]
             else:
                 waiting.append(name)
-        kernels.sort(key=fleet_order)
+        kernels = in_fleet_order(kernels)
         if prev is not None:
             snap = dataclasses.replace(prev, servers=tuple(servers), kernels=tuple(kernels))
         else:
