@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from typing import Collection
 
@@ -54,6 +55,18 @@ def _only_hub_servers(snap: Snapshot, names: Collection[str]) -> Snapshot:
 
 
 def run(args: argparse.Namespace) -> int:
+    # One read, one document: what it builds is freed by its counts, and the cycle
+    # collector's walks over every kernel held (0.09 s of 1.3 at 50,000) find nothing.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _list(args)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _list(args: argparse.Namespace) -> int:
     snap = asyncio.run(_snapshot(args))
     if args.json:
         print_json(report.snapshot_json(snap, orphans_only=args.orphans))
