@@ -294,7 +294,7 @@ def test_gpu_holders_from_a_hostile_extension_show_as_plain_text():
     text = gpu_line.line(d)
     assert clean_output(text.encode()) and "\\x1b[2J" in text and "(eve\\x1b[2J)" in text
     snap = model.Snapshot(generated_at=dt_now(), servers=(), kernels=(), gpus=devices)
-    dumped = json_text(json.dumps(report.snapshot_json(snap), ensure_ascii=False))
+    dumped = json_text(json.dumps(report.snapshot_json(snap), ensure_ascii=False, default=str))
     assert clean_output(dumped.encode())
     command = json.loads(dumped)["gpus"][0]["ledger"]["others"][0]["command"]
     assert command == evil.replace("s3cr3t", "***")  # scrubbed on this side too, else exact

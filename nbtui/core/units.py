@@ -120,9 +120,13 @@ def parse_bytes(text: str | int, what: str = "size") -> int:
     return int(float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_"))
 
 
+_UTC = dt.timezone.utc
+
+
 def parse_time(value: object) -> Optional[dt.datetime]:
     """An ISO 8601 time as Jupyter and JupyterHub write it (``Z`` or an offset; none: UTC),
-    timezone-aware; None for anything else."""
+    in UTC (another offset converted), to the microsecond given; None for anything else.
+    Every time of the model is UTC, so ``ls --json`` writes each one with ``Z``."""
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
@@ -132,4 +136,16 @@ def parse_time(value: object) -> Optional[dt.datetime]:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    if t.tzinfo is _UTC:  # (what "+00:00" reads as)
+        return t
+    return t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
+
+
+def iso(t: Optional[dt.datetime]) -> Optional[str]:
+    """A time as ``ls --json`` writes it: UTC, RFC 3339 with ``Z``, the microseconds where
+    there are any (``2026-11-26T10:00:00Z``, ``2026-11-26T10:00:00.123456Z``)."""
+    if t is None:
+        return None
+    if t.tzinfo is not _UTC:
+        t = t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
+    return t.isoformat()[:-6] + "Z"

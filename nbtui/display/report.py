@@ -1,8 +1,9 @@
-"""A snapshot as the CLI contract's JSON, and as a table that fits the terminal."""
+"""A snapshot as the CLI contract's JSON (its times datetimes, which the one encoder,
+``nbtui.cli.commands.common.print_json``, writes as RFC 3339 in UTC), and as a table that fits
+the terminal."""
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from typing import Any, Iterable, Optional
 
@@ -15,20 +16,6 @@ from nbtui.core.text import visible
 from nbtui.core.units import human_bytes, human_duration, middle_truncate
 
 
-_UTC = dt.timezone.utc
-
-
-def iso(t: Optional[dt.datetime]) -> Optional[str]:
-    """UTC to the millisecond, ``2026-11-26T10:00:00.000Z`` (once per kernel in ``ls --json``:
-    a plain ``isoformat`` cut, a fifth of ``strftime``'s cost; ``timespec=`` doubles it)."""
-    if t is None:
-        return None
-    if t.tzinfo is not _UTC:
-        t = t.astimezone(_UTC)
-    text = t.isoformat()  # 2026-11-26T10:00:00.123456+00:00; no fraction at microsecond 0
-    return text[:23] + "Z" if t.microsecond else text[:19] + ".000Z"
-
-
 def gpu_json(g: GpuUse) -> dict[str, Any]:
     return {"index": g.index, "id": g.label, "uuid": g.uuid, "memory_bytes": g.memory_bytes, "sm_percent": g.sm_percent}
 
@@ -39,50 +26,48 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
         "error_kind": s.error_kind, "version": s.version, "latency_ms": s.latency_ms,
         "pid": s.pid, "owner": s.owner, "local": s.local, "usage_source": s.usage_source, "usage_note": s.usage_note,
         "hub": s.hub, "user": s.user, "server_name": s.server_name, "pending": s.pending,
-        "started": iso(s.started), "hub_last_activity": iso(s.hub_last_activity),
+        "started": s.started, "hub_last_activity": s.hub_last_activity,
         "route": s.route, "route_note": s.route_note,
     }
 
 
-_NO_USAGE: dict[str, Any] = {
-    "pid": None, "host": None, "cpu_percent": None, "memory_bytes": None, "gpu_memory_bytes": None,
-    "gpu_percent": None, "gpus": None, "usage_source": None,  # gpus: a list of its own, below
-}
-
-
 def kernel_json(k: Kernel, now: Optional[float] = None) -> dict[str, Any]:
     """``now``: the clock reading its idle time is as of (one for a whole document). Built
-    once per kernel in ``ls --json``: a kernel without usage takes its fields from one dict."""
-    idle = idle_since(k.last_activity, now)
+    once per kernel in ``ls --json``, in one display (no updates); its times stay datetimes
+    for the encoder (``print_json``) to write, as every time in these documents."""
+    last = k.last_activity
+    idle = idle_since(last, now)
     s = k.session
-    out: dict[str, Any] = {
+    u = k.usage
+    return {
         "server": k.server,
         "kernel_id": k.kernel_id,
         "kernel_name": k.kernel_name,
         "state": k.state,
         "never_used": never_used(k),
         "connections": k.connections,
-        "last_activity": iso(k.last_activity),
+        "last_activity": last,
         "idle_seconds": None if idle is None else round(idle, 1),
         "session": None if s is None else {"id": s.id, "path": s.path, "type": s.type, "name": s.name},
+        "pid": None if u is None else u.pid,
+        "host": None if u is None else u.host,
+        "cpu_percent": None if u is None else u.cpu_percent,
+        "memory_bytes": None if u is None else u.memory_bytes,
+        "gpu_memory_bytes": None if u is None else u.gpu_memory_bytes,
+        "gpu_percent": None if u is None else u.gpu_percent,
+        "gpus": [] if u is None else [gpu_json(g) for g in u.gpus],
+        "usage_source": None if u is None else u.source,
+        "user": k.user,
+        "process_user": k.process_user,
+        "gpu_idle_seconds": k.gpu_idle_seconds,
+        "orphan_reasons": list(k.orphan_reasons),
     }
-    u = k.usage
-    if u is None:
-        out.update(_NO_USAGE)
-        out["gpus"] = []
-    else:
-        out.update(pid=u.pid, host=u.host, cpu_percent=u.cpu_percent, memory_bytes=u.memory_bytes,
-                   gpu_memory_bytes=u.gpu_memory_bytes, gpu_percent=u.gpu_percent,
-                   gpus=[gpu_json(g) for g in u.gpus], usage_source=u.source)
-    out.update(user=k.user, process_user=k.process_user, gpu_idle_seconds=k.gpu_idle_seconds,
-               orphan_reasons=list(k.orphan_reasons))
-    return out
 
 
 def terminal_json(t: Terminal) -> dict[str, Any]:
     u = t.usage
     return {
-        "server": t.server, "name": t.name, "last_activity": iso(t.last_activity),
+        "server": t.server, "name": t.name, "last_activity": t.last_activity,
         "idle_seconds": None if t.idle_seconds is None else round(t.idle_seconds, 1),
         "pid": t.pid, "user": t.user, "process_user": t.process_user,
         "cpu_percent": u.cpu_percent if u else None,
@@ -135,7 +120,7 @@ def snapshot_json(snap: Snapshot, *, orphans_only: bool = False) -> dict[str, An
     processes = [p for p in snap.processes if p.orphan_reasons or not orphans_only]
     now = model.clock()  # idle times as of when the document is written, one reading for all
     return {
-        "generated_at": iso(snap.generated_at),
+        "generated_at": snap.generated_at,
         "servers": [server_json(s) for s in snap.servers],
         "kernels": [kernel_json(k, now) for k in kernels],
         "terminals": [terminal_json(t) for t in terminals],

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from nbtui.files import config as config_mod
 from nbtui.core.errors import NotFound, UsageError
+from nbtui.core.units import iso
 if TYPE_CHECKING:
     from nbtui.service.fleet import Fleet
     from nbtui.sources import HostView
@@ -80,7 +82,9 @@ def require_terminal(instead: str = "`nbtui ls` (or `nbtui ls --json`)") -> None
 def print_json(data: object) -> None:
     """One JSON document on stdout, with every token nbtui knows scrubbed: indented by two
     for a person at a terminal, compact for a program (a pipe, a file: at 50,000 kernels
-    28 MB instead of 39, as ``gh`` does)."""
+    28 MB instead of 39, as ``gh`` does). Times (datetimes) are written in UTC, RFC 3339 with
+    ``Z`` and their microseconds where they have any, by the encoder (at 50,000 kernels a
+    formatting in Python cost 0.07 s)."""
     from nbtui.files.secrets import any_known_in, redact
     from nbtui.core.text import json_text, raw_stream
 
@@ -95,10 +99,11 @@ def print_json(data: object) -> None:
     # float, written without an exponent (0.00001 for 1e-05); keys that are not strings
     # become strings.
     try:
-        dumped = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if pretty else 0))
+        dumped = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+                              | (orjson.OPT_INDENT_2 if pretty else 0))
     except TypeError:  # what orjson refuses from a hostile server: a lone surrogate, an int past 64 bits
         text = json.dumps(data, indent=2 if pretty else None, separators=None if pretty else (",", ":"),
-                          ensure_ascii=False)  # the same document; json_text escapes it
+                          ensure_ascii=False, default=_time)  # the same document; json_text escapes it
     else:
         binary = getattr(out, "buffer", None)
         if binary is not None and dumped.isascii() and b"\x7f" not in dumped and not any_known_in(dumped):
@@ -109,4 +114,11 @@ def print_json(data: object) -> None:
             return
         text = dumped.decode()
     out.write(json_text(redact(text)) + "\n")
+
+
+def _time(value: object) -> Optional[str]:
+    """A datetime as orjson writes it (``OPT_UTC_Z | OPT_NAIVE_UTC``), for the standard encoder."""
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 

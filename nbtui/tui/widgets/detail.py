@@ -14,10 +14,9 @@ from nbtui.core.model import GpuUse, Kernel, ServerInfo, Usage
 from nbtui.core.orphans import explain_kernel, explain_process
 from nbtui.display.table_rows import Row
 from nbtui.core.text import visible
-from nbtui.display.report import iso
 from nbtui.tui.usage_history import History
 from nbtui.tui.widgets.textline import TextLines
-from nbtui.core.units import human_bytes, human_duration, human_percent
+from nbtui.core.units import human_bytes, human_duration, human_percent, iso
 
 
 class _Row(Protocol):
