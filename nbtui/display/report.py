@@ -31,15 +31,22 @@ def server_json(s: ServerInfo) -> dict[str, Any]:
     }
 
 
+# A kernel's usage fields where nothing measured it (most kernels of a large fleet): one dict
+# its JSON takes them from. Lists are tuples in these documents (the encoder writes arrays).
+_NO_USAGE: dict[str, Any] = {
+    "pid": None, "host": None, "cpu_percent": None, "memory_bytes": None, "gpu_memory_bytes": None,
+    "gpu_percent": None, "gpus": (), "usage_source": None,
+}
+
+
 def kernel_json(k: Kernel, now: Optional[float] = None) -> dict[str, Any]:
     """``now``: the clock reading its idle time is as of (one for a whole document). Built
-    once per kernel in ``ls --json``, in one display (no updates); its times stay datetimes
-    for the encoder (``print_json``) to write, as every time in these documents."""
+    once per kernel in ``ls --json``; its times stay datetimes, its lists tuples, for the
+    encoder (``print_json``) to write."""
     last = k.last_activity
     idle = idle_since(last, now)
     s = k.session
-    u = k.usage
-    return {
+    out: dict[str, Any] = {
         "server": k.server,
         "kernel_id": k.kernel_id,
         "kernel_name": k.kernel_name,
@@ -49,19 +56,19 @@ def kernel_json(k: Kernel, now: Optional[float] = None) -> dict[str, Any]:
         "last_activity": last,
         "idle_seconds": None if idle is None else round(idle, 1),
         "session": None if s is None else {"id": s.id, "path": s.path, "type": s.type, "name": s.name},
-        "pid": None if u is None else u.pid,
-        "host": None if u is None else u.host,
-        "cpu_percent": None if u is None else u.cpu_percent,
-        "memory_bytes": None if u is None else u.memory_bytes,
-        "gpu_memory_bytes": None if u is None else u.gpu_memory_bytes,
-        "gpu_percent": None if u is None else u.gpu_percent,
-        "gpus": [] if u is None else [gpu_json(g) for g in u.gpus],
-        "usage_source": None if u is None else u.source,
         "user": k.user,
         "process_user": k.process_user,
         "gpu_idle_seconds": k.gpu_idle_seconds,
-        "orphan_reasons": list(k.orphan_reasons),
+        "orphan_reasons": k.orphan_reasons,
     }
+    u = k.usage
+    if u is None:
+        out.update(_NO_USAGE)
+    else:
+        out.update(pid=u.pid, host=u.host, cpu_percent=u.cpu_percent, memory_bytes=u.memory_bytes,
+                   gpu_memory_bytes=u.gpu_memory_bytes, gpu_percent=u.gpu_percent,
+                   gpus=[gpu_json(g) for g in u.gpus], usage_source=u.source)
+    return out
 
 
 def terminal_json(t: Terminal) -> dict[str, Any]:
