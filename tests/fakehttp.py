@@ -11,7 +11,8 @@ re-check right before an action meets the drip, the read before it does not), an
 list, ``loop`` a ``next`` that points at itself, ``endless`` a ``next`` that never ends;
 each user's server, read through the "proxy" at its ``url``, lists ``kernels_at[url]``).
 ``paths`` (kernel id -> notebook path) gives ``liar`` and ``hub`` kernels sessions, any
-string at all (JSON escapes it: a lone surrogate arrives as ``\ud800``).
+string at all (JSON escapes it: a lone surrogate arrives as ``\ud800``); ``times`` (kernel id ->
+``last_activity``) gives ``liar`` kernels any time at all.
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
                     srv.hung.append(self.connection)  # accept, read the request, never answer it  # type: ignore[attr-defined]
                     time.sleep(120)
                 elif path == "/api/kernels":
-                    self._json([{"id": kid, "name": "python3", "last_activity": "2026-01-01T00:00:00Z",
+                    self._json([{"id": kid, "name": "python3",
+                                 "last_activity": srv.times.get(kid, "2026-01-01T00:00:00Z"),  # type: ignore[attr-defined]
                                  "execution_state": "idle", "connections": 0}
                                 for kid in srv.kernels])  # type: ignore[attr-defined]
                 elif path.startswith("/api/kernels/"):
@@ -226,7 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeHTTP:
     def __init__(self, mode: str, *, kernels=(), size: int = 600 << 20, user: str = "mallory",
-                 users=(), pages: str = "plain", kernels_at=None, paths=None, usage_hangs: bool = False, me_hangs: bool = False):
+                 users=(), pages: str = "plain", kernels_at=None, paths=None, usage_hangs: bool = False, me_hangs: bool = False,
+                 times=None):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.mode = mode  # type: ignore[attr-defined]
         self.httpd.kernels = list(kernels)  # type: ignore[attr-defined]
@@ -239,6 +242,7 @@ class FakeHTTP:
         self.httpd.pages = pages  # type: ignore[attr-defined]
         self.httpd.users_body = None  # type: ignore[attr-defined]
         self.httpd.paths = dict(paths or {})  # type: ignore[attr-defined]
+        self.httpd.times = dict(times or {})  # type: ignore[attr-defined]  # kernel id -> its last_activity
         self.httpd.kernels_at = dict(kernels_at or {})  # type: ignore[attr-defined]
         self.httpd.dripped = []  # type: ignore[attr-defined]
         self.httpd.usage_hangs = usage_hangs  # type: ignore[attr-defined]

@@ -276,12 +276,11 @@ def test_exporter_labels_from_hostile_hub_users_and_notebook_paths_are_escaped_t
 # -- GPU holders named by a server's extension ------------------------------------------------------
 
 
-def test_gpu_holders_from_a_hostile_extension_show_as_plain_text():
+def test_gpu_holders_from_a_hostile_extension_show_as_plain_text(capsys):
     from nbtui.core import model
     from nbtui.display import report
     from nbtui.host import ledger, wire
     from nbtui.display import gpu_line
-    from nbtui.core.text import json_text
     evil = "python \x1b]0;pwned\x07\x1b[2J\u202e\ud800 --token=s3cr3t train.py"
     body = {"nbtui_usage": 1, "host": "far", "kernels": {}, "gpus": [{
         "index": 0, "uuid": "GPU-\x1b[31m", "name": "H100\u202e", "memory_used": 3 << 30, "memory_total": 80 << 30,
@@ -294,7 +293,10 @@ def test_gpu_holders_from_a_hostile_extension_show_as_plain_text():
     text = gpu_line.line(d)
     assert clean_output(text.encode()) and "\\x1b[2J" in text and "(eve\\x1b[2J)" in text
     snap = model.Snapshot(generated_at=dt_now(), servers=(), kernels=(), gpus=devices)
-    dumped = json_text(json.dumps(report.snapshot_json(snap), ensure_ascii=False, default=str))
+    from nbtui.cli.commands.common import print_json
+    capsys.readouterr()
+    print_json(report.snapshot_json(snap))  # (the lone surrogate: past orjson, the standard encoder's path)
+    dumped = capsys.readouterr().out
     assert clean_output(dumped.encode())
     command = json.loads(dumped)["gpus"][0]["ledger"]["others"][0]["command"]
     assert command == evil.replace("s3cr3t", "***")  # scrubbed on this side too, else exact
@@ -304,3 +306,19 @@ def dt_now():
     import datetime as dt
 
     return dt.datetime.now(dt.timezone.utc)
+
+
+def test_a_time_utc_cannot_hold_is_unknown_and_the_rest_of_the_fleet_is_read(config_dir):
+    """A liar's ``last_activity`` in range as written but not in UTC (year 1 an hour east of
+    it, year 9,999 an hour west): that kernel's time is unknown, never the whole read's end."""
+    early, late = "0badbeef-0000-4000-8000-00000000000e", "0badbeef-0000-4000-8000-00000000000f"
+    with FakeHTTP("liar", kernels=[early, late],
+                  times={early: "0001-01-01T00:00:00+01:00", late: "9999-12-31T23:59:59-01:00"}) as liar:
+        assert run_nbtui("servers", "add", "liar", liar.url, "--no-token").returncode == 0
+        r = run_nbtui("ls", "--json")
+        assert r.returncode == 0, r.stderr
+        rows = {k["kernel_id"]: k for k in json.loads(r.stdout)["kernels"]}
+        assert set(rows) == {early, late}
+        assert all(rows[k]["last_activity"] is None and rows[k]["idle_seconds"] is None for k in rows)
+        table = run_nbtui("ls")
+        assert table.returncode == 0 and early[:8] in table.stdout, table.stderr

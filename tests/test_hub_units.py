@@ -88,7 +88,7 @@ def test_cull_servers_selects_by_the_hubs_last_activity():
         _server("h/spawning", hub="h", user="s", pending="spawn", hub_last_activity=NOW - dt.timedelta(hours=3))))
     steps = plan_cull_servers(snap, 3600)
     assert [s.target for s in steps] == ["server:h/old"]
-    assert steps[0].json()["hub_last_activity"].startswith("2026-12-01T09:00")
+    assert steps[0].json()["hub_last_activity"] == NOW - dt.timedelta(hours=3)  # print_json writes it as ls does
 
 
 def test_servers_toml_keeps_a_hubs_keys(tmp_path):

@@ -125,8 +125,9 @@ _UTC = dt.timezone.utc
 
 def parse_time(value: object) -> Optional[dt.datetime]:
     """An ISO 8601 time as Jupyter and JupyterHub write it (``Z`` or an offset; none: UTC),
-    in UTC (another offset converted), to the microsecond given; None for anything else.
-    Every time of the model is UTC, so ``ls --json`` writes each one with ``Z``."""
+    in UTC (another offset converted), to the microsecond given; None for anything else,
+    a time that UTC cannot hold included (``0001-01-01T00:00:00+01:00``). Every time of
+    the model is UTC, so ``ls --json`` writes each one with ``Z``."""
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
@@ -134,18 +135,19 @@ def parse_time(value: object) -> Optional[dt.datetime]:
         text = text[:-1] + "+00:00"
     try:
         t = dt.datetime.fromisoformat(text)
-    except ValueError:
+        if t.tzinfo is _UTC:  # (what "+00:00" reads as)
+            return t
+        return t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
+    except (ValueError, OverflowError):
         return None
-    if t.tzinfo is _UTC:  # (what "+00:00" reads as)
-        return t
-    return t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
 
 
 def iso(t: Optional[dt.datetime]) -> Optional[str]:
-    """A time as ``ls --json`` writes it: UTC, RFC 3339 with ``Z``, the microseconds where
-    there are any (``2026-11-26T10:00:00Z``, ``2026-11-26T10:00:00.123456Z``)."""
+    """A time as ``ls --json`` writes it (its encoder's ``OPT_UTC_Z | OPT_NAIVE_UTC |
+    OPT_OMIT_MICROSECONDS``): UTC, RFC 3339 to the second with ``Z``, ``2026-11-26T10:00:00Z``,
+    one width for every time (they sort as text). A naive time is UTC."""
     if t is None:
         return None
     if t.tzinfo is not _UTC:
         t = t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
-    return t.isoformat()[:-6] + "Z"
+    return t.replace(microsecond=0).isoformat()[:-6] + "Z"

@@ -56,10 +56,6 @@ def kernel_json(k: Kernel, now: Optional[float] = None) -> dict[str, Any]:
         "last_activity": last,
         "idle_seconds": None if idle is None else round(idle, 1),
         "session": None if s is None else {"id": s.id, "path": s.path, "type": s.type, "name": s.name},
-        "user": k.user,
-        "process_user": k.process_user,
-        "gpu_idle_seconds": k.gpu_idle_seconds,
-        "orphan_reasons": k.orphan_reasons,
     }
     u = k.usage
     if u is None:
@@ -67,7 +63,11 @@ def kernel_json(k: Kernel, now: Optional[float] = None) -> dict[str, Any]:
     else:
         out.update(pid=u.pid, host=u.host, cpu_percent=u.cpu_percent, memory_bytes=u.memory_bytes,
                    gpu_memory_bytes=u.gpu_memory_bytes, gpu_percent=u.gpu_percent,
-                   gpus=[gpu_json(g) for g in u.gpus], usage_source=u.source)
+                   gpus=tuple(gpu_json(g) for g in u.gpus), usage_source=u.source)
+    out["user"] = k.user
+    out["process_user"] = k.process_user
+    out["gpu_idle_seconds"] = k.gpu_idle_seconds
+    out["orphan_reasons"] = k.orphan_reasons
     return out
 
 

@@ -82,9 +82,9 @@ def require_terminal(instead: str = "`nbtui ls` (or `nbtui ls --json`)") -> None
 def print_json(data: object) -> None:
     """One JSON document on stdout, with every token nbtui knows scrubbed: indented by two
     for a person at a terminal, compact for a program (a pipe, a file: at 50,000 kernels
-    28 MB instead of 39, as ``gh`` does). Times (datetimes) are written in UTC, RFC 3339 with
-    ``Z`` and their microseconds where they have any, by the encoder (at 50,000 kernels a
-    formatting in Python cost 0.07 s)."""
+    28 MB instead of 39, as ``gh`` does). Times (datetimes) are written by the encoder, as
+    ``nbtui.core.units.iso`` writes them (UTC, to the second, ``Z``): at 50,000 kernels a
+    formatting in Python cost 0.07 s."""
     from nbtui.files.secrets import any_known_in, redact
     from nbtui.core.text import json_text, raw_stream
 
@@ -99,8 +99,9 @@ def print_json(data: object) -> None:
     # float, written without an exponent (0.00001 for 1e-05); keys that are not strings
     # become strings.
     try:
-        dumped = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
-                              | (orjson.OPT_INDENT_2 if pretty else 0))
+        # (times as iso writes them: OMIT_MICROSECONDS truncates, as iso does)
+        times = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_OMIT_MICROSECONDS
+        dumped = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | times | (orjson.OPT_INDENT_2 if pretty else 0))
     except TypeError:  # what orjson refuses from a hostile server: a lone surrogate, an int past 64 bits
         text = json.dumps(data, indent=2 if pretty else None, separators=None if pretty else (",", ":"),
                           ensure_ascii=False, default=_time)  # the same document; json_text escapes it
@@ -117,7 +118,7 @@ def print_json(data: object) -> None:
 
 
 def _time(value: object) -> Optional[str]:
-    """A datetime as orjson writes it (``OPT_UTC_Z | OPT_NAIVE_UTC``), for the standard encoder."""
+    """A datetime as orjson writes it in ``print_json``, for the standard encoder."""
     if isinstance(value, dt.datetime):
         return iso(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

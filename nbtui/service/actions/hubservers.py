@@ -66,7 +66,7 @@ class ServerStep:
         s = self.server
         return {"kind": SERVER, "target": self.target, "server": s.name, "hub": s.hub, "user": s.user,
                 "server_name": s.server_name, "kernels": len(self.kernels),
-                "hub_last_activity": self.audit_target()["hub_last_activity"],
+                "hub_last_activity": s.hub_last_activity,  # (a time: print_json writes it as ls --json does)
                 "memory_bytes": self.memory_bytes, "gpu_memory_bytes": self.gpu_memory_bytes,
                 "reasons": list(self.reasons), "explanation": self.explanation, "refused": self.refusal}
 
