@@ -61,7 +61,6 @@ def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
     # kernels: 0.08 s, not 0.12).
     blank = model.Kernel(server=server, kernel_id="", kernel_name="?", state="unknown", connections=None,
                          last_activity=None)
-    made = model.evolve
     for k in raw_kernels:
         kid = k["id"]
         s = sessions.get(kid)
@@ -84,7 +83,7 @@ def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
             if before is not None and before.read_digest == digest:
                 out.append(before)
                 continue
-        out.append(made(
+        out.append(model.evolve(
             blank,
             kernel_id=kid,
             kernel_name=_shared(str(name or "?")),  # one "python3" for every kernel
