@@ -31,6 +31,22 @@ NOT_FOUND: Final = "not-found"
 INSECURE: Final = "insecure"
 TOKEN: Final = "token"
 _T = TypeVar("_T")
+_TIMEOUT: Optional[Callable[[float], Any]] = getattr(asyncio, "timeout", None)  # (Python 3.11 on)
+
+
+async def deadline(work: Awaitable[_T], seconds: float) -> _T:
+    """``await work``, cancelled past ``seconds`` (then ``asyncio.TimeoutError``): from Python
+    3.11 in the caller's own task (``asyncio.timeout``), on 3.10 through ``wait_for``, which runs
+    the work in a task of its own. That task holds a failure whose traceback holds the task: a
+    cycle that kept every refused answer (its body, up to ``max_body``) for the cycle collector,
+    hundreds at once in a hub of failing users' servers. And before 3.12, ``wait_for`` returned
+    an answer that met a cancel instead of cancelling: a hub paging "next" forever ran past the
+    read's deadline to its 10,000th page (3.10 cannot tell; the hub's paging keeps a deadline
+    of its own)."""
+    if _TIMEOUT is None:
+        return await asyncio.wait_for(work, seconds)
+    async with _TIMEOUT(seconds):
+        return await work
 MAX_BODY = 64 << 20  # config.toml `max_body`
 TOO_BIG: Final = "too-big"
 MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
@@ -460,12 +476,10 @@ class ServerClient:
         return await self._bounded(work, limit or self.timeout, what)
 
     async def _bounded(self, work: Awaitable[_T], limit: float, what: str = "") -> _T:
-        """One network exchange bounded as a whole, with the errors of ``request``."""
+        """One network exchange bounded as a whole (``deadline``), with the errors of ``request``."""
         where = f"{what}, {self.url}" if what else self.url
         try:
-            result = await asyncio.wait_for(work, limit)
-            _cancelled_meanwhile()
-            return result
+            return await deadline(work, limit)
         except asyncio.TimeoutError:
             raise ServerError(self.name, TIMEOUT, f"timed out after {limit:g} s ({where})") from None
         except httpx.TimeoutException:
@@ -479,18 +493,6 @@ class ServerClient:
         base = self.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         _no_dot_parts(path.lstrip("/"))
         return base + path.lstrip("/")
-
-
-def _cancelled_meanwhile() -> None:
-    """Raise the cancellation that ``asyncio.wait_for`` swallows before Python 3.12 when its
-    work finishes as the caller is cancelled (it returns the result instead). A loop of
-    requests that each answer at once (a hub paging "next" forever) then never saw the read's
-    own deadline: it ran to its 10,000th page. (3.10 cannot tell; the hub's paging keeps a
-    deadline of its own.)"""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    if cancelling is not None and cancelling():
-        raise asyncio.CancelledError
 
 
 def _no_dot_parts(path: str) -> None:

@@ -20,7 +20,7 @@ from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.join import join_kernels, terminals_of
-from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, is_loopback, server_token
+from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, deadline, is_loopback, server_token
 from nbtui.files.secrets import redact
 from nbtui.service.sources import source_for
 from nbtui.sources import HostSample, HostView
@@ -104,9 +104,16 @@ async def _all_or_none(calls: list[Awaitable[Any]]) -> list[Any]:
     try:
         return await asyncio.gather(*tasks)
     finally:
-        for t in tasks:
-            if not t.done():
-                t.cancel()
+        # A failure's traceback holds this frame: were its tasks (one holds the failure) still
+        # here, a cycle would keep the refused answer (up to max_body) for the cycle collector.
+        _cancel_pending(tasks)
+        tasks.clear()
+
+
+def _cancel_pending(tasks: Iterable["asyncio.Future[Any]"]) -> None:
+    for t in tasks:
+        if not t.done():
+            t.cancel()
 
 
 class FleetHooks:
@@ -417,7 +424,7 @@ class Fleet:
             calls: list[Awaitable[Any]] = [_lists(client, capped), self._read_terminals(entry, now)]
             if not entry.version_asked:
                 calls.append(client.version())
-            results = await asyncio.wait_for(_all_or_none(calls), timeout + 0.25)
+            results = await deadline(_all_or_none(calls), timeout + 0.25)
         except asyncio.TimeoutError:
             if ext:
                 ext.cancel()
