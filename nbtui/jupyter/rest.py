@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import json
 import ssl
 import time
-from typing import Any, Awaitable, Callable, Final, Optional, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Final, Optional, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,6 +33,9 @@ INSECURE: Final = "insecure"
 TOKEN: Final = "token"
 _T = TypeVar("_T")
 _TIMEOUT: Optional[Callable[[float], Any]] = getattr(asyncio, "timeout", None)  # (Python 3.11 on)
+MAX_BODY = 64 << 20  # config.toml `max_body`
+TOO_BIG: Final = "too-big"
+MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
 
 
 async def deadline(work: Awaitable[_T], seconds: float) -> _T:
@@ -47,9 +51,8 @@ async def deadline(work: Awaitable[_T], seconds: float) -> _T:
         return await asyncio.wait_for(work, seconds)
     async with _TIMEOUT(seconds):
         return await work
-MAX_BODY = 64 << 20  # config.toml `max_body`
-TOO_BIG: Final = "too-big"
-MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
+
+
 # A read that failed with a ServerError of this kind: the server's status (else model.ERROR).
 STATUS_OF_KIND: dict[model.ErrorKind, model.ServerStatus] = {
     UNREACHABLE: model.UNREACHABLE,
@@ -244,6 +247,18 @@ class ServerClient:
             _unbind(r)
         return r, body
 
+    @contextlib.asynccontextmanager
+    async def _stream(self, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """``GET path`` streamed, its response unbound from its stream once closed (``_unbind``)."""
+        streamed: Optional[httpx.Response] = None
+        try:
+            async with self._http.stream("GET", path, **kwargs) as r:
+                streamed = r
+                yield r
+        finally:
+            if streamed is not None:  # (closed by now)
+                _unbind(streamed)
+
     def _check(self, r: httpx.Response, body: bytes | bytearray, path: str, expect_json: bool) -> Any:
         if r.status_code in (401, 403):
             raise ServerError(self.name, AUTH_FAILED, f"token refused (HTTP {r.status_code}) at {self.url}")
@@ -306,48 +321,39 @@ class ServerClient:
         limit = timeout or self.timeout
 
         async def read() -> None:
-            streamed: list[httpx.Response] = []
-            try:
-                async with self._http.stream("GET", path, timeout=httpx.Timeout(limit)) as r:
-                    streamed.append(r)
-                    await each_item(r)
-            finally:
-                for r in streamed:  # (closed by now)
-                    _unbind(r)
-
-        async def each_item(r: httpx.Response) -> None:
-            if r.status_code != 200 or not _is_json(r):
-                head = bytearray()
-                async for chunk in r.aiter_bytes():
-                    head += chunk
-                    if len(head) > 65536:
-                        break
-                self._check(r, head, shown, True)
-                raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with something other than a list")
-            items = ijson.sendable_list()
-            parser = ijson.items_coro(items, "item", use_float=True)
-            seen, started = 0, False
-            try:
-                async for chunk in r.aiter_bytes():
-                    seen += len(chunk)
-                    if seen > self.max_body:
-                        raise ServerError(self.name, TOO_BIG, _too_big(shown, self.max_body))
-                    if not started and chunk.strip():
-                        if not chunk.lstrip().startswith(b"["):
-                            raise ServerError(self.name, NOT_JUPYTER,
-                                              f"answered /{shown} with something other than a list")
-                        started = True
-                    parser.send(chunk)
+            async with self._stream(path, timeout=httpx.Timeout(limit)) as r:
+                if r.status_code != 200 or not _is_json(r):
+                    head = bytearray()
+                    async for chunk in r.aiter_bytes():
+                        head += chunk
+                        if len(head) > 65536:
+                            break
+                    self._check(r, head, shown, True)
+                    raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with something other than a list")
+                items = ijson.sendable_list()
+                parser = ijson.items_coro(items, "item", use_float=True)
+                seen, started = 0, False
+                try:
+                    async for chunk in r.aiter_bytes():
+                        seen += len(chunk)
+                        if seen > self.max_body:
+                            raise ServerError(self.name, TOO_BIG, _too_big(shown, self.max_body))
+                        if not started and chunk.strip():
+                            if not chunk.lstrip().startswith(b"["):
+                                raise ServerError(self.name, NOT_JUPYTER,
+                                                  f"answered /{shown} with something other than a list")
+                            started = True
+                        parser.send(chunk)
+                        for item in items:
+                            each(item)
+                        del items[:]
+                    parser.close()
                     for item in items:
                         each(item)
-                    del items[:]
-                parser.close()
-                for item in items:
-                    each(item)
-            except ijson.JSONError:
-                raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with malformed JSON") from None
-            except RecursionError:
-                raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with JSON nested too deep") from None
+                except ijson.JSONError:
+                    raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with malformed JSON") from None
+                except RecursionError:
+                    raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with JSON nested too deep") from None
 
         await self._bounded(read(), limit)
 
@@ -435,26 +441,16 @@ class ServerClient:
         where = f"api/contents/{contents_path(path)}"
 
         async def read() -> httpx.Response:
-            streamed: list[httpx.Response] = []
-            try:
-                async with self._http.stream("GET", where, params={"content": "1"},
-                                             timeout=httpx.Timeout(limit)) as r:
-                    streamed.append(r)
-                    return await whole(r)
-            finally:
-                for r in streamed:  # (closed by now)
-                    _unbind(r)
-
-        async def whole(r: httpx.Response) -> httpx.Response:
-            declared = r.headers.get("content-length") or ""
-            if r.status_code == 200 and declared.isdigit() and int(declared) > max_bytes:
-                raise ServerError(self.name, TOO_BIG, f"/{where} is {int(declared)} bytes, over {max_bytes}")
-            body = bytearray()
-            async for chunk in r.aiter_bytes():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise ServerError(self.name, TOO_BIG, f"/{where} is over {max_bytes} bytes")
-            return httpx.Response(r.status_code, headers=r.headers, content=bytes(body), request=r.request)
+            async with self._stream(where, params={"content": "1"}, timeout=httpx.Timeout(limit)) as r:
+                declared = r.headers.get("content-length") or ""
+                if r.status_code == 200 and declared.isdigit() and int(declared) > max_bytes:
+                    raise ServerError(self.name, TOO_BIG, f"/{where} is {int(declared)} bytes, over {max_bytes}")
+                body = bytearray()
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ServerError(self.name, TOO_BIG, f"/{where} is over {max_bytes} bytes")
+                return httpx.Response(r.status_code, headers=r.headers, content=bytes(body), request=r.request)
 
         r = await self._bounded(read(), limit)
         model = self._check(r, r.content, where, True)
