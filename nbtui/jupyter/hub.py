@@ -27,7 +27,7 @@ import httpx
 
 from nbtui.files.config import ServerConfig
 from nbtui.jupyter.hubtokens import TokenMint
-from nbtui.jupyter.rest import (AUTH_FAILED, NOT_JUPYTER, TIMEOUT, TOO_BIG, ServerClient, ServerError, is_loopback,
+from nbtui.jupyter.rest import (AUTH_FAILED, NOT_JUPYTER, TIMEOUT, TOO_BIG, ServerClient, ServerError, deadline, is_loopback,
                                server_token)
 from nbtui.jupyter.urlpath import UnsafeSegment, segment, server_path
 from nbtui.sources import ServerReader
@@ -380,7 +380,7 @@ class HubSource:
         row: dict[str, Any] = {"name": self.name, "url": self.config.url, "source": "hub", "hub": self.name,
                                "local": is_loopback(self.config.url)}
         try:
-            servers, routes, latency = await asyncio.wait_for(self._list(), self.timeout + 0.25)
+            servers, routes, latency = await deadline(self._list(), self.timeout + 0.25)
         except asyncio.TimeoutError:
             row.update(status=model.TIMEOUT, error_kind="timeout",
                        error=f"server {self.name}: timed out after {self.timeout:g} s")

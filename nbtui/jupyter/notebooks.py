@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from nbtui.core.orphans import NOTEBOOK_CHECK_TTL
-from nbtui.jupyter.rest import NOT_FOUND, ServerClient, ServerError
+from nbtui.jupyter.rest import NOT_FOUND, ServerClient, ServerError, deadline
 from nbtui.jupyter.urlpath import UnsafeSegment, contents_path
 
 # Folders re-checked per server per call (a refresh): the rest wait for the next. Folders first
@@ -233,7 +233,7 @@ class NotebookChecks:
     async def _bounded(self, limit: asyncio.Semaphore, timeout: float, work: Callable[[], Awaitable[Any]]) -> Any:
         """One request, once ``limit`` lets it, bounded by ``timeout``."""
         async with limit:
-            return await asyncio.wait_for(work(), timeout + 0.25)
+            return await deadline(work(), timeout + 0.25)
 
     async def _check_folder(self, server: str, folder: str, names: set[str], client: Callable[[], ServerClient],
                             limit: asyncio.Semaphore, timeout: float) -> None:

@@ -477,8 +477,7 @@ class Fleet:
             return
         timeout = entry.config.timeout or self.settings.timeout
         try:
-            data = await asyncio.wait_for(
-                self.client(entry.config.name).nbtui_usage(self.settings.orphan_idle), timeout + 0.25)
+            data = await deadline(self.client(entry.config.name).nbtui_usage(self.settings.orphan_idle), timeout + 0.25)
             entry.ext_result = wire.load(entry.config.name, data)
             entry.ext_extra = wire.load_extra(entry.config.name, data)
             entry.ext_note = None
