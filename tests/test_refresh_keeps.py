@@ -125,3 +125,45 @@ def test_a_fleet_a_service_reads_on_keeps_its_first_reads_kernels(jupyter):
 
     a, b = asyncio.run(reads())
     assert a == b and a is not b
+
+
+def test_a_server_that_answers_as_before_is_not_parsed_again_and_its_change_is_read_at_once(monkeypatch):
+    """Unchanged answers are skipped end to end: a fleet read again parses no answer of a
+    server that said the very same thing (its kernels are the objects of the last read), and
+    reads its next change at once; a server that then fails is shown failed, not as before."""
+    from nbtui.jupyter import rest
+    from tests.fakehttp import FakeHTTP
+
+    parsed: list[str] = []
+    real_parse = rest.parse_json
+
+    def counting(server: str, path: str, body: bytes | bytearray):
+        parsed.append(path.split("?", 1)[0])
+        return real_parse(server, path, body)
+
+    monkeypatch.setattr(rest, "parse_json", counting)
+    with FakeHTTP("liar", kernels=["k1", "k2"], paths={"k1": "a.ipynb"}) as fake:
+        fleet = Fleet([ServerConfig("srv", fake.url, token_source="none")], Settings(orphan_idle=3600))
+        fleet.checks_notebooks = False
+        fleet.reads_again = True
+
+        async def reads():
+            first = await fleet.snapshot(hold_back=5.0)
+            n_first = len(parsed)
+            second = await fleet.snapshot(hold_back=5.0)
+            n_second = len(parsed) - n_first
+            fake.httpd.kernels.append("k3")  # type: ignore[attr-defined]
+            third = await fleet.snapshot(hold_back=5.0)
+            fake.httpd.mode = "500"  # type: ignore[attr-defined]
+            fourth = await fleet.snapshot(hold_back=5.0)
+            await fleet.aclose()
+            return first, n_first, second, n_second, third, fourth
+
+        first, n_first, second, n_second, third, fourth = asyncio.run(reads())
+    assert {"api/kernels", "api/sessions", "api/terminals"} <= set(parsed[:n_first])
+    assert n_second == 0  # nothing of the same answers parsed again
+    assert [k.kernel_id for k in second.kernels] == [k.kernel_id for k in first.kernels]
+    assert all(a is b for a, b in zip(first.kernels, second.kernels))
+    assert {k.kernel_id for k in third.kernels} == {"k1", "k2", "k3"}
+    assert {k.kernel_id: k.session.path if k.session else None for k in third.kernels}["k1"] == "a.ipynb"
+    assert not fourth.kernels and not fourth.servers[0].ok

@@ -8,8 +8,7 @@ import functools
 import ipaddress
 import json
 import ssl
-import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Final, Optional, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Final, NamedTuple, Optional, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -60,6 +59,26 @@ STATUS_OF_KIND: dict[model.ErrorKind, model.ServerStatus] = {
     AUTH_FAILED: model.AUTH_FAILED,
     TOKEN: model.AUTH_FAILED,
 }
+
+
+class Listing(NamedTuple):
+    """A JSON list's answer (``ServerClient.listing``): its digest, and ``parse()``, which
+    checks it as ``request`` does (raising its ServerError) and returns the list."""
+
+    digest: Optional[int]  # None: not asked for
+    parse: Callable[[], list]
+
+
+def _is_kernel(k: Any) -> bool:
+    return isinstance(k, dict) and isinstance(k.get("id"), str)
+
+
+def _is_dict(s: Any) -> bool:
+    return isinstance(s, dict)
+
+
+def _is_terminal(t: Any) -> bool:
+    return isinstance(t, dict) and isinstance(t.get("name"), str) and bool(t["name"])
 
 
 class ServerError(NbtuiError):
@@ -205,6 +224,13 @@ class ServerClient:
         """One request, bounded AS A WHOLE by ``timeout`` (default: the server's): connect,
         headers and the body together, so a server that drips a byte a second costs no
         more than that. The body is streamed and capped at ``max_body``."""
+        r, body, shown = await self._exchange(method, path, json_body, timeout, headers)
+        return self._check(r, body, shown, expect_json)
+
+    async def _exchange(self, method: str, path: str, json_body: Any = None, timeout: Optional[float] = None,
+                        headers: Optional[dict] = None) -> tuple[httpx.Response, bytearray, str]:
+        """``request``'s exchange, its answer not yet checked: the response, its body and the
+        path as asked (for the errors)."""
         path = shown = path.lstrip("/")
         _no_dot_parts(path)
         if self.no_track_activity and method == "GET":
@@ -214,7 +240,26 @@ class ServerClient:
         if headers:
             extra["headers"] = headers
         r, body = await self._bounded(self._fetch(method, path, json_body, extra), deadline)
-        return self._check(r, body, shown, expect_json)
+        return r, body, shown
+
+    async def listing(self, path: str, keep: Callable[[Any], bool], digest: bool = False) -> Listing:
+        """``GET path``, a JSON list (its items those ``keep`` accepts), parsed when asked
+        (``Listing.parse``); with ``digest``, with the digest of the answer: a read again whose
+        answer has the digest of the last one it made something of skips the parse and keeps
+        what it made (a refresh costs what changed)."""
+        r, body, shown = await self._exchange("GET", path)
+        # Python's hash, salted per process (no server can aim a collision at it), of the whole
+        # answer as _check sees it: the same digest is the same check and the same list.
+        seen = None if not digest else hash((r.status_code, r.headers.get("content-type", ""),
+                                            r.headers.get("location", ""), bytes(body)))
+
+        def parse() -> list:
+            data = self._check(r, body, shown, True)
+            if not isinstance(data, list):
+                raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with something other than a list")
+            return [item for item in data if keep(item)]
+
+        return Listing(seen, parse)
 
     async def _fetch(self, method: str, path: str, json_body: Any, extra: dict) -> tuple[httpx.Response, bytearray]:
         """Send and read the body, holding at most ``max_body`` of this server's answers at
@@ -296,16 +341,16 @@ class ServerClient:
         return await self.request("GET", "api/status")
 
     async def kernels(self) -> list[dict]:
-        data = await self.request("GET", "api/kernels")
-        if not isinstance(data, list):
-            raise ServerError(self.name, NOT_JUPYTER, "answered /api/kernels with something other than a list")
-        return [k for k in data if isinstance(k, dict) and isinstance(k.get("id"), str)]
+        return (await self.kernels_listing()).parse()
+
+    async def kernels_listing(self, digest: bool = False) -> Listing:
+        return await self.listing("api/kernels", _is_kernel, digest)
 
     async def sessions(self) -> list[dict]:
-        data = await self.request("GET", "api/sessions")
-        if not isinstance(data, list):
-            raise ServerError(self.name, NOT_JUPYTER, "answered /api/sessions with something other than a list")
-        return [s for s in data if isinstance(s, dict)]
+        return (await self.sessions_listing()).parse()
+
+    async def sessions_listing(self, digest: bool = False) -> Listing:
+        return await self.listing("api/sessions", _is_dict, digest)
 
     async def stream_list(self, path: str, each: Callable[[Any], None], *, timeout: Optional[float] = None) -> None:
         """``GET path``, a JSON list handed to ``each`` one item at a time as it is parsed
@@ -357,18 +402,13 @@ class ServerClient:
 
         await self._bounded(read(), limit)
 
-    async def timed_kernels(self) -> tuple[list[dict], float]:
-        t0 = time.perf_counter()
-        kernels = await self.kernels()
-        return kernels, (time.perf_counter() - t0) * 1000
-
     async def terminals(self) -> list[dict]:
         """``GET /api/terminals``: ``[{"name", "last_activity"}]``; NOT_FOUND / NOT_JUPYTER
         when the server has terminals off (no terminado)."""
-        data = await self.request("GET", "api/terminals")
-        if not isinstance(data, list):
-            raise ServerError(self.name, NOT_JUPYTER, "answered /api/terminals with something other than a list")
-        return [t for t in data if isinstance(t, dict) and isinstance(t.get("name"), str) and t["name"]]
+        return (await self.terminals_listing()).parse()
+
+    async def terminals_listing(self, digest: bool = False) -> Listing:
+        return await self.listing("api/terminals", _is_terminal, digest)
 
     async def terminal(self, name: str) -> dict:
         return await self.request("GET", f"api/terminals/{segment(name, 'terminal name')}")

@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from nbtui.core import holders, model, orphans
 from nbtui.files.config import Config, ServerConfig, Settings
@@ -20,7 +20,7 @@ from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
 from nbtui.jupyter.join import join_kernels, terminals_of
-from nbtui.jupyter.rest import STATUS_OF_KIND, ServerClient, ServerError, deadline, is_loopback, server_token
+from nbtui.jupyter.rest import STATUS_OF_KIND, Listing, ServerClient, ServerError, deadline, is_loopback, server_token
 from nbtui.files.secrets import redact
 from nbtui.service.sources import source_for
 from nbtui.sources import HostSample, HostView
@@ -37,19 +37,29 @@ def utcnow() -> dt.datetime:
 
 
 TIMEOUT_KIND = "timeout"
+_T = TypeVar("_T")
 
 
-async def _lists(client: ServerClient, capped: Optional[CappedKernels]) -> tuple[tuple[list, float], list]:
-    """``((kernels, latency_ms), sessions)`` of one server: both at once, or with a cap one
-    item at a time, the kernels first (the sessions kept are the kept kernels')."""
+async def _timed(work: Awaitable[_T]) -> tuple[_T, float]:
+    t0 = time.perf_counter()
+    got = await work
+    return got, (time.perf_counter() - t0) * 1000
+
+
+async def _lists(client: ServerClient, capped: Optional[CappedKernels],
+                 digest: bool) -> tuple[list | Listing, list | Listing, float]:
+    """``(kernels, sessions, latency_ms)`` of one server: both answers at once, not yet
+    parsed (``Listing``, with their digests if asked), or with a cap one item at a time, the
+    kernels first (the sessions kept are the kept kernels')."""
     if capped is None:
-        kernels, sessions = await _all_or_none([client.timed_kernels(), client.sessions()])
-        return kernels, sessions
+        (kernels, latency), sessions = await _all_or_none([_timed(client.kernels_listing(digest)),
+                                                           client.sessions_listing(digest)])
+        return kernels, sessions, latency
     t0 = time.perf_counter()
     await client.stream_list("api/kernels", capped.add)
     latency = (time.perf_counter() - t0) * 1000
     await client.stream_list("api/sessions", capped.add_session)
-    return (capped.kept(), latency), capped.sessions
+    return capped.kept(), capped.sessions, latency
 
 
 @dataclass
@@ -67,6 +77,12 @@ class _Server:
     ext_task: Optional[asyncio.Future] = None  # its extension read in flight (a refresh waits hold_back for it)
     terminals: tuple[model.Terminal, ...] = ()  # rows of the last read
     terminal_note: Optional[str] = None  # why its terminals are unknown
+    # A server read again: the digests of its last answers the fleet made rows of
+    # (ServerClient.listing), and what it made of them; the same answers again are not parsed.
+    lists_digests: Optional[tuple[int, int]] = None  # /api/kernels, /api/sessions
+    lists_keys: tuple[str, ...] = ()  # its kernels' keys, in the server's order
+    terminals_digest: Optional[int] = None
+    terminals_made: tuple[model.Terminal, ...] = ()
     # Probes kept for the server's lifetime (``_forget_probes``: a read that fails as a whole,
     # since the server may come back as another process): its version was asked, and it
     # has no terminals (the extension's absence: ``ext_retry_at`` is then infinite).
@@ -339,6 +355,7 @@ class Fleet:
         entry = self._entry(name)
         client, entry.client = entry.client, None
         entry.config, entry.extra = config, dict(extra)
+        entry.lists_digests = entry.terminals_digest = None
         if client is not None:
             await client.aclose()
 
@@ -421,10 +438,20 @@ class Fleet:
             client = await self.aclient(name)
             cap = self.hooks.kernel_cap(name)
             capped = None if cap is None else CappedKernels(cap, self.settings.orphan_idle, now)
-            calls: list[Awaitable[Any]] = [_lists(client, capped), self._read_terminals(entry, now)]
+            digest = self._kept is not None  # read again: an answer the same as the last is not parsed
+            calls: list[Awaitable[Any]] = [_lists(client, capped, digest), self._read_terminals(entry, digest)]
             if not entry.version_asked:
                 calls.append(client.version())
             results = await deadline(_all_or_none(calls), timeout + 0.25)
+            raw_kernels, raw_sessions, latency = results[0]
+            results[0] = None  # an answer's body goes once it is parsed (or not needed)
+            kept = self._unchanged(entry, raw_kernels, raw_sessions)
+            digests: tuple[Optional[int], Optional[int]] = (None, None)
+            if kept is not None:
+                raw_kernels = raw_sessions = []
+            elif isinstance(raw_kernels, Listing) and isinstance(raw_sessions, Listing):
+                digests = raw_kernels.digest, raw_sessions.digest
+                raw_kernels, raw_sessions = raw_kernels.parse(), raw_sessions.parse()
         except asyncio.TimeoutError:
             if ext:
                 ext.cancel()
@@ -438,28 +465,50 @@ class Fleet:
             return self._failed(entry, e), []
         if ext:
             await ext
-        (raw_kernels, latency), raw_sessions = results[0]
         if len(results) > 2:
             entry.version, entry.version_asked = results[2], True
-        try:
-            kernels = join_kernels(name, raw_kernels, raw_sessions, self._kept)
-        except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
-            return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
-                                                   "/api/kernels with fields of the wrong types")), []
-        del results, raw_kernels, raw_sessions  # a big answer is not held past the join
+        del results
+        if kept is not None:
+            kernels = kept
+        else:
+            entry.lists_digests = None
+            try:
+                kernels = join_kernels(name, raw_kernels, raw_sessions, self._kept)
+            except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
+                return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
+                                                       "/api/kernels with fields of the wrong types")), []
+            if digests[0] is not None and digests[1] is not None:
+                entry.lists_digests, entry.lists_keys = (digests[0], digests[1]), tuple(k.key for k in kernels)
+        del raw_kernels, raw_sessions  # a big answer is not held past the join
         if capped is not None:
             self.hooks.counted_over_cap(name, capped.over())
         self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
 
-    async def _read_terminals(self, entry: _Server, now: dt.datetime) -> None:
+    def _unchanged(self, entry: _Server, kernels: list | Listing, sessions: list | Listing) -> Optional[list[model.Kernel]]:
+        """The kernels the fleet made of this server's last answers, where both answers are
+        those again (their digests) and the fleet still holds every one of them; else None."""
+        if (self._kept is None or entry.lists_digests is None or not isinstance(kernels, Listing)
+                or not isinstance(sessions, Listing) or (kernels.digest, sessions.digest) != entry.lists_digests):
+            return None
+        kept = self._kept
+        made = [kept.get(key) for key in entry.lists_keys]
+        return None if None in made else made  # type: ignore[return-value]
+
+    async def _read_terminals(self, entry: _Server, digest: bool = False) -> None:
         """The server's terminals (``GET /api/terminals``); a server with terminals off, or
         one that fails this read alone, has none known (said in ``terminal_note``). A server
-        with terminals off is not asked again while it runs (``terminals_off``)."""
+        with terminals off is not asked again while it runs (``terminals_off``). With
+        ``digest`` (read again) the same answer as the last keeps the last rows."""
         if entry.terminals_off:
             return
+        name = entry.config.name
         try:
-            raw = await self.client(entry.config.name).terminals()
+            answer = await self.client(name).terminals_listing(digest)
+            if answer.digest is None or answer.digest != entry.terminals_digest:
+                entry.terminals_digest = None
+                entry.terminals_made = tuple(terminals_of(name, answer.parse()))
+                entry.terminals_digest = answer.digest
         except ServerError as e:
             if e.kind in (TIMEOUT_KIND, "unreachable", "auth-failed"):
                 raise  # the server itself is not readable: the read fails as a whole
@@ -467,7 +516,7 @@ class Fleet:
             entry.terminal_note = TERMINALS_OFF if entry.terminals_off else "terminals: " + e.detail
             return
         entry.terminal_note = None
-        entry.terminals = tuple(terminals_of(entry.config.name, raw))
+        entry.terminals = entry.terminals_made
 
     async def _read_extension(self, entry: _Server) -> None:
         """Ask the server's nbtui extension for usage (bounded by the server's timeout);
@@ -531,6 +580,7 @@ class Fleet:
         if entry.probe_key is not None and self._probes is not None:
             self._probes.forget(entry.probe_key)
         entry.version_asked = entry.terminals_off = False
+        entry.lists_digests = entry.terminals_digest = None  # (and what was made of its answers is not kept)
         if entry.ext_retry_at == float("inf"):
             entry.ext_retry_at = 0.0
 
