@@ -41,7 +41,9 @@ def idle_kernels(kernels: Iterable[Kernel], threshold: float) -> list[Kernel]:
     """The kernels ``kernel_is_idle`` says are idle, their idle times as of one clock reading
     (a summary of 5,000 kernels reads the clock once, not once each)."""
     now = model.clock()
-    return [k for k in kernels if is_idle(model.idle_since(k.last_activity, now), k.state, threshold)]
+    # (model.idle_since, inline: asked of every kernel on every refresh)
+    return [k for k in kernels if (last := k.last_activity) is not None
+            and is_idle(max(0.0, now - last.timestamp()), k.state, threshold)]
 
 
 def kernel_reasons(

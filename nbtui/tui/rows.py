@@ -65,6 +65,9 @@ class CellCache:
         for r in rows:
             key = r.key
             cached = sigs.get(key)
+            if cached is not None and cached[2] is r and (idle_at is None or now < cached[3]) and r.state != "starting":
+                out[key] = cached[1]  # the very row, its idle text still good: its cells as they were
+                continue
             same = cached is not None and cached[2] is r
             if cached is not None and same and r.state != "starting":
                 sig = cached[0]  # the very row: nothing in it changed (a starting kernel's state text can)

@@ -62,7 +62,8 @@ class SnapshotRunner:
         rows = tr.rows_of(snap, memo=self._rows)
         layout = self.layout
         cells = self._cells.rows(rows, layout) if layout else None
-        return Read(snap, {r.key: r for r in rows}, cells, rows, reading.waiting, reading.partial, summary.count(snap))
+        # (the rows by key: rows_of's memo of them, made anew each call)
+        return Read(snap, self._rows.last, cells, rows, reading.waiting, reading.partial, summary.count(snap))
 
     def screen_shown(self) -> None:
         self.service.screen_shown()

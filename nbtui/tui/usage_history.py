@@ -22,16 +22,19 @@ class History:
         self._data: dict[str, deque] = {}
 
     def add(self, kernels: Iterable[Kernel]) -> None:
-        alive = set()
+        kernels = list(kernels)
+        data = self._data
+        added = 0
         for k in kernels:
-            alive.add(k.key)
             u = k.usage
             if u is None:
                 continue
-            self._data.setdefault(k.key, deque(maxlen=self.length)).append(
-                (u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes))
-        for key in [k for k in list(self._data) if k not in alive]:
-            del self._data[key]
+            data.setdefault(k.key, deque(maxlen=self.length)).append((u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes))
+            added += 1
+        if len(data) > added:  # (a snapshot's keys are distinct: each added one is alive) some may be gone
+            alive = {k.key for k in kernels}
+            for key in [key for key in data if key not in alive]:
+                del data[key]
 
     def series(self, key: str, index: int) -> list[Optional[float]]:
         """The samples of one measure, oldest first; None where it was unknown."""

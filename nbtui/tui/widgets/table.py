@@ -196,7 +196,12 @@ class KernelTable(RowTable):
         """What DataTable.sort does, with the order given rather than computed from cells;
         then only the places whose row or cells changed are rendered again (of 5,000 rows in
         idle order, the 1 % that changed move to the end: the rows on screen mostly stay)."""
-        self._row_locations = TwoWayDict({self._row_key(k): i for i, k in enumerate(keys)})
+        made = self._row_keys
+        try:  # every row's RowKey was made as it was added (a dict lookup each, not a call)
+            where = {made[k]: i for i, k in enumerate(keys)}
+        except KeyError:
+            where = {self._row_key(k): i for i, k in enumerate(keys)}
+        self._row_locations = TwoWayDict(where)
         places: list[Any] = [getattr(self, n, None) for n in ("_offset_cache", "_ordered_row_cache")]
         if any(c is None or not hasattr(c, "clear") for c in places):
             self._update_count += 1

@@ -1,0 +1,33 @@
+"""The detail pane's sparklines (nbtui.tui.usage_history): one sample per read for each
+measured kernel, kept while the kernel is listed, gone with it."""
+
+from __future__ import annotations
+
+from nbtui.core.model import Kernel, Usage
+from nbtui.tui.usage_history import History
+
+
+def _k(kid: str, cpu: float | None = None, mem: int | None = None) -> Kernel:
+    usage = None if cpu is None and mem is None else Usage(source="local", cpu_percent=cpu, memory_bytes=mem)
+    return Kernel(server="s", kernel_id=kid, kernel_name="python3", state="idle", connections=0,
+                  last_activity=None, usage=usage)
+
+
+def test_a_kernel_keeps_its_samples_while_listed_and_loses_them_when_gone():
+    h = History(length=3)
+    h.add([_k("a", 10.0, 100), _k("b", 50.0, 200)])
+    h.add([_k("a", 20.0, 100), _k("b")])  # b listed but not measured this time: its samples stay
+    h.add([_k("a", 30.0, 100), _k("b"), _k("c", 5.0, 7)])
+    h.add([_k("a", 40.0, 100), _k("c", 6.0, 7)])  # b is gone
+    assert h.series("s:a", 0) == [20.0, 30.0, 40.0]  # the last three, oldest first
+    assert h.series("s:b", 0) == []
+    assert h.series("s:c", 1) == [7.0, 7.0]
+    h.add([])
+    assert h.series("s:a", 0) == [] and h.series("s:c", 0) == []
+
+
+def test_a_measure_never_known_has_no_line():
+    h = History()
+    h.add([_k("a", None, 100)])
+    h.add([_k("a", None, 120)])
+    assert h.series("s:a", 0) == [] and h.series("s:a", 1) == [100.0, 120.0]
