@@ -91,6 +91,33 @@ async def test_spinning_allocating_kernel_shows_cpu_and_memory(shared_jupyter):
         server.shutdown_kernel(kid)
 
 
+async def test_baselines_taken_as_ls_starts_measure_its_first_listing(shared_jupyter):
+    """`nbtui ls` takes the CPU baselines as it starts (prime_early): its host view adopts
+    them, scans for none of its own and waits only what is left of the interval, and a
+    spinning kernel's first CPU % is measured from them."""
+    from nbtui.host import local
+
+    server = shared_jupyter
+    kid = server.start_kernel()
+    try:
+        server.start_code(kid, "while True: pass")
+        local.prime_early()
+        host = LocalHost()
+        assert LocalHost().early_wait() is None  # the baselines are one host view's
+        left = host.early_wait()
+        assert left is not None and 0.0 <= left <= MIN_CPU_INTERVAL
+        assert host.prime() == 0.0  # adopted: no scan of its own
+        local.prime_early()
+        early = local._early
+        host = LocalHost()
+        assert early is not None and host.table is early.table
+        async with Fleet([server_config(server)], host=host) as fleet:
+            usage = kernel_of(await fleet.snapshot(), kid).usage
+        assert usage is not None and usage.cpu_percent is not None and usage.cpu_percent > 0
+    finally:
+        server.shutdown_kernel(kid)
+
+
 async def test_tree_sums_the_kernel_and_its_child(shared_jupyter):
     server = shared_jupyter
     kid = server.start_kernel()

@@ -119,10 +119,17 @@ def _run(args: argparse.Namespace) -> int:
 
 # Commands whose terminal belongs to Textual: they get the real streams.
 _TUI_COMMANDS = (None, "console", "demo")
+# One-shot commands that show CPU %: the host's baselines are taken as they start.
+_PRIMES_HOST = {"ls"}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _collect_less_often()
+    if _PRIMES_HOST & set(sys.argv[1:] if argv is None else argv):
+        # Before the command's modules load (most of its start): the interval a CPU % needs
+        # passes while it loads and reads. (A word "ls" elsewhere costs one process scan.)
+        from nbtui.service.checks import prime_host
+        prime_host()
     args = build_parser(argv, lazy=True).parse_args(argv)
     if args.command in _TUI_COMMANDS:
         return _main(args)

@@ -61,6 +61,16 @@ async def probe_missing(fleet: "Fleet", snap: model.Snapshot, timeout: float) ->
     return await probe(fleet, snap, timeout=timeout)
 
 
+def prime_host() -> None:
+    """Begin the local host's CPU baselines now, for the host view made later in this process
+    (nbtui.host.local.prime_early): `nbtui ls` asks as it starts."""
+    try:
+        from nbtui.host.local import prime_early
+    except ImportError:
+        return
+    prime_early()
+
+
 def host_view(settings: Settings, cpu: bool = True) -> Optional["HostView"]:
     """The local host's usage view (psutil + NVML), or None where it is not available;
     without ``cpu``, one that measures no CPU % (see LocalHost)."""

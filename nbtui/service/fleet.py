@@ -649,11 +649,14 @@ class Fleet:
         # refresh (hold_back) does not wait for that interval: a CPU % sampled sooner is
         # unknown in this snapshot (the host view says so) and measured in the next.
         prime = getattr(self.host, "prime", None)
+        early = getattr(self.host, "early_wait", None)  # baselines taken as the process started
 
         async def primed() -> None:  # the process scan runs beside the first requests
             if usage_after is not None:
                 await usage_after()
-            wait = await asyncio.to_thread(prime) if prime else 0.0
+            wait = early() if early is not None else None
+            if wait is None:
+                wait = await asyncio.to_thread(prime) if prime else 0.0
             if hold_back is None:
                 await asyncio.sleep(wait or 0.0)
 

@@ -114,7 +114,9 @@ class HostView(Protocol):
 
     def prime(self) -> float:
         """Take baselines (CPU % needs two samples); returns the seconds to wait before
-        ``sample()`` for measured figures (0 when nothing needs waiting)."""
+        ``sample()`` for measured figures (0 when nothing needs waiting). A view may also
+        have ``early_wait()``: where its baselines were taken as the process started, the
+        seconds still to wait (asked first, on the fleet's loop; None: ``prime`` is asked)."""
         ...
 
     def sample(self, servers: Sequence[ServerInfo], kernels: Sequence[Kernel],
