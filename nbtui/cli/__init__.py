@@ -125,7 +125,8 @@ _PRIMES_HOST = {"ls"}
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _collect_less_often()
-    if _PRIMES_HOST & set(sys.argv[1:] if argv is None else argv):
+    words = set(sys.argv[1:] if argv is None else argv)
+    if _PRIMES_HOST & words and not {"-h", "--help"} & words:
         # Before the command's modules load (most of its start): the interval a CPU % needs
         # passes while it loads and reads. (A word "ls" elsewhere costs one process scan.)
         from nbtui.service.checks import prime_host
