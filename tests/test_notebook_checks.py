@@ -161,3 +161,40 @@ async def test_re_checks_spread_over_refreshes_the_longest_unchecked_first():
     assert await call() == []  # all answered within the minute
     now[0] = 61 + 60
     assert await call() == first  # and due again in the order they were asked
+
+
+async def test_a_session_that_comes_between_refreshes_has_its_file_asked_at_once():
+    # A refresh with the same sessions as the last is grouped as before; one more session
+    # (in a folder checked already, and in a new one) is asked at the next call, not a minute on.
+    import asyncio
+
+    from nbtui.jupyter.notebooks import NotebookChecks
+
+    asked: list[str] = []
+
+    class Server:
+        async def contents_exists(self, path: str) -> bool:
+            asked.append(path)
+            return path != "p/gone.ipynb"
+
+        async def request(self, method: str, url: str) -> dict:
+            asked.append(url)
+            return {"type": "directory", "content": [{"name": "a.ipynb"}, {"name": "b.ipynb"}]}
+
+    now = [0.0]
+    checks = NotebookChecks(ttl=60, clock=lambda: now[0])
+
+    async def call(paths: list[str]) -> list[str]:
+        del asked[:]
+        await checks.refresh("s", paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5)  # type: ignore
+        return sorted(asked)
+
+    first = ["p/a.ipynb", "q/x.ipynb"]
+    assert await call(first) == ["p/a.ipynb", "q/x.ipynb"]
+    now[0] = 1
+    assert await call(list(first)) == []  # the same sessions: nothing due
+    now[0] = 2
+    assert await call([*first, "p/gone.ipynb", "r/y.ipynb"]) == ["api/contents/p?content=1", "p/gone.ipynb",
+                                                                 "r/y.ipynb"]
+    assert checks.get("s", "p/gone.ipynb") is False and checks.get("s", "p/a.ipynb") is True
+    assert checks.get("s", "r/y.ipynb") is True

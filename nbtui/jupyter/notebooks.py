@@ -85,6 +85,7 @@ class NotebookChecks:
         self._files: dict[tuple[str, str], tuple[float, Optional[bool]]] = {}  # asked one by one
         # a folder's last_modified in its parent's listing, when its files were last learnt
         self._stamps: dict[tuple[str, str], str] = {}
+        self._grouped: dict[str, tuple[tuple[str, ...], dict[str, frozenset[str]]]] = {}  # (_by_folder)
 
     def get(self, server: str, path: str) -> Optional[bool]:
         """The latest answer about ``path``: its folder's listing showed it, or it was asked
@@ -97,7 +98,7 @@ class NotebookChecks:
         return one[1] if one is not None else None
 
     @staticmethod
-    def _paced(due: list[tuple[str, set[str]]], checked: dict[str, Optional[float]]) -> list[tuple[str, set[str]]]:
+    def _paced(due: list[tuple[str, frozenset[str]]], checked: dict[str, Optional[float]]) -> list[tuple[str, frozenset[str]]]:
         """The due folders to check now: every one never checked, and re-checks up to
         RECHECKS_PER_CALL, the longest unchecked first, a parent's due folders together (so
         that one listing of the parent may answer for them all)."""
@@ -114,7 +115,7 @@ class NotebookChecks:
             room = max(room - len(children), 0)
         return [(f, names) for f, names in due if f not in later]
 
-    def _checked_at(self, server: str, folder: str, names: set[str]) -> Optional[float]:
+    def _checked_at(self, server: str, folder: str, names: frozenset[str]) -> Optional[float]:
         """When the oldest of these answers came (None: one of them never did)."""
         listed = self._folders.get((server, folder))
         oldest: Optional[float] = None
@@ -128,13 +129,28 @@ class NotebookChecks:
             oldest = at if oldest is None else min(oldest, at)
         return oldest
 
-    def _due(self, server: str, folder: str, names: set[str]) -> bool:
+    def _by_folder(self, server: str, paths: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The names of ``paths`` by folder; the last call's grouping again where a server's
+        paths are the same (a refresh asks with the same sessions, one call per server)."""
+        paths = tuple(paths)
+        last = self._grouped.get(server)
+        if last is not None and last[0] == paths:
+            return last[1]
+        grouped: dict[str, set[str]] = {}
+        for p in paths:
+            folder, name = split_path(p)
+            grouped.setdefault(folder, set()).add(name)
+        by_folder = {f: frozenset(names) for f, names in grouped.items()}
+        self._grouped[server] = (paths, by_folder)
+        return by_folder
+
+    def _due(self, server: str, folder: str, names: frozenset[str], now: float) -> bool:
         if len(names) == 1:  # a folder of one session's file: that file is asked on its own
             one = self._files.get((server, join_path(folder, next(iter(names)))))
-            return one is None or self.clock() - one[0] >= self.ttl
+            return one is None or now - one[0] >= self.ttl
         listed = self._folders.get((server, folder))
         # (a name the listing lacked was asked on its own right after it: no older than it)
-        return listed is None or self.clock() - listed.checked_at >= self.ttl or not names <= listed.asked
+        return listed is None or now - listed.checked_at >= self.ttl or not names <= listed.asked
 
     async def refresh(self, server: str, paths: Iterable[str], client: Callable[[], ServerClient], *,
                       limit: asyncio.Semaphore, timeout: float, stamp_first: bool = False) -> int:
@@ -142,11 +158,9 @@ class NotebookChecks:
         ``limit``; each request bounded by ``timeout``); returns how many folders were.
         ``stamp_first`` (a fleet that reads again: the TUI, the exporter): a first check lists
         the parents too, so the first re-check is their listings alone, not every folder."""
-        by_folder: dict[str, set[str]] = {}
-        for p in paths:
-            folder, name = split_path(p)
-            by_folder.setdefault(folder, set()).add(name)
-        due = [(f, names) for f, names in by_folder.items() if self._due(server, f, names)]
+        by_folder = self._by_folder(server, paths)
+        now = self.clock()
+        due = [(f, names) for f, names in by_folder.items() if self._due(server, f, names, now)]
         if due:
             # when each folder's answers came (None: never), once for this call
             checked = {f: self._checked_at(server, f, names) for f, names in by_folder.items()}
@@ -165,7 +179,7 @@ class NotebookChecks:
                                    for f, names in work if f not in kept))
         return len(due)
 
-    async def _check(self, server: str, folder: str, names: set[str], stamp: Optional[str],
+    async def _check(self, server: str, folder: str, names: frozenset[str], stamp: Optional[str],
                      client: Callable[[], ServerClient], limit: asyncio.Semaphore, timeout: float) -> None:
         if len(names) > 1:
             await self._check_folder(server, folder, names, client, limit, timeout)
@@ -177,7 +191,7 @@ class NotebookChecks:
         else:
             self._stamps.pop(key, None)
 
-    def _keep(self, server: str, folder: str, names: set[str], stamps: dict[str, str]) -> bool:
+    def _keep(self, server: str, folder: str, names: frozenset[str], stamps: dict[str, str]) -> bool:
         """Whether a due folder keeps its answers: its stamp has not moved since its files were
         all found there. They are then renewed as of now."""
         stamp = stamps.get(folder)
@@ -196,7 +210,7 @@ class NotebookChecks:
         return True
 
     @staticmethod
-    def _parents_to_list(due: list[tuple[str, set[str]]], checked: dict[str, Optional[float]],
+    def _parents_to_list(due: list[tuple[str, frozenset[str]]], checked: dict[str, Optional[float]],
                          first_too: bool = False) -> set[str]:
         """The parents worth a listing: each holds a due folder checked before and at least
         one more folder checked before (a one-shot read's first check lists no parent: it
@@ -235,7 +249,7 @@ class NotebookChecks:
         async with limit:
             return await deadline(work(), timeout + 0.25)
 
-    async def _check_folder(self, server: str, folder: str, names: set[str], client: Callable[[], ServerClient],
+    async def _check_folder(self, server: str, folder: str, names: frozenset[str], client: Callable[[], ServerClient],
                             limit: asyncio.Semaphore, timeout: float) -> None:
         key = (server, folder)
         before = self._folders.get(key)
@@ -266,7 +280,7 @@ class NotebookChecks:
         for p, answer in zip(paths, answers):
             self._files[(server, p)] = (now, answer if isinstance(answer, bool) else None)
 
-    async def _listing(self, folder: str, names: set[str], before: Optional[_Folder],
+    async def _listing(self, folder: str, names: frozenset[str], before: Optional[_Folder],
                        client: Callable[[], ServerClient], limit: asyncio.Semaphore, timeout: float) -> _Folder:
         """The folder's listing, or the last one where its ``last_modified`` has not moved
         and it was looked through for every name asked now. A folder that is not there lists
