@@ -426,3 +426,17 @@ def test_leftover_reasons_from_a_recorded_forest():
     # Its server lives but was not read: nobody can say.
     assert procs[507].orphan_reasons == ()
     assert procs[500].cpu_percent is None and procs[500].memory_bytes is None  # not measured: unknown
+
+
+def test_baselines_a_command_did_not_use_do_not_pass_to_a_later_host_view():
+    """`nbtui ls` that fails before its host view exists (a bad option, a bad config) leaves
+    no baselines for a host view made later in the same process."""
+    from nbtui import cli
+    from nbtui.host import local
+
+    for argv in (["ls", "--no-such-option"], ["ls", "--config", "/nonexistent/nbtui"]):
+        try:
+            cli.main(argv)
+        except SystemExit:
+            pass
+        assert local._early is None, argv

@@ -167,3 +167,107 @@ def test_a_server_that_answers_as_before_is_not_parsed_again_and_its_change_is_r
     assert {k.kernel_id for k in third.kernels} == {"k1", "k2", "k3"}
     assert {k.kernel_id: k.session.path if k.session else None for k in third.kernels}["k1"] == "a.ipynb"
     assert not fourth.kernels and not fourth.servers[0].ok
+
+
+class _Server:
+    """A Jupyter-shaped server on loopback whose one kernel's state, answer delay and
+    /api/kernels status the test sets as it goes."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        me = self
+        self.delay, self.state, self.last = 0.0, "idle", "2026-01-01T00:00:00Z"
+        self.kernels_status, self.sessions_hang = 200, False
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = self.path.split("?", 1)[0]
+                if path in ("/api/kernels", "/api/sessions") and me.delay:
+                    time.sleep(me.delay)
+                if path == "/api/sessions" and me.sessions_hang:
+                    time.sleep(30)
+                    return
+                status = me.kernels_status if path == "/api/kernels" else 200
+                data = ([{"id": "k1", "name": "python3", "last_activity": me.last, "execution_state": me.state,
+                          "connections": 0}] if path == "/api/kernels" and status == 200 else
+                        {"message": "forbidden"} if path == "/api/kernels" else
+                        [] if path in ("/api/sessions", "/api/terminals") else {"version": "2.14.0"})
+                body = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_read_that_outlasts_a_refresh_is_not_taken_for_the_one_after():
+    """A slow server's read runs past a refresh (hold_back), which shows its last answer;
+    when that read ends, the next refresh hears the same answer again: it shows what the
+    server says now, not the objects of the refresh before (the same answer, not the same
+    kernel)."""
+    fast, slow = _Server(), _Server()
+    fleet = Fleet([ServerConfig("fast", fast.url, token_source="none"),
+                   ServerConfig("slow", slow.url, token_source="none")], Settings(orphan_idle=3600))
+    fleet.checks_notebooks = False
+    fleet.reads_again = True
+
+    def state(snap: model.Snapshot) -> tuple[str, str]:
+        (k,) = [k for k in snap.kernels if k.server == "slow"]
+        return k.state, k.last_activity.isoformat() if k.last_activity else ""
+
+    async def reads():
+        first = await fleet.snapshot(hold_back=0.3)
+        slow.delay, slow.state, slow.last = 1.0, "busy", "2026-06-01T00:00:00Z"
+        held = await fleet.snapshot(hold_back=0.3)  # the slow read goes on without this refresh
+        running = fleet._reading.get("slow")
+        assert running is not None and "slow" in fleet.still_reading
+        await asyncio.wait_for(asyncio.shield(running), 20)
+        slow.delay = 0.0
+        after = [await fleet.snapshot(hold_back=5.0) for _ in range(2)]
+        await fleet.aclose()
+        return first, held, after
+
+    try:
+        first, held, after = asyncio.run(reads())
+    finally:
+        fast.close()
+        slow.close()
+    assert state(first) == state(held) == ("idle", "2026-01-01T00:00:00+00:00")
+    assert [state(s) for s in after] == [("busy", "2026-06-01T00:00:00+00:00")] * 2
+
+
+def test_a_refused_listing_fails_the_read_at_once_not_at_the_timeout():
+    """/api/kernels refused while /api/sessions hangs: the read fails with the refusal
+    (auth-failed, which a hub answers with a new token), not later as a timeout."""
+    srv = _Server()
+    srv.kernels_status, srv.sessions_hang = 403, True
+    fleet = Fleet([ServerConfig("x", srv.url, token_source="none", timeout=10)], Settings())
+    fleet.checks_notebooks = False
+    fleet.reads_again = True
+
+    async def read():
+        snap = await fleet.snapshot()
+        await fleet.aclose()
+        return snap
+
+    try:
+        snap = asyncio.run(read())
+    finally:
+        srv.close()
+    assert (snap.servers[0].status, snap.servers[0].error_kind) == (model.AUTH_FAILED, "auth-failed")

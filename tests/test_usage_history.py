@@ -31,3 +31,10 @@ def test_a_measure_never_known_has_no_line():
     h.add([_k("a", None, 100)])
     h.add([_k("a", None, 120)])
     assert h.series("s:a", 0) == [] and h.series("s:a", 1) == [100.0, 120.0]
+
+
+def test_a_server_that_lists_a_kernel_twice_does_not_keep_another_kernels_samples():
+    h = History()
+    h.add([_k("a", 1.0, 1), _k("gone", 2.0, 2)])
+    h.add([_k("a", 1.0, 1), _k("a", 1.0, 1)])  # a liar's repeated id
+    assert h.series("s:gone", 0) == [] and h.series("s:a", 0) == [1.0, 1.0, 1.0]

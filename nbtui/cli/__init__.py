@@ -125,13 +125,18 @@ _PRIMES_HOST = {"ls"}
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _collect_less_often()
-    words = set(sys.argv[1:] if argv is None else argv)
-    if _PRIMES_HOST & words and not {"-h", "--help"} & words:
-        # Before the command's modules load (most of its start): the interval a CPU % needs
-        # passes while it loads and reads. (A word "ls" elsewhere costs one process scan.)
-        from nbtui.service.checks import prime_host
-        prime_host()
     args = build_parser(argv, lazy=True).parse_args(argv)
+    if args.command in _PRIMES_HOST:
+        from nbtui.service.checks import prime_host
+        prime_host()  # the interval a CPU % needs passes while the command loads and reads
+        try:
+            return _streamed(args)
+        finally:
+            prime_host(drop=True)  # (unused: no later host view in this process adopts them)
+    return _streamed(args)
+
+
+def _streamed(args: argparse.Namespace) -> int:
     if args.command in _TUI_COMMANDS:
         return _main(args)
     from nbtui.core.text import VisibleStream, raw_stream

@@ -157,12 +157,14 @@ class _EarlyPrime:
 _early: Optional[_EarlyPrime] = None
 
 
-def prime_early() -> None:
+def prime_early(drop: bool = False) -> None:
     """Take the host's CPU baselines now, for the next LocalHost made in this process that
     shows CPU % (``nbtui ls``, as it starts: a Jupyter process on the host cost every listing
-    a 0.15 s wait, the listing 0.42 s instead of 0.25)."""
+    a 0.15 s wait, the listing 0.42 s instead of 0.25); ``drop``: forget any not taken yet."""
     global _early
-    if _early is None:
+    if drop:
+        _early = None
+    elif _early is None:
         _early = _EarlyPrime()
 
 

@@ -248,13 +248,15 @@ class ServerClient:
         answer has the digest of the last one it made something of skips the parse and keeps
         what it made (a refresh costs what changed)."""
         r, body, shown = await self._exchange("GET", path)
+        has_body = self._answered(r, body, shown, True)  # a refusal or a failure fails the read now
         # Python's hash, salted per process (no server can aim a collision at it), of the whole
         # answer as _check sees it: the same digest is the same check and the same list.
         seen = None if not digest else hash((r.status_code, r.headers.get("content-type", ""),
                                             r.headers.get("location", ""), bytes(body)))
+        del r
 
         def parse() -> list:
-            data = self._check(r, body, shown, True)
+            data = parse_json(self.name, shown, body) if has_body else None
             if not isinstance(data, list):
                 raise ServerError(self.name, NOT_JUPYTER, f"answered /{shown} with something other than a list")
             return [item for item in data if keep(item)]
@@ -305,6 +307,13 @@ class ServerClient:
                 _unbind(streamed)
 
     def _check(self, r: httpx.Response, body: bytes | bytearray, path: str, expect_json: bool) -> Any:
+        if not self._answered(r, body, path, expect_json):
+            return None
+        return parse_json(self.name, path, body)
+
+    def _answered(self, r: httpx.Response, body: bytes | bytearray, path: str, expect_json: bool) -> bool:
+        """Raise the ServerError the answer is (refused, a redirect, not found, a failure, not
+        JSON); whether it holds a JSON body to parse."""
         if r.status_code in (401, 403):
             raise ServerError(self.name, AUTH_FAILED, f"token refused (HTTP {r.status_code}) at {self.url}")
         if r.is_redirect and urlsplit(r.headers.get("location", "")).scheme not in ("", "http", "https"):
@@ -324,11 +333,11 @@ class ServerClient:
         if r.status_code >= 400:
             raise ServerError(self.name, SERVER_ERROR, f"HTTP {r.status_code} on /{path}: {_message(body)}")
         if not expect_json or r.status_code == 204 or not body:
-            return None
+            return False
         if not _is_json(r):
             kind = "an HTML page" if "html" in r.headers.get("content-type", "") else "no JSON"
             raise ServerError(self.name, NOT_JUPYTER, f"answered /{path} with {kind}: not a Jupyter server API")
-        return parse_json(self.name, path, body)
+        return True
 
     # -- API --------------------------------------------------------------------------------
 

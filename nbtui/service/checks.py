@@ -61,14 +61,15 @@ async def probe_missing(fleet: "Fleet", snap: model.Snapshot, timeout: float) ->
     return await probe(fleet, snap, timeout=timeout)
 
 
-def prime_host() -> None:
-    """Begin the local host's CPU baselines now, for the host view made later in this process
-    (nbtui.host.local.prime_early): `nbtui ls` asks as it starts."""
+def prime_host(drop: bool = False) -> None:
+    """Take the local host's CPU baselines now, for the host view made later in this process
+    (nbtui.host.local.prime_early): `nbtui ls` asks as it starts; ``drop``: forget them where
+    no host view took them (a command that failed first)."""
     try:
         from nbtui.host.local import prime_early
     except ImportError:
         return
-    prime_early()
+    prime_early(drop)
 
 
 def host_view(settings: Settings, cpu: bool = True) -> Optional["HostView"]:

@@ -80,7 +80,9 @@ class _Server:
     # A server read again: the digests of its last answers the fleet made rows of
     # (ServerClient.listing), and what it made of them; the same answers again are not parsed.
     lists_digests: Optional[tuple[int, int]] = None  # /api/kernels, /api/sessions
-    lists_keys: tuple[str, ...] = ()  # its kernels' keys, in the server's order
+    # its kernels, in the server's order: each one's key and the digest of what was said of it
+    # (the kernel the fleet holds under that key may be older: a read that outlasted a refresh)
+    lists_made: tuple[tuple[str, int], ...] = ()
     terminals_digest: Optional[int] = None
     terminals_made: tuple[model.Terminal, ...] = ()
     # Probes kept for the server's lifetime (``_forget_probes``: a read that fails as a whole,
@@ -356,6 +358,7 @@ class Fleet:
         client, entry.client = entry.client, None
         entry.config, entry.extra = config, dict(extra)
         entry.lists_digests = entry.terminals_digest = None
+        entry.lists_made, entry.terminals_made = (), ()
         if client is not None:
             await client.aclose()
 
@@ -478,7 +481,9 @@ class Fleet:
                 return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
                                                        "/api/kernels with fields of the wrong types")), []
             if digests[0] is not None and digests[1] is not None:
-                entry.lists_digests, entry.lists_keys = (digests[0], digests[1]), tuple(k.key for k in kernels)
+                made = tuple((k.key, k.read_digest) for k in kernels)
+                if all(d != -1 for _, d in made):  # (-1: a kernel that is built anew each read)
+                    entry.lists_digests, entry.lists_made = (digests[0], digests[1]), made
         del raw_kernels, raw_sessions  # a big answer is not held past the join
         if capped is not None:
             self.hooks.counted_over_cap(name, capped.over())
@@ -492,8 +497,13 @@ class Fleet:
                 or not isinstance(sessions, Listing) or (kernels.digest, sessions.digest) != entry.lists_digests):
             return None
         kept = self._kept
-        made = [kept.get(key) for key in entry.lists_keys]
-        return None if None in made else made  # type: ignore[return-value]
+        out = []
+        for key, digest in entry.lists_made:
+            k = kept.get(key)
+            if k is None or k.read_digest != digest:  # not held, or not what that answer said
+                return None
+            out.append(k)
+        return out
 
     async def _read_terminals(self, entry: _Server, digest: bool = False) -> None:
         """The server's terminals (``GET /api/terminals``); a server with terminals off, or
@@ -580,7 +590,8 @@ class Fleet:
         if entry.probe_key is not None and self._probes is not None:
             self._probes.forget(entry.probe_key)
         entry.version_asked = entry.terminals_off = False
-        entry.lists_digests = entry.terminals_digest = None  # (and what was made of its answers is not kept)
+        entry.lists_digests = entry.terminals_digest = None
+        entry.lists_made, entry.terminals_made = (), ()  # what was made of its answers is not kept
         if entry.ext_retry_at == float("inf"):
             entry.ext_retry_at = 0.0
 

@@ -24,17 +24,12 @@ class History:
     def add(self, kernels: Iterable[Kernel]) -> None:
         kernels = list(kernels)
         data = self._data
-        added = 0
         for k in kernels:
             u = k.usage
-            if u is None:
-                continue
-            data.setdefault(k.key, deque(maxlen=self.length)).append((u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes))
-            added += 1
-        if len(data) > added:  # (a snapshot's keys are distinct: each added one is alive) some may be gone
-            alive = {k.key for k in kernels}
-            for key in [key for key in data if key not in alive]:
-                del data[key]
+            if u is not None:
+                data.setdefault(k.key, deque(maxlen=self.length)).append((u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes))
+        for key in data.keys() - {k.key for k in kernels}:  # gone (set operations in C, not a loop here)
+            del data[key]
 
     def series(self, key: str, index: int) -> list[Optional[float]]:
         """The samples of one measure, oldest first; None where it was unknown."""
