@@ -174,19 +174,17 @@ class _Server:
     /api/kernels status the test sets as it goes."""
 
     def __init__(self) -> None:
-        import json
         import threading
         import time
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import ThreadingHTTPServer
+
+        from tests.fakehttp import _Handler
 
         me = self
         self.delay, self.state, self.last = 0.0, "idle", "2026-01-01T00:00:00Z"
         self.kernels_status, self.sessions_hang = 200, False
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(_Handler):  # (its quiet log and its JSON answer)
             def do_GET(self):
                 path = self.path.split("?", 1)[0]
                 if path in ("/api/kernels", "/api/sessions") and me.delay:
@@ -194,17 +192,14 @@ class _Server:
                 if path == "/api/sessions" and me.sessions_hang:
                     time.sleep(30)
                     return
-                status = me.kernels_status if path == "/api/kernels" else 200
-                data = ([{"id": "k1", "name": "python3", "last_activity": me.last, "execution_state": me.state,
-                          "connections": 0}] if path == "/api/kernels" and status == 200 else
-                        {"message": "forbidden"} if path == "/api/kernels" else
-                        [] if path in ("/api/sessions", "/api/terminals") else {"version": "2.14.0"})
-                body = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                if path == "/api/kernels":
+                    if me.kernels_status != 200:
+                        self._json({"message": "forbidden"}, me.kernels_status)
+                        return
+                    self._json([{"id": "k1", "name": "python3", "last_activity": me.last,
+                                 "execution_state": me.state, "connections": 0}])
+                else:
+                    self._json([] if path in ("/api/sessions", "/api/terminals") else {"version": "2.14.0"})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
