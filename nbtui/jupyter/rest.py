@@ -62,8 +62,9 @@ STATUS_OF_KIND: dict[model.ErrorKind, model.ServerStatus] = {
 
 
 class Listing(NamedTuple):
-    """A JSON list's answer (``ServerClient.listing``): its digest, and ``parse()``, which
-    checks it as ``request`` does (raising its ServerError) and returns the list."""
+    """A JSON list's answer (``ServerClient.listing``), checked as ``request`` checks one: its
+    digest, and ``parse()``, which returns the list (or raises the server's ServerError: not
+    JSON, not a list)."""
 
     digest: Optional[int]  # None: not asked for
     parse: Callable[[], list]
