@@ -191,7 +191,7 @@ class LocalHost:
         self._primed = early is not None
         self._primed_at: Optional[float] = None  # (monotonic) when prime() took its baselines
         self._early_until: Optional[float] = None  # (monotonic) when baselines taken early are old enough
-        if early is not None and early.any and early.at is not None:
+        if early is not None and early.any and early.at is not None:  # (at: for the type checker)
             self._primed_at, self._early_until = early.at, early.at + MIN_CPU_INTERVAL
         self._gpu_pid_check = gpu_pid_check
         self._nvidia: dict[Ident, bool] = {}  # NVML PID confirmed as this local process

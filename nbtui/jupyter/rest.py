@@ -250,11 +250,10 @@ class ServerClient:
         what it made (a refresh costs what changed)."""
         r, body, shown = await self._exchange("GET", path)
         has_body = self._answered(r, body, shown, True)  # a refusal or a failure fails the read now
-        # Python's hash, salted per process (no server can aim a collision at it), of the whole
-        # answer as _check sees it: the same digest is the same check and the same list.
-        seen = None if not digest else hash((r.status_code, r.headers.get("content-type", ""),
-                                            r.headers.get("location", ""), bytes(body)))
         del r
+        # Python's hash, salted per process (no server can aim a collision at it), of the body:
+        # the answer is checked already, so the same body is the same list.
+        seen = hash(bytes(body)) if digest else None
 
         def parse() -> list:
             data = parse_json(self.name, shown, body) if has_body else None
