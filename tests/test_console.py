@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from textual.app import App
@@ -60,11 +61,30 @@ async def type_code(pilot, screen, code: str) -> None:
 
 
 async def run(pilot, screen, code: str, timeout: float = 30.0) -> None:
+    """Type ``code``, press enter and wait for it to run. A console that refused the input
+    (it keeps it, and says why: its channels coming back after a restart, say) is asked
+    again, as a person would press enter again; a timeout says what the console was in."""
     n = sum(1 for line in lines(screen) if line.startswith("In ["))
     await type_code(pilot, screen, code)
     await pilot.press("enter")
-    await until(pilot, lambda: sum(1 for line in lines(screen) if line.startswith("In [")) > n,
-                timeout, f"{code!r} to start")
+
+    def started() -> bool:
+        return sum(1 for line in lines(screen) if line.startswith("In [")) > n
+
+    deadline = pressed = time.monotonic()
+    deadline += timeout
+    while not started():
+        if time.monotonic() > deadline:
+            ch = screen.channels
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {code!r} to start: running={screen.running} "
+                f"connected={ch is not None and ch.connected} ready={screen.session.ready.is_set()} "
+                f"input={screen.code_input.text!r} last lines={lines(screen)[-6:]!r}")
+        await pilot.pause(0.1)
+        # Still in the input box 3 s on (past the console's 2 s completeness question): refused.
+        if screen.code_input.text == code and not screen.running and time.monotonic() - pressed > 3:
+            await pilot.press("enter")
+            pressed = time.monotonic()
     await until(pilot, lambda: not screen.running, timeout, f"{code!r} to finish")
 
 
