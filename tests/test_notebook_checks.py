@@ -198,3 +198,38 @@ async def test_a_session_that_comes_between_refreshes_has_its_file_asked_at_once
                                                                  "r/y.ipynb"]
     assert checks.get("s", "p/gone.ipynb") is False and checks.get("s", "p/a.ipynb") is True
     assert checks.get("s", "r/y.ipynb") is True
+
+
+async def test_what_is_kept_follows_the_sessions_and_the_fleet():
+    # A screen left open for weeks on a busy server: each session's file is learnt, and what
+    # the sessions no longer name is forgotten as they change (a closed notebook, a folder no
+    # one works in any more); a server that leaves the fleet takes its answers with it.
+    import asyncio
+
+    from nbtui.jupyter.notebooks import NotebookChecks
+
+    class Server:
+        async def contents_exists(self, path: str) -> bool:
+            return True
+
+        async def request(self, method: str, url: str) -> dict:
+            return {"type": "directory", "content": [{"name": "a.ipynb"}, {"name": "b.ipynb"}]}
+
+    checks = NotebookChecks(ttl=60, clock=lambda: 0.0)
+
+    async def call(server: str, paths: list[str]) -> None:
+        await checks.refresh(server, paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5)  # type: ignore
+
+    await call("s", ["p/a.ipynb", "p/b.ipynb", "q/x.ipynb"])
+    await call("t", ["p/a.ipynb"])
+    assert [checks.get("s", p) for p in ("p/a.ipynb", "p/b.ipynb", "q/x.ipynb")] == [True, True, True]
+    await call("s", ["q/x.ipynb"])  # the notebooks in p closed
+    assert [checks.get("s", p) for p in ("p/a.ipynb", "p/b.ipynb", "q/x.ipynb")] == [None, None, True]
+    for day in range(500):  # sessions come and go in folders of their own
+        await call("s", [f"day{day}/a.ipynb", f"day{day}/b.ipynb"])
+    assert checks.get("s", "day0/a.ipynb") is None and checks.get("s", "day499/b.ipynb") is True
+    kept = checks._servers["s"]
+    assert (len(kept.folders), len(kept.files), len(kept.stamps)) <= (1, 2, 1)
+
+    checks.keep_only(["s"])  # "t" left the fleet
+    assert checks.get("t", "p/a.ipynb") is None and list(checks._servers) == ["s"]

@@ -74,28 +74,54 @@ def folder_url(folder: str, content: bool) -> str:
     return f"{where}?content={1 if content else 0}"
 
 
+class _ServerChecks:
+    """What one server's checks learnt: its folders' listings, the files asked one by one,
+    each stamped folder's ``last_modified`` in its parent's listing when its files were last
+    all found, and the last grouping of its paths (``NotebookChecks._by_folder``)."""
+
+    __slots__ = ("folders", "files", "stamps", "grouped")
+
+    def __init__(self) -> None:
+        self.folders: dict[str, _Folder] = {}
+        self.files: dict[str, tuple[float, Optional[bool]]] = {}  # path -> (when, answer)
+        self.stamps: dict[str, str] = {}
+        self.grouped: Optional[tuple[tuple[str, ...], dict[str, frozenset[str]]]] = None
+
+
 class NotebookChecks:
     """Whether each session's file exists, per (server, path), learnt per folder and
-    refreshed at most every ``ttl`` seconds. ``get`` is None until a check has answered."""
+    refreshed at most every ``ttl`` seconds. ``get`` is None until a check has answered.
+    What it keeps follows the sessions: a server's answers about folders and files its
+    sessions no longer name go when its paths change, a server's all when it leaves the
+    fleet (``keep_only``), so a screen left open for weeks holds what it shows."""
 
     def __init__(self, ttl: float = NOTEBOOK_CHECK_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self.clock = clock
-        self._folders: dict[tuple[str, str], _Folder] = {}
-        self._files: dict[tuple[str, str], tuple[float, Optional[bool]]] = {}  # asked one by one
-        # a folder's last_modified in its parent's listing, when its files were last learnt
-        self._stamps: dict[tuple[str, str], str] = {}
-        self._grouped: dict[str, tuple[tuple[str, ...], dict[str, frozenset[str]]]] = {}  # (_by_folder)
+        self._servers: dict[str, _ServerChecks] = {}
 
     def get(self, server: str, path: str) -> Optional[bool]:
         """The latest answer about ``path``: its folder's listing showed it, or it was asked
         on its own (True, False, or None: that check failed); None before any."""
+        st = self._servers.get(server)
+        if st is None:
+            return None
         folder, _, name = path.rpartition("/")  # (split_path, inline: asked of every kernel on every read)
-        listed = self._folders.get((server, folder))
-        one = self._files.get((server, path))
+        return self._answer(st, folder, name, path)
+
+    @staticmethod
+    def _answer(st: _ServerChecks, folder: str, name: str, path: str) -> Optional[bool]:
+        listed = st.folders.get(folder)
+        one = st.files.get(path)
         if listed is not None and name in listed.present and (one is None or listed.checked_at >= one[0]):
             return True
         return one[1] if one is not None else None
+
+    def keep_only(self, servers: Iterable[str]) -> None:
+        """Forget every server but these (the fleet's now): one gone for good leaves nothing behind."""
+        keep = set(servers)
+        for name in [n for n in self._servers if n not in keep]:
+            del self._servers[name]
 
     @staticmethod
     def _paced(due: list[tuple[str, frozenset[str]]], checked: dict[str, Optional[float]]) -> list[tuple[str, frozenset[str]]]:
@@ -115,12 +141,13 @@ class NotebookChecks:
             room = max(room - len(children), 0)
         return [(f, names) for f, names in due if f not in later]
 
-    def _checked_at(self, server: str, folder: str, names: frozenset[str]) -> Optional[float]:
+    @staticmethod
+    def _checked_at(st: _ServerChecks, folder: str, names: frozenset[str]) -> Optional[float]:
         """When the oldest of these answers came (None: one of them never did)."""
-        listed = self._folders.get((server, folder))
+        listed = st.folders.get(folder)
         oldest: Optional[float] = None
         for n in names:
-            one = self._files.get((server, join_path(folder, n)))
+            one = st.files.get(join_path(folder, n))
             at = listed.checked_at if listed is not None and n in listed.asked else None
             if one is not None:
                 at = one[0] if at is None else max(at, one[0])
@@ -129,26 +156,31 @@ class NotebookChecks:
             oldest = at if oldest is None else min(oldest, at)
         return oldest
 
-    def _by_folder(self, server: str, paths: Iterable[str]) -> dict[str, frozenset[str]]:
+    @staticmethod
+    def _by_folder(st: _ServerChecks, paths: Iterable[str]) -> dict[str, frozenset[str]]:
         """The names of ``paths`` by folder; the last call's grouping again where a server's
-        paths are the same (a refresh asks with the same sessions, one call per server)."""
+        paths are the same (a refresh asks with the same sessions, one call per server).
+        Where they changed, what was learnt of folders and files no longer asked goes."""
         paths = tuple(paths)
-        last = self._grouped.get(server)
-        if last is not None and last[0] == paths:
-            return last[1]
+        if st.grouped is not None and st.grouped[0] == paths:
+            return st.grouped[1]
         grouped: dict[str, set[str]] = {}
         for p in paths:
             folder, name = split_path(p)
             grouped.setdefault(folder, set()).add(name)
         by_folder = {f: frozenset(names) for f, names in grouped.items()}
-        self._grouped[server] = (paths, by_folder)
+        st.grouped = (paths, by_folder)
+        asked = set(paths)
+        st.files = {p: v for p, v in st.files.items() if p in asked}
+        st.folders = {f: v for f, v in st.folders.items() if f in by_folder}
+        st.stamps = {f: v for f, v in st.stamps.items() if f in by_folder}
         return by_folder
 
-    def _due(self, server: str, folder: str, names: frozenset[str], now: float) -> bool:
+    def _due(self, st: _ServerChecks, folder: str, names: frozenset[str], now: float) -> bool:
         if len(names) == 1:  # a folder of one session's file: that file is asked on its own
-            one = self._files.get((server, join_path(folder, next(iter(names)))))
+            one = st.files.get(join_path(folder, next(iter(names))))
             return one is None or now - one[0] >= self.ttl
-        listed = self._folders.get((server, folder))
+        listed = st.folders.get(folder)
         # (a name the listing lacked was asked on its own right after it: no older than it)
         return listed is None or now - listed.checked_at >= self.ttl or not names <= listed.asked
 
@@ -157,13 +189,17 @@ class NotebookChecks:
         """Check the folders of ``paths`` that are due (a few requests at a time, under
         ``limit``; each request bounded by ``timeout``); returns how many folders were.
         ``stamp_first`` (a fleet that reads again: the TUI, the exporter): a first check lists
-        the parents too, so the first re-check is their listings alone, not every folder."""
-        by_folder = self._by_folder(server, paths)
+        the parents too, so the first re-check is their listings alone, not every folder.
+        (A server forgotten meanwhile (``keep_only``) takes this call's answers with it.)"""
+        st = self._servers.get(server)
+        if st is None:
+            st = self._servers[server] = _ServerChecks()
+        by_folder = self._by_folder(st, paths)
         now = self.clock()
-        due = [(f, names) for f, names in by_folder.items() if self._due(server, f, names, now)]
+        due = [(f, names) for f, names in by_folder.items() if self._due(st, f, names, now)]
         if due:
             # when each folder's answers came (None: never), once for this call
-            checked = {f: self._checked_at(server, f, names) for f, names in by_folder.items()}
+            checked = {f: self._checked_at(st, f, names) for f, names in by_folder.items()}
             if len(due) > RECHECKS_PER_CALL:  # the first check of a folder always goes; re-checks, the oldest first
                 due = self._paced(due, checked)
             parents = self._parents_to_list(due, checked, stamp_first)
@@ -174,39 +210,40 @@ class NotebookChecks:
             along = [(f, names) for f, names in by_folder.items()
                      if f not in now_due and f in stamps and checked[f] is not None]
             work = due + along
-            kept = {f for f, names in work if self._keep(server, f, names, stamps)}
-            await asyncio.gather(*(self._check(server, f, names, stamps.get(f), client, limit, timeout)
+            kept = {f for f, names in work if self._keep(st, f, names, stamps)}
+            await asyncio.gather(*(self._check(st, f, names, stamps.get(f), client, limit, timeout)
                                    for f, names in work if f not in kept))
         return len(due)
 
-    async def _check(self, server: str, folder: str, names: frozenset[str], stamp: Optional[str],
+    def _found(self, st: _ServerChecks, folder: str, names: frozenset[str]) -> bool:
+        """Whether the last answers found every one of ``names`` in ``folder``."""
+        return all(self._answer(st, folder, n, join_path(folder, n)) is True for n in names)
+
+    async def _check(self, st: _ServerChecks, folder: str, names: frozenset[str], stamp: Optional[str],
                      client: Callable[[], ServerClient], limit: asyncio.Semaphore, timeout: float) -> None:
         if len(names) > 1:
-            await self._check_folder(server, folder, names, client, limit, timeout)
+            await self._check_folder(st, folder, names, client, limit, timeout)
         else:
-            await self._check_files(server, [join_path(folder, n) for n in names], client, limit, timeout)
-        key = (server, folder)
-        if stamp is not None and all(self.get(server, join_path(folder, n)) is True for n in names):
-            self._stamps[key] = stamp  # (taken before the check: a change between moves it again)
+            await self._check_files(st, [join_path(folder, n) for n in names], client, limit, timeout)
+        if stamp is not None and self._found(st, folder, names):
+            st.stamps[folder] = stamp  # (taken before the check: a change between moves it again)
         else:
-            self._stamps.pop(key, None)
+            st.stamps.pop(folder, None)
 
-    def _keep(self, server: str, folder: str, names: frozenset[str], stamps: dict[str, str]) -> bool:
+    def _keep(self, st: _ServerChecks, folder: str, names: frozenset[str], stamps: dict[str, str]) -> bool:
         """Whether a due folder keeps its answers: its stamp has not moved since its files were
         all found there. They are then renewed as of now."""
         stamp = stamps.get(folder)
-        if stamp is None or self._stamps.get((server, folder)) != stamp:
-            return False
-        paths = [join_path(folder, n) for n in names]
-        if not all(self.get(server, p) is True for p in paths):
+        if stamp is None or st.stamps.get(folder) != stamp or not self._found(st, folder, names):
             return False
         now = self.clock()
-        listed = self._folders.get((server, folder))
+        listed = st.folders.get(folder)
         if listed is not None:
-            self._folders[(server, folder)] = replace(listed, checked_at=now)
-        for p in paths:
-            if (server, p) in self._files:
-                self._files[(server, p)] = (now, True)
+            st.folders[folder] = replace(listed, checked_at=now)
+        for n in names:
+            p = join_path(folder, n)
+            if p in st.files:
+                st.files[p] = (now, True)
         return True
 
     @staticmethod
@@ -249,26 +286,25 @@ class NotebookChecks:
         async with limit:
             return await deadline(work(), timeout + 0.25)
 
-    async def _check_folder(self, server: str, folder: str, names: frozenset[str], client: Callable[[], ServerClient],
-                            limit: asyncio.Semaphore, timeout: float) -> None:
-        key = (server, folder)
-        before = self._folders.get(key)
+    async def _check_folder(self, st: _ServerChecks, folder: str, names: frozenset[str],
+                            client: Callable[[], ServerClient], limit: asyncio.Semaphore, timeout: float) -> None:
+        before = st.folders.get(folder)
         try:
             listed = await self._listing(folder, names, before, client, limit, timeout)
         except (ServerError, UnsafeSegment, asyncio.TimeoutError):
             listed = None  # each file is asked on its own instead
         if listed is not None:
-            self._folders[key] = listed
+            st.folders[folder] = listed
             unlisted = sorted(names - listed.present)
         else:
-            self._folders.pop(key, None)
+            st.folders.pop(folder, None)
             unlisted = sorted(names)
         for name in names & (listed.present if listed is not None else frozenset()):
-            self._files.pop((server, join_path(folder, name)), None)
+            st.files.pop(join_path(folder, name), None)
         if unlisted:
-            await self._check_files(server, [join_path(folder, n) for n in unlisted], client, limit, timeout)
+            await self._check_files(st, [join_path(folder, n) for n in unlisted], client, limit, timeout)
 
-    async def _check_files(self, server: str, paths: list[str], client: Callable[[], ServerClient],
+    async def _check_files(self, st: _ServerChecks, paths: list[str], client: Callable[[], ServerClient],
                            limit: asyncio.Semaphore, timeout: float) -> None:
         """Ask for each of ``paths`` on its own (``content=0``): the only way one is called missing."""
 
@@ -278,7 +314,7 @@ class NotebookChecks:
         answers = await asyncio.gather(*(exists(p) for p in paths), return_exceptions=True)
         now = self.clock()
         for p, answer in zip(paths, answers):
-            self._files[(server, p)] = (now, answer if isinstance(answer, bool) else None)
+            st.files[p] = (now, answer if isinstance(answer, bool) else None)
 
     async def _listing(self, folder: str, names: frozenset[str], before: Optional[_Folder],
                        client: Callable[[], ServerClient], limit: asyncio.Semaphore, timeout: float) -> _Folder:

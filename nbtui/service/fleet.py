@@ -698,6 +698,7 @@ class Fleet:
         else:
             results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), priming)
         results = await self._forget_gone(results)
+        self.notebooks.keep_only(self._servers)  # a server gone (a hub's user stopped, its process ended): its checks too
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]
         terminals = [t for r in results if r[0].ok for t in r[2]]
