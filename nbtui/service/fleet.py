@@ -798,7 +798,13 @@ class Fleet:
 
     async def _read_at_own_pace(self, read_one: Callable, hold_back: float) -> list[tuple]:
         """Each server's (info, kernels, terminals) for ``snapshot(hold_back=...)``: a new
-        read of every server whose last one has ended; the last answer of one still reading."""
+        read of every server whose last one has ended; the last answer of one still reading.
+        A server that left the fleet (a hub's user stopped) leaves neither its answer nor its read."""
+        for name in [n for n in (*self._last_read, *self._reading) if n not in self._servers]:
+            self._last_read.pop(name, None)
+            left = self._reading.pop(name, None)
+            if left is not None:
+                left.cancel()  # (its client is closed already: it would end at once)
         fresh = set()
         for name, e in self._servers.items():
             self._take_answer(name)
