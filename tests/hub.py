@@ -22,7 +22,7 @@ from typing import Optional
 import httpx
 import psutil
 
-from tests.jupyter import PORT_ATTEMPTS, free_port, port_taken, wait_for
+from tests.jupyter import PORT_ATTEMPTS, free_port, port_taken, server_env, wait_for
 
 CHP_VERSION = "4.6.3"
 REPO = Path(__file__).resolve().parent.parent
@@ -123,6 +123,7 @@ class Hub:
             "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1", "HUB_HOSTILE": json.dumps(hostile or {}),
         })
+        server_env(self.env)  # the hub's and (env_keep) its users' servers'
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = base / "hub.log"
         self._known: dict[int, float] = {}

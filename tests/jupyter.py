@@ -96,6 +96,16 @@ async def until(pilot, predicate: Callable[[], object], timeout: float = 30.0, w
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+SERVER_SITE = Path(__file__).resolve().parent / "server_site"
+
+
+def server_env(env: dict) -> dict:
+    """``env`` for a test's Jupyter server or hub: tests/server_site first on its PYTHONPATH
+    (its start without an optional import that costs a second; see the sitecustomize there)."""
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SERVER_SITE), env.get("PYTHONPATH")) if p)
+    return env
+
+
 class JupyterServer:
     """One real jupyter_server process."""
 
@@ -120,6 +130,7 @@ class JupyterServer:
             "PYTHONUNBUFFERED": "1",
         })
         self.env.update(env or {})
+        server_env(self.env)
         self.proc: Optional[subprocess.Popen] = None
         self._known: dict[int, float] = {}  # pid -> create_time of everything it started
         self.log_path = base / "server.log"
