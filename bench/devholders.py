@@ -20,12 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import NOISY, interleaved, spread  # noqa: E402
+from bench.common import NOISY, interleaved, setting, spread  # noqa: E402
 from nbtui.host import devholders  # noqa: E402
 
-PROCS = int(os.environ.get("BENCH_PROCS", "400"))
-FDS = int(os.environ.get("BENCH_FDS", "30"))
-RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+PROCS = setting("BENCH_PROCS", 400, int)
+FDS = setting("BENCH_FDS", 30, int)
+RUNS = setting("BENCH_RUNS", 7, int)
 
 
 def main() -> None:

@@ -42,8 +42,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import setting  # noqa: E402
+
 SERVERS, PER_SERVER = 20, 250
-RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+RUNS = setting("BENCH_RUNS", 5, int)
 SCRAPES = 20
 HOSTILE_PER_SERVER, CAP = 80_000, 1000
 

@@ -22,12 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import scratch, timed  # noqa: E402
+from bench.common import scratch, setting, timed  # noqa: E402
 from nbtui.host import nvml_standin as standin  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
-RUNS = int(os.environ.get("BENCH_RUNS", "7"))
-READS = int(os.environ.get("BENCH_READS", "30"))
+RUNS = setting("BENCH_RUNS", 7, int)
+READS = setting("BENCH_READS", 30, int)
 GPUS, PROCS = 8, 200
 GIB, MIB = 1 << 30, 1 << 20
 

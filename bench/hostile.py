@@ -22,12 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import NOISY, scratch  # noqa: E402
+from bench.common import NOISY, scratch, setting  # noqa: E402
 from bench.common import measure as measure_run  # noqa: E402
 from tests.fakehttp import FakeHTTP  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
-RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+RUNS = setting("BENCH_RUNS", 5, int)
 CAP = 64 << 20  # nbtui's default max_body
 HOSTILE_TIMEOUT = 1.0
 

@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.common import NOISY, channel_rtts, interleaved, median_of, scratch, spread, timed, zmq_rtts  # noqa: E402
+from bench.common import NOISY, channel_rtts, interleaved, median_of, scratch, setting, spread, timed, zmq_rtts  # noqa: E402
 from tests.hub import Hub  # noqa: E402
 from tests.jupyter import JupyterServer, wait_for  # noqa: E402
 
-RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+RUNS = setting("BENCH_RUNS", 5, int)
 USERS = [f"u{i}" for i in range(10)]
 INTERVAL = 3  # the hub's last_activity_interval
 HUNG_TIMEOUT = 2.0

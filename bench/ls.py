@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import NOISY, interleaved, measure, median_of, scratch, spread, timed  # noqa: E402
+from bench.common import NOISY, interleaved, measure, median_of, scratch, setting, spread, timed  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
-RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+RUNS = setting("BENCH_RUNS", 7, int)
 
 # `jupyter server list` exactly, but with rfc3987_syntax unimportable (jsonschema skips its
 # optional "iri" check then).

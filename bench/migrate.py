@@ -32,10 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import NOISY, scratch, spread  # noqa: E402
+from bench.common import NOISY, scratch, setting, spread  # noqa: E402
 from tests.jupyter import JupyterServer  # noqa: E402
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = setting("BENCH_ROUNDS", 3, int)
 
 SMALL = """
 config = {"lr": 3e-4, "layers": [512, 256, 10], "name": "resnet-ish"}

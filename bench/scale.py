@@ -41,17 +41,17 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.common import NOISY, Run, interleaved, measure, scratch, spread, tree_cpu  # noqa: E402
+from bench.common import NOISY, interleaved, measure, Run, scratch, setting, sizes, spread, tree_cpu  # noqa: E402
 
-RUNS = int(os.environ.get("BENCH_RUNS", "5"))
-BIG_RUNS = int(os.environ.get("BENCH_BIG_RUNS", "7"))  # the 50,000-kernel case: 3 runs gave medians 0.74-1.26 s for the same reader
-HUB_RUNS = int(os.environ.get("BENCH_HUB_RUNS", "3"))
-TUI_SECONDS = float(os.environ.get("BENCH_TUI_SECONDS", "60"))  # a minute: the notebook re-check included
+RUNS = setting("BENCH_RUNS", 5, int)
+BIG_RUNS = setting("BENCH_BIG_RUNS", 7, int)  # the 50,000-kernel case: 3 runs gave medians 0.74-1.26 s for the same reader
+HUB_RUNS = setting("BENCH_HUB_RUNS", 3, int)
+TUI_SECONDS = setting("BENCH_TUI_SECONDS", 60, float)  # a minute: the notebook re-check included
 PARTS = os.environ.get("BENCH_PARTS", "ls hub tui exporter").split()
-EXPORTER_SECONDS = float(os.environ.get("BENCH_EXPORTER_SECONDS", "60"))
+EXPORTER_SECONDS = setting("BENCH_EXPORTER_SECONDS", 60, float)
 EXPORTER_SERVERS, EXPORTER_PER, EXPORTER_RSS_GOAL_MB = 50, 1000, 150.0
 SERVERS = 10
-SIZES = tuple(int(n) for n in os.environ.get("BENCH_SIZES", "100 1000 10000 50000").split())
+SIZES = sizes("BENCH_SIZES", (100, 1000, 10000, 50000))
 HUB_USERS, HUB_PAGE = 1_000, 50
 TUI_SERVERS, TUI_PER, TUI_CHANGE, REFRESH = 20, 250, 0.01, 2.0
 TIME_GOAL, RSS_GOAL, HUB_LIMIT_S, TUI_CPU_LIMIT_MS = 1.5, 2.0, 10.0, 100.0

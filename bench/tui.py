@@ -42,8 +42,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import setting  # noqa: E402
+
 SERVERS, PER_SERVER = 20, 250
-RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+RUNS = setting("BENCH_RUNS", 5, int)
 
 
 # -- part 1: start to first row, in a real terminal ---------------------------------------
@@ -204,7 +206,7 @@ def first_rows(base: Path) -> dict[str, list[float]]:
 
 # -- part 3: `nbtui demo` against a bare jupyter_server ------------------------------------
 
-DEMO_RUNS = int(os.environ.get("BENCH_DEMO_RUNS", "3"))
+DEMO_RUNS = setting("BENCH_DEMO_RUNS", 3, int)
 
 
 def _marked(marker: str) -> list[int]:

@@ -27,14 +27,14 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import NOISY, scratch, spread  # noqa: E402
+from bench.common import NOISY, scratch, setting, spread  # noqa: E402
 from nbtui.files.config import ServerConfig  # noqa: E402
 from nbtui.service.fleet import Fleet  # noqa: E402
 from nbtui.host.local import LocalHost  # noqa: E402
 from tests.jupyter import JupyterServer, wait_for  # noqa: E402
 
-KERNELS = int(os.environ.get("BENCH_KERNELS", "50"))
-RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+KERNELS = setting("BENCH_KERNELS", 50, int)
+RUNS = setting("BENCH_RUNS", 30, int)
 LIMIT_MS = 50.0
 REFRESH = 2.0  # the TUI's default refresh interval
 
@@ -143,9 +143,9 @@ def run(base: Path) -> None:
         server.stop()
 
 
-TERMINALS = int(os.environ.get("BENCH_TERMINALS", "20"))
-LEFTOVERS = int(os.environ.get("BENCH_LEFTOVERS", "50"))
-HOLDER_ROUNDS = int(os.environ.get("BENCH_HOLDER_ROUNDS", "3"))
+TERMINALS = setting("BENCH_TERMINALS", 20, int)
+LEFTOVERS = setting("BENCH_LEFTOVERS", 50, int)
+HOLDER_ROUNDS = setting("BENCH_HOLDER_ROUNDS", 3, int)
 HOLDERS_GOAL = 1.5
 _spawned: list = []
 
