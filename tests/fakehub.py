@@ -75,6 +75,10 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/hub/api/user":
             return self._json({"kind": "service", "name": "nbtui", "scopes": SCOPES})
         if path == "/hub/api/users":
+            with srv.lock:
+                failing, srv.failing = srv.failing > 0, max(srv.failing - 1, 0)
+            if failing:
+                return self._json({"message": "Bad Gateway"}, 502)
             return self._page("users", srv.users(), query)
         if path == "/hub/api/proxy":
             return self._page("proxy", [(f"/user/{n}/", {"target": srv.url.rstrip("/")}) for n in srv.names], query)
@@ -94,6 +98,16 @@ class _Handler(BaseHTTPRequestHandler):
             if api == "/api/kernels":
                 return self._json([{"id": kernel_id(i), "name": "python3", "last_activity": T,
                                     "execution_state": "idle", "connections": 0}])
+            if api == "/api/sessions" and name in srv.notebooks:
+                path = srv.notebooks[name]
+                return self._json([{"id": f"s{i}", "path": path, "name": path, "type": "notebook",
+                                    "kernel": {"id": kernel_id(i), "name": "python3", "last_activity": T,
+                                               "execution_state": "idle", "connections": 0}}])
+            if api.startswith("/api/contents"):
+                with srv.lock:
+                    srv.contents_asked += 1
+                srv.release.wait(30)
+                return self._json({"message": "not found"}, 404)
             if api in ("/api/sessions", "/api/terminals"):
                 return self._json([])
             if api == "/api/me":
@@ -150,6 +164,10 @@ class FakeHub(ThreadingHTTPServer):
         self.mints_by: dict[str, int] = {}  # user -> tokens minted for her server
         self.ids: dict[str, tuple[str, str]] = {}  # token id -> (user, token), until revoked
         self.refuse_all: set[str] = set()  # users whose server refuses every token (hostile)
+        self.failing = 0  # the next listings of users that fail with a 502 (its proxy, a restart)
+        self.notebooks: dict[str, str] = {}  # user -> the notebook path of her kernel's session
+        self.contents_asked = 0  # /api/contents requests to users' servers, each held until released
+        self.release = threading.Event()  # (a test sets it: every held contents request answers 404)
         self.url = f"http://127.0.0.1:{self.server_address[1]}/"
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 

@@ -28,3 +28,52 @@ async def test_a_server_that_leaves_the_hub_leaves_nothing_behind():
             assert {s.name for s in snap.servers if s.user is not None} == {"h/u000"}
             held = set(fleet._last_read) | set(fleet._reading)
             assert held <= {"h/u000"}, held
+
+
+async def test_a_hub_that_fails_for_a_moment_keeps_its_users_servers_on_screen():
+    # The hub answers its users' list with a 502 (its proxy; a restart): the users' servers run
+    # on, and a screen open on it keeps showing them, read as before, with the hub's row saying
+    # why it could not list them, until the hub answers again.
+    with FakeHub(users=3, page=50) as hub:
+        cfg = ServerConfig(name="h", url=hub.url, token_source="discovered", token="t" * 48, hub=True, timeout=10.0)
+        async with Fleet([cfg], Settings(timeout=10.0)) as fleet:
+            first = await fleet.snapshot(hold_back=5.0)
+            users = {s.name for s in first.servers if s.user is not None}
+            hub.failing = 2
+            for _ in range(2):
+                snap = await fleet.snapshot(hold_back=5.0)
+                row = next(s for s in snap.servers if s.name == "h")
+                assert not row.ok and row.error_kind == "server-error" and "502" in (row.error or ""), row
+                assert {s.name for s in snap.servers if s.user is not None and s.ok} == users
+                assert {k.server for k in snap.kernels} == users
+            snap = await fleet.snapshot(hold_back=5.0)
+            assert next(s for s in snap.servers if s.name == "h").ok
+            assert {k.server for k in snap.kernels} == users
+            assert hub.mints == len(users)  # no server lost its token to the hub's moment
+
+
+async def test_a_server_that_leaves_is_asked_nothing_more():
+    # Her notebook's check is under way (her server is slow to answer it) when she stops her
+    # server: the check ends with it, nothing more is asked of it, nothing is kept of it.
+    import asyncio
+
+    with FakeHub(users=2, page=50) as hub:
+        hub.notebooks = {"u000": "work/a.ipynb", "u001": "work/b.ipynb"}
+        cfg = ServerConfig(name="h", url=hub.url, token_source="discovered", token="t" * 48, hub=True, timeout=10.0)
+        try:
+            async with Fleet([cfg], Settings(timeout=10.0)) as fleet:
+                await fleet.snapshot(hold_back=5.0)
+                for _ in range(100):  # both checks asked (each held by the server)
+                    if hub.contents_asked >= 2:
+                        break
+                    await asyncio.sleep(0.05)
+                assert hub.contents_asked == 2
+                checking = [t for t in asyncio.all_tasks() if "NotebookChecks.refresh" in repr(t.get_coro())]
+                assert len(checking) == 2
+                hub.names.remove("u001")
+                await fleet.snapshot(hold_back=5.0)
+                await asyncio.sleep(0)  # (a cancelled task ends at its next turn)
+                still = [t for t in checking if not t.done()]
+                assert len(still) == 1 and list(fleet.notebooks._servers) == ["h/u000"]
+        finally:
+            hub.release.set()

@@ -100,6 +100,13 @@ class _Server:
     extra: dict = field(default_factory=dict)
     probe_key: Optional[str] = None  # a hub's server: its probes' key in ProbeMemory (its process)
 
+    def leave(self) -> Optional[ServerClient]:
+        """This entry leaves the fleet: its notebook checks stop (they would ask a server no
+        longer the fleet's); returns its client, to be closed."""
+        if self.nb_task is not None:
+            self.nb_task.cancel()
+        return self.client
+
 
 def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -> list[ServerConfig]:
     """Configured servers plus discovered ones that are not configured already."""
@@ -379,8 +386,7 @@ class Fleet:
             names = {c.config.name for c in children}
             for name, e in list(self._servers.items()):
                 if e.hub == hub.name and name not in names:
-                    closing.append(e.client)
-                    del self._servers[name]
+                    closing.append(self._servers.pop(name).leave())
             for c in children:
                 known = self._servers.get(c.config.name)
                 if known is not None and known.hub != hub.name:
@@ -389,7 +395,7 @@ class Fleet:
                 key = probe_key(hub.name, c.config.url, extra.get("started"))
                 if known is None or known.config.url != c.config.url:
                     if known is not None:
-                        closing.append(known.client)
+                        closing.append(known.leave())
                     known = self._servers[c.config.name] = _Server(c.config, hub=hub.name)
                     self._recall_probes(known, key)
                 elif key != known.probe_key:  # the hub says it started again: another process, probed anew
@@ -407,8 +413,7 @@ class Fleet:
             if e.hub is None and e.config.source == "discovered" and (
                     (e.config.pid is not None and e.config.pid in pids)
                     or any(is_same_server_url(e.config.url, u) for u in urls)):
-                closing.append(e.client)
-                del self._servers[name]
+                closing.append(self._servers.pop(name).leave())
         await asyncio.gather(*(c.aclose() for c in closing if c is not None), return_exceptions=True)
         return rows
 
@@ -784,11 +789,11 @@ class Fleet:
         if not gone:
             return results
         for name in gone:
-            entry = self._servers.pop(name)
+            client = self._servers.pop(name).leave()
             self._last_read.pop(name, None)
             self._reading.pop(name, None)
-            if entry.client is not None:
-                await entry.client.aclose()
+            if client is not None:
+                await client.aclose()
         try:
             found = await asyncio.to_thread(discover_host)
             self.stale_files = tuple(dict.fromkeys(self.stale_files + _stale_files(found)))
