@@ -208,28 +208,32 @@ async def test_what_is_kept_follows_the_sessions_and_the_fleet():
 
     from nbtui.jupyter.notebooks import NotebookChecks
 
-    class Server:
+    class Server:  # every file there; each folder lists two project folders (stamped) and two notebooks
         async def contents_exists(self, path: str) -> bool:
             return True
 
         async def request(self, method: str, url: str) -> dict:
-            return {"type": "directory", "content": [{"name": "a.ipynb"}, {"name": "b.ipynb"}]}
+            folders = [{"name": n, "type": "directory", "last_modified": "t"} for n in ("x", "y")]
+            return {"type": "directory", "last_modified": "t",
+                    "content": [*folders, {"name": "a.ipynb"}, {"name": "b.ipynb"}]}
 
     checks = NotebookChecks(ttl=60, clock=lambda: 0.0)
 
     async def call(server: str, paths: list[str]) -> None:
-        await checks.refresh(server, paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5)  # type: ignore
+        await checks.refresh(server, paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5,  # type: ignore
+                             stamp_first=True)
 
     await call("s", ["p/a.ipynb", "p/b.ipynb", "q/x.ipynb"])
     await call("t", ["p/a.ipynb"])
     assert [checks.get("s", p) for p in ("p/a.ipynb", "p/b.ipynb", "q/x.ipynb")] == [True, True, True]
     await call("s", ["q/x.ipynb"])  # the notebooks in p closed
     assert [checks.get("s", p) for p in ("p/a.ipynb", "p/b.ipynb", "q/x.ipynb")] == [None, None, True]
-    for day in range(500):  # sessions come and go in folders of their own
-        await call("s", [f"day{day}/a.ipynb", f"day{day}/b.ipynb"])
-    assert checks.get("s", "day0/a.ipynb") is None and checks.get("s", "day499/b.ipynb") is True
-    kept = checks._servers["s"]
-    assert (len(kept.folders), len(kept.files), len(kept.stamps)) <= (1, 2, 1)
+    for day in range(500):  # sessions come and go, each day in project folders of their own
+        await call("s", [f"day{day}/x/a.ipynb", f"day{day}/y/b.ipynb"])
+    assert checks.get("s", "day0/x/a.ipynb") is None and checks.get("s", "day499/y/b.ipynb") is True
+    kept = checks._servers["s"]  # what the last day's two sessions need: their files and their folders' stamps
+    assert len(kept.files) == 2 and len(kept.stamps) == 2 and len(kept.folders) == 0, \
+        (len(kept.files), len(kept.stamps), len(kept.folders))
 
     checks.keep_only(["s"])  # "t" left the fleet
     assert checks.get("t", "p/a.ipynb") is None and list(checks._servers) == ["s"]
