@@ -237,3 +237,27 @@ async def test_what_is_kept_follows_the_sessions_and_the_fleet():
 
     checks.keep_only(["s"])  # "t" left the fleet
     assert checks.get("t", "p/a.ipynb") is None and list(checks._servers) == ["s"]
+
+
+async def test_a_root_notebook_named_with_a_leading_slash_is_checked_as_its_own_file():
+    # A session may name a notebook in the server's root "/gone.ipynb" (the API takes it): its
+    # file is asked for as "gone.ipynb", and the answer is the session's (missing), not unknown.
+    import asyncio
+
+    from nbtui.jupyter.notebooks import NotebookChecks
+
+    asked: list[str] = []
+
+    class Server:
+        async def contents_exists(self, path: str) -> bool:
+            asked.append(path)
+            return path != "gone.ipynb"
+
+        async def request(self, method: str, url: str) -> dict:
+            return {"type": "directory", "content": []}
+
+    checks = NotebookChecks(ttl=60, clock=lambda: 0.0)
+    paths = ["/gone.ipynb", "/here.ipynb"]
+    await checks.refresh("s", paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5)  # type: ignore
+    assert sorted(asked) == ["gone.ipynb", "here.ipynb"]
+    assert [checks.get("s", p) for p in paths] == [False, True]

@@ -107,7 +107,8 @@ class NotebookChecks:
         if st is None:
             return None
         folder, _, name = path.rpartition("/")  # (split_path, inline: asked of every kernel on every read)
-        return self._answer(st, folder, name, path)
+        # (a file in the root is kept under its name: "/a.ipynb", as a session may name it, is "a.ipynb")
+        return self._answer(st, folder, name, path if folder else name)
 
     @staticmethod
     def _answer(st: _ServerChecks, folder: str, name: str, path: str) -> Optional[bool]:
@@ -170,7 +171,7 @@ class NotebookChecks:
             grouped.setdefault(folder, set()).add(name)
         by_folder = {f: frozenset(names) for f, names in grouped.items()}
         st.grouped = (paths, by_folder)
-        asked = set(paths)
+        asked = {join_path(f, n) for f, names in by_folder.items() for n in names}  # (the files' keys)
         st.files = {p: v for p, v in st.files.items() if p in asked}
         st.folders = {f: v for f, v in st.folders.items() if f in by_folder}
         st.stamps = {f: v for f, v in st.stamps.items() if f in by_folder}
