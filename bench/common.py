@@ -7,6 +7,7 @@ console benchmark."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import statistics
@@ -25,27 +26,28 @@ N = TypeVar("N", int, float)
 NOISY = "this machine has 2 cores shared with other jobs: figures are noisy; medians, their spread (min-max) in brackets"
 
 
-def setting(name: str, default: N, kind: Callable[[str], N]) -> N:
+def setting(name: str, default: N, kind: Callable[[str], N], least: N = 1) -> N:
     """A benchmark's setting from the environment (``BENCH_RUNS=3``); one that is not a
-    number above 0 ends the benchmark with a one-line error (exit 2) before anything runs."""
+    finite number of at least ``least`` ends the benchmark with a one-line error (exit 2)
+    before anything runs."""
     raw = os.environ.get(name, "").strip()
-    return _number(name, raw, kind) if raw else default
+    return _number(name, raw, kind, least) if raw else default
 
 
 def sizes(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     """Whole numbers from the environment, apart by spaces or commas (``BENCH_SIZES=100,1000``)."""
     raw = os.environ.get(name, "").replace(",", " ").split()
-    return tuple(_number(name, n, int) for n in raw) if raw else default
+    return tuple(_number(name, n, int, 1) for n in raw) if raw else default
 
 
-def _number(name: str, raw: str, kind: Callable[[str], N]) -> N:
+def _number(name: str, raw: str, kind: Callable[[str], N], least: N) -> N:
     try:
         value = kind(raw)
-        if value > 0:
+        if math.isfinite(value) and value >= least:
             return value
     except ValueError:
         pass
-    print(f"bench: {name}: {raw!r} is not a {'whole ' if kind is int else ''}number above 0", file=sys.stderr)
+    print(f"bench: {name}: {raw!r} is not a {'whole ' if kind is int else ''}number of at least {least}", file=sys.stderr)
     raise SystemExit(2)
 
 

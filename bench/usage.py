@@ -143,8 +143,8 @@ def run(base: Path) -> None:
         server.stop()
 
 
-TERMINALS = setting("BENCH_TERMINALS", 20, int)
-LEFTOVERS = setting("BENCH_LEFTOVERS", 50, int)
+TERMINALS = setting("BENCH_TERMINALS", 20, int, least=0)
+LEFTOVERS = setting("BENCH_LEFTOVERS", 50, int, least=0)
 HOLDER_ROUNDS = setting("BENCH_HOLDER_ROUNDS", 3, int)
 HOLDERS_GOAL = 1.5
 _spawned: list = []
