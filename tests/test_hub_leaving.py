@@ -77,3 +77,21 @@ async def test_a_server_that_leaves_is_asked_nothing_more():
                 assert len(still) == 1 and list(fleet.notebooks._servers) == ["h/u000"]
         finally:
             hub.release.set()
+
+
+async def test_a_server_whose_sessions_all_closed_keeps_no_checks():
+    import asyncio
+
+    with FakeHub(users=1, page=50) as hub:
+        hub.release.set()  # its contents answer at once (404: the notebook is not there)
+        hub.notebooks = {"u000": "work/a.ipynb"}
+        cfg = ServerConfig(name="h", url=hub.url, token_source="discovered", token="t" * 48, hub=True, timeout=10.0)
+        async with Fleet([cfg], Settings(timeout=10.0)) as fleet:
+            await fleet.snapshot(hold_back=5.0)
+            task = fleet._servers["h/u000"].nb_task
+            assert task is not None
+            await asyncio.wait_for(task, 10)
+            assert fleet.notebooks.get("h/u000", "work/a.ipynb") is False
+            hub.notebooks = {}  # she closed her notebook
+            await fleet.snapshot(hold_back=5.0)
+            assert "h/u000" not in fleet.notebooks._servers

@@ -237,6 +237,8 @@ async def test_what_is_kept_follows_the_sessions_and_the_fleet():
 
     checks.keep_only(["s"])  # "t" left the fleet
     assert checks.get("t", "p/a.ipynb") is None and list(checks._servers) == ["s"]
+    checks.forget("s")  # its sessions all closed
+    assert checks.get("s", "day499/y/b.ipynb") is None and not checks._servers
 
 
 async def test_a_root_notebook_named_with_a_leading_slash_is_checked_as_its_own_file():

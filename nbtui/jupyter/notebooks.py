@@ -122,7 +122,11 @@ class NotebookChecks:
         """Forget every server but these (the fleet's now): one gone for good leaves nothing behind."""
         keep = set(servers)
         for name in [n for n in self._servers if n not in keep]:
-            del self._servers[name]
+            self.forget(name)
+
+    def forget(self, server: str) -> None:
+        """Forget what was learnt of ``server`` (it left, or none of its sessions names a file now)."""
+        self._servers.pop(server, None)
 
     @staticmethod
     def _paced(due: list[tuple[str, frozenset[str]]], checked: dict[str, Optional[float]]) -> list[tuple[str, frozenset[str]]]:

@@ -610,6 +610,7 @@ class Fleet:
             return
         paths = [k.session.path for k in kernels if k.session is not None and orphans.session_checkable(k)]
         if not paths:
+            self.notebooks.forget(entry.config.name)  # (its sessions all closed: nothing of them is kept)
             return
         if entry.nb_limit is None:
             entry.nb_limit = asyncio.Semaphore(NOTEBOOK_CONCURRENCY)
