@@ -226,10 +226,17 @@ def _read_facts(p: psutil.Process) -> Facts:
         user: Optional[str] = p.username()
     except _ERRORS:
         user = None
-    kid = kernel_id_in(cmdline)
     try:
-        env = p.environ()
+        env: Optional[dict[str, str]] = p.environ()
     except _ERRORS:
+        env = None
+    return _facts(cmdline, user, env)
+
+
+def _facts(cmdline: tuple[str, ...], user: Optional[str], env: Optional[dict[str, str]]) -> Facts:
+    """A process's facts from its command line, user and environment (None: not ours to read)."""
+    kid = kernel_id_in(cmdline)
+    if env is None:
         return Facts(cmdline, user, kid, environ_readable=False)
     parent = env.get("JPY_PARENT_PID")
     try:
@@ -250,7 +257,72 @@ _PROC = "/proc"
 # is a per-CPU approximation, a few pages off.)
 _FAST = os.path.isfile(f"{_PROC}/self/stat") and hasattr(psutil, "_pslinux")
 if _FAST:
+    import pwd
+
+    from psutil._common import parse_environ_block
     from psutil._pslinux import CLOCK_TICKS as _TICKS, PAGESIZE as _PAGE
+
+
+def _whole(path: str) -> Optional[bytes]:
+    """A /proc file's bytes (None: gone, or not ours to read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = b""
+        while True:  # (a command line or an environment may be longer than one read gives)
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return data
+            data += chunk
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+_UID = re.compile(rb"Uid:\t(\d+)\t")
+
+
+def _proc_facts(pid: int, start: bytes, users: dict[int, str]) -> Optional[Facts]:
+    """Linux: a process's facts read from /proc as psutil reads them (its command line split
+    as psutil splits it, the name of its real uid, its environment), without a psutil
+    Process (which reads the boot time for its create time, and the file twice over): 40 us
+    a process instead of 150, the first scan of a host of 1,000 processes. Bytes are decoded
+    as psutil decodes them, but exactly (no newline translation). None where the PID is
+    another process's by the end (its start field moved) or it is gone. ``users``: uid ->
+    name, kept for the scan."""
+    base = f"{_PROC}/{pid}/"
+    raw = _whole(base + "cmdline")
+    cmdline: tuple[str, ...] = ()
+    if raw:
+        data = os.fsdecode(raw)
+        sep = "\x00" if data.endswith("\x00") else " "
+        if data.endswith(sep):
+            data = data[:-1]
+        args = data.split(sep)
+        if sep == "\x00" and len(args) == 1 and " " in data:  # (a process that set its title with spaces)
+            args = data.split(" ")
+        cmdline = tuple(args)
+    user: Optional[str] = None
+    status = _whole(base + "status")
+    found = _UID.search(status) if status else None
+    if found is not None:
+        uid = int(found.group(1))
+        user = users.get(uid)
+        if user is None:
+            try:
+                user = pwd.getpwuid(uid).pw_name
+            except KeyError:  # a uid with no name: its number, as psutil says it
+                user = str(uid)
+            users[uid] = user
+    block = _whole(base + "environ")
+    env = parse_environ_block(os.fsdecode(block)) if block is not None else None
+    again = _whole(base + "stat")
+    if again is None or again[again.rfind(b")") + 2:].split(None, 20)[19:20] != [start]:
+        return None
+    return _facts(cmdline, user, env)
 
 
 def _rss(pid: int) -> Optional[int]:
@@ -299,6 +371,7 @@ class ProcessTable:
         procs: dict[int, Proc] = {}
         cpu: dict[int, tuple[float, float]] = {}
         facts_of = self._facts
+        users: dict[int, str] = {}  # uid -> name, for this scan's new processes
         clock = time.monotonic
         for name in os.listdir(_PROC):
             if not name.isdigit():
@@ -321,13 +394,9 @@ class ProcessTable:
             ident = (pid, ctime)
             facts = facts_of.get(ident)
             if facts is None:
-                try:
-                    p = psutil.Process(pid)
-                    if p.create_time() != ctime:
-                        continue  # another process took the PID since the read: the next scan sees it
-                except _ERRORS:
-                    continue
-                facts = _read_facts(p)
+                facts = _proc_facts(pid, fields[19], users)
+                if facts is None:
+                    continue  # gone, or another process took the PID since the read: the next scan sees it
             procs[pid] = Proc(pid, int(fields[1]), ctime, facts)
             cpu[pid] = (float(fields[11]) / _TICKS + float(fields[12]) / _TICKS, read_at)  # utime + stime, as psutil
         self._facts = {p.ident: p.facts for p in procs.values()}

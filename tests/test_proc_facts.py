@@ -1,0 +1,59 @@
+"""A new process's facts (command line, user, Jupyter environment) are read from /proc
+directly on Linux (nbtui.host.procs._proc_facts): they must be what psutil says of the same
+process, for every process on this host and for one whose command line and environment are
+made to trip a parser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from nbtui.host import procs
+
+pytestmark = pytest.mark.skipif(not procs._FAST, reason="Linux /proc only")
+
+
+def _start_field(pid: int) -> bytes:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return data[data.rfind(b")") + 2:].split(None, 20)[19]
+
+
+def test_every_process_s_facts_are_psutil_s():
+    compared = 0
+    for pid in psutil.pids():
+        try:
+            start = _start_field(pid)
+            said = procs._read_facts(psutil.Process(pid))
+        except (OSError, psutil.Error):
+            continue  # gone meanwhile
+        read = procs._proc_facts(pid, start, {})
+        if read is None:
+            continue  # gone meanwhile
+        assert read == said, pid
+        compared += 1
+    assert compared > 5
+
+
+def test_a_process_made_to_trip_the_parser_reads_as_psutil_says():
+    odd = os.fsdecode(b"\xff\xfe-not-utf8")  # an argument that is no UTF-8 (surrogate-escaped)
+    args = [sys.executable, "-c", "import time; time.sleep(60)", "two words", "", odd, "kernel-5ca1ab1e.json"]
+    env = {"PATH": os.environ.get("PATH", ""), "JPY_SESSION_NAME": "work/a b\x1b[31m.ipynb",
+           "JPY_PARENT_PID": "4242", "JUPYTERHUB_USER": "mallory", "JUPYTERHUB_SERVER_NAME": "gpu",
+           "EMPTY": ""}
+    proc = subprocess.Popen(args, env=env)
+    try:
+        table = procs.ProcessTable()
+        found = table.scan().procs[proc.pid].facts
+        assert found == procs._read_facts(psutil.Process(proc.pid))
+        assert found.cmdline[3:] == ("two words", "", odd, "kernel-5ca1ab1e.json")
+        assert found.kernel_id == "5ca1ab1e" and found.user == psutil.Process(proc.pid).username()
+        assert (found.session_name, found.jpy_parent_pid) == ("work/a b\x1b[31m.ipynb", 4242)
+        assert (found.hub_user, found.hub_server_name) == ("mallory", "gpu")
+    finally:
+        proc.kill()
+        proc.wait(10)
