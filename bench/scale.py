@@ -46,9 +46,9 @@ from bench.common import NOISY, interleaved, measure, Run, scratch, setting, siz
 RUNS = setting("BENCH_RUNS", 5, int)
 BIG_RUNS = setting("BENCH_BIG_RUNS", 7, int)  # the 50,000-kernel case: 3 runs gave medians 0.74-1.26 s for the same reader
 HUB_RUNS = setting("BENCH_HUB_RUNS", 3, int)
-TUI_SECONDS = setting("BENCH_TUI_SECONDS", 60, float)  # a minute: the notebook re-check included
+TUI_SECONDS = setting("BENCH_TUI_SECONDS", 60.0, float)  # a minute: the notebook re-check included
 PARTS = os.environ.get("BENCH_PARTS", "ls hub tui exporter").split()
-EXPORTER_SECONDS = setting("BENCH_EXPORTER_SECONDS", 60, float)
+EXPORTER_SECONDS = setting("BENCH_EXPORTER_SECONDS", 60.0, float)
 EXPORTER_SERVERS, EXPORTER_PER, EXPORTER_RSS_GOAL_MB = 50, 1000, 150.0
 SERVERS = 10
 SIZES = sizes("BENCH_SIZES", (100, 1000, 10000, 50000))

@@ -204,12 +204,12 @@ def make_holders(server: JupyterServer, servers, kernels) -> tuple[LocalHost, li
     shells that are all new apart), the terminals and their shells' PIDs."""
     import subprocess
 
-    from nbtui.service.fleet import terminals_of, utcnow
+    from nbtui.service.fleet import terminals_of
     host = LocalHost()
     terms: list = []
     for _ in range(TERMINALS):
         server.api("POST", "api/terminals")
-        terms = terminals_of("srv", server.api("GET", "api/terminals").json(), utcnow())
+        terms = terminals_of("srv", server.api("GET", "api/terminals").json())
         wait_for(lambda: all(t.pid is not None for t in host.sample(servers, kernels, terms).terminals.values()),
                  30, 0.05, "the new terminal's shell")
     shells = [t.pid for t in host.sample(servers, kernels, terms).terminals.values()]
