@@ -57,3 +57,22 @@ def test_a_process_made_to_trip_the_parser_reads_as_psutil_says():
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_command_line_past_the_cap_is_cut_at_its_whole_arguments(monkeypatch):
+    # A process may make its command line and environment as long as it likes (PR_SET_MM_MAP):
+    # what is read of each stops at FACTS_CAP, the command line at its last whole argument.
+    monkeypatch.setattr(procs, "FACTS_CAP", 256)
+    long = "x" * 100
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", long, long, long, "tail"],
+                            env={"PATH": os.environ.get("PATH", ""), "PAD": "y" * 300, "JPY_SESSION_NAME": "late.ipynb"})
+    try:
+        found = procs._proc_facts(proc.pid, _start_field(proc.pid), {})
+        assert found is not None
+        full = psutil.Process(proc.pid).cmdline()
+        assert found.cmdline == tuple(full[:len(found.cmdline)]) and 0 < len(found.cmdline) < len(full)
+        assert sum(len(a) + 1 for a in found.cmdline) <= 256
+        assert found.session_name is None  # past the cap: not seen
+    finally:
+        proc.kill()
+        proc.wait(10)

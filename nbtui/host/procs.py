@@ -263,19 +263,26 @@ if _FAST:
     from psutil._pslinux import CLOCK_TICKS as _TICKS, PAGESIZE as _PAGE
 
 
-def _whole(path: str) -> Optional[bytes]:
-    """A /proc file's bytes (None: gone, or not ours to read)."""
+# The most of a process's command line or environment read (kernel's ARG_MAX for both is 2 MiB
+# by default, but a process may point them at any memory of its own: PR_SET_MM_MAP): a
+# command line is cut there, an environment's variables after it are not seen.
+FACTS_CAP = 4 << 20
+
+
+def _whole(path: str, cap: int) -> Optional[bytes]:
+    """A /proc file's bytes, at most ``cap`` of them (None: gone, or not ours to read)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        data = b""
-        while True:  # (a command line or an environment may be longer than one read gives)
-            chunk = os.read(fd, 1 << 16)
+        data = bytearray()  # grown in place (bytes += would copy all read so far at each chunk)
+        while len(data) < cap:
+            chunk = os.read(fd, min(1 << 16, cap - len(data)))
             if not chunk:
-                return data
+                break
             data += chunk
+        return bytes(data)
     except OSError:
         return None
     finally:
@@ -295,7 +302,9 @@ def _proc_facts(pid: int, start: bytes, users: dict[int, str]) -> Optional[Facts
     another process's by the end (its start field moved) or it is gone. ``users``: uid ->
     name, kept for the scan."""
     base = f"{_PROC}/{pid}/"
-    raw = _whole(base + "cmdline")
+    raw = _whole(base + "cmdline", FACTS_CAP)
+    if raw is not None and len(raw) >= FACTS_CAP and b"\0" in raw:
+        raw = raw[:raw.rfind(b"\0") + 1]  # cut at the cap: its whole arguments
     cmdline: tuple[str, ...] = ()
     if raw:
         data = os.fsdecode(raw)
@@ -307,7 +316,7 @@ def _proc_facts(pid: int, start: bytes, users: dict[int, str]) -> Optional[Facts
             args = data.split(" ")
         cmdline = tuple(args)
     user: Optional[str] = None
-    status = _whole(base + "status")
+    status = _whole(base + "status", FACTS_CAP)
     found = _UID.search(status) if status else None
     if found is not None:
         uid = int(found.group(1))
@@ -318,9 +327,9 @@ def _proc_facts(pid: int, start: bytes, users: dict[int, str]) -> Optional[Facts
             except KeyError:  # a uid with no name: its number, as psutil says it
                 user = str(uid)
             users[uid] = user
-    block = _whole(base + "environ")
+    block = _whole(base + "environ", FACTS_CAP)
     env = parse_environ_block(os.fsdecode(block)) if block is not None else None
-    again = _whole(base + "stat")
+    again = _whole(base + "stat", FACTS_CAP)
     if again is None or again[again.rfind(b")") + 2:].split(None, 20)[19:20] != [start]:
         return None
     return _facts(cmdline, user, env)

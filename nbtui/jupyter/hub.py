@@ -27,8 +27,8 @@ import httpx
 
 from nbtui.files.config import ServerConfig
 from nbtui.jupyter.hubtokens import TokenMint
-from nbtui.jupyter.rest import (AUTH_FAILED, NOT_JUPYTER, SERVER_ERROR, TIMEOUT, TOO_BIG, UNREACHABLE, ServerClient,
-                               ServerError, deadline, is_loopback, server_token)
+from nbtui.jupyter.rest import (AUTH_FAILED, NOT_JUPYTER, TIMEOUT, TOO_BIG, ServerClient, ServerError, deadline,
+                               is_loopback, server_token)
 from nbtui.jupyter.urlpath import UnsafeSegment, segment, server_path
 from nbtui.sources import ServerReader
 
@@ -391,11 +391,9 @@ class HubSource:
                        error_kind="auth-failed" if e.kind == "token" else e.kind, error=redact(str(e)))
             if e.kind == "not-found":
                 row["error"] = f"server {self.name}: {self.config.url}hub/api/users not found: not a JupyterHub?"
-            if e.kind in (SERVER_ERROR, UNREACHABLE):
-                # A hub restarting or behind a failing proxy (its users' servers run on): the
-                # last listing stays readable, as after a timeout; a refusal or an answer that
-                # is no hub's lists nothing.
-                return row, list(self.children.values())
+            # No listing, no users' servers read: a hub that cannot say where each one is now
+            # (restarting, it may have stopped them) must not have a token sent to whatever
+            # took a stopped server's port.
             return row, []
         row.update(version=self.version, latency_ms=round(latency, 1))
         await self.mint.ensure(self.client(), servers, deadline=self.timeout)
