@@ -77,6 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/hub/api/users":
             with srv.lock:
                 failing, srv.failing = srv.failing > 0, max(srv.failing - 1, 0)
+            if failing and srv.failing_hangs:
+                srv.release.wait(30)  # (released by the test)
             if failing:
                 return self._json({"message": "Bad Gateway"}, 502)
             return self._page("users", srv.users(), query)
@@ -165,6 +167,7 @@ class FakeHub(ThreadingHTTPServer):
         self.ids: dict[str, tuple[str, str]] = {}  # token id -> (user, token), until revoked
         self.refuse_all: set[str] = set()  # users whose server refuses every token (hostile)
         self.failing = 0  # the next listings of users that fail with a 502 (its proxy, a restart)
+        self.failing_hangs = False  # ... or hang (until ``release``) first
         self.notebooks: dict[str, str] = {}  # user -> the notebook path of her kernel's session
         self.contents_asked = 0  # /api/contents requests to users' servers, each held until released
         self.release = threading.Event()  # (a test sets it: every held contents request answers 404)

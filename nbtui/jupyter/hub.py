@@ -384,7 +384,7 @@ class HubSource:
         except asyncio.TimeoutError:
             row.update(status=model.TIMEOUT, error_kind="timeout",
                        error=f"server {self.name}: timed out after {self.timeout:g} s")
-            return row, list(self.children.values())  # the last listing stays readable
+            return row, []  # (as below: no listing, no user's server read)
         except ServerError as e:
             from nbtui.jupyter.rest import STATUS_OF_KIND as _STATUS_OF_KIND
             row.update(status=_STATUS_OF_KIND.get(e.kind, model.ERROR),
