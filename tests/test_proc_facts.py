@@ -13,8 +13,15 @@ import psutil
 import pytest
 
 from nbtui.host import procs
+from tests.jupyter import wait_for
 
 pytestmark = pytest.mark.skipif(not procs._FAST, reason="Linux /proc only")
+
+
+def _started(proc: subprocess.Popen, args: int) -> None:
+    """Wait until the child's exec has set up its command line (Popen returns once the exec
+    has begun; the kernel fills the command line in a moment later)."""
+    wait_for(lambda: len(psutil.Process(proc.pid).cmdline()) == args, 10, 0.01, "the child's command line")
 
 
 def _start_field(pid: int) -> bytes:
@@ -32,6 +39,11 @@ def test_every_process_s_facts_are_psutil_s():
         except (OSError, psutil.Error):
             continue  # gone meanwhile
         read = procs._proc_facts(pid, start, {})
+        if read is not None and read != said:  # (one of them read in the middle of an exec: both again)
+            try:
+                said, read = procs._read_facts(psutil.Process(pid)), procs._proc_facts(pid, start, {})
+            except psutil.Error:
+                continue  # gone meanwhile
         if read is None:
             continue  # gone meanwhile
         assert read == said, pid
@@ -47,6 +59,7 @@ def test_a_process_made_to_trip_the_parser_reads_as_psutil_says():
            "EMPTY": ""}
     proc = subprocess.Popen(args, env=env)
     try:
+        _started(proc, len(args))
         table = procs.ProcessTable()
         found = table.scan().procs[proc.pid].facts
         assert found == procs._read_facts(psutil.Process(proc.pid))
@@ -67,12 +80,38 @@ def test_a_command_line_past_the_cap_is_cut_at_its_whole_arguments(monkeypatch):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", long, long, long, "tail"],
                             env={"PATH": os.environ.get("PATH", ""), "PAD": "y" * 300, "JPY_SESSION_NAME": "late.ipynb"})
     try:
+        _started(proc, 7)
         found = procs._proc_facts(proc.pid, _start_field(proc.pid), {})
         assert found is not None
         full = psutil.Process(proc.pid).cmdline()
         assert found.cmdline == tuple(full[:len(found.cmdline)]) and 0 < len(found.cmdline) < len(full)
         assert sum(len(a) + 1 for a in found.cmdline) <= 256
         assert found.session_name is None  # past the cap: not seen
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_process_caught_before_its_command_line_is_read_again_at_the_next_scan(monkeypatch):
+    # Read in the middle of its exec (no command line yet), a kernel would be known by nothing
+    # for its life: its facts are read again until it has a command line.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "kernel-5ca1ab1e.json"])
+    try:
+        _started(proc, 4)
+        real = procs._proc_facts
+        caught = {proc.pid}
+
+        def mid_exec(pid: int, start: bytes, users: dict):
+            facts = real(pid, start, users)
+            if pid in caught and facts is not None:
+                caught.discard(pid)
+                return procs.Facts((), facts.user, None)  # as read while the exec sets it up
+            return facts
+
+        monkeypatch.setattr(procs, "_proc_facts", mid_exec)
+        table = procs.ProcessTable()
+        assert table.scan().procs[proc.pid].facts.kernel_id is None
+        assert table.scan().procs[proc.pid].facts.kernel_id == "5ca1ab1e"
     finally:
         proc.kill()
         proc.wait(10)

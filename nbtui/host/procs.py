@@ -409,7 +409,12 @@ class ProcessTable:
                     continue  # gone, or another process took the PID since the read: the next scan sees it
             procs[pid] = Proc(pid, int(fields[1]), ctime, facts)
             cpu[pid] = (float(fields[11]) / _TICKS + float(fields[12]) / _TICKS, read_at)  # utime + stime, as psutil
-        self._facts = {p.ident: p.facts for p in procs.values()}
+        # A process read in the middle of its exec has no command line yet (the kernel sets it
+        # up after closing the parent's pipe): its facts are read again at the next scan, not
+        # kept for its life (a kernel caught so would never be known by its connection file).
+        # Kernel threads (kthreadd's children) have none for good.
+        self._facts = {p.ident: p.facts for p in procs.values()
+                       if p.facts.cmdline or p.ppid in (0, 2) or p.pid == 2}
         self._handles = {}
         self._cpu = {i: v for i, v in self._cpu.items() if i in self._facts}
         return Scan(procs, time.time(), cpu=cpu)
