@@ -99,6 +99,7 @@ async def console_stream(server: JupyterServer, kid: str, lines: int) -> tuple[f
     app = BenchApp()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
+        assert isinstance(screen, ConsoleScreen)
         while not screen.ready.is_set():
             await pilot.pause(0.05)
         view = screen.view

@@ -18,6 +18,7 @@ Usage: python bench/cull.py [--kernels 40] [--grace 1] [--rounds 3]
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -98,7 +99,7 @@ def run(base: Path, opts: argparse.Namespace) -> int:
         return r
 
     try:
-        runs = interleaved({n: (lambda n=n: side(n)) for n in commands}, opts.rounds)
+        runs = interleaved({n: functools.partial(side, n) for n in commands}, opts.rounds)
 
         stubborn = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True)
         assert stubborn.stdout is not None and stubborn.stdout.readline().strip() == "ready"

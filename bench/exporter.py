@@ -85,7 +85,7 @@ def scrape_part(ports: list[int], base: Path) -> dict:
             time.sleep(0.1)
         first_s = time.monotonic() - t0
         n_info = sum(1 for f in text_string_to_metric_families(body) if f.name == "nbtui_kernel_info" for _ in f.samples)
-        walls = {"gzip": [], "identity": []}
+        walls: dict[str, list[float]] = {"gzip": [], "identity": []}
         sizes = {}
         for i in range(SCRAPES):
             for enc in walls:
@@ -171,13 +171,15 @@ async def refresh_part(ports: list[int]) -> dict:
                 tui.append(time.process_time() - c)
                 tui_wall.append(time.perf_counter() - w)
             layout = runner.layout
+            assert layout is not None
         assert len(read.snapshot.kernels) == SERVERS * PER_SERVER
         del app, runner
         gc.collect()
         more, more_wall = await exporter_runs(exporter, RUNS)  # after: drift of the machine's load
         mine += more
         mine_wall += more_wall
-        assert len(exporter.rendering.state.snapshot.kernels) == SERVERS * PER_SERVER
+        rendering = exporter.rendering
+        assert rendering is not None and len(rendering.state.snapshot.kernels) == SERVERS * PER_SERVER
 
         # What each adds to the same fleet read: the exporter counts and renders; the TUI's
         # runner keeps the usage history, indexes the kernels and computes the rows' cells.
@@ -202,7 +204,7 @@ async def refresh_part(ports: list[int]) -> dict:
         exporter.close()  # its fleet service: the read in flight cancelled, the clients closed
     return {"mine_ms": statistics.median(mine) * 1000, "tui_ms": statistics.median(tui) * 1000,
             "mine_wall_ms": statistics.median(mine_wall) * 1000, "tui_wall_ms": statistics.median(tui_wall) * 1000,
-            "body_mb": len(exporter.rendering.body) / 2**20,
+            "body_mb": len(rendering.body) / 2**20,
             "own_ms": statistics.median(own) * 1000, "theirs_ms": statistics.median(theirs) * 1000}
 
 
@@ -248,6 +250,7 @@ def hostile_one(per_server: int, base: Path) -> dict:
 
     child = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(per_server), str(per_server)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert child.stdin is not None and child.stdout is not None
     urls = json.loads(child.stdout.readline())
     cfg = base / f"cfg-{per_server}"
     cfg.mkdir()
@@ -347,6 +350,7 @@ def main() -> None:
         return
     child = subprocess.Popen([sys.executable, str(ROOT / "bench" / "tui.py"), "--serve", str(SERVERS), str(PER_SERVER)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
     try:
         ports = json.loads(child.stdout.readline())
         scrape = scrape_part(ports, base)

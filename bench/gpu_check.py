@@ -238,14 +238,14 @@ class Check:
               and not any(sim for _i, _n, sim in ids), str(ids)[:200])
         check("no GPU note on a healthy GPU", snap.get("gpu_note") is None, str(snap.get("gpu_note"))[:200])
         k = next((k for k in snap["kernels"] if k["kernel_id"] == self.kid), None)
-        if check("kernel listed", k is not None):
+        if check("kernel listed", k is not None) and k is not None:
             tree = truth.get(self.kernel_pid, 0) + truth.get(self.child_pid, 0)
             check("kernel pid", k["pid"] == self.kernel_pid, f"{k['pid']} vs {self.kernel_pid}")
             check("kernel GPU memory = NVML over its tree", within(k.get("gpu_memory_bytes") or 0, tree),
                   f"{(k.get('gpu_memory_bytes') or 0) / GIB:.2f} vs {tree / GIB:.2f} GiB")
             check("kernel owner named", bool(k.get("user")), str(k.get("user")))
         t = next((t for t in snap.get("terminals", []) if t["name"] == self.term), None)
-        if check("terminal listed", t is not None, str(snap.get("terminals"))[:200]):
+        if check("terminal listed", t is not None, str(snap.get("terminals"))[:200]) and t is not None:
             check("terminal row's GPU memory covers its job", within(t.get("gpu_memory_bytes") or 0,
                                                                      truth.get(self.term_job, 0)),
                   f"{(t.get('gpu_memory_bytes') or 0) / GIB:.2f} vs {truth.get(self.term_job, 0) / GIB:.2f} GiB")
@@ -277,6 +277,7 @@ class Check:
         p = subprocess.Popen([sys.executable, "-m", "nbtui", "demo", "--no-tui", "--no-discover"], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
+            assert p.stdout is not None
             line = p.stdout.readline()
             info = json.loads(line) if line.strip() else {}
             check("nbtui demo uses this host's GPU", info.get("gpu") == "real", line.strip()[:200])
@@ -301,7 +302,7 @@ class Check:
                      f"rc {p.returncode} {p.stderr.strip()[:150]}"):
             return
         x = next((x for x in snap.get("processes", []) if x["pid"] == self.child_pid), None)
-        if check("the kernel's child is a leftover", x is not None):
+        if check("the kernel's child is a leftover", x is not None) and x is not None:
             check("leftover GPU memory as NVML", within(x.get("gpu_memory_bytes") or 0, truth.get(self.child_pid, 0)),
                   f"{(x.get('gpu_memory_bytes') or 0) / GIB:.2f} vs {truth.get(self.child_pid, 0) / GIB:.2f} GiB")
             check("leftover notebook named", str(x.get("notebook") or "").endswith("gpu.ipynb"), str(x.get("notebook")))

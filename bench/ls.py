@@ -15,6 +15,7 @@ loopback in a temporary folder and stops them at the end; the folder is removed.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import subprocess
@@ -58,7 +59,7 @@ def run(base: Path) -> None:
         same = [subprocess.run(c, env=env, capture_output=True, text=True).stdout for c in (as_is, without)]
         assert same[0] == same[1] and one.url.split("?")[0] in same[0], same  # the same answer
         sides = {"nbtui": [sys.executable, "-m", "nbtui", "ls", "--json"], "as-is": as_is, "without": without}
-        runs = interleaved({k: (lambda c=c: measure(c, env)) for k, c in sides.items()}, RUNS)
+        runs = interleaved({k: functools.partial(measure, c, env) for k, c in sides.items()}, RUNS)
         times = {k: [r.wall for r in v] for k, v in runs.items()}
         cpu = {k: [r.cpu for r in v] for k, v in runs.items()}
         nbtui, peer, peer_as_is = (statistics.median(times[k]) for k in ("nbtui", "without", "as-is"))

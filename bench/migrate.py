@@ -59,6 +59,7 @@ def nbtui_migrate(a: JupyterServer, kid: str, env: dict, notebook: str, *extra: 
            "--yes", "--json", "--no-discover", *extra]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
     out, err = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     dt = time.perf_counter() - t0

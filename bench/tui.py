@@ -388,6 +388,7 @@ async def fleet_scale(ports: list[int]) -> dict:
         base = app.snapshot
         assert len(base.kernels) == SERVERS * PER_SERVER, len(base.kernels)
         screen = app.fleet_screen
+        assert screen is not None
         rng = random.Random(1)
         snaps, snap = [], base
         for _ in range(RUNS * 4):  # each one 1 % of cells away from the one before
@@ -452,6 +453,7 @@ def main() -> None:
         if "2" in PARTS:
             child = subprocess.Popen([sys.executable, __file__, "--serve", str(SERVERS), str(PER_SERVER)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert child.stdin is not None and child.stdout is not None
             try:
                 ports = json.loads(child.stdout.readline())
                 scale = asyncio.run(fleet_scale(ports))

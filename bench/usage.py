@@ -75,8 +75,9 @@ async def usage_targets(server: JupyterServer, cfg: ServerConfig) -> tuple[list,
                 await asyncio.sleep(REFRESH)
             snap = await fleet.snapshot()
             u = next(k for k in snap.kernels if k.kernel_id == kid).usage
+            assert u is not None, "the spinning kernel's usage was not measured"
             cpus.append(u.cpu_percent)
-            mem = u.memory_bytes
+            mem = u.memory_bytes or 0  # (unknown: 0, and the 500 MB target reads NO)
         truth = (sum(proc.cpu_times()[:2]) - c0) / (time.monotonic() - t0) * 100
     server.shutdown_kernel(kid)
     return cpus, mem, truth
