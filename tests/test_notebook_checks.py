@@ -235,7 +235,7 @@ async def test_what_is_kept_follows_the_sessions_and_the_fleet():
     assert len(kept.files) == 2 and len(kept.stamps) == 2 and len(kept.folders) == 0, \
         (len(kept.files), len(kept.stamps), len(kept.folders))
 
-    checks.keep_only(["s"])  # "t" left the fleet
+    checks.forget("t")  # "t" left the fleet
     assert checks.get("t", "p/a.ipynb") is None and list(checks._servers) == ["s"]
     checks.forget("s")  # its sessions all closed
     assert checks.get("s", "day499/y/b.ipynb") is None and not checks._servers

@@ -93,7 +93,7 @@ class NotebookChecks:
     refreshed at most every ``ttl`` seconds. ``get`` is None until a check has answered.
     What it keeps follows the sessions: a server's answers about folders and files its
     sessions no longer name go when its paths change, a server's all when it leaves the
-    fleet (``keep_only``), so a screen left open for weeks holds what it shows."""
+    fleet (``forget``), so a screen left open for weeks holds what it shows."""
 
     def __init__(self, ttl: float = NOTEBOOK_CHECK_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
@@ -118,14 +118,8 @@ class NotebookChecks:
             return True
         return one[1] if one is not None else None
 
-    def keep_only(self, servers: Iterable[str]) -> None:
-        """Forget every server but these (the fleet's now): one gone for good leaves nothing behind."""
-        keep = set(servers)
-        for name in [n for n in self._servers if n not in keep]:
-            self.forget(name)
-
     def forget(self, server: str) -> None:
-        """Forget what was learnt of ``server`` (it left, or none of its sessions names a file now)."""
+        """Forget what was learnt of ``server`` (it left the fleet, or none of its sessions names a file now)."""
         self._servers.pop(server, None)
 
     @staticmethod
@@ -195,7 +189,7 @@ class NotebookChecks:
         ``limit``; each request bounded by ``timeout``); returns how many folders were.
         ``stamp_first`` (a fleet that reads again: the TUI, the exporter): a first check lists
         the parents too, so the first re-check is their listings alone, not every folder.
-        (A server forgotten meanwhile (``keep_only``) takes this call's answers with it.)"""
+        (A server forgotten meanwhile (``forget``) takes this call's answers with it.)"""
         st = self._servers.get(server)
         if st is None:
             st = self._servers[server] = _ServerChecks()

@@ -386,7 +386,7 @@ class Fleet:
             names = {c.config.name for c in children}
             for name, e in list(self._servers.items()):
                 if e.hub == hub.name and name not in names:
-                    closing.append(self._servers.pop(name).leave())
+                    closing.append(self._remove(name))
             for c in children:
                 known = self._servers.get(c.config.name)
                 if known is not None and known.hub != hub.name:
@@ -413,7 +413,7 @@ class Fleet:
             if e.hub is None and e.config.source == "discovered" and (
                     (e.config.pid is not None and e.config.pid in pids)
                     or any(is_same_server_url(e.config.url, u) for u in urls)):
-                closing.append(self._servers.pop(name).leave())
+                closing.append(self._remove(name))
         await asyncio.gather(*(c.aclose() for c in closing if c is not None), return_exceptions=True)
         return rows
 
@@ -704,7 +704,6 @@ class Fleet:
         else:
             results, _ = await asyncio.gather(self._read_at_own_pace(read_one, hold_back), priming)
         results = await self._forget_gone(results)
-        self.notebooks.keep_only(self._servers)  # a server gone (a hub's user stopped, its process ended): its checks too
         servers = [r[0] for r in results]
         kernels = [k for r in results for k in r[1]]
         terminals = [t for r in results if r[0].ok for t in r[2]]
@@ -774,6 +773,18 @@ class Fleet:
             notebooks_checked=self.checks_notebooks,
         )
 
+    def _remove(self, name: str) -> Optional[ServerClient]:
+        """``name`` leaves the fleet with everything kept of it: its entry, its last answer,
+        its read (cancelled), its notebook checks (cancelled, and their answers); returns its
+        client, to be closed. Every way out of the fleet goes through here (a hub's user
+        stopped, a discovered server gone or found again through its hub)."""
+        self._last_read.pop(name, None)
+        reading = self._reading.pop(name, None)
+        if reading is not None:
+            reading.cancel()  # (its client is closed next: it would end at once)
+        self.notebooks.forget(name)
+        return self._servers.pop(name).leave()
+
     async def _forget_gone(self, results: list[tuple]) -> list[tuple]:
         """A discovered server whose read failed and whose process is gone (or its PID now
         another process's) is no server any more: it leaves the fleet after that one read, and
@@ -790,9 +801,7 @@ class Fleet:
         if not gone:
             return results
         for name in gone:
-            client = self._servers.pop(name).leave()
-            self._last_read.pop(name, None)
-            self._reading.pop(name, None)
+            client = self._remove(name)
             if client is not None:
                 await client.aclose()
         try:
@@ -804,13 +813,7 @@ class Fleet:
 
     async def _read_at_own_pace(self, read_one: Callable, hold_back: float) -> list[tuple]:
         """Each server's (info, kernels, terminals) for ``snapshot(hold_back=...)``: a new
-        read of every server whose last one has ended; the last answer of one still reading.
-        A server that left the fleet (a hub's user stopped) leaves neither its answer nor its read."""
-        for name in [n for n in (*self._last_read, *self._reading) if n not in self._servers]:
-            self._last_read.pop(name, None)
-            left = self._reading.pop(name, None)
-            if left is not None:
-                left.cancel()  # (its client is closed already: it would end at once)
+        read of every server whose last one has ended; the last answer of one still reading."""
         fresh = set()
         for name, e in self._servers.items():
             self._take_answer(name)
