@@ -289,6 +289,12 @@ def _whole(path: str, cap: int) -> Optional[bytes]:
         os.close(fd)
 
 
+def _stat_fields(stat: bytes) -> list[bytes]:
+    """A /proc/PID/stat line's fields after the command name (which may hold spaces and ")"),
+    from its state up to its start time (the 22nd field, here [19]), no further."""
+    return stat[stat.rfind(b")") + 2:].split(None, 20)
+
+
 _UID = re.compile(rb"Uid:\t(\d+)\t")
 
 
@@ -330,7 +336,7 @@ def _proc_facts(pid: int, start: bytes, users: dict[int, str]) -> Optional[Facts
     block = _whole(base + "environ", FACTS_CAP)
     env = parse_environ_block(os.fsdecode(block)) if block is not None else None
     again = _whole(base + "stat", FACTS_CAP)
-    if again is None or again[again.rfind(b")") + 2:].split(None, 20)[19:20] != [start]:
+    if again is None or _stat_fields(again)[19:20] != [start]:
         return None
     return _facts(cmdline, user, env)
 
@@ -397,7 +403,7 @@ class ProcessTable:
                 continue
             finally:
                 os.close(fd)
-            fields = data[data.rfind(b")") + 2:].split(None, 20)  # up to starttime (the 22nd field), no further
+            fields = _stat_fields(data)
             if len(fields) < 20 or fields[0] == b"Z":
                 continue  # a zombie holds nothing
             pid, ctime = int(name), float(fields[19]) / _TICKS + boot
@@ -416,7 +422,8 @@ class ProcessTable:
         self._facts = {p.ident: p.facts for p in procs.values()
                        if p.facts.cmdline or p.ppid in (0, 2) or p.pid == 2}
         self._handles = {}
-        self._cpu = {i: v for i, v in self._cpu.items() if i in self._facts}
+        live = {p.ident for p in procs.values()}  # (a process whose facts are read again keeps its baseline)
+        self._cpu = {i: v for i, v in self._cpu.items() if i in live}
         return Scan(procs, time.time(), cpu=cpu)
 
     def _scan_psutil(self) -> Scan:
