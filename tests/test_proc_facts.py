@@ -5,6 +5,7 @@ made to trip a parser."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -112,6 +113,55 @@ def test_a_process_caught_before_its_command_line_is_read_again_at_the_next_scan
         table = procs.ProcessTable()
         assert table.scan().procs[proc.pid].facts.kernel_id is None
         assert table.scan().procs[proc.pid].facts.kernel_id == "5ca1ab1e"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _waiting_to_exec(target: list[str]) -> tuple[subprocess.Popen, int]:
+    """A process that execs ``target`` once a byte is written to the returned fd: until then
+    its command line is the waiting one's, as a kernel's is its server's between its fork
+    and its exec (same PID, same start time)."""
+    r, w = os.pipe()
+    code = ("import json, os, sys; os.read(int(sys.argv[1]), 1); t = json.loads(os.environ['TARGET']);"
+            " os.execv(t[0], t)")
+    env = {"PATH": os.environ.get("PATH", ""), "TARGET": json.dumps(target)}  # (not in its command line)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(r)], pass_fds=(r,), env=env)
+    os.close(r)
+    _started(proc, 4)
+    return proc, w
+
+
+def _exec_now(proc: subprocess.Popen, w: int, marker: str) -> None:
+    os.write(w, b"x")
+    os.close(w)
+    wait_for(lambda: marker in psutil.Process(proc.pid).cmdline(), 10, 0.01, "the exec")
+
+
+def test_a_young_process_caught_before_its_exec_is_read_again_after_it():
+    # Python execs Python: the command name stays; its youth is what says to read it again.
+    proc, w = _waiting_to_exec([sys.executable, "-c", "import time; time.sleep(60)", "kernel-5ca1ab1e.json"])
+    try:
+        table = procs.ProcessTable()
+        assert table.scan().procs[proc.pid].facts.kernel_id is None  # still the waiting one
+        _exec_now(proc, w, "kernel-5ca1ab1e.json")
+        assert table.scan().procs[proc.pid].facts.kernel_id == "5ca1ab1e"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_an_older_process_that_execs_another_program_is_read_again(monkeypatch):
+    # Past FACTS_SETTLE (here at once) facts are kept, unless the command name moved: a
+    # wrapper script that ends in `exec` is known by what it became.
+    monkeypatch.setattr(procs, "FACTS_SETTLE", 0.0)
+    proc, w = _waiting_to_exec(["/bin/sh", "-c", "sleep 60; :", "kernel-5ca1ab1e.json"])
+    try:
+        table = procs.ProcessTable()
+        assert table.scan().procs[proc.pid].facts.kernel_id is None
+        _exec_now(proc, w, "kernel-5ca1ab1e.json")
+        found = table.scan().procs[proc.pid].facts
+        assert found.kernel_id == "5ca1ab1e" and found.cmdline[0] == "/bin/sh"
     finally:
         proc.kill()
         proc.wait(10)

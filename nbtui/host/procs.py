@@ -267,6 +267,12 @@ if _FAST:
 # by default, but a process may point them at any memory of its own: PR_SET_MM_MAP): a
 # command line is cut there, an environment's variables after it are not seen.
 FACTS_CAP = 4 << 20
+# A process younger than this has its facts read again at each scan, not kept for its life:
+# a child caught between its fork and its exec still shows its parent's command line and
+# environment (a kernel so caught would be its server for good), and the kernel's start
+# time does not move at the exec. Its command name (in every stat line) moving says the
+# same of an older process that execs (a wrapper script's `exec python ...`).
+FACTS_SETTLE = 5.0
 
 
 def _whole(path: str, cap: int) -> Optional[bytes]:
@@ -368,6 +374,7 @@ class ProcessTable:
 
     def __init__(self) -> None:
         self._facts: dict[Ident, Facts] = {}
+        self._names: dict[Ident, bytes] = {}  # ident -> its command name when its facts were read (Linux)
         self._handles: dict[Ident, psutil.Process] = {}
         self._cpu: dict[Ident, tuple[float, float]] = {}  # ident -> (cpu seconds, monotonic time)
         self._last_measure: Optional[float] = None  # time.time() of the last measure()
@@ -386,7 +393,8 @@ class ProcessTable:
         boot = _boot_time()  # as psutil: the create time is boot time + start ticks / CLOCK_TICKS
         procs: dict[int, Proc] = {}
         cpu: dict[int, tuple[float, float]] = {}
-        facts_of = self._facts
+        facts_of, names_of = self._facts, self._names
+        names: dict[Ident, bytes] = {}
         users: dict[int, str] = {}  # uid -> name, for this scan's new processes
         clock = time.monotonic
         for name in os.listdir(_PROC):
@@ -408,19 +416,23 @@ class ProcessTable:
                 continue  # a zombie holds nothing
             pid, ctime = int(name), float(fields[19]) / _TICKS + boot
             ident = (pid, ctime)
+            names[ident] = name_now = data[data.find(b"(") + 1:data.rfind(b")")]
             facts = facts_of.get(ident)
-            if facts is None:
+            if facts is None or names_of.get(ident) != name_now:  # (new, or exec'd since)
                 facts = _proc_facts(pid, fields[19], users)
                 if facts is None:
                     continue  # gone, or another process took the PID since the read: the next scan sees it
             procs[pid] = Proc(pid, int(fields[1]), ctime, facts)
             cpu[pid] = (float(fields[11]) / _TICKS + float(fields[12]) / _TICKS, read_at)  # utime + stime, as psutil
         # A process read in the middle of its exec has no command line yet (the kernel sets it
-        # up after closing the parent's pipe): its facts are read again at the next scan, not
-        # kept for its life (a kernel caught so would never be known by its connection file).
-        # Kernel threads (kthreadd's children) have none for good.
+        # up after closing the parent's pipe), one read before it has its parent's: their facts
+        # are read again at the next scan, not kept for their life (a kernel caught so would
+        # never be known by its connection file). Kernel threads (kthreadd's children) have
+        # no command line for good.
+        settled = time.time() - FACTS_SETTLE
         self._facts = {p.ident: p.facts for p in procs.values()
-                       if p.facts.cmdline or p.ppid in (0, 2) or p.pid == 2}
+                       if p.create_time <= settled and (p.facts.cmdline or p.ppid in (0, 2) or p.pid == 2)}
+        self._names = {i: names[i] for i in self._facts}
         self._handles = {}
         live = {p.ident for p in procs.values()}  # (a process whose facts are read again keeps its baseline)
         self._cpu = {i: v for i, v in self._cpu.items() if i in live}
@@ -439,7 +451,8 @@ class ProcessTable:
                 facts = _read_facts(p)
             procs[p.pid] = Proc(p.pid, ppid, ctime, facts)
             handles[ident] = self._handles.get(ident, p)
-        self._facts = {i: procs[i[0]].facts for i in handles}
+        settled = time.time() - FACTS_SETTLE  # (see _scan_proc)
+        self._facts = {i: procs[i[0]].facts for i in handles if i[1] <= settled}
         self._handles = handles
         self._cpu = {i: v for i, v in self._cpu.items() if i in handles}
         return Scan(procs, time.time())
