@@ -224,6 +224,30 @@ class Hub:
     def start_kernel(self, user: str, server: str = "") -> str:
         return self.user_api("POST", user, "api/kernels", server, json={"name": "python3"}).json()["id"]
 
+    def wait_kernel(self, user: str, kernel_id: str, timeout: float = 60.0) -> None:
+        """Until the kernel answers over ZMQ. A kernel whose port another test's process took
+        meanwhile dies at its start and its server starts it again, on new ports (its
+        connection file rewritten): a test must not catch it in between."""
+        from jupyter_client import BlockingKernelClient
+
+        runtime = self.base / "home" / user / ".local" / "share" / "jupyter" / "runtime"
+        path = wait_for(lambda: next(iter(runtime.glob(f"kernel-{kernel_id}.json")), None), 30, 0.1,
+                        f"connection file of {user}'s kernel {kernel_id}")
+
+        def answers() -> bool:
+            kc = BlockingKernelClient(connection_file=str(path))
+            kc.load_connection_file()  # (again each try: a restart rewrites it)
+            kc.start_channels(hb=False)
+            try:
+                kc.wait_for_ready(timeout=10)
+                return True
+            except RuntimeError:
+                return False
+            finally:
+                kc.stop_channels()
+
+        wait_for(answers, timeout, 0.1, f"{user}'s kernel {kernel_id} to answer")
+
     def remember_tree(self) -> None:
         try:
             for p in psutil.Process(self.proc.pid).children(recursive=True):

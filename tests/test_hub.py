@@ -45,6 +45,8 @@ def hub(tmp_path_factory):
         # Kernels started at the internal targets: the proxy has seen nothing of them.
         h.kernels = {u: _direct(h, u, "POST", "api/kernels", json={"name": "python3"}).json()["id"]
                      for u in ("alice", "bob")}
+        for u, kid in h.kernels.items():
+            h.wait_kernel(u, kid)
         yield h
     finally:
         h.stop()
@@ -112,7 +114,7 @@ def test_one_token_lists_every_users_servers_and_kernels(hub, config_dir):
         assert s["source"] == "hub" and s["status"] == "ok" and s["hub"] == "hub"
         assert s["route"] == "direct" and s["route_note"] is None
         assert s["pid"] and s["started"] and s["hub_last_activity"] and s["pending"] is None
-        assert s["usage_source"] == "local"  # nbtui runs on the hub host: the kernels are local processes
+        assert s["usage_source"] == "local", s  # nbtui runs on the hub host: the kernels are local processes
     kernels = {k["server"]: k for k in data["kernels"] if k["server"].startswith("hub/")}
     assert kernels["hub/alice"]["kernel_id"] == hub.kernels["alice"]
     assert kernels["hub/bob/gpu1"]["kernel_id"] == hub.kernels["bob"]
