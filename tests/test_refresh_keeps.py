@@ -89,8 +89,8 @@ def test_a_count_that_turns_into_true_is_not_the_last_reads_count(said):
 
     raw = {"id": "k1", "name": "python3", "last_activity": dt.datetime.now(dt.timezone.utc).isoformat(),
            "execution_state": "idle", "connections": 1}
-    (first,) = join_kernels("srv", [raw], [], {})
-    (k,) = join_kernels("srv", [dict(raw, connections=said)], [], {first.key: first})
+    (first,) = join_kernels("srv", [raw], {}, {})
+    (k,) = join_kernels("srv", [dict(raw, connections=said)], {}, {first.key: first})
     assert k.connections == (None if said is True else 1)
     assert (k is first) == (said is not True)
 
@@ -99,8 +99,8 @@ def test_a_list_where_a_name_belongs_is_read_anew_each_time():
     from nbtui.jupyter.join import join_kernels
 
     raw = {"id": "k1", "name": ["python3"], "last_activity": None, "execution_state": "idle", "connections": 0}
-    (first,) = join_kernels("srv", [raw], [], {})
-    (again,) = join_kernels("srv", [raw], [], {first.key: first})
+    (first,) = join_kernels("srv", [raw], {}, {})
+    (again,) = join_kernels("srv", [raw], {}, {first.key: first})
     assert again is not first and again.kernel_name == first.kernel_name == "['python3']"
 
 
@@ -266,3 +266,64 @@ def test_a_refused_listing_fails_the_read_at_once_not_at_the_timeout():
     finally:
         srv.close()
     assert (snap.servers[0].status, snap.servers[0].error_kind) == (model.AUTH_FAILED, "auth-failed")
+
+
+def test_a_screen_asks_sessions_and_terminals_at_their_pace_a_new_kernels_at_once_and_all_by_hand(jupyter, monkeypatch):
+    """A fleet read on and on (the TUI) asks /api/kernels every read, /api/sessions and
+    /api/terminals once their answer is PACED_MAX_AGE old (here: not within the test), the
+    sessions at once when a kernel is new to them (and at the next read, for a session made
+    just after its kernel), and everything when a refresh is asked for by hand."""
+    from nbtui.jupyter.rest import ServerClient
+    from nbtui.service import fleet as fleet_mod
+
+    monkeypatch.setattr(fleet_mod, "PACED_MAX_AGE", 3600.0)
+    asked: list[str] = []
+    for what in ("sessions_listing", "terminals_listing"):
+        real = getattr(ServerClient, what)
+
+        def counting(self, digest=False, _real=real, _what=what):
+            asked.append(_what.split("_")[0])
+            return _real(self, digest)
+
+        monkeypatch.setattr(ServerClient, what, counting)
+    first_session = jupyter.create_session("work/a.ipynb")
+    k1 = first_session["kernel"]["id"]
+    fleet = _fleet(jupyter)
+    fleet.reads_again = True
+    terminal = None
+
+    def paths(snap: model.Snapshot) -> dict[str, str | None]:
+        return {k.kernel_id: k.session.path if k.session else None for k in snap.kernels}
+
+    async def reads():
+        nonlocal terminal
+        out = {"first": (await fleet.snapshot(), list(asked))}
+        jupyter.api("PATCH", f"api/sessions/{first_session['id']}", json={"path": "work/b.ipynb"})
+        terminal = jupyter.api("POST", "api/terminals").json()["name"]
+        for name in ("paced", "new", "soon", "later", "by hand"):
+            if name == "new":
+                out["k2"] = jupyter.create_session("work/c.ipynb")["kernel"]["id"]
+            if name == "by hand":
+                fleet.read_whole_next()
+            del asked[:]
+            out[name] = (await fleet.snapshot(), list(asked))
+        await fleet.aclose()
+        return out
+
+    try:
+        out = asyncio.run(reads())
+    finally:
+        if terminal:
+            jupyter.api("DELETE", f"api/terminals/{terminal}")
+    k2 = out["k2"]
+    first, paced, new, soon, later, by_hand = (out[n] for n in ("first", "paced", "new", "soon", "later", "by hand"))
+    assert sorted(first[1]) == ["sessions", "terminals"] and paths(first[0])[k1] == "work/a.ipynb"
+    # not asked yet: the rename and the new terminal wait for their pace
+    assert paced[1] == [] and paths(paced[0])[k1] == "work/a.ipynb" and not paced[0].terminals
+    # a new kernel: the sessions asked at once (the rename comes with them), and again next time
+    assert new[1] == ["sessions"] and paths(new[0])[k2] == "work/c.ipynb" and paths(new[0])[k1] == "work/b.ipynb"
+    assert soon[1] == ["sessions"] and later[1] == []
+    assert paths(later[0]) == paths(new[0])
+    # by hand: everything, the terminal too
+    assert sorted(by_hand[1]) == ["sessions", "terminals"]
+    assert [t.name for t in by_hand[0].terminals] == [terminal]

@@ -11,7 +11,7 @@ measured when asked, so an unchanged kernel stays unchanged as time passes.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from nbtui.core import model
 from nbtui.core.units import parse_time
@@ -34,27 +34,43 @@ def _shared(text: str) -> str:
     return text
 
 
-def _session(s: dict, path: Any) -> model.Session:
+# A session as the join reads it: its (id, path, name, type) as the server said them (JSON
+# values of any type; the path from "path", else "notebook"."path", else "").
+SaidSession = tuple[Any, Any, Any, Any]
+
+
+def sessions_of(raw_sessions: Iterable[dict]) -> dict[str, SaidSession]:
+    """Kernel id -> what ``/api/sessions`` says of that kernel's first session: all the join
+    reads of it, so a fleet that reads again keeps this (not the answer, which repeats every
+    kernel's model) to join kernels read without their sessions."""
+    out: dict[str, SaidSession] = {}
+    for raw in raw_sessions:
+        kernel = raw.get("kernel")
+        kid = kernel.get("id") if isinstance(kernel, dict) else None
+        if isinstance(kid, str) and kid not in out:
+            notebook = raw.get("notebook")
+            path = raw.get("path") or (notebook.get("path") if isinstance(notebook, dict) else None) or ""
+            out[kid] = (raw.get("id", ""), path, raw.get("name"), raw.get("type"))
+    return out
+
+
+def _session(s: SaidSession) -> model.Session:
+    sid, path, name, kind = s
     path = str(path)
     return model.Session(  # (id, path, name, type), by position: a call with no keywords costs less
-        str(s.get("id", "")),
+        str(sid),
         path,
-        str(s.get("name") or path.rsplit("/", 1)[-1]),
-        _shared(str(s.get("type") or "notebook")),  # one "notebook" for every session
+        str(name or path.rsplit("/", 1)[-1]),
+        _shared(str(kind or "notebook")),  # one "notebook" for every session
     )
 
 
-def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
+def join_kernels(server: str, raw_kernels: list[dict], sessions: Mapping[str, SaidSession],
                  last: Optional[Mapping[str, model.Kernel]] = None) -> list[model.Kernel]:
-    """Kernels of one server joined with the sessions that reference them (a kernel's first
-    session). With ``last`` (the fleet's kernels of its last read, by key), a kernel whose
-    every value read here is what that read read (its ``read_digest``) is that very kernel
-    object, its verdicts as they were then (the fleet judges it again)."""
-    sessions: dict[str, dict] = {}
-    for raw in raw_sessions:
-        kid = (raw.get("kernel") or {}).get("id") if isinstance(raw.get("kernel"), dict) else None
-        if isinstance(kid, str):
-            sessions.setdefault(kid, raw)
+    """Kernels of one server joined with the sessions that reference them (``sessions_of``:
+    a kernel's first session). With ``last`` (the fleet's kernels of its last read, by key), a
+    kernel whose every value read here is what that read read (its ``read_digest``) is that
+    very kernel object, its verdicts as they were then (the fleet judges it again)."""
     out = []
     # Each kernel a copy of one made here (``model.evolve``): a third of the frozen
     # ``__init__``'s cost, which sets every field through ``object.__setattr__`` (50,000
@@ -64,7 +80,6 @@ def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
     for k in raw_kernels:
         kid = k["id"]
         s = sessions.get(kid)
-        path = None if s is None else (s.get("path") or (s.get("notebook") or {}).get("path") or "")
         conns = k.get("connections")
         if not isinstance(conns, int) or isinstance(conns, bool):
             conns = None
@@ -75,8 +90,7 @@ def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
             # values keep their JSON types (1.0 == 1: a number for a name could read as the
             # last read's spelling of it; a count is normalized first).
             try:
-                digest = hash((name, k.get("last_activity"), k.get("execution_state"), conns,
-                               None if s is None else (s.get("id", ""), path, s.get("name"), s.get("type"))))
+                digest = hash((name, k.get("last_activity"), k.get("execution_state"), conns, s))
             except TypeError:  # a list or an object where a string belongs: built anew each read
                 digest = -1
             before = last.get(model.kernel_key(server, kid)) if digest != -1 else None
@@ -90,7 +104,7 @@ def join_kernels(server: str, raw_kernels: list[dict], raw_sessions: list[dict],
             state=model.normalize_state(k.get("execution_state")),
             connections=conns,
             last_activity=parse_time(k.get("last_activity")),
-            session=None if s is None else _session(s, path),
+            session=None if s is None else _session(s),
             read_digest=digest,
         ))
     return out

@@ -19,7 +19,7 @@ from nbtui.jupyter.own import OwnConnections
 from nbtui.jupyter.capped import CappedKernels, OverCap
 from nbtui.jupyter.notebooks import NotebookChecks
 from nbtui.jupyter.discovery import Discovery, discover_host, is_same_server_url, pid_alive
-from nbtui.jupyter.join import join_kernels, terminals_of
+from nbtui.jupyter.join import SaidSession, join_kernels, sessions_of, terminals_of
 from nbtui.jupyter.rest import STATUS_OF_KIND, Listing, ServerClient, ServerError, deadline, is_loopback, server_token
 from nbtui.files.secrets import redact
 from nbtui.service.sources import source_for
@@ -46,11 +46,23 @@ async def _timed(work: Awaitable[_T]) -> tuple[_T, float]:
     return got, (time.perf_counter() - t0) * 1000
 
 
-async def _lists(client: ServerClient, capped: Optional[CappedKernels],
-                 digest: bool) -> tuple[list | Listing, list | Listing, float]:
+async def _lists(client: ServerClient, capped: Optional[CappedKernels], digest: bool,
+                 known: Optional[frozenset[str]] = None,
+                 last: Optional[int] = None) -> tuple[list | Listing, Optional[list | Listing], float]:
     """``(kernels, sessions, latency_ms)`` of one server: both answers at once, not yet
     parsed (``Listing``, with their digests if asked), or with a cap one item at a time, the
-    kernels first (the sessions kept are the kept kernels')."""
+    kernels first (the sessions kept are the kept kernels'). With ``known`` (a fleet that
+    reads again, between its asks of /api/sessions: the kernel ids listed beside the last),
+    the kernels alone, and the sessions (None: not asked) only where a kernel is new to them;
+    kernels said as last time (``last``: that answer's digest) are new to none."""
+    if known is not None and capped is None:
+        kernels, latency = await _timed(client.kernels_listing(digest))
+        if last is not None and kernels.digest == last:
+            return kernels, None, latency
+        listed = kernels.parse()
+        if all(k["id"] in known for k in listed):
+            return Listing(kernels.digest, lambda: listed), None, latency
+        return Listing(kernels.digest, lambda: listed), await client.sessions_listing(digest), latency
     if capped is None:
         (kernels, latency), sessions = await _all_or_none([_timed(client.kernels_listing(digest)),
                                                            client.sessions_listing(digest)])
@@ -85,6 +97,17 @@ class _Server:
     lists_made: tuple[tuple[str, int], ...] = ()
     terminals_digest: Optional[int] = None
     terminals_made: tuple[model.Terminal, ...] = ()
+    # A fleet that reads again asks /api/sessions and /api/terminals once their last answer is
+    # PACED_MAX_AGE old, and /api/sessions at once where /api/kernels names a kernel the last
+    # ask did not list: each kernel's session as that ask said it, the kernel ids listed
+    # beside it, its digest, when (monotonic), and whether it found new kernels (asked again at
+    # the next read: a kernel listed before its session was made).
+    sessions: Optional[dict[str, SaidSession]] = None
+    sessions_ids: frozenset[str] = frozenset()
+    sessions_digest: Optional[int] = None
+    sessions_at: float = 0.0
+    sessions_soon: bool = False
+    terminals_at: float = 0.0
     # Probes kept for the server's lifetime (``_forget_probes``: a read that fails as a whole,
     # since the server may come back as another process): its version was asked, and it
     # has no terminals (the extension's absence: ``ext_retry_at`` is then infinite).
@@ -218,6 +241,8 @@ class Fleet:
         self.read_concurrency: Optional[int] = None
         self._read_gate: Optional[asyncio.Semaphore] = None
         self._kept: Optional[dict[str, model.Kernel]] = None  # the last snapshot's kernels by key
+        # The next snapshot asks every server everything (``read_whole_next``), this one does.
+        self._whole_next = self._whole_now = False
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (),
@@ -447,19 +472,40 @@ class Fleet:
             cap = self.hooks.kernel_cap(name)
             capped = None if cap is None else CappedKernels(cap, self.settings.orphan_idle, now)
             digest = self._kept is not None  # read again: an answer the same as the last is not parsed
-            calls: list[Awaitable[Any]] = [_lists(client, capped, digest), self._read_terminals(entry, digest)]
+            whole = not (digest and self.reads_again) or self._whole_now or capped is not None
+            known = None
+            if not whole and entry.sessions is not None and not entry.sessions_soon \
+                    and time.monotonic() - entry.sessions_at < PACED_MAX_AGE:
+                known = entry.sessions_ids
+            last = entry.lists_digests[0] if entry.lists_digests is not None else None
+            calls: list[Awaitable[Any]] = [_lists(client, capped, digest, known, last),
+                                           self._read_terminals(entry, digest, skip=not whole)]
             if not entry.version_asked:
                 calls.append(client.version())
             results = await deadline(_all_or_none(calls), timeout + 0.25)
             raw_kernels, raw_sessions, latency = results[0]
             results[0] = None  # an answer's body goes once it is parsed (or not needed)
-            kept = self._unchanged(entry, raw_kernels, raw_sessions)
             digests: tuple[Optional[int], Optional[int]] = (None, None)
+            if isinstance(raw_kernels, Listing):
+                digests = raw_kernels.digest, (entry.sessions_digest if raw_sessions is None else
+                                               raw_sessions.digest if isinstance(raw_sessions, Listing) else None)
+            kept = self._unchanged(entry, digests)
             if kept is not None:
-                raw_kernels = raw_sessions = []
-            elif isinstance(raw_kernels, Listing) and isinstance(raw_sessions, Listing):
-                digests = raw_kernels.digest, raw_sessions.digest
-                raw_kernels, raw_sessions = raw_kernels.parse(), raw_sessions.parse()
+                raw_kernels = []
+            elif isinstance(raw_kernels, Listing):
+                raw_kernels = raw_kernels.parse()
+            sessions: dict[str, SaidSession] = {}
+            if raw_sessions is None:  # not asked: as the last ask said
+                sessions = entry.sessions or {}
+            elif kept is not None:  # both answers as last time: so are the sessions kept
+                entry.sessions_at, entry.sessions_soon = time.monotonic(), False
+            else:
+                sessions = sessions_of(raw_sessions.parse() if isinstance(raw_sessions, Listing) else raw_sessions)
+                if digest and capped is None:  # read again: kept until the next ask
+                    ids = frozenset(k["id"] for k in raw_kernels)
+                    entry.sessions_soon = entry.sessions is not None and not ids <= entry.sessions_ids
+                    entry.sessions, entry.sessions_ids = sessions, ids
+                    entry.sessions_digest, entry.sessions_at = digests[1], time.monotonic()
         except asyncio.TimeoutError:
             if ext:
                 ext.cancel()
@@ -481,7 +527,7 @@ class Fleet:
         else:
             entry.lists_digests = None
             try:
-                kernels = join_kernels(name, raw_kernels, raw_sessions, self._kept)
+                kernels = join_kernels(name, raw_kernels, sessions, self._kept)
             except (TypeError, ValueError, AttributeError, KeyError):  # JSON of the wrong shapes
                 return self._failed(entry, ServerError(name, "not-jupyter", "answered /api/sessions or "
                                                        "/api/kernels with fields of the wrong types")), []
@@ -489,17 +535,17 @@ class Fleet:
                 made = tuple((k.key, k.read_digest) for k in kernels)
                 if all(d != -1 for _, d in made):  # (-1: a kernel that is built anew each read)
                     entry.lists_digests, entry.lists_made = (digests[0], digests[1]), made
-        del raw_kernels, raw_sessions  # a big answer is not held past the join
+        del raw_kernels, raw_sessions, sessions  # a big answer is not held past the join
         if capped is not None:
             self.hooks.counted_over_cap(name, capped.over())
         self._check_notebooks(entry, kernels)
         return self._info(entry, latency_ms=round(latency, 1)), kernels
 
-    def _unchanged(self, entry: _Server, kernels: list | Listing, sessions: list | Listing) -> Optional[list[model.Kernel]]:
+    def _unchanged(self, entry: _Server, digests: tuple[Optional[int], Optional[int]]) -> Optional[list[model.Kernel]]:
         """The kernels the fleet made of this server's last answers, where both answers are
-        those again (their digests) and the fleet still holds every one of them; else None."""
-        if (self._kept is None or entry.lists_digests is None or not isinstance(kernels, Listing)
-                or not isinstance(sessions, Listing) or (kernels.digest, sessions.digest) != entry.lists_digests):
+        those again (``digests``: of /api/kernels, /api/sessions) and the fleet still holds
+        every one of them; else None."""
+        if self._kept is None or entry.lists_digests is None or digests != entry.lists_digests:
             return None
         kept = self._kept
         out = []
@@ -510,13 +556,19 @@ class Fleet:
             out.append(k)
         return out
 
-    async def _read_terminals(self, entry: _Server, digest: bool = False) -> None:
+    async def _read_terminals(self, entry: _Server, digest: bool = False, skip: bool = False) -> None:
         """The server's terminals (``GET /api/terminals``); a server with terminals off, or
         one that fails this read alone, has none known (said in ``terminal_note``). A server
         with terminals off is not asked again while it runs (``terminals_off``). With
-        ``digest`` (read again) the same answer as the last keeps the last rows."""
+        ``digest`` (read again) the same answer as the last keeps the last rows; with ``skip``
+        too, a server read well last time is asked once that answer is PACED_MAX_AGE old."""
         if entry.terminals_off:
             return
+        if skip and entry.terminals_digest is not None and entry.terminal_note is None \
+                and time.monotonic() - entry.terminals_at < PACED_MAX_AGE:
+            entry.terminals = entry.terminals_made
+            return
+        entry.terminals_at = time.monotonic()
         name = entry.config.name
         try:
             answer = await self.client(name).terminals_listing(digest)
@@ -595,7 +647,7 @@ class Fleet:
         if entry.probe_key is not None and self._probes is not None:
             self._probes.forget(entry.probe_key)
         entry.version_asked = entry.terminals_off = False
-        entry.lists_digests = entry.terminals_digest = None
+        entry.lists_digests = entry.terminals_digest = entry.sessions = None
         entry.lists_made, entry.terminals_made = (), ()  # what was made of its answers is not kept
         if entry.ext_retry_at == float("inf"):
             entry.ext_retry_at = 0.0
@@ -659,6 +711,7 @@ class Fleet:
         the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
         self._reads += 1
+        self._whole_now, self._whole_next = self._whole_next, False
         if (self._reads > 1 or self.reads_again) and self._kept is None:
             self._kept = {}  # its kernels get digests the next read can match
         # A host view that needs two samples for CPU % takes the first now, and the
@@ -772,6 +825,11 @@ class Fleet:
             idle_threshold=threshold,
             notebooks_checked=self.checks_notebooks,
         )
+
+    def read_whole_next(self) -> None:
+        """The next snapshot asks every server's sessions and terminals too, whatever their
+        pace (PACED_MAX_AGE): a refresh asked for by hand shows what the servers say now."""
+        self._whole_next = True
 
     def _remove(self, name: str) -> Optional[ServerClient]:
         """``name`` leaves the fleet with everything kept of it: its entry, its last answer,
@@ -914,6 +972,13 @@ class Fleet:
 
 
 EXTENSION_RETRY = 60.0  # seconds before asking an absent or failing extension again
+# A fleet that reads again (the TUI, the exporter) asks each server's /api/sessions and
+# /api/terminals once their last answer is this old (seconds: every 5th read at the TUI's 2 s,
+# every read at the exporter's 15 s), /api/kernels every read: a kernel new to the last
+# sessions' ask has them asked at once (and at the next read). What only the sessions say of a
+# kernel listed before (a notebook renamed) and a new terminal show within this, as
+# JupyterLab's own lists poll (every 10 s). A refresh asked for by hand asks everything.
+PACED_MAX_AGE = 9.5
 TERMINALS_OFF = "terminals: off on this server"
 NO_EXTENSION = "no nbtui extension on the server (install nbtui beside jupyter_server there)"
 NOTEBOOK_WAIT = 0.5  # seconds a read waits for notebook checks before leaving them running

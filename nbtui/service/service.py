@@ -192,6 +192,14 @@ class FleetService(Generic[R]):
             self._adopt(self._source())
         return self._fleet
 
+    def read_whole_next(self) -> None:
+        """The next read asks every server for everything, whatever the pace of its asks
+        (``Fleet.read_whole_next``; a flag the read takes as it begins, set from any thread).
+        A fleet not opened yet has nothing paced to ask."""
+        fleet = self._fleet
+        if fleet is not None and hasattr(fleet, "read_whole_next"):
+            fleet.read_whole_next()
+
     @property
     def readonly(self) -> Optional[bool]:
         return self._readonly

@@ -267,8 +267,11 @@ class NbtuiApp(App):
 
     # -- refresh loop --------------------------------------------------------------------
 
-    def refresh_now(self) -> None:
-        """Read every server now (or right after the read in flight)."""
+    def refresh_now(self, whole: bool = True) -> None:
+        """Read every server now (or right after the read in flight); ``whole`` (all but the
+        timer's): their sessions and terminals too, whatever the pace of those asks."""
+        if whole:
+            self.runner.service.read_whole_next()
         if self._reading:
             self._again = True
             return
@@ -289,9 +292,12 @@ class NbtuiApp(App):
             self._reading = False
         if self._again:
             self._again = False
-            self.refresh_now()
+            self.refresh_now(whole=False)  # (a whole read asked meanwhile is flagged already)
         elif self.live and self.is_running:
-            self._timer = self.set_timer(self.interval, self.refresh_now)
+            self._timer = self.set_timer(self.interval, self._tick)
+
+    def _tick(self) -> None:
+        self.refresh_now(whole=False)
 
     def apply_snapshot(self, snap: Snapshot, index: Optional[dict] = None, cells: Optional[tuple] = None, *,
                        rows: Optional[list] = None, waiting: tuple = (), partial: bool = False,
