@@ -263,3 +263,51 @@ async def test_a_root_notebook_named_with_a_leading_slash_is_checked_as_its_own_
     await checks.refresh("s", paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5)  # type: ignore
     assert sorted(asked) == ["gone.ipynb", "here.ipynb"]
     assert [checks.get("s", p) for p in paths] == [False, True]
+
+
+def test_a_refresh_with_nothing_due_looks_at_no_folder_until_one_falls_due(jupyter, monkeypatch):
+    """A screen refreshes every 2 s; its sessions' folders fall due once a minute. A call
+    with the same paths before the first is due looks at none of them (4,000 folders over a
+    fleet were looked at every refresh); once one is due, it is checked."""
+    import asyncio
+
+    from nbtui.jupyter.notebooks import NotebookChecks
+    from nbtui.jupyter.rest import ServerClient
+
+    for path in ("p/a.ipynb", "p/b.ipynb", "q/c.ipynb", "q/d.ipynb"):
+        jupyter.write_notebook(path)
+    now = [1000.0]
+    checks = NotebookChecks(ttl=60, clock=lambda: now[0])
+    looked: list[str] = []
+    real = NotebookChecks._due_at
+
+    def counting(self, st, folder, names):
+        looked.append(folder)
+        return real(self, st, folder, names)
+
+    monkeypatch.setattr(NotebookChecks, "_due_at", counting)
+    paths = ["p/a.ipynb", "p/b.ipynb", "q/c.ipynb"]
+
+    async def calls():
+        client = ServerClient("srv", jupyter.url, token=jupyter.token)
+        limit, out = asyncio.Semaphore(4), []
+        try:
+            for at in (1000.0, 1030.0, 1059.0, 1061.0, 1062.0, 1063.0, 1064.0):
+                now[0] = at
+                if at == 1064.0:  # a new session's file: its folder is due at once
+                    paths.append("q/d.ipynb")
+                del looked[:]
+                checked = await checks.refresh("srv", list(paths), lambda: client, limit=limit, timeout=10)
+                out.append((at, checked, sorted(looked)))
+        finally:
+            await client.aclose()
+        return out
+
+    out = asyncio.run(calls())
+    assert out[0] == (1000.0, 2, ["p", "q"])  # the first call checks both folders
+    assert out[1] == (1030.0, 0, ["p", "q"])  # (after a check, the next call looks once more)
+    assert out[2] == (1059.0, 0, [])  # none due: none looked at
+    assert out[3] == (1061.0, 2, ["p", "q"])  # due: checked again
+    assert out[4] == (1062.0, 0, ["p", "q"]) and out[5] == (1063.0, 0, [])
+    assert out[6] == (1064.0, 1, ["p", "q"])
+    assert [checks.get("srv", p) for p in paths] == [True, True, True, True]

@@ -77,15 +77,18 @@ def folder_url(folder: str, content: bool) -> str:
 class _ServerChecks:
     """What one server's checks learnt: its folders' listings, the files asked one by one,
     each stamped folder's ``last_modified`` in its parent's listing when its files were last
-    all found, and the last grouping of its paths (``NotebookChecks._by_folder``)."""
+    all found, the last grouping of its paths (``NotebookChecks._by_folder``), and the
+    earliest its next folder falls due (its answers change only in ``refresh``, which looks
+    at every folder again once this has come, or its paths changed, or it checked some)."""
 
-    __slots__ = ("folders", "files", "stamps", "grouped")
+    __slots__ = ("folders", "files", "stamps", "grouped", "next_due")
 
     def __init__(self) -> None:
         self.folders: dict[str, _Folder] = {}
         self.files: dict[str, tuple[float, Optional[bool]]] = {}  # path -> (when, answer)
         self.stamps: dict[str, str] = {}
         self.grouped: Optional[tuple[tuple[str, ...], dict[str, frozenset[str]]]] = None
+        self.next_due = float("-inf")
 
 
 class NotebookChecks:
@@ -175,13 +178,16 @@ class NotebookChecks:
         st.stamps = {f: v for f, v in st.stamps.items() if f in by_folder}
         return by_folder
 
-    def _due(self, st: _ServerChecks, folder: str, names: frozenset[str], now: float) -> bool:
+    def _due_at(self, st: _ServerChecks, folder: str, names: frozenset[str]) -> float:
+        """When the folder falls due (-inf: it is, whatever the time)."""
         if len(names) == 1:  # a folder of one session's file: that file is asked on its own
             one = st.files.get(join_path(folder, next(iter(names))))
-            return one is None or now - one[0] >= self.ttl
+            return float("-inf") if one is None else one[0] + self.ttl
         listed = st.folders.get(folder)
         # (a name the listing lacked was asked on its own right after it: no older than it)
-        return listed is None or now - listed.checked_at >= self.ttl or not names <= listed.asked
+        if listed is None or not names <= listed.asked:
+            return float("-inf")
+        return listed.checked_at + self.ttl
 
     async def refresh(self, server: str, paths: Iterable[str], client: Callable[[], ServerClient], *,
                       limit: asyncio.Semaphore, timeout: float, stamp_first: bool = False) -> int:
@@ -193,9 +199,15 @@ class NotebookChecks:
         st = self._servers.get(server)
         if st is None:
             st = self._servers[server] = _ServerChecks()
+        grouped = st.grouped
         by_folder = self._by_folder(st, paths)
         now = self.clock()
-        due = [(f, names) for f, names in by_folder.items() if self._due(st, f, names, now)]
+        if st.grouped is grouped and now < st.next_due:
+            return 0  # the same paths, and none of their folders due yet: not one looked at
+        due_at = {f: self._due_at(st, f, names) for f, names in by_folder.items()}
+        due = [(f, names) for f, names in by_folder.items() if due_at[f] <= now]
+        # (folders checked now have new answers by the next call: it looks at all again)
+        st.next_due = now if due else min(due_at.values(), default=float("inf"))
         if due:
             # when each folder's answers came (None: never), once for this call
             checked = {f: self._checked_at(st, f, names) for f, names in by_folder.items()}
