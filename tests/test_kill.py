@@ -367,3 +367,31 @@ def test_rows_on_the_screen_are_planned_as_nbtui_kill_plans_their_targets():
     its_process = Process(4242, "ana", "python -m ipykernel_launcher", 1.0)
     snap = Snapshot(generated_at=now, servers=(ServerInfo("far", "http://gpu1:8888/", "config"),), kernels=(k,))
     assert [(s.kind, s.target) for s in plan_rows(snap, [its_process, k])] == [(KERNEL, "far:k1")]
+
+
+async def test_a_cull_spares_a_kernel_whose_session_came_or_moved_after_the_plan(jupyter):
+    """A cull plans from a snapshot (a screen's is as old as what it shows and the
+    confirmation): a kernel chosen for having no session that got one since, and one chosen
+    for its missing notebook whose session names another since, are refused at the re-check;
+    the kernel that is still an orphan is culled."""
+    lonely, attached = jupyter.start_kernel(), jupyter.start_kernel()
+    moved = jupyter.create_session("gone/was.ipynb")  # no such file: notebook-missing
+    fleet = fleet_of(jupyter)
+    fleet.checks_notebooks = True
+    async with fleet:
+        snap = await fleet.snapshot()
+        steps = plan_cull(snap, CullPolicy(orphans=True))
+        reasons = {s.kernel.kernel_id: s.reasons for s in steps if s.kernel is not None}
+        assert "no-session" in reasons[lonely] and "no-session" in reasons[attached]
+        assert "notebook-missing" in reasons[moved["kernel"]["id"]]
+        jupyter.create_session("work/now.ipynb", kernel_id=attached)  # opened meanwhile
+        jupyter.write_notebook("work/moved.ipynb")
+        jupyter.api("PATCH", f"api/sessions/{moved['id']}", json={"path": "work/moved.ipynb"})
+        outcomes = await execute(fleet, steps, grace=1, action="cull")
+    by_kernel = {o.step.kernel.kernel_id: o for o in outcomes if o.step.kernel is not None}
+    assert by_kernel[lonely].ok
+    assert by_kernel[attached].result == "refused: a session refers to it now (re-checked before acting)"
+    assert by_kernel[moved["kernel"]["id"]].result == \
+        "refused: its session names another notebook now (re-checked before acting)"
+    alive = {k["id"] for k in jupyter.kernels()}
+    assert lonely not in alive and {attached, moved["kernel"]["id"]} <= alive

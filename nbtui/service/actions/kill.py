@@ -26,6 +26,7 @@ from nbtui.files import audit
 from nbtui.files.secrets import redact_cmdline
 from nbtui.host import devholders, signals
 from nbtui.host.signals import Fate, Ident
+from nbtui.jupyter.join import sessions_of
 from nbtui.jupyter.rest import NOT_FOUND, ServerError
 from nbtui.service.actions.gate import kernel_audit_target, require_writable, unaddressable
 from nbtui.service.actions.kernels import RECHECK, SHUTDOWN_TIMEOUT, recheck_kernel
@@ -354,24 +355,55 @@ def plan_rows(snapshot: Snapshot, rows: Sequence[Row],
 # -- execute ----------------------------------------------------------------------------------
 
 
-async def _live_kernels(fleet: Fleet, server: str) -> set[str] | ServerError:
-    """The re-check right before acting: one listing per server, shared by its kernels."""
+# What a cull chose a kernel for that its sessions said: a session may have come for it, or
+# its notebook moved, since the plan (a screen's plan is as old as the snapshot on screen and
+# the confirmation): re-checked too, from the server's sessions now.
+_SESSION_REASONS = frozenset({orphans.NO_SESSION, orphans.NOTEBOOK_MISSING})
+
+# A server's kernels now, and with the sessions re-checked, each kernel's session's path.
+_Live = tuple[set[str], Optional[dict[str, str]]]
+
+
+async def _live_kernels(fleet: Fleet, server: str, sessions: bool = False) -> _Live | ServerError:
+    """The re-check right before acting: one listing per server, shared by its kernels; with
+    ``sessions``, its sessions beside it (kernel id -> its first session's path), under the
+    same deadline."""
     try:
         client = fleet.client(server)
-        return {k["id"] for k in await client.within(client.kernels(), what=RECHECK)}
+        if not sessions:
+            return {k["id"] for k in await client.within(client.kernels(), what=RECHECK)}, None
+        kernels, said = await client.within(asyncio.gather(client.kernels(), client.sessions()), what=RECHECK)
+        return {k["id"] for k in kernels}, {kid: str(s[1]) for kid, s in sessions_of(said).items()}
     except ServerError as e:
         return e
 
 
-async def _kill_kernel(fleet: Fleet, step: Step, live: set[str] | ServerError) -> tuple[Outcome, list[Ident]]:
+def _session_moved(step: Step, sessions: Optional[dict[str, str]]) -> Optional[str]:
+    """Why a culled kernel's session reason no longer holds (None: it holds, or not re-checked)."""
+    k = step.kernel
+    if sessions is None or k is None:
+        return None
+    if orphans.NO_SESSION in step.reasons and k.kernel_id in sessions:
+        return "a session refers to it now"
+    if orphans.NOTEBOOK_MISSING in step.reasons and k.session is not None \
+            and sessions.get(k.kernel_id) != k.session.path:
+        return "its session names another notebook now"
+    return None
+
+
+async def _kill_kernel(fleet: Fleet, step: Step, live: _Live | ServerError) -> tuple[Outcome, list[Ident]]:
     """Shut the kernel down through its server; returns the outcome and the local survivors."""
     k = step.kernel
     assert k is not None
     client = fleet.client(k.server)
     if isinstance(live, ServerError):
         return Outcome(step, f"failed: {live}", server_error=True), []
-    if k.kernel_id not in live:
+    ids, sessions = live
+    if k.kernel_id not in ids:
         return Outcome(step, "gone"), _survivors(step)
+    moved = _session_moved(step, sessions)
+    if moved:
+        return Outcome(step, f"refused: {moved} (re-checked before acting)"), []
     try:
         await client.shutdown(k.kernel_id, timeout=max(client.timeout, SHUTDOWN_TIMEOUT))
     except ServerError as e:
@@ -477,7 +509,11 @@ async def execute(fleet: Optional[Fleet], steps: list[Step], *, grace: float = D
     servers = sorted({r.step.kernel.server for r in by_server if r.step.kernel is not None})
     if by_server and fleet is None:
         raise ValueError("kernel and terminal steps need the fleet")
-    listings = dict(zip(servers, await asyncio.gather(*(_live_kernels(fleet, n) for n in servers))))  # type: ignore[arg-type]
+    # A cull's kernels chosen for what their sessions said: their servers' sessions re-checked too.
+    resessions = {r.step.kernel.server for r in by_server if action == "cull" and r.step.kernel is not None
+                  and _SESSION_REASONS & set(r.step.reasons)}
+    listings = dict(zip(servers, await asyncio.gather(*(_live_kernels(fleet, n, n in resessions)  # type: ignore[arg-type]
+                                                        for n in servers))))
     gates: dict[str, asyncio.Semaphore] = {}
 
     async def end(r: _Run) -> None:
