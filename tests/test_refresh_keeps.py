@@ -183,6 +183,8 @@ class _Server:
         me = self
         self.delay, self.state, self.last = 0.0, "idle", "2026-01-01T00:00:00Z"
         self.kernels_status, self.sessions_hang = 200, False
+        self.session_path: str | None = None  # k1's session's notebook (None: no session)
+        self.others = 0  # sessions that name kernels the server does not list
 
         class Handler(_Handler):  # (its quiet log and its JSON answer)
             def do_GET(self):
@@ -198,6 +200,11 @@ class _Server:
                         return
                     self._json([{"id": "k1", "name": "python3", "last_activity": me.last,
                                  "execution_state": me.state, "connections": 0}])
+                elif path == "/api/sessions" and me.session_path is not None:
+                    self._json([{"id": "s1", "path": me.session_path, "name": "nb", "type": "notebook",
+                                 "kernel": {"id": "k1"}}]
+                               + [{"id": f"x{i}", "path": "x" * 1000, "kernel": {"id": f"ghost{i}"}}
+                                  for i in range(me.others)])
                 else:
                     self._json([] if path in ("/api/sessions", "/api/terminals") else {"version": "2.14.0"})
 
@@ -327,3 +334,66 @@ def test_a_screen_asks_sessions_and_terminals_at_their_pace_a_new_kernels_at_onc
     # by hand: everything, the terminal too
     assert sorted(by_hand[1]) == ["sessions", "terminals"]
     assert [t.name for t in by_hand[0].terminals] == [terminal]
+
+
+def test_a_refresh_by_hand_reaches_a_server_whose_read_was_under_way(monkeypatch):
+    """R while a slow server's paced read runs on past the refresh: that server's next
+    read asks everything too, so its renamed notebook shows then (not 10 s later)."""
+    from nbtui.service import fleet as fleet_mod
+
+    monkeypatch.setattr(fleet_mod, "PACED_MAX_AGE", 3600.0)
+    fast, slow = _Server(), _Server()
+    fast.session_path = slow.session_path = "a.ipynb"
+    fleet = Fleet([ServerConfig("fast", fast.url, token_source="none"),
+                   ServerConfig("slow", slow.url, token_source="none")], Settings(orphan_idle=3600))
+    fleet.checks_notebooks = False
+    fleet.reads_again = True
+
+    def paths(snap: model.Snapshot) -> dict[str, str | None]:
+        return {k.server: k.session.path if k.session else None for k in snap.kernels}
+
+    async def reads():
+        first = await fleet.snapshot(hold_back=0.3)
+        slow.delay = 1.0
+        fast.session_path = slow.session_path = "renamed.ipynb"
+        await fleet.snapshot(hold_back=0.3)  # a timer's refresh: the slow read goes on past it
+        running = fleet._reading.get("slow")
+        assert running is not None
+        fleet.read_whole_next()  # R
+        by_hand = await fleet.snapshot(hold_back=0.3)
+        await asyncio.wait_for(asyncio.shield(running), 20)
+        slow.delay = 0.0
+        after = await fleet.snapshot(hold_back=5.0)
+        await fleet.aclose()
+        return first, by_hand, after
+
+    try:
+        first, by_hand, after = asyncio.run(reads())
+    finally:
+        fast.close()
+        slow.close()
+    assert paths(first) == {"fast": "a.ipynb", "slow": "a.ipynb"}
+    assert paths(by_hand)["fast"] == "renamed.ipynb"
+    assert paths(after) == {"fast": "renamed.ipynb", "slow": "renamed.ipynb"}
+
+
+def test_a_screen_keeps_no_session_of_a_kernel_its_server_does_not_list():
+    """A lying server names 500 kernels it does not list in its sessions: a fleet read on
+    and on keeps the one session of the kernel it lists, not the answer's other half-MB."""
+    srv = _Server()
+    srv.session_path, srv.others = "a.ipynb", 500
+    fleet = Fleet([ServerConfig("x", srv.url, token_source="none")], Settings(orphan_idle=3600))
+    fleet.checks_notebooks = False
+    fleet.reads_again = True
+
+    async def read():
+        snap = await fleet.snapshot(hold_back=5.0)
+        await fleet.aclose()
+        return snap
+
+    try:
+        snap = asyncio.run(read())
+    finally:
+        srv.close()
+    assert [(k.kernel_id, k.session.path if k.session else None) for k in snap.kernels] == [("k1", "a.ipynb")]
+    assert list(fleet._servers["x"].sessions or {}) == ["k1"]

@@ -11,7 +11,7 @@ measured when asked, so an unchanged kernel stays unchanged as time passes.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Container, Iterable, Mapping, Optional
 
 from nbtui.core import model
 from nbtui.core.units import parse_time
@@ -39,15 +39,16 @@ def _shared(text: str) -> str:
 SaidSession = tuple[Any, Any, Any, Any]
 
 
-def sessions_of(raw_sessions: Iterable[dict]) -> dict[str, SaidSession]:
+def sessions_of(raw_sessions: Iterable[dict], kernel_ids: Optional[Container[str]] = None) -> dict[str, SaidSession]:
     """Kernel id -> what ``/api/sessions`` says of that kernel's first session: all the join
     reads of it, so a fleet that reads again keeps this (not the answer, which repeats every
-    kernel's model) to join kernels read without their sessions."""
+    kernel's model) to join kernels read without their sessions. With ``kernel_ids``, only
+    the sessions of those kernels (a kept answer holds nothing of kernels never listed)."""
     out: dict[str, SaidSession] = {}
     for raw in raw_sessions:
         kernel = raw.get("kernel")
         kid = kernel.get("id") if isinstance(kernel, dict) else None
-        if isinstance(kid, str) and kid not in out:
+        if isinstance(kid, str) and kid not in out and (kernel_ids is None or kid in kernel_ids):
             notebook = raw.get("notebook")
             path = raw.get("path") or (notebook.get("path") if isinstance(notebook, dict) else None) or ""
             out[kid] = (raw.get("id", ""), path, raw.get("name"), raw.get("type"))

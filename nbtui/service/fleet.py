@@ -108,6 +108,7 @@ class _Server:
     sessions_at: float = 0.0
     sessions_soon: bool = False
     terminals_at: float = 0.0
+    whole_next: bool = False  # its next read asks everything (``Fleet.read_whole_next``)
     # Probes kept for the server's lifetime (``_forget_probes``: a read that fails as a whole,
     # since the server may come back as another process): its version was asked, and it
     # has no terminals (the extension's absence: ``ext_retry_at`` is then infinite).
@@ -241,8 +242,6 @@ class Fleet:
         self.read_concurrency: Optional[int] = None
         self._read_gate: Optional[asyncio.Semaphore] = None
         self._kept: Optional[dict[str, model.Kernel]] = None  # the last snapshot's kernels by key
-        # The next snapshot asks every server everything (``read_whole_next``), this one does.
-        self._whole_next = self._whole_now = False
 
     @classmethod
     def from_config(cls, config: Config, *, discover_local: bool = True, only: Iterable[str] = (),
@@ -472,7 +471,8 @@ class Fleet:
             cap = self.hooks.kernel_cap(name)
             capped = None if cap is None else CappedKernels(cap, self.settings.orphan_idle, now)
             digest = self._kept is not None  # read again: an answer the same as the last is not parsed
-            whole = not (digest and self.reads_again) or self._whole_now or capped is not None
+            whole = not (digest and self.reads_again) or entry.whole_next or capped is not None
+            entry.whole_next = False
             known = None
             if not whole and entry.sessions is not None and not entry.sessions_soon \
                     and time.monotonic() - entry.sessions_at < PACED_MAX_AGE:
@@ -500,12 +500,16 @@ class Fleet:
             elif kept is not None:  # both answers as last time: so are the sessions kept
                 entry.sessions_at, entry.sessions_soon = time.monotonic(), False
             else:
-                sessions = sessions_of(raw_sessions.parse() if isinstance(raw_sessions, Listing) else raw_sessions)
-                if digest and capped is None:  # read again: kept until the next ask
+                said = raw_sessions.parse() if isinstance(raw_sessions, Listing) else raw_sessions
+                if not (digest and capped is None):
+                    sessions = sessions_of(said)
+                else:  # read again: kept until the next ask, only those of kernels listed
                     ids = frozenset(k["id"] for k in raw_kernels)
+                    sessions = sessions_of(said, ids)
                     entry.sessions_soon = entry.sessions is not None and not ids <= entry.sessions_ids
                     entry.sessions, entry.sessions_ids = sessions, ids
                     entry.sessions_digest, entry.sessions_at = digests[1], time.monotonic()
+                del said  # (the answer goes once it is made into sessions)
         except asyncio.TimeoutError:
             if ext:
                 ext.cancel()
@@ -711,7 +715,6 @@ class Fleet:
         the screen's first paint; the servers are read meanwhile and ``on_server`` hears them."""
         now = self.clock()
         self._reads += 1
-        self._whole_now, self._whole_next = self._whole_next, False
         if (self._reads > 1 or self.reads_again) and self._kept is None:
             self._kept = {}  # its kernels get digests the next read can match
         # A host view that needs two samples for CPU % takes the first now, and the
@@ -827,9 +830,12 @@ class Fleet:
         )
 
     def read_whole_next(self) -> None:
-        """The next snapshot asks every server's sessions and terminals too, whatever their
-        pace (PACED_MAX_AGE): a refresh asked for by hand shows what the servers say now."""
-        self._whole_next = True
+        """Each server's next read asks its sessions and terminals too, whatever their pace
+        (PACED_MAX_AGE): a refresh asked for by hand shows what the servers say now. A server
+        whose read is under way (its answer late: read at its own pace) keeps the flag for its
+        next read. Called on the fleet's loop (``FleetService.read_whole_next``)."""
+        for e in self._servers.values():
+            e.whole_next = True
 
     def _remove(self, name: str) -> Optional[ServerClient]:
         """``name`` leaves the fleet with everything kept of it: its entry, its last answer,

@@ -193,12 +193,13 @@ class FleetService(Generic[R]):
         return self._fleet
 
     def read_whole_next(self) -> None:
-        """The next read asks every server for everything, whatever the pace of its asks
-        (``Fleet.read_whole_next``; a flag the read takes as it begins, set from any thread).
-        A fleet not opened yet has nothing paced to ask."""
+        """Each server's next read asks it for everything, whatever the pace of its asks
+        (``Fleet.read_whole_next``, run on the service's loop: from any thread). A fleet not
+        opened yet has nothing paced to ask."""
         fleet = self._fleet
-        if fleet is not None and hasattr(fleet, "read_whole_next"):
-            fleet.read_whole_next()
+        if fleet is None or not hasattr(fleet, "read_whole_next") or self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(fleet.read_whole_next)
 
     @property
     def readonly(self) -> Optional[bool]:
