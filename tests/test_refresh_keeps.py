@@ -218,16 +218,22 @@ class _Server:
         self.httpd.server_close()
 
 
+def _read_on(**servers: _Server) -> Fleet:
+    """A fleet read on and on (as a screen's) of these servers, by name; no notebook checks."""
+    fleet = Fleet([ServerConfig(name, s.url, token_source="none") for name, s in servers.items()],
+                  Settings(orphan_idle=3600))
+    fleet.checks_notebooks = False
+    fleet.reads_again = True
+    return fleet
+
+
 def test_a_read_that_outlasts_a_refresh_is_not_taken_for_the_one_after():
     """A slow server's read runs past a refresh (hold_back), which shows its last answer;
     when that read ends, the next refresh hears the same answer again: it shows what the
     server says now, not the objects of the refresh before (the same answer, not the same
     kernel)."""
     fast, slow = _Server(), _Server()
-    fleet = Fleet([ServerConfig("fast", fast.url, token_source="none"),
-                   ServerConfig("slow", slow.url, token_source="none")], Settings(orphan_idle=3600))
-    fleet.checks_notebooks = False
-    fleet.reads_again = True
+    fleet = _read_on(fast=fast, slow=slow)
 
     def state(snap: model.Snapshot) -> tuple[str, str]:
         (k,) = [k for k in snap.kernels if k.server == "slow"]
@@ -344,10 +350,7 @@ def test_a_refresh_by_hand_reaches_a_server_whose_read_was_under_way(monkeypatch
     monkeypatch.setattr(fleet_mod, "PACED_MAX_AGE", 3600.0)
     fast, slow = _Server(), _Server()
     fast.session_path = slow.session_path = "a.ipynb"
-    fleet = Fleet([ServerConfig("fast", fast.url, token_source="none"),
-                   ServerConfig("slow", slow.url, token_source="none")], Settings(orphan_idle=3600))
-    fleet.checks_notebooks = False
-    fleet.reads_again = True
+    fleet = _read_on(fast=fast, slow=slow)
 
     def paths(snap: model.Snapshot) -> dict[str, str | None]:
         return {k.server: k.session.path if k.session else None for k in snap.kernels}
@@ -382,9 +385,7 @@ def test_a_screen_keeps_no_session_of_a_kernel_its_server_does_not_list():
     and on keeps the one session of the kernel it lists, not the answer's other half-MB."""
     srv = _Server()
     srv.session_path, srv.others = "a.ipynb", 500
-    fleet = Fleet([ServerConfig("x", srv.url, token_source="none")], Settings(orphan_idle=3600))
-    fleet.checks_notebooks = False
-    fleet.reads_again = True
+    fleet = _read_on(x=srv)
 
     async def read():
         snap = await fleet.snapshot(hold_back=5.0)
