@@ -39,12 +39,12 @@ async def test_a_servers_answers_are_freed_as_they_are_read(shared_jupyter):
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 has no asyncio.timeout: wait_for's own task holds the failure")
 async def test_a_failed_reads_error_and_answer_are_freed_with_it():
     """A server's read, as the fleet makes it: its requests under one deadline (``rest.deadline``),
-    the first failure stopping the others (``fleet._all_or_none``). A failure's traceback held
+    the first failure stopping the others (``fleet.all_or_none``). A failure's traceback held
     frames that held tasks that held the failure (``wait_for``'s own task, the read's tasks):
     cycles that kept each refused answer (up to ``max_body``) until the collector came by, in a
     hub of failing users' servers hundreds at once (one `ls` peaked at 1 GB)."""
     from nbtui.jupyter.rest import ServerError, deadline
-    from nbtui.service.fleet import _all_or_none
+    from nbtui.service.fleet import all_or_none
     from tests.fakehttp import FakeHTTP
 
     with FakeHTTP("500") as bad:
@@ -55,7 +55,7 @@ async def test_a_failed_reads_error_and_answer_are_freed_with_it():
             gc.collect()
             for _ in range(3):
                 with pytest.raises(ServerError):
-                    await deadline(_all_or_none([client.request("GET", "api"), client.request("GET", "api/kernels")]), 30)
+                    await deadline(all_or_none([client.request("GET", "api"), client.request("GET", "api/kernels")]), 30)
             gc.set_debug(gc.DEBUG_SAVEALL)
             gc.collect()
             held = [o for o in gc.garbage if isinstance(o, ServerError)]  # (with its traceback's frames)

@@ -64,7 +64,7 @@ async def _lists(client: ServerClient, capped: Optional[CappedKernels], digest: 
             return Listing(kernels.digest, lambda: listed), None, latency
         return Listing(kernels.digest, lambda: listed), await client.sessions_listing(digest), latency
     if capped is None:
-        (kernels, latency), sessions = await _all_or_none([_timed(client.kernels_listing(digest)),
+        (kernels, latency), sessions = await all_or_none([_timed(client.kernels_listing(digest)),
                                                            client.sessions_listing(digest)])
         return kernels, sessions, latency
     t0 = time.perf_counter()
@@ -146,7 +146,7 @@ def merge_servers(configured: Iterable[ServerConfig], found: Discovery | None) -
     return out
 
 
-async def _all_or_none(calls: list[Awaitable[Any]]) -> list[Any]:
+async def all_or_none(calls: list[Awaitable[Any]]) -> list[Any]:
     """``gather``, except that the first failure stops the other requests of the read: a
     server whose one answer is over the cap or broken is not read on in the background."""
     tasks = [asyncio.ensure_future(c) for c in calls]
@@ -482,7 +482,7 @@ class Fleet:
                                            self._read_terminals(entry, digest, skip=not whole)]
             if not entry.version_asked:
                 calls.append(client.version())
-            results = await deadline(_all_or_none(calls), timeout + 0.25)
+            results = await deadline(all_or_none(calls), timeout + 0.25)
             raw_kernels, raw_sessions, latency = results[0]
             results[0] = None  # an answer's body goes once it is parsed (or not needed)
             digests: tuple[Optional[int], Optional[int]] = (None, None)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     # One read, one document, then the process ends: the cycle collector is off. Its walks
     # over what the read builds (at 50,000 kernels 0.07 s of 1.1) found almost nothing: a
     # failed request leaves no cycle that holds its answer (nbtui.jupyter.rest.deadline,
-    # nbtui.service.fleet._all_or_none). Measured against a hub of 1,500 users' servers that
+    # nbtui.service.fleet.all_or_none). Measured against a hub of 1,500 users' servers that
     # each refuse with 0.5 MB: 67 MB at the peak with it off, 64 with it on (1,066 before
     # those cycles were broken).
     collecting = gc.isenabled()

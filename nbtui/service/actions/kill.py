@@ -30,7 +30,7 @@ from nbtui.jupyter.join import sessions_of
 from nbtui.jupyter.rest import NOT_FOUND, ServerError
 from nbtui.service.actions.gate import kernel_audit_target, require_writable, unaddressable
 from nbtui.service.actions.kernels import RECHECK, SHUTDOWN_TIMEOUT, recheck_kernel
-from nbtui.service.fleet import Fleet
+from nbtui.service.fleet import Fleet, all_or_none
 
 DEFAULT_GRACE = 5.0
 # Kernels and terminals ended at once per server: a DELETE mostly waits for the kernel to
@@ -372,7 +372,7 @@ async def _live_kernels(fleet: Fleet, server: str, sessions: bool = False) -> _L
         client = fleet.client(server)
         if not sessions:
             return {k["id"] for k in await client.within(client.kernels(), what=RECHECK)}, None
-        kernels, said = await client.within(asyncio.gather(client.kernels(), client.sessions()), what=RECHECK)
+        kernels, said = await client.within(all_or_none([client.kernels(), client.sessions()]), what=RECHECK)
         return {k["id"] for k in kernels}, {kid: str(s[1]) for kid, s in sessions_of(said).items()}
     except ServerError as e:
         return e
