@@ -373,8 +373,8 @@ class ProcessTable:
     """Scans the host's processes; keeps facts and CPU baselines across scans."""
 
     def __init__(self) -> None:
-        self._facts: dict[Ident, Facts] = {}
-        self._names: dict[Ident, bytes] = {}  # ident -> its command name when its facts were read (Linux)
+        # ident -> (its command name when its facts were read (Linux; b"" through psutil), facts)
+        self._facts: dict[Ident, tuple[bytes, Facts]] = {}
         self._handles: dict[Ident, psutil.Process] = {}
         self._cpu: dict[Ident, tuple[float, float]] = {}  # ident -> (cpu seconds, monotonic time)
         self._last_measure: Optional[float] = None  # time.time() of the last measure()
@@ -393,8 +393,13 @@ class ProcessTable:
         boot = _boot_time()  # as psutil: the create time is boot time + start ticks / CLOCK_TICKS
         procs: dict[int, Proc] = {}
         cpu: dict[int, tuple[float, float]] = {}
-        facts_of, names_of = self._facts, self._names
-        names: dict[Ident, bytes] = {}
+        facts_of, kept = self._facts, {}
+        # A process read in the middle of its exec has no command line yet (the kernel sets it
+        # up after closing the parent's pipe), one read before it has its parent's: their facts
+        # are read again at the next scan, not kept for their life (a kernel caught so would
+        # never be known by its connection file). Kernel threads (kthreadd's children) have
+        # no command line for good.
+        settled = time.time() - FACTS_SETTLE
         users: dict[int, str] = {}  # uid -> name, for this scan's new processes
         clock = time.monotonic
         for name in os.listdir(_PROC):
@@ -416,23 +421,21 @@ class ProcessTable:
                 continue  # a zombie holds nothing
             pid, ctime = int(name), float(fields[19]) / _TICKS + boot
             ident = (pid, ctime)
-            names[ident] = name_now = data[data.find(b"(") + 1:data.rfind(b")")]
-            facts = facts_of.get(ident)
-            if facts is None or names_of.get(ident) != name_now:  # (new, or exec'd since)
-                facts = _proc_facts(pid, fields[19], users)
-                if facts is None:
+            command = data[data.find(b"(") + 1:data.rfind(b")")]
+            known = facts_of.get(ident)
+            if known is not None and known[0] == command:
+                facts = known[1]
+            else:  # new, or exec'd since
+                read = _proc_facts(pid, fields[19], users)
+                if read is None:
                     continue  # gone, or another process took the PID since the read: the next scan sees it
-            procs[pid] = Proc(pid, int(fields[1]), ctime, facts)
+                facts = read
+            ppid = int(fields[1])
+            if ctime <= settled and (facts.cmdline or ppid in (0, 2) or pid == 2):
+                kept[ident] = (command, facts)
+            procs[pid] = Proc(pid, ppid, ctime, facts)
             cpu[pid] = (float(fields[11]) / _TICKS + float(fields[12]) / _TICKS, read_at)  # utime + stime, as psutil
-        # A process read in the middle of its exec has no command line yet (the kernel sets it
-        # up after closing the parent's pipe), one read before it has its parent's: their facts
-        # are read again at the next scan, not kept for their life (a kernel caught so would
-        # never be known by its connection file). Kernel threads (kthreadd's children) have
-        # no command line for good.
-        settled = time.time() - FACTS_SETTLE
-        self._facts = {p.ident: p.facts for p in procs.values()
-                       if p.create_time <= settled and (p.facts.cmdline or p.ppid in (0, 2) or p.pid == 2)}
-        self._names = {i: names[i] for i in self._facts}
+        self._facts = kept
         self._handles = {}
         live = {p.ident for p in procs.values()}  # (a process whose facts are read again keeps its baseline)
         self._cpu = {i: v for i, v in self._cpu.items() if i in live}
@@ -446,13 +449,12 @@ class ProcessTable:
             if ppid is None or ctime is None or p.info.get("status") == psutil.STATUS_ZOMBIE:
                 continue  # gone, dead, or not ours to read
             ident = (p.pid, ctime)
-            facts = self._facts.get(ident)
-            if facts is None:
-                facts = _read_facts(p)
+            known = self._facts.get(ident)
+            facts = known[1] if known is not None else _read_facts(p)
             procs[p.pid] = Proc(p.pid, ppid, ctime, facts)
             handles[ident] = self._handles.get(ident, p)
         settled = time.time() - FACTS_SETTLE  # (see _scan_proc)
-        self._facts = {i: procs[i[0]].facts for i in handles if i[1] <= settled}
+        self._facts = {i: (b"", procs[i[0]].facts) for i in handles if i[1] <= settled}
         self._handles = handles
         self._cpu = {i: v for i, v in self._cpu.items() if i in handles}
         return Scan(procs, time.time())

@@ -60,9 +60,10 @@ async def _lists(client: ServerClient, capped: Optional[CappedKernels], digest: 
         if last is not None and kernels.digest == last:
             return kernels, None, latency
         listed = kernels.parse()
+        parsed = Listing(kernels.digest, lambda: listed)
         if all(k["id"] in known for k in listed):
-            return Listing(kernels.digest, lambda: listed), None, latency
-        return Listing(kernels.digest, lambda: listed), await client.sessions_listing(digest), latency
+            return parsed, None, latency
+        return parsed, await client.sessions_listing(digest), latency
     if capped is None:
         (kernels, latency), sessions = await all_or_none([_timed(client.kernels_listing(digest)),
                                                            client.sessions_listing(digest)])
