@@ -390,6 +390,29 @@ async def test_a_busy_kernel_connects_once_it_answers_and_the_wait_is_said(share
         release.touch()
 
 
+async def test_what_is_typed_while_connecting_keeps_its_cursor(shared_jupyter, tmp_path):
+    # Typed while the kernel does not answer yet: once it does, the console learns its language
+    # (the input's highlighting), and the cursor stays where the person left it.
+    kid = shared_jupyter.start_kernel()
+    release = tmp_path / "release"
+    shared_jupyter.start_code(kid, f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.05)")
+    try:
+        wait_for(lambda: shared_jupyter.api("GET", f"api/kernels/{kid}").json()["execution_state"] == "busy", 30,
+                 what="busy")
+        app = ConsoleApp(shared_jupyter, kid)
+        async with app.run_test(size=(80, 30)) as pilot:
+            s = app.screen
+            await pilot.press("a", "b", "c", "left")
+            assert not s.ready.is_set() and s.code_input.text == "abc"
+            release.touch()
+            s = await ready(pilot)
+            assert s.code_input.language == "python"
+            await pilot.press("X")
+            assert s.code_input.text == "abXc"
+    finally:
+        release.touch()
+
+
 async def test_what_a_kernel_calls_itself_is_shown_as_plain_text(shared_jupyter):
     from tests.echo_kernel import install
 

@@ -259,8 +259,12 @@ class ConsoleScreen(Screen):
         info = session.info
         lang = session.language
         editor = self.code_input
-        if lang in editor.available_languages:
+        if lang in editor.available_languages and editor.language != lang:
+            # A language rebuilds the input's document, its cursor at the start: what was typed
+            # while the kernel was not answering keeps its cursor (and its selection).
+            selection = editor.selection
             editor.language = lang
+            editor.selection = selection
         banner = clean_text(info.get("banner") or "").strip().splitlines()[:1]
         impl = f"{info.get('implementation', '?')} {info.get('implementation_version', '')}".strip()
         view.write(styled(f"Connected to {self._who()} — {visible(lang)} ({visible(impl)})", "bold"))
