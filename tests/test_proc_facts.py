@@ -138,8 +138,12 @@ def _exec_now(proc: subprocess.Popen, w: int, marker: str) -> None:
     wait_for(lambda: marker in psutil.Process(proc.pid).cmdline(), 10, 0.01, "the exec")
 
 
-def test_a_young_process_caught_before_its_exec_is_read_again_after_it():
-    # Python execs Python: the command name stays; its youth is what says to read it again.
+@pytest.mark.parametrize("layout_shown", [True, False])
+def test_a_young_process_caught_before_its_exec_is_read_again_after_it(monkeypatch, layout_shown):
+    # Python execs Python: the command name stays. Where its arguments lie moves (a new address
+    # space); where that is not shown (another user's process), its youth says to read it again.
+    if not layout_shown:
+        monkeypatch.setattr(procs, "_layout", lambda stat: b"")
     proc, w = _waiting_to_exec([sys.executable, "-c", "import time; time.sleep(60)", "kernel-5ca1ab1e.json"])
     try:
         table = procs.ProcessTable()
@@ -162,6 +166,45 @@ def test_an_older_process_that_execs_another_program_is_read_again(monkeypatch):
         _exec_now(proc, w, "kernel-5ca1ab1e.json")
         found = table.scan().procs[proc.pid].facts
         assert found.kernel_id == "5ca1ab1e" and found.cmdline[0] == "/bin/sh"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_an_older_process_that_execs_the_same_program_is_read_again(monkeypatch):
+    # Past FACTS_SETTLE, Python execs Python (the command name stays): where its arguments
+    # lie moved, so it is known by what it became.
+    monkeypatch.setattr(procs, "FACTS_SETTLE", 0.0)
+    proc, w = _waiting_to_exec([sys.executable, "-c", "import time; time.sleep(60)", "kernel-5ca1ab1e.json"])
+    try:
+        table = procs.ProcessTable()
+        assert table.scan().procs[proc.pid].facts.kernel_id is None
+        _exec_now(proc, w, "kernel-5ca1ab1e.json")
+        assert table.scan().procs[proc.pid].facts.kernel_id == "5ca1ab1e"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_young_process_that_did_not_exec_is_read_once(monkeypatch):
+    # Its layout shown and unmoved, a new process (a leftover just found, a terminal's new
+    # job) costs one read of its facts, not one per scan until it is FACTS_SETTLE old.
+    monkeypatch.setattr(procs, "FACTS_SETTLE", 3600.0)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "kernel-5ca1ab1e.json"])
+    try:
+        _started(proc, 4)
+        real, reads = procs._proc_facts, []
+
+        def counted(pid: int, start: bytes, users: dict):
+            if pid == proc.pid:
+                reads.append(pid)
+            return real(pid, start, users)
+
+        monkeypatch.setattr(procs, "_proc_facts", counted)
+        table = procs.ProcessTable()
+        for _ in range(3):
+            assert table.scan().procs[proc.pid].facts.kernel_id == "5ca1ab1e"
+        assert len(reads) == 1
     finally:
         proc.kill()
         proc.wait(10)

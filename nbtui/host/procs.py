@@ -267,11 +267,13 @@ if _FAST:
 # by default, but a process may point them at any memory of its own: PR_SET_MM_MAP): a
 # command line is cut there, an environment's variables after it are not seen.
 FACTS_CAP = 4 << 20
-# A process younger than this has its facts read again at each scan, not kept for its life:
-# a child caught between its fork and its exec still shows its parent's command line and
-# environment (a kernel so caught would be its server for good), and the kernel's start
-# time does not move at the exec. Its command name (in every stat line) moving says the
-# same of an older process that execs (a wrapper script's `exec python ...`).
+# A child caught between its fork and its exec still shows its parent's command line and
+# environment (a kernel so caught would be its server for good), and its start time does not
+# move at the exec. What does move: where its arguments and environment lie (stat's
+# arg_start..env_end, ``_layout``: a new address space at each exec), and most often its
+# command name. Kept facts go when either moves. Where the layout is not shown (another
+# user's process, read without the right to trace it), a process younger than this has its
+# facts read again at each scan, not kept for its life.
 FACTS_SETTLE = 5.0
 
 
@@ -299,6 +301,21 @@ def _stat_fields(stat: bytes) -> list[bytes]:
     """A /proc/PID/stat line's fields after the command name (which may hold spaces and ")"),
     from its state up to its start time (the 22nd field, here [19]), no further."""
     return stat[stat.rfind(b")") + 2:].split(None, 20)
+
+
+def _layout(stat: bytes) -> bytes:
+    """Where a process's arguments and environment lie: a /proc/PID/stat line's arg_start,
+    arg_end, env_start and env_end (Linux 3.5+, the four fields before the last), new at each
+    exec; b"" where they are not shown (zeros: a kernel thread, or a process not ours to trace)
+    or not in order (no such fields)."""
+    tail = stat.rsplit(None, 5)
+    if len(tail) != 6:
+        return b""
+    try:
+        arg_start, arg_end, env_start, env_end = (int(x) for x in tail[1:5])
+    except ValueError:
+        return b""
+    return b" ".join(tail[1:5]) if 0 < arg_start < arg_end <= env_start < env_end else b""
 
 
 _UID = re.compile(rb"Uid:\t(\d+)\t")
@@ -373,7 +390,7 @@ class ProcessTable:
     """Scans the host's processes; keeps facts and CPU baselines across scans."""
 
     def __init__(self) -> None:
-        # ident -> (its command name when its facts were read (Linux; b"" through psutil), facts)
+        # ident -> (its command name and ``_layout`` when its facts were read (Linux; b"" through psutil), facts)
         self._facts: dict[Ident, tuple[bytes, Facts]] = {}
         self._handles: dict[Ident, psutil.Process] = {}
         self._cpu: dict[Ident, tuple[float, float]] = {}  # ident -> (cpu seconds, monotonic time)
@@ -395,10 +412,10 @@ class ProcessTable:
         cpu: dict[int, tuple[float, float]] = {}
         facts_of, kept = self._facts, {}
         # A process read in the middle of its exec has no command line yet (the kernel sets it
-        # up after closing the parent's pipe), one read before it has its parent's: their facts
-        # are read again at the next scan, not kept for their life (a kernel caught so would
-        # never be known by its connection file). Kernel threads (kthreadd's children) have
-        # no command line for good.
+        # up after closing the parent's pipe): its facts are read again at the next scan. One
+        # read before its exec has its parent's: they go once its layout or command name moves
+        # (see FACTS_SETTLE), not kept for its life (a kernel caught so would never be known by
+        # its connection file). Kernel threads (kthreadd's children) have no command line for good.
         settled = time.time() - FACTS_SETTLE
         users: dict[int, str] = {}  # uid -> name, for this scan's new processes
         clock = time.monotonic
@@ -421,9 +438,10 @@ class ProcessTable:
                 continue  # a zombie holds nothing
             pid, ctime = int(name), float(fields[19]) / _TICKS + boot
             ident = (pid, ctime)
-            command = data[data.find(b"(") + 1:data.rfind(b")")]
+            layout = _layout(data)
+            mark = data[data.find(b"(") + 1:data.rfind(b")")] + b"\0" + layout  # its command name, where its arguments lie
             known = facts_of.get(ident)
-            if known is not None and known[0] == command:
+            if known is not None and known[0] == mark:
                 facts = known[1]
             else:  # new, or exec'd since
                 read = _proc_facts(pid, fields[19], users)
@@ -431,8 +449,8 @@ class ProcessTable:
                     continue  # gone, or another process took the PID since the read: the next scan sees it
                 facts = read
             ppid = int(fields[1])
-            if ctime <= settled and (facts.cmdline or ppid in (0, 2) or pid == 2):
-                kept[ident] = (command, facts)
+            if (layout or ctime <= settled) and (facts.cmdline or ppid in (0, 2) or pid == 2):
+                kept[ident] = (mark, facts)
             procs[pid] = Proc(pid, ppid, ctime, facts)
             cpu[pid] = (float(fields[11]) / _TICKS + float(fields[12]) / _TICKS, read_at)  # utime + stime, as psutil
         self._facts = kept
