@@ -208,3 +208,16 @@ def test_a_young_process_that_did_not_exec_is_read_once(monkeypatch):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_leftover_s_command_line_is_scrubbed_of_a_token_learnt_after_it_was_first_shown():
+    # Its secret arguments are scrubbed once for its life; the tokens nbtui learns later (a
+    # server found, a hub token minted) are scrubbed from it too, each time it is shown.
+    from nbtui.files.secrets import remember
+
+    later = "later-" + os.urandom(8).hex()
+    facts = procs.Facts(("python", "--ServerApp.token=abc123", f"--url=http://h/?t={later}"), "root", None)
+    shown = facts.shown_cmdline
+    assert "abc123" not in shown and later in shown
+    remember(later)
+    assert later not in facts.shown_cmdline and "***" in facts.shown_cmdline

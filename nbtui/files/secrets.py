@@ -63,7 +63,14 @@ def redact_cmdline(cmdline: str) -> str:
     """A process's command line with secret arguments and every known token replaced by
     ``***``: ``--X.token=…``, ``--token …``, ``--password …``, ``api_key=…``,
     ``Authorization: token …`` (the same scrub on screen, in JSON, plans and the audit log)."""
-    return redact(_SECRET_ARG.sub(lambda m: m.group(1) + "***", cmdline))
+    return redact(scrub_args(cmdline))
+
+
+def scrub_args(cmdline: str) -> str:
+    """``redact_cmdline``'s first half, which depends on nothing but the command line (a caller
+    may keep it for a process's life): its secret arguments replaced by ``***``. Not safe to
+    show until :func:`redact` has scrubbed the tokens known by then."""
+    return _SECRET_ARG.sub(lambda m: m.group(1) + "***", cmdline)
 
 
 def _no_backend_message() -> str:

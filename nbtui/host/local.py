@@ -91,9 +91,7 @@ def ledger_kinds(scan: Scan, by_pid: Mapping[int, Mapping[str, model.GpuUse]], i
             kinds[pid] = ledger.LEFTOVERS
         else:
             kinds[pid] = ledger.OTHER
-    from nbtui.files.secrets import redact_cmdline  # here, not at import: the server extension loads this module
-
-    names = {pid: (scan.procs[pid].facts.user, redact_cmdline(" ".join(scan.procs[pid].facts.cmdline)))
+    names = {pid: (scan.procs[pid].facts.user, scan.procs[pid].facts.shown_cmdline)
              for pid, kind in kinds.items() if kind == ledger.OTHER}
     return kinds, names
 
@@ -103,13 +101,6 @@ def _session_leader(pid: int) -> bool:
         return os.getsid(pid) == pid
     except OSError:
         return False
-
-
-def _scrubbed(cmdline: Iterable[str]) -> str:
-    """A command line as shown anywhere (screen, JSON, plans, audit): secrets scrubbed."""
-    from nbtui.files.secrets import redact_cmdline  # here, not at import: the server extension loads this module
-
-    return redact_cmdline(" ".join(cmdline))
 
 
 def _on_gpu(pids: Iterable[int], by_pid: Mapping[int, Mapping[str, model.GpuUse]]) -> list[int]:
@@ -510,7 +501,7 @@ class LocalHost:
             stat = stats.get(pid, Stat(None, None))
             g = gpu_mod.tree_gpu(reading, [pid] if pid in by_pid else [], by_pid)
             out.append(model.Process(
-                pid=pid, user=proc.facts.user, cmdline=_scrubbed(proc.facts.cmdline),
+                pid=pid, user=proc.facts.user, cmdline=proc.facts.shown_cmdline,
                 create_time=proc.create_time, notebook=session, kernel_id=kernel_id,
                 server_pid=server_pid, cpu_percent=stat.cpu_percent, memory_bytes=stat.memory_bytes,
                 gpu_memory_bytes=g.memory_bytes, gpus=g.gpus, gpu_percent=g.percent,

@@ -14,6 +14,7 @@ process, so a tree's sum can exceed what freeing it would return.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -94,6 +95,21 @@ class Facts:
     @property
     def jupyter_env(self) -> bool:
         return self.session_name is not None or self.jpy_parent_pid is not None
+
+    @property
+    def shown_cmdline(self) -> str:
+        """The command line as shown anywhere (screen, JSON, plans, audit): secrets scrubbed
+        (``secrets.redact_cmdline``), its secret arguments once for the process's life (a
+        leftover is shown at every refresh), the tokens known now each time."""
+        from nbtui.files.secrets import redact  # here, not at import: the server extension loads this module
+
+        return redact(self._args_scrubbed)
+
+    @functools.cached_property
+    def _args_scrubbed(self) -> str:
+        from nbtui.files.secrets import scrub_args
+
+        return scrub_args(" ".join(self.cmdline))
 
 
 @dataclass
@@ -309,13 +325,13 @@ def _layout(stat: bytes) -> bytes:
     exec; b"" where they are not shown (zeros: a kernel thread, or a process not ours to trace)
     or not in order (no such fields)."""
     tail = stat.rsplit(None, 5)
-    if len(tail) != 6:
+    if len(tail) != 6 or tail[1] == b"0":
         return b""
     try:
-        arg_start, arg_end, env_start, env_end = (int(x) for x in tail[1:5])
+        in_order = 0 < int(tail[1]) < int(tail[2]) <= int(tail[3]) < int(tail[4])
     except ValueError:
         return b""
-    return b" ".join(tail[1:5]) if 0 < arg_start < arg_end <= env_start < env_end else b""
+    return b" ".join(tail[1:5]) if in_order else b""
 
 
 _UID = re.compile(rb"Uid:\t(\d+)\t")
