@@ -64,9 +64,18 @@ class _Idle:
 
     last_activity: Optional[_dt.datetime]
 
+    @_once
+    def seen_at(self) -> Optional[float]:
+        """``last_activity`` as a POSIX time (None: unknown), once per object: a refresh asks
+        it of every kernel several times (its idle time, its place in the fleet's order, the
+        summary's idle count), and a kept kernel is the same object from read to read."""
+        last = self.last_activity
+        return None if last is None else last.timestamp()
+
     @property
     def idle_seconds(self) -> Optional[float]:
-        return idle_since(self.last_activity)
+        seen = self.seen_at
+        return None if seen is None else max(0.0, clock() - seen)
 
 
 # Server statuses of the CLI contract (`ls --json` servers[].status).
@@ -228,6 +237,8 @@ def evolve(item: _Item, **changes: Any) -> _Item:
         raise TypeError(f"{type(item).__name__} has no field {unknown!r}")
     if "server" in changes or "kernel_id" in changes:
         copied.pop("key", None)  # a Kernel's cached key, no longer its own
+    if "last_activity" in changes:
+        copied.pop("seen_at", None)  # (_Idle.seen_at)
     return new
 
 
@@ -262,8 +273,8 @@ _NEVER = float("inf")
 
 
 def _last_seen(k: "Kernel") -> float:
-    last = k.last_activity
-    return last.timestamp() if last is not None else _NEVER
+    seen = k.seen_at
+    return seen if seen is not None else _NEVER
 
 
 @dataclass(frozen=True)

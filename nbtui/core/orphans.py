@@ -42,8 +42,8 @@ def idle_kernels(kernels: Iterable[Kernel], threshold: float) -> list[Kernel]:
     (a summary of 5,000 kernels reads the clock once, not once each)."""
     now = model.clock()
     # (model.idle_since, inline: asked of every kernel on every refresh)
-    return [k for k in kernels if (last := k.last_activity) is not None
-            and is_idle(max(0.0, now - last.timestamp()), k.state, threshold)]
+    return [k for k in kernels if (seen := k.seen_at) is not None
+            and is_idle(max(0.0, now - seen), k.state, threshold)]
 
 
 def kernel_reasons(
@@ -64,8 +64,9 @@ def kernel_reasons(
     if kernel.session is None:
         reasons.append(NO_SESSION)
     if kernel.connections is not None and kernel.connections - own_connections <= 0:
-        idle = model.idle_since(kernel.last_activity, now)
-        if idle is not None and is_idle(idle, kernel.state, idle_threshold):
+        seen = kernel.seen_at
+        if seen is not None and is_idle(max(0.0, (model.clock() if now is None else now) - seen), kernel.state,
+                                        idle_threshold):
             reasons.append(DISCONNECTED_IDLE)
     if kernel.session is not None and notebook_exists is False:
         reasons.append(NOTEBOOK_MISSING)
