@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 from textual.app import App
@@ -367,15 +370,25 @@ async def test_kernel_of_another_language(shared_jupyter):
     assert json.loads(history_path("echo").read_text())[-2:] == ["hello there", "second"]
 
 
-async def test_a_busy_kernel_connects_once_it_answers_and_the_wait_is_said(shared_jupyter, tmp_path):
-    # jupyter_server opens a kernel's websocket only once the kernel answers kernel_info:
-    # a kernel busy until the test says so keeps the console waiting, and the console says why.
-    kid = shared_jupyter.start_kernel()
+@contextlib.contextmanager
+def busy_until_released(server, tmp_path) -> Iterator[tuple[str, Path]]:
+    """A kernel busy until the test touches the returned file (touched at the end whatever
+    happens): jupyter_server opens a kernel's websocket only once the kernel answers
+    kernel_info, so a console on it waits meanwhile."""
+    kid = server.start_kernel()
     release = tmp_path / "release"
-    shared_jupyter.start_code(kid, f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.05)")
+    server.start_code(kid, f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.05)")
     try:
-        wait_for(lambda: shared_jupyter.api("GET", f"api/kernels/{kid}").json()["execution_state"] == "busy", 30,
+        wait_for(lambda: server.api("GET", f"api/kernels/{kid}").json()["execution_state"] == "busy", 30,
                  what="busy")
+        yield kid, release
+    finally:
+        release.touch()
+
+
+async def test_a_busy_kernel_connects_once_it_answers_and_the_wait_is_said(shared_jupyter, tmp_path):
+    # A kernel busy until the test says so keeps the console waiting, and the console says why.
+    with busy_until_released(shared_jupyter, tmp_path) as (kid, release):
         app = ConsoleApp(shared_jupyter, kid)
         async with app.run_test(size=(80, 30)) as pilot:
             s = app.screen
@@ -386,19 +399,12 @@ async def test_a_busy_kernel_connects_once_it_answers_and_the_wait_is_said(share
             assert any(line.startswith(f"Connected to srv:{kid[:8]}") for line in lines(s))
             await run(pilot, s, "1 + 1")
             assert lines(s)[-1].endswith("2")
-    finally:
-        release.touch()
 
 
 async def test_what_is_typed_while_connecting_keeps_its_cursor(shared_jupyter, tmp_path):
     # Typed while the kernel does not answer yet: once it does, the console learns its language
     # (the input's highlighting), and the cursor stays where the person left it.
-    kid = shared_jupyter.start_kernel()
-    release = tmp_path / "release"
-    shared_jupyter.start_code(kid, f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.05)")
-    try:
-        wait_for(lambda: shared_jupyter.api("GET", f"api/kernels/{kid}").json()["execution_state"] == "busy", 30,
-                 what="busy")
+    with busy_until_released(shared_jupyter, tmp_path) as (kid, release):
         app = ConsoleApp(shared_jupyter, kid)
         async with app.run_test(size=(80, 30)) as pilot:
             s = app.screen
@@ -409,8 +415,6 @@ async def test_what_is_typed_while_connecting_keeps_its_cursor(shared_jupyter, t
             assert s.code_input.language == "python"
             await pilot.press("X")
             assert s.code_input.text == "abXc"
-    finally:
-        release.touch()
 
 
 async def test_what_a_kernel_calls_itself_is_shown_as_plain_text(shared_jupyter):

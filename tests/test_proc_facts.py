@@ -138,10 +138,13 @@ def _exec_now(proc: subprocess.Popen, w: int, marker: str) -> None:
     wait_for(lambda: marker in psutil.Process(proc.pid).cmdline(), 10, 0.01, "the exec")
 
 
-@pytest.mark.parametrize("layout_shown", [True, False])
-def test_a_young_process_caught_before_its_exec_is_read_again_after_it(monkeypatch, layout_shown):
+@pytest.mark.parametrize("age,layout_shown", [("young", True), ("young", False), ("older", True)])
+def test_a_process_caught_before_it_execs_the_same_program_is_read_again_after_it(monkeypatch, age, layout_shown):
     # Python execs Python: the command name stays. Where its arguments lie moves (a new address
-    # space); where that is not shown (another user's process), its youth says to read it again.
+    # space), young or past FACTS_SETTLE (here at once); where that is not shown (another
+    # user's process), a young one's youth says to read it again.
+    if age == "older":
+        monkeypatch.setattr(procs, "FACTS_SETTLE", 0.0)
     if not layout_shown:
         monkeypatch.setattr(procs, "_layout", lambda stat: b"")
     proc, w = _waiting_to_exec([sys.executable, "-c", "import time; time.sleep(60)", "kernel-5ca1ab1e.json"])
@@ -166,21 +169,6 @@ def test_an_older_process_that_execs_another_program_is_read_again(monkeypatch):
         _exec_now(proc, w, "kernel-5ca1ab1e.json")
         found = table.scan().procs[proc.pid].facts
         assert found.kernel_id == "5ca1ab1e" and found.cmdline[0] == "/bin/sh"
-    finally:
-        proc.kill()
-        proc.wait(10)
-
-
-def test_an_older_process_that_execs_the_same_program_is_read_again(monkeypatch):
-    # Past FACTS_SETTLE, Python execs Python (the command name stays): where its arguments
-    # lie moved, so it is known by what it became.
-    monkeypatch.setattr(procs, "FACTS_SETTLE", 0.0)
-    proc, w = _waiting_to_exec([sys.executable, "-c", "import time; time.sleep(60)", "kernel-5ca1ab1e.json"])
-    try:
-        table = procs.ProcessTable()
-        assert table.scan().procs[proc.pid].facts.kernel_id is None
-        _exec_now(proc, w, "kernel-5ca1ab1e.json")
-        assert table.scan().procs[proc.pid].facts.kernel_id == "5ca1ab1e"
     finally:
         proc.kill()
         proc.wait(10)
