@@ -287,9 +287,10 @@ FACTS_CAP = 4 << 20
 # environment (a kernel so caught would be its server for good), and its start time does not
 # move at the exec. What does move: where its arguments and environment lie (stat's
 # arg_start..env_end, ``_layout``: a new address space at each exec), and most often its
-# command name. Kept facts go when either moves. Where the layout is not shown (another
-# user's process, read without the right to trace it), a process younger than this has its
-# facts read again at each scan, not kept for its life.
+# command name. Kept facts go when either moves, or, while a process is younger than this,
+# its owner (a setuid without an exec). Where the layout is not shown (another user's
+# process, read without the right to trace it; a host that does not randomize addresses), a
+# process younger than this has its facts read again at each scan, not kept for its life.
 FACTS_SETTLE = 5.0
 
 
@@ -332,6 +333,18 @@ def _layout(stat: bytes) -> bytes:
     except ValueError:
         return b""
     return b" ".join(tail[1:5]) if in_order else b""
+
+
+def _randomized() -> bool:
+    """Whether the host places each program's stack at random (``kernel.randomize_va_space``
+    not 0): else an exec into a program with arguments and environment of the same sizes
+    lands at the same ``_layout``, which then says nothing. (A process may turn it off for
+    itself and its children, ``setarch -R``: it only keeps its own facts stale so.)"""
+    try:
+        with open(f"{_PROC}/sys/kernel/randomize_va_space", "rb") as f:
+            return f.read().strip() not in (b"0", b"")
+    except OSError:
+        return False
 
 
 _UID = re.compile(rb"Uid:\t(\d+)\t")
@@ -433,6 +446,7 @@ class ProcessTable:
         # (see FACTS_SETTLE), not kept for its life (a kernel caught so would never be known by
         # its connection file). Kernel threads (kthreadd's children) have no command line for good.
         settled = time.time() - FACTS_SETTLE
+        randomized = _randomized()  # (the layout tells an exec only where addresses are random)
         users: dict[int, str] = {}  # uid -> name, for this scan's new processes
         clock = time.monotonic
         for name in os.listdir(_PROC):
@@ -454,8 +468,14 @@ class ProcessTable:
                 continue  # a zombie holds nothing
             pid, ctime = int(name), float(fields[19]) / _TICKS + boot
             ident = (pid, ctime)
-            layout = _layout(data)
+            layout = _layout(data) if randomized else b""
             mark = data[data.find(b"(") + 1:data.rfind(b")")] + b"\0" + layout  # its command name, where its arguments lie
+            if layout and ctime > settled:
+                # Young: its owner too (a setuid without an exec moves no layout), until it settles.
+                try:
+                    mark += b"\0%d" % os.stat(f"{_PROC}/{name}").st_uid
+                except OSError:
+                    continue  # gone meanwhile
             known = facts_of.get(ident)
             if known is not None and known[0] == mark:
                 facts = known[1]
