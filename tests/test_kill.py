@@ -372,10 +372,11 @@ def test_rows_on_the_screen_are_planned_as_nbtui_kill_plans_their_targets():
 async def test_a_cull_spares_a_kernel_whose_session_came_or_moved_after_the_plan(jupyter):
     """A cull plans from a snapshot (a screen's is as old as what it shows and the
     confirmation): a kernel chosen for having no session that got one since, and one chosen
-    for its missing notebook whose session names another since, are refused at the re-check;
-    the kernel that is still an orphan is culled."""
+    for its missing notebook whose session names another since, and one whose notebook was
+    put back since, are refused at the re-check; the kernel that is still an orphan is culled."""
     lonely, attached = jupyter.start_kernel(), jupyter.start_kernel()
     moved = jupyter.create_session("gone/was.ipynb")  # no such file: notebook-missing
+    restored = jupyter.create_session("gone/back.ipynb")
     fleet = fleet_of(jupyter)
     fleet.checks_notebooks = True
     async with fleet:
@@ -384,7 +385,9 @@ async def test_a_cull_spares_a_kernel_whose_session_came_or_moved_after_the_plan
         reasons = {s.kernel.kernel_id: s.reasons for s in steps if s.kernel is not None}
         assert "no-session" in reasons[lonely] and "no-session" in reasons[attached]
         assert "notebook-missing" in reasons[moved["kernel"]["id"]]
+        assert "notebook-missing" in reasons[restored["kernel"]["id"]]
         jupyter.create_session("work/now.ipynb", kernel_id=attached)  # opened meanwhile
+        jupyter.write_notebook("gone/back.ipynb")  # put back meanwhile (the plan's answer is up to a minute old)
         jupyter.write_notebook("work/moved.ipynb")
         jupyter.api("PATCH", f"api/sessions/{moved['id']}", json={"path": "work/moved.ipynb"})
         outcomes = await execute(fleet, steps, grace=1, action="cull")
@@ -393,5 +396,6 @@ async def test_a_cull_spares_a_kernel_whose_session_came_or_moved_after_the_plan
     assert by_kernel[attached].result == "refused: a session refers to it now (re-checked before acting)"
     assert by_kernel[moved["kernel"]["id"]].result == \
         "refused: its session names another notebook now (re-checked before acting)"
+    assert by_kernel[restored["kernel"]["id"]].result == "refused: its notebook exists now (re-checked before acting)"
     alive = {k["id"] for k in jupyter.kernels()}
-    assert lonely not in alive and {attached, moved["kernel"]["id"]} <= alive
+    assert lonely not in alive and {attached, moved["kernel"]["id"], restored["kernel"]["id"]} <= alive

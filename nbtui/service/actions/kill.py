@@ -27,7 +27,8 @@ from nbtui.files.secrets import redact_cmdline
 from nbtui.host import devholders, signals
 from nbtui.host.signals import Fate, Ident
 from nbtui.jupyter.join import sessions_of
-from nbtui.jupyter.rest import NOT_FOUND, ServerError
+from nbtui.jupyter.rest import NOT_FOUND, ServerClient, ServerError
+from nbtui.jupyter.urlpath import UnsafeSegment
 from nbtui.service.actions.gate import kernel_audit_target, require_writable, unaddressable
 from nbtui.service.actions.kernels import RECHECK, SHUTDOWN_TIMEOUT, recheck_kernel
 from nbtui.service.fleet import Fleet, all_or_none
@@ -391,6 +392,21 @@ def _session_moved(step: Step, sessions: Optional[dict[str, str]]) -> Optional[s
     return None
 
 
+async def _notebook_back(client: ServerClient, step: Step, sessions: Optional[dict[str, str]]) -> Optional[str]:
+    """A kernel culled for its missing notebook: that very file asked for again (the one way
+    a notebook is called missing: nbtui.jupyter.notebooks), since the plan's answer may be a
+    minute old. Why the reason no longer holds (or cannot be told now), else None."""
+    k = step.kernel
+    if sessions is None or k is None or k.session is None or orphans.NOTEBOOK_MISSING not in step.reasons:
+        return None
+    try:
+        if await client.within(client.contents_exists(k.session.path), what=RECHECK):
+            return "its notebook exists now"
+    except (ServerError, UnsafeSegment) as e:
+        return f"its notebook could not be asked for again ({visible(str(e))})"
+    return None
+
+
 async def _kill_kernel(fleet: Fleet, step: Step, live: _Live | ServerError) -> tuple[Outcome, list[Ident]]:
     """Shut the kernel down through its server; returns the outcome and the local survivors."""
     k = step.kernel
@@ -401,7 +417,7 @@ async def _kill_kernel(fleet: Fleet, step: Step, live: _Live | ServerError) -> t
     ids, sessions = live
     if k.kernel_id not in ids:
         return Outcome(step, "gone"), _survivors(step)
-    moved = _session_moved(step, sessions)
+    moved = _session_moved(step, sessions) or await _notebook_back(client, step, sessions)
     if moved:
         return Outcome(step, f"refused: {moved} (re-checked before acting)"), []
     try:
