@@ -22,7 +22,7 @@ from typing import Optional
 import httpx
 import psutil
 
-from tests.jupyter import PORT_ATTEMPTS, free_port, port_taken, server_env, wait_for
+from tests.jupyter import PORT_ATTEMPTS, free_port, port_taken, ready_client, server_env, wait_for
 
 CHP_VERSION = "4.6.3"
 REPO = Path(__file__).resolve().parent.parent
@@ -228,25 +228,10 @@ class Hub:
         """Until the kernel answers over ZMQ. A kernel whose port another test's process took
         meanwhile dies at its start and its server starts it again, on new ports (its
         connection file rewritten): a test must not catch it in between."""
-        from jupyter_client import BlockingKernelClient
-
         runtime = self.base / "home" / user / ".local" / "share" / "jupyter" / "runtime"
         path = wait_for(lambda: next(iter(runtime.glob(f"kernel-{kernel_id}.json")), None), 30, 0.1,
                         f"connection file of {user}'s kernel {kernel_id}")
-
-        def answers() -> bool:
-            kc = BlockingKernelClient(connection_file=str(path))
-            kc.load_connection_file()  # (again each try: a restart rewrites it)
-            kc.start_channels(hb=False)
-            try:
-                kc.wait_for_ready(timeout=10)
-                return True
-            except RuntimeError:
-                return False
-            finally:
-                kc.stop_channels()
-
-        wait_for(answers, timeout, 0.1, f"{user}'s kernel {kernel_id} to answer")
+        ready_client(path, timeout, f"{user}'s kernel {kernel_id} to answer").stop_channels()
 
     def remember_tree(self) -> None:
         try:

@@ -85,6 +85,28 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+def ready_client(connection_file: Path, timeout: float = 60.0, what: str = "the kernel to answer"):
+    """A started ``BlockingKernelClient`` (no heartbeat channel: a slow first heartbeat reads as
+    'kernel died' under load) of a kernel that has answered kernel_info. A kernel whose port
+    another test's process took meanwhile dies at its start and its server starts it again, on
+    new ports, its connection file rewritten: each try loads the file again, so a client that
+    read it in between is not left waiting on the dead ports."""
+    from jupyter_client import BlockingKernelClient
+
+    def answering():
+        kc = BlockingKernelClient(connection_file=str(connection_file))
+        kc.load_connection_file()
+        kc.start_channels(hb=False)
+        try:
+            kc.wait_for_ready(timeout=10)
+        except RuntimeError:
+            kc.stop_channels()
+            return None
+        return kc
+
+    return wait_for(answering, timeout, 0.1, what)
+
+
 async def until(pilot, predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"):
     """Let a Textual app under ``run_test()`` run until ``predicate()`` is true, or fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -282,13 +304,8 @@ class JupyterServer:
         """Execute ``code`` in the kernel over ZMQ (not through the server) and wait for the reply,
         then until the server too says the kernel is idle (it learns that from the kernel's
         status message, which comes after the reply: a loaded server lags behind it)."""
-        from jupyter_client import BlockingKernelClient
-
-        kc = BlockingKernelClient(connection_file=str(self.connection_file(kernel_id)))
-        kc.load_connection_file()
-        kc.start_channels(hb=False)  # a slow first heartbeat reads as 'kernel died' under load
+        kc = ready_client(self.connection_file(kernel_id), timeout, f"kernel {kernel_id} to answer")
         try:
-            kc.wait_for_ready(timeout=timeout)
             reply = kc.execute_interactive(code, timeout=timeout, output_hook=lambda msg: None)
         finally:
             kc.stop_channels()

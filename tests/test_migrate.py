@@ -18,7 +18,7 @@ import pytest
 from nbtui.jupyter.rest import ServerClient
 from nbtui.migrate.move import Migration, MigrationFailed, Options, ServerSource
 from tests.conftest import ROOT, run_nbtui
-from tests.jupyter import JupyterServer, wait_for
+from tests.jupyter import JupyterServer, ready_client, wait_for
 
 STUB = Path(__file__).resolve().parent / "migrate_stub"
 
@@ -69,13 +69,8 @@ def servers(pair, config_dir):
 
 def value(server: JupyterServer, kernel_id: str, expr: str, setup: str = "") -> str:
     """repr of ``expr`` evaluated in the kernel (over ZMQ, not through nbtui)."""
-    from jupyter_client import BlockingKernelClient
-
-    kc = BlockingKernelClient(connection_file=str(server.connection_file(kernel_id)))
-    kc.load_connection_file()
-    kc.start_channels()
+    kc = ready_client(server.connection_file(kernel_id), 60, f"kernel {kernel_id} to answer")
     try:
-        kc.wait_for_ready(timeout=60)
         reply = kc.execute_interactive(setup, user_expressions={"v": expr}, timeout=60, output_hook=lambda m: None)
     finally:
         kc.stop_channels()
