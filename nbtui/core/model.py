@@ -68,6 +68,9 @@ class _Idle:
     # idle count), and a kept kernel is the same object from read to read.
     seen_at: Optional[float]
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seen_at", posix_time(self.last_activity))
+
     @property
     def idle_seconds(self) -> Optional[float]:
         seen = self.seen_at
@@ -196,13 +199,10 @@ class Kernel(_Idle):
     # A digest of what its server said of it at the read that built it (nbtui.jupyter.join):
     # a later read that hears the same keeps this very kernel. -1: none.
     read_digest: int = field(default=-1, compare=False, repr=False)
-    # (_Idle.seen_at) Made with the kernel (here, or in ``evolve``), not lazily: a second lazy
-    # attribute after ``key`` turns each kernel's dict from shared keys into one of its own
-    # (0.8 KB a kernel: 40 MB at 50,000).
+    # (_Idle.seen_at) Made with the kernel (_Idle.__post_init__, or ``evolve``), not lazily: a
+    # second lazy attribute after ``key`` turns each kernel's dict from shared keys into one of
+    # its own (0.8 KB a kernel: 40 MB at 50,000).
     seen_at: Optional[float] = field(default=None, init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "seen_at", posix_time(self.last_activity))
 
     @_once
     def key(self) -> str:
@@ -233,7 +233,7 @@ def evolve(item: _Item, **changes: Any) -> _Item:
     """``dataclasses.replace`` for a read's hot path, where every kernel is copied on every
     refresh: the same result at a fifth of the cost (5,000 kernels: 4 ms, not 19), since it
     copies the values instead of walking the fields and calling the frozen ``__init__``. For
-    the model's frozen classes (no slots, no ``__post_init__`` but Kernel's, done here too);
+    the model's frozen classes (no slots, no ``__post_init__`` but _Idle's, done here too);
     elsewhere ``replace``."""
     values = item.__dict__
     new = object.__new__(type(item))
@@ -246,7 +246,7 @@ def evolve(item: _Item, **changes: Any) -> _Item:
     if "server" in changes or "kernel_id" in changes:
         copied.pop("key", None)  # a Kernel's cached key, no longer its own
     if "last_activity" in changes and "seen_at" in copied:
-        copied["seen_at"] = posix_time(changes["last_activity"])  # (Kernel.__post_init__'s)
+        copied["seen_at"] = posix_time(changes["last_activity"])  # (_Idle.__post_init__'s)
     return new
 
 
@@ -301,9 +301,7 @@ class Terminal(_Idle):
     gpu_idle_seconds: Optional[float] = None  # holding GPU memory at 0 % SM this long (None: unknown)
     process_user: Optional[str] = None
 
-    @_once
-    def seen_at(self) -> Optional[float]:  # (_Idle.seen_at; a terminal's one lazy attribute)
-        return posix_time(self.last_activity)
+    seen_at: Optional[float] = field(default=None, init=False, compare=False, repr=False)  # (_Idle.seen_at)
 
     @property
     def key(self) -> str:
