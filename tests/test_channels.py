@@ -72,7 +72,8 @@ async def test_error_display_and_clear_output(client, kernel_id):
     )
     async with WebsocketChannels(client, kernel_id) as ch:
         ex = await ch.execute(code)
-        got = await outputs(ex)
+        # the outputs (iopub), in order; the reply comes on shell, before or among them
+        got = [m for m in await outputs(ex) if msg_type(m) != "execute_reply"]
     kinds = [msg_type(m) for m in got]
     assert kinds[:4] == ["display_data", "update_display_data", "clear_output", "error"], kinds
     assert got[0]["content"]["data"]["text/markdown"] == "**a**"
