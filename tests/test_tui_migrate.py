@@ -54,6 +54,15 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
         box.value = True
         await pilot.click("#mig-plan-button")
         await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, 90, what="the plan")
+        # The box's change event, had it come only now (a loaded machine), is already in the plan.
+        app.screen.on_checkbox_changed(type(box).Changed(box, True))
+        assert not app.screen.query_one("#mig-move", Button).disabled and app.screen.migration is not None
+        box.value = False  # a real change drops the plan: planned again with the box on
+        app.screen.on_checkbox_changed(type(box).Changed(box, False))
+        assert app.screen.query_one("#mig-move", Button).disabled and app.screen.migration is None
+        box.value = True
+        await pilot.click("#mig-plan-button")
+        await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, 90, what="the plan again")
         plan = _text(app, "#mig-plan-text")
         assert "weights" in plan and "lock" in plan and "skip" in plan and "-> b" in plan
         assert "over the different file" in plan and "--" not in plan, plan

@@ -181,7 +181,15 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
             self.migration.opts.keep_source = self.query_one("#mig-keep", Checkbox).value
 
     def _invalidate(self) -> None:
-        """The plan no longer matches the inputs: drop it (and what it holds)."""
+        """An input changed: drop the plan (and what it holds) unless it was made with what
+        the inputs say now. A change event can come after the plan it is already in (a box
+        ticked and Plan pressed at once, on a loaded machine), and must not undo that plan."""
+        m = self.migration
+        if m is not None and _planned(m.opts) == _planned(self._options()):
+            return
+        self._drop_plan()
+
+    def _drop_plan(self) -> None:
         if self.running or self.done:
             return
         self.query_one("#mig-move", Button).disabled = True
@@ -216,7 +224,7 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         if not opts.to:
             self.status("pick a target server", error=True)
             return
-        self._invalidate()
+        self._drop_plan()
         self.status("reading the source kernel's variables…")
         self._plan(opts)
 
@@ -387,3 +395,9 @@ class RebindScreen(ModalScreen[Optional[str]]):
             status.set_class(True, "error")
             return
         self.dismiss(path.strip().lstrip("/"))
+
+
+def _planned(opts: Options) -> tuple[str, Optional[str], bool]:
+    """What a plan was made for: the target, the notebook and whether a different file there
+    may be overwritten (keeping the source is read when Move is pressed)."""
+    return opts.to, opts.notebook, opts.overwrite_notebook
