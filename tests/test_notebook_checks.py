@@ -311,3 +311,53 @@ def test_a_refresh_with_nothing_due_looks_at_no_folder_until_one_falls_due(jupyt
     assert out[4] == (1062.0, 0, ["p", "q"]) and out[5] == (1063.0, 0, [])
     assert out[6] == (1064.0, 1, ["p", "q"])
     assert [checks.get("srv", p) for p in paths] == [True, True, True, True]
+
+
+async def test_a_quiet_folder_is_re_checked_less_often_until_it_moves_or_r_is_pressed():
+    # Two project folders under one parent, stamped by its listing. Each re-check that finds
+    # nothing moved doubles the wait (1, 2, then 4 minutes at most); a folder whose stamp moves
+    # is asked again and waits a minute; a refresh by hand (hurry) brings every wait back.
+    import asyncio
+
+    from nbtui.jupyter.notebooks import QUIET_MAX, NotebookChecks
+
+    assert QUIET_MAX == 4
+    asked: list[str] = []
+    stamps = {"p1": "t0", "p2": "t0"}
+
+    class Server:
+        async def contents_exists(self, path: str) -> bool:
+            asked.append(path)
+            return True
+
+        async def request(self, method: str, url: str) -> dict:
+            asked.append(url)
+            return {"type": "directory", "content": [{"type": "directory", "name": n, "last_modified": m}
+                                                     for n, m in stamps.items()]}
+
+    paths = ["u/p1/a.ipynb", "u/p2/b.ipynb"]
+    now = [0.0]
+    checks = NotebookChecks(ttl=60, clock=lambda: now[0])
+
+    async def at(t: float) -> list[str]:
+        now[0] = t
+        del asked[:]
+        await checks.refresh("s", paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5,  # type: ignore
+                             stamp_first=True)
+        return sorted(asked)
+
+    parent = "api/contents/u?content=1"
+    assert await at(0) == [parent, *paths]
+    assert await at(61) == [parent]  # nothing moved: kept, next in 2 minutes
+    assert await at(122) == []
+    assert await at(181) == [parent]  # kept again: next in 4 minutes, and no longer after that
+    assert await at(420) == []
+    assert await at(421) == [parent]
+    assert await at(660) == []
+    stamps["p2"] = "t1"  # a file made, removed or renamed in p2
+    assert await at(661) == [parent, "u/p2/b.ipynb"]
+    assert await at(721) == [parent]  # p2 a minute later (p1 comes along with the listing)
+    assert await at(782) == []  # p2 waits 2 minutes now
+    checks.hurry()
+    assert await at(782) == [parent]  # R: a minute since the last check is enough again
+    assert [checks.get("s", p) for p in paths] == [True, True]

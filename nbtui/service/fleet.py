@@ -832,11 +832,14 @@ class Fleet:
 
     def read_whole_next(self) -> None:
         """Each server's next read asks its sessions and terminals too, whatever their pace
-        (PACED_MAX_AGE): a refresh asked for by hand shows what the servers say now. A server
-        whose read is under way (its answer late: read at its own pace) keeps the flag for its
-        next read. Called on the fleet's loop (``FleetService.read_whole_next``)."""
+        (PACED_MAX_AGE), and its notebook folders fall due a minute after their last check
+        again, however quiet (``NotebookChecks.hurry``): a refresh asked for by hand shows what
+        the servers say now. A server whose read is under way (its answer late: read at its
+        own pace) keeps the flag for its next read. Called on the fleet's loop
+        (``FleetService.read_whole_next``)."""
         for e in self._servers.values():
             e.whole_next = True
+        self.notebooks.hurry()
 
     def _remove(self, name: str) -> Optional[ServerClient]:
         """``name`` leaves the fleet with everything kept of it: its entry, its last answer,
