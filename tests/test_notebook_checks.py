@@ -361,3 +361,43 @@ async def test_a_quiet_folder_is_re_checked_less_often_until_it_moves_or_r_is_pr
     checks.hurry()
     assert await at(782) == [parent]  # R: a minute since the last check is enough again
     assert [checks.get("s", p) for p in paths] == [True, True]
+
+
+async def test_a_folder_left_with_one_session_is_not_listed_again_at_every_refresh():
+    # p1 held two sessions' notebooks (answered by its listing); one session closes. Its other
+    # file is then asked for on its own when due, not at every refresh through the parent.
+    import asyncio
+
+    from nbtui.jupyter.notebooks import NotebookChecks
+
+    asked: list[str] = []
+
+    class Server:
+        async def contents_exists(self, path: str) -> bool:
+            asked.append(path)
+            return True
+
+        async def request(self, method: str, url: str) -> dict:
+            asked.append(url)
+            if url.startswith("api/contents/u/p1?"):
+                return {"type": "directory", "last_modified": "t0",
+                        "content": [{"type": "notebook", "name": n} for n in ("a.ipynb", "b.ipynb")]}
+            return {"type": "directory", "content": [{"type": "directory", "name": n, "last_modified": "t0"}
+                                                     for n in ("p1", "p2")]}
+
+    now = [0.0]
+    checks = NotebookChecks(ttl=60, clock=lambda: now[0])
+
+    async def at(t: float, paths: list[str]) -> list[str]:
+        now[0] = t
+        del asked[:]
+        await checks.refresh("s", paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5,  # type: ignore
+                             stamp_first=True)
+        return sorted(asked)
+
+    both = ["u/p1/a.ipynb", "u/p1/b.ipynb", "u/p2/c.ipynb"]
+    assert await at(0, both) == ["api/contents/u/p1?content=1", "api/contents/u?content=1", "u/p2/c.ipynb"]
+    one = ["u/p1/a.ipynb", "u/p2/c.ipynb"]
+    await at(2, one)
+    assert [await at(t, one) for t in (4, 6, 8)] == [[], [], []]
+    assert [checks.get("s", p) for p in one] == [True, True]

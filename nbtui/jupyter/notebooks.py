@@ -31,8 +31,9 @@ refreshes (a listed parent's other folders come along only where the listing sta
 A folder whose answers were kept that way (nothing in it moved) waits twice as long for its
 next re-check, then four times (QUIET_MAX): a TUI on 20 servers' 250 project folders each
 spent 22 of its 49 requests a refresh re-checking folders nobody touched. Any real check of
-the folder (a stamp that moved, a file called missing, a paths change) brings it back to
-``ttl``, and so does ``hurry`` (a refresh asked for by hand: R).
+the folder (its stamp moved, a file in it missing or not answered, a new name asked in it)
+brings it back to ``ttl``, and so does ``hurry`` (a refresh asked for by hand: R), which
+makes every folder last looked at a minute ago or more due at once.
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ class NotebookChecks:
             along = [(f, names) for f, names in by_folder.items()
                      if f not in now_due and f in stamps and checked[f] is not None]
             work = due + along
-            kept = {f for f, names in work if self._keep(st, f, names, stamps)}
+            kept = {f for f, names in work if self._keep(st, f, names, stamps, quiet=f in now_due)}
             await asyncio.gather(*(self._check(st, f, names, stamps.get(f), client, limit, timeout)
                                    for f, names in work if f not in kept))
         return len(due)
@@ -262,20 +263,25 @@ class NotebookChecks:
         else:
             st.stamps.pop(folder, None)
 
-    def _keep(self, st: _ServerChecks, folder: str, names: frozenset[str], stamps: dict[str, str]) -> bool:
-        """Whether a due folder keeps its answers: its stamp has not moved since its files were
-        all found there. They are then renewed as of now."""
+    def _keep(self, st: _ServerChecks, folder: str, names: frozenset[str], stamps: dict[str, str],
+              quiet: bool) -> bool:
+        """Whether a folder keeps its answers: its stamp has not moved since its files were
+        all found there. They are then renewed as of now; a folder that was due (``quiet``,
+        not one come along with its parent's listing) waits twice as long for its next look."""
         stamp = stamps.get(folder)
         if stamp is None or st.stamps.get(folder) != stamp or not self._found(st, folder, names):
             return False
         now = self.clock()
-        st.quiet[folder] = min(st.quiet.get(folder, 1) * 2, QUIET_MAX)
+        if quiet:
+            st.quiet[folder] = min(st.quiet.get(folder, 1) * 2, QUIET_MAX)
         listed = st.folders.get(folder)
         if listed is not None:
             st.folders[folder] = replace(listed, checked_at=now)
         for n in names:
             p = join_path(folder, n)
-            if p in st.files:
+            # (a folder of one file falls due by that file's answer: renewed even where its
+            # listing, when it held more, gave it; else it is due at every call from then on)
+            if p in st.files or len(names) == 1:
                 st.files[p] = (now, True)
         return True
 
