@@ -112,3 +112,51 @@ async def test_rebind_from_the_palette_and_readonly(jupyter_factory):
         await pilot.pause(0.2)
         assert app.screen is screen
         assert not any("Migrate" in title for title, _, _ in screen.palette_commands())
+
+
+async def test_a_change_while_the_plan_is_made_leaves_move_off(monkeypatch):
+    # The notebook field changed while the plan (for the old path) was being made: that plan
+    # is not the one the inputs ask for, so Move stays off and the dialog says to plan again.
+    import asyncio
+    from types import SimpleNamespace
+
+    from textual.app import App
+
+    from nbtui.core.model import Kernel, Session
+    from nbtui.tui.screens import migrate as screen_mod
+
+    gate, waiting, cancelled = asyncio.Event(), asyncio.Event(), []
+
+    class Planned:  # a migration whose plan comes when the test lets it
+        def __init__(self, opts):
+            self.opts = opts
+
+        async def prepare(self):
+            waiting.set()
+            await gate.wait()
+            self.report = SimpleNamespace(moved=[], target={"notebook": self.opts.notebook})
+            return self.report
+
+        async def cancel(self):
+            cancelled.append(self.opts.notebook)
+
+    class Host(App):
+        async def act(self, work):
+            return await work(None)
+
+    monkeypatch.setattr(screen_mod.migrate_action, "migration_for", lambda fleet, k, opts, progress: Planned(opts))
+    kernel = Kernel(server="a", kernel_id="k1", kernel_name="python3", state="idle", connections=0,
+                    last_activity=None, session=Session(id="s", path="work/m.ipynb", name="m", type="notebook"))
+    app = Host()
+    async with app.run_test() as pilot:
+        dialog = MigrateScreen(kernel, ["a", "b"])
+        await app.push_screen(dialog)
+        await until(pilot, lambda: dialog.query("#mig-notebook"), what="the dialog")
+        dialog.query_one("#mig-to").value = "b"
+        dialog.plan()
+        await until(pilot, waiting.is_set, what="the plan under way")
+        dialog.query_one("#mig-notebook", Input).value = "other/x.ipynb"
+        gate.set()
+        await until(pilot, lambda: "press Plan again" in _text(app, "#mig-status"), what="the dialog's word")
+        assert dialog.query_one("#mig-move", Button).disabled and dialog.migration is None
+        await until(pilot, lambda: cancelled == ["work/m.ipynb"], what="the stale plan cancelled")

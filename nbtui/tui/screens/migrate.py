@@ -245,6 +245,11 @@ class MigrateScreen(ModalScreen[Optional[dict]]):
         except Exception as e:
             self.status(_line(e), error=True)
             return
+        if _planned(opts) != _planned(self._options()):  # changed while it was made: not this plan
+            self._cancel_migration(migration)
+            self.status("the target, notebook or overwrite box changed while planning: press Plan again",
+                        error=True)
+            return
         self.migration = migration
         self.query_one("#mig-plan-text", Static).update(lines(field_words(x) for x in plan_lines(report)))
         n = len(report.moved)
