@@ -313,38 +313,54 @@ def test_a_refresh_with_nothing_due_looks_at_no_folder_until_one_falls_due(jupyt
     assert [checks.get("srv", p) for p in paths] == [True, True, True, True]
 
 
+class _Recording:
+    """A server that has every file asked for and answers each listing with ``listing(url)``;
+    each request written down."""
+
+    def __init__(self, listing) -> None:
+        self.listing = listing
+        self.asked: list[str] = []
+
+    async def contents_exists(self, path: str) -> bool:
+        self.asked.append(path)
+        return True
+
+    async def request(self, method: str, url: str) -> dict:
+        self.asked.append(url)
+        return self.listing(url)
+
+
+def _calls(checks, server: _Recording, now: list[float]):
+    """``at(t, paths)``: a TUI's refresh at time ``t``; what it asked, sorted."""
+    import asyncio
+
+    async def at(t: float, paths: list[str]) -> list[str]:
+        now[0] = t
+        del server.asked[:]
+        await checks.refresh("s", paths, lambda: server, limit=asyncio.Semaphore(4), timeout=5,
+                             stamp_first=True)
+        return sorted(server.asked)
+
+    return at
+
+
 async def test_a_quiet_folder_is_re_checked_less_often_until_it_moves_or_r_is_pressed():
     # Two project folders under one parent, stamped by its listing. Each re-check that finds
     # nothing moved doubles the wait (1, 2, then 4 minutes at most); a folder whose stamp moves
     # is asked again and waits a minute; a refresh by hand (hurry) brings every wait back.
-    import asyncio
-
     from nbtui.jupyter.notebooks import QUIET_MAX, NotebookChecks
 
     assert QUIET_MAX == 4
-    asked: list[str] = []
     stamps = {"p1": "t0", "p2": "t0"}
-
-    class Server:
-        async def contents_exists(self, path: str) -> bool:
-            asked.append(path)
-            return True
-
-        async def request(self, method: str, url: str) -> dict:
-            asked.append(url)
-            return {"type": "directory", "content": [{"type": "directory", "name": n, "last_modified": m}
-                                                     for n, m in stamps.items()]}
-
+    server = _Recording(lambda url: {"type": "directory", "content": [
+        {"type": "directory", "name": n, "last_modified": m} for n, m in stamps.items()]})
     paths = ["u/p1/a.ipynb", "u/p2/b.ipynb"]
     now = [0.0]
     checks = NotebookChecks(ttl=60, clock=lambda: now[0])
+    call = _calls(checks, server, now)
 
     async def at(t: float) -> list[str]:
-        now[0] = t
-        del asked[:]
-        await checks.refresh("s", paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5,  # type: ignore
-                             stamp_first=True)
-        return sorted(asked)
+        return await call(t, paths)
 
     parent = "api/contents/u?content=1"
     assert await at(0) == [parent, *paths]
@@ -366,35 +382,18 @@ async def test_a_quiet_folder_is_re_checked_less_often_until_it_moves_or_r_is_pr
 async def test_a_folder_left_with_one_session_is_not_listed_again_at_every_refresh():
     # p1 held two sessions' notebooks (answered by its listing); one session closes. Its other
     # file is then asked for on its own when due, not at every refresh through the parent.
-    import asyncio
-
     from nbtui.jupyter.notebooks import NotebookChecks
 
-    asked: list[str] = []
-
-    class Server:
-        async def contents_exists(self, path: str) -> bool:
-            asked.append(path)
-            return True
-
-        async def request(self, method: str, url: str) -> dict:
-            asked.append(url)
-            if url.startswith("api/contents/u/p1?"):
-                return {"type": "directory", "last_modified": "t0",
-                        "content": [{"type": "notebook", "name": n} for n in ("a.ipynb", "b.ipynb")]}
-            return {"type": "directory", "content": [{"type": "directory", "name": n, "last_modified": "t0"}
-                                                     for n in ("p1", "p2")]}
+    def listing(url: str) -> dict:
+        if url.startswith("api/contents/u/p1?"):
+            return {"type": "directory", "last_modified": "t0",
+                    "content": [{"type": "notebook", "name": n} for n in ("a.ipynb", "b.ipynb")]}
+        return {"type": "directory", "content": [{"type": "directory", "name": n, "last_modified": "t0"}
+                                                 for n in ("p1", "p2")]}
 
     now = [0.0]
     checks = NotebookChecks(ttl=60, clock=lambda: now[0])
-
-    async def at(t: float, paths: list[str]) -> list[str]:
-        now[0] = t
-        del asked[:]
-        await checks.refresh("s", paths, lambda: Server(), limit=asyncio.Semaphore(4), timeout=5,  # type: ignore
-                             stamp_first=True)
-        return sorted(asked)
-
+    at = _calls(checks, _Recording(listing), now)
     both = ["u/p1/a.ipynb", "u/p1/b.ipynb", "u/p2/c.ipynb"]
     assert await at(0, both) == ["api/contents/u/p1?content=1", "api/contents/u?content=1", "u/p2/c.ipynb"]
     one = ["u/p1/a.ipynb", "u/p2/c.ipynb"]
