@@ -25,6 +25,14 @@ def _text(app, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
+async def _planned(pilot, app, what: str) -> None:
+    """Until Move is on (a plan came); a failure says what the dialog says."""
+    try:
+        await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, 90, what=what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the dialog says: {_text(app, '#mig-status')!r}") from None
+
+
 async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
     a, b = jupyter_factory("a"), jupyter_factory("b")
     kid = a.create_session("work/m.ipynb")["kernel"]["id"]
@@ -42,7 +50,7 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
         await until(pilot, lambda: isinstance(app.screen, MigrateScreen) and app.screen.query("#mig-notebook"),
                     what="the migrate dialog")  # composed, not only pushed (a loaded machine)
         assert app.screen.query_one("#mig-notebook", Input).value == "work/m.ipynb"
-        await pilot.click("#mig-plan-button")
+        assert await pilot.click("#mig-plan-button")  # (False: the click landed elsewhere)
         # The different file on b is refused, in the dialog's own words; the box (off by
         # default) overwrites it.
         await until(pilot, lambda: "different file" in _text(app, "#mig-status"), 90, what="the refusal")
@@ -52,8 +60,8 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
         box = app.screen.query_one("#mig-overwrite")
         assert box.value is False
         box.value = True
-        await pilot.click("#mig-plan-button")
-        await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, 90, what="the plan")
+        assert await pilot.click("#mig-plan-button")  # (False: the click landed elsewhere)
+        await _planned(pilot, app, "the plan")
         # The box's change event, had it come only now (a loaded machine), is already in the plan.
         app.screen.on_checkbox_changed(type(box).Changed(box, True))
         assert not app.screen.query_one("#mig-move", Button).disabled and app.screen.migration is not None
@@ -61,14 +69,14 @@ async def test_m_plans_then_moves_with_a_progress_bar(jupyter_factory):
         app.screen.on_checkbox_changed(type(box).Changed(box, False))
         assert app.screen.query_one("#mig-move", Button).disabled and app.screen.migration is None
         box.value = True
-        await pilot.click("#mig-plan-button")
-        await until(pilot, lambda: not app.screen.query_one("#mig-move", Button).disabled, 90, what="the plan again")
+        assert await pilot.click("#mig-plan-button")  # (False: the click landed elsewhere)
+        await _planned(pilot, app, "the plan again")
         plan = _text(app, "#mig-plan-text")
         assert "weights" in plan and "lock" in plan and "skip" in plan and "-> b" in plan
         assert "over the different file" in plan and "--" not in plan, plan
         assert {k["id"] for k in b.kernels()} == set()  # nothing started before Move is confirmed
 
-        await pilot.click("#mig-move")
+        assert await pilot.click("#mig-move")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")
         await until(pilot, lambda: isinstance(app.screen, MigrateScreen) and app.screen.done, timeout=60,
