@@ -58,9 +58,8 @@ c.Spawner.cmd = [os.environ["HUB_SINGLEUSER"]]
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 90
 c.Spawner.env_keep = ["PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL"]
-c.Spawner.args = ["--KernelManager.cache_ports=False"]  # tests.jupyter.NEW_PORTS_ON_RESTART
 if os.geteuid() == 0:
-    c.Spawner.args.append("--allow-root")
+    c.Spawner.args = ["--allow-root"]
 hostile = json.loads(os.environ.get("HUB_HOSTILE") or "{}")  # user -> the command her "server" runs
 if hostile:
     def _hostile_cmd(spawner):

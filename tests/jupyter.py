@@ -56,13 +56,6 @@ def free_port() -> int:
 
 PORT_ATTEMPTS = 5
 _PORT_TAKEN = ("already in use", "is not available", "EADDRINUSE", "address in use")
-# Every Jupyter server the tests start (here, the hub's single-user servers, a second user's):
-# a kernel whose ZMQ port another process took between jupyter_client choosing it and the
-# kernel binding it is restarted on new ports. With jupyter_client's default (cache_ports on
-# for tcp) its restarter says "new random ports" and binds the very same ones, five times,
-# then the kernel is dead (seen: "Address already in use (addr='tcp://127.0.0.1:37827')" at
-# each restart, a test waiting 60 s for the kernel to answer).
-NEW_PORTS_ON_RESTART = "--KernelManager.cache_ports=False"
 
 
 def port_taken(log_text: str) -> bool:
@@ -176,7 +169,7 @@ class JupyterServer:
                 f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
                 "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={self.root_dir}",
                 f"--IdentityProvider.token={self.token}", "--ServerApp.open_browser=False",
-                "--allow-root", NEW_PORTS_ON_RESTART, *self.extra_args,
+                "--allow-root", *self.extra_args,
             ]
             self._log = open(self.log_path, "ab")
             offset = self._log.tell()

@@ -29,7 +29,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.jupyter import NEW_PORTS_ON_RESTART, free_port, wait_for
+from tests.jupyter import free_port, wait_for
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -133,7 +133,7 @@ class LocalUser:
         proc = self.popen(SYSTEM_PYTHON, "-m", "jupyter_server", f"--ServerApp.port={port}",
                           "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
                           f"--ServerApp.root_dir={self.home}", f"--IdentityProvider.token={token}",
-                          "--ServerApp.open_browser=False", NEW_PORTS_ON_RESTART, *extra_args, log=log)
+                          "--ServerApp.open_browser=False", *extra_args, log=log)
         self.servers.append(proc)
         server = UserServer(self, proc, port, token, log)
 

@@ -80,12 +80,9 @@ class DemoServer:
 
     def launch(self) -> None:
         """Fork the server (milliseconds); it answers a second or two later."""
-        # (cache_ports off: a kernel whose ZMQ port another process took before it bound it is
-        # restarted on new ports; jupyter_client's default restarts it on the same ones, to death)
         args = [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={self.port}",
                 "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.root_dir={self.root}", "--ServerApp.open_browser=False",
-                "--KernelManager.cache_ports=False"]
+                f"--ServerApp.root_dir={self.root}", "--ServerApp.open_browser=False"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--allow-root")
         log = open(self.base / "server.log", "ab")
