@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import signal
 import socket
@@ -21,34 +20,17 @@ from typing import Callable, Optional
 import httpx
 import psutil
 
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-        return low, high
-    except (OSError, ValueError):
-        return 32768, 60999
+from tests.server_site.lowports import below_ephemeral
 
 
 def free_port() -> int:
-    """A loopback port free right now, for a server a test starts.
-
-    Drawn at random below the kernel's ephemeral range: every outgoing connection and each
-    kernel's ZMQ ports (bound to port 0) come from that range, so a port picked there can be
-    taken again before the server binds it; at random, so that parallel workers (xdist) and a
-    second suite beside this one rarely draw the same. A server that still loses the race is
-    started again on another port (``PORT_ATTEMPTS``, ``port_taken``).
+    """A loopback port free right now, for a server a test starts: drawn at random below the
+    kernel's ephemeral range (tests/server_site/lowports.py says why). A server that still loses
+    the race is started again on another port (``PORT_ATTEMPTS``, ``port_taken``).
     """
-    low, high = _ephemeral_range()
-    bottom, top = (10000, low - 1) if low > 12000 else (high + 1, 65535)
-    for _ in range(200 if bottom < top else 0):
-        port = random.randint(bottom, top)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+    port = below_ephemeral("127.0.0.1")
+    if port is not None:
+        return port
     with socket.socket() as s:  # the range is crowded: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

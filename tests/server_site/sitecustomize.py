@@ -16,29 +16,11 @@
 
 import importlib.abc
 import importlib.util
-import random
-import socket
 import sys
 
+from lowports import below_ephemeral  # (this folder is on the server's path)
+
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # (None: the import fails)
-
-
-def _below_ephemeral(ip: str):
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low, high = map(int, f.read().split())
-    except (OSError, ValueError):
-        low, high = 32768, 60999
-    bottom, top = (10000, low - 1) if low > 12000 else (high + 1, 65535)
-    for _ in range(200 if bottom < top else 0):
-        port = random.randint(bottom, top)
-        with socket.socket() as s:
-            try:
-                s.bind((ip, port))
-            except OSError:
-                continue
-        return port
-    return None
 
 
 class _KernelPorts(importlib.abc.MetaPathFinder):
@@ -60,7 +42,7 @@ class _KernelPorts(importlib.abc.MetaPathFinder):
             drawn = cache.find_available_port
 
             def find_available_port(self, ip):
-                port = _below_ephemeral(ip)
+                port = below_ephemeral(ip)
                 if port is None or port in self.currently_used_ports:
                     return drawn(self, ip)
                 self.currently_used_ports.add(port)
