@@ -105,6 +105,27 @@ def test_a_list_where_a_name_belongs_is_read_anew_each_time():
     assert again is not first and again.kernel_name == first.kernel_name == "['python3']"
 
 
+def test_a_joined_kernel_is_the_models_own_kernel_field_for_field():
+    """The join sets a kernel's and a session's values itself (not through the frozen
+    ``__init__``): what it makes is what the model's constructors make, every field of them
+    (a field added to the model is one the join sets too), its idle time and key included."""
+    from nbtui.jupyter.join import join_kernels
+
+    when = "2026-12-01T10:00:00.123456Z"
+    raw = {"id": "k1", "name": "python3", "last_activity": when, "execution_state": "busy", "connections": 2}
+    (k,) = join_kernels("srv", [raw], {"k1": ("s1", "proj/a.ipynb", None, "notebook")})
+    made = model.Kernel(server="srv", kernel_id="k1", kernel_name="python3", state="busy", connections=2,
+                        last_activity=dt.datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=dt.timezone.utc),
+                        session=model.Session("s1", "proj/a.ipynb", "a.ipynb", "notebook"))
+    assert k == made and vars(k.session) == vars(made.session)
+    assert {n: v for n, v in vars(k).items() if n not in ("session", "read_digest")} == \
+        {n: v for n, v in vars(made).items() if n not in ("session", "read_digest")}
+    assert k.seen_at == made.seen_at == made.last_activity.timestamp() and k.key == "srv:k1"
+    (bare,) = join_kernels("srv", [{"id": "k2", "last_activity": "not a time"}], {})
+    assert (bare.kernel_name, bare.state, bare.last_activity, bare.seen_at, bare.session) == \
+        ("?", "unknown", None, None, None)
+
+
 def test_a_fleet_a_service_reads_on_keeps_its_first_reads_kernels(jupyter):
     """A fleet service (the TUI, the exporter) reads again: its first read's kernels are
     already the ones the second keeps (an exporter's second read builds no kernel anew); a
