@@ -13,7 +13,8 @@
    at every listing: whole-process CPU per refresh (every thread, every child: /proc via psutil
    over the process tree) over BENCH_TUI_SECONDS of steady state (240 s from BENCH_TUI_AFTER,
    200 s, after the start: one whole period of the notebook re-checks), and the longest read
-   (the gap between two refreshes' listings minus the 2 s refresh wait).
+   (the gap between two refreshes' listings minus the 2 s refresh wait). The CPU is split by
+   thread too: the UI (Textual's loop), the fleet service (`nbtui-fleet`), the others.
 4. The real `nbtui exporter` (its defaults: 15 s refresh, 1,000 kernels kept per server) on
    50 servers x 1,000 kernels: its RSS sampled every 5 s over BENCH_EXPORTER_SECONDS once
    every server has been read (the median and the largest), and its peak (VmHWM).
@@ -158,6 +159,23 @@ def hub_case(base: Path) -> dict[str, list[Run]]:
         return res
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of process ``pid`` now, by role: "UI" (the
+    main thread, Textual's loop), "service" (the fleet service's thread, ``nbtui-fleet``:
+    reads, parsing, rows and cells), "other" (every other thread)."""
+    out = {"UI": 0.0, "service": 0.0, "other": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        role = "UI" if task.name == str(pid) else "service" if name == "nbtui-fleet" else "other"
+        out[role] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def tui_case(base: Path) -> dict:
     """The real TUI in tmux: whole-tree CPU per refresh and the longest read."""
     tmux = shutil.which("tmux")
@@ -210,10 +228,10 @@ def tui_case(base: Path) -> dict:
             # From the start of one refresh to the start of the first one TUI_SECONDS later:
             # whole refresh cycles, so the CPU divides by the refreshes exactly.
             n0 = len(next_listing(len(listings())))
-            c0, f0, t0, r0 = tree_cpu(pid), tree_cpu(fake), time.monotonic(), requests()
+            c0, f0, t0, r0, th0 = tree_cpu(pid), tree_cpu(fake), time.monotonic(), requests(), thread_cpu(pid)
             time.sleep(TUI_SECONDS)
             times = next_listing(len(listings()))
-            c1, f1, t1, r1 = tree_cpu(pid), tree_cpu(fake), time.monotonic(), requests()
+            c1, f1, t1, r1, th1 = tree_cpu(pid), tree_cpu(fake), time.monotonic(), requests(), thread_cpu(pid)
         finally:
             subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True)
         refreshes = len(times) - n0
@@ -221,7 +239,8 @@ def tui_case(base: Path) -> dict:
         return {"refreshes": refreshes, "seconds": t1 - t0, "cpu_ms": (c1 - c0) * 1000 / max(refreshes, 1),
                 "core_share": (c1 - c0) / (t1 - t0), "fake_share": (f1 - f0) / (t1 - t0), "gaps": gaps,
                 "requests": {k: (n - r0.get(k, 0)) / max(refreshes, 1) for k, n in sorted(r1.items())},
-                "rows_seen": rows_seen}
+                "rows_seen": rows_seen,
+                "threads_ms": {k: (th1[k] - th0[k]) * 1000 / max(refreshes, 1) for k in th1}}
 
 
 def exporter_case(base: Path) -> dict:
@@ -310,7 +329,9 @@ def main() -> None:
             print(f"TUI, {TUI_SERVERS * TUI_PER:,} kernels over {TUI_SERVERS} servers, {TUI_CHANGE:.0%} of kernels "
                   f"changing per listing, refresh {REFRESH:g} s, tmux 160x50: {t['refreshes']} refreshes in "
                   f"{t['seconds']:.0f} s from {TUI_AFTER:g} s after the start; whole-process CPU {t['cpu_ms']:.0f} ms per refresh "
-                  f"({t['core_share']:.0%} of a core; the fake servers' process {t['fake_share']:.0%}); reads (gap between refreshes - {REFRESH:g} s wait) "
+                  f"({t['core_share']:.0%} of a core; by thread: "
+                  f"{', '.join(f'{k} {v:.0f} ms' for k, v in t['threads_ms'].items())}; the fake servers' "
+                  f"process {t['fake_share']:.0%}); reads (gap between refreshes - {REFRESH:g} s wait) "
                   f"{spread([g - REFRESH for g in gaps])} s; kernel rows on screen: "
                   f"{'yes' if t['rows_seen'] else 'NOT SEEN'}; requests per refresh, all servers: "
                   f"{', '.join(f'{k} {n:.0f}' for k, n in t['requests'].items())}", flush=True)
