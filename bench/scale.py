@@ -14,7 +14,8 @@
    over the process tree) over BENCH_TUI_SECONDS of steady state (240 s from BENCH_TUI_AFTER,
    200 s, after the start: one whole period of the notebook re-checks), and the longest read
    (the gap between two refreshes' listings minus the 2 s refresh wait). The CPU is split by
-   thread too: the UI (Textual's loop), the fleet service (`nbtui-fleet`), the others.
+   thread too: the UI (Textual's loop), the fleet service (`nbtui-fleet`: its thread and the workers it
+   starts, which Linux names after it), the others.
 4. The real `nbtui exporter` (its defaults: 15 s refresh, 1,000 kernels kept per server) on
    50 servers x 1,000 kernels: its RSS sampled every 5 s over BENCH_EXPORTER_SECONDS once
    every server has been read (the median and the largest), and its peak (VmHWM).

@@ -72,7 +72,9 @@ THREAD_NAME = "nbtui-fleet"  # the fleet service's thread, as Python and the OS 
 def _run_named(loop: asyncio.AbstractEventLoop) -> None:
     """The service's loop, its thread named for ``top -H`` and ``ps -L`` too: an admin sees
     what of nbtui's CPU is the fleet's reads and what the screen's (Python names only its own
-    record of a thread before 3.14; Linux takes the name from /proc, elsewhere nothing)."""
+    record of a thread before 3.14; Linux takes the name from /proc, elsewhere nothing). The
+    threads it starts (``asyncio.to_thread``'s workers: the process scan, discovery) are
+    named after it by Linux: the fleet's work too."""
     try:
         with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as f:
             f.write(THREAD_NAME)
