@@ -83,3 +83,39 @@ async def test_the_rows_on_screen_follow_a_new_order_line_for_line():
             assert shown[-2:] == ["0001beef", "0005beef"]
     finally:
         runner.close()
+
+
+def _colour_of(app, word: str):
+    """The foreground colours the table draws ``word`` in, in the rows below the cursor's
+    (the first row; the header is line 0)."""
+    table = app.fleet_screen.table
+    return {seg.style.color for y in range(2, 1 + len(table.order)) for seg in table.render_line(y)
+            if seg.text.strip() == word and seg.style is not None}
+
+
+async def test_cells_that_share_a_style_take_a_new_themes_colours():
+    from rich.color import Color
+
+    from nbtui.tui.app import NbtuiApp
+
+    # Cells whose texts repeat (a state, an idle time) are one styled cell shared by their
+    # rows: a theme change must still recolour every one of them, the rows that did not
+    # change with the rest.
+    busy = [Kernel("srv", f"{i:04x}beef-0000-4000-8000-000000000000", "python3", "busy", 0, T0) for i in range(3)]
+    snap = Snapshot(T0, servers=(SERVER,), kernels=tuple(busy))
+    fleet = _Static(snap)
+    app = NbtuiApp(fleet, refresh=3600, runner=SnapshotRunner(fleet))
+    async with app.run_test(size=(100, 20)) as pilot:
+        await until(pilot, lambda: app.fleet_screen is not None and len(app.fleet_screen.table.order) == 3,
+                    what="the first read on screen")
+        await pilot.pause()
+        assert _colour_of(app, "busy") == {Color.parse("#E3C14B")}  # nbtui-dark's warning
+        app.theme = "nbtui-light"
+        await pilot.pause()
+        await pilot.pause()
+        assert _colour_of(app, "busy") == {Color.parse("#9A6700")}  # nbtui-light's
+        cells = [app.fleet_screen.table.get_cell(key, "state") for key in app.fleet_screen.table.order]
+        assert all(c.plain == "busy" for c in cells)
+        app.apply_snapshot(Snapshot(T0, servers=(SERVER,), kernels=tuple(busy)))  # a refresh, nothing changed
+        await pilot.pause()
+        assert _colour_of(app, "busy") == {Color.parse("#9A6700")}

@@ -7,7 +7,7 @@ for one kernel at a time (``series`` copies a deque in one C call, safe across t
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable, Optional
+from typing import Optional, Sequence
 
 from nbtui.core.model import Kernel
 
@@ -21,13 +21,17 @@ class History:
         self.length = length
         self._data: dict[str, deque] = {}
 
-    def add(self, kernels: Iterable[Kernel]) -> None:
-        kernels = list(kernels)
+    def add(self, kernels: Sequence[Kernel]) -> None:
         data = self._data
+        get = data.get
         for k in kernels:
             u = k.usage
             if u is not None:
-                data.setdefault(k.key, deque(maxlen=self.length)).append((u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes))
+                key = k.key
+                samples = get(key)
+                if samples is None:  # (not setdefault: it would make a deque for every kernel, every read)
+                    samples = data[key] = deque(maxlen=self.length)
+                samples.append((u.cpu_percent, u.memory_bytes, u.gpu_memory_bytes))
         for key in data.keys() - {k.key for k in kernels}:  # gone (set operations in C, not a loop here)
             del data[key]
 

@@ -56,6 +56,10 @@ SIDE = 52  # the detail pane's width beside the table
 # What the filter box matches (nbtui.display.table_rows.matches): every field, named in its hint.
 FILTER_FIELDS = ("server", "id", "path", "spec", "state", "kind", "user", "reason")
 FILTER_HINT = f"filter: {', '.join(FILTER_FIELDS)} (escape clears)"
+# Columns whose texts repeat across rows: their styled cells are shared (FleetScreen._style).
+_SHARED_CELLS = frozenset({"flags", "kind", "server", "user", "spec", "state", "conn", "idle", "cpu", "mem", "gpu",
+                           "gpu%", "reason"})
+_SHARED_MAX = 4096  # distinct shared cells kept before starting over
 TALL = 34  # at least this tall: details start open below a table that cannot keep them beside
 
 
@@ -164,6 +168,8 @@ class FleetScreen(Screen):
         self._rows: list[tr.Row] = []
         self._layout: tuple = ()
         self._theme: Any = None  # the app's current Theme, looked up once per refresh
+        self._styled: dict[tuple[str, str, bool], Text] = {}  # shared cells (_style), for self._styled_theme
+        self._styled_theme: Any = None
         self._cells: Optional[tuple] = None  # the runner's cells for the snapshot on screen
         self._mounted = False  # on_mount has run: every widget of the screen is composed
         self._said: dict[str, float] = {}  # readonly refusals on screen, by action
@@ -364,6 +370,9 @@ class FleetScreen(Screen):
         kernels = self.visible_rows()
         with self.app.batch_update():
             self._theme = theme_files.for_rich(self.app.current_theme)  # looked up once per refresh, not per cell
+            if self._styled_theme != self.app.theme:
+                self._styled.clear()
+                self._styled_theme = self.app.theme
             # Until the first whole read has been on screen the rows stream in by server, in any
             # order: the cursor stays on the top row unless someone moved it.
             settled = getattr(self.app, "snapshots_seen", 2) > 1
@@ -390,7 +399,21 @@ class FleetScreen(Screen):
         return written
 
     def _style(self, column: str, text: str, orphan: bool = False) -> Text:
-        """A cell as plain Text (its text was made visible by the row; never markup)."""
+        """A cell as plain Text (its text was made visible by the row; never markup). Cells of
+        the columns whose texts repeat across rows (an idle time, a state, a size) are one Text
+        each, shared by every row showing it (DataTable renders a Text without changing it):
+        a refresh that ticks 1,500 idle times makes none."""
+        if column in _SHARED_CELLS:
+            key = (column, text, orphan)
+            made = self._styled.get(key)
+            if made is None:
+                if len(self._styled) >= _SHARED_MAX:
+                    self._styled.clear()
+                made = self._styled[key] = self._make_style(column, text, orphan)
+            return made
+        return self._make_style(column, text, orphan)
+
+    def _make_style(self, column: str, text: str, orphan: bool) -> Text:
         theme = self._theme or theme_files.for_rich(self.app.current_theme)
         style = f"italic {theme.error or ''}" if orphan and column in ("kernel", "notebook") else ""
         if column == "state":
