@@ -35,6 +35,13 @@ _TIMEOUT: Optional[Callable[[float], Any]] = getattr(asyncio, "timeout", None)  
 MAX_BODY = 64 << 20  # config.toml `max_body`
 TOO_BIG: Final = "too-big"
 MAX_CONTENTS_BYTES = 128 << 20  # the most of a notebook file nbtui reads to copy it
+# How long an idle connection to a server on this machine is kept for the next request
+# (httpx keeps one 5 s). The TUI asks a server's sessions, terminals and folders every 10 s
+# to a minute beside its kernels every 2 s, each on a connection of its own: at 5 s each of
+# those opened a new one (20 servers: 5 connections a refresh, 1 in 8 of its requests). A
+# connection the server closed meanwhile is not reused (httpcore sees it readable at EOF); on
+# loopback no NAT or firewall drops one silently, which is why remote servers keep httpx's 5 s.
+LOOPBACK_KEEPALIVE = 120.0
 
 
 async def deadline(work: Awaitable[_T], seconds: float) -> _T:
@@ -196,6 +203,9 @@ class ServerClient:
             follow_redirects=False,
             transport=transport,
             trust_env=not is_loopback(self.url),
+            # (httpx's own limits but for that; a given transport (a hub's) keeps its own pool)
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                                keepalive_expiry=LOOPBACK_KEEPALIVE if is_loopback(self.url) else 5.0),
         )
 
     def _tls(self, ca_bundle: Optional[str]) -> ssl.SSLContext:
