@@ -38,3 +38,23 @@ def test_a_server_that_lists_a_kernel_twice_does_not_keep_another_kernels_sample
     h.add([_k("a", 1.0, 1), _k("gone", 2.0, 2)])
     h.add([_k("a", 1.0, 1), _k("a", 1.0, 1)])  # a liar's repeated id
     assert h.series("s:gone", 0) == [] and h.series("s:a", 0) == [1.0, 1.0, 1.0]
+
+
+def test_an_unchanged_kernel_still_adds_one_sample_per_read():
+    # The fleet hands an unchanged kernel on as the very same object, its usage too: each
+    # read is still a sample on the line, the last `length` of them kept.
+    h = History(length=5)
+    same = _k("a", 10.0, 100)
+    for _ in range(3):
+        h.add([same])
+    assert h.series("s:a", 0) == [10.0, 10.0, 10.0]
+    h.add([_k("a", 20.0, 100)])
+    h.add([_k("a")])  # listed, not measured: no sample for this read
+    h.add([same])
+    assert h.series("s:a", 0) == [10.0, 10.0, 10.0, 20.0, 10.0]
+    for _ in range(4):
+        h.add([same])
+    assert h.series("s:a", 0) == [10.0] * 5  # the last five reads, all of them the same sample
+    h.add([_k("a", 30.0, 100)])
+    assert h.series("s:a", 0) == [10.0] * 4 + [30.0]
+    assert h.series("s:a", 1) == [100.0] * 5

@@ -208,7 +208,7 @@ class KernelTable(RowTable):
             self.refresh()
             return
         for cache in places:  # by update count, which stays: dropped whole (rebuilt from the new order)
-            cache.clear()
+            _release(cache)
         n, was = len(keys), len(before)
 
         def dropped_at(i: int) -> bool:  # another row there now, or its cells changed
@@ -250,6 +250,19 @@ class KernelTable(RowTable):
         if rk is None:
             rk = self._row_keys[key] = RowKey(key)
         return rk
+
+
+def _release(cache: Any) -> None:
+    """Empty one of DataTable's order caches. Its one value is a list as long as the table
+    (every row, or every row's offset) and its entries are linked in a ring: cleared, the ring
+    is a reference cycle that would hold that list until the cycle collector came (5,000
+    tuples a reorder, most of the garbage a TUI at 5,000 kernels makes). The lists are
+    emptied first, so what they held goes at once."""
+    for key in list(cache.keys()):
+        value = cache.get(key)
+        if isinstance(value, list):
+            value.clear()
+    cache.clear()
 
 
 def _label(title: str, right: bool, width: int = 0) -> Text:
