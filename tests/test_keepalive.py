@@ -26,13 +26,14 @@ class _Jupyter(BaseHTTPRequestHandler):
         self.server.connections += 1  # type: ignore[attr-defined]  # one handler per connection
 
     def do_GET(self):
+        close = self.server.close_after  # type: ignore[attr-defined]  # as the request came (not as the client goes on)
         body = json.dumps([]).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        if self.server.close_after:  # type: ignore[attr-defined]  # then closes it, unannounced (an idle timeout)
+        if close:  # then closes it, unannounced (as an idle timeout does)
             self.close_connection = True
 
 
