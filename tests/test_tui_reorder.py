@@ -3,7 +3,9 @@ changed (issue 25): what the screen shows is still, line for line, the new order
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 
 import pytest
 
@@ -93,69 +95,63 @@ def _colour_of(app, word: str):
             if seg.text.strip() == word and seg.style is not None}
 
 
+@contextlib.asynccontextmanager
+async def _showing(kernels, size: tuple[int, int]):
+    """The app on a fleet that always reads ``kernels``, its first read on screen."""
+    from nbtui.tui.app import NbtuiApp
+
+    fleet = _Static(Snapshot(T0, servers=(SERVER,), kernels=tuple(kernels)))
+    runner = SnapshotRunner(fleet)
+    app = NbtuiApp(fleet, refresh=3600, runner=runner)
+    try:
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda: app.fleet_screen is not None and len(app.fleet_screen.table.order) == len(kernels),
+                        what="the first read on screen")
+            await pilot.pause()
+            yield app, pilot
+    finally:
+        runner.close()
+
+
 async def test_cells_that_share_a_style_take_a_new_themes_colours():
     from rich.color import Color
-
-    from nbtui.tui.app import NbtuiApp
 
     # Cells whose texts repeat (a state, an idle time) are one styled cell shared by their
     # rows: a theme change must still recolour every one of them, the rows that did not
     # change with the rest.
     busy = tuple(Kernel("srv", f"{i:04x}beef-0000-4000-8000-000000000000", "python3", "busy", 0, T0) for i in range(3))
-    fleet = _Static(Snapshot(T0, servers=(SERVER,), kernels=busy))
-    runner = SnapshotRunner(fleet)
-    app = NbtuiApp(fleet, refresh=3600, runner=runner)
-    try:
-        async with app.run_test(size=(100, 20)) as pilot:
-            await until(pilot, lambda: app.fleet_screen is not None and len(app.fleet_screen.table.order) == 3,
-                        what="the first read on screen")
-            await pilot.pause()
-            assert _colour_of(app, "busy") == {Color.parse("#E3C14B")}  # nbtui-dark's warning
-            app.theme = "nbtui-light"
-            await pilot.pause()
-            await pilot.pause()
-            assert _colour_of(app, "busy") == {Color.parse("#9A6700")}  # nbtui-light's
-            cells = [app.fleet_screen.table.get_cell(key, "state") for key in app.fleet_screen.table.order]
-            assert all(c.plain == "busy" for c in cells)
-            app.apply_snapshot(Snapshot(T0, servers=(SERVER,), kernels=busy))  # a refresh, nothing changed
-            await pilot.pause()
-            assert _colour_of(app, "busy") == {Color.parse("#9A6700")}
-    finally:
-        runner.close()
+    async with _showing(busy, (100, 20)) as (app, pilot):
+        assert _colour_of(app, "busy") == {Color.parse("#E3C14B")}  # nbtui-dark's warning
+        app.theme = "nbtui-light"
+        await pilot.pause()
+        await pilot.pause()
+        assert _colour_of(app, "busy") == {Color.parse("#9A6700")}  # nbtui-light's
+        cells = [app.fleet_screen.table.get_cell(key, "state") for key in app.fleet_screen.table.order]
+        assert all(c.plain == "busy" for c in cells)
+        app.apply_snapshot(Snapshot(T0, servers=(SERVER,), kernels=busy))  # a refresh, nothing changed
+        await pilot.pause()
+        assert _colour_of(app, "busy") == {Color.parse("#9A6700")}
 
 
 async def test_a_reorder_leaves_no_cycle_holding_the_tables_rows():
-    import gc
-
-    from nbtui.tui.app import NbtuiApp
-
     # DataTable keeps its rows' order (and their offsets) in caches whose entries form a
     # ring; a reorder empties them. Emptied whole, each ring held a list as long as the table
     # until the cycle collector ran: at 5,000 kernels most of the garbage a refresh made.
     kernels = [_kernel(i, 600 - i) for i in range(40)]
-    fleet = _Static(Snapshot(T0, servers=(SERVER,), kernels=tuple(kernels)))
-    runner = SnapshotRunner(fleet)
-    app = NbtuiApp(fleet, refresh=3600, runner=runner)
-    try:
-        async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: app.fleet_screen is not None and len(app.fleet_screen.table.order) == 40,
-                        what="the first read on screen")
-            await pilot.pause()
+    async with _showing(kernels, (100, 30)) as (app, pilot):
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for turn in range(3):  # each refresh finds another kernel used just now: it goes last
+                used = kernels[turn]
+                kernels = [k for k in kernels if k is not used] + [
+                    Kernel(used.server, used.kernel_id, "python3", "idle", 0, T0 + dt.timedelta(seconds=turn))]
+                app.apply_snapshot(Snapshot(T0, servers=(SERVER,), kernels=tuple(kernels)))
+                await pilot.pause()
+            assert app.fleet_screen.table.order[-1].endswith(kernels[-1].kernel_id)
             gc.collect()
-            gc.set_debug(gc.DEBUG_SAVEALL)
-            try:
-                for turn in range(3):  # each refresh finds another kernel used just now: it goes last
-                    used = kernels[turn]
-                    kernels = [k for k in kernels if k is not used] + [
-                        Kernel(used.server, used.kernel_id, "python3", "idle", 0, T0 + dt.timedelta(seconds=turn))]
-                    app.apply_snapshot(Snapshot(T0, servers=(SERVER,), kernels=tuple(kernels)))
-                    await pilot.pause()
-                assert app.fleet_screen.table.order[-1].endswith(kernels[-1].kernel_id)
-                gc.collect()
-                held = [o for o in gc.garbage if isinstance(o, list) and len(o) == 40]
-            finally:
-                gc.set_debug(0)
-                gc.garbage.clear()
-            assert held == []
-    finally:
-        runner.close()
+            held = [o for o in gc.garbage if isinstance(o, list) and len(o) == 40]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert held == []
