@@ -194,7 +194,8 @@ class ServerClient:
             headers["Authorization"] = f"token {token}"
         self._token = token
         self.ca_bundle = ca_bundle  # the kernel websocket (channels.py) verifies TLS with it too
-        plain_local = self.url.startswith("http:") and is_loopback(self.url)  # no TLS, no proxy
+        local = is_loopback(self.url)  # no proxy, a longer keep-alive; over http: no TLS either
+        plain_local = local and self.url.startswith("http:")
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers=headers,
@@ -202,10 +203,10 @@ class ServerClient:
             verify=_no_tls() if plain_local else self._tls(ca_bundle),
             follow_redirects=False,
             transport=transport,
-            trust_env=not is_loopback(self.url),
+            trust_env=not local,
             # (httpx's own limits but for that; a given transport (a hub's) keeps its own pool)
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20,
-                                keepalive_expiry=LOOPBACK_KEEPALIVE if is_loopback(self.url) else 5.0),
+                                keepalive_expiry=LOOPBACK_KEEPALIVE if local else 5.0),
         )
 
     def _tls(self, ca_bundle: Optional[str]) -> ssl.SSLContext:
