@@ -156,3 +156,51 @@ def test_an_unchanged_row_s_idle_and_state_cells_still_move_with_the_clock(still
     _, later = cache.rows([used, never], layout)
     assert later["s:a"][keys.index("idle")].strip() == "1m"
     assert "never used" in later["s:b"][keys.index("state")]
+
+
+def test_the_cell_cache_shows_what_cells_made_afresh_show_through_any_run_of_changes(still_clock):
+    """Whatever changes between reads (a state, a usage, a path, reasons, a user, a server's
+    rows coming and going, a kernel listed twice, the clock, the width), the cached cells are
+    the cells made from scratch: the cache makes again only the cells a change reaches, and
+    the idle cells whose time has come."""
+    import random
+
+    rng = random.Random(11)
+    at = T0
+
+    def kernel(kid):
+        busy = rng.random() < 0.2
+        usage = None if rng.random() < 0.3 else Usage(
+            "local", pid=rng.choice([None, 4711]), cpu_percent=rng.choice([None, 0.0, 3.0, 97.5]),
+            memory_bytes=rng.choice([None, 2**20, 3 * 2**30]), gpu_memory_bytes=rng.choice([None, 0, 2**33]),
+            gpu_percent=rng.choice([None, 0.0, 40.0]))
+        path = rng.choice([None, "a/x.ipynb", "deep/er/still/y.ipynb"])
+        return Kernel(rng.choice(["s", "hub/alice"]) if kid == "k0" else "s", kid, rng.choice(["python3", "ir"]),
+                      "busy" if busy else rng.choice(["idle", "starting"]), rng.choice([None, 0, 2]),
+                      ago(rng.choice([None, 5, 59, 3590, 90000])), Session("x", path, "y", "notebook") if path else None,
+                      usage, orphan_reasons=rng.choice([(), ("no-session",), ("no-session", "disconnected-idle")]),
+                      user=rng.choice([None, "alice"]))
+
+    items = {f"k{i}": tr.kernel_row(kernel(f"k{i}")) for i in range(12)}
+    cache = rows.CellCache()
+    width = 160
+    for step in range(400):
+        for kid in rng.sample(sorted(items), rng.randint(0, 3)):
+            items[kid] = tr.kernel_row(kernel(kid))
+        if rng.random() < 0.1:
+            width = rng.choice([80, 120, 160, 200])
+        if rng.random() < 0.5:
+            at += dt.timedelta(seconds=rng.choice([0.3, 1, 7, 61, 3600]))
+            still_clock(at)
+        shown = [v for kid, v in sorted(items.items()) if rng.random() < 0.9]
+        if rng.random() < 0.5:  # a leftover process, made again at every read (its server gone or not)
+            shown.append(tr.process_row(Process(4711, "bob", "python train.py", 1.0, server_pid=420,
+                                                cpu_percent=rng.choice([None, 5.0]),
+                                                orphan_reasons=rng.choice([("server-gone",), ("kernel-gone",)])),
+                                        server=rng.choice(["", "s"])))
+        if shown and rng.random() < 0.05:
+            shown.append(tr.kernel_row(kernel(shown[0].item.kernel_id)))  # a liar lists one twice
+        layout = rows.layout_for(width)
+        _, got = cache.rows(shown, layout)
+        want = {r.key: rows.cells(r, layout, False) for r in shown}
+        assert got == want, step

@@ -41,9 +41,11 @@ def idle_kernels(kernels: Iterable[Kernel], threshold: float) -> list[Kernel]:
     """The kernels ``kernel_is_idle`` says are idle, their idle times as of one clock reading
     (a summary of 5,000 kernels reads the clock once, not once each)."""
     now = model.clock()
-    # (model.idle_since, inline: asked of every kernel on every refresh)
-    return [k for k in kernels if (seen := k.seen_at) is not None
-            and is_idle(max(0.0, now - seen), k.state, threshold)]
+    if threshold <= 0:  # (every known idle time is at or past it)
+        return [k for k in kernels if k.seen_at is not None and k.state != "busy"]
+    # (model.idle_since and is_idle, inline: asked of every kernel on every refresh; with a
+    # threshold above 0, ``max(0.0, now - seen) >= threshold`` is ``now - seen >= threshold``)
+    return [k for k in kernels if (seen := k.seen_at) is not None and now - seen >= threshold and k.state != "busy"]
 
 
 def kernel_reasons(

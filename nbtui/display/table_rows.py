@@ -28,8 +28,12 @@ ORPHAN = "!"
 Item = Union[Kernel, Terminal, Process]
 
 
-@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through object.__setattr__,
-class Row:  # 8x the cost, and a refresh builds one row per kernel (5,000 rows: 9 ms against 1). Never changed once built.
+# Not frozen: a frozen __init__ sets each field through object.__setattr__, 8x the cost, and a
+# refresh builds one row per kernel (5,000 rows: 9 ms against 1). Never changed once built.
+# Compared and hashed by identity (eq=False): a row is the very row it was or another
+# (RowMemo), and a set of 5,000 rows is made in C (tui.rows.CellCache) without a field read.
+@dataclass(slots=True, eq=False)
+class Row:
     kind: Kind  # kernel | terminal | leftover | process
     key: str  # identity across refreshes: `server:kernel_id`, `terminal:server/name`, `pid:N`
     server: str  # the server's name; for a process, the live server it came from, or ""

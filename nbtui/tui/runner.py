@@ -57,9 +57,9 @@ class SnapshotRunner:
         """Work over every row happens here, on the service's thread, not on the UI thread:
         the rows, the index by key, the summary's counts and every row's cells."""
         snap = reading.snapshot
-        if not reading.partial:
-            self.history.add(snap.kernels)
         rows = tr.rows_of(snap, memo=self._rows)
+        if not reading.partial:
+            self.history.add(rows)
         layout = self.layout
         cells = self._cells.rows(rows, layout) if layout else None
         # (the rows by key: rows_of's memo of them, made anew each call)

@@ -340,7 +340,7 @@ class FleetScreen(Screen):
         self._by_key = index
         self.marked_keys &= self._by_key.keys()
         if table_rows is None:
-            self.history.add(snap.kernels)
+            self.history.add(self._rows)
         if not self._mounted:  # its widgets may be half composed: on_mount renders what is here
             return
         if tuple(s.name for s in servers_before) != tuple(s.name for s in snap.servers):
