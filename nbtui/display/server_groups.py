@@ -4,6 +4,7 @@ and `ls --json` keep each one). Pure code over the model, shared by every view."
 
 from __future__ import annotations
 
+import functools
 import getpass
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -29,6 +30,7 @@ class OwnerGroup:
         return text + (f", {self.unread} not read" if self.unread else "")
 
 
+@functools.cache  # who runs nbtui does not change; the summary asks at every refresh (a passwd lookup)
 def me() -> Optional[str]:
     try:
         return getpass.getuser()

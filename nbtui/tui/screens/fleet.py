@@ -193,6 +193,8 @@ class FleetScreen(Screen):
 
     @property
     def marked_rows(self) -> list[tr.Row]:
+        if not self.marked_keys:  # (the summary asks at every refresh: 5,000 rows need no test)
+            return []
         return [self._by_key[k] for k in self.table.order if k in self.marked_keys and k in self._by_key]
 
     @property
