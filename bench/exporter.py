@@ -185,8 +185,9 @@ async def refresh_part(ports: list[int]) -> dict:
         # runner keeps the usage history, indexes the kernels and computes the rows' cells.
         snap = read.snapshot
         history, cache = History(), CellCache()
-        history.add(snap.kernels)
-        cache.rows(rows_of(snap), layout)
+        first_rows = rows_of(snap)
+        history.add(first_rows)
+        cache.rows(first_rows, layout)
         own, theirs = [], []
         for _ in range(RUNS):
             fresh = dataclasses.replace(snap, kernels=tuple(dataclasses.replace(k) for k in snap.kernels))
@@ -195,8 +196,8 @@ async def refresh_part(ports: list[int]) -> dict:
             render(State(fresh, dict(exporter.tracker.restarts), {}, 1, 0, 1.0, "h"), True, exporter.kernel_lines)
             own.append(time.process_time() - c)
             c = time.process_time()
-            history.add(fresh.kernels)
             fresh_rows = rows_of(fresh)
+            history.add(fresh_rows)
             {r.key: r for r in fresh_rows}
             cache.rows(fresh_rows, layout)
             theirs.append(time.process_time() - c)

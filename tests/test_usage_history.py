@@ -63,3 +63,14 @@ def test_an_unchanged_kernel_still_adds_one_sample_per_read():
     h.add([_k("a", 30.0, 100)])
     assert h.series("s:a", 0) == [10.0] * 4 + [30.0]
     assert h.series("s:a", 1) == [100.0] * 5
+
+
+def test_a_twin_s_sample_does_not_outlast_the_twin():
+    # A server lists kernel a twice at one read, the twin with other usage; at the next reads a
+    # is listed once, unchanged (the very row): its own usage is on the line again.
+    h = History()
+    a, twin = _k("a", 1.0, 1), _k("a", 9.0, 9)
+    for rows in ([a], [twin, a], [a], [a], [a]):
+        h.add(rows)
+    line = h.series("s:a", 0)
+    assert line[0] == 1.0 and line[1] in (1.0, 9.0) and line[2:] == [1.0, 1.0, 1.0]

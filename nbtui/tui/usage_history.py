@@ -48,8 +48,7 @@ class History:
         before, self._rows = self._rows, now
         gone, new = before - now, now - before
         listed, runs_of = self._listed, self._runs
-        self._reads += 1
-        read = self._reads
+        read = self._reads + 1  # (counted once its samples are in: ``series`` on the UI thread)
         for r in gone:
             key = r.key
             listed[key] -= 1
@@ -57,9 +56,15 @@ class History:
                 del listed[key]
         for r in new:
             listed[r.key] += 1
+        left = set()
         for r in gone:
             if r.key not in listed:  # no row of its kernel any more (a changed kernel has a new one)
                 runs_of.pop(r.key, None)
+            else:
+                left.add(r.key)
+        if left - {r.key for r in new}:  # a kernel listed twice, one of its rows gone: the one left is
+            left -= {r.key for r in new}  # sampled again (a walk of the rows, only after such a liar)
+            new = new | {r for r in now if r.key in left}
         for r in new:
             if r.kind != KERNEL:
                 continue
@@ -71,11 +76,12 @@ class History:
                 runs = runs_of[r.key] = deque()
             elif runs[-1][1] == sample:
                 continue  # the run goes on
-            elif runs[-1][0] == read:  # (a kernel listed twice: the first row's sample this read)
+            elif runs[-1][0] == read:  # (a kernel listed twice: one row's sample this read)
                 continue
             runs.append((read, sample))
             if len(runs) > 2 * self.length + 2:  # (runs with a sample and without alternate at
                 runs.popleft()  # worst: the last 2 * length + 2 hold the last ``length`` samples)
+        self._reads = read
 
     def series(self, key: str, index: int) -> list[Optional[float]]:
         """The samples of one measure, oldest first (the last ``length``); None where it was unknown."""
