@@ -120,7 +120,7 @@ class CellCache:
         cached = self._sig.get(key)
         same = cached is not None and cached[2] is r
         if same and r.state != "starting":
-            return  # (a starting row that started: the very row, nothing in it changed)
+            return  # the very row, not starting: nothing in it changed
         sig = (r.kind, r.server, tr.text(r, "state"), r.connections, r.spec, r.notebook, r.user, r.pid, r.cpu,
                r.mem, r.gpu, r.gpu_percent, r.reasons, r.ident)
         if cached is not None and cached[0] == sig:

@@ -56,15 +56,15 @@ class History:
                 del listed[key]
         for r in new:
             listed[r.key] += 1
-        left = set()
+        new_keys = {r.key for r in new}
+        twins = set()  # a kernel listed twice, one of its rows gone: the one left is sampled again
         for r in gone:
             if r.key not in listed:  # no row of its kernel any more (a changed kernel has a new one)
                 runs_of.pop(r.key, None)
-            else:
-                left.add(r.key)
-        if left - {r.key for r in new}:  # a kernel listed twice, one of its rows gone: the one left is
-            left -= {r.key for r in new}  # sampled again (a walk of the rows, only after such a liar)
-            new = new | {r for r in now if r.key in left}
+            elif r.key not in new_keys:
+                twins.add(r.key)
+        if twins:  # (a walk of the rows, only after such a liar)
+            new = new | {r for r in now if r.key in twins}
         for r in new:
             if r.kind != KERNEL:
                 continue
